@@ -1,0 +1,251 @@
+//! The request flow around the scheduler (GIE `requestcontrol/director.go`): parse, admission,
+//! data producers, admitters, scheduling, PreRequest; and the response hooks.
+//!
+//! ```text
+//! parse_request ─► schedule:  candidates (pool) ─► shed if sheddable and saturated (429)
+//!                             ─► producers ─► admitters ─► profiles ─► PreRequest ─► result
+//! response_headers / response_body ─► ResponseHeader / ResponseBody hooks (release counters)
+//! ```
+
+use alloc::borrow::Cow;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::error::RequestError;
+use crate::model::endpoint::Endpoint;
+use crate::model::request::InferenceRequest;
+use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::result::SchedulingResult;
+use crate::parse::engine::MetricsExtractor;
+use crate::plugin::{CycleContext, CycleState, Plugin, ProduceContext, RequestState};
+use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
+use crate::rng::Rng;
+use crate::scheduler::Scheduler;
+
+/// Header naming the request's InferenceObjective (its priority).
+pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
+/// Header presetting the target model.
+pub const MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
+/// Request id header.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A loaded, immutable endpoint picker: build it once with [`crate::config::loader::load`] and
+/// share it; every method takes `&self`.
+pub struct EndpointPicker {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) producers: Vec<Rc<dyn Plugin>>,
+    pub(crate) admitters: Vec<Rc<dyn Plugin>>,
+    pub(crate) pre_requests: Vec<Rc<dyn Plugin>>,
+    pub(crate) response_headers: Vec<Rc<dyn Plugin>>,
+    pub(crate) response_bodies: Vec<Rc<dyn Plugin>>,
+    pub(crate) saturation_detector: Rc<dyn Plugin>,
+    pub(crate) parser: Rc<dyn Plugin>,
+    pub(crate) objectives: Vec<(String, i32)>,
+    pub(crate) metrics_source: Option<MetricsSourceParams>,
+    pub(crate) extractor: MetricsExtractor,
+    pub(crate) plugins: Vec<(String, Rc<dyn Plugin>)>,
+}
+
+impl EndpointPicker {
+    /// Parses a request body into an [`InferenceRequest`] that borrows `body`.
+    ///
+    /// `headers` are the request headers plugins may read (lower-case names). The priority comes
+    /// from the objective named by `x-gateway-inference-objective` (0 when absent or unknown); the
+    /// target model from `x-gateway-model-name-rewrite`, else the body's `model`.
+    ///
+    /// # Errors
+    /// The parser's 400-class [`RequestError`].
+    pub fn parse_request<'a>(
+        &self,
+        path: &str,
+        body: &'a [u8],
+        headers: Vec<(String, String)>,
+    ) -> Result<InferenceRequest<'a>, RequestError> {
+        let Some(parser) = self.parser.as_parser() else {
+            return Err(RequestError::InvalidField(
+                "no request parser configured".into(),
+            ));
+        };
+        let parsed = parser.parse(path, body)?;
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let priority = header(OBJECTIVE_HEADER)
+            .and_then(|o| {
+                self.objectives
+                    .iter()
+                    .find(|(n, _)| *n == o)
+                    .map(|(_, p)| *p)
+            })
+            .unwrap_or(0);
+        let target_model = match header(MODEL_REWRITE_HEADER).filter(|m| !m.is_empty()) {
+            Some(m) => Cow::Owned(m),
+            None => parsed.model.clone(),
+        };
+        Ok(InferenceRequest {
+            request_id: Cow::Owned(header(REQUEST_ID_HEADER).unwrap_or_default()),
+            api: parsed.api,
+            model: parsed.model,
+            target_model,
+            prompt: parsed.prompt,
+            stream: parsed.stream,
+            cache_salt: parsed.cache_salt,
+            body_size_bytes: body.len(),
+            priority,
+            headers,
+        })
+    }
+
+    /// Schedules `request` over `endpoints` (the pool snapshot) at `now_ms`.
+    ///
+    /// Plugins keep what the response path needs in `state`; keep it with the request and pass
+    /// it to [`Self::response_headers`] / [`Self::response_body`]; dropping it releases any
+    /// in-flight counts (reset, client gone).
+    ///
+    /// # Errors
+    /// [`RequestError::NoCandidates`] (503) for an empty pool; [`RequestError::Saturated`] (429)
+    /// for a sheddable request while saturated; [`RequestError::AdmissionDenied`] (500);
+    /// [`RequestError::NoTargetEndpoint`] (429) when every candidate was filtered out.
+    pub fn schedule(
+        &self,
+        request: &InferenceRequest<'_>,
+        endpoints: &[Endpoint],
+        now_ms: u64,
+        rng: &mut dyn Rng,
+        state: &mut RequestState,
+    ) -> Result<SchedulingResult, RequestError> {
+        if endpoints.is_empty() {
+            return Err(RequestError::NoCandidates);
+        }
+        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let mut cycle = CycleState::new();
+
+        if request.is_sheddable() {
+            let cx = CycleContext {
+                request,
+                endpoints,
+                state: &cycle,
+                now_ms,
+            };
+            let saturation = self
+                .saturation_detector
+                .as_saturation_detector()
+                .map_or(0.0, |d| d.saturation(&cx, &candidates));
+            if saturation >= 1.0 {
+                return Err(RequestError::Saturated);
+            }
+        }
+
+        let pcx = ProduceContext {
+            request,
+            endpoints,
+            now_ms,
+        };
+        for p in &self.producers {
+            if let Some(dp) = p.as_data_producer() {
+                dp.produce(&pcx, &candidates, &mut cycle, state);
+            }
+        }
+
+        let cx = CycleContext {
+            request,
+            endpoints,
+            state: &cycle,
+            now_ms,
+        };
+        for a in &self.admitters {
+            if let Some(ad) = a.as_admitter() {
+                ad.admit(&cx, &candidates)
+                    .map_err(RequestError::AdmissionDenied)?;
+            }
+        }
+
+        let result = self.scheduler.schedule(&cx, &candidates, rng)?;
+        for p in &self.pre_requests {
+            if let Some(pr) = p.as_pre_request() {
+                pr.pre_request(&cx, &result, state);
+            }
+        }
+        Ok(result)
+    }
+
+    /// The comma-separated destination value for a result: the primary profile's targets,
+    /// primary first (`ip:port,ip:port`).
+    pub fn destination(&self, result: &SchedulingResult, endpoints: &[Endpoint]) -> String {
+        let mut out = String::new();
+        for &i in result.primary_targets() {
+            if let Some(e) = endpoints.get(i) {
+                if !out.is_empty() {
+                    out.push(',');
+                }
+                out.push_str(&e.address);
+            }
+        }
+        out
+    }
+
+    /// Runs the response-header hooks; headers to add to the response are pushed to `out`.
+    pub fn response_headers(
+        &self,
+        state: &mut RequestState,
+        response: &ResponseInfo<'_>,
+        out: &mut Vec<(String, String)>,
+    ) {
+        for p in &self.response_headers {
+            if let Some(h) = p.as_response_header() {
+                h.response_header(state, response, out);
+            }
+        }
+    }
+
+    /// Runs the response-body hooks for one chunk (the last has `end_of_stream`).
+    pub fn response_body(
+        &self,
+        state: &mut RequestState,
+        response: &ResponseInfo<'_>,
+        chunk: &BodyChunk,
+    ) {
+        for p in &self.response_bodies {
+            if let Some(b) = p.as_response_body() {
+                b.response_body(state, response, chunk);
+            }
+        }
+    }
+
+    /// Tells every plugin the pool's membership changed (to drop per-endpoint state).
+    pub fn pool_changed(&self, endpoints: &[Endpoint]) {
+        let addrs: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();
+        for (_, p) in &self.plugins {
+            p.pool_changed(&addrs);
+        }
+    }
+
+    /// How endpoint metrics are read.
+    pub fn metrics_extractor(&self) -> &MetricsExtractor {
+        &self.extractor
+    }
+
+    /// Where endpoint metrics come from; `None` when the data layer was turned off.
+    pub fn metrics_source(&self) -> Option<&MetricsSourceParams> {
+        self.metrics_source.as_ref()
+    }
+
+    /// The scheduling layer.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// The plugin instance named `name`.
+    pub fn plugin(&self, name: &str) -> Option<&Rc<dyn Plugin>> {
+        self.plugins.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    }
+
+    /// Every plugin instance by name.
+    pub fn plugins(&self) -> &[(String, Rc<dyn Plugin>)] {
+        &self.plugins
+    }
+}

@@ -1,0 +1,102 @@
+//! The request as the scheduler sees it: what the parser extracted from the body plus the
+//! headers plugins may read.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Which OpenAI-compatible API the request uses, from the suffix of `:path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    /// `/v1/completions`
+    Completions,
+    /// `/v1/chat/completions`
+    ChatCompletions,
+    /// `/v1/embeddings`
+    Embeddings,
+    /// `/v1/responses`
+    Responses,
+    /// `/v1/conversations`
+    Conversations,
+}
+
+impl ApiKind {
+    /// The API for a request path (query string ignored); GIE's default is completions.
+    pub fn from_path(path: &str) -> ApiKind {
+        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        if path.ends_with("/chat/completions") {
+            ApiKind::ChatCompletions
+        } else if path.ends_with("/embeddings") {
+            ApiKind::Embeddings
+        } else if path.ends_with("/responses") {
+            ApiKind::Responses
+        } else if path.ends_with("/conversations") {
+            ApiKind::Conversations
+        } else {
+            ApiKind::Completions
+        }
+    }
+}
+
+/// A parsed inference request. Borrows the body where it can, so a 200 KiB prompt is not copied.
+#[derive(Clone, Debug)]
+pub struct InferenceRequest<'a> {
+    /// Request id (`x-request-id`), empty when absent.
+    pub request_id: Cow<'a, str>,
+    /// The API this request uses.
+    pub api: ApiKind,
+    /// `model` from the body.
+    pub model: Cow<'a, str>,
+    /// Model after rewrite (`x-gateway-model-name-rewrite`), else `model`. LoRA affinity and
+    /// the prefix-hash seed use this.
+    pub target_model: Cow<'a, str>,
+    /// The text hashed for prefix-cache matching: the completions prompt, the raw JSON of chat
+    /// `messages`, or the Responses/embeddings inputs (gie-epp.md §4 "Text extraction").
+    pub prompt: Cow<'a, str>,
+    /// `stream: true` in the body.
+    pub stream: bool,
+    /// `cache_salt` from the body (vLLM), mixed into the prefix-hash seed.
+    pub cache_salt: Option<Cow<'a, str>>,
+    /// Size of the request body in bytes.
+    pub body_size_bytes: usize,
+    /// Priority from the `x-gateway-inference-objective` header (0 by default); < 0 is sheddable.
+    pub priority: i32,
+    /// Request headers plugins may read (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+impl<'a> InferenceRequest<'a> {
+    /// A minimal request for `model` with `prompt`, as tests and benchmarks build them.
+    pub fn new(model: &'a str, prompt: &'a str) -> Self {
+        InferenceRequest {
+            request_id: Cow::Borrowed(""),
+            api: ApiKind::Completions,
+            model: Cow::Borrowed(model),
+            target_model: Cow::Borrowed(model),
+            prompt: Cow::Borrowed(prompt),
+            stream: false,
+            cache_salt: None,
+            body_size_bytes: prompt.len(),
+            priority: 0,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The value of header `name` (lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the request may be shed under saturation (priority < 0).
+    pub fn is_sheddable(&self) -> bool {
+        self.priority < 0
+    }
+
+    /// Estimated prompt length in tokens: characters / 4 (GIE's `averageCharactersPerToken`).
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        (self.prompt.len() as u64) / 4
+    }
+}

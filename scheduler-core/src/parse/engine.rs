@@ -1,0 +1,478 @@
+//! Engine mappings: which Prometheus series hold queue length, running requests, KV usage, LoRA
+//! state and cache geometry for each model-server engine, and the extraction of
+//! [`EndpointMetrics`] from a page.
+//!
+//! Built-in engines (gie-epp.md §5 and model-servers.md §1.2): `vllm` (default), `sglang`,
+//! `trtllm-serve`, `triton-tensorrt-llm`. The engine of an endpoint comes from its
+//! `inference.networking.k8s.io/engine-type` label (key configurable; a plain `engine-type` label
+//! is accepted too). `engineConfigs` in `core-metrics-extractor`'s parameters replace a built-in
+//! engine of the same name or add one; an empty spec disables that metric.
+//!
+//! Rules:
+//! - Several series of one metric (data-parallel `engine="0"/"1"`, per-rank series) are
+//!   aggregated, not "first wins" (GIE #2950): queue and running counts are **summed**; the KV
+//!   fraction is **averaged** (each rank has its own cache of the same size, so the mean is the
+//!   fraction of the whole).
+//! - LoRA (`vllm:lora_requests_info`): the series with the highest *value* (a timestamp) wins;
+//!   `running_lora_adapters`/`waiting_lora_adapters` are comma lists (trimmed, empties dropped,
+//!   `""` = none); `max_lora` is an integer.
+//! - Cache info: `block_size`/`num_gpu_blocks` labels (vLLM) or `page_size`/`num_pages` (SGLang)
+//!   of the cache-info series; engines that publish them as gauges use `blockSizeSpec` and
+//!   `numBlocksSpec`. A value like `"None"` leaves the field unknown (0).
+//! - Sample names match with `:` or `_` in the same place, because OpenMetrics output of
+//!   prometheus_client mangles `vllm:x` to `vllm_x` (model-servers.md §1.1).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, FieldPath, MetricsParseError};
+use crate::model::endpoint::{Endpoint, EndpointMetrics};
+use crate::parse::prometheus::{samples, Sample};
+
+/// Default label key naming an endpoint's engine (GIE `DefaultEngineTypeLabelKey`).
+pub const DEFAULT_ENGINE_LABEL_KEY: &str = "inference.networking.k8s.io/engine-type";
+/// Short label key accepted as well.
+pub const SHORT_ENGINE_LABEL_KEY: &str = "engine-type";
+/// Engine used for endpoints with no engine label.
+pub const DEFAULT_ENGINE: &str = "vllm";
+
+/// A PromQL-style instant selector: `name` or `name{label="value",label2=value2}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricSpec {
+    /// Metric name.
+    pub name: String,
+    /// Label equality matchers.
+    pub matchers: Vec<(String, String)>,
+}
+
+impl MetricSpec {
+    /// Parses a selector; the empty string gives `None` (metric disabled).
+    ///
+    /// # Errors
+    /// A message for a malformed selector.
+    pub fn parse(spec: &str) -> Result<Option<MetricSpec>, String> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Ok(None);
+        }
+        let (name, rest) = match spec.find('{') {
+            Some(i) => (
+                spec.get(..i).unwrap_or("").trim(),
+                Some(spec.get(i + 1..).unwrap_or("")),
+            ),
+            None => (spec, None),
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+        {
+            return Err(alloc::format!("invalid metric name in selector '{spec}'"));
+        }
+        let mut matchers = Vec::new();
+        if let Some(rest) = rest {
+            let body = rest
+                .strip_suffix('}')
+                .ok_or_else(|| alloc::format!("selector '{spec}' is missing '}}'"))?;
+            for part in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = part.split_once('=').ok_or_else(|| {
+                    alloc::format!("label matcher '{part}' in '{spec}' needs '='")
+                })?;
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                matchers.push((k.trim().into(), v.into()));
+            }
+        }
+        Ok(Some(MetricSpec {
+            name: name.into(),
+            matchers,
+        }))
+    }
+
+    fn name_matches(&self, sample_name: &str) -> bool {
+        let (a, b) = (self.name.as_bytes(), sample_name.as_bytes());
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(&x, &y)| x == y || (x == b':' && y == b'_'))
+    }
+
+    /// True when `sample` is a series of this selector.
+    pub fn matches(&self, sample: &Sample<'_>) -> bool {
+        self.name_matches(sample.name)
+            && self
+                .matchers
+                .iter()
+                .all(|(k, v)| sample.label(k).is_some_and(|got| got == v.as_str()))
+    }
+}
+
+/// Selectors for one engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineMapping {
+    /// Engine name (the label value).
+    pub name: String,
+    /// Waiting requests.
+    pub queued: Option<MetricSpec>,
+    /// Running requests.
+    pub running: Option<MetricSpec>,
+    /// KV usage fraction 0..1.
+    pub kv_usage: Option<MetricSpec>,
+    /// LoRA info series (labels).
+    pub lora: Option<MetricSpec>,
+    /// Cache-info series (labels `block_size`/`num_gpu_blocks` or `page_size`/`num_pages`).
+    pub cache_info: Option<MetricSpec>,
+    /// Block size in tokens as a gauge value.
+    pub block_size: Option<MetricSpec>,
+    /// Number of KV blocks as a gauge value.
+    pub num_blocks: Option<MetricSpec>,
+}
+
+/// One entry of `engineConfigs` (GIE `engineConfigParams`, plus two gauge specs of ours).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EngineConfigParams {
+    /// Engine name.
+    pub name: String,
+    /// Selector for waiting requests.
+    #[serde(default)]
+    pub queued_requests_spec: String,
+    /// Selector for running requests.
+    #[serde(default)]
+    pub running_requests_spec: String,
+    /// Selector for KV usage (fraction).
+    #[serde(default, rename = "kvUsageSpec")]
+    pub kv_usage_spec: String,
+    /// Selector for LoRA info.
+    #[serde(default, rename = "loraSpec")]
+    pub lora_spec: String,
+    /// Selector for the cache-info series.
+    #[serde(default)]
+    pub cache_info_spec: String,
+    /// Selector for a block-size gauge (tokens per block).
+    #[serde(default)]
+    pub block_size_spec: String,
+    /// Selector for a number-of-blocks gauge.
+    #[serde(default)]
+    pub num_blocks_spec: String,
+}
+
+impl EngineMapping {
+    /// Builds a mapping from its config entry.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad selector's field.
+    pub fn from_params(p: &EngineConfigParams) -> Result<Self, ConfigError> {
+        let spec = |field: &str, s: &str| {
+            MetricSpec::parse(s).map_err(|m| ConfigError::invalid(FieldPath::key(field), m))
+        };
+        if p.name.is_empty() {
+            return Err(ConfigError::invalid(
+                FieldPath::key("name"),
+                "engine config name cannot be empty",
+            ));
+        }
+        Ok(EngineMapping {
+            name: p.name.clone(),
+            queued: spec("queuedRequestsSpec", &p.queued_requests_spec)?,
+            running: spec("runningRequestsSpec", &p.running_requests_spec)?,
+            kv_usage: spec("kvUsageSpec", &p.kv_usage_spec)?,
+            lora: spec("loraSpec", &p.lora_spec)?,
+            cache_info: spec("cacheInfoSpec", &p.cache_info_spec)?,
+            block_size: spec("blockSizeSpec", &p.block_size_spec)?,
+            num_blocks: spec("numBlocksSpec", &p.num_blocks_spec)?,
+        })
+    }
+}
+
+/// The built-in engine table.
+pub fn builtin_engine_configs() -> Vec<EngineConfigParams> {
+    let e = |name: &str, q: &str, r: &str, kv: &str, lora: &str, ci: &str, bs: &str, nb: &str| {
+        EngineConfigParams {
+            name: name.into(),
+            queued_requests_spec: q.into(),
+            running_requests_spec: r.into(),
+            kv_usage_spec: kv.into(),
+            lora_spec: lora.into(),
+            cache_info_spec: ci.into(),
+            block_size_spec: bs.into(),
+            num_blocks_spec: nb.into(),
+        }
+    };
+    alloc::vec![
+        e(
+            "vllm",
+            "vllm:num_requests_waiting",
+            "vllm:num_requests_running",
+            "vllm:kv_cache_usage_perc",
+            "vllm:lora_requests_info",
+            "vllm:cache_config_info",
+            "",
+            "",
+        ),
+        e(
+            "sglang",
+            "sglang:num_queue_reqs",
+            "sglang:num_running_reqs",
+            "sglang:token_usage",
+            "",
+            "sglang:cache_config_info",
+            "",
+            "",
+        ),
+        e(
+            "trtllm-serve",
+            "trtllm_num_requests_waiting",
+            "trtllm_num_requests_running",
+            "trtllm_kv_cache_utilization",
+            "",
+            "",
+            "trtllm_kv_cache_tokens_per_block",
+            "trtllm_kv_cache_max_blocks",
+        ),
+        e(
+            "triton-tensorrt-llm",
+            "nv_trt_llm_request_metrics{request_type=\"waiting\"}",
+            "nv_trt_llm_request_metrics{request_type=\"scheduled\"}",
+            "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"fraction\"}",
+            "",
+            "",
+            "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"tokens_per\"}",
+            "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"max\"}",
+        ),
+    ]
+}
+
+/// Reads endpoint metrics from pages, per engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsExtractor {
+    /// Label key naming the engine.
+    pub engine_label_key: String,
+    /// Engine for endpoints without the label.
+    pub default_engine: String,
+    engines: Vec<EngineMapping>,
+}
+
+/// The result of reading one page.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    /// Metrics read (`update_time_ms` left 0 for the caller to set).
+    pub metrics: EndpointMetrics,
+    /// How many of the mapped fields were found; 0 means the page had none of them.
+    pub fields_found: u32,
+}
+
+impl Default for MetricsExtractor {
+    fn default() -> Self {
+        // The built-in table parses; a failure would be caught by the unit test below.
+        Self::new(DEFAULT_ENGINE_LABEL_KEY, DEFAULT_ENGINE, &[]).unwrap_or(MetricsExtractor {
+            engine_label_key: DEFAULT_ENGINE_LABEL_KEY.into(),
+            default_engine: DEFAULT_ENGINE.into(),
+            engines: Vec::new(),
+        })
+    }
+}
+
+impl MetricsExtractor {
+    /// The built-in engines, with `overrides` replacing or adding engines by name.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] (path relative to the extractor's parameters) for a bad selector or a
+    /// `default_engine` that names no engine.
+    pub fn new(
+        engine_label_key: &str,
+        default_engine: &str,
+        overrides: &[EngineConfigParams],
+    ) -> Result<Self, ConfigError> {
+        let mut engines = Vec::new();
+        for (i, p) in overrides.iter().enumerate() {
+            let m = EngineMapping::from_params(p)
+                .map_err(|e| e.prefixed(&FieldPath::key("engineConfigs").with_index(i)))?;
+            engines.push(m);
+        }
+        for p in builtin_engine_configs() {
+            if !engines.iter().any(|e| e.name == p.name) {
+                engines.push(EngineMapping::from_params(&p)?);
+            }
+        }
+        if !engines.iter().any(|e| e.name == default_engine) {
+            return Err(ConfigError::invalid(
+                FieldPath::key("defaultEngine"),
+                alloc::format!("defaultEngine '{default_engine}' not found in engineConfigs"),
+            ));
+        }
+        Ok(MetricsExtractor {
+            engine_label_key: engine_label_key.into(),
+            default_engine: default_engine.into(),
+            engines,
+        })
+    }
+
+    /// The mapping for `endpoint` (by its engine label), falling back to the default engine.
+    pub fn mapping_for(&self, endpoint: &Endpoint) -> Option<&EngineMapping> {
+        let name = endpoint
+            .label(&self.engine_label_key)
+            .or_else(|| endpoint.label(SHORT_ENGINE_LABEL_KEY))
+            .unwrap_or(&self.default_engine);
+        self.engine(name)
+            .or_else(|| self.engine(&self.default_engine))
+    }
+
+    /// The mapping named `name`.
+    pub fn engine(&self, name: &str) -> Option<&EngineMapping> {
+        self.engines.iter().find(|e| e.name == name)
+    }
+
+    /// Reads `text` with `mapping`.
+    ///
+    /// # Errors
+    /// [`MetricsParseError`] when the page is not valid Prometheus text.
+    pub fn extract(
+        &self,
+        mapping: &EngineMapping,
+        text: &str,
+    ) -> Result<Extracted, MetricsParseError> {
+        extract(mapping, text)
+    }
+}
+
+fn extract(m: &EngineMapping, text: &str) -> Result<Extracted, MetricsParseError> {
+    let mut out = Extracted::default();
+    let (mut queued, mut running) = (None::<f64>, None::<f64>);
+    let (mut kv_sum, mut kv_n) = (0.0f64, 0u32);
+    let mut lora_best: Option<(f64, Sample<'_>)> = None;
+    let mut cache_info: Option<Sample<'_>> = None;
+    let (mut block_size, mut num_blocks) = (None::<f64>, None::<f64>);
+
+    for s in samples(text) {
+        let s = s?;
+        let hit = |spec: &Option<MetricSpec>| spec.as_ref().is_some_and(|sp| sp.matches(&s));
+        if hit(&m.queued) {
+            *queued.get_or_insert(0.0) += finite(s.value);
+        } else if hit(&m.running) {
+            *running.get_or_insert(0.0) += finite(s.value);
+        } else if hit(&m.kv_usage) {
+            kv_sum += finite(s.value);
+            kv_n += 1;
+        } else if hit(&m.lora) {
+            if lora_best.as_ref().is_none_or(|(v, _)| s.value > *v) {
+                lora_best = Some((s.value, s));
+            }
+        } else if hit(&m.cache_info) {
+            cache_info.get_or_insert(s);
+        } else if hit(&m.block_size) {
+            block_size.get_or_insert(finite(s.value));
+        } else if hit(&m.num_blocks) {
+            num_blocks.get_or_insert(finite(s.value));
+        }
+    }
+
+    let mx = &mut out.metrics;
+    if let Some(q) = queued {
+        mx.waiting_queue_size = q as u32; // float→int casts saturate; NaN becomes 0
+        out.fields_found += 1;
+    }
+    if let Some(r) = running {
+        mx.running_requests = r as u32;
+        out.fields_found += 1;
+    }
+    if kv_n > 0 {
+        mx.kv_cache_usage = (kv_sum / f64::from(kv_n)).clamp(0.0, 1.0);
+        out.fields_found += 1;
+    }
+    if let Some((_, s)) = lora_best {
+        mx.active_lora_adapters = split_list(s.label("running_lora_adapters").as_deref());
+        mx.waiting_lora_adapters = split_list(s.label("waiting_lora_adapters").as_deref());
+        mx.max_lora_adapters = s
+            .label("max_lora")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        out.fields_found += 1;
+    }
+    if let Some(s) = cache_info {
+        let int = |a: &str, b: &str| {
+            s.label(a)
+                .or_else(|| s.label(b))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        mx.cache_block_size_tokens =
+            int("block_size", "page_size").map_or(0, |v| v.min(u64::from(u32::MAX)) as u32);
+        mx.cache_num_blocks = int("num_gpu_blocks", "num_pages").unwrap_or(0);
+        out.fields_found += 1;
+    }
+    if let Some(v) = block_size {
+        mx.cache_block_size_tokens = v as u32;
+        out.fields_found += 1;
+    }
+    if let Some(v) = num_blocks {
+        mx.cache_num_blocks = v as u64;
+        out.fields_found += 1;
+    }
+    Ok(out)
+}
+
+fn finite(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+fn split_list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_table_parses() {
+        let x = MetricsExtractor::default();
+        for name in ["vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"] {
+            assert!(x.engine(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn selector_parsing() {
+        let s = MetricSpec::parse("a:b{x=\"1\", y=2}").unwrap().unwrap();
+        assert_eq!(s.name, "a:b");
+        assert_eq!(
+            s.matchers,
+            alloc::vec![("x".into(), "1".into()), ("y".into(), "2".into())]
+        );
+        assert_eq!(MetricSpec::parse("").unwrap(), None);
+        assert!(MetricSpec::parse("bad name").is_err());
+        assert!(MetricSpec::parse("x{a=1").is_err());
+    }
+
+    #[test]
+    fn override_replaces_builtin_and_empty_spec_disables() {
+        let o = EngineConfigParams {
+            name: "vllm".into(),
+            queued_requests_spec: "my_queue".into(),
+            ..Default::default()
+        };
+        let x = MetricsExtractor::new(DEFAULT_ENGINE_LABEL_KEY, "vllm", &[o]).unwrap();
+        let m = x.engine("vllm").unwrap();
+        assert_eq!(m.queued.as_ref().unwrap().name, "my_queue");
+        assert!(m.kv_usage.is_none());
+        let err = MetricsExtractor::new(DEFAULT_ENGINE_LABEL_KEY, "nope", &[]).unwrap_err();
+        assert_eq!(
+            alloc::format!("{err}"),
+            "defaultEngine: defaultEngine 'nope' not found in engineConfigs"
+        );
+    }
+}

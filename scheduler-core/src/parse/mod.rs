@@ -1,0 +1,8 @@
+//! Parsers for untrusted input: OpenAI request bodies ([`openai`]), Prometheus text
+//! ([`prometheus`]) and its engine-specific reading ([`engine`]), and token usage in JSON and SSE
+//! response bodies ([`usage`]). Every one returns errors; none panics.
+
+pub mod engine;
+pub mod openai;
+pub mod prometheus;
+pub mod usage;

@@ -1,0 +1,337 @@
+//! OpenAI-compatible request bodies: `/v1/completions`, `/v1/chat/completions`,
+//! `/v1/embeddings`, `/v1/responses` (and `/v1/conversations`).
+//!
+//! Extracts `model`, `stream`, `cache_salt` and the text used for prefix hashing without copying
+//! the prompt: the text borrows the body (the raw JSON of chat `messages`, the completions
+//! prompt string). Rules follow GIE's `openai-parser` (gie-epp.md §3.4): the body must be a
+//! JSON object with a non-empty `model`; chat needs ≥ 1 message, completions a `prompt`,
+//! embeddings and responses an `input`, conversations `items`. Violations are 400-class
+//! [`RequestError`]s. serde_json caps nesting at 128 levels, so deep bodies are errors, not stack
+//! overflows.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::RequestError;
+use crate::model::request::ApiKind;
+
+/// What the parser extracts from a body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedBody<'a> {
+    /// API kind from the path.
+    pub api: ApiKind,
+    /// `model`.
+    pub model: Cow<'a, str>,
+    /// Text hashed for prefix matching (see module docs).
+    pub prompt: Cow<'a, str>,
+    /// `stream: true`.
+    pub stream: bool,
+    /// `cache_salt`, if present.
+    pub cache_salt: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    instructions: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    items: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    cache_salt: Option<&'a RawValue>,
+}
+
+/// Parses `body` sent to `path`.
+///
+/// # Errors
+/// [`RequestError::InvalidJson`] (not JSON or not UTF-8), [`RequestError::NotAnObject`],
+/// [`RequestError::MissingModel`], [`RequestError::MissingPrompt`] or
+/// [`RequestError::InvalidField`] — all HTTP 400.
+pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
+    let api = ApiKind::from_path(path);
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Distinguish "valid JSON but not an object" from garbage for a clearer message.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => RequestError::NotAnObject,
+                Err(e) => RequestError::InvalidJson(json_msg(&e)),
+            },
+        );
+    }
+    let b: Body<'a> =
+        serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(json_msg(&e)))?;
+
+    let model = match b.model.map(present) {
+        Some(Some(raw)) => string_field(raw).ok_or(RequestError::MissingModel)?,
+        _ => return Err(RequestError::MissingModel),
+    };
+    if model.is_empty() {
+        return Err(RequestError::MissingModel);
+    }
+    let stream = match b.stream.and_then(present) {
+        None => false,
+        Some(raw) => match raw.get() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(RequestError::InvalidField(
+                    "'stream' must be a boolean".into(),
+                ))
+            }
+        },
+    };
+    let cache_salt =
+        match b.cache_salt.and_then(present) {
+            None => None,
+            Some(raw) => Some(string_field(raw).ok_or_else(|| {
+                RequestError::InvalidField("'cache_salt' must be a string".into())
+            })?),
+        };
+
+    let prompt: Cow<'a, str> = match api {
+        ApiKind::ChatCompletions => {
+            let raw = b
+                .messages
+                .and_then(present)
+                .ok_or(RequestError::MissingPrompt("messages"))?;
+            if !is_non_empty_array(raw) {
+                return Err(RequestError::MissingPrompt("messages"));
+            }
+            Cow::Borrowed(raw.get())
+        }
+        ApiKind::Completions => {
+            let raw = b
+                .prompt
+                .and_then(present)
+                .ok_or(RequestError::MissingPrompt("prompt"))?;
+            completion_prompt(raw)?
+        }
+        ApiKind::Embeddings => {
+            let raw = b
+                .input
+                .and_then(present)
+                .ok_or(RequestError::MissingPrompt("input"))?;
+            Cow::Borrowed(raw.get())
+        }
+        ApiKind::Responses => {
+            let input = b
+                .input
+                .and_then(present)
+                .ok_or(RequestError::MissingPrompt("input"))?;
+            // instructions ‖ tools ‖ input, the same order GIE hashes them in.
+            let parts = [
+                b.instructions.and_then(present),
+                b.tools.and_then(present),
+                Some(input),
+            ];
+            let mut text = String::new();
+            for raw in parts.into_iter().flatten() {
+                text.push_str(raw.get());
+            }
+            Cow::Owned(text)
+        }
+        ApiKind::Conversations => {
+            let raw = b
+                .items
+                .and_then(present)
+                .ok_or(RequestError::MissingPrompt("items"))?;
+            if !is_non_empty_array(raw) {
+                return Err(RequestError::MissingPrompt("items"));
+            }
+            Cow::Borrowed(raw.get())
+        }
+    };
+
+    Ok(ParsedBody {
+        api,
+        model,
+        prompt,
+        stream,
+        cache_salt,
+    })
+}
+
+/// `None` for an explicit JSON `null`.
+fn present(raw: &RawValue) -> Option<&RawValue> {
+    if raw.get() == "null" {
+        None
+    } else {
+        Some(raw)
+    }
+}
+
+fn string_field(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+}
+
+fn is_non_empty_array(raw: &RawValue) -> bool {
+    let s = raw.get();
+    s.starts_with('[') && s.get(1..).is_some_and(|r| r.trim_start() != "]")
+}
+
+/// A completions `prompt`: a string, a list of strings (joined with spaces, as GIE does), or
+/// token ids (no text, hence no prefix hashes).
+fn completion_prompt(raw: &RawValue) -> Result<Cow<'_, str>, RequestError> {
+    let s = raw.get();
+    if s.starts_with('"') {
+        return string_field(raw)
+            .ok_or_else(|| RequestError::InvalidField("invalid 'prompt'".into()));
+    }
+    if s.starts_with('[') {
+        if let Ok(parts) = serde_json::from_str::<Vec<Cow<'_, str>>>(s) {
+            if parts.is_empty() {
+                return Err(RequestError::MissingPrompt("prompt"));
+            }
+            if parts.len() == 1 {
+                return Ok(parts.into_iter().next().unwrap_or_default());
+            }
+            return Ok(Cow::Owned(parts.join(" ")));
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() && is_non_empty_array(raw) {
+            // Token ids (or lists of them): valid, nothing to hash.
+            return Ok(Cow::Borrowed(""));
+        }
+        return Err(RequestError::MissingPrompt("prompt"));
+    }
+    Err(RequestError::InvalidField(
+        "'prompt' must be a string or an array".into(),
+    ))
+}
+
+fn json_msg(e: &serde_json::Error) -> String {
+    alloc::format!("{e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_prompt_is_raw_messages_json() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let p = parse_body("/v1/chat/completions", body).unwrap();
+        assert_eq!(p.model, "m");
+        assert!(p.stream);
+        assert_eq!(p.prompt, r#"[{"role":"user","content":"hi"}]"#);
+        assert!(
+            matches!(p.prompt, Cow::Borrowed(_)),
+            "no copy of the prompt"
+        );
+    }
+
+    #[test]
+    fn completions_prompt_forms() {
+        let p = parse_body("/v1/completions", br#"{"model":"m","prompt":"abc"}"#).unwrap();
+        assert_eq!(p.prompt, "abc");
+        let p = parse_body("/v1/completions", br#"{"model":"m","prompt":["a","b"]}"#).unwrap();
+        assert_eq!(p.prompt, "a b");
+        let p = parse_body("/v1/completions", br#"{"model":"m","prompt":[1,2,3]}"#).unwrap();
+        assert_eq!(p.prompt, "");
+    }
+
+    #[test]
+    fn errors_are_400_class() {
+        let cases: &[(&str, &[u8], RequestError)] = &[
+            (
+                "/v1/completions",
+                b"not json",
+                RequestError::InvalidJson(String::new()),
+            ),
+            ("/v1/completions", b"[1,2]", RequestError::NotAnObject),
+            (
+                "/v1/completions",
+                br#"{"prompt":"x"}"#,
+                RequestError::MissingModel,
+            ),
+            (
+                "/v1/completions",
+                br#"{"model":"","prompt":"x"}"#,
+                RequestError::MissingModel,
+            ),
+            (
+                "/v1/completions",
+                br#"{"model":7,"prompt":"x"}"#,
+                RequestError::MissingModel,
+            ),
+            (
+                "/v1/completions",
+                br#"{"model":"m"}"#,
+                RequestError::MissingPrompt("prompt"),
+            ),
+            (
+                "/v1/chat/completions",
+                br#"{"model":"m","messages":[]}"#,
+                RequestError::MissingPrompt("messages"),
+            ),
+            (
+                "/v1/embeddings",
+                br#"{"model":"m"}"#,
+                RequestError::MissingPrompt("input"),
+            ),
+            (
+                "/v1/responses",
+                br#"{"model":"m"}"#,
+                RequestError::MissingPrompt("input"),
+            ),
+            (
+                "/v1/completions",
+                br#"{"model":"m","prompt":"x","stream":"yes"}"#,
+                RequestError::InvalidField(String::new()),
+            ),
+        ];
+        for (path, body, want) in cases {
+            let got = parse_body(path, body).unwrap_err();
+            assert_eq!(got.status(), 400, "{path} {:?}", core::str::from_utf8(body));
+            assert_eq!(
+                core::mem::discriminant(&got),
+                core::mem::discriminant(want),
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_deep_nesting_are_errors() {
+        let body = b"{\"model\":\"m\xff\",\"prompt\":\"x\"}";
+        assert_eq!(
+            parse_body("/v1/completions", body).unwrap_err().status(),
+            400
+        );
+        let mut deep = String::from(r#"{"model":"m","prompt":"x","extra":"#);
+        for _ in 0..5000 {
+            deep.push('[');
+        }
+        assert_eq!(
+            parse_body("/v1/completions", deep.as_bytes())
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn responses_concatenates_instructions_tools_input() {
+        let body = br#"{"model":"m","instructions":"be brief","input":"hello"}"#;
+        let p = parse_body("/v1/responses", body).unwrap();
+        assert_eq!(p.prompt, r#""be brief""hello""#);
+    }
+}

@@ -1,0 +1,222 @@
+//! Token usage from response bodies: a whole JSON body, or an SSE stream fed chunk by chunk with
+//! partial `data:` lines carried across chunks.
+//!
+//! Shapes (model-servers.md §5.3): chat/completions `usage {prompt_tokens, completion_tokens,
+//! prompt_tokens_details.cached_tokens}` (last SSE chunk when `stream_options.include_usage`);
+//! the Responses API's `response.completed` event with `response.usage {input_tokens,
+//! output_tokens, input_tokens_details.cached_tokens}`.
+
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+
+use crate::model::response::Usage;
+
+/// Longest SSE line kept while waiting for its end (bytes). Longer lines are skipped: usage
+/// events are small, and the bound keeps a hostile stream from growing memory.
+pub const MAX_SSE_LINE_BYTES: usize = 256 * 1024;
+
+#[derive(Deserialize, Default)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+    #[serde(default)]
+    input_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Inner {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default)]
+    response: Option<Inner>,
+}
+
+impl From<RawUsage> for Usage {
+    fn from(u: RawUsage) -> Usage {
+        let details = u
+            .prompt_tokens_details
+            .or(u.input_tokens_details)
+            .unwrap_or_default();
+        Usage {
+            prompt_tokens: u.prompt_tokens.or(u.input_tokens).unwrap_or(0),
+            completion_tokens: u.completion_tokens.or(u.output_tokens).unwrap_or(0),
+            cached_tokens: details.cached_tokens.unwrap_or(0),
+        }
+    }
+}
+
+/// Usage from a complete JSON response body; `None` if absent or the body is not JSON.
+pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
+    if !contains(body, b"\"usage\"") {
+        return None;
+    }
+    let env: Envelope = serde_json::from_slice(body).ok()?;
+    env.usage
+        .or(env.response.and_then(|r| r.usage))
+        .map(Usage::from)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Incremental SSE usage parser. Feed each body chunk; read [`SseUsageParser::usage`].
+#[derive(Default, Debug)]
+pub struct SseUsageParser {
+    carry: Vec<u8>,
+    skipping: bool,
+    usage: Option<Usage>,
+}
+
+impl SseUsageParser {
+    /// A fresh parser.
+    pub fn new() -> Self {
+        SseUsageParser::default()
+    }
+
+    /// The last usage seen so far.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Consumes one chunk of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(nl);
+            rest = tail.get(1..).unwrap_or(&[]);
+            if self.skipping {
+                self.skipping = false;
+                self.carry.clear();
+                continue;
+            }
+            if self.carry.is_empty() {
+                self.line(head);
+            } else {
+                self.carry.extend_from_slice(head);
+                let line = core::mem::take(&mut self.carry);
+                self.line(&line);
+                self.carry = line;
+                self.carry.clear();
+            }
+        }
+        if !self.skipping && !rest.is_empty() {
+            if self.carry.len() + rest.len() > MAX_SSE_LINE_BYTES {
+                self.carry.clear();
+                self.skipping = true;
+            } else {
+                self.carry.extend_from_slice(rest);
+            }
+        }
+    }
+
+    /// Ends the stream: a last line without a newline is parsed too.
+    pub fn finish(&mut self) {
+        if !self.skipping && !self.carry.is_empty() {
+            let line = core::mem::take(&mut self.carry);
+            self.line(&line);
+        }
+        self.skipping = false;
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data == b"[DONE]" {
+            return;
+        }
+        if let Some(u) = usage_from_json(data) {
+            self.usage = Some(u);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_usage() {
+        let b = br#"{"id":"x","usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":8}}}"#;
+        assert_eq!(
+            usage_from_json(b),
+            Some(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cached_tokens: 8
+            })
+        );
+        assert_eq!(usage_from_json(br#"{"usage":null}"#), None);
+        assert_eq!(usage_from_json(b"garbage \"usage\""), None);
+    }
+
+    #[test]
+    fn sse_usage_split_across_chunks() {
+        let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+        for split in 1..stream.len() {
+            let mut p = SseUsageParser::new();
+            p.feed(&stream[..split]);
+            p.feed(&stream[split..]);
+            p.finish();
+            assert_eq!(
+                p.usage(),
+                Some(Usage {
+                    prompt_tokens: 7,
+                    completion_tokens: 3,
+                    cached_tokens: 0
+                }),
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn responses_api_completed_event() {
+        let mut p = SseUsageParser::new();
+        p.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"input_tokens_details\":{\"cached_tokens\":1}}}}\n");
+        assert_eq!(
+            p.usage(),
+            Some(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 2,
+                cached_tokens: 1
+            })
+        );
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_not_buffered() {
+        let mut p = SseUsageParser::new();
+        let big = alloc::vec![b'x'; MAX_SSE_LINE_BYTES + 10];
+        p.feed(b"data: ");
+        p.feed(&big);
+        assert!(p.carry.is_empty());
+        p.feed(b"\ndata: {\"usage\":{\"prompt_tokens\":1}}\n");
+        assert_eq!(p.usage().map(|u| u.prompt_tokens), Some(1));
+    }
+}

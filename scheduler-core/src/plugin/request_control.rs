@@ -1,0 +1,98 @@
+//! Request-control extension points (GIE `framework/interface/requestcontrol/plugins.go`):
+//! producers and admitters before scheduling, PreRequest after it, response hooks on the way
+//! back; plus the saturation detector and the request parser, which GIE finds by reference.
+//!
+//! Every configured plugin gets the request-control hooks it implements, whether or not a
+//! profile references it (as in GIE).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::error::RequestError;
+use crate::model::endpoint::Endpoint;
+use crate::model::request::InferenceRequest;
+use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::result::SchedulingResult;
+use crate::parse::openai::ParsedBody;
+use crate::plugin::scheduling::CycleContext;
+use crate::plugin::state::{CycleState, RequestState};
+
+/// What a data producer may read.
+pub struct ProduceContext<'a> {
+    /// The request being scheduled.
+    pub request: &'a InferenceRequest<'a>,
+    /// The whole pool snapshot.
+    pub endpoints: &'a [Endpoint],
+    /// Current time, milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// Prepares per-endpoint data before scheduling (GIE `PrepareRequestData`).
+pub trait DataProducer {
+    /// Writes this request's attributes for `candidates` into `cycle`; may keep what its
+    /// PreRequest hook needs in `request_state`.
+    fn produce(
+        &self,
+        cx: &ProduceContext<'_>,
+        candidates: &[usize],
+        cycle: &mut CycleState,
+        request_state: &mut RequestState,
+    );
+}
+
+/// May deny a request before scheduling. Every admitter must admit.
+pub trait Admitter {
+    /// `Err(reason)` denies the request (HTTP 500 as in GIE).
+    ///
+    /// # Errors
+    /// The reason for the denial.
+    fn admit(&self, cx: &CycleContext<'_>, candidates: &[usize]) -> Result<(), String>;
+}
+
+/// Runs after the decision and before the request is forwarded.
+pub trait PreRequest {
+    /// Sees the decision; may update indexes and counters and keep state for the response.
+    fn pre_request(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+        request_state: &mut RequestState,
+    );
+}
+
+/// Runs on the response headers.
+pub trait ResponseHeader {
+    /// May push response headers to set into `headers_out`.
+    fn response_header(
+        &self,
+        request_state: &mut RequestState,
+        response: &ResponseInfo<'_>,
+        headers_out: &mut Vec<(String, String)>,
+    );
+}
+
+/// Runs on each response body chunk; the last call has `end_of_stream` set.
+pub trait ResponseBody {
+    /// Sees one chunk's facts (not its bytes: usage is parsed once by the caller).
+    fn response_body(
+        &self,
+        request_state: &mut RequestState,
+        response: &ResponseInfo<'_>,
+        chunk: &BodyChunk,
+    );
+}
+
+/// Tells how saturated the pool is.
+pub trait SaturationDetector {
+    /// Saturation of `candidates`: 0 idle, ≥ 1.0 saturated (sheddable requests are rejected).
+    fn saturation(&self, cx: &CycleContext<'_>, candidates: &[usize]) -> f64;
+}
+
+/// Turns a request body into the fields the scheduler uses.
+pub trait RequestParser {
+    /// Parses `body` sent to `path`.
+    ///
+    /// # Errors
+    /// A 400-class [`RequestError`] for bodies that are not a valid request of that API.
+    fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError>;
+}

@@ -1,0 +1,106 @@
+//! `metrics-data-source`: scrape settings of each endpoint's metrics page.
+//!
+//! Parameters (GIE `datalayer/source/metrics`): `scheme` (`http` only here: the scraper runs
+//! inside Envoy over plain callouts; TLS to model servers is the cluster's job), `path`
+//! (default `/metrics`), `insecureSkipVerify` (accepted, default true).
+
+use alloc::rc::Rc;
+use alloc::string::String;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, FieldPath};
+use crate::plugin::registry::{parse_params, Handle};
+use crate::plugin::{Plugin, TypedName};
+
+/// Plugin type name.
+pub const TYPE: &str = "metrics-data-source";
+
+/// Parameters.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsSourceParams {
+    /// URL scheme.
+    #[serde(default = "http")]
+    pub scheme: String,
+    /// Path of the metrics page.
+    #[serde(default = "metrics_path")]
+    pub path: String,
+    /// Accepted for GIE compatibility.
+    #[serde(default = "yes")]
+    pub insecure_skip_verify: bool,
+}
+
+fn http() -> String {
+    "http".into()
+}
+fn metrics_path() -> String {
+    "/metrics".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for MetricsSourceParams {
+    fn default() -> Self {
+        MetricsSourceParams {
+            scheme: http(),
+            path: metrics_path(),
+            insecure_skip_verify: true,
+        }
+    }
+}
+
+/// Builds a [`MetricsSource`].
+///
+/// # Errors
+/// Unknown fields; a scheme other than http; a path not starting with `/`.
+pub fn factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Rc<dyn Plugin>, ConfigError> {
+    let p: MetricsSourceParams = parse_params(params)?;
+    if p.scheme != "http" {
+        return Err(ConfigError::invalid(
+            FieldPath::key("scheme"),
+            "only 'http' is supported (TLS to endpoints belongs on the Envoy cluster)",
+        ));
+    }
+    if !p.path.starts_with('/') {
+        return Err(ConfigError::invalid(
+            FieldPath::key("path"),
+            "must start with '/'",
+        ));
+    }
+    Ok(Rc::new(MetricsSource {
+        typed_name: TypedName::new(TYPE, name),
+        params: p,
+    }))
+}
+
+/// See the module docs.
+pub struct MetricsSource {
+    typed_name: TypedName,
+    /// The validated settings.
+    pub params: MetricsSourceParams,
+}
+
+impl MetricsSource {
+    /// The default source (`http`, `/metrics`).
+    pub fn default_source() -> Self {
+        MetricsSource {
+            typed_name: TypedName::new(TYPE, TYPE),
+            params: MetricsSourceParams::default(),
+        }
+    }
+}
+
+impl Plugin for MetricsSource {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_metrics_source(&self) -> Option<&MetricsSource> {
+        Some(self)
+    }
+}

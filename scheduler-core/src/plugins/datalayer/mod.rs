@@ -1,0 +1,5 @@
+//! Data-layer plugins: where endpoint metrics come from and how they are read. They fill no
+//! scheduling slot; the metrics scraper takes its settings from them (GIE `dataLayer`).
+
+pub mod core_metrics_extractor;
+pub mod metrics_source;

@@ -1,0 +1,6 @@
+//! Filters: narrow the candidate list before scoring.
+
+pub mod label_selector;
+pub mod prefix_cache_affinity;
+pub mod role;
+pub mod utilization_detector;

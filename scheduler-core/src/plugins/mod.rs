@@ -1,0 +1,81 @@
+//! The in-tree plugins, one file each, and [`BUILTINS`]: the single table that registers them
+//! with their stability. Changing a plugin's maturity, deprecating it or turning it into a
+//! tombstone is a one-line change here.
+
+pub mod datalayer;
+pub mod filter;
+pub mod parser;
+pub mod picker;
+pub mod producer;
+pub mod profile;
+pub mod scorer;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use serde::Deserialize;
+
+use crate::plugin::registry::RegistryEntry as E;
+use crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO;
+use crate::plugins::producer::inflight_load::INFLIGHT_LOAD;
+
+/// Parameters of a plugin that takes none: any field is an "unknown field" error.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Every in-tree plugin type. Alpha types need their gate in `featureGates`; Beta types can be
+/// turned off with `"<gate>=false"`.
+#[rustfmt::skip]
+pub const BUILTINS: &[E] = &[
+    // scorers
+    E::stable(scorer::queue::TYPE, scorer::queue::factory),
+    E::stable(scorer::kv_cache_utilization::TYPE, scorer::kv_cache_utilization::factory),
+    E::stable(scorer::prefix_cache::TYPE, scorer::prefix_cache::factory),
+    E::stable(scorer::lora_affinity::TYPE, scorer::lora_affinity::factory),
+    E::beta(scorer::running_requests::TYPE, "runningRequestsSizeScorer", scorer::running_requests::factory),
+    E::beta(scorer::token_load::TYPE, "tokenLoadScorer", scorer::token_load::factory),
+    E::beta(scorer::load_aware::TYPE, "loadAwareScorer", scorer::load_aware::factory),
+    E::beta(scorer::session_affinity::TYPE, "sessionAffinityScorer", scorer::session_affinity::factory),
+    E::alpha(scorer::active_request::TYPE, "activeRequestScorer", scorer::active_request::factory),
+    // filters
+    E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),
+    E::beta(filter::label_selector::TYPE, "labelSelectorFilter", filter::label_selector::factory),
+    E::beta(filter::role::DECODE_TYPE, "pdRoleFilters", filter::role::decode_factory),
+    E::beta(filter::role::PREFILL_TYPE, "pdRoleFilters", filter::role::prefill_factory),
+    E::alpha(filter::prefix_cache_affinity::TYPE, "prefixCacheAffinityFilter", filter::prefix_cache_affinity::factory),
+    // pickers
+    E::stable(picker::max_score::TYPE, picker::max_score::factory),
+    E::stable(picker::random::TYPE, picker::random::factory),
+    E::beta(picker::weighted_random::TYPE, "weightedRandomPicker", picker::weighted_random::factory),
+    // profile handlers and deciders
+    E::stable(profile::single::TYPE, profile::single::factory),
+    E::beta(profile::disagg::TYPE, "disaggregatedServing", profile::disagg::factory),
+    E::beta(profile::pd_decider::PREFIX_BASED_TYPE, "disaggregatedServing", profile::pd_decider::prefix_based_factory),
+    E::beta(profile::pd_decider::ALWAYS_TYPE, "disaggregatedServing", profile::pd_decider::always_factory),
+    // data producers
+    E::stable(producer::approx_prefix_cache::TYPE, producer::approx_prefix_cache::factory).default_producer_for(PREFIX_CACHE_MATCH_INFO),
+    E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
+    // parsers
+    E::stable(parser::openai::TYPE, parser::openai::factory),
+    E::beta(parser::passthrough::TYPE, "passthroughParser", parser::passthrough::factory),
+    // data layer
+    E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
+    E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
+    // deprecated aliases
+    E::beta("by-label-selector", "labelSelectorFilter", filter::label_selector::factory)
+        .deprecated("'by-label-selector' is deprecated; use 'label-selector-filter' (same parameters)"),
+    E::beta("by-label", "labelSelectorFilter", filter::label_selector::factory)
+        .deprecated("'by-label' is deprecated; use 'label-selector-filter' (same parameters)"),
+    // tombstones
+    E::removed("pd-profile-handler",
+        "it was split in two: use 'disagg-profile-handler' (parameters profiles.decode / profiles.prefill) \
+         plus a 'prefix-based-pd-decider' listed before it and named in the handler's deciders.prefill; \
+         the old 'threshold' parameter is the decider's 'nonCachedTokens'"),
+    E::removed("prefill-header-handler",
+        "'disagg-profile-handler' now sets the x-prefiller-host-port header itself; remove this plugin"),
+    E::removed("disagg-headers-handler",
+        "'disagg-profile-handler' now sets the x-prefiller-host-port header itself; remove this plugin"),
+    E::removed("data-parallel-profile-handler",
+        "use 'single-profile-handler' and list each data-parallel rank as its own endpoint (ip:port) in pool.endpoints"),
+];

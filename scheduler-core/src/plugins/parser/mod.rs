@@ -1,0 +1,4 @@
+//! Request parsers.
+
+pub mod openai;
+pub mod passthrough;

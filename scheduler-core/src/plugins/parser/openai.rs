@@ -1,0 +1,48 @@
+//! `openai-parser`: the default parser; see [`crate::parse::openai`] for the rules.
+//! Parameters: none.
+
+use alloc::rc::Rc;
+
+use crate::error::{ConfigError, RequestError};
+use crate::parse::openai::{parse_body, ParsedBody};
+use crate::plugin::registry::{parse_params, Handle};
+use crate::plugin::{Plugin, RequestParser, TypedName};
+use crate::plugins::NoParams;
+
+/// Plugin type name.
+pub const TYPE: &str = "openai-parser";
+
+/// Builds an [`OpenAiParser`]; takes no parameters.
+///
+/// # Errors
+/// Any parameter field.
+pub fn factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Rc<dyn Plugin>, ConfigError> {
+    parse_params::<NoParams>(params)?;
+    Ok(Rc::new(OpenAiParser {
+        typed_name: TypedName::new(TYPE, name),
+    }))
+}
+
+/// See the module docs.
+pub struct OpenAiParser {
+    typed_name: TypedName,
+}
+
+impl Plugin for OpenAiParser {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_parser(&self) -> Option<&dyn RequestParser> {
+        Some(self)
+    }
+}
+
+impl RequestParser for OpenAiParser {
+    fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
+        parse_body(path, body)
+    }
+}

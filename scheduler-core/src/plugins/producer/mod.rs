@@ -1,0 +1,4 @@
+//! Data producers: per-request, per-endpoint data that scorers and filters consume.
+
+pub mod approx_prefix_cache;
+pub mod inflight_load;

@@ -1,0 +1,114 @@
+//! One scheduling profile: filters in order, then the weighted sum of scorers, then one picker
+//! (GIE `scheduler_profile.go`).
+//!
+//! - A filter that empties the list stops the chain; the profile then has no result.
+//! - Each scorer's values are clamped to [0, 1] (NaN → 0) and multiplied by its weight; the
+//!   weights are not normalized.
+//! - The picker's output is checked: only candidates, no duplicates.
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::model::result::ProfileRunResult;
+use crate::plugin::{CycleContext, Plugin, ScoredEndpoint};
+use crate::rng::Rng;
+
+/// A configured profile.
+pub struct SchedulerProfile {
+    /// Profile name.
+    pub name: String,
+    pub(crate) filters: Vec<Rc<dyn Plugin>>,
+    pub(crate) scorers: Vec<(Rc<dyn Plugin>, f64)>,
+    pub(crate) picker: Rc<dyn Plugin>,
+}
+
+/// Clamps a scorer output to the [0, 1] contract.
+fn clamp01(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, 1.0)
+    }
+}
+
+impl SchedulerProfile {
+    /// Names of the filters, scorers (with weights) and picker, for logs and debug output.
+    pub fn describe(&self) -> (Vec<&str>, Vec<(&str, f64)>, &str) {
+        (
+            self.filters
+                .iter()
+                .map(|p| p.typed_name().name.as_str())
+                .collect(),
+            self.scorers
+                .iter()
+                .map(|(p, w)| (p.typed_name().name.as_str(), *w))
+                .collect(),
+            self.picker.typed_name().name.as_str(),
+        )
+    }
+
+    /// Runs the profile; `None` when the filters leave nothing or the picker picks nothing.
+    pub fn run(
+        &self,
+        cx: &CycleContext<'_>,
+        candidates: &[usize],
+        rng: &mut dyn Rng,
+    ) -> Option<ProfileRunResult> {
+        let mut cands: Vec<usize> = candidates.to_vec();
+        let mut keep: Vec<bool> = Vec::with_capacity(cands.len());
+        for f in &self.filters {
+            let Some(filter) = f.as_filter() else {
+                continue;
+            };
+            keep.clear();
+            keep.resize(cands.len(), true);
+            filter.filter(cx, &cands, &mut keep, rng);
+            let mut k = keep.iter();
+            cands.retain(|_| k.next().copied().unwrap_or(false));
+            if cands.is_empty() {
+                log::debug!(
+                    "profile '{}': filter '{}' left no endpoints",
+                    self.name,
+                    f.typed_name()
+                );
+                return None;
+            }
+        }
+
+        let mut totals = alloc::vec![0.0f64; cands.len()];
+        let mut one = alloc::vec![0.0f64; cands.len()];
+        for (s, weight) in &self.scorers {
+            let Some(scorer) = s.as_scorer() else {
+                continue;
+            };
+            one.fill(0.0);
+            scorer.score(cx, &cands, &mut one);
+            for (t, v) in totals.iter_mut().zip(&one) {
+                *t += clamp01(*v) * weight;
+            }
+        }
+
+        let mut scored: Vec<ScoredEndpoint> = cands
+            .iter()
+            .zip(&totals)
+            .map(|(&endpoint, &score)| ScoredEndpoint { endpoint, score })
+            .collect();
+        let picker = self.picker.as_picker()?;
+        let mut picked = Vec::new();
+        picker.pick(cx, &mut scored, rng, &mut picked);
+
+        let mut result = ProfileRunResult::default();
+        for p in picked {
+            if cands.contains(&p.endpoint) && !result.targets.contains(&p.endpoint) {
+                result.targets.push(p.endpoint);
+                result.scores.push(p.score);
+            }
+        }
+        if result.targets.is_empty() {
+            None
+        } else {
+            Some(result)
+        }
+    }
+}
