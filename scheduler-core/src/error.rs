@@ -216,8 +216,8 @@ impl ConfigError {
         self
     }
 
-    /// Turns a `serde_path_to_error` failure into a config error with the field path.
-    /// An unknown field's name is appended to the path so the path names the offending field.
+    /// Turns a `serde_path_to_error` failure into a config error with the field path; for an
+    /// unknown field the path ends with that field's name.
     pub fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let mut path = FieldPath::from_serde(err.path());
         let msg = alloc::format!("{}", err.inner());
@@ -226,7 +226,9 @@ impl ConfigError {
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             if let Some(end) = rest.find('`') {
                 let field = rest.get(..end).unwrap_or(rest);
-                path.0.push(PathSegment::Key(field.into()));
+                if path.0.last() != Some(&PathSegment::Key(field.into())) {
+                    path.0.push(PathSegment::Key(field.into()));
+                }
                 return ConfigError::new(path, ConfigErrorKind::UnknownField(field.into()));
             }
         }
@@ -275,7 +277,7 @@ impl fmt::Display for ConfigError {
             K::MissingPluginRef => f.write_str("missing a 'pluginRef'"),
             K::UndefinedPluginRef(n) => write!(f, "undefined plugin '{n}'"),
             K::WrongPluginKind { name, expected } => {
-                write!(f, "plugin '{name}' is not a {expected}")
+                write!(f, "plugin '{name}' is not {expected}")
             }
             K::UnknownFeatureGate(g) => write!(f, "unknown feature gate '{g}'"),
             K::MultiplePickers { profile } => {

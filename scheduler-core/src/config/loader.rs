@@ -423,7 +423,7 @@ pub fn load_config(
         Some(r) => loader.resolve_ref(
             r.plugin_ref.as_deref(),
             FieldPath::key("saturationDetector"),
-            "saturation detector",
+            "a saturation detector",
             |p| p.as_saturation_detector().is_some(),
         )?,
         None => match loader
@@ -442,7 +442,7 @@ pub fn load_config(
         Some(r) => loader.resolve_ref(
             r.plugin_ref.as_deref(),
             FieldPath::key("parser"),
-            "parser",
+            "a parser",
             |p| p.as_parser().is_some(),
         )?,
         None => match loader.plugins.iter().find(|(_, p)| p.as_parser().is_some()) {
@@ -563,13 +563,13 @@ fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLay
         let path = FieldPath::key("dataLayer")
             .with_key("sources")
             .with_index(i);
-        let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "DataSource", |p| {
+        let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "a DataSource", |p| {
             p.as_metrics_source().is_some()
         })?;
         source = p.as_metrics_source().map(|s| s.params.clone());
         for (j, e) in s.extractors.iter().enumerate() {
             let epath = path.clone().with_key("extractors").with_index(j);
-            let p = loader.resolve_ref(e.plugin_ref.as_deref(), epath, "Extractor", |p| {
+            let p = loader.resolve_ref(e.plugin_ref.as_deref(), epath, "an Extractor", |p| {
                 p.as_metrics_extractor().is_some()
             })?;
             if extractor.is_none() {

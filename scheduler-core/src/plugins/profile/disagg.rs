@@ -99,7 +99,7 @@ pub fn factory(
                     path,
                     ConfigErrorKind::WrongPluginKind {
                         name: d.clone(),
-                        expected: "prefill/decode decider",
+                        expected: "a prefill/decode decider",
                     },
                 ));
             }

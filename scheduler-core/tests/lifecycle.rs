@@ -1,0 +1,259 @@
+//! Plugin lifecycle rules (GIE PR #2684 and its review): Alpha needs its gate, Beta can be
+//! turned off by its gate, `minStability`, tombstones with migration text (including one type
+//! split in two), deprecated aliases that load with a warning naming the replacement, and
+//! out-of-tree registration without copying framework code.
+
+use std::rc::Rc;
+
+use scheduler_core::error::RegistryError;
+use scheduler_core::plugin::registry::{parse_params, RegistryEntry};
+use scheduler_core::plugin::{CycleContext, Handle, Scorer, TypedName};
+use scheduler_core::{
+    load, ConfigError, Endpoint, Plugin, Registry, RequestState, SplitMix64, Stability,
+};
+
+fn err(config: &str) -> String {
+    match load(config, &Registry::with_builtins()) {
+        Ok(_) => panic!("loaded: {config}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn alpha_plugin_needs_its_gate() {
+    let cfg = r#"{"plugins": [{"type": "active-request-scorer"}]}"#;
+    assert_eq!(
+        err(cfg),
+        "plugins[0].type: plugin type 'active-request-scorer' is Alpha and needs the feature gate 'activeRequestScorer' in featureGates"
+    );
+    let gated = r#"{"featureGates": ["activeRequestScorer"], "plugins": [{"type": "active-request-scorer"}]}"#;
+    let (_, report) = load(gated, &Registry::with_builtins()).unwrap();
+    let p = report
+        .plugins
+        .iter()
+        .find(|p| p.type_name == "active-request-scorer")
+        .unwrap();
+    assert_eq!(p.stability, Stability::Alpha);
+    // The map spelling works too.
+    let map = r#"{"featureGates": {"activeRequestScorer": true}, "plugins": [{"type": "active-request-scorer"}]}"#;
+    assert!(load(map, &Registry::with_builtins()).is_ok());
+}
+
+#[test]
+fn beta_plugin_can_be_turned_off_by_its_gate() {
+    let on = r#"{"plugins": [{"type": "token-load-scorer"}]}"#;
+    assert!(
+        load(on, &Registry::with_builtins()).is_ok(),
+        "Beta is on by default"
+    );
+    let off = r#"{"featureGates": ["tokenLoadScorer=false"], "plugins": [{"type": "token-load-scorer"}]}"#;
+    assert_eq!(err(off), "plugins[0].type: plugin type 'token-load-scorer' is disabled by feature gate 'tokenLoadScorer=false'");
+}
+
+#[test]
+fn minimum_stability_is_enforced() {
+    let cfg = r#"{"minStability": "Stable", "plugins": [{"type": "token-load-scorer"}]}"#;
+    assert_eq!(err(cfg), "plugins[0].type: plugin type 'token-load-scorer' is Beta, below the configured minStability Stable");
+    // The default profile is all Stable, so a Stable-only operator can run it.
+    assert!(load(r#"{"minStability": "Stable"}"#, &Registry::with_builtins()).is_ok());
+    // A Beta plugin pulled in implicitly is checked as well: token-load-scorer needs the Beta
+    // inflight-load-producer; with minStability Beta both load.
+    assert!(load(
+        r#"{"minStability": "Beta", "plugins": [{"type": "token-load-scorer"}]}"#,
+        &Registry::with_builtins()
+    )
+    .is_ok());
+}
+
+#[test]
+fn tombstone_of_a_split_type_explains_the_migration() {
+    let e = err(r#"{"plugins": [{"type": "pd-profile-handler"}]}"#);
+    assert!(e.starts_with("plugins[0].type: plugin type 'pd-profile-handler' has been removed: it was split in two"), "{e}");
+    assert!(
+        e.contains("'disagg-profile-handler'")
+            && e.contains("'prefix-based-pd-decider'")
+            && e.contains("nonCachedTokens"),
+        "{e}"
+    );
+    let e = err(r#"{"plugins": [{"type": "data-parallel-profile-handler"}]}"#);
+    assert!(e.contains("use 'single-profile-handler'"), "{e}");
+}
+
+#[test]
+fn deprecated_alias_loads_with_a_warning_naming_the_replacement() {
+    let cfg = r#"{"plugins": [{"type": "by-label-selector", "parameters": {"matchLabels": {"a": "b"}}}, {"type": "queue-scorer"}]}"#;
+    let (picker, report) = load(cfg, &Registry::with_builtins()).unwrap();
+    assert_eq!(
+        report.warnings,
+        ["plugins[0].type: plugin type 'by-label-selector' is deprecated: 'by-label-selector' is deprecated; use 'label-selector-filter' (same parameters)"]
+    );
+    // It still filters.
+    let pool = vec![
+        Endpoint::new("10.0.0.1:1"),
+        Endpoint::new("10.0.0.2:1").with_label("a", "b"),
+    ];
+    let req = picker
+        .parse_request("/v1/completions", br#"{"model":"m","prompt":"p"}"#, vec![])
+        .unwrap();
+    let r = picker
+        .schedule(
+            &req,
+            &pool,
+            0,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    assert_eq!(r.primary_targets(), [1]);
+}
+
+#[test]
+fn every_loaded_plugin_is_reported_once_with_its_stability() {
+    let (_, report) = load("{}", &Registry::with_builtins()).unwrap();
+    let names: Vec<(&str, bool)> = report
+        .plugins
+        .iter()
+        .map(|p| (p.type_name.as_str(), p.implicit))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("queue-scorer", false),
+            ("kv-cache-utilization-scorer", false),
+            ("prefix-cache-scorer", false),
+            ("single-profile-handler", true),
+            ("max-score-picker", true),
+            ("utilization-detector", true),
+            ("openai-parser", true),
+            ("approx-prefix-cache-producer", true),
+        ]
+    );
+    assert!(report
+        .plugins
+        .iter()
+        .all(|p| p.stability == Stability::Stable));
+}
+
+#[test]
+fn registry_mistakes_are_errors_not_panics() {
+    fn f(
+        _: &str,
+        _: Option<&serde_json::Value>,
+        _: &Handle<'_>,
+    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+        unreachable!("never built")
+    }
+    let mut r = Registry::with_builtins();
+    assert_eq!(
+        r.register(RegistryEntry::stable("queue-scorer", f)),
+        Err(RegistryError::DuplicateType("queue-scorer".into()))
+    );
+    assert_eq!(
+        r.register(RegistryEntry::stable("", f)),
+        Err(RegistryError::EmptyTypeName)
+    );
+    let mut a = RegistryEntry::stable("x", f);
+    if let scheduler_core::plugin::registry::EntryKind::Available {
+        ref mut stability, ..
+    } = a.kind
+    {
+        *stability = Stability::Alpha;
+    }
+    assert_eq!(
+        r.register(a),
+        Err(RegistryError::AlphaWithoutGate("x".into()))
+    );
+}
+
+#[test]
+fn builtin_table_has_no_duplicates_and_gates_alpha() {
+    let mut r = Registry::new();
+    for e in scheduler_core::plugins::BUILTINS {
+        r.register(*e).unwrap_or_else(|err| panic!("{err}"));
+    }
+}
+
+/// An out-of-tree scorer: prefers endpoints labelled `zone=<zone>`.
+struct ZoneScorer {
+    typed_name: TypedName,
+    zone: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ZoneParams {
+    zone: String,
+}
+
+impl Plugin for ZoneScorer {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_scorer(&self) -> Option<&dyn Scorer> {
+        Some(self)
+    }
+}
+
+impl Scorer for ZoneScorer {
+    fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
+        for (s, &i) in scores.iter_mut().zip(candidates) {
+            *s = if cx.endpoints[i].label("zone") == Some(self.zone.as_str()) {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+fn zone_factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Rc<dyn Plugin>, ConfigError> {
+    let p: ZoneParams = parse_params(params)?;
+    Ok(Rc::new(ZoneScorer {
+        typed_name: TypedName::new("zone-scorer", name),
+        zone: p.zone,
+    }))
+}
+
+#[test]
+fn out_of_tree_plugin_registers_and_changes_picks() {
+    let mut r = Registry::with_builtins();
+    r.register(RegistryEntry::alpha(
+        "zone-scorer",
+        "zoneScorer",
+        zone_factory,
+    ))
+    .unwrap();
+    let cfg = r#"{
+      "featureGates": ["zoneScorer"],
+      "plugins": [{"type": "queue-scorer"}, {"type": "zone-scorer", "parameters": {"zone": "b"}}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "queue-scorer", "weight": 1}, {"pluginRef": "zone-scorer", "weight": 5}]}]
+    }"#;
+    let (picker, _) = load(cfg, &r).unwrap();
+    let mut busy_b = Endpoint::new("10.0.0.2:1").with_label("zone", "b");
+    busy_b.metrics.waiting_queue_size = 10;
+    let pool = vec![Endpoint::new("10.0.0.1:1").with_label("zone", "a"), busy_b];
+    let req = picker
+        .parse_request("/v1/completions", br#"{"model":"m","prompt":"p"}"#, vec![])
+        .unwrap();
+    let res = picker
+        .schedule(
+            &req,
+            &pool,
+            0,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    assert_eq!(res.primary_targets(), [1], "zone weight 5 beats the queue");
+    // Its parameters are checked with the full path.
+    let bad = cfg.replace(r#""zone": "b""#, r#""zone": "b", "region": 1"#);
+    assert_eq!(
+        load(&bad, &r).err().unwrap().to_string(),
+        "plugins[1].parameters.region: unknown field 'region'"
+    );
+}
