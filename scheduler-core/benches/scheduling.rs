@@ -1,1 +1,66 @@
-fn main() {}
+//! One scheduling cycle with the default GIE profile (queue 2, kv-cache 2, prefix 3, max-score
+//! picker, single-profile handler, prefix producer) at 8, 64 and 1024 endpoints, without a prompt
+//! to hash and with a 4 KiB chat prompt. Run: `cargo bench -p scheduler-core --bench scheduling`.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use scheduler_core::{load, Endpoint, InferenceRequest, Registry, RequestState, SplitMix64};
+
+const NOW_MS: u64 = 10_000;
+
+fn pool(n: usize) -> Vec<Endpoint> {
+    (0..n)
+        .map(|i| {
+            let mut e = Endpoint::new(format!(
+                "10.{}.{}.{}:8000",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            ));
+            e.metrics.waiting_queue_size = (i * 7 % 11) as u32;
+            e.metrics.running_requests = (i * 5 % 13) as u32;
+            e.metrics.kv_cache_usage = (i * 37 % 100) as f64 / 100.0;
+            e.metrics.cache_block_size_tokens = 16;
+            e.metrics.cache_num_blocks = 27_215;
+            e.metrics.update_time_ms = NOW_MS - 20;
+            e
+        })
+        .collect()
+}
+
+/// A ~4 KiB chat `messages` array, as the parser hands it to the prefix producer.
+fn chat_prompt_4k() -> String {
+    let system = "You are a helpful assistant that answers questions about the product catalogue. "
+        .repeat(49);
+    let p = format!(
+        r#"[{{"role":"system","content":"{system}"}},{{"role":"user","content":"Which item ships fastest?"}}]"#
+    );
+    assert!((3900..4400).contains(&p.len()), "{}", p.len());
+    p
+}
+
+fn bench_cycle(c: &mut Criterion) {
+    let (picker, _) = load("{}", &Registry::with_builtins()).unwrap();
+    let prompt = chat_prompt_4k();
+    let mut group = c.benchmark_group("schedule_default_profile");
+    for n in [8usize, 64, 1024] {
+        let endpoints = pool(n);
+        group.throughput(Throughput::Elements(n as u64));
+        for (label, text) in [("no_prompt", ""), ("chat_4KiB", prompt.as_str())] {
+            let req = InferenceRequest::new("meta-llama/Llama-3.1-8B-Instruct", text);
+            let mut rng = SplitMix64::new(42);
+            group.bench_with_input(BenchmarkId::new(label, n), &endpoints, |b, eps| {
+                b.iter(|| {
+                    let mut state = RequestState::new();
+                    let r = picker
+                        .schedule(black_box(&req), eps, NOW_MS, &mut rng, &mut state)
+                        .unwrap();
+                    black_box(r);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_cycle);
+criterion_main!(benches);
