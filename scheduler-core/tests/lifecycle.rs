@@ -257,3 +257,46 @@ fn out_of_tree_plugin_registers_and_changes_picks() {
         "plugins[1].parameters.region: unknown field 'region'"
     );
 }
+
+#[test]
+fn default_producer_must_produce_its_key() {
+    // A consumer of "widgets" and a registered default producer that forgets to produce it.
+    struct Consumer(TypedName);
+    impl Plugin for Consumer {
+        fn typed_name(&self) -> &TypedName {
+            &self.0
+        }
+        fn consumes(&self) -> &'static [&'static str] {
+            &["widgets"]
+        }
+    }
+    fn consumer(
+        name: &str,
+        _: Option<&serde_json::Value>,
+        _: &Handle<'_>,
+    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+        Ok(Rc::new(Consumer(TypedName::new("widget-consumer", name))))
+    }
+    fn lazy(
+        name: &str,
+        _: Option<&serde_json::Value>,
+        _: &Handle<'_>,
+    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+        Ok(Rc::new(Consumer(TypedName::new("lazy-producer", name))))
+    }
+    let mut r = Registry::with_builtins();
+    r.register(RegistryEntry::stable("widget-consumer", consumer))
+        .unwrap();
+    r.register(RegistryEntry::stable("lazy-producer", lazy).default_producer_for("widgets"))
+        .unwrap();
+    let e = load(
+        r#"{"plugins": [{"type": "widget-consumer"}, {"type": "queue-scorer"}]}"#,
+        &r,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "plugins: default producer 'lazy-producer' does not produce its registered data 'widgets'"
+    );
+}

@@ -467,7 +467,16 @@ pub fn load_config(
                     ),
                 )
             })?;
-            loader.implicit(entry.type_name, &FieldPath::key("plugins"))?;
+            let p = loader.implicit(entry.type_name, &FieldPath::key("plugins"))?;
+            if !p.produces().contains(&key) {
+                return Err(ConfigError::invalid(
+                    FieldPath::key("plugins"),
+                    format!(
+                        "default producer '{}' does not produce its registered data '{key}'",
+                        entry.type_name
+                    ),
+                ));
+            }
         }
     }
     let producers = order_producers(&loader.plugins)?;
