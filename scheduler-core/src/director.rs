@@ -97,6 +97,7 @@ impl EndpointPicker {
             body_size_bytes: body.len(),
             priority,
             headers,
+            debug: false,
         })
     }
 

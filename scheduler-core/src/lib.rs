@@ -47,8 +47,10 @@ pub mod plugins;
 pub mod prefix;
 pub mod rng;
 pub mod scheduler;
+pub mod snapshot;
 
 pub use config::loader::{load, load_config, LoadReport};
+pub use config::pool::{FailureMode, PickerConfig, PoolConfig};
 pub use config::EndpointPickerConfig;
 pub use director::EndpointPicker;
 pub use error::{ConfigError, Error, RequestError};

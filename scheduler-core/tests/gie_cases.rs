@@ -348,6 +348,7 @@ fn prefix_plugin_completion_case() {
                 Some(ProfileRunResult {
                     targets: vec![0],
                     scores: vec![1.0],
+                    breakdown: vec![],
                 }),
             ),
             (
@@ -355,6 +356,7 @@ fn prefix_plugin_completion_case() {
                 Some(ProfileRunResult {
                     targets: vec![2],
                     scores: vec![1.0],
+                    breakdown: vec![],
                 }),
             ),
         ],
@@ -430,6 +432,36 @@ fn prefix_chat_growth_and_stickiness_through_the_default_profile() {
         r.primary_targets()[0]
     };
     let first = run(&turn1, 7);
+    // Debug breakdown: the prefix scorer shows the full match on the sticky endpoint.
+    let mut req = ep
+        .parse_request("/v1/chat/completions", turn1.as_bytes(), vec![])
+        .unwrap();
+    req.debug = true;
+    let r = ep
+        .schedule(
+            &req,
+            &pool,
+            NOW_MS,
+            &mut SplitMix64::new(3),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    let names: Vec<(&str, f64, f64)> = r
+        .primary()
+        .unwrap()
+        .breakdown
+        .iter()
+        .map(|(n, s, w)| (n.as_str(), *s, *w))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("queue-scorer", 1.0, 2.0),
+            ("kv-cache-utilization-scorer", 0.7, 2.0),
+            ("prefix-cache-scorer", 1.0, 3.0)
+        ],
+        "equal load; the prefix scorer gives the sticky endpoint 1.0"
+    );
     for seed in 0..20 {
         assert_eq!(
             run(&turn1, seed),

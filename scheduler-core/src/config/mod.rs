@@ -9,6 +9,7 @@
 pub mod defaults;
 pub mod duration;
 pub mod loader;
+pub mod pool;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

@@ -3,12 +3,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use serde::{Deserialize, Serialize};
+
 /// The metrics of one endpoint, as extracted from its `/metrics` page by
 /// [`crate::parse::engine::MetricsExtractor`].
 ///
 /// Field meanings follow GIE's `datalayer.Metrics` (gie-epp.md §5). Several series of one metric
 /// (data-parallel ranks) are already aggregated: counts summed, the KV fraction averaged.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointMetrics {
     /// Requests waiting in the engine's queue (`vllm:num_requests_waiting`).
     pub waiting_queue_size: u32,
@@ -47,7 +49,7 @@ impl EndpointMetrics {
 }
 
 /// One endpoint of the pool: its address, labels and latest metrics.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// `ip:port` of the inference server; the value put in `x-gateway-destination-endpoint`.
     pub address: String,

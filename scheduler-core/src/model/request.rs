@@ -63,6 +63,8 @@ pub struct InferenceRequest<'a> {
     pub priority: i32,
     /// Request headers plugins may read (lower-case names).
     pub headers: Vec<(String, String)>,
+    /// Record a per-scorer breakdown of the pick ([`crate::model::result::ProfileRunResult::breakdown`]).
+    pub debug: bool,
 }
 
 impl<'a> InferenceRequest<'a> {
@@ -79,6 +81,7 @@ impl<'a> InferenceRequest<'a> {
             body_size_bytes: prompt.len(),
             priority: 0,
             headers: Vec::new(),
+            debug: false,
         }
     }
 

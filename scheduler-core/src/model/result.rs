@@ -11,6 +11,9 @@ pub struct ProfileRunResult {
     pub targets: Vec<usize>,
     /// Total weighted score of each target, same order.
     pub scores: Vec<f64>,
+    /// Only when the request asked for debug output: for the primary target, each scorer's
+    /// `(instance name, raw score in [0, 1], weight)` in profile order.
+    pub breakdown: Vec<(String, f64, f64)>,
 }
 
 /// The whole scheduling decision.

@@ -78,14 +78,20 @@ impl SchedulerProfile {
 
         let mut totals = alloc::vec![0.0f64; cands.len()];
         let mut one = alloc::vec![0.0f64; cands.len()];
+        // Debug only: every scorer's clamped scores, to report the primary's breakdown.
+        let mut per_scorer: Vec<(String, Vec<f64>, f64)> = Vec::new();
         for (s, weight) in &self.scorers {
             let Some(scorer) = s.as_scorer() else {
                 continue;
             };
             one.fill(0.0);
             scorer.score(cx, &cands, &mut one);
-            for (t, v) in totals.iter_mut().zip(&one) {
-                *t += clamp01(*v) * weight;
+            for (t, v) in totals.iter_mut().zip(one.iter_mut()) {
+                *v = clamp01(*v);
+                *t += *v * weight;
+            }
+            if cx.request.debug {
+                per_scorer.push((s.typed_name().name.clone(), one.clone(), *weight));
             }
         }
 
@@ -104,6 +110,16 @@ impl SchedulerProfile {
                 result.targets.push(p.endpoint);
                 result.scores.push(p.score);
             }
+        }
+        if let Some(pos) = result
+            .targets
+            .first()
+            .and_then(|p| cands.iter().position(|c| c == p))
+        {
+            result.breakdown = per_scorer
+                .into_iter()
+                .map(|(name, scores, w)| (name, scores.get(pos).copied().unwrap_or(0.0), w))
+                .collect();
         }
         if result.targets.is_empty() {
             None

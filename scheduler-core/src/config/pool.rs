@@ -1,0 +1,382 @@
+//! The `pool` section the Envoy module adds to the GIE configuration: which endpoints form the
+//! pool, the Envoy cluster that reaches them, scrape timing, failure mode and request limits.
+//!
+//! ```json
+//! {
+//!   "pool": {
+//!     "cluster": "inference_pool",
+//!     "endpoints": [{"address": "10.0.0.1:8000", "labels": {"engine-type": "vllm"}, "metricsPort": 8000}],
+//!     "scrape": {"interval": "50ms", "timeout": "1s", "staleness": "2s"},
+//!     "failureMode": "FailClose",
+//!     "bodyLimitBytes": 4194304,
+//!     "debug": false
+//!   },
+//!   "plugins": [ ... GIE EndpointPickerConfig fields ... ]
+//! }
+//! ```
+//!
+//! Defaults: interval 50 ms, timeout 1 s, staleness 2 s (GIE's `--refresh-metrics-interval`,
+//! per-poll timeout and `--metrics-staleness-threshold`), FailClose, a 4 MiB body limit, an
+//! 8 MiB metrics-page limit. The staleness must exceed the interval, or every endpoint would
+//! flap to stale between scrapes (llm-d-router #2514).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::duration::parse_duration_ms;
+use crate::config::loader::{load_config, LoadReport};
+use crate::config::EndpointPickerConfig;
+use crate::director::EndpointPicker;
+use crate::error::{ConfigError, ConfigErrorKind, FieldPath};
+use crate::model::endpoint::Endpoint;
+use crate::plugin::Registry;
+
+/// What the filter does when no usable snapshot exists (GIE `InferencePool` `failureMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum FailureMode {
+    /// Answer 503.
+    #[default]
+    FailClose,
+    /// Forward without a destination header; the cluster's own load balancer picks.
+    FailOpen,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PoolSpec {
+    #[serde(default)]
+    endpoints: Vec<EndpointSpec>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    metrics_cluster: Option<String>,
+    #[serde(default)]
+    scrape: ScrapeSpec,
+    #[serde(default)]
+    failure_mode: FailureMode,
+    #[serde(default)]
+    body_limit_bytes: Option<u64>,
+    #[serde(default)]
+    debug: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EndpointSpec {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    metrics_port: Option<u16>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScrapeSpec {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    staleness: Option<String>,
+    #[serde(default)]
+    max_body_bytes: Option<u64>,
+}
+
+/// One pool member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolEndpoint {
+    /// `ip:port` the inference requests go to.
+    pub address: String,
+    /// Labels (sorted by key).
+    pub labels: Vec<(String, String)>,
+    /// `ip:port` of its metrics page (same as `address` unless `metricsPort` is set).
+    pub metrics_address: String,
+}
+
+impl PoolEndpoint {
+    /// An [`Endpoint`] with this member's address and labels and no metrics yet.
+    pub fn to_endpoint(&self) -> Endpoint {
+        Endpoint {
+            address: self.address.clone(),
+            labels: self.labels.clone(),
+            ..Endpoint::default()
+        }
+    }
+}
+
+/// Scrape timing, all in milliseconds or bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrapeConfig {
+    /// Metrics page path; `None` = the `metrics-data-source` path (default `/metrics`).
+    pub path: Option<String>,
+    /// Tick period.
+    pub interval_ms: u64,
+    /// Per-call timeout.
+    pub timeout_ms: u64,
+    /// Age after which an endpoint's metrics are stale and it leaves the candidate list.
+    pub staleness_ms: u64,
+    /// Largest metrics page accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The validated `pool` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Members in configuration order.
+    pub endpoints: Vec<PoolEndpoint>,
+    /// Envoy cluster serving inference requests (reads the destination header).
+    pub cluster: String,
+    /// Envoy cluster for scrape callouts (default: `cluster`).
+    pub metrics_cluster: String,
+    /// Scrape timing.
+    pub scrape: ScrapeConfig,
+    /// What to do without a usable snapshot.
+    pub failure_mode: FailureMode,
+    /// Largest request body accepted, in bytes (413 above).
+    pub body_limit_bytes: usize,
+    /// Add the debug response header with the pick and its scores.
+    pub debug: bool,
+}
+
+/// The module's whole configuration: the pool plus a GIE `EndpointPickerConfig`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PickerConfig {
+    /// The `pool` section.
+    pub pool: PoolConfig,
+    /// Everything else.
+    pub scheduler: EndpointPickerConfig,
+}
+
+/// A configuration ready to serve.
+pub struct LoadedPickerConfig {
+    /// The pool.
+    pub pool: PoolConfig,
+    /// The loaded picker.
+    pub picker: EndpointPicker,
+    /// Warnings and the plugin list.
+    pub report: LoadReport,
+}
+
+fn duration(path: FieldPath, v: Option<&str>, default_ms: u64) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default_ms),
+        Some(s) => parse_duration_ms(s).filter(|&ms| ms > 0).ok_or_else(|| {
+            ConfigError::invalid(
+                path,
+                "must be a positive duration such as \"50ms\" or \"2s\"",
+            )
+        }),
+    }
+}
+
+impl PickerConfig {
+    /// Parses the module configuration.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the field: a missing `pool` or `pool.cluster`, an address that
+    /// is not a literal `ip:port`, a duplicate address, bad durations, staleness ≤ interval, and
+    /// everything [`EndpointPickerConfig::from_value`] rejects.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let mut v: Value =
+            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
+        de.end().map_err(|e| {
+            ConfigError::new(
+                FieldPath::root(),
+                ConfigErrorKind::InvalidJson(alloc::format!("{e}")),
+            )
+        })?;
+        let pool_path = FieldPath::key("pool");
+        let Some(obj) = v.as_object_mut() else {
+            return Err(ConfigError::new(
+                FieldPath::root(),
+                ConfigErrorKind::InvalidJson("the configuration must be a JSON object".into()),
+            ));
+        };
+        let pool_value = obj.remove("pool").ok_or_else(|| {
+            ConfigError::invalid(pool_path.clone(), "the 'pool' section is required")
+        })?;
+        let spec: PoolSpec = serde_path_to_error::deserialize(&pool_value)
+            .map_err(|e| ConfigError::from_serde(e).prefixed(&pool_path))?;
+        let pool = validate(spec)?;
+        let scheduler = EndpointPickerConfig::from_value(&v)?;
+        Ok(PickerConfig { pool, scheduler })
+    }
+
+    /// Parses and loads: the pool plus a ready [`EndpointPicker`].
+    ///
+    /// # Errors
+    /// As [`Self::from_json`] and [`load_config`].
+    pub fn load(json: &str, registry: &Registry) -> Result<LoadedPickerConfig, ConfigError> {
+        let cfg = PickerConfig::from_json(json)?;
+        let (picker, report) = load_config(cfg.scheduler, registry)?;
+        Ok(LoadedPickerConfig {
+            pool: cfg.pool,
+            picker,
+            report,
+        })
+    }
+}
+
+fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
+    let base = FieldPath::key("pool");
+    let cluster = spec.cluster.filter(|c| !c.is_empty()).ok_or_else(|| {
+        ConfigError::invalid(
+            base.clone().with_key("cluster"),
+            "the Envoy cluster of the pool is required",
+        )
+    })?;
+    let mut endpoints: Vec<PoolEndpoint> = Vec::with_capacity(spec.endpoints.len());
+    for (i, e) in spec.endpoints.into_iter().enumerate() {
+        let path = base.clone().with_key("endpoints").with_index(i);
+        let addr: SocketAddr = e.address.parse().map_err(|_| {
+            ConfigError::invalid(
+                path.clone().with_key("address"),
+                alloc::format!("'{}' is not a literal ip:port", e.address),
+            )
+        })?;
+        let address = alloc::format!("{addr}");
+        if endpoints.iter().any(|x| x.address == address) {
+            return Err(ConfigError::invalid(
+                path.with_key("address"),
+                alloc::format!("duplicate endpoint '{address}'"),
+            ));
+        }
+        let metrics_address = match e.metrics_port {
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    path.with_key("metricsPort"),
+                    "must be 1..65535",
+                ))
+            }
+            Some(p) => alloc::format!("{}", SocketAddr::new(addr.ip(), p)),
+            None => address.clone(),
+        };
+        endpoints.push(PoolEndpoint {
+            address,
+            labels: e.labels.into_iter().collect(),
+            metrics_address,
+        });
+    }
+    let sp = base.clone().with_key("scrape");
+    let interval_ms = duration(
+        sp.clone().with_key("interval"),
+        spec.scrape.interval.as_deref(),
+        50,
+    )?;
+    let timeout_ms = duration(
+        sp.clone().with_key("timeout"),
+        spec.scrape.timeout.as_deref(),
+        1000,
+    )?;
+    let staleness_ms = duration(
+        sp.clone().with_key("staleness"),
+        spec.scrape.staleness.as_deref(),
+        2000,
+    )?;
+    if staleness_ms <= interval_ms {
+        return Err(ConfigError::invalid(
+            sp.with_key("staleness"),
+            alloc::format!("staleness ({staleness_ms} ms) must be longer than the scrape interval ({interval_ms} ms)"),
+        ));
+    }
+    if let Some(p) = &spec.scrape.path {
+        if !p.starts_with('/') {
+            return Err(ConfigError::invalid(
+                sp.with_key("path"),
+                "must start with '/'",
+            ));
+        }
+    }
+    let max_body_bytes =
+        usize::try_from(spec.scrape.max_body_bytes.unwrap_or(8 << 20)).unwrap_or(usize::MAX);
+    let body_limit_bytes = match spec.body_limit_bytes {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                base.with_key("bodyLimitBytes"),
+                "must be > 0",
+            ))
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => 4 << 20,
+    };
+    Ok(PoolConfig {
+        endpoints,
+        metrics_cluster: spec
+            .metrics_cluster
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| cluster.clone()),
+        cluster,
+        scrape: ScrapeConfig {
+            path: spec.scrape.path,
+            interval_ms,
+            timeout_ms,
+            staleness_ms,
+            max_body_bytes,
+        },
+        failure_mode: spec.failure_mode,
+        body_limit_bytes,
+        debug: spec.debug,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn minimal_pool_gets_gie_defaults() {
+        let c = PickerConfig::from_json(r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:8000", "metricsPort": 9000}]}}"#).unwrap();
+        assert_eq!(c.pool.scrape.interval_ms, 50);
+        assert_eq!(c.pool.scrape.timeout_ms, 1000);
+        assert_eq!(c.pool.scrape.staleness_ms, 2000);
+        assert_eq!(c.pool.failure_mode, FailureMode::FailClose);
+        assert_eq!(c.pool.metrics_cluster, "c");
+        assert_eq!(c.pool.endpoints[0].metrics_address, "10.0.0.1:9000");
+        assert_eq!(c.scheduler, EndpointPickerConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_pool_field() {
+        let cases = [
+            (r#"{}"#, "pool: the 'pool' section is required"),
+            (r#"{"pool": {}}"#, "pool.cluster: the Envoy cluster of the pool is required"),
+            (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "host:80"}]}}"#, "pool.endpoints[0].address: 'host:80' is not a literal ip:port"),
+            (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:1"}, {"address": "10.0.0.1:1"}]}}"#, "pool.endpoints[1].address: duplicate endpoint '10.0.0.1:1'"),
+            (r#"{"pool": {"cluster": "c", "scrape": {"interval": "3s"}}}"#, "pool.scrape.staleness: staleness (2000 ms) must be longer than the scrape interval (3000 ms)"),
+            (r#"{"pool": {"cluster": "c", "scrape": {"timeout": "fast"}}}"#, "pool.scrape.timeout: must be a positive duration such as \"50ms\" or \"2s\""),
+            (r#"{"pool": {"cluster": "c", "failureMode": "Maybe"}}"#, "pool.failureMode: invalid JSON: unknown variant `Maybe`, expected `FailClose` or `FailOpen`"),
+            (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:1", "weight": 2}]}}"#, "pool.endpoints[0].weight: unknown field 'weight'"),
+            (r#"{"pool": {"cluster": "c"}, "plugins": [{"type": "nope"}]}"#, "plugins[0].type: plugin type 'nope' is not registered"),
+        ];
+        for (json, want) in cases {
+            let got = PickerConfig::load(json, &Registry::with_builtins())
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{json}");
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_are_normalised() {
+        let c = PickerConfig::from_json(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "[::1]:8000"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.pool.endpoints[0].address, "[::1]:8000");
+        assert_eq!(
+            c.pool.endpoints[0].to_endpoint().address.to_string(),
+            "[::1]:8000"
+        );
+    }
+}
