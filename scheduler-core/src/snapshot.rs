@@ -72,11 +72,9 @@ impl PoolSnapshot {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.endpoints.len() * 96);
         out.extend_from_slice(MAGIC);
-        match postcard::to_extend(self, out) {
-            Ok(v) => v,
-            // Serializing plain structs into a Vec cannot fail; an empty vec decodes as an error.
-            Err(_) => Vec::new(),
-        }
+        // Serializing plain structs into a Vec cannot fail; were it to, the empty result would
+        // decode as an error on the reading side rather than as a wrong snapshot.
+        postcard::to_extend::<_, Vec<u8>>(self, out).unwrap_or_default()
     }
 
     /// Decodes bytes written by [`Self::encode`].
