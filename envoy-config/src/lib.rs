@@ -1,0 +1,8 @@
+//! Offline tooling for the endpoint-picker module: [`validate`] (exactly the errors the module
+//! logs when Envoy loads it) and [`render`] (a complete Envoy configuration from one picker
+//! JSON, so the serving cluster's members always equal `pool.endpoints`).
+
+#![warn(missing_docs)]
+
+pub mod render;
+pub mod validate;

@@ -1,0 +1,266 @@
+//! Request → decision, with no host calls: the HTTP context gathers the inputs, calls this, and
+//! applies the [`Outcome`]. Tested natively below and end to end in real Envoy (`tests/`).
+
+use std::fmt::Write as _;
+
+use scheduler_core::{
+    Endpoint, EndpointPicker, FailureMode, PoolConfig, RequestError, RequestState, Rng,
+    SchedulingResult,
+};
+
+use crate::picker::reply::Reply;
+
+/// What the filter does with one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Forward to the picked endpoints.
+    Route(Route),
+    /// Answer locally.
+    Reply(Reply),
+    /// Forward untouched, for the cluster's own load balancer (FailOpen without usable metrics).
+    PassThrough,
+}
+
+/// A routing decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Value of `x-gateway-destination-endpoint`: `ip:port`, or an ordered comma list.
+    pub destination: String,
+    /// The primary endpoint.
+    pub primary: String,
+    /// Further request headers plugins asked for (e.g. `x-prefiller-host-port`).
+    pub headers: Vec<(String, String)>,
+    /// Debug response header value (pick and per-scorer scores) when `pool.debug` is on.
+    pub debug: Option<String>,
+}
+
+/// The immutable part of a picker VM: the loaded scheduler and the pool settings.
+pub struct PickerCore {
+    /// The loaded picker.
+    pub picker: EndpointPicker,
+    /// The `pool` section.
+    pub pool: PoolConfig,
+}
+
+impl PickerCore {
+    /// The reply for a declared `content-length` above the body limit, if it is.
+    pub fn check_declared_length(&self, content_length: Option<&str>) -> Option<Reply> {
+        let n: u64 = content_length?.trim().parse().ok()?;
+        (n > self.pool.body_limit_bytes as u64).then(|| self.too_large())
+    }
+
+    /// The 413 reply.
+    pub fn too_large(&self) -> Reply {
+        Reply::from_error(&RequestError::BodyTooLarge(self.pool.body_limit_bytes))
+    }
+
+    /// No candidates: 503 with FailClose, pass-through with FailOpen.
+    fn unusable(&self) -> Outcome {
+        match self.pool.failure_mode {
+            FailureMode::FailClose => Outcome::Reply(Reply::from_error(&RequestError::NoSnapshot)),
+            FailureMode::FailOpen => Outcome::PassThrough,
+        }
+    }
+
+    /// A request without a body (e.g. `GET /v1/models`): a uniformly random fresh endpoint.
+    pub fn route_headers_only(&self, candidates: &[Endpoint], rng: &mut dyn Rng) -> Outcome {
+        match candidates.get(rng.below(candidates.len())) {
+            None => self.unusable(),
+            Some(e) => Outcome::Route(Route {
+                destination: e.address.clone(),
+                primary: e.address.clone(),
+                headers: Vec::new(),
+                debug: self
+                    .pool
+                    .debug
+                    .then(|| format!("picked={} reason=no-body", e.address)),
+            }),
+        }
+    }
+
+    /// A request with its whole body: parse, admit, schedule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn route_request(
+        &self,
+        candidates: &[Endpoint],
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        now_ms: u64,
+        rng: &mut dyn Rng,
+        state: &mut RequestState,
+    ) -> Outcome {
+        if body.len() > self.pool.body_limit_bytes {
+            return Outcome::Reply(self.too_large());
+        }
+        let mut request = match self.picker.parse_request(path, body, headers) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Reply(Reply::from_error(&e)),
+        };
+        if candidates.is_empty() {
+            return self.unusable();
+        }
+        request.debug = self.pool.debug;
+        match self
+            .picker
+            .schedule(&request, candidates, now_ms, rng, state)
+        {
+            Err(e) => Outcome::Reply(Reply::from_error(&e)),
+            Ok(result) => self.route_for(&result, candidates),
+        }
+    }
+
+    fn route_for(&self, result: &SchedulingResult, candidates: &[Endpoint]) -> Outcome {
+        let destination = self.picker.destination(result, candidates);
+        let Some(primary) = destination
+            .split(',')
+            .next()
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+        else {
+            return Outcome::Reply(Reply::from_error(&RequestError::NoTargetEndpoint(
+                "no target".into(),
+            )));
+        };
+        let debug = self.pool.debug.then(|| debug_value(result, &primary));
+        Outcome::Route(Route {
+            destination,
+            primary,
+            headers: result.headers.clone(),
+            debug,
+        })
+    }
+}
+
+/// `picked=<ip:port> profile=<name> score=<total> <scorer>=<score>x<weight> …`
+fn debug_value(result: &SchedulingResult, primary: &str) -> String {
+    let mut s = format!("picked={primary}");
+    if let Some((name, Some(r))) = result.profile_results.get(result.primary_profile) {
+        let _ = write!(s, " profile={name}");
+        if let Some(total) = r.scores.first() {
+            let _ = write!(s, " score={total:.3}");
+        }
+        for (scorer, score, weight) in &r.breakdown {
+            let _ = write!(s, " {scorer}={score:.3}x{weight}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scheduler_core::{PickerConfig, Registry, SplitMix64};
+
+    fn core(extra: &str) -> PickerCore {
+        let json = format!(r#"{{"pool": {{"cluster": "c", "bodyLimitBytes": 1000 {extra}}}}}"#);
+        let l = PickerConfig::load(&json, &Registry::with_builtins()).unwrap();
+        PickerCore {
+            picker: l.picker,
+            pool: l.pool,
+        }
+    }
+
+    fn pool() -> Vec<Endpoint> {
+        [(3, 0.2), (0, 0.1), (10, 0.2)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(q, kv))| {
+                let mut e = Endpoint::new(format!("127.0.0.{}:8000", i + 1));
+                e.metrics.waiting_queue_size = q;
+                e.metrics.kv_cache_usage = kv;
+                e.metrics.update_time_ms = 1000;
+                e
+            })
+            .collect()
+    }
+
+    fn route(c: &PickerCore, eps: &[Endpoint], body: &str) -> Outcome {
+        c.route_request(
+            eps,
+            "/v1/completions",
+            vec![],
+            body.as_bytes(),
+            1000,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+    }
+
+    #[test]
+    fn picks_by_metrics_and_reports_debug() {
+        let c = core(r#", "debug": true"#);
+        let Outcome::Route(r) = route(&c, &pool(), r#"{"model":"m","prompt":"hello"}"#) else {
+            panic!()
+        };
+        assert_eq!(r.destination, "127.0.0.2:8000");
+        let d = r.debug.unwrap();
+        assert!(
+            d.starts_with("picked=127.0.0.2:8000 profile=default score="),
+            "{d}"
+        );
+        assert!(d.contains("queue-scorer=1.000x2"), "{d}");
+    }
+
+    #[test]
+    fn local_replies() {
+        let c = core("");
+        let cases = [("not json", 400), (r#"{"prompt":"x"}"#, 400)];
+        for (body, status) in cases {
+            let Outcome::Reply(r) = route(&c, &pool(), body) else {
+                panic!("{body}")
+            };
+            assert_eq!(r.status, status, "{body}");
+        }
+        let big = format!(r#"{{"model":"m","prompt":"{}"}}"#, "x".repeat(2000));
+        assert!(matches!(
+            route(&c, &pool(), &big),
+            Outcome::Reply(Reply { status: 413, .. })
+        ));
+        assert_eq!(
+            c.check_declared_length(Some("5000")).map(|r| r.status),
+            Some(413)
+        );
+        assert_eq!(c.check_declared_length(Some("10")), None);
+        assert!(matches!(
+            route(&c, &[], r#"{"model":"m","prompt":"x"}"#),
+            Outcome::Reply(Reply { status: 503, .. })
+        ));
+    }
+
+    #[test]
+    fn fail_open_passes_through_without_candidates() {
+        let c = core(r#", "failureMode": "FailOpen""#);
+        assert_eq!(
+            route(&c, &[], r#"{"model":"m","prompt":"x"}"#),
+            Outcome::PassThrough
+        );
+        assert_eq!(
+            c.route_headers_only(&[], &mut SplitMix64::new(1)),
+            Outcome::PassThrough
+        );
+        // A bad body is still a 400, whatever the failure mode.
+        assert!(matches!(
+            route(&c, &[], "{"),
+            Outcome::Reply(Reply { status: 400, .. })
+        ));
+    }
+
+    #[test]
+    fn headers_only_is_uniform_over_candidates() {
+        let c = core("");
+        let eps = pool();
+        let mut rng = SplitMix64::new(5);
+        let mut counts = [0u32; 3];
+        for _ in 0..3000 {
+            let Outcome::Route(r) = c.route_headers_only(&eps, &mut rng) else {
+                panic!()
+            };
+            counts[eps.iter().position(|e| e.address == r.destination).unwrap()] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| (850..1150).contains(&n)),
+            "{counts:?}"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The `endpoint-picker` HTTP filter.
+//!
+//! Pure parts, tested natively: [`view`] (the decoded pool snapshot and which endpoints are
+//! fresh), [`decide`] (request → route, local reply or pass-through), [`reply`] (OpenAI-style
+//! error bodies), [`headers`] (the header names the filter owns).
+//! Envoy glue (wasm32 only): [`root`] (configuration, shared state) and [`http`] (per request).
+
+pub mod decide;
+pub mod headers;
+pub mod reply;
+pub mod view;
+
+#[cfg(target_arch = "wasm32")]
+pub mod http;
+#[cfg(target_arch = "wasm32")]
+pub mod root;

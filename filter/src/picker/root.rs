@@ -1,0 +1,115 @@
+//! The picker VM's long-lived state: the loaded scheduler, the pool view decoded from shared
+//! data, the RNG and the stats. Built once in `on_configure`; HTTP contexts hold an `Rc` to it.
+
+use std::cell::RefCell;
+
+use scheduler_core::snapshot::{GENERATION_KEY, SNAPSHOT_KEY};
+use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
+
+use crate::host;
+use crate::picker::decide::{Outcome, PickerCore};
+use crate::picker::view::PoolView;
+use crate::stats::PickerStats;
+
+/// See the module docs.
+pub struct PickerShared {
+    /// Scheduler and pool settings.
+    pub core: PickerCore,
+    view: RefCell<PoolView>,
+    rng: RefCell<SplitMix64>,
+    /// Envoy stats.
+    pub stats: PickerStats,
+}
+
+impl PickerShared {
+    /// Parses and loads the configuration.
+    ///
+    /// # Errors
+    /// The scheduler-core [`ConfigError`] (logged by the caller; Envoy then refuses the config).
+    pub fn configure(json: &str, registry: &Registry) -> Result<PickerShared, ConfigError> {
+        let loaded = PickerConfig::load(json, registry)?;
+        for w in &loaded.report.warnings {
+            log::warn!("endpoint picker: {w}");
+        }
+        let staleness = loaded.pool.scrape.staleness_ms;
+        // Seeded per VM from the clock: tie-breaks differ between workers, as they should.
+        let seed = host::now_us() ^ 0x5DEE_CE66_D1CE_5EED;
+        Ok(PickerShared {
+            core: PickerCore {
+                picker: loaded.picker,
+                pool: loaded.pool,
+            },
+            view: RefCell::new(PoolView::new(staleness)),
+            rng: RefCell::new(SplitMix64::new(seed)),
+            stats: PickerStats::default(),
+        })
+    }
+
+    /// Re-reads the snapshot if its generation changed (one small shared-data read otherwise).
+    fn refresh(&self, view: &mut PoolView, now_ms: u64) {
+        let (_, cas) = host::shared_data(GENERATION_KEY);
+        if cas.is_none() || cas == view.cas {
+            return;
+        }
+        let (bytes, _) = host::shared_data(SNAPSHOT_KEY);
+        let Some(bytes) = bytes else { return };
+        match view.update(cas, &bytes, now_ms) {
+            Ok(membership_changed) => {
+                self.stats.decode(true);
+                if membership_changed {
+                    self.core.picker.pool_changed(&view.all_endpoints());
+                }
+            }
+            Err(e) => {
+                self.stats.decode(false);
+                log::warn!("endpoint picker: keeping the previous snapshot: {e}");
+            }
+        }
+    }
+
+    /// Decides a request without a body.
+    pub fn route_headers_only(&self, now_ms: u64) -> Outcome {
+        let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
+        else {
+            return self
+                .core
+                .route_headers_only(&[], &mut SplitMix64::new(now_ms));
+        };
+        self.refresh(&mut view, now_ms);
+        self.core
+            .route_headers_only(view.candidates(now_ms), &mut *rng)
+    }
+
+    /// Decides a request with its whole body.
+    pub fn route_request(
+        &self,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        now_ms: u64,
+        state: &mut RequestState,
+    ) -> Outcome {
+        let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
+        else {
+            return self.core.route_request(
+                &[],
+                path,
+                headers,
+                body,
+                now_ms,
+                &mut SplitMix64::new(now_ms),
+                state,
+            );
+        };
+        self.refresh(&mut view, now_ms);
+        self.core.route_request(
+            view.candidates(now_ms),
+            path,
+            headers,
+            body,
+            now_ms,
+            &mut *rng,
+            state,
+        )
+    }
+}

@@ -1,0 +1,113 @@
+//! The module's runtime: one root context type that becomes the scraper or the picker depending
+//! on the plugin's root id. Public so an out-of-tree crate can build its own module:
+//!
+//! ```ignore
+//! proxy_wasm::main! {{
+//!     let mut registry = scheduler_core::Registry::with_builtins();
+//!     registry.register(my_scorer::ENTRY).ok();
+//!     endpoint_picker_filter::runner::run(registry);
+//! }}
+//! ```
+
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use scheduler_core::Registry;
+
+use crate::host;
+use crate::picker::http::PickerHttp;
+use crate::picker::root::PickerShared;
+use crate::scraper::root::ScraperRoot;
+
+/// Root id of the scraper role (Envoy bootstrap Wasm service, `singleton: true`).
+pub const SCRAPER_ROOT_ID: &str = "metrics-scraper";
+/// Root id of the HTTP filter role.
+pub const PICKER_ROOT_ID: &str = "endpoint-picker";
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Installs `registry` (the plugin types this module knows) and the root context factory.
+/// Call once from `proxy_wasm::main!`.
+pub fn run(registry: Registry) {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    if REGISTRY.set(registry).is_err() {
+        log::warn!("runner::run called twice; keeping the first registry");
+    }
+    proxy_wasm::set_root_context(|_| Box::new(RoleRoot::Unconfigured));
+}
+
+enum RoleRoot {
+    Unconfigured,
+    Scraper(Box<ScraperRoot>),
+    Picker(Rc<PickerShared>),
+}
+
+impl Context for RoleRoot {
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        if let RoleRoot::Scraper(s) = self {
+            s.on_response(token, body_size);
+        }
+    }
+}
+
+impl RootContext for RoleRoot {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let Some(registry) = REGISTRY.get() else {
+            log::error!("endpoint picker: no plugin registry installed");
+            return false;
+        };
+        let root_id = host::property_string(vec!["plugin_root_id"]).unwrap_or_default();
+        let json = host::plugin_configuration()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let role = match root_id.as_str() {
+            SCRAPER_ROOT_ID => {
+                ScraperRoot::configure(&json, registry).map(|s| RoleRoot::Scraper(Box::new(s)))
+            }
+            PICKER_ROOT_ID => {
+                PickerShared::configure(&json, registry).map(|p| RoleRoot::Picker(Rc::new(p)))
+            }
+            other => {
+                log::error!(
+                    "endpoint picker: unknown root_id '{other}'; use '{SCRAPER_ROOT_ID}' (bootstrap service) or '{PICKER_ROOT_ID}' (HTTP filter)"
+                );
+                return false;
+            }
+        };
+        match role {
+            Ok(r) => {
+                *self = r;
+                true
+            }
+            Err(e) => {
+                // Envoy refuses the configuration; this line is what the operator reads.
+                log::error!("endpoint picker ({root_id}): invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let RoleRoot::Scraper(s) = self {
+            s.on_tick();
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never None: the SDK panics on None. A filter without a picker role passes through.
+        Some(match self {
+            RoleRoot::Picker(shared) => Box::new(PickerHttp::new(shared.clone(), context_id)),
+            _ => Box::new(PassThrough),
+        })
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct PassThrough;
+impl Context for PassThrough {}
+impl HttpContext for PassThrough {}

@@ -1,0 +1,70 @@
+//! One active scraper per Envoy process.
+//!
+//! Envoy instantiates a singleton Wasm service twice on the main thread (a base VM and the
+//! running instance; `on_configure` runs in both, proxy-wasm-mechanics.md §1.1), and a reload
+//! can briefly leave an old instance ticking. Two instances that both ticked would scrape every
+//! endpoint twice. The instances hold a lease in shared data: 16 bytes, the holder's
+//! id and its last renewal (ms). A tick proceeds only for the holder; another instance takes over
+//! when the lease is older than its duration, and writes use the shared-data CAS so two
+//! instances cannot both win the same round.
+
+/// Shared-data key of the lease.
+pub const LEASE_KEY: &str = "endpoint-picker/v1/scraper-lease";
+/// Shared-data key of the counter that hands each scraper instance a distinct id (the clock is
+/// not enough: both instances are configured in the same event-loop turn).
+pub const INSTANCE_COUNTER_KEY: &str = "endpoint-picker/v1/scraper-instances";
+
+/// The next instance id after the counter value `current` (8 bytes little-endian; absent or
+/// malformed counts as 0).
+pub fn next_instance(current: Option<&[u8]>) -> u64 {
+    current
+        .and_then(|b| b.get(0..8))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+        .wrapping_add(1)
+}
+
+/// Decides whether instance `me` may hold the lease at `now_ms`, given the current value.
+/// Returns the value to write (with the read CAS) when it may; `None` when another live
+/// instance holds it.
+pub fn claim(current: Option<&[u8]>, me: u64, now_ms: u64, lease_ms: u64) -> Option<[u8; 16]> {
+    let holder = current.and_then(|b| {
+        let id = u64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
+        let renewed = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
+        Some((id, renewed))
+    });
+    let free = match holder {
+        None => true,
+        Some((id, _)) if id == me => true,
+        Some((_, renewed)) => now_ms.saturating_sub(renewed) > lease_ms,
+    };
+    free.then(|| {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&me.to_le_bytes());
+        v[8..].copy_from_slice(&now_ms.to_le_bytes());
+        v
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_renews_others_wait_then_take_over() {
+        let a = claim(None, 1, 100, 150).unwrap();
+        assert!(claim(Some(&a), 2, 200, 150).is_none(), "live lease of 1");
+        let a2 = claim(Some(&a), 1, 200, 150).unwrap();
+        assert!(claim(Some(&a2), 2, 349, 150).is_none());
+        let b = claim(Some(&a2), 2, 351, 150).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            2,
+            "1 stopped renewing"
+        );
+        assert!(
+            claim(Some(b"short"), 3, 0, 150).is_some(),
+            "garbage is a free lease"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! The scraper's root context: on each tick, publish what changed and send one `/metrics`
+//! callout to every endpoint that has none in flight.
+//!
+//! Callouts go to `pool.metricsCluster` (default `pool.cluster`) with the endpoint's metrics
+//! address in `x-gateway-destination-endpoint`, which both an ORIGINAL_DST cluster
+//! (`use_http_header`) and an `override_host` cluster honour, and ask for
+//! `text/plain;version=0.0.4`. Publishing writes the snapshot, then its generation, so a reader
+//! that sees a new generation finds the new snapshot.
+
+use std::time::Duration;
+
+use scheduler_core::config::pool::PoolConfig;
+use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::snapshot::{encode_generation, GENERATION_KEY, SNAPSHOT_KEY};
+use scheduler_core::{ConfigError, PickerConfig, Registry};
+
+use crate::host;
+use crate::picker::headers::DESTINATION;
+use crate::scraper::lease::{claim, next_instance, INSTANCE_COUNTER_KEY, LEASE_KEY};
+use crate::scraper::state::{ScrapeOutcome, ScrapeState};
+use crate::stats::ScraperStats;
+
+/// See the module docs.
+pub struct ScraperRoot {
+    pool: PoolConfig,
+    extractor: MetricsExtractor,
+    path: String,
+    enabled: bool,
+    state: ScrapeState,
+    stats: ScraperStats,
+    instance: u64,
+}
+
+impl ScraperRoot {
+    /// Parses the (shared) configuration and starts the tick.
+    ///
+    /// # Errors
+    /// The scheduler-core [`ConfigError`]; Envoy then refuses the bootstrap extension.
+    pub fn configure(json: &str, registry: &Registry) -> Result<ScraperRoot, ConfigError> {
+        let loaded = PickerConfig::load(json, registry)?;
+        let source = loaded.picker.metrics_source().cloned();
+        let path = loaded
+            .pool
+            .scrape
+            .path
+            .clone()
+            .or_else(|| source.as_ref().map(|s| s.path.clone()))
+            .unwrap_or_else(|| "/metrics".into());
+        let enabled = source.is_some();
+        if !enabled {
+            log::warn!(
+                "endpoint picker scraper: dataLayer has no sources; metrics are not scraped"
+            );
+        }
+        host::set_tick_period(Duration::from_millis(loaded.pool.scrape.interval_ms));
+        log::info!(
+            "endpoint picker scraper: {} endpoints via cluster '{}', every {} ms, path {path}",
+            loaded.pool.endpoints.len(),
+            loaded.pool.metrics_cluster,
+            loaded.pool.scrape.interval_ms
+        );
+        Ok(ScraperRoot {
+            state: ScrapeState::new(&loaded.pool),
+            extractor: loaded.picker.metrics_extractor().clone(),
+            pool: loaded.pool,
+            path,
+            enabled,
+            stats: ScraperStats::default(),
+            instance: allocate_instance(),
+        })
+    }
+
+    /// True while this instance holds the scraper lease (see [`crate::scraper::lease`]).
+    fn hold_lease(&self, now_ms: u64) -> bool {
+        let lease_ms = self.pool.scrape.interval_ms.saturating_mul(4).max(200);
+        let (current, cas) = host::shared_data(LEASE_KEY);
+        match claim(current.as_deref(), self.instance, now_ms, lease_ms) {
+            Some(v) => host::set_shared_data_cas(LEASE_KEY, &v, cas),
+            None => false,
+        }
+    }
+
+    /// One tick: if this instance is the active scraper, publish, then dispatch due scrapes.
+    pub fn on_tick(&mut self) {
+        let now = host::now_ms();
+        if !self.hold_lease(now) {
+            return;
+        }
+        self.publish(now);
+        if !self.enabled {
+            return;
+        }
+        let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
+        for (i, address) in self.state.due() {
+            let headers = vec![
+                (":method", "GET"),
+                (":path", self.path.as_str()),
+                (":authority", address.as_str()),
+                (DESTINATION, address.as_str()),
+                ("accept", "text/plain;version=0.0.4"),
+            ];
+            match host::dispatch_http_call(&self.pool.metrics_cluster, headers, timeout) {
+                Ok(token) => self.state.started(i, token),
+                Err(s) => {
+                    log::warn!(
+                        "endpoint picker scraper: cannot call cluster '{}': {s:?}",
+                        self.pool.metrics_cluster
+                    );
+                    self.state.record_failure(i);
+                    self.stats.scrape(false);
+                }
+            }
+        }
+    }
+
+    /// A callout finished.
+    pub fn on_response(&mut self, token: u32, body_size: usize) {
+        let Some(i) = self.state.finished(token) else {
+            return;
+        };
+        let outcome = match host::call_response_status() {
+            Some(200) if body_size > self.pool.scrape.max_body_bytes => {
+                self.state.record_failure(i);
+                ScrapeOutcome::TooLarge
+            }
+            Some(200) => {
+                let body = host::call_response_body(body_size).unwrap_or_default();
+                self.state
+                    .record_body(i, &self.extractor, &body, host::now_ms())
+            }
+            _ => {
+                self.state.record_failure(i);
+                ScrapeOutcome::BadStatus
+            }
+        };
+        self.stats.scrape(outcome == ScrapeOutcome::Ok);
+    }
+
+    fn publish(&mut self, now_ms: u64) {
+        let Some(snap) = self
+            .state
+            .snapshot_if_changed(now_ms, self.pool.scrape.staleness_ms)
+        else {
+            return;
+        };
+        let bytes = snap.encode();
+        if host::set_shared_data(SNAPSHOT_KEY, &bytes) {
+            host::set_shared_data(GENERATION_KEY, &encode_generation(snap.generation));
+        }
+        let stale = snap.endpoints.iter().filter(|e| e.stale).count();
+        self.stats.published(snap.endpoints.len(), stale);
+    }
+}
+
+/// A process-unique instance id from a CAS-incremented counter in shared data.
+fn allocate_instance() -> u64 {
+    for _ in 0..16 {
+        let (current, cas) = host::shared_data(INSTANCE_COUNTER_KEY);
+        let id = next_instance(current.as_deref());
+        if host::set_shared_data_cas(INSTANCE_COUNTER_KEY, &id.to_le_bytes(), cas) {
+            return id;
+        }
+    }
+    // Contention that never settles is not expected on one thread; fall back to the clock.
+    host::now_us()
+}

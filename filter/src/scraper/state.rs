@@ -1,0 +1,234 @@
+//! Scrape bookkeeping: one slot per endpoint with its latest metrics, the callout in flight and
+//! the consecutive failures; and the snapshot built from them.
+//!
+//! Rules: at most one callout per endpoint in flight; only an HTTP 200 whose body is valid
+//! Prometheus text with at least one mapped metric counts as a success (timeouts and refusals
+//! arrive from Envoy as synthetic 504/503, proxy-wasm-mechanics.md §1.3); a failure keeps the
+//! last metrics (their age then makes the endpoint stale).
+
+use scheduler_core::config::pool::{PoolConfig, PoolEndpoint};
+use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
+use scheduler_core::Endpoint;
+
+/// What one scrape produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScrapeOutcome {
+    /// Metrics read.
+    Ok,
+    /// Non-200 status (includes Envoy's synthetic 503/504 for refused or timed-out calls).
+    BadStatus,
+    /// Body larger than `scrape.maxBodyBytes`.
+    TooLarge,
+    /// Not Prometheus text, or none of the engine's metrics.
+    BadBody,
+    /// The callout could not be dispatched.
+    DispatchFailed,
+}
+
+struct Slot {
+    member: PoolEndpoint,
+    endpoint: Endpoint,
+    in_flight: Option<u32>,
+    failures: u32,
+}
+
+/// See the module docs.
+pub struct ScrapeState {
+    slots: Vec<Slot>,
+    generation: u64,
+    dirty: bool,
+    last_stale: Vec<bool>,
+}
+
+impl ScrapeState {
+    /// Slots for every pool member, none scraped yet.
+    pub fn new(pool: &PoolConfig) -> Self {
+        ScrapeState {
+            slots: pool
+                .endpoints
+                .iter()
+                .map(|m| Slot {
+                    member: m.clone(),
+                    endpoint: m.to_endpoint(),
+                    in_flight: None,
+                    failures: 0,
+                })
+                .collect(),
+            generation: 0,
+            dirty: true,
+            last_stale: Vec::new(),
+        }
+    }
+
+    /// Indices and metrics addresses of the endpoints with no callout in flight.
+    pub fn due(&self) -> Vec<(usize, String)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.in_flight.is_none())
+            .map(|(i, s)| (i, s.member.metrics_address.clone()))
+            .collect()
+    }
+
+    /// Records that slot `i` has callout `token` in flight.
+    pub fn started(&mut self, i: usize, token: u32) {
+        if let Some(s) = self.slots.get_mut(i) {
+            s.in_flight = Some(token);
+        }
+    }
+
+    /// The slot whose callout `token` just finished (and clears it).
+    pub fn finished(&mut self, token: u32) -> Option<usize> {
+        let i = self.slots.iter().position(|s| s.in_flight == Some(token))?;
+        if let Some(s) = self.slots.get_mut(i) {
+            s.in_flight = None;
+        }
+        Some(i)
+    }
+
+    /// Reads a 200 response body for slot `i` with `extractor`.
+    pub fn record_body(
+        &mut self,
+        i: usize,
+        extractor: &MetricsExtractor,
+        body: &[u8],
+        now_ms: u64,
+    ) -> ScrapeOutcome {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return ScrapeOutcome::BadBody;
+        };
+        let extracted = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| extractor.mapping_for(&slot.endpoint).map(|m| (text, m)))
+            .and_then(|(text, m)| extractor.extract(m, text).ok())
+            .filter(|x| x.fields_found > 0);
+        match extracted {
+            Some(x) => {
+                slot.endpoint.metrics = x.metrics;
+                slot.endpoint.metrics.update_time_ms = now_ms;
+                slot.failures = 0;
+                self.dirty = true;
+                ScrapeOutcome::Ok
+            }
+            None => {
+                self.record_failure(i);
+                ScrapeOutcome::BadBody
+            }
+        }
+    }
+
+    /// Counts a failed scrape of slot `i`.
+    pub fn record_failure(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i) {
+            s.failures = s.failures.saturating_add(1);
+            s.in_flight = None;
+            self.dirty = true;
+        }
+    }
+
+    /// The snapshot to publish at `now_ms`, if anything changed since the last one (new
+    /// metrics, failures, or an endpoint crossing the staleness threshold).
+    pub fn snapshot_if_changed(&mut self, now_ms: u64, staleness_ms: u64) -> Option<PoolSnapshot> {
+        let stale: Vec<bool> = self
+            .slots
+            .iter()
+            .map(|s| s.endpoint.metrics.is_stale(now_ms, staleness_ms))
+            .collect();
+        if !self.dirty && stale == self.last_stale {
+            return None;
+        }
+        self.dirty = false;
+        self.generation += 1;
+        let endpoints = self
+            .slots
+            .iter()
+            .zip(&stale)
+            .map(|(s, &stale)| EndpointState {
+                endpoint: s.endpoint.clone(),
+                consecutive_failures: s.failures,
+                stale,
+            })
+            .collect();
+        self.last_stale = stale;
+        Some(PoolSnapshot {
+            generation: self.generation,
+            published_ms: now_ms,
+            endpoints,
+        })
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True for an empty pool.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scheduler_core::PickerConfig;
+
+    fn state() -> ScrapeState {
+        let c = PickerConfig::from_json(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:2", "metricsPort": 9}]}}"#,
+        )
+        .unwrap();
+        ScrapeState::new(&c.pool)
+    }
+
+    #[test]
+    fn one_callout_per_endpoint_and_metrics_port() {
+        let mut s = state();
+        assert_eq!(
+            s.due(),
+            [(0, "127.0.0.1:1".into()), (1, "127.0.0.1:9".into())]
+        );
+        s.started(0, 11);
+        assert_eq!(s.due().len(), 1);
+        assert_eq!(s.finished(11), Some(0));
+        assert_eq!(s.finished(11), None);
+        assert_eq!(s.due().len(), 2);
+    }
+
+    #[test]
+    fn success_failure_and_staleness_drive_publishing() {
+        let mut s = state();
+        let x = MetricsExtractor::default();
+        let first = s.snapshot_if_changed(1000, 2000).unwrap();
+        assert!(first.endpoints.iter().all(|e| e.stale), "never scraped");
+        assert!(
+            s.snapshot_if_changed(1000, 2000).is_none(),
+            "nothing changed"
+        );
+
+        assert_eq!(
+            s.record_body(0, &x, b"vllm:num_requests_waiting 4\n", 1100),
+            ScrapeOutcome::Ok
+        );
+        assert_eq!(
+            s.record_body(1, &x, b"<html>oops</html>", 1100),
+            ScrapeOutcome::BadBody
+        );
+        assert_eq!(
+            s.record_body(1, &x, b"unrelated_metric 1\n", 1100),
+            ScrapeOutcome::BadBody,
+            "no mapped metric"
+        );
+        let snap = s.snapshot_if_changed(1100, 2000).unwrap();
+        assert_eq!(snap.endpoints[0].endpoint.metrics.waiting_queue_size, 4);
+        assert!(!snap.endpoints[0].stale);
+        assert_eq!(snap.endpoints[1].consecutive_failures, 2);
+        assert!(snap.generation > first.generation);
+
+        // No new scrape: nothing to publish until endpoint 0 crosses the threshold.
+        assert!(s.snapshot_if_changed(3000, 2000).is_none());
+        let later = s.snapshot_if_changed(3101, 2000).unwrap();
+        assert!(later.endpoints[0].stale);
+    }
+}

@@ -1,0 +1,149 @@
+//! Every Envoy stat the module defines, in one place. Envoy shows them under the `wasmcustom.`
+//! prefix (Prometheus: `envoy_wasmcustom_…`).
+//!
+//! | stat | type | meaning |
+//! |---|---|---|
+//! | `endpoint_picker.picks.<ip_port>` | counter | requests routed to that endpoint (primary) |
+//! | `endpoint_picker.local_replies.<status>` | counter | local replies by status (400, 413, 429, 500, 503) |
+//! | `endpoint_picker.fail_open` | counter | requests passed through without a pick (FailOpen) |
+//! | `endpoint_picker.scheduling_us` | histogram | time to parse and schedule one request, µs |
+//! | `endpoint_picker.snapshot.decodes` / `.decode_errors` | counter | snapshot decodes in picker VMs |
+//! | `endpoint_picker.scrape.success` / `.failure` | counter | scrape results |
+//! | `endpoint_picker.endpoints.total` / `.stale` | gauge | pool size, endpoints whose metrics are stale |
+//! | `endpoint_picker.snapshot.publishes` | counter | snapshots the scraper published |
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use proxy_wasm::hostcalls as hc;
+use proxy_wasm::types::MetricType;
+
+const PREFIX: &str = "endpoint_picker";
+
+/// A metric defined on first use; a host refusal leaves it undefined (and silent).
+struct Metric(Option<u32>);
+
+impl Metric {
+    fn define(kind: MetricType, name: &str) -> Metric {
+        Metric(hc::define_metric(kind, &format!("{PREFIX}.{name}")).ok())
+    }
+    fn add(&self, n: i64) {
+        if let Some(id) = self.0 {
+            let _ = hc::increment_metric(id, n);
+        }
+    }
+    fn set(&self, v: u64) {
+        if let Some(id) = self.0 {
+            let _ = hc::record_metric(id, v);
+        }
+    }
+}
+
+/// `10.0.0.1:8000` → `10_0_0_1_8000` (stat names use `.` as separator).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Stats of the picker filter.
+pub struct PickerStats {
+    picks: RefCell<HashMap<String, Metric>>,
+    replies: RefCell<HashMap<u32, Metric>>,
+    fail_open: Metric,
+    scheduling_us: Metric,
+    decodes: Metric,
+    decode_errors: Metric,
+}
+
+impl Default for PickerStats {
+    fn default() -> Self {
+        PickerStats {
+            picks: RefCell::default(),
+            replies: RefCell::default(),
+            fail_open: Metric::define(MetricType::Counter, "fail_open"),
+            scheduling_us: Metric::define(MetricType::Histogram, "scheduling_us"),
+            decodes: Metric::define(MetricType::Counter, "snapshot.decodes"),
+            decode_errors: Metric::define(MetricType::Counter, "snapshot.decode_errors"),
+        }
+    }
+}
+
+impl PickerStats {
+    /// One request routed to `endpoint`.
+    pub fn pick(&self, endpoint: &str) {
+        if let Ok(mut m) = self.picks.try_borrow_mut() {
+            if let Some(metric) = m.get(endpoint) {
+                metric.add(1);
+                return;
+            }
+            let metric = Metric::define(
+                MetricType::Counter,
+                &format!("picks.{}", sanitize(endpoint)),
+            );
+            metric.add(1);
+            m.insert(endpoint.to_string(), metric);
+        }
+    }
+    /// One local reply with `status`.
+    pub fn reply(&self, status: u32) {
+        if let Ok(mut m) = self.replies.try_borrow_mut() {
+            m.entry(status)
+                .or_insert_with(|| {
+                    Metric::define(MetricType::Counter, &format!("local_replies.{status}"))
+                })
+                .add(1);
+        }
+    }
+    /// One FailOpen pass-through.
+    pub fn fail_open(&self) {
+        self.fail_open.add(1);
+    }
+    /// Scheduling time of one request.
+    pub fn scheduling_us(&self, us: u64) {
+        self.scheduling_us.set(us);
+    }
+    /// A snapshot decode, successful or not.
+    pub fn decode(&self, ok: bool) {
+        if ok {
+            &self.decodes
+        } else {
+            &self.decode_errors
+        }
+        .add(1);
+    }
+}
+
+/// Stats of the scraper.
+pub struct ScraperStats {
+    success: Metric,
+    failure: Metric,
+    total: Metric,
+    stale: Metric,
+    publishes: Metric,
+}
+
+impl Default for ScraperStats {
+    fn default() -> Self {
+        ScraperStats {
+            success: Metric::define(MetricType::Counter, "scrape.success"),
+            failure: Metric::define(MetricType::Counter, "scrape.failure"),
+            total: Metric::define(MetricType::Gauge, "endpoints.total"),
+            stale: Metric::define(MetricType::Gauge, "endpoints.stale"),
+            publishes: Metric::define(MetricType::Counter, "snapshot.publishes"),
+        }
+    }
+}
+
+impl ScraperStats {
+    /// One scrape result.
+    pub fn scrape(&self, ok: bool) {
+        if ok { &self.success } else { &self.failure }.add(1);
+    }
+    /// One publish of a snapshot with `total` endpoints, `stale` of them stale.
+    pub fn published(&self, total: usize, stale: usize) {
+        self.publishes.add(1);
+        self.total.set(total as u64);
+        self.stale.set(stale as u64);
+    }
+}

@@ -1,0 +1,232 @@
+//! A model server for end-to-end tests: OpenAI-shaped responses (JSON and SSE with usage), a
+//! vLLM V1 `/metrics` page whose values are pinned through `POST /admin/state`, and switches that
+//! make `/metrics` or inference misbehave. Every response names the server
+//! (`x-inference-pod`, `x-inference-port`) and echoes the routing headers it received
+//! (`x-seen-destination`, `x-seen-prefiller`) so tests can see what Envoy forwarded.
+//!
+//! Not a performance model: the simulator of issue 4 is. This one answers at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+struct Args {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    listen: SocketAddr,
+    /// Name reported in x-inference-pod.
+    #[arg(long, default_value = "pod")]
+    name: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+struct FakeState {
+    waiting: u32,
+    running: u32,
+    kv: f64,
+    running_loras: Vec<String>,
+    waiting_loras: Vec<String>,
+    max_lora: u32,
+    /// "ok" | "hang" | "500" | "garbage" | "huge"
+    metrics: String,
+    /// "ok" | "500"
+    inference: String,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            waiting: 0,
+            running: 0,
+            kv: 0.1,
+            running_loras: vec![],
+            waiting_loras: vec![],
+            max_lora: 0,
+            metrics: "ok".into(),
+            inference: "ok".into(),
+        }
+    }
+}
+
+struct App {
+    name: String,
+    port: u16,
+    state: Mutex<FakeState>,
+}
+
+type Shared = Arc<App>;
+
+fn metrics_text(s: &FakeState) -> String {
+    let m = r#"engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct""#;
+    format!(
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{{m}}} {}.0\n\
+         # HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n\
+         # TYPE vllm:num_requests_waiting gauge\n\
+         vllm:num_requests_waiting{{{m}}} {}.0\n\
+         # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\n\
+         vllm:kv_cache_usage_perc{{{m}}} {}\n\
+         # HELP vllm:lora_requests_info Running stats on lora requests.\n\
+         # TYPE vllm:lora_requests_info gauge\n\
+         vllm:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\",waiting_lora_adapters=\"{}\"}} 1.7395575723949368e+09\n\
+         # HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n\
+         # TYPE vllm:cache_config_info gauge\n\
+         vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"27215\"}} 1.0\n",
+        s.running,
+        s.waiting,
+        s.kv,
+        s.max_lora,
+        s.running_loras.join(","),
+        s.waiting_loras.join(","),
+    )
+}
+
+async fn metrics(State(app): State<Shared>) -> Response {
+    let s = app.state.lock().await.clone();
+    match s.metrics.as_str() {
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        "500" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        "garbage" => (StatusCode::OK, "<html><body>not metrics</body></html>").into_response(),
+        "huge" => (
+            StatusCode::OK,
+            format!("{}{}", metrics_text(&s), "x 1\n".repeat(5_000_000)),
+        )
+            .into_response(),
+        _ => (
+            [("content-type", "text/plain; version=0.0.4")],
+            metrics_text(&s),
+        )
+            .into_response(),
+    }
+}
+
+async fn admin_state(State(app): State<Shared>, Json(new): Json<FakeState>) -> impl IntoResponse {
+    *app.state.lock().await = new;
+    "ok"
+}
+
+fn seen(h: &HeaderMap, name: &str) -> String {
+    h.get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+async fn inference(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let s = app.state.lock().await.clone();
+    let ident = [
+        ("x-inference-pod", app.name.clone()),
+        ("x-inference-port", app.port.to_string()),
+        (
+            "x-seen-destination",
+            seen(&headers, "x-gateway-destination-endpoint"),
+        ),
+        ("x-seen-prefiller", seen(&headers, "x-prefiller-host-port")),
+        ("x-seen-body-bytes", body.len().to_string()),
+    ];
+    if s.inference == "500" {
+        let mut r = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":{"message":"engine failed"}}"#,
+        )
+            .into_response();
+        for (k, v) in ident {
+            r.headers_mut()
+                .insert(k, v.parse().unwrap_or_else(|_| "x".parse().unwrap()));
+        }
+        return r;
+    }
+    let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let stream = req.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+    let prompt_tokens = (body.len() / 4).max(1);
+    let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3});
+    let mut resp = if stream {
+        let mut sse = String::new();
+        for t in ["Hello", " from", " fake"] {
+            sse.push_str(&format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices": [{"index": 0, "delta": {"content": t}}]})
+            ));
+        }
+        sse.push_str(&format!(
+            "data: {}\n\n",
+            serde_json::json!({"choices": [], "usage": usage})
+        ));
+        sse.push_str("data: [DONE]\n\n");
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(sse))
+            .unwrap_or_default()
+    } else {
+        let v = serde_json::json!({
+            "id": "cmpl-fake", "object": "text_completion", "model": req.get("model"),
+            "choices": [{"index": 0, "text": "Hello from fake", "finish_reason": "stop"}],
+            "usage": usage,
+        });
+        Json(v).into_response()
+    };
+    for (k, v) in ident {
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+async fn models(State(app): State<Shared>) -> Response {
+    let mut r = Json(serde_json::json!({"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct", "object": "model"}]})).into_response();
+    if let Ok(v) = app.name.parse() {
+        r.headers_mut().insert("x-inference-pod", v);
+    }
+    r
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    let app = Arc::new(App {
+        name: args.name,
+        port: args.listen.port(),
+        state: Mutex::new(FakeState::default()),
+    });
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/admin/state", post(admin_state))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(inference))
+        .route("/v1/chat/completions", post(inference))
+        .route("/v1/embeddings", post(inference))
+        .with_state(app);
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bind {}: {e}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = axum::serve(listener, router).await {
+        eprintln!("serve: {e}");
+    }
+}

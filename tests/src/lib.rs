@@ -1,0 +1,501 @@
+//! Harness for the end-to-end tests: model-server processes and a real Envoy 1.40 with the
+//! endpoint-picker module, all on loopback, started per test and killed on drop.
+//!
+//! Envoy comes from `ENVOY_BIN` (default `<repo>/.venv/bin/envoy`, installed by `make`), the
+//! module from `PICKER_WASM` (default `<repo>/dist/endpoint_picker.wasm`). The Envoy
+//! configuration is rendered by `envoy-config` from the picker JSON, as a user would.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The Envoy binary.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
+}
+
+/// The module under test.
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("PICKER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("dist/endpoint_picker.wasm"))
+}
+
+/// The fake model-server binary: `FAKE_MODEL_SERVER`, else next to the test executable's
+/// directory (`target/<profile>/fake-model-server`, built with the tests).
+pub fn fake_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FAKE_MODEL_SERVER") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join("fake-model-server")
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A fake model-server process.
+pub struct Backend {
+    /// Name in `x-inference-pod`.
+    pub name: String,
+    /// Listen address.
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Backend {
+    /// Starts one on a free port and waits until it accepts connections.
+    pub fn spawn(name: &str) -> Backend {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(fake_server_bin())
+            .args(["--listen", &addr.to_string(), "--name", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fake-model-server");
+        assert!(
+            wait_for_port(addr, Duration::from_secs(10)),
+            "backend {name} did not start"
+        );
+        Backend {
+            name: name.into(),
+            addr,
+            child: Some(child),
+        }
+    }
+
+    /// Pins its metrics and behaviour (fields of the fake server's `FakeState`).
+    pub fn set(&self, state: Value) {
+        ureq::post(&format!("http://{}/admin/state", self.addr))
+            .set("content-type", "application/json")
+            .send_string(&state.to_string())
+            .expect("admin/state");
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP response as the tests read it.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Resp {
+    /// First value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The server that answered (`x-inference-pod`).
+    pub fn pod(&self) -> &str {
+        self.header("x-inference-pod").unwrap_or("")
+    }
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+fn to_resp(r: ureq::Response) -> Resp {
+    let status = r.status();
+    let headers = r
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            r.header(&n)
+                .map(|v| (n.to_ascii_lowercase(), v.to_string()))
+        })
+        .collect();
+    let mut body = String::new();
+    let _ = r.into_reader().take(64 << 20).read_to_string(&mut body);
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// What to start.
+pub struct EnvSpec {
+    /// Backend names (one process each).
+    pub backends: Vec<String>,
+    /// Labels per backend (same order), merged into `pool.endpoints[].labels`.
+    pub labels: Vec<Value>,
+    /// Fields merged into the top level of the picker JSON (plugins, profiles, …).
+    pub picker: Value,
+    /// Fields merged into `pool`.
+    pub pool: Value,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    /// The module to load (default [`wasm_path`]).
+    pub wasm: Option<PathBuf>,
+}
+
+impl Default for EnvSpec {
+    fn default() -> Self {
+        EnvSpec {
+            backends: vec!["pod-a".into(), "pod-b".into(), "pod-c".into()],
+            labels: vec![],
+            picker: json!({}),
+            pool: json!({}),
+            concurrency: 2,
+            wasm: None,
+        }
+    }
+}
+
+/// How to start Envoy.
+pub struct StartOptions {
+    /// Worker threads.
+    pub concurrency: u32,
+    /// Module path.
+    pub wasm: PathBuf,
+    /// Rewrites the rendered YAML before Envoy reads it (e.g. to smuggle in a bad config).
+    pub edit_yaml: Option<Box<dyn Fn(String) -> String>>,
+    /// Wait until every endpoint was scraped once.
+    pub wait_for_scrape: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            concurrency: 2,
+            wasm: wasm_path(),
+            edit_yaml: None,
+            wait_for_scrape: true,
+        }
+    }
+}
+
+/// Backends plus a running Envoy with the picker.
+pub struct Env {
+    /// The model servers, in pool order.
+    pub backends: Vec<Backend>,
+    /// Envoy's inference listener.
+    pub listen: SocketAddr,
+    /// Envoy's admin port.
+    pub admin_port: u16,
+    /// The picker JSON Envoy was given.
+    pub picker_json: Value,
+    dir: PathBuf,
+    envoy: Option<Child>,
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in b {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+impl Env {
+    /// Starts the backends and Envoy, and waits until every endpoint has been scraped.
+    pub fn start(spec: EnvSpec) -> Env {
+        let backends: Vec<Backend> = spec.backends.iter().map(|n| Backend::spawn(n)).collect();
+        let endpoints: Vec<Value> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut labels = json!({"engine-type": "vllm"});
+                if let Some(l) = spec.labels.get(i) {
+                    merge(&mut labels, l);
+                }
+                json!({"address": b.addr.to_string(), "labels": labels})
+            })
+            .collect();
+        let mut pool = json!({"cluster": "inference_pool", "endpoints": endpoints, "debug": true});
+        merge(&mut pool, &spec.pool);
+        let mut picker = json!({"pool": pool});
+        merge(&mut picker, &spec.picker);
+        let opts = StartOptions {
+            concurrency: spec.concurrency,
+            wasm: spec.wasm.unwrap_or_else(wasm_path),
+            ..StartOptions::default()
+        };
+        Self::start_with(backends, picker, opts)
+            .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"))
+    }
+
+    /// Starts Envoy for `picker` over already-running `backends`; `Err` carries Envoy's log when
+    /// it exits during start-up (e.g. it refused the configuration).
+    pub fn start_with(
+        backends: Vec<Backend>,
+        picker: Value,
+        opts: StartOptions,
+    ) -> Result<Env, String> {
+        let concurrency = opts.concurrency;
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "e2e-envoy-{}-{}",
+            std::process::id(),
+            listen.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = envoy_config::render::render(&envoy_config::render::RenderInput {
+            picker: picker.clone(),
+            wasm_path: opts.wasm.display().to_string(),
+            listen,
+            admin_port,
+        })?;
+        let yaml = match &opts.edit_yaml {
+            Some(f) => f(yaml),
+            None => yaml,
+        };
+        let cfg = dir.join("envoy.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let log = dir.join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&cfg)
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--disable-hot-restart",
+                "--log-level",
+                "info",
+            ])
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--file-flush-interval-msec", "50"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn envoy");
+        let mut env = Env {
+            backends,
+            listen,
+            admin_port,
+            picker_json: picker,
+            dir,
+            envoy: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = env.envoy.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    return Err(env.log());
+                }
+            }
+            let ready = ureq::get(&format!("http://127.0.0.1:{admin_port}/ready"))
+                .timeout(Duration::from_secs(1))
+                .call()
+                .is_ok();
+            if ready
+                && (!opts.wait_for_scrape
+                    || env.stat("endpoint_picker.scrape.success").unwrap_or(0)
+                        >= env.backends.len() as u64)
+            {
+                // One more tick so the snapshot with every endpoint is published.
+                std::thread::sleep(Duration::from_millis(150));
+                return Ok(env);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for Envoy\n{}", env.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// POSTs `body` to `path` through Envoy with extra `headers`.
+    pub fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req =
+            ureq::post(&format!("http://{}{path}", self.listen)).timeout(Duration::from_secs(30));
+        req = req.set("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.send_string(body) {
+            Ok(r) => to_resp(r),
+            Err(ureq::Error::Status(_, r)) => to_resp(r),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    /// A completions request for `model` with `prompt`.
+    pub fn complete(&self, model: &str, prompt: &str, headers: &[(&str, &str)]) -> Resp {
+        let body = json!({"model": model, "prompt": prompt, "max_tokens": 3}).to_string();
+        self.post("/v1/completions", &body, headers)
+    }
+
+    /// Sends raw HTTP/1.1 request bytes to Envoy's listener and reads the response
+    /// (`Connection: close` must be in the request).
+    pub fn raw(&self, request: &[u8]) -> Resp {
+        use std::io::Write;
+        let mut s = TcpStream::connect(self.listen).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        s.write_all(request).expect("write");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Resp {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// GETs `path` through Envoy.
+    pub fn get(&self, path: &str) -> Resp {
+        match ureq::get(&format!("http://{}{path}", self.listen))
+            .timeout(Duration::from_secs(30))
+            .call()
+        {
+            Ok(r) => to_resp(r),
+            Err(ureq::Error::Status(_, r)) => to_resp(r),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Envoy's admin `/stats` text.
+    pub fn stats(&self) -> String {
+        ureq::get(&format!("http://127.0.0.1:{}/stats", self.admin_port))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default()
+    }
+
+    /// A stat whose name ends with `suffix` (custom Wasm stats carry a `wasmcustom.` prefix);
+    /// several matches are summed.
+    pub fn stat(&self, suffix: &str) -> Option<u64> {
+        let mut found = None;
+        for line in self.stats().lines() {
+            if let Some((name, value)) = line.split_once(": ") {
+                if name == suffix || name.ends_with(&format!(".{suffix}")) {
+                    if let Ok(v) = value.trim().parse::<u64>() {
+                        *found.get_or_insert(0) += v;
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Envoy's `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        ureq::get(&format!(
+            "http://127.0.0.1:{}/stats/prometheus",
+            self.admin_port
+        ))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default()
+    }
+
+    /// The backend that is `name`.
+    pub fn backend(&self, name: &str) -> &Backend {
+        self.backends
+            .iter()
+            .find(|b| b.name == name)
+            .expect("backend")
+    }
+
+    /// Waits (polling every 20 ms, up to `within`) until `f` holds; returns the time it took.
+    pub fn wait_until(
+        &self,
+        within: Duration,
+        mut f: impl FnMut(&Env) -> bool,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if f(self) {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until the picker's snapshot reflects freshly pinned metrics (two scrape ticks).
+    pub fn settle(&self) {
+        let before = self.stat("endpoint_picker.snapshot.publishes").unwrap_or(0);
+        self.wait_until(Duration::from_secs(5), |e| {
+            e.stat("endpoint_picker.snapshot.publishes").unwrap_or(0) >= before + 3
+        });
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.envoy.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

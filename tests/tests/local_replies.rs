@@ -1,0 +1,154 @@
+//! Every local reply returns its status and an OpenAI-style JSON error body.
+
+use e2e::{Env, EnvSpec};
+use serde_json::json;
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn assert_error(r: &e2e::Resp, status: u16, error_type: &str, code: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    let v = r.json();
+    assert_eq!(v["error"]["type"], error_type, "{r:?}");
+    assert_eq!(v["error"]["code"], code, "{r:?}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn bad_requests_too_large_and_saturation() {
+    let env = Env::start(EnvSpec {
+        pool: json!({"bodyLimitBytes": 65536}),
+        picker: json!({
+            "inferenceObjectives": [{"name": "batch", "priority": -1}, {"name": "premium", "priority": 10}]
+        }),
+        ..EnvSpec::default()
+    });
+    assert_error(
+        &env.post("/v1/completions", "this is not json", &[]),
+        400,
+        "invalid_request_error",
+        "invalid_json",
+    );
+    assert_error(
+        &env.post("/v1/completions", r#"{"prompt":"x"}"#, &[]),
+        400,
+        "invalid_request_error",
+        "model_not_found_in_body",
+    );
+    assert_error(
+        &env.post(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[]}"#,
+            &[],
+        ),
+        400,
+        "invalid_request_error",
+        "missing_prompt",
+    );
+    let big = json!({"model": MODEL, "prompt": "x".repeat(100_000)}).to_string();
+    assert_error(
+        &env.post("/v1/completions", &big, &[]),
+        413,
+        "invalid_request_error",
+        "request_too_large",
+    );
+
+    // Saturate the pool: sheddable requests get 429, others still go through.
+    for b in &env.backends {
+        b.set(json!({"waiting": 10, "kv": 0.95}));
+    }
+    env.settle();
+    assert_error(
+        &env.complete(MODEL, "x", &[("x-gateway-inference-objective", "batch")]),
+        429,
+        "rate_limit_exceeded",
+        "pool_saturated",
+    );
+    assert_eq!(
+        env.complete(MODEL, "x", &[("x-gateway-inference-objective", "premium")])
+            .status,
+        200
+    );
+    assert_eq!(
+        env.complete(MODEL, "x", &[]).status,
+        200,
+        "priority 0 is not sheddable"
+    );
+    assert!(env.stat("endpoint_picker.local_replies.429").unwrap_or(0) >= 1);
+}
+
+#[test]
+fn everything_filtered_is_429() {
+    let env = Env::start(EnvSpec {
+        picker: json!({
+            "plugins": [
+                {"type": "label-selector-filter", "parameters": {"matchLabels": {"tier": "gold"}}},
+                {"type": "queue-scorer"}
+            ],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "label-selector-filter"}, {"pluginRef": "queue-scorer"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    assert_error(
+        &env.complete(MODEL, "x", &[]),
+        429,
+        "rate_limit_exceeded",
+        "no_target_endpoint",
+    );
+}
+
+#[test]
+fn no_usable_metrics_fail_close_and_fail_open() {
+    // Every /metrics fails: after the staleness threshold there are no candidates.
+    let close = Env::start(EnvSpec {
+        pool: json!({"scrape": {"staleness": "500ms"}}),
+        ..EnvSpec::default()
+    });
+    for b in &close.backends {
+        b.set(json!({"metrics": "500"}));
+    }
+    let took = close.wait_until(std::time::Duration::from_secs(5), |e| {
+        e.complete(MODEL, "x", &[]).status == 503
+    });
+    assert!(
+        took.is_some(),
+        "FailClose answers 503 once every endpoint is stale"
+    );
+    assert_error(
+        &close.complete(MODEL, "x", &[]),
+        503,
+        "service_unavailable",
+        "no_metrics_snapshot",
+    );
+
+    let open = Env::start(EnvSpec {
+        pool: json!({"scrape": {"staleness": "500ms"}, "failureMode": "FailOpen"}),
+        ..EnvSpec::default()
+    });
+    for b in &open.backends {
+        b.set(json!({"metrics": "500"}));
+    }
+    open.wait_until(std::time::Duration::from_secs(5), |e| {
+        e.stat("endpoint_picker.fail_open").unwrap_or(0) > 0 || {
+            e.complete(MODEL, "x", &[]);
+            false
+        }
+    });
+    let r = open.complete(MODEL, "x", &[]);
+    assert_eq!(
+        r.status, 200,
+        "FailOpen lets the cluster's load balancer pick: {r:?}"
+    );
+    assert_eq!(
+        r.header("x-seen-destination"),
+        Some(""),
+        "no destination header was set"
+    );
+    assert!(open.stat("endpoint_picker.fail_open").unwrap_or(0) >= 1);
+}
