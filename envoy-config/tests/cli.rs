@@ -1,0 +1,79 @@
+//! The CLI: `validate` prints exactly the module's error text (the shared table in
+//! `scheduler-core/testdata/config_errors.json`), and the committed `envoy.yaml` files are the
+//! renderer's output, so they cannot drift from it.
+
+use std::process::Command;
+
+fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envoy-config"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    config: serde_json::Value,
+    error: String,
+}
+
+#[test]
+fn validate_prints_the_module_error_for_every_table_row() {
+    let table: Vec<Case> =
+        serde_json::from_str(include_str!("../../scheduler-core/testdata/config_errors.json")).unwrap();
+    for c in table {
+        // The module config is the GIE document plus a pool section.
+        let doc = match &c.config {
+            serde_json::Value::Object(m) => {
+                let mut m = m.clone();
+                m.insert("pool".into(), serde_json::json!({"cluster": "c"}));
+                serde_json::Value::Object(m).to_string()
+            }
+            _ => continue, // raw-text rows are not objects to add a pool to
+        };
+        let (ok, _, err) = cli(&["validate", "-"], Some(&doc));
+        assert!(!ok, "{}: accepted", c.name);
+        assert_eq!(err.trim(), format!("error: {}", c.error), "{}", c.name);
+    }
+    let (ok, out, _) = cli(&["validate", "-"], Some(include_str!("../picker.example.json")));
+    assert!(ok && out.contains("valid"), "{out}");
+}
+
+#[test]
+fn committed_envoy_yaml_files_are_current_renders() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for (config, wasm, listen, yaml) in [
+        ("envoy-config/picker.example.json", "dist/endpoint_picker.wasm", "0.0.0.0:8080", "envoy-config/envoy.yaml"),
+        (
+            "examples/out_of_tree_scorer/picker.json",
+            "dist/out_of_tree_scorer.wasm",
+            "127.0.0.1:8080",
+            "examples/out_of_tree_scorer/envoy.yaml",
+        ),
+    ] {
+        let (ok, out, err) = cli(
+            &["render", "--config", &format!("{root}/{config}"), "--wasm", wasm, "--listen", listen, "--admin-port", "9901"],
+            None,
+        );
+        assert!(ok, "{err}");
+        let committed = std::fs::read_to_string(format!("{root}/{yaml}")).unwrap();
+        assert!(committed == out, "{yaml} is stale: re-render it with envoy-config render (see README)");
+    }
+}
+
+#[test]
+fn render_refuses_a_bad_pool() {
+    let (ok, _, err) = cli(&["render", "--config", "-"], Some(r#"{"pool": {"cluster": "c", "endpoints": [{"address": "dns-name:80"}]}}"#));
+    assert!(!ok);
+    assert_eq!(err.trim(), "error: pool.endpoints[0].address: 'dns-name:80' is not a literal ip:port");
+}
