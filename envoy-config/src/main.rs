@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use envoy_config::render::{render, RenderInput};
+use envoy_config::render::{render, Mode, RenderInput};
 use envoy_config::validate::validate;
 
 #[derive(Parser)]
@@ -47,6 +47,10 @@ enum Command {
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<String>,
+        /// `picker`, or a plain-Envoy baseline over the same endpoints: `round-robin`,
+        /// `least-request`.
+        #[arg(long, default_value = "picker")]
+        mode: String,
     },
 }
 
@@ -74,7 +78,18 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             admin_port,
             out,
+            mode,
         } => {
+            let mode = match mode.as_str() {
+                "picker" => Mode::Picker,
+                "round-robin" => Mode::RoundRobin,
+                "least-request" => Mode::LeastRequest,
+                other => {
+                    return Err(format!(
+                        "unknown mode '{other}' (picker, round-robin, least-request)"
+                    ))
+                }
+            };
             let picker: serde_json::Value =
                 serde_json::from_str(&read(&config)?).map_err(|e| format!("{config}: {e}"))?;
             let yaml = render(&RenderInput {
@@ -82,6 +97,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 wasm_path: wasm,
                 listen,
                 admin_port,
+                mode,
             })?;
             match out {
                 Some(path) => std::fs::write(&path, yaml).map_err(|e| format!("{path}: {e}")),

@@ -29,6 +29,18 @@ use serde_json::Value;
 /// Name of the internal scrape cluster created when endpoints have a separate metrics port.
 pub const METRICS_CLUSTER: &str = "endpoint_picker_metrics";
 
+/// Which Envoy to render.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Envoy with the endpoint picker (scraper + filter, override_host cluster).
+    #[default]
+    Picker,
+    /// Plain Envoy, round robin over the same endpoints (a baseline).
+    RoundRobin,
+    /// Plain Envoy, least request (power of two choices) over the same endpoints (a baseline).
+    LeastRequest,
+}
+
 /// What to render.
 #[derive(Clone, Debug)]
 pub struct RenderInput {
@@ -40,6 +52,8 @@ pub struct RenderInput {
     pub listen: SocketAddr,
     /// Admin port (bound to 127.0.0.1).
     pub admin_port: u16,
+    /// Picker, or a plain-Envoy baseline over the same pool.
+    pub mode: Mode,
 }
 
 fn yaml_block(json: &str, indent: usize) -> String {
@@ -97,22 +111,9 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     let wasm = &input.wasm_path;
     let block = yaml_block(&json, 10);
     let filter_block = yaml_block(&json, 20);
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"# Envoy 1.40 configuration for the LLM endpoint picker (proxy-wasm). Rendered by
-# `envoy-config render`; edit the picker JSON and re-render rather than editing by hand.
-#
-# Request flow: listener -> HTTP filter `endpoint-picker` (reads the metrics snapshot, parses
-# the OpenAI body, schedules, sets x-gateway-destination-endpoint) -> router -> cluster
-# `{cluster}` (override_host: sends to the endpoint named in that header).
-# The singleton `metrics-scraper` polls every endpoint's /metrics and publishes the snapshot.
-
-admin:
-  # Loopback only: the admin API can change Envoy's state.
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-
-bootstrap_extensions:
+    let bootstrap = if input.mode == Mode::Picker {
+        format!(
+            r#"bootstrap_extensions:
 # The metrics scraper: one instance per Envoy process (main thread). Bootstrap extensions cannot
 # be changed by xDS; changing its configuration needs a restart.
 - name: envoy.bootstrap.wasm
@@ -130,43 +131,14 @@ bootstrap_extensions:
         "@type": type.googleapis.com/google.protobuf.StringValue
         value: |
 {block}
-static_resources:
-  listeners:
-  - name: inference
-    address: {{ socket_address: {{ address: "{lip}", port_value: {lport} }} }}
-    # Envoy buffers the request body for the picker within this limit (the picker's own
-    # bodyLimitBytes answers 413 first).
-    per_connection_buffer_limit_bytes: {buffer_limit}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: inference
-          route_config:
-            name: inference
-            virtual_hosts:
-            - name: inference
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route:
-                  cluster: {cluster}
-                  timeout: 600s
-                  # Retry on another endpoint when one refuses, resets or fails: override_host
-                  # walks the destination list, then round robin; previous_hosts keeps a retry
-                  # off the host that just failed.
-                  retry_policy:
-                    retry_on: connect-failure,reset,refused-stream,5xx
-                    num_retries: 2
-                    per_try_timeout: 600s
-                    retry_host_predicate:
-                    - name: envoy.retry_host_predicates.previous_hosts
-                      typed_config:
-                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
-                    host_selection_retry_max_attempts: 5
-          http_filters:
-          - name: envoy.filters.http.wasm
+"#
+        )
+    } else {
+        String::new()
+    };
+    let wasm_filter = if input.mode == Mode::Picker {
+        format!(
+            r#"          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
@@ -185,21 +157,13 @@ static_resources:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: |
 {filter_block}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-
-  clusters:
-  # The inference pool. Members must equal pool.endpoints: a destination outside this set is
-  # never dialled (override_host only chooses among members).
-  - name: {cluster}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {cluster}
-      endpoints:
-      - lb_endpoints:
-{members}    load_balancing_policy:
+"#
+        )
+    } else {
+        String::new()
+    };
+    let lb = match input.mode {
+        Mode::Picker => r#"    load_balancing_policy:
       policies:
       - typed_extension_config:
           name: envoy.load_balancing_policies.override_host
@@ -213,7 +177,79 @@ static_resources:
                   name: envoy.load_balancing_policies.round_robin
                   typed_config:
                     "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin
-    circuit_breakers:
+"#.to_string(),
+        Mode::RoundRobin => "    # Baseline: plain round robin, no picker.\n    lb_policy: ROUND_ROBIN\n".to_string(),
+        Mode::LeastRequest => "    # Baseline: least request (power of two choices), no picker.\n    lb_policy: LEAST_REQUEST\n".to_string(),
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"# Envoy 1.40 configuration for the LLM endpoint picker (proxy-wasm). Rendered by
+# `envoy-config render`; edit the picker JSON and re-render rather than editing by hand.
+#
+# Request flow: listener -> HTTP filter `endpoint-picker` (reads the metrics snapshot, parses
+# the OpenAI body, schedules, sets x-gateway-destination-endpoint) -> router -> cluster
+# `{cluster}` (override_host: sends to the endpoint named in that header).
+# The singleton `metrics-scraper` polls every endpoint's /metrics and publishes the snapshot.
+
+admin:
+  # Loopback only: the admin API can change Envoy's state.
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+
+{bootstrap}static_resources:
+  listeners:
+  - name: inference
+    address: {{ socket_address: {{ address: "{lip}", port_value: {lport} }} }}
+    # Envoy buffers the request body for the picker within this limit (the picker's own
+    # bodyLimitBytes answers 413 first).
+    per_connection_buffer_limit_bytes: {buffer_limit}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inference
+          route_config:
+            name: inference
+            virtual_hosts:
+            - name: inference
+              domains: ["*"]
+              # Tells the picker whether a retry happened (x-envoy-attempt-count), so it looks
+              # up the endpoint that actually served only when one did.
+              include_attempt_count_in_response: true
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: {cluster}
+                  timeout: 600s
+                  # Retry on another endpoint when one refuses, resets or fails: override_host
+                  # walks the destination list, then round robin; previous_hosts keeps a retry
+                  # off the host that just failed.
+                  retry_policy:
+                    retry_on: connect-failure,reset,refused-stream,5xx
+                    num_retries: 2
+                    per_try_timeout: 600s
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                    host_selection_retry_max_attempts: 5
+          http_filters:
+{wasm_filter}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+
+  clusters:
+  # The inference pool. Members must equal pool.endpoints: a destination outside this set is
+  # never dialled (override_host only chooses among members).
+  - name: {cluster}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {cluster}
+      endpoints:
+      - lb_endpoints:
+{members}{lb}    circuit_breakers:
       thresholds:
       # The defaults (1024 requests, 3 concurrent retries) are too low for an LLM gateway.
       - {{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 1000 }}
@@ -223,7 +259,7 @@ static_resources:
         lip = input.listen.ip(),
         lport = input.listen.port(),
     );
-    if separate_metrics {
+    if separate_metrics && input.mode == Mode::Picker {
         let _ = write!(
             out,
             r#"  # Scrape-only cluster for endpoints whose metrics port differs from the serving port. No

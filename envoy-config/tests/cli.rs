@@ -17,7 +17,11 @@ fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -29,8 +33,10 @@ struct Case {
 
 #[test]
 fn validate_prints_the_module_error_for_every_table_row() {
-    let table: Vec<Case> =
-        serde_json::from_str(include_str!("../../scheduler-core/testdata/config_errors.json")).unwrap();
+    let table: Vec<Case> = serde_json::from_str(include_str!(
+        "../../scheduler-core/testdata/config_errors.json"
+    ))
+    .unwrap();
     for c in table {
         // The module config is the GIE document plus a pool section.
         let doc = match &c.config {
@@ -45,7 +51,10 @@ fn validate_prints_the_module_error_for_every_table_row() {
         assert!(!ok, "{}: accepted", c.name);
         assert_eq!(err.trim(), format!("error: {}", c.error), "{}", c.name);
     }
-    let (ok, out, _) = cli(&["validate", "-"], Some(include_str!("../picker.example.json")));
+    let (ok, out, _) = cli(
+        &["validate", "-"],
+        Some(include_str!("../picker.example.json")),
+    );
     assert!(ok && out.contains("valid"), "{out}");
 }
 
@@ -53,7 +62,12 @@ fn validate_prints_the_module_error_for_every_table_row() {
 fn committed_envoy_yaml_files_are_current_renders() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     for (config, wasm, listen, yaml) in [
-        ("envoy-config/picker.example.json", "dist/endpoint_picker.wasm", "0.0.0.0:8080", "envoy-config/envoy.yaml"),
+        (
+            "envoy-config/picker.example.json",
+            "dist/endpoint_picker.wasm",
+            "0.0.0.0:8080",
+            "envoy-config/envoy.yaml",
+        ),
         (
             "examples/out_of_tree_scorer/picker.json",
             "dist/out_of_tree_scorer.wasm",
@@ -62,18 +76,37 @@ fn committed_envoy_yaml_files_are_current_renders() {
         ),
     ] {
         let (ok, out, err) = cli(
-            &["render", "--config", &format!("{root}/{config}"), "--wasm", wasm, "--listen", listen, "--admin-port", "9901"],
+            &[
+                "render",
+                "--config",
+                &format!("{root}/{config}"),
+                "--wasm",
+                wasm,
+                "--listen",
+                listen,
+                "--admin-port",
+                "9901",
+            ],
             None,
         );
         assert!(ok, "{err}");
         let committed = std::fs::read_to_string(format!("{root}/{yaml}")).unwrap();
-        assert!(committed == out, "{yaml} is stale: re-render it with envoy-config render (see README)");
+        assert!(
+            committed == out,
+            "{yaml} is stale: re-render it with envoy-config render (see README)"
+        );
     }
 }
 
 #[test]
 fn render_refuses_a_bad_pool() {
-    let (ok, _, err) = cli(&["render", "--config", "-"], Some(r#"{"pool": {"cluster": "c", "endpoints": [{"address": "dns-name:80"}]}}"#));
+    let (ok, _, err) = cli(
+        &["render", "--config", "-"],
+        Some(r#"{"pool": {"cluster": "c", "endpoints": [{"address": "dns-name:80"}]}}"#),
+    );
     assert!(!ok);
-    assert_eq!(err.trim(), "error: pool.endpoints[0].address: 'dns-name:80' is not a literal ip:port");
+    assert_eq!(
+        err.trim(),
+        "error: pool.endpoints[0].address: 'dns-name:80' is not a literal ip:port"
+    );
 }

@@ -67,7 +67,8 @@ pub fn request_headers() -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Sets (replaces) or, with `None`, removes every value of a request header.
+/// Sets (replaces) or, with `None`, removes every value of a request header (removing an absent
+/// header succeeds).
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
     match hc::set_map_value(MapType::HttpRequestHeaders, name, value) {
         Ok(()) => true,

@@ -62,5 +62,33 @@ fn bench_cycle(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_cycle);
+/// Every request a new 4 KiB prompt (a counter at the front): each cycle hashes 64 blocks and
+/// records all of them as new blocks in the prefix index, evicting once the per-endpoint LRU is
+/// full. The worst case for the index; the cases above re-send one prompt.
+fn bench_distinct_prompts(c: &mut Criterion) {
+    let (picker, _) = load("{}", &Registry::with_builtins()).unwrap();
+    let base = chat_prompt_4k();
+    let mut group = c.benchmark_group("schedule_default_profile_distinct_prompts");
+    for n in [8usize, 64] {
+        let endpoints = pool(n);
+        let mut rng = SplitMix64::new(42);
+        let mut i = 0u64;
+        group.bench_with_input(BenchmarkId::new("chat_4KiB", n), &endpoints, |b, eps| {
+            b.iter(|| {
+                i += 1;
+                let prompt = format!("{i} {base}");
+                let req = InferenceRequest::new("meta-llama/Llama-3.1-8B-Instruct", &prompt);
+                let mut state = RequestState::new();
+                black_box(
+                    picker
+                        .schedule(&req, eps, NOW_MS, &mut rng, &mut state)
+                        .unwrap(),
+                );
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_cycle, bench_distinct_prompts);
 criterion_main!(benches);

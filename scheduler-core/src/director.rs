@@ -217,6 +217,18 @@ impl EndpointPicker {
         }
     }
 
+    /// True when some plugin has a ResponseHeader hook (the host can skip reading response
+    /// headers otherwise).
+    pub fn has_response_header_hooks(&self) -> bool {
+        !self.response_headers.is_empty()
+    }
+
+    /// True when some plugin has a ResponseBody hook (the host can skip the response body and
+    /// usage parsing otherwise).
+    pub fn has_response_body_hooks(&self) -> bool {
+        !self.response_bodies.is_empty()
+    }
+
     /// Tells every plugin the pool's membership changed (to drop per-endpoint state).
     pub fn pool_changed(&self, endpoints: &[Endpoint]) {
         let addrs: Vec<&str> = endpoints.iter().map(|e| e.address.as_str()).collect();

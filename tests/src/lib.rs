@@ -293,6 +293,7 @@ impl Env {
             wasm_path: opts.wasm.display().to_string(),
             listen,
             admin_port,
+            mode: envoy_config::render::Mode::Picker,
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),

@@ -11,5 +11,9 @@ pub const DEBUG: &str = "x-endpoint-picker-debug";
 /// Response header naming the endpoint that served (GIE's served-endpoint report).
 pub const SERVED: &str = "x-gateway-destination-endpoint-served";
 
+/// Response header with Envoy's attempt count (the rendered route sets
+/// `include_attempt_count_in_response`); `1` means the primary endpoint served.
+pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+
 /// Request headers a client must not set.
 pub const CLIENT_FORBIDDEN: &[&str] = &[DESTINATION, PREFILLER];

@@ -17,7 +17,7 @@ use scheduler_core::RequestState;
 
 use crate::host;
 use crate::picker::decide::Outcome;
-use crate::picker::headers::{CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
+use crate::picker::headers::{ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
 use crate::picker::root::PickerShared;
 
 /// Largest JSON response body kept for usage parsing (bytes); larger bodies are not parsed.
@@ -115,6 +115,8 @@ impl Context for PickerHttp {}
 
 impl HttpContext for PickerHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        // Read before removing: a removal is a header mutation, and with ABI 0.2.1 every
+        // mutation makes Envoy clear and recompute the route; a read does not.
         for h in CLIENT_FORBIDDEN {
             if host::request_header(h).is_some() {
                 host::set_request_header(h, None);
@@ -157,23 +159,43 @@ impl HttpContext for PickerHttp {
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let picker = &self.shared.core.picker;
+        let (header_hooks, body_hooks) = (
+            picker.has_response_header_hooks(),
+            picker.has_response_body_hooks(),
+        );
+        // Each host read costs a round trip into the VM: read only what a hook or debug needs.
+        if !(header_hooks || body_hooks || self.debug.is_some()) {
+            return Action::Continue;
+        }
         self.status = host::response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if self.primary.is_some() {
-            self.served = host::property_string(vec!["upstream", "address"]);
+        if let Some(primary) = &self.primary {
+            // The route sets include_attempt_count_in_response: only after a retry can another
+            // endpoint have served, and only then is the (costlier) upstream.address lookup made.
+            let attempts = host::response_header(ATTEMPT_COUNT)
+                .and_then(|a| a.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            self.served = if attempts == 1 {
+                Some(primary.clone())
+            } else {
+                host::property_string(vec!["upstream", "address"])
+            };
         }
-        let mut out = Vec::new();
-        self.shared.core.picker.response_headers(
-            &mut self.state,
-            &ResponseInfo {
+        if header_hooks {
+            let mut out = Vec::new();
+            let info = ResponseInfo {
                 status: self.status,
                 served_endpoint: self.served.as_deref(),
-            },
-            &mut out,
-        );
-        for (k, v) in &out {
-            host::set_response_header(k, v);
+            };
+            self.shared
+                .core
+                .picker
+                .response_headers(&mut self.state, &info, &mut out);
+            for (k, v) in &out {
+                host::set_response_header(k, v);
+            }
         }
         if let Some(d) = &self.debug {
             host::set_response_header(DEBUG, d);
@@ -181,33 +203,38 @@ impl HttpContext for PickerHttp {
                 host::set_response_header(SERVED, s);
             }
         }
-        let ct = host::response_header("content-type").unwrap_or_default();
-        self.usage = if ct.starts_with("text/event-stream") {
-            UsageReader::Sse(SseUsageParser::new())
-        } else if ct.starts_with("application/json") {
-            UsageReader::Json(Vec::new())
-        } else {
-            UsageReader::None
-        };
-        if end_of_stream {
-            let chunk = BodyChunk {
-                first: true,
-                end_of_stream: true,
-                usage: None,
+        if body_hooks {
+            let ct = host::response_header("content-type").unwrap_or_default();
+            self.usage = if ct.starts_with("text/event-stream") {
+                UsageReader::Sse(SseUsageParser::new())
+            } else if ct.starts_with("application/json") {
+                UsageReader::Json(Vec::new())
+            } else {
+                UsageReader::None
             };
-            self.shared.core.picker.response_body(
-                &mut self.state,
-                &ResponseInfo {
+            if end_of_stream {
+                let chunk = BodyChunk {
+                    first: true,
+                    end_of_stream: true,
+                    usage: None,
+                };
+                let info = ResponseInfo {
                     status: self.status,
                     served_endpoint: self.served.as_deref(),
-                },
-                &chunk,
-            );
+                };
+                self.shared
+                    .core
+                    .picker
+                    .response_body(&mut self.state, &info, &chunk);
+            }
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.shared.core.picker.has_response_body_hooks() {
+            return Action::Continue;
+        }
         match &mut self.usage {
             UsageReader::Sse(p) => {
                 if let Some(b) = host::response_body(body_size) {

@@ -1,34 +1,141 @@
 //! Which endpoints are believed to hold which prefix blocks.
 //!
-//! A map from block hash to the endpoints holding it, plus one LRU per endpoint. When an
-//! endpoint's LRU evicts a block, the endpoint is removed from that block's holders, so the
-//! index never tracks more than `capacity` blocks per endpoint. Unlike GIE@1748e829 (whose
-//! `makeserver` falls back to a package constant), the configured capacity is honoured.
+//! One hash map from block hash to its holders, and for every endpoint an LRU list of the blocks
+//! it holds. When an endpoint's list is full, its least recently used block is evicted and the
+//! endpoint leaves that block's holders, so the index never tracks more than `capacity` blocks per
+//! endpoint. Unlike GIE@1748e829 (whose `makeserver` falls back to a package constant), the
+//! configured capacity is honoured.
+//!
+//! Layout, chosen so that recording a block allocates nothing in the steady state (this runs on
+//! every request in the Envoy worker): holders are an inline small vector of
+//! `(endpoint id, list node)`; each endpoint's LRU is an intrusive doubly linked list in a slab
+//! (`Vec<Node>`) whose slots are reused on eviction. Touch, insert and evict are O(1).
 //!
 //! Endpoints are keyed by their `ip:port` address; each gets a small integer id on first insert.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::num::NonZeroUsize;
 
 use hashbrown::HashMap;
-use lru::LruCache;
+use smallvec::SmallVec;
 
-/// Ids of the endpoints holding one block; usually one or two.
-#[derive(Clone, Debug, Default)]
-struct Holders(Vec<u32>);
+const NIL: u32 = u32::MAX;
 
-struct EndpointBlocks {
+/// `(endpoint id, node index in that endpoint's slab)` for each holder of one block; most blocks
+/// live on one or two endpoints.
+type Holders = SmallVec<[(u32, u32); 2]>;
+
+#[derive(Clone, Copy)]
+struct Node {
+    hash: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// One endpoint's blocks, most recently used at `head`.
+struct EndpointLru {
     address: String,
-    lru: LruCache<u64, ()>,
-    live: bool,
+    nodes: Vec<Node>,
+    head: u32,
+    tail: u32,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl EndpointLru {
+    fn new(address: &str) -> Self {
+        EndpointLru {
+            address: address.into(),
+            nodes: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Some(n) = self.nodes.get(i as usize).copied() else {
+            return;
+        };
+        match self.nodes.get_mut(n.prev as usize) {
+            Some(p) => p.next = n.next,
+            None => self.head = n.next,
+        }
+        match self.nodes.get_mut(n.next as usize) {
+            Some(x) => x.prev = n.prev,
+            None => self.tail = n.prev,
+        }
+    }
+
+    fn link_front(&mut self, i: u32) {
+        let old = self.head;
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            n.prev = NIL;
+            n.next = old;
+        }
+        match self.nodes.get_mut(old as usize) {
+            Some(h) => h.prev = i,
+            None => self.tail = i,
+        }
+        self.head = i;
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.link_front(i);
+        }
+    }
+
+    /// Adds `hash` at the front; returns its node index.
+    fn push_front(&mut self, hash: u64) -> u32 {
+        let node = Node {
+            hash,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                if let Some(slot) = self.nodes.get_mut(i as usize) {
+                    *slot = node;
+                }
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.link_front(i);
+        self.len += 1;
+        i
+    }
+
+    /// Removes the least recently used block; returns its hash and frees its slot.
+    fn pop_back(&mut self) -> Option<u64> {
+        let i = self.tail;
+        let hash = self.nodes.get(i as usize)?.hash;
+        self.unlink(i);
+        self.free.push(i);
+        self.len -= 1;
+        Some(hash)
+    }
+
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.free.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.len = 0;
+    }
 }
 
 /// The approximate prefix-cache index.
 #[derive(Default)]
 pub struct PrefixIndex {
-    holders: HashMap<u64, Holders>,
-    endpoints: Vec<EndpointBlocks>,
+    blocks: HashMap<u64, Holders>,
+    endpoints: Vec<EndpointLru>,
     ids: HashMap<String, u32>,
 }
 
@@ -38,7 +145,7 @@ impl PrefixIndex {
         PrefixIndex::default()
     }
 
-    /// The id of `address`, if it was ever inserted and not removed.
+    /// The id of `address`, if it was ever inserted.
     pub fn endpoint_id(&self, address: &str) -> Option<u32> {
         self.ids.get(address).copied()
     }
@@ -57,13 +164,10 @@ impl PrefixIndex {
         counts.resize(self.endpoints.len(), 0);
         let mut matched = 0;
         for h in hashes {
-            let Some(holders) = self.holders.get(h) else {
+            let Some(holders) = self.blocks.get(h).filter(|x| !x.is_empty()) else {
                 break;
             };
-            if holders.0.is_empty() {
-                break;
-            }
-            for &id in &holders.0 {
+            for &(id, _) in holders {
                 if let Some(c) = counts.get_mut(id as usize) {
                     *c += 1;
                 }
@@ -73,58 +177,63 @@ impl PrefixIndex {
         matched
     }
 
+    fn id_for(&mut self, address: &str) -> u32 {
+        if let Some(&id) = self.ids.get(address) {
+            return id;
+        }
+        let id = self.endpoints.len() as u32;
+        self.endpoints.push(EndpointLru::new(address));
+        self.ids.insert(address.into(), id);
+        id
+    }
+
+    /// Evicts `id`'s least recently used block.
+    fn evict_one(&mut self, id: u32) {
+        let Some(hash) = self
+            .endpoints
+            .get_mut(id as usize)
+            .and_then(EndpointLru::pop_back)
+        else {
+            return;
+        };
+        remove_holder(&mut self.blocks, hash, id);
+    }
+
     /// Records that `address` now holds every block in `hashes`, evicting its least recently
     /// used blocks beyond `capacity` (at least 1).
     pub fn add(&mut self, address: &str, hashes: &[u64], capacity: usize) {
         if hashes.is_empty() {
             return;
         }
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        let id = match self.ids.get(address) {
-            Some(&id) => id,
-            None => {
-                let id = self.endpoints.len() as u32;
-                self.endpoints.push(EndpointBlocks {
-                    address: address.into(),
-                    lru: LruCache::new(cap),
-                    live: true,
-                });
-                self.ids.insert(address.into(), id);
-                id
-            }
-        };
-        let Some(ep) = self.endpoints.get_mut(id as usize) else {
-            return;
-        };
-        ep.live = true;
-        if ep.lru.cap() != cap {
-            // Capacity learned later (autoTune from `num_gpu_blocks`) or reconfigured.
-            let shrink_evicted: Vec<u64> = {
-                let mut ev = Vec::new();
-                while ep.lru.len() > cap.get() {
-                    match ep.lru.pop_lru() {
-                        Some((k, ())) => ev.push(k),
-                        None => break,
-                    }
-                }
-                ev
-            };
-            ep.lru.resize(cap);
-            for k in shrink_evicted {
-                remove_holder(&mut self.holders, k, id);
-            }
+        let cap = capacity.max(1);
+        let id = self.id_for(address);
+        // Capacity learned later (autoTune from `num_gpu_blocks`) or reconfigured smaller.
+        while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
+            self.evict_one(id);
         }
         for &h in hashes {
-            if ep.lru.get(&h).is_some() {
-                continue; // already held; `get` refreshed its recency
+            let held = self
+                .blocks
+                .get(&h)
+                .and_then(|hs| hs.iter().find(|(e, _)| *e == id).map(|&(_, n)| n));
+            if let Some(node) = held {
+                if let Some(ep) = self.endpoints.get_mut(id as usize) {
+                    ep.touch(node);
+                }
+                continue;
             }
-            if let Some((evicted, ())) = ep.lru.push(h, ()) {
-                remove_holder(&mut self.holders, evicted, id);
+            if self
+                .endpoints
+                .get(id as usize)
+                .is_some_and(|e| e.len >= cap)
+            {
+                self.evict_one(id);
             }
-            let entry = self.holders.entry(h).or_default();
-            if !entry.0.contains(&id) {
-                entry.0.push(id);
-            }
+            let Some(ep) = self.endpoints.get_mut(id as usize) else {
+                return;
+            };
+            let node = ep.push_front(h);
+            self.blocks.entry(h).or_default().push((id, node));
         }
     }
 
@@ -133,13 +242,18 @@ impl PrefixIndex {
         let Some(&id) = self.ids.get(address) else {
             return;
         };
-        if let Some(ep) = self.endpoints.get_mut(id as usize) {
-            let keys: Vec<u64> = ep.lru.iter().map(|(k, ())| *k).collect();
-            ep.lru.clear();
-            ep.live = false;
-            for k in keys {
-                remove_holder(&mut self.holders, k, id);
-            }
+        let Some(ep) = self.endpoints.get_mut(id as usize) else {
+            return;
+        };
+        let mut i = ep.head;
+        let mut hashes = Vec::with_capacity(ep.len);
+        while let Some(n) = ep.nodes.get(i as usize) {
+            hashes.push(n.hash);
+            i = n.next;
+        }
+        ep.clear();
+        for h in hashes {
+            remove_holder(&mut self.blocks, h, id);
         }
     }
 
@@ -148,7 +262,7 @@ impl PrefixIndex {
         let gone: Vec<String> = self
             .endpoints
             .iter()
-            .filter(|e| e.live && !addresses.clone().any(|a| a == e.address))
+            .filter(|e| e.len > 0 && !addresses.clone().any(|a| a == e.address))
             .map(|e| e.address.clone())
             .collect();
         for a in gone {
@@ -161,25 +275,25 @@ impl PrefixIndex {
         self.ids
             .get(address)
             .and_then(|&id| self.endpoints.get(id as usize))
-            .map_or(0, |e| e.lru.len())
+            .map_or(0, |e| e.len)
     }
 
     /// Distinct block hashes held by at least one endpoint.
     pub fn len(&self) -> usize {
-        self.holders.len()
+        self.blocks.len()
     }
 
     /// True when no block is tracked.
     pub fn is_empty(&self) -> bool {
-        self.holders.is_empty()
+        self.blocks.is_empty()
     }
 }
 
-fn remove_holder(holders: &mut HashMap<u64, Holders>, hash: u64, id: u32) {
-    if let Some(h) = holders.get_mut(&hash) {
-        h.0.retain(|&x| x != id);
-        if h.0.is_empty() {
-            holders.remove(&hash);
+fn remove_holder(blocks: &mut HashMap<u64, Holders>, hash: u64, id: u32) {
+    if let Some(h) = blocks.get_mut(&hash) {
+        h.retain(|(e, _)| *e != id);
+        if h.is_empty() {
+            blocks.remove(&hash);
         }
     }
 }
@@ -187,6 +301,8 @@ fn remove_holder(holders: &mut HashMap<u64, Holders>, hash: u64, id: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::{Rng, SplitMix64};
+    use alloc::{format, vec};
 
     #[test]
     fn match_stops_at_first_unheld_block() {
@@ -219,6 +335,21 @@ mod tests {
     }
 
     #[test]
+    fn touching_refreshes_recency() {
+        let mut idx = PrefixIndex::new();
+        idx.add("a:1", &[1, 2, 3], 3);
+        idx.add("a:1", &[1], 3); // 1 is now the most recent; 2 is the oldest
+        idx.add("a:1", &[4], 3);
+        let mut counts = Vec::new();
+        assert_eq!(idx.match_longest_prefix(&[1], &mut counts), 1);
+        assert_eq!(
+            idx.match_longest_prefix(&[2], &mut counts),
+            0,
+            "2 was least recently used"
+        );
+    }
+
+    #[test]
     fn remove_endpoint_forgets_its_blocks() {
         let mut idx = PrefixIndex::new();
         idx.add("a:1", &[1, 2], 10);
@@ -226,5 +357,47 @@ mod tests {
         idx.retain_endpoints(["b:1"].into_iter());
         assert_eq!(idx.blocks_of("a:1"), 0);
         assert_eq!(idx.len(), 1);
+        idx.add("a:1", &[7], 10);
+        assert_eq!(
+            idx.blocks_of("a:1"),
+            1,
+            "a returning endpoint starts empty and works"
+        );
+    }
+
+    /// Compares against a plain model (one Vec per endpoint, most recent last) over random
+    /// operations: same holders for every block, capacity never exceeded.
+    #[test]
+    fn agrees_with_a_reference_lru_model() {
+        let mut rng = SplitMix64::new(99);
+        let mut idx = PrefixIndex::new();
+        let mut model: Vec<Vec<u64>> = vec![Vec::new(); 4];
+        let cap = 7;
+        for _ in 0..20_000 {
+            let ep = rng.below(4);
+            let n = 1 + rng.below(5);
+            let hashes: Vec<u64> = (0..n).map(|_| rng.below(40) as u64).collect();
+            idx.add(&format!("e{ep}"), &hashes, cap);
+            let m = &mut model[ep];
+            for h in hashes {
+                m.retain(|&x| x != h);
+                if m.len() == cap {
+                    m.remove(0);
+                }
+                m.push(h);
+            }
+            for (e, m) in model.iter().enumerate() {
+                assert!(idx.blocks_of(&format!("e{e}")) <= cap);
+                assert_eq!(idx.blocks_of(&format!("e{e}")), m.len());
+            }
+        }
+        for h in 0..40u64 {
+            let mut counts = Vec::new();
+            idx.match_longest_prefix(&[h], &mut counts);
+            for (e, m) in model.iter().enumerate() {
+                let id = idx.endpoint_id(&format!("e{e}")).unwrap() as usize;
+                assert_eq!(counts[id] == 1, m.contains(&h), "block {h} endpoint {e}");
+            }
+        }
     }
 }

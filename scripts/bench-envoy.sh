@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Overhead of the picker inside Envoy: the same loopback load (16 endpoints, default GIE
+# profile, distinct ~4 KiB chat bodies) through Envoy with the picker and through plain Envoy
+# (round robin to the same backends). Prints added latency (p50/p99) and the throughput ratio.
+#
+#   [BENCH_WORKLOAD=distinct|shared|get] scripts/bench-envoy.sh [seconds=15] [connections=16]
+#
+# Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
+# connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
+#
+# Needs: make wasm envoy (done here), wrk (installed from Debian if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-15}
+CONNS=${2:-16}
+N=16
+BASE_PORT=${BENCH_BASE_PORT:-18100}
+LISTEN_PORT=$((BASE_PORT + 80))
+ADMIN_PORT=$((BASE_PORT + 81))
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+make -s wasm envoy >/dev/null
+cargo build -q --release -p e2e --bin fake-model-server
+cargo build -q --release -p envoy-config --bin envoy-config
+
+endpoints=""
+for i in $(seq 1 $N); do
+  port=$((BASE_PORT + i))
+  target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
+  PIDS+=($!)
+  endpoints+="{\"address\": \"127.0.0.1:$port\"},"
+done
+# BENCH_PICKER_EXTRA: extra top-level fields (e.g. plugins/profiles) to compare variants.
+cat > "$WORK/picker.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]} ${BENCH_PICKER_EXTRA:-}}
+JSON
+
+# Workloads (BENCH_WORKLOAD): ~4 KiB chat bodies.
+#   distinct: a counter at the front, so every request has its own prefix (worst case for the
+#             prefix index: 64 new blocks recorded per request);
+#   shared:   one ~3.9 KiB system prompt, then a per-request question (typical chat traffic);
+#   get:      GET /v1/models, no body (the filter's fixed per-request cost).
+WORKLOAD=${BENCH_WORKLOAD:-distinct}
+case "$WORKLOAD" in
+  distinct) FRONT='n .. " " ..'; BACK='"What is my balance?"' ;;
+  shared)   FRONT=''; BACK='"Question number " .. n .. ": what is my balance?"' ;;
+  get)      ;;
+  *) echo "unknown BENCH_WORKLOAD $WORKLOAD" >&2; exit 2 ;;
+esac
+if [ "$WORKLOAD" = get ]; then
+  echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$WORK/chat.lua"
+else
+  cat > "$WORK/chat.lua" <<LUA
+local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"model":"meta-llama/Llama-3.1-8B-Instruct","max_tokens":16,"messages":[{"role":"system","content":"'
+    .. $FRONT filler .. '"},{"role":"user","content":' .. '"' .. $BACK .. '"' .. '}]}'
+  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+fi
+
+run() { # $1 = mode
+  target/release/envoy-config render --mode "$1" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+    --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  .venv/bin/envoy -c "$WORK/$1.yaml" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
+  local envoy=$!
+  for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 1
+  wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
+  local before; before=$(thread_cpu $envoy)
+  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.wrk"
+  local after; after=$(thread_cpu $envoy)
+  local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.wrk")
+  # Latency without queueing: one connection, one request at a time.
+  wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.lat"
+  # Envoy CPU per request, by thread: the worker serves requests, the main thread runs the scraper.
+  awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
+    split(b, B, " "); split(a, A, " ");
+    printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n }' | tee -a "$WORK/cpu.txt"
+  if [ "$1" = picker ]; then
+    curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker\.(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
+    curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies|scheduling_us' || true
+  fi
+  kill $envoy; wait $envoy 2>/dev/null || true
+}
+
+# CPU seconds used so far by Envoy's worker threads and by its main thread: "worker main".
+thread_cpu() {
+  local pid=$1 tck; tck=$(getconf CLK_TCK)
+  awk -v t="$tck" -v main="$pid" '{ # /proc/<pid>/task/<tid>/stat: field 14 utime, 15 stime; 2 comm
+    split(FILENAME, p, "/"); tid = p[5]; cpu = ($14 + $15) / t;
+    if (tid == main) m += cpu; else if ($2 ~ /wrk:worker/) w += cpu }
+    END { printf "%f %f", w, m }' /proc/$pid/task/*/stat
+}
+
+to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
+  awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else { sub(/s$/,"",v); print v*1000000 } }'
+}
+
+run round-robin
+run picker
+for m in round-robin picker; do
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$m.wrk")
+  p50=$(to_us "$(awk '$1=="50%" {print $2}' "$WORK/$m.lat")")
+  p99=$(to_us "$(awk '$1=="99%" {print $2}' "$WORK/$m.lat")")
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$WORK/$m.wrk")
+  echo "$m rps=$rps p50_us=$p50 p99_us=$p99 ${errs}"
+  eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99"
+done
+awk -v wl="$WORKLOAD" -v secs="$SECS" -v a="$round_robin_rps" -v b="$picker_rps" -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p99a="$round_robin_p99" -v p99b="$picker_p99" 'BEGIN {
+  printf "\nworkload %s, %d endpoints, %s s per run\n", wl, 16, secs
+  printf "| | plain Envoy (round robin) | Envoy + picker | difference |\n|---|---|---|---|\n"
+  printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% |\n", a, b, 100*b/a
+  printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
+  printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+}'
