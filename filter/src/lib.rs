@@ -29,11 +29,11 @@ pub mod picker;
 pub mod scraper;
 pub mod time;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod host;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod runner;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod stats;
 
 /// The module's entry point: the in-tree plugins, then the runner.

@@ -10,7 +10,7 @@ pub mod headers;
 pub mod reply;
 pub mod view;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod http;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod root;

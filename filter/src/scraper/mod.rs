@@ -6,5 +6,5 @@
 pub mod lease;
 pub mod state;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", clippy))]
 pub mod root;
