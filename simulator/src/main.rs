@@ -1,0 +1,419 @@
+//! `model-sim`: a model server that behaves like vLLM where routing matters (queueing under a
+//! per-step token budget, KV-cache pressure and preemption, prefix-cache hits, LoRA adapters) and
+//! speaks its HTTP and `/metrics` formats. Timing is simulated in real time; there is no model.
+//!
+//! Endpoints: `/v1/completions`, `/v1/chat/completions` (JSON or SSE, `usage` with
+//! `prompt_tokens_details.cached_tokens`, `stream_options.include_usage`), `/v1/models`,
+//! `/v1/embeddings`, `/metrics`, `POST|DELETE /admin/fake-metrics`. Every response names the
+//! server (`x-inference-pod`, `x-inference-port`). Tokens are approximated from text, 4 bytes per
+//! token, deterministically.
+
+mod engine;
+mod kv;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use engine::{EngineConfig, Event, Submission};
+use metrics::{Dialect, FakeMetrics, PageInfo, Stats};
+
+/// Defaults: model-servers.md §2.4 (step-cost coefficients "calibrated to the 8B/H100 profile":
+/// c0 ≈ 6 ms, c_pf ≈ 0.2 ms/token, c_dec ≈ 0.05 ms/seq, c_ctx ≈ 5e-7 s/token); vLLM's own
+/// defaults for block size (16) and max-num-seqs (256); max-num-batched-tokens 8192 (vLLM V1's
+/// default with chunked prefill on an H100-class GPU); 27215 blocks is the KV size vLLM 0.10
+/// reports for Llama-3.1-8B on one H100 (the §1.3 fixture).
+#[derive(Parser, Debug)]
+#[command(version, about = "Step-level vLLM-like model-server simulator")]
+struct Args {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Name reported in `x-inference-pod`.
+    #[arg(long, default_value = "sim-0")]
+    name: String,
+    /// Served model name.
+    #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
+    model: String,
+    /// LoRA adapters this server can serve (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    lora: Vec<String>,
+    /// Adapters loaded at once.
+    #[arg(long, default_value_t = 1)]
+    max_loras: usize,
+    /// Adapter load time, ms.
+    #[arg(long, default_value_t = 50.0)]
+    lora_load_ms: f64,
+    /// Running batch size.
+    #[arg(long, default_value_t = 256)]
+    max_num_seqs: usize,
+    /// Token budget per step (chunked prefill).
+    #[arg(long, default_value_t = 8192)]
+    max_num_batched_tokens: usize,
+    /// Tokens per KV block.
+    #[arg(long, default_value_t = 16)]
+    block_size: usize,
+    /// KV blocks.
+    #[arg(long, default_value_t = 27215)]
+    num_gpu_blocks: u32,
+    /// Step cost: fixed, ms.
+    #[arg(long, default_value_t = 6.0)]
+    step_base_ms: f64,
+    /// Step cost: per prefill token, ms.
+    #[arg(long, default_value_t = 0.2)]
+    prefill_ms_per_token: f64,
+    /// Step cost: per decoding sequence, ms.
+    #[arg(long, default_value_t = 0.05)]
+    decode_ms_per_seq: f64,
+    /// Step cost: per context token of the decodes, ms.
+    #[arg(long, default_value_t = 0.0005)]
+    context_ms_per_token: f64,
+    /// Output tokens when the request sets no max_tokens.
+    #[arg(long, default_value_t = 16)]
+    default_max_tokens: usize,
+    /// Metric names to emit.
+    #[arg(long, value_enum, default_value = "vllm")]
+    engine: Dialect,
+    /// Pin metric values (JSON: waiting-requests, running-requests, kv-cache-usage,
+    /// running-loras, waiting-loras); the engine still serves requests.
+    #[arg(long)]
+    fake_metrics: Option<String>,
+}
+
+struct App {
+    args: Args,
+    stats: Arc<Mutex<Stats>>,
+    submit: mpsc::UnboundedSender<Submission>,
+}
+
+type Shared = Arc<App>;
+
+fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
+    (status, Json(body)).into_response()
+}
+
+/// ~4 bytes per token, deterministic ids (xxh64 of each 4-byte chunk).
+fn tokenize(text: &str) -> Vec<u32> {
+    text.as_bytes()
+        .chunks(4)
+        .map(|c| xxhash_rust::xxh64::xxh64(c, 7) as u32)
+        .collect()
+}
+
+/// The text a chat/completions body asks the model to read.
+fn prompt_text(path: &str, body: &Value) -> Option<String> {
+    if path.ends_with("/chat/completions") {
+        let msgs = body.get("messages")?.as_array()?;
+        let mut s = String::new();
+        for m in msgs {
+            s.push_str(m.get("role").and_then(Value::as_str).unwrap_or(""));
+            s.push_str(": ");
+            match m.get("content") {
+                Some(Value::String(c)) => s.push_str(c),
+                Some(other) => s.push_str(&other.to_string()),
+                None => {}
+            }
+            s.push('\n');
+        }
+        Some(s)
+    } else {
+        match body.get("prompt")? {
+            Value::String(p) => Some(p.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+fn identify(mut r: Response, app: &App) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&app.args.name) {
+        r.headers_mut().insert("x-inference-pod", v);
+    }
+    r.headers_mut().insert(
+        "x-inference-port",
+        HeaderValue::from(app.args.listen.port()),
+    );
+    r
+}
+
+async fn inference(State(app): State<Shared>, uri: axum::http::Uri, body: Bytes) -> Response {
+    let r = infer(&app, uri.path(), &body).await;
+    identify(r, &app)
+}
+
+async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(raw) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "request body is not valid JSON",
+            "BadRequestError",
+        );
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let lora = if model == app.args.model {
+        None
+    } else if app.args.lora.iter().any(|l| l == model) {
+        Some(model.to_string())
+    } else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("The model `{model}` does not exist."),
+            "NotFoundError",
+        );
+    };
+    let Some(text) = prompt_text(path, &body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing prompt or messages",
+            "BadRequestError",
+        );
+    };
+    let tokens = tokenize(&text);
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .map_or(app.args.default_max_tokens, |n| n as usize)
+        .max(1);
+    let blocks_needed = (tokens.len() + max_tokens).div_ceil(app.args.block_size.max(1));
+    if blocks_needed > app.args.num_gpu_blocks as usize {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "prompt and output exceed the KV cache",
+            "BadRequestError",
+        );
+    }
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chat = path.ends_with("/chat/completions");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    if app
+        .submit
+        .send(Submission {
+            tokens,
+            lora,
+            max_tokens,
+            tx,
+        })
+        .is_err()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine stopped",
+            "ServiceUnavailableError",
+        );
+    }
+    let model = model.to_string();
+    let object = if chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
+    let usage = |p: usize, c: usize, cached: usize| {
+        json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+               "prompt_tokens_details": {"cached_tokens": cached}})
+    };
+    if !stream {
+        let mut text_out = String::new();
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                Event::First | Event::Token => text_out.push_str(" tok"),
+                Event::Done {
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens,
+                } => {
+                    let choice = if chat {
+                        json!({"index": 0, "message": {"role": "assistant", "content": text_out}, "finish_reason": "length"})
+                    } else {
+                        json!({"index": 0, "text": text_out, "finish_reason": "length"})
+                    };
+                    let v = json!({"id": "cmpl-sim", "object": object, "model": model, "choices": [choice],
+                                   "usage": usage(prompt_tokens, completion_tokens, cached_tokens)});
+                    return Json(v).into_response();
+                }
+            }
+        }
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "engine dropped the request",
+            "InternalServerError",
+        );
+    }
+    let chunk_object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let stream = async_stream(rx, move |ev| match ev {
+        Event::First | Event::Token => {
+            let choice = if chat {
+                json!({"index": 0, "delta": {"content": " tok"}, "finish_reason": null})
+            } else {
+                json!({"index": 0, "text": " tok", "finish_reason": null})
+            };
+            vec![format!(
+                "data: {}\n\n",
+                json!({"id": "cmpl-sim", "object": chunk_object, "model": model, "choices": [choice]})
+            )]
+        }
+        Event::Done {
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+        } => {
+            let mut out = Vec::new();
+            if include_usage {
+                out.push(format!(
+                    "data: {}\n\n",
+                    json!({"id": "cmpl-sim", "object": chunk_object, "model": model, "choices": [],
+                           "usage": usage(prompt_tokens, completion_tokens, cached_tokens)})
+                ));
+            }
+            out.push("data: [DONE]\n\n".to_string());
+            out
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r
+}
+
+/// Turns engine events into SSE text chunks.
+fn async_stream(
+    rx: mpsc::UnboundedReceiver<Event>,
+    f: impl Fn(Event) -> Vec<String> + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<String, std::convert::Infallible>> {
+    use futures_util::StreamExt;
+    tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+        .flat_map(move |ev| futures_util::stream::iter(f(ev).into_iter().map(Ok)))
+}
+
+async fn embeddings(State(app): State<Shared>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = tokenize(&v.get("input").map(Value::to_string).unwrap_or_default()).len();
+    let r = Json(json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2, 0.3]}],
+                        "model": v.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}))
+    .into_response();
+    identify(r, &app)
+}
+
+async fn models(State(app): State<Shared>) -> Response {
+    let mut data = vec![json!({"id": app.args.model, "object": "model", "owned_by": "model-sim"})];
+    for l in &app.args.lora {
+        data.push(json!({"id": l, "object": "model", "parent": app.args.model}));
+    }
+    identify(
+        Json(json!({"object": "list", "data": data})).into_response(),
+        &app,
+    )
+}
+
+async fn metrics_page(State(app): State<Shared>) -> Response {
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let info = PageInfo {
+        model: &app.args.model,
+        block_size: app.args.block_size,
+        num_gpu_blocks: app.args.num_gpu_blocks,
+        max_loras: app.args.max_loras,
+        now_unix,
+    };
+    let text = match app.stats.lock() {
+        Ok(s) => metrics::render(&s, &info, app.args.engine),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn set_fake(State(app): State<Shared>, Json(f): Json<FakeMetrics>) -> Response {
+    if let Ok(mut s) = app.stats.lock() {
+        s.fake = Some(f);
+    }
+    "ok".into_response()
+}
+
+async fn clear_fake(State(app): State<Shared>) -> Response {
+    if let Ok(mut s) = app.stats.lock() {
+        s.fake = None;
+    }
+    "ok".into_response()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    let mut stats = Stats::default();
+    if let Some(f) = &args.fake_metrics {
+        match serde_json::from_str::<FakeMetrics>(f) {
+            Ok(f) => stats.fake = Some(f),
+            Err(e) => {
+                eprintln!("--fake-metrics: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let stats = Arc::new(Mutex::new(stats));
+    let cfg = EngineConfig {
+        model: args.model.clone(),
+        max_loras: args.max_loras,
+        lora_load_ms: args.lora_load_ms,
+        max_num_seqs: args.max_num_seqs,
+        max_batched_tokens: args.max_num_batched_tokens,
+        block_size: args.block_size,
+        num_gpu_blocks: args.num_gpu_blocks,
+        c0_ms: args.step_base_ms,
+        c_pf_ms: args.prefill_ms_per_token,
+        c_dec_ms: args.decode_ms_per_seq,
+        c_ctx_ms: args.context_ms_per_token,
+    };
+    let (submit, rx) = mpsc::unbounded_channel();
+    tokio::spawn(engine::run(cfg, rx, stats.clone()));
+    let listen = args.listen;
+    let app = Arc::new(App {
+        args,
+        stats,
+        submit,
+    });
+    let router = Router::new()
+        .route("/v1/completions", post(inference))
+        .route("/v1/chat/completions", post(inference))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(metrics_page))
+        .route("/admin/fake-metrics", post(set_fake).delete(clear_fake))
+        .with_state(app);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bind {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = axum::serve(listener, router).await {
+        eprintln!("serve: {e}");
+    }
+}
