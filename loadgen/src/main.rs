@@ -1,0 +1,451 @@
+//! `loadgen`: an OpenAI streaming load generator that measures what LLM users measure.
+//!
+//! ```text
+//! loadgen run --target http://127.0.0.1:8080 --workload shared-prefix --qps 20 --duration 60 \
+//!     --json out.json --label picker --sim-metrics http://127.0.0.1:8001/metrics,...
+//! loadgen report --svg ttft.svg rr.json lr.json picker.json
+//! ```
+//!
+//! Per request: TTFT (first streamed token), TPOT ((E2E − TTFT) / (tokens − 1)), E2E, output
+//! tokens, the endpoint that served (`x-inference-pod`). Arrivals are Poisson at `--qps` (one or
+//! more `qps:seconds` stages) or a fixed `--concurrency`. The prefix-cache hit rate is read from
+//! the simulators' `vllm:prefix_cache_{hits,queries}_total` before and after the run.
+
+mod report;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Exp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use workload::{Workload, WorkloadSpec};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "LLM load generator: TTFT, TPOT, E2E under realistic workloads"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workload against a target and print (and optionally save) the summary.
+    Run(Box<RunArgs>),
+    /// Compare saved runs: a table, and a TTFT chart (SVG).
+    Report {
+        /// Saved runs (`--json` outputs).
+        inputs: Vec<String>,
+        /// Write a TTFT-percentile chart here.
+        #[arg(long)]
+        svg: Option<String>,
+        /// Write the markdown table here too.
+        #[arg(long)]
+        markdown: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Base URL (Envoy's listener or one server).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// shared-prefix | random | multi-turn | lora-mix.
+    #[arg(long, default_value = "shared-prefix")]
+    workload: String,
+    /// Models (the first is the base model; lora-mix draws among all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "meta-llama/Llama-3.1-8B-Instruct"
+    )]
+    models: Vec<String>,
+    #[arg(long, default_value_t = 8)]
+    groups: usize,
+    #[arg(long, default_value_t = 32)]
+    prompts_per_group: usize,
+    #[arg(long, default_value_t = 1000)]
+    system_tokens: usize,
+    #[arg(long, default_value_t = 50)]
+    question_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    output_tokens: usize,
+    #[arg(long, default_value_t = 16)]
+    min_tokens: usize,
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 16)]
+    sessions: usize,
+    /// Poisson arrival rate, requests/s (used with --duration).
+    #[arg(long)]
+    qps: Option<f64>,
+    /// Stages `qps:seconds,qps:seconds` (overrides --qps/--duration).
+    #[arg(long)]
+    stages: Option<String>,
+    /// Closed loop with this many concurrent clients instead of Poisson arrivals.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Run length, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Save the summary as JSON.
+    #[arg(long)]
+    json: Option<String>,
+    /// Name of this run in reports.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Simulator /metrics URLs to read the prefix-cache hit rate from.
+    #[arg(long, value_delimiter = ',')]
+    sim_metrics: Vec<String>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// One request's outcome.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sample {
+    ok: bool,
+    ttft_s: f64,
+    e2e_s: f64,
+    tokens: usize,
+    endpoint: String,
+}
+
+/// Percentiles of one measure, seconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Pcts {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+/// A run's summary (what `--json` saves and `report` reads).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub label: String,
+    pub workload: String,
+    pub offered_qps: f64,
+    pub duration_s: f64,
+    pub requests: usize,
+    pub errors: usize,
+    pub ttft: Pcts,
+    pub tpot: Pcts,
+    pub e2e: Pcts,
+    pub output_tokens_per_s: f64,
+    pub requests_per_s: f64,
+    pub share_per_endpoint: BTreeMap<String, f64>,
+    pub prefix_cache_hit_rate: Option<f64>,
+}
+
+fn pcts(mut v: Vec<f64>) -> Pcts {
+    if v.is_empty() {
+        return Pcts::default();
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    Pcts {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        mean: v.iter().sum::<f64>() / v.len() as f64,
+    }
+}
+
+async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Value) -> Sample {
+    let start = Instant::now();
+    let resp = match client.post(url).json(&body).send().await {
+        Ok(r) => r,
+        Err(_) => return Sample::default(),
+    };
+    let endpoint = resp
+        .headers()
+        .get("x-inference-pod")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    if !resp.status().is_success() {
+        return Sample {
+            endpoint,
+            ..Sample::default()
+        };
+    }
+    let mut stream = resp.bytes_stream();
+    let mut carry = String::new();
+    let (mut ttft, mut tokens, mut done) = (None, 0usize, false);
+    while let Some(chunk) = stream.next().await {
+        let chunk: reqwest::Result<bytes_crate::Bytes> = chunk;
+        let Ok(chunk) = chunk else {
+            return Sample {
+                endpoint,
+                ..Sample::default()
+            };
+        };
+        carry.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(nl) = carry.find('\n') {
+            let line: String = carry.drain(..=nl).collect();
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            let has_token = serde_json::from_str::<serde_json::Value>(data)
+                .ok()
+                .and_then(|v| {
+                    v.get("choices")
+                        .and_then(|c| c.as_array())
+                        .map(|c| !c.is_empty())
+                })
+                .unwrap_or(false);
+            if has_token {
+                tokens += 1;
+                ttft.get_or_insert_with(|| start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let e2e = start.elapsed().as_secs_f64();
+    Sample {
+        ok: done && tokens > 0,
+        ttft_s: ttft.unwrap_or(e2e),
+        e2e_s: e2e,
+        tokens,
+        endpoint,
+    }
+}
+
+async fn prefix_counters(urls: &[String], client: &reqwest::Client) -> Option<(f64, f64)> {
+    if urls.is_empty() {
+        return None;
+    }
+    let (mut hits, mut queries) = (0.0, 0.0);
+    for u in urls {
+        let text = client.get(u).send().await.ok()?.text().await.ok()?;
+        for line in text.lines() {
+            let v = || {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            if line.starts_with("vllm:prefix_cache_hits_total") {
+                hits += v();
+            } else if line.starts_with("vllm:prefix_cache_queries_total") {
+                queries += v();
+            }
+        }
+    }
+    Some((hits, queries))
+}
+
+fn stages(args: &RunArgs) -> Vec<(f64, f64)> {
+    if let Some(s) = &args.stages {
+        return s
+            .split(',')
+            .filter_map(|st| {
+                let (q, d) = st.split_once(':')?;
+                Some((q.trim().parse().ok()?, d.trim().parse().ok()?))
+            })
+            .collect();
+    }
+    vec![(args.qps.unwrap_or(1.0), args.duration)]
+}
+
+async fn run(args: RunArgs) -> Summary {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap_or_default();
+    let spec = WorkloadSpec {
+        kind: args.workload.clone(),
+        models: args.models.clone(),
+        groups: args.groups,
+        prompts_per_group: args.prompts_per_group,
+        system_tokens: args.system_tokens,
+        question_tokens: args.question_tokens,
+        output_tokens: args.output_tokens,
+        min_tokens: args.min_tokens,
+        max_tokens: args.max_tokens,
+        sessions: args.sessions,
+    };
+    let workload = Arc::new(Mutex::new(Workload::new(spec, args.seed)));
+    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    let before = prefix_counters(&args.sim_metrics, &client).await;
+    let plan = stages(&args);
+    let total_s: f64 = if args.concurrency.is_some() {
+        args.duration
+    } else {
+        plan.iter().map(|(_, d)| d).sum()
+    };
+    let expected = if args.concurrency.is_some() {
+        0
+    } else {
+        plan.iter().map(|(q, d)| (q * d) as u64).sum()
+    };
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(expected.max(1))
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    if let Some(c) = args.concurrency {
+        let deadline = started + Duration::from_secs_f64(args.duration);
+        for _ in 0..c {
+            let (client, workload, samples, bar, target) = (
+                client.clone(),
+                workload.clone(),
+                samples.clone(),
+                bar.clone(),
+                args.target.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let (path, body) = workload.lock().await.next_request();
+                    let s = one_request(&client, &format!("{target}{path}"), body).await;
+                    samples.lock().await.push(s);
+                    bar.inc(1);
+                }
+            }));
+        }
+    } else {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed ^ 0xA5A5);
+        let mut at = started;
+        for (qps, secs) in plan {
+            let end = at + Duration::from_secs_f64(secs);
+            let Ok(exp) = Exp::new(qps.max(1e-6)) else {
+                continue;
+            };
+            loop {
+                at += Duration::from_secs_f64(exp.sample(&mut rng));
+                if at >= end {
+                    at = end;
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                let (path, body) = workload.lock().await.next_request();
+                let (client, samples, bar, url) = (
+                    client.clone(),
+                    samples.clone(),
+                    bar.clone(),
+                    format!("{}{path}", args.target),
+                );
+                tasks.push(tokio::spawn(async move {
+                    let s = one_request(&client, &url, body).await;
+                    samples.lock().await.push(s);
+                    bar.inc(1);
+                }));
+            }
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64().max(total_s);
+    let after = prefix_counters(&args.sim_metrics, &client).await;
+    let samples = samples.lock().await.clone();
+    let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok).collect();
+    let mut share = BTreeMap::new();
+    for s in &ok {
+        *share.entry(s.endpoint.clone()).or_insert(0.0) += 1.0 / ok.len().max(1) as f64;
+    }
+    let offered = if args.concurrency.is_some() {
+        0.0
+    } else {
+        expected as f64 / total_s.max(1e-9)
+    };
+    Summary {
+        label: args.label.clone(),
+        workload: args.workload.clone(),
+        offered_qps: offered,
+        duration_s: wall,
+        requests: samples.len(),
+        errors: samples.len() - ok.len(),
+        ttft: pcts(ok.iter().map(|s| s.ttft_s).collect()),
+        tpot: pcts(
+            ok.iter()
+                .filter(|s| s.tokens > 1)
+                .map(|s| (s.e2e_s - s.ttft_s) / (s.tokens - 1) as f64)
+                .collect(),
+        ),
+        e2e: pcts(ok.iter().map(|s| s.e2e_s).collect()),
+        output_tokens_per_s: ok.iter().map(|s| s.tokens as f64).sum::<f64>() / wall,
+        requests_per_s: ok.len() as f64 / wall,
+        share_per_endpoint: share,
+        prefix_cache_hit_rate: match (before, after) {
+            (Some((h0, q0)), Some((h1, q1))) if q1 > q0 => Some((h1 - h0) / (q1 - q0)),
+            _ => None,
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let json_out = args.json.clone();
+            let s = run(*args).await;
+            println!("{}", report::table(std::slice::from_ref(&s)));
+            if let Some(path) = json_out {
+                if let Err(e) =
+                    std::fs::write(&path, serde_json::to_string_pretty(&s).unwrap_or_default())
+                {
+                    eprintln!("{path}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Report {
+            inputs,
+            svg,
+            markdown,
+        } => {
+            let mut runs = Vec::new();
+            for p in &inputs {
+                match std::fs::read_to_string(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str::<Summary>(&t).map_err(|e| e.to_string()))
+                {
+                    Ok(s) => runs.push(s),
+                    Err(e) => {
+                        eprintln!("{p}: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+            let table = report::table(&runs);
+            println!("{table}");
+            if let Some(m) = markdown {
+                let _ = std::fs::write(m, &table);
+            }
+            if let Some(path) = svg {
+                if let Err(e) = report::chart(&runs, &path) {
+                    eprintln!("{path}: {e}");
+                    std::process::exit(1);
+                }
+                println!("chart: {path}");
+            }
+        }
+    }
+}
