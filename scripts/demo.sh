@@ -64,9 +64,16 @@ run_policy() { # $1 mode, $2 label
   wait $envoy "${SIM_PIDS[@]}" 2>/dev/null || true
 }
 
-run_policy round-robin "Envoy round robin"
-run_policy least-request "Envoy least request"
-run_policy picker "Envoy + endpoint picker"
+# DEMO_POLICIES picks a subset (e.g. "round-robin" for a capacity sweep).
+POLICIES=${DEMO_POLICIES:-round-robin least-request picker}
+for p in $POLICIES; do
+  case $p in
+    round-robin) run_policy round-robin "Envoy round robin" ;;
+    least-request) run_policy least-request "Envoy least request" ;;
+    picker) run_policy picker "Envoy + endpoint picker" ;;
+  esac
+done
+[ "$POLICIES" = "round-robin least-request picker" ] || exit 0
 
 echo
 echo "== results: shared-prefix workload, $N simulated servers, $QPS req/s offered =="

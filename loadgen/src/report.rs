@@ -7,7 +7,7 @@ use crate::Summary;
 /// A markdown table with one row per run.
 pub fn table(runs: &[Summary]) -> String {
     let mut s = String::from(
-        "| policy | requests | errors | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 (ms) | E2E p90 (s) | output tok/s | prefix-cache hit rate | share per endpoint |\n\
+        "| policy | requests | errors | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | E2E p50 / p90 / p99 (s) | output tok/s | prefix-cache hit rate | share per endpoint |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
@@ -17,7 +17,7 @@ pub fn table(runs: &[Summary]) -> String {
             .map(|(k, v)| format!("{k} {:.0}%", v * 100.0))
             .collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} | {:.2} | {:.0} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} | {:.2} / {:.2} / {:.2} | {:.0} | {} | {} |\n",
             r.label,
             r.requests,
             r.errors,
@@ -26,7 +26,10 @@ pub fn table(runs: &[Summary]) -> String {
             r.ttft.p99 * 1e3,
             r.tpot.p50 * 1e3,
             r.tpot.p90 * 1e3,
+            r.tpot.p99 * 1e3,
+            r.e2e.p50,
             r.e2e.p90,
+            r.e2e.p99,
             r.output_tokens_per_s,
             r.prefix_cache_hit_rate
                 .map_or("-".into(), |h| format!("{:.0}%", h * 100.0)),
