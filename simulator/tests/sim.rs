@@ -322,13 +322,15 @@ fn loadgen_measures_the_simulators_configured_timing() {
     assert!(v["requests"].as_u64().unwrap() >= 5, "{v}");
     let ttft = v["ttft"]["p50"].as_f64().unwrap();
     let tpot = v["tpot"]["p50"].as_f64().unwrap();
-    // Tolerance: the step clock (20 ms) plus scheduling and HTTP overhead on a busy 2-core box.
+    // Stated tolerance: one 20 ms step (minus 10 % for timer rounding) plus up to 40 ms (TTFT:
+    // arrival to the first step boundary, HTTP) or 25 ms (TPOT: timer wake-ups) of overhead
+    // when other tests share the 2 cores.
     assert!(
         (0.018..0.060).contains(&ttft),
         "TTFT p50 {ttft} s, configured one 20 ms step"
     );
     assert!(
-        (0.018..0.035).contains(&tpot),
+        (0.018..0.045).contains(&tpot),
         "TPOT p50 {tpot} s, configured 20 ms per step"
     );
 }
