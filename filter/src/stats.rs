@@ -11,6 +11,7 @@
 //! | `endpoint_picker.scrape.success` / `.failure` | counter | scrape results |
 //! | `endpoint_picker.endpoints.total` / `.stale` | gauge | pool size, endpoints whose metrics are stale |
 //! | `endpoint_picker.snapshot.publishes` | counter | snapshots the scraper published |
+//! | `endpoint_picker.vm_memory_bytes.picker` / `.scraper` | gauge | linear memory of a picker VM (last one to record) / the scraper VM, bytes |
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,6 +40,18 @@ impl Metric {
     }
 }
 
+/// Size of this VM's linear memory, bytes (0 off wasm32).
+pub fn vm_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (core::arch::wasm32::memory_size::<0>() as u64) * 65_536
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
+    }
+}
+
 /// `10.0.0.1:8000` → `10_0_0_1_8000` (stat names use `.` as separator).
 fn sanitize(s: &str) -> String {
     s.chars()
@@ -54,6 +67,7 @@ pub struct PickerStats {
     scheduling_us: Metric,
     decodes: Metric,
     decode_errors: Metric,
+    memory: Metric,
 }
 
 impl Default for PickerStats {
@@ -65,6 +79,7 @@ impl Default for PickerStats {
             scheduling_us: Metric::define(MetricType::Histogram, "scheduling_us"),
             decodes: Metric::define(MetricType::Counter, "snapshot.decodes"),
             decode_errors: Metric::define(MetricType::Counter, "snapshot.decode_errors"),
+            memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.picker"),
         }
     }
 }
@@ -103,7 +118,7 @@ impl PickerStats {
     pub fn scheduling_us(&self, us: u64) {
         self.scheduling_us.set(us);
     }
-    /// A snapshot decode, successful or not.
+    /// A snapshot decode, successful or not (also samples the VM's memory).
     pub fn decode(&self, ok: bool) {
         if ok {
             &self.decodes
@@ -111,6 +126,7 @@ impl PickerStats {
             &self.decode_errors
         }
         .add(1);
+        self.memory.set(vm_memory_bytes());
     }
 }
 
@@ -121,6 +137,7 @@ pub struct ScraperStats {
     total: Metric,
     stale: Metric,
     publishes: Metric,
+    memory: Metric,
 }
 
 impl Default for ScraperStats {
@@ -131,6 +148,7 @@ impl Default for ScraperStats {
             total: Metric::define(MetricType::Gauge, "endpoints.total"),
             stale: Metric::define(MetricType::Gauge, "endpoints.stale"),
             publishes: Metric::define(MetricType::Counter, "snapshot.publishes"),
+            memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.scraper"),
         }
     }
 }
@@ -143,6 +161,7 @@ impl ScraperStats {
     /// One publish of a snapshot with `total` endpoints, `stale` of them stale.
     pub fn published(&self, total: usize, stale: usize) {
         self.publishes.add(1);
+        self.memory.set(vm_memory_bytes());
         self.total.set(total as u64);
         self.stale.set(stale as u64);
     }

@@ -446,6 +446,16 @@ impl Env {
         found
     }
 
+    /// The sum of every stat whose name contains `part` (e.g. every `endpoint_picker.picks.*`).
+    pub fn stat_sum(&self, part: &str) -> u64 {
+        self.stats()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.contains(part))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    }
+
     /// Envoy's `/stats/prometheus` text.
     pub fn prometheus(&self) -> String {
         ureq::get(&format!(

@@ -87,3 +87,74 @@ fn endpoint_killed_under_load_costs_no_client_error() {
         assert_ne!(env.complete(MODEL, "after", &[]).pod(), "pod-b");
     }
 }
+
+#[test]
+fn endpoint_answering_500_costs_no_client_error() {
+    let env = Env::start(EnvSpec::default());
+    // The broken endpoint looks the best, so the picker keeps choosing it; each 500 is retried
+    // on another endpoint (retry_on 5xx, previous_hosts).
+    env.backends[0].set(json!({"waiting": 0, "kv": 0.0, "inference": "500"}));
+    env.backends[1].set(json!({"waiting": 3, "kv": 0.4}));
+    env.backends[2].set(json!({"waiting": 3, "kv": 0.4}));
+    env.settle();
+    let mut errors = 0;
+    for i in 0..50 {
+        let r = env.complete(MODEL, &format!("q{i}"), &[]);
+        if r.status != 200 {
+            errors += 1;
+        }
+        assert_ne!(r.pod(), "pod-a");
+    }
+    println!("endpoint answering 500: {errors} client errors in 50 requests");
+    assert_eq!(errors, 0);
+}
+
+/// Time until `pod` stops receiving traffic, polling with requests every 20 ms.
+fn time_until_no_traffic(env: &Env, pod: &str, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut last_seen = Duration::ZERO;
+    while start.elapsed() < within {
+        if env.complete(MODEL, "probe", &[]).pod() == pod {
+            last_seen = start.elapsed();
+        } else if start.elapsed() > last_seen + Duration::from_millis(500) {
+            return Some(last_seen);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn huge_or_garbage_metrics_drop_the_endpoint_and_it_comes_back() {
+    let env = Env::start(EnvSpec {
+        pool: json!({"scrape": {"staleness": "1s"}}),
+        ..EnvSpec::default()
+    });
+    for (mode, pod) in [("huge", 0usize), ("garbage", 1usize)] {
+        let name = env.backends[pod].name.clone();
+        for (i, b) in env.backends.iter().enumerate() {
+            b.set(if i == pod {
+                json!({"waiting": 0, "kv": 0.0})
+            } else {
+                json!({"waiting": 5, "kv": 0.5})
+            });
+        }
+        env.settle();
+        assert_eq!(env.complete(MODEL, "before", &[]).pod(), name);
+        env.backends[pod].set(json!({"waiting": 0, "kv": 0.0, "metrics": mode}));
+        let gone = time_until_no_traffic(&env, &name, Duration::from_secs(6));
+        println!("/metrics {mode}: last request on it {gone:?} after the change (staleness 1 s)");
+        assert!(
+            gone.is_some_and(|d| d < Duration::from_secs(2)),
+            "{mode}: {gone:?}"
+        );
+        // The endpoint comes back: good metrics again, and it is the best endpoint.
+        env.backends[pod].set(json!({"waiting": 0, "kv": 0.0}));
+        let back = env.wait_until(Duration::from_secs(5), |e| {
+            e.complete(MODEL, "after", &[]).pod() == name
+        });
+        println!("/metrics {mode} fixed: traffic back after {back:?}");
+        assert!(back.is_some(), "{mode}: the endpoint did not come back");
+    }
+    assert!(env.stat("endpoint_picker.scrape.failure").unwrap_or(0) > 0);
+}

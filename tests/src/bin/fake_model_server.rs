@@ -43,6 +43,8 @@ struct FakeState {
     metrics: String,
     /// "ok" | "500"
     inference: String,
+    /// Milliseconds between streamed chunks (0: all at once).
+    stream_delay_ms: u64,
 }
 
 impl Default for FakeState {
@@ -56,6 +58,7 @@ impl Default for FakeState {
             max_lora: 0,
             metrics: "ok".into(),
             inference: "ok".into(),
+            stream_delay_ms: 0,
         }
     }
 }
