@@ -17,9 +17,9 @@ EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: test host-test e2e wasm envoy bench clean demo
+.PHONY: test host-test e2e wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short
 
-test: host-test e2e
+test: host-test e2e fuzz-short soak-short
 
 ## Host build, unit and integration tests of every crate, and clippy (rustup toolchain).
 host-test:
@@ -49,6 +49,27 @@ $(ENVOY):
 e2e: $(MODULE) $(EXAMPLE_MODULE) $(ENVOY)
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
+
+## Fuzzing (cargo-fuzz / libFuzzer) of every parser and decoder, FUZZ_SECONDS each.
+FUZZ_TARGETS := config openai_request prometheus usage snapshot
+FUZZ_SECONDS ?= 300
+cargo-fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --quiet
+fuzz: cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p work/$$t && RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t work/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E 'number_of_executed_units|SUMMARY|ERROR' | sed "s/^/$$t: /"; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+## The short version CI runs: a few seconds per target.
+fuzz-short:
+	$(MAKE) fuzz FUZZ_SECONDS=5
+
+## Soak: requests at high concurrency through Envoy with the picker (RELIABILITY.md).
+soak:
+	scripts/soak.sh 100000 256
+soak-short:
+	scripts/soak.sh 5000 64
 
 ## Criterion benchmarks of scheduler-core (results are recorded in scheduler-core/README.md).
 bench:

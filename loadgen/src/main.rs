@@ -97,6 +97,9 @@ struct RunArgs {
     /// Run length, seconds.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
+    /// With --concurrency: stop after this many requests (the duration still caps the run).
+    #[arg(long)]
+    requests: Option<u64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Save the summary as JSON.
@@ -310,7 +313,12 @@ async fn run(args: RunArgs) -> Summary {
     let started = Instant::now();
     let mut tasks = Vec::new();
     if let Some(c) = args.concurrency {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         let deadline = started + Duration::from_secs_f64(args.duration);
+        let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
+        if let Some(n) = args.requests {
+            bar.set_length(n);
+        }
         for _ in 0..c {
             let (client, workload, samples, bar, target) = (
                 client.clone(),
@@ -319,8 +327,9 @@ async fn run(args: RunArgs) -> Summary {
                 bar.clone(),
                 args.target.clone(),
             );
+            let budget = budget.clone();
             tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && budget.fetch_update(Relaxed, Relaxed, |b| b.checked_sub(1)).is_ok() {
                     let (path, body) = workload.lock().await.next_request();
                     let s = one_request(&client, &format!("{target}{path}"), body).await;
                     samples.lock().await.push(s);
