@@ -116,6 +116,7 @@ fn no_usable_metrics_fail_close_and_fail_open() {
     let took = close.wait_until(std::time::Duration::from_secs(5), |e| {
         e.complete(MODEL, "x", &[]).status == 503
     });
+    println!("all /metrics down (staleness 500 ms): FailClose answers 503 after {took:?}");
     assert!(
         took.is_some(),
         "FailClose answers 503 once every endpoint is stale"
