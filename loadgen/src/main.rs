@@ -329,7 +329,11 @@ async fn run(args: RunArgs) -> Summary {
             );
             let budget = budget.clone();
             tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline && budget.fetch_update(Relaxed, Relaxed, |b| b.checked_sub(1)).is_ok() {
+                while Instant::now() < deadline
+                    && budget
+                        .fetch_update(Relaxed, Relaxed, |b| b.checked_sub(1))
+                        .is_ok()
+                {
                     let (path, body) = workload.lock().await.next_request();
                     let s = one_request(&client, &format!("{target}{path}"), body).await;
                     samples.lock().await.push(s);

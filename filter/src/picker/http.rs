@@ -102,6 +102,18 @@ impl PickerHttp {
         self.apply(outcome)
     }
 
+    /// Runs the response-body hooks for `chunk` with this response's status and serving endpoint.
+    fn body_hooks(&mut self, chunk: &BodyChunk) {
+        let info = ResponseInfo {
+            status: self.status,
+            served_endpoint: self.served.as_deref(),
+        };
+        self.shared
+            .core
+            .picker
+            .response_body(&mut self.state, &info, chunk);
+    }
+
     fn usage(&self) -> Option<Usage> {
         match &self.usage {
             UsageReader::Sse(p) => p.usage(),
@@ -213,19 +225,11 @@ impl HttpContext for PickerHttp {
                 UsageReader::None
             };
             if end_of_stream {
-                let chunk = BodyChunk {
+                self.body_hooks(&BodyChunk {
                     first: true,
                     end_of_stream: true,
                     usage: None,
-                };
-                let info = ResponseInfo {
-                    status: self.status,
-                    served_endpoint: self.served.as_deref(),
-                };
-                self.shared
-                    .core
-                    .picker
-                    .response_body(&mut self.state, &info, &chunk);
+                });
             }
         }
         Action::Continue
@@ -261,14 +265,7 @@ impl HttpContext for PickerHttp {
             usage: if end_of_stream { self.usage() } else { None },
         };
         self.body_seen = true;
-        self.shared.core.picker.response_body(
-            &mut self.state,
-            &ResponseInfo {
-                status: self.status,
-                served_endpoint: self.served.as_deref(),
-            },
-            &chunk,
-        );
+        self.body_hooks(&chunk);
         // Never pause a response: SSE tokens must flow as they come.
         Action::Continue
     }

@@ -203,22 +203,30 @@ pub struct ObjectiveSpec {
     pub priority: i32,
 }
 
+/// Deserializes one whole JSON document into `T`: errors carry the offending field's path, and
+/// trailing characters after the document are rejected.
+///
+/// # Errors
+/// A [`ConfigError`] at the field path (root for malformed or trailing text).
+pub fn parse_document<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
+    de.end().map_err(|e| {
+        ConfigError::new(
+            FieldPath::root(),
+            ConfigErrorKind::InvalidJson(alloc::format!("{e}")),
+        )
+    })?;
+    Ok(value)
+}
+
 impl EndpointPickerConfig {
     /// Parses a JSON document.
     ///
     /// # Errors
     /// A [`ConfigError`] with the path of the offending field (unknown fields included).
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let cfg: Self =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
-        de.end().map_err(|e| {
-            ConfigError::new(
-                FieldPath::root(),
-                ConfigErrorKind::InvalidJson(alloc::format!("{e}")),
-            )
-        })?;
-        Ok(cfg)
+        parse_document(json)
     }
 
     /// Builds from an already-parsed JSON value (e.g. what is left after a wrapper took its own

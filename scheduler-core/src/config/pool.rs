@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use crate::config::duration::parse_duration_ms;
 use crate::config::loader::{load_config, LoadReport};
-use crate::config::EndpointPickerConfig;
+use crate::config::{parse_document, EndpointPickerConfig};
 use crate::director::EndpointPicker;
 use crate::error::{ConfigError, ConfigErrorKind, FieldPath};
 use crate::model::endpoint::Endpoint;
@@ -186,15 +186,7 @@ impl PickerConfig {
     /// is not a literal `ip:port`, a duplicate address, bad durations, staleness ≤ interval, and
     /// everything [`EndpointPickerConfig::from_value`] rejects.
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let mut v: Value =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
-        de.end().map_err(|e| {
-            ConfigError::new(
-                FieldPath::root(),
-                ConfigErrorKind::InvalidJson(alloc::format!("{e}")),
-            )
-        })?;
+        let mut v: Value = parse_document(json)?;
         let pool_path = FieldPath::key("pool");
         let Some(obj) = v.as_object_mut() else {
             return Err(ConfigError::new(
