@@ -4,5 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod render;
 pub mod validate;
+pub mod xds;

@@ -4,13 +4,16 @@
 //! ```text
 //! envoy-config validate picker.json
 //! envoy-config render --config picker.json --wasm dist/endpoint_picker.wasm --listen 0.0.0.0:8080 --admin-port 9901
+//! envoy-config render --config picker.json --xds-dir /etc/picker-xds --out envoy.yaml   # pool changes without restart
+//! envoy-config xds --config picker.json --dir /etc/picker-xds                            # ...the change itself
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use envoy_config::render::{render, Mode, RenderInput};
+use envoy_config::render::{local_vm, render, Mode, RenderInput};
 use envoy_config::validate::validate;
 
 #[derive(Parser)]
@@ -51,7 +54,29 @@ enum Command {
         /// `least-request`.
         #[arg(long, default_value = "picker")]
         mode: String,
+        /// Serve the picker filter (ECDS) and the pool's members (EDS) from files in this
+        /// directory, which Envoy watches: a pool change is then `envoy-config xds`, with no
+        /// restart. The files are written too.
+        #[arg(long)]
+        xds_dir: Option<PathBuf>,
     },
+    /// (Re)write the ECDS and EDS files of a `render --xds-dir` configuration. Envoy applies
+    /// them in place: new endpoints are scraped and picked without a restart.
+    Xds {
+        /// The picker configuration (JSON, `-` for stdin).
+        #[arg(long)]
+        config: String,
+        /// Path of the .wasm module as Envoy will see it.
+        #[arg(long, default_value = "dist/endpoint_picker.wasm")]
+        wasm: String,
+        /// The directory given to `render --xds-dir`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn read_json(path: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(&read(path)?).map_err(|e| format!("{path}: {e}"))
 }
 
 fn read(path: &str) -> Result<String, String> {
@@ -79,6 +104,7 @@ fn run(cli: Cli) -> Result<(), String> {
             admin_port,
             out,
             mode,
+            xds_dir,
         } => {
             let mode = match mode.as_str() {
                 "picker" => Mode::Picker,
@@ -90,14 +116,17 @@ fn run(cli: Cli) -> Result<(), String> {
                     ))
                 }
             };
-            let picker: serde_json::Value =
-                serde_json::from_str(&read(&config)?).map_err(|e| format!("{config}: {e}"))?;
+            let picker = read_json(&config)?;
+            if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
+                envoy_config::xds::write(dir, &local_vm(&wasm), &picker)?;
+            }
             let yaml = render(&RenderInput {
                 picker,
                 wasm_path: wasm,
                 listen,
                 admin_port,
                 mode,
+                xds_dir,
             })?;
             match out {
                 Some(path) => std::fs::write(&path, yaml).map_err(|e| format!("{path}: {e}")),
@@ -106,6 +135,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+        Command::Xds { config, wasm, dir } => {
+            envoy_config::xds::write(&dir, &local_vm(&wasm), &read_json(&config)?)?;
+            println!("{}: picker filter and pool members written", dir.display());
+            Ok(())
         }
     }
 }

@@ -19,15 +19,28 @@
 //! - **Metrics cluster**: when some endpoint has a `metricsPort`, an internal ORIGINAL_DST cluster
 //!   reached only by the scraper's callouts (no route points at it).
 //! - Admin on loopback only.
+//! - **`xds_dir`** (optional): the picker filter and the pool's members come from files in that
+//!   directory (ECDS and EDS, [`crate::xds`]) that Envoy watches, so a pool change is a file
+//!   update: no restart, no listener drain. The scraper follows the filter's new member list.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use scheduler_core::PickerConfig;
 use serde_json::Value;
 
+use crate::blocks::{
+    indent, override_host_policy, picker_typed_config, scraper_extension, Code, Vm, PICKER_ROOT_ID,
+    WASM_FILTER_TYPE,
+};
+use crate::xds;
+
 /// Name of the internal scrape cluster created when endpoints have a separate metrics port.
 pub const METRICS_CLUSTER: &str = "endpoint_picker_metrics";
+
+/// The vm_id plain-Envoy renders give the scraper and the filter.
+pub const VM_ID: &str = "endpoint-picker";
 
 /// Which Envoy to render.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,26 +67,37 @@ pub struct RenderInput {
     pub admin_port: u16,
     /// Picker, or a plain-Envoy baseline over the same pool.
     pub mode: Mode,
+    /// Serve the picker filter (ECDS) and the pool's members (EDS) from files in this
+    /// directory, as Envoy will see it, instead of inline (picker mode only).
+    pub xds_dir: Option<PathBuf>,
 }
 
-fn yaml_block(json: &str, indent: usize) -> String {
-    let pad = " ".repeat(indent);
-    json.lines().map(|l| format!("{pad}{l}\n")).collect()
+/// A picker JSON checked and prepared for rendering.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The validated configuration.
+    pub config: PickerConfig,
+    /// The picker JSON, pretty-printed, as the module will read it (with `pool.metricsCluster`
+    /// filled in when a separate scrape cluster is rendered).
+    pub json: String,
+    /// True when some endpoint's metrics address differs from its serving address.
+    pub separate_metrics: bool,
+    /// Envoy's per-connection buffer limit for the inference listener, in bytes: above the
+    /// picker's own `bodyLimitBytes` (so the picker answers 413 with its JSON body), 1 MiB at
+    /// least.
+    pub buffer_limit: u64,
 }
 
-/// Renders the Envoy configuration.
+/// Checks the `pool` section and the document's shape, and pretty-prints the JSON.
 ///
 /// # Errors
-/// The module's configuration error text when the `pool` section or the document's shape is
-/// invalid. Plugin types and parameters are not checked here (an out-of-tree module may know
-/// more types); run [`crate::validate::validate`] for that.
-pub fn render(input: &RenderInput) -> Result<String, String> {
-    let mut picker = input.picker.clone();
+/// The module's configuration error text. Plugin types and parameters are not checked here (an
+/// out-of-tree module may know more types); run [`crate::validate::validate`] for that.
+pub fn prepare(picker: &Value) -> Result<Prepared, String> {
+    let mut picker = picker.clone();
     let text = serde_json::to_string(&picker).map_err(|e| e.to_string())?;
-    // The pool section and the document's shape are checked here; plugin types are checked by
-    // `validate` (in-tree plugins) or by the module itself, which may carry out-of-tree ones.
-    let cfg = PickerConfig::from_json(&text).map_err(|e| e.to_string())?;
-    let pool = &cfg.pool;
+    let config = PickerConfig::from_json(&text).map_err(|e| e.to_string())?;
+    let pool = &config.pool;
     let separate_metrics = pool
         .endpoints
         .iter()
@@ -87,99 +111,131 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
         }
     }
     let json = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
-    // Body buffering is bounded by the connection buffer limit; keep it above the picker's own
-    // limit so the picker answers 413 with its JSON body.
-    let buffer_limit = pool.body_limit_bytes.saturating_mul(2).max(1 << 20);
+    let buffer_limit = pool.body_limit_bytes.saturating_mul(2).max(1 << 20) as u64;
+    Ok(Prepared {
+        config,
+        json,
+        separate_metrics,
+        buffer_limit,
+    })
+}
 
+/// The `lb_endpoints` list of the pool (column 0), one entry per `pool.endpoints[]`.
+///
+/// # Errors
+/// An address that is not a literal `ip:port`.
+pub fn lb_endpoints(config: &PickerConfig) -> Result<String, String> {
     let mut members = String::new();
-    for e in &pool.endpoints {
+    for e in &config.pool.endpoints {
         let addr: SocketAddr = e
             .address
             .parse()
             .map_err(|_| format!("bad address {}", e.address))?;
         let _ = writeln!(
             members,
-            "        - endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}",
+            "- endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}",
             addr.ip(),
             addr.port()
         );
     }
     if members.is_empty() {
-        members.push_str("        []  # no endpoints yet\n");
+        members.push_str("[]  # no endpoints yet\n");
     }
+    Ok(members)
+}
 
-    let wasm = &input.wasm_path;
-    let block = yaml_block(&json, 10);
-    let filter_block = yaml_block(&json, 20);
-    let bootstrap = if input.mode == Mode::Picker {
-        format!(
-            r#"bootstrap_extensions:
-# The metrics scraper: one instance per Envoy process (main thread). Bootstrap extensions cannot
-# be changed by xDS; changing its configuration needs a restart.
-- name: envoy.bootstrap.wasm
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
-    singleton: true
-    config:
-      name: metrics-scraper
-      root_id: metrics-scraper
-      vm_config:
-        vm_id: endpoint-picker          # must equal the filter's vm_id: shared data is per vm_id
-        runtime: envoy.wasm.runtime.v8
-        code: {{ local: {{ filename: "{wasm}" }} }}
-      configuration:
-        "@type": type.googleapis.com/google.protobuf.StringValue
-        value: |
-{block}
+/// The scrape-only ORIGINAL_DST cluster (a list item, column 0) for endpoints whose metrics
+/// port differs from the serving port.
+pub fn metrics_cluster() -> String {
+    format!(
+        r#"# Scrape-only cluster for endpoints whose metrics port differs from the serving port. No
+# route points here; only the scraper's callouts use it.
+- name: {METRICS_CLUSTER}
+  type: ORIGINAL_DST
+  connect_timeout: 1s
+  lb_policy: CLUSTER_PROVIDED
+  original_dst_lb_config:
+    use_http_header: true
+    http_header_name: x-gateway-destination-endpoint
 "#
+    )
+}
+
+/// The vm of plain-Envoy renders: vm_id [`VM_ID`], the module from `wasm_path`.
+pub fn local_vm(wasm_path: &str) -> Vm {
+    Vm {
+        vm_id: Some(VM_ID.into()),
+        code: Code::Local(wasm_path.into()),
+    }
+}
+
+/// Renders the Envoy configuration.
+///
+/// # Errors
+/// The module's configuration error text when the `pool` section or the document's shape is
+/// invalid (see [`prepare`]).
+pub fn render(input: &RenderInput) -> Result<String, String> {
+    let p = prepare(&input.picker)?;
+    let pool = &p.config.pool;
+    let picker_mode = input.mode == Mode::Picker;
+    let vm = local_vm(&input.wasm_path);
+    let xds_dir = input.xds_dir.as_ref().filter(|_| picker_mode);
+    let watched = |file: &str| {
+        let dir = xds_dir.map(|d| d.display().to_string()).unwrap_or_default();
+        format!(
+            "path_config_source: {{ path: \"{dir}/{file}\", watched_directory: {{ path: \"{dir}\" }} }}"
+        )
+    };
+
+    // File-based xDS subscriptions need a node identity.
+    let node = if xds_dir.is_some() {
+        "node: { id: endpoint-picker, cluster: endpoint-picker }\n\n"
+    } else {
+        ""
+    };
+    let bootstrap = if picker_mode {
+        format!(
+            "bootstrap_extensions:\n# The metrics scraper: one instance per Envoy process (main thread). Bootstrap extensions cannot\n# be changed by xDS; it follows pool changes through the member list the filter publishes.\n{}\n",
+            scraper_extension(&vm, &p.json)
         )
     } else {
         String::new()
     };
-    let wasm_filter = if input.mode == Mode::Picker {
-        format!(
-            r#"          - name: envoy.filters.http.wasm
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: endpoint-picker
-                root_id: endpoint-picker
-                # Needed for body-based routing: lets the filter pause in the headers phase
-                # and still receive the body (Envoy 1.40+).
-                allow_on_headers_stop_iteration: true
-                # A VM that traps is replaced; requests meanwhile get 503 (never skip the picker).
-                failure_policy: FAIL_RELOAD
-                vm_config:
-                  vm_id: endpoint-picker
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{wasm}" }} }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: |
-{filter_block}
-"#
-        )
-    } else {
-        String::new()
+    let wasm_filter = match (picker_mode, xds_dir) {
+        (false, _) => String::new(),
+        (true, None) => format!(
+            "- name: envoy.filters.http.wasm\n  typed_config:\n{}",
+            indent(&picker_typed_config(&vm, &p.json), 4)
+        ),
+        (true, Some(_)) => format!(
+            r#"# The picker's configuration comes from a watched file (ECDS): rewriting it reconfigures
+# the filter in place, without draining connections.
+- name: {PICKER_ROOT_ID}
+  config_discovery:
+    config_source:
+      {src}
+    type_urls: ["{WASM_FILTER_TYPE}"]
+"#,
+            src = watched(xds::ECDS_FILE)
+        ),
     };
     let lb = match input.mode {
-        Mode::Picker => r#"    load_balancing_policy:
-      policies:
-      - typed_extension_config:
-          name: envoy.load_balancing_policies.override_host
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost
-            override_host_sources:
-            - header: x-gateway-destination-endpoint
-            fallback_policy:
-              policies:
-              - typed_extension_config:
-                  name: envoy.load_balancing_policies.round_robin
-                  typed_config:
-                    "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin
-"#.to_string(),
-        Mode::RoundRobin => "    # Baseline: plain round robin, no picker.\n    lb_policy: ROUND_ROBIN\n".to_string(),
-        Mode::LeastRequest => "    # Baseline: least request (power of two choices), no picker.\n    lb_policy: LEAST_REQUEST\n".to_string(),
+        Mode::Picker => override_host_policy("round_robin"),
+        Mode::RoundRobin => "# Baseline: plain round robin, no picker.\nlb_policy: ROUND_ROBIN\n".into(),
+        Mode::LeastRequest => {
+            "# Baseline: least request (power of two choices), no picker.\nlb_policy: LEAST_REQUEST\n".into()
+        }
+    };
+    let members = match xds_dir {
+        None => format!(
+            "type: STATIC\nconnect_timeout: 1s\nload_assignment:\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",
+            pool.cluster,
+            indent(&lb_endpoints(&p.config)?, 4)
+        ),
+        Some(_) => format!(
+            "# Members come from a watched file (EDS): adding an endpoint needs no restart.\ntype: EDS\nconnect_timeout: 1s\neds_cluster_config:\n  eds_config:\n    {}\n",
+            watched(xds::EDS_FILE)
+        ),
     };
     let mut out = String::new();
     let _ = write!(
@@ -196,7 +252,7 @@ admin:
   # Loopback only: the admin API can change Envoy's state.
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 
-{bootstrap}static_resources:
+{node}{bootstrap}static_resources:
   listeners:
   - name: inference
     address: {{ socket_address: {{ address: "{lip}", port_value: {lport} }} }}
@@ -243,12 +299,6 @@ admin:
   # The inference pool. Members must equal pool.endpoints: a destination outside this set is
   # never dialled (override_host only chooses among members).
   - name: {cluster}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {cluster}
-      endpoints:
-      - lb_endpoints:
 {members}{lb}    circuit_breakers:
       thresholds:
       # The defaults (1024 requests, 3 concurrent retries) are too low for an LLM gateway.
@@ -258,21 +308,13 @@ admin:
         admin = input.admin_port,
         lip = input.listen.ip(),
         lport = input.listen.port(),
+        buffer_limit = p.buffer_limit,
+        wasm_filter = indent(&wasm_filter, 10),
+        members = indent(&members, 4),
+        lb = indent(&lb, 4),
     );
-    if separate_metrics && input.mode == Mode::Picker {
-        let _ = write!(
-            out,
-            r#"  # Scrape-only cluster for endpoints whose metrics port differs from the serving port. No
-  # route points here; only the scraper's callouts use it.
-  - name: {METRICS_CLUSTER}
-    type: ORIGINAL_DST
-    connect_timeout: 1s
-    lb_policy: CLUSTER_PROVIDED
-    original_dst_lb_config:
-      use_http_header: true
-      http_header_name: x-gateway-destination-endpoint
-"#
-        );
+    if p.separate_metrics && picker_mode {
+        out.push_str(&indent(&metrics_cluster(), 2));
     }
     Ok(out)
 }

@@ -138,6 +138,7 @@ pub struct ScraperStats {
     stale: Metric,
     publishes: Metric,
     memory: Metric,
+    membership: Metric,
 }
 
 impl Default for ScraperStats {
@@ -149,6 +150,7 @@ impl Default for ScraperStats {
             stale: Metric::define(MetricType::Gauge, "endpoints.stale"),
             publishes: Metric::define(MetricType::Counter, "snapshot.publishes"),
             memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.scraper"),
+            membership: Metric::define(MetricType::Counter, "pool.membership_changes"),
         }
     }
 }
@@ -164,5 +166,9 @@ impl ScraperStats {
         self.memory.set(vm_memory_bytes());
         self.total.set(total as u64);
         self.stale.set(stale as u64);
+    }
+    /// The scraper adopted a new member list published by a filter configuration.
+    pub fn membership_changed(&self) {
+        self.membership.add(1);
     }
 }

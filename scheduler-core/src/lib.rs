@@ -40,6 +40,7 @@ extern crate std;
 pub mod config;
 pub mod director;
 pub mod error;
+pub mod membership;
 pub mod model;
 pub mod parse;
 pub mod plugin;

@@ -209,6 +209,9 @@ pub struct StartOptions {
     pub edit_yaml: Option<Box<dyn Fn(String) -> String>>,
     /// Wait until every endpoint was scraped once.
     pub wait_for_scrape: bool,
+    /// Serve the picker filter and the pool's members from watched files (ECDS + EDS,
+    /// `envoy-config render --xds-dir`), so [`Env::update_pool`] can change them live.
+    pub xds: bool,
 }
 
 impl Default for StartOptions {
@@ -218,6 +221,7 @@ impl Default for StartOptions {
             wasm: wasm_path(),
             edit_yaml: None,
             wait_for_scrape: true,
+            xds: false,
         }
     }
 }
@@ -233,6 +237,8 @@ pub struct Env {
     /// The picker JSON Envoy was given.
     pub picker_json: Value,
     dir: PathBuf,
+    wasm: PathBuf,
+    xds_dir: Option<PathBuf>,
     envoy: Option<Child>,
 }
 
@@ -288,12 +294,18 @@ impl Env {
             listen.port()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let wasm_path = opts.wasm.display().to_string();
+        let xds_dir = opts.xds.then(|| dir.join("xds"));
+        if let Some(x) = &xds_dir {
+            envoy_config::xds::write(x, &envoy_config::render::local_vm(&wasm_path), &picker)?;
+        }
         let yaml = envoy_config::render::render(&envoy_config::render::RenderInput {
             picker: picker.clone(),
-            wasm_path: opts.wasm.display().to_string(),
+            wasm_path,
             listen,
             admin_port,
             mode: envoy_config::render::Mode::Picker,
+            xds_dir: xds_dir.clone(),
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
@@ -325,6 +337,8 @@ impl Env {
             admin_port,
             picker_json: picker,
             dir,
+            wasm: opts.wasm.clone(),
+            xds_dir,
             envoy: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -352,6 +366,27 @@ impl Env {
                 return Err(format!("timed out waiting for Envoy\n{}", env.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Rewrites the watched ECDS and EDS files for `picker` (an Env started with
+    /// [`StartOptions::xds`]); Envoy applies them without a restart.
+    pub fn update_pool(&mut self, picker: Value) {
+        let dir = self
+            .xds_dir
+            .as_ref()
+            .expect("started with StartOptions::xds");
+        let vm = envoy_config::render::local_vm(&self.wasm.display().to_string());
+        envoy_config::xds::write(dir, &vm, &picker).expect("write xds files");
+        self.picker_json = picker;
+    }
+
+    /// Envoy's process id, while it runs (`None` once it exited).
+    pub fn envoy_pid(&mut self) -> Option<u32> {
+        let c = self.envoy.as_mut()?;
+        match c.try_wait() {
+            Ok(None) => Some(c.id()),
+            _ => None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
 use scheduler_core::snapshot::{GENERATION_KEY, SNAPSHOT_KEY};
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
@@ -31,6 +32,7 @@ impl PickerShared {
         for w in &loaded.report.warnings {
             log::warn!("endpoint picker: {w}");
         }
+        publish_membership(&loaded.pool);
         let staleness = loaded.pool.scrape.staleness_ms;
         // Seeded per VM from the clock: tie-breaks differ between workers, as they should.
         let seed = host::now_us() ^ 0x5DEE_CE66_D1CE_5EED;
@@ -111,5 +113,28 @@ impl PickerShared {
             &mut *rng,
             state,
         )
+    }
+}
+
+/// Publishes the configuration's member list for the scraper ([`scheduler_core::membership`]).
+/// Every worker loads the same configuration, so the value is written only when it differs
+/// from the stored one; the newest configuration loaded wins.
+fn publish_membership(pool: &scheduler_core::PoolConfig) {
+    let Some(m) = Membership::of_pool(pool) else {
+        return;
+    };
+    let bytes = m.encode();
+    let (current, _) = host::shared_data(MEMBERSHIP_KEY);
+    if current.as_deref() == Some(bytes.as_slice()) {
+        return;
+    }
+    if host::set_shared_data(MEMBERSHIP_KEY, &bytes) {
+        log::info!(
+            "endpoint picker: published {} endpoints of pool '{}' for the scraper",
+            m.endpoints.len(),
+            m.cluster
+        );
+    } else {
+        log::warn!("endpoint picker: could not publish the pool's member list");
     }
 }

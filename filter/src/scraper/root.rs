@@ -6,10 +6,16 @@
 //! (`use_http_header`) and an `override_host` cluster honour, and ask for
 //! `text/plain;version=0.0.4`. Publishing writes the snapshot, then its generation, so a reader
 //! that sees a new generation finds the new snapshot.
+//!
+//! Pool changes: the scraper starts with the `pool.endpoints` of its own (bootstrap)
+//! configuration and, from then on, follows the member list the picker filter publishes under
+//! [`MEMBERSHIP_KEY`] whenever an xDS update loads a new filter configuration
+//! ([`scheduler_core::membership`]). A list for another `pool.cluster` is ignored.
 
 use std::time::Duration;
 
 use scheduler_core::config::pool::PoolConfig;
+use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
 use scheduler_core::parse::engine::MetricsExtractor;
 use scheduler_core::snapshot::{encode_generation, GENERATION_KEY, SNAPSHOT_KEY};
 use scheduler_core::{ConfigError, PickerConfig, Registry};
@@ -29,6 +35,8 @@ pub struct ScraperRoot {
     state: ScrapeState,
     stats: ScraperStats,
     instance: u64,
+    /// CAS of [`MEMBERSHIP_KEY`] when it was last read.
+    membership_cas: Option<u32>,
 }
 
 impl ScraperRoot {
@@ -67,6 +75,7 @@ impl ScraperRoot {
             enabled,
             stats: ScraperStats::default(),
             instance: allocate_instance(),
+            membership_cas: None,
         })
     }
 
@@ -86,6 +95,7 @@ impl ScraperRoot {
         if !self.hold_lease(now) {
             return;
         }
+        self.follow_membership();
         self.publish(now);
         if !self.enabled {
             return;
@@ -134,6 +144,35 @@ impl ScraperRoot {
             }
         };
         self.stats.scrape(outcome == ScrapeOutcome::Ok);
+    }
+
+    /// Adopts the member list the picker filter published, if it changed since the last tick
+    /// (one small CAS read otherwise).
+    fn follow_membership(&mut self) {
+        let (bytes, cas) = host::shared_data(MEMBERSHIP_KEY);
+        if cas.is_none() || cas == self.membership_cas {
+            return;
+        }
+        self.membership_cas = cas;
+        let Some(bytes) = bytes else { return };
+        match Membership::decode(&bytes) {
+            Ok(m) if m.cluster != self.pool.cluster => log::warn!(
+                "endpoint picker scraper: ignoring the member list of cluster '{}' (this scraper serves '{}')",
+                m.cluster,
+                self.pool.cluster
+            ),
+            Ok(m) => {
+                if self.state.set_members(&m.endpoints) {
+                    log::info!(
+                        "endpoint picker scraper: pool '{}' now has {} endpoints (filter configuration update)",
+                        m.cluster,
+                        m.endpoints.len()
+                    );
+                    self.stats.membership_changed();
+                }
+            }
+            Err(e) => log::warn!("endpoint picker scraper: ignoring the published member list: {e}"),
+        }
     }
 
     fn publish(&mut self, now_ms: u64) {

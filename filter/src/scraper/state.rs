@@ -61,6 +61,47 @@ impl ScrapeState {
         }
     }
 
+    /// Replaces the members with `members` (a pool change published by the filter), keeping
+    /// the metrics, failure count and in-flight callout of every endpoint whose address stays.
+    /// A callout of a removed endpoint finds no slot when it completes and is dropped. Returns
+    /// whether anything changed.
+    pub fn set_members(&mut self, members: &[PoolEndpoint]) -> bool {
+        let same = members.len() == self.slots.len()
+            && members.iter().zip(&self.slots).all(|(m, s)| *m == s.member);
+        if same {
+            return false;
+        }
+        let mut old = std::mem::take(&mut self.slots);
+        self.slots = members
+            .iter()
+            .map(|m| {
+                match old.iter().position(|s| s.member.address == m.address) {
+                    Some(i) => {
+                        let mut s = old.swap_remove(i);
+                        s.endpoint.labels = m.labels.clone();
+                        if s.member.metrics_address != m.metrics_address {
+                            // Metrics from the old page no longer describe this member.
+                            s.endpoint = m.to_endpoint();
+                            s.in_flight = None;
+                            s.failures = 0;
+                        }
+                        s.member = m.clone();
+                        s
+                    }
+                    None => Slot {
+                        member: m.clone(),
+                        endpoint: m.to_endpoint(),
+                        in_flight: None,
+                        failures: 0,
+                    },
+                }
+            })
+            .collect();
+        self.last_stale.clear();
+        self.dirty = true;
+        true
+    }
+
     /// Indices and metrics addresses of the endpoints with no callout in flight.
     pub fn due(&self) -> Vec<(usize, String)> {
         self.slots
@@ -230,5 +271,51 @@ mod tests {
         assert!(s.snapshot_if_changed(3000, 2000).is_none());
         let later = s.snapshot_if_changed(3101, 2000).unwrap();
         assert!(later.endpoints[0].stale);
+    }
+
+    fn members(json: &str) -> Vec<PoolEndpoint> {
+        PickerConfig::from_json(json).unwrap().pool.endpoints
+    }
+
+    #[test]
+    fn pool_changes_keep_the_metrics_of_staying_members() {
+        let mut s = state();
+        let x = MetricsExtractor::default();
+        s.started(0, 7);
+        s.started(1, 8);
+        assert_eq!(s.finished(7), Some(0));
+        s.record_body(0, &x, b"vllm:num_requests_waiting 4\n", 1100);
+        s.snapshot_if_changed(1100, 2000).unwrap();
+
+        let same = members(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:2", "metricsPort": 9}]}}"#,
+        );
+        assert!(!s.set_members(&same), "an identical list is not a change");
+
+        // Endpoint 2 leaves, endpoint 3 joins ahead of endpoint 1.
+        let next = members(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "127.0.0.1:3"}, {"address": "127.0.0.1:1"}]}}"#,
+        );
+        assert!(s.set_members(&next));
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s.finished(8),
+            None,
+            "the removed endpoint's callout is dropped"
+        );
+        assert_eq!(
+            s.due(),
+            [(0, "127.0.0.1:3".into()), (1, "127.0.0.1:1".into())]
+        );
+        let snap = s
+            .snapshot_if_changed(1200, 2000)
+            .expect("membership change publishes");
+        assert_eq!(snap.endpoints[0].endpoint.address, "127.0.0.1:3");
+        assert!(snap.endpoints[0].stale, "new endpoint not scraped yet");
+        assert_eq!(snap.endpoints[1].endpoint.metrics.waiting_queue_size, 4);
+        assert!(
+            !snap.endpoints[1].stale,
+            "staying endpoint keeps its metrics"
+        );
     }
 }

@@ -25,7 +25,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::duration::parse_duration_ms;
@@ -91,8 +91,9 @@ struct ScrapeSpec {
     max_body_bytes: Option<u64>,
 }
 
-/// One pool member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One pool member. Serializable because the picker filter publishes its members for the
+/// scraper to follow ([`crate::membership`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolEndpoint {
     /// `ip:port` the inference requests go to.
     pub address: String,

@@ -1,0 +1,73 @@
+//! File-based xDS for the picker: the filter's configuration as an ECDS resource and the pool's
+//! members as an EDS resource, in a directory Envoy watches (`watched_directory`). Rewriting
+//! them changes the pool without a restart:
+//!
+//! 1. the EDS file adds the new endpoint to the serving cluster;
+//! 2. the ECDS file reloads the picker filter in place (no listener drain); its new
+//!    configuration publishes the member list in shared data, and the scraper (a bootstrap
+//!    extension, which xDS cannot change) starts scraping the new endpoint
+//!    ([`scheduler_core::membership`]).
+//!
+//! [`write`] writes each file to a temporary name and renames it into place (the "move" Envoy's
+//! directory watch reacts to), EDS first, so a new endpoint is a cluster member before the
+//! picker can choose it. A Kubernetes ConfigMap mounted as a directory is updated the same way
+//! (an atomic symlink swap), so the same files work from a ConfigMap.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::blocks::{indent, picker_typed_config, Vm, PICKER_ROOT_ID};
+use crate::render::{lb_endpoints, prepare};
+
+/// File name of the ECDS resource (the picker filter's `TypedExtensionConfig`).
+pub const ECDS_FILE: &str = "picker.ecds.yaml";
+/// File name of the EDS resource (the pool cluster's `ClusterLoadAssignment`).
+pub const EDS_FILE: &str = "pool.eds.yaml";
+
+/// The ECDS file: a discovery response with one `TypedExtensionConfig` named
+/// [`PICKER_ROOT_ID`] (the HCM filter that points at it must carry the same name).
+///
+/// # Errors
+/// The module's configuration error text for an invalid `pool` section.
+pub fn ecds_resource(vm: &Vm, picker: &Value) -> Result<String, String> {
+    let p = prepare(picker)?;
+    Ok(format!(
+        "# The endpoint-picker filter's configuration (ECDS). Rendered by `envoy-config`.\nresources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: {PICKER_ROOT_ID}\n  typed_config:\n{}",
+        indent(&picker_typed_config(vm, &p.json), 4)
+    ))
+}
+
+/// The EDS file: a discovery response with the `ClusterLoadAssignment` of `pool.cluster`,
+/// one member per `pool.endpoints[]`.
+///
+/// # Errors
+/// The module's configuration error text for an invalid `pool` section.
+pub fn eds_resource(picker: &Value) -> Result<String, String> {
+    let p = prepare(picker)?;
+    Ok(format!(
+        "# The pool's members (EDS). Rendered by `envoy-config`.\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",
+        p.config.pool.cluster,
+        indent(&lb_endpoints(&p.config)?, 4)
+    ))
+}
+
+fn replace(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    // The temporary file lives in the same directory (a rename across file systems is a copy)
+    // under a name Envoy does not read.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| format!("{}/{name}: {e}", dir.display()))
+}
+
+/// Writes (or atomically replaces) both files in `dir`: EDS first, then ECDS.
+///
+/// # Errors
+/// A configuration error, or the file system's error with the path.
+pub fn write(dir: &Path, vm: &Vm, picker: &Value) -> Result<(), String> {
+    let eds = eds_resource(picker)?;
+    let ecds = ecds_resource(vm, picker)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    replace(dir, EDS_FILE, &eds)?;
+    replace(dir, ECDS_FILE, &ecds)
+}

@@ -1,0 +1,178 @@
+//! Pool changes without a restart: the picker filter's configuration (ECDS) and the pool
+//! cluster's members (EDS) come from files Envoy watches. Rewriting them adds an endpoint that
+//! is then scraped (by the bootstrap singleton, which xDS cannot reconfigure: it follows the
+//! member list the filter publishes) and picked, and removes one that is then no longer picked,
+//! while requests keep flowing: the same Envoy process, no failed request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Backend, Env, StartOptions};
+use serde_json::{json, Value};
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn picker(members: &[&Backend]) -> Value {
+    let endpoints: Vec<Value> = members
+        .iter()
+        .map(|b| json!({"address": b.addr.to_string(), "labels": {"engine-type": "vllm"}}))
+        .collect();
+    json!({"pool": {"cluster": "inference_pool", "endpoints": endpoints, "debug": true}})
+}
+
+/// Requests served by each pod since the last call, from the traffic threads' tally.
+fn take(tally: &Mutex<HashMap<String, u32>>) -> HashMap<String, u32> {
+    std::mem::take(&mut *tally.lock().unwrap())
+}
+
+#[test]
+fn endpoints_added_and_removed_by_xds_are_scraped_and_picked_without_restart() {
+    let backends: Vec<Backend> = ["pod-a", "pod-b", "pod-c"]
+        .iter()
+        .map(|n| Backend::spawn(n))
+        .collect();
+    // pod-c, not yet in the pool, is the least loaded by far once it joins.
+    backends[0].set(json!({"waiting": 20, "kv": 0.8}));
+    backends[1].set(json!({"waiting": 20, "kv": 0.8}));
+    backends[2].set(json!({"waiting": 0, "kv": 0.0}));
+    let initial = picker(&[&backends[0], &backends[1]]);
+    let opts = StartOptions {
+        xds: true,
+        wait_for_scrape: false,
+        ..StartOptions::default()
+    };
+    let mut env = Env::start_with(backends, initial, opts)
+        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    assert!(
+        env.wait_until(Duration::from_secs(10), |e| {
+            e.stat("endpoint_picker.scrape.success").unwrap_or(0) >= 2
+        })
+        .is_some(),
+        "first scrapes\n{}",
+        env.log()
+    );
+    env.settle();
+    let pid = env.envoy_pid().expect("envoy runs");
+
+    // Steady traffic from 4 clients with keep-alive connections, for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU32::new(0));
+    let tally = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let listen = env.listen;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, errors, tally) = (stop.clone(), errors.clone(), tally.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"model": MODEL, "prompt": format!("client {w} request {i}")})
+                        .to_string();
+                    match agent
+                        .post(&format!("http://{listen}/v1/completions"))
+                        .set("content-type", "application/json")
+                        .send_string(&body)
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            let pod = r.header("x-inference-pod").unwrap_or("").to_string();
+                            *tally.lock().unwrap().entry(pod).or_default() += 1;
+                        }
+                        Ok(r) => {
+                            eprintln!("client {w}: status {}", r.status());
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("client {w}: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(500));
+    let before = take(&tally);
+    assert!(
+        before.get("pod-c").is_none(),
+        "pod-c is not in the pool yet"
+    );
+    assert!(
+        before.values().sum::<u32>() > 10,
+        "traffic flows: {before:?}"
+    );
+
+    // Add pod-c.
+    let b = &env.backends;
+    let grown = picker(&[&b[0], &b[1], &b[2]]);
+    let start = Instant::now();
+    env.update_pool(grown);
+    let mut picked_after = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        if take(&tally).get("pod-c").copied().unwrap_or(0) > 0 {
+            picked_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let picked_after = picked_after
+        .unwrap_or_else(|| panic!("pod-c never picked after the pool update\n{}", env.log()));
+    println!("endpoint added by an ECDS/EDS file update: first picked after {picked_after:?}");
+    assert_eq!(env.stat("endpoint_picker.endpoints.total"), Some(3));
+    std::thread::sleep(Duration::from_millis(500));
+    let grown_tally = take(&tally);
+    let on_c = grown_tally.get("pod-c").copied().unwrap_or(0);
+    let total: u32 = grown_tally.values().sum();
+    assert!(
+        on_c * 2 > total,
+        "the idle new endpoint takes most requests: {grown_tally:?}"
+    );
+
+    // Remove pod-c again: it stops being picked although it is still the least loaded.
+    let b = &env.backends;
+    let shrunk = picker(&[&b[0], &b[1]]);
+    let start = Instant::now();
+    env.update_pool(shrunk);
+    let mut gone_after = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        // A window in which pod-c served nothing.
+        if take(&tally).get("pod-c").is_none() {
+            gone_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let gone_after = gone_after.expect("pod-c still picked after its removal");
+    println!("endpoint removed by an ECDS/EDS file update: no longer picked after {gone_after:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(take(&tally).get("pod-c").is_none());
+    assert_eq!(env.stat("endpoint_picker.endpoints.total"), Some(2));
+
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let errors = errors.load(Ordering::Relaxed);
+    assert_eq!(errors, 0, "no request failed during the pool changes");
+    assert_eq!(
+        env.envoy_pid(),
+        Some(pid),
+        "the same Envoy process throughout"
+    );
+    assert!(
+        env.stat("endpoint_picker.pool.membership_changes")
+            .unwrap_or(0)
+            >= 2,
+        "the scraper adopted both member lists"
+    );
+    assert!(
+        env.stat_sum("extension_config_discovery.http_filter.endpoint-picker.config_reload") >= 3,
+        "the filter was reconfigured by ECDS (initial load + 2 updates)"
+    );
+}
