@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use envoy_config::deploy::{self, DeployInput, Gateway};
 use envoy_config::render::{local_vm, render, Mode, RenderInput};
 use envoy_config::validate::validate;
 
@@ -60,6 +61,29 @@ enum Command {
         #[arg(long)]
         xds_dir: Option<PathBuf>,
     },
+    /// Render the Kubernetes manifests for a gateway (envoy-gateway, istio, kgateway).
+    Deploy {
+        /// `envoy-gateway`, `istio` or `kgateway`.
+        #[arg(long)]
+        gateway: String,
+        /// The picker configuration (JSON, `-` for stdin); pool.endpoints are pod IPs.
+        #[arg(long)]
+        config: String,
+        /// OCI image holding plugin.wasm (`make oci`).
+        #[arg(long)]
+        image: String,
+        /// Namespace of the resources.
+        #[arg(long, default_value = "llm")]
+        namespace: String,
+        /// The model servers' Service and port.
+        #[arg(long, default_value = "vllm")]
+        service: String,
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Output file (default stdout).
+        #[arg(long)]
+        out: Option<String>,
+    },
     /// (Re)write the ECDS and EDS files of a `render --xds-dir` configuration. Envoy applies
     /// them in place: new endpoints are scraped and picked without a restart.
     Xds {
@@ -73,6 +97,16 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+fn write_out(out: Option<String>, text: &str) -> Result<(), String> {
+    match out {
+        Some(path) => std::fs::write(&path, text).map_err(|e| format!("{path}: {e}")),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }
 
 fn read_json(path: &str) -> Result<serde_json::Value, String> {
@@ -128,13 +162,23 @@ fn run(cli: Cli) -> Result<(), String> {
                 mode,
                 xds_dir,
             })?;
-            match out {
-                Some(path) => std::fs::write(&path, yaml).map_err(|e| format!("{path}: {e}")),
-                None => {
-                    print!("{yaml}");
-                    Ok(())
-                }
-            }
+            write_out(out, &yaml)
+        }
+        Command::Deploy {
+            gateway,
+            config,
+            image,
+            namespace,
+            service,
+            port,
+            out,
+        } => {
+            let gateway = Gateway::parse(&gateway)?;
+            let mut input = DeployInput::example(read_json(&config)?, &image);
+            input.namespace = namespace;
+            input.service = service;
+            input.port = port;
+            write_out(out, &deploy::render(gateway, &input)?)
         }
         Command::Xds { config, wasm, dir } => {
             envoy_config::xds::write(&dir, &local_vm(&wasm), &read_json(&config)?)?;

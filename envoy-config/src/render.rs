@@ -148,8 +148,8 @@ pub fn lb_endpoints(config: &PickerConfig) -> Result<String, String> {
 /// port differs from the serving port.
 pub fn metrics_cluster() -> String {
     format!(
-        r#"# Scrape-only cluster for endpoints whose metrics port differs from the serving port. No
-# route points here; only the scraper's callouts use it.
+        r#"# Scrape-only cluster: each callout names its endpoint's metrics address in
+# x-gateway-destination-endpoint. No route points here; only the scraper's callouts use it.
 - name: {METRICS_CLUSTER}
   type: ORIGINAL_DST
   connect_timeout: 1s
@@ -167,6 +167,81 @@ pub fn local_vm(wasm_path: &str) -> Vm {
         vm_id: Some(VM_ID.into()),
         code: Code::Local(wasm_path.into()),
     }
+}
+
+/// The inference listener (a list item, column 0): HTTP connection manager, `http_filters`
+/// (column 0, placed before the router), one route to `cluster` with a 600 s timeout and
+/// retries on another endpoint (connect failure, reset, 5xx; `previous_hosts`).
+pub fn listener(
+    name: &str,
+    address: SocketAddr,
+    buffer_limit: u64,
+    http_filters: &str,
+    cluster: &str,
+) -> String {
+    format!(
+        r#"- name: {name}
+  address: {{ socket_address: {{ address: "{ip}", port_value: {port} }} }}
+  # Envoy buffers the request body for the picker within this limit (the picker's own
+  # bodyLimitBytes answers 413 first).
+  per_connection_buffer_limit_bytes: {buffer_limit}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: {name}
+        route_config:
+          name: {name}
+          virtual_hosts:
+          - name: {name}
+            domains: ["*"]
+            # Tells the picker whether a retry happened (x-envoy-attempt-count), so it looks
+            # up the endpoint that actually served only when one did.
+            include_attempt_count_in_response: true
+            routes:
+            - match: {{ prefix: "/" }}
+              route:
+                cluster: {cluster}
+                timeout: 600s
+                # Retry on another endpoint when one refuses, resets or fails: override_host
+                # walks the destination list, then the fallback; previous_hosts keeps a retry
+                # off the host that just failed.
+                retry_policy:
+                  retry_on: connect-failure,reset,refused-stream,5xx
+                  num_retries: 2
+                  per_try_timeout: 600s
+                  retry_host_predicate:
+                  - name: envoy.retry_host_predicates.previous_hosts
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                  host_selection_retry_max_attempts: 5
+        http_filters:
+{filters}        - name: envoy.filters.http.router
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        ip = address.ip(),
+        port = address.port(),
+        filters = indent(http_filters, 8),
+    )
+}
+
+/// The pool cluster (a list item, column 0): `members` (its `type` and member source, column
+/// 0), `lb` (its load-balancing block, column 0) and circuit breakers sized for an LLM gateway.
+pub fn pool_cluster(name: &str, members: &str, lb: &str) -> String {
+    format!(
+        r#"# The inference pool. Members must equal pool.endpoints: a destination outside this set is
+# never dialled (override_host only chooses among members).
+- name: {name}
+{members}{lb}  circuit_breakers:
+    thresholds:
+    # The defaults (1024 requests, 3 concurrent retries) are too low for an LLM gateway.
+    - {{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 1000 }}
+"#,
+        members = indent(members, 2),
+        lb = indent(lb, 2),
+    )
 }
 
 /// Renders the Envoy configuration.
@@ -237,9 +312,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
             watched(xds::EDS_FILE)
         ),
     };
-    let mut out = String::new();
-    let _ = write!(
-        out,
+    let mut out = format!(
         r#"# Envoy 1.40 configuration for the LLM endpoint picker (proxy-wasm). Rendered by
 # `envoy-config render`; edit the picker JSON and re-render rather than editing by hand.
 #
@@ -254,64 +327,22 @@ admin:
 
 {node}{bootstrap}static_resources:
   listeners:
-  - name: inference
-    address: {{ socket_address: {{ address: "{lip}", port_value: {lport} }} }}
-    # Envoy buffers the request body for the picker within this limit (the picker's own
-    # bodyLimitBytes answers 413 first).
-    per_connection_buffer_limit_bytes: {buffer_limit}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: inference
-          route_config:
-            name: inference
-            virtual_hosts:
-            - name: inference
-              domains: ["*"]
-              # Tells the picker whether a retry happened (x-envoy-attempt-count), so it looks
-              # up the endpoint that actually served only when one did.
-              include_attempt_count_in_response: true
-              routes:
-              - match: {{ prefix: "/" }}
-                route:
-                  cluster: {cluster}
-                  timeout: 600s
-                  # Retry on another endpoint when one refuses, resets or fails: override_host
-                  # walks the destination list, then round robin; previous_hosts keeps a retry
-                  # off the host that just failed.
-                  retry_policy:
-                    retry_on: connect-failure,reset,refused-stream,5xx
-                    num_retries: 2
-                    per_try_timeout: 600s
-                    retry_host_predicate:
-                    - name: envoy.retry_host_predicates.previous_hosts
-                      typed_config:
-                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
-                    host_selection_retry_max_attempts: 5
-          http_filters:
-{wasm_filter}          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-
+{listener}
   clusters:
-  # The inference pool. Members must equal pool.endpoints: a destination outside this set is
-  # never dialled (override_host only chooses among members).
-  - name: {cluster}
-{members}{lb}    circuit_breakers:
-      thresholds:
-      # The defaults (1024 requests, 3 concurrent retries) are too low for an LLM gateway.
-      - {{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 1000 }}
-"#,
+{pool}"#,
         cluster = pool.cluster,
         admin = input.admin_port,
-        lip = input.listen.ip(),
-        lport = input.listen.port(),
-        buffer_limit = p.buffer_limit,
-        wasm_filter = indent(&wasm_filter, 10),
-        members = indent(&members, 4),
-        lb = indent(&lb, 4),
+        listener = indent(
+            &listener(
+                "inference",
+                input.listen,
+                p.buffer_limit,
+                &wasm_filter,
+                &pool.cluster
+            ),
+            2
+        ),
+        pool = indent(&pool_cluster(&pool.cluster, &members, &lb), 2),
     );
     if p.separate_metrics && picker_mode {
         out.push_str(&indent(&metrics_cluster(), 2));

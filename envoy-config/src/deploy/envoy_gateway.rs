@@ -1,0 +1,243 @@
+//! Envoy Gateway v1.9+: EnvoyProxy (bootstrap Merge with the scraper, the module as an image
+//! volume, Envoy 1.40), EnvoyExtensionPolicy (the picker filter), BackendTrafficPolicy
+//! (`endpointOverride` on the destination header), EnvoyPatchPolicy (body buffering and
+//! FAIL_RELOAD, which the EnvoyExtensionPolicy API does not expose), Gateway, HTTPRoute and the
+//! model servers' Service.
+//!
+//! The coupling to know: Envoy Gateway gives the filter's VM the fixed id
+//! `envoyextensionpolicy/<namespace>/<policy name>/wasm/<index>`, and shared data is keyed by
+//! vm_id, so the scraper in the bootstrap must carry exactly that id. Renaming, moving or
+//! reordering the policy breaks the link (the picker then answers 503: no snapshot).
+
+use super::{bootstrap_addition, documents, indent, model_service, module_vm, namespace};
+use super::{picker_json, DeployInput, MODULE_DIR};
+use crate::blocks::{DESTINATION_HEADER, PICKER_ROOT_ID};
+
+/// Name of the EnvoyExtensionPolicy (part of the derived vm_id).
+pub const POLICY: &str = "llm-picker";
+/// Name of the HTTPRoute.
+pub const ROUTE: &str = "llm";
+/// The Envoy image (Envoy Gateway v1.9 defaults to 1.39; body-based picking is tested on 1.40).
+pub const ENVOY_IMAGE: &str = "docker.io/envoyproxy/envoy:distroless-v1.40.0";
+
+/// The vm_id Envoy Gateway derives for `wasm[0]` of EnvoyExtensionPolicy `<ns>/<POLICY>`.
+pub fn vm_id(namespace: &str) -> String {
+    format!("envoyextensionpolicy/{namespace}/{POLICY}/wasm/0")
+}
+
+/// The HTTP filter name Envoy Gateway gives that Wasm extension.
+pub fn filter_name(namespace: &str) -> String {
+    format!("envoy.filters.http.wasm/{}", vm_id(namespace))
+}
+
+/// The cluster Envoy Gateway builds for rule 0 of the HTTPRoute.
+pub fn route_cluster(namespace: &str) -> String {
+    format!("httproute/{namespace}/{ROUTE}/rule/0")
+}
+
+pub(super) fn render(input: &DeployInput) -> Result<String, String> {
+    let ns = &input.namespace;
+    let gw = &input.gateway;
+    let image = &input.image;
+    let vm_id = vm_id(ns);
+    let prepared = picker_json(input, &route_cluster(ns))?;
+    let json = &prepared.json;
+    let buffer_limit = prepared.buffer_limit;
+    let bootstrap = bootstrap_addition(&module_vm(Some(&vm_id)), json, "");
+    // Envoy Gateway v1.9 names listeners <gateway ns>/<gateway>/<listener>; with
+    // XDSNameSchemeV2 (the default from v1.10) the name is tcp-<port>.
+    let listener = format!("{ns}/{gw}/http");
+    let filter = filter_name(ns);
+
+    let proxy = format!(
+        r#"# The proxy: Envoy 1.40, the module mounted from its OCI image, and the scraper in the bootstrap.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyProxy
+metadata:
+  name: llm-proxy
+  namespace: {ns}
+spec:
+  provider:
+    type: Kubernetes
+    kubernetes:
+      envoyDeployment:
+        container:
+          image: {ENVOY_IMAGE}
+          volumeMounts:
+          - name: llm-picker-module
+            mountPath: {MODULE_DIR}
+            readOnly: true
+        pod:
+          volumes:
+          # An image volume (Kubernetes 1.33+): the OCI image `make oci` builds, one file plugin.wasm.
+          - name: llm-picker-module
+            image:
+              reference: {image}
+              pullPolicy: IfNotPresent
+  bootstrap:
+    type: Merge
+    # vm_id must equal the one Envoy Gateway derives for wasm[0] of EnvoyExtensionPolicy
+    # {ns}/{POLICY}: shared data (the metrics snapshot) is keyed by vm_id.
+    value: |
+{bootstrap}"#,
+        bootstrap = indent(&bootstrap, 6),
+    );
+    let class = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: llm-eg
+spec:
+  controllerName: gateway.envoyproxy.io/gatewayclass-controller
+"#
+    .to_string();
+    let gateway = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {gw}
+  namespace: {ns}
+spec:
+  gatewayClassName: llm-eg
+  infrastructure:
+    parametersRef:
+      group: gateway.envoyproxy.io
+      kind: EnvoyProxy
+      name: llm-proxy
+  listeners:
+  - name: http
+    protocol: HTTP
+    port: 80
+"#
+    );
+    let route = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {ROUTE}
+  namespace: {ns}
+spec:
+  parentRefs:
+  - name: {gw}
+  rules:
+  - matches:
+    - path:
+        type: PathPrefix
+        value: /v1/
+    backendRefs:
+    - name: {svc}
+      port: {port}
+    timeouts:
+      request: 600s
+"#,
+        svc = input.service,
+        port = input.port,
+    );
+    let extension = format!(
+        r#"# The picker filter on the route. Editing `config` (e.g. pool.endpoints) reconfigures it through
+# xDS, without a restart: the filter publishes the new member list and the scraper follows it.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyExtensionPolicy
+metadata:
+  name: {POLICY}
+  namespace: {ns}
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: {ROUTE}
+  wasm:
+  - name: {PICKER_ROOT_ID}
+    rootID: {PICKER_ROOT_ID}
+    code:
+      type: Image
+      image:
+        url: {image}
+    # Never skip the picker: a failed VM answers 503 instead of letting a client-supplied
+    # destination header steer the request.
+    failOpen: false
+    config:
+{config}"#,
+        config = indent(json, 6),
+    );
+    let traffic = format!(
+        r#"# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER} (Envoy's
+# override_host load balancer). Only endpoints of the route's Service can be chosen; without the
+# header (FailOpen) least request picks. Retries go to another endpoint.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: llm-pool
+  namespace: {ns}
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: {ROUTE}
+  loadBalancer:
+    type: LeastRequest
+    endpointOverride:
+      extractFrom:
+      - header: {DESTINATION_HEADER}
+  retry:
+    numRetries: 2
+    retryOn:
+      triggers: [connect-failure, reset, refused-stream]
+      httpStatusCodes: [500, 502, 503]
+"#
+    );
+    let patch = format!(
+        r#"# Body-based picking (the `model` field, prefix affinity on the prompt) needs
+# allow_on_headers_stop_iteration, and FAIL_RELOAD replaces a VM that traps; the
+# EnvoyExtensionPolicy API exposes neither (Envoy Gateway #8382), so patch them in. Also raise
+# the listener's buffer limit (Envoy Gateway's default is 32 KiB) above the picker's
+# bodyLimitBytes so long prompts are buffered. Requires
+# `extensionApis.enableEnvoyPatchPolicy: true` in the Envoy Gateway configuration.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyPatchPolicy
+metadata:
+  name: llm-picker-body
+  namespace: {ns}
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: Gateway
+    name: {gw}
+  type: JSONPatch
+  jsonPatches:
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
+      path: /allow_on_headers_stop_iteration
+      value: true
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
+      path: /failure_policy
+      value: FAIL_RELOAD
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      path: /per_connection_buffer_limit_bytes
+      value: {buffer_limit}
+"#
+    );
+    Ok(documents(
+        "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &[
+            namespace(input),
+            proxy,
+            class,
+            gateway,
+            route,
+            model_service(input, &input.service, false),
+            extension,
+            traffic,
+            patch,
+        ],
+    ))
+}

@@ -1,0 +1,213 @@
+//! Istio 1.30+ with a Gateway API gateway: the scraper through a bootstrap override
+//! (`ISTIO_BOOTSTRAP_OVERRIDE`, set on the gateway Deployment by the options ConfigMap that
+//! `Gateway.spec.infrastructure.parametersRef` names), and one EnvoyFilter that adds the picker
+//! filter (EXTENSION_CONFIG, delivered by ECDS, + HTTP_FILTER before the router) and makes the
+//! Service's cluster honour the destination header (CLUSTER patch: `override_host`).
+//!
+//! Why not WasmPlugin: it cannot set `allow_on_headers_stop_iteration`, so the picker would never
+//! see the body (the `model` field, the prompt). EnvoyFilter `applyTo: BOOTSTRAP` has not worked
+//! since Istio 1.21, hence the override file. Never route to an InferencePool from this module:
+//! Istio's InferencePool clusters read the destination from dynamic metadata, which a Wasm
+//! filter cannot write.
+
+use super::{bootstrap_addition, documents, indent, model_service, module_vm, namespace};
+use super::{picker_json, DeployInput, MODULE_DIR};
+use crate::blocks::{override_host_policy, picker_typed_config, PICKER_ROOT_ID, WASM_FILTER_TYPE};
+use crate::render::VM_ID;
+
+/// Where the bootstrap override is mounted in the gateway pod.
+pub const OVERRIDE_DIR: &str = "/etc/llm-picker/bootstrap";
+/// The override file's name in its ConfigMap.
+pub const OVERRIDE_FILE: &str = "custom_bootstrap.yaml";
+
+/// The ECDS name of the picker filter.
+pub fn filter_name(namespace: &str) -> String {
+    format!("{namespace}.{PICKER_ROOT_ID}")
+}
+
+/// The cluster Istio builds for the Service.
+pub fn service_cluster(input: &DeployInput) -> String {
+    format!(
+        "outbound|{}||{}.{}.svc.cluster.local",
+        input.port, input.service, input.namespace
+    )
+}
+
+pub(super) fn render(input: &DeployInput) -> Result<String, String> {
+    let ns = &input.namespace;
+    let gw = &input.gateway;
+    let image = &input.image;
+    let prepared = picker_json(input, &service_cluster(input))?;
+    let json = &prepared.json;
+    // The filter comes from our EnvoyFilter, so we choose the vm_id; the scraper uses the same.
+    let vm = module_vm(Some(VM_ID));
+    let bootstrap = bootstrap_addition(&vm, json, "");
+    let filter = filter_name(ns);
+    let host = format!("{}.{ns}.svc.cluster.local", input.service);
+
+    let override_map = format!(
+        r#"# The scraper: merged into the gateway's bootstrap (Envoy --config-yaml) at start-up.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: llm-picker-bootstrap
+  namespace: {ns}
+data:
+  {OVERRIDE_FILE}: |
+{bootstrap}"#,
+        bootstrap = indent(&bootstrap, 4),
+    );
+    let options = format!(
+        r#"# Gateway deployment options (strategic merge into the istio-proxy container): the bootstrap
+# override and the module, mounted from its OCI image (an image volume, Kubernetes 1.33+).
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {gw}-options
+  namespace: {ns}
+data:
+  deployment: |
+    spec:
+      template:
+        spec:
+          containers:
+          - name: istio-proxy
+            env:
+            - name: ISTIO_BOOTSTRAP_OVERRIDE
+              value: {OVERRIDE_DIR}/{OVERRIDE_FILE}
+            volumeMounts:
+            - name: llm-picker-bootstrap
+              mountPath: {OVERRIDE_DIR}
+              readOnly: true
+            - name: llm-picker-module
+              mountPath: {MODULE_DIR}
+              readOnly: true
+          volumes:
+          - name: llm-picker-bootstrap
+            configMap:
+              name: llm-picker-bootstrap
+          - name: llm-picker-module
+            image:
+              reference: {image}
+              pullPolicy: IfNotPresent
+"#
+    );
+    let gateway = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {gw}
+  namespace: {ns}
+spec:
+  gatewayClassName: istio
+  infrastructure:
+    parametersRef:
+      group: ""
+      kind: ConfigMap
+      name: {gw}-options
+  listeners:
+  - name: http
+    protocol: HTTP
+    port: 80
+"#
+    );
+    let route = format!(
+        r#"# A plain Service backend, never an InferencePool (see README.md).
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: llm
+  namespace: {ns}
+spec:
+  parentRefs:
+  - name: {gw}
+  rules:
+  - matches:
+    - path:
+        type: PathPrefix
+        value: /v1/
+    backendRefs:
+    - name: {svc}
+      port: {port}
+    timeouts:
+      request: 600s
+"#,
+        svc = input.service,
+        port = input.port,
+    );
+    let envoy_filter = format!(
+        r#"# The picker filter and the cluster that honours its header. Editing the picker JSON here
+# reconfigures the filter through ECDS without a restart; the scraper follows the new
+# pool.endpoints.
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata:
+  name: llm-picker
+  namespace: {ns}
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: Gateway
+    name: {gw}
+  configPatches:
+  - applyTo: EXTENSION_CONFIG
+    patch:
+      operation: ADD
+      value:
+        name: {filter}
+        typed_config:
+{typed}  - applyTo: HTTP_FILTER
+    match:
+      context: GATEWAY
+      listener:
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter:
+              name: envoy.filters.http.router
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: {filter}
+        config_discovery:
+          config_source:
+            ads: {{}}
+          type_urls:
+          - {WASM_FILTER_TYPE}
+  - applyTo: CLUSTER
+    match:
+      context: GATEWAY
+      cluster:
+        service: {host}
+        portNumber: {port}
+    patch:
+      operation: MERGE
+      value:
+        lb_policy: CLUSTER_PROVIDED
+{lb}  # Buffer bodies up to above the picker's bodyLimitBytes, so long prompts reach it.
+  - applyTo: LISTENER
+    match:
+      context: GATEWAY
+    patch:
+      operation: MERGE
+      value:
+        per_connection_buffer_limit_bytes: {buffer_limit}
+"#,
+        typed = indent(&picker_typed_config(&vm, json), 10),
+        lb = indent(&override_host_policy("least_request"), 8),
+        port = input.port,
+        buffer_limit = prepared.buffer_limit,
+    );
+    Ok(documents(
+        "# Endpoint picker on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &[
+            namespace(input),
+            override_map,
+            options,
+            gateway,
+            route,
+            model_service(input, &input.service, false),
+            envoy_filter,
+        ],
+    ))
+}

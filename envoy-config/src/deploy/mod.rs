@@ -1,0 +1,187 @@
+//! Kubernetes manifests for the gateways people run Envoy under: Envoy Gateway (the reference
+//! target), Istio and kgateway. Each set is rendered from one picker JSON with the same
+//! snippets as plain Envoy's `envoy.yaml` ([`crate::blocks`]), so a manifest cannot drift from
+//! what the end-to-end tests run. The committed sets live in `envoy-config/deploy/<gateway>/`
+//! and a test keeps them equal to this renderer's output.
+//!
+//! What differs per gateway is only where each piece is attached (see
+//! `shared/reference/attach.md` for the evidence, and each set's README):
+//!
+//! | piece | Envoy Gateway | Istio | kgateway |
+//! |---|---|---|---|
+//! | scraper (bootstrap) | `EnvoyProxy.spec.bootstrap` Merge | `ISTIO_BOOTSTRAP_OVERRIDE` ConfigMap | `GatewayParameters` `extraArgs: [-c, overlay]` |
+//! | picker filter | `EnvoyExtensionPolicy.wasm[]` + `EnvoyPatchPolicy` | `EnvoyFilter` EXTENSION_CONFIG + HTTP_FILTER | overlay listener on loopback, ECDS from a ConfigMap |
+//! | honour the header | `BackendTrafficPolicy.loadBalancer.endpointOverride` | `EnvoyFilter` CLUSTER patch | overlay cluster |
+//! | shared vm_id | EG's derived `envoyextensionpolicy/<ns>/<name>/wasm/0` | ours (`endpoint-picker`) | ours |
+
+mod envoy_gateway;
+mod istio;
+mod kgateway;
+
+use serde_json::Value;
+
+use crate::blocks::{indent, scraper_extension, Code, Vm};
+use crate::render::{metrics_cluster, prepare, Prepared, METRICS_CLUSTER};
+
+/// Where the module's OCI image is mounted in the proxy pod (a Kubernetes image volume).
+pub const MODULE_DIR: &str = "/opt/llm-picker";
+/// The module's file inside the image (the Wasm OCI "compat" layout: one layer, one file).
+pub const MODULE_FILE: &str = "/opt/llm-picker/plugin.wasm";
+
+/// A gateway to render manifests for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gateway {
+    /// Envoy Gateway v1.9+.
+    EnvoyGateway,
+    /// Istio 1.30+ (Gateway API gateways).
+    Istio,
+    /// kgateway v2.3+ (`GatewayParameters.extraArgs`).
+    Kgateway,
+}
+
+impl Gateway {
+    /// Every gateway, in documentation order.
+    pub const ALL: [Gateway; 3] = [Gateway::EnvoyGateway, Gateway::Istio, Gateway::Kgateway];
+
+    /// The CLI and directory name (`envoy-gateway`, `istio`, `kgateway`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Gateway::EnvoyGateway => "envoy-gateway",
+            Gateway::Istio => "istio",
+            Gateway::Kgateway => "kgateway",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    ///
+    /// # Errors
+    /// The list of known names.
+    pub fn parse(s: &str) -> Result<Gateway, String> {
+        Gateway::ALL
+            .into_iter()
+            .find(|g| g.name() == s)
+            .ok_or_else(|| format!("unknown gateway '{s}' (envoy-gateway, istio, kgateway)"))
+    }
+}
+
+/// What to render.
+#[derive(Clone, Debug)]
+pub struct DeployInput {
+    /// The picker JSON; `pool.endpoints` are the model server pods (`podIP:port`).
+    pub picker: Value,
+    /// Namespace of every namespaced resource.
+    pub namespace: String,
+    /// Name of the Gateway.
+    pub gateway: String,
+    /// Name of the model servers' Service.
+    pub service: String,
+    /// The model servers' port.
+    pub port: u16,
+    /// OCI image holding `plugin.wasm` (`make oci` builds it).
+    pub image: String,
+}
+
+impl DeployInput {
+    /// The documented example: namespace `llm`, Gateway `llm-gw`, Service `vllm` on 8000.
+    pub fn example(picker: Value, image: &str) -> DeployInput {
+        DeployInput {
+            picker,
+            namespace: "llm".into(),
+            gateway: "llm-gw".into(),
+            service: "vllm".into(),
+            port: 8000,
+            image: image.into(),
+        }
+    }
+}
+
+/// Renders the manifests of `gateway` (one multi-document YAML file).
+///
+/// # Errors
+/// The module's configuration error text for an invalid picker JSON.
+pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
+    match gateway {
+        Gateway::EnvoyGateway => envoy_gateway::render(input),
+        Gateway::Istio => istio::render(input),
+        Gateway::Kgateway => kgateway::render(input),
+    }
+}
+
+/// The picker JSON with `pool.cluster` set to the gateway's serving cluster and scrapes sent
+/// through the bootstrap's own ORIGINAL_DST cluster ([`METRICS_CLUSTER`]), validated and
+/// pretty-printed. Scraping through a cluster of our own keeps it independent of the control plane's
+/// cluster names and of when its EDS learns a new pod.
+fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
+    let mut picker = input.picker.clone();
+    let pool = picker
+        .get_mut("pool")
+        .and_then(Value::as_object_mut)
+        .ok_or("the picker JSON has no pool section")?;
+    pool.insert("cluster".into(), Value::String(cluster.into()));
+    pool.insert(
+        "metricsCluster".into(),
+        Value::String(METRICS_CLUSTER.into()),
+    );
+    prepare(&picker)
+}
+
+/// The bootstrap addition every gateway needs (column 0): the scraper extension and the
+/// scrape cluster, after `clusters` (more cluster list items, column 0).
+fn bootstrap_addition(vm: &Vm, json: &str, clusters: &str) -> String {
+    format!(
+        "bootstrap_extensions:\n{}static_resources:\n  clusters:\n{}{}",
+        scraper_extension(vm, json),
+        indent(clusters, 2),
+        indent(&metrics_cluster(), 2)
+    )
+}
+
+fn module_vm(vm_id: Option<&str>) -> Vm {
+    Vm {
+        vm_id: vm_id.map(String::from),
+        code: Code::Local(MODULE_FILE.into()),
+    }
+}
+
+/// A `Service` for the model servers (`selector: app: <service>`); `headless` for a
+/// STRICT_DNS cluster that must see every pod IP.
+fn model_service(input: &DeployInput, name: &str, headless: bool) -> String {
+    let cluster_ip = if headless { "  clusterIP: None\n" } else { "" };
+    format!(
+        r#"# The model servers (your vLLM / SGLang / TensorRT-LLM Deployment, labelled app: {svc}).
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+{cluster_ip}  selector:
+    app: {svc}
+  ports:
+  - name: http
+    port: {port}
+    targetPort: {port}
+    appProtocol: http
+"#,
+        svc = input.service,
+        ns = input.namespace,
+        port = input.port,
+    )
+}
+
+fn namespace(input: &DeployInput) -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+        input.namespace
+    )
+}
+
+/// Joins documents with `---` separators after a header comment.
+fn documents(header: &str, docs: &[String]) -> String {
+    let mut out = String::from(header);
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(d);
+    }
+    out
+}
