@@ -17,7 +17,8 @@ EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: test host-test e2e wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short
+.PHONY: test host-test e2e wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
+	deploy-manifests check-manifests oci
 
 test: host-test e2e fuzz-short soak-short
 
@@ -79,6 +80,17 @@ bench:
 ## a comparison table and demo-results/ttft.svg (about 3 minutes on 2 cores).
 demo:
 	scripts/demo.sh
+
+## Gateway manifests (envoy-config/deploy/<gateway>/manifests.yaml) from deploy/picker.json.
+DEPLOY_IMAGE ?= registry.example.com/llm-picker/endpoint-picker-wasm:v0.1.0
+deploy-manifests:
+	for g in envoy-gateway istio kgateway; do \
+		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --config envoy-config/deploy/picker.json \
+			--image $(DEPLOY_IMAGE) --out envoy-config/deploy/$$g/manifests.yaml; \
+	done
+## Offline schema check of the manifests against the vendored CRDs.
+check-manifests:
+	$(CARGO) run -q -p envoy-config -- check envoy-config/deploy/*/manifests.yaml
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod blocks;
+pub mod crd;
 pub mod deploy;
 pub mod render;
 pub mod validate;

@@ -84,6 +84,15 @@ enum Command {
         #[arg(long)]
         out: Option<String>,
     },
+    /// Validate Kubernetes manifests offline against CRD schemas (strict: unknown fields fail).
+    Check {
+        /// Directory of CRD YAML files (searched recursively).
+        #[arg(long, default_value = "envoy-config/deploy/crds")]
+        crds: PathBuf,
+        /// Manifest files (multi-document YAML).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
     /// (Re)write the ECDS and EDS files of a `render --xds-dir` configuration. Envoy applies
     /// them in place: new endpoints are scraped and picked without a restart.
     Xds {
@@ -179,6 +188,31 @@ fn run(cli: Cli) -> Result<(), String> {
             input.service = service;
             input.port = port;
             write_out(out, &deploy::render(gateway, &input)?)
+        }
+        Command::Check { crds, manifests } => {
+            let set = envoy_config::crd::CrdSet::load_dir(&crds)?;
+            let mut failures = Vec::new();
+            for path in &manifests {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let docs = envoy_config::crd::documents(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                for doc in &docs {
+                    if let Err(errors) = set.validate(doc) {
+                        failures.extend(
+                            errors
+                                .into_iter()
+                                .map(|e| format!("{}: {e}", path.display())),
+                        );
+                    }
+                }
+                println!("{}: {} documents checked", path.display(), docs.len());
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(failures.join("\n"))
+            }
         }
         Command::Xds { config, wasm, dir } => {
             envoy_config::xds::write(&dir, &local_vm(&wasm), &read_json(&config)?)?;
