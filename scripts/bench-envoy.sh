@@ -3,7 +3,12 @@
 # profile, distinct ~4 KiB chat bodies) through Envoy with the picker and through plain Envoy
 # (round robin to the same backends). Prints added latency (p50/p99) and the throughput ratio.
 #
-#   [BENCH_WORKLOAD=distinct|shared|get] scripts/bench-envoy.sh [seconds=15] [connections=16]
+#   [BENCH_WORKLOAD=distinct|shared|get] [BENCH_HOP=1] scripts/bench-envoy.sh [seconds=15] [connections=16]
+#
+# BENCH_HOP=1 adds a third run, `picker-hop`: the kgateway deployment shape (envoy-config/deploy/
+# kgateway), where a plain outer listener routes over loopback to the picker's own listener in
+# the same Envoy (the overlay is merged with --config-yaml, as kgateway merges its bootstrap), so
+# the difference to `picker` is the cost of the extra in-proxy hop.
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
@@ -17,6 +22,7 @@ N=16
 BASE_PORT=${BENCH_BASE_PORT:-18100}
 LISTEN_PORT=$((BASE_PORT + 80))
 ADMIN_PORT=$((BASE_PORT + 81))
+INNER_PORT=$((BASE_PORT + 82))
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -66,10 +72,33 @@ end
 LUA
 fi
 
+# The outer hop of picker-hop: kgateway's listener and its Static Backend cluster to the picker
+# listener on loopback.
+HOP_YAML="static_resources:
+  listeners:
+  - name: outer
+    address: { socket_address: { address: 127.0.0.1, port_value: $LISTEN_PORT } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: outer
+          route_config: { virtual_hosts: [ { name: outer, domains: ['*'], routes: [ { match: { prefix: / }, route: { cluster: picker_loopback, timeout: 600s } } ] } ] }
+          http_filters: [ { name: envoy.filters.http.router, typed_config: { '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
+  clusters:
+  - name: picker_loopback
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment: { cluster_name: picker_loopback, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $INNER_PORT } } } } ] } ] }
+    circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }"
+
 run() { # $1 = mode
-  target/release/envoy-config render --mode "$1" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
-    --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
-  .venv/bin/envoy -c "$WORK/$1.yaml" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
+  local mode=$1 listen=$LISTEN_PORT extra=()
+  if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
+  target/release/envoy-config render --mode "$mode" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+    --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
@@ -84,7 +113,7 @@ run() { # $1 = mode
   awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
     split(b, B, " "); split(a, A, " ");
     printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n }' | tee -a "$WORK/cpu.txt"
-  if [ "$1" = picker ]; then
+  if [ "$mode" = picker ]; then
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker\.(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies|scheduling_us' || true
   fi
@@ -104,9 +133,10 @@ to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else { sub(/s$/,"",v); print v*1000000 } }'
 }
 
-run round-robin
-run picker
-for m in round-robin picker; do
+MODES=(round-robin picker)
+[ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
+for m in "${MODES[@]}"; do run "$m"; done
+for m in "${MODES[@]}"; do
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$m.wrk")
   p50=$(to_us "$(awk '$1=="50%" {print $2}' "$WORK/$m.lat")")
   p99=$(to_us "$(awk '$1=="99%" {print $2}' "$WORK/$m.lat")")
@@ -121,3 +151,12 @@ awk -v wl="$WORKLOAD" -v secs="$SECS" -v a="$round_robin_rps" -v b="$picker_rps"
   printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
   printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
 }'
+if [ "${BENCH_HOP:-0}" = 1 ]; then
+  awk -v a="$picker_rps" -v b="$picker_hop_rps" -v p50a="$picker_p50" -v p50b="$picker_hop_p50" -v p99a="$picker_p99" -v p99b="$picker_hop_p99" -v rr="$round_robin_rps" 'BEGIN {
+    printf "\nkgateway shape (outer listener -> loopback -> picker listener) vs picker in the listener\n"
+    printf "| | Envoy + picker | + loopback hop (kgateway) | difference |\n|---|---|---|---|\n"
+    printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% (%.1f %% of plain Envoy) |\n", a, b, 100*b/a, 100*b/rr
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+  }'
+fi
