@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::pool::{PoolConfig, PoolEndpoint};
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{decode_framed, encode_framed, SnapshotError};
 
 /// Magic bytes and schema version of a published member list.
 pub const MEMBERSHIP_MAGIC: &[u8; 4] = b"EPM1";
@@ -46,11 +46,7 @@ impl Membership {
 
     /// Encodes the list: magic, then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.endpoints.len() * 48);
-        out.extend_from_slice(MEMBERSHIP_MAGIC);
-        // Serializing plain structs into a Vec cannot fail; an empty result would be refused
-        // by the reader rather than misread.
-        postcard::to_extend::<_, Vec<u8>>(self, out).unwrap_or_default()
+        encode_framed(MEMBERSHIP_MAGIC, self, 16 + self.endpoints.len() * 48)
     }
 
     /// Decodes bytes written by [`Self::encode`].
@@ -59,15 +55,7 @@ impl Membership {
     /// [`SnapshotError::WrongMagic`] for another schema version or foreign bytes,
     /// [`SnapshotError::Corrupt`] for a body that does not decode or has trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Membership, SnapshotError> {
-        let body = bytes
-            .strip_prefix(MEMBERSHIP_MAGIC.as_slice())
-            .ok_or(SnapshotError::WrongMagic)?;
-        let (m, rest) =
-            postcard::take_from_bytes::<Membership>(body).map_err(|_| SnapshotError::Corrupt)?;
-        if !rest.is_empty() {
-            return Err(SnapshotError::Corrupt);
-        }
-        Ok(m)
+        decode_framed(MEMBERSHIP_MAGIC, bytes)
     }
 }
 

@@ -10,6 +10,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::endpoint::Endpoint;
@@ -70,11 +71,7 @@ impl core::error::Error for SnapshotError {}
 impl PoolSnapshot {
     /// Encodes the snapshot.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.endpoints.len() * 96);
-        out.extend_from_slice(MAGIC);
-        // Serializing plain structs into a Vec cannot fail; were it to, the empty result would
-        // decode as an error on the reading side rather than as a wrong snapshot.
-        postcard::to_extend::<_, Vec<u8>>(self, out).unwrap_or_default()
+        encode_framed(MAGIC, self, 64 + self.endpoints.len() * 96)
     }
 
     /// Decodes bytes written by [`Self::encode`].
@@ -82,15 +79,7 @@ impl PoolSnapshot {
     /// # Errors
     /// [`SnapshotError`] for anything else.
     pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
-        let body = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or(SnapshotError::WrongMagic)?;
-        let (snap, rest) =
-            postcard::take_from_bytes::<PoolSnapshot>(body).map_err(|_| SnapshotError::Corrupt)?;
-        if !rest.is_empty() {
-            return Err(SnapshotError::Corrupt);
-        }
-        Ok(snap)
+        decode_framed(MAGIC, bytes)
     }
 
     /// The endpoints that are not stale, as the picker's candidate pool.
@@ -101,6 +90,34 @@ impl PoolSnapshot {
             .map(|e| e.endpoint.clone())
             .collect()
     }
+}
+
+/// `magic` followed by the postcard encoding of `value` (`capacity`: a size hint in bytes).
+pub(crate) fn encode_framed<T: Serialize>(magic: &[u8; 4], value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(magic);
+    // Serializing plain structs into a Vec cannot fail; were it to, the empty result would be
+    // refused by the reader rather than misread.
+    postcard::to_extend::<_, Vec<u8>>(value, out).unwrap_or_default()
+}
+
+/// Decodes bytes written by [`encode_framed`] with the same `magic`.
+///
+/// # Errors
+/// [`SnapshotError::WrongMagic`] for another magic (schema version or foreign bytes),
+/// [`SnapshotError::Corrupt`] for a body that does not decode or has trailing bytes.
+pub(crate) fn decode_framed<T: DeserializeOwned>(
+    magic: &[u8; 4],
+    bytes: &[u8],
+) -> Result<T, SnapshotError> {
+    let body = bytes
+        .strip_prefix(magic.as_slice())
+        .ok_or(SnapshotError::WrongMagic)?;
+    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|_| SnapshotError::Corrupt)?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Corrupt);
+    }
+    Ok(value)
 }
 
 /// Encodes a generation number for [`GENERATION_KEY`].

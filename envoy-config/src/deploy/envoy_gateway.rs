@@ -9,8 +9,9 @@
 //! vm_id, so the scraper in the bootstrap must carry exactly that id. Renaming, moving or
 //! reordering the policy breaks the link (the picker then answers 503: no snapshot).
 
-use super::{bootstrap_addition, documents, indent, model_service, module_vm, namespace};
-use super::{picker_json, DeployInput, MODULE_DIR};
+use super::DeployInput;
+use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
+use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
 use crate::blocks::{DESTINATION_HEADER, PICKER_ROOT_ID};
 
 /// Name of the EnvoyExtensionPolicy (part of the derived vm_id).
@@ -64,23 +65,18 @@ spec:
         container:
           image: {ENVOY_IMAGE}
           volumeMounts:
-          - name: llm-picker-module
-            mountPath: {MODULE_DIR}
-            readOnly: true
-        pod:
+{mount}        pod:
           volumes:
           # An image volume (Kubernetes 1.33+): the OCI image `make oci` builds, one file plugin.wasm.
-          - name: llm-picker-module
-            image:
-              reference: {image}
-              pullPolicy: IfNotPresent
-  bootstrap:
+{volume}  bootstrap:
     type: Merge
     # vm_id must equal the one Envoy Gateway derives for wasm[0] of EnvoyExtensionPolicy
     # {ns}/{POLICY}: shared data (the metrics snapshot) is keyed by vm_id.
     value: |
 {bootstrap}"#,
         bootstrap = indent(&bootstrap, 6),
+        mount = indent(&module_mount(), 10),
+        volume = indent(&module_volume(image), 10),
     );
     let class = r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -90,48 +86,12 @@ spec:
   controllerName: gateway.envoyproxy.io/gatewayclass-controller
 "#
     .to_string();
-    let gateway = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: {gw}
-  namespace: {ns}
-spec:
-  gatewayClassName: llm-eg
-  infrastructure:
-    parametersRef:
-      group: gateway.envoyproxy.io
-      kind: EnvoyProxy
-      name: llm-proxy
-  listeners:
-  - name: http
-    protocol: HTTP
-    port: 80
-"#
+    let gateway = gateway(
+        input,
+        "llm-eg",
+        ("gateway.envoyproxy.io", "EnvoyProxy", "llm-proxy"),
     );
-    let route = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: {ROUTE}
-  namespace: {ns}
-spec:
-  parentRefs:
-  - name: {gw}
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /v1/
-    backendRefs:
-    - name: {svc}
-      port: {port}
-    timeouts:
-      request: 600s
-"#,
-        svc = input.service,
-        port = input.port,
-    );
+    let route = http_route(input, ROUTE, "", &service_backend(input));
     let extension = format!(
         r#"# The picker filter on the route. Editing `config` (e.g. pool.endpoints) reconfigures it through
 # xDS, without a restart: the filter publishes the new member list and the scraper follows it.

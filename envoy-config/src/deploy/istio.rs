@@ -10,8 +10,9 @@
 //! Istio's InferencePool clusters read the destination from dynamic metadata, which a Wasm
 //! filter cannot write.
 
-use super::{bootstrap_addition, documents, indent, model_service, module_vm, namespace};
-use super::{picker_json, DeployInput, MODULE_DIR};
+use super::DeployInput;
+use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
+use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
 use crate::blocks::{override_host_policy, picker_typed_config, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::render::VM_ID;
 
@@ -79,61 +80,24 @@ data:
             - name: llm-picker-bootstrap
               mountPath: {OVERRIDE_DIR}
               readOnly: true
-            - name: llm-picker-module
-              mountPath: {MODULE_DIR}
-              readOnly: true
-          volumes:
+{mount}          volumes:
           - name: llm-picker-bootstrap
             configMap:
               name: llm-picker-bootstrap
-          - name: llm-picker-module
-            image:
-              reference: {image}
-              pullPolicy: IfNotPresent
-"#
+{volume}"#,
+        mount = indent(&module_mount(), 12),
+        volume = indent(&module_volume(image), 10),
     );
-    let gateway = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: {gw}
-  namespace: {ns}
-spec:
-  gatewayClassName: istio
-  infrastructure:
-    parametersRef:
-      group: ""
-      kind: ConfigMap
-      name: {gw}-options
-  listeners:
-  - name: http
-    protocol: HTTP
-    port: 80
-"#
+    let gateway = gateway(
+        input,
+        "istio",
+        ("\"\"", "ConfigMap", &format!("{gw}-options")),
     );
-    let route = format!(
-        r#"# A plain Service backend, never an InferencePool (see README.md).
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: llm
-  namespace: {ns}
-spec:
-  parentRefs:
-  - name: {gw}
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /v1/
-    backendRefs:
-    - name: {svc}
-      port: {port}
-    timeouts:
-      request: 600s
-"#,
-        svc = input.service,
-        port = input.port,
+    let route = http_route(
+        input,
+        "llm",
+        "# A plain Service backend, never an InferencePool (see README.md).\n",
+        &service_backend(input),
     );
     let envoy_filter = format!(
         r#"# The picker filter and the cluster that honours its header. Editing the picker JSON here

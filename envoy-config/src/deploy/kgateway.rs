@@ -16,8 +16,8 @@
 
 use std::net::SocketAddr;
 
-use super::{bootstrap_addition, documents, indent, model_service, module_vm, namespace};
-use super::{picker_json, DeployInput, MODULE_DIR};
+use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
+use super::{module_mount, module_vm, module_volume, namespace, picker_json, DeployInput};
 use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::render::{listener, pool_cluster, VM_ID};
 use crate::xds::{ecds_resource, ECDS_FILE};
@@ -139,10 +139,7 @@ spec:
       - name: llm-picker-xds
         mountPath: {XDS_DIR}
         readOnly: true
-      - name: llm-picker-module
-        mountPath: {MODULE_DIR}
-        readOnly: true
-    podTemplate:
+{mount}    podTemplate:
       extraVolumes:
       - name: llm-picker-overlay
         configMap:
@@ -150,30 +147,14 @@ spec:
       - name: llm-picker-xds
         configMap:
           name: llm-picker-xds
-      - name: llm-picker-module
-        image:
-          reference: {image}
-          pullPolicy: IfNotPresent
-"#
+{volume}"#,
+        mount = indent(&module_mount(), 6),
+        volume = indent(&module_volume(image), 6),
     );
-    let gateway = format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: {gw}
-  namespace: {ns}
-spec:
-  gatewayClassName: kgateway
-  infrastructure:
-    parametersRef:
-      group: gateway.kgateway.dev
-      kind: GatewayParameters
-      name: {gw}
-  listeners:
-  - name: http
-    protocol: HTTP
-    port: 80
-"#
+    let gateway = gateway(
+        input,
+        "kgateway",
+        ("gateway.kgateway.dev", "GatewayParameters", gw),
     );
     let backend = format!(
         r#"# The picker listener inside the same proxy.
@@ -192,29 +173,11 @@ spec:
         host = listen.ip(),
         port = listen.port(),
     );
-    let route = format!(
-        r#"# kgateway policies (TrafficPolicy: timeouts, auth, rate limits...) attach to this route: the
-# outer hop. The picker decides on the inner one.
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: llm
-  namespace: {ns}
-spec:
-  parentRefs:
-  - name: {gw}
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /v1/
-    backendRefs:
-    - group: gateway.kgateway.dev
-      kind: Backend
-      name: llm-picker-loopback
-    timeouts:
-      request: 600s
-"#
+    let route = http_route(
+        input,
+        "llm",
+        "# kgateway policies (TrafficPolicy: timeouts, auth, rate limits...) attach to this route: the\n# outer hop. The picker decides on the inner one.\n",
+        "- group: gateway.kgateway.dev\n  kind: Backend\n  name: llm-picker-loopback\n",
     );
     Ok(documents(
         "# Endpoint picker with kgateway v2.3+ (GatewayParameters overlay + Static Backend). Rendered by\n# `envoy-config deploy --gateway kgateway` from envoy-config/deploy/picker.json; re-render instead\n# of editing. See README.md.\n",

@@ -169,6 +169,77 @@ spec:
     )
 }
 
+/// The image volume holding the module (a `volumes` list item, column 0).
+fn module_volume(image: &str) -> String {
+    format!(
+        "- name: llm-picker-module\n  image:\n    reference: {image}\n    pullPolicy: IfNotPresent\n"
+    )
+}
+
+/// Its mount at [`MODULE_DIR`] (a `volumeMounts` list item, column 0).
+fn module_mount() -> String {
+    format!("- name: llm-picker-module\n  mountPath: {MODULE_DIR}\n  readOnly: true\n")
+}
+
+/// A Gateway with one HTTP listener on port 80, its infrastructure parameters in
+/// `(group, kind, name)`.
+fn gateway(input: &DeployInput, class: &str, parameters: (&str, &str, &str)) -> String {
+    let (group, kind, name) = parameters;
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {gw}
+  namespace: {ns}
+spec:
+  gatewayClassName: {class}
+  infrastructure:
+    parametersRef:
+      group: {group}
+      kind: {kind}
+      name: {name}
+  listeners:
+  - name: http
+    protocol: HTTP
+    port: 80
+"#,
+        gw = input.gateway,
+        ns = input.namespace,
+    )
+}
+
+/// The HTTPRoute `<name>`: `/v1/` to `backend` (a `backendRefs` list item, column 0), with a
+/// 600 s request timeout, after `comment` (`#` lines or empty).
+fn http_route(input: &DeployInput, name: &str, comment: &str, backend: &str) -> String {
+    format!(
+        r#"{comment}apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  parentRefs:
+  - name: {gw}
+  rules:
+  - matches:
+    - path:
+        type: PathPrefix
+        value: /v1/
+    backendRefs:
+{backend}    timeouts:
+      request: 600s
+"#,
+        gw = input.gateway,
+        ns = input.namespace,
+        backend = indent(backend, 4),
+    )
+}
+
+/// A `backendRefs` item for the model servers' Service.
+fn service_backend(input: &DeployInput) -> String {
+    format!("- name: {}\n  port: {}\n", input.service, input.port)
+}
+
 fn namespace(input: &DeployInput) -> String {
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
