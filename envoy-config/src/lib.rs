@@ -8,5 +8,6 @@ pub mod blocks;
 pub mod crd;
 pub mod deploy;
 pub mod render;
+pub mod slices;
 pub mod validate;
 pub mod xds;

@@ -84,6 +84,23 @@ enum Command {
         #[arg(long)]
         out: Option<String>,
     },
+    /// Replace pool.endpoints with the ready pods of Kubernetes EndpointSlices (the JSON of
+    /// `kubectl get endpointslices -l kubernetes.io/service-name=<svc> -o json`); prints the
+    /// picker JSON. Re-render and apply the filter configuration: no proxy restart.
+    Pool {
+        /// The picker configuration (JSON).
+        #[arg(long)]
+        config: String,
+        /// The EndpointSlice list (JSON, `-` for stdin).
+        #[arg(long)]
+        endpoint_slices: String,
+        /// The Service port's name (needed when the slices have several ports).
+        #[arg(long)]
+        port_name: Option<String>,
+        /// Output file (default stdout).
+        #[arg(long)]
+        out: Option<String>,
+    },
     /// Validate Kubernetes manifests offline against CRD schemas (strict: unknown fields fail).
     Check {
         /// Directory of CRD YAML files (searched recursively).
@@ -188,6 +205,20 @@ fn run(cli: Cli) -> Result<(), String> {
             input.service = service;
             input.port = port;
             write_out(out, &deploy::render(gateway, &input)?)
+        }
+        Command::Pool {
+            config,
+            endpoint_slices,
+            port_name,
+            out,
+        } => {
+            let picker = envoy_config::slices::pool_from_slices(
+                &read_json(&config)?,
+                &read(&endpoint_slices)?,
+                port_name.as_deref(),
+            )?;
+            let text = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
+            write_out(out, &format!("{text}\n"))
         }
         Command::Check { crds, manifests } => {
             let set = envoy_config::crd::CrdSet::load_dir(&crds)?;
