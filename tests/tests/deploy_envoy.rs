@@ -7,8 +7,9 @@
 //!   policy; the EnvoyPatchPolicy's JSON patches are applied to that listener (each must match);
 //!   the EnvoyProxy bootstrap `value` is merged with `--config-yaml` (a proto merge, as Envoy
 //!   Gateway's `type: Merge`).
-//! - Istio: the EnvoyFilter's EXTENSION_CONFIG goes before the router (inline instead of ECDS
-//!   over ADS), its CLUSTER and LISTENER MERGE patches are merged into Istio-shaped resources, and
+//! - Istio: the EnvoyFilter's EXTENSION_CONFIG goes before the router inline (and, for
+//!   validation, the HTTP_FILTER patch as written, ECDS over ADS, in a second listener), its
+//!   CLUSTER and LISTENER MERGE patches are merged into Istio-shaped resources, and
 //!   the bootstrap override is merged with `--config-yaml`, as `ISTIO_BOOTSTRAP_OVERRIDE` is.
 //! - kgateway: the overlay is loaded with `-c` under a kgateway-shaped bootstrap given with
 //!   `--config-yaml`, exactly as `envoyinit` runs Envoy with `extraArgs`, and the ECDS
@@ -273,7 +274,10 @@ fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
 }
 
 /// Istio's xDS for the manifests (EnvoyFilter patches applied), plus the bootstrap override.
-fn assemble_istio(docs: &[Value], ports: Ports) -> Assembled {
+/// `with_ads`: also add a listener whose filter is the HTTP_FILTER patch exactly as written
+/// (`config_discovery` over ADS) and the ADS client Istio's bootstrap has (validation only: no
+/// istiod answers it).
+fn assemble_istio(docs: &[Value], ports: Ports, with_ads: bool) -> Assembled {
     let ef = find(docs, "EnvoyFilter", None);
     let patches = ef["spec"]["configPatches"].as_array().unwrap();
     let patch = |apply: &str| -> &Value {
@@ -324,8 +328,28 @@ fn assemble_istio(docs: &[Value], ports: Ports) -> Assembled {
 
     let dir = work_dir("istio");
     let base = dir.join("base.json");
-    let bootstrap = json!({"node": {"id": "router~10.0.0.1~llm-gw.llm~llm.svc.cluster.local", "cluster": "llm-gw.llm"},
+    let mut bootstrap = json!({"node": {"id": "router~10.0.0.1~llm-gw.llm~llm.svc.cluster.local", "cluster": "llm-gw.llm"},
         "admin": admin(ports.admin), "static_resources": {"listeners": [l], "clusters": [cluster]}});
+    if with_ads {
+        let ecds = listener(
+            "ecds",
+            0,
+            hcm("ecds", &cluster_name, vec![http["value"].clone()]),
+        );
+        merge(
+            &mut bootstrap,
+            &json!({
+                "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                    "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},
+                "static_resources": {"listeners": [ecds], "clusters": [{"name": "xds-grpc",
+                    "type": "STATIC", "connect_timeout": "1s",
+                    "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}}},
+                    "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": socket("127.0.0.1", 15010)}}]}]}}]}}),
+        );
+    }
     std::fs::write(&base, bootstrap.to_string()).unwrap();
     let cm = find(docs, "ConfigMap", Some("llm-picker-bootstrap"));
     let (key, text) = cm["data"].as_object().unwrap().iter().next().unwrap();
@@ -441,7 +465,7 @@ fn envoy_gateway_snippets_form_a_valid_envoy_config() {
 
 #[test]
 fn istio_snippets_form_a_valid_envoy_config() {
-    envoy_validate(&assemble_istio(&manifests("istio"), VALIDATE));
+    envoy_validate(&assemble_istio(&manifests("istio"), VALIDATE, true));
 }
 
 #[test]
@@ -541,7 +565,7 @@ fn runs_and_routes(gateway: Gateway) {
     };
     let assembled = match gateway {
         Gateway::EnvoyGateway => assemble_envoy_gateway(&docs, ports),
-        Gateway::Istio => assemble_istio(&docs, ports),
+        Gateway::Istio => assemble_istio(&docs, ports, false),
         Gateway::Kgateway => assemble_kgateway(&docs, ports, Some(&lb_endpoints(&picker))),
     };
     let envoy = Running::start(assembled, ports.admin);
