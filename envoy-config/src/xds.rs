@@ -18,7 +18,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::blocks::{indent, picker_typed_config, Vm, PICKER_ROOT_ID};
-use crate::render::{lb_endpoints, prepare};
+use crate::render::{lb_endpoints, prepare, Prepared};
 
 /// File name of the ECDS resource (the picker filter's `TypedExtensionConfig`).
 pub const ECDS_FILE: &str = "picker.ecds.yaml";
@@ -31,11 +31,15 @@ pub const EDS_FILE: &str = "pool.eds.yaml";
 /// # Errors
 /// The module's configuration error text for an invalid `pool` section.
 pub fn ecds_resource(vm: &Vm, picker: &Value) -> Result<String, String> {
-    let p = prepare(picker)?;
-    Ok(format!(
+    Ok(ecds_document(vm, &prepare(picker)?.json))
+}
+
+/// [`ecds_resource`] for an already prepared (pretty-printed, validated) picker JSON.
+pub fn ecds_document(vm: &Vm, picker_json: &str) -> String {
+    format!(
         "# The endpoint-picker filter's configuration (ECDS). Rendered by `envoy-config`.\nresources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: {PICKER_ROOT_ID}\n  typed_config:\n{}",
-        indent(&picker_typed_config(vm, &p.json), 4)
-    ))
+        indent(&picker_typed_config(vm, picker_json), 4)
+    )
 }
 
 /// The EDS file: a discovery response with the `ClusterLoadAssignment` of `pool.cluster`,
@@ -44,7 +48,10 @@ pub fn ecds_resource(vm: &Vm, picker: &Value) -> Result<String, String> {
 /// # Errors
 /// The module's configuration error text for an invalid `pool` section.
 pub fn eds_resource(picker: &Value) -> Result<String, String> {
-    let p = prepare(picker)?;
+    eds_document(&prepare(picker)?)
+}
+
+fn eds_document(p: &Prepared) -> Result<String, String> {
     Ok(format!(
         "# The pool's members (EDS). Rendered by `envoy-config`.\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",
         p.config.pool.cluster,
@@ -65,8 +72,9 @@ fn replace(dir: &Path, name: &str, text: &str) -> Result<(), String> {
 /// # Errors
 /// A configuration error, or the file system's error with the path.
 pub fn write(dir: &Path, vm: &Vm, picker: &Value) -> Result<(), String> {
-    let eds = eds_resource(picker)?;
-    let ecds = ecds_resource(vm, picker)?;
+    let p = prepare(picker)?;
+    let eds = eds_document(&p)?;
+    let ecds = ecds_document(vm, &p.json);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     replace(dir, EDS_FILE, &eds)?;
     replace(dir, ECDS_FILE, &ecds)

@@ -20,7 +20,7 @@ use super::{bootstrap_addition, documents, gateway, http_route, indent, model_se
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, DeployInput};
 use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::render::{listener, pool_cluster, VM_ID};
-use crate::xds::{ecds_resource, ECDS_FILE};
+use crate::xds::{ecds_document, ECDS_FILE};
 
 /// The picker listener's loopback address (the Static Backend points here).
 pub const PICKER_LISTENER: &str = "127.0.0.1:18080";
@@ -115,10 +115,7 @@ metadata:
 data:
   {ECDS_FILE}: |
 {ecds}"#,
-        ecds = indent(
-            &ecds_resource(&vm, &serde_json::from_str(json).map_err(|e| e.to_string())?)?,
-            4
-        ),
+        ecds = indent(&ecds_document(&vm, json), 4),
     );
     let params = format!(
         r#"# kgateway's proxy with the overlay (kgateway 2.3+: extraArgs). The proxy image must be built

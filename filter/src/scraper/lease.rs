@@ -39,9 +39,12 @@ pub fn claim(current: Option<&[u8]>, me: u64, now_ms: u64, lease_ms: u64) -> Opt
         Some((_, renewed)) => now_ms.saturating_sub(renewed) > lease_ms,
     };
     free.then(|| {
+        // Holder id, then renewal time; written without slice indexing (no panic path).
         let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&me.to_le_bytes());
-        v[8..].copy_from_slice(&now_ms.to_le_bytes());
+        let bytes = me.to_le_bytes().into_iter().chain(now_ms.to_le_bytes());
+        for (slot, b) in v.iter_mut().zip(bytes) {
+            *slot = b;
+        }
         v
     })
 }
