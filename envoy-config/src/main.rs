@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use envoy_config::deploy::{self, DeployInput, Gateway};
+use envoy_config::limits::Limits;
 use envoy_config::render::{local_vm, render, Mode, RenderInput};
 use envoy_config::validate::validate;
 
@@ -60,6 +61,22 @@ enum Command {
         /// restart. The files are written too.
         #[arg(long)]
         xds_dir: Option<PathBuf>,
+        /// A further path prefix to route to the model servers (repeatable; by default only the
+        /// inference API paths are routed and everything else gets a 404). `/` routes all.
+        #[arg(long = "route-prefix")]
+        route_prefixes: Vec<String>,
+        /// Seconds a client has to send its whole request, body included.
+        #[arg(long, default_value_t = Limits::default().request_timeout_s)]
+        request_timeout: u64,
+        /// Seconds a client has to send its request headers.
+        #[arg(long, default_value_t = Limits::default().request_headers_timeout_s)]
+        request_headers_timeout: u64,
+        /// Downstream connections Envoy accepts across all listeners.
+        #[arg(long, default_value_t = Limits::default().max_connections)]
+        max_connections: u64,
+        /// Heap size (bytes) the overload manager measures pressure against.
+        #[arg(long, default_value_t = Limits::default().max_heap_bytes)]
+        max_heap_bytes: u64,
     },
     /// Render the Kubernetes manifests for a gateway (envoy-gateway, istio, kgateway).
     Deploy {
@@ -165,6 +182,11 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             mode,
             xds_dir,
+            route_prefixes,
+            request_timeout,
+            request_headers_timeout,
+            max_connections,
+            max_heap_bytes,
         } => {
             let mode = match mode.as_str() {
                 "picker" => Mode::Picker,
@@ -187,6 +209,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 admin_port,
                 mode,
                 xds_dir,
+                limits: Limits {
+                    request_headers_timeout_s: request_headers_timeout,
+                    request_timeout_s: request_timeout,
+                    max_connections,
+                    max_heap_bytes,
+                    extra_prefixes: route_prefixes,
+                },
             })?;
             write_out(out, &yaml)
         }

@@ -18,6 +18,8 @@
 //!   endpoint that dies mid-run costs no client error.
 //! - **Metrics cluster**: when some endpoint has a `metricsPort`, an internal ORIGINAL_DST cluster
 //!   reached only by the scraper's callouts (no route points at it).
+//! - **Downstream limits** ([`crate::limits`]): request and header timeouts, routes for the
+//!   inference API paths only, an overload manager with heap actions and a connection cap.
 //! - Admin on loopback only.
 //! - **`xds_dir`** (optional): the picker filter and the pool's members come from files in that
 //!   directory (ECDS and EDS, [`crate::xds`]) that Envoy watches, so a pool change is a file
@@ -34,6 +36,7 @@ use crate::blocks::{
     indent, override_host_policy, picker_typed_config, scraper_extension, Code, Vm, PICKER_ROOT_ID,
     WASM_FILTER_TYPE,
 };
+use crate::limits::Limits;
 use crate::xds;
 
 /// Name of the internal scrape cluster created when endpoints have a separate metrics port.
@@ -70,6 +73,8 @@ pub struct RenderInput {
     /// Serve the picker filter (ECDS) and the pool's members (EDS) from files in this
     /// directory, as Envoy will see it, instead of inline (picker mode only).
     pub xds_dir: Option<PathBuf>,
+    /// Downstream limits (timeouts, connections, heap, routed paths).
+    pub limits: Limits,
 }
 
 /// A picker JSON checked and prepared for rendering.
@@ -169,16 +174,35 @@ pub fn local_vm(wasm_path: &str) -> Vm {
     }
 }
 
-/// The inference listener (a list item, column 0): HTTP connection manager, `http_filters`
-/// (column 0, placed before the router), one route to `cluster` with a 600 s timeout and
-/// retries on another endpoint (connect failure, reset, 5xx; `previous_hosts`).
+/// The inference listener (a list item, column 0): HTTP connection manager with the request
+/// timeouts of `limits`, `http_filters` (column 0, placed before the router), routes for the
+/// inference API paths only (anything else gets a local 404) to `cluster` with a 600 s timeout
+/// and retries on another endpoint (connect failure, reset, 5xx; `previous_hosts`).
 pub fn listener(
     name: &str,
     address: SocketAddr,
     buffer_limit: u64,
     http_filters: &str,
     cluster: &str,
+    limits: &Limits,
 ) -> String {
+    let action = format!(
+        r#"cluster: {cluster}
+timeout: 600s
+# Retry on another endpoint when one refuses, resets or fails: override_host walks the
+# destination list, then the fallback; previous_hosts keeps a retry off the host that just
+# failed.
+retry_policy:
+  retry_on: connect-failure,reset,refused-stream,5xx
+  num_retries: 2
+  per_try_timeout: 600s
+  retry_host_predicate:
+  - name: envoy.retry_host_predicates.previous_hosts
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+  host_selection_retry_max_attempts: 5
+"#
+    );
     format!(
         r#"- name: {name}
   address: {{ socket_address: {{ address: "{ip}", port_value: {port} }} }}
@@ -191,7 +215,7 @@ pub fn listener(
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {name}
-        route_config:
+{timeouts}        route_config:
           name: {name}
           virtual_hosts:
           - name: {name}
@@ -200,29 +224,15 @@ pub fn listener(
             # up the endpoint that actually served only when one did.
             include_attempt_count_in_response: true
             routes:
-            - match: {{ prefix: "/" }}
-              route:
-                cluster: {cluster}
-                timeout: 600s
-                # Retry on another endpoint when one refuses, resets or fails: override_host
-                # walks the destination list, then the fallback; previous_hosts keeps a retry
-                # off the host that just failed.
-                retry_policy:
-                  retry_on: connect-failure,reset,refused-stream,5xx
-                  num_retries: 2
-                  per_try_timeout: 600s
-                  retry_host_predicate:
-                  - name: envoy.retry_host_predicates.previous_hosts
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
-                  host_selection_retry_max_attempts: 5
-        http_filters:
+{routes}        http_filters:
 {filters}        - name: envoy.filters.http.router
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 "#,
         ip = address.ip(),
         port = address.port(),
+        timeouts = indent(&limits.hcm_timeouts(), 8),
+        routes = indent(&limits.routes(&action), 12),
         filters = indent(http_filters, 8),
     )
 }
@@ -325,20 +335,23 @@ admin:
   # Loopback only: the admin API can change Envoy's state.
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 
-{node}{bootstrap}static_resources:
+{node}{bootstrap}{overload}
+static_resources:
   listeners:
 {listener}
   clusters:
 {pool}"#,
         cluster = pool.cluster,
         admin = input.admin_port,
+        overload = input.limits.overload_manager(true),
         listener = indent(
             &listener(
                 "inference",
                 input.listen,
                 p.buffer_limit,
                 &wasm_filter,
-                &pool.cluster
+                &pool.cluster,
+                &input.limits
             ),
             2
         ),

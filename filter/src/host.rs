@@ -1,27 +1,30 @@
-//! The host calls the module uses, as functions that never panic on an expected error.
+//! The host calls the module uses, as functions that never panic.
 //!
-//! proxy-wasm 0.2's trait helpers `unwrap()` host results and its string getters `unwrap()`
-//! UTF-8 decoding, so one non-UTF-8 header value would abort the VM. Here every call goes
-//! through `hostcalls` (which returns `Result`), byte values are decoded lossily, and failures
-//! become `None`/`false` with a log line. Request headers are mutated only while the request
-//! headers are held (in the headers callback, or later while the request is paused), because a
-//! mutation after they continued makes the SDK panic (proxy-wasm-mechanics.md §3.1).
+//! Every call but one ([`dispatch_http_call`]) goes through [`crate::abi`] (our own
+//! declarations of the ABI functions), not through `proxy_wasm::hostcalls`, whose functions panic on any status they do not expect and
+//! so abort the VM (issue 17: a callout that ended in a reset made the header read return
+//! `BadArgument` and killed the scraper). Byte values are decoded lossily (the SDK's string
+//! getters unwrap UTF-8, so one non-UTF-8 header value would abort the VM), and failures become
+//! `None`/`false`/`Err` with a log line where an operator should see them. Request headers are
+//! mutated only while the request headers are held (in the headers callback, or later while the
+//! request is paused): after they continued, Envoy answers `BadArgument`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls as hc;
-use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
+use crate::abi;
 
-fn lossy(b: Bytes) -> String {
+fn lossy(b: Vec<u8>) -> String {
     match String::from_utf8(b) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 
-/// Wall-clock time from the host.
+/// Wall-clock time from the host (the epoch if the host refuses).
 pub fn now() -> SystemTime {
-    hc::get_current_time().unwrap_or(UNIX_EPOCH)
+    abi::current_time_ns()
+        .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -35,45 +38,45 @@ pub fn now_us() -> u64 {
 }
 
 /// The plugin configuration bytes (`PluginConfig.configuration`).
-pub fn plugin_configuration() -> Option<Bytes> {
-    hc::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    abi::buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX)
         .ok()
         .flatten()
 }
 
 /// A property as bytes (e.g. `["plugin_root_id"]`, `["upstream", "address"]`).
-pub fn property(path: Vec<&str>) -> Option<Bytes> {
-    hc::get_property(path).ok().flatten()
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::property(path).ok().flatten()
 }
 
 /// A property as a (lossy) string.
-pub fn property_string(path: Vec<&str>) -> Option<String> {
+pub fn property_string(path: &[&str]) -> Option<String> {
     property(path).map(lossy)
 }
 
-fn header(map: MapType, name: &str) -> Option<String> {
-    hc::get_map_value_bytes(map, name).ok().flatten().map(lossy)
+fn header(map: u32, name: &str) -> Option<String> {
+    abi::header(map, name).ok().flatten().map(lossy)
 }
 
 /// One request header (first value).
 pub fn request_header(name: &str) -> Option<String> {
-    header(MapType::HttpRequestHeaders, name)
+    header(abi::MAP_REQUEST_HEADERS, name)
 }
 
-/// All request headers, values decoded lossily.
+/// All request headers, names and values decoded lossily.
 pub fn request_headers() -> Vec<(String, String)> {
-    hc::get_map_bytes(MapType::HttpRequestHeaders)
-        .map(|m| m.into_iter().map(|(k, v)| (k, lossy(v))).collect())
+    abi::header_pairs(abi::MAP_REQUEST_HEADERS)
+        .map(|m| m.into_iter().map(|(k, v)| (lossy(k), lossy(v))).collect())
         .unwrap_or_default()
 }
 
 /// Sets (replaces) or, with `None`, removes every value of a request header (removing an absent
 /// header succeeds).
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    match hc::set_map_value(MapType::HttpRequestHeaders, name, value) {
+    match abi::set_header(abi::MAP_REQUEST_HEADERS, name, value.map(str::as_bytes)) {
         Ok(()) => true,
         Err(s) => {
-            log::warn!("could not set request header {name}: {s:?}");
+            log::warn!("could not set request header {name}: status {s}");
             false
         }
     }
@@ -81,50 +84,53 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
 
 /// One response header (first value).
 pub fn response_header(name: &str) -> Option<String> {
-    header(MapType::HttpResponseHeaders, name)
+    header(abi::MAP_RESPONSE_HEADERS, name)
 }
 
 /// Sets (replaces) a response header.
 pub fn set_response_header(name: &str, value: &str) -> bool {
-    hc::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).is_ok()
+    abi::set_header(abi::MAP_RESPONSE_HEADERS, name, Some(value.as_bytes())).is_ok()
 }
 
 /// `size` bytes of the buffered request body.
-pub fn request_body(size: usize) -> Option<Bytes> {
-    hc::get_buffer(BufferType::HttpRequestBody, 0, size)
+pub fn request_body(size: usize) -> Option<Vec<u8>> {
+    abi::buffer(abi::BUFFER_REQUEST_BODY, 0, size)
         .ok()
         .flatten()
 }
 
 /// `size` bytes of the current response body chunk.
-pub fn response_body(size: usize) -> Option<Bytes> {
-    hc::get_buffer(BufferType::HttpResponseBody, 0, size)
+pub fn response_body(size: usize) -> Option<Vec<u8>> {
+    abi::buffer(abi::BUFFER_RESPONSE_BODY, 0, size)
         .ok()
         .flatten()
 }
 
 /// Sends a local reply with a JSON body. The caller must return `Action::Pause`.
 pub fn send_json_reply(status: u32, body: &str) {
-    let headers = vec![
-        ("content-type", "application/json"),
-        ("x-endpoint-picker", "local-reply"),
+    let headers: [(&str, &[u8]); 2] = [
+        ("content-type", b"application/json"),
+        ("x-endpoint-picker", b"local-reply"),
     ];
-    if let Err(s) = hc::send_http_response(status, headers, Some(body.as_bytes())) {
-        log::error!("could not send local reply {status}: {s:?}");
+    if let Err(s) = abi::send_local_response(status, body.as_bytes(), &headers) {
+        log::error!("could not send local reply {status}: status {s}");
     }
 }
 
-/// Shared data and its CAS; `(None, None)` when absent.
-pub fn shared_data(key: &str) -> (Option<Bytes>, Option<u32>) {
-    hc::get_shared_data(key).unwrap_or((None, None))
+/// Shared data and its CAS; `(None, None)` when absent or unreadable.
+pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    abi::shared_data(key).unwrap_or_else(|s| {
+        log::warn!("could not read shared data {key}: status {s}");
+        (None, None)
+    })
 }
 
 /// Writes shared data unconditionally.
 pub fn set_shared_data(key: &str, value: &[u8]) -> bool {
-    match hc::set_shared_data(key, Some(value), None) {
+    match abi::set_shared_data(key, value, 0) {
         Ok(()) => true,
         Err(s) => {
-            log::warn!("could not write shared data {key}: {s:?}");
+            log::warn!("could not write shared data {key}: status {s}");
             false
         }
     }
@@ -134,36 +140,44 @@ pub fn set_shared_data(key: &str, value: &[u8]) -> bool {
 /// the write won.
 pub fn set_shared_data_cas(key: &str, value: &[u8], cas: Option<u32>) -> bool {
     // A CAS of 0 means "unconditional" to the host; an absent key has no CAS, so use 0 there.
-    hc::set_shared_data(key, Some(value), Some(cas.unwrap_or(0))).is_ok()
+    abi::set_shared_data(key, value, cas.unwrap_or(0)).is_ok()
 }
 
 /// Dispatches an HTTP callout to `cluster`.
 ///
+/// The one call that still goes through the SDK: the SDK must record the token, or it aborts
+/// the VM when the response arrives ("invalid token_id"). Its wrapper panics only on a status
+/// other than Ok, `BadArgument` and `InternalFailure`, and Envoy's `httpCall` returns no other.
+///
 /// # Errors
-/// The host's status (unknown cluster, missing pseudo-headers).
+/// The host's status (unknown cluster, missing pseudo-headers, Envoy could not start it).
 pub fn dispatch_http_call(
     cluster: &str,
-    headers: Vec<(&str, &str)>,
+    headers: &[(&str, &str)],
     timeout: Duration,
-) -> Result<u32, Status> {
-    hc::dispatch_http_call(cluster, headers, None, vec![], timeout)
+) -> Result<u32, u32> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+        .map_err(|s| s as u32)
 }
 
-/// `:status` of the callout response being delivered.
+/// `:status` of the callout response being delivered; `None` when the callout has no response
+/// headers (a stream reset: connection closed mid-body, cut chunk, over the buffer limit) or no
+/// parsable status.
 pub fn call_response_status() -> Option<u16> {
-    header(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.trim().parse().ok())
+    header(abi::MAP_CALL_RESPONSE_HEADERS, ":status").and_then(|s| s.trim().parse().ok())
 }
 
 /// The callout response body being delivered.
-pub fn call_response_body(size: usize) -> Option<Bytes> {
-    hc::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+pub fn call_response_body(size: usize) -> Option<Vec<u8>> {
+    abi::buffer(abi::BUFFER_CALL_RESPONSE_BODY, 0, size)
         .ok()
         .flatten()
 }
 
 /// Sets the tick period of the calling root context.
 pub fn set_tick_period(period: Duration) {
-    if let Err(s) = hc::set_tick_period(period) {
-        log::error!("could not set tick period: {s:?}");
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    if let Err(s) = abi::set_tick_period_ms(ms) {
+        log::error!("could not set tick period: status {s}");
     }
 }

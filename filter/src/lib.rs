@@ -25,10 +25,13 @@
 )]
 #![warn(missing_docs)]
 
+pub mod pairs;
 pub mod picker;
 pub mod scraper;
 pub mod time;
 
+#[cfg(any(target_arch = "wasm32", clippy))]
+pub mod abi;
 #[cfg(any(target_arch = "wasm32", clippy))]
 pub mod host;
 #[cfg(any(target_arch = "wasm32", clippy))]

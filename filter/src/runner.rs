@@ -41,13 +41,20 @@ pub fn run(registry: Registry) {
 enum RoleRoot {
     Unconfigured,
     Scraper(Box<ScraperRoot>),
-    Picker(Rc<PickerShared>),
+    /// The picker, with a standby scraper: every picker VM runs a [`ScraperRoot`] that ticks
+    /// but scrapes only while it holds the scraper lease, i.e. when the bootstrap scraper has
+    /// not renewed it for [`crate::scraper::root::lease_ms`] (it stopped, or there is none:
+    /// filter-only deployments). One standby wins the lease by CAS and scrapes for every worker.
+    Picker(Rc<PickerShared>, Box<ScraperRoot>),
 }
 
 impl Context for RoleRoot {
-    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
-        if let RoleRoot::Scraper(s) = self {
-            s.on_response(token, body_size);
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _: usize) {
+        match self {
+            RoleRoot::Scraper(s) | RoleRoot::Picker(_, s) => {
+                s.on_response(token, headers, body_size)
+            }
+            RoleRoot::Unconfigured => {}
         }
     }
 }
@@ -58,7 +65,7 @@ impl RootContext for RoleRoot {
             log::error!("endpoint picker: no plugin registry installed");
             return false;
         };
-        let root_id = host::property_string(vec!["plugin_root_id"]).unwrap_or_default();
+        let root_id = host::property_string(&["plugin_root_id"]).unwrap_or_default();
         let json = host::plugin_configuration()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
@@ -66,9 +73,10 @@ impl RootContext for RoleRoot {
             SCRAPER_ROOT_ID => {
                 ScraperRoot::configure(&json, registry).map(|s| RoleRoot::Scraper(Box::new(s)))
             }
-            PICKER_ROOT_ID => {
-                PickerShared::configure(&json, registry).map(|p| RoleRoot::Picker(Rc::new(p)))
-            }
+            PICKER_ROOT_ID => PickerShared::configure(&json, registry).and_then(|p| {
+                let standby = ScraperRoot::configure(&json, registry)?;
+                Ok(RoleRoot::Picker(Rc::new(p), Box::new(standby)))
+            }),
             other => {
                 log::error!(
                     "endpoint picker: unknown root_id '{other}'; use '{SCRAPER_ROOT_ID}' (bootstrap service) or '{PICKER_ROOT_ID}' (HTTP filter)"
@@ -90,15 +98,20 @@ impl RootContext for RoleRoot {
     }
 
     fn on_tick(&mut self) {
-        if let RoleRoot::Scraper(s) = self {
-            s.on_tick();
+        match self {
+            RoleRoot::Scraper(s) => s.on_tick(),
+            RoleRoot::Picker(p, standby) => {
+                standby.on_tick();
+                p.on_tick(host::now_ms());
+            }
+            RoleRoot::Unconfigured => {}
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Never None: the SDK panics on None. A filter without a picker role passes through.
         Some(match self {
-            RoleRoot::Picker(shared) => Box::new(PickerHttp::new(shared.clone(), context_id)),
+            RoleRoot::Picker(shared, _) => Box::new(PickerHttp::new(shared.clone(), context_id)),
             _ => Box::new(PassThrough),
         })
     }

@@ -11,13 +11,33 @@
 //! | `endpoint_picker.scrape.success` / `.failure` | counter | scrape results |
 //! | `endpoint_picker.endpoints.total` / `.stale` | gauge | pool size, endpoints whose metrics are stale |
 //! | `endpoint_picker.snapshot.publishes` | counter | snapshots the scraper published |
+//! | `endpoint_picker.scraper.takeovers` | counter | times a scraper instance took over a lapsed lease (a standby in a worker replacing a stopped bootstrap scraper) |
+//! | `endpoint_picker.snapshot.age_ms` | gauge | age of the newest snapshot a picker VM has seen, ms (set on every scrape tick; grows while no scraper publishes) |
+//! | `endpoint_picker.snapshot.generation` | gauge | generation of that snapshot |
 //! | `endpoint_picker.vm_memory_bytes.picker` / `.scraper` | gauge | linear memory of a picker VM (last one to record) / the scraper VM, bytes |
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use proxy_wasm::hostcalls as hc;
-use proxy_wasm::types::MetricType;
+use crate::abi;
+
+/// Metric kinds of the ABI.
+#[derive(Clone, Copy)]
+enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricType {
+    fn code(self) -> u32 {
+        match self {
+            MetricType::Counter => abi::METRIC_COUNTER,
+            MetricType::Gauge => abi::METRIC_GAUGE,
+            MetricType::Histogram => abi::METRIC_HISTOGRAM,
+        }
+    }
+}
 
 const PREFIX: &str = "endpoint_picker";
 
@@ -26,16 +46,16 @@ struct Metric(Option<u32>);
 
 impl Metric {
     fn define(kind: MetricType, name: &str) -> Metric {
-        Metric(hc::define_metric(kind, &format!("{PREFIX}.{name}")).ok())
+        Metric(abi::define_metric(kind.code(), &format!("{PREFIX}.{name}")).ok())
     }
     fn add(&self, n: i64) {
         if let Some(id) = self.0 {
-            let _ = hc::increment_metric(id, n);
+            let _ = abi::increment_metric(id, n);
         }
     }
     fn set(&self, v: u64) {
         if let Some(id) = self.0 {
-            let _ = hc::record_metric(id, v);
+            let _ = abi::record_metric(id, v);
         }
     }
 }
@@ -68,6 +88,8 @@ pub struct PickerStats {
     decodes: Metric,
     decode_errors: Metric,
     memory: Metric,
+    snapshot_age: Metric,
+    snapshot_generation: Metric,
 }
 
 impl Default for PickerStats {
@@ -80,6 +102,8 @@ impl Default for PickerStats {
             decodes: Metric::define(MetricType::Counter, "snapshot.decodes"),
             decode_errors: Metric::define(MetricType::Counter, "snapshot.decode_errors"),
             memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.picker"),
+            snapshot_age: Metric::define(MetricType::Gauge, "snapshot.age_ms"),
+            snapshot_generation: Metric::define(MetricType::Gauge, "snapshot.generation"),
         }
     }
 }
@@ -118,6 +142,11 @@ impl PickerStats {
     pub fn scheduling_us(&self, us: u64) {
         self.scheduling_us.set(us);
     }
+    /// Age (ms) and generation of the newest snapshot this VM has seen.
+    pub fn snapshot_seen(&self, age_ms: u64, generation: u64) {
+        self.snapshot_age.set(age_ms);
+        self.snapshot_generation.set(generation);
+    }
     /// A snapshot decode, successful or not (also samples the VM's memory).
     pub fn decode(&self, ok: bool) {
         if ok {
@@ -139,6 +168,7 @@ pub struct ScraperStats {
     publishes: Metric,
     memory: Metric,
     membership: Metric,
+    takeovers: Metric,
 }
 
 impl Default for ScraperStats {
@@ -151,6 +181,7 @@ impl Default for ScraperStats {
             publishes: Metric::define(MetricType::Counter, "snapshot.publishes"),
             memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.scraper"),
             membership: Metric::define(MetricType::Counter, "pool.membership_changes"),
+            takeovers: Metric::define(MetricType::Counter, "scraper.takeovers"),
         }
     }
 }
@@ -166,6 +197,10 @@ impl ScraperStats {
         self.memory.set(vm_memory_bytes());
         self.total.set(total as u64);
         self.stale.set(stale as u64);
+    }
+    /// This instance took over a lease another instance let lapse.
+    pub fn takeover(&self) {
+        self.takeovers.add(1);
     }
     /// The scraper adopted a new member list published by a filter configuration.
     pub fn membership_changed(&self) {

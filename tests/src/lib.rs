@@ -212,6 +212,8 @@ pub struct StartOptions {
     /// Serve the picker filter and the pool's members from watched files (ECDS + EDS,
     /// `envoy-config render --xds-dir`), so [`Env::update_pool`] can change them live.
     pub xds: bool,
+    /// Downstream limits of the rendered configuration.
+    pub limits: envoy_config::limits::Limits,
 }
 
 impl Default for StartOptions {
@@ -222,6 +224,7 @@ impl Default for StartOptions {
             edit_yaml: None,
             wait_for_scrape: true,
             xds: false,
+            limits: envoy_config::limits::Limits::default(),
         }
     }
 }
@@ -306,6 +309,7 @@ impl Env {
             admin_port,
             mode: envoy_config::render::Mode::Picker,
             xds_dir: xds_dir.clone(),
+            limits: opts.limits.clone(),
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
@@ -544,4 +548,22 @@ impl Drop for Env {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Removes the `bootstrap_extensions` block (the scraper singleton) from a rendered
+/// configuration: a filter-only Envoy, whose picker VMs must scrape by themselves.
+pub fn without_bootstrap_scraper(yaml: String) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut skipping = false;
+    for line in yaml.lines() {
+        let top_level = line.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+        if top_level {
+            skipping = line.starts_with("bootstrap_extensions:");
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }

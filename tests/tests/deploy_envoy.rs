@@ -319,11 +319,16 @@ fn assemble_istio(docs: &[Value], ports: Ports, with_ads: bool) -> Assembled {
     assert_eq!(cluster_patch["patch"]["operation"], "MERGE");
     merge(&mut cluster, &cluster_patch["patch"]["value"]);
 
-    let mut l = listener(
-        "0.0.0.0_80",
-        ports.inference,
-        hcm("http", &cluster_name, vec![filter]),
+    // The NETWORK_FILTER MERGE patch (request timeouts) onto the connection manager.
+    let mut network = hcm("http", &cluster_name, vec![filter]);
+    let nf = patch("NETWORK_FILTER");
+    assert_eq!(nf["patch"]["operation"], "MERGE");
+    assert_eq!(
+        nf["match"]["listener"]["filterChain"]["filter"]["name"],
+        network["name"]
     );
+    merge(&mut network, &nf["patch"]["value"]);
+    let mut l = listener("0.0.0.0_80", ports.inference, network);
     merge(&mut l, &patch("LISTENER")["patch"]["value"]);
 
     let dir = work_dir("istio");

@@ -13,6 +13,7 @@ use super::DeployInput;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
 use crate::blocks::{DESTINATION_HEADER, PICKER_ROOT_ID};
+use crate::limits::Limits;
 
 /// Name of the EnvoyExtensionPolicy (part of the derived vm_id).
 pub const POLICY: &str = "llm-picker";
@@ -145,6 +146,7 @@ spec:
       httpStatusCodes: [500, 502, 503]
 "#
     );
+    let limits = Limits::default();
     let patch = format!(
         r#"# Body-based picking (the `model` field, prefix affinity on the prompt) needs
 # allow_on_headers_stop_iteration, and FAIL_RELOAD replaces a VM that traps; the
@@ -184,7 +186,24 @@ spec:
       op: add
       path: /per_connection_buffer_limit_bytes
       value: {buffer_limit}
-"#
+  # The picker buffers bodies: a client must send its headers and its whole request in time.
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
+      path: /request_headers_timeout
+      value: {headers_timeout}s
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
+      path: /request_timeout
+      value: {request_timeout}s
+"#,
+        headers_timeout = limits.request_headers_timeout_s,
+        request_timeout = limits.request_timeout_s,
     );
     Ok(documents(
         "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",

@@ -14,6 +14,7 @@ use super::DeployInput;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
 use crate::blocks::{override_host_policy, picker_typed_config, PICKER_ROOT_ID, WASM_FILTER_TYPE};
+use crate::limits::Limits;
 use crate::render::VM_ID;
 
 /// Where the bootstrap override is mounted in the gateway pod.
@@ -156,7 +157,21 @@ spec:
       operation: MERGE
       value:
         per_connection_buffer_limit_bytes: {buffer_limit}
-"#,
+  # The picker buffers bodies: a client must send its headers and its whole request in time.
+  - applyTo: NETWORK_FILTER
+    match:
+      context: GATEWAY
+      listener:
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+    patch:
+      operation: MERGE
+      value:
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+{timeouts}"#,
+        timeouts = indent(&Limits::default().hcm_timeouts(), 10),
         typed = indent(&picker_typed_config(&vm, json), 10),
         lb = indent(&override_host_policy("least_request"), 8),
         port = input.port,

@@ -21,6 +21,7 @@ mod kgateway;
 use serde_json::Value;
 
 use crate::blocks::{indent, scraper_extension, Code, Vm};
+use crate::limits::{Limits, INFERENCE_PATHS, INFERENCE_PREFIXES};
 use crate::render::{metrics_cluster, prepare, Prepared, METRICS_CLUSTER};
 
 /// Where the module's OCI image is mounted in the proxy pod (a Kubernetes image volume).
@@ -129,8 +130,9 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
 /// scrape cluster, after `clusters` (more cluster list items, column 0).
 fn bootstrap_addition(vm: &Vm, json: &str, clusters: &str) -> String {
     format!(
-        "bootstrap_extensions:\n{}static_resources:\n  clusters:\n{}{}",
+        "bootstrap_extensions:\n{}{}static_resources:\n  clusters:\n{}{}",
         scraper_extension(vm, json),
+        Limits::default().overload_manager(false),
         indent(clusters, 2),
         indent(&metrics_cluster(), 2)
     )
@@ -221,18 +223,29 @@ spec:
   parentRefs:
   - name: {gw}
   rules:
+  # Only the inference API reaches the model servers (not /metrics or admin paths).
   - matches:
-    - path:
-        type: PathPrefix
-        value: /v1/
-    backendRefs:
+{matches}    backendRefs:
 {backend}    timeouts:
       request: 600s
 "#,
         gw = input.gateway,
         ns = input.namespace,
         backend = indent(backend, 4),
+        matches = indent(&route_matches(), 4),
     )
+}
+
+/// HTTPRoute `matches` (column 0) for [`INFERENCE_PATHS`] (Exact) and [`INFERENCE_PREFIXES`].
+fn route_matches() -> String {
+    let mut out = String::new();
+    for p in INFERENCE_PATHS {
+        out.push_str(&format!("- path: {{ type: Exact, value: {p} }}\n"));
+    }
+    for p in INFERENCE_PREFIXES {
+        out.push_str(&format!("- path: {{ type: PathPrefix, value: {p} }}\n"));
+    }
+    out
 }
 
 /// A `backendRefs` item for the model servers' Service.

@@ -192,7 +192,7 @@ impl HttpContext for PickerHttp {
             self.served = if attempts == 1 {
                 Some(primary.clone())
             } else {
-                host::property_string(vec!["upstream", "address"])
+                host::property_string(&["upstream", "address"])
             };
         }
         if header_hooks {

@@ -69,6 +69,20 @@ impl PickerShared {
         }
     }
 
+    /// The scrape tick of a picker VM: re-reads the snapshot if it changed and reports its age
+    /// and generation (`snapshot.age_ms`, `snapshot.generation`), so a scraper that stopped
+    /// publishing shows without any request.
+    pub fn on_tick(&self, now_ms: u64) {
+        let Ok(mut view) = self.view.try_borrow_mut() else {
+            return;
+        };
+        self.refresh(&mut view, now_ms);
+        if let Some((published, generation)) = view.published() {
+            self.stats
+                .snapshot_seen(now_ms.saturating_sub(published), generation);
+        }
+    }
+
     /// Decides a request without a body.
     pub fn route_headers_only(&self, now_ms: u64) -> Outcome {
         let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())

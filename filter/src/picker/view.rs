@@ -64,6 +64,13 @@ impl PoolView {
         Ok(changed)
     }
 
+    /// `(published_ms, generation)` of the current snapshot.
+    pub fn published(&self) -> Option<(u64, u64)> {
+        self.snapshot
+            .as_ref()
+            .map(|s| (s.published_ms, s.generation))
+    }
+
     /// Every endpoint of the snapshot (fresh or not).
     pub fn all_endpoints(&self) -> Vec<Endpoint> {
         self.snapshot

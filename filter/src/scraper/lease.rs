@@ -24,16 +24,18 @@ pub fn next_instance(current: Option<&[u8]>) -> u64 {
         .wrapping_add(1)
 }
 
+/// The holder id and last renewal (ms since the epoch) of a lease value; `None` if malformed.
+pub fn holder(value: &[u8]) -> Option<(u64, u64)> {
+    let id = u64::from_le_bytes(value.get(0..8)?.try_into().ok()?);
+    let renewed = u64::from_le_bytes(value.get(8..16)?.try_into().ok()?);
+    Some((id, renewed))
+}
+
 /// Decides whether instance `me` may hold the lease at `now_ms`, given the current value.
 /// Returns the value to write (with the read CAS) when it may; `None` when another live
 /// instance holds it.
 pub fn claim(current: Option<&[u8]>, me: u64, now_ms: u64, lease_ms: u64) -> Option<[u8; 16]> {
-    let holder = current.and_then(|b| {
-        let id = u64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
-        let renewed = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
-        Some((id, renewed))
-    });
-    let free = match holder {
+    let free = match current.and_then(holder) {
         None => true,
         Some((id, _)) if id == me => true,
         Some((_, renewed)) => now_ms.saturating_sub(renewed) > lease_ms,

@@ -17,12 +17,12 @@ use std::time::Duration;
 use scheduler_core::config::pool::PoolConfig;
 use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
 use scheduler_core::parse::engine::MetricsExtractor;
-use scheduler_core::snapshot::{encode_generation, GENERATION_KEY, SNAPSHOT_KEY};
+use scheduler_core::snapshot::{encode_generation, PoolSnapshot, GENERATION_KEY, SNAPSHOT_KEY};
 use scheduler_core::{ConfigError, PickerConfig, Registry};
 
 use crate::host;
 use crate::picker::headers::DESTINATION;
-use crate::scraper::lease::{claim, next_instance, INSTANCE_COUNTER_KEY, LEASE_KEY};
+use crate::scraper::lease::{claim, holder, next_instance, INSTANCE_COUNTER_KEY, LEASE_KEY};
 use crate::scraper::state::{ScrapeOutcome, ScrapeState};
 use crate::stats::ScraperStats;
 
@@ -37,6 +37,8 @@ pub struct ScraperRoot {
     instance: u64,
     /// CAS of [`MEMBERSHIP_KEY`] when it was last read.
     membership_cas: Option<u32>,
+    /// Whether this instance held the lease at its last tick.
+    active: bool,
 }
 
 impl ScraperRoot {
@@ -76,17 +78,38 @@ impl ScraperRoot {
             stats: ScraperStats::default(),
             instance: allocate_instance(),
             membership_cas: None,
+            active: false,
         })
     }
 
-    /// True while this instance holds the scraper lease (see [`crate::scraper::lease`]).
-    fn hold_lease(&self, now_ms: u64) -> bool {
-        let lease_ms = self.pool.scrape.interval_ms.saturating_mul(4).max(200);
+    /// True while this instance holds the scraper lease (see [`crate::scraper::lease`]). Taking
+    /// over a lease another instance let lapse counts in `scraper.takeovers`, and the new holder
+    /// first adopts the last published snapshot.
+    fn hold_lease(&mut self, now_ms: u64) -> bool {
+        let lease = lease_ms(self.pool.scrape.interval_ms);
         let (current, cas) = host::shared_data(LEASE_KEY);
-        match claim(current.as_deref(), self.instance, now_ms, lease_ms) {
+        let previous = current.as_deref().and_then(holder);
+        let won = match claim(current.as_deref(), self.instance, now_ms, lease) {
             Some(v) => host::set_shared_data_cas(LEASE_KEY, &v, cas),
             None => false,
+        };
+        if won && !self.active {
+            if let Some((id, renewed)) = previous.filter(|(id, _)| *id != self.instance) {
+                log::warn!(
+                    "endpoint picker scraper: instance {} takes over from instance {id}, whose lease was last renewed {} ms ago",
+                    self.instance,
+                    now_ms.saturating_sub(renewed)
+                );
+                self.stats.takeover();
+            }
+            if let (Some(bytes), _) = host::shared_data(SNAPSHOT_KEY) {
+                if let Ok(snap) = PoolSnapshot::decode(&bytes) {
+                    self.state.adopt(&snap);
+                }
+            }
         }
+        self.active = won;
+        won
     }
 
     /// One tick: if this instance is the active scraper, publish, then dispatch due scrapes.
@@ -102,18 +125,18 @@ impl ScraperRoot {
         }
         let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
         for (i, address) in self.state.due() {
-            let headers = vec![
+            let headers = [
                 (":method", "GET"),
                 (":path", self.path.as_str()),
                 (":authority", address.as_str()),
                 (DESTINATION, address.as_str()),
                 ("accept", "text/plain;version=0.0.4"),
             ];
-            match host::dispatch_http_call(&self.pool.metrics_cluster, headers, timeout) {
+            match host::dispatch_http_call(&self.pool.metrics_cluster, &headers, timeout) {
                 Ok(token) => self.state.started(i, token),
                 Err(s) => {
                     log::warn!(
-                        "endpoint picker scraper: cannot call cluster '{}': {s:?}",
+                        "endpoint picker scraper: cannot call cluster '{}': status {s}",
                         self.pool.metrics_cluster
                     );
                     self.state.record_failure(i);
@@ -123,21 +146,38 @@ impl ScraperRoot {
         }
     }
 
-    /// A callout finished.
-    pub fn on_response(&mut self, token: u32, body_size: usize) {
+    /// A callout finished with `num_headers` response headers and `body_size` body bytes.
+    ///
+    /// A callout that ended in a stream reset (the server closed the connection after the
+    /// headers, a body shorter than its `Content-Length`, a cut chunk, a stall past the timeout
+    /// after the headers arrived, a response over the buffer limit) is delivered with no
+    /// headers: it is a failed scrape, and its header map is not read (Envoy has none and
+    /// answers `BadArgument`). Timeouts and refusals before any header arrive as Envoy's
+    /// synthetic 504/503 and are failures by status.
+    pub fn on_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
         let Some(i) = self.state.finished(token) else {
             return;
         };
-        let outcome = match host::call_response_status() {
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host::call_response_status()
+        };
+        let outcome = match status {
             Some(200) if body_size > self.pool.scrape.max_body_bytes => {
                 self.state.record_failure(i);
                 ScrapeOutcome::TooLarge
             }
-            Some(200) => {
-                let body = host::call_response_body(body_size).unwrap_or_default();
-                self.state
-                    .record_body(i, &self.extractor, &body, host::now_ms())
-            }
+            Some(200) => match host::call_response_body(body_size) {
+                Some(body) if body.len() == body_size => {
+                    self.state
+                        .record_body(i, &self.extractor, &body, host::now_ms())
+                }
+                _ => {
+                    self.state.record_failure(i);
+                    ScrapeOutcome::BadBody
+                }
+            },
             _ => {
                 self.state.record_failure(i);
                 ScrapeOutcome::BadStatus
@@ -189,6 +229,12 @@ impl ScraperRoot {
         let stale = snap.endpoints.iter().filter(|e| e.stale).count();
         self.stats.published(snap.endpoints.len(), stale);
     }
+}
+
+/// How long a lease lasts without renewal: four scrape intervals, at least 200 ms. A holder
+/// that misses that many ticks (crashed, or its thread stuck) is replaced by a standby.
+pub fn lease_ms(interval_ms: u64) -> u64 {
+    interval_ms.saturating_mul(4).max(200)
 }
 
 /// A process-unique instance id from a CAS-incremented counter in shared data.

@@ -102,6 +102,28 @@ impl ScrapeState {
         true
     }
 
+    /// Adopts the metrics and failure counts of a snapshot another scraper instance published,
+    /// for every endpoint whose address is in both, and continues its generation count. Used when
+    /// this instance takes the lease over (a standby in a worker after the bootstrap scraper
+    /// stopped): without it, its first publish would mark every endpoint as never scraped and
+    /// empty the candidate list until the first scrapes came back.
+    pub fn adopt(&mut self, snap: &PoolSnapshot) {
+        for slot in &mut self.slots {
+            if let Some(e) = snap
+                .endpoints
+                .iter()
+                .find(|e| e.endpoint.address == slot.member.address)
+            {
+                if slot.endpoint.metrics.update_time_ms < e.endpoint.metrics.update_time_ms {
+                    slot.endpoint.metrics = e.endpoint.metrics.clone();
+                    slot.failures = e.consecutive_failures;
+                }
+            }
+        }
+        self.generation = self.generation.max(snap.generation);
+        self.dirty = true;
+    }
+
     /// Indices and metrics addresses of the endpoints with no callout in flight.
     pub fn due(&self) -> Vec<(usize, String)> {
         self.slots
@@ -271,6 +293,21 @@ mod tests {
         assert!(s.snapshot_if_changed(3000, 2000).is_none());
         let later = s.snapshot_if_changed(3101, 2000).unwrap();
         assert!(later.endpoints[0].stale);
+    }
+
+    #[test]
+    fn a_takeover_keeps_the_published_metrics() {
+        let mut a = state();
+        let x = MetricsExtractor::default();
+        a.record_body(0, &x, b"vllm:num_requests_waiting 4\n", 1100);
+        let published = a.snapshot_if_changed(1100, 2000).unwrap();
+        let mut b = state();
+        b.adopt(&published);
+        let snap = b.snapshot_if_changed(1150, 2000).unwrap();
+        assert!(!snap.endpoints[0].stale, "fresh metrics carried over");
+        assert_eq!(snap.endpoints[0].endpoint.metrics.waiting_queue_size, 4);
+        assert!(snap.endpoints[1].stale, "never scraped stays stale");
+        assert!(snap.generation > published.generation);
     }
 
     fn members(json: &str) -> Vec<PoolEndpoint> {

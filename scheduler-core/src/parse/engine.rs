@@ -19,6 +19,11 @@
 //! - Cache info: `block_size`/`num_gpu_blocks` labels (vLLM) or `page_size`/`num_pages` (SGLang)
 //!   of the cache-info series; engines that publish them as gauges use `blockSizeSpec` and
 //!   `numBlocksSpec`. A value like `"None"` leaves the field unknown (0).
+//! - A queue, running or KV-cache sample that is `NaN`, `±Inf` or negative makes the whole page
+//!   an error ([`MetricsParseError`]): the scrape fails for that endpoint, which keeps its last
+//!   good metrics and leaves the candidates once they are stale. Read as 0 such a value would make
+//!   the endpoint look idle and draw traffic. Very large finite values (`1e308`) are kept: they
+//!   make the endpoint look busy, the safe direction.
 //! - Sample names match with `:` or `_` in the same place, because OpenMetrics output of
 //!   prometheus_client mangles `vllm:x` to `vllm_x` (model-servers.md §1.1).
 
@@ -331,7 +336,8 @@ impl MetricsExtractor {
     /// Reads `text` with `mapping`.
     ///
     /// # Errors
-    /// [`MetricsParseError`] when the page is not valid Prometheus text.
+    /// [`MetricsParseError`] when the page is not valid Prometheus text, or a queue, running or
+    /// KV-cache sample is `NaN`, infinite or negative.
     pub fn extract(
         &self,
         mapping: &EngineMapping,
@@ -349,15 +355,26 @@ fn extract(m: &EngineMapping, text: &str) -> Result<Extracted, MetricsParseError
     let mut cache_info: Option<Sample<'_>> = None;
     let (mut block_size, mut num_blocks) = (None::<f64>, None::<f64>);
 
-    for s in samples(text) {
+    let mut iter = samples(text);
+    while let Some(s) = iter.next() {
         let s = s?;
         let hit = |spec: &Option<MetricSpec>| spec.as_ref().is_some_and(|sp| sp.matches(&s));
+        // A scheduling gauge that is NaN, ±Inf or negative is not a reading: read as 0 it would
+        // make a broken or hostile server look idle and draw traffic. The whole page counts as
+        // a failed scrape instead (the endpoint keeps its last good metrics and goes stale).
+        let gauge = hit(&m.queued) || hit(&m.running) || hit(&m.kv_usage);
+        if gauge && !(s.value.is_finite() && s.value >= 0.0) {
+            return Err(MetricsParseError {
+                line: iter.line(),
+                reason: "scheduling metric is NaN, infinite or negative",
+            });
+        }
         if hit(&m.queued) {
-            *queued.get_or_insert(0.0) += finite(s.value);
+            *queued.get_or_insert(0.0) += s.value;
         } else if hit(&m.running) {
-            *running.get_or_insert(0.0) += finite(s.value);
+            *running.get_or_insert(0.0) += s.value;
         } else if hit(&m.kv_usage) {
-            kv_sum += finite(s.value);
+            kv_sum += s.value;
             kv_n += 1;
         } else if hit(&m.lora) {
             if lora_best.as_ref().is_none_or(|(v, _)| s.value > *v) {
@@ -474,5 +491,29 @@ mod tests {
             alloc::format!("{err}"),
             "defaultEngine: defaultEngine 'nope' not found in engineConfigs"
         );
+    }
+
+    #[test]
+    fn non_finite_or_negative_scheduling_values_fail_the_page() {
+        let x = MetricsExtractor::default();
+        let m = x.engine("vllm").unwrap();
+        for bad in ["NaN", "+Inf", "-Inf", "-1", "-0.5"] {
+            for metric in [
+                "vllm:num_requests_waiting",
+                "vllm:num_requests_running",
+                "vllm:kv_cache_usage_perc",
+            ] {
+                let page = alloc::format!("vllm:num_requests_waiting 1\n{metric} {bad}\n");
+                let err = x.extract(m, &page).unwrap_err();
+                assert_eq!(err.line, 2, "{metric} {bad}");
+            }
+        }
+        let busy = x
+            .extract(
+                m,
+                "vllm:num_requests_waiting 1e308\nvllm:kv_cache_usage_perc 0\n",
+            )
+            .unwrap();
+        assert_eq!(busy.metrics.waiting_queue_size, u32::MAX, "huge stays huge");
     }
 }

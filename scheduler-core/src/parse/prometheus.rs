@@ -113,6 +113,13 @@ pub fn samples(text: &str) -> Samples<'_> {
     }
 }
 
+impl Samples<'_> {
+    /// 1-based number of the line the last sample came from.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+}
+
 /// Checks a whole page; returns the number of samples.
 ///
 /// # Errors

@@ -39,7 +39,9 @@ struct FakeState {
     running_loras: Vec<String>,
     waiting_loras: Vec<String>,
     max_lora: u32,
-    /// "ok" | "hang" | "500" | "garbage" | "huge"
+    /// "ok" | "hang" | "500" | "garbage" | "huge", the broken responses of [`broken_metrics`]
+    /// ("truncated", "cut-chunk", "stall-body", "500-cut", "headers-only"), or a non-finite
+    /// value of `vllm:num_requests_waiting` ("nan", "inf", "neg-inf", "negative")
     metrics: String,
     /// "ok" | "500"
     inference: String,
@@ -71,8 +73,11 @@ struct App {
 
 type Shared = Arc<App>;
 
+/// Labels of the per-model series.
+const MODEL_LABELS: &str = r#"engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct""#;
+
 fn metrics_text(s: &FakeState) -> String {
-    let m = r#"engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct""#;
+    let m = MODEL_LABELS;
     format!(
         "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
          # TYPE vllm:num_requests_running gauge\n\
@@ -112,12 +117,85 @@ async fn metrics(State(app): State<Shared>) -> Response {
             format!("{}{}", metrics_text(&s), "x 1\n".repeat(5_000_000)),
         )
             .into_response(),
+        "truncated" | "cut-chunk" | "stall-body" | "500-cut" | "headers-only" => {
+            broken_metrics(&s.metrics, metrics_text(&s))
+        }
+        "nan" | "inf" | "neg-inf" | "negative" => {
+            let v = match s.metrics.as_str() {
+                "nan" => "NaN",
+                "inf" => "+Inf",
+                "neg-inf" => "-Inf",
+                _ => "-3",
+            };
+            let text = metrics_text(&s).replace(
+                &format!(
+                    "vllm:num_requests_waiting{{{MODEL_LABELS}}} {}.0",
+                    s.waiting
+                ),
+                &format!("vllm:num_requests_waiting{{{MODEL_LABELS}}} {v}"),
+            );
+            ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+        }
         _ => (
             [("content-type", "text/plain; version=0.0.4")],
             metrics_text(&s),
         )
             .into_response(),
     }
+}
+
+/// A `/metrics` response that breaks after its headers were sent, as a server killed or stuck
+/// mid-response does:
+/// - `truncated`: `Content-Length` of the whole page, half the page, then the connection closes;
+/// - `cut-chunk`: chunked encoding, one chunk, then the connection closes without the last chunk;
+/// - `stall-body`: headers and half the page, then nothing for an hour (past any scrape timeout);
+/// - `500-cut`: a 500 with a `Content-Length` it never delivers;
+/// - `headers-only`: a 200 with a `Content-Length`, then the connection closes with no body.
+fn broken_metrics(mode: &str, page: String) -> Response {
+    let half = page.len() / 2;
+    let first = page.get(..half).unwrap_or("").to_string();
+    let status = if mode == "500-cut" {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let (chunk, then): (Option<String>, &str) = match mode {
+        "headers-only" | "500-cut" => (None, "close"),
+        "stall-body" => (Some(first), "stall"),
+        _ => (Some(first), "close"),
+    };
+    let stall = then == "stall";
+    let stream = futures_util::stream::unfold(0u8, move |step| {
+        let chunk = chunk.clone();
+        async move {
+            match step {
+                0 => {
+                    // Let hyper flush the headers on their own first.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    match chunk {
+                        Some(c) => Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(c)), 1)),
+                        None => Some((Err(std::io::Error::other("cut")), 2)),
+                    }
+                }
+                1 if stall => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    None
+                }
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((Err(std::io::Error::other("cut")), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; version=0.0.4");
+    if mode != "cut-chunk" {
+        b = b.header("content-length", page.len().to_string());
+    }
+    b.body(Body::from_stream(stream)).unwrap_or_default()
 }
 
 async fn admin_state(State(app): State<Shared>, Json(new): Json<FakeState>) -> impl IntoResponse {
