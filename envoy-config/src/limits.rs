@@ -79,8 +79,9 @@ impl Limits {
     }
 
     /// The route list (column 0): `route` (the route action, column 0) for every inference path,
-    /// then a local 404 for anything else.
-    pub fn routes(&self, route: &str) -> String {
+    /// then a local 404 for anything else, on which the HTTP filters named in `skip` (the
+    /// picker) are disabled, so an unrouted path is never parsed or scheduled.
+    pub fn routes(&self, route: &str, skip: &[&str]) -> String {
         let mut out = String::from(
             "# Only the inference API reaches the model servers; widen with `envoy-config render\n# --route-prefix`.\n",
         );
@@ -110,6 +111,15 @@ impl Limits {
   - header: { key: content-type, value: application/json }
 "#,
         );
+        if !skip.is_empty() {
+            out.push_str("  typed_per_filter_config:\n");
+            for name in skip {
+                let _ = writeln!(
+                    out,
+                    "    {name}: {{ \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }}"
+                );
+            }
+        }
         out
     }
 
@@ -175,10 +185,11 @@ mod tests {
             extra_prefixes: vec!["/v2/".into()],
             ..Limits::default()
         };
-        let r = l.routes("cluster: pool\n");
+        let r = l.routes("cluster: pool\n", &["picker"]);
+        assert!(r.contains("picker: {"), "{r}");
         assert!(r.contains(r#"path: "/v1/chat/completions""#));
         assert!(r.contains(r#"prefix: "/v2/""#));
-        assert!(r.trim_end().ends_with("value: application/json }"));
+        assert!(r.contains("value: application/json }"));
         assert!(!r.contains(r#"path: "/metrics""#));
     }
 }

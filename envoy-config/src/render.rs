@@ -232,9 +232,18 @@ retry_policy:
         ip = address.ip(),
         port = address.port(),
         timeouts = indent(&limits.hcm_timeouts(), 8),
-        routes = indent(&limits.routes(&action), 12),
+        routes = indent(&limits.routes(&action, &filter_names(http_filters)), 12),
         filters = indent(http_filters, 8),
     )
+}
+
+/// The names of the top-level list items of an `http_filters` snippet (column 0).
+fn filter_names(http_filters: &str) -> Vec<&str> {
+    http_filters
+        .lines()
+        .filter_map(|l| l.strip_prefix("- name: "))
+        .map(str::trim)
+        .collect()
 }
 
 /// The pool cluster (a list item, column 0): `members` (its `type` and member source, column

@@ -322,6 +322,9 @@ pub enum RequestError {
     AdmissionDenied(String),
     /// No usable metrics snapshot and the failure mode is FailClose (503).
     NoSnapshot,
+    /// Taking this body would put the request bodies being buffered by this proxy worker over
+    /// `pool.maxBufferedBodyBytes`, carried in bytes (503).
+    BufferFull(usize),
 }
 
 impl RequestError {
@@ -336,7 +339,9 @@ impl RequestError {
             RequestError::BodyTooLarge(_) => 413,
             RequestError::NoTargetEndpoint(_) | RequestError::Saturated => 429,
             RequestError::AdmissionDenied(_) => 500,
-            RequestError::NoCandidates | RequestError::NoSnapshot => 503,
+            RequestError::NoCandidates | RequestError::NoSnapshot | RequestError::BufferFull(_) => {
+                503
+            }
         }
     }
 
@@ -364,6 +369,7 @@ impl RequestError {
             RequestError::Saturated => "pool_saturated",
             RequestError::AdmissionDenied(_) => "admission_denied",
             RequestError::NoSnapshot => "no_metrics_snapshot",
+            RequestError::BufferFull(_) => "body_buffer_full",
         }
     }
 }
@@ -390,6 +396,10 @@ impl fmt::Display for RequestError {
             RequestError::NoSnapshot => {
                 f.write_str("no endpoint metrics available yet (failure mode FailClose)")
             }
+            RequestError::BufferFull(limit) => write!(
+                f,
+                "the gateway is already buffering {limit} bytes of request bodies; retry later"
+            ),
         }
     }
 }

@@ -121,8 +121,32 @@ impl Engine {
         tokens.div_ceil(self.cfg.block_size.max(1))
     }
 
+    /// Aborts every request whose client went away (its response receiver was dropped), as vLLM
+    /// does when the HTTP connection closes: a waiting request leaves the queue, a running one
+    /// leaves the batch and frees its KV blocks (their prefix stays cached).
+    fn abort_disconnected(&mut self, stats: &Mutex<Stats>) {
+        let before = self.waiting.len() + self.running.len();
+        self.waiting.retain(|s| !s.tx.is_closed());
+        let mut i = 0;
+        while i < self.running.len() {
+            if self.running.get(i).is_some_and(|(s, _)| s.tx.is_closed()) {
+                let (s, _) = self.running.remove(i);
+                self.pool.release(&s.blocks);
+            } else {
+                i += 1;
+            }
+        }
+        let aborted = before - (self.waiting.len() + self.running.len());
+        if aborted > 0 {
+            if let Ok(mut st) = stats.lock() {
+                st.aborted += aborted as u64;
+            }
+        }
+    }
+
     /// Plans one step; returns its duration.
     fn plan(&mut self, stats: &Mutex<Stats>) -> Duration {
+        self.abort_disconnected(stats);
         let mut budget = self.cfg.max_batched_tokens;
         let (mut p, mut d, mut k) = (0usize, 0usize, 0usize);
         for (s, w) in &mut self.running {

@@ -4,7 +4,9 @@
 //!
 //! Endpoints: `/v1/completions`, `/v1/chat/completions` (JSON or SSE, `usage` with
 //! `prompt_tokens_details.cached_tokens`, `stream_options.include_usage`), `/v1/models`,
-//! `/v1/embeddings`, `/metrics`, `POST|DELETE /admin/fake-metrics`. Every response names the
+//! `/v1/embeddings`, `/metrics`, `POST|DELETE /admin/fake-metrics`. Bodies up to
+//! `--max-body-bytes` (16 MiB) are accepted; a request whose client disconnects is aborted and
+//! frees its batch slot and KV blocks, as in vLLM (`finished_reason="abort"`). Every response names the
 //! server (`x-inference-pod`, `x-inference-port`). Tokens are approximated from text, 4 bytes per
 //! token, deterministically.
 
@@ -43,6 +45,10 @@ struct Args {
     /// Name reported in `x-inference-pod`.
     #[arg(long, default_value = "sim-0")]
     name: String,
+    /// Largest request body accepted, bytes (above the picker's 4 MiB default limit, so the
+    /// picker's own limit is what tests exercise).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
     /// Served model name.
     #[arg(long, default_value = "meta-llama/Llama-3.1-8B-Instruct")]
     model: String,
@@ -393,6 +399,7 @@ async fn main() {
     let (submit, rx) = mpsc::unbounded_channel();
     tokio::spawn(engine::run(cfg, rx, stats.clone()));
     let listen = args.listen;
+    let body_limit = axum::extract::DefaultBodyLimit::max(args.max_body_bytes);
     let app = Arc::new(App {
         args,
         stats,
@@ -405,6 +412,7 @@ async fn main() {
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics_page))
         .route("/admin/fake-metrics", post(set_fake).delete(clear_fake))
+        .layer(body_limit)
         .with_state(app);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,

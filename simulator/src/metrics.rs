@@ -114,6 +114,8 @@ pub struct Stats {
     pub preemptions: u64,
     /// Finished requests.
     pub success: u64,
+    /// Requests aborted because their client went away.
+    pub aborted: u64,
     /// Time to first token.
     pub ttft: Histogram,
     /// Inter-token latency.
@@ -138,6 +140,7 @@ impl Default for Stats {
             generation_tokens: 0,
             preemptions: 0,
             success: 0,
+            aborted: 0,
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),
             e2e: Histogram::new(E2E_BUCKETS),
@@ -308,8 +311,10 @@ pub fn render(s: &Stats, info: &PageInfo<'_>, dialect: Dialect) -> String {
             let _ = writeln!(
                 out,
                 "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\n\
-                 vllm:request_success_total{{engine=\"0\",finished_reason=\"length\",model_name=\"{model}\"}} {:?}",
-                s.success as f64
+                 vllm:request_success_total{{engine=\"0\",finished_reason=\"length\",model_name=\"{model}\"}} {:?}\n\
+                 vllm:request_success_total{{engine=\"0\",finished_reason=\"abort\",model_name=\"{model}\"}} {:?}",
+                s.success as f64,
+                s.aborted as f64
             );
             s.ttft.render(
                 &mut out,

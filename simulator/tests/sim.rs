@@ -334,3 +334,55 @@ fn loadgen_measures_the_simulators_configured_timing() {
         "TPOT p50 {tpot} s, configured 20 ms per step"
     );
 }
+
+#[test]
+fn bodies_up_to_the_pickers_limit_are_accepted() {
+    // A KV cache that holds ~1 M prompt tokens, and free prefill so the test stays fast.
+    let s = sim(&["--num-gpu-blocks", "100000", "--prefill-ms-per-token", "0"]);
+    // 4 MiB of prompt: the picker's default bodyLimitBytes, past axum's 2 MiB default.
+    let prompt = "word ".repeat((4 << 20) / 5);
+    let (status, v, _) = s.post(
+        "/v1/completions",
+        json!({"model": MODEL, "prompt": prompt, "max_tokens": 1}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 1_000_000 / 4);
+}
+
+#[test]
+fn a_client_that_goes_away_is_aborted_like_vllm_does() {
+    use std::io::{Read, Write};
+    // A slow engine: 1,000 tokens to generate would take 10 s at 10 ms a step.
+    let s = sim(&["--step-base-ms", "10"]);
+    let body =
+        json!({"model": MODEL, "prompt": "hello", "max_tokens": 1000, "stream": true}).to_string();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    write!(
+        c,
+        "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let _ = c.read(&mut buf).unwrap(); // the stream has started
+    assert_eq!(s.metric("vllm:num_requests_running"), 1.0);
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.metric("vllm:num_requests_running") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request kept running after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = s.metrics();
+    let aborted: f64 = samples(&text)
+        .map(Result::unwrap)
+        .filter(|x| {
+            x.name == "vllm:request_success_total"
+                && x.label("finished_reason").as_deref() == Some("abort")
+        })
+        .map(|x| x.value)
+        .sum();
+    assert_eq!(aborted, 1.0);
+}

@@ -49,6 +49,11 @@ impl PickerCore {
         (n > self.pool.body_limit_bytes as u64).then(|| self.too_large())
     }
 
+    /// The 503 reply when the body-buffer budget is spent.
+    pub fn buffer_full(&self) -> Reply {
+        Reply::from_error(&RequestError::BufferFull(self.pool.max_buffered_body_bytes))
+    }
+
     /// The 413 reply.
     pub fn too_large(&self) -> Reply {
         Reply::from_error(&RequestError::BodyTooLarge(self.pool.body_limit_bytes))

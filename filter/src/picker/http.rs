@@ -40,6 +40,8 @@ pub struct PickerHttp {
     served: Option<String>,
     usage: UsageReader,
     body_seen: bool,
+    /// Bytes of the VM's body-buffer budget this request holds until it is decided.
+    reserved: usize,
 }
 
 impl PickerHttp {
@@ -55,12 +57,31 @@ impl PickerHttp {
             served: None,
             usage: UsageReader::None,
             body_seen: false,
+            reserved: 0,
         }
+    }
+
+    /// Grows this request's share of the body-buffer budget to `bytes`; `false` when the
+    /// budget is spent (the caller answers 503).
+    fn reserve_up_to(&mut self, bytes: usize) -> bool {
+        if bytes <= self.reserved {
+            return true;
+        }
+        if !self.shared.reserve_body(bytes - self.reserved) {
+            return false;
+        }
+        self.reserved = bytes;
+        true
+    }
+
+    fn release(&mut self) {
+        self.shared.release_body(std::mem::take(&mut self.reserved));
     }
 
     /// Applies a decision while the request headers are still held.
     fn apply(&mut self, outcome: Outcome) -> Action {
         self.decided = true;
+        self.release();
         match outcome {
             Outcome::Route(r) => {
                 host::set_request_header(DESTINATION, Some(&r.destination));
@@ -123,6 +144,13 @@ impl PickerHttp {
     }
 }
 
+impl Drop for PickerHttp {
+    /// A request reset or timed out before its body completed gives its reservation back.
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl Context for PickerHttp {}
 
 impl HttpContext for PickerHttp {
@@ -138,11 +166,15 @@ impl HttpContext for PickerHttp {
             let outcome = self.shared.route_headers_only(host::now_ms());
             return self.apply(outcome);
         }
-        if let Some(reply) = self
-            .shared
-            .core
-            .check_declared_length(host::request_header("content-length").as_deref())
-        {
+        let declared = host::request_header("content-length");
+        if let Some(reply) = self.shared.core.check_declared_length(declared.as_deref()) {
+            return self.apply(Outcome::Reply(reply));
+        }
+        // Bodies wait in this worker's memory until complete: reserve the declared size now, so
+        // uploads that never finish cannot pin more than pool.maxBufferedBodyBytes.
+        let declared: usize = declared.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if !self.reserve_up_to(declared) {
+            let reply = self.shared.core.buffer_full();
             return self.apply(Outcome::Reply(reply));
         }
         // Hold the headers (and buffer the body) until the whole body is in.
@@ -155,6 +187,10 @@ impl HttpContext for PickerHttp {
         }
         if body_size > self.shared.core.pool.body_limit_bytes {
             let reply = self.shared.core.too_large();
+            return self.apply(Outcome::Reply(reply));
+        }
+        if !self.reserve_up_to(body_size) {
+            let reply = self.shared.core.buffer_full();
             return self.apply(Outcome::Reply(reply));
         }
         if !end_of_stream {

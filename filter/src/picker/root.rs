@@ -1,7 +1,7 @@
 //! The picker VM's long-lived state: the loaded scheduler, the pool view decoded from shared
 //! data, the RNG and the stats. Built once in `on_configure`; HTTP contexts hold an `Rc` to it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
 use scheduler_core::snapshot::{GENERATION_KEY, SNAPSHOT_KEY};
@@ -20,6 +20,9 @@ pub struct PickerShared {
     rng: RefCell<SplitMix64>,
     /// Envoy stats.
     pub stats: PickerStats,
+    /// Request-body bytes reserved by this VM's requests still waiting for their body
+    /// (bounded by `pool.maxBufferedBodyBytes`).
+    buffered: Cell<usize>,
 }
 
 impl PickerShared {
@@ -44,6 +47,7 @@ impl PickerShared {
             view: RefCell::new(PoolView::new(staleness)),
             rng: RefCell::new(SplitMix64::new(seed)),
             stats: PickerStats::default(),
+            buffered: Cell::new(0),
         })
     }
 
@@ -67,6 +71,22 @@ impl PickerShared {
                 log::warn!("endpoint picker: keeping the previous snapshot: {e}");
             }
         }
+    }
+
+    /// Reserves `more` bytes of the body-buffer budget; `false` (nothing reserved) when that
+    /// would go over `pool.maxBufferedBodyBytes`.
+    pub fn reserve_body(&self, more: usize) -> bool {
+        let now = self.buffered.get().saturating_add(more);
+        if now > self.core.pool.max_buffered_body_bytes {
+            return false;
+        }
+        self.buffered.set(now);
+        true
+    }
+
+    /// Returns `bytes` of the body-buffer budget.
+    pub fn release_body(&self, bytes: usize) {
+        self.buffered.set(self.buffered.get().saturating_sub(bytes));
     }
 
     /// The scrape tick of a picker VM: re-reads the snapshot if it changed and reports its age

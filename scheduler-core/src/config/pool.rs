@@ -62,6 +62,8 @@ struct PoolSpec {
     #[serde(default)]
     body_limit_bytes: Option<u64>,
     #[serde(default)]
+    max_buffered_body_bytes: Option<u64>,
+    #[serde(default)]
     debug: bool,
 }
 
@@ -144,6 +146,11 @@ pub struct PoolConfig {
     pub failure_mode: FailureMode,
     /// Largest request body accepted, in bytes (413 above).
     pub body_limit_bytes: usize,
+    /// Request-body bytes one proxy worker may hold while it waits for bodies to complete
+    /// (declared `content-length`s, or bytes received for chunked uploads), in bytes; a request
+    /// that would go over is answered 503 at once. Bounds the memory slow or stalled uploads can
+    /// pin: at most workers × this. At least `bodyLimitBytes`; default 128 MiB.
+    pub max_buffered_body_bytes: usize,
     /// Add the debug response header with the pick and its scores.
     pub debug: bool,
 }
@@ -302,6 +309,16 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => 4 << 20,
     };
+    let max_buffered_body_bytes = match spec.max_buffered_body_bytes {
+        Some(n) if (n as u128) < body_limit_bytes as u128 => {
+            return Err(ConfigError::invalid(
+                base.with_key("maxBufferedBodyBytes"),
+                alloc::format!("must be at least bodyLimitBytes ({body_limit_bytes})"),
+            ))
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => (128usize << 20).max(body_limit_bytes),
+    };
     Ok(PoolConfig {
         endpoints,
         metrics_cluster: spec
@@ -318,6 +335,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         },
         failure_mode: spec.failure_mode,
         body_limit_bytes,
+        max_buffered_body_bytes,
         debug: spec.debug,
     })
 }

@@ -299,6 +299,8 @@ async fn main() {
         .route("/v1/completions", post(inference))
         .route("/v1/chat/completions", post(inference))
         .route("/v1/embeddings", post(inference))
+        // Above the picker's 4 MiB default body limit, so the picker's limit is what is tested.
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(app);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
