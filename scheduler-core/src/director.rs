@@ -8,7 +8,7 @@
 //! ```
 
 use alloc::borrow::Cow;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -34,17 +34,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// share it; every method takes `&self`.
 pub struct EndpointPicker {
     pub(crate) scheduler: Scheduler,
-    pub(crate) producers: Vec<Rc<dyn Plugin>>,
-    pub(crate) admitters: Vec<Rc<dyn Plugin>>,
-    pub(crate) pre_requests: Vec<Rc<dyn Plugin>>,
-    pub(crate) response_headers: Vec<Rc<dyn Plugin>>,
-    pub(crate) response_bodies: Vec<Rc<dyn Plugin>>,
-    pub(crate) saturation_detector: Rc<dyn Plugin>,
-    pub(crate) parser: Rc<dyn Plugin>,
+    pub(crate) producers: Vec<Arc<dyn Plugin>>,
+    pub(crate) admitters: Vec<Arc<dyn Plugin>>,
+    pub(crate) pre_requests: Vec<Arc<dyn Plugin>>,
+    pub(crate) response_headers: Vec<Arc<dyn Plugin>>,
+    pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
+    pub(crate) saturation_detector: Arc<dyn Plugin>,
+    pub(crate) parser: Arc<dyn Plugin>,
     pub(crate) objectives: Vec<(String, i32)>,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
     pub(crate) extractor: MetricsExtractor,
-    pub(crate) plugins: Vec<(String, Rc<dyn Plugin>)>,
+    pub(crate) plugins: Vec<(String, Arc<dyn Plugin>)>,
 }
 
 impl EndpointPicker {
@@ -253,12 +253,12 @@ impl EndpointPicker {
     }
 
     /// The plugin instance named `name`.
-    pub fn plugin(&self, name: &str) -> Option<&Rc<dyn Plugin>> {
+    pub fn plugin(&self, name: &str) -> Option<&Arc<dyn Plugin>> {
         self.plugins.iter().find(|(n, _)| n == name).map(|(_, p)| p)
     }
 
     /// Every plugin instance by name.
-    pub fn plugins(&self) -> &[(String, Rc<dyn Plugin>)] {
+    pub fn plugins(&self) -> &[(String, Arc<dyn Plugin>)] {
         &self.plugins
     }
 }

@@ -38,6 +38,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
+pub mod lock;
 pub mod director;
 pub mod error;
 pub mod membership;

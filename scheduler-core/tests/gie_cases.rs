@@ -286,7 +286,7 @@ fn scheduler_test_default_four_scorers_pick_pod2_with_2_8() {
 }
 
 /// Builds the approx-prefix-cache producer with `params` through the public registry.
-fn producer(params: &str) -> std::rc::Rc<dyn scheduler_core::Plugin> {
+fn producer(params: &str) -> std::sync::Arc<dyn scheduler_core::Plugin> {
     let reg = Registry::with_builtins();
     let EntryKind::Available { factory, .. } =
         reg.get("approx-prefix-cache-producer").unwrap().kind

@@ -3,7 +3,7 @@
 //! split in two), deprecated aliases that load with a warning naming the replacement, and
 //! out-of-tree registration without copying framework code.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use scheduler_core::error::RegistryError;
 use scheduler_core::plugin::registry::{parse_params, RegistryEntry};
@@ -140,7 +140,7 @@ fn registry_mistakes_are_errors_not_panics() {
         _: &str,
         _: Option<&serde_json::Value>,
         _: &Handle<'_>,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
         unreachable!("never built")
     }
     let mut r = Registry::with_builtins();
@@ -210,9 +210,9 @@ fn zone_factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: ZoneParams = parse_params(params)?;
-    Ok(Rc::new(ZoneScorer {
+    Ok(Arc::new(ZoneScorer {
         typed_name: TypedName::new("zone-scorer", name),
         zone: p.zone,
     }))
@@ -274,15 +274,15 @@ fn default_producer_must_produce_its_key() {
         name: &str,
         _: Option<&serde_json::Value>,
         _: &Handle<'_>,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
-        Ok(Rc::new(Consumer(TypedName::new("widget-consumer", name))))
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
+        Ok(Arc::new(Consumer(TypedName::new("widget-consumer", name))))
     }
     fn lazy(
         name: &str,
         _: Option<&serde_json::Value>,
         _: &Handle<'_>,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
-        Ok(Rc::new(Consumer(TypedName::new("lazy-producer", name))))
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
+        Ok(Arc::new(Consumer(TypedName::new("lazy-producer", name))))
     }
     let mut r = Registry::with_builtins();
     r.register(RegistryEntry::stable("widget-consumer", consumer))

@@ -1,7 +1,7 @@
 //! An endpoint-picker module with one out-of-tree scorer, `label-preference-scorer`: 1.0 for
 //! endpoints whose label `key` equals `value`, else 0. Everything else is the stock module.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use scheduler_core::plugin::registry::{parse_params, Handle, RegistryEntry};
 use scheduler_core::plugin::{CycleContext, Plugin, Scorer, TypedName};
@@ -46,9 +46,9 @@ fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    Ok(Rc::new(LabelPreferenceScorer {
+    Ok(Arc::new(LabelPreferenceScorer {
         typed_name: TypedName::new(TYPE, name),
         key: p.key,
         value: p.value,

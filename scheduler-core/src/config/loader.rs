@@ -20,7 +20,7 @@
 //! Every problem is a returned [`ConfigError`] naming its field path; nothing panics.
 
 use alloc::format;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -70,7 +70,7 @@ struct Loader<'r> {
     enabled: Vec<String>,
     disabled: Vec<String>,
     min: Stability,
-    plugins: Vec<(String, Rc<dyn Plugin>)>,
+    plugins: Vec<(String, Arc<dyn Plugin>)>,
     report: LoadReport,
 }
 
@@ -82,7 +82,7 @@ impl Loader<'_> {
         params: Option<&serde_json::Value>,
         path: &FieldPath,
         implicit: bool,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
         let type_path = path.clone().with_key("type");
         let entry = self.registry.get(type_name).ok_or_else(|| {
             ConfigError::new(type_path.clone(), K::UnknownPluginType(type_name.into()))
@@ -160,7 +160,7 @@ impl Loader<'_> {
         &mut self,
         type_name: &str,
         path: &FieldPath,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
         if let Some((_, p)) = self.plugins.iter().find(|(n, _)| n == type_name) {
             if p.typed_name().type_name == type_name {
                 return Ok(p.clone());
@@ -175,7 +175,7 @@ impl Loader<'_> {
         Ok(p)
     }
 
-    fn by_name(&self, name: &str) -> Option<Rc<dyn Plugin>> {
+    fn by_name(&self, name: &str) -> Option<Arc<dyn Plugin>> {
         self.plugins
             .iter()
             .find(|(n, _)| n == name)
@@ -189,7 +189,7 @@ impl Loader<'_> {
         path: FieldPath,
         expected: &'static str,
         ok: impl Fn(&dyn Plugin) -> bool,
-    ) -> Result<Rc<dyn Plugin>, ConfigError> {
+    ) -> Result<Arc<dyn Plugin>, ConfigError> {
         let path = path.with_key("pluginRef");
         let r = plugin_ref
             .filter(|r| !r.is_empty())
@@ -380,7 +380,7 @@ pub fn load_config(
         let path = FieldPath::key("schedulingProfiles").with_index(i);
         let name = names.get(i).cloned().unwrap_or_default();
         let (mut filters, mut scorers, mut picker_slot) =
-            (Vec::new(), Vec::new(), None::<Rc<dyn Plugin>>);
+            (Vec::new(), Vec::new(), None::<Arc<dyn Plugin>>);
         for (j, r) in spec.plugins.iter().enumerate() {
             let rpath = path.clone().with_key("plugins").with_index(j);
             let p =
@@ -481,7 +481,7 @@ pub fn load_config(
     }
     let producers = order_producers(&loader.plugins)?;
 
-    let all = |f: fn(&dyn Plugin) -> bool| -> Vec<Rc<dyn Plugin>> {
+    let all = |f: fn(&dyn Plugin) -> bool| -> Vec<Arc<dyn Plugin>> {
         loader
             .plugins
             .iter()
@@ -589,7 +589,7 @@ fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLay
     Ok((source, extractor.unwrap_or_default()))
 }
 
-fn missing_keys(plugins: &[(String, Rc<dyn Plugin>)]) -> Vec<DataKey> {
+fn missing_keys(plugins: &[(String, Arc<dyn Plugin>)]) -> Vec<DataKey> {
     let mut missing: Vec<DataKey> = Vec::new();
     for (_, p) in plugins {
         for &k in p.consumes() {
@@ -604,21 +604,21 @@ fn missing_keys(plugins: &[(String, Rc<dyn Plugin>)]) -> Vec<DataKey> {
 
 /// Orders data producers so that each runs after the producers of every key it consumes.
 fn order_producers(
-    plugins: &[(String, Rc<dyn Plugin>)],
-) -> Result<Vec<Rc<dyn Plugin>>, ConfigError> {
-    let mut pending: Vec<Rc<dyn Plugin>> = plugins
+    plugins: &[(String, Arc<dyn Plugin>)],
+) -> Result<Vec<Arc<dyn Plugin>>, ConfigError> {
+    let mut pending: Vec<Arc<dyn Plugin>> = plugins
         .iter()
         .filter(|(_, p)| p.as_data_producer().is_some())
         .map(|(_, p)| p.clone())
         .collect();
-    let mut ordered: Vec<Rc<dyn Plugin>> = Vec::new();
+    let mut ordered: Vec<Arc<dyn Plugin>> = Vec::new();
     while !pending.is_empty() {
         let ready = pending.iter().position(|p| {
             p.consumes().iter().all(|k| {
                 // Every other pending producer of k must already be placed.
                 !pending
                     .iter()
-                    .any(|q| !Rc::ptr_eq(q, p) && q.produces().contains(k))
+                    .any(|q| !Arc::ptr_eq(q, p) && q.produces().contains(k))
             })
         });
         match ready {

@@ -4,7 +4,7 @@
 //!
 //! A plugin type implements [`Plugin`] and then every extension point it means to fill, exposed
 //! through the `as_*` accessors (which return `None` by default). One configured instance is
-//! built once and shared (`Rc`) by every profile and hook that uses it.
+//! built once and shared (`Arc`) by every profile and hook that uses it.
 
 pub mod registry;
 pub mod request_control;
@@ -79,7 +79,7 @@ impl fmt::Display for TypedName {
 
 /// The base of every plugin. Implement [`Plugin::typed_name`] and the accessors of the extension
 /// points the type fills; the rest default to "not this kind".
-pub trait Plugin {
+pub trait Plugin: Send + Sync {
     /// Type and instance name.
     fn typed_name(&self) -> &TypedName;
 

@@ -6,7 +6,7 @@
 //! [`Registry::with_builtins`] and adds its own entries with [`Registry::register`]; mistakes in
 //! entries are returned as [`RegistryError`], never panicked.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -23,21 +23,21 @@ use crate::plugin::{Plugin, Stability};
 ///
 /// # Errors
 /// A [`ConfigError`] with a path relative to the plugin's `parameters`.
-pub type Factory = fn(&str, Option<&Value>, &Handle<'_>) -> Result<Rc<dyn Plugin>, ConfigError>;
+pub type Factory = fn(&str, Option<&Value>, &Handle<'_>) -> Result<Arc<dyn Plugin>, ConfigError>;
 
 /// What a factory may look up while building: the plugins instantiated before it, by name.
 pub struct Handle<'a> {
-    plugins: &'a [(String, Rc<dyn Plugin>)],
+    plugins: &'a [(String, Arc<dyn Plugin>)],
 }
 
 impl<'a> Handle<'a> {
     /// A handle over already-built plugins.
-    pub fn new(plugins: &'a [(String, Rc<dyn Plugin>)]) -> Self {
+    pub fn new(plugins: &'a [(String, Arc<dyn Plugin>)]) -> Self {
         Handle { plugins }
     }
 
     /// The plugin named `name`, if it was listed before the caller.
-    pub fn plugin(&self, name: &str) -> Option<&Rc<dyn Plugin>> {
+    pub fn plugin(&self, name: &str) -> Option<&Arc<dyn Plugin>> {
         self.plugins.iter().find(|(n, _)| n == name).map(|(_, p)| p)
     }
 }

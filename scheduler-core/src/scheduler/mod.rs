@@ -4,7 +4,7 @@
 
 pub mod profile;
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 
 use crate::error::RequestError;
@@ -18,7 +18,7 @@ pub use profile::SchedulerProfile;
 pub struct Scheduler {
     pub(crate) profiles: alloc::vec::Vec<SchedulerProfile>,
     pub(crate) names: alloc::vec::Vec<String>,
-    pub(crate) handler: Rc<dyn Plugin>,
+    pub(crate) handler: Arc<dyn Plugin>,
 }
 
 impl Scheduler {

@@ -6,7 +6,7 @@
 //!   weights are not normalized.
 //! - The picker's output is checked: only candidates, no duplicates.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -18,9 +18,9 @@ use crate::rng::Rng;
 pub struct SchedulerProfile {
     /// Profile name.
     pub name: String,
-    pub(crate) filters: Vec<Rc<dyn Plugin>>,
-    pub(crate) scorers: Vec<(Rc<dyn Plugin>, f64)>,
-    pub(crate) picker: Rc<dyn Plugin>,
+    pub(crate) filters: Vec<Arc<dyn Plugin>>,
+    pub(crate) scorers: Vec<(Arc<dyn Plugin>, f64)>,
+    pub(crate) picker: Arc<dyn Plugin>,
 }
 
 /// Clamps a scorer output to the [0, 1] contract.

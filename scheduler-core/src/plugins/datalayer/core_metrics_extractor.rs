@@ -6,7 +6,7 @@
 //! cacheInfoSpec}` plus our `blockSizeSpec`/`numBlocksSpec` gauges. An entry replaces the
 //! built-in engine of the same name. See [`crate::parse::engine`] for the reading rules.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -46,7 +46,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     let extractor = MetricsExtractor::new(
         p.engine_label_key
@@ -55,7 +55,7 @@ pub fn factory(
         p.default_engine.as_deref().unwrap_or(DEFAULT_ENGINE),
         &p.engine_configs,
     )?;
-    Ok(Rc::new(CoreMetricsExtractor {
+    Ok(Arc::new(CoreMetricsExtractor {
         typed_name: TypedName::new(TYPE, name),
         extractor,
     }))

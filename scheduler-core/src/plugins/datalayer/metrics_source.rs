@@ -4,7 +4,7 @@
 //! inside Envoy over plain callouts; TLS to model servers is the cluster's job), `path`
 //! (default `/metrics`), `insecureSkipVerify` (accepted, default true).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 
 use serde::Deserialize;
@@ -59,7 +59,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: MetricsSourceParams = parse_params(params)?;
     if p.scheme != "http" {
         return Err(ConfigError::invalid(
@@ -73,7 +73,7 @@ pub fn factory(
             "must start with '/'",
         ));
     }
-    Ok(Rc::new(MetricsSource {
+    Ok(Arc::new(MetricsSource {
         typed_name: TypedName::new(TYPE, name),
         params: p,
     }))

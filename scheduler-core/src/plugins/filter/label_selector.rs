@@ -6,7 +6,7 @@
 //! at least one value; `Exists`/`DoesNotExist` take none. An empty selector keeps every endpoint.
 
 use alloc::collections::BTreeMap;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -67,7 +67,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     for (i, e) in p.match_expressions.iter().enumerate() {
         let path = FieldPath::key("matchExpressions")
@@ -89,7 +89,7 @@ pub fn factory(
             _ => {}
         }
     }
-    Ok(Rc::new(LabelSelectorFilter {
+    Ok(Arc::new(LabelSelectorFilter {
         typed_name: TypedName::new(TYPE, name),
         selector: p,
     }))

@@ -9,7 +9,7 @@
 //! Parameters: `affinityThreshold` (0..1, default 0.80), `explorationProbability` (0..1, default
 //! 0.01), `maxTTFTPenaltyMs` (default 5000). Consumes the prefix match info.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
@@ -66,7 +66,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if !(0.0..=1.0).contains(&p.affinity_threshold) {
         return Err(ConfigError::invalid(
@@ -80,7 +80,7 @@ pub fn factory(
             "must be within [0, 1]",
         ));
     }
-    Ok(Rc::new(PrefixCacheAffinityFilter {
+    Ok(Arc::new(PrefixCacheAffinityFilter {
         typed_name: TypedName::new(TYPE, name),
         threshold: p.affinity_threshold,
         exploration: p.exploration_probability,

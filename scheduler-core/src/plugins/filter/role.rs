@@ -4,7 +4,7 @@
 //! `decode` and `both` and, for backward compatibility, endpoints with no role; `prefill-filter`
 //! keeps `prefill` only. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::model::endpoint::Endpoint;
@@ -33,9 +33,9 @@ pub fn decode_factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(RoleFilter {
+    Ok(Arc::new(RoleFilter {
         typed_name: TypedName::new(DECODE_TYPE, name),
         prefill: false,
     }))
@@ -49,9 +49,9 @@ pub fn prefill_factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(RoleFilter {
+    Ok(Arc::new(RoleFilter {
         typed_name: TypedName::new(PREFILL_TYPE, name),
         prefill: true,
     }))

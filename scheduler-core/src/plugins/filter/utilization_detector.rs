@@ -11,7 +11,7 @@
 //! (fraction in (0, 1], default 0.8), `metricsStalenessThreshold` (Go duration, > 0, default
 //! "200ms"), `headroom` h (≥ 0, default 0).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 
 use serde::Deserialize;
@@ -73,7 +73,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if !(p.queue_depth_threshold > 0.0 && p.queue_depth_threshold.is_finite()) {
         return Err(ConfigError::invalid(
@@ -101,7 +101,7 @@ pub fn factory(
             "must be ≥ 0",
         ));
     }
-    Ok(Rc::new(UtilizationDetector {
+    Ok(Arc::new(UtilizationDetector {
         typed_name: TypedName::new(TYPE, name),
         q: p.queue_depth_threshold,
         k: p.kv_cache_util_threshold,

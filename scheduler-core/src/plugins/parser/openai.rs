@@ -1,7 +1,7 @@
 //! `openai-parser`: the default parser; see [`crate::parse::openai`] for the rules.
 //! Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
 use crate::parse::openai::{parse_body, ParsedBody};
@@ -20,9 +20,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(OpenAiParser {
+    Ok(Arc::new(OpenAiParser {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

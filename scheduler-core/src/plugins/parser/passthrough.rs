@@ -2,7 +2,7 @@
 //! LoRA) see an empty model and prompt. Parameters: none.
 
 use alloc::borrow::Cow;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
 use crate::model::request::ApiKind;
@@ -22,9 +22,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(PassthroughParser {
+    Ok(Arc::new(PassthroughParser {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

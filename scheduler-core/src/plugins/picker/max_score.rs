@@ -5,7 +5,7 @@
 //! choosing among equal scores by reservoir sampling (uniform). Cost O(n × N).
 //! Parameters: `maxNumOfEndpoints` (default 1).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::ConfigError;
@@ -25,9 +25,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: PickerParams = parse_params(params)?;
-    Ok(Rc::new(MaxScorePicker {
+    Ok(Arc::new(MaxScorePicker {
         typed_name: TypedName::new(TYPE, name),
         n: p.count()?,
     }))

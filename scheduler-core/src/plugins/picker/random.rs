@@ -1,7 +1,7 @@
 //! `random-picker`: picks uniformly at random, ignoring scores (partial Fisher–Yates).
 //! Parameters: `maxNumOfEndpoints` (default 1).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::ConfigError;
@@ -21,9 +21,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: PickerParams = parse_params(params)?;
-    Ok(Rc::new(RandomPicker {
+    Ok(Arc::new(RandomPicker {
         typed_name: TypedName::new(TYPE, name),
         n: p.count()?,
     }))

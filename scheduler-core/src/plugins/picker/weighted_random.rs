@@ -6,7 +6,7 @@
 //! get the lowest key, so they are picked only when there are too few positive ones; when every
 //! score is 0 the pick is uniformly random. Parameters: `maxNumOfEndpoints` (default 1).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::ConfigError;
@@ -27,9 +27,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: PickerParams = parse_params(params)?;
-    Ok(Rc::new(WeightedRandomPicker {
+    Ok(Arc::new(WeightedRandomPicker {
         typed_name: TypedName::new(TYPE, name),
         n: p.count()?,
     }))

@@ -19,10 +19,11 @@
 //! | `maxPrefixTokensToMatch` | 0 | if > 0, overrides the block cap: tokens / block size |
 //! | `lruCapacityPerServer` | 31250 | blocks tracked per endpoint (honoured, unlike GIE@1748e829) |
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
+
+use crate::lock::Lock;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 
 use serde::Deserialize;
 
@@ -128,7 +129,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if p.block_size.is_some() && p.block_size_tokens.is_none() {
         return Err(ConfigError::invalid(
@@ -161,14 +162,14 @@ pub fn factory(
             "must be ≥ 1",
         ));
     }
-    Ok(Rc::new(ApproxPrefixCacheProducer {
+    Ok(Arc::new(ApproxPrefixCacheProducer {
         typed_name: TypedName::new(TYPE, name),
         auto_tune: p.auto_tune,
         block_size_tokens: if bst > 0 { bst as u32 } else { 16 },
         max_blocks: p.max_prefix_blocks_to_match as usize,
         max_tokens: p.max_prefix_tokens_to_match as usize,
         lru_capacity: p.lru_capacity_per_server as usize,
-        index: RefCell::new(PrefixIndex::new()),
+        index: Lock::new(PrefixIndex::new()),
     }))
 }
 
@@ -187,7 +188,7 @@ pub struct ApproxPrefixCacheProducer {
     max_blocks: usize,
     max_tokens: usize,
     lru_capacity: usize,
-    index: RefCell<PrefixIndex>,
+    index: Lock<PrefixIndex>,
 }
 
 impl ApproxPrefixCacheProducer {
@@ -215,14 +216,12 @@ impl ApproxPrefixCacheProducer {
 
     /// Blocks tracked for `address` (tests and stats).
     pub fn blocks_of(&self, address: &str) -> usize {
-        self.index.try_borrow().map_or(0, |i| i.blocks_of(address))
+        self.index.lock().blocks_of(address)
     }
 
     fn record(&self, endpoint: &crate::model::endpoint::Endpoint, hashes: &[u64]) {
         let cap = self.capacity_for(endpoint);
-        if let Ok(mut idx) = self.index.try_borrow_mut() {
-            idx.add(&endpoint.address, hashes, cap);
-        }
+        self.index.lock().add(&endpoint.address, hashes, cap);
     }
 }
 
@@ -243,9 +242,9 @@ impl Plugin for ApproxPrefixCacheProducer {
         &[PREFIX_CACHE_MATCH_INFO]
     }
     fn pool_changed(&self, addresses: &[&str]) {
-        if let Ok(mut idx) = self.index.try_borrow_mut() {
-            idx.retain_endpoints(addresses.iter().copied());
-        }
+        self.index
+            .lock()
+            .retain_endpoints(addresses.iter().copied());
     }
 }
 
@@ -277,7 +276,8 @@ impl DataProducer for ApproxPrefixCacheProducer {
         let total = hashes.len() as u32;
         let mut matches = alloc::vec![PrefixMatch { matched_blocks: 0, total_blocks: total, block_size_tokens: bst }; cx.endpoints.len()];
         if total > 0 {
-            if let Ok(idx) = self.index.try_borrow() {
+            {
+                let idx = self.index.lock();
                 let mut counts = Vec::new();
                 if idx.match_longest_prefix(&hashes, &mut counts) > 0 {
                     for &i in candidates {
@@ -350,9 +350,7 @@ impl ResponseHeader for ApproxPrefixCacheProducer {
         {
             return;
         }
-        if let Ok(mut idx) = self.index.try_borrow_mut() {
-            idx.add(served, &p.hashes, self.lru_capacity);
-        }
+        self.index.lock().add(served, &p.hashes, self.lru_capacity);
         p.credited.push(served.into());
     }
 }

@@ -13,10 +13,11 @@
 //!
 //! Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
+
+use crate::lock::Lock;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 
 use hashbrown::HashMap;
 
@@ -47,21 +48,18 @@ pub struct InflightLoad {
 
 /// Per-endpoint in-flight counters shared by a plugin and the guards of its requests.
 #[derive(Clone, Default)]
-pub struct InflightCounters(Rc<RefCell<HashMap<String, InflightLoad>>>);
+pub struct InflightCounters(Arc<Lock<HashMap<String, InflightLoad>>>);
 
 impl InflightCounters {
     /// The load of `address` (zero when unknown).
     pub fn load(&self, address: &str) -> InflightLoad {
-        self.0
-            .try_borrow()
-            .ok()
-            .and_then(|m| m.get(address).copied())
-            .unwrap_or_default()
+        self.0.lock().get(address).copied().unwrap_or_default()
     }
 
     /// Charges `address` with one request of `tokens` and returns the guard that releases it.
     pub fn charge(&self, address: &str, tokens: u64, prefill: bool) -> Charge {
-        if let Ok(mut m) = self.0.try_borrow_mut() {
+        {
+            let mut m = self.0.lock();
             let l = m.entry_ref(address).or_default();
             l.requests = l.requests.saturating_add(1);
             l.tokens = l.tokens.saturating_add(tokens);
@@ -74,7 +72,8 @@ impl InflightCounters {
     }
 
     fn release(&self, c: &Charge) {
-        if let Ok(mut m) = self.0.try_borrow_mut() {
+        {
+            let mut m = self.0.lock();
             if let Some(l) = m.get_mut(c.address.as_str()) {
                 l.requests = l.requests.saturating_sub(1);
                 l.tokens = l.tokens.saturating_sub(c.tokens);
@@ -87,16 +86,14 @@ impl InflightCounters {
 
     /// Drops the counters of endpoints not in `addresses`.
     pub fn retain(&self, addresses: &[&str]) {
-        if let Ok(mut m) = self.0.try_borrow_mut() {
-            m.retain(|k, _| addresses.contains(&k.as_str()));
-        }
+        self.0
+            .lock()
+            .retain(|k, _| addresses.contains(&k.as_str()));
     }
 
     /// Total requests in flight over all endpoints.
     pub fn total_requests(&self) -> u64 {
-        self.0
-            .try_borrow()
-            .map_or(0, |m| m.values().map(|l| l.requests).sum())
+        self.0.lock().values().map(|l| l.requests).sum()
     }
 }
 
@@ -154,9 +151,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(InflightLoadProducer {
+    Ok(Arc::new(InflightLoadProducer {
         typed_name: TypedName::new(TYPE, name),
         counters: InflightCounters::default(),
     }))

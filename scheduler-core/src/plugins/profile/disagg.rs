@@ -11,7 +11,7 @@
 //! - `deciders.prefill`: name of a decider plugin listed **before** this one in `plugins`
 //!   (e.g. a `prefix-based-pd-decider`); without it, prefill is always split off.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -85,7 +85,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     handle: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     let decider = match &p.deciders.prefill {
         None => None,
@@ -106,7 +106,7 @@ pub fn factory(
             Some(plugin.clone())
         }
     };
-    Ok(Rc::new(DisaggProfileHandler {
+    Ok(Arc::new(DisaggProfileHandler {
         typed_name: TypedName::new(TYPE, name),
         decode: p.profiles.decode,
         prefill: p.profiles.prefill,
@@ -119,7 +119,7 @@ pub struct DisaggProfileHandler {
     typed_name: TypedName,
     decode: String,
     prefill: String,
-    decider: Option<Rc<dyn Plugin>>,
+    decider: Option<Arc<dyn Plugin>>,
 }
 
 impl Plugin for DisaggProfileHandler {

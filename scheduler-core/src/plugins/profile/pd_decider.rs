@@ -6,7 +6,7 @@
 //! `uncached ≥ nonCachedTokens`. Parameter `nonCachedTokens` (tokens, default 0). Consumes the
 //! prefix match info. `always-disagg-pd-decider` always says yes; no parameters.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
@@ -39,9 +39,9 @@ pub fn prefix_based_factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    Ok(Rc::new(PrefixBasedPdDecider {
+    Ok(Arc::new(PrefixBasedPdDecider {
         typed_name: TypedName::new(PREFIX_BASED_TYPE, name),
         non_cached_tokens: p.non_cached_tokens,
     }))
@@ -55,9 +55,9 @@ pub fn always_factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(AlwaysDisaggPdDecider {
+    Ok(Arc::new(AlwaysDisaggPdDecider {
         typed_name: TypedName::new(ALWAYS_TYPE, name),
     }))
 }

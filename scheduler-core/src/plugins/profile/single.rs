@@ -4,7 +4,7 @@
 //! `ProcessResults` needs exactly one profile with a non-empty result, else "failed to find
 //! target endpoint" (429). Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -25,9 +25,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(SingleProfileHandler {
+    Ok(Arc::new(SingleProfileHandler {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

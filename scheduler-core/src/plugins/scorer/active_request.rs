@@ -7,7 +7,7 @@
 //! Parameters: `idleThreshold` (requests, default 0), `maxBusyScore` (0..1, default 1.0); the
 //! deprecated `requestTimeout` is accepted and ignored, as in llm-d. Category: Distribution.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 
 use serde::Deserialize;
@@ -63,7 +63,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if !(0.0..=1.0).contains(&p.max_busy_score) {
         return Err(ConfigError::invalid(
@@ -74,7 +74,7 @@ pub fn factory(
     if p.request_timeout.is_some() {
         log::warn!("{name}: parameter 'requestTimeout' is deprecated and ignored");
     }
-    Ok(Rc::new(ActiveRequestScorer {
+    Ok(Arc::new(ActiveRequestScorer {
         typed_name: TypedName::new(TYPE, name),
         idle_threshold: p.idle_threshold,
         max_busy_score: p.max_busy_score,

@@ -3,7 +3,7 @@
 //! Formula (GIE `scorer/kvcacheutilization/`): `score = 1 − kv_cache_usage` (usage a fraction
 //! 0..1). Category: Distribution. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
@@ -21,9 +21,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(KvCacheUtilizationScorer {
+    Ok(Arc::new(KvCacheUtilizationScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

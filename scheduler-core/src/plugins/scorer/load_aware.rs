@@ -4,7 +4,7 @@
 //! `0.5 × (1 − min(q, threshold) / threshold)`. Parameter `threshold` (requests, default 128).
 //! Category: Distribution.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use serde::Deserialize;
 
@@ -44,7 +44,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if p.threshold == 0 {
         return Err(ConfigError::invalid(
@@ -52,7 +52,7 @@ pub fn factory(
             "must be > 0",
         ));
     }
-    Ok(Rc::new(LoadAwareScorer {
+    Ok(Arc::new(LoadAwareScorer {
         typed_name: TypedName::new(TYPE, name),
         threshold: p.threshold,
     }))

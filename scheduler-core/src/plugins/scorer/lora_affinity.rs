@@ -9,7 +9,7 @@
 //!
 //! Category: Affinity. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
@@ -27,9 +27,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(LoraAffinityScorer {
+    Ok(Arc::new(LoraAffinityScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

@@ -6,7 +6,7 @@
 //! [`PREFIX_CACHE_MATCH_INFO`], so the producer is created automatically when missing.
 //! Category: Affinity. Parameters: none (as in GIE, tuning goes on the producer).
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::ConfigError;
@@ -26,9 +26,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(PrefixCacheScorer {
+    Ok(Arc::new(PrefixCacheScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

@@ -4,7 +4,7 @@
 //! `vllm:num_requests_waiting`, `score = (max − q) / (max − min)`; all equal → 1.0.
 //! Category: Distribution. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
@@ -23,9 +23,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(QueueScorer {
+    Ok(Arc::new(QueueScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

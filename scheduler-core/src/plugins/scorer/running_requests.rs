@@ -3,7 +3,7 @@
 //! Formula (GIE `scorer/runningrequests/`): the queue scorer's min–max applied to
 //! `vllm:num_requests_running`; all equal → 1.0. Category: Distribution. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
@@ -22,9 +22,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(RunningRequestsSizeScorer {
+    Ok(Arc::new(RunningRequestsSizeScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

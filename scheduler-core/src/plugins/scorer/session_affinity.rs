@@ -4,7 +4,7 @@
 //! request bearing that header scores 1.0 on that endpoint and 0 elsewhere (gie-epp.md §3.7).
 //! A header that does not decode is ignored (all 0). Category: Affinity. Parameters: none.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -32,9 +32,9 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     parse_params::<NoParams>(params)?;
-    Ok(Rc::new(SessionAffinityScorer {
+    Ok(Arc::new(SessionAffinityScorer {
         typed_name: TypedName::new(TYPE, name),
     }))
 }

@@ -6,7 +6,7 @@
 //! [`INFLIGHT_LOAD`], so the producer is created automatically when missing.
 //! Category: Distribution.
 
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
@@ -48,7 +48,7 @@ pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
-) -> Result<Rc<dyn Plugin>, ConfigError> {
+) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if p.queue_threshold_tokens == 0 {
         return Err(ConfigError::invalid(
@@ -56,7 +56,7 @@ pub fn factory(
             "must be > 0",
         ));
     }
-    Ok(Rc::new(TokenLoadScorer {
+    Ok(Arc::new(TokenLoadScorer {
         typed_name: TypedName::new(TYPE, name),
         threshold: p.queue_threshold_tokens,
     }))
