@@ -25,6 +25,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod flow;
 pub mod pairs;
 pub mod picker;
 pub mod scraper;

@@ -8,8 +8,8 @@
 //! ```
 
 use alloc::borrow::Cow;
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::RequestError;

@@ -38,9 +38,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
-pub mod lock;
 pub mod director;
 pub mod error;
+pub mod lock;
 pub mod membership;
 pub mod model;
 pub mod parse;

@@ -38,7 +38,10 @@ fn arb_pool() -> impl Strategy<Value = Vec<Endpoint>> {
     })
 }
 
-fn build(ty: &str, params: Option<serde_json::Value>) -> std::sync::Arc<dyn scheduler_core::Plugin> {
+fn build(
+    ty: &str,
+    params: Option<serde_json::Value>,
+) -> std::sync::Arc<dyn scheduler_core::Plugin> {
     let reg = Registry::with_builtins();
     let EntryKind::Available { factory, .. } = reg.get(ty).unwrap().kind else {
         panic!("{ty}")

@@ -7,6 +7,7 @@ use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
 use scheduler_core::snapshot::{GENERATION_KEY, SNAPSHOT_KEY};
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
+use crate::flow::Picking;
 use crate::host;
 use crate::picker::decide::{Outcome, PickerCore};
 use crate::picker::view::PoolView;
@@ -73,22 +74,6 @@ impl PickerShared {
         }
     }
 
-    /// Reserves `more` bytes of the body-buffer budget; `false` (nothing reserved) when that
-    /// would go over `pool.maxBufferedBodyBytes`.
-    pub fn reserve_body(&self, more: usize) -> bool {
-        let now = self.buffered.get().saturating_add(more);
-        if now > self.core.pool.max_buffered_body_bytes {
-            return false;
-        }
-        self.buffered.set(now);
-        true
-    }
-
-    /// Returns `bytes` of the body-buffer budget.
-    pub fn release_body(&self, bytes: usize) {
-        self.buffered.set(self.buffered.get().saturating_sub(bytes));
-    }
-
     /// The scrape tick of a picker VM: re-reads the snapshot if it changed and reports its age
     /// and generation (`snapshot.age_ms`, `snapshot.generation`), so a scraper that stopped
     /// publishing shows without any request.
@@ -102,9 +87,14 @@ impl PickerShared {
                 .snapshot_seen(now_ms.saturating_sub(published), generation);
         }
     }
+}
 
-    /// Decides a request without a body.
-    pub fn route_headers_only(&self, now_ms: u64) -> Outcome {
+impl Picking for PickerShared {
+    fn core(&self) -> &PickerCore {
+        &self.core
+    }
+
+    fn route_headers_only(&self, now_ms: u64) -> Outcome {
         let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
         else {
             return self
@@ -116,8 +106,7 @@ impl PickerShared {
             .route_headers_only(view.candidates(now_ms), &mut *rng)
     }
 
-    /// Decides a request with its whole body.
-    pub fn route_request(
+    fn route_request(
         &self,
         path: &str,
         headers: Vec<(String, String)>,
@@ -147,6 +136,35 @@ impl PickerShared {
             &mut *rng,
             state,
         )
+    }
+
+    fn reserve_body(&self, bytes: usize) -> bool {
+        let now = self.buffered.get().saturating_add(bytes);
+        if now > self.core.pool.max_buffered_body_bytes {
+            return false;
+        }
+        self.buffered.set(now);
+        true
+    }
+
+    fn release_body(&self, bytes: usize) {
+        self.buffered.set(self.buffered.get().saturating_sub(bytes));
+    }
+
+    fn count_pick(&self, primary: &str) {
+        self.stats.pick(primary);
+    }
+
+    fn count_reply(&self, status: u32) {
+        self.stats.reply(status);
+    }
+
+    fn count_fail_open(&self) {
+        self.stats.fail_open();
+    }
+
+    fn record_scheduling_us(&self, us: u64) {
+        self.stats.scheduling_us(us);
     }
 }
 

@@ -133,7 +133,7 @@ impl ScraperRoot {
                 ("accept", "text/plain;version=0.0.4"),
             ];
             match host::dispatch_http_call(&self.pool.metrics_cluster, &headers, timeout) {
-                Ok(token) => self.state.started(i, token),
+                Ok(token) => self.state.started(i, u64::from(token)),
                 Err(s) => {
                     log::warn!(
                         "endpoint picker scraper: cannot call cluster '{}': status {s}",
@@ -155,7 +155,7 @@ impl ScraperRoot {
     /// answers `BadArgument`). Timeouts and refusals before any header arrive as Envoy's
     /// synthetic 504/503 and are failures by status.
     pub fn on_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
-        let Some(i) = self.state.finished(token) else {
+        let Some(i) = self.state.finished(u64::from(token)) else {
             return;
         };
         let status = if num_headers == 0 {

@@ -29,7 +29,7 @@ pub enum ScrapeOutcome {
 struct Slot {
     member: PoolEndpoint,
     endpoint: Endpoint,
-    in_flight: Option<u32>,
+    in_flight: Option<u64>,
     failures: u32,
 }
 
@@ -135,14 +135,14 @@ impl ScrapeState {
     }
 
     /// Records that slot `i` has callout `token` in flight.
-    pub fn started(&mut self, i: usize, token: u32) {
+    pub fn started(&mut self, i: usize, token: u64) {
         if let Some(s) = self.slots.get_mut(i) {
             s.in_flight = Some(token);
         }
     }
 
     /// The slot whose callout `token` just finished (and clears it).
-    pub fn finished(&mut self, token: u32) -> Option<usize> {
+    pub fn finished(&mut self, token: u64) -> Option<usize> {
         let i = self.slots.iter().position(|s| s.in_flight == Some(token))?;
         if let Some(s) = self.slots.get_mut(i) {
             s.in_flight = None;

@@ -20,8 +20,8 @@
 //! Every problem is a returned [`ConfigError`] naming its field path; nothing panics.
 
 use alloc::format;
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::config::defaults::{DEFAULT_CONFIG_JSON, DEFAULT_PROFILE};

@@ -6,8 +6,8 @@
 //! [`Registry::with_builtins`] and adds its own entries with [`Registry::register`]; mistakes in
 //! entries are returned as [`RegistryError`], never panicked.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::de::DeserializeOwned;

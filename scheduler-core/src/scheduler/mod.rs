@@ -4,8 +4,8 @@
 
 pub mod profile;
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use crate::error::RequestError;
 use crate::model::result::SchedulingResult;

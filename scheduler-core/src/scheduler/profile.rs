@@ -6,8 +6,8 @@
 //!   weights are not normalized.
 //! - The picker's output is checked: only candidates, no duplicates.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::model::result::ProfileRunResult;

@@ -6,8 +6,8 @@
 //! cacheInfoSpec}` plus our `blockSizeSpec`/`numBlocksSpec` gauges. An entry replaces the
 //! built-in engine of the same name. See [`crate::parse::engine`] for the reading rules.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;

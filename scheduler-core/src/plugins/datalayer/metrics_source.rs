@@ -4,8 +4,8 @@
 //! inside Envoy over plain callouts; TLS to model servers is the cluster's job), `path`
 //! (default `/metrics`), `insecureSkipVerify` (accepted, default true).
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use serde::Deserialize;
 

@@ -6,8 +6,8 @@
 //! at least one value; `Exists`/`DoesNotExist` take none. An empty selector keeps every endpoint.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;

@@ -11,8 +11,8 @@
 //! (fraction in (0, 1], default 0.8), `metricsStalenessThreshold` (Go duration, > 0, default
 //! "200ms"), `headroom` h (≥ 0, default 0).
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use serde::Deserialize;
 

@@ -86,9 +86,7 @@ impl InflightCounters {
 
     /// Drops the counters of endpoints not in `addresses`.
     pub fn retain(&self, addresses: &[&str]) {
-        self.0
-            .lock()
-            .retain(|k, _| addresses.contains(&k.as_str()));
+        self.0.lock().retain(|k, _| addresses.contains(&k.as_str()));
     }
 
     /// Total requests in flight over all endpoints.

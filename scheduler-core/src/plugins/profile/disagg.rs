@@ -11,8 +11,8 @@
 //! - `deciders.prefill`: name of a decider plugin listed **before** this one in `plugins`
 //!   (e.g. a `prefix-based-pd-decider`); without it, prefill is always split off.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::Deserialize;

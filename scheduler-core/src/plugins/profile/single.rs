@@ -4,8 +4,8 @@
 //! `ProcessResults` needs exactly one profile with a non-empty result, else "failed to find
 //! target endpoint" (429). Parameters: none.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::{ConfigError, RequestError};

@@ -7,8 +7,8 @@
 //! Parameters: `idleThreshold` (requests, default 0), `maxBusyScore` (0..1, default 1.0); the
 //! deprecated `requestTimeout` is accepted and ignored, as in llm-d. Category: Distribution.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use serde::Deserialize;
 

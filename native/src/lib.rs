@@ -1,0 +1,64 @@
+//! # endpoint-picker-native (`libendpoint_picker.so`)
+//!
+//! The LLM endpoint picker as a native Envoy dynamic module (Envoy 1.40, ABI `v0.2.0`, no SDK):
+//!
+//! - the bootstrap extension `metrics-scraper` ([`scraper`]) scrapes every endpoint's
+//!   `/metrics` on Envoy's main thread and hands each new snapshot to the workers through
+//!   process memory ([`pool`]);
+//! - the HTTP filter `endpoint-picker` ([`filter`]) runs the same request flow as the Wasm
+//!   build ([`endpoint_picker_filter::flow`]) with one scheduler state (prefix index, in-flight
+//!   counts) shared by every worker thread.
+//!
+//! Both get the same picker JSON as the Wasm build. Envoy finds the library by name
+//! (`dynamic_module_config.name: endpoint_picker` → `libendpoint_picker.so`) in
+//! `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`. [`abi`] declares the C ABI, [`hooks`] implements every
+//! hook Envoy calls, each behind `catch_unwind` (the crate is built with the `native` profile,
+//! `panic = "unwind"`).
+
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod abi;
+pub mod filter;
+pub mod hooks;
+pub mod logger;
+pub mod metrics;
+pub mod pool;
+pub mod scraper;
+
+use std::sync::OnceLock;
+
+use scheduler_core::Registry;
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Installs the plugin types this module knows. An out-of-tree crate (built without the
+/// `module` feature) calls this from its own `#[ctor]`-free init path: before Envoy loads any
+/// configuration, e.g. from a wrapper of `envoy_dynamic_module_on_program_init`.
+pub fn install_registry(registry: Registry) {
+    if REGISTRY.set(registry).is_err() {
+        log::warn!("endpoint picker: registry installed twice; keeping the first");
+    }
+}
+
+/// The installed registry (the built-ins when none was installed).
+pub fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(Registry::with_builtins)
+}
+
+/// Process start-up: Envoy's log as the `log` sink, and the in-tree registry.
+pub fn init() {
+    logger::install();
+    #[cfg(feature = "module")]
+    {
+        let _ = registry();
+    }
+}

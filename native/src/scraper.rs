@@ -1,0 +1,314 @@
+//! The `metrics-scraper` bootstrap extension of the native module. On the main thread: a timer
+//! every `pool.scrape.interval`, one `/metrics` callout per endpoint without one in flight, the
+//! same bookkeeping as the Wasm scraper ([`endpoint_picker_filter::scraper::state`]), and every
+//! new snapshot handed to the workers through [`crate::pool`] (an `Arc` swap: no encoding, no
+//! copy per reader).
+//!
+//! A callout that did not end in `Success` (reset, connection closed mid-body, over the buffer
+//! limit) is a failed scrape; so is a non-200 status (Envoy's synthetic 503/504 for refused and
+//! timed-out calls), a body over `scrape.maxBodyBytes`, or a page the engine mapping rejects.
+//! Pool changes: the scraper follows the member list the newest filter configuration published
+//! ([`crate::pool::members`]) when it names the same `pool.cluster`.
+
+use std::sync::{Arc, Mutex};
+
+use endpoint_picker_filter::picker::headers::DESTINATION;
+use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState};
+use scheduler_core::config::pool::PoolConfig;
+use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::{ConfigError, PickerConfig, Registry};
+
+use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
+use crate::metrics::{Counter, Gauge};
+use crate::pool::{self, Members, PoolState};
+
+struct ScraperStats {
+    success: Counter,
+    failure: Counter,
+    publishes: Counter,
+    membership: Counter,
+    total: Gauge,
+    stale: Gauge,
+}
+
+struct Inner {
+    state: ScrapeState,
+    timer: Ptr,
+    members: Option<Arc<Members>>,
+}
+
+/// The scraper's configuration and state (main thread only; the lock is never contended).
+pub struct Scraper {
+    envoy: Ptr,
+    pool: PoolConfig,
+    extractor: MetricsExtractor,
+    path: String,
+    enabled: bool,
+    stats: ScraperStats,
+    inner: Mutex<Inner>,
+}
+
+// SAFETY: `envoy` and the timer are Envoy objects used only on the main thread, where every
+// bootstrap hook runs; the rest is Send + Sync.
+unsafe impl Send for Scraper {}
+// SAFETY: as above.
+unsafe impl Sync for Scraper {}
+
+fn now_ms() -> u64 {
+    endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
+}
+
+impl Scraper {
+    /// Loads the picker JSON (the same document the filter gets).
+    ///
+    /// # Errors
+    /// The scheduler-core [`ConfigError`]; Envoy then refuses to start.
+    pub fn new(envoy: Ptr, json: &str, registry: &Registry) -> Result<Scraper, ConfigError> {
+        let loaded = PickerConfig::load(json, registry)?;
+        let source = loaded.picker.metrics_source().cloned();
+        let path = loaded
+            .pool
+            .scrape
+            .path
+            .clone()
+            .or_else(|| source.as_ref().map(|s| s.path.clone()))
+            .unwrap_or_else(|| "/metrics".into());
+        let stats = ScraperStats {
+            success: Counter::bootstrap(envoy, "endpoint_picker.scrape.success", &[]),
+            failure: Counter::bootstrap(envoy, "endpoint_picker.scrape.failure", &[]),
+            publishes: Counter::bootstrap(envoy, "endpoint_picker.snapshot.publishes", &[]),
+            membership: Counter::bootstrap(envoy, "endpoint_picker.pool.membership_changes", &[]),
+            total: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.total"),
+            stale: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.stale"),
+        };
+        log::info!(
+            "endpoint picker scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
+            loaded.pool.endpoints.len(),
+            loaded.pool.metrics_cluster,
+            loaded.pool.scrape.interval_ms
+        );
+        Ok(Scraper {
+            envoy,
+            enabled: source.is_some(),
+            extractor: loaded.picker.metrics_extractor().clone(),
+            path,
+            stats,
+            inner: Mutex::new(Inner {
+                state: ScrapeState::new(&loaded.pool),
+                timer: core::ptr::null_mut(),
+                members: None,
+            }),
+            pool: loaded.pool,
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Envoy's servers are up (clusters exist): let Envoy finish initialising (listeners start
+    /// only after every bootstrap extension signals), start the timer and scrape at once.
+    pub fn start(&self) {
+        // SAFETY: the configuration pointer, on the main thread.
+        unsafe {
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete(
+                self.envoy,
+            )
+        };
+        {
+            let mut inner = self.inner();
+            if inner.timer.is_null() {
+                // SAFETY: the configuration pointer, on the main thread.
+                inner.timer = unsafe {
+                    abi::envoy_dynamic_module_callback_bootstrap_extension_timer_new(self.envoy)
+                };
+            }
+        }
+        self.tick();
+    }
+
+    /// One tick: follow the member list, publish what changed, dispatch due scrapes, re-arm.
+    pub fn tick(&self) {
+        let mut inner = self.inner();
+        self.follow_members(&mut inner);
+        self.publish(&mut inner);
+        if self.enabled {
+            let timeout = self.pool.scrape.timeout_ms;
+            for (i, address) in inner.state.due() {
+                match self.dispatch(&address, timeout) {
+                    Some(id) => inner.state.started(i, id),
+                    None => {
+                        inner.state.record_failure(i);
+                        self.stats.failure.add(self.envoy, &[], 1);
+                    }
+                }
+            }
+        }
+        if !inner.timer.is_null() {
+            // SAFETY: our timer, on the main thread.
+            unsafe {
+                abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
+                    inner.timer,
+                    self.pool.scrape.interval_ms.max(1),
+                );
+            }
+        }
+    }
+
+    fn dispatch(&self, address: &str, timeout_ms: u64) -> Option<u64> {
+        let mut headers = [
+            ModuleHttpHeader::of(":method", b"GET"),
+            ModuleHttpHeader::of(":path", self.path.as_bytes()),
+            ModuleHttpHeader::of("host", address.as_bytes()),
+            ModuleHttpHeader::of(DESTINATION, address.as_bytes()),
+            ModuleHttpHeader::of("accept", b"text/plain;version=0.0.4"),
+        ];
+        let mut id = 0u64;
+        // SAFETY: every pointer is borrowed for the call; on the main thread.
+        let r = unsafe {
+            abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+                self.envoy,
+                &mut id,
+                ModuleBuffer::of(self.pool.metrics_cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::NULL,
+                timeout_ms,
+            )
+        };
+        if r == abi::CALLOUT_INIT_SUCCESS {
+            Some(id)
+        } else {
+            log::warn!(
+                "endpoint picker scraper: cannot call cluster '{}' (result {r})",
+                self.pool.metrics_cluster
+            );
+            None
+        }
+    }
+
+    /// A callout finished.
+    ///
+    /// # Safety
+    /// `headers`/`body` are Envoy's arrays of `headers_size`/`body_size` entries for this hook
+    /// (or null).
+    pub unsafe fn on_callout(
+        &self,
+        id: u64,
+        result: u32,
+        headers: *const EnvoyHttpHeader,
+        headers_size: usize,
+        body: *const EnvoyBuffer,
+        body_size: usize,
+    ) {
+        let mut inner = self.inner();
+        let Some(i) = inner.state.finished(id) else {
+            return;
+        };
+        let headers: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+            &[]
+        } else {
+            // SAFETY: per the contract above.
+            unsafe { core::slice::from_raw_parts(headers, headers_size) }
+        };
+        let status = headers.iter().find_map(|h| {
+            // SAFETY: Envoy's buffers of this hook.
+            let (k, v) = unsafe {
+                (
+                    abi::bytes(EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }),
+                    abi::bytes(EnvoyBuffer {
+                        ptr: h.value_ptr,
+                        length: h.value_length,
+                    }),
+                )
+            };
+            (k == b":status")
+                .then(|| std::str::from_utf8(v).ok()?.trim().parse::<u16>().ok())
+                .flatten()
+        });
+        let outcome = if result != abi::CALLOUT_SUCCESS || status != Some(200) {
+            inner.state.record_failure(i);
+            ScrapeOutcome::BadStatus
+        } else {
+            let chunks: &[EnvoyBuffer] = if body.is_null() || body_size == 0 {
+                &[]
+            } else {
+                // SAFETY: per the contract above.
+                unsafe { core::slice::from_raw_parts(body, body_size) }
+            };
+            let total: usize = chunks.iter().map(|c| c.length).sum();
+            if total > self.pool.scrape.max_body_bytes {
+                inner.state.record_failure(i);
+                ScrapeOutcome::TooLarge
+            } else {
+                // SAFETY: Envoy's buffers of this hook.
+                let parts: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
+                let page = parts.concat();
+                inner.state.record_body(i, &self.extractor, &page, now_ms())
+            }
+        };
+        if outcome == ScrapeOutcome::Ok {
+            self.stats.success.add(self.envoy, &[], 1);
+        } else {
+            self.stats.failure.add(self.envoy, &[], 1);
+        }
+    }
+
+    fn follow_members(&self, inner: &mut Inner) {
+        let Some(m) = pool::members() else { return };
+        if inner
+            .members
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &m))
+        {
+            return;
+        }
+        inner.members = Some(m.clone());
+        if m.cluster != self.pool.cluster {
+            log::warn!(
+                "endpoint picker scraper: ignoring the member list of cluster '{}' (this scraper serves '{}')",
+                m.cluster,
+                self.pool.cluster
+            );
+            return;
+        }
+        if inner.state.set_members(&m.endpoints) {
+            log::info!(
+                "endpoint picker scraper: pool '{}' now has {} endpoints (filter configuration)",
+                m.cluster,
+                m.endpoints.len()
+            );
+            self.stats.membership.add(self.envoy, &[], 1);
+        }
+    }
+
+    fn publish(&self, inner: &mut Inner) {
+        let Some(snap) = inner
+            .state
+            .snapshot_if_changed(now_ms(), self.pool.scrape.staleness_ms)
+        else {
+            return;
+        };
+        let total = snap.endpoints.len() as u64;
+        let stale = snap.endpoints.iter().filter(|e| e.stale).count() as u64;
+        pool::publish(PoolState::new(snap, self.pool.scrape.staleness_ms));
+        self.stats.publishes.add(self.envoy, &[], 1);
+        self.stats.total.set(self.envoy, total);
+        self.stats.stale.set(self.envoy, stale);
+    }
+
+    /// Stops the timer (the extension is going away).
+    pub fn stop(&self) {
+        let mut inner = self.inner();
+        let timer = core::mem::replace(&mut inner.timer, core::ptr::null_mut());
+        if !timer.is_null() {
+            // SAFETY: our timer, deleted once, on the main thread.
+            unsafe { abi::envoy_dynamic_module_callback_bootstrap_extension_timer_delete(timer) };
+        }
+    }
+}
