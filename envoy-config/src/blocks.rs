@@ -125,6 +125,79 @@ pub fn picker_typed_config(vm: &Vm, picker_json: &str) -> String {
     )
 }
 
+/// The HTTP filter's type URL in the native build.
+pub const NATIVE_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+
+/// The name of the native module: Envoy loads `lib<name>.so` from
+/// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_MODULE_NAME: &str = "endpoint_picker";
+
+/// Which build of the picker a configuration loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Module {
+    /// The proxy-wasm module, run by V8 (one VM per worker).
+    Wasm(Vm),
+    /// The native dynamic module `libendpoint_picker.so` (one state for the process).
+    Native,
+}
+
+impl Module {
+    /// The `bootstrap_extensions` list item that runs the metrics scraper.
+    pub fn scraper_extension(&self, picker_json: &str) -> String {
+        match self {
+            Module::Wasm(vm) => scraper_extension(vm, picker_json),
+            Module::Native => format!(
+                r#"- name: envoy.bootstrap.dynamic_modules
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension
+    # lib{NATIVE_MODULE_NAME}.so, loaded once per process; do_not_close keeps it mapped.
+    dynamic_module_config: {{ name: {NATIVE_MODULE_NAME}, do_not_close: true }}
+    extension_name: {SCRAPER_ROOT_ID}
+    extension_config:
+      "@type": type.googleapis.com/google.protobuf.StringValue
+      value: |
+{json}"#,
+                json = indent(picker_json, 8)
+            ),
+        }
+    }
+
+    /// The HTTP filter extension's name in an `http_filters` list.
+    pub fn filter_name(&self) -> &'static str {
+        match self {
+            Module::Wasm(_) => "envoy.filters.http.wasm",
+            Module::Native => "envoy.filters.http.dynamic_modules",
+        }
+    }
+
+    /// The HTTP filter's type URL (for ECDS `type_urls`).
+    pub fn filter_type_url(&self) -> &'static str {
+        match self {
+            Module::Wasm(_) => WASM_FILTER_TYPE,
+            Module::Native => NATIVE_FILTER_TYPE,
+        }
+    }
+
+    /// The picker HTTP filter's `typed_config`.
+    pub fn filter_typed_config(&self, picker_json: &str) -> String {
+        match self {
+            Module::Wasm(vm) => picker_typed_config(vm, picker_json),
+            Module::Native => format!(
+                r#""@type": {NATIVE_FILTER_TYPE}
+# The same library as the scraper: both share the process's memory (snapshot, scheduler state).
+dynamic_module_config: {{ name: {NATIVE_MODULE_NAME}, do_not_close: true }}
+filter_name: {PICKER_ROOT_ID}
+filter_config:
+  "@type": type.googleapis.com/google.protobuf.StringValue
+  value: |
+{json}"#,
+                json = indent(picker_json, 4)
+            ),
+        }
+    }
+}
+
 /// A `load_balancing_policy` block: `override_host` reading [`DESTINATION_HEADER`] (an ordered
 /// `ip:port` list; each retry takes the next entry, and only cluster members can be chosen),
 /// with `fallback` (an Envoy LB policy extension short name: `round_robin`, `least_request`)

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use envoy_config::deploy::{self, DeployInput, Gateway};
 use envoy_config::limits::Limits;
-use envoy_config::render::{local_vm, render, Mode, RenderInput};
+use envoy_config::render::{module, render, Mode, RenderInput};
 use envoy_config::validate::validate;
 
 #[derive(Parser)]
@@ -61,6 +61,10 @@ enum Command {
         /// restart. The files are written too.
         #[arg(long)]
         xds_dir: Option<PathBuf>,
+        /// Render the native dynamic module (libendpoint_picker.so, found through
+        /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH) instead of the Wasm module.
+        #[arg(long)]
+        native: bool,
         /// A further path prefix to route to the model servers (repeatable; by default only the
         /// inference API paths are routed and everything else gets a 404). `/` routes all.
         #[arg(long = "route-prefix")]
@@ -139,6 +143,9 @@ enum Command {
         /// The directory given to `render --xds-dir`.
         #[arg(long)]
         dir: PathBuf,
+        /// The filter configuration is for the native module.
+        #[arg(long)]
+        native: bool,
     },
 }
 
@@ -182,6 +189,7 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             mode,
             xds_dir,
+            native,
             route_prefixes,
             request_timeout,
             request_headers_timeout,
@@ -200,7 +208,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let picker = read_json(&config)?;
             if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
-                envoy_config::xds::write(dir, &local_vm(&wasm), &picker)?;
+                envoy_config::xds::write(dir, &module(&wasm, native), &picker)?;
             }
             let yaml = render(&RenderInput {
                 picker,
@@ -216,6 +224,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     max_heap_bytes,
                     extra_prefixes: route_prefixes,
                 },
+                native,
             })?;
             write_out(out, &yaml)
         }
@@ -274,8 +283,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 Err(failures.join("\n"))
             }
         }
-        Command::Xds { config, wasm, dir } => {
-            envoy_config::xds::write(&dir, &local_vm(&wasm), &read_json(&config)?)?;
+        Command::Xds {
+            config,
+            wasm,
+            dir,
+            native,
+        } => {
+            envoy_config::xds::write(&dir, &module(&wasm, native), &read_json(&config)?)?;
             println!("{}: picker filter and pool members written", dir.display());
             Ok(())
         }

@@ -32,10 +32,7 @@ use std::path::PathBuf;
 use scheduler_core::PickerConfig;
 use serde_json::Value;
 
-use crate::blocks::{
-    indent, override_host_policy, picker_typed_config, scraper_extension, Code, Vm, PICKER_ROOT_ID,
-    WASM_FILTER_TYPE,
-};
+use crate::blocks::{indent, override_host_policy, Code, Module, Vm, PICKER_ROOT_ID};
 use crate::limits::Limits;
 use crate::xds;
 
@@ -75,6 +72,9 @@ pub struct RenderInput {
     pub xds_dir: Option<PathBuf>,
     /// Downstream limits (timeouts, connections, heap, routed paths).
     pub limits: Limits,
+    /// Render the native dynamic module (`libendpoint_picker.so`, found through
+    /// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) instead of the Wasm module at `wasm_path`.
+    pub native: bool,
 }
 
 /// A picker JSON checked and prepared for rendering.
@@ -164,6 +164,16 @@ pub fn metrics_cluster() -> String {
     http_header_name: x-gateway-destination-endpoint
 "#
     )
+}
+
+/// The module of plain-Envoy renders: the Wasm module at `wasm_path` ([`local_vm`]), or the
+/// native module.
+pub fn module(wasm_path: &str, native: bool) -> Module {
+    if native {
+        Module::Native
+    } else {
+        Module::Wasm(local_vm(wasm_path))
+    }
 }
 
 /// The vm of plain-Envoy renders: vm_id [`VM_ID`], the module from `wasm_path`.
@@ -272,7 +282,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     let p = prepare(&input.picker)?;
     let pool = &p.config.pool;
     let picker_mode = input.mode == Mode::Picker;
-    let vm = local_vm(&input.wasm_path);
+    let module = module(&input.wasm_path, input.native);
     let xds_dir = input.xds_dir.as_ref().filter(|_| picker_mode);
     let watched = |file: &str| {
         let dir = xds_dir.map(|d| d.display().to_string()).unwrap_or_default();
@@ -290,7 +300,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     let bootstrap = if picker_mode {
         format!(
             "bootstrap_extensions:\n# The metrics scraper: one instance per Envoy process (main thread). Bootstrap extensions cannot\n# be changed by xDS; it follows pool changes through the member list the filter publishes.\n{}\n",
-            scraper_extension(&vm, &p.json)
+            module.scraper_extension(&p.json)
         )
     } else {
         String::new()
@@ -298,8 +308,9 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     let wasm_filter = match (picker_mode, xds_dir) {
         (false, _) => String::new(),
         (true, None) => format!(
-            "- name: envoy.filters.http.wasm\n  typed_config:\n{}",
-            indent(&picker_typed_config(&vm, &p.json), 4)
+            "- name: {}\n  typed_config:\n{}",
+            module.filter_name(),
+            indent(&module.filter_typed_config(&p.json), 4)
         ),
         (true, Some(_)) => format!(
             r#"# The picker's configuration comes from a watched file (ECDS): rewriting it reconfigures
@@ -308,9 +319,10 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
   config_discovery:
     config_source:
       {src}
-    type_urls: ["{WASM_FILTER_TYPE}"]
+    type_urls: ["{url}"]
 "#,
-            src = watched(xds::ECDS_FILE)
+            src = watched(xds::ECDS_FILE),
+            url = module.filter_type_url()
         ),
     };
     let lb = match input.mode {
@@ -332,7 +344,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
         ),
     };
     let mut out = format!(
-        r#"# Envoy 1.40 configuration for the LLM endpoint picker (proxy-wasm). Rendered by
+        r#"# Envoy 1.40 configuration for the LLM endpoint picker ({build}). Rendered by
 # `envoy-config render`; edit the picker JSON and re-render rather than editing by hand.
 #
 # Request flow: listener -> HTTP filter `endpoint-picker` (reads the metrics snapshot, parses
@@ -350,6 +362,11 @@ static_resources:
 {listener}
   clusters:
 {pool}"#,
+        build = if input.native {
+            "native dynamic module"
+        } else {
+            "proxy-wasm"
+        },
         cluster = pool.cluster,
         admin = input.admin_port,
         overload = input.limits.overload_manager(true),

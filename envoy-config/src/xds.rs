@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::blocks::{indent, picker_typed_config, Vm, PICKER_ROOT_ID};
+use crate::blocks::{indent, Module, PICKER_ROOT_ID};
 use crate::render::{lb_endpoints, prepare, Prepared};
 
 /// File name of the ECDS resource (the picker filter's `TypedExtensionConfig`).
@@ -30,15 +30,15 @@ pub const EDS_FILE: &str = "pool.eds.yaml";
 ///
 /// # Errors
 /// The module's configuration error text for an invalid `pool` section.
-pub fn ecds_resource(vm: &Vm, picker: &Value) -> Result<String, String> {
-    Ok(ecds_document(vm, &prepare(picker)?.json))
+pub fn ecds_resource(module: &Module, picker: &Value) -> Result<String, String> {
+    Ok(ecds_document(module, &prepare(picker)?.json))
 }
 
 /// [`ecds_resource`] for an already prepared (pretty-printed, validated) picker JSON.
-pub fn ecds_document(vm: &Vm, picker_json: &str) -> String {
+pub fn ecds_document(module: &Module, picker_json: &str) -> String {
     format!(
         "# The endpoint-picker filter's configuration (ECDS). Rendered by `envoy-config`.\nresources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: {PICKER_ROOT_ID}\n  typed_config:\n{}",
-        indent(&picker_typed_config(vm, picker_json), 4)
+        indent(&module.filter_typed_config(picker_json), 4)
     )
 }
 
@@ -71,10 +71,10 @@ fn replace(dir: &Path, name: &str, text: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// A configuration error, or the file system's error with the path.
-pub fn write(dir: &Path, vm: &Vm, picker: &Value) -> Result<(), String> {
+pub fn write(dir: &Path, module: &Module, picker: &Value) -> Result<(), String> {
     let p = prepare(picker)?;
     let eds = eds_document(&p)?;
-    let ecds = ecds_document(vm, &p.json);
+    let ecds = ecds_document(module, &p.json);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     replace(dir, EDS_FILE, &eds)?;
     replace(dir, ECDS_FILE, &ecds)

@@ -35,6 +35,19 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("dist/endpoint_picker.wasm"))
 }
 
+/// True when the suite runs against the native dynamic module (`E2E_BUILD=native`) instead of
+/// the Wasm module: every [`Env`] then loads `libendpoint_picker.so`.
+pub fn native() -> bool {
+    std::env::var("E2E_BUILD").is_ok_and(|b| b == "native")
+}
+
+/// The directory holding `libendpoint_picker.so` (`PICKER_NATIVE_DIR`, default `<repo>/dist`).
+pub fn native_dir() -> PathBuf {
+    std::env::var_os("PICKER_NATIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("dist"))
+}
+
 /// The fake model-server binary: `FAKE_MODEL_SERVER`, else next to the test executable's
 /// directory (`target/<profile>/fake-model-server`, built with the tests).
 pub fn fake_server_bin() -> PathBuf {
@@ -214,6 +227,8 @@ pub struct StartOptions {
     pub xds: bool,
     /// Downstream limits of the rendered configuration.
     pub limits: envoy_config::limits::Limits,
+    /// Load the native module instead of the Wasm one (default: [`native`]).
+    pub native: bool,
 }
 
 impl Default for StartOptions {
@@ -225,6 +240,7 @@ impl Default for StartOptions {
             wait_for_scrape: true,
             xds: false,
             limits: envoy_config::limits::Limits::default(),
+            native: native(),
         }
     }
 }
@@ -242,6 +258,7 @@ pub struct Env {
     dir: PathBuf,
     wasm: PathBuf,
     xds_dir: Option<PathBuf>,
+    native: bool,
     envoy: Option<Child>,
 }
 
@@ -300,7 +317,11 @@ impl Env {
         let wasm_path = opts.wasm.display().to_string();
         let xds_dir = opts.xds.then(|| dir.join("xds"));
         if let Some(x) = &xds_dir {
-            envoy_config::xds::write(x, &envoy_config::render::local_vm(&wasm_path), &picker)?;
+            envoy_config::xds::write(
+                x,
+                &envoy_config::render::module(&wasm_path, opts.native),
+                &picker,
+            )?;
         }
         let yaml = envoy_config::render::render(&envoy_config::render::RenderInput {
             picker: picker.clone(),
@@ -310,6 +331,7 @@ impl Env {
             mode: envoy_config::render::Mode::Picker,
             xds_dir: xds_dir.clone(),
             limits: opts.limits.clone(),
+            native: opts.native,
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
@@ -331,6 +353,7 @@ impl Env {
             .arg("--log-path")
             .arg(&log)
             .args(["--file-flush-interval-msec", "50"])
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -343,6 +366,7 @@ impl Env {
             dir,
             wasm: opts.wasm.clone(),
             xds_dir,
+            native: opts.native,
             envoy: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -380,8 +404,8 @@ impl Env {
             .xds_dir
             .as_ref()
             .expect("started with StartOptions::xds");
-        let vm = envoy_config::render::local_vm(&self.wasm.display().to_string());
-        envoy_config::xds::write(dir, &vm, &picker).expect("write xds files");
+        let module = envoy_config::render::module(&self.wasm.display().to_string(), self.native);
+        envoy_config::xds::write(dir, &module, &picker).expect("write xds files");
         self.picker_json = picker;
     }
 
@@ -469,12 +493,16 @@ impl Env {
             .unwrap_or_default()
     }
 
-    /// A stat whose name ends with `suffix` (custom Wasm stats carry a `wasmcustom.` prefix);
+    /// A stat whose name ends with `suffix` (custom Wasm stats carry a `wasmcustom.` prefix,
+    /// the native module's `dynamicmodulescustom.`, and its labelled stats are shown as
+    /// `<name>.<label>.<value>`, read here as `<name>.<value>` like the Wasm build's names);
     /// several matches are summed.
     pub fn stat(&self, suffix: &str) -> Option<u64> {
         let mut found = None;
         for line in self.stats().lines() {
             if let Some((name, value)) = line.split_once(": ") {
+                let name = unlabel(name);
+                let name = name.as_str();
                 if name == suffix || name.ends_with(&format!(".{suffix}")) {
                     if let Ok(v) = value.trim().parse::<u64>() {
                         *found.get_or_insert(0) += v;
@@ -538,6 +566,13 @@ impl Env {
             e.stat("endpoint_picker.snapshot.publishes").unwrap_or(0) >= before + 3
         });
     }
+}
+
+/// `…local_replies.status.503` → `…local_replies.503`, `…picks.endpoint.<ip:port>` →
+/// `…picks.<ip:port>`: the native module's label names dropped.
+fn unlabel(name: &str) -> String {
+    name.replacen(".local_replies.status.", ".local_replies.", 1)
+        .replacen(".picks.endpoint.", ".picks.", 1)
 }
 
 impl Drop for Env {

@@ -99,7 +99,7 @@ fn hostile_bodies_get_their_status_and_never_fail_a_vm() {
     // A client that leaves mid-stream.
     env.backends
         .iter()
-        .for_each(|b| b.set(json!({"stream_delay_ms": 200})));
+        .for_each(|b| b.set(json!({"delay_ms": 200})));
     let body = json!({"model": MODEL, "prompt": "stream", "stream": true}).to_string();
     let req = format!(
         "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

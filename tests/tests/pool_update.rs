@@ -41,6 +41,9 @@ fn endpoints_added_and_removed_by_xds_are_scraped_and_picked_without_restart() {
     let opts = StartOptions {
         xds: true,
         wait_for_scrape: false,
+        // As many workers as a production Envoy on a 4-core node: the membership change must
+        // reach every worker's view.
+        concurrency: 4,
         ..StartOptions::default()
     };
     let mut env = Env::start_with(backends, initial, opts)

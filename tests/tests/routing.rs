@@ -162,7 +162,12 @@ fn streaming_responses_flow_and_stats_are_exported() {
     let prom = env.prometheus();
     let picks: u64 = prom
         .lines()
-        .filter(|l| l.starts_with("endpoint_picker_picks_"))
+        // Wasm: one stat per endpoint (`endpoint_picker_picks_<ip_port>`); native: one stat with
+        // an `endpoint` label (`envoy_dynamicmodulescustom_endpoint_picker_picks{endpoint=…}`).
+        .filter(|l| {
+            l.starts_with("endpoint_picker_picks_")
+                || l.starts_with("envoy_dynamicmodulescustom_endpoint_picker_picks{endpoint=")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(picks, 1, "{prom}");

@@ -102,6 +102,12 @@ fn broken_metrics_responses_never_take_the_scraper_down() {
 
 #[test]
 fn without_a_bootstrap_scraper_a_worker_takes_the_lease_over() {
+    if e2e::native() {
+        // The native module has one scraper per process (a bootstrap extension) and no
+        // standby: its filter cannot issue callouts outside a request. Wasm only.
+        println!("skipped for the native build: the standby scraper is the Wasm build's");
+        return;
+    }
     // No bootstrap scraper at all: the standby scraper in a worker's picker VM must notice the
     // lapsed lease, take it, and scrape for every worker.
     let backends = ["pod-a", "pod-b", "pod-c"]

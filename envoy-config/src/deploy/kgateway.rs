@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, DeployInput};
 use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
+use crate::blocks::Module;
 use crate::limits::Limits;
 use crate::render::{listener, pool_cluster, VM_ID};
 use crate::xds::{ecds_document, ECDS_FILE};
@@ -117,7 +118,7 @@ metadata:
 data:
   {ECDS_FILE}: |
 {ecds}"#,
-        ecds = indent(&ecds_document(&vm, json), 4),
+        ecds = indent(&ecds_document(&Module::Wasm(vm.clone()), json), 4),
     );
     let params = format!(
         r#"# kgateway's proxy with the overlay (kgateway 2.3+: extraArgs). The proxy image must be built

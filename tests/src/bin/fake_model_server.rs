@@ -45,8 +45,8 @@ struct FakeState {
     metrics: String,
     /// "ok" | "500"
     inference: String,
-    /// Milliseconds between streamed chunks (0: all at once).
-    stream_delay_ms: u64,
+    /// Milliseconds before an inference response starts (holds the request in flight).
+    delay_ms: u64,
 }
 
 impl Default for FakeState {
@@ -60,7 +60,7 @@ impl Default for FakeState {
             max_lora: 0,
             metrics: "ok".into(),
             inference: "ok".into(),
-            stream_delay_ms: 0,
+            delay_ms: 0,
         }
     }
 }
@@ -217,6 +217,9 @@ async fn inference(
     body: axum::body::Bytes,
 ) -> Response {
     let s = app.state.lock().await.clone();
+    if s.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(s.delay_ms)).await;
+    }
     let ident = [
         ("x-inference-pod", app.name.clone()),
         ("x-inference-port", app.port.to_string()),
