@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Overhead of the picker inside Envoy: the same loopback load (16 endpoints, default GIE
-# profile, distinct ~4 KiB chat bodies) through Envoy with the picker and through plain Envoy
-# (round robin to the same backends). Prints added latency (p50/p99) and the throughput ratio.
+# profile, ~4 KiB chat bodies) through plain Envoy (round robin to the same backends), Envoy with
+# the Wasm picker and Envoy with the native picker, side by side in one run. Prints added
+# latency (p50/p99), the throughput ratio and Envoy's CPU per request.
 #
-#   [BENCH_WORKLOAD=distinct|shared|get] [BENCH_HOP=1] scripts/bench-envoy.sh [seconds=15] [connections=16]
+#   [BENCH_WORKLOAD=distinct|shared|get] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] \
+#     scripts/bench-envoy.sh [seconds=15] [connections=16]
+#
+# BENCH_CONCURRENCY: Envoy worker threads (--concurrency) for every run.
 #
 # BENCH_HOP=1 adds a third run, `picker-hop`: the kgateway deployment shape (envoy-config/deploy/
 # kgateway), where a plain outer listener routes over loopback to the picker's own listener in
@@ -29,7 +33,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
-make -s wasm envoy >/dev/null
+make -s wasm native envoy >/dev/null
 cargo build -q --release -p e2e --bin fake-model-server
 cargo build -q --release -p envoy-config --bin envoy-config
 
@@ -93,12 +97,15 @@ HOP_YAML="static_resources:
     load_assignment: { cluster_name: picker_loopback, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $INNER_PORT } } } } ] } ] }
     circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }"
 
-run() { # $1 = mode
-  local mode=$1 listen=$LISTEN_PORT extra=()
+WORKERS=${BENCH_CONCURRENCY:-1}
+run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
+  local mode=$1 listen=$LISTEN_PORT extra=() build=()
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
-  target/release/envoy-config render --mode "$mode" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+  if [ "$1" = native ]; then mode=picker; build=(--native); fi
+  target/release/envoy-config render --mode "$mode" "${build[@]}" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
     --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
-  .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
+    --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
@@ -133,7 +140,7 @@ to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else { sub(/s$/,"",v); print v*1000000 } }'
 }
 
-MODES=(round-robin picker)
+MODES=(round-robin picker native)
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
 for m in "${MODES[@]}"; do run "$m"; done
 for m in "${MODES[@]}"; do
@@ -144,12 +151,14 @@ for m in "${MODES[@]}"; do
   echo "$m rps=$rps p50_us=$p50 p99_us=$p99 ${errs}"
   eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99"
 done
-awk -v wl="$WORKLOAD" -v secs="$SECS" -v a="$round_robin_rps" -v b="$picker_rps" -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p99a="$round_robin_p99" -v p99b="$picker_p99" 'BEGIN {
-  printf "\nworkload %s, %d endpoints, %s s per run\n", wl, 16, secs
-  printf "| | plain Envoy (round robin) | Envoy + picker | difference |\n|---|---|---|---|\n"
-  printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% |\n", a, b, 100*b/a
-  printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
-  printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="$round_robin_rps" -v b="$picker_rps" -v c="$native_rps" \
+    -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p50c="$native_p50" \
+    -v p99a="$round_robin_p99" -v p99b="$picker_p99" -v p99c="$native_p99" 'BEGIN {
+  printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s\n", wl, 16, secs, w
+  printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"
+  printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, b, 100*b/a, c, 100*c/a
+  printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50b, p50b-p50a, p50c, p50c-p50a
+  printf "| latency p99, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p99a, p99b, p99b-p99a, p99c, p99c-p99a
 }'
 if [ "${BENCH_HOP:-0}" = 1 ]; then
   awk -v a="$picker_rps" -v b="$picker_hop_rps" -v p50a="$picker_p50" -v p50b="$picker_hop_p50" -v p99a="$picker_p99" -v p99b="$picker_hop_p99" -v rr="$round_robin_rps" 'BEGIN {

@@ -3,7 +3,7 @@
 //!
 //! Display of a [`ConfigError`] reads `path: message`, in GIE's wording where GIE has a message
 //! for the same problem (`pkg/epp/config/loader/validation.go` at GIE@1748e829). The status
-//! mapping of [`RequestError`] follows GIE's `BuildErrResponse` (gie-epp.md §6.5) and lives only
+//! mapping of [`RequestError`] follows GIE's `BuildErrResponse` (docs/SOURCES.md#gie-error-mapping) and lives only
 //! here, so the filter, the CLI and the tests cannot disagree.
 
 use alloc::string::String;

@@ -4,7 +4,7 @@
 //!
 //! Layout: 4 magic bytes `EPS1` (the last byte is the schema version), then the postcard body.
 //! A module of another schema version finds a different magic and refuses the bytes instead of
-//! misreading them (shared data outlives filter reloads, proxy-wasm-mechanics.md §2.1). Decoding
+//! misreading them (shared data outlives filter reloads, docs/SOURCES.md#wasm-shared-data). Decoding
 //! is pure and safe on any input: garbage is an error, never a panic.
 
 use alloc::vec::Vec;

@@ -1,5 +1,5 @@
 //! The configuration error table (`testdata/config_errors.json`): every validation error of
-//! gie-epp.md §2.4 with its exact `path: message` text. The envoy-config CLI test reads the same
+//! docs/SOURCES.md#gie-config-errors with its exact `path: message` text. The envoy-config CLI test reads the same
 //! table, so the module and the CLI cannot drift apart.
 
 use scheduler_core::{load, Registry};

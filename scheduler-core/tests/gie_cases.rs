@@ -1,7 +1,7 @@
 //! GIE's reference cases with their expected picks and scores, replayed through the public API.
 //!
 //! - Hermetic ext_proc cases: `test/integration/epp/hermetic_test.go` at GIE@1748e829
-//!   (gie-epp.md §7.2). Config = `testdata/default-config.yaml`: queue, kv-cache, prefix and
+//!   (docs/SOURCES.md#gie-hermetic-cases). Config = `testdata/default-config.yaml`: queue, kv-cache, prefix and
 //!   LoRA scorers, weight 1 each. Endpoint `P(i, queue, kv, adapters…)` lives at
 //!   `192.168.1.(i+1):8000`; `MaxActiveModels` is 0. Where the upstream table gives only the
 //!   totals, the endpoints below are the ones consistent with those totals.

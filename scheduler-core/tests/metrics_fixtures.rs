@@ -1,6 +1,6 @@
 //! Real exposition text from vLLM (V1, V1 data-parallel, 0.10 with `_created`, V0, OpenMetrics),
 //! SGLang (old and new label sets), Triton TensorRT-LLM, TGI, llm-d-inference-sim and an
-//! adversarial page, read through the public API. Fixtures come from model-servers.md §1.
+//! adversarial page, read through the public API. Fixtures come from docs/SOURCES.md#exposition-quirks.
 
 use scheduler_core::parse::engine::MetricsExtractor;
 use scheduler_core::parse::prometheus::{samples, validate};

@@ -1,6 +1,6 @@
 //! The step-level engine: continuous batching with a per-step token budget (chunked prefill),
 //! a KV block pool with prefix caching, preemption when blocks run out, and LoRA adapters
-//! limited by `max_loras`. Model: model-servers.md §2.4 "Step" mode.
+//! limited by `max_loras`. Model: docs/SOURCES.md#step-model.
 //!
 //! Each step: running decodes take one token of budget each; unfinished prefills continue with
 //! what is left; waiting requests are admitted in FIFO order (skipping ones whose adapter cannot
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::kv::{block_hashes, BlockPool};
 use crate::metrics::Stats;
 
-/// Engine parameters. Defaults: model-servers.md §2.4, "calibrated to the 8B/H100 profile".
+/// Engine parameters. Defaults: docs/SOURCES.md#step-model.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Served model name.

@@ -1,5 +1,5 @@
 //! The KV cache: `num_gpu_blocks` blocks of `block_size` tokens with automatic prefix caching,
-//! as vLLM's block pool does it (model-servers.md §2.4 "Step" mode).
+//! as vLLM's block pool does it (docs/SOURCES.md#step-model).
 //!
 //! A full prompt block has a hash (chained over the token blocks before it); cached blocks with
 //! no user stay resident in an LRU and are reused by a later prompt with the same prefix, or

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use engine::{EngineConfig, Event, Submission};
 use metrics::{Dialect, FakeMetrics, PageInfo, Stats};
 
-/// Defaults: model-servers.md §2.4 (step-cost coefficients "calibrated to the 8B/H100 profile":
+/// Defaults: docs/SOURCES.md#step-model (step-cost coefficients "calibrated to the 8B/H100 profile":
 /// c0 ≈ 6 ms, c_pf ≈ 0.2 ms/token, c_dec ≈ 0.05 ms/seq, c_ctx ≈ 5e-7 s/token); vLLM's own
 /// defaults for block size (16) and max-num-seqs (256); max-num-batched-tokens 8192 (vLLM V1's
 /// default with chunked prefill on an H100-class GPU); 27215 blocks is the KV size vLLM 0.10

@@ -1,6 +1,6 @@
 //! Engine counters and the `/metrics` page in vLLM V1's exposition format (or SGLang's names
 //! with `--engine sglang`), labelled `model_name` (and `engine="0"` for vLLM), rendered the way
-//! prometheus_client renders them (model-servers.md §1.3).
+//! prometheus_client renders them (docs/SOURCES.md#vllm-fixture).
 
 use std::fmt::Write as _;
 

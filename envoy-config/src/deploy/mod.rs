@@ -5,7 +5,7 @@
 //! and a test keeps them equal to this renderer's output.
 //!
 //! What differs per gateway is only where each piece is attached (see
-//! `shared/reference/attach.md` for the evidence, and each set's README):
+//! `docs/SOURCES.md#gateway-attach`, and each set's README):
 //!
 //! | piece | Envoy Gateway | Istio | kgateway |
 //! |---|---|---|---|

@@ -1,7 +1,7 @@
 //! One active scraper per Envoy process.
 //!
 //! Envoy instantiates a singleton Wasm service twice on the main thread (a base VM and the
-//! running instance; `on_configure` runs in both, proxy-wasm-mechanics.md §1.1), and a reload
+//! running instance; `on_configure` runs in both, docs/SOURCES.md#wasm-singleton), and a reload
 //! can briefly leave an old instance ticking. Two instances that both ticked would scrape every
 //! endpoint twice. The instances hold a lease in shared data: 16 bytes, the holder's
 //! id and its last renewal (ms). A tick proceeds only for the holder; another instance takes over

@@ -3,7 +3,7 @@
 //!
 //! Rules: at most one callout per endpoint in flight; only an HTTP 200 whose body is valid
 //! Prometheus text with at least one mapped metric counts as a success (timeouts and refusals
-//! arrive from Envoy as synthetic 504/503, proxy-wasm-mechanics.md §1.3); a failure keeps the
+//! arrive from Envoy as synthetic 504/503, docs/SOURCES.md#wasm-callouts); a failure keeps the
 //! last metrics (their age then makes the endpoint stale).
 
 use scheduler_core::config::pool::{PoolConfig, PoolEndpoint};

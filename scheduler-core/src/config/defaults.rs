@@ -1,4 +1,4 @@
-//! GIE's defaults (`pkg/epp/config/loader/defaults.go` at GIE@1748e829, gie-epp.md §2.3).
+//! GIE's defaults (`pkg/epp/config/loader/defaults.go` at GIE@1748e829, docs/SOURCES.md#gie-defaults).
 
 /// Name of the profile created when none is configured.
 pub const DEFAULT_PROFILE: &str = "default";

@@ -2,7 +2,7 @@
 //! instantiates every plugin once, validates references, applies GIE's system defaults and wires
 //! each plugin into every slot its type fills.
 //!
-//! Order (GIE `configloader.go` + `defaults.go` at GIE@1748e829, gie-epp.md §2.3–2.4):
+//! Order (GIE `configloader.go` + `defaults.go` at GIE@1748e829, docs/SOURCES.md#gie-config-loading):
 //! 1. `apiVersion`/`kind`, `flowControl`, feature gates (unknown gate → error).
 //! 2. No plugins and no profiles → the built-in default config.
 //! 3. Plugins in order: type present, name unique, type registered, not a tombstone, stability

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The metrics of one endpoint, as extracted from its `/metrics` page by
 /// [`crate::parse::engine::MetricsExtractor`].
 ///
-/// Field meanings follow GIE's `datalayer.Metrics` (gie-epp.md §5). Several series of one metric
+/// Field meanings follow GIE's `datalayer.Metrics` (docs/SOURCES.md#gie-metrics). Several series of one metric
 /// (data-parallel ranks) are already aggregated: counts summed, the KV fraction averaged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointMetrics {

@@ -51,7 +51,7 @@ pub struct InferenceRequest<'a> {
     /// the prefix-hash seed use this.
     pub target_model: Cow<'a, str>,
     /// The text hashed for prefix-cache matching: the completions prompt, the raw JSON of chat
-    /// `messages`, or the Responses/embeddings inputs (gie-epp.md §4 "Text extraction").
+    /// `messages`, or the Responses/embeddings inputs (docs/SOURCES.md#gie-prefix).
     pub prompt: Cow<'a, str>,
     /// `stream: true` in the body.
     pub stream: bool,

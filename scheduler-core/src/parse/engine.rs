@@ -2,7 +2,7 @@
 //! state and cache geometry for each model-server engine, and the extraction of
 //! [`EndpointMetrics`] from a page.
 //!
-//! Built-in engines (gie-epp.md §5 and model-servers.md §1.2): `vllm` (default), `sglang`,
+//! Built-in engines (docs/SOURCES.md#gie-metrics): `vllm` (default), `sglang`,
 //! `trtllm-serve`, `triton-tensorrt-llm`. The engine of an endpoint comes from its
 //! `inference.networking.k8s.io/engine-type` label (key configurable; a plain `engine-type` label
 //! is accepted too). `engineConfigs` in `core-metrics-extractor`'s parameters replace a built-in
@@ -25,7 +25,7 @@
 //!   the endpoint look idle and draw traffic. Very large finite values (`1e308`) are kept: they
 //!   make the endpoint look busy, the safe direction.
 //! - Sample names match with `:` or `_` in the same place, because OpenMetrics output of
-//!   prometheus_client mangles `vllm:x` to `vllm_x` (model-servers.md §1.1).
+//!   prometheus_client mangles `vllm:x` to `vllm_x` (docs/SOURCES.md#exposition-quirks).
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -3,7 +3,7 @@
 //!
 //! Extracts `model`, `stream`, `cache_salt` and the text used for prefix hashing without copying
 //! the prompt: the text borrows the body (the raw JSON of chat `messages`, the completions
-//! prompt string). Rules follow GIE's `openai-parser` (gie-epp.md §3.4): the body must be a
+//! prompt string). Rules follow GIE's `openai-parser` (docs/SOURCES.md#gie-openai-parser): the body must be a
 //! JSON object with a non-empty `model`; chat needs ≥ 1 message, completions a `prompt`,
 //! embeddings and responses an `input`, conversations `items`. Violations are 400-class
 //! [`RequestError`]s. serde_json caps nesting at 128 levels, so deep bodies are errors, not stack

@@ -1,8 +1,8 @@
 //! Prometheus text exposition format 0.0.4, as model servers serve it.
 //!
 //! A zero-copy sample iterator: names, raw label blocks and values borrow the page; label values
-//! are unescaped only when asked for. It tolerates everything real servers send (model-servers.md
-//! §1.1): label values with commas, braces, quotes and escapes; `NaN`, `±Inf` and exponents;
+//! are unescaped only when asked for. It tolerates everything real servers send
+//! (docs/SOURCES.md#exposition-quirks): label values with commas, braces, quotes and escapes; `NaN`, `±Inf` and exponents;
 //! optional timestamps (integer milliseconds, or OpenMetrics float seconds); `_created` series;
 //! blank, `# HELP`/`# TYPE`/`# UNIT`/`# EOF` and other comment lines; CRLF line ends; a missing
 //! final newline; any label order. Anything else is garbage and yields a

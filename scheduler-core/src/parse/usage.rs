@@ -1,7 +1,7 @@
 //! Token usage from response bodies: a whole JSON body, or an SSE stream fed chunk by chunk with
 //! partial `data:` lines carried across chunks.
 //!
-//! Shapes (model-servers.md §5.3): chat/completions `usage {prompt_tokens, completion_tokens,
+//! Shapes (docs/SOURCES.md#usage-shapes): chat/completions `usage {prompt_tokens, completion_tokens,
 //! prompt_tokens_details.cached_tokens}` (last SSE chunk when `stream_options.include_usage`);
 //! the Responses API's `response.completed` event with `response.usage {input_tokens,
 //! output_tokens, input_tokens_details.cached_tokens}`.

@@ -1,6 +1,6 @@
 //! Prompt → chain of block hashes.
 //!
-//! Algorithm (GIE `approximateprefix/hashing.go` at GIE@1748e829, gie-epp.md §4 "Hashing"):
+//! Algorithm (GIE `approximateprefix/hashing.go` at GIE@1748e829, docs/SOURCES.md#gie-prefix):
 //! 1. Text shorter than one block gives no hashes (total 0, every prefix score 0).
 //! 2. The text is cut to `max_blocks × block_chars` bytes.
 //! 3. The chain seed is `xxh64(target_model ‖ cache_salt)` with seed 0. It is not a block; it

@@ -1,6 +1,6 @@
 //! Approximate prefix-cache tracking: the xxh64 block chain a prompt hashes to ([`hash`]) and
 //! the per-endpoint LRU index of blocks each endpoint is believed to hold ([`index`]).
-//! The algorithm and its defaults are GIE's (gie-epp.md §4, `approximateprefix/` at GIE@1748e829).
+//! The algorithm and its defaults are GIE's (docs/SOURCES.md#gie-prefix, `approximateprefix/` at GIE@1748e829).
 
 pub mod hash;
 pub mod index;

@@ -1,7 +1,7 @@
 //! `approx-prefix-cache-producer`: estimates how much of the prompt each endpoint holds in its
 //! prefix cache, from the picker's own past decisions.
 //!
-//! Algorithm and defaults: GIE `dataproducer/approximateprefix/` at GIE@1748e829 (gie-epp.md §4).
+//! Algorithm and defaults: GIE `dataproducer/approximateprefix/` at GIE@1748e829 (docs/SOURCES.md#gie-prefix).
 //! - Produce: hash the prompt into a block chain ([`crate::prefix::hash`]); walk it in the index
 //!   and write a [`PrefixMatch`] per endpoint under [`PREFIX_CACHE_MATCH_INFO`].
 //! - PreRequest: record every block under the first target of the primary profile and of a

@@ -1,7 +1,7 @@
 //! `inflight-load-producer`: requests and tokens in flight to each endpoint, counted by the
 //! picker itself (fresher than any scrape).
 //!
-//! Behaviour (GIE `dataproducer/inflightload/`, gie-epp.md §3.3):
+//! Behaviour (GIE `dataproducer/inflightload/`, docs/SOURCES.md#gie-inflight-load):
 //! - Produce: writes an [`InflightLoad`] per endpoint under [`INFLIGHT_LOAD`].
 //! - PreRequest: adds one request and the token estimate to the first target of **each** profile
 //!   result. Tokens: input = body bytes / 4 (at least 1), output = round(1.5 × input).

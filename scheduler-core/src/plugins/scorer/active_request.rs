@@ -1,7 +1,7 @@
 //! `active-request-scorer` (llm-d): prefers endpoints with fewer requests this picker has in
 //! flight to them, counted at PreRequest and released at end of response (or reset).
 //!
-//! Formula (our reading of llm-d's scorer, gie-epp.md §3.7): with `n` the endpoint's active
+//! Formula (our reading of llm-d's scorer, docs/SOURCES.md#gie-scorers): with `n` the endpoint's active
 //! requests and `max` the largest `n` among the candidates, an endpoint with `n ≤ idleThreshold`
 //! scores 1.0; any other scores `maxBusyScore × (max − n) / max`.
 //! Parameters: `idleThreshold` (requests, default 0), `maxBusyScore` (0..1, default 1.0); the

@@ -1,6 +1,6 @@
 //! `load-aware-scorer` (llm-d): scores by waiting-queue length against a threshold.
 //!
-//! Formula (llm-d `load-aware-scorer`, gie-epp.md §3.7): an empty queue scores 0.5; otherwise
+//! Formula (llm-d `load-aware-scorer`, docs/SOURCES.md#gie-scorers): an empty queue scores 0.5; otherwise
 //! `0.5 × (1 − min(q, threshold) / threshold)`. Parameter `threshold` (requests, default 128).
 //! Category: Distribution.
 

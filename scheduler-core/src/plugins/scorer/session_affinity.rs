@@ -1,7 +1,7 @@
 //! `session-affinity-scorer` (llm-d): keeps a session on the endpoint that served it before.
 //!
 //! The response carries `x-session-token` = base64(`ip:port` of the endpoint that served). A
-//! request bearing that header scores 1.0 on that endpoint and 0 elsewhere (gie-epp.md §3.7).
+//! request bearing that header scores 1.0 on that endpoint and 0 elsewhere (docs/SOURCES.md#gie-scorers).
 //! A header that does not decode is ignored (all 0). Category: Affinity. Parameters: none.
 
 use alloc::string::String;
