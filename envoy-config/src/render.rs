@@ -72,9 +72,10 @@ pub struct RenderInput {
     pub xds_dir: Option<PathBuf>,
     /// Downstream limits (timeouts, connections, heap, routed paths).
     pub limits: Limits,
-    /// Render the native dynamic module (`libendpoint_picker.so`, found through
-    /// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`) instead of the Wasm module at `wasm_path`.
-    pub native: bool,
+    /// Render a native dynamic module instead of the Wasm module at `wasm_path`: its library
+    /// name (`endpoint_picker` → `libendpoint_picker.so`, found through
+    /// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+    pub native: Option<String>,
 }
 
 /// A picker JSON checked and prepared for rendering.
@@ -166,13 +167,12 @@ pub fn metrics_cluster() -> String {
     )
 }
 
-/// The module of plain-Envoy renders: the Wasm module at `wasm_path` ([`local_vm`]), or the
-/// native module.
-pub fn module(wasm_path: &str, native: bool) -> Module {
-    if native {
-        Module::Native
-    } else {
-        Module::Wasm(local_vm(wasm_path))
+/// The module of plain-Envoy renders: the native module named `native`, else the Wasm module
+/// at `wasm_path` ([`local_vm`]).
+pub fn module(wasm_path: &str, native: Option<&str>) -> Module {
+    match native {
+        Some(name) => Module::Native(name.into()),
+        None => Module::Wasm(local_vm(wasm_path)),
     }
 }
 
@@ -282,7 +282,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     let p = prepare(&input.picker)?;
     let pool = &p.config.pool;
     let picker_mode = input.mode == Mode::Picker;
-    let module = module(&input.wasm_path, input.native);
+    let module = module(&input.wasm_path, input.native.as_deref());
     let xds_dir = input.xds_dir.as_ref().filter(|_| picker_mode);
     let watched = |file: &str| {
         let dir = xds_dir.map(|d| d.display().to_string()).unwrap_or_default();
@@ -362,7 +362,7 @@ static_resources:
 {listener}
   clusters:
 {pool}"#,
-        build = if input.native {
+        build = if input.native.is_some() {
             "native dynamic module"
         } else {
             "proxy-wasm"

@@ -35,9 +35,12 @@ unsafe fn text(b: EnvoyBuffer) -> String {
 
 // ------------------------------------------------------------------ program
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+/// The body of `envoy_dynamic_module_on_program_init`: installs `registry` (the in-tree
+/// plugins plus whatever the module adds), Envoy's log as the `log` sink, and returns the ABI
+/// version. Each loadable module exports it through [`crate::module!`].
+pub fn program_init(registry: impl FnOnce() -> scheduler_core::Registry) -> *const c_char {
     guard("program_init", core::ptr::null(), || {
+        crate::install_registry(registry());
         crate::init();
         abi::ABI_VERSION.as_ptr()
     })

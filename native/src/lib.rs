@@ -1,4 +1,4 @@
-//! # endpoint-picker-native (`libendpoint_picker.so`)
+//! # endpoint-picker-native (the hooks of `libendpoint_picker.so`)
 //!
 //! The LLM endpoint picker as a native Envoy dynamic module (Envoy 1.40, ABI `v0.2.0`, no SDK):
 //!
@@ -40,9 +40,7 @@ use scheduler_core::Registry;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
-/// Installs the plugin types this module knows. An out-of-tree crate (built without the
-/// `module` feature) calls this from its own `#[ctor]`-free init path: before Envoy loads any
-/// configuration, e.g. from a wrapper of `envoy_dynamic_module_on_program_init`.
+/// Installs the plugin types this module knows (once; called at program init).
 pub fn install_registry(registry: Registry) {
     if REGISTRY.set(registry).is_err() {
         log::warn!("endpoint picker: registry installed twice; keeping the first");
@@ -54,11 +52,27 @@ pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::with_builtins)
 }
 
-/// Process start-up: Envoy's log as the `log` sink, and the in-tree registry.
+/// Process start-up: Envoy's log as the `log` sink.
 pub fn init() {
     logger::install();
-    #[cfg(feature = "module")]
-    {
-        let _ = registry();
-    }
+}
+
+/// Emits a loadable module's entry point (every other hook comes from this crate). The in-tree
+/// module (`native/module`) passes the built-in registry; an out-of-tree crate adds plugins:
+///
+/// ```ignore
+/// endpoint_picker_native::module!(|| {
+///     let mut registry = scheduler_core::Registry::with_builtins();
+///     registry.register(my_scorer::ENTRY).ok();
+///     registry
+/// });
+/// ```
+#[macro_export]
+macro_rules! module {
+    ($registry:expr) => {
+        #[no_mangle]
+        pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const core::ffi::c_char {
+            $crate::hooks::program_init($registry)
+        }
+    };
 }

@@ -197,6 +197,9 @@ pub struct EnvSpec {
     pub concurrency: u32,
     /// The module to load (default [`wasm_path`]).
     pub wasm: Option<PathBuf>,
+    /// The native module to load instead, by library name, when the suite runs against the
+    /// native build (default `endpoint_picker`).
+    pub native_module: Option<String>,
 }
 
 impl Default for EnvSpec {
@@ -208,6 +211,7 @@ impl Default for EnvSpec {
             pool: json!({}),
             concurrency: 2,
             wasm: None,
+            native_module: None,
         }
     }
 }
@@ -227,8 +231,9 @@ pub struct StartOptions {
     pub xds: bool,
     /// Downstream limits of the rendered configuration.
     pub limits: envoy_config::limits::Limits,
-    /// Load the native module instead of the Wasm one (default: [`native`]).
-    pub native: bool,
+    /// Load this native module (library name) instead of the Wasm one (default:
+    /// `endpoint_picker` when [`native`], else none).
+    pub native: Option<String>,
 }
 
 impl Default for StartOptions {
@@ -240,7 +245,7 @@ impl Default for StartOptions {
             wait_for_scrape: true,
             xds: false,
             limits: envoy_config::limits::Limits::default(),
-            native: native(),
+            native: native().then(|| "endpoint_picker".to_string()),
         }
     }
 }
@@ -258,7 +263,7 @@ pub struct Env {
     dir: PathBuf,
     wasm: PathBuf,
     xds_dir: Option<PathBuf>,
-    native: bool,
+    native: Option<String>,
     envoy: Option<Child>,
 }
 
@@ -289,10 +294,16 @@ impl Env {
         merge(&mut pool, &spec.pool);
         let mut picker = json!({"pool": pool});
         merge(&mut picker, &spec.picker);
+        let defaults = StartOptions::default();
         let opts = StartOptions {
             concurrency: spec.concurrency,
             wasm: spec.wasm.unwrap_or_else(wasm_path),
-            ..StartOptions::default()
+            native: defaults
+                .native
+                .as_ref()
+                .and(spec.native_module)
+                .or(defaults.native.clone()),
+            ..defaults
         };
         Self::start_with(backends, picker, opts)
             .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"))
@@ -319,7 +330,7 @@ impl Env {
         if let Some(x) = &xds_dir {
             envoy_config::xds::write(
                 x,
-                &envoy_config::render::module(&wasm_path, opts.native),
+                &envoy_config::render::module(&wasm_path, opts.native.as_deref()),
                 &picker,
             )?;
         }
@@ -331,7 +342,7 @@ impl Env {
             mode: envoy_config::render::Mode::Picker,
             xds_dir: xds_dir.clone(),
             limits: opts.limits.clone(),
-            native: opts.native,
+            native: opts.native.clone(),
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
@@ -366,7 +377,7 @@ impl Env {
             dir,
             wasm: opts.wasm.clone(),
             xds_dir,
-            native: opts.native,
+            native: opts.native.clone(),
             envoy: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -404,7 +415,8 @@ impl Env {
             .xds_dir
             .as_ref()
             .expect("started with StartOptions::xds");
-        let module = envoy_config::render::module(&self.wasm.display().to_string(), self.native);
+        let module =
+            envoy_config::render::module(&self.wasm.display().to_string(), self.native.as_deref());
         envoy_config::xds::write(dir, &module, &picker).expect("write xds files");
         self.picker_json = picker;
     }

@@ -1,5 +1,6 @@
 //! The out-of-tree example module (`examples/out_of_tree_scorer`, built to
-//! `dist/out_of_tree_scorer.wasm`) loads in Envoy and its scorer changes the picks.
+//! `dist/out_of_tree_scorer.wasm` and `dist/libout_of_tree_scorer.so`) loads in Envoy and its
+//! scorer changes the picks, in either build.
 
 use e2e::{repo_root, Env, EnvSpec};
 use serde_json::json;
@@ -24,6 +25,8 @@ fn out_of_tree_module_loads_and_its_scorer_takes_effect() {
             ]}]
         }),
         wasm: Some(wasm),
+        // With E2E_BUILD=native: libout_of_tree_scorer.so from the same crate.
+        native_module: Some("out_of_tree_scorer".into()),
         ..EnvSpec::default()
     });
     // zone b is busier, but the out-of-tree scorer (weight 5) outweighs the queue (weight 1).

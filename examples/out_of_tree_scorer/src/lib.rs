@@ -1,5 +1,7 @@
 //! An endpoint-picker module with one out-of-tree scorer, `label-preference-scorer`: 1.0 for
-//! endpoints whose label `key` equals `value`, else 0. Everything else is the stock module.
+//! endpoints whose label `key` equals `value`, else 0. Everything else is the stock module. It
+//! builds both ways: for wasm32 the proxy-wasm module (`out_of_tree_scorer.wasm`), on the host
+//! the native dynamic module (`libout_of_tree_scorer.so`); the glue is a few lines each below.
 
 use std::sync::Arc;
 
@@ -62,10 +64,17 @@ pub const ENTRY: RegistryEntry = RegistryEntry::alpha(TYPE, "labelPreferenceScor
 mod entry {
     #![allow(missing_docs)]
     proxy_wasm::main! {{
-        let mut registry = scheduler_core::Registry::with_builtins();
-        if let Err(e) = registry.register(crate::ENTRY) {
-            log::error!("{e}");
-        }
-        endpoint_picker_filter::runner::run(registry);
+        endpoint_picker_filter::runner::run(crate::registry());
     }}
 }
+
+fn registry() -> scheduler_core::Registry {
+    let mut registry = scheduler_core::Registry::with_builtins();
+    if let Err(e) = registry.register(crate::ENTRY) {
+        log::error!("{e}");
+    }
+    registry
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+endpoint_picker_native::module!(crate::registry);
