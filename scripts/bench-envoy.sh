@@ -151,12 +151,15 @@ for m in "${MODES[@]}"; do
   echo "$m rps=$rps p50_us=$p50 p99_us=$p99 ${errs}"
   eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99"
 done
+cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt"; }
 awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="$round_robin_rps" -v b="$picker_rps" -v c="$native_rps" \
     -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p50c="$native_p50" \
-    -v p99a="$round_robin_p99" -v p99b="$picker_p99" -v p99c="$native_p99" 'BEGIN {
+    -v p99a="$round_robin_p99" -v p99b="$picker_p99" -v p99c="$native_p99" \
+    -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" 'BEGIN {
   printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s\n", wl, 16, secs, w
   printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"
   printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, b, 100*b/a, c, 100*c/a
+  printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cb, cb-ca, cc, cc-ca
   printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50b, p50b-p50a, p50c, p50c-p50a
   printf "| latency p99, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p99a, p99b, p99b-p99a, p99c, p99c-p99a
 }'

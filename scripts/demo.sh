@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The demo: 4 simulated model servers, Envoy, and one shared-prefix workload run three times —
-# Envoy round robin, Envoy least request, Envoy with the endpoint picker (default GIE profile) —
-# then a comparison table and a TTFT chart (demo-results/ttft.svg).
+# The demo: 4 simulated model servers, Envoy with 4 workers, and one shared-prefix workload run
+# against Envoy round robin, Envoy least request, Envoy with the Wasm picker and Envoy with the
+# native picker (default GIE profile), plus the native picker with 1 worker (the reference for
+# how much prefix affinity the 4 workers keep) — then a comparison table and a TTFT chart
+# (demo-results/ttft.svg).
 #
-#   scripts/demo.sh            (make demo runs this; DEMO_SECONDS / DEMO_QPS override)
+#   scripts/demo.sh            (make demo runs this; DEMO_SECONDS / DEMO_QPS / DEMO_WORKERS override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${DEMO_SECONDS:-45}
 QPS=${DEMO_QPS:-22}
+WORKERS=${DEMO_WORKERS:-4}
 N=4
 BASE_PORT=${DEMO_BASE_PORT:-18600}
 LISTEN=$((BASE_PORT + 80))
@@ -28,7 +31,7 @@ LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-
            --question-tokens 60 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
 
 echo "== building (first run installs the wasm toolchain and Envoy) =="
-make -s wasm envoy >/dev/null
+make -s wasm native envoy >/dev/null
 cargo build -q --release -p model-sim -p loadgen -p envoy-config
 
 endpoints=""; metrics=""
@@ -49,15 +52,16 @@ start_sims() {
   done
 }
 
-run_policy() { # $1 mode, $2 label
+run_policy() { # $1 name, $2 label, $3 envoy-config mode, $4 workers, $5 extra render flag
   start_sims   # fresh servers: every policy starts with cold caches
-  target/release/envoy-config render --mode "$1" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+  target/release/envoy-config render --mode "$3" ${5:-} --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
     --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/$1.yaml"
-  .venv/bin/envoy -c "$WORK/$1.yaml" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1.yaml" --concurrency "$4" \
+    --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!; PIDS+=($envoy)
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN/ready >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
-  echo "== $2: $QPS req/s for $SECS s =="
+  echo "== $2 ($4 workers): $QPS req/s for $SECS s =="
   target/release/loadgen run --target http://127.0.0.1:$LISTEN "${LOAD_ARGS[@]}" --label "$2" \
     --sim-metrics "${metrics%,}" --json "$OUT/$1.json"
   kill $envoy "${SIM_PIDS[@]}" 2>/dev/null || true
@@ -65,17 +69,32 @@ run_policy() { # $1 mode, $2 label
 }
 
 # DEMO_POLICIES picks a subset (e.g. "round-robin" for a capacity sweep).
-POLICIES=${DEMO_POLICIES:-round-robin least-request picker}
+ALL="round-robin least-request picker native native-1w"
+POLICIES=${DEMO_POLICIES:-$ALL}
 for p in $POLICIES; do
   case $p in
-    round-robin) run_policy round-robin "Envoy round robin" ;;
-    least-request) run_policy least-request "Envoy least request" ;;
-    picker) run_policy picker "Envoy + endpoint picker" ;;
+    round-robin) run_policy round-robin "Envoy round robin" round-robin "$WORKERS" ;;
+    least-request) run_policy least-request "Envoy least request" least-request "$WORKERS" ;;
+    picker) run_policy picker "Envoy + picker (Wasm)" picker "$WORKERS" ;;
+    native) run_policy native "Envoy + picker (native)" picker "$WORKERS" --native ;;
+    native-1w) run_policy native-1w "native picker, 1 worker" picker 1 --native ;;
   esac
 done
-[ "$POLICIES" = "round-robin least-request picker" ] || exit 0
+[ "$POLICIES" = "$ALL" ] || exit 0
 
 echo
-echo "== results: shared-prefix workload, $N simulated servers, $QPS req/s offered =="
+echo "== results: shared-prefix workload, $N simulated servers, Envoy with $WORKERS workers, $QPS req/s offered =="
 target/release/loadgen report --svg "$OUT/ttft.svg" --markdown "$OUT/results.md" \
-  "$OUT/round-robin.json" "$OUT/least-request.json" "$OUT/picker.json"
+  "$OUT/round-robin.json" "$OUT/least-request.json" "$OUT/picker.json" "$OUT/native.json" "$OUT/native-1w.json"
+# How much prefix affinity the workers keep: one shared scheduler state (native) vs one per
+# worker (Wasm), against the native picker with a single worker.
+python3 - "$OUT" "$WORKERS" <<'PY'
+import json, sys
+out, w = sys.argv[1], sys.argv[2]
+rate = lambda n: json.load(open(f"{out}/{n}.json")).get("prefix_cache_hit_rate") or 0.0
+one = rate("native-1w")
+for n, label in (("native", "native"), ("picker", "Wasm")):
+    r = rate(n)
+    print(f"prefix-cache hit rate, {label} picker with {w} workers: {100*r:.1f} % = "
+          f"{(100*r/one if one else 0):.1f} % of the native picker with 1 worker ({100*one:.1f} %)")
+PY

@@ -98,7 +98,7 @@ impl FilterConfig {
     ) -> R {
         let snap = pool::current();
         let mut scratch = Vec::new();
-        let candidates = match &snap {
+        let candidates = match snap.as_ref() {
             Some(s) => {
                 let seen = self.members_seen.load(Ordering::Relaxed);
                 if seen != s.members

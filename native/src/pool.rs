@@ -89,9 +89,11 @@ pub fn publish(state: PoolState) {
     POOL.store(Some(Arc::new(state)));
 }
 
-/// The current snapshot (`None` before the first publish).
-pub fn current() -> Option<Arc<PoolState>> {
-    POOL.load_full()
+/// The current snapshot (`None` before the first publish). The guard does not touch the
+/// `Arc`'s shared reference count (which every worker would otherwise bounce between cores);
+/// hold it only for one request's scheduling.
+pub fn current() -> arc_swap::Guard<Option<Arc<PoolState>>> {
+    POOL.load()
 }
 
 /// The member list a filter configuration published for the scraper.
