@@ -7,7 +7,9 @@
 #   [BENCH_WORKLOAD=distinct|shared|get] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] \
 #     scripts/bench-envoy.sh [seconds=15] [connections=16]
 #
-# BENCH_CONCURRENCY: Envoy worker threads (--concurrency) for every run.
+# BENCH_CONCURRENCY: Envoy worker threads (--concurrency) for every run. BENCH_ROUNDS (default 2):
+# the three configurations run in turn that many times and each figure is the mean over rounds,
+# so drift in the machine's speed during the run hits all three alike.
 #
 # BENCH_HOP=1 adds a third run, `picker-hop`: the kgateway deployment shape (envoy-config/deploy/
 # kgateway), where a plain outer listener routes over loopback to the picker's own listener in
@@ -111,11 +113,11 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   sleep 1
   wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
   local before; before=$(thread_cpu $envoy)
-  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.wrk"
+  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
   local after; after=$(thread_cpu $envoy)
-  local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.wrk")
+  local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
-  wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.lat"
+  wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.lat"
   # Envoy CPU per request, by thread: the worker serves requests, the main thread runs the scraper.
   awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
     split(b, B, " "); split(a, A, " ");
@@ -142,21 +144,23 @@ to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
 
 MODES=(round-robin picker native)
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
-for m in "${MODES[@]}"; do run "$m"; done
+ROUNDS=${BENCH_ROUNDS:-2}
+for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
+mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
 for m in "${MODES[@]}"; do
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$m.wrk")
-  p50=$(to_us "$(awk '$1=="50%" {print $2}' "$WORK/$m.lat")")
-  p99=$(to_us "$(awk '$1=="99%" {print $2}' "$WORK/$m.lat")")
-  errs=$(awk '/Non-2xx|Socket errors/ {print}' "$WORK/$m.wrk")
-  echo "$m rps=$rps p50_us=$p50 p99_us=$p99 ${errs}"
+  rps=$(cat "$WORK/$m".*.wrk | awk '/Requests\/sec/ {print $2}' | mean)
+  p50=$(for f in "$WORK/$m".*.lat; do to_us "$(awk '$1=="50%" {print $2}' "$f")"; done | mean)
+  p99=$(for f in "$WORK/$m".*.lat; do to_us "$(awk '$1=="99%" {print $2}' "$f")"; done | mean)
+  errs=$(cat "$WORK/$m".*.wrk | awk '/Non-2xx|Socket errors/ {print}')
+  echo "$m rps=$rps p50_us=$p50 p99_us=$p99 (mean of $ROUNDS rounds) ${errs}"
   eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99"
 done
-cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt"; }
+cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt" | mean; }
 awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="$round_robin_rps" -v b="$picker_rps" -v c="$native_rps" \
     -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p50c="$native_p50" \
     -v p99a="$round_robin_p99" -v p99b="$picker_p99" -v p99c="$native_p99" \
     -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" 'BEGIN {
-  printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s\n", wl, 16, secs, w
+  printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s, mean of the rounds\n", wl, 16, secs, w
   printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"
   printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, b, 100*b/a, c, 100*c/a
   printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cb, cb-ca, cc, cc-ca
