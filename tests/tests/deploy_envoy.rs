@@ -191,6 +191,83 @@ fn apply_patch(resource: &mut Value, op: &Value) {
     }
 }
 
+/// Envoy Gateway's xDS for the native manifests: the `dynamicModule` filter as Envoy Gateway
+/// configures it from the EnvoyExtensionPolicy and the EnvoyProxy allowlist entry (the library
+/// loaded by name from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, where the test puts the built
+/// module), the same cluster and patches as the Wasm set, plus the bootstrap merge with the
+/// native scraper.
+fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports) -> Assembled {
+    let eep = find(docs, "EnvoyExtensionPolicy", None);
+    let ns = eep["metadata"]["namespace"].as_str().unwrap();
+    let module = &eep["spec"]["dynamicModule"][0];
+    let proxy = find(docs, "EnvoyProxy", None);
+    let allowed = &proxy["spec"]["dynamicModules"][0];
+    assert_eq!(
+        allowed["name"], module["name"],
+        "the policy names an allowed module"
+    );
+    assert_eq!(allowed["doNotClose"], true);
+    let path = allowed["source"]["local"]["path"].as_str().unwrap();
+    assert!(path.ends_with("/libendpoint_picker.so"), "{path}");
+    let filter = json!({"name": "envoy.filters.http.dynamic_modules", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config": {"name": "endpoint_picker", "do_not_close": true},
+        "filter_name": module["filterName"],
+        "filter_config": {"@type": STRING_VALUE, "value": module["config"].to_string()}}});
+    let route = find(docs, "HTTPRoute", None);
+    let cluster_name = format!(
+        "httproute/{ns}/{}/rule/0",
+        route["metadata"]["name"].as_str().unwrap()
+    );
+    let btp = find(docs, "BackendTrafficPolicy", None);
+    let header = &btp["spec"]["loadBalancer"]["endpointOverride"]["extractFrom"][0]["header"];
+    let cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(&module["config"])},
+        "load_balancing_policy": {"policies": [{"typed_extension_config": {
+            "name": "envoy.load_balancing_policies.override_host", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
+                "override_host_sources": [{"header": header}],
+                "fallback_policy": {"policies": [{"typed_extension_config": {
+                    "name": "envoy.load_balancing_policies.least_request", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}}}]}}}}]}});
+    let gw = find(docs, "Gateway", None);
+    let listener_name = format!("{ns}/{}/http", gw["metadata"]["name"].as_str().unwrap());
+    let mut l = listener(
+        &listener_name,
+        ports.inference,
+        hcm("http", &cluster_name, vec![filter]),
+    );
+    l["per_connection_buffer_limit_bytes"] = json!(32768); // Envoy Gateway's default
+    let epp = find(docs, "EnvoyPatchPolicy", None);
+    for p in epp["spec"]["jsonPatches"].as_array().unwrap() {
+        assert_eq!(p["name"], listener_name.as_str());
+        apply_patch(&mut l, &p["operation"]);
+    }
+    assert!(l["per_connection_buffer_limit_bytes"].as_u64().unwrap() > 4 << 20);
+    let dir = work_dir("eg-native");
+    let base = dir.join("base.json");
+    let bootstrap = json!({"admin": admin(ports.admin), "static_resources": {"listeners": [l], "clusters": [cluster]}});
+    std::fs::write(&base, bootstrap.to_string()).unwrap();
+    assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
+    let merged = proxy["spec"]["bootstrap"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        merged.contains("envoy.bootstrap.dynamic_modules"),
+        "{merged}"
+    );
+    Assembled {
+        args: vec![
+            "-c".into(),
+            base.display().to_string(),
+            "--config-yaml".into(),
+            merged,
+        ],
+        dir,
+    }
+}
+
 /// Envoy Gateway's xDS for the manifests, as a bootstrap, plus the EnvoyProxy merge.
 fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
     let eep = find(docs, "EnvoyExtensionPolicy", None);
@@ -499,6 +576,7 @@ impl Running {
         let log = a.dir.join("envoy.log");
         let child = Command::new(e2e::envoy_bin())
             .args(&a.args)
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", e2e::native_dir())
             .args([
                 "--concurrency",
                 "1",
@@ -572,6 +650,7 @@ fn runs_and_routes(gateway: Gateway) {
         Gateway::EnvoyGateway => assemble_envoy_gateway(&docs, ports),
         Gateway::Istio => assemble_istio(&docs, ports, false),
         Gateway::Kgateway => assemble_kgateway(&docs, ports, Some(&lb_endpoints(&picker))),
+        Gateway::EnvoyGatewayNative => assemble_envoy_gateway_native(&docs, ports),
     };
     let envoy = Running::start(assembled, ports.admin);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -627,4 +706,9 @@ fn istio_set_runs_and_routes() {
 #[test]
 fn kgateway_set_runs_and_routes() {
     runs_and_routes(Gateway::Kgateway);
+}
+
+#[test]
+fn envoy_gateway_native_set_runs_and_routes() {
+    runs_and_routes(Gateway::EnvoyGatewayNative);
 }

@@ -1,8 +1,9 @@
-//! The module's OCI image (`make oci`, `scripts/oci-image.sh`) has the layout Envoy Gateway's
+//! The modules' OCI images (`make oci`, `scripts/oci-image.sh`) have the layout Envoy Gateway's
 //! and Istio's image fetchers and a Kubernetes image volume expect (the Wasm OCI "compat"
 //! variant): an OCI image layout whose tag names one image manifest with exactly one
-//! `application/vnd.oci.image.layer.v1.tar+gzip` layer holding exactly one regular file,
-//! `plugin.wasm`, byte-identical to the built module; every blob matches its descriptor's digest
+//! `application/vnd.oci.image.layer.v1.tar+gzip` layer holding exactly one regular file —
+//! `plugin.wasm`, or `libendpoint_picker.so` for the native module — byte-identical to the built
+//! module; every blob matches its descriptor's digest
 //! and size; the config's diff_id is the uncompressed layer's digest. Building it again gives the
 //! same digest.
 
@@ -13,10 +14,10 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn layout() -> PathBuf {
-    std::env::var_os("OCI_LAYOUT")
+fn layout(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| e2e::repo_root().join("dist/oci"))
+        .unwrap_or_else(|| e2e::repo_root().join(default))
 }
 
 fn tag() -> String {
@@ -63,7 +64,28 @@ fn manifest_digest(layout: &Path, tag: &str) -> (Value, String) {
 
 #[test]
 fn image_is_one_layer_with_plugin_wasm_and_reproducible() {
-    let layout = layout();
+    check_image(
+        &layout("OCI_LAYOUT", "dist/oci"),
+        "plugin.wasm",
+        &e2e::wasm_path(),
+        b"\0asm",
+    );
+}
+
+#[test]
+fn native_image_is_one_layer_with_the_shared_library_and_reproducible() {
+    check_image(
+        &layout("OCI_NATIVE_LAYOUT", "dist/oci-native"),
+        "libendpoint_picker.so",
+        &e2e::native_dir().join("libendpoint_picker.so"),
+        b"\x7fELF",
+    );
+}
+
+/// Checks the image at `layout`: one layer with the single file `file` equal to `module`
+/// (which starts with `magic`), and the same digest when packed again.
+fn check_image(layout: &Path, file: &str, module_path: &Path, magic: &[u8]) {
+    let layout = layout.to_path_buf();
     let tag = tag();
     let (descriptor, digest) = manifest_digest(&layout, &tag);
     let manifest: Value = serde_json::from_slice(&blob(&layout, &descriptor)).unwrap();
@@ -112,17 +134,18 @@ fn image_is_one_layer_with_plugin_wasm_and_reproducible() {
         "exactly one file: {:?}",
         files.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
-    assert_eq!(files[0].0.trim_start_matches("./"), "plugin.wasm");
-    let module = std::fs::read(e2e::wasm_path()).unwrap();
-    assert!(files[0].1 == module, "plugin.wasm is the built module");
-    assert_eq!(&module[..4], b"\0asm");
+    assert_eq!(files[0].0.trim_start_matches("./"), file);
+    let module = std::fs::read(module_path).unwrap();
+    assert!(files[0].1 == module, "{file} is the built module");
+    assert_eq!(&module[..magic.len()], magic);
 
     // Reproducible: the same module packed again gives the same manifest digest.
-    let again = std::env::temp_dir().join(format!("oci-again-{}", std::process::id()));
+    let again = std::env::temp_dir().join(format!("oci-again-{}-{file}", std::process::id()));
     let out = Command::new(e2e::repo_root().join("scripts/oci-image.sh"))
-        .arg(e2e::wasm_path())
+        .arg(module_path)
         .arg(&again)
         .arg(&tag)
+        .arg(file)
         .output()
         .unwrap();
     assert!(
@@ -133,5 +156,5 @@ fn image_is_one_layer_with_plugin_wasm_and_reproducible() {
     let (_, digest_again) = manifest_digest(&again, &tag);
     let _ = std::fs::remove_dir_all(&again);
     assert_eq!(digest, digest_again, "same module, same image digest");
-    println!("OCI image {tag}: {digest} (rebuilt: identical)");
+    println!("OCI image of {file} {tag}: {digest} (rebuilt: identical)");
 }

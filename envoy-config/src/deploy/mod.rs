@@ -15,6 +15,7 @@
 //! | shared vm_id | EG's derived `envoyextensionpolicy/<ns>/<name>/wasm/0` | ours (`endpoint-picker`) | ours |
 
 mod envoy_gateway;
+mod envoy_gateway_native;
 mod istio;
 mod kgateway;
 
@@ -38,11 +39,18 @@ pub enum Gateway {
     Istio,
     /// kgateway v2.3+ (`GatewayParameters.extraArgs`).
     Kgateway,
+    /// Envoy Gateway v1.8+ with the native module (`dynamicModules`).
+    EnvoyGatewayNative,
 }
 
 impl Gateway {
     /// Every gateway, in documentation order.
-    pub const ALL: [Gateway; 3] = [Gateway::EnvoyGateway, Gateway::Istio, Gateway::Kgateway];
+    pub const ALL: [Gateway; 4] = [
+        Gateway::EnvoyGateway,
+        Gateway::Istio,
+        Gateway::Kgateway,
+        Gateway::EnvoyGatewayNative,
+    ];
 
     /// The CLI and directory name (`envoy-gateway`, `istio`, `kgateway`).
     pub fn name(self) -> &'static str {
@@ -50,6 +58,7 @@ impl Gateway {
             Gateway::EnvoyGateway => "envoy-gateway",
             Gateway::Istio => "istio",
             Gateway::Kgateway => "kgateway",
+            Gateway::EnvoyGatewayNative => "envoy-gateway-native",
         }
     }
 
@@ -61,7 +70,11 @@ impl Gateway {
         Gateway::ALL
             .into_iter()
             .find(|g| g.name() == s)
-            .ok_or_else(|| format!("unknown gateway '{s}' (envoy-gateway, istio, kgateway)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown gateway '{s}' (envoy-gateway, istio, kgateway, envoy-gateway-native)"
+                )
+            })
     }
 }
 
@@ -105,6 +118,7 @@ pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
         Gateway::EnvoyGateway => envoy_gateway::render(input),
         Gateway::Istio => istio::render(input),
         Gateway::Kgateway => kgateway::render(input),
+        Gateway::EnvoyGatewayNative => envoy_gateway_native::render(input),
     }
 }
 

@@ -1,0 +1,195 @@
+//! Envoy Gateway v1.8+ with the native module: the `.so` comes from its OCI image as an image
+//! volume and is registered in the EnvoyProxy's `dynamicModules` allowlist; the picker filter is
+//! an EnvoyExtensionPolicy `dynamicModule` entry; the scraper, which no Envoy Gateway API can
+//! add, goes in through the bootstrap merge, as for the Wasm build.
+//!
+//! The coupling to know: the filter Envoy Gateway configures (from the allowlist entry's local
+//! path) and the bootstrap scraper (loaded by name through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`)
+//! must resolve to the same file, so Envoy maps the library once and both share its memory (the
+//! snapshot the scraper publishes is what the filter reads). Both point at
+//! `/opt/llm-picker/libendpoint_picker.so` here. There is no vm_id to keep in step.
+
+use super::envoy_gateway::{route_cluster, ENVOY_IMAGE, ROUTE};
+use super::DeployInput;
+use super::{documents, gateway, http_route, indent, model_service};
+use super::{module_mount, module_volume, namespace, picker_json, service_backend, MODULE_DIR};
+use crate::blocks::{Module, DESTINATION_HEADER, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
+use crate::limits::Limits;
+use crate::render::metrics_cluster;
+
+/// Name of the EnvoyExtensionPolicy.
+pub const POLICY: &str = "llm-picker";
+/// The logical module name in the EnvoyProxy allowlist.
+pub const MODULE: &str = "endpoint-picker";
+
+pub(super) fn render(input: &DeployInput) -> Result<String, String> {
+    let ns = &input.namespace;
+    let gw = &input.gateway;
+    let image = &input.image;
+    let prepared = picker_json(input, &route_cluster(ns))?;
+    let json = &prepared.json;
+    let buffer_limit = prepared.buffer_limit;
+    let limits = Limits::default();
+    let bootstrap = format!(
+        "bootstrap_extensions:\n{}{}static_resources:\n  clusters:\n{}",
+        Module::Native(NATIVE_MODULE_NAME.into()).scraper_extension(json),
+        limits.overload_manager(false),
+        indent(&metrics_cluster(), 2)
+    );
+    let listener = format!("{ns}/{gw}/http");
+    let picker: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let config_yaml = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
+
+    let proxy = format!(
+        r#"# The proxy: Envoy 1.40, the native module mounted from its OCI image, registered for
+# EnvoyExtensionPolicies, and the scraper in the bootstrap.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyProxy
+metadata:
+  name: llm-proxy
+  namespace: {ns}
+spec:
+  dynamicModules:
+  - name: {MODULE}
+    # Keep the library mapped: the scraper and every worker's filter share its memory.
+    doNotClose: true
+    source:
+      type: Local
+      local:
+        path: {MODULE_DIR}/lib{NATIVE_MODULE_NAME}.so
+  provider:
+    type: Kubernetes
+    kubernetes:
+      envoyDeployment:
+        container:
+          image: {ENVOY_IMAGE}
+          env:
+          # Where the bootstrap scraper finds lib{NATIVE_MODULE_NAME}.so by name.
+          - name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+            value: {MODULE_DIR}
+          volumeMounts:
+{mount}        pod:
+          volumes:
+          # An image volume (Kubernetes 1.33+): the OCI image `make oci` builds in dist/oci-native,
+          # one file libendpoint_picker.so.
+{volume}  bootstrap:
+    type: Merge
+    value: |
+{bootstrap}"#,
+        bootstrap = indent(&bootstrap, 6),
+        mount = indent(&module_mount(), 10),
+        volume = indent(&module_volume(image), 10),
+    );
+    let class = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: llm-eg
+spec:
+  controllerName: gateway.envoyproxy.io/gatewayclass-controller
+"#
+    .to_string();
+    let gateway = gateway(
+        input,
+        "llm-eg",
+        ("gateway.envoyproxy.io", "EnvoyProxy", "llm-proxy"),
+    );
+    let route = http_route(input, ROUTE, "", &service_backend(input));
+    let extension = format!(
+        r#"# The picker filter on the route: the module's `{PICKER_ROOT_ID}` filter with the picker JSON.
+# Editing `config` (e.g. pool.endpoints) reconfigures it through xDS, without a restart.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyExtensionPolicy
+metadata:
+  name: {POLICY}
+  namespace: {ns}
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: {ROUTE}
+  dynamicModule:
+  - name: {MODULE}
+    filterName: {PICKER_ROOT_ID}
+    config:
+{config}"#,
+        config = indent(&config_yaml, 6),
+    );
+    let traffic = format!(
+        r#"# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER}; retries go to
+# another endpoint.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata:
+  name: llm-pool
+  namespace: {ns}
+spec:
+  targetRefs:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: {ROUTE}
+  loadBalancer:
+    type: LeastRequest
+    endpointOverride:
+      extractFrom:
+      - header: {DESTINATION_HEADER}
+  retry:
+    numRetries: 2
+    retryOn:
+      triggers: [connect-failure, reset, refused-stream]
+      httpStatusCodes: [500, 502, 503]
+"#
+    );
+    let patch = format!(
+        r#"# Buffer long prompts (Envoy Gateway's default listener limit is 32 KiB) and bound how long a
+# client may take to send its request. Requires `extensionApis.enableEnvoyPatchPolicy: true`.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyPatchPolicy
+metadata:
+  name: llm-picker-body
+  namespace: {ns}
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: Gateway
+    name: {gw}
+  type: JSONPatch
+  jsonPatches:
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      path: /per_connection_buffer_limit_bytes
+      value: {buffer_limit}
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
+      path: /request_headers_timeout
+      value: {headers_timeout}s
+  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+    name: {listener}
+    operation:
+      op: add
+      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
+      path: /request_timeout
+      value: {request_timeout}s
+"#,
+        headers_timeout = limits.request_headers_timeout_s,
+        request_timeout = limits.request_timeout_s,
+    );
+    Ok(documents(
+        "# Endpoint picker (native module) on Envoy Gateway v1.8+. Rendered by `envoy-config deploy --gateway envoy-gateway-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &[
+            namespace(input),
+            proxy,
+            class,
+            gateway,
+            route,
+            model_service(input, &input.service, false),
+            extension,
+            traffic,
+            patch,
+        ],
+    ))
+}
