@@ -65,14 +65,7 @@ impl Scraper {
     /// The scheduler-core [`ConfigError`]; Envoy then refuses to start.
     pub fn new(envoy: Ptr, json: &str, registry: &Registry) -> Result<Scraper, ConfigError> {
         let loaded = PickerConfig::load(json, registry)?;
-        let source = loaded.picker.metrics_source().cloned();
-        let path = loaded
-            .pool
-            .scrape
-            .path
-            .clone()
-            .or_else(|| source.as_ref().map(|s| s.path.clone()))
-            .unwrap_or_else(|| "/metrics".into());
+        let (path, enabled) = endpoint_picker_filter::scraper::scrape_target(&loaded);
         let stats = ScraperStats {
             success: Counter::bootstrap(envoy, "endpoint_picker.scrape.success", &[]),
             failure: Counter::bootstrap(envoy, "endpoint_picker.scrape.failure", &[]),
@@ -89,7 +82,7 @@ impl Scraper {
         );
         Ok(Scraper {
             envoy,
-            enabled: source.is_some(),
+            enabled,
             extractor: loaded.picker.metrics_extractor().clone(),
             path,
             stats,

@@ -597,6 +597,44 @@ impl Drop for Env {
     }
 }
 
+/// Three fake model servers (`pod-a`, `pod-b`, `pod-c`) and the picker JSON for them
+/// (`pool.cluster` `inference_pool`, `engine-type: vllm` labels), with `pool_extra` merged into
+/// `pool`: for tests that start Envoy with [`Env::start_with`].
+pub fn three_backends(pool_extra: Value) -> (Vec<Backend>, Value) {
+    let backends: Vec<Backend> = ["pod-a", "pod-b", "pod-c"]
+        .iter()
+        .map(|n| Backend::spawn(n))
+        .collect();
+    let endpoints: Vec<Value> = backends
+        .iter()
+        .map(|b| json!({"address": b.addr.to_string(), "labels": {"engine-type": "vllm"}}))
+        .collect();
+    let mut pool = json!({"cluster": "inference_pool", "endpoints": endpoints});
+    merge(&mut pool, &pool_extra);
+    (backends, json!({ "pool": pool }))
+}
+
+/// Time until `pod` stops receiving completions for `model` (none for 500 ms), polling every
+/// 20 ms; `None` when it still receives some after `within`.
+pub fn time_until_no_traffic(
+    env: &Env,
+    model: &str,
+    pod: &str,
+    within: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut last_seen = Duration::ZERO;
+    while start.elapsed() < within {
+        if env.complete(model, "probe", &[]).pod() == pod {
+            last_seen = start.elapsed();
+        } else if start.elapsed() > last_seen + Duration::from_millis(500) {
+            return Some(last_seen);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// Removes the `bootstrap_extensions` block (the scraper singleton) from a rendered
 /// configuration: a filter-only Envoy, whose picker VMs must scrape by themselves.
 pub fn without_bootstrap_scraper(yaml: String) -> String {

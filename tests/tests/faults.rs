@@ -109,21 +109,6 @@ fn endpoint_answering_500_costs_no_client_error() {
     assert_eq!(errors, 0);
 }
 
-/// Time until `pod` stops receiving traffic, polling with requests every 20 ms.
-fn time_until_no_traffic(env: &Env, pod: &str, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut last_seen = Duration::ZERO;
-    while start.elapsed() < within {
-        if env.complete(MODEL, "probe", &[]).pod() == pod {
-            last_seen = start.elapsed();
-        } else if start.elapsed() > last_seen + Duration::from_millis(500) {
-            return Some(last_seen);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn huge_or_garbage_metrics_drop_the_endpoint_and_it_comes_back() {
     let env = Env::start(EnvSpec {
@@ -142,7 +127,7 @@ fn huge_or_garbage_metrics_drop_the_endpoint_and_it_comes_back() {
         env.settle();
         assert_eq!(env.complete(MODEL, "before", &[]).pod(), name);
         env.backends[pod].set(json!({"waiting": 0, "kv": 0.0, "metrics": mode}));
-        let gone = time_until_no_traffic(&env, &name, Duration::from_secs(6));
+        let gone = e2e::time_until_no_traffic(&env, MODEL, &name, Duration::from_secs(6));
         println!("/metrics {mode}: last request on it {gone:?} after the change (staleness 1 s)");
         assert!(
             gone.is_some_and(|d| d < Duration::from_secs(2)),

@@ -107,17 +107,8 @@ fn slow_and_stalled_uploads_are_cut_off_and_memory_stays_bounded() {
         max_heap_bytes: 256 << 20,
         ..Limits::default()
     };
-    let backends = ["pod-a", "pod-b", "pod-c"]
-        .iter()
-        .map(|n| e2e::Backend::spawn(n))
-        .collect::<Vec<_>>();
-    let endpoints: Vec<_> = backends
-        .iter()
-        .map(|b| json!({"address": b.addr.to_string(), "labels": {"engine-type": "vllm"}}))
-        .collect();
     // Each of the 2 workers may hold 32 MiB of incomplete request bodies.
-    let picker = json!({"pool": {"cluster": "inference_pool", "endpoints": endpoints,
-                                 "maxBufferedBodyBytes": 32 << 20}});
+    let (backends, picker) = e2e::three_backends(json!({"maxBufferedBodyBytes": 32 << 20}));
     let mut env = Env::start_with(
         backends,
         picker,

@@ -23,21 +23,6 @@ const FAULTS: &[&str] = &[
     "negative",
 ];
 
-/// Time until `pod` stops receiving traffic (no pick for 500 ms), polling every 20 ms.
-fn time_until_no_traffic(env: &Env, pod: &str, within: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut last_seen = Duration::ZERO;
-    while start.elapsed() < within {
-        if env.complete(MODEL, "probe", &[]).pod() == pod {
-            last_seen = start.elapsed();
-        } else if start.elapsed() > last_seen + Duration::from_millis(500) {
-            return Some(last_seen);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn broken_metrics_responses_never_take_the_scraper_down() {
     let env = Env::start(EnvSpec {
@@ -62,7 +47,7 @@ fn broken_metrics_responses_never_take_the_scraper_down() {
 
         let failures_before = env.stat("endpoint_picker.scrape.failure").unwrap_or(0);
         bad.set(json!({"waiting": 0, "kv": 0.0, "metrics": fault}));
-        let gone = time_until_no_traffic(&env, &pod, Duration::from_secs(6));
+        let gone = e2e::time_until_no_traffic(&env, MODEL, &pod, Duration::from_secs(6));
         println!(
             "/metrics {fault}: last request on {pod} {gone:?} after the fault (staleness 1 s)"
         );

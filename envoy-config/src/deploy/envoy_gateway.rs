@@ -120,7 +120,58 @@ spec:
 {config}"#,
         config = indent(json, 6),
     );
-    let traffic = format!(
+    let wasm_ops = format!(
+        r#"- type: type.googleapis.com/envoy.config.listener.v3.Listener
+  name: {listener}
+  operation:
+    op: add
+    jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
+    path: /allow_on_headers_stop_iteration
+    value: true
+- type: type.googleapis.com/envoy.config.listener.v3.Listener
+  name: {listener}
+  operation:
+    op: add
+    jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
+    path: /failure_policy
+    value: FAIL_RELOAD
+"#
+    );
+    let patch = patch_policy(
+        input,
+        &listener,
+        "# Body-based picking (the `model` field, prefix affinity on the prompt) needs\n\
+         # allow_on_headers_stop_iteration, and FAIL_RELOAD replaces a VM that traps; the\n\
+         # EnvoyExtensionPolicy API exposes neither (Envoy Gateway #8382), so patch them in. Also raise\n\
+         # the listener's buffer limit (Envoy Gateway's default is 32 KiB) above the picker's\n\
+         # bodyLimitBytes so long prompts are buffered, and bound how long a client may take to send\n\
+         # its request. Requires `extensionApis.enableEnvoyPatchPolicy: true` in the Envoy Gateway\n\
+         # configuration.\n",
+        &wasm_ops,
+        buffer_limit,
+    );
+    let traffic = traffic_policy(input);
+    Ok(documents(
+        "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &[
+            namespace(input),
+            proxy,
+            class,
+            gateway,
+            route,
+            model_service(input, &input.service, false),
+            extension,
+            traffic,
+            patch,
+        ],
+    ))
+}
+
+/// The BackendTrafficPolicy both sets use: least request with `endpointOverride` on the
+/// destination header, and retries on another endpoint.
+pub(super) fn traffic_policy(input: &DeployInput) -> String {
+    let ns = &input.namespace;
+    format!(
         r#"# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER} (Envoy's
 # override_host load balancer). Only endpoints of the route's Service can be chosen; without the
 # header (FailOpen) least request picks. Retries go to another endpoint.
@@ -145,16 +196,21 @@ spec:
       triggers: [connect-failure, reset, refused-stream]
       httpStatusCodes: [500, 502, 503]
 "#
-    );
+    )
+}
+
+/// The EnvoyPatchPolicy on the Gateway's listener: `first_ops` (JSON patch list items, column
+/// 0), then the buffer limit above `bodyLimitBytes` and the request and header timeouts.
+pub(super) fn patch_policy(
+    input: &DeployInput,
+    listener: &str,
+    comment: &str,
+    first_ops: &str,
+    buffer_limit: u64,
+) -> String {
     let limits = Limits::default();
-    let patch = format!(
-        r#"# Body-based picking (the `model` field, prefix affinity on the prompt) needs
-# allow_on_headers_stop_iteration, and FAIL_RELOAD replaces a VM that traps; the
-# EnvoyExtensionPolicy API exposes neither (Envoy Gateway #8382), so patch them in. Also raise
-# the listener's buffer limit (Envoy Gateway's default is 32 KiB) above the picker's
-# bodyLimitBytes so long prompts are buffered. Requires
-# `extensionApis.enableEnvoyPatchPolicy: true` in the Envoy Gateway configuration.
-apiVersion: gateway.envoyproxy.io/v1alpha1
+    format!(
+        r#"{comment}apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyPatchPolicy
 metadata:
   name: llm-picker-body
@@ -166,21 +222,7 @@ spec:
     name: {gw}
   type: JSONPatch
   jsonPatches:
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
-    name: {listener}
-    operation:
-      op: add
-      jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
-      path: /allow_on_headers_stop_iteration
-      value: true
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
-    name: {listener}
-    operation:
-      op: add
-      jsonPath: "..http_filters[?(@.name=='{filter}')].typed_config.config"
-      path: /failure_policy
-      value: FAIL_RELOAD
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
+{first}  - type: type.googleapis.com/envoy.config.listener.v3.Listener
     name: {listener}
     operation:
       op: add
@@ -202,21 +244,10 @@ spec:
       path: /request_timeout
       value: {request_timeout}s
 "#,
+        ns = input.namespace,
+        gw = input.gateway,
+        first = indent(first_ops, 2),
         headers_timeout = limits.request_headers_timeout_s,
         request_timeout = limits.request_timeout_s,
-    );
-    Ok(documents(
-        "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
-        &[
-            namespace(input),
-            proxy,
-            class,
-            gateway,
-            route,
-            model_service(input, &input.service, false),
-            extension,
-            traffic,
-            patch,
-        ],
-    ))
+    )
 }

@@ -9,11 +9,11 @@
 //! snapshot the scraper publishes is what the filter reads). Both point at
 //! `/opt/llm-picker/libendpoint_picker.so` here. There is no vm_id to keep in step.
 
-use super::envoy_gateway::{route_cluster, ENVOY_IMAGE, ROUTE};
+use super::envoy_gateway::{patch_policy, route_cluster, traffic_policy, ENVOY_IMAGE, ROUTE};
 use super::DeployInput;
 use super::{documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_volume, namespace, picker_json, service_backend, MODULE_DIR};
-use crate::blocks::{Module, DESTINATION_HEADER, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
+use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
 use crate::limits::Limits;
 use crate::render::metrics_cluster;
 
@@ -114,69 +114,14 @@ spec:
 {config}"#,
         config = indent(&config_yaml, 6),
     );
-    let traffic = format!(
-        r#"# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER}; retries go to
-# another endpoint.
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: BackendTrafficPolicy
-metadata:
-  name: llm-pool
-  namespace: {ns}
-spec:
-  targetRefs:
-  - group: gateway.networking.k8s.io
-    kind: HTTPRoute
-    name: {ROUTE}
-  loadBalancer:
-    type: LeastRequest
-    endpointOverride:
-      extractFrom:
-      - header: {DESTINATION_HEADER}
-  retry:
-    numRetries: 2
-    retryOn:
-      triggers: [connect-failure, reset, refused-stream]
-      httpStatusCodes: [500, 502, 503]
-"#
-    );
-    let patch = format!(
-        r#"# Buffer long prompts (Envoy Gateway's default listener limit is 32 KiB) and bound how long a
-# client may take to send its request. Requires `extensionApis.enableEnvoyPatchPolicy: true`.
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: EnvoyPatchPolicy
-metadata:
-  name: llm-picker-body
-  namespace: {ns}
-spec:
-  targetRef:
-    group: gateway.networking.k8s.io
-    kind: Gateway
-    name: {gw}
-  type: JSONPatch
-  jsonPatches:
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
-    name: {listener}
-    operation:
-      op: add
-      path: /per_connection_buffer_limit_bytes
-      value: {buffer_limit}
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
-    name: {listener}
-    operation:
-      op: add
-      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
-      path: /request_headers_timeout
-      value: {headers_timeout}s
-  - type: type.googleapis.com/envoy.config.listener.v3.Listener
-    name: {listener}
-    operation:
-      op: add
-      jsonPath: "..filters[?(@.name=='envoy.filters.network.http_connection_manager')].typed_config"
-      path: /request_timeout
-      value: {request_timeout}s
-"#,
-        headers_timeout = limits.request_headers_timeout_s,
-        request_timeout = limits.request_timeout_s,
+    let traffic = traffic_policy(input);
+    let patch = patch_policy(
+        input,
+        &listener,
+        "# Buffer long prompts (Envoy Gateway's default listener limit is 32 KiB) and bound how long a\n\
+         # client may take to send its request. Requires `extensionApis.enableEnvoyPatchPolicy: true`.\n",
+        "",
+        buffer_limit,
     );
     Ok(documents(
         "# Endpoint picker (native module) on Envoy Gateway v1.8+. Rendered by `envoy-config deploy --gateway envoy-gateway-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",

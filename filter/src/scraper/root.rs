@@ -48,15 +48,7 @@ impl ScraperRoot {
     /// The scheduler-core [`ConfigError`]; Envoy then refuses the bootstrap extension.
     pub fn configure(json: &str, registry: &Registry) -> Result<ScraperRoot, ConfigError> {
         let loaded = PickerConfig::load(json, registry)?;
-        let source = loaded.picker.metrics_source().cloned();
-        let path = loaded
-            .pool
-            .scrape
-            .path
-            .clone()
-            .or_else(|| source.as_ref().map(|s| s.path.clone()))
-            .unwrap_or_else(|| "/metrics".into());
-        let enabled = source.is_some();
+        let (path, enabled) = crate::scraper::scrape_target(&loaded);
         if !enabled {
             log::warn!(
                 "endpoint picker scraper: dataLayer has no sources; metrics are not scraped"
