@@ -129,9 +129,11 @@ deploy-manifests:
 		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --config envoy-config/deploy/picker.json \
 			--image $(DEPLOY_IMAGE) --out envoy-config/deploy/$$g/manifests.yaml; \
 	done
-	mkdir -p envoy-config/deploy/envoy-gateway-native
-	$(CARGO) run -q -p envoy-config -- deploy --gateway envoy-gateway-native --config envoy-config/deploy/picker.json \
-		--image $(DEPLOY_NATIVE_IMAGE) --out envoy-config/deploy/envoy-gateway-native/manifests.yaml
+	for g in envoy-gateway-native istio-native; do \
+		mkdir -p envoy-config/deploy/$$g; \
+		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --config envoy-config/deploy/picker.json \
+			--image $(DEPLOY_NATIVE_IMAGE) --out envoy-config/deploy/$$g/manifests.yaml; \
+	done
 ## Offline schema check of the manifests against the vendored CRDs.
 check-manifests:
 	$(CARGO) run -q -p envoy-config -- check envoy-config/deploy/*/manifests.yaml

@@ -14,7 +14,7 @@ use serde_json::Value;
 /// The module image each set is rendered with (as `make deploy-manifests` does).
 fn image(g: Gateway) -> &'static str {
     match g {
-        Gateway::EnvoyGatewayNative => {
+        Gateway::EnvoyGatewayNative | Gateway::IstioNative => {
             "registry.example.com/llm-picker/endpoint-picker-native:v0.1.0"
         }
         _ => "registry.example.com/llm-picker/endpoint-picker-wasm:v0.1.0",

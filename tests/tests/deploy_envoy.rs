@@ -63,6 +63,7 @@ fn envoy_validate(assembled: &Assembled) {
     let args: Vec<&str> = assembled.args.iter().map(String::as_str).collect();
     let args = args.as_slice();
     let out = Command::new(e2e::envoy_bin())
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", e2e::native_dir())
         .args(["--mode", "validate", "--log-level", "warn"])
         .args(args)
         .output()
@@ -375,9 +376,15 @@ fn assemble_istio(docs: &[Value], ports: Ports, with_ads: bool) -> Assembled {
         "envoy.filters.http.router"
     );
     let mut typed = ext["typed_config"].clone();
-    typed["config"]["vm_config"]["code"]["local"]["filename"] = json!(e2e::wasm_path());
-    let picker: Value =
-        serde_json::from_str(typed["config"]["configuration"]["value"].as_str().unwrap()).unwrap();
+    // Wasm: the module file as the pod mounts it → the built module; native: the library is
+    // found by name through ENVOY_DYNAMIC_MODULES_SEARCH_PATH (set for every Envoy here).
+    let picker_text = if typed["config"].is_object() {
+        typed["config"]["vm_config"]["code"]["local"]["filename"] = json!(e2e::wasm_path());
+        typed["config"]["configuration"]["value"].clone()
+    } else {
+        typed["filter_config"]["value"].clone()
+    };
+    let picker: Value = serde_json::from_str(picker_text.as_str().unwrap()).unwrap();
     let filter = json!({"name": ext["name"], "typed_config": typed});
 
     // Istio's cluster for the Service, then the CLUSTER MERGE patch.
@@ -651,6 +658,7 @@ fn runs_and_routes(gateway: Gateway) {
         Gateway::Istio => assemble_istio(&docs, ports, false),
         Gateway::Kgateway => assemble_kgateway(&docs, ports, Some(&lb_endpoints(&picker))),
         Gateway::EnvoyGatewayNative => assemble_envoy_gateway_native(&docs, ports),
+        Gateway::IstioNative => assemble_istio(&docs, ports, false),
     };
     let envoy = Running::start(assembled, ports.admin);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -711,4 +719,9 @@ fn kgateway_set_runs_and_routes() {
 #[test]
 fn envoy_gateway_native_set_runs_and_routes() {
     runs_and_routes(Gateway::EnvoyGatewayNative);
+}
+
+#[test]
+fn istio_native_set_runs_and_routes() {
+    runs_and_routes(Gateway::IstioNative);
 }

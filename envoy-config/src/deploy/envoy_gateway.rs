@@ -12,7 +12,7 @@
 use super::DeployInput;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
-use crate::blocks::{DESTINATION_HEADER, PICKER_ROOT_ID};
+use crate::blocks::{Module, DESTINATION_HEADER, PICKER_ROOT_ID};
 use crate::limits::Limits;
 
 /// Name of the EnvoyExtensionPolicy (part of the derived vm_id).
@@ -45,7 +45,7 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let prepared = picker_json(input, &route_cluster(ns))?;
     let json = &prepared.json;
     let buffer_limit = prepared.buffer_limit;
-    let bootstrap = bootstrap_addition(&module_vm(Some(&vm_id)), json, "");
+    let bootstrap = bootstrap_addition(&Module::Wasm(module_vm(Some(&vm_id))), json, "");
     // Envoy Gateway v1.9 names listeners <gateway ns>/<gateway>/<listener>; with
     // XDSNameSchemeV2 (the default from v1.10) the name is tcp-<port>.
     let listener = format!("{ns}/{gw}/http");

@@ -11,11 +11,9 @@
 
 use super::envoy_gateway::{patch_policy, route_cluster, traffic_policy, ENVOY_IMAGE, ROUTE};
 use super::DeployInput;
-use super::{documents, gateway, http_route, indent, model_service};
+use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_volume, namespace, picker_json, service_backend, MODULE_DIR};
 use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
-use crate::limits::Limits;
-use crate::render::metrics_cluster;
 
 /// Name of the EnvoyExtensionPolicy.
 pub const POLICY: &str = "llm-picker";
@@ -29,13 +27,7 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let prepared = picker_json(input, &route_cluster(ns))?;
     let json = &prepared.json;
     let buffer_limit = prepared.buffer_limit;
-    let limits = Limits::default();
-    let bootstrap = format!(
-        "bootstrap_extensions:\n{}{}static_resources:\n  clusters:\n{}",
-        Module::Native(NATIVE_MODULE_NAME.into()).scraper_extension(json),
-        limits.overload_manager(false),
-        indent(&metrics_cluster(), 2)
-    );
+    let bootstrap = bootstrap_addition(&Module::Native(NATIVE_MODULE_NAME.into()), json, "");
     let listener = format!("{ns}/{gw}/http");
     let picker: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let config_yaml = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;

@@ -11,9 +11,10 @@
 //! filter cannot write.
 
 use super::DeployInput;
+use super::MODULE_DIR;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
-use crate::blocks::{override_host_policy, picker_typed_config, PICKER_ROOT_ID, WASM_FILTER_TYPE};
+use crate::blocks::{override_host_policy, Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
 use crate::limits::Limits;
 use crate::render::VM_ID;
 
@@ -36,14 +37,32 @@ pub fn service_cluster(input: &DeployInput) -> String {
 }
 
 pub(super) fn render(input: &DeployInput) -> Result<String, String> {
+    // The filter comes from our EnvoyFilter, so we choose the vm_id; the scraper uses the same.
+    render_module(input, &Module::Wasm(module_vm(Some(VM_ID))))
+}
+
+/// The same set with the native module: `libendpoint_picker.so` from its OCI image (image
+/// volume), found by name through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` by both the bootstrap
+/// scraper and the filter, so they share the library's memory.
+pub(super) fn render_native(input: &DeployInput) -> Result<String, String> {
+    render_module(input, &Module::Native(NATIVE_MODULE_NAME.into()))
+}
+
+fn render_module(input: &DeployInput, module: &Module) -> Result<String, String> {
     let ns = &input.namespace;
     let gw = &input.gateway;
     let image = &input.image;
     let prepared = picker_json(input, &service_cluster(input))?;
     let json = &prepared.json;
-    // The filter comes from our EnvoyFilter, so we choose the vm_id; the scraper uses the same.
-    let vm = module_vm(Some(VM_ID));
-    let bootstrap = bootstrap_addition(&vm, json, "");
+    let bootstrap = bootstrap_addition(module, json, "");
+    let native = matches!(module, Module::Native(_));
+    let search_path = if native {
+        format!(
+            "            # Where Envoy finds lib{NATIVE_MODULE_NAME}.so by name.\n            - name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH\n              value: {MODULE_DIR}\n"
+        )
+    } else {
+        String::new()
+    };
     let filter = filter_name(ns);
     let host = format!("{}.{ns}.svc.cluster.local", input.service);
 
@@ -77,7 +96,7 @@ data:
             env:
             - name: ISTIO_BOOTSTRAP_OVERRIDE
               value: {OVERRIDE_DIR}/{OVERRIDE_FILE}
-            volumeMounts:
+{search_path}            volumeMounts:
             - name: llm-picker-bootstrap
               mountPath: {OVERRIDE_DIR}
               readOnly: true
@@ -138,7 +157,7 @@ spec:
           config_source:
             ads: {{}}
           type_urls:
-          - {WASM_FILTER_TYPE}
+          - {type_url}
   - applyTo: CLUSTER
     match:
       context: GATEWAY
@@ -172,13 +191,19 @@ spec:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
 {timeouts}"#,
         timeouts = indent(&Limits::default().hcm_timeouts(), 10),
-        typed = indent(&picker_typed_config(&vm, json), 10),
+        typed = indent(&module.filter_typed_config(json), 10),
+        type_url = module.filter_type_url(),
         lb = indent(&override_host_policy("least_request"), 8),
         port = input.port,
         buffer_limit = prepared.buffer_limit,
     );
+    let header = if native {
+        "# Endpoint picker (native module) on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n"
+    } else {
+        "# Endpoint picker on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n"
+    };
     Ok(documents(
-        "# Endpoint picker on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        header,
         &[
             namespace(input),
             override_map,

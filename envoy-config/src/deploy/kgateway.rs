@@ -81,7 +81,7 @@ load_assignment:
     );
     let overlay = format!(
         "{}  listeners:\n{}",
-        bootstrap_addition(&vm, json, &pool),
+        bootstrap_addition(&Module::Wasm(vm.clone()), json, &pool),
         indent(
             &listener(
                 "llm_picker",

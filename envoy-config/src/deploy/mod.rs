@@ -21,7 +21,7 @@ mod kgateway;
 
 use serde_json::Value;
 
-use crate::blocks::{indent, scraper_extension, Code, Vm};
+use crate::blocks::{indent, Code, Module, Vm};
 use crate::limits::{Limits, INFERENCE_PATHS, INFERENCE_PREFIXES};
 use crate::render::{metrics_cluster, prepare, Prepared, METRICS_CLUSTER};
 
@@ -41,15 +41,18 @@ pub enum Gateway {
     Kgateway,
     /// Envoy Gateway v1.8+ with the native module (`dynamicModules`).
     EnvoyGatewayNative,
+    /// Istio 1.30+ with the native module (EnvoyFilter, the `.so` from an image volume).
+    IstioNative,
 }
 
 impl Gateway {
     /// Every gateway, in documentation order.
-    pub const ALL: [Gateway; 4] = [
+    pub const ALL: [Gateway; 5] = [
         Gateway::EnvoyGateway,
         Gateway::Istio,
         Gateway::Kgateway,
         Gateway::EnvoyGatewayNative,
+        Gateway::IstioNative,
     ];
 
     /// The CLI and directory name (`envoy-gateway`, `istio`, `kgateway`).
@@ -59,6 +62,7 @@ impl Gateway {
             Gateway::Istio => "istio",
             Gateway::Kgateway => "kgateway",
             Gateway::EnvoyGatewayNative => "envoy-gateway-native",
+            Gateway::IstioNative => "istio-native",
         }
     }
 
@@ -72,7 +76,7 @@ impl Gateway {
             .find(|g| g.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown gateway '{s}' (envoy-gateway, istio, kgateway, envoy-gateway-native)"
+                    "unknown gateway '{s}' (envoy-gateway, istio, kgateway, envoy-gateway-native, istio-native)"
                 )
             })
     }
@@ -119,6 +123,7 @@ pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
         Gateway::Istio => istio::render(input),
         Gateway::Kgateway => kgateway::render(input),
         Gateway::EnvoyGatewayNative => envoy_gateway_native::render(input),
+        Gateway::IstioNative => istio::render_native(input),
     }
 }
 
@@ -142,10 +147,10 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
 
 /// The bootstrap addition every gateway needs (column 0): the scraper extension and the
 /// scrape cluster, after `clusters` (more cluster list items, column 0).
-fn bootstrap_addition(vm: &Vm, json: &str, clusters: &str) -> String {
+fn bootstrap_addition(module: &Module, json: &str, clusters: &str) -> String {
     format!(
         "bootstrap_extensions:\n{}{}static_resources:\n  clusters:\n{}{}",
-        scraper_extension(vm, json),
+        module.scraper_extension(json),
         Limits::default().overload_manager(false),
         indent(clusters, 2),
         indent(&metrics_cluster(), 2)
