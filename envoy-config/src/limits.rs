@@ -78,6 +78,21 @@ impl Limits {
         )
     }
 
+    /// A `connection_limit` network filter (a list item, column 0) capping this listener's
+    /// connections at `max_connections`: the listener-level cap, also where the bootstrap's
+    /// global monitor is the gateway's own (kgateway's overlay listener).
+    pub fn connection_limit(&self, listener: &str) -> String {
+        format!(
+            r#"- name: envoy.filters.network.connection_limit
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit
+    stat_prefix: {listener}
+    max_connections: {max}
+"#,
+            max = self.max_connections
+        )
+    }
+
     /// The route list (column 0): `route` (the route action, column 0) for every inference path,
     /// then a local 404 for anything else, on which the HTTP filters named in `skip` (the
     /// picker) are disabled, so an unrouted path is never parsed or scheduled.

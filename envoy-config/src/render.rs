@@ -221,7 +221,7 @@ retry_policy:
   per_connection_buffer_limit_bytes: {buffer_limit}
   filter_chains:
   - filters:
-    - name: envoy.filters.network.http_connection_manager
+{conn_limit}    - name: envoy.filters.network.http_connection_manager
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {name}
@@ -242,6 +242,7 @@ retry_policy:
         ip = address.ip(),
         port = address.port(),
         timeouts = indent(&limits.hcm_timeouts(), 8),
+        conn_limit = indent(&limits.connection_limit(name), 4),
         routes = indent(&limits.routes(&action, &filter_names(http_filters)), 12),
         filters = indent(http_filters, 8),
     )
