@@ -192,6 +192,57 @@ fn apply_patch(resource: &mut Value, op: &Value) {
     }
 }
 
+/// The route's cluster (override_host on the BackendTrafficPolicy's header, members from the
+/// picker JSON `picker`) and the Gateway's listener with `filter` before the router, after the
+/// EnvoyPatchPolicy's operations: what Envoy Gateway generates for either set.
+fn eg_cluster_and_listener(
+    docs: &[Value],
+    ports: Ports,
+    ns: &str,
+    filter: Value,
+    picker: &Value,
+) -> (Value, Value) {
+    let route = find(docs, "HTTPRoute", None);
+    let cluster_name = format!(
+        "httproute/{ns}/{}/rule/0",
+        route["metadata"]["name"].as_str().unwrap()
+    );
+    let btp = find(docs, "BackendTrafficPolicy", None);
+    let header = &btp["spec"]["loadBalancer"]["endpointOverride"]["extractFrom"][0]["header"];
+    assert_eq!(btp["spec"]["loadBalancer"]["type"], "LeastRequest");
+    let cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(picker)},
+        "load_balancing_policy": {"policies": [{"typed_extension_config": {
+            "name": "envoy.load_balancing_policies.override_host", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
+                "override_host_sources": [{"header": header}],
+                "fallback_policy": {"policies": [{"typed_extension_config": {
+                    "name": "envoy.load_balancing_policies.least_request", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}}}]}}}}]}});
+    let gw = find(docs, "Gateway", None);
+    let listener_name = format!("{ns}/{}/http", gw["metadata"]["name"].as_str().unwrap());
+    let mut l = listener(
+        &listener_name,
+        ports.inference,
+        hcm("http", &cluster_name, vec![filter]),
+    );
+    l["per_connection_buffer_limit_bytes"] = json!(32768); // Envoy Gateway's default
+    let epp = find(docs, "EnvoyPatchPolicy", None);
+    for p in epp["spec"]["jsonPatches"].as_array().unwrap() {
+        assert_eq!(
+            p["type"],
+            "type.googleapis.com/envoy.config.listener.v3.Listener"
+        );
+        assert_eq!(
+            p["name"],
+            listener_name.as_str(),
+            "patch targets the Gateway's listener"
+        );
+        apply_patch(&mut l, &p["operation"]);
+    }
+    (cluster, l)
+}
+
 /// Envoy Gateway's xDS for the native manifests: the `dynamicModule` filter as Envoy Gateway
 /// configures it from the EnvoyExtensionPolicy and the EnvoyProxy allowlist entry (the library
 /// loaded by name from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, where the test puts the built
@@ -215,35 +266,7 @@ fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports) -> Assembled {
         "dynamic_module_config": {"name": "endpoint_picker", "do_not_close": true},
         "filter_name": module["filterName"],
         "filter_config": {"@type": STRING_VALUE, "value": module["config"].to_string()}}});
-    let route = find(docs, "HTTPRoute", None);
-    let cluster_name = format!(
-        "httproute/{ns}/{}/rule/0",
-        route["metadata"]["name"].as_str().unwrap()
-    );
-    let btp = find(docs, "BackendTrafficPolicy", None);
-    let header = &btp["spec"]["loadBalancer"]["endpointOverride"]["extractFrom"][0]["header"];
-    let cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
-        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(&module["config"])},
-        "load_balancing_policy": {"policies": [{"typed_extension_config": {
-            "name": "envoy.load_balancing_policies.override_host", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
-                "override_host_sources": [{"header": header}],
-                "fallback_policy": {"policies": [{"typed_extension_config": {
-                    "name": "envoy.load_balancing_policies.least_request", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}}}]}}}}]}});
-    let gw = find(docs, "Gateway", None);
-    let listener_name = format!("{ns}/{}/http", gw["metadata"]["name"].as_str().unwrap());
-    let mut l = listener(
-        &listener_name,
-        ports.inference,
-        hcm("http", &cluster_name, vec![filter]),
-    );
-    l["per_connection_buffer_limit_bytes"] = json!(32768); // Envoy Gateway's default
-    let epp = find(docs, "EnvoyPatchPolicy", None);
-    for p in epp["spec"]["jsonPatches"].as_array().unwrap() {
-        assert_eq!(p["name"], listener_name.as_str());
-        apply_patch(&mut l, &p["operation"]);
-    }
+    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, &module["config"]);
     assert!(l["per_connection_buffer_limit_bytes"].as_u64().unwrap() > 4 << 20);
     let dir = work_dir("eg-native");
     let base = dir.join("base.json");
@@ -284,45 +307,7 @@ fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
                           "code": {"local": {"filename": e2e::wasm_path()}}},
             "configuration": {"@type": STRING_VALUE, "value": wasm["config"].to_string()},
             "fail_open": wasm["failOpen"]}}});
-    let route = find(docs, "HTTPRoute", None);
-    let cluster_name = format!(
-        "httproute/{ns}/{}/rule/0",
-        route["metadata"]["name"].as_str().unwrap()
-    );
-    let btp = find(docs, "BackendTrafficPolicy", None);
-    let header = &btp["spec"]["loadBalancer"]["endpointOverride"]["extractFrom"][0]["header"];
-    assert_eq!(btp["spec"]["loadBalancer"]["type"], "LeastRequest");
-    let cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
-        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(&wasm["config"])},
-        "load_balancing_policy": {"policies": [{"typed_extension_config": {
-            "name": "envoy.load_balancing_policies.override_host", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
-                "override_host_sources": [{"header": header}],
-                "fallback_policy": {"policies": [{"typed_extension_config": {
-                    "name": "envoy.load_balancing_policies.least_request", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}}}]}}}}]}});
-    let gw = find(docs, "Gateway", None);
-    let listener_name = format!("{ns}/{}/http", gw["metadata"]["name"].as_str().unwrap());
-    let mut l = listener(
-        &listener_name,
-        ports.inference,
-        hcm("http", &cluster_name, vec![filter]),
-    );
-    l["per_connection_buffer_limit_bytes"] = json!(32768); // Envoy Gateway's default
-
-    let epp = find(docs, "EnvoyPatchPolicy", None);
-    for p in epp["spec"]["jsonPatches"].as_array().unwrap() {
-        assert_eq!(
-            p["type"],
-            "type.googleapis.com/envoy.config.listener.v3.Listener"
-        );
-        assert_eq!(
-            p["name"],
-            listener_name.as_str(),
-            "patch targets the Gateway's listener"
-        );
-        apply_patch(&mut l, &p["operation"]);
-    }
+    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, &wasm["config"]);
     let config = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
         ["typed_config"]["config"];
     assert_eq!(config["allow_on_headers_stop_iteration"], true);

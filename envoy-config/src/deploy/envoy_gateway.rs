@@ -79,20 +79,6 @@ spec:
         mount = indent(&module_mount(), 10),
         volume = indent(&module_volume(image), 10),
     );
-    let class = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata:
-  name: llm-eg
-spec:
-  controllerName: gateway.envoyproxy.io/gatewayclass-controller
-"#
-    .to_string();
-    let gateway = gateway(
-        input,
-        "llm-eg",
-        ("gateway.envoyproxy.io", "EnvoyProxy", "llm-proxy"),
-    );
-    let route = http_route(input, ROUTE, "", &service_backend(input));
     let extension = format!(
         r#"# The picker filter on the route. Editing `config` (e.g. pool.endpoints) reconfigures it through
 # xDS, without a restart: the filter publishes the new member list and the scraper follows it.
@@ -150,20 +136,12 @@ spec:
         &wasm_ops,
         buffer_limit,
     );
-    let traffic = traffic_policy(input);
-    Ok(documents(
+    Ok(eg_documents(
         "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
-        &[
-            namespace(input),
-            proxy,
-            class,
-            gateway,
-            route,
-            model_service(input, &input.service, false),
-            extension,
-            traffic,
-            patch,
-        ],
+        input,
+        proxy,
+        extension,
+        patch,
     ))
 }
 
@@ -249,5 +227,45 @@ spec:
         first = indent(first_ops, 2),
         headers_timeout = limits.request_headers_timeout_s,
         request_timeout = limits.request_timeout_s,
+    )
+}
+
+/// Every document of an Envoy Gateway set, in apply order: the namespace, `proxy` (EnvoyProxy),
+/// the GatewayClass, Gateway and HTTPRoute, the model servers' Service, `extension`
+/// (EnvoyExtensionPolicy), the BackendTrafficPolicy and `patch` (EnvoyPatchPolicy).
+pub(super) fn eg_documents(
+    header: &str,
+    input: &DeployInput,
+    proxy: String,
+    extension: String,
+    patch: String,
+) -> String {
+    let class = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: llm-eg
+spec:
+  controllerName: gateway.envoyproxy.io/gatewayclass-controller
+"#
+    .to_string();
+    let gateway = gateway(
+        input,
+        "llm-eg",
+        ("gateway.envoyproxy.io", "EnvoyProxy", "llm-proxy"),
+    );
+    let route = http_route(input, ROUTE, "", &service_backend(input));
+    documents(
+        header,
+        &[
+            namespace(input),
+            proxy,
+            class,
+            gateway,
+            route,
+            model_service(input, &input.service, false),
+            extension,
+            traffic_policy(input),
+            patch,
+        ],
     )
 }

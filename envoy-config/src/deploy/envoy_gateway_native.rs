@@ -9,10 +9,10 @@
 //! snapshot the scraper publishes is what the filter reads). Both point at
 //! `/opt/llm-picker/libendpoint_picker.so` here. There is no vm_id to keep in step.
 
-use super::envoy_gateway::{patch_policy, route_cluster, traffic_policy, ENVOY_IMAGE, ROUTE};
+use super::envoy_gateway::{eg_documents, patch_policy, route_cluster, ENVOY_IMAGE, ROUTE};
 use super::DeployInput;
-use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
-use super::{module_mount, module_volume, namespace, picker_json, service_backend, MODULE_DIR};
+use super::{bootstrap_addition, indent};
+use super::{module_mount, module_volume, picker_json, MODULE_DIR};
 use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
 
 /// Name of the EnvoyExtensionPolicy.
@@ -72,20 +72,6 @@ spec:
         mount = indent(&module_mount(), 10),
         volume = indent(&module_volume(image), 10),
     );
-    let class = r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata:
-  name: llm-eg
-spec:
-  controllerName: gateway.envoyproxy.io/gatewayclass-controller
-"#
-    .to_string();
-    let gateway = gateway(
-        input,
-        "llm-eg",
-        ("gateway.envoyproxy.io", "EnvoyProxy", "llm-proxy"),
-    );
-    let route = http_route(input, ROUTE, "", &service_backend(input));
     let extension = format!(
         r#"# The picker filter on the route: the module's `{PICKER_ROOT_ID}` filter with the picker JSON.
 # Editing `config` (e.g. pool.endpoints) reconfigures it through xDS, without a restart.
@@ -106,7 +92,6 @@ spec:
 {config}"#,
         config = indent(&config_yaml, 6),
     );
-    let traffic = traffic_policy(input);
     let patch = patch_policy(
         input,
         &listener,
@@ -115,18 +100,11 @@ spec:
         "",
         buffer_limit,
     );
-    Ok(documents(
+    Ok(eg_documents(
         "# Endpoint picker (native module) on Envoy Gateway v1.8+. Rendered by `envoy-config deploy --gateway envoy-gateway-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
-        &[
-            namespace(input),
-            proxy,
-            class,
-            gateway,
-            route,
-            model_service(input, &input.service, false),
-            extension,
-            traffic,
-            patch,
-        ],
+        input,
+        proxy,
+        extension,
+        patch,
     ))
 }
