@@ -112,6 +112,11 @@ pub const RECEIVED_REQUEST_BODY: u32 = 0;
 pub const BUFFERED_REQUEST_BODY: u32 = 1;
 pub const RECEIVED_RESPONSE_BODY: u32 = 2;
 
+// Attribute selector (`envoy_dynamic_module_type_attribute_id`): `upstream.address`, the
+// `ip:port` of the host that served the current attempt. The value is checked to parse as an
+// address before use, and the e2e test of a retried request checks it end to end.
+pub const ATTRIBUTE_UPSTREAM_ADDRESS: u32 = 41;
+
 // Filter statuses.
 pub const HEADERS_CONTINUE: u32 = 0;
 pub const HEADERS_STOP_ITERATION: u32 = 1;
@@ -183,6 +188,11 @@ extern "C" {
         body: ModuleBuffer,
         details: ModuleBuffer,
     );
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: Ptr,
+        attribute_id: u32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_set_upstream_override_host(
         filter: Ptr,
         host: ModuleBuffer,
@@ -295,6 +305,7 @@ pub const CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_get_body_chunks",
     "envoy_dynamic_module_callback_http_get_body_size",
     "envoy_dynamic_module_callback_http_send_response",
+    "envoy_dynamic_module_callback_http_filter_get_attribute_string",
     "envoy_dynamic_module_callback_http_set_upstream_override_host",
     "envoy_dynamic_module_callback_http_filter_config_define_counter",
     "envoy_dynamic_module_callback_http_filter_config_define_histogram",

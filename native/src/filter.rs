@@ -356,9 +356,22 @@ impl HttpHost for NativeHost {
     }
 
     fn upstream_address(&mut self) -> Option<String> {
-        // Not offered through the callbacks this module declares; after a retry the response
-        // hooks see no served endpoint (see filter/README.md).
-        None
+        let mut out = EnvoyBuffer {
+            ptr: core::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: the filter pointer of the current hook; `out` is a live local.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.filter,
+                abi::ATTRIBUTE_UPSTREAM_ADDRESS,
+                &mut out,
+            )
+        };
+        // SAFETY: Envoy filled `out` for the current hook.
+        let text = found.then(|| lossy(unsafe { abi::bytes(out) }))?;
+        // Only an `ip:port` is an endpoint; anything else is not trusted as one.
+        text.parse::<std::net::SocketAddr>().is_ok().then_some(text)
     }
 
     fn send_json_reply(&mut self, status: u32, body: &str) {

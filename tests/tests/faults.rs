@@ -104,6 +104,15 @@ fn endpoint_answering_500_costs_no_client_error() {
             errors += 1;
         }
         assert_ne!(r.pod(), "pod-a");
+        if r.status == 200 {
+            // After the retry the response hooks (and the debug header) name the endpoint that
+            // really served, not the primary the picker chose.
+            assert_eq!(
+                r.header("x-gateway-destination-endpoint-served"),
+                Some(env.backend(r.pod()).addr.to_string().as_str()),
+                "served endpoint after a retry"
+            );
+        }
     }
     println!("endpoint answering 500: {errors} client errors in 50 requests");
     assert_eq!(errors, 0);
