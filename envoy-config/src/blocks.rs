@@ -208,6 +208,34 @@ pub fn override_host_policy(fallback: &str) -> String {
         "least_request" => "least_request.v3.LeastRequest",
         _ => "round_robin.v3.RoundRobin",
     };
+    override_host_with(&format!(
+        r#"name: envoy.load_balancing_policies.{fallback}
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.{message}
+"#
+    ))
+}
+
+/// Name of the native module's load-balancing policy (`lb_policy_name`).
+pub const POOL_MEMBERSHIP_POLICY: &str = "pool-membership";
+
+/// [`override_host_policy`] for the native build: the fallback is the module's
+/// [`POOL_MEMBERSHIP_POLICY`] (round robin over healthy hosts), which also reports the cluster's
+/// hosts to the scraper, so a pool without `pool.endpoints` follows the cluster (EDS, DNS).
+pub fn override_host_policy_native(module_name: &str) -> String {
+    override_host_with(&format!(
+        r#"# The module's balancer: reports the cluster's hosts to the picker (the pool follows EDS/DNS)
+# and round-robins requests that carry no destination.
+name: envoy.load_balancing_policies.dynamic_modules
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.dynamic_modules.v3.DynamicModulesLoadBalancerConfig
+  dynamic_module_config: {{ name: {module_name}, do_not_close: true }}
+  lb_policy_name: {POOL_MEMBERSHIP_POLICY}
+"#
+    ))
+}
+
+fn override_host_with(fallback_extension: &str) -> String {
     format!(
         r#"load_balancing_policy:
   policies:
@@ -220,10 +248,8 @@ pub fn override_host_policy(fallback: &str) -> String {
         fallback_policy:
           policies:
           - typed_extension_config:
-              name: envoy.load_balancing_policies.{fallback}
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.{message}
-"#
+{}"#,
+        indent(fallback_extension, 14)
     )
 }
 

@@ -24,6 +24,9 @@
 //! - **`xds_dir`** (optional): the picker filter and the pool's members come from files in that
 //!   directory (ECDS and EDS, [`crate::xds`]) that Envoy watches, so a pool change is a file
 //!   update: no restart, no listener drain. The scraper follows the filter's new member list.
+//! - **Native build**: the `override_host` fallback is the module's `pool-membership` balancer,
+//!   which reports the cluster's hosts to the scraper; with no `pool.endpoints` (and `xds_dir`
+//!   or a gateway's EDS supplying members) the pool is whatever the cluster has.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -32,7 +35,9 @@ use std::path::PathBuf;
 use scheduler_core::PickerConfig;
 use serde_json::Value;
 
-use crate::blocks::{indent, override_host_policy, Code, Module, Vm, PICKER_ROOT_ID};
+use crate::blocks::{
+    indent, override_host_policy, override_host_policy_native, Code, Module, Vm, PICKER_ROOT_ID,
+};
 use crate::limits::Limits;
 use crate::xds;
 
@@ -104,10 +109,11 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
     let text = serde_json::to_string(&picker).map_err(|e| e.to_string())?;
     let config = PickerConfig::from_json(&text).map_err(|e| e.to_string())?;
     let pool = &config.pool;
-    let separate_metrics = pool
-        .endpoints
-        .iter()
-        .any(|e| e.metrics_address != e.address);
+    let separate_metrics = pool.metrics_port.is_some()
+        || pool
+            .endpoints
+            .iter()
+            .any(|e| e.metrics_address != e.address);
     if separate_metrics && pool.metrics_cluster == pool.cluster {
         if let Some(p) = picker.get_mut("pool").and_then(Value::as_object_mut) {
             p.insert(
@@ -327,12 +333,26 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
         ),
     };
     let lb = match input.mode {
-        Mode::Picker => override_host_policy("round_robin"),
+        Mode::Picker => match input.native.as_deref() {
+            Some(name) => override_host_policy_native(name),
+            None => override_host_policy("round_robin"),
+        },
         Mode::RoundRobin => "# Baseline: plain round robin, no picker.\nlb_policy: ROUND_ROBIN\n".into(),
         Mode::LeastRequest => {
             "# Baseline: least request (power of two choices), no picker.\nlb_policy: LEAST_REQUEST\n".into()
         }
     };
+    if pool.endpoints.is_empty() && xds_dir.is_none() {
+        return Err(format!(
+            "pool.endpoints is empty: list the endpoints, or render with --xds-dir and write the members of '{}' to its EDS file{}",
+            pool.cluster,
+            if input.native.is_some() {
+                " (the native picker follows the cluster's hosts; so does any gateway's EDS)"
+            } else {
+                ""
+            }
+        ));
+    }
     let members = match xds_dir {
         None => format!(
             "type: STATIC\nconnect_timeout: 1s\nload_assignment:\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",

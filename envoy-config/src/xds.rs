@@ -67,15 +67,48 @@ fn replace(dir: &Path, name: &str, text: &str) -> Result<(), String> {
     std::fs::rename(&tmp, dir.join(name)).map_err(|e| format!("{}/{name}: {e}", dir.display()))
 }
 
-/// Writes (or atomically replaces) both files in `dir`: EDS first, then ECDS.
+/// Writes (or atomically replaces) both files in `dir`: EDS first, then ECDS. A picker JSON
+/// without `pool.endpoints` leaves the pool to whoever writes the EDS file (the native build
+/// follows the cluster's hosts): an existing EDS file is kept, a missing one is written empty so
+/// Envoy can start.
 ///
 /// # Errors
 /// A configuration error, or the file system's error with the path.
 pub fn write(dir: &Path, module: &Module, picker: &Value) -> Result<(), String> {
     let p = prepare(picker)?;
-    let eds = eds_document(&p)?;
     let ecds = ecds_document(module, &p.json);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    replace(dir, EDS_FILE, &eds)?;
+    if !p.config.pool.endpoints.is_empty() || !dir.join(EDS_FILE).exists() {
+        replace(dir, EDS_FILE, &eds_document(&p)?)?;
+    }
     replace(dir, ECDS_FILE, &ecds)
+}
+
+/// Writes (or atomically replaces) only the EDS file: `cluster`'s members are `hosts`. This is
+/// what an xDS server does when a Deployment scales; with the native build and no
+/// `pool.endpoints`, the picker follows it.
+///
+/// # Errors
+/// The file system's error with the path.
+pub fn write_eds(dir: &Path, cluster: &str, hosts: &[std::net::SocketAddr]) -> Result<(), String> {
+    let mut members = String::new();
+    for h in hosts {
+        members.push_str(&format!(
+            "- endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}\n",
+            h.ip(),
+            h.port()
+        ));
+    }
+    if members.is_empty() {
+        members.push_str("[]  # no endpoints\n");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    replace(
+        dir,
+        EDS_FILE,
+        &format!(
+            "# The pool's members (EDS).\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {cluster}\n  endpoints:\n  - lb_endpoints:\n{}",
+            indent(&members, 4)
+        ),
+    )
 }

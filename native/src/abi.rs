@@ -18,6 +18,13 @@
 //!   incremented/set/recorded with label values whose count must equal the definition's.
 //! - A bootstrap extension holds Envoy's init manager (no listener starts) until it calls
 //!   `config_signal_init_complete` on its configuration.
+//! - The load-balancing policy (`envoy.load_balancing_policies.dynamic_modules`) gets one
+//!   configuration per cluster and one balancer per worker thread. Hosts are addressed by
+//!   `(priority, index)`; `choose_host` answers an index into the *healthy* hosts of a priority,
+//!   while the address and health getters take an index into *all* hosts. A membership hook runs
+//!   on every worker after each host-set update (EDS push, DNS answer, health change).
+//! - An upstream override host set by the HTTP filter is honoured by Envoy before the cluster's
+//!   load balancer runs, so the balancer only sees requests without one (or whose host is gone).
 //! - C enums are `int`-sized: they are declared here as `u32`/`i32` constants, never as Rust
 //!   enums (a value outside a Rust enum is undefined behaviour).
 
@@ -131,6 +138,13 @@ pub const LOG_DEBUG: u32 = 1;
 pub const LOG_INFO: u32 = 2;
 pub const LOG_WARN: u32 = 3;
 pub const LOG_ERROR: u32 = 4;
+
+// Host health (`envoy_dynamic_module_type_host_health`): Envoy's coarse health of a cluster
+// host, in the order of Envoy's own `Host::Health` (measured on 1.40.0: a healthy EDS host reads
+// 2, one EDS marks UNHEALTHY reads 0; some published headers list the names in another order).
+pub const HOST_UNHEALTHY: u32 = 0;
+pub const HOST_DEGRADED: u32 = 1;
+pub const HOST_HEALTHY: u32 = 2;
 
 // Metric results and callout results.
 pub const METRICS_SUCCESS: u32 = 0;
@@ -290,5 +304,25 @@ extern "C" {
         label_values: *mut ModuleBuffer,
         label_values_length: usize,
         value: u64,
+    ) -> u32;
+
+    // ---- load-balancing policy (worker threads; `lb` is valid for the current hook) ----
+    pub fn envoy_dynamic_module_callback_lb_get_cluster_name(lb: Ptr, result: *mut EnvoyBuffer);
+    pub fn envoy_dynamic_module_callback_lb_get_priority_set_size(lb: Ptr) -> usize;
+    pub fn envoy_dynamic_module_callback_lb_get_hosts_count(lb: Ptr, priority: u32) -> usize;
+    pub fn envoy_dynamic_module_callback_lb_get_healthy_hosts_count(
+        lb: Ptr,
+        priority: u32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_lb_get_host_address(
+        lb: Ptr,
+        priority: u32,
+        index: usize,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_lb_get_host_health(
+        lb: Ptr,
+        priority: u32,
+        index: usize,
     ) -> u32;
 }

@@ -17,6 +17,7 @@ use endpoint_picker_filter::flow::{BodyAction, HeadersAction, RequestFlow};
 
 use crate::abi::{self, ConstPtr, EnvoyBuffer, EnvoyHttpHeader, Ptr};
 use crate::filter::{FilterConfig, NativeHost, Stream};
+use crate::lb::Balancer;
 use crate::scraper::Scraper;
 
 /// Runs `f`; on a panic logs it and returns `fallback`.
@@ -632,4 +633,99 @@ pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_listener_removal(
     _config: ConstPtr,
     _listener_name: EnvoyBuffer,
 ) {
+}
+
+// ------------------------------------------------------------------ load-balancing policy
+
+/// The marker a checked policy configuration returns (the policy keeps no per-cluster state).
+static LB_CONFIG: u8 = 0;
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_lb_config_new(
+    _config_envoy: Ptr,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> ConstPtr {
+    guard("lb_config_new", core::ptr::null(), || {
+        // SAFETY: Envoy's buffers of this hook.
+        let (name, config) = unsafe { (text(name), text(config)) };
+        match crate::lb::check_config(&name, &config) {
+            Ok(()) => core::ptr::addr_of!(LB_CONFIG).cast(),
+            Err(e) => {
+                log::error!("endpoint picker: load-balancing policy: {e}");
+                core::ptr::null()
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_lb_config_destroy(_config: ConstPtr) {}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_lb_new(
+    _config: ConstPtr,
+    lb_envoy: Ptr,
+) -> ConstPtr {
+    guard("lb_new", core::ptr::null(), || {
+        Box::into_raw(Box::new(Balancer::new(lb_envoy))) as ConstPtr
+    })
+}
+
+/// The balancer behind a module pointer.
+unsafe fn balancer<'a>(p: ConstPtr) -> Option<&'a Balancer> {
+    // SAFETY: made by lb_new, used only on its worker thread.
+    (!p.is_null()).then(|| unsafe { &*(p as *const Balancer) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_lb_choose_host(
+    lb_envoy: Ptr,
+    lb: ConstPtr,
+    _context: Ptr,
+    result_priority: *mut u32,
+    result_index: *mut u32,
+) -> bool {
+    guard("lb_choose_host", false, || {
+        // SAFETY: lb_new's pointer.
+        let Some(b) = (unsafe { balancer(lb) }) else {
+            return false;
+        };
+        match b.choose(lb_envoy) {
+            Some((p, i)) if !result_priority.is_null() && !result_index.is_null() => {
+                // SAFETY: Envoy's out-parameters of this hook.
+                unsafe {
+                    *result_priority = p;
+                    *result_index = i;
+                }
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_lb_on_host_membership_update(
+    lb_envoy: Ptr,
+    lb: ConstPtr,
+    _added: usize,
+    _removed: usize,
+) {
+    guard("lb_on_host_membership_update", (), || {
+        // SAFETY: lb_new's pointer.
+        if let Some(b) = unsafe { balancer(lb) } {
+            b.refresh(lb_envoy, true);
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_lb_destroy(lb: ConstPtr) {
+    guard("lb_destroy", (), || {
+        if !lb.is_null() {
+            // SAFETY: made by lb_new, destroyed once.
+            drop(unsafe { Box::from_raw(lb as *mut Balancer) });
+        }
+    })
 }

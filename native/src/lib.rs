@@ -7,7 +7,10 @@
 //!   process memory ([`pool`]);
 //! - the HTTP filter `endpoint-picker` ([`filter`]) runs the same request flow as the Wasm
 //!   build ([`endpoint_picker_filter::flow`]) with one scheduler state (prefix index, in-flight
-//!   counts) shared by every worker thread.
+//!   counts) shared by every worker thread;
+//! - the load-balancing policy `pool-membership` ([`lb`]), set on the pool's cluster, reports
+//!   the cluster's hosts ([`hosts`]) so the scraper follows EDS/DNS membership when the picker
+//!   JSON lists no `pool.endpoints`.
 //!
 //! Both get the same picker JSON as the Wasm build. Envoy finds the library by name
 //! (`dynamic_module_config.name: endpoint_picker` → `libendpoint_picker.so`) in
@@ -29,6 +32,8 @@
 pub mod abi;
 pub mod filter;
 pub mod hooks;
+pub mod hosts;
+pub mod lb;
 pub mod logger;
 pub mod metrics;
 pub mod pool;

@@ -8,7 +8,8 @@
 //! limit) is a failed scrape; so is a non-200 status (Envoy's synthetic 503/504 for refused and
 //! timed-out calls), a body over `scrape.maxBodyBytes`, or a page the engine mapping rejects.
 //! Pool changes: the scraper follows the member list the newest filter configuration published
-//! ([`crate::pool::members`]) when it names the same `pool.cluster`.
+//! ([`crate::pool::members`]) when it names the same `pool.cluster`; with no `pool.endpoints` it
+//! follows the cluster's hosts as the `pool-membership` balancers report them ([`crate::hosts`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,7 @@ use scheduler_core::parse::engine::MetricsExtractor;
 use scheduler_core::{ConfigError, PickerConfig, Registry};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
+use crate::hosts;
 use crate::metrics::{Counter, Gauge};
 use crate::pool::{self, Members, PoolState};
 
@@ -35,6 +37,8 @@ struct Inner {
     state: ScrapeState,
     timer: Ptr,
     members: Option<Arc<Members>>,
+    /// The cluster host list last applied (pool from the cluster).
+    hosts: Option<hosts::HostList>,
 }
 
 /// The scraper's configuration and state (main thread only; the lock is never contended).
@@ -90,6 +94,7 @@ impl Scraper {
                 state: ScrapeState::new(&loaded.pool),
                 timer: core::ptr::null_mut(),
                 members: None,
+                hosts: None,
             }),
             pool: loaded.pool,
         })
@@ -253,6 +258,10 @@ impl Scraper {
     }
 
     fn follow_members(&self, inner: &mut Inner) {
+        if self.pool.endpoints.is_empty() {
+            self.follow_cluster(inner);
+            return;
+        }
         let Some(m) = pool::members() else { return };
         if inner
             .members
@@ -275,6 +284,31 @@ impl Scraper {
                 "endpoint picker scraper: pool '{}' now has {} endpoints (filter configuration)",
                 m.cluster,
                 m.endpoints.len()
+            );
+            self.stats.membership.add(self.envoy, &[], 1);
+        }
+    }
+
+    /// The pool is the cluster's hosts (no `pool.endpoints`): apply the newest list the
+    /// `pool-membership` balancers reported.
+    fn follow_cluster(&self, inner: &mut Inner) {
+        let Some(list) = hosts::of(&self.pool.cluster) else {
+            return;
+        };
+        if inner
+            .hosts
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &list))
+        {
+            return;
+        }
+        let members = hosts::members(&list, self.pool.metrics_port);
+        inner.hosts = Some(list);
+        if inner.state.set_members(&members) {
+            log::info!(
+                "endpoint picker scraper: pool '{}' now has {} endpoints (cluster hosts)",
+                self.pool.cluster,
+                members.len()
             );
             self.stats.membership.add(self.envoy, &[], 1);
         }

@@ -421,6 +421,19 @@ impl Env {
         self.picker_json = picker;
     }
 
+    /// Rewrites only the watched EDS file (an Env started with [`StartOptions::xds`]): the pool
+    /// cluster's members become `hosts`, as an xDS server would announce a scaled Deployment.
+    pub fn set_cluster_hosts(&self, hosts: &[SocketAddr]) {
+        let dir = self
+            .xds_dir
+            .as_ref()
+            .expect("started with StartOptions::xds");
+        let cluster = self.picker_json["pool"]["cluster"]
+            .as_str()
+            .unwrap_or("inference_pool");
+        envoy_config::xds::write_eds(dir, cluster, hosts).expect("write the EDS file");
+    }
+
     /// Envoy's process id, while it runs (`None` once it exited).
     pub fn envoy_pid(&mut self) -> Option<u32> {
         let c = self.envoy.as_mut()?;

@@ -179,3 +179,168 @@ fn endpoints_added_and_removed_by_xds_are_scraped_and_picked_without_restart() {
         "the filter was reconfigured by ECDS (initial load + 2 updates)"
     );
 }
+
+/// Steady traffic from `clients` keep-alive clients until `stop`: each 200 is tallied by the pod
+/// that served it, anything else counted in `errors`.
+fn traffic(
+    listen: std::net::SocketAddr,
+    clients: u32,
+    stop: &Arc<AtomicBool>,
+    errors: &Arc<AtomicU32>,
+    tally: &Arc<Mutex<HashMap<String, u32>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..clients)
+        .map(|w| {
+            let (stop, errors, tally) = (stop.clone(), errors.clone(), tally.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"model": MODEL, "prompt": format!("client {w} request {i}")})
+                        .to_string();
+                    match agent
+                        .post(&format!("http://{listen}/v1/completions"))
+                        .set("content-type", "application/json")
+                        .send_string(&body)
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            let pod = r.header("x-inference-pod").unwrap_or("").to_string();
+                            *tally.lock().unwrap().entry(pod).or_default() += 1;
+                        }
+                        Ok(r) => {
+                            eprintln!("client {w}: status {}", r.status());
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("client {w}: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect()
+}
+
+/// The native build with no `pool.endpoints`: the pool is whatever the Envoy cluster has. Only
+/// the EDS file changes (as when an xDS server announces a scaled Deployment); the picker JSON
+/// is never re-rendered. The module's `pool-membership` balancer reports the cluster's hosts to
+/// the scraper, which scrapes a newcomer and drops a host that left.
+#[test]
+fn native_pool_follows_the_cluster_hosts_from_eds() {
+    if !e2e::native() {
+        println!("wasm build: the pool comes from pool.endpoints (ECDS), see the test above");
+        return;
+    }
+    let backends: Vec<Backend> = ["pod-a", "pod-b", "pod-c"]
+        .iter()
+        .map(|n| Backend::spawn(n))
+        .collect();
+    backends[0].set(json!({"waiting": 20, "kv": 0.8}));
+    backends[1].set(json!({"waiting": 20, "kv": 0.8}));
+    backends[2].set(json!({"waiting": 0, "kv": 0.0}));
+    let addrs: Vec<std::net::SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let picker = json!({"pool": {"cluster": "inference_pool", "debug": true}});
+    let opts = StartOptions {
+        xds: true,
+        wait_for_scrape: false,
+        concurrency: 4,
+        ..StartOptions::default()
+    };
+    let mut env = Env::start_with(backends, picker, opts)
+        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    let pid = env.envoy_pid().expect("envoy runs");
+    assert_eq!(env.stat("endpoint_picker.endpoints.total").unwrap_or(0), 0);
+
+    // The first members arrive by EDS alone.
+    env.set_cluster_hosts(&addrs[..2]);
+    let start = Instant::now();
+    assert!(
+        env.wait_until(Duration::from_secs(10), |e| {
+            e.stat("endpoint_picker.endpoints.total") == Some(2)
+                && e.stat("endpoint_picker.endpoints.stale") == Some(0)
+        })
+        .is_some(),
+        "the cluster's two hosts became the pool\n{}",
+        env.log()
+    );
+    println!(
+        "first EDS members scraped and published after {:?}",
+        start.elapsed()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU32::new(0));
+    let tally = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let clients = traffic(env.listen, 4, &stop, &errors, &tally);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = take(&tally);
+    assert!(!before.contains_key("pod-c"), "{before:?}");
+    assert!(
+        before.values().sum::<u32>() > 10,
+        "traffic flows: {before:?}"
+    );
+
+    // Scale up: pod-c joins the cluster and, idle, takes most requests.
+    let start = Instant::now();
+    env.set_cluster_hosts(&addrs);
+    let mut picked_after = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        if take(&tally).get("pod-c").copied().unwrap_or(0) > 0 {
+            picked_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let picked_after = picked_after.unwrap_or_else(|| {
+        panic!(
+            "pod-c never picked after joining the cluster\n{}",
+            env.log()
+        )
+    });
+    println!("host added by EDS alone: first picked after {picked_after:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = take(&tally);
+    let on_c = grown.get("pod-c").copied().unwrap_or(0);
+    assert!(on_c * 2 > grown.values().sum::<u32>(), "{grown:?}");
+    assert_eq!(env.stat("endpoint_picker.endpoints.total"), Some(3));
+
+    // Scale down: pod-c leaves the cluster and stops being picked, although it is the least
+    // loaded; requests racing the change fall back to a live host, none fails.
+    let start = Instant::now();
+    env.set_cluster_hosts(&addrs[..2]);
+    let mut gone_after = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        if !take(&tally).contains_key("pod-c") {
+            gone_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let gone_after = gone_after.expect("pod-c still picked after leaving the cluster");
+    println!("host removed by EDS alone: no longer picked after {gone_after:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!take(&tally).contains_key("pod-c"));
+    assert_eq!(env.stat("endpoint_picker.endpoints.total"), Some(2));
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "no request failed");
+    assert_eq!(
+        env.envoy_pid(),
+        Some(pid),
+        "the same Envoy process throughout"
+    );
+    assert!(
+        env.stat("endpoint_picker.pool.membership_changes")
+            .unwrap_or(0)
+            >= 3,
+        "the scraper adopted every host list"
+    );
+}

@@ -15,6 +15,10 @@
 //! }
 //! ```
 //!
+//! Without `endpoints` the pool is the Envoy cluster's hosts: the native build's `pool-membership`
+//! load-balancing policy on `cluster` reports them (EDS, DNS, static), and `metricsPort` (pool
+//! level) names their metrics port when it differs from the serving port.
+//!
 //! Defaults: interval 50 ms, timeout 1 s, staleness 2 s (GIE's `--refresh-metrics-interval`,
 //! per-poll timeout and `--metrics-staleness-threshold`), FailClose, a 4 MiB body limit, an
 //! 8 MiB metrics-page limit. The staleness must exceed the interval, or every endpoint would
@@ -55,6 +59,8 @@ struct PoolSpec {
     cluster: Option<String>,
     #[serde(default)]
     metrics_cluster: Option<String>,
+    #[serde(default)]
+    metrics_port: Option<u16>,
     #[serde(default)]
     scrape: ScrapeSpec,
     #[serde(default)]
@@ -140,6 +146,9 @@ pub struct PoolConfig {
     pub cluster: String,
     /// Envoy cluster for scrape callouts (default: `cluster`).
     pub metrics_cluster: String,
+    /// `pool.metricsPort`: the metrics port of endpoints discovered from the Envoy cluster
+    /// (native build, when `endpoints` is empty); `None` = each endpoint's serving port.
+    pub metrics_port: Option<u16>,
     /// Scrape timing.
     pub scrape: ScrapeConfig,
     /// What to do without a usable snapshot.
@@ -319,8 +328,15 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => (128usize << 20).max(body_limit_bytes),
     };
+    if spec.metrics_port == Some(0) {
+        return Err(ConfigError::invalid(
+            base.with_key("metricsPort"),
+            "must be 1..65535",
+        ));
+    }
     Ok(PoolConfig {
         endpoints,
+        metrics_port: spec.metrics_port,
         metrics_cluster: spec
             .metrics_cluster
             .filter(|c| !c.is_empty())
