@@ -192,15 +192,16 @@ fn apply_patch(resource: &mut Value, op: &Value) {
     }
 }
 
-/// The route's cluster (override_host on the BackendTrafficPolicy's header, members from the
-/// picker JSON `picker`) and the Gateway's listener with `filter` before the router, after the
-/// EnvoyPatchPolicy's operations: what Envoy Gateway generates for either set.
+/// The route's cluster (override_host on the BackendTrafficPolicy's header over its load
+/// balancer type, `members` the Service's endpoints as `lb_endpoints`) and the Gateway's listener
+/// with `filter` before the router, after the EnvoyPatchPolicy's operations: what Envoy Gateway
+/// generates for either set.
 fn eg_cluster_and_listener(
     docs: &[Value],
     ports: Ports,
     ns: &str,
     filter: Value,
-    picker: &Value,
+    members: &Value,
 ) -> (Value, Value) {
     let route = find(docs, "HTTPRoute", None);
     let cluster_name = format!(
@@ -208,17 +209,30 @@ fn eg_cluster_and_listener(
         route["metadata"]["name"].as_str().unwrap()
     );
     let btp = find(docs, "BackendTrafficPolicy", None);
-    let header = &btp["spec"]["loadBalancer"]["endpointOverride"]["extractFrom"][0]["header"];
-    assert_eq!(btp["spec"]["loadBalancer"]["type"], "LeastRequest");
+    let lb = &btp["spec"]["loadBalancer"];
+    let header = &lb["endpointOverride"]["extractFrom"][0]["header"];
+    // What Envoy Gateway's translator makes of `loadBalancer.type`: the fallback under
+    // override_host. A DynamicModule balancer is loaded like the filter: by library name.
+    let fallback = match lb["type"].as_str() {
+        Some("LeastRequest") => {
+            json!({"name": "envoy.load_balancing_policies.least_request", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}})
+        }
+        Some("DynamicModule") => {
+            json!({"name": "envoy.load_balancing_policies.dynamic_modules", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.dynamic_modules.v3.DynamicModulesLoadBalancerConfig",
+            "dynamic_module_config": {"name": "endpoint_picker", "do_not_close": true},
+            "lb_policy_name": lb["dynamicModule"]["lbPolicyName"]}})
+        }
+        other => panic!("unexpected loadBalancer.type {other:?}"),
+    };
     let cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
-        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(picker)},
+        "load_assignment": {"cluster_name": cluster_name, "endpoints": members},
         "load_balancing_policy": {"policies": [{"typed_extension_config": {
             "name": "envoy.load_balancing_policies.override_host", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
                 "override_host_sources": [{"header": header}],
-                "fallback_policy": {"policies": [{"typed_extension_config": {
-                    "name": "envoy.load_balancing_policies.least_request", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"}}}]}}}}]}});
+                "fallback_policy": {"policies": [{"typed_extension_config": fallback}]}}}}]}});
     let gw = find(docs, "Gateway", None);
     let listener_name = format!("{ns}/{}/http", gw["metadata"]["name"].as_str().unwrap());
     let mut l = listener(
@@ -248,7 +262,7 @@ fn eg_cluster_and_listener(
 /// loaded by name from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, where the test puts the built
 /// module), the same cluster and patches as the Wasm set, plus the bootstrap merge with the
 /// native scraper.
-fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports) -> Assembled {
+fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports, members: &Value) -> Assembled {
     let eep = find(docs, "EnvoyExtensionPolicy", None);
     let ns = eep["metadata"]["namespace"].as_str().unwrap();
     let module = &eep["spec"]["dynamicModule"][0];
@@ -266,7 +280,15 @@ fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports) -> Assembled {
         "dynamic_module_config": {"name": "endpoint_picker", "do_not_close": true},
         "filter_name": module["filterName"],
         "filter_config": {"@type": STRING_VALUE, "value": module["config"].to_string()}}});
-    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, &module["config"]);
+    assert!(
+        module["config"]["pool"].get("endpoints").is_none(),
+        "the native set's pool is the route's cluster"
+    );
+    assert_eq!(
+        find(docs, "BackendTrafficPolicy", None)["spec"]["loadBalancer"]["type"],
+        "DynamicModule"
+    );
+    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, members);
     assert!(l["per_connection_buffer_limit_bytes"].as_u64().unwrap() > 4 << 20);
     let dir = work_dir("eg-native");
     let base = dir.join("base.json");
@@ -293,7 +315,7 @@ fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports) -> Assembled {
 }
 
 /// Envoy Gateway's xDS for the manifests, as a bootstrap, plus the EnvoyProxy merge.
-fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
+fn assemble_envoy_gateway(docs: &[Value], ports: Ports, members: &Value) -> Assembled {
     let eep = find(docs, "EnvoyExtensionPolicy", None);
     let ns = eep["metadata"]["namespace"].as_str().unwrap();
     let policy = eep["metadata"]["name"].as_str().unwrap();
@@ -307,7 +329,7 @@ fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
                           "code": {"local": {"filename": e2e::wasm_path()}}},
             "configuration": {"@type": STRING_VALUE, "value": wasm["config"].to_string()},
             "fail_open": wasm["failOpen"]}}});
-    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, &wasm["config"]);
+    let (cluster, l) = eg_cluster_and_listener(docs, ports, ns, filter, members);
     let config = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
         ["typed_config"]["config"];
     assert_eq!(config["allow_on_headers_stop_iteration"], true);
@@ -339,8 +361,14 @@ fn assemble_envoy_gateway(docs: &[Value], ports: Ports) -> Assembled {
 /// Istio's xDS for the manifests (EnvoyFilter patches applied), plus the bootstrap override.
 /// `with_ads`: also add a listener whose filter is the HTTP_FILTER patch exactly as written
 /// (`config_discovery` over ADS) and the ADS client Istio's bootstrap has (validation only: no
-/// istiod answers it).
-fn assemble_istio(docs: &[Value], ports: Ports, with_ads: bool) -> Assembled {
+/// istiod answers it). `members`: the Service's endpoints (`lb_endpoints`) istiod would push;
+/// `None` takes them from the picker JSON.
+fn assemble_istio(
+    docs: &[Value],
+    ports: Ports,
+    with_ads: bool,
+    members: Option<&Value>,
+) -> Assembled {
     let ef = find(docs, "EnvoyFilter", None);
     let patches = ef["spec"]["configPatches"].as_array().unwrap();
     let patch = |apply: &str| -> &Value {
@@ -384,7 +412,8 @@ fn assemble_istio(docs: &[Value], ports: Ports, with_ads: bool) -> Assembled {
     assert_eq!(picker["pool"]["cluster"], cluster_name.as_str());
     let mut cluster = json!({"name": cluster_name, "type": "STATIC", "connect_timeout": "10s",
         "lb_policy": "LEAST_REQUEST",
-        "load_assignment": {"cluster_name": cluster_name, "endpoints": lb_endpoints(&picker)}});
+        "load_assignment": {"cluster_name": cluster_name,
+            "endpoints": members.cloned().unwrap_or_else(|| lb_endpoints(&picker))}});
     assert_eq!(cluster_patch["patch"]["operation"], "MERGE");
     merge(&mut cluster, &cluster_patch["patch"]["value"]);
 
@@ -531,15 +560,18 @@ fn assemble_kgateway(docs: &[Value], ports: Ports, members: Option<&Value>) -> A
 
 #[test]
 fn envoy_gateway_snippets_form_a_valid_envoy_config() {
+    let docs = manifests("envoy-gateway");
+    let picker = &find(&docs, "EnvoyExtensionPolicy", None)["spec"]["wasm"][0]["config"];
     envoy_validate(&assemble_envoy_gateway(
-        &manifests("envoy-gateway"),
+        &docs,
         VALIDATE,
+        &lb_endpoints(picker),
     ));
 }
 
 #[test]
 fn istio_snippets_form_a_valid_envoy_config() {
-    envoy_validate(&assemble_istio(&manifests("istio"), VALIDATE, true));
+    envoy_validate(&assemble_istio(&manifests("istio"), VALIDATE, true, None));
 }
 
 #[test]
@@ -639,11 +671,13 @@ fn runs_and_routes(gateway: Gateway) {
         inner: e2e::free_port().into(),
     };
     let assembled = match gateway {
-        Gateway::EnvoyGateway => assemble_envoy_gateway(&docs, ports),
-        Gateway::Istio => assemble_istio(&docs, ports, false),
+        Gateway::EnvoyGateway => assemble_envoy_gateway(&docs, ports, &lb_endpoints(&picker)),
+        Gateway::Istio => assemble_istio(&docs, ports, false, Some(&lb_endpoints(&picker))),
         Gateway::Kgateway => assemble_kgateway(&docs, ports, Some(&lb_endpoints(&picker))),
-        Gateway::EnvoyGatewayNative => assemble_envoy_gateway_native(&docs, ports),
-        Gateway::IstioNative => assemble_istio(&docs, ports, false),
+        Gateway::EnvoyGatewayNative => {
+            assemble_envoy_gateway_native(&docs, ports, &lb_endpoints(&picker))
+        }
+        Gateway::IstioNative => assemble_istio(&docs, ports, false, Some(&lb_endpoints(&picker))),
     };
     let envoy = Running::start(assembled, ports.admin);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -141,19 +141,30 @@ spec:
         input,
         proxy,
         extension,
+        traffic_policy(input),
         patch,
     ))
 }
 
-/// The BackendTrafficPolicy both sets use: least request with `endpointOverride` on the
+/// The BackendTrafficPolicy of the Wasm set: least request with `endpointOverride` on the
 /// destination header, and retries on another endpoint.
 pub(super) fn traffic_policy(input: &DeployInput) -> String {
+    traffic_policy_with(
+        input,
+        "# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER} (Envoy's\n\
+         # override_host load balancer). Only endpoints of the route's Service can be chosen; without the\n\
+         # header (FailOpen) least request picks. Retries go to another endpoint.\n",
+        "type: LeastRequest\n",
+    )
+}
+
+/// A BackendTrafficPolicy on the route: `endpointOverride` on the destination header over the
+/// load balancer `lb` (fields of `loadBalancer`, column 0), retries on another endpoint.
+pub(super) fn traffic_policy_with(input: &DeployInput, comment: &str, lb: &str) -> String {
     let ns = &input.namespace;
+    let comment = comment.replace("{DESTINATION_HEADER}", DESTINATION_HEADER);
     format!(
-        r#"# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER} (Envoy's
-# override_host load balancer). Only endpoints of the route's Service can be chosen; without the
-# header (FailOpen) least request picks. Retries go to another endpoint.
-apiVersion: gateway.envoyproxy.io/v1alpha1
+        r#"{comment}apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
 metadata:
   name: llm-pool
@@ -164,8 +175,7 @@ spec:
     kind: HTTPRoute
     name: {ROUTE}
   loadBalancer:
-    type: LeastRequest
-    endpointOverride:
+{lb}    endpointOverride:
       extractFrom:
       - header: {DESTINATION_HEADER}
   retry:
@@ -173,7 +183,8 @@ spec:
     retryOn:
       triggers: [connect-failure, reset, refused-stream]
       httpStatusCodes: [500, 502, 503]
-"#
+"#,
+        lb = indent(lb, 4)
     )
 }
 
@@ -232,12 +243,13 @@ spec:
 
 /// Every document of an Envoy Gateway set, in apply order: the namespace, `proxy` (EnvoyProxy),
 /// the GatewayClass, Gateway and HTTPRoute, the model servers' Service, `extension`
-/// (EnvoyExtensionPolicy), the BackendTrafficPolicy and `patch` (EnvoyPatchPolicy).
+/// (EnvoyExtensionPolicy), `traffic` (BackendTrafficPolicy) and `patch` (EnvoyPatchPolicy).
 pub(super) fn eg_documents(
     header: &str,
     input: &DeployInput,
     proxy: String,
     extension: String,
+    traffic: String,
     patch: String,
 ) -> String {
     let class = r#"apiVersion: gateway.networking.k8s.io/v1
@@ -264,7 +276,7 @@ spec:
             route,
             model_service(input, &input.service, false),
             extension,
-            traffic_policy(input),
+            traffic,
             patch,
         ],
     )

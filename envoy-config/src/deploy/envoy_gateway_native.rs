@@ -8,12 +8,20 @@
 //! must resolve to the same file, so Envoy maps the library once and both share its memory (the
 //! snapshot the scraper publishes is what the filter reads). Both point at
 //! `/opt/llm-picker/libendpoint_picker.so` here. There is no vm_id to keep in step.
+//!
+//! The pool is the route's cluster: the BackendTrafficPolicy sets the load balancer to the
+//! module's `pool-membership` policy (`loadBalancer.type: DynamicModule`, Envoy Gateway v1.9) under
+//! `endpointOverride`, and the picker JSON carries no `pool.endpoints`, so the picker follows the
+//! Service's endpoints as Envoy Gateway pushes them (EDS): scaling the model servers needs no
+//! re-render, and there are no pod IPs in the manifests.
 
-use super::envoy_gateway::{eg_documents, patch_policy, route_cluster, ENVOY_IMAGE, ROUTE};
+use super::envoy_gateway::{
+    eg_documents, patch_policy, route_cluster, traffic_policy_with, ENVOY_IMAGE, ROUTE,
+};
 use super::DeployInput;
 use super::{bootstrap_addition, indent};
 use super::{module_mount, module_volume, picker_json, MODULE_DIR};
-use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
+use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID, POOL_MEMBERSHIP_POLICY};
 
 /// Name of the EnvoyExtensionPolicy.
 pub const POLICY: &str = "llm-picker";
@@ -24,6 +32,16 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let ns = &input.namespace;
     let gw = &input.gateway;
     let image = &input.image;
+    // The pool follows the route's cluster (EDS): the JSON lists no endpoints.
+    let mut input = input.clone();
+    if let Some(pool) = input
+        .picker
+        .get_mut("pool")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        pool.remove("endpoints");
+    }
+    let input = &input;
     let prepared = picker_json(input, &route_cluster(ns))?;
     let json = &prepared.json;
     let buffer_limit = prepared.buffer_limit;
@@ -74,7 +92,8 @@ spec:
     );
     let extension = format!(
         r#"# The picker filter on the route: the module's `{PICKER_ROOT_ID}` filter with the picker JSON.
-# Editing `config` (e.g. pool.endpoints) reconfigures it through xDS, without a restart.
+# Editing `config` reconfigures it through xDS, without a restart. No pool.endpoints: the pool is
+# the route's Service endpoints, reported by the module's load balancer.
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyExtensionPolicy
 metadata:
@@ -105,6 +124,16 @@ spec:
         input,
         proxy,
         extension,
+        traffic_policy_with(
+            input,
+            "# Send each request to the endpoint the picker wrote in {DESTINATION_HEADER} (Envoy's\n\
+             # override_host load balancer) among the route's Service endpoints. Under it, the module's\n\
+             # pool-membership balancer reports those endpoints to the picker (the pool follows EDS) and\n\
+             # round-robins requests without the header (FailOpen). Retries go to another endpoint.\n",
+            &format!(
+                "type: DynamicModule\ndynamicModule:\n  name: {MODULE}\n  lbPolicyName: {POOL_MEMBERSHIP_POLICY}\n"
+            ),
+        ),
         patch,
     ))
 }

@@ -14,7 +14,9 @@ use super::DeployInput;
 use super::MODULE_DIR;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
-use crate::blocks::{override_host_policy, Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID};
+use crate::blocks::{
+    override_host_policy, override_host_policy_native, Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID,
+};
 use crate::limits::Limits;
 use crate::render::VM_ID;
 
@@ -43,9 +45,19 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
 
 /// The same set with the native module: `libendpoint_picker.so` from its OCI image (image
 /// volume), found by name through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` by both the bootstrap
-/// scraper and the filter, so they share the library's memory.
+/// scraper and the filter, so they share the library's memory. The Service cluster's fallback
+/// balancer is the module's `pool-membership` policy and the picker JSON lists no endpoints: the
+/// pool is the Service's endpoints as istiod pushes them (EDS).
 pub(super) fn render_native(input: &DeployInput) -> Result<String, String> {
-    render_module(input, &Module::Native(NATIVE_MODULE_NAME.into()))
+    let mut input = input.clone();
+    if let Some(pool) = input
+        .picker
+        .get_mut("pool")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        pool.remove("endpoints");
+    }
+    render_module(&input, &Module::Native(NATIVE_MODULE_NAME.into()))
 }
 
 fn render_module(input: &DeployInput, module: &Module) -> Result<String, String> {
@@ -193,7 +205,13 @@ spec:
         timeouts = indent(&Limits::default().hcm_timeouts(), 10),
         typed = indent(&module.filter_typed_config(json), 10),
         type_url = module.filter_type_url(),
-        lb = indent(&override_host_policy("least_request"), 8),
+        lb = indent(
+            &match module {
+                Module::Native(name) => override_host_policy_native(name),
+                Module::Wasm(_) => override_host_policy("least_request"),
+            },
+            8
+        ),
         port = input.port,
         buffer_limit = prepared.buffer_limit,
     );
