@@ -66,8 +66,9 @@ pub trait Picking {
     fn reserve_body(&self, bytes: usize) -> bool;
     /// Returns `bytes` of the budget.
     fn release_body(&self, bytes: usize);
-    /// One request routed to `primary`.
-    fn count_pick(&self, primary: &str);
+    /// One request routed to `primary` by the scheduling profile `profile` (`""` when no
+    /// profile ran: a body-less request).
+    fn count_pick(&self, primary: &str, profile: &str);
     /// One local reply with `status`.
     fn count_reply(&self, status: u32);
     /// One FailOpen pass-through.
@@ -173,7 +174,7 @@ impl RequestFlow {
                 for (k, v) in &r.headers {
                     host.set_request_header(k, Some(v));
                 }
-                p.count_pick(&r.primary);
+                p.count_pick(&r.primary, &r.profile);
                 self.primary = Some(r.primary);
                 self.debug = r.debug;
                 true
@@ -545,7 +546,7 @@ mod tests {
         fn release_body(&self, bytes: usize) {
             self.budget_used.set(self.budget_used.get() - bytes);
         }
-        fn count_pick(&self, primary: &str) {
+        fn count_pick(&self, primary: &str, _profile: &str) {
             self.picks.borrow_mut().push(primary.into());
         }
         fn count_reply(&self, _status: u32) {}

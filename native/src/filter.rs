@@ -72,7 +72,7 @@ impl FilterConfig {
             });
         }
         let stats = FilterStats {
-            picks: Counter::filter(envoy, "endpoint_picker.picks", &["endpoint"]),
+            picks: Counter::filter(envoy, "endpoint_picker.picks", &["endpoint", "profile"]),
             replies: Counter::filter(envoy, "endpoint_picker.local_replies", &["status"]),
             fail_open: Counter::filter(envoy, "endpoint_picker.fail_open", &[]),
             scheduling_us: Histogram::filter(envoy, "endpoint_picker.scheduling_us"),
@@ -160,8 +160,9 @@ impl Picking for FilterConfig {
             });
     }
 
-    fn count_pick(&self, primary: &str) {
-        self.stats.picks.add(self.envoy, &[primary], 1);
+    fn count_pick(&self, primary: &str, profile: &str) {
+        let profile = if profile.is_empty() { "none" } else { profile };
+        self.stats.picks.add(self.envoy, &[primary, profile], 1);
     }
 
     fn count_reply(&self, status: u32) {

@@ -593,11 +593,13 @@ impl Env {
     }
 }
 
-/// `…local_replies.status.503` → `…local_replies.503`, `…picks.endpoint.<ip:port>` →
-/// `…picks.<ip:port>`: the native module's label names dropped.
+/// `…local_replies.status.503` → `…local_replies.503`, `…picks.endpoint.<ip:port>.profile.<p>` →
+/// `…picks.<ip:port>.<p>`: the native module's label names dropped (the Wasm build has no profile
+/// in the name; sum with [`Env::stat_sum`]).
 fn unlabel(name: &str) -> String {
     name.replacen(".local_replies.status.", ".local_replies.", 1)
         .replacen(".picks.endpoint.", ".picks.", 1)
+        .replacen(".profile.", ".", 1)
 }
 
 impl Drop for Env {

@@ -28,6 +28,9 @@ pub struct Route {
     pub destination: String,
     /// The primary endpoint.
     pub primary: String,
+    /// The scheduling profile that chose it (`""` for a body-less request, which no profile
+    /// schedules).
+    pub profile: String,
     /// Further request headers plugins asked for (e.g. `x-prefiller-host-port`).
     pub headers: Vec<(String, String)>,
     /// Debug response header value (pick and per-scorer scores) when `pool.debug` is on.
@@ -74,6 +77,7 @@ impl PickerCore {
             Some(e) => Outcome::Route(Route {
                 destination: e.address.clone(),
                 primary: e.address.clone(),
+                profile: String::new(),
                 headers: Vec::new(),
                 debug: self
                     .pool
@@ -128,9 +132,15 @@ impl PickerCore {
             )));
         };
         let debug = self.pool.debug.then(|| debug_value(result, &primary));
+        let profile = result
+            .profile_results
+            .get(result.primary_profile)
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default();
         Outcome::Route(Route {
             destination,
             primary,
+            profile,
             headers: result.headers.clone(),
             debug,
         })

@@ -151,7 +151,7 @@ impl Picking for PickerShared {
         self.buffered.set(self.buffered.get().saturating_sub(bytes));
     }
 
-    fn count_pick(&self, primary: &str) {
+    fn count_pick(&self, primary: &str, _profile: &str) {
         self.stats.pick(primary);
     }
 
