@@ -23,6 +23,10 @@
 //!   `(priority, index)`; `choose_host` answers an index into the *healthy* hosts of a priority,
 //!   while the address and health getters take an index into *all* hosts. A membership hook runs
 //!   on every worker after each host-set update (EDS push, DNS answer, health change).
+//! - The retry host predicates (e.g. `previous_hosts`) are the balancer's to apply: it asks
+//!   `should_select_another_host` (an index into *all* hosts) up to the context's host-selection
+//!   retry count, as Envoy's own balancers do. Envoy's healthy list is its hosts whose coarse
+//!   health is Healthy, in host order.
 //! - An upstream override host set by the HTTP filter is honoured by Envoy before the cluster's
 //!   load balancer runs, so the balancer only sees requests without one (or whose host is gone).
 //! - C enums are `int`-sized: they are declared here as `u32`/`i32` constants, never as Rust
@@ -325,4 +329,13 @@ extern "C" {
         priority: u32,
         index: usize,
     ) -> u32;
+    pub fn envoy_dynamic_module_callback_lb_context_get_host_selection_retry_count(
+        context: Ptr,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_lb_context_should_select_another_host(
+        lb: Ptr,
+        context: Ptr,
+        priority: u32,
+        index: usize,
+    ) -> bool;
 }

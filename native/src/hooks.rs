@@ -682,7 +682,7 @@ unsafe fn balancer<'a>(p: ConstPtr) -> Option<&'a Balancer> {
 pub unsafe extern "C" fn envoy_dynamic_module_on_lb_choose_host(
     lb_envoy: Ptr,
     lb: ConstPtr,
-    _context: Ptr,
+    context: Ptr,
     result_priority: *mut u32,
     result_index: *mut u32,
 ) -> bool {
@@ -691,7 +691,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_lb_choose_host(
         let Some(b) = (unsafe { balancer(lb) }) else {
             return false;
         };
-        match b.choose(lb_envoy) {
+        match b.choose(lb_envoy, context) {
             Some((p, i)) if !result_priority.is_null() && !result_index.is_null() => {
                 // SAFETY: Envoy's out-parameters of this hook.
                 unsafe {

@@ -10,9 +10,10 @@
 //!   without the hosts that left.
 //! - **Choosing.** The picker's filter names the endpoint through Envoy's upstream override host,
 //!   which Envoy honours before any balancer runs. This balancer only sees requests without one:
-//!   FailOpen forwards, and a picked host that left the cluster between two snapshots. It answers
-//!   round robin over the healthy hosts of the first priority that has any, so those requests
-//!   still land on a live server.
+//!   FailOpen forwards, a picked host that left the cluster between two snapshots, and retries
+//!   once the destination list is used up. It answers round robin over the healthy hosts of the
+//!   first priority that has any, passing over hosts the retry predicates reject (the host that
+//!   just failed), so those requests still land on a live server.
 
 use core::cell::Cell;
 
@@ -117,21 +118,55 @@ impl Balancer {
         }
     }
 
-    /// Round robin over the healthy hosts of the first priority that has any:
-    /// `(priority, index among its healthy hosts)`, or `None` when no host is healthy.
-    pub(crate) fn choose(&self, lb: Ptr) -> Option<(u32, u32)> {
-        // SAFETY: Envoy's balancer pointer of this hook.
+    /// Round robin over the healthy hosts of the first priority that has any, skipping hosts
+    /// the request's retry predicates reject (`previous_hosts`: not the host that just failed)
+    /// for up to the context's host-selection retry count: `(priority, index among its healthy
+    /// hosts)`, or `None` when no host is healthy.
+    pub(crate) fn choose(&self, lb: Ptr, context: Ptr) -> Option<(u32, u32)> {
+        // SAFETY (all calls below): Envoy's balancer and context pointers of this hook, with
+        // priorities and indexes inside the counts Envoy just gave.
         let priorities = unsafe { abi::envoy_dynamic_module_callback_lb_get_priority_set_size(lb) };
         for p in 0..priorities {
             let p = u32::try_from(p).ok()?;
-            // SAFETY: as above, a priority below the count.
-            let healthy =
+            let healthy_count =
                 unsafe { abi::envoy_dynamic_module_callback_lb_get_healthy_hosts_count(lb, p) };
-            if healthy > 0 {
-                let n = self.next.get();
-                self.next.set(n.wrapping_add(1));
-                return Some((p, u32::try_from(n % healthy).ok()?));
+            if healthy_count == 0 {
+                continue;
             }
+            let start = self.next.get();
+            self.next.set(start.wrapping_add(1));
+            // Envoy's healthy list, as indexes into all hosts (for the retry predicate).
+            let n = unsafe { abi::envoy_dynamic_module_callback_lb_get_hosts_count(lb, p) };
+            let healthy: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let health =
+                        unsafe { abi::envoy_dynamic_module_callback_lb_get_host_health(lb, p, i) };
+                    health == abi::HOST_HEALTHY
+                })
+                .collect();
+            if context.is_null() || healthy.len() != healthy_count {
+                return Some((p, u32::try_from(start % healthy_count).ok()?));
+            }
+            let tries = unsafe {
+                abi::envoy_dynamic_module_callback_lb_context_get_host_selection_retry_count(
+                    context,
+                )
+            } as usize
+                + 1;
+            let mut pick = start % healthy_count;
+            for k in 0..healthy_count.min(tries) {
+                pick = (start + k) % healthy_count;
+                let all_index = healthy.get(pick).copied().unwrap_or(0);
+                let rejected = unsafe {
+                    abi::envoy_dynamic_module_callback_lb_context_should_select_another_host(
+                        lb, context, p, all_index,
+                    )
+                };
+                if !rejected {
+                    break;
+                }
+            }
+            return Some((p, u32::try_from(pick).ok()?));
         }
         None
     }
