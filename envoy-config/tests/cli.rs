@@ -28,7 +28,10 @@ fn cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 struct Case {
     name: String,
     config: serde_json::Value,
-    error: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warning: Option<String>,
 }
 
 #[test]
@@ -47,9 +50,22 @@ fn validate_prints_the_module_error_for_every_table_row() {
             }
             _ => continue, // raw-text rows are not objects to add a pool to
         };
-        let (ok, _, err) = cli(&["validate", "-"], Some(&doc));
-        assert!(!ok, "{}: accepted", c.name);
-        assert_eq!(err.trim(), format!("error: {}", c.error), "{}", c.name);
+        let (ok, out, err) = cli(&["validate", "-"], Some(&doc));
+        match (&c.error, &c.warning) {
+            (Some(e), _) => {
+                assert!(!ok, "{}: accepted", c.name);
+                assert_eq!(err.trim(), format!("error: {e}"), "{}", c.name);
+            }
+            (None, Some(w)) => {
+                assert!(ok, "{}: refused: {err}", c.name);
+                assert!(
+                    out.contains(w.as_str()) || err.contains(w.as_str()),
+                    "{}: no warning {w:?} in {out}{err}",
+                    c.name
+                );
+            }
+            (None, None) => panic!("{}: a case needs an error or a warning", c.name),
+        }
     }
     let (ok, out, _) = cli(
         &["validate", "-"],

@@ -40,7 +40,8 @@ pub struct EndpointPicker {
     pub(crate) response_headers: Vec<Arc<dyn Plugin>>,
     pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
     pub(crate) saturation_detector: Arc<dyn Plugin>,
-    pub(crate) parser: Arc<dyn Plugin>,
+    /// `requestHandler.parsers` (or `parser`) in configuration order; never empty.
+    pub(crate) parsers: Vec<Arc<dyn Plugin>>,
     pub(crate) objectives: Vec<(String, i32)>,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
     pub(crate) extractor: MetricsExtractor,
@@ -48,6 +49,29 @@ pub struct EndpointPicker {
 }
 
 impl EndpointPicker {
+    /// The parser for `path`: the only one when one is configured; else the one claiming the
+    /// longest matching path suffix, else the first fallback (a parser claiming no path), else
+    /// the first.
+    fn parser_for(&self, path: &str) -> Option<&dyn crate::plugin::RequestParser> {
+        let mut parsers = self.parsers.iter().filter_map(|p| p.as_parser());
+        if self.parsers.len() == 1 {
+            return parsers.next();
+        }
+        let mut best: Option<(&dyn crate::plugin::RequestParser, usize)> = None;
+        for p in parsers.clone() {
+            for s in p.claimed_paths() {
+                if crate::plugin::request_control::path_has_suffix(path, s)
+                    && best.is_none_or(|(_, len)| s.len() > len)
+                {
+                    best = Some((p, s.len()));
+                }
+            }
+        }
+        best.map(|(p, _)| p)
+            .or_else(|| parsers.clone().find(|p| p.claimed_paths().is_empty()))
+            .or_else(|| parsers.next())
+    }
+
     /// Parses a request body into an [`InferenceRequest`] that borrows `body`.
     ///
     /// `headers` are the request headers plugins may read (lower-case names). The priority comes
@@ -62,7 +86,7 @@ impl EndpointPicker {
         body: &'a [u8],
         headers: Vec<(String, String)>,
     ) -> Result<InferenceRequest<'a>, RequestError> {
-        let Some(parser) = self.parser.as_parser() else {
+        let Some(parser) = self.parser_for(path) else {
             return Err(RequestError::InvalidField(
                 "no request parser configured".into(),
             ));

@@ -1,7 +1,8 @@
-//! Plugin lifecycle rules (GIE PR #2684 and its review): Alpha needs its gate, Beta can be
-//! turned off by its gate, `minStability`, tombstones with migration text (including one type
-//! split in two), deprecated aliases that load with a warning naming the replacement, and
-//! out-of-tree registration without copying framework code.
+//! Plugin lifecycle rules (GIE PR #2684 and its review, llm-d's `RegisterDeprecated`): Alpha
+//! loads with a warning, Beta can be turned off by its gate, `minStability`, tombstones with
+//! migration text, deprecated aliases that load with a warning naming the replacement (llm-d's
+//! legacy profile handlers among them), and out-of-tree registration without copying framework
+//! code.
 
 use std::sync::Arc;
 
@@ -20,23 +21,32 @@ fn err(config: &str) -> String {
 }
 
 #[test]
-fn alpha_plugin_needs_its_gate() {
+fn alpha_plugin_loads_with_a_warning_and_min_stability_refuses_it() {
+    // No feature gate is needed (upstream would refuse a gate name of ours).
     let cfg = r#"{"plugins": [{"type": "active-request-scorer"}]}"#;
-    assert_eq!(
-        err(cfg),
-        "plugins[0].type: plugin type 'active-request-scorer' is Alpha and needs the feature gate 'activeRequestScorer' in featureGates"
-    );
-    let gated = r#"{"featureGates": ["activeRequestScorer"], "plugins": [{"type": "active-request-scorer"}]}"#;
-    let (_, report) = load(gated, &Registry::with_builtins()).unwrap();
+    let (_, report) = load(cfg, &Registry::with_builtins()).unwrap();
     let p = report
         .plugins
         .iter()
         .find(|p| p.type_name == "active-request-scorer")
         .unwrap();
     assert_eq!(p.stability, Stability::Alpha);
-    // The map spelling works too.
+    assert!(
+        report.warnings.iter().any(|w| w
+            == "plugins[0].type: plugin type 'active-request-scorer' is Alpha (no compatibility guarantee); set minStability: Beta to refuse Alpha plugins"),
+        "{:?}",
+        report.warnings
+    );
+    // The project's old per-plugin gate is still accepted, in both spellings.
+    let gated = r#"{"featureGates": ["activeRequestScorer"], "plugins": [{"type": "active-request-scorer"}]}"#;
+    assert!(load(gated, &Registry::with_builtins()).is_ok());
     let map = r#"{"featureGates": {"activeRequestScorer": true}, "plugins": [{"type": "active-request-scorer"}]}"#;
     assert!(load(map, &Registry::with_builtins()).is_ok());
+    // The operator's switch, like upstream's missing --allow-experimental-plugins.
+    assert_eq!(
+        err(r#"{"minStability": "Beta", "plugins": [{"type": "active-request-scorer"}]}"#),
+        "plugins[0].type: plugin type 'active-request-scorer' is Alpha, below the configured minStability Beta"
+    );
 }
 
 #[test]
@@ -66,17 +76,60 @@ fn minimum_stability_is_enforced() {
 }
 
 #[test]
-fn tombstone_of_a_split_type_explains_the_migration() {
-    let e = err(r#"{"plugins": [{"type": "pd-profile-handler"}]}"#);
-    assert!(e.starts_with("plugins[0].type: plugin type 'pd-profile-handler' has been removed: it was split in two"), "{e}");
-    assert!(
-        e.contains("'disagg-profile-handler'")
-            && e.contains("'prefix-based-pd-decider'")
-            && e.contains("nonCachedTokens"),
-        "{e}"
+fn tombstone_explains_the_migration() {
+    let mut r = Registry::with_builtins();
+    r.register(RegistryEntry::removed(
+        "old-scorer",
+        "use 'queue-scorer' (same parameters)",
+    ))
+    .unwrap();
+    let e = load(r#"{"plugins": [{"type": "old-scorer"}]}"#, &r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "plugins[0].type: plugin type 'old-scorer' has been removed: use 'queue-scorer' (same parameters)"
     );
-    let e = err(r#"{"plugins": [{"type": "data-parallel-profile-handler"}]}"#);
-    assert!(e.contains("use 'single-profile-handler'"), "{e}");
+}
+
+#[test]
+fn llm_d_legacy_profile_handlers_load_as_their_replacements() {
+    // pd-profile-handler: its old parameters become disagg-profile-handler's.
+    let cfg = r#"{"plugins": [
+        {"type": "pd-profile-handler", "parameters": {"decodeProfile": "d", "prefillProfile": "p", "deciderPluginName": "dec", "primaryPort": 8000}},
+        {"name": "dec", "type": "prefix-based-pd-decider", "parameters": {"nonCachedTokens": 8}},
+        {"type": "prefill-header-handler"},
+        {"type": "decode-filter"}, {"type": "prefill-filter"}, {"type": "max-score-picker"}],
+      "schedulingProfiles": [
+        {"name": "d", "plugins": [{"pluginRef": "decode-filter"}, {"pluginRef": "max-score-picker"}]},
+        {"name": "p", "plugins": [{"pluginRef": "prefill-filter"}, {"pluginRef": "max-score-picker"}]}]}"#;
+    let (_, report) = load(cfg, &Registry::with_builtins()).unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with(
+            "plugins[0].type: plugin type 'pd-profile-handler' is deprecated: use 'disagg-profile-handler'"
+        )),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("'prefill-header-handler' is deprecated")),
+        "{:?}",
+        report.warnings
+    );
+    // data-parallel-profile-handler: a single-profile handler.
+    let dp = r#"{"plugins": [{"type": "data-parallel-profile-handler", "parameters": {"primaryPort": 8000}}, {"type": "queue-scorer"}]}"#;
+    let (_, report) = load(dp, &Registry::with_builtins()).unwrap();
+    assert!(
+        report.warnings[0].contains("use 'single-profile-handler'"),
+        "{:?}",
+        report.warnings
+    );
+    assert!(err(r#"{"plugins": [{"type": "data-parallel-profile-handler", "parameters": {"primaryPort": 0}}]}"#)
+        .ends_with("must be between 1 and 65535"));
 }
 
 #[test]
@@ -250,12 +303,23 @@ fn out_of_tree_plugin_registers_and_changes_picks() {
         )
         .unwrap();
     assert_eq!(res.primary_targets(), [1], "zone weight 5 beats the queue");
-    // Its parameters are checked with the full path.
-    let bad = cfg.replace(r#""zone": "b""#, r#""zone": "b", "region": 1"#);
-    assert_eq!(
-        load(&bad, &r).err().unwrap().to_string(),
-        "plugins[1].parameters.region: unknown field 'region'"
+    // An unknown parameter is reported with the full path and ignored, as upstream ignores it.
+    let extra = cfg.replace(r#""zone": "b""#, r#""zone": "b", "region": 1"#);
+    let (_, report) = load(&extra, &r).unwrap();
+    assert!(
+        report.warnings.contains(
+            &"plugins[1].parameters.region: unknown parameter of 'zone-scorer' ignored".to_string()
+        ),
+        "{:?}",
+        report.warnings
     );
+    // A parameter of the wrong type is still an error with the full path.
+    let bad = cfg.replace(r#""zone": "b""#, r#""zone": 7"#);
+    assert!(load(&bad, &r)
+        .err()
+        .unwrap()
+        .to_string()
+        .starts_with("plugins[1].parameters.zone: "),);
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! 1. `apiVersion`/`kind`, `flowControl`, feature gates (unknown gate → error).
 //! 2. No plugins and no profiles → the built-in default config.
 //! 3. Plugins in order: type present, name unique, type registered, not a tombstone, stability
-//!    ≥ `minStability`, Alpha gate on / Beta gate not off, deprecation warned; factory called
-//!    with the plugins before it in reach.
+//!    ≥ `minStability` (Alpha warned), gate not off, deprecation warned; factory called with the
+//!    plugins before it in reach (one that names a plugin defined later is built after the
+//!    rest); unknown parameters are warned and ignored.
 //! 4. Profiles: names present and unique, refs present and defined, weights finite and ≥ 0;
 //!    no profiles → one `default` profile with every filter, scorer and picker, in list order.
 //! 5. Exactly one profile handler (a lone profile gets `single-profile-handler`); a profile
@@ -75,6 +76,11 @@ struct Loader<'r> {
 }
 
 impl Loader<'_> {
+    fn warn(&mut self, w: String) {
+        log::warn!("{w}");
+        self.report.warnings.push(w);
+    }
+
     fn instantiate(
         &mut self,
         type_name: &str,
@@ -115,16 +121,16 @@ impl Loader<'_> {
                 },
             ));
         }
+        // Alpha plugins load with a warning, as upstream loads them (there behind the
+        // `--allow-experimental-plugins` flag; here `minStability: Beta` refuses them). A
+        // feature gate is never required: upstream refuses gate names it does not know, so a
+        // config that needed one of ours could not be valid in both.
+        if stability == Stability::Alpha && !implicit {
+            self.warn(format!(
+                "{type_path}: plugin type '{type_name}' is Alpha (no compatibility guarantee); set minStability: Beta to refuse Alpha plugins"
+            ));
+        }
         if let Some(g) = gate {
-            if stability == Stability::Alpha && !self.enabled.iter().any(|e| e == g) {
-                return Err(ConfigError::new(
-                    type_path,
-                    K::AlphaPluginNotEnabled {
-                        type_name: type_name.into(),
-                        gate: g.into(),
-                    },
-                ));
-            }
             if self.disabled.iter().any(|d| d == g) {
                 return Err(ConfigError::new(
                     type_path,
@@ -136,12 +142,35 @@ impl Loader<'_> {
             }
         }
         if let Some(msg) = deprecation {
-            let w = format!("{type_path}: plugin type '{type_name}' is deprecated: {msg}");
-            log::warn!("{w}");
-            self.report.warnings.push(w);
+            self.warn(format!(
+                "{type_path}: plugin type '{type_name}' is deprecated: {msg}"
+            ));
         }
-        let plugin = factory(name, params, &Handle::new(&self.plugins))
-            .map_err(|e| e.prefixed(&path.clone().with_key("parameters")))?;
+        // Unknown parameters are ignored with a warning naming each one, as upstream's Go
+        // decoder ignores them (a config written for a newer or older release still loads).
+        let params_path = path.clone().with_key("parameters");
+        let mut owned: Option<serde_json::Value> = None;
+        let mut warned = 0;
+        let plugin = loop {
+            let current = owned.as_ref().or(params);
+            match factory(name, current, &Handle::new(&self.plugins)) {
+                Ok(p) => break p,
+                Err(e) => {
+                    let removable = matches!(e.kind, K::UnknownField(_))
+                        && warned < 64
+                        && current.is_some_and(|v| has_path(v, &e.path));
+                    if !removable {
+                        return Err(e.prefixed(&params_path));
+                    }
+                    let mut v = current.cloned().unwrap_or_default();
+                    remove_path(&mut v, &e.path);
+                    let at = e.path.clone().prefixed(&params_path);
+                    self.warn(format!("{at}: unknown parameter of '{type_name}' ignored"));
+                    owned = Some(v);
+                    warned += 1;
+                }
+            }
+        };
         log::info!(
             "loaded plugin {name}/{type_name} ({stability}{})",
             if implicit { ", default" } else { "" }
@@ -237,12 +266,38 @@ pub fn load_config(
             ));
         }
     }
-    if cfg.flow_control.is_some() {
-        return Err(ConfigError::new(
-            FieldPath::key("flowControl"),
-            K::Unsupported("GIE's flow-control layer; sheddable requests are rejected with 429 under saturation instead".into()),
-        ));
-    }
+    // `flowControl` without its feature gate: llm-d ignores the section's settings with a
+    // warning and still honours `flowControl.saturationDetector` (where llm-d moved the
+    // top-level `saturationDetector`). With the gate on it is the flow-control layer, which
+    // this engine does not have (the gate check below refuses it).
+    let mut pending_warnings: Vec<String> = Vec::new();
+    let fc_detector = match &cfg.flow_control {
+        None => None,
+        Some(fc) => {
+            let detector = fc.get("saturationDetector").cloned();
+            let settings: Vec<&String> = fc
+                .as_object()
+                .map(|m| m.keys().filter(|k| *k != "saturationDetector").collect())
+                .unwrap_or_default();
+            if !settings.is_empty() {
+                pending_warnings.push(format!(
+                    "flowControl: settings ignored without the 'flowControl' feature gate (as llm-d): {}",
+                    settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            match detector {
+                None => None,
+                Some(d) => Some(
+                    serde_path_to_error::deserialize::<_, crate::config::PluginRefSpec>(&d)
+                        .map_err(|e| {
+                            ConfigError::from_serde(e).prefixed(
+                                &FieldPath::key("flowControl").with_key("saturationDetector"),
+                            )
+                        })?,
+                ),
+            }
+        }
+    };
 
     let mut loader = Loader {
         registry,
@@ -252,6 +307,9 @@ pub fn load_config(
         plugins: Vec::new(),
         report: LoadReport::default(),
     };
+    for w in pending_warnings {
+        loader.warn(w);
+    }
     for (gate, on, path) in cfg.feature_gates.entries()? {
         if !registry.is_known_gate(&gate) {
             return Err(ConfigError::new(path, K::UnknownFeatureGate(gate)));
@@ -276,6 +334,7 @@ pub fn load_config(
     }
 
     // 3. Plugins.
+    let mut deferred: Vec<(usize, String, String)> = Vec::new();
     for (i, spec) in cfg.plugins.iter().enumerate() {
         let path = FieldPath::key("plugins").with_index(i);
         let type_name = spec.type_name.as_deref().filter(|t| !t.is_empty());
@@ -295,8 +354,53 @@ pub fn load_config(
                 K::DuplicatePluginName(name.into()),
             ));
         }
-        let p = loader.instantiate(t, name, spec.parameters.as_ref(), &path, false)?;
-        loader.plugins.push((name.into(), p));
+        // A plugin that names another defined later in the list (llm-d's samples put a
+        // profile handler before its deciders) is built once the rest exist.
+        match loader.instantiate(t, name, spec.parameters.as_ref(), &path, false) {
+            Ok(p) => loader.plugins.push((name.into(), p)),
+            Err(e) if matches!(e.kind, K::UndefinedPluginRef(_)) => {
+                deferred.push((i, String::from(t), String::from(name)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    while !deferred.is_empty() {
+        let before = deferred.len();
+        let mut last_err = None;
+        for (i, t, name) in core::mem::take(&mut deferred) {
+            let path = FieldPath::key("plugins").with_index(i);
+            let params = cfg.plugins.get(i).and_then(|s| s.parameters.as_ref());
+            match loader.instantiate(&t, &name, params, &path, false) {
+                Ok(p) => loader.plugins.push((name, p)),
+                Err(e) if matches!(e.kind, K::UndefinedPluginRef(_)) => {
+                    last_err = Some(e);
+                    deferred.push((i, t, name));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if deferred.len() == before {
+            if let Some(e) = last_err {
+                return Err(e);
+            }
+        }
+    }
+
+    // GIE: a `prefix-cache-scorer`'s parameters configure the `approx-prefix-cache-producer`
+    // created for it when the config lists none (GIE v1.5.0 `configloader.go`
+    // `instantiatePlugins`; docs/SOURCES.md#gie-config-loading).
+    if !loader.plugins.iter().any(|(_, p)| {
+        p.typed_name().type_name == crate::plugins::producer::approx_prefix_cache::TYPE
+    }) {
+        if let Some((i, params)) = cfg.plugins.iter().enumerate().find_map(|(i, s)| {
+            (s.type_name.as_deref() == Some(crate::plugins::scorer::prefix_cache::TYPE))
+                .then_some((i, s.parameters.as_ref()?))
+        }) {
+            let path = FieldPath::key("plugins").with_index(i);
+            let t = crate::plugins::producer::approx_prefix_cache::TYPE;
+            let p = loader.instantiate(t, t, Some(params), &path, true)?;
+            loader.plugins.push((t.into(), p));
+        }
     }
 
     // 4. Profiles.
@@ -419,13 +523,20 @@ pub fn load_config(
     }
 
     // 6. Saturation detector, parser, data layer.
-    let saturation_detector = match &cfg.saturation_detector {
-        Some(r) => loader.resolve_ref(
-            r.plugin_ref.as_deref(),
-            FieldPath::key("saturationDetector"),
-            "a saturation detector",
-            |p| p.as_saturation_detector().is_some(),
-        )?,
+    let detector_ref = match (&cfg.saturation_detector, &fc_detector) {
+        (Some(r), _) => Some((r, FieldPath::key("saturationDetector"))),
+        (None, Some(r)) => Some((
+            r,
+            FieldPath::key("flowControl").with_key("saturationDetector"),
+        )),
+        (None, None) => None,
+    };
+    let saturation_detector = match detector_ref {
+        Some((r, at)) => {
+            loader.resolve_ref(r.plugin_ref.as_deref(), at, "a saturation detector", |p| {
+                p.as_saturation_detector().is_some()
+            })?
+        }
         None => match loader
             .plugins
             .iter()
@@ -438,19 +549,37 @@ pub fn load_config(
             )?,
         },
     };
-    let parser = match &cfg.parser {
-        Some(r) => loader.resolve_ref(
-            r.plugin_ref.as_deref(),
-            FieldPath::key("parser"),
-            "a parser",
-            |p| p.as_parser().is_some(),
-        )?,
-        None => match loader.plugins.iter().find(|(_, p)| p.as_parser().is_some()) {
-            Some((_, p)) => p.clone(),
-            None => loader.implicit(parser::openai::TYPE, &FieldPath::key("parser"))?,
-        },
+    // llm-d's `requestHandler.parsers` wins over the deprecated top-level `parser`.
+    let parser_refs: Vec<(Option<&str>, FieldPath)> = match (&cfg.request_handler, &cfg.parser) {
+        (Some(h), _) if !h.parsers.is_empty() => h
+            .parsers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    r.plugin_ref.as_deref(),
+                    FieldPath::key("requestHandler")
+                        .with_key("parsers")
+                        .with_index(i),
+                )
+            })
+            .collect(),
+        (_, Some(r)) => alloc::vec![(r.plugin_ref.as_deref(), FieldPath::key("parser"))],
+        _ => Vec::new(),
     };
-    let (metrics_source, extractor) = data_layer(&loader, &cfg)?;
+    let mut parsers: Vec<Arc<dyn Plugin>> = Vec::new();
+    for (r, at) in parser_refs {
+        parsers.push(loader.resolve_ref(r, at, "a parser", |p| p.as_parser().is_some())?);
+    }
+    if parsers.is_empty() {
+        parsers.push(
+            match loader.plugins.iter().find(|(_, p)| p.as_parser().is_some()) {
+                Some((_, p)) => p.clone(),
+                None => loader.implicit(parser::openai::TYPE, &FieldPath::key("parser"))?,
+            },
+        );
+    }
+    let (metrics_source, extractor) = data_layer(&mut loader, &cfg)?;
 
     // 7. Default producers, then dependency order.
     for _ in 0..=registry.entries().len() {
@@ -526,7 +655,7 @@ pub fn load_config(
         response_headers,
         response_bodies,
         saturation_detector,
-        parser,
+        parsers,
         objectives,
         metrics_source,
         extractor,
@@ -537,7 +666,40 @@ pub fn load_config(
 
 type DataLayer = (Option<MetricsSourceParams>, MetricsExtractor);
 
-fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLayer, ConfigError> {
+fn data_layer(
+    loader: &mut Loader<'_>,
+    cfg: &EndpointPickerConfig,
+) -> Result<DataLayer, ConfigError> {
+    if let Some(dl) = &cfg.data_layer {
+        let path = FieldPath::key("dataLayer");
+        for (set, field, why) in [
+            (
+                dl.discovery.is_some(),
+                "discovery",
+                "the pool is the `pool` section or the Envoy cluster",
+            ),
+            (
+                dl.peer_discovery.is_some(),
+                "peerDiscovery",
+                "every proxy runs its own picker",
+            ),
+            (
+                dl.cross_replica_syncer_plugin_ref.is_some(),
+                "crossReplicaSyncerPluginRef",
+                "every proxy runs its own picker",
+            ),
+            (
+                dl.cross_replica_sync_interval.is_some(),
+                "crossReplicaSyncInterval",
+                "every proxy runs its own picker",
+            ),
+        ] {
+            if set {
+                let at = path.clone().with_key(field);
+                loader.warn(format!("{at}: ignored: {why}"));
+            }
+        }
+    }
     let first_source = || {
         loader
             .plugins
@@ -560,12 +722,6 @@ fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLay
         log::warn!("dataLayer has no sources: endpoint metrics will not be collected");
         return Ok((None, first_extractor().unwrap_or_default()));
     }
-    if dl.sources.len() > 1 {
-        return Err(ConfigError::new(
-            FieldPath::key("dataLayer").with_key("sources"),
-            K::Unsupported("more than one metrics data source".into()),
-        ));
-    }
     let mut source = None;
     let mut extractor = None;
     for (i, s) in dl.sources.iter().enumerate() {
@@ -575,6 +731,12 @@ fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLay
         let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "a DataSource", |p| {
             p.as_metrics_source().is_some()
         })?;
+        if source.is_some() {
+            loader.warn(format!(
+                "{path}: a second metrics source is ignored: the scraper reads one metrics page per endpoint"
+            ));
+            continue;
+        }
         source = p.as_metrics_source().map(|s| s.params.clone());
         for (j, e) in s.extractors.iter().enumerate() {
             let epath = path.clone().with_key("extractors").with_index(j);
@@ -587,6 +749,43 @@ fn data_layer(loader: &Loader<'_>, cfg: &EndpointPickerConfig) -> Result<DataLay
         }
     }
     Ok((source, extractor.unwrap_or_default()))
+}
+
+/// True when `path` (relative to `v`) names an existing object key.
+fn has_path(v: &serde_json::Value, path: &FieldPath) -> bool {
+    let mut cur = v;
+    for seg in &path.0 {
+        let next = match seg {
+            crate::error::PathSegment::Key(k) => cur.get(k.as_str()),
+            crate::error::PathSegment::Index(i) => cur.get(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    matches!(path.0.last(), Some(crate::error::PathSegment::Key(_)))
+}
+
+/// Removes the object key `path` names inside `v`.
+fn remove_path(v: &mut serde_json::Value, path: &FieldPath) {
+    let Some((last, parents)) = path.0.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match seg {
+            crate::error::PathSegment::Key(k) => cur.get_mut(k.as_str()),
+            crate::error::PathSegment::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let (crate::error::PathSegment::Key(k), Some(m)) = (last, cur.as_object_mut()) {
+        m.remove(k);
+    }
 }
 
 fn missing_keys(plugins: &[(String, Arc<dyn Plugin>)]) -> Vec<DataKey> {

@@ -52,14 +52,20 @@ pub struct EndpointPickerConfig {
     /// The saturation detector (default `utilization-detector`).
     #[serde(default)]
     pub saturation_detector: Option<PluginRefSpec>,
-    /// The request parser (default `openai-parser`).
+    /// The request parser (default `openai-parser`); llm-d's deprecated form of
+    /// `requestHandler.parsers`.
     #[serde(default)]
     pub parser: Option<PluginRefSpec>,
+    /// llm-d's request handler: the parsers, in order.
+    #[serde(default)]
+    pub request_handler: Option<RequestHandlerSpec>,
     /// Metrics sources and extractors (default: `metrics-data-source` + `core-metrics-extractor`;
     /// an explicit `{}` turns metrics collection off, as in GIE).
     #[serde(default)]
     pub data_layer: Option<DataLayerSpec>,
-    /// GIE's flow-control layer: recognised, not implemented (an error if set).
+    /// GIE's flow-control layer: not implemented. Without the `flowControl` feature gate its
+    /// settings are ignored with a warning and `flowControl.saturationDetector` names the
+    /// saturation detector (as in llm-d); with the gate it is refused.
     #[serde(default)]
     pub flow_control: Option<Value>,
     /// Lowest plugin stability this operator accepts (`Alpha`, `Beta` or `Stable`; default
@@ -178,6 +184,29 @@ pub struct DataLayerSpec {
     /// llm-d: inject the default source (accepted; the default source is used when none is set).
     #[serde(default)]
     pub inject_defaults: Option<bool>,
+    /// llm-d: the plugin that discovers the pool's endpoints. Here the pool is the `pool`
+    /// section or the Envoy cluster, so it is accepted and ignored with a warning.
+    #[serde(default)]
+    pub discovery: Option<PluginRefSpec>,
+    /// llm-d: discovery of peer picker replicas (cross-replica state); ignored with a warning.
+    #[serde(default)]
+    pub peer_discovery: Option<PluginRefSpec>,
+    /// llm-d: cross-replica state sync; ignored with a warning.
+    #[serde(default)]
+    pub cross_replica_syncer_plugin_ref: Option<String>,
+    /// llm-d: its interval; ignored with a warning.
+    #[serde(default)]
+    pub cross_replica_sync_interval: Option<String>,
+}
+
+/// llm-d's `requestHandler`: the parsers by reference, in order (it replaces the top-level
+/// `parser`; when both are set this one wins).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestHandlerSpec {
+    /// Parser references.
+    #[serde(default)]
+    pub parsers: Vec<PluginRefSpec>,
 }
 
 /// One data source and its extractors.

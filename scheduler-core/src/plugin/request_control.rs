@@ -95,4 +95,20 @@ pub trait RequestParser {
     /// # Errors
     /// A 400-class [`RequestError`] for bodies that are not a valid request of that API.
     fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError>;
+
+    /// The request-path suffixes this parser claims (e.g. `chat/completions`, matched after a
+    /// `/`); empty for a fallback parser that takes any path (llm-d's `Claims().Paths`). With
+    /// several parsers configured (`requestHandler.parsers`), a request goes to the parser with
+    /// the longest matching suffix, else to the first fallback.
+    fn claimed_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// True when `path` (query string ignored, trailing `/` trimmed) ends with `/` + `suffix`.
+pub fn path_has_suffix(path: &str, suffix: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    let suffix = suffix.trim_matches('/');
+    path.strip_suffix(suffix)
+        .is_some_and(|head| head.ends_with('/'))
 }

@@ -43,6 +43,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(filter::label_selector::TYPE, "labelSelectorFilter", filter::label_selector::factory),
     E::beta(filter::role::DECODE_TYPE, "pdRoleFilters", filter::role::decode_factory),
     E::beta(filter::role::PREFILL_TYPE, "pdRoleFilters", filter::role::prefill_factory),
+    E::beta(filter::role::ENCODE_TYPE, "pdRoleFilters", filter::role::encode_factory),
     E::alpha(filter::prefix_cache_affinity::TYPE, "prefixCacheAffinityFilter", filter::prefix_cache_affinity::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),
@@ -65,17 +66,15 @@ pub const BUILTINS: &[E] = &[
     // deprecated aliases
     E::beta("by-label-selector", "labelSelectorFilter", filter::label_selector::factory)
         .deprecated("'by-label-selector' is deprecated; use 'label-selector-filter' (same parameters)"),
-    E::beta("by-label", "labelSelectorFilter", filter::label_selector::factory)
-        .deprecated("'by-label' is deprecated; use 'label-selector-filter' (same parameters)"),
-    // tombstones
-    E::removed("pd-profile-handler",
-        "it was split in two: use 'disagg-profile-handler' (parameters profiles.decode / profiles.prefill) \
-         plus a 'prefix-based-pd-decider' listed before it and named in the handler's deciders.prefill; \
-         the old 'threshold' parameter is the decider's 'nonCachedTokens'"),
-    E::removed("prefill-header-handler",
-        "'disagg-profile-handler' now sets the x-prefiller-host-port header itself; remove this plugin"),
-    E::removed("disagg-headers-handler",
-        "'disagg-profile-handler' now sets the x-prefiller-host-port header itself; remove this plugin"),
-    E::removed("data-parallel-profile-handler",
-        "use 'single-profile-handler' and list each data-parallel rank as its own endpoint (ip:port) in pool.endpoints"),
+    E::beta(filter::by_label::TYPE, "labelSelectorFilter", filter::by_label::factory)
+        .deprecated("use 'label-selector-filter' for label filtering or 'decode-filter'/'prefill-filter'/'encode-filter' for roles"),
+    // deprecated aliases llm-d still loads (built as their replacement)
+    E::beta(profile::legacy::PD_TYPE, "disaggregatedServing", profile::legacy::pd_factory)
+        .deprecated("use 'disagg-profile-handler' (profiles.decode / profiles.prefill, deciders.prefill); loaded as one"),
+    E::beta(profile::legacy::PREFILL_HEADER_TYPE, "disaggregatedServing", profile::legacy::prefill_header_factory)
+        .deprecated("'disagg-profile-handler' sets the x-prefiller-host-port header itself; this plugin does nothing, remove it"),
+    E::beta(profile::legacy::DISAGG_HEADERS_TYPE, "disaggregatedServing", profile::legacy::disagg_headers_factory)
+        .deprecated("'disagg-profile-handler' sets the x-prefiller-host-port header itself; this plugin does nothing, remove it"),
+    E::stable(profile::legacy::DATA_PARALLEL_TYPE, profile::legacy::data_parallel_factory)
+        .deprecated("use 'single-profile-handler': each data-parallel rank is its own endpoint (ip:port) here, so primaryPort is not needed; loaded as one"),
 ];

@@ -1,5 +1,6 @@
 //! Filters: narrow the candidate list before scoring.
 
+pub mod by_label;
 pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;

@@ -1,8 +1,16 @@
-//! `decode-filter` and `prefill-filter` (llm-d): keep endpoints by their P/D role label.
+//! `decode-filter`, `prefill-filter` and `encode-filter` (llm-d): keep endpoints by their
+//! disaggregation role label.
 //!
-//! The role is the `llm-d.ai/role` label (or a plain `role` label): `decode-filter` keeps
-//! `decode` and `both` and, for backward compatibility, endpoints with no role; `prefill-filter`
-//! keeps `prefill` only. Parameters: none.
+//! The role is the `llm-d.ai/role` label (or a plain `role` label). An endpoint can serve more
+//! than one stage (llm-d-router `scheduling/filter/bylabel/roles.go`):
+//!
+//! | filter | keeps roles | no role label |
+//! |---|---|---|
+//! | `decode-filter` | `decode`, `prefill-decode`, `both` (the old name of `prefill-decode`), `encode-prefill-decode` | kept |
+//! | `prefill-filter` | `prefill`, `encode-prefill`, `prefill-decode`, `both`, `encode-prefill-decode` | dropped |
+//! | `encode-filter` | `encode`, `encode-prefill`, `encode-prefill-decode` | dropped |
+//!
+//! Parameters: none.
 
 use alloc::sync::Arc;
 
@@ -17,6 +25,18 @@ use crate::rng::Rng;
 pub const DECODE_TYPE: &str = "decode-filter";
 /// Type name of the prefill filter.
 pub const PREFILL_TYPE: &str = "prefill-filter";
+/// Type name of the encode filter.
+pub const ENCODE_TYPE: &str = "encode-filter";
+
+const DECODE_ROLES: &[&str] = &["decode", "prefill-decode", "both", "encode-prefill-decode"];
+const PREFILL_ROLES: &[&str] = &[
+    "prefill",
+    "encode-prefill",
+    "prefill-decode",
+    "both",
+    "encode-prefill-decode",
+];
+const ENCODE_ROLES: &[&str] = &["encode", "encode-prefill", "encode-prefill-decode"];
 /// Role label key (llm-d).
 pub const ROLE_LABEL: &str = "llm-d.ai/role";
 
@@ -37,7 +57,8 @@ pub fn decode_factory(
     parse_params::<NoParams>(params)?;
     Ok(Arc::new(RoleFilter {
         typed_name: TypedName::new(DECODE_TYPE, name),
-        prefill: false,
+        roles: DECODE_ROLES,
+        allows_no_label: true,
     }))
 }
 
@@ -53,14 +74,33 @@ pub fn prefill_factory(
     parse_params::<NoParams>(params)?;
     Ok(Arc::new(RoleFilter {
         typed_name: TypedName::new(PREFILL_TYPE, name),
-        prefill: true,
+        roles: PREFILL_ROLES,
+        allows_no_label: false,
+    }))
+}
+
+/// Builds an encode [`RoleFilter`].
+///
+/// # Errors
+/// Any parameter field.
+pub fn encode_factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Arc<dyn Plugin>, ConfigError> {
+    parse_params::<NoParams>(params)?;
+    Ok(Arc::new(RoleFilter {
+        typed_name: TypedName::new(ENCODE_TYPE, name),
+        roles: ENCODE_ROLES,
+        allows_no_label: false,
     }))
 }
 
 /// See the module docs.
 pub struct RoleFilter {
     typed_name: TypedName,
-    prefill: bool,
+    roles: &'static [&'static str],
+    allows_no_label: bool,
 }
 
 impl Plugin for RoleFilter {
@@ -82,11 +122,89 @@ impl Filter for RoleFilter {
     ) {
         for (k, &i) in keep.iter_mut().zip(candidates) {
             let role = cx.endpoint(i).and_then(role_of);
-            *k = if self.prefill {
-                role == Some("prefill")
-            } else {
-                matches!(role, None | Some("decode") | Some("both"))
+            *k = match role {
+                None => self.allows_no_label,
+                Some(r) => self.roles.contains(&r),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::request::InferenceRequest;
+    use crate::plugin::{CycleState, Handle};
+    use crate::rng::SplitMix64;
+    use alloc::vec::Vec;
+
+    fn kept(factory: crate::plugin::registry::Factory) -> Vec<&'static str> {
+        const ROLES: &[Option<&str>] = &[
+            None,
+            Some("decode"),
+            Some("prefill"),
+            Some("encode"),
+            Some("prefill-decode"),
+            Some("both"),
+            Some("encode-prefill"),
+            Some("encode-prefill-decode"),
+            Some("unknown"),
+        ];
+        let eps: Vec<Endpoint> = ROLES
+            .iter()
+            .map(|r| match r {
+                Some(r) => Endpoint::new("10.0.0.1:1").with_label(ROLE_LABEL, r),
+                None => Endpoint::new("10.0.0.1:1"),
+            })
+            .collect();
+        let plugin = factory("f", None, &Handle::new(&[])).unwrap();
+        let req = InferenceRequest::new("m", "");
+        let state = CycleState::new();
+        let cx = CycleContext {
+            request: &req,
+            endpoints: &eps,
+            state: &state,
+            now_ms: 1,
+        };
+        let candidates: Vec<usize> = (0..eps.len()).collect();
+        let mut keep = alloc::vec![false; eps.len()];
+        plugin
+            .as_filter()
+            .unwrap()
+            .filter(&cx, &candidates, &mut keep, &mut SplitMix64::new(1));
+        ROLES
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(r, _)| r.unwrap_or("<none>"))
+            .collect()
+    }
+
+    #[test]
+    fn each_filter_keeps_the_roles_llm_d_assigns_it() {
+        assert_eq!(
+            kept(decode_factory),
+            [
+                "<none>",
+                "decode",
+                "prefill-decode",
+                "both",
+                "encode-prefill-decode"
+            ]
+        );
+        assert_eq!(
+            kept(prefill_factory),
+            [
+                "prefill",
+                "prefill-decode",
+                "both",
+                "encode-prefill",
+                "encode-prefill-decode"
+            ]
+        );
+        assert_eq!(
+            kept(encode_factory),
+            ["encode", "encode-prefill", "encode-prefill-decode"]
+        );
     }
 }

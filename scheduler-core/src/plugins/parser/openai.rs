@@ -41,8 +41,23 @@ impl Plugin for OpenAiParser {
     }
 }
 
+/// The OpenAI API paths this parser claims (llm-d's `openai-parser` claims the same).
+pub const PATHS: &[&str] = &[
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "conversations",
+    "chat/completions/render",
+    "completions/render",
+    "images/generations",
+];
+
 impl RequestParser for OpenAiParser {
     fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
         parse_body(path, body)
+    }
+    fn claimed_paths(&self) -> &'static [&'static str] {
+        PATHS
     }
 }

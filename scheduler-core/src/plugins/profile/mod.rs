@@ -1,5 +1,6 @@
 //! Profile handlers and the prefill/decode deciders they consult.
 
 pub mod disagg;
+pub mod legacy;
 pub mod pd_decider;
 pub mod single;

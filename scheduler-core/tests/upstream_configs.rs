@@ -1,0 +1,243 @@
+//! Real EndpointPickerConfig documents from upstream (GIE v1.5.0 and llm-d-router: Helm values,
+//! docs, deploy samples, test data), committed unchanged in `testdata/upstream/` with their
+//! source URL and commit on the first line. Each must load with the built-in registry, except
+//! the ones listed in [`NEEDS`] with the upstream feature they depend on.
+
+use std::path::Path;
+
+use scheduler_core::{load, Registry};
+
+/// Documents that need a feature this engine does not have yet, and which.
+const NEEDS: &[(&str, &str)] = &[
+    (
+        "gateway-api-inference-extension__config__charts__inferencepool__README.yaml",
+        "doc example of an out-of-tree plugin type ('custom-scorer')",
+    ),
+    (
+        "llm-d-router__config__charts__README.yaml",
+        "doc example of an out-of-tree plugin type ('custom-scorer')",
+    ),
+    (
+        "gateway-api-inference-extension__pkg__epp__framework__plugins__requestcontrol__requestattributereporter__README.yaml",
+        "upstream rejects it too: GIE v1.5.0 registers only apiVersion inference.networking.x-k8s.io/v1alpha1",
+    ),
+    (
+        "gateway-api-inference-extension__site-src__guides__flow-control.yaml",
+        "upstream rejects it too: GIE v1.5.0 registers only apiVersion inference.networking.x-k8s.io/v1alpha1",
+    ),
+    (
+        "gateway-api-inference-extension__site-src__guides__troubleshooting__1.yaml",
+        "upstream rejects it too: the troubleshooting guide shows the deprecated blockSize error",
+    ),
+    (
+        "gateway-api-inference-extension__site-src__guides__troubleshooting__2.yaml",
+        "upstream rejects it too: 'prepareDataPlugins' is not a feature gate GIE v1.5.0 registers",
+    ),
+    (
+        "gateway-api-inference-extension__test__testdata__configloader_1_test.yaml",
+        "upstream unit-test fixture: plugin types registered only by upstream's loader tests",
+    ),
+    (
+        "llm-d-router__test__testdata__configloader_1_test.yaml",
+        "upstream unit-test fixture: plugin types registered only by upstream's loader tests",
+    ),
+    (
+        "gateway-api-inference-extension__test__integration__epp__testdata__datalayer-config.yaml",
+        "upstream integration-test fixture: 'mock-metrics-source' is registered only by upstream's test harness",
+    ),
+    (
+        "llm-d-router__test__integration__epp__testdata__datalayer-config.yaml",
+        "upstream integration-test fixture: 'mock-metrics-source' is registered only by upstream's test harness",
+    ),
+    (
+        "llm-d-router__test__integration__epp__testdata__request-attribute-reporter-config.yaml",
+        "upstream integration-test fixture: 'mock-metrics-source' is registered only by upstream's test harness",
+    ),
+    (
+        "llm-d-router__deploy__config__epp-mm-embeddings-cache-config.yaml",
+        "precise prefix cache (issue 15): 'token-producer'",
+    ),
+    (
+        "llm-d-router__deploy__config__epp-precise-prefix-cache-config.yaml",
+        "precise prefix cache (issue 15): 'token-producer'",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-epp-kvcache-config.yaml",
+        "precise prefix cache (issue 15): 'token-producer'",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-epp-no-hit-lru.yaml",
+        "precise prefix cache (issue 15): 'precise-prefix-cache-producer'",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml",
+        "precise prefix cache (issue 15): 'token-producer'",
+    ),
+    (
+        "llm-d-router__docs__architecture__2.yaml",
+        "precise prefix cache (issue 15): 'precise-prefix-cache-producer'",
+    ),
+    (
+        "llm-d-router__test__perf__config__router-configs__precise-prefix.yaml",
+        "precise prefix cache (issue 15): 'token-producer'",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-program-aware-config.yaml",
+        "flow control (issue 12): the 'flowControl' feature gate",
+    ),
+    (
+        "llm-d-router__deploy__config__soft-reflective-ceiling-epp-config.yaml",
+        "flow control (issue 12): the 'flowControl' feature gate",
+    ),
+    (
+        "gateway-api-inference-extension__conformance__resources__base.yaml",
+        "missing plugin type 'header-based-testing-filter' (GIE conformance)",
+    ),
+    (
+        "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
+        "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__1.yaml",
+        "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__2.yaml",
+        "missing plugin type 'vllmhttp-parser'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__3.yaml",
+        "missing plugin type 'anthropic-parser'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__vertexai__README.yaml",
+        "missing plugin type 'vertexai-parser'",
+    ),
+    (
+        "gateway-api-inference-extension__test__integration__epp__testdata__request-attribute-reporter-config.yaml",
+        "missing plugin type 'request-attribute-reporter'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestattributereporter__README.yaml",
+        "missing plugin type 'request-attribute-reporter'",
+    ),
+    (
+        "llm-d-router__deploy__config__pd-topology-epp-config.yaml",
+        "missing plugin type 'topology-extractor'",
+    ),
+    (
+        "llm-d-router__deploy__config__probabilistic-admitter-epp-config.yaml",
+        "missing plugin type 'probabilistic-admitter'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__admitter__probabilisticadmitter__README.yaml",
+        "missing plugin type 'probabilistic-admitter'",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-e-p-d-epp-config.yaml",
+        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-e-pd-epp-config.yaml",
+        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
+    ),
+    (
+        "llm-d-router__docs__disaggregation__2.yaml",
+        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
+    ),
+    (
+        "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
+        "missing plugin type 'dcgm-data-source'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__datalayer__extractor__dcgm__README.yaml",
+        "missing plugin type 'dcgm-data-source'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__datalayer__source__dcgm__README.yaml",
+        "missing plugin type 'dcgm-data-source'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__README.yaml",
+        "missing plugin type 'multicluster-file-discovery'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__datalayer__source__models__README.yaml",
+        "missing plugin type 'models-data-source'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestheader__agentidentity__README__1.yaml",
+        "missing plugin type 'agent-identity'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestheader__agentidentity__README__2.yaml",
+        "missing plugin type 'agent-identity'",
+    ),
+    (
+        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__screener__disaggregatedsetrollout__README.yaml",
+        "missing plugin type 'disaggregatedset-rollout-screener'",
+    ),
+    (
+        "llm-d-router__test__perf__config__router-configs__optimized-baseline.yaml",
+        "missing plugin type 'no-hit-lru-scorer'",
+    ),
+];
+
+fn corpus() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/upstream");
+    let mut docs: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "yaml").then(|| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+        })
+        .collect();
+    docs.sort();
+    docs
+}
+
+/// The YAML document as the JSON text the loader reads.
+fn to_json(yaml: &str) -> String {
+    let v: serde_json::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+    v.to_string()
+}
+
+#[test]
+fn upstream_configs_load_unchanged() {
+    let registry = Registry::with_builtins();
+    let docs = corpus();
+    assert!(docs.len() >= 30, "the corpus has {} documents", docs.len());
+    let mut failures = Vec::new();
+    let mut loaded = 0;
+    for (name, text) in &docs {
+        let need = NEEDS.iter().find(|(n, _)| n == name).map(|(_, why)| *why);
+        match (load(&to_json(text), &registry), need) {
+            (Ok(_), None) => loaded += 1,
+            (Ok(_), Some(why)) => {
+                failures.push(format!("{name}: loads now; drop it from NEEDS ({why})"))
+            }
+            (Err(e), None) => failures.push(format!("{name}: {e}")),
+            (Err(_), Some(_)) => {}
+        }
+    }
+    println!(
+        "{loaded} of {} upstream documents load; {} are listed in NEEDS",
+        docs.len(),
+        NEEDS.len()
+    );
+    for (name, _) in NEEDS {
+        assert!(
+            docs.iter().any(|(n, _)| n == name),
+            "NEEDS names a missing file {name}"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} unexpected:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
