@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod crd;
 pub mod deploy;
+pub mod document;
 pub mod limits;
 pub mod render;
 pub mod slices;

@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand};
 use envoy_config::deploy::{self, DeployInput, Gateway};
 use envoy_config::limits::Limits;
 use envoy_config::render::{module, render, Mode, RenderInput};
-use envoy_config::validate::validate;
 
 #[derive(Parser)]
 #[command(
@@ -32,12 +31,14 @@ struct Cli {
 enum Command {
     /// Check a picker JSON with exactly the errors the module would log in Envoy.
     Validate {
-        /// The picker configuration (JSON, `-` for stdin).
+        /// The picker configuration (JSON or YAML, `-` for stdin): the module's JSON, or a bare
+        /// GIE/llm-d EndpointPickerConfig (whose GIE part is checked alone).
         config: String,
     },
     /// Render a complete Envoy configuration (YAML) for a picker JSON.
     Render {
-        /// The picker configuration (JSON, `-` for stdin).
+        /// The picker configuration (JSON or YAML, `-` for stdin). A bare EndpointPickerConfig
+        /// gets `pool.cluster: inference_pool`; its endpoints then come from `--xds-dir` (EDS).
         #[arg(long)]
         config: String,
         /// Path of the .wasm module as Envoy will see it.
@@ -88,7 +89,8 @@ enum Command {
         /// `envoy-gateway`, `istio` or `kgateway`.
         #[arg(long)]
         gateway: String,
-        /// The picker configuration (JSON, `-` for stdin); pool.endpoints are pod IPs.
+        /// The picker configuration (JSON or YAML, `-` for stdin); pool.endpoints are pod IPs
+        /// (the native sets follow the Service instead, so a bare EndpointPickerConfig works).
         #[arg(long)]
         config: String,
         /// OCI image holding plugin.wasm (`make oci`).
@@ -160,6 +162,13 @@ fn write_out(out: Option<String>, text: &str) -> Result<(), String> {
     }
 }
 
+/// A picker configuration, JSON or YAML, with a `pool` section (`pool.cluster`
+/// `inference_pool` added to a bare EndpointPickerConfig).
+fn read_config(path: &str) -> Result<serde_json::Value, String> {
+    let doc = envoy_config::document::parse(path, &read(path)?)?;
+    Ok(envoy_config::document::with_pool(doc, "inference_pool"))
+}
+
 fn read_json(path: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(&read(path)?).map_err(|e| format!("{path}: {e}"))
 }
@@ -175,11 +184,16 @@ fn read(path: &str) -> Result<String, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Validate { config } => {
-            let warnings = validate(&read(&config)?)?;
+            let doc = envoy_config::document::parse(&config, &read(&config)?)?;
+            let warnings = envoy_config::validate::validate_document(&doc)?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            println!("{config}: valid");
+            if envoy_config::document::has_pool(&doc) {
+                println!("{config}: valid");
+            } else {
+                println!("{config}: valid (an EndpointPickerConfig without a pool section)");
+            }
             Ok(())
         }
         Command::Render {
@@ -207,7 +221,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     ))
                 }
             };
-            let picker = read_json(&config)?;
+            let picker = read_config(&config)?;
             if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
                 envoy_config::xds::write(dir, &module(&wasm, native.as_deref()), &picker)?;
             }
@@ -239,7 +253,7 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
         } => {
             let gateway = Gateway::parse(&gateway)?;
-            let mut input = DeployInput::example(read_json(&config)?, &image);
+            let mut input = DeployInput::example(read_config(&config)?, &image);
             input.namespace = namespace;
             input.service = service;
             input.port = port;

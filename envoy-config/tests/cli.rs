@@ -137,3 +137,46 @@ fn render_refuses_a_bad_pool() {
         "error: pool.endpoints[0].address: 'dns-name:80' is not a literal ip:port"
     );
 }
+
+#[test]
+fn upstream_yaml_configs_validate_and_render_unchanged() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let pd = format!(
+        "{root}/scheduler-core/testdata/upstream/llm-d-router__deploy__config__pd-epp-config.yaml"
+    );
+    let (ok, out, err) = cli(&["validate", &pd], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("valid (an EndpointPickerConfig without a pool section)"),
+        "{out}"
+    );
+    // Rendered for the native build, its pool is the cluster's EDS members.
+    let dir = std::env::temp_dir().join(format!("cli-yaml-{}", std::process::id()));
+    let (ok, yaml, err) = cli(
+        &[
+            "render",
+            "--config",
+            &pd,
+            "--native",
+            "--xds-dir",
+            dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(yaml.contains("type: EDS") && yaml.contains("lb_policy_name: pool-membership"));
+    let ecds = std::fs::read_to_string(dir.join("picker.ecds.yaml")).unwrap();
+    assert!(
+        ecds.contains("disagg-profile-handler") && ecds.contains("\"cluster\": \"inference_pool\"")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // Without --xds-dir there is nowhere for the members to come from.
+    let (ok, _, err) = cli(&["render", "--config", &pd, "--native"], None);
+    assert!(!ok && err.contains("pool.endpoints is empty"), "{err}");
+    // A YAML syntax error names its line.
+    let (ok, _, err) = cli(&["validate", "-"], Some("plugins:\n  - type: [\n"));
+    assert!(
+        !ok && err.contains("invalid YAML") && err.contains("line"),
+        "{err}"
+    );
+}
