@@ -201,7 +201,7 @@ fn corpus() -> Vec<(String, String)> {
 
 /// The YAML document as the JSON text the loader reads.
 fn to_json(yaml: &str) -> String {
-    let v: serde_json::Value = serde_yaml::from_str(yaml).expect("valid YAML");
+    let v: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("valid YAML");
     v.to_string()
 }
 

@@ -1,0 +1,78 @@
+//! llm-d's prefill/decode sample (`deploy/config/pd-epp-config.yaml` of llm-d-router, committed
+//! unchanged in `scheduler-core/testdata/upstream/`) in real Envoy: the YAML is given to the
+//! picker as it is, with only our `pool` section added. Its `disagg-profile-handler` is listed
+//! before the `prefix-based-pd-decider` it names (so the loader must build it after the rest),
+//! and the pool mixes llm-d's role labels: `decode`, `prefill`, and `prefill-decode` (an endpoint
+//! that can do both).
+
+use e2e::{Env, EnvSpec};
+use serde_json::json;
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn pd_sample() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(e2e::repo_root().join(
+            "scheduler-core/testdata/upstream/llm-d-router__deploy__config__pd-epp-config.yaml",
+        ))
+        .unwrap();
+    envoy_config::document::parse("pd-epp-config.yaml", &text).unwrap()
+}
+
+#[test]
+fn llm_d_pd_sample_routes_decode_with_a_prefill_header() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["decode-a".into(), "prefill-a".into(), "both-a".into()],
+        labels: vec![
+            json!({"llm-d.ai/role": "decode"}),
+            json!({"llm-d.ai/role": "prefill"}),
+            json!({"llm-d.ai/role": "prefill-decode"}),
+        ],
+        picker: pd_sample(),
+        ..EnvSpec::default()
+    });
+    // The dedicated servers are idle, the dual-role one busy: a decode pick prefers decode-a,
+    // a prefill pick prefill-a.
+    env.backend("decode-a")
+        .set(json!({"waiting": 0, "kv": 0.1}));
+    env.backend("prefill-a")
+        .set(json!({"waiting": 0, "kv": 0.1}));
+    env.backend("both-a").set(json!({"waiting": 30, "kv": 0.9}));
+    env.settle();
+
+    // A long new prompt: far more than the decider's nonCachedTokens (16) are uncached, so the
+    // request is disaggregated: decode on decode-a, prefill named in x-prefiller-host-port.
+    let long = "Summarise the quarterly report for the logistics division. ".repeat(40);
+    let r = env.complete(MODEL, &long, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "decode-a", "{:?}", r.headers);
+    let prefill = env.backend("prefill-a").addr.to_string();
+    assert_eq!(
+        r.header("x-seen-prefiller"),
+        Some(prefill.as_str()),
+        "the prefill endpoint reaches the decode server: {:?}",
+        r.headers
+    );
+
+    // A tiny prompt stays on decode alone (below nonCachedTokens: no prefill header).
+    let r = env.complete(MODEL, "hi", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "decode-a");
+    assert!(
+        r.header("x-seen-prefiller").is_none_or(str::is_empty),
+        "{:?}",
+        r.headers
+    );
+
+    // With the dedicated decode server busy, the prefill-decode endpoint can take decode.
+    env.backend("decode-a")
+        .set(json!({"waiting": 60, "kv": 0.95}));
+    env.backend("both-a").set(json!({"waiting": 0, "kv": 0.1}));
+    env.settle();
+    let r = env.complete(MODEL, "hi again", &[]);
+    assert_eq!(r.pod(), "both-a", "a prefill-decode endpoint serves decode");
+    println!(
+        "{} build: llm-d's P/D sample routed decode + prefill header as upstream does",
+        if e2e::native() { "native" } else { "wasm" }
+    );
+}
