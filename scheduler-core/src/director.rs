@@ -184,8 +184,7 @@ impl EndpointPicker {
         };
         for a in &self.admitters {
             if let Some(ad) = a.as_admitter() {
-                ad.admit(&cx, &candidates)
-                    .map_err(RequestError::AdmissionDenied)?;
+                ad.admit(&cx, &candidates, rng)?;
             }
         }
 

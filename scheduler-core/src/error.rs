@@ -320,6 +320,9 @@ pub enum RequestError {
     Saturated,
     /// An admitter plugin denied the request (500 as in GIE). Carries the plugin's reason.
     AdmissionDenied(String),
+    /// An admitter shed the request for load (429, upstream's `ResourceExhausted`). Carries the
+    /// plugin's reason.
+    Shed(String),
     /// No usable metrics snapshot and the failure mode is FailClose (503).
     NoSnapshot,
     /// Taking this body would put the request bodies being buffered by this proxy worker over
@@ -337,7 +340,9 @@ impl RequestError {
             | RequestError::MissingPrompt(_)
             | RequestError::InvalidField(_) => 400,
             RequestError::BodyTooLarge(_) => 413,
-            RequestError::NoTargetEndpoint(_) | RequestError::Saturated => 429,
+            RequestError::NoTargetEndpoint(_) | RequestError::Saturated | RequestError::Shed(_) => {
+                429
+            }
             RequestError::AdmissionDenied(_) => 500,
             RequestError::NoCandidates | RequestError::NoSnapshot | RequestError::BufferFull(_) => {
                 503
@@ -367,6 +372,7 @@ impl RequestError {
             RequestError::NoCandidates => "no_endpoint_candidates",
             RequestError::NoTargetEndpoint(_) => "no_target_endpoint",
             RequestError::Saturated => "pool_saturated",
+            RequestError::Shed(_) => "request_shed",
             RequestError::AdmissionDenied(_) => "admission_denied",
             RequestError::NoSnapshot => "no_metrics_snapshot",
             RequestError::BufferFull(_) => "body_buffer_full",
@@ -392,6 +398,7 @@ impl fmt::Display for RequestError {
                 write!(f, "failed to find target endpoint: {why}")
             }
             RequestError::Saturated => f.write_str("system saturated, sheddable request dropped"),
+            RequestError::Shed(why) => write!(f, "request shed under load: {why}"),
             RequestError::AdmissionDenied(why) => write!(f, "request cannot be admitted: {why}"),
             RequestError::NoSnapshot => {
                 f.write_str("no endpoint metrics available yet (failure mode FailClose)")

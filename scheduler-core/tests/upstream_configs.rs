@@ -126,14 +126,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'topology-extractor'",
     ),
     (
-        "llm-d-router__deploy__config__probabilistic-admitter-epp-config.yaml",
-        "missing plugin type 'probabilistic-admitter'",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__admitter__probabilisticadmitter__README.yaml",
-        "missing plugin type 'probabilistic-admitter'",
-    ),
-    (
         "llm-d-router__deploy__config__sim-e-p-d-epp-config.yaml",
         "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
     ),

@@ -42,11 +42,18 @@ pub trait DataProducer {
 
 /// May deny a request before scheduling. Every admitter must admit.
 pub trait Admitter {
-    /// `Err(reason)` denies the request (HTTP 500 as in GIE).
+    /// `Err` denies the request: [`RequestError::AdmissionDenied`] (HTTP 500, as GIE answers a
+    /// denial) or [`RequestError::Shed`] (429, shed for load). `rng` is the request's random
+    /// source (for probabilistic admission).
     ///
     /// # Errors
-    /// The reason for the denial.
-    fn admit(&self, cx: &CycleContext<'_>, candidates: &[usize]) -> Result<(), String>;
+    /// The denial.
+    fn admit(
+        &self,
+        cx: &CycleContext<'_>,
+        candidates: &[usize],
+        rng: &mut dyn crate::rng::Rng,
+    ) -> Result<(), RequestError>;
 }
 
 /// Runs after the decision and before the request is forwarded.

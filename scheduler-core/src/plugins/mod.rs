@@ -2,6 +2,7 @@
 //! with their stability. Changing a plugin's maturity, deprecating it or turning it into a
 //! tombstone is a one-line change here.
 
+pub mod admitter;
 pub mod datalayer;
 pub mod filter;
 pub mod parser;
@@ -54,6 +55,8 @@ pub const BUILTINS: &[E] = &[
     E::beta(profile::disagg::TYPE, "disaggregatedServing", profile::disagg::factory),
     E::beta(profile::pd_decider::PREFIX_BASED_TYPE, "disaggregatedServing", profile::pd_decider::prefix_based_factory),
     E::beta(profile::pd_decider::ALWAYS_TYPE, "disaggregatedServing", profile::pd_decider::always_factory),
+    // admitters
+    E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
     // data producers
     E::stable(producer::approx_prefix_cache::TYPE, producer::approx_prefix_cache::factory).default_producer_for(PREFIX_CACHE_MATCH_INFO),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),

@@ -1,0 +1,3 @@
+//! Admitters: may turn a request away before scheduling.
+
+pub mod probabilistic;
