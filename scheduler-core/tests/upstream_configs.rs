@@ -169,10 +169,6 @@ const NEEDS: &[(&str, &str)] = &[
         "llm-d-router__pkg__epp__framework__plugins__requestcontrol__screener__disaggregatedsetrollout__README.yaml",
         "missing plugin type 'disaggregatedset-rollout-screener'",
     ),
-    (
-        "llm-d-router__test__perf__config__router-configs__optimized-baseline.yaml",
-        "missing plugin type 'no-hit-lru-scorer'",
-    ),
 ];
 
 fn corpus() -> Vec<(String, String)> {

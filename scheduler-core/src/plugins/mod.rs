@@ -39,6 +39,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::load_aware::TYPE, "loadAwareScorer", scorer::load_aware::factory),
     E::beta(scorer::session_affinity::TYPE, "sessionAffinityScorer", scorer::session_affinity::factory),
     E::alpha(scorer::active_request::TYPE, "activeRequestScorer", scorer::active_request::factory),
+    E::beta(scorer::no_hit_lru::TYPE, "noHitLruScorer", scorer::no_hit_lru::factory),
     // filters
     E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),
     E::beta(filter::label_selector::TYPE, "labelSelectorFilter", filter::label_selector::factory),

@@ -4,6 +4,7 @@ pub mod active_request;
 pub mod kv_cache_utilization;
 pub mod load_aware;
 pub mod lora_affinity;
+pub mod no_hit_lru;
 pub mod prefix_cache;
 pub mod queue;
 pub mod running_requests;
