@@ -49,16 +49,22 @@ pub struct EndpointPicker {
 }
 
 impl EndpointPicker {
-    /// The parser for `path`: the only one when one is configured; else the one claiming the
-    /// longest matching path suffix, else the first fallback (a parser claiming no path), else
-    /// the first.
+    /// The parser for `path` (llm-d's parser registry): the only one when one is configured;
+    /// else, among the parsers up to the first fallback (a parser claiming no path; any after it
+    /// are never reached), the one claiming the longest matching path suffix, else that
+    /// fallback. `None` when several are configured and none handles `path`.
     fn parser_for(&self, path: &str) -> Option<&dyn crate::plugin::RequestParser> {
-        let mut parsers = self.parsers.iter().filter_map(|p| p.as_parser());
-        if self.parsers.len() == 1 {
-            return parsers.next();
+        let parsers: Vec<&dyn crate::plugin::RequestParser> =
+            self.parsers.iter().filter_map(|p| p.as_parser()).collect();
+        if parsers.len() == 1 {
+            return parsers.first().copied();
         }
+        let active = match parsers.iter().position(|p| p.claimed_paths().is_empty()) {
+            Some(i) => parsers.get(..=i).unwrap_or(&parsers),
+            None => &parsers,
+        };
         let mut best: Option<(&dyn crate::plugin::RequestParser, usize)> = None;
-        for p in parsers.clone() {
+        for &p in active {
             for s in p.claimed_paths() {
                 if crate::plugin::request_control::path_has_suffix(path, s)
                     && best.is_none_or(|(_, len)| s.len() > len)
@@ -67,9 +73,12 @@ impl EndpointPicker {
                 }
             }
         }
-        best.map(|(p, _)| p)
-            .or_else(|| parsers.clone().find(|p| p.claimed_paths().is_empty()))
-            .or_else(|| parsers.next())
+        best.map(|(p, _)| p).or_else(|| {
+            active
+                .iter()
+                .copied()
+                .find(|p| p.claimed_paths().is_empty())
+        })
     }
 
     /// Parses a request body into an [`InferenceRequest`] that borrows `body`.
@@ -87,9 +96,9 @@ impl EndpointPicker {
         headers: Vec<(String, String)>,
     ) -> Result<InferenceRequest<'a>, RequestError> {
         let Some(parser) = self.parser_for(path) else {
-            return Err(RequestError::InvalidField(
-                "no request parser configured".into(),
-            ));
+            return Err(RequestError::InvalidField(alloc::format!(
+                "no configured parser handles the path '{path}'"
+            )));
         };
         let parsed = parser.parse(path, body)?;
         let header = |name: &str| {

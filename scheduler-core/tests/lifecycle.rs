@@ -364,3 +364,57 @@ fn default_producer_must_produce_its_key() {
         "plugins: default producer 'lazy-producer' does not produce its registered data 'widgets'"
     );
 }
+
+#[test]
+fn request_handler_parsers_are_chosen_by_path() {
+    let cfg = r#"{
+      "plugins": [{"name": "oai", "type": "openai-parser"}, {"name": "anth", "type": "anthropic-parser"},
+                  {"type": "queue-scorer"}],
+      "requestHandler": {"parsers": [{"pluginRef": "oai"}, {"pluginRef": "anth"}]}
+    }"#;
+    let (picker, _) = load(cfg, &Registry::with_builtins()).unwrap();
+    let chat = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let anth = br#"{"model":"claude","system":"S","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(
+        picker
+            .parse_request("/v1/chat/completions", chat, vec![])
+            .unwrap()
+            .model,
+        "m"
+    );
+    let r = picker.parse_request("/v1/messages", anth, vec![]).unwrap();
+    assert_eq!(r.model, "claude");
+    // No listed parser claims the path and there is no fallback: 400, as upstream.
+    let e = picker
+        .parse_request("/v1/unknown", chat, vec![])
+        .err()
+        .unwrap();
+    assert_eq!(e.status(), 400, "{e}");
+    // A fallback parser takes what no other claims; parsers after it are never reached.
+    let with_fallback = cfg
+        .replace(
+            r#"{"pluginRef": "oai"}, {"pluginRef": "anth"}"#,
+            r#"{"pluginRef": "oai"}, {"pluginRef": "passthrough-parser"}, {"pluginRef": "anth"}"#,
+        )
+        .replace(
+            r#"{"type": "queue-scorer"}"#,
+            r#"{"type": "queue-scorer"}, {"type": "passthrough-parser"}"#,
+        );
+    let (picker, _) = load(&with_fallback, &Registry::with_builtins()).unwrap();
+    assert_eq!(
+        picker
+            .parse_request("/v1/unknown", chat, vec![])
+            .unwrap()
+            .model,
+        "",
+        "the passthrough fallback"
+    );
+    assert_eq!(
+        picker
+            .parse_request("/v1/messages", anth, vec![])
+            .unwrap()
+            .model,
+        "",
+        "anthropic-parser comes after the fallback, so the fallback takes /v1/messages"
+    );
+}

@@ -106,10 +106,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'vllmhttp-parser'",
     ),
     (
-        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__3.yaml",
-        "missing plugin type 'anthropic-parser'",
-    ),
-    (
         "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__vertexai__README.yaml",
         "missing plugin type 'vertexai-parser'",
     ),

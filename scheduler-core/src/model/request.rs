@@ -18,6 +18,8 @@ pub enum ApiKind {
     Responses,
     /// `/v1/conversations`
     Conversations,
+    /// Anthropic's `/v1/messages` (and `/v1/messages/count_tokens`).
+    Messages,
 }
 
 impl ApiKind {
@@ -30,6 +32,8 @@ impl ApiKind {
             ApiKind::Embeddings
         } else if path.ends_with("/responses") {
             ApiKind::Responses
+        } else if path.ends_with("/messages") || path.ends_with("/messages/count_tokens") {
+            ApiKind::Messages
         } else if path.ends_with("/conversations") {
             ApiKind::Conversations
         } else {

@@ -105,7 +105,7 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         };
 
     let prompt: Cow<'a, str> = match api {
-        ApiKind::ChatCompletions => {
+        ApiKind::ChatCompletions | ApiKind::Messages => {
             let raw = b
                 .messages
                 .and_then(present)
@@ -168,7 +168,7 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
 }
 
 /// `None` for an explicit JSON `null`.
-fn present(raw: &RawValue) -> Option<&RawValue> {
+pub(crate) fn present(raw: &RawValue) -> Option<&RawValue> {
     if raw.get() == "null" {
         None
     } else {
@@ -176,14 +176,14 @@ fn present(raw: &RawValue) -> Option<&RawValue> {
     }
 }
 
-fn string_field(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(crate) fn string_field(raw: &RawValue) -> Option<Cow<'_, str>> {
     if !raw.get().starts_with('"') {
         return None;
     }
     serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
 }
 
-fn is_non_empty_array(raw: &RawValue) -> bool {
+pub(crate) fn is_non_empty_array(raw: &RawValue) -> bool {
     let s = raw.get();
     s.starts_with('[') && s.get(1..).is_some_and(|r| r.trim_start() != "]")
 }
@@ -217,7 +217,7 @@ fn completion_prompt(raw: &RawValue) -> Result<Cow<'_, str>, RequestError> {
     ))
 }
 
-fn json_msg(e: &serde_json::Error) -> String {
+pub(crate) fn json_msg(e: &serde_json::Error) -> String {
     alloc::format!("{e}")
 }
 

@@ -64,6 +64,7 @@ pub const BUILTINS: &[E] = &[
     // parsers
     E::stable(parser::openai::TYPE, parser::openai::factory),
     E::beta(parser::passthrough::TYPE, "passthroughParser", parser::passthrough::factory),
+    E::beta(parser::anthropic::TYPE, "anthropicParser", parser::anthropic::factory),
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),

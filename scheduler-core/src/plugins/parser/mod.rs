@@ -1,4 +1,5 @@
 //! Request parsers.
 
+pub mod anthropic;
 pub mod openai;
 pub mod passthrough;
