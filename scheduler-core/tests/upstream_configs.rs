@@ -102,10 +102,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),
     (
-        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__2.yaml",
-        "missing plugin type 'vllmhttp-parser'",
-    ),
-    (
         "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__vertexai__README.yaml",
         "missing plugin type 'vertexai-parser'",
     ),

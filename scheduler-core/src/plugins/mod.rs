@@ -65,6 +65,7 @@ pub const BUILTINS: &[E] = &[
     E::stable(parser::openai::TYPE, parser::openai::factory),
     E::beta(parser::passthrough::TYPE, "passthroughParser", parser::passthrough::factory),
     E::beta(parser::anthropic::TYPE, "anthropicParser", parser::anthropic::factory),
+    E::beta(parser::vllm_http::TYPE, "vllmHttpParser", parser::vllm_http::factory),
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
