@@ -90,10 +90,6 @@ const NEEDS: &[(&str, &str)] = &[
         "flow control (issue 12): the 'flowControl' feature gate",
     ),
     (
-        "gateway-api-inference-extension__conformance__resources__base.yaml",
-        "missing plugin type 'header-based-testing-filter' (GIE conformance)",
-    ),
-    (
         "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),

@@ -3,6 +3,7 @@
 //! tombstone is a one-line change here.
 
 pub mod admitter;
+pub mod conformance;
 pub mod datalayer;
 pub mod filter;
 pub mod parser;
@@ -56,6 +57,9 @@ pub const BUILTINS: &[E] = &[
     E::beta(profile::disagg::TYPE, "disaggregatedServing", profile::disagg::factory),
     E::beta(profile::pd_decider::PREFIX_BASED_TYPE, "disaggregatedServing", profile::pd_decider::prefix_based_factory),
     E::beta(profile::pd_decider::ALWAYS_TYPE, "disaggregatedServing", profile::pd_decider::always_factory),
+    // GIE conformance-test plugins
+    E::beta(conformance::header_filter::TYPE, "conformanceTesting", conformance::header_filter::factory),
+    E::beta(conformance::served_verifier::TYPE, "conformanceTesting", conformance::served_verifier::factory),
     // admitters
     E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
     // data producers

@@ -1,22 +1,28 @@
-//! llm-d's prefill/decode sample (`deploy/config/pd-epp-config.yaml` of llm-d-router, committed
-//! unchanged in `scheduler-core/testdata/upstream/`) in real Envoy: the YAML is given to the
-//! picker as it is, with only our `pool` section added. Its `disagg-profile-handler` is listed
-//! before the `prefix-based-pd-decider` it names (so the loader must build it after the rest),
-//! and the pool mixes llm-d's role labels: `decode`, `prefill`, and `prefill-decode` (an endpoint
-//! that can do both).
+//! Real upstream configs (committed unchanged in `scheduler-core/testdata/upstream/`) in real
+//! Envoy, given to the picker as they are with only our `pool` section added.
+//!
+//! llm-d's prefill/decode sample (`deploy/config/pd-epp-config.yaml` of llm-d-router): its
+//! `disagg-profile-handler` is listed before the `prefix-based-pd-decider` it names (so the
+//! loader must build it after the rest), and the pool mixes llm-d's role labels: `decode`,
+//! `prefill`, and `prefill-decode` (an endpoint that can do both).
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
+fn upstream(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(
+        e2e::repo_root()
+            .join("scheduler-core/testdata/upstream")
+            .join(file),
+    )
+    .unwrap();
+    envoy_config::document::parse(file, &text).unwrap()
+}
+
 fn pd_sample() -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(e2e::repo_root().join(
-            "scheduler-core/testdata/upstream/llm-d-router__deploy__config__pd-epp-config.yaml",
-        ))
-        .unwrap();
-    envoy_config::document::parse("pd-epp-config.yaml", &text).unwrap()
+    upstream("llm-d-router__deploy__config__pd-epp-config.yaml")
 }
 
 #[test]
@@ -75,4 +81,35 @@ fn llm_d_pd_sample_routes_decode_with_a_prefill_header() {
         "{} build: llm-d's P/D sample routed decode + prefill header as upstream does",
         if e2e::native() { "native" } else { "wasm" }
     );
+}
+
+/// GIE v1.5.0's conformance config (`conformance/resources/base.yaml`): the request header
+/// `test-epp-endpoint-selection` names the endpoint, and the response reports the one that
+/// served in `x-conformance-test-served-endpoint`.
+#[test]
+fn gie_conformance_config_routes_by_header_and_reports_the_served_endpoint() {
+    let env = Env::start(EnvSpec {
+        picker: upstream("gateway-api-inference-extension__conformance__resources__base.yaml"),
+        ..EnvSpec::default()
+    });
+    env.settle();
+    for b in &env.backends {
+        let addr = b.addr.to_string();
+        let r = env.complete(
+            MODEL,
+            "conformance",
+            &[("test-epp-endpoint-selection", &addr)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.pod(), b.name);
+        assert_eq!(
+            r.header("x-conformance-test-served-endpoint"),
+            Some(addr.as_str()),
+            "{:?}",
+            r.headers
+        );
+    }
+    // No selection header: every endpoint is filtered out (429, as GIE answers it).
+    let r = env.complete(MODEL, "conformance", &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
 }
