@@ -103,8 +103,13 @@ impl fmt::Display for FieldPath {
 pub enum ConfigErrorKind {
     /// The document (or a part of it) is not valid JSON, or a value has the wrong JSON type.
     InvalidJson(String),
-    /// A field this schema does not know.
-    UnknownField(String),
+    /// A field this schema does not know, with the closest known field when one is close.
+    UnknownField {
+        /// The field's name.
+        name: String,
+        /// A known field within a few edits of it.
+        suggestion: Option<String>,
+    },
     /// `plugins[i]` has no `type` (GIE: "plugin '<n>' is missing a type").
     MissingPluginType {
         /// The plugin's name, empty when it had none.
@@ -112,8 +117,14 @@ pub enum ConfigErrorKind {
     },
     /// Two plugins share a name (GIE: "duplicate plugin name '<n>'").
     DuplicatePluginName(String),
-    /// No registry entry for this type (GIE: "plugin type '<t>' is not registered").
-    UnknownPluginType(String),
+    /// No registry entry for this type (GIE: "plugin type '<t>' is not registered"), with the
+    /// closest registered type name when one is close (a typo).
+    UnknownPluginType {
+        /// The type the config named.
+        type_name: String,
+        /// A registered type within a few edits of it.
+        suggestion: Option<String>,
+    },
     /// The type was removed; the text says what replaces it.
     RemovedPluginType {
         /// The removed type name.
@@ -229,7 +240,22 @@ impl ConfigError {
                 if path.0.last() != Some(&PathSegment::Key(field.into())) {
                     path.0.push(PathSegment::Key(field.into()));
                 }
-                return ConfigError::new(path, ConfigErrorKind::UnknownField(field.into()));
+                // "..., expected one of `a`, `b`" / "expected `a` or `b`": the known fields.
+                let known = rest
+                    .split_once("expected")
+                    .map(|(_, list)| list)
+                    .unwrap_or("")
+                    .split('`')
+                    .skip(1)
+                    .step_by(2);
+                let suggestion = crate::suggest::closest(field, known).map(String::from);
+                return ConfigError::new(
+                    path,
+                    ConfigErrorKind::UnknownField {
+                        name: field.into(),
+                        suggestion,
+                    },
+                );
             }
         }
         ConfigError::new(path, ConfigErrorKind::InvalidJson(msg.into()))
@@ -250,10 +276,25 @@ impl fmt::Display for ConfigError {
         write!(f, "{}: ", self.path)?;
         match &self.kind {
             K::InvalidJson(m) => write!(f, "invalid JSON: {m}"),
-            K::UnknownField(name) => write!(f, "unknown field '{name}'"),
+            K::UnknownField { name, suggestion } => {
+                write!(f, "unknown field '{name}'")?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean '{s}'?"),
+                    None => Ok(()),
+                }
+            }
             K::MissingPluginType { name } => write!(f, "plugin '{name}' is missing a type"),
             K::DuplicatePluginName(n) => write!(f, "duplicate plugin name '{n}'"),
-            K::UnknownPluginType(t) => write!(f, "plugin type '{t}' is not registered"),
+            K::UnknownPluginType {
+                type_name,
+                suggestion,
+            } => {
+                write!(f, "plugin type '{type_name}' is not registered")?;
+                match suggestion {
+                    Some(s) => write!(f, "; did you mean '{s}'?"),
+                    None => Ok(()),
+                }
+            }
             K::RemovedPluginType { type_name, migration } => {
                 write!(f, "plugin type '{type_name}' has been removed: {migration}")
             }

@@ -50,6 +50,7 @@ pub mod prefix;
 pub mod rng;
 pub mod scheduler;
 pub mod snapshot;
+pub mod suggest;
 
 pub use config::loader::{load, load_config, LoadReport};
 pub use config::pool::{FailureMode, PickerConfig, PoolConfig};

@@ -91,7 +91,13 @@ impl Loader<'_> {
     ) -> Result<Arc<dyn Plugin>, ConfigError> {
         let type_path = path.clone().with_key("type");
         let entry = self.registry.get(type_name).ok_or_else(|| {
-            ConfigError::new(type_path.clone(), K::UnknownPluginType(type_name.into()))
+            ConfigError::new(
+                type_path.clone(),
+                K::UnknownPluginType {
+                    type_name: type_name.into(),
+                    suggestion: self.registry.closest(type_name).map(String::from),
+                },
+            )
         })?;
         let (factory, stability, gate, deprecation) = match entry.kind {
             EntryKind::Removed { migration } => {
@@ -156,7 +162,7 @@ impl Loader<'_> {
             match factory(name, current, &Handle::new(&self.plugins)) {
                 Ok(p) => break p,
                 Err(e) => {
-                    let removable = matches!(e.kind, K::UnknownField(_))
+                    let removable = matches!(e.kind, K::UnknownField { .. })
                         && warned < 64
                         && current.is_some_and(|v| has_path(v, &e.path));
                     if !removable {

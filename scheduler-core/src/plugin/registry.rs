@@ -221,6 +221,12 @@ impl Registry {
         self.entries.iter().find(|e| e.type_name == type_name)
     }
 
+    /// The registered type name closest to `type_name` (a typo: at most a third of its length
+    /// in single-character edits, and at most 3), if any.
+    pub fn closest(&self, type_name: &str) -> Option<&'static str> {
+        crate::suggest::closest(type_name, self.entries.iter().map(|e| e.type_name))
+    }
+
     /// Every entry, in registration order.
     pub fn entries(&self) -> &[RegistryEntry] {
         &self.entries
@@ -254,5 +260,21 @@ pub fn parse_params<P: DeserializeOwned + Default>(
     match params {
         None | Some(Value::Null) => Ok(P::default()),
         Some(v) => serde_path_to_error::deserialize(v).map_err(ConfigError::from_serde),
+    }
+}
+
+#[cfg(test)]
+mod distance_tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_the_registered_type() {
+        let r = Registry::with_builtins();
+        assert_eq!(r.closest("queue-scorrer"), Some("queue-scorer"));
+        assert_eq!(
+            r.closest("prefix-cache-scorrer"),
+            Some("prefix-cache-scorer")
+        );
+        assert_eq!(r.closest("token-producer"), None, "not a typo of anything");
     }
 }
