@@ -35,6 +35,9 @@ enum Command {
         /// GIE/llm-d EndpointPickerConfig (whose GIE part is checked alone).
         config: String,
     },
+    /// Print the JSON Schema of the picker configuration (the committed
+    /// `envoy-config/picker.schema.json` is this output).
+    Schema,
     /// Render a complete Envoy configuration (YAML) for a picker JSON.
     Render {
         /// The picker configuration (JSON or YAML, `-` for stdin). A bare EndpointPickerConfig
@@ -183,6 +186,12 @@ fn read(path: &str) -> Result<String, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Schema => {
+            let schema = scheduler_core::config::schema::json_schema();
+            let text = serde_json::to_string_pretty(&schema).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
         Command::Validate { config } => {
             let doc = envoy_config::document::parse(&config, &read(&config)?)?;
             let warnings = envoy_config::validate::validate_document(&doc)?;

@@ -10,6 +10,8 @@ pub mod defaults;
 pub mod duration;
 pub mod loader;
 pub mod pool;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -31,6 +33,7 @@ pub const KIND: &str = "EndpointPickerConfig";
 
 /// The whole configuration document.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointPickerConfig {
     /// One of [`API_VERSIONS`], optional.
@@ -80,6 +83,7 @@ pub struct EndpointPickerConfig {
 
 /// `featureGates` in either spelling.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum FeatureGatesSpec {
     /// `["gateA", "gateB=false"]`.
@@ -128,6 +132,7 @@ impl FeatureGatesSpec {
 
 /// One entry of `plugins`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
     /// Instance name; defaults to the type.
@@ -143,6 +148,7 @@ pub struct PluginSpec {
 
 /// One scheduling profile.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSpec {
     /// Profile name (required, unique).
@@ -155,6 +161,7 @@ pub struct ProfileSpec {
 
 /// A plugin reference inside a profile.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfilePluginSpec {
     /// Name of a configured plugin.
@@ -167,6 +174,7 @@ pub struct ProfilePluginSpec {
 
 /// `{ "pluginRef": "..." }`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PluginRefSpec {
     /// Name of a configured plugin.
@@ -176,6 +184,7 @@ pub struct PluginRefSpec {
 
 /// `dataLayer`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DataLayerSpec {
     /// Metrics sources.
@@ -202,6 +211,7 @@ pub struct DataLayerSpec {
 /// llm-d's `requestHandler`: the parsers by reference, in order (it replaces the top-level
 /// `parser`; when both are set this one wins).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestHandlerSpec {
     /// Parser references.
@@ -211,6 +221,7 @@ pub struct RequestHandlerSpec {
 
 /// One data source and its extractors.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DataSourceSpec {
     /// A `metrics-data-source` plugin.
@@ -223,6 +234,7 @@ pub struct DataSourceSpec {
 
 /// One InferenceObjective.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveSpec {
     /// Objective name (the header value).

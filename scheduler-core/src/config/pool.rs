@@ -42,6 +42,7 @@ use crate::plugin::Registry;
 
 /// What the filter does when no usable snapshot exists (GIE `InferencePool` `failureMode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FailureMode {
     /// Answer 503.
     #[default]
@@ -51,8 +52,9 @@ pub enum FailureMode {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PoolSpec {
+pub(crate) struct PoolSpec {
     #[serde(default)]
     endpoints: Vec<EndpointSpec>,
     #[serde(default)]
@@ -74,6 +76,7 @@ struct PoolSpec {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct EndpointSpec {
     #[serde(default)]
@@ -85,6 +88,7 @@ struct EndpointSpec {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ScrapeSpec {
     #[serde(default)]
@@ -102,6 +106,7 @@ struct ScrapeSpec {
 /// One pool member. Serializable because the picker filter publishes its members for the
 /// scraper to follow ([`crate::membership`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PoolEndpoint {
     /// `ip:port` the inference requests go to.
     pub address: String,

@@ -33,6 +33,7 @@ pub use state::{CycleState, DataKey, RequestState};
 /// on by default and can be turned off by their gate; Stable types are always available.
 /// Deprecation is a message on a registry entry, not a level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Stability {
     /// Off by default; no compatibility guarantee.
     Alpha,
