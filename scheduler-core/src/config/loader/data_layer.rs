@@ -1,0 +1,106 @@
+//! Stage 6 (continued): the data layer. Without `dataLayer` the first metrics source and
+//! extractor configured are used, else the defaults; an explicit `{}` turns metrics off. The
+//! scraper reads one metrics page per endpoint, so a second metrics source is ignored with a
+//! warning; llm-d's `discovery`, `peerDiscovery` and cross-replica sync are accepted and
+//! ignored with a warning.
+
+use alloc::format;
+
+use crate::config::EndpointPickerConfig;
+use crate::error::{ConfigError, FieldPath};
+use crate::parse::engine::MetricsExtractor;
+use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
+
+use super::instantiate::Loader;
+
+/// The metrics source (none: metrics collection off) and the extractor.
+pub(super) type DataLayer = (Option<MetricsSourceParams>, MetricsExtractor);
+
+/// Resolves the data layer.
+///
+/// # Errors
+/// A reference to an undefined plugin or to one of the wrong kind.
+pub(super) fn data_layer(
+    loader: &mut Loader<'_>,
+    cfg: &EndpointPickerConfig,
+) -> Result<DataLayer, ConfigError> {
+    if let Some(dl) = &cfg.data_layer {
+        let path = FieldPath::key("dataLayer");
+        for (set, field, why) in [
+            (
+                dl.discovery.is_some(),
+                "discovery",
+                "the pool is the `pool` section or the Envoy cluster",
+            ),
+            (
+                dl.peer_discovery.is_some(),
+                "peerDiscovery",
+                "every proxy runs its own picker",
+            ),
+            (
+                dl.cross_replica_syncer_plugin_ref.is_some(),
+                "crossReplicaSyncerPluginRef",
+                "every proxy runs its own picker",
+            ),
+            (
+                dl.cross_replica_sync_interval.is_some(),
+                "crossReplicaSyncInterval",
+                "every proxy runs its own picker",
+            ),
+        ] {
+            if set {
+                let at = path.clone().with_key(field);
+                loader.warn(format!("{at}: ignored: {why}"));
+            }
+        }
+    }
+    let first_source = || {
+        loader
+            .plugins
+            .iter()
+            .find_map(|(_, p)| p.as_metrics_source().map(|s| s.params.clone()))
+    };
+    let first_extractor = || {
+        loader
+            .plugins
+            .iter()
+            .find_map(|(_, p)| p.as_metrics_extractor().cloned())
+    };
+    let Some(dl) = &cfg.data_layer else {
+        return Ok((
+            Some(first_source().unwrap_or_default()),
+            first_extractor().unwrap_or_default(),
+        ));
+    };
+    if dl.sources.is_empty() {
+        log::warn!("dataLayer has no sources: endpoint metrics will not be collected");
+        return Ok((None, first_extractor().unwrap_or_default()));
+    }
+    let mut source = None;
+    let mut extractor = None;
+    for (i, s) in dl.sources.iter().enumerate() {
+        let path = FieldPath::key("dataLayer")
+            .with_key("sources")
+            .with_index(i);
+        let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "a DataSource", |p| {
+            p.as_metrics_source().is_some()
+        })?;
+        if source.is_some() {
+            loader.warn(format!(
+                "{path}: a second metrics source is ignored: the scraper reads one metrics page per endpoint"
+            ));
+            continue;
+        }
+        source = p.as_metrics_source().map(|s| s.params.clone());
+        for (j, e) in s.extractors.iter().enumerate() {
+            let epath = path.clone().with_key("extractors").with_index(j);
+            let p = loader.resolve_ref(e.plugin_ref.as_deref(), epath, "an Extractor", |p| {
+                p.as_metrics_extractor().is_some()
+            })?;
+            if extractor.is_none() {
+                extractor = p.as_metrics_extractor().cloned();
+            }
+        }
+    }
+    Ok((source, extractor.unwrap_or_default()))
+}
