@@ -6,6 +6,7 @@ pub mod load_aware;
 pub mod lora_affinity;
 pub mod no_hit_lru;
 pub mod prefix_cache;
+pub mod prefix_rendezvous;
 pub mod queue;
 pub mod running_requests;
 pub mod session_affinity;

@@ -1,0 +1,223 @@
+//! `prefix-rendezvous-scorer`: the same endpoint for the same prompt prefix in every proxy — every
+//! gateway replica and every Envoy worker — without shared state, within a bounded load.
+//!
+//! Each proxy's prefix index only knows the requests that proxy sent, so two replicas send the
+//! same system prompt to different servers and the fleet caches it twice. This scorer derives
+//! the choice from the prompt itself instead:
+//!
+//! 1. **Key**: `xxh64(target model ‖ 0 ‖ cache_salt ‖ 0 ‖ first prefixTokens·4 bytes of the
+//!    prompt)` (4 characters per token, GIE's estimate), so prompts that share their beginning (a
+//!    system prompt) share a key.
+//! 2. **Rendezvous (highest-random-weight) hashing** (Thaler & Ravishankar, 1996): each candidate
+//!    gets the weight `xxh64(address, seed = key)`; the highest weight wins. Removing an endpoint
+//!    moves only the keys it won; adding one takes only the keys it now wins. Every proxy that sees
+//!    the same candidates computes the same order.
+//! 3. **Bounded load** (Mirrokni, Thorup & Zadimoghaddam, "Consistent Hashing with Bounded
+//!    Loads", SODA 2018): an endpoint whose load — waiting plus running requests from the scraped
+//!    metrics, which every replica reads alike — exceeds `(1 + loadFactor) × mean + 1` is passed
+//!    over: it ranks after every endpoint within the bound. A hot prefix therefore spills to its
+//!    next endpoints in rendezvous order instead of melting one server. (The `+ 1` is the paper's
+//!    ceiling: it keeps an idle pool from excluding everyone.)
+//!
+//! Score: the endpoint ranked `r` (0 = winner) scores `0.5^r`, so the winner stands out and the
+//! fallbacks keep their order when filters or other scorers rule the winner out. It is meant to
+//! run beside `prefix-cache-scorer`: a prefix this proxy already placed still scores there, and
+//! for a cold prefix this scorer decides where it lands, the same way in every proxy.
+//!
+//! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
+//! `loadFactor` (ε ≥ 0, default 0.25). Category: Affinity.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+use xxhash_rust::xxh64::{xxh64, Xxh64};
+
+use crate::error::{ConfigError, FieldPath};
+use crate::model::endpoint::Endpoint;
+use crate::plugin::registry::{parse_params, Handle};
+use crate::plugin::{CycleContext, Plugin, Scorer, ScorerCategory, TypedName};
+use crate::plugins::producer::approx_prefix_cache::CHARS_PER_TOKEN;
+
+/// Plugin type name.
+pub const TYPE: &str = "prefix-rendezvous-scorer";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct Params {
+    prefix_tokens: i64,
+    load_factor: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            prefix_tokens: 64,
+            load_factor: 0.25,
+        }
+    }
+}
+
+/// Builds a [`PrefixRendezvousScorer`].
+///
+/// # Errors
+/// Unknown fields; `prefixTokens` ≤ 0; `loadFactor` negative or not finite.
+pub fn factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Arc<dyn Plugin>, ConfigError> {
+    let p: Params = parse_params(params)?;
+    if p.prefix_tokens <= 0 {
+        return Err(ConfigError::invalid(
+            FieldPath::key("prefixTokens"),
+            "must be > 0",
+        ));
+    }
+    if !(p.load_factor.is_finite() && p.load_factor >= 0.0) {
+        return Err(ConfigError::invalid(
+            FieldPath::key("loadFactor"),
+            "must be a finite number ≥ 0",
+        ));
+    }
+    Ok(Arc::new(PrefixRendezvousScorer {
+        typed_name: TypedName::new(TYPE, name),
+        prefix_bytes: usize::try_from(p.prefix_tokens)
+            .unwrap_or(usize::MAX / CHARS_PER_TOKEN)
+            .saturating_mul(CHARS_PER_TOKEN),
+        load_factor: p.load_factor,
+    }))
+}
+
+/// See the module docs.
+pub struct PrefixRendezvousScorer {
+    typed_name: TypedName,
+    prefix_bytes: usize,
+    load_factor: f64,
+}
+
+/// The rendezvous key of a request (see the module docs).
+pub fn prefix_key(target_model: &str, cache_salt: Option<&str>, prompt: &str, bytes: usize) -> u64 {
+    let text = prompt.as_bytes();
+    let head = text.get(..bytes.min(text.len())).unwrap_or(text);
+    let mut h = Xxh64::new(0);
+    h.update(target_model.as_bytes());
+    h.update(&[0]);
+    h.update(cache_salt.unwrap_or("").as_bytes());
+    h.update(&[0]);
+    h.update(head);
+    h.digest()
+}
+
+fn load(e: &Endpoint) -> f64 {
+    f64::from(e.metrics.waiting_queue_size) + f64::from(e.metrics.running_requests)
+}
+
+/// Candidates (indexes into `endpoints`) in preference order for `key`: those within the load
+/// bound by descending rendezvous weight, then the overloaded ones by descending weight.
+pub fn rendezvous_order(
+    key: u64,
+    endpoints: &[Endpoint],
+    candidates: &[usize],
+    load_factor: f64,
+) -> Vec<usize> {
+    let loads: Vec<f64> = candidates
+        .iter()
+        .map(|&i| endpoints.get(i).map_or(0.0, load))
+        .collect();
+    let mean = if loads.is_empty() {
+        0.0
+    } else {
+        loads.iter().sum::<f64>() / loads.len() as f64
+    };
+    let bound = (1.0 + load_factor) * mean + 1.0;
+    let mut ranked: Vec<(bool, u64, usize)> = candidates
+        .iter()
+        .zip(&loads)
+        .map(|(&i, &l)| {
+            let w = endpoints
+                .get(i)
+                .map_or(0, |e| xxh64(e.address.as_bytes(), key));
+            (l > bound, w, i)
+        })
+        .collect();
+    // Within the bound first (false < true), then the higher weight first.
+    ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    ranked.into_iter().map(|(_, _, i)| i).collect()
+}
+
+impl Plugin for PrefixRendezvousScorer {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_scorer(&self) -> Option<&dyn Scorer> {
+        Some(self)
+    }
+}
+
+impl Scorer for PrefixRendezvousScorer {
+    fn category(&self) -> ScorerCategory {
+        ScorerCategory::Affinity
+    }
+
+    fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
+        let r = cx.request;
+        let key = prefix_key(
+            &r.target_model,
+            r.cache_salt.as_deref(),
+            &r.prompt,
+            self.prefix_bytes,
+        );
+        let order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
+        let mut weight = 1.0;
+        for i in order {
+            if let Some(k) = candidates.iter().position(|&c| c == i) {
+                if let Some(s) = scores.get_mut(k) {
+                    *s = weight;
+                }
+            }
+            weight *= 0.5;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    fn pool(n: usize) -> Vec<Endpoint> {
+        (0..n)
+            .map(|i| Endpoint::new(format!("10.0.{}.{}:8000", i / 250, i % 250)))
+            .collect()
+    }
+
+    #[test]
+    fn a_shared_beginning_is_one_key() {
+        let sys = "You are the billing assistant. ".repeat(20);
+        let a = prefix_key("m", None, &format!("{sys} question 1"), 256);
+        let b = prefix_key("m", None, &format!("{sys} question 2"), 256);
+        assert_eq!(a, b);
+        assert_ne!(a, prefix_key("other-model", None, &format!("{sys} q"), 256));
+        assert_ne!(
+            a,
+            prefix_key("m", Some("tenant-b"), &format!("{sys} q"), 256)
+        );
+    }
+
+    #[test]
+    fn overloaded_endpoints_rank_last() {
+        let mut eps = pool(4);
+        let all = [0, 1, 2, 3];
+        let free = rendezvous_order(42, &eps, &all, 0.25);
+        let winner = free[0];
+        if let Some(e) = eps.get_mut(winner) {
+            e.metrics.waiting_queue_size = 40;
+        }
+        let order = rendezvous_order(42, &eps, &all, 0.25);
+        assert_eq!(*order.last().unwrap(), winner);
+        // The others keep their relative rendezvous order.
+        let rest: Vec<usize> = free.iter().copied().filter(|&i| i != winner).collect();
+        assert_eq!(&order[..3], rest.as_slice());
+    }
+}
