@@ -56,9 +56,10 @@ enum Command {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Base URL (Envoy's listener or one server).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
+    /// Base URL (Envoy's listener or one server); several, comma-separated, spread the
+    /// requests over them in turn (one client in front of several gateway replicas).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    target: Vec<String>,
     /// shared-prefix | random | multi-turn | lora-mix.
     #[arg(long, default_value = "shared-prefix")]
     workload: String,
@@ -319,13 +320,16 @@ async fn run(args: RunArgs) -> Summary {
         if let Some(n) = args.requests {
             bar.set_length(n);
         }
-        for _ in 0..c {
+        for task in 0..c {
             let (client, workload, samples, bar, target) = (
                 client.clone(),
                 workload.clone(),
                 samples.clone(),
                 bar.clone(),
-                args.target.clone(),
+                args.target
+                    .get(task % args.target.len().max(1))
+                    .cloned()
+                    .unwrap_or_default(),
             );
             let budget = budget.clone();
             tasks.push(tokio::spawn(async move {
@@ -344,6 +348,7 @@ async fn run(args: RunArgs) -> Summary {
     } else {
         let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed ^ 0xA5A5);
         let mut at = started;
+        let mut sent = 0usize;
         for (qps, secs) in plan {
             let end = at + Duration::from_secs_f64(secs);
             let Ok(exp) = Exp::new(qps.max(1e-6)) else {
@@ -357,11 +362,16 @@ async fn run(args: RunArgs) -> Summary {
                 }
                 tokio::time::sleep_until(at.into()).await;
                 let (path, body) = workload.lock().await.next_request();
+                let target = args
+                    .target
+                    .get(sent % args.target.len().max(1))
+                    .map_or("", String::as_str);
+                sent += 1;
                 let (client, samples, bar, url) = (
                     client.clone(),
                     samples.clone(),
                     bar.clone(),
-                    format!("{}{path}", args.target),
+                    format!("{target}{path}"),
                 );
                 tasks.push(tokio::spawn(async move {
                     let s = one_request(&client, &url, body).await;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Prefix affinity across gateway replicas (issue 10): the demo's shared-prefix workload and
+# simulated fleet (4 model-sim servers), sent by one client that spreads its requests over
+# 2 Envoy replicas with 4 workers each, for:
+#   round-robin   Envoy round robin (2 replicas)
+#   picker        the native picker, GIE's default profile (2 replicas)
+#   rendezvous    the same plus prefix-rendezvous-scorer, weight BENCH_RV_WEIGHT (2 replicas)
+#   ceiling       the native picker with 1 replica and 1 worker (one prefix index, no drift)
+# and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling.
+# Not part of `make test`; ~5 min.
+#
+#   scripts/bench-replicas.sh   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${BENCH_SECONDS:-45}
+QPS=${BENCH_QPS:-22}
+WORKERS=${BENCH_WORKERS:-4}
+RV_WEIGHT=${BENCH_RV_WEIGHT:-2}
+N=4
+BASE_PORT=${BENCH_BASE_PORT:-18700}
+OUT=bench-results/replicas
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# The demo's fleet and workload (scripts/demo.sh).
+SIM_ARGS=(--num-gpu-blocks 1000 --max-num-seqs 64 --max-num-batched-tokens 4096)
+LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 1200
+           --question-tokens 60 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
+
+make -s native envoy >/dev/null
+cargo build -q --release -p model-sim -p loadgen -p envoy-config
+
+endpoints=""; metrics=""
+for i in $(seq 1 $N); do
+  endpoints+="{\"address\": \"127.0.0.1:$((BASE_PORT + i))\"},"
+  metrics+="http://127.0.0.1:$((BASE_PORT + i))/metrics,"
+done
+POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
+echo "{$POOL}" > "$WORK/default.json"
+cat > "$WORK/rendezvous.json" <<JSON
+{$POOL,
+ "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
+             {"type": "prefix-cache-scorer"}, {"type": "prefix-rendezvous-scorer"}],
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "prefix-rendezvous-scorer", "weight": $RV_WEIGHT}]}]}
+JSON
+
+start_sims() {
+  SIM_PIDS=()
+  for i in $(seq 1 $N); do
+    target/release/model-sim --listen 127.0.0.1:$((BASE_PORT + i)) --name sim-$i "${SIM_ARGS[@]}" >/dev/null 2>&1 &
+    SIM_PIDS+=($!); PIDS+=($!)
+  done
+  for i in $(seq 1 $N); do
+    for _ in $(seq 1 50); do curl -sf "127.0.0.1:$((BASE_PORT + i))/metrics" >/dev/null && break; sleep 0.1; done
+  done
+}
+
+run_policy() { # $1 name, $2 label, $3 mode, $4 picker json, $5 replicas, $6 workers
+  start_sims
+  local targets="" envoys=()
+  for r in $(seq 1 "$5"); do
+    local listen=$((BASE_PORT + 80 + 2 * r)) admin=$((BASE_PORT + 81 + 2 * r))
+    target/release/envoy-config render --mode "$3" --native --config "$4" \
+      --listen 127.0.0.1:$listen --admin-port $admin --out "$WORK/$1-$r.yaml"
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1-$r.yaml" --concurrency "$6" \
+      --disable-hot-restart --log-level warn >"$WORK/$1-$r.log" 2>&1 &
+    envoys+=($!); PIDS+=($!)
+    for _ in $(seq 1 100); do curl -sf localhost:$admin/ready >/dev/null 2>&1 && break; sleep 0.1; done
+    targets+="http://127.0.0.1:$listen,"
+  done
+  sleep 1
+  echo "== $2: $5 replica(s) x $6 worker(s), $QPS req/s for $SECS s =="
+  target/release/loadgen run --target "${targets%,}" "${LOAD_ARGS[@]}" --label "$2" \
+    --sim-metrics "${metrics%,}" --json "$OUT/$1.json" --quiet
+  kill "${envoys[@]}" "${SIM_PIDS[@]}" 2>/dev/null || true
+  wait "${envoys[@]}" "${SIM_PIDS[@]}" 2>/dev/null || true
+}
+
+run_policy round-robin "Envoy round robin" round-robin "$WORK/default.json" 2 "$WORKERS"
+run_policy picker "picker (default profile)" picker "$WORK/default.json" 2 "$WORKERS"
+run_policy rendezvous "picker + prefix-rendezvous-scorer" picker "$WORK/rendezvous.json" 2 "$WORKERS"
+run_policy ceiling "picker, 1 replica x 1 worker" picker "$WORK/default.json" 1 1
+
+target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" \
+  "$OUT/round-robin.json" "$OUT/picker.json" "$OUT/rendezvous.json" "$OUT/ceiling.json"
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+def get(n):
+    return json.load(open(f"{out}/{n}.json"))
+def ms(d, q):
+    return 1000 * ((d.get("ttft") or {}).get(q) or 0)  # the JSON holds seconds
+c = get("ceiling")
+print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s |")
+print("|---|---|---|---|---|")
+for n in ("round-robin", "picker", "rendezvous", "ceiling"):
+    d = get(n)
+    hr, chr_ = d.get("prefix_cache_hit_rate") or 0, c.get("prefix_cache_hit_rate") or 0
+    print(f"| {d.get('label', n)} | {100*hr:.1f} % ({100*hr/chr_ if chr_ else 0:.1f} %) | "
+          f"{ms(d, 'p90'):.0f} ({ms(d, 'p90')/ms(c, 'p90') if ms(c, 'p90') else 0:.2f}×) | "
+          f"{ms(d, 'p99'):.0f} ({ms(d, 'p99')/ms(c, 'p99') if ms(c, 'p99') else 0:.2f}×) | {d.get('requests_per_s', 0):.1f} |")
+PY
