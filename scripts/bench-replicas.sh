@@ -7,18 +7,26 @@
 #   rendezvous    the same plus prefix-rendezvous-scorer, weight BENCH_RV_WEIGHT (2 replicas)
 #   ceiling       the native picker with 1 replica and 1 worker (one prefix index, no drift)
 # and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling.
-# Not part of `make test`; ~5 min.
+# BENCH_BUILD=wasm runs the picker rows with the Wasm module (one prefix index per worker VM,
+# so workers drift apart as well as replicas). Not part of `make test`; ~5 min.
 #
-#   scripts/bench-replicas.sh   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT override)
+#   [BENCH_BUILD=native|wasm] scripts/bench-replicas.sh
+#   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-45}
 QPS=${BENCH_QPS:-22}
 WORKERS=${BENCH_WORKERS:-4}
 RV_WEIGHT=${BENCH_RV_WEIGHT:-2}
+BUILD=${BENCH_BUILD:-native}
+case "$BUILD" in
+  native) BUILD_FLAG=(--native) ;;
+  wasm) BUILD_FLAG=() ;;
+  *) echo "BENCH_BUILD is native or wasm" >&2; exit 2 ;;
+esac
 N=4
 BASE_PORT=${BENCH_BASE_PORT:-18700}
-OUT=bench-results/replicas
+OUT=bench-results/replicas-${BENCH_BUILD:-native}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 PIDS=()
@@ -30,7 +38,7 @@ SIM_ARGS=(--num-gpu-blocks 1000 --max-num-seqs 64 --max-num-batched-tokens 4096)
 LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 1200
            --question-tokens 60 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
 
-make -s native envoy >/dev/null
+make -s native wasm envoy >/dev/null
 cargo build -q --release -p model-sim -p loadgen -p envoy-config
 
 endpoints=""; metrics=""
@@ -65,7 +73,7 @@ run_policy() { # $1 name, $2 label, $3 mode, $4 picker json, $5 replicas, $6 wor
   local targets="" envoys=()
   for r in $(seq 1 "$5"); do
     local listen=$((BASE_PORT + 80 + 2 * r)) admin=$((BASE_PORT + 81 + 2 * r))
-    target/release/envoy-config render --mode "$3" --native --config "$4" \
+    target/release/envoy-config render --mode "$3" "${BUILD_FLAG[@]}" --wasm dist/endpoint_picker.wasm --config "$4" \
       --listen 127.0.0.1:$listen --admin-port $admin --out "$WORK/$1-$r.yaml"
     ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1-$r.yaml" --concurrency "$6" \
       --disable-hot-restart --log-level warn >"$WORK/$1-$r.log" 2>&1 &
@@ -74,7 +82,7 @@ run_policy() { # $1 name, $2 label, $3 mode, $4 picker json, $5 replicas, $6 wor
     targets+="http://127.0.0.1:$listen,"
   done
   sleep 1
-  echo "== $2: $5 replica(s) x $6 worker(s), $QPS req/s for $SECS s =="
+  echo "== $2 ($BUILD): $5 replica(s) x $6 worker(s), $QPS req/s for $SECS s =="
   target/release/loadgen run --target "${targets%,}" "${LOAD_ARGS[@]}" --label "$2" \
     --sim-metrics "${metrics%,}" --json "$OUT/$1.json" --quiet
   kill "${envoys[@]}" "${SIM_PIDS[@]}" 2>/dev/null || true
