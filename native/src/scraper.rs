@@ -79,7 +79,8 @@ impl Scraper {
             stale: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.stale"),
         };
         log::info!(
-            "endpoint picker scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
+            "endpoint picker {} scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
+            env!("CARGO_PKG_VERSION"),
             loaded.pool.endpoints.len(),
             loaded.pool.metrics_cluster,
             loaded.pool.scrape.interval_ms

@@ -56,7 +56,8 @@ impl ScraperRoot {
         }
         host::set_tick_period(Duration::from_millis(loaded.pool.scrape.interval_ms));
         log::info!(
-            "endpoint picker scraper: {} endpoints via cluster '{}', every {} ms, path {path}",
+            "endpoint picker {} scraper (proxy-wasm): {} endpoints via cluster '{}', every {} ms, path {path}",
+            env!("CARGO_PKG_VERSION"),
             loaded.pool.endpoints.len(),
             loaded.pool.metrics_cluster,
             loaded.pool.scrape.interval_ms
