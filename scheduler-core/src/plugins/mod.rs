@@ -41,6 +41,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::session_affinity::TYPE, "sessionAffinityScorer", scorer::session_affinity::factory),
     E::alpha(scorer::active_request::TYPE, "activeRequestScorer", scorer::active_request::factory),
     E::beta(scorer::no_hit_lru::TYPE, "noHitLruScorer", scorer::no_hit_lru::factory),
+    E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
     // filters
     E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),

@@ -1,6 +1,7 @@
 //! Scorers. Each returns scores in `[0, 1]`, higher is better; the framework clamps and weights.
 
 pub mod active_request;
+pub mod context_length_aware;
 pub mod kv_cache_utilization;
 pub mod load_aware;
 pub mod lora_affinity;
