@@ -1,6 +1,7 @@
 //! The properties issue 10 asks of `prefix-rendezvous-scorer`, over random pools and prompts
 //! (proptest): independent pickers given the same snapshot pick the same endpoint; removing one
-//! of N endpoints moves only the prefixes that endpoint won; and on the hashing path no endpoint
+//! of N endpoints moves only the prefixes that endpoint won, and adding one moves only prefixes
+//! to the newcomer; and on the hashing path no endpoint
 //! is handed a request while above `(1 + ε) × mean + 1` load, even when one prefix is hot.
 
 use proptest::prelude::*;
@@ -66,6 +67,21 @@ proptest! {
             if before != gone {
                 prop_assert_eq!(before, after, "key {} moved although its endpoint stayed", k);
             }
+        }
+    }
+
+    #[test]
+    fn adding_an_endpoint_takes_only_the_prefixes_it_wins(
+        n in 1usize..40,
+        keys in prop::collection::vec(any::<u64>(), 1..200),
+    ) {
+        let eps = pool(&vec![(0, 0); n + 1]);
+        let before_set: Vec<usize> = (0..n).collect();
+        let after_set: Vec<usize> = (0..=n).collect();
+        for k in keys {
+            let before = rendezvous_order(k, &eps, &before_set, 0.25)[0];
+            let after = rendezvous_order(k, &eps, &after_set, 0.25)[0];
+            prop_assert!(after == before || after == n, "key {} moved between old endpoints", k);
         }
     }
 
