@@ -5,7 +5,7 @@
 //!
 //! - **Membership.** Each worker's balancer reads the cluster's hosts when it is created and
 //!   after every host-set update, and reports the usable ones (every priority; not `Unhealthy`,
-//!   which covers failed health checks and EDS `DRAINING`/`UNHEALTHY`) to [`crate::hosts`]. The
+//!   an EDS `UNHEALTHY` host read 0 = Unhealthy on 1.40.0; failed health checks map there too) to [`crate::hosts`]. The
 //!   scraper picks the list up on its next tick, scrapes the newcomers and publishes a snapshot
 //!   without the hosts that left.
 //! - **Choosing.** The picker's filter names the endpoint through Envoy's upstream override host,

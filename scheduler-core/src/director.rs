@@ -54,18 +54,18 @@ impl EndpointPicker {
     /// are never reached), the one claiming the longest matching path suffix, else that
     /// fallback. `None` when several are configured and none handles `path`.
     fn parser_for(&self, path: &str) -> Option<&dyn crate::plugin::RequestParser> {
-        let parsers: Vec<&dyn crate::plugin::RequestParser> =
-            self.parsers.iter().filter_map(|p| p.as_parser()).collect();
-        if parsers.len() == 1 {
-            return parsers.first().copied();
+        let mut parsers = self.parsers.iter().filter_map(|p| p.as_parser());
+        if self.parsers.len() == 1 {
+            return parsers.next();
         }
-        let active = match parsers.iter().position(|p| p.claimed_paths().is_empty()) {
-            Some(i) => parsers.get(..=i).unwrap_or(&parsers),
-            None => &parsers,
-        };
+        // Up to and including the first fallback; no allocation on the request path.
         let mut best: Option<(&dyn crate::plugin::RequestParser, usize)> = None;
-        for &p in active {
-            for s in p.claimed_paths() {
+        for p in parsers {
+            let claims = p.claimed_paths();
+            if claims.is_empty() {
+                return Some(best.map_or(p, |(b, _)| b));
+            }
+            for s in claims {
                 if crate::plugin::request_control::path_has_suffix(path, s)
                     && best.is_none_or(|(_, len)| s.len() > len)
                 {
@@ -73,12 +73,7 @@ impl EndpointPicker {
                 }
             }
         }
-        best.map(|(p, _)| p).or_else(|| {
-            active
-                .iter()
-                .copied()
-                .find(|p| p.claimed_paths().is_empty())
-        })
+        best.map(|(p, _)| p)
     }
 
     /// Parses a request body into an [`InferenceRequest`] that borrows `body`.

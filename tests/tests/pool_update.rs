@@ -63,42 +63,7 @@ fn endpoints_added_and_removed_by_xds_are_scraped_and_picked_without_restart() {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU32::new(0));
     let tally = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let listen = env.listen;
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (stop, errors, tally) = (stop.clone(), errors.clone(), tally.clone());
-            std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(10))
-                    .build();
-                let mut i = 0u32;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = json!({"model": MODEL, "prompt": format!("client {w} request {i}")})
-                        .to_string();
-                    match agent
-                        .post(&format!("http://{listen}/v1/completions"))
-                        .set("content-type", "application/json")
-                        .send_string(&body)
-                    {
-                        Ok(r) if r.status() == 200 => {
-                            let pod = r.header("x-inference-pod").unwrap_or("").to_string();
-                            *tally.lock().unwrap().entry(pod).or_default() += 1;
-                        }
-                        Ok(r) => {
-                            eprintln!("client {w}: status {}", r.status());
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            eprintln!("client {w}: {e}");
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        })
-        .collect();
+    let workers = traffic(env.listen, 4, &stop, &errors, &tally);
 
     std::thread::sleep(Duration::from_millis(500));
     let before = take(&tally);

@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::RequestError;
 use crate::model::request::ApiKind;
-use crate::parse::openai::{is_non_empty_array, json_msg, present, string_field, ParsedBody};
+use crate::parse::openai::{
+    expect_object, is_non_empty_array, json_msg, present, stream_flag, string_field, ParsedBody,
+};
 
 #[derive(Deserialize)]
 struct Body<'a> {
@@ -35,14 +37,7 @@ struct Body<'a> {
 /// 400-class [`RequestError`]s: not JSON, not an object, no `model`, no `messages`, a `stream`
 /// that is not a boolean, a `system` that is neither a string nor an array.
 pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => RequestError::NotAnObject,
-                Err(e) => RequestError::InvalidJson(json_msg(&e)),
-            },
-        );
-    }
+    expect_object(body)?;
     let b: Body<'_> =
         serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(json_msg(&e)))?;
     let model = b
@@ -56,15 +51,7 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         .and_then(present)
         .filter(|m| is_non_empty_array(m))
         .ok_or(RequestError::MissingPrompt("messages"))?;
-    let stream = match b.stream.and_then(present).map(RawValue::get) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(RequestError::InvalidField(
-                "'stream' must be a boolean".into(),
-            ))
-        }
-    };
+    let stream = stream_flag(b.stream)?;
     let prompt = match b.system.and_then(present) {
         None => Cow::Borrowed(messages.get()),
         Some(s) if s.get().starts_with('"') || s.get().starts_with('[') => {

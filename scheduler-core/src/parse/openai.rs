@@ -64,16 +64,7 @@ struct Body<'a> {
 /// [`RequestError::InvalidField`] — all HTTP 400.
 pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
     let api = ApiKind::from_path(path);
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        // Distinguish "valid JSON but not an object" from garbage for a clearer message.
-        return Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => RequestError::NotAnObject,
-                Err(e) => RequestError::InvalidJson(json_msg(&e)),
-            },
-        );
-    }
+    expect_object(body)?;
     let b: Body<'a> =
         serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(json_msg(&e)))?;
 
@@ -84,18 +75,7 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
     if model.is_empty() {
         return Err(RequestError::MissingModel);
     }
-    let stream = match b.stream.and_then(present) {
-        None => false,
-        Some(raw) => match raw.get() {
-            "true" => true,
-            "false" => false,
-            _ => {
-                return Err(RequestError::InvalidField(
-                    "'stream' must be a boolean".into(),
-                ))
-            }
-        },
-    };
+    let stream = stream_flag(b.stream)?;
     let cache_salt =
         match b.cache_salt.and_then(present) {
             None => None,
@@ -165,6 +145,35 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         stream,
         cache_salt,
     })
+}
+
+/// `Ok` when `body` starts as a JSON object; else `NotAnObject` for valid JSON of another
+/// kind, `InvalidJson` for anything else (the clearer message for each). Shared by every body
+/// parser.
+pub(crate) fn expect_object(body: &[u8]) -> Result<(), RequestError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
+    }
+    Err(
+        match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => RequestError::NotAnObject,
+            Err(e) => RequestError::InvalidJson(json_msg(&e)),
+        },
+    )
+}
+
+/// The `stream` field: absent or `null` is false.
+///
+/// # Errors
+/// `InvalidField` when it is not a boolean.
+pub(crate) fn stream_flag(raw: Option<&RawValue>) -> Result<bool, RequestError> {
+    match raw.and_then(present).map(RawValue::get) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(RequestError::InvalidField(
+            "'stream' must be a boolean".into(),
+        )),
+    }
 }
 
 /// `None` for an explicit JSON `null`.

@@ -17,7 +17,9 @@ use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, RequestError};
 use crate::model::request::ApiKind;
-use crate::parse::openai::{is_non_empty_array, json_msg, present, string_field, ParsedBody};
+use crate::parse::openai::{
+    expect_object, is_non_empty_array, json_msg, present, stream_flag, string_field, ParsedBody,
+};
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{Plugin, RequestParser, TypedName};
 use crate::plugins::NoParams;
@@ -73,9 +75,7 @@ struct Body<'a> {
 /// 400-class [`RequestError`]s: not a JSON object, no non-empty `token_ids`, a `model` that is
 /// not a string, a `stream` that is not a boolean.
 pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(RequestError::NotAnObject);
-    }
+    expect_object(body)?;
     let b: Body<'_> =
         serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(json_msg(&e)))?;
     let tokens = b
@@ -88,15 +88,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         Some(m) => string_field(m)
             .ok_or_else(|| RequestError::InvalidField("'model' must be a string".into()))?,
     };
-    let stream = match b.stream.and_then(present).map(RawValue::get) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(RequestError::InvalidField(
-                "'stream' must be a boolean".into(),
-            ))
-        }
-    };
+    let stream = stream_flag(b.stream)?;
     Ok(ParsedBody {
         api: ApiKind::Completions,
         model,

@@ -89,13 +89,12 @@ pub struct NoHitLruScorer {
     recency: Lock<Vec<String>>,
 }
 
-fn is_cold(cx: &CycleContext<'_>, candidates: &[usize]) -> bool {
+/// True when none of `endpoints` (indexes) holds a prefix block of the request.
+fn is_cold(cx: &CycleContext<'_>, mut endpoints: impl Iterator<Item = usize>) -> bool {
     let Some(info) = cx.state.get::<Vec<PrefixMatch>>(PREFIX_CACHE_MATCH_INFO) else {
         return true;
     };
-    !candidates
-        .iter()
-        .any(|&i| info.get(i).is_some_and(|m| m.matched_blocks > 0))
+    !endpoints.any(|i| info.get(i).is_some_and(|m| m.matched_blocks > 0))
 }
 
 impl NoHitLruScorer {
@@ -134,7 +133,7 @@ impl Scorer for NoHitLruScorer {
     }
 
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        if !is_cold(cx, candidates) {
+        if !is_cold(cx, candidates.iter().copied()) {
             scores.iter_mut().for_each(|s| *s = 0.5);
             return;
         }
@@ -177,8 +176,7 @@ impl Scorer for NoHitLruScorer {
 
 impl PreRequest for NoHitLruScorer {
     fn pre_request(&self, cx: &CycleContext<'_>, result: &SchedulingResult, _: &mut RequestState) {
-        let all: Vec<usize> = (0..cx.endpoints.len()).collect();
-        if !is_cold(cx, &all) {
+        if !is_cold(cx, 0..cx.endpoints.len()) {
             return;
         }
         let mut firsts: Vec<usize> = Vec::new();
