@@ -29,7 +29,9 @@ pub mod flow;
 pub mod pairs;
 pub mod picker;
 pub mod scraper;
+pub mod telemetry;
 pub mod time;
+pub mod version;
 
 #[cfg(any(target_arch = "wasm32", clippy))]
 pub mod abi;

@@ -17,6 +17,7 @@ use crate::model::endpoint::Endpoint;
 use crate::model::request::InferenceRequest;
 use crate::model::response::{BodyChunk, ResponseInfo};
 use crate::model::result::SchedulingResult;
+use crate::observe::{timed, ExtensionPoint, NoObserver, SchedulingObserver};
 use crate::parse::engine::MetricsExtractor;
 use crate::plugin::{CycleContext, CycleState, Plugin, ProduceContext, RequestState};
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
@@ -147,6 +148,23 @@ impl EndpointPicker {
         rng: &mut dyn Rng,
         state: &mut RequestState,
     ) -> Result<SchedulingResult, RequestError> {
+        self.schedule_observed(request, endpoints, now_ms, rng, state, &mut NoObserver)
+    }
+
+    /// [`Self::schedule`], reporting every plugin call (producers, admitters, the profile
+    /// handler, filters, scorers, pickers, pre-request hooks) with its duration to `obs`.
+    ///
+    /// # Errors
+    /// As [`Self::schedule`].
+    pub fn schedule_observed(
+        &self,
+        request: &InferenceRequest<'_>,
+        endpoints: &[Endpoint],
+        now_ms: u64,
+        rng: &mut dyn Rng,
+        state: &mut RequestState,
+        obs: &mut dyn SchedulingObserver,
+    ) -> Result<SchedulingResult, RequestError> {
         if endpoints.is_empty() {
             return Err(RequestError::NoCandidates);
         }
@@ -176,7 +194,9 @@ impl EndpointPicker {
         };
         for p in &self.producers {
             if let Some(dp) = p.as_data_producer() {
-                dp.produce(&pcx, &candidates, &mut cycle, state);
+                timed(obs, ExtensionPoint::PrepareData, p, || {
+                    dp.produce(&pcx, &candidates, &mut cycle, state)
+                });
             }
         }
 
@@ -188,14 +208,18 @@ impl EndpointPicker {
         };
         for a in &self.admitters {
             if let Some(ad) = a.as_admitter() {
-                ad.admit(&cx, &candidates, rng)?;
+                timed(obs, ExtensionPoint::Admission, a, || {
+                    ad.admit(&cx, &candidates, rng)
+                })?;
             }
         }
 
-        let result = self.scheduler.schedule(&cx, &candidates, rng)?;
+        let result = self.scheduler.schedule(&cx, &candidates, rng, obs)?;
         for p in &self.pre_requests {
             if let Some(pr) = p.as_pre_request() {
-                pr.pre_request(&cx, &result, state);
+                timed(obs, ExtensionPoint::PreRequest, p, || {
+                    pr.pre_request(&cx, &result, state)
+                });
             }
         }
         Ok(result)

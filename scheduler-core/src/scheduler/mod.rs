@@ -9,6 +9,7 @@ use alloc::sync::Arc;
 
 use crate::error::RequestError;
 use crate::model::result::SchedulingResult;
+use crate::observe::{timed, ExtensionPoint, SchedulingObserver};
 use crate::plugin::{CycleContext, Plugin, ProfileResults};
 use crate::rng::Rng;
 
@@ -44,6 +45,7 @@ impl Scheduler {
         cx: &CycleContext<'_>,
         candidates: &[usize],
         rng: &mut dyn Rng,
+        obs: &mut dyn SchedulingObserver,
     ) -> Result<SchedulingResult, RequestError> {
         let Some(handler) = self.handler.as_profile_handler() else {
             return Err(RequestError::NoTargetEndpoint("no profile handler".into()));
@@ -55,7 +57,9 @@ impl Scheduler {
         };
         // Each round runs at least one new profile, so n + 1 rounds always suffice.
         for _ in 0..=n {
-            let next = handler.pick_profiles(cx, &self.names, &results);
+            let next = timed(obs, ExtensionPoint::ProfilePicker, &self.handler, || {
+                handler.pick_profiles(cx, &self.names, &results)
+            });
             let mut ran_any = false;
             for i in next {
                 let (Some(profile), Some(false)) =
@@ -63,7 +67,7 @@ impl Scheduler {
                 else {
                     continue;
                 };
-                let r = profile.run(cx, candidates, rng);
+                let r = profile.run(cx, candidates, rng, obs);
                 if let (Some(slot), Some(flag)) =
                     (results.results.get_mut(i), results.ran.get_mut(i))
                 {
@@ -79,6 +83,8 @@ impl Scheduler {
         if !results.ran.iter().any(|&r| r) {
             return Err(RequestError::NoTargetEndpoint("no profile ran".into()));
         }
-        handler.process_results(cx, &self.names, results)
+        timed(obs, ExtensionPoint::ProcessProfilesResults, &self.handler, || {
+            handler.process_results(cx, &self.names, results)
+        })
     }
 }

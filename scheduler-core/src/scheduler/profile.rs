@@ -11,6 +11,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::model::result::ProfileRunResult;
+use crate::observe::{timed, ExtensionPoint, SchedulingObserver};
 use crate::plugin::{CycleContext, Plugin, ScoredEndpoint};
 use crate::rng::Rng;
 
@@ -54,6 +55,7 @@ impl SchedulerProfile {
         cx: &CycleContext<'_>,
         candidates: &[usize],
         rng: &mut dyn Rng,
+        obs: &mut dyn SchedulingObserver,
     ) -> Option<ProfileRunResult> {
         let mut cands: Vec<usize> = candidates.to_vec();
         let mut keep: Vec<bool> = Vec::with_capacity(cands.len());
@@ -63,7 +65,9 @@ impl SchedulerProfile {
             };
             keep.clear();
             keep.resize(cands.len(), true);
-            filter.filter(cx, &cands, &mut keep, rng);
+            timed(obs, ExtensionPoint::Filter, f, || {
+                filter.filter(cx, &cands, &mut keep, rng)
+            });
             let mut k = keep.iter();
             cands.retain(|_| k.next().copied().unwrap_or(false));
             if cands.is_empty() {
@@ -85,7 +89,7 @@ impl SchedulerProfile {
                 continue;
             };
             one.fill(0.0);
-            scorer.score(cx, &cands, &mut one);
+            timed(obs, ExtensionPoint::Scorer, s, || scorer.score(cx, &cands, &mut one));
             for (t, v) in totals.iter_mut().zip(one.iter_mut()) {
                 *v = clamp01(*v);
                 *t += *v * weight;
@@ -102,7 +106,9 @@ impl SchedulerProfile {
             .collect();
         let picker = self.picker.as_picker()?;
         let mut picked = Vec::new();
-        picker.pick(cx, &mut scored, rng, &mut picked);
+        timed(obs, ExtensionPoint::Picker, &self.picker, || {
+            picker.pick(cx, &mut scored, rng, &mut picked)
+        });
 
         let mut result = ProfileRunResult::default();
         for p in picked {

@@ -1,0 +1,441 @@
+//! Every metric family the picker exports, with GIE v1.5.0's names and label names where GIE has
+//! the concept (`pkg/epp/metrics/metrics.go` and `collectors/inference_pool.go` upstream), and
+//! the bucket bounds of each histogram.
+//!
+//! Envoy stats hold integers only, so a histogram is exported as Prometheus' classic series:
+//! counters `<name>_bucket{…,le="<bound>"}` (cumulative, bounds written in the histogram's unit:
+//! seconds, bytes, tokens), `<name>_count{…}`, and for integer units `<name>_sum{…}`. A duration
+//! histogram has no `_sum` (its seconds are not integers). `histogram_quantile` needs only the
+//! buckets. Values are recorded in an integer base unit (nanoseconds for durations) and compared
+//! against [`Buckets::limits`] in that unit.
+
+/// Counter or gauge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows; the sink adds deltas.
+    Counter,
+    /// Set to a value.
+    Gauge,
+}
+
+/// One exported series family: name, kind and label names (values are given in this order).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// Label names.
+    pub labels: &'static [&'static str],
+}
+
+/// Bucket bounds of a histogram: `le` label values and the same bounds in the recorded unit.
+#[derive(Debug)]
+pub struct Buckets {
+    /// `le` values as exported (seconds, bytes or tokens), ascending; `+Inf` is implicit.
+    pub le: &'static [&'static str],
+    /// The same bounds in the recorded unit (nanoseconds for durations).
+    pub limits: &'static [u64],
+}
+
+/// A histogram family: its `_bucket`, `_count` and optional `_sum` series.
+#[derive(Debug)]
+pub struct HistogramFamily {
+    /// `<name>_bucket` (labels plus `le`).
+    pub bucket: Family,
+    /// `<name>_count`.
+    pub count: Family,
+    /// `<name>_sum`, for integer units.
+    pub sum: Option<Family>,
+    /// Bucket bounds.
+    pub buckets: &'static Buckets,
+}
+
+const MODEL: &[&str] = &["model_name", "target_model_name"];
+const MODEL_LE: &[&str] = &["model_name", "target_model_name", "le"];
+const PLUGIN: &[&str] = &["extension_point", "plugin_type", "plugin_name"];
+const PLUGIN_LE: &[&str] = &["extension_point", "plugin_type", "plugin_name", "le"];
+
+macro_rules! histogram {
+    ($id:ident, $name:literal, $labels:ident, $labels_le:ident, $buckets:ident, sum) => {
+        histogram!(@ $id, $name, $labels, $labels_le, $buckets, Some(Family {
+            name: concat!($name, "_sum"),
+            kind: Kind::Counter,
+            labels: $labels,
+        }));
+    };
+    ($id:ident, $name:literal, $labels:ident, $labels_le:ident, $buckets:ident) => {
+        histogram!(@ $id, $name, $labels, $labels_le, $buckets, None);
+    };
+    (@ $id:ident, $name:literal, $labels:ident, $labels_le:ident, $buckets:ident, $sum:expr) => {
+        #[doc = concat!("`", $name, "`.")]
+        pub static $id: HistogramFamily = HistogramFamily {
+            bucket: Family {
+                name: concat!($name, "_bucket"),
+                kind: Kind::Counter,
+                labels: $labels_le,
+            },
+            count: Family {
+                name: concat!($name, "_count"),
+                kind: Kind::Counter,
+                labels: $labels,
+            },
+            sum: $sum,
+            buckets: &$buckets,
+        };
+    };
+}
+
+/// Scheduling and plugin durations: 10 µs … 100 ms in 1-2-5 steps (GIE's 100 µs … 100 ms
+/// bounds are a subset; an in-proxy picker needs the finer low end).
+pub static FAST_SECONDS: Buckets = Buckets {
+    le: &[
+        "1e-05", "2e-05", "5e-05", "0.0001", "0.0002", "0.0005", "0.001", "0.002", "0.005", "0.01",
+        "0.02", "0.05", "0.1",
+    ],
+    limits: &[
+        10_000,
+        20_000,
+        50_000,
+        100_000,
+        200_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        50_000_000,
+        100_000_000,
+    ],
+};
+
+/// Request latency: GIE's general latency bounds, 5 ms … 1 h.
+pub static REQUEST_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3",
+        "4", "5", "6", "8", "10", "15", "20", "30", "45", "60", "120", "180", "240", "300", "360",
+        "480", "600", "900", "1200", "1800", "2700", "3600",
+    ],
+    limits: &[
+        5_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        200_000_000,
+        400_000_000,
+        600_000_000,
+        800_000_000,
+        1_000_000_000,
+        1_250_000_000,
+        1_500_000_000,
+        2_000_000_000,
+        3_000_000_000,
+        4_000_000_000,
+        5_000_000_000,
+        6_000_000_000,
+        8_000_000_000,
+        10_000_000_000,
+        15_000_000_000,
+        20_000_000_000,
+        30_000_000_000,
+        45_000_000_000,
+        60_000_000_000,
+        120_000_000_000,
+        180_000_000_000,
+        240_000_000_000,
+        300_000_000_000,
+        360_000_000_000,
+        480_000_000_000,
+        600_000_000_000,
+        900_000_000_000,
+        1_200_000_000_000,
+        1_800_000_000_000,
+        2_700_000_000_000,
+        3_600_000_000_000,
+    ],
+};
+
+/// Request body sizes, bytes: 64 B … 1 GiB (GIE's bounds).
+pub static REQUEST_BYTES: Buckets = Buckets {
+    le: &[
+        "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384", "32768", "65536",
+        "131072", "262144", "524288", "1048576", "2097152", "4194304", "8388608", "16777216",
+        "33554432", "67108864", "134217728", "268435456", "536870912", "1073741824",
+    ],
+    limits: &[
+        64,
+        128,
+        256,
+        512,
+        1024,
+        2048,
+        4096,
+        8192,
+        16384,
+        32768,
+        65536,
+        131_072,
+        262_144,
+        524_288,
+        1_048_576,
+        2_097_152,
+        4_194_304,
+        8_388_608,
+        16_777_216,
+        33_554_432,
+        67_108_864,
+        134_217_728,
+        268_435_456,
+        536_870_912,
+        1_073_741_824,
+    ],
+};
+
+/// Response body sizes, bytes (GIE's bounds, including its 32778).
+pub static RESPONSE_BYTES: Buckets = Buckets {
+    le: &[
+        "1", "8", "16", "32", "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384",
+        "32778", "65536",
+    ],
+    limits: &[
+        1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536,
+    ],
+};
+
+/// Prompt tokens (GIE's bounds, 1 … 1 Mi).
+pub static INPUT_TOKENS: Buckets = Buckets {
+    le: &[
+        "1", "8", "16", "32", "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384",
+        "32778", "65536", "131072", "262144", "524288", "1048576",
+    ],
+    limits: &[
+        1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131_072,
+        262_144, 524_288, 1_048_576,
+    ],
+};
+
+/// Completion tokens (GIE's bounds, 1 … 8192).
+pub static OUTPUT_TOKENS: Buckets = Buckets {
+    le: &[
+        "1", "8", "16", "32", "64", "128", "256", "512", "1024", "2048", "4096", "8192",
+    ],
+    limits: &[1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+};
+
+const NONE: &[&str] = &[];
+const LE: &[&str] = &["le"];
+
+histogram!(
+    SCHEDULER_E2E,
+    "inference_extension_scheduler_e2e_duration_seconds",
+    NONE,
+    LE,
+    FAST_SECONDS
+);
+histogram!(
+    PLUGIN_DURATION,
+    "inference_extension_plugin_duration_seconds",
+    PLUGIN,
+    PLUGIN_LE,
+    FAST_SECONDS
+);
+histogram!(
+    REQUEST_DURATION,
+    "inference_objective_request_duration_seconds",
+    MODEL,
+    MODEL_LE,
+    REQUEST_SECONDS
+);
+histogram!(
+    REQUEST_SIZES,
+    "inference_objective_request_sizes",
+    MODEL,
+    MODEL_LE,
+    REQUEST_BYTES,
+    sum
+);
+histogram!(
+    RESPONSE_SIZES,
+    "inference_objective_response_sizes",
+    MODEL,
+    MODEL_LE,
+    RESPONSE_BYTES,
+    sum
+);
+histogram!(
+    INPUT_TOKENS_HIST,
+    "inference_objective_input_tokens",
+    MODEL,
+    MODEL_LE,
+    INPUT_TOKENS,
+    sum
+);
+histogram!(
+    OUTPUT_TOKENS_HIST,
+    "inference_objective_output_tokens",
+    MODEL,
+    MODEL_LE,
+    OUTPUT_TOKENS,
+    sum
+);
+
+/// `inference_objective_request_total{model_name,target_model_name}`: requests whose body was
+/// parsed (routed or answered locally).
+pub static REQUEST_TOTAL: Family = Family {
+    name: "inference_objective_request_total",
+    kind: Kind::Counter,
+    labels: MODEL,
+};
+
+/// `inference_objective_request_error_total{model_name,target_model_name,error_code}`: local
+/// error replies; `error_code` is GIE's code for the status (BadRequest, ResourceExhausted,
+/// Internal, ServiceUnavailable). Requests refused before their model was read have empty model
+/// labels.
+pub static REQUEST_ERROR_TOTAL: Family = Family {
+    name: "inference_objective_request_error_total",
+    kind: Kind::Counter,
+    labels: &["model_name", "target_model_name", "error_code"],
+};
+
+/// `endpoint_picker_picks{endpoint,profile}`: requests routed to an endpoint (primary) by a
+/// profile (`""` for body-less requests).
+pub static PICKS: Family = Family {
+    name: "endpoint_picker_picks",
+    kind: Kind::Counter,
+    labels: &["endpoint", "profile"],
+};
+
+/// `endpoint_picker_local_replies{status}`: local replies by HTTP status.
+pub static LOCAL_REPLIES: Family = Family {
+    name: "endpoint_picker_local_replies",
+    kind: Kind::Counter,
+    labels: &["status"],
+};
+
+/// `inference_pool_ready_pods{name}`: endpoints with fresh metrics.
+pub static POOL_READY: Family = Family {
+    name: "inference_pool_ready_pods",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `inference_pool_per_pod_queue_size{name,model_server_pod}`: each endpoint's waiting queue
+/// (0 once it leaves the pool).
+pub static POOL_POD_QUEUE: Family = Family {
+    name: "inference_pool_per_pod_queue_size",
+    kind: Kind::Gauge,
+    labels: &["name", "model_server_pod"],
+};
+
+/// `endpoint_picker_pool_average_kv_cache_utilization_ppm{name}`: mean KV-cache use of the
+/// fresh endpoints in parts per million (a fraction cannot be an Envoy stat;
+/// `dashboards/recording-rules.yaml` derives GIE's `inference_pool_average_kv_cache_utilization`).
+pub static POOL_AVG_KV_PPM: Family = Family {
+    name: "endpoint_picker_pool_average_kv_cache_utilization_ppm",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `endpoint_picker_pool_average_queue_size_milli{name}`: mean waiting queue ×1000 (GIE's
+/// `inference_pool_average_queue_size` through the same recording rules).
+pub static POOL_AVG_QUEUE_MILLI: Family = Family {
+    name: "endpoint_picker_pool_average_queue_size_milli",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `inference_extension_info{commit,build_ref,version}` = 1.
+pub static INFO: Family = Family {
+    name: "inference_extension_info",
+    kind: Kind::Gauge,
+    labels: &["commit", "build_ref", "version"],
+};
+
+/// Every histogram family.
+pub static HISTOGRAMS: [&HistogramFamily; 7] = [
+    &SCHEDULER_E2E,
+    &PLUGIN_DURATION,
+    &REQUEST_DURATION,
+    &REQUEST_SIZES,
+    &RESPONSE_SIZES,
+    &INPUT_TOKENS_HIST,
+    &OUTPUT_TOKENS_HIST,
+];
+
+/// Every family a request-path sink defines (the histograms' series included).
+pub fn request_families() -> impl Iterator<Item = &'static Family> {
+    [&REQUEST_TOTAL, &REQUEST_ERROR_TOTAL, &PICKS, &LOCAL_REPLIES]
+        .into_iter()
+        .chain(
+            HISTOGRAMS
+                .iter()
+                .flat_map(|h| [Some(&h.bucket), Some(&h.count), h.sum.as_ref()])
+                .flatten(),
+        )
+}
+
+/// Every family the scraper sets.
+pub static POOL_FAMILIES: [&Family; 5] = [
+    &POOL_READY,
+    &POOL_POD_QUEUE,
+    &POOL_AVG_KV_PPM,
+    &POOL_AVG_QUEUE_MILLI,
+    &INFO,
+];
+
+/// Every distinct label name (Envoy's `stats_tags` needs one rule per name in the Wasm build).
+pub fn label_names() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = request_families()
+        .chain(POOL_FAMILIES.iter().copied())
+        .flat_map(|f| f.labels.iter().copied())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// GIE's error code for a local reply status (`pkg/common/error` codes; 413 is a bad request).
+pub fn error_code(status: u32) -> &'static str {
+    match status {
+        400 | 413 => "BadRequest",
+        429 => "ResourceExhausted",
+        503 => "ServiceUnavailable",
+        500 => "Internal",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_labels_and_limits_agree() {
+        for b in [
+            &FAST_SECONDS,
+            &REQUEST_SECONDS,
+            &REQUEST_BYTES,
+            &RESPONSE_BYTES,
+            &INPUT_TOKENS,
+            &OUTPUT_TOKENS,
+        ] {
+            assert_eq!(b.le.len(), b.limits.len());
+            assert!(b.limits.windows(2).all(|w| w[0] < w[1]), "ascending");
+            let seconds = b.limits.first() != b.le.first().and_then(|s| s.parse().ok()).as_ref();
+            for (le, &limit) in b.le.iter().zip(b.limits) {
+                let v: f64 = le.parse().unwrap();
+                let unit = if seconds { 1e9 } else { 1.0 };
+                assert!(((v * unit) - limit as f64).abs() < 0.5, "{le} vs {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn label_names_are_the_union() {
+        let names = label_names();
+        for l in ["model_name", "target_model_name", "error_code", "le", "plugin_name", "name"] {
+            assert!(names.contains(&l), "{l}");
+        }
+    }
+}

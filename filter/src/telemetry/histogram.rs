@@ -1,0 +1,73 @@
+//! A histogram kept in module memory between flushes: per-bucket counts in the recorded unit,
+//! exported as cumulative `_bucket` counter deltas (see [`super::families`]).
+
+use super::families::HistogramFamily;
+use super::StatSink;
+
+/// One labelled histogram.
+pub(super) struct Histogram {
+    family: &'static HistogramFamily,
+    /// Observations per bucket; the last slot is above every bound (`+Inf`).
+    counts: Vec<u64>,
+    sum: u64,
+    /// Cumulative counts and sum at the last flush.
+    flushed: Vec<u64>,
+    flushed_sum: u64,
+    /// Whether every series was defined in Envoy (done at the first flush, so an empty bucket
+    /// still shows as 0 and `histogram_quantile` sees every bound).
+    defined: bool,
+}
+
+impl Histogram {
+    pub(super) fn new(family: &'static HistogramFamily) -> Self {
+        let n = family.buckets.limits.len() + 1;
+        Histogram {
+            family,
+            counts: vec![0; n],
+            sum: 0,
+            flushed: vec![0; n],
+            flushed_sum: 0,
+            defined: false,
+        }
+    }
+
+    /// One observation `v` in the recorded unit (nanoseconds, bytes or tokens).
+    pub(super) fn record(&mut self, v: u64) {
+        let i = self.family.buckets.limits.partition_point(|&l| l < v);
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum = self.sum.saturating_add(v);
+    }
+
+    /// Sends what changed since the last flush; `labels` are the family's labels without `le`.
+    pub(super) fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) {
+        let total: u64 = self.counts.iter().sum();
+        let before = self.flushed.last().copied().unwrap_or(0);
+        if self.defined && total == before {
+            return;
+        }
+        let mut with_le: Vec<&str> = Vec::with_capacity(labels.len() + 1);
+        with_le.extend_from_slice(labels);
+        with_le.push("");
+        let le = self.family.buckets.le;
+        let mut cum = 0u64;
+        for (i, (c, f)) in self.counts.iter().zip(self.flushed.iter_mut()).enumerate() {
+            cum += c;
+            let delta = cum - *f;
+            if delta > 0 || !self.defined {
+                if let Some(slot) = with_le.last_mut() {
+                    *slot = le.get(i).copied().unwrap_or("+Inf");
+                }
+                sink.add(&self.family.bucket, &with_le, delta);
+            }
+            *f = cum;
+        }
+        sink.add(&self.family.count, labels, total - before);
+        if let Some(sum) = &self.family.sum {
+            sink.add(sum, labels, self.sum - self.flushed_sum);
+        }
+        self.flushed_sum = self.sum;
+        self.defined = true;
+    }
+}

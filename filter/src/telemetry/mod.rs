@@ -1,0 +1,276 @@
+//! The picker's GIE-named metrics: each request leaves a [`RequestRecord`]; a [`Telemetry`]
+//! aggregates records in module memory and [`Telemetry::flush`]es the changes (at most once per
+//! [`FLUSH_INTERVAL_MS`] on the request path, and on the scrape tick) to a [`StatSink`] that
+//! turns them into Envoy stats. Aggregating keeps the per-request cost to a few additions: a
+//! histogram is 15–36 counters, far too many host calls to make per request.
+//!
+//! The Wasm build has one `Telemetry` per VM (per worker); the native build one per worker
+//! shard. Envoy sums the counters of all of them, as the stats share names.
+
+pub mod families;
+mod histogram;
+mod record;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
+
+use families::Family;
+use histogram::Histogram;
+pub use record::{RequestRecord, Timing};
+
+/// Longest time a record waits in module memory before its stats are flushed, ms (while
+/// requests keep coming; an idle Wasm VM flushes on its scrape tick).
+pub const FLUSH_INTERVAL_MS: u64 = 1000;
+
+/// Distinct (model, target model) label pairs kept; further pairs are counted under
+/// [`OTHER_MODEL`] (model names come from request bodies: untrusted, so bounded).
+pub const MAX_MODEL_PAIRS: usize = 256;
+/// Label value standing for every model pair beyond [`MAX_MODEL_PAIRS`].
+pub const OTHER_MODEL: &str = "_other";
+
+/// Where flushed values go: Envoy stats in each build.
+pub trait StatSink {
+    /// Adds `delta` (possibly 0: defines the series) to the counter `family{labels}`;
+    /// `labels` are values in the family's label order.
+    fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64);
+    /// Sets the gauge `family{labels}` to `value`.
+    fn set(&mut self, family: &'static Family, labels: &[&str], value: u64);
+}
+
+/// A counter between flushes.
+#[derive(Default)]
+struct Count {
+    total: u64,
+    flushed: u64,
+}
+
+impl Count {
+    fn flush(&mut self, family: &'static Family, labels: &[&str], sink: &mut dyn StatSink) {
+        if self.total != self.flushed {
+            sink.add(family, labels, self.total - self.flushed);
+            self.flushed = self.total;
+        }
+    }
+}
+
+/// The series of one (model, target model) pair.
+struct ModelSeries {
+    requests: Count,
+    errors: Vec<(&'static str, Count)>,
+    duration: Histogram,
+    request_sizes: Histogram,
+    response_sizes: Histogram,
+    input_tokens: Histogram,
+    output_tokens: Histogram,
+}
+
+impl ModelSeries {
+    fn new() -> Self {
+        ModelSeries {
+            requests: Count::default(),
+            errors: Vec::new(),
+            duration: Histogram::new(&families::REQUEST_DURATION),
+            request_sizes: Histogram::new(&families::REQUEST_SIZES),
+            response_sizes: Histogram::new(&families::RESPONSE_SIZES),
+            input_tokens: Histogram::new(&families::INPUT_TOKENS_HIST),
+            output_tokens: Histogram::new(&families::OUTPUT_TOKENS_HIST),
+        }
+    }
+}
+
+/// One configured plugin: its identity and a histogram per extension point it ran at.
+struct PluginSeries {
+    key: usize,
+    plugin_type: &'static str,
+    name: String,
+    by_point: [Option<Histogram>; 8],
+}
+
+/// See the module docs.
+pub struct Telemetry {
+    plugins: Vec<PluginSeries>,
+    scheduler: Histogram,
+    models: HashMap<(String, String), ModelSeries>,
+    last_flush_ms: u64,
+}
+
+/// The identity of a plugin instance (its allocation), as [`Timing`] reports it.
+pub fn plugin_key(p: &Arc<dyn Plugin>) -> usize {
+    Arc::as_ptr(p) as *const () as usize
+}
+
+impl Telemetry {
+    /// Empty series for the plugins of `picker`.
+    pub fn new(picker: &EndpointPicker) -> Self {
+        let mut plugins: Vec<PluginSeries> = picker
+            .plugins()
+            .iter()
+            .map(|(name, p)| PluginSeries {
+                key: plugin_key(p),
+                plugin_type: p.typed_name().type_name,
+                name: name.clone(),
+                by_point: Default::default(),
+            })
+            .collect();
+        plugins.sort_by_key(|p| p.key);
+        Telemetry {
+            plugins,
+            scheduler: Histogram::new(&families::SCHEDULER_E2E),
+            models: HashMap::new(),
+            last_flush_ms: 0,
+        }
+    }
+
+    /// Adds one finished request.
+    pub fn record(&mut self, r: &RequestRecord) {
+        if let Some(ns) = r.scheduling_ns {
+            self.scheduler.record(ns);
+        }
+        for &(point, key, ns) in &r.plugins {
+            if let Ok(i) = self.plugins.binary_search_by_key(&key, |p| p.key) {
+                if let Some(slot) = self
+                    .plugins
+                    .get_mut(i)
+                    .and_then(|p| p.by_point.get_mut(point.index()))
+                {
+                    slot.get_or_insert_with(|| Histogram::new(&families::PLUGIN_DURATION))
+                        .record(ns);
+                }
+            }
+        }
+        if r.model.is_none() && r.error_status.is_none() {
+            return; // never parsed and not refused: a body-less request or a pass-through
+        }
+        let m = self.model_series(r.model.as_ref());
+        if r.model.is_some() {
+            m.requests.total += 1;
+            m.request_sizes.record(r.request_bytes);
+        }
+        if let Some(status) = r.error_status {
+            let code = families::error_code(status);
+            match m.errors.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, c)) => c.total += 1,
+                None => m.errors.push((
+                    code,
+                    Count {
+                        total: 1,
+                        flushed: 0,
+                    },
+                )),
+            }
+            return;
+        }
+        if let Some(ns) = r.duration_ns {
+            m.duration.record(ns);
+            m.response_sizes.record(r.response_bytes);
+        }
+        if let Some((input, output)) = r.tokens {
+            m.input_tokens.record(input);
+            m.output_tokens.record(output);
+        }
+    }
+
+    fn model_series(&mut self, model: Option<&(String, String)>) -> &mut ModelSeries {
+        let key = match model {
+            None => (String::new(), String::new()),
+            Some(pair) if self.models.contains_key(pair) => pair.clone(),
+            Some(pair) if self.models.len() < MAX_MODEL_PAIRS => pair.clone(),
+            Some(_) => (OTHER_MODEL.to_string(), OTHER_MODEL.to_string()),
+        };
+        self.models.entry(key).or_insert_with(ModelSeries::new)
+    }
+
+    /// Whether a flush is due at `now_ms`.
+    pub fn due(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_flush_ms) >= FLUSH_INTERVAL_MS
+    }
+
+    /// Sends every change since the previous flush to `sink`.
+    pub fn flush(&mut self, now_ms: u64, sink: &mut dyn StatSink) {
+        self.last_flush_ms = now_ms;
+        self.scheduler.flush(&[], sink);
+        for p in &mut self.plugins {
+            for (point, h) in ExtensionPoint::ALL.iter().zip(p.by_point.iter_mut()) {
+                if let Some(h) = h {
+                    h.flush(&[point.label(), p.plugin_type, &p.name], sink);
+                }
+            }
+        }
+        for ((model, target), m) in &mut self.models {
+            let labels = [model.as_str(), target.as_str()];
+            m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
+            for (code, c) in &mut m.errors {
+                c.flush(
+                    &families::REQUEST_ERROR_TOTAL,
+                    &[model.as_str(), target.as_str(), code],
+                    sink,
+                );
+            }
+            for h in [
+                &mut m.duration,
+                &mut m.request_sizes,
+                &mut m.response_sizes,
+                &mut m.input_tokens,
+                &mut m.output_tokens,
+            ] {
+                h.flush(&labels, sink);
+            }
+        }
+    }
+}
+
+/// The pool gauges of one snapshot: GIE's `inference_pool_*` series for the pool `name`.
+/// `endpoints` are (address, waiting queue, KV-cache use 0..1, fresh); `gone` are addresses that
+/// left the pool since the previous call (their queue gauge drops to 0).
+pub fn set_pool_gauges(
+    sink: &mut dyn StatSink,
+    name: &str,
+    endpoints: &[(&str, u32, f64, bool)],
+    gone: &[&str],
+) {
+    let fresh: Vec<&(&str, u32, f64, bool)> = endpoints.iter().filter(|e| e.3).collect();
+    sink.set(&families::POOL_READY, &[name], fresh.len() as u64);
+    for (address, queue, _, _) in endpoints {
+        sink.set(&families::POOL_POD_QUEUE, &[name, address], u64::from(*queue));
+    }
+    for address in gone {
+        sink.set(&families::POOL_POD_QUEUE, &[name, address], 0);
+    }
+    let n = fresh.len().max(1) as f64;
+    let kv: f64 = fresh.iter().map(|e| e.2.clamp(0.0, 1.0)).sum::<f64>() / n;
+    let queue: f64 = fresh.iter().map(|e| f64::from(e.1)).sum::<f64>() / n;
+    sink.set(&families::POOL_AVG_KV_PPM, &[name], (kv * 1e6).round() as u64);
+    sink.set(&families::POOL_AVG_QUEUE_MILLI, &[name], (queue * 1e3).round() as u64);
+}
+
+/// Sets `inference_extension_info{commit,build_ref,version} 1`.
+pub fn set_info(sink: &mut dyn StatSink) {
+    sink.set(
+        &families::INFO,
+        &[crate::version::COMMIT, crate::version::BUILD_REF, crate::version::VERSION],
+        1,
+    );
+}
+
+/// Makes a label value safe for every sink: at most 128 bytes, and none of the characters the
+/// Wasm build uses to carry labels in stat names (`;`, `=`) or control characters.
+pub fn label_value(v: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c == ';' || c == '=' || c.is_control();
+    if v.len() <= 128 && !v.contains(bad) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out: String = v.chars().map(|c| if bad(c) { '_' } else { c }).collect();
+    if out.len() > 128 {
+        let mut end = 128;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests;

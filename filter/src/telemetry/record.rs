@@ -1,0 +1,46 @@
+//! What one request leaves for the metrics, gathered by the request flow.
+
+use std::sync::Arc;
+
+use scheduler_core::{ExtensionPoint, Plugin, SchedulingObserver};
+
+/// One request's contribution to [`super::Telemetry`]. All times in nanoseconds.
+#[derive(Debug, Default, Clone)]
+pub struct RequestRecord {
+    /// (model, target model) once the body was parsed.
+    pub model: Option<(String, String)>,
+    /// Parse + schedule time.
+    pub scheduling_ns: Option<u64>,
+    /// (extension point, [`super::plugin_key`], duration) of each plugin call.
+    pub plugins: Vec<(ExtensionPoint, usize, u64)>,
+    /// Status of the local error reply, if the request got one.
+    pub error_status: Option<u32>,
+    /// Request body size, bytes.
+    pub request_bytes: u64,
+    /// Response body bytes seen.
+    pub response_bytes: u64,
+    /// From the request headers to the end of the response, when the response completed.
+    pub duration_ns: Option<u64>,
+    /// (prompt tokens, completion tokens) from the response's `usage`.
+    pub tokens: Option<(u64, u64)>,
+}
+
+/// The observer handed to the scheduler: reads `clock` (ns) around each plugin call and keeps
+/// the durations in `record`.
+pub struct Timing<'a> {
+    /// Monotonic clock, ns.
+    pub clock: &'a dyn Fn() -> u64,
+    /// Where durations go.
+    pub record: &'a mut RequestRecord,
+}
+
+impl SchedulingObserver for Timing<'_> {
+    fn now_ns(&mut self) -> Option<u64> {
+        Some((self.clock)())
+    }
+    fn plugin_ran(&mut self, point: ExtensionPoint, plugin: &Arc<dyn Plugin>, ns: u64) {
+        self.record
+            .plugins
+            .push((point, super::plugin_key(plugin), ns));
+    }
+}

@@ -1,0 +1,184 @@
+use std::collections::BTreeMap;
+
+use scheduler_core::{PickerConfig, Registry};
+
+use super::*;
+
+/// Keeps what a sink would show: counter totals and gauge values by `name{labels}`.
+#[derive(Default)]
+struct Shown(BTreeMap<String, u64>);
+
+impl Shown {
+    fn key(family: &Family, labels: &[&str]) -> String {
+        let pairs: Vec<String> = family
+            .labels
+            .iter()
+            .zip(labels)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{}{{{}}}", family.name, pairs.join(","))
+    }
+    fn get(&self, k: &str) -> Option<u64> {
+        self.0.get(k).copied()
+    }
+}
+
+impl StatSink for Shown {
+    fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
+        assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
+        *self.0.entry(Shown::key(family, labels)).or_default() += delta;
+    }
+    fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
+        self.0.insert(Shown::key(family, labels), value);
+    }
+}
+
+fn picker() -> scheduler_core::EndpointPicker {
+    PickerConfig::load(r#"{"pool":{"cluster":"c"}}"#, &Registry::with_builtins())
+        .unwrap()
+        .picker
+}
+
+fn routed(model: &str, sched_ns: u64) -> RequestRecord {
+    RequestRecord {
+        model: Some((model.into(), model.into())),
+        scheduling_ns: Some(sched_ns),
+        request_bytes: 300,
+        response_bytes: 900,
+        duration_ns: Some(150_000_000),
+        tokens: Some((20, 7)),
+        ..RequestRecord::default()
+    }
+}
+
+#[test]
+fn flushes_cumulative_buckets_as_deltas_and_counts_per_model() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    t.record(&routed("m", 15_000)); // 15 µs: first bucket above it is 2e-05
+    t.record(&routed("m", 70_000)); // 70 µs: 0.0001
+    t.flush(0, &mut shown);
+    let b = |shown: &Shown, le: &str| {
+        shown
+            .get(&format!(
+                "inference_extension_scheduler_e2e_duration_seconds_bucket{{le={le}}}"
+            ))
+            .unwrap()
+    };
+    assert_eq!(
+        [b(&shown, "1e-05"), b(&shown, "2e-05"), b(&shown, "5e-05"), b(&shown, "0.0001"), b(&shown, "+Inf")],
+        [0, 1, 1, 2, 2]
+    );
+    assert_eq!(
+        shown.get("inference_objective_request_total{model_name=m,target_model_name=m}"),
+        Some(2)
+    );
+    assert_eq!(
+        shown.get("inference_objective_input_tokens_sum{model_name=m,target_model_name=m}"),
+        Some(40)
+    );
+    assert_eq!(
+        shown.get(
+            "inference_objective_request_duration_seconds_bucket{model_name=m,target_model_name=m,le=0.2}"
+        ),
+        Some(2)
+    );
+
+    // A second flush adds only what is new.
+    t.record(&routed("m", 15_000));
+    t.flush(2000, &mut shown);
+    assert_eq!(b(&shown, "2e-05"), 2);
+    assert_eq!(b(&shown, "+Inf"), 3);
+    assert_eq!(
+        shown.get("inference_objective_request_total{model_name=m,target_model_name=m}"),
+        Some(3)
+    );
+}
+
+#[test]
+fn errors_carry_gie_codes_and_model_pairs_are_bounded() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    t.record(&RequestRecord {
+        error_status: Some(400),
+        ..RequestRecord::default()
+    });
+    t.record(&RequestRecord {
+        model: Some(("a".into(), "b".into())),
+        error_status: Some(429),
+        ..RequestRecord::default()
+    });
+    for i in 0..MAX_MODEL_PAIRS + 10 {
+        t.record(&routed(&format!("m{i}"), 1000));
+    }
+    t.flush(0, &mut shown);
+    assert_eq!(
+        shown.get(
+            "inference_objective_request_error_total{model_name=,target_model_name=,error_code=BadRequest}"
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        shown.get(
+            "inference_objective_request_error_total{model_name=a,target_model_name=b,error_code=ResourceExhausted}"
+        ),
+        Some(1)
+    );
+    let pairs = shown
+        .0
+        .keys()
+        .filter(|k| k.starts_with("inference_objective_request_total{"))
+        .count();
+    assert!(pairs <= MAX_MODEL_PAIRS, "bounded, the overflow shares one pair: {pairs}");
+    assert!(shown
+        .get("inference_objective_request_total{model_name=_other,target_model_name=_other}")
+        .is_some());
+}
+
+#[test]
+fn plugin_durations_are_labelled_by_point_type_and_name() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let (name, plugin) = p
+        .plugins()
+        .iter()
+        .find(|(_, pl)| pl.as_scorer().is_some())
+        .cloned()
+        .unwrap();
+    let mut r = RequestRecord::default();
+    r.plugins
+        .push((ExtensionPoint::Scorer, plugin_key(&plugin), 3_000));
+    t.record(&r);
+    let mut shown = Shown::default();
+    t.flush(0, &mut shown);
+    let key = format!(
+        "inference_extension_plugin_duration_seconds_count{{extension_point=Scorer,plugin_type={},plugin_name={name}}}",
+        plugin.typed_name().type_name
+    );
+    assert_eq!(shown.get(&key), Some(1), "{:?}", shown.0.keys().collect::<Vec<_>>());
+}
+
+#[test]
+fn pool_gauges_and_label_values() {
+    let mut shown = Shown::default();
+    set_pool_gauges(
+        &mut shown,
+        "pool",
+        &[("10.0.0.1:8000", 4, 0.5, true), ("10.0.0.2:8000", 2, 0.25, true), ("10.0.0.3:8000", 9, 1.0, false)],
+        &["10.0.0.9:8000"],
+    );
+    assert_eq!(shown.get("inference_pool_ready_pods{name=pool}"), Some(2));
+    assert_eq!(
+        shown.get("endpoint_picker_pool_average_kv_cache_utilization_ppm{name=pool}"),
+        Some(375_000)
+    );
+    assert_eq!(shown.get("endpoint_picker_pool_average_queue_size_milli{name=pool}"), Some(3000));
+    assert_eq!(
+        shown.get("inference_pool_per_pod_queue_size{name=pool,model_server_pod=10.0.0.9:8000}"),
+        Some(0)
+    );
+    assert_eq!(label_value("a;b=c\n"), "a_b_c_");
+    assert_eq!(label_value(&"é".repeat(100)).len(), 128);
+}
