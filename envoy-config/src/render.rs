@@ -378,6 +378,7 @@ admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
 
 {node}{bootstrap}{overload}
+{stats}
 static_resources:
   listeners:
 {listener}
@@ -391,6 +392,7 @@ static_resources:
         cluster = pool.cluster,
         admin = input.admin_port,
         overload = input.limits.overload_manager(true),
+        stats = endpoint_picker_filter::telemetry::stats_config_yaml(),
         listener = indent(
             &listener(
                 "inference",

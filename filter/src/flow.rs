@@ -16,6 +16,9 @@ use scheduler_core::RequestState;
 
 use crate::picker::decide::{Outcome, PickerCore};
 use crate::picker::headers::{ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
+use crate::telemetry::RequestRecord;
+#[cfg(test)]
+use crate::telemetry::Timing;
 
 /// Largest JSON response body kept for usage parsing (bytes); larger bodies are not parsed.
 pub const MAX_JSON_RESPONSE_BYTES: usize = 1 << 20;
@@ -52,7 +55,8 @@ pub trait Picking {
     fn core(&self) -> &PickerCore;
     /// Decides a request without a body.
     fn route_headers_only(&self, now_ms: u64) -> Outcome;
-    /// Decides a request with its whole body.
+    /// Decides a request with its whole body; the model names and plugin timings go to
+    /// `record`.
     fn route_request(
         &self,
         path: &str,
@@ -60,6 +64,7 @@ pub trait Picking {
         body: &[u8],
         now_ms: u64,
         state: &mut RequestState,
+        record: &mut RequestRecord,
     ) -> Outcome;
     /// Reserves `bytes` more of the body-buffer budget (`pool.maxBufferedBodyBytes`); `false`
     /// (nothing reserved) when that would go over it.
@@ -73,8 +78,8 @@ pub trait Picking {
     fn count_reply(&self, status: u32);
     /// One FailOpen pass-through.
     fn count_fail_open(&self);
-    /// Time to parse and schedule one request, µs.
-    fn record_scheduling_us(&self, us: u64);
+    /// A finished request's metrics (the GIE-named series; see [`crate::telemetry`]).
+    fn record(&self, record: &RequestRecord, now_ms: u64);
 }
 
 /// What the host does with the request headers.
@@ -112,6 +117,10 @@ pub struct RequestFlow {
     usage: UsageReader,
     body_seen: bool,
     reserved: usize,
+    /// Request headers arrival, µs since the epoch.
+    start_us: u64,
+    /// What the metrics get; `None` once recorded.
+    record: Option<RequestRecord>,
 }
 
 impl Default for RequestFlow {
@@ -133,6 +142,8 @@ impl RequestFlow {
             usage: UsageReader::None,
             body_seen: false,
             reserved: 0,
+            start_us: 0,
+            record: Some(RequestRecord::default()),
         }
     }
 
@@ -181,6 +192,9 @@ impl RequestFlow {
             }
             Outcome::Reply(reply) => {
                 p.count_reply(reply.status);
+                if let Some(r) = &mut self.record {
+                    r.error_status = Some(reply.status);
+                }
                 host.send_json_reply(reply.status, &reply.body);
                 false
             }
@@ -214,8 +228,9 @@ impl RequestFlow {
                 host.set_request_header(h, None);
             }
         }
+        self.start_us = host.now_us();
         if end_of_stream {
-            let now_ms = host.now_us() / 1000;
+            let now_ms = self.start_us / 1000;
             let outcome = p.route_headers_only(now_ms);
             return if self.apply(host, p, outcome) {
                 HeadersAction::Continue
@@ -294,13 +309,16 @@ impl RequestFlow {
         let mut outcome = None;
         let mut headers = Some(headers);
         let state = &mut self.state;
+        let record = self.record.get_or_insert_with(RequestRecord::default);
+        record.request_bytes = size as u64;
         host.with_request_body(size, &mut |body| {
             let h = headers.take().unwrap_or_default();
-            outcome = Some(p.route_request(&path, h, body, start / 1000, state));
+            outcome = Some(p.route_request(&path, h, body, start / 1000, state, record));
         });
-        let outcome =
-            outcome.unwrap_or_else(|| p.route_request(&path, Vec::new(), &[], start / 1000, state));
-        p.record_scheduling_us(host.now_us().saturating_sub(start));
+        let outcome = outcome.unwrap_or_else(|| {
+            p.route_request(&path, Vec::new(), &[], start / 1000, state, record)
+        });
+        record.scheduling_ns = Some(host.now_us().saturating_sub(start) * 1000);
         if self.apply(host, p, outcome) {
             BodyAction::Continue
         } else {
@@ -337,26 +355,27 @@ impl RequestFlow {
             picker.has_response_header_hooks(),
             picker.has_response_body_hooks(),
         );
-        // Each host read costs a call into the host: read only what a hook or debug needs.
-        if !(header_hooks || body_hooks || self.debug.is_some()) {
-            return;
-        }
-        self.status = host
-            .response_header(":status")
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        if let Some(primary) = &self.primary {
-            // The route sets include_attempt_count_in_response: only after a retry can another
-            // endpoint have served, and only then is the (costlier) upstream address looked up.
-            let attempts = host
-                .response_header(ATTEMPT_COUNT)
-                .and_then(|a| a.trim().parse::<u32>().ok())
+        // Each host read costs a call into the host: read only what a hook, debug or the
+        // metrics need (the token counts come from the response's `usage`).
+        if header_hooks || body_hooks || self.debug.is_some() {
+            self.status = host
+                .response_header(":status")
+                .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
-            self.served = if attempts == 1 {
-                Some(primary.clone())
-            } else {
-                host.upstream_address()
-            };
+            if let Some(primary) = &self.primary {
+                // The route sets include_attempt_count_in_response: only after a retry can
+                // another endpoint have served, and only then is the (costlier) upstream
+                // address looked up.
+                let attempts = host
+                    .response_header(ATTEMPT_COUNT)
+                    .and_then(|a| a.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                self.served = if attempts == 1 {
+                    Some(primary.clone())
+                } else {
+                    host.upstream_address()
+                };
+            }
         }
         if header_hooks {
             let mut out = Vec::new();
@@ -377,7 +396,7 @@ impl RequestFlow {
                 host.set_response_header(SERVED, s);
             }
         }
-        if body_hooks {
+        if self.primary.is_some() {
             let ct = host.response_header("content-type").unwrap_or_default();
             self.usage = if ct.starts_with("text/event-stream") {
                 UsageReader::Sse(SseUsageParser::new())
@@ -386,7 +405,10 @@ impl RequestFlow {
             } else {
                 UsageReader::None
             };
-            if end_of_stream {
+        }
+        if end_of_stream {
+            self.response_done(host);
+            if body_hooks {
                 self.body_hooks(
                     p,
                     &BodyChunk {
@@ -399,6 +421,16 @@ impl RequestFlow {
         }
     }
 
+    /// The response is complete: its duration and token counts go to the record.
+    fn response_done<H: HttpHost + ?Sized>(&mut self, host: &mut H) {
+        let tokens = self.usage().map(|u| (u.prompt_tokens, u.completion_tokens));
+        let now = host.now_us();
+        if let Some(r) = &mut self.record {
+            r.duration_ns = Some(now.saturating_sub(self.start_us) * 1000);
+            r.tokens = tokens;
+        }
+    }
+
     /// A response body chunk of `size` bytes arrived. Never holds it: SSE tokens must flow.
     pub fn on_response_body<H: HttpHost + ?Sized, P: Picking + ?Sized>(
         &mut self,
@@ -407,8 +439,8 @@ impl RequestFlow {
         size: usize,
         end_of_stream: bool,
     ) {
-        if !p.core().picker.has_response_body_hooks() {
-            return;
+        if let Some(r) = &mut self.record {
+            r.response_bytes += size as u64;
         }
         match &mut self.usage {
             UsageReader::Sse(parser) => {
@@ -426,6 +458,12 @@ impl RequestFlow {
             }
             UsageReader::None => {}
         }
+        if end_of_stream {
+            self.response_done(host);
+        }
+        if !p.core().picker.has_response_body_hooks() {
+            return;
+        }
         let chunk = BodyChunk {
             first: !self.body_seen,
             end_of_stream,
@@ -437,8 +475,14 @@ impl RequestFlow {
 
     /// The stream is over (completed or reset): returns the budget. The request state (and with
     /// it any in-flight count) is released when the flow is dropped.
+    /// The request's metrics are recorded once, here.
     pub fn finish<P: Picking + ?Sized>(&mut self, p: &P) {
         self.release(p);
+        if let Some(r) = self.record.take() {
+            if self.start_us > 0 {
+                p.record(&r, self.start_us / 1000);
+            }
+        }
     }
 }
 
@@ -507,6 +551,7 @@ mod tests {
         pool: Vec<Endpoint>,
         budget_used: Cell<usize>,
         picks: RefCell<Vec<String>>,
+        records: RefCell<Vec<RequestRecord>>,
     }
 
     impl Picking for FakePicking {
@@ -524,6 +569,7 @@ mod tests {
             body: &[u8],
             now_ms: u64,
             state: &mut RequestState,
+            record: &mut RequestRecord,
         ) -> Outcome {
             self.core.route_request(
                 &self.pool,
@@ -533,6 +579,10 @@ mod tests {
                 now_ms,
                 &mut SplitMix64::new(1),
                 state,
+                &mut Timing {
+                    clock: &|| 0,
+                    record,
+                },
             )
         }
         fn reserve_body(&self, bytes: usize) -> bool {
@@ -551,7 +601,9 @@ mod tests {
         }
         fn count_reply(&self, _status: u32) {}
         fn count_fail_open(&self) {}
-        fn record_scheduling_us(&self, _us: u64) {}
+        fn record(&self, record: &RequestRecord, _now_ms: u64) {
+            self.records.borrow_mut().push(record.clone());
+        }
     }
 
     fn picking() -> FakePicking {
@@ -576,6 +628,7 @@ mod tests {
             pool,
             budget_used: Cell::new(0),
             picks: RefCell::default(),
+            records: RefCell::default(),
         }
     }
 

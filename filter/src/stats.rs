@@ -3,10 +3,10 @@
 //!
 //! | stat | type | meaning |
 //! |---|---|---|
-//! | `endpoint_picker.picks.<ip_port>` | counter | requests routed to that endpoint (primary) |
-//! | `endpoint_picker.local_replies.<status>` | counter | local replies by status (400, 413, 429, 500, 503) |
+//! | `endpoint_picker_picks;endpoint=<ip:port>;profile=<name>` | counter | requests routed to that endpoint (primary) |
+//! | `endpoint_picker_local_replies;status=<code>` | counter | local replies by status (400, 413, 429, 500, 503) |
 //! | `endpoint_picker.fail_open` | counter | requests passed through without a pick (FailOpen) |
-//! | `endpoint_picker.scheduling_us` | histogram | time to parse and schedule one request, µs |
+//! | GIE's series ([`crate::telemetry::families`]) | counter, gauge | `<name>;<label>=<value>…` |
 //! | `endpoint_picker.snapshot.decodes` / `.decode_errors` | counter | snapshot decodes in picker VMs |
 //! | `endpoint_picker.scrape.success` / `.failure` | counter | scrape results |
 //! | `endpoint_picker.endpoints.total` / `.stale` | gauge | pool size, endpoints whose metrics are stale |
@@ -16,17 +16,25 @@
 //! | `endpoint_picker.snapshot.generation` | gauge | generation of that snapshot |
 //! | `endpoint_picker.vm_memory_bytes.picker` / `.scraper` | gauge | linear memory of a picker VM (last one to record) / the scraper VM, bytes |
 
+//!
+//! Proxy-wasm metrics have no labels. A labelled series is defined under the name
+//! `<family>;<label>=<value>;<label>=<value>` and the rendered bootstrap's `stats_tags` (one
+//! rule per label name, [`crate::telemetry::stats_tag_regex`]) move each `;<label>=<value>` into a tag, so
+//! `/stats/prometheus` shows `<family>{<label>="<value>",…}`. Envoy strips the `wasmcustom.`
+//! namespace of Wasm stats from Prometheus names (no `envoy_` prefix either).
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::abi;
+use crate::telemetry::families::{self, Family, Kind};
+use crate::telemetry::{label_value, StatSink};
 
 /// Metric kinds of the ABI.
 #[derive(Clone, Copy)]
 enum MetricType {
     Counter,
     Gauge,
-    Histogram,
 }
 
 impl MetricType {
@@ -34,12 +42,15 @@ impl MetricType {
         match self {
             MetricType::Counter => abi::METRIC_COUNTER,
             MetricType::Gauge => abi::METRIC_GAUGE,
-            MetricType::Histogram => abi::METRIC_HISTOGRAM,
         }
     }
 }
 
 const PREFIX: &str = "endpoint_picker";
+
+/// Most (endpoint, profile) pick series one VM defines (the pool is bounded by configuration;
+/// this only guards against a pathological churn of addresses).
+const MAX_PICK_SERIES: usize = 4096;
 
 /// A metric defined on first use; a host refusal leaves it undefined (and silent).
 struct Metric(Option<u32>);
@@ -72,19 +83,52 @@ pub fn vm_memory_bytes() -> u64 {
     }
 }
 
-/// `10.0.0.1:8000` → `10_0_0_1_8000` (stat names use `.` as separator).
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+/// The stat name carrying `family{labels}` (see the module docs).
+pub fn labelled_name(family: &Family, labels: &[&str]) -> String {
+    let mut name = String::from(family.name);
+    for (k, v) in family.labels.iter().zip(labels) {
+        name.push(';');
+        name.push_str(k);
+        name.push('=');
+        name.push_str(&label_value(v));
+    }
+    name
+}
+
+/// A labelled-metric cache over the ABI: ids by full stat name.
+#[derive(Default)]
+pub struct WasmSink {
+    ids: HashMap<String, Metric>,
+}
+
+impl WasmSink {
+    fn metric(&mut self, family: &Family, labels: &[&str]) -> &Metric {
+        let name = labelled_name(family, labels);
+        let kind = match family.kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+        };
+        self.ids
+            .entry(name)
+            .or_insert_with_key(|n| Metric(abi::define_metric(kind.code(), n).ok()))
+    }
+}
+
+impl StatSink for WasmSink {
+    fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
+        self.metric(family, labels)
+            .add(i64::try_from(delta).unwrap_or(i64::MAX));
+    }
+    fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
+        self.metric(family, labels).set(value);
+    }
 }
 
 /// Stats of the picker filter.
 pub struct PickerStats {
-    picks: RefCell<HashMap<String, Metric>>,
+    picks: RefCell<HashMap<(String, String), Metric>>,
     replies: RefCell<HashMap<u32, Metric>>,
     fail_open: Metric,
-    scheduling_us: Metric,
     decodes: Metric,
     decode_errors: Metric,
     memory: Metric,
@@ -98,7 +142,6 @@ impl Default for PickerStats {
             picks: RefCell::default(),
             replies: RefCell::default(),
             fail_open: Metric::define(MetricType::Counter, "fail_open"),
-            scheduling_us: Metric::define(MetricType::Histogram, "scheduling_us"),
             decodes: Metric::define(MetricType::Counter, "snapshot.decodes"),
             decode_errors: Metric::define(MetricType::Counter, "snapshot.decode_errors"),
             memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.picker"),
@@ -109,19 +152,21 @@ impl Default for PickerStats {
 }
 
 impl PickerStats {
-    /// One request routed to `endpoint`.
-    pub fn pick(&self, endpoint: &str) {
+    /// One request routed to `endpoint` by `profile`.
+    pub fn pick(&self, endpoint: &str, profile: &str) {
         if let Ok(mut m) = self.picks.try_borrow_mut() {
-            if let Some(metric) = m.get(endpoint) {
+            // Looked up by reference first: no allocation once the pair is known.
+            if let Some((_, metric)) = m.iter().find(|((e, p), _)| e == endpoint && p == profile) {
                 metric.add(1);
                 return;
             }
-            let metric = Metric::define(
-                MetricType::Counter,
-                &format!("picks.{}", sanitize(endpoint)),
-            );
+            if m.len() >= MAX_PICK_SERIES {
+                return;
+            }
+            let name = labelled_name(&families::PICKS, &[endpoint, profile]);
+            let metric = Metric(abi::define_metric(MetricType::Counter.code(), &name).ok());
             metric.add(1);
-            m.insert(endpoint.to_string(), metric);
+            m.insert((endpoint.to_string(), profile.to_string()), metric);
         }
     }
     /// One local reply with `status`.
@@ -129,7 +174,8 @@ impl PickerStats {
         if let Ok(mut m) = self.replies.try_borrow_mut() {
             m.entry(status)
                 .or_insert_with(|| {
-                    Metric::define(MetricType::Counter, &format!("local_replies.{status}"))
+                    let name = labelled_name(&families::LOCAL_REPLIES, &[&status.to_string()]);
+                    Metric(abi::define_metric(MetricType::Counter.code(), &name).ok())
                 })
                 .add(1);
         }
@@ -137,10 +183,6 @@ impl PickerStats {
     /// One FailOpen pass-through.
     pub fn fail_open(&self) {
         self.fail_open.add(1);
-    }
-    /// Scheduling time of one request.
-    pub fn scheduling_us(&self, us: u64) {
-        self.scheduling_us.set(us);
     }
     /// Age (ms) and generation of the newest snapshot this VM has seen.
     pub fn snapshot_seen(&self, age_ms: u64, generation: u64) {

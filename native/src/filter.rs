@@ -4,23 +4,44 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use endpoint_picker_filter::telemetry::families;
+use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore};
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
-use crate::metrics::{Counter, Histogram};
+use crate::metrics::{Counter, FamilySink};
 use crate::pool::{self, Members};
 
 /// Stats of the filter, named as in the Wasm build; per-endpoint and per-status counts are
 /// labels here instead of name parts.
 struct FilterStats {
-    picks: Counter,
-    replies: Counter,
     fail_open: Counter,
-    scheduling_us: Histogram,
+    /// The GIE-named families (picks and local replies among them).
+    families: FamilySink,
+}
+
+/// Telemetry shards per filter configuration: each worker thread records into its own shard
+/// (uncontended lock), a flush visits them all.
+const SHARDS: usize = 8;
+
+thread_local! {
+    /// This thread's shard index.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+/// Monotonic nanoseconds since the first call (plugin timings).
+fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One loaded filter configuration. Envoy creates it on the main thread and every worker's
@@ -34,6 +55,9 @@ pub struct FilterConfig {
     /// [`pool::PoolState::members`] last passed to `pool_changed`.
     members_seen: AtomicU64,
     stats: FilterStats,
+    telemetry: Vec<Mutex<Telemetry>>,
+    /// When the shards were last flushed, ms since the epoch.
+    last_flush_ms: AtomicU64,
 }
 
 // SAFETY: `envoy` is Envoy's DynamicModuleHttpFilterConfig, which outlives this value and whose
@@ -72,11 +96,12 @@ impl FilterConfig {
             });
         }
         let stats = FilterStats {
-            picks: Counter::filter(envoy, "endpoint_picker.picks", &["endpoint", "profile"]),
-            replies: Counter::filter(envoy, "endpoint_picker.local_replies", &["status"]),
             fail_open: Counter::filter(envoy, "endpoint_picker.fail_open", &[]),
-            scheduling_us: Histogram::filter(envoy, "endpoint_picker.scheduling_us"),
+            families: FamilySink::filter(envoy),
         };
+        let telemetry = (0..SHARDS)
+            .map(|_| Mutex::new(Telemetry::new(&loaded.picker)))
+            .collect();
         Ok(FilterConfig {
             envoy,
             core: PickerCore {
@@ -86,6 +111,8 @@ impl FilterConfig {
             buffered: AtomicUsize::new(0),
             members_seen: AtomicU64::new(0),
             stats,
+            telemetry,
+            last_flush_ms: AtomicU64::new(0),
         })
     }
 
@@ -136,10 +163,15 @@ impl Picking for FilterConfig {
         body: &[u8],
         now_ms: u64,
         state: &mut RequestState,
+        record: &mut RequestRecord,
     ) -> Outcome {
+        let mut timing = Timing {
+            clock: &monotonic_ns,
+            record,
+        };
         self.with_candidates(now_ms, |c, rng| {
             self.core
-                .route_request(c, path, headers, body, now_ms, rng, state)
+                .route_request(c, path, headers, body, now_ms, rng, state, &mut timing)
         })
     }
 
@@ -161,22 +193,41 @@ impl Picking for FilterConfig {
     }
 
     fn count_pick(&self, primary: &str, profile: &str) {
-        let profile = if profile.is_empty() { "none" } else { profile };
-        self.stats.picks.add(self.envoy, &[primary, profile], 1);
+        self.stats
+            .families
+            .add_to(&families::PICKS, &[primary, profile], 1);
     }
 
     fn count_reply(&self, status: u32) {
         self.stats
-            .replies
-            .add(self.envoy, &[status.to_string().as_str()], 1);
+            .families
+            .add_to(&families::LOCAL_REPLIES, &[status.to_string().as_str()], 1);
     }
 
     fn count_fail_open(&self) {
         self.stats.fail_open.add(self.envoy, &[], 1);
     }
 
-    fn record_scheduling_us(&self, us: u64) {
-        self.stats.scheduling_us.record(self.envoy, us);
+    fn record(&self, record: &RequestRecord, now_ms: u64) {
+        let shard = SHARD.with(|s| *s);
+        if let Some(Ok(mut t)) = self.telemetry.get(shard).map(|m| m.lock()) {
+            t.record(record);
+        }
+        let last = self.last_flush_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < FLUSH_INTERVAL_MS
+            || self
+                .last_flush_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // This worker won the flush: every shard's changes go to Envoy.
+        for m in &self.telemetry {
+            if let Ok(mut t) = m.lock() {
+                t.flush(now_ms, &mut &self.stats.families);
+            }
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 //! label names) and then updated with label values. A definition Envoy refuses leaves the metric
 //! inert (every update is then a no-op), so a stats problem never affects a request.
 
+use endpoint_picker_filter::telemetry::families::{self, Family};
+use endpoint_picker_filter::telemetry::{label_value, StatSink};
+
 use crate::abi::{self, ModuleBuffer, Ptr};
 
 type Define = unsafe extern "C" fn(Ptr, ModuleBuffer, *mut ModuleBuffer, usize, *mut usize) -> u32;
@@ -124,31 +127,110 @@ impl Gauge {
     }
 }
 
-/// A histogram of an HTTP filter configuration.
-pub struct Histogram {
-    id: Option<usize>,
+/// The telemetry families ([`endpoint_picker_filter::telemetry::families`]) as labelled Envoy
+/// stats of one configuration: every family is defined when the configuration is created (the
+/// ABI defines metrics only then) and updated with label values from any thread.
+pub struct FamilySink {
+    envoy: Ptr,
+    /// (family name, id) sorted by name.
+    ids: Vec<(&'static str, Option<usize>)>,
+    add: Update,
+    set: Option<Update>,
 }
 
-impl Histogram {
-    /// Defined on an HTTP filter configuration.
-    pub fn filter(config: Ptr, name: &str) -> Histogram {
-        Histogram {
-            id: define(
-                abi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
-                config,
-                name,
-                &[],
-            ),
+// SAFETY: `envoy` is the configuration pointer, which outlives this value; Envoy's metric
+// callbacks are thread-safe.
+unsafe impl Send for FamilySink {}
+// SAFETY: as above.
+unsafe impl Sync for FamilySink {}
+
+impl FamilySink {
+    /// Counters of the request path, on an HTTP filter configuration.
+    pub fn filter(config: Ptr) -> FamilySink {
+        let ids = families::request_families()
+            .map(|f| {
+                let id = define(
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+                    config,
+                    f.name,
+                    f.labels,
+                );
+                (f.name, id)
+            })
+            .collect();
+        FamilySink::sorted(
+            config,
+            ids,
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            None,
+        )
+    }
+
+    /// The pool gauges, on the bootstrap extension configuration.
+    pub fn bootstrap(config: Ptr) -> FamilySink {
+        let ids = families::POOL_FAMILIES
+            .iter()
+            .map(|f| {
+                let id = define(
+                    abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
+                    config,
+                    f.name,
+                    f.labels,
+                );
+                (f.name, id)
+            })
+            .collect();
+        FamilySink::sorted(
+            config,
+            ids,
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
+            Some(abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge),
+        )
+    }
+
+    fn sorted(
+        envoy: Ptr,
+        mut ids: Vec<(&'static str, Option<usize>)>,
+        add: Update,
+        set: Option<Update>,
+    ) -> FamilySink {
+        ids.sort_by_key(|(n, _)| *n);
+        FamilySink {
+            envoy,
+            ids,
+            add,
+            set,
         }
     }
-    /// Records one value.
-    pub fn record(&self, config: Ptr, v: u64) {
-        update(
-            abi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
-            config,
-            self.id,
-            &[],
-            v,
-        );
+
+    fn id(&self, family: &Family) -> Option<usize> {
+        self.ids
+            .binary_search_by_key(&family.name, |(n, _)| n)
+            .ok()
+            .and_then(|i| self.ids.get(i))
+            .and_then(|(_, id)| *id)
+    }
+
+    /// The counter `family{labels}` (a family of the request path) grows by `n`.
+    pub fn add_to(&self, family: &'static Family, labels: &[&str], n: u64) {
+        let labels: Vec<std::borrow::Cow<'_, str>> =
+            labels.iter().map(|l| label_value(l)).collect();
+        let labels: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
+        update(self.add, self.envoy, self.id(family), &labels, n);
+    }
+}
+
+impl StatSink for &FamilySink {
+    fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
+        // 0 too: it creates the series (a histogram's empty buckets must show).
+        self.add_to(family, labels, delta);
+    }
+    fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
+        if let Some(set) = self.set {
+            let labels: Vec<std::borrow::Cow<'_, str>> =
+                labels.iter().map(|l| label_value(l)).collect();
+            let labels: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
+            update(set, self.envoy, self.id(family), &labels, value);
+        }
     }
 }

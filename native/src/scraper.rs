@@ -21,8 +21,9 @@ use scheduler_core::{ConfigError, PickerConfig, Registry};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
 use crate::hosts;
-use crate::metrics::{Counter, Gauge};
+use crate::metrics::{Counter, FamilySink, Gauge};
 use crate::pool::{self, Members, PoolState};
+use endpoint_picker_filter::telemetry::PoolGauges;
 
 struct ScraperStats {
     success: Counter,
@@ -31,6 +32,8 @@ struct ScraperStats {
     membership: Counter,
     total: Gauge,
     stale: Gauge,
+    /// GIE's pool gauges and `inference_extension_info`.
+    families: FamilySink,
 }
 
 struct Inner {
@@ -39,6 +42,7 @@ struct Inner {
     members: Option<Arc<Members>>,
     /// The cluster host list last applied (pool from the cluster).
     hosts: Option<hosts::HostList>,
+    gauges: PoolGauges,
 }
 
 /// The scraper's configuration and state (main thread only; the lock is never contended).
@@ -77,10 +81,12 @@ impl Scraper {
             membership: Counter::bootstrap(envoy, "endpoint_picker.pool.membership_changes", &[]),
             total: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.total"),
             stale: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.stale"),
+            families: FamilySink::bootstrap(envoy),
         };
         log::info!(
-            "endpoint picker {} scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
-            env!("CARGO_PKG_VERSION"),
+            "endpoint picker {} ({}) scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
+            endpoint_picker_filter::version::VERSION,
+            endpoint_picker_filter::version::COMMIT,
             loaded.pool.endpoints.len(),
             loaded.pool.metrics_cluster,
             loaded.pool.scrape.interval_ms
@@ -96,6 +102,7 @@ impl Scraper {
                 timer: core::ptr::null_mut(),
                 members: None,
                 hosts: None,
+                gauges: PoolGauges::new(&loaded.pool.cluster),
             }),
             pool: loaded.pool,
         })
@@ -324,6 +331,7 @@ impl Scraper {
         };
         let total = snap.endpoints.len() as u64;
         let stale = snap.endpoints.iter().filter(|e| e.stale).count() as u64;
+        inner.gauges.publish(&snap, &mut &self.stats.families);
         pool::publish(PoolState::new(snap, self.pool.scrape.staleness_ms));
         self.stats.publishes.add(self.envoy, &[], 1);
         self.stats.total.set(self.envoy, total);

@@ -149,9 +149,10 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
 /// scrape cluster, after `clusters` (more cluster list items, column 0).
 fn bootstrap_addition(module: &Module, json: &str, clusters: &str) -> String {
     format!(
-        "bootstrap_extensions:\n{}{}static_resources:\n  clusters:\n{}{}",
+        "bootstrap_extensions:\n{}{}{}static_resources:\n  clusters:\n{}{}",
         module.scraper_extension(json),
         Limits::default().overload_manager(false),
+        endpoint_picker_filter::telemetry::stats_config_yaml(),
         indent(clusters, 2),
         indent(&metrics_cluster(), 2)
     )

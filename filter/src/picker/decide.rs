@@ -9,6 +9,7 @@ use scheduler_core::{
 };
 
 use crate::picker::reply::Reply;
+use crate::telemetry::Timing;
 
 /// What the filter does with one request.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +99,7 @@ impl PickerCore {
         now_ms: u64,
         rng: &mut dyn Rng,
         state: &mut RequestState,
+        timing: &mut Timing<'_>,
     ) -> Outcome {
         if body.len() > self.pool.body_limit_bytes {
             return Outcome::Reply(self.too_large());
@@ -106,13 +108,17 @@ impl PickerCore {
             Ok(r) => r,
             Err(e) => return Outcome::Reply(Reply::from_error(&e)),
         };
+        timing.record.model = Some((
+            request.model.as_ref().to_string(),
+            request.target_model.as_ref().to_string(),
+        ));
         if candidates.is_empty() {
             return self.unusable();
         }
         request.debug = self.pool.debug;
         match self
             .picker
-            .schedule(&request, candidates, now_ms, rng, state)
+            .schedule_observed(&request, candidates, now_ms, rng, state, timing)
         {
             Err(e) => Outcome::Reply(Reply::from_error(&e)),
             Ok(result) => self.route_for(&result, candidates),
@@ -165,6 +171,7 @@ fn debug_value(result: &SchedulingResult, primary: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::RequestRecord;
     use scheduler_core::{PickerConfig, Registry, SplitMix64};
 
     fn core(extra: &str) -> PickerCore {
@@ -199,6 +206,10 @@ mod tests {
             1000,
             &mut SplitMix64::new(1),
             &mut RequestState::new(),
+            &mut Timing {
+                clock: &|| 0,
+                record: &mut RequestRecord::default(),
+            },
         )
     }
 

@@ -11,7 +11,8 @@ use crate::flow::Picking;
 use crate::host;
 use crate::picker::decide::{Outcome, PickerCore};
 use crate::picker::view::PoolView;
-use crate::stats::PickerStats;
+use crate::stats::{PickerStats, WasmSink};
+use crate::telemetry::{RequestRecord, Telemetry, Timing};
 
 /// See the module docs.
 pub struct PickerShared {
@@ -24,6 +25,9 @@ pub struct PickerShared {
     /// Request-body bytes reserved by this VM's requests still waiting for their body
     /// (bounded by `pool.maxBufferedBodyBytes`).
     buffered: Cell<usize>,
+    /// This VM's GIE-named series between flushes, and the stats they go to.
+    telemetry: RefCell<Telemetry>,
+    sink: RefCell<WasmSink>,
 }
 
 impl PickerShared {
@@ -40,7 +44,10 @@ impl PickerShared {
         let staleness = loaded.pool.scrape.staleness_ms;
         // Seeded per VM from the clock: tie-breaks differ between workers, as they should.
         let seed = host::now_us() ^ 0x5DEE_CE66_D1CE_5EED;
+        let telemetry = RefCell::new(Telemetry::new(&loaded.picker));
         Ok(PickerShared {
+            telemetry,
+            sink: RefCell::default(),
             core: PickerCore {
                 picker: loaded.picker,
                 pool: loaded.pool,
@@ -86,6 +93,19 @@ impl PickerShared {
             self.stats
                 .snapshot_seen(now_ms.saturating_sub(published), generation);
         }
+        drop(view);
+        if let Ok(mut t) = self.telemetry.try_borrow_mut() {
+            if t.due(now_ms) {
+                self.flush_to(&mut t, now_ms);
+            }
+        }
+    }
+
+    /// Sends this VM's metric changes to Envoy.
+    fn flush_to(&self, t: &mut Telemetry, now_ms: u64) {
+        if let Ok(mut sink) = self.sink.try_borrow_mut() {
+            t.flush(now_ms, &mut *sink);
+        }
     }
 }
 
@@ -113,7 +133,13 @@ impl Picking for PickerShared {
         body: &[u8],
         now_ms: u64,
         state: &mut RequestState,
+        record: &mut RequestRecord,
     ) -> Outcome {
+        let clock = || crate::abi::current_time_ns().unwrap_or(0);
+        let mut timing = Timing {
+            clock: &clock,
+            record,
+        };
         let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
         else {
             return self.core.route_request(
@@ -124,6 +150,7 @@ impl Picking for PickerShared {
                 now_ms,
                 &mut SplitMix64::new(now_ms),
                 state,
+                &mut timing,
             );
         };
         self.refresh(&mut view, now_ms);
@@ -135,6 +162,7 @@ impl Picking for PickerShared {
             now_ms,
             &mut *rng,
             state,
+            &mut timing,
         )
     }
 
@@ -151,8 +179,8 @@ impl Picking for PickerShared {
         self.buffered.set(self.buffered.get().saturating_sub(bytes));
     }
 
-    fn count_pick(&self, primary: &str, _profile: &str) {
-        self.stats.pick(primary);
+    fn count_pick(&self, primary: &str, profile: &str) {
+        self.stats.pick(primary, profile);
     }
 
     fn count_reply(&self, status: u32) {
@@ -163,8 +191,13 @@ impl Picking for PickerShared {
         self.stats.fail_open();
     }
 
-    fn record_scheduling_us(&self, us: u64) {
-        self.stats.scheduling_us(us);
+    fn record(&self, record: &RequestRecord, now_ms: u64) {
+        if let Ok(mut t) = self.telemetry.try_borrow_mut() {
+            t.record(record);
+            if t.due(now_ms) {
+                self.flush_to(&mut t, now_ms);
+            }
+        }
     }
 }
 

@@ -24,7 +24,8 @@ use crate::host;
 use crate::picker::headers::DESTINATION;
 use crate::scraper::lease::{claim, holder, next_instance, INSTANCE_COUNTER_KEY, LEASE_KEY};
 use crate::scraper::state::{ScrapeOutcome, ScrapeState};
-use crate::stats::ScraperStats;
+use crate::stats::{ScraperStats, WasmSink};
+use crate::telemetry::PoolGauges;
 
 /// See the module docs.
 pub struct ScraperRoot {
@@ -39,6 +40,9 @@ pub struct ScraperRoot {
     membership_cas: Option<u32>,
     /// Whether this instance held the lease at its last tick.
     active: bool,
+    /// GIE's pool gauges, set on each publish.
+    gauges: PoolGauges,
+    sink: WasmSink,
 }
 
 impl ScraperRoot {
@@ -56,12 +60,14 @@ impl ScraperRoot {
         }
         host::set_tick_period(Duration::from_millis(loaded.pool.scrape.interval_ms));
         log::info!(
-            "endpoint picker {} scraper (proxy-wasm): {} endpoints via cluster '{}', every {} ms, path {path}",
-            env!("CARGO_PKG_VERSION"),
+            "endpoint picker {} ({}) scraper (proxy-wasm): {} endpoints via cluster '{}', every {} ms, path {path}",
+            crate::version::VERSION,
+            crate::version::COMMIT,
             loaded.pool.endpoints.len(),
             loaded.pool.metrics_cluster,
             loaded.pool.scrape.interval_ms
         );
+        let gauges = PoolGauges::new(&loaded.pool.cluster);
         Ok(ScraperRoot {
             state: ScrapeState::new(&loaded.pool),
             extractor: loaded.picker.metrics_extractor().clone(),
@@ -72,6 +78,8 @@ impl ScraperRoot {
             instance: allocate_instance(),
             membership_cas: None,
             active: false,
+            gauges,
+            sink: WasmSink::default(),
         })
     }
 
@@ -221,6 +229,7 @@ impl ScraperRoot {
         }
         let stale = snap.endpoints.iter().filter(|e| e.stale).count();
         self.stats.published(snap.endpoints.len(), stale);
+        self.gauges.publish(&snap, &mut self.sink);
     }
 }
 

@@ -159,9 +159,31 @@ pub static REQUEST_SECONDS: Buckets = Buckets {
 /// Request body sizes, bytes: 64 B … 1 GiB (GIE's bounds).
 pub static REQUEST_BYTES: Buckets = Buckets {
     le: &[
-        "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384", "32768", "65536",
-        "131072", "262144", "524288", "1048576", "2097152", "4194304", "8388608", "16777216",
-        "33554432", "67108864", "134217728", "268435456", "536870912", "1073741824",
+        "64",
+        "128",
+        "256",
+        "512",
+        "1024",
+        "2048",
+        "4096",
+        "8192",
+        "16384",
+        "32768",
+        "65536",
+        "131072",
+        "262144",
+        "524288",
+        "1048576",
+        "2097152",
+        "4194304",
+        "8388608",
+        "16777216",
+        "33554432",
+        "67108864",
+        "134217728",
+        "268435456",
+        "536870912",
+        "1073741824",
     ],
     limits: &[
         64,
@@ -434,7 +456,14 @@ mod tests {
     #[test]
     fn label_names_are_the_union() {
         let names = label_names();
-        for l in ["model_name", "target_model_name", "error_code", "le", "plugin_name", "name"] {
+        for l in [
+            "model_name",
+            "target_model_name",
+            "error_code",
+            "le",
+            "plugin_name",
+            "name",
+        ] {
             assert!(names.contains(&l), "{l}");
         }
     }

@@ -13,8 +13,9 @@ pub(super) struct Histogram {
     /// Cumulative counts and sum at the last flush.
     flushed: Vec<u64>,
     flushed_sum: u64,
-    /// Whether every series was defined in Envoy (done at the first flush, so an empty bucket
-    /// still shows as 0 and `histogram_quantile` sees every bound).
+    /// Whether every series was defined in Envoy (done at the first flush after the first
+    /// observation, so an empty bucket still shows as 0 and `histogram_quantile` sees every
+    /// bound).
     defined: bool,
 }
 
@@ -44,7 +45,8 @@ impl Histogram {
     pub(super) fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) {
         let total: u64 = self.counts.iter().sum();
         let before = self.flushed.last().copied().unwrap_or(0);
-        if self.defined && total == before {
+        // Nothing new, or never observed (no series until the first observation).
+        if total == before {
             return;
         }
         let mut with_le: Vec<&str> = Vec::with_capacity(labels.len() + 1);

@@ -14,6 +14,7 @@ mod record;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
 use families::Family;
@@ -221,37 +222,110 @@ impl Telemetry {
     }
 }
 
-/// The pool gauges of one snapshot: GIE's `inference_pool_*` series for the pool `name`.
-/// `endpoints` are (address, waiting queue, KV-cache use 0..1, fresh); `gone` are addresses that
-/// left the pool since the previous call (their queue gauge drops to 0).
-pub fn set_pool_gauges(
-    sink: &mut dyn StatSink,
-    name: &str,
-    endpoints: &[(&str, u32, f64, bool)],
-    gone: &[&str],
-) {
-    let fresh: Vec<&(&str, u32, f64, bool)> = endpoints.iter().filter(|e| e.3).collect();
-    sink.set(&families::POOL_READY, &[name], fresh.len() as u64);
-    for (address, queue, _, _) in endpoints {
-        sink.set(&families::POOL_POD_QUEUE, &[name, address], u64::from(*queue));
+/// The scraper's pool gauges: GIE's `inference_pool_*` series for the pool `name` (the
+/// cluster), set from each published snapshot.
+pub struct PoolGauges {
+    name: String,
+    /// Addresses reported by the previous snapshot (an endpoint that left drops to 0).
+    reported: Vec<String>,
+    info_set: bool,
+}
+
+impl PoolGauges {
+    /// Gauges of the pool `name`.
+    pub fn new(name: &str) -> Self {
+        PoolGauges {
+            name: name.to_string(),
+            reported: Vec::new(),
+            info_set: false,
+        }
     }
-    for address in gone {
-        sink.set(&families::POOL_POD_QUEUE, &[name, address], 0);
+
+    /// Sets the gauges from `snap` (and `inference_extension_info` the first time).
+    pub fn publish(&mut self, snap: &PoolSnapshot, sink: &mut dyn StatSink) {
+        if !self.info_set {
+            set_info(sink);
+            self.info_set = true;
+        }
+        let name = self.name.as_str();
+        let fresh: Vec<&EndpointState> = snap.endpoints.iter().filter(|e| !e.stale).collect();
+        sink.set(&families::POOL_READY, &[name], fresh.len() as u64);
+        for e in &snap.endpoints {
+            let queue = u64::from(e.endpoint.metrics.waiting_queue_size);
+            sink.set(
+                &families::POOL_POD_QUEUE,
+                &[name, &e.endpoint.address],
+                queue,
+            );
+        }
+        for gone in &self.reported {
+            if !snap.endpoints.iter().any(|e| &e.endpoint.address == gone) {
+                sink.set(&families::POOL_POD_QUEUE, &[name, gone], 0);
+            }
+        }
+        self.reported = snap
+            .endpoints
+            .iter()
+            .map(|e| e.endpoint.address.clone())
+            .collect();
+        let n = fresh.len().max(1) as f64;
+        let kv: f64 = fresh
+            .iter()
+            .map(|e| e.endpoint.metrics.kv_cache_usage.clamp(0.0, 1.0))
+            .sum::<f64>()
+            / n;
+        let queue: f64 = fresh
+            .iter()
+            .map(|e| f64::from(e.endpoint.metrics.waiting_queue_size))
+            .sum::<f64>()
+            / n;
+        sink.set(
+            &families::POOL_AVG_KV_PPM,
+            &[name],
+            (kv * 1e6).round() as u64,
+        );
+        sink.set(
+            &families::POOL_AVG_QUEUE_MILLI,
+            &[name],
+            (queue * 1e3).round() as u64,
+        );
     }
-    let n = fresh.len().max(1) as f64;
-    let kv: f64 = fresh.iter().map(|e| e.2.clamp(0.0, 1.0)).sum::<f64>() / n;
-    let queue: f64 = fresh.iter().map(|e| f64::from(e.1)).sum::<f64>() / n;
-    sink.set(&families::POOL_AVG_KV_PPM, &[name], (kv * 1e6).round() as u64);
-    sink.set(&families::POOL_AVG_QUEUE_MILLI, &[name], (queue * 1e3).round() as u64);
 }
 
 /// Sets `inference_extension_info{commit,build_ref,version} 1`.
 pub fn set_info(sink: &mut dyn StatSink) {
     sink.set(
         &families::INFO,
-        &[crate::version::COMMIT, crate::version::BUILD_REF, crate::version::VERSION],
+        &[
+            crate::version::COMMIT,
+            crate::version::BUILD_REF,
+            crate::version::VERSION,
+        ],
         1,
     );
+}
+
+/// The Envoy `stats_tags` regex that turns `;<label>=<value>` in a Wasm stat name into the tag
+/// `label` (the first group is removed from the name, the second is the value). `;label=`
+/// cannot occur inside another label's segment, as values never contain `;` or `=`
+/// ([`label_value`]).
+pub fn stats_tag_regex(label: &str) -> String {
+    format!("(;{label}=([^;]*))")
+}
+
+/// The bootstrap `stats_config` that gives the Wasm build's stats their labels (one tag rule
+/// per label name of [`families`]); harmless for the native build, whose stats carry labels.
+pub fn stats_config_yaml() -> String {
+    let mut out = String::from(
+        "stats_config:\n  # The picker's labelled series: the Wasm build writes `<name>;<label>=<value>` stat names,\n  # these rules turn each segment into a Prometheus label.\n  use_all_default_tags: true\n  stats_tags:\n",
+    );
+    for l in families::label_names() {
+        out.push_str(&format!(
+            "  - {{ tag_name: {l}, regex: '{}' }}\n",
+            stats_tag_regex(l)
+        ));
+    }
+    out
 }
 
 /// Makes a label value safe for every sink: at most 128 bytes, and none of the characters the

@@ -67,7 +67,13 @@ fn flushes_cumulative_buckets_as_deltas_and_counts_per_model() {
             .unwrap()
     };
     assert_eq!(
-        [b(&shown, "1e-05"), b(&shown, "2e-05"), b(&shown, "5e-05"), b(&shown, "0.0001"), b(&shown, "+Inf")],
+        [
+            b(&shown, "1e-05"),
+            b(&shown, "2e-05"),
+            b(&shown, "5e-05"),
+            b(&shown, "0.0001"),
+            b(&shown, "+Inf")
+        ],
         [0, 1, 1, 2, 2]
     );
     assert_eq!(
@@ -131,7 +137,10 @@ fn errors_carry_gie_codes_and_model_pairs_are_bounded() {
         .keys()
         .filter(|k| k.starts_with("inference_objective_request_total{"))
         .count();
-    assert!(pairs <= MAX_MODEL_PAIRS, "bounded, the overflow shares one pair: {pairs}");
+    assert!(
+        pairs <= MAX_MODEL_PAIRS,
+        "bounded, the overflow shares one pair: {pairs}"
+    );
     assert!(shown
         .get("inference_objective_request_total{model_name=_other,target_model_name=_other}")
         .is_some());
@@ -157,27 +166,61 @@ fn plugin_durations_are_labelled_by_point_type_and_name() {
         "inference_extension_plugin_duration_seconds_count{{extension_point=Scorer,plugin_type={},plugin_name={name}}}",
         plugin.typed_name().type_name
     );
-    assert_eq!(shown.get(&key), Some(1), "{:?}", shown.0.keys().collect::<Vec<_>>());
+    assert_eq!(
+        shown.get(&key),
+        Some(1),
+        "{:?}",
+        shown.0.keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn pool_gauges_and_label_values() {
+    use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
+    use scheduler_core::Endpoint;
+    let state = |addr: &str, queue: u32, kv: f64, stale: bool| {
+        let mut endpoint = Endpoint::new(addr.to_string());
+        endpoint.metrics.waiting_queue_size = queue;
+        endpoint.metrics.kv_cache_usage = kv;
+        EndpointState {
+            endpoint,
+            consecutive_failures: 0,
+            stale,
+        }
+    };
+    let mut g = PoolGauges::new("pool");
     let mut shown = Shown::default();
-    set_pool_gauges(
-        &mut shown,
-        "pool",
-        &[("10.0.0.1:8000", 4, 0.5, true), ("10.0.0.2:8000", 2, 0.25, true), ("10.0.0.3:8000", 9, 1.0, false)],
-        &["10.0.0.9:8000"],
-    );
+    let snap = PoolSnapshot {
+        endpoints: vec![
+            state("10.0.0.1:8000", 4, 0.5, false),
+            state("10.0.0.2:8000", 2, 0.25, false),
+            state("10.0.0.3:8000", 9, 1.0, true),
+        ],
+        ..PoolSnapshot::default()
+    };
+    g.publish(&snap, &mut shown);
     assert_eq!(shown.get("inference_pool_ready_pods{name=pool}"), Some(2));
     assert_eq!(
         shown.get("endpoint_picker_pool_average_kv_cache_utilization_ppm{name=pool}"),
         Some(375_000)
     );
-    assert_eq!(shown.get("endpoint_picker_pool_average_queue_size_milli{name=pool}"), Some(3000));
     assert_eq!(
-        shown.get("inference_pool_per_pod_queue_size{name=pool,model_server_pod=10.0.0.9:8000}"),
-        Some(0)
+        shown.get("endpoint_picker_pool_average_queue_size_milli{name=pool}"),
+        Some(3000)
+    );
+    assert!(shown
+        .0
+        .keys()
+        .any(|k| k.starts_with("inference_extension_info{commit=")));
+    let snap = PoolSnapshot {
+        endpoints: vec![state("10.0.0.2:8000", 1, 0.25, false)],
+        ..PoolSnapshot::default()
+    };
+    g.publish(&snap, &mut shown);
+    assert_eq!(
+        shown.get("inference_pool_per_pod_queue_size{name=pool,model_server_pod=10.0.0.1:8000}"),
+        Some(0),
+        "an endpoint that left shows 0"
     );
     assert_eq!(label_value("a;b=c\n"), "a_b_c_");
     assert_eq!(label_value(&"é".repeat(100)).len(), 128);

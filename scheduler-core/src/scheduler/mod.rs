@@ -83,8 +83,11 @@ impl Scheduler {
         if !results.ran.iter().any(|&r| r) {
             return Err(RequestError::NoTargetEndpoint("no profile ran".into()));
         }
-        timed(obs, ExtensionPoint::ProcessProfilesResults, &self.handler, || {
-            handler.process_results(cx, &self.names, results)
-        })
+        timed(
+            obs,
+            ExtensionPoint::ProcessProfilesResults,
+            &self.handler,
+            || handler.process_results(cx, &self.names, results),
+        )
     }
 }

@@ -89,7 +89,9 @@ impl SchedulerProfile {
                 continue;
             };
             one.fill(0.0);
-            timed(obs, ExtensionPoint::Scorer, s, || scorer.score(cx, &cands, &mut one));
+            timed(obs, ExtensionPoint::Scorer, s, || {
+                scorer.score(cx, &cands, &mut one)
+            });
             for (t, v) in totals.iter_mut().zip(one.iter_mut()) {
                 *v = clamp01(*v);
                 *t += *v * weight;
