@@ -21,13 +21,13 @@ NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/m
 	scheduler-core/Cargo.toml filter/Cargo.toml native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
-E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream \
+E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
 	out_of_tree native_abi
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
 .PHONY: test host-test e2e e2e-native native wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
-	deploy-manifests check-manifests oci
+	deploy-manifests check-manifests oci prometheus
 
 test: host-test e2e fuzz-short soak-short
 
@@ -47,6 +47,12 @@ $(MODULE): $(WASM_SOURCES)
 $(EXAMPLE_MODULE): $(WASM_SOURCES)
 	CARGO_TARGET_DIR=$(WASM_TARGET_DIR) scripts/wasm-cargo.sh build --release -p out-of-tree-scorer
 	mkdir -p dist && cp $(WASM_OUT)/out_of_tree_scorer.wasm $@
+
+## Prometheus (Debian's package) for the metrics e2e test and the dashboard checks.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null || \
+		  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }; }
 
 ## The native module at its documented path (Envoy loads lib<name>.so from
 ## $$ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
@@ -80,14 +86,14 @@ oci: $(MODULE) $(NATIVE)
 
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) \
 		OCI_NATIVE_LAYOUT=$(abspath $(OCI_NATIVE_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 	$(MAKE) e2e-native
 
-e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY)
+e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus
 	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
 		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2
 

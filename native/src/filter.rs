@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use endpoint_picker_filter::telemetry::families;
 use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
@@ -213,6 +213,37 @@ impl Picking for FilterConfig {
         if let Some(Ok(mut t)) = self.telemetry.get(shard).map(|m| m.lock()) {
             t.record(record);
         }
+        self.flush_if_due(now_ms);
+    }
+}
+
+/// Every live filter configuration, for the scraper's timer to flush (an idle worker's last
+/// records would otherwise wait for its next request).
+static CONFIGS: Mutex<Vec<Weak<FilterConfig>>> = Mutex::new(Vec::new());
+
+/// Lists `config` for [`flush_all`].
+pub fn register(config: &Arc<FilterConfig>) {
+    if let Ok(mut list) = CONFIGS.lock() {
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(config));
+    }
+}
+
+/// Flushes every live configuration's telemetry that is due (the scraper's tick, main thread).
+pub fn flush_all(now_ms: u64) {
+    let live: Vec<Arc<FilterConfig>> = match CONFIGS.lock() {
+        Ok(list) => list.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for c in live {
+        c.flush_if_due(now_ms);
+    }
+}
+
+impl FilterConfig {
+    /// Sends every shard's changes to Envoy when the last flush is [`FLUSH_INTERVAL_MS`] old
+    /// (one caller wins the flush).
+    fn flush_if_due(&self, now_ms: u64) {
         let last = self.last_flush_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < FLUSH_INTERVAL_MS
             || self

@@ -59,7 +59,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         // SAFETY: Envoy's buffers of this hook.
         let (name, json) = unsafe { (text(name), text(config)) };
         match FilterConfig::new(config_envoy, &json, crate::registry()) {
-            Ok(c) => Box::into_raw(Box::new(Arc::new(c))) as ConstPtr,
+            Ok(c) => {
+                let c = Arc::new(c);
+                crate::filter::register(&c);
+                Box::into_raw(Box::new(c)) as ConstPtr
+            }
             Err(e) => {
                 log::error!("endpoint picker ({name}): invalid configuration: {e}");
                 core::ptr::null()

@@ -137,6 +137,7 @@ impl Scraper {
 
     /// One tick: follow the member list, publish what changed, dispatch due scrapes, re-arm.
     pub fn tick(&self) {
+        crate::filter::flush_all(now_ms());
         let mut inner = self.inner();
         self.follow_members(&mut inner);
         self.publish(&mut inner);

@@ -543,7 +543,7 @@ impl Env {
         self.stats()
             .lines()
             .filter_map(|l| l.split_once(": "))
-            .filter(|(n, _)| n.contains(part))
+            .filter(|(n, _)| unlabel(n).contains(part))
             .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
             .sum()
     }
@@ -593,13 +593,33 @@ impl Env {
     }
 }
 
-/// `…local_replies.status.503` → `…local_replies.503`, `…picks.endpoint.<ip:port>.profile.<p>` →
-/// `…picks.<ip:port>.<p>`: the native module's label names dropped (the Wasm build has no profile
-/// in the name; sum with [`Env::stat_sum`]).
+/// The picks and local-reply series under one name in both builds: `…endpoint_picker.picks.<ip:port>.<profile>`
+/// and `…endpoint_picker.local_replies.<status>`. The Wasm build writes labels into the stat
+/// name (`endpoint_picker_picks;endpoint=<ip:port>;profile=<p>`), the native build shows its
+/// labels as `endpoint_picker_picks.endpoint.<ip:port>.profile.<p>` in `/stats`.
 fn unlabel(name: &str) -> String {
-    name.replacen(".local_replies.status.", ".local_replies.", 1)
-        .replacen(".picks.endpoint.", ".picks.", 1)
-        .replacen(".profile.", ".", 1)
+    name.replacen(
+        "endpoint_picker_local_replies;status=",
+        "endpoint_picker.local_replies.",
+        1,
+    )
+    .replacen(
+        "endpoint_picker_local_replies.status.",
+        "endpoint_picker.local_replies.",
+        1,
+    )
+    .replacen(
+        "endpoint_picker_picks;endpoint=",
+        "endpoint_picker.picks.",
+        1,
+    )
+    .replacen(
+        "endpoint_picker_picks.endpoint.",
+        "endpoint_picker.picks.",
+        1,
+    )
+    .replacen(";profile=", ".", 1)
+    .replacen(".profile.", ".", 1)
 }
 
 impl Drop for Env {

@@ -162,11 +162,11 @@ fn streaming_responses_flow_and_stats_are_exported() {
     let prom = env.prometheus();
     let picks: u64 = prom
         .lines()
-        // Wasm: one stat per endpoint (`endpoint_picker_picks_<ip_port>`); native: one stat with
-        // an `endpoint` label (`envoy_dynamicmodulescustom_endpoint_picker_picks{endpoint=…}`).
+        // Both builds label the endpoint (Wasm: `endpoint_picker_picks{…}` through the
+        // rendered stats_tags; native: `envoy_dynamicmodulescustom_endpoint_picker_picks{…}`).
         .filter(|l| {
-            l.starts_with("endpoint_picker_picks_")
-                || l.starts_with("envoy_dynamicmodulescustom_endpoint_picker_picks{endpoint=")
+            l.starts_with("endpoint_picker_picks{")
+                || l.starts_with("envoy_dynamicmodulescustom_endpoint_picker_picks{")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
