@@ -53,6 +53,7 @@ pub const METRIC_HISTOGRAM: u32 = 2;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
@@ -168,6 +169,18 @@ pub fn current_time_ns() -> Result<u64, Status> {
     // SAFETY: one out-pointer to a live u64.
     status(unsafe { proxy_get_current_time_nanoseconds(&mut t) })?;
     Ok(t)
+}
+
+/// The host's log level for this plugin: 0 trace, 1 debug, 2 info, 3 warn, 4 error,
+/// 5 critical (proxy-wasm ABI 0.2.1).
+///
+/// # Errors
+/// The host's status.
+pub fn log_level() -> Result<u32, Status> {
+    let mut l = 0u32;
+    // SAFETY: one out-pointer to a live u32.
+    status(unsafe { proxy_get_log_level(&mut l) })?;
+    Ok(l)
 }
 
 /// Arms (or with 0 disarms) the calling root context's tick timer, milliseconds.

@@ -14,7 +14,7 @@ use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
 use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
 use scheduler_core::RequestState;
 
-use crate::picker::decide::{Outcome, PickerCore};
+use crate::picker::decide::{Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
 use crate::telemetry::RequestRecord;
 #[cfg(test)]
@@ -59,10 +59,7 @@ pub trait Picking {
     /// `record`.
     fn route_request(
         &self,
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: &[u8],
-        now_ms: u64,
+        input: RequestInput<'_>,
         state: &mut RequestState,
         record: &mut RequestRecord,
     ) -> Outcome;
@@ -121,6 +118,9 @@ pub struct RequestFlow {
     start_us: u64,
     /// What the metrics get; `None` once recorded.
     record: Option<RequestRecord>,
+    /// The client asked for the debug header (`x-endpoint-picker-debug`) and `pool.debug`
+    /// allows it.
+    debug_asked: bool,
 }
 
 impl Default for RequestFlow {
@@ -144,6 +144,7 @@ impl RequestFlow {
             reserved: 0,
             start_us: 0,
             record: Some(RequestRecord::default()),
+            debug_asked: false,
         }
     }
 
@@ -186,11 +187,27 @@ impl RequestFlow {
                     host.set_request_header(k, Some(v));
                 }
                 p.count_pick(&r.primary, &r.profile);
+                if log::log_enabled!(log::Level::Debug) {
+                    self.log_decision(
+                        host,
+                        &format!(
+                            "{} destination={}",
+                            r.debug.as_deref().unwrap_or("picked=?"),
+                            r.destination
+                        ),
+                    );
+                }
                 self.primary = Some(r.primary);
-                self.debug = r.debug;
+                self.debug = if self.debug_asked { r.debug } else { None };
                 true
             }
             Outcome::Reply(reply) => {
+                if log::log_enabled!(log::Level::Debug) {
+                    self.log_decision(
+                        host,
+                        &format!("reply status={} body={}", reply.status, reply.body),
+                    );
+                }
                 p.count_reply(reply.status);
                 if let Some(r) = &mut self.record {
                     r.error_status = Some(reply.status);
@@ -199,10 +216,26 @@ impl RequestFlow {
                 false
             }
             Outcome::PassThrough => {
+                if log::log_enabled!(log::Level::Debug) {
+                    self.log_decision(host, "pass-through (FailOpen: no usable metrics)");
+                }
                 p.count_fail_open();
                 true
             }
         }
+    }
+
+    /// The debug-level decision log: one line per request.
+    fn log_decision<H: HttpHost + ?Sized>(&self, host: &mut H, what: &str) {
+        let id = host.request_header("x-request-id").unwrap_or_default();
+        let (model, target) = self
+            .record
+            .as_ref()
+            .and_then(|r| r.model.as_ref())
+            .map_or(("", ""), |(m, t)| (m.as_str(), t.as_str()));
+        log::debug!(
+            "endpoint picker decision: request_id={id} model={model} target_model={target} {what}"
+        );
     }
 
     fn reply<H: HttpHost + ?Sized, P: Picking + ?Sized>(
@@ -227,6 +260,12 @@ impl RequestFlow {
             if host.request_header(h).is_some() {
                 host.set_request_header(h, None);
             }
+        }
+        // The debug header is sent only to a client that asks, and only where the config
+        // allows it (`pool.debug`); the question does not go upstream.
+        if p.core().pool.debug && host.request_header(DEBUG).is_some() {
+            self.debug_asked = true;
+            host.set_request_header(DEBUG, None);
         }
         self.start_us = host.now_us();
         if end_of_stream {
@@ -309,14 +348,29 @@ impl RequestFlow {
         let mut outcome = None;
         let mut headers = Some(headers);
         let state = &mut self.state;
+        let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
         let record = self.record.get_or_insert_with(RequestRecord::default);
         record.request_bytes = size as u64;
         host.with_request_body(size, &mut |body| {
             let h = headers.take().unwrap_or_default();
-            outcome = Some(p.route_request(&path, h, body, start / 1000, state, record));
+            let input = RequestInput {
+                path: &path,
+                headers: h,
+                body,
+                now_ms: start / 1000,
+                explain,
+            };
+            outcome = Some(p.route_request(input, state, record));
         });
         let outcome = outcome.unwrap_or_else(|| {
-            p.route_request(&path, Vec::new(), &[], start / 1000, state, record)
+            let input = RequestInput {
+                path: &path,
+                headers: Vec::new(),
+                body: &[],
+                now_ms: start / 1000,
+                explain,
+            };
+            p.route_request(input, state, record)
         });
         record.scheduling_ns = Some(host.now_us().saturating_sub(start) * 1000);
         if self.apply(host, p, outcome) {
@@ -564,19 +618,13 @@ mod tests {
         }
         fn route_request(
             &self,
-            path: &str,
-            headers: Vec<(String, String)>,
-            body: &[u8],
-            now_ms: u64,
+            input: RequestInput<'_>,
             state: &mut RequestState,
             record: &mut RequestRecord,
         ) -> Outcome {
             self.core.route_request(
                 &self.pool,
-                path,
-                headers,
-                body,
-                now_ms,
+                input,
                 &mut SplitMix64::new(1),
                 state,
                 &mut Timing {
@@ -649,6 +697,7 @@ mod tests {
         let p = picking();
         let body = r#"{"model":"m","prompt":"hello"}"#;
         let mut host = request(body);
+        host.request.push((DEBUG.into(), "1".into()));
         let mut flow = RequestFlow::new();
         assert_eq!(
             flow.on_request_headers(&mut host, &p, false),
@@ -678,7 +727,25 @@ mod tests {
         flow.on_response_headers(&mut host, &p, true);
         assert!(host
             .response_header(DEBUG)
-            .is_some_and(|d| d.starts_with("picked=10.0.0.2:8000")));
+            .is_some_and(|d| d.starts_with("picked=10.0.0.2:8000")
+                && d.contains(" candidates=2/2 top=10.0.0.2:8000:")));
+        assert_eq!(host.request_header(DEBUG), None, "the question is not forwarded");
+        assert_eq!(p.records.borrow().len(), 0, "recorded when the stream ends");
+        flow.finish(&p);
+        let records = p.records.borrow();
+        let r = records.first().expect("one record");
+        assert_eq!(r.model, Some(("m".into(), "m".into())));
+        assert_eq!(r.request_bytes, body.len() as u64);
+        assert!(r.plugins.len() >= 3, "plugin timings: {:?}", r.plugins);
+
+        // Without asking, no debug header even though the config allows it.
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        flow.on_request_body(&mut host, &p, body.len(), true);
+        host.response.push((":status".into(), "200".into()));
+        flow.on_response_headers(&mut host, &p, true);
+        assert_eq!(host.response_header(DEBUG), None);
     }
 
     #[test]

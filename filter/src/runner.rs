@@ -38,6 +38,22 @@ pub fn run(registry: Registry) {
     proxy_wasm::set_root_context(|_| Box::new(RoleRoot::Unconfigured));
 }
 
+/// Lets `log::debug!` through (the decision log) only while Envoy logs this plugin at debug
+/// level or finer; checked on configure and on every tick, so `/logging?level=debug`
+/// on Envoy's admin takes effect within a scrape interval.
+fn follow_host_log_level() {
+    let level = match crate::abi::log_level() {
+        Ok(0) => log::LevelFilter::Trace,
+        Ok(1) => log::LevelFilter::Debug,
+        Ok(2) | Err(_) => log::LevelFilter::Info,
+        Ok(3) => log::LevelFilter::Warn,
+        Ok(_) => log::LevelFilter::Error,
+    };
+    if log::max_level() != level {
+        log::set_max_level(level);
+    }
+}
+
 enum RoleRoot {
     Unconfigured,
     Scraper(Box<ScraperRoot>),
@@ -61,6 +77,7 @@ impl Context for RoleRoot {
 
 impl RootContext for RoleRoot {
     fn on_configure(&mut self, _: usize) -> bool {
+        follow_host_log_level();
         let Some(registry) = REGISTRY.get() else {
             log::error!("endpoint picker: no plugin registry installed");
             return false;
@@ -98,6 +115,7 @@ impl RootContext for RoleRoot {
     }
 
     fn on_tick(&mut self) {
+        follow_host_log_level();
         match self {
             RoleRoot::Scraper(s) => s.on_tick(),
             RoleRoot::Picker(p, standby) => {

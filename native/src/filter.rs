@@ -10,7 +10,7 @@ use endpoint_picker_filter::telemetry::families;
 use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
-use endpoint_picker_filter::picker::decide::{Outcome, PickerCore};
+use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
@@ -158,10 +158,7 @@ impl Picking for FilterConfig {
 
     fn route_request(
         &self,
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: &[u8],
-        now_ms: u64,
+        input: RequestInput<'_>,
         state: &mut RequestState,
         record: &mut RequestRecord,
     ) -> Outcome {
@@ -169,9 +166,9 @@ impl Picking for FilterConfig {
             clock: &monotonic_ns,
             record,
         };
+        let now_ms = input.now_ms;
         self.with_candidates(now_ms, |c, rng| {
-            self.core
-                .route_request(c, path, headers, body, now_ms, rng, state, &mut timing)
+            self.core.route_request(c, input, rng, state, &mut timing)
         })
     }
 

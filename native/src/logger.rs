@@ -41,6 +41,8 @@ static LOGGER: EnvoyLogger = EnvoyLogger;
 /// Makes Envoy's log the sink of the `log` crate (once per process).
 pub fn install() {
     if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
+        // Debug records (the per-request decision log) reach `enabled`, which asks Envoy for
+        // its current level: one cheap call, and `/logging?level=debug` works at once.
+        log::set_max_level(log::LevelFilter::Debug);
     }
 }

@@ -348,7 +348,7 @@ fn prefix_plugin_completion_case() {
                 Some(ProfileRunResult {
                     targets: vec![0],
                     scores: vec![1.0],
-                    breakdown: vec![],
+                    ..ProfileRunResult::default()
                 }),
             ),
             (
@@ -356,7 +356,7 @@ fn prefix_plugin_completion_case() {
                 Some(ProfileRunResult {
                     targets: vec![2],
                     scores: vec![1.0],
-                    breakdown: vec![],
+                    ..ProfileRunResult::default()
                 }),
             ),
         ],

@@ -453,6 +453,8 @@ impl Env {
         let mut req =
             ureq::post(&format!("http://{}{path}", self.listen)).timeout(Duration::from_secs(30));
         req = req.set("content-type", "application/json");
+        // Test clients ask for the explanation (the config allows it: `pool.debug`).
+        req = req.set("x-endpoint-picker-debug", "1");
         for (k, v) in headers {
             req = req.set(k, v);
         }

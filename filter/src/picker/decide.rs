@@ -34,8 +34,24 @@ pub struct Route {
     pub profile: String,
     /// Further request headers plugins asked for (e.g. `x-prefiller-host-port`).
     pub headers: Vec<(String, String)>,
-    /// Debug response header value (pick and per-scorer scores) when `pool.debug` is on.
+    /// The decision explained (pick, per-scorer scores, candidates, the best few), when asked
+    /// for: the debug response header and the debug-level decision log.
     pub debug: Option<String>,
+}
+
+/// One request with its whole body, as the host gathered it.
+pub struct RequestInput<'a> {
+    /// `:path`.
+    pub path: &'a str,
+    /// Request headers (names lower-case).
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: &'a [u8],
+    /// Now, ms since the epoch.
+    pub now_ms: u64,
+    /// Explain the decision ([`Route::debug`]): the client asked for the debug header, or
+    /// the decision log is on.
+    pub explain: bool,
 }
 
 /// The immutable part of a picker VM: the loaded scheduler and the pool settings.
@@ -72,6 +88,7 @@ impl PickerCore {
     }
 
     /// A request without a body (e.g. `GET /v1/models`): a uniformly random fresh endpoint.
+    /// The explanation ([`Route::debug`]) is always made: it is one short string.
     pub fn route_headers_only(&self, candidates: &[Endpoint], rng: &mut dyn Rng) -> Outcome {
         match candidates.get(rng.below(candidates.len())) {
             None => self.unusable(),
@@ -80,27 +97,32 @@ impl PickerCore {
                 primary: e.address.clone(),
                 profile: String::new(),
                 headers: Vec::new(),
-                debug: self
-                    .pool
-                    .debug
-                    .then(|| format!("picked={} reason=no-body", e.address)),
+                debug: Some(format!(
+                    "picked={} reason=no-body candidates={}",
+                    e.address,
+                    candidates.len()
+                )),
             }),
         }
     }
 
-    /// A request with its whole body: parse, admit, schedule.
-    #[allow(clippy::too_many_arguments)]
+    /// A request with its whole body: parse, admit, schedule. With `explain`, the route
+    /// carries the decision's explanation ([`Route::debug`]: scores of the best candidates).
     pub fn route_request(
         &self,
         candidates: &[Endpoint],
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: &[u8],
-        now_ms: u64,
+        input: RequestInput<'_>,
         rng: &mut dyn Rng,
         state: &mut RequestState,
         timing: &mut Timing<'_>,
     ) -> Outcome {
+        let RequestInput {
+            path,
+            headers,
+            body,
+            now_ms,
+            explain,
+        } = input;
         if body.len() > self.pool.body_limit_bytes {
             return Outcome::Reply(self.too_large());
         }
@@ -115,7 +137,7 @@ impl PickerCore {
         if candidates.is_empty() {
             return self.unusable();
         }
-        request.debug = self.pool.debug;
+        request.debug = explain;
         match self
             .picker
             .schedule_observed(&request, candidates, now_ms, rng, state, timing)
@@ -137,7 +159,12 @@ impl PickerCore {
                 "no target".into(),
             )));
         };
-        let debug = self.pool.debug.then(|| debug_value(result, &primary));
+        let debug = result
+            .profile_results
+            .get(result.primary_profile)
+            .and_then(|(_, r)| r.as_ref())
+            .filter(|r| r.candidates > 0)
+            .map(|_| debug_value(result, &primary, candidates));
         let profile = result
             .profile_results
             .get(result.primary_profile)
@@ -153,8 +180,10 @@ impl PickerCore {
     }
 }
 
-/// `picked=<ip:port> profile=<name> score=<total> <scorer>=<score>x<weight> …`
-fn debug_value(result: &SchedulingResult, primary: &str) -> String {
+/// `picked=<ip:port> profile=<name> score=<total> <scorer>=<score>x<weight> … candidates=<after
+/// filters>/<pool> top=<ip:port>:<total>(<score>,…);…` — the best few candidates with each
+/// scorer's raw score in the order listed before.
+fn debug_value(result: &SchedulingResult, primary: &str, pool: &[Endpoint]) -> String {
     let mut s = format!("picked={primary}");
     if let Some((name, Some(r))) = result.profile_results.get(result.primary_profile) {
         let _ = write!(s, " profile={name}");
@@ -163,6 +192,15 @@ fn debug_value(result: &SchedulingResult, primary: &str) -> String {
         }
         for (scorer, score, weight) in &r.breakdown {
             let _ = write!(s, " {scorer}={score:.3}x{weight}");
+        }
+        let _ = write!(s, " candidates={}/{} top=", r.candidates, pool.len());
+        for (i, (endpoint, total, scores)) in r.ranked.iter().enumerate() {
+            let address = pool.get(*endpoint).map_or("?", |e| e.address.as_str());
+            let _ = write!(s, "{}{address}:{total:.3}(", if i > 0 { ";" } else { "" });
+            for (j, v) in scores.iter().enumerate() {
+                let _ = write!(s, "{}{v:.2}", if j > 0 { "," } else { "" });
+            }
+            s.push(')');
         }
     }
     s
@@ -200,10 +238,13 @@ mod tests {
     fn route(c: &PickerCore, eps: &[Endpoint], body: &str) -> Outcome {
         c.route_request(
             eps,
-            "/v1/completions",
-            vec![],
-            body.as_bytes(),
-            1000,
+            RequestInput {
+                path: "/v1/completions",
+                headers: vec![],
+                body: body.as_bytes(),
+                now_ms: 1000,
+                explain: true,
+            },
             &mut SplitMix64::new(1),
             &mut RequestState::new(),
             &mut Timing {

@@ -9,7 +9,7 @@ use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix
 
 use crate::flow::Picking;
 use crate::host;
-use crate::picker::decide::{Outcome, PickerCore};
+use crate::picker::decide::{Outcome, PickerCore, RequestInput};
 use crate::picker::view::PoolView;
 use crate::stats::{PickerStats, WasmSink};
 use crate::telemetry::{RequestRecord, Telemetry, Timing};
@@ -128,10 +128,7 @@ impl Picking for PickerShared {
 
     fn route_request(
         &self,
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: &[u8],
-        now_ms: u64,
+        input: RequestInput<'_>,
         state: &mut RequestState,
         record: &mut RequestRecord,
     ) -> Outcome {
@@ -140,14 +137,12 @@ impl Picking for PickerShared {
             clock: &clock,
             record,
         };
+        let now_ms = input.now_ms;
         let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
         else {
             return self.core.route_request(
                 &[],
-                path,
-                headers,
-                body,
-                now_ms,
+                input,
                 &mut SplitMix64::new(now_ms),
                 state,
                 &mut timing,
@@ -156,10 +151,7 @@ impl Picking for PickerShared {
         self.refresh(&mut view, now_ms);
         self.core.route_request(
             view.candidates(now_ms),
-            path,
-            headers,
-            body,
-            now_ms,
+            input,
             &mut *rng,
             state,
             &mut timing,

@@ -71,6 +71,8 @@ pub(crate) struct PoolSpec {
     body_limit_bytes: Option<u64>,
     #[serde(default)]
     max_buffered_body_bytes: Option<u64>,
+    /// Allow the `x-endpoint-picker-debug` response header for requests that send a request
+    /// header of that name.
     #[serde(default)]
     debug: bool,
 }
@@ -165,7 +167,9 @@ pub struct PoolConfig {
     /// that would go over is answered 503 at once. Bounds the memory slow or stalled uploads can
     /// pin: at most workers × this. At least `bodyLimitBytes`; default 128 MiB.
     pub max_buffered_body_bytes: usize,
-    /// Add the debug response header with the pick and its scores.
+    /// Allow the debug response header (`x-endpoint-picker-debug`: the pick, each scorer's
+    /// score, the candidates and the best few) for requests that ask for it by sending a request
+    /// header of the same name; requests that do not ask never get it.
     pub debug: bool,
 }
 

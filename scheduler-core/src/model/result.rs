@@ -14,7 +14,15 @@ pub struct ProfileRunResult {
     /// Only when the request asked for debug output: for the primary target, each scorer's
     /// `(instance name, raw score in [0, 1], weight)` in profile order.
     pub breakdown: Vec<(String, f64, f64)>,
+    /// Only with debug output: candidates left after the profile's filters.
+    pub candidates: usize,
+    /// Only with debug output: the best [`RANKED`] candidates by total score, best first, as
+    /// `(endpoint index, total, each scorer's raw score in breakdown order)`.
+    pub ranked: Vec<(usize, f64, Vec<f64>)>,
 }
+
+/// How many candidates [`ProfileRunResult::ranked`] keeps.
+pub const RANKED: usize = 3;
 
 /// The whole scheduling decision.
 #[derive(Clone, Debug, Default, PartialEq)]

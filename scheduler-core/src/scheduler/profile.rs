@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::model::result::ProfileRunResult;
+use crate::model::result::{ProfileRunResult, RANKED};
 use crate::observe::{timed, ExtensionPoint, SchedulingObserver};
 use crate::plugin::{CycleContext, Plugin, ScoredEndpoint};
 use crate::rng::Rng;
@@ -118,6 +118,23 @@ impl SchedulerProfile {
                 result.targets.push(p.endpoint);
                 result.scores.push(p.score);
             }
+        }
+        if cx.request.debug {
+            result.candidates = cands.len();
+            let mut order: Vec<usize> = (0..cands.len()).collect();
+            let total = |i: usize| totals.get(i).copied().unwrap_or(0.0);
+            order.sort_by(|&a, &b| total(b).total_cmp(&total(a)));
+            result.ranked = order
+                .into_iter()
+                .take(RANKED)
+                .filter_map(|i| {
+                    let scores = per_scorer
+                        .iter()
+                        .map(|(_, s, _)| s.get(i).copied().unwrap_or(0.0))
+                        .collect();
+                    Some((*cands.get(i)?, total(i), scores))
+                })
+                .collect();
         }
         if let Some(pos) = result
             .targets
