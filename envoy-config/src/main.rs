@@ -9,7 +9,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -44,9 +44,14 @@ enum Command {
         /// gets `pool.cluster: inference_pool`; its endpoints then come from `--xds-dir` (EDS).
         #[arg(long)]
         config: String,
-        /// Path of the .wasm module as Envoy will see it.
+        /// Path of the .wasm module. It must exist (made absolute in the output, so the
+        /// configuration works from any directory) unless `--module-elsewhere`.
         #[arg(long, default_value = "dist/endpoint_picker.wasm")]
         wasm: String,
+        /// The module is where Envoy will run, not here (another machine or a container
+        /// image): render `--wasm` as given, unchecked.
+        #[arg(long)]
+        module_elsewhere: bool,
         /// Listener address for inference traffic.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
@@ -208,6 +213,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Render {
             config,
             wasm,
+            module_elsewhere,
             listen,
             admin_port,
             out,
@@ -231,25 +237,37 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             };
             let picker = read_config(&config)?;
-            if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
-                envoy_config::xds::write(dir, &module(&wasm, native.as_deref()), &picker)?;
-            }
-            let yaml = render(&RenderInput {
+            let limits = Limits {
+                request_headers_timeout_s: request_headers_timeout,
+                request_timeout_s: request_timeout,
+                max_connections,
+                max_heap_bytes,
+                extra_prefixes: route_prefixes,
+            };
+            let input = |picker: serde_json::Value, wasm_path: String| RenderInput {
                 picker,
-                wasm_path: wasm,
+                wasm_path,
                 listen,
                 admin_port,
                 mode,
-                xds_dir,
-                limits: Limits {
-                    request_headers_timeout_s: request_headers_timeout,
-                    request_timeout_s: request_timeout,
-                    max_connections,
-                    max_heap_bytes,
-                    extra_prefixes: route_prefixes,
-                },
-                native,
-            })?;
+                xds_dir: xds_dir.clone(),
+                limits: limits.clone(),
+                native: native.clone(),
+            };
+            // The configuration's own errors first, then the module's.
+            let mut yaml = render(&input(picker.clone(), wasm.clone()))?;
+            let wasm = if matches!(mode, Mode::Picker) && !module_elsewhere {
+                let checked = check_module(&wasm, native.as_deref())?;
+                if checked != wasm {
+                    yaml = render(&input(picker.clone(), checked.clone()))?;
+                }
+                checked
+            } else {
+                wasm
+            };
+            if let (Some(dir), Mode::Picker) = (&xds_dir, mode) {
+                envoy_config::xds::write(dir, &module(&wasm, native.as_deref()), &picker)?;
+            }
             write_out(out, &yaml)
         }
         Command::Deploy {
@@ -332,4 +350,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The module a rendered configuration loads must exist: the `.wasm` file (returned as an
+/// absolute path), or for the native build `lib<name>.so` in `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`
+/// when that is set (Envoy finds the module only through it; without it a note says so).
+fn check_module(wasm: &str, native: Option<&str>) -> Result<String, String> {
+    if let Some(name) = native {
+        let file = format!("lib{name}.so");
+        match std::env::var_os("ENVOY_DYNAMIC_MODULES_SEARCH_PATH") {
+            Some(dir) if !Path::new(&dir).join(&file).is_file() => {
+                return Err(format!(
+                    "{file} is not in ENVOY_DYNAMIC_MODULES_SEARCH_PATH={} (build it with `make native`; it lands in dist/), or pass --module-elsewhere",
+                    Path::new(&dir).display()
+                ))
+            }
+            Some(_) => {}
+            None => eprintln!(
+                "note: Envoy loads {file} from $ENVOY_DYNAMIC_MODULES_SEARCH_PATH; start it with that set (e.g. to the absolute path of dist/)"
+            ),
+        }
+        return Ok(wasm.to_string());
+    }
+    std::fs::canonicalize(wasm)
+        .map(|p| p.display().to_string())
+        .map_err(|e| {
+            format!(
+                "the Wasm module '{wasm}' cannot be read ({e}): build it with `make wasm` (dist/endpoint_picker.wasm), or pass --module-elsewhere when it lives where Envoy runs"
+            )
+        })
 }

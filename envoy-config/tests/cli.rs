@@ -111,6 +111,8 @@ fn committed_envoy_yaml_files_are_current_renders() {
             listen,
             "--admin-port",
             "9901",
+            // Committed examples name the module relative to the repository.
+            "--module-elsewhere",
         ];
         if native {
             args.push("--native");
@@ -123,6 +125,29 @@ fn committed_envoy_yaml_files_are_current_renders() {
             "{yaml} is stale: re-render it with envoy-config render (see README)"
         );
     }
+}
+
+#[test]
+fn render_refuses_a_module_that_is_not_there_and_makes_paths_absolute() {
+    let config = r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:8000"}]}}"#;
+    let (ok, _, err) = cli(
+        &["render", "--config", "-", "--wasm", "/nonexistent.wasm"],
+        Some(config),
+    );
+    assert!(!ok);
+    assert!(err.contains("'/nonexistent.wasm' cannot be read"), "{err}");
+    let dir = std::env::temp_dir().join(format!("cli-module-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("m.wasm");
+    std::fs::write(&module, b"\0asm").unwrap();
+    let (ok, yaml, err) = cli(
+        &["render", "--config", "-", "--wasm", module.to_str().unwrap()],
+        Some(config),
+    );
+    assert!(ok, "{err}");
+    let absolute = std::fs::canonicalize(&module).unwrap();
+    assert!(yaml.contains(&format!("filename: \"{}\"", absolute.display())));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
