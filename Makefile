@@ -27,7 +27,7 @@ WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_
 	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
 .PHONY: test host-test e2e e2e-native native wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
-	deploy-manifests check-manifests oci prometheus
+	deploy-manifests check-manifests oci prometheus run release
 
 test: host-test e2e fuzz-short soak-short
 
@@ -47,6 +47,24 @@ $(MODULE): $(WASM_SOURCES)
 $(EXAMPLE_MODULE): $(WASM_SOURCES)
 	CARGO_TARGET_DIR=$(WASM_TARGET_DIR) scripts/wasm-cargo.sh build --release -p out-of-tree-scorer
 	mkdir -p dist && cp $(WASM_OUT)/out_of_tree_scorer.wasm $@
+
+## Release artefacts in dist/release/<version>/: both modules, both OCI image layouts as
+## reproducible tarballs, LICENSE, CHANGELOG and SHA256SUMS over all of them.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' filter/Cargo.toml | head -1)
+RELEASE_DIR := dist/release/$(VERSION)
+release: $(MODULE) $(NATIVE) oci
+	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	cp $(MODULE) $(NATIVE) LICENSE CHANGELOG.md $(RELEASE_DIR)/
+	for l in $(OCI_LAYOUT) $(OCI_NATIVE_LAYOUT); do \
+		tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C $$(dirname $$l) \
+			-cf $(RELEASE_DIR)/$$(basename $$l)-$(OCI_TAG).tar $$(basename $$l); \
+	done
+	cd $(RELEASE_DIR) && sha256sum $$(ls | grep -v SHA256SUMS) > SHA256SUMS && cat SHA256SUMS
+
+## Quick start: a simulated fleet and Envoy with the picker, until Ctrl-C (RUN_BUILD=wasm for
+## the proxy-wasm build); prints a curl that works.
+run:
+	scripts/run.sh
 
 ## Prometheus (Debian's package) for the metrics e2e test and the dashboard checks.
 prometheus:
