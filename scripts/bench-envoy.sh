@@ -123,8 +123,8 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
     split(b, B, " "); split(a, A, " ");
     printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n }' | tee -a "$WORK/cpu.txt"
   if [ "$mode" = picker ]; then
-    curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker\.(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
-    curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies|scheduling_us' || true
+    curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker(\.|_)(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
+    curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies' || true
   fi
   kill $envoy; wait $envoy 2>/dev/null || true
 }
