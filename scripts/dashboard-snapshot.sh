@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard as a picture of real data: 4 simulated model servers (model-sim), Envoy 1.40
 # with the native picker (4 workers), Debian's Prometheus scraping Envoy with the committed
-# dashboards/ configuration, and the demo's shared-prefix workload for SNAP_SECONDS. Then
+# dashboards/ configuration, the demo's shared-prefix workload for SNAP_SECONDS and one
+# malformed request a second (for the error panels). Then
 # scripts/dashboard_snapshot.py runs every panel query of dashboards/endpoint-picker.json over
 # the run against that Prometheus and draws docs/dashboard.svg (matplotlib in .venv).
 #
@@ -50,6 +51,10 @@ PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf localhost:$ADMIN/ready >/dev/null 2>&1 && curl -sf localhost:$PROM/-/ready >/dev/null 2>&1 && break; sleep 0.2; done
 
 start=$(date +%s)
+# One malformed request a second beside the load, so the error panels have something to show.
+( while sleep 1; do curl -s -o /dev/null "127.0.0.1:$LISTEN/v1/completions" \
+    -H 'content-type: application/json' -d '{not json'; done ) &
+PIDS+=($!)
 target/release/loadgen run --target "http://127.0.0.1:$LISTEN" --workload shared-prefix --groups 16 \
   --prompts-per-group 32 --system-tokens 1200 --question-tokens 60 --output-tokens 32 \
   --qps "$QPS" --duration "$SECS" --seed 7 --label picker --sim-metrics "${metrics%,}" \
@@ -57,4 +62,4 @@ target/release/loadgen run --target "http://127.0.0.1:$LISTEN" --workload shared
 sleep 6   # the last flush, scrape and rule evaluation
 end=$(date +%s)
 .venv/bin/python scripts/dashboard_snapshot.py --prometheus "http://127.0.0.1:$PROM" \
-  --dashboard dashboards/endpoint-picker.json --start "$start" --end "$end" --out docs/dashboard.svg
+  --dashboard dashboards/endpoint-picker.json --start "$start" --end "$end" --out docs/dashboard.svg ${SNAP_PNG:+--png "$SNAP_PNG"}

@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--end", type=float, required=True)
     ap.add_argument("--step", type=float, default=2.0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--png", help="also write a PNG here (for a quick look)")
     args = ap.parse_args()
 
     with open(args.dashboard) as f:
@@ -63,7 +64,8 @@ def main():
             for series in query_range(args.prometheus, expr, args.start, args.end, args.step):
                 t = [float(v[0]) - args.start for v in series["values"]]
                 y = [float(v[1]) for v in series["values"]]
-                ax.plot(t, y, linewidth=1, label=legend(series["metric"]))
+                label = target.get("legendFormat") or legend(series["metric"])
+                ax.plot(t, y, linewidth=1, label=label)
                 drawn += 1
         if drawn == 0:
             empty.append(panel["title"])
@@ -79,8 +81,10 @@ def main():
         "(x axis: seconds since the start)",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(args.out)
+    if args.png:
+        fig.savefig(args.png, dpi=60)
     print(f"wrote {args.out} ({len(panels)} panels)")
     if empty:
         raise SystemExit(f"panels without data: {empty}")
