@@ -141,7 +141,13 @@ fn render_refuses_a_module_that_is_not_there_and_makes_paths_absolute() {
     let module = dir.join("m.wasm");
     std::fs::write(&module, b"\0asm").unwrap();
     let (ok, yaml, err) = cli(
-        &["render", "--config", "-", "--wasm", module.to_str().unwrap()],
+        &[
+            "render",
+            "--config",
+            "-",
+            "--wasm",
+            module.to_str().unwrap(),
+        ],
         Some(config),
     );
     assert!(ok, "{err}");

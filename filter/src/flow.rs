@@ -729,7 +729,11 @@ mod tests {
             .response_header(DEBUG)
             .is_some_and(|d| d.starts_with("picked=10.0.0.2:8000")
                 && d.contains(" candidates=2/2 top=10.0.0.2:8000:")));
-        assert_eq!(host.request_header(DEBUG), None, "the question is not forwarded");
+        assert_eq!(
+            host.request_header(DEBUG),
+            None,
+            "the question is not forwarded"
+        );
         assert_eq!(p.records.borrow().len(), 0, "recorded when the stream ends");
         flow.finish(&p);
         let records = p.records.borrow();

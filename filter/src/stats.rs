@@ -126,7 +126,9 @@ impl StatSink for WasmSink {
 
 /// Stats of the picker filter.
 pub struct PickerStats {
-    picks: RefCell<HashMap<(String, String), Metric>>,
+    /// By endpoint, then (profile, metric): found with no allocation once known.
+    picks: RefCell<HashMap<String, Vec<(String, Metric)>>>,
+    pick_series: std::cell::Cell<usize>,
     replies: RefCell<HashMap<u32, Metric>>,
     fail_open: Metric,
     decodes: Metric,
@@ -140,6 +142,7 @@ impl Default for PickerStats {
     fn default() -> Self {
         PickerStats {
             picks: RefCell::default(),
+            pick_series: std::cell::Cell::new(0),
             replies: RefCell::default(),
             fail_open: Metric::define(MetricType::Counter, "fail_open"),
             decodes: Metric::define(MetricType::Counter, "snapshot.decodes"),
@@ -155,18 +158,23 @@ impl PickerStats {
     /// One request routed to `endpoint` by `profile`.
     pub fn pick(&self, endpoint: &str, profile: &str) {
         if let Ok(mut m) = self.picks.try_borrow_mut() {
-            // Looked up by reference first: no allocation once the pair is known.
-            if let Some((_, metric)) = m.iter().find(|((e, p), _)| e == endpoint && p == profile) {
+            if let Some((_, metric)) = m
+                .get(endpoint)
+                .and_then(|v| v.iter().find(|(p, _)| p == profile))
+            {
                 metric.add(1);
                 return;
             }
-            if m.len() >= MAX_PICK_SERIES {
+            if self.pick_series.get() >= MAX_PICK_SERIES {
                 return;
             }
+            self.pick_series.set(self.pick_series.get() + 1);
             let name = labelled_name(&families::PICKS, &[endpoint, profile]);
             let metric = Metric(abi::define_metric(MetricType::Counter.code(), &name).ok());
             metric.add(1);
-            m.insert((endpoint.to_string(), profile.to_string()), metric);
+            m.entry(endpoint.to_string())
+                .or_default()
+                .push((profile.to_string(), metric));
         }
     }
     /// One local reply with `status`.

@@ -213,10 +213,19 @@ impl FamilySink {
 
     /// The counter `family{labels}` (a family of the request path) grows by `n`.
     pub fn add_to(&self, family: &'static Family, labels: &[&str], n: u64) {
-        let labels: Vec<std::borrow::Cow<'_, str>> =
-            labels.iter().map(|l| label_value(l)).collect();
-        let labels: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
-        update(self.add, self.envoy, self.id(family), &labels, n);
+        self.write(self.add, family, labels, n);
+    }
+
+    /// Calls `f` with clean label values (copies only when one needs cleaning).
+    fn write(&self, f: Update, family: &Family, labels: &[&str], v: u64) {
+        let clean = |l: &&str| matches!(label_value(l), std::borrow::Cow::Borrowed(_));
+        if labels.iter().all(clean) {
+            update(f, self.envoy, self.id(family), labels, v);
+            return;
+        }
+        let owned: Vec<std::borrow::Cow<'_, str>> = labels.iter().map(|l| label_value(l)).collect();
+        let labels: Vec<&str> = owned.iter().map(|l| l.as_ref()).collect();
+        update(f, self.envoy, self.id(family), &labels, v);
     }
 }
 
@@ -227,10 +236,7 @@ impl StatSink for &FamilySink {
     }
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
         if let Some(set) = self.set {
-            let labels: Vec<std::borrow::Cow<'_, str>> =
-                labels.iter().map(|l| label_value(l)).collect();
-            let labels: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
-            update(set, self.envoy, self.id(family), &labels, value);
+            self.write(set, family, labels, value);
         }
     }
 }
