@@ -104,7 +104,8 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   local mode=$1 listen=$LISTEN_PORT extra=() build=()
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
-  target/release/envoy-config render --mode "$mode" "${build[@]}" --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+  # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
+  target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
     --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &

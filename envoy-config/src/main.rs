@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use envoy_config::deploy::{self, DeployInput, Gateway};
 use envoy_config::limits::Limits;
-use envoy_config::render::{module, render, Mode, RenderInput};
+use envoy_config::render::{module, render, AccessLog, Mode, RenderInput};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,10 @@ enum Command {
         /// Admin port (bound to 127.0.0.1).
         #[arg(long, default_value_t = 9901)]
         admin_port: u16,
+        /// The inference listener's access log (one JSON line per request with the pick):
+        /// `stdout`, `none`, or a file path.
+        #[arg(long, default_value = "stdout")]
+        access_log: String,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<String>,
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> Result<(), String> {
             module_elsewhere,
             listen,
             admin_port,
+            access_log,
             out,
             mode,
             xds_dir,
@@ -252,6 +257,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mode,
                 xds_dir: xds_dir.clone(),
                 limits: limits.clone(),
+                access_log: AccessLog::parse(&access_log),
                 native: native.clone(),
             };
             // The configuration's own errors first, then the module's.

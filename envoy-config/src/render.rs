@@ -77,6 +77,8 @@ pub struct RenderInput {
     pub xds_dir: Option<PathBuf>,
     /// Downstream limits (timeouts, connections, heap, routed paths).
     pub limits: Limits,
+    /// The inference listener's access log.
+    pub access_log: AccessLog,
     /// Render a native dynamic module instead of the Wasm module at `wasm_path`: its library
     /// name (`endpoint_picker` → `libendpoint_picker.so`, found through
     /// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
@@ -190,6 +192,71 @@ pub fn local_vm(wasm_path: &str) -> Vm {
     }
 }
 
+/// Where the listener's access log goes: one JSON line per request with the pick
+/// (`x-gateway-destination-endpoint`), the host that served, the attempts, status and timings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AccessLog {
+    /// No access log.
+    None,
+    /// Envoy's stdout.
+    #[default]
+    Stdout,
+    /// A file (appended).
+    File(PathBuf),
+}
+
+impl AccessLog {
+    /// `none`, `stdout`, or a file path.
+    pub fn parse(s: &str) -> AccessLog {
+        match s {
+            "none" => AccessLog::None,
+            "stdout" => AccessLog::Stdout,
+            path => AccessLog::File(PathBuf::from(path)),
+        }
+    }
+
+    /// The HTTP connection manager's `access_log` field (column 0), empty for none.
+    pub fn yaml(&self) -> String {
+        let sink = match self {
+            AccessLog::None => return String::new(),
+            AccessLog::Stdout => r#"- name: envoy.access_loggers.stdout
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+"#
+            .to_string(),
+            AccessLog::File(path) => format!(
+                r#"- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: "{}"
+"#,
+                path.display()
+            ),
+        };
+        format!(
+            r#"# One JSON line per request: the endpoint the picker chose (its header as forwarded), the
+# host that served (differs after a retry), the attempts, the status and the timings (ms).
+access_log:
+{sink}    log_format:
+      json_format:
+        start_time: "%START_TIME%"
+        request_id: "%REQ(X-REQUEST-ID)%"
+        method: "%REQ(:METHOD)%"
+        path: "%REQ(:PATH)%"
+        status: "%RESPONSE_CODE%"
+        flags: "%RESPONSE_FLAGS%"
+        picked: "%REQ(X-GATEWAY-DESTINATION-ENDPOINT)%"
+        served: "%UPSTREAM_HOST%"
+        attempts: "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"
+        bytes_received: "%BYTES_RECEIVED%"
+        bytes_sent: "%BYTES_SENT%"
+        first_byte_ms: "%RESPONSE_DURATION%"
+        duration_ms: "%DURATION%"
+"#
+        )
+    }
+}
+
 /// The inference listener (a list item, column 0): HTTP connection manager with the request
 /// timeouts of `limits`, `http_filters` (column 0, placed before the router), routes for the
 /// inference API paths only (anything else gets a local 404) to `cluster` with a 600 s timeout
@@ -201,6 +268,7 @@ pub fn listener(
     http_filters: &str,
     cluster: &str,
     limits: &Limits,
+    access_log: &AccessLog,
 ) -> String {
     let action = format!(
         r#"cluster: {cluster}
@@ -231,7 +299,7 @@ retry_policy:
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {name}
-{timeouts}        route_config:
+{access_log}{timeouts}        route_config:
           name: {name}
           virtual_hosts:
           - name: {name}
@@ -248,6 +316,7 @@ retry_policy:
         ip = address.ip(),
         port = address.port(),
         timeouts = indent(&limits.hcm_timeouts(), 8),
+        access_log = indent(&access_log.yaml(), 8),
         conn_limit = indent(&limits.connection_limit(name), 4),
         routes = indent(&limits.routes(&action, &filter_names(http_filters)), 12),
         filters = indent(http_filters, 8),
@@ -400,7 +469,8 @@ static_resources:
                 p.buffer_limit,
                 &wasm_filter,
                 &pool.cluster,
-                &input.limits
+                &input.limits,
+                &input.access_log
             ),
             2
         ),

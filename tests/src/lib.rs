@@ -342,6 +342,7 @@ impl Env {
             mode: envoy_config::render::Mode::Picker,
             xds_dir: xds_dir.clone(),
             limits: opts.limits.clone(),
+            access_log: envoy_config::render::AccessLog::File(dir.join("access.log")),
             native: opts.native.clone(),
         })?;
         let yaml = match &opts.edit_yaml {
@@ -441,6 +442,11 @@ impl Env {
             Ok(None) => Some(c.id()),
             _ => None,
         }
+    }
+
+    /// The listener's access log so far (one JSON line per request).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
     /// Envoy's log so far.

@@ -2,6 +2,7 @@
 //! affinity, header-only requests, streaming, and the stats the module exports.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
@@ -171,6 +172,19 @@ fn streaming_responses_flow_and_stats_are_exported() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(picks, 1, "{prom}");
+    // The access log line carries the pick and the host that served.
+    let served = env.backend(r.pod()).addr.to_string();
+    let line = env
+        .wait_until(Duration::from_secs(5), |e| e.access_log().contains(&served))
+        .map(|_| env.access_log())
+        .unwrap_or_default();
+    let entry: serde_json::Value = line
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    assert_eq!(entry["picked"], served.as_str(), "{line}");
+    assert_eq!(entry["served"], served.as_str(), "{line}");
+    assert!(entry["status"] == 200 || entry["status"] == "200", "{line}");
     assert!(prom.contains("endpoint_picker_scrape_success"), "{prom}");
     assert!(
         prom.contains("endpoint_picker_endpoints_total{} 3"),

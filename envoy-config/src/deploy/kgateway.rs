@@ -21,7 +21,7 @@ use super::{module_mount, module_vm, module_volume, namespace, picker_json, Depl
 use crate::blocks::Module;
 use crate::blocks::{override_host_policy, PICKER_ROOT_ID, WASM_FILTER_TYPE};
 use crate::limits::Limits;
-use crate::render::{listener, pool_cluster, VM_ID};
+use crate::render::{listener, pool_cluster, AccessLog, VM_ID};
 use crate::xds::{ecds_document, ECDS_FILE};
 
 /// The picker listener's loopback address (the Static Backend points here).
@@ -89,7 +89,8 @@ load_assignment:
                 prepared.buffer_limit,
                 &filter,
                 POOL_CLUSTER,
-                &Limits::default()
+                &Limits::default(),
+                &AccessLog::Stdout
             ),
             2
         ),
