@@ -4,7 +4,9 @@
 # dashboards/ configuration, the demo's shared-prefix workload for SNAP_SECONDS and one
 # malformed request a second (for the error panels). Then
 # scripts/dashboard_snapshot.py runs every panel query of dashboards/endpoint-picker.json over
-# the run against that Prometheus and draws docs/dashboard.svg (matplotlib in .venv).
+# the run against that Prometheus and draws docs/dashboard.svg (matplotlib in .venv), and
+# checks that every expression of GIE's dashboard in dashboards/gie-v1.5.0-queries.txt (the
+# model servers' vllm:* series included: Prometheus scrapes them too) returns series.
 #
 #   [SNAP_SECONDS=90] [SNAP_QPS=20] scripts/dashboard-snapshot.sh
 set -euo pipefail
@@ -45,6 +47,14 @@ sed -e "s/127.0.0.1:9901/127.0.0.1:$ADMIN/" -e 's/scrape_interval: 15s/scrape_in
     -e "s|- recording-rules.yaml|- $ROOT/dashboards/recording-rules.yaml|" \
     -e "s|- alerts.yaml|- $ROOT/dashboards/alerts.yaml|" \
     dashboards/prometheus-scrape.yaml > "$WORK/prometheus.yml"
+# The model servers' own pages too: GIE's dashboard reads vLLM's series beside the picker's.
+targets=""
+for i in $(seq 1 $N); do targets+="\"127.0.0.1:$((BASE + i))\","; done
+cat >> "$WORK/prometheus.yml" <<YAML
+- job_name: model-servers
+  static_configs:
+  - targets: [${targets%,}]
+YAML
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
   --web.listen-address=127.0.0.1:$PROM >"$WORK/prometheus.log" 2>&1 &
 PIDS+=($!)
@@ -62,4 +72,5 @@ target/release/loadgen run --target "http://127.0.0.1:$LISTEN" --workload shared
 sleep 6   # the last flush, scrape and rule evaluation
 end=$(date +%s)
 .venv/bin/python scripts/dashboard_snapshot.py --prometheus "http://127.0.0.1:$PROM" \
-  --dashboard dashboards/endpoint-picker.json --start "$start" --end "$end" --out docs/dashboard.svg ${SNAP_PNG:+--png "$SNAP_PNG"}
+  --dashboard dashboards/endpoint-picker.json --start "$start" --end "$end" --out docs/dashboard.svg \
+  --check dashboards/gie-v1.5.0-queries.txt ${SNAP_PNG:+--png "$SNAP_PNG"}

@@ -31,6 +31,15 @@ def query_range(base, expr, start, end, step):
     return body["data"]["result"]
 
 
+def query_instant(base, expr, at):
+    params = urllib.parse.urlencode({"query": expr, "time": at})
+    with urllib.request.urlopen(f"{base}/api/v1/query?{params}", timeout=30) as r:
+        body = json.load(r)
+    if body.get("status") != "success":
+        raise RuntimeError(f"{expr}: {body}")
+    return body["data"]["result"]
+
+
 def legend(metric):
     labels = {k: v for k, v in metric.items() if k != "__name__"}
     text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -46,6 +55,7 @@ def main():
     ap.add_argument("--step", type=float, default=2.0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--png", help="also write a PNG here (for a quick look)")
+    ap.add_argument("--check", help="a file of PromQL expressions (one per line, # comments) that must each return series at --end")
     args = ap.parse_args()
 
     with open(args.dashboard) as f:
@@ -86,8 +96,18 @@ def main():
     if args.png:
         fig.savefig(args.png, dpi=60)
     print(f"wrote {args.out} ({len(panels)} panels)")
+    failures = []
     if empty:
-        raise SystemExit(f"panels without data: {empty}")
+        failures.append(f"panels without data: {empty}")
+    if args.check:
+        with open(args.check) as f:
+            exprs = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        missing = [e for e in exprs if not query_instant(args.prometheus, e.replace("$__rate_interval", "30s"), args.end)]
+        print(f"{len(exprs) - len(missing)} of {len(exprs)} expressions of {args.check} return series")
+        if missing:
+            failures.append(f"no series for: {missing}")
+    if failures:
+        raise SystemExit("; ".join(failures))
 
 
 if __name__ == "__main__":
