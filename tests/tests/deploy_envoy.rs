@@ -698,6 +698,7 @@ fn runs_and_routes(gateway: Gateway) {
         ports.inference
     ))
     .set("content-type", "application/json")
+    .set("x-endpoint-picker-debug", "1")
     .timeout(Duration::from_secs(10))
     .send_string(&body.to_string())
     .unwrap_or_else(|e| panic!("{}: {e}\n{}", gateway.name(), envoy.log()));
