@@ -18,13 +18,13 @@ EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
 NATIVE := dist/libendpoint_picker.so
 EXAMPLE_NATIVE := dist/libout_of_tree_scorer.so
 NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/module/src examples/out_of_tree_scorer/src -name '*.rs') \
-	scheduler-core/Cargo.toml filter/Cargo.toml native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
+	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
 E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
 	out_of_tree native_abi
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
-	scheduler-core/Cargo.toml filter/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
+	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
 .PHONY: test host-test e2e e2e-native native wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
 	deploy-manifests check-manifests oci prometheus run release
