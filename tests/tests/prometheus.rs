@@ -29,7 +29,11 @@ fn gie_dashboard() -> Vec<String> {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| l.replace("$__rate_interval", "1m"))
         .collect();
-    assert_eq!(all.len(), 31, "GIE v1.5.0's dashboard has 31 such expressions");
+    assert_eq!(
+        all.len(),
+        31,
+        "GIE v1.5.0's dashboard has 31 such expressions"
+    );
     all.into_iter().filter(|e| !e.contains("vllm:")).collect()
 }
 

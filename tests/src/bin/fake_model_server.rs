@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use clap::Parser;
 use serde::Deserialize;
@@ -299,6 +300,8 @@ async fn main() {
         .route("/metrics", get(metrics))
         .route("/admin/state", post(admin_state))
         .route("/v1/models", get(models))
+        // vLLM's liveness probe: 200 with an empty body (routers check it before registering).
+        .route("/health", get(|| async { axum::http::StatusCode::OK }))
         .route("/v1/completions", post(inference))
         .route("/v1/chat/completions", post(inference))
         .route("/v1/embeddings", post(inference))
@@ -312,6 +315,13 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // Every response byte goes out at once (as vLLM's server does): without TCP_NODELAY the
+    // first streamed chunk after the headers waits for the client's delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("TCP_NODELAY: {e}");
+        }
+    });
     if let Err(e) = axum::serve(listener, router).await {
         eprintln!("serve: {e}");
     }
