@@ -147,20 +147,10 @@ unsafe impl Sync for FamilySink {}
 impl FamilySink {
     /// Counters of the request path, on an HTTP filter configuration.
     pub fn filter(config: Ptr) -> FamilySink {
-        let ids = families::request_families()
-            .map(|f| {
-                let id = define(
-                    abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
-                    config,
-                    f.name,
-                    f.labels,
-                );
-                (f.name, id)
-            })
-            .collect();
-        FamilySink::sorted(
+        FamilySink::define_all(
             config,
-            ids,
+            families::request_families(),
+            abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
             abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
             None,
         )
@@ -168,32 +158,26 @@ impl FamilySink {
 
     /// The pool gauges, on the bootstrap extension configuration.
     pub fn bootstrap(config: Ptr) -> FamilySink {
-        let ids = families::POOL_FAMILIES
-            .iter()
-            .map(|f| {
-                let id = define(
-                    abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
-                    config,
-                    f.name,
-                    f.labels,
-                );
-                (f.name, id)
-            })
-            .collect();
-        FamilySink::sorted(
+        FamilySink::define_all(
             config,
-            ids,
+            families::POOL_FAMILIES.iter().copied(),
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
             abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
             Some(abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge),
         )
     }
 
-    fn sorted(
+    /// Defines every family of `all` with `define` on `envoy`; updates go through `add` / `set`.
+    fn define_all(
         envoy: Ptr,
-        mut ids: Vec<(&'static str, Option<usize>)>,
+        all: impl Iterator<Item = &'static Family>,
+        define_fn: Define,
         add: Update,
         set: Option<Update>,
     ) -> FamilySink {
+        let mut ids: Vec<(&'static str, Option<usize>)> = all
+            .map(|f| (f.name, define(define_fn, envoy, f.name, f.labels)))
+            .collect();
         ids.sort_by_key(|(n, _)| *n);
         FamilySink {
             envoy,

@@ -390,7 +390,9 @@ fn a_client_that_goes_away_is_aborted_like_vllm_does() {
 #[test]
 fn health_answers_like_vllm() {
     let s = sim(&[]);
-    let r = ureq::get(&format!("http://{}/health", s.addr)).call().unwrap();
+    let r = ureq::get(&format!("http://{}/health", s.addr))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.into_string().unwrap(), "");
 }

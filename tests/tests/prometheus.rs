@@ -129,6 +129,13 @@ impl Prometheus {
             .ok()
     }
 
+    /// The value of the first series an instant query returns.
+    fn value(&self, expr: &str) -> Option<f64> {
+        self.query(expr)
+            .first()
+            .and_then(|s| s["value"][1].as_str()?.parse().ok())
+    }
+
     /// The series an instant query returns.
     fn query(&self, expr: &str) -> Vec<Value> {
         let r = ureq::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port))
@@ -231,32 +238,24 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     }
     assert!(missing.is_empty(), "no series for: {missing:#?}");
 
-    // The values are the traffic's: every routed request counted under its model.
-    let total: f64 = prom
-        .query(&format!(
-            "sum(inference_objective_request_total{{model_name=\"{MODEL}\"}})"
-        ))
-        .first()
-        .and_then(|s| s["value"][1].as_str()?.parse().ok())
-        .unwrap_or(0.0);
-    assert!(
-        total >= f64::from(i) * 0.9,
-        "{total} of {i} routed requests counted"
-    );
-    let errors: f64 = prom
-        .query("sum(inference_objective_request_error_total{error_code=\"BadRequest\"})")
-        .first()
-        .and_then(|s| s["value"][1].as_str()?.parse().ok())
-        .unwrap_or(0.0);
-    assert!(
-        errors >= f64::from(i) * 0.9,
-        "{errors} of {i} bad requests counted"
-    );
+    // The values are the traffic's: every routed request counted under its model, and every
+    // bad body under BadRequest. The last requests land within a flush (≤ 1 s) and a scrape.
+    let total_expr = format!("sum(inference_objective_request_total{{model_name=\"{MODEL}\"}})");
+    let errors_expr = "sum(inference_objective_request_error_total{error_code=\"BadRequest\"})";
+    let want = f64::from(i);
+    let counted = |e: &str| prom.value(e).unwrap_or(0.0);
+    let start = Instant::now();
+    while (counted(&total_expr) < want || counted(errors_expr) < want)
+        && start.elapsed() < Duration::from_secs(15)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (total, errors) = (counted(&total_expr), counted(errors_expr));
+    assert_eq!(total, want, "{total} of {i} routed requests counted");
+    assert_eq!(errors, want, "{errors} of {i} bad requests counted");
     // Scheduling time is in seconds: the p99 of an in-proxy decision is well under 100 ms.
-    let p99: f64 = prom
-        .query("histogram_quantile(0.99, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket[1m])))")
-        .first()
-        .and_then(|s| s["value"][1].as_str()?.parse().ok())
+    let p99 = prom
+        .value("histogram_quantile(0.99, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket[1m])))")
         .unwrap_or(f64::NAN);
     assert!(p99 > 0.0 && p99 < 0.1, "scheduling p99 {p99} s");
 

@@ -191,3 +191,33 @@ fn streaming_responses_flow_and_stats_are_exported() {
         "{prom}"
     );
 }
+
+#[test]
+fn debug_level_logs_one_decision_line_per_request() {
+    let env = Env::start(EnvSpec::default());
+    env.settle();
+    let before = env.complete(MODEL, "before debug", &[]);
+    assert_eq!(before.status, 200);
+    assert!(
+        !env.log().contains("endpoint picker decision:"),
+        "no decision log at info level"
+    );
+    // Envoy's admin turns every logger to debug; the Wasm build follows on its next tick.
+    let r = ureq::post(&format!(
+        "http://127.0.0.1:{}/logging?level=debug",
+        env.admin_port
+    ))
+    .call();
+    assert!(r.is_ok(), "{r:?}");
+    let logged = env.wait_until(Duration::from_secs(5), |e| {
+        assert_eq!(e.complete(MODEL, "with debug on", &[]).status, 200);
+        e.log().lines().any(|l| {
+            l.contains("endpoint picker decision: request_id=")
+                && l.contains(&format!("model={MODEL}"))
+                && l.contains(" picked=127.0.0.1:")
+                && l.contains(" candidates=3/3 top=")
+                && l.contains(" destination=127.0.0.1:")
+        })
+    });
+    assert!(logged.is_some(), "no decision line:\n{}", env.log());
+}

@@ -93,7 +93,9 @@ struct PluginSeries {
 pub struct Telemetry {
     plugins: Vec<PluginSeries>,
     scheduler: Histogram,
-    models: HashMap<(String, String), ModelSeries>,
+    /// (model, target model) → index into `series`: a known pair is found without copying it.
+    models: HashMap<(String, String), usize>,
+    series: Vec<((String, String), ModelSeries)>,
     last_flush_ms: u64,
 }
 
@@ -120,6 +122,7 @@ impl Telemetry {
             plugins,
             scheduler: Histogram::new(&families::SCHEDULER_E2E),
             models: HashMap::new(),
+            series: Vec::new(),
             last_flush_ms: 0,
         }
     }
@@ -144,7 +147,9 @@ impl Telemetry {
         if r.model.is_none() && r.error_status.is_none() {
             return; // never parsed and not refused: a body-less request or a pass-through
         }
-        let m = self.model_series(r.model.as_ref());
+        let Some(m) = self.model_series(r.model.as_ref()) else {
+            return;
+        };
         if r.model.is_some() {
             m.requests.total += 1;
             m.request_sizes.record(r.request_bytes);
@@ -173,14 +178,28 @@ impl Telemetry {
         }
     }
 
-    fn model_series(&mut self, model: Option<&(String, String)>) -> &mut ModelSeries {
-        let key = match model {
-            None => (String::new(), String::new()),
-            Some(pair) if self.models.contains_key(pair) => pair.clone(),
-            Some(pair) if self.models.len() < MAX_MODEL_PAIRS => pair.clone(),
-            Some(_) => (OTHER_MODEL.to_string(), OTHER_MODEL.to_string()),
+    fn model_series(&mut self, model: Option<&(String, String)>) -> Option<&mut ModelSeries> {
+        let none = (String::new(), String::new());
+        let pair = model.unwrap_or(&none);
+        let i = match self.models.get(pair) {
+            Some(&i) => i,
+            None => {
+                let key = if self.series.len() < MAX_MODEL_PAIRS || model.is_none() {
+                    pair.clone()
+                } else {
+                    (OTHER_MODEL.to_string(), OTHER_MODEL.to_string())
+                };
+                match self.models.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        self.models.insert(key.clone(), self.series.len());
+                        self.series.push((key, ModelSeries::new()));
+                        self.series.len() - 1
+                    }
+                }
+            }
         };
-        self.models.entry(key).or_insert_with(ModelSeries::new)
+        self.series.get_mut(i).map(|(_, m)| m)
     }
 
     /// Whether a flush is due at `now_ms`.
@@ -199,7 +218,7 @@ impl Telemetry {
                 }
             }
         }
-        for ((model, target), m) in &mut self.models {
+        for ((model, target), m) in &mut self.series {
             let labels = [model.as_str(), target.as_str()];
             m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
             for (code, c) in &mut m.errors {

@@ -39,6 +39,10 @@ impl SchedulingObserver for Timing<'_> {
         Some((self.clock)())
     }
     fn plugin_ran(&mut self, point: ExtensionPoint, plugin: &Arc<dyn Plugin>, ns: u64) {
+        if self.record.plugins.capacity() == 0 {
+            // One allocation per request for a typical profile's calls.
+            self.record.plugins.reserve(16);
+        }
         self.record
             .plugins
             .push((point, super::plugin_key(plugin), ns));
