@@ -15,7 +15,9 @@ use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
 use scheduler_core::RequestState;
 
 use crate::picker::decide::{Outcome, PickerCore, RequestInput};
-use crate::picker::headers::{ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, SERVED};
+use crate::picker::headers::{
+    ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, PREFILLER, SERVED,
+};
 use crate::telemetry::RequestRecord;
 #[cfg(test)]
 use crate::telemetry::Timing;
@@ -28,14 +30,33 @@ pub const MAX_JSON_RESPONSE_BYTES: usize = 1 << 20;
 pub trait HttpHost {
     /// First value of a request header.
     fn request_header(&mut self, name: &str) -> Option<String>;
+    /// First value of each request header of `names` (lower-case) into the same position of
+    /// `out`. Hosts that read every header in one call override this; by default it asks once
+    /// per name.
+    fn find_request_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
+        for (name, slot) in names.iter().zip(out.iter_mut()) {
+            *slot = self.request_header(name);
+        }
+    }
     /// Every request header (names lower-case, values decoded lossily).
     fn request_headers(&mut self) -> Vec<(String, String)>;
     /// Replaces, or with `None` removes, a request header (only while the headers are held).
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool;
+    /// Adds a request header the flow knows is absent (it removed any client value first), so
+    /// the host need not look for existing values. Defaults to [`HttpHost::set_request_header`].
+    fn add_request_header(&mut self, name: &str, value: &str) -> bool {
+        self.set_request_header(name, Some(value))
+    }
     /// Calls `f` with the whole buffered request body of `size` bytes (at most), contiguous.
     fn with_request_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8]));
     /// First value of a response header.
     fn response_header(&mut self, name: &str) -> Option<String>;
+    /// Like [`HttpHost::find_request_headers`], for the response headers.
+    fn find_response_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
+        for (name, slot) in names.iter().zip(out.iter_mut()) {
+            *slot = self.response_header(name);
+        }
+    }
     /// Replaces a response header.
     fn set_response_header(&mut self, name: &str, value: &str) -> bool;
     /// Calls `f` with the current response body chunk of `size` bytes.
@@ -53,8 +74,8 @@ pub trait HttpHost {
 pub trait Picking {
     /// Scheduler and pool settings.
     fn core(&self) -> &PickerCore;
-    /// Decides a request without a body.
-    fn route_headers_only(&self, now_ms: u64) -> Outcome;
+    /// Decides a request without a body (`explain`: the route carries its explanation).
+    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome;
     /// Decides a request with its whole body; the model names and plugin timings go to
     /// `record`.
     fn route_request(
@@ -121,6 +142,8 @@ pub struct RequestFlow {
     /// The client asked for the debug header (`x-endpoint-picker-debug`) and `pool.debug`
     /// allows it.
     debug_asked: bool,
+    /// The request went through a scheduling cycle (so plugins may have response hooks state).
+    scheduled: bool,
 }
 
 impl Default for RequestFlow {
@@ -145,6 +168,7 @@ impl RequestFlow {
             start_us: 0,
             record: Some(RequestRecord::default()),
             debug_asked: false,
+            scheduled: false,
         }
     }
 
@@ -182,9 +206,15 @@ impl RequestFlow {
         self.release(p);
         match outcome {
             Outcome::Route(r) => {
-                host.set_request_header(DESTINATION, Some(&r.destination));
+                // The client's values of these headers were removed with the request headers
+                // (CLIENT_FORBIDDEN), so they are added, not replaced.
+                host.add_request_header(DESTINATION, &r.destination);
                 for (k, v) in &r.headers {
-                    host.set_request_header(k, Some(v));
+                    if CLIENT_FORBIDDEN.contains(&k.as_str()) {
+                        host.add_request_header(k, v);
+                    } else {
+                        host.set_request_header(k, Some(v));
+                    }
                 }
                 p.count_pick(&r.primary, &r.profile);
                 if log::log_enabled!(log::Level::Debug) {
@@ -254,30 +284,36 @@ impl RequestFlow {
         p: &P,
         end_of_stream: bool,
     ) -> HeadersAction {
-        // Read before removing: a removal is a header mutation (in proxy-wasm ABI 0.2.1 every
-        // mutation makes Envoy clear and recompute the route); a read is not.
-        for h in CLIENT_FORBIDDEN {
-            if host.request_header(h).is_some() {
-                host.set_request_header(h, None);
+        // Every header the flow reads here, in one host call where the host can. Read before
+        // removing: a removal is a header mutation (in proxy-wasm ABI 0.2.1 every mutation makes
+        // Envoy clear and recompute the route); a read is not.
+        let wanted = [DESTINATION, PREFILLER, DEBUG, "content-length"];
+        let mut found: [Option<String>; 4] = Default::default();
+        host.find_request_headers(&wanted, &mut found);
+        let [destination, prefiller, debug, declared] = found;
+        for (name, value) in [(DESTINATION, &destination), (PREFILLER, &prefiller)] {
+            debug_assert!(CLIENT_FORBIDDEN.contains(&name));
+            if value.is_some() {
+                host.set_request_header(name, None);
             }
         }
         // The debug header is sent only to a client that asks, and only where the config
         // allows it (`pool.debug`); the question does not go upstream.
-        if p.core().pool.debug && host.request_header(DEBUG).is_some() {
+        if p.core().pool.debug && debug.is_some() {
             self.debug_asked = true;
             host.set_request_header(DEBUG, None);
         }
         self.start_us = host.now_us();
         if end_of_stream {
             let now_ms = self.start_us / 1000;
-            let outcome = p.route_headers_only(now_ms);
+            let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
+            let outcome = p.route_headers_only(now_ms, explain);
             return if self.apply(host, p, outcome) {
                 HeadersAction::Continue
             } else {
                 HeadersAction::Stop
             };
         }
-        let declared = host.request_header("content-length");
         if let Some(reply) = p.core().check_declared_length(declared.as_deref()) {
             self.reply(host, p, reply);
             return HeadersAction::Stop;
@@ -351,6 +387,7 @@ impl RequestFlow {
         let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
         let record = self.record.get_or_insert_with(RequestRecord::default);
         record.request_bytes = size as u64;
+        self.scheduled = true;
         host.with_request_body(size, &mut |body| {
             let h = headers.take().unwrap_or_default();
             let input = RequestInput {
@@ -405,29 +442,47 @@ impl RequestFlow {
         end_of_stream: bool,
     ) {
         let picker = &p.core().picker;
+        // Plugins keep response-hook state only for requests that went through a scheduling
+        // cycle; a body-less request (routed at random) has none.
         let (header_hooks, body_hooks) = (
-            picker.has_response_header_hooks(),
-            picker.has_response_body_hooks(),
+            self.scheduled && picker.has_response_header_hooks(),
+            self.scheduled && picker.has_response_body_hooks(),
         );
+        // Token counts come from the response's `usage`, which only a parsed inference request
+        // (one with a model) has.
+        let wants_usage =
+            self.primary.is_some() && self.record.as_ref().is_some_and(|r| r.model.is_some());
         // Each host read costs a call into the host: read only what a hook, debug or the
-        // metrics need (the token counts come from the response's `usage`).
-        if header_hooks || body_hooks || self.debug.is_some() {
-            self.status = host
-                .response_header(":status")
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            if let Some(primary) = &self.primary {
-                // The route sets include_attempt_count_in_response: only after a retry can
-                // another endpoint have served, and only then is the (costlier) upstream
-                // address looked up.
-                let attempts = host
-                    .response_header(ATTEMPT_COUNT)
-                    .and_then(|a| a.trim().parse::<u32>().ok())
-                    .unwrap_or(0);
-                self.served = if attempts == 1 {
-                    Some(primary.clone())
+        // metrics need, all in one call.
+        let served_needed = header_hooks || body_hooks || self.debug.is_some();
+        if served_needed || wants_usage {
+            let mut found: [Option<String>; 3] = Default::default();
+            host.find_response_headers(&[":status", ATTEMPT_COUNT, "content-type"], &mut found);
+            let [status, attempts, content_type] = found;
+            if served_needed {
+                self.status = status.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                if let Some(primary) = &self.primary {
+                    // The route sets include_attempt_count_in_response: only after a retry can
+                    // another endpoint have served, and only then is the (costlier) upstream
+                    // address looked up.
+                    let attempts = attempts
+                        .and_then(|a| a.trim().parse::<u32>().ok())
+                        .unwrap_or(0);
+                    self.served = if attempts == 1 {
+                        Some(primary.clone())
+                    } else {
+                        host.upstream_address()
+                    };
+                }
+            }
+            if wants_usage {
+                let ct = content_type.unwrap_or_default();
+                self.usage = if ct.starts_with("text/event-stream") {
+                    UsageReader::Sse(SseUsageParser::new())
+                } else if ct.starts_with("application/json") {
+                    UsageReader::Json(Vec::new())
                 } else {
-                    host.upstream_address()
+                    UsageReader::None
                 };
             }
         }
@@ -450,18 +505,8 @@ impl RequestFlow {
                 host.set_response_header(SERVED, s);
             }
         }
-        if self.primary.is_some() {
-            let ct = host.response_header("content-type").unwrap_or_default();
-            self.usage = if ct.starts_with("text/event-stream") {
-                UsageReader::Sse(SseUsageParser::new())
-            } else if ct.starts_with("application/json") {
-                UsageReader::Json(Vec::new())
-            } else {
-                UsageReader::None
-            };
-        }
         if end_of_stream {
-            self.response_done(host);
+            self.response_done(host, None);
             if body_hooks {
                 self.body_hooks(
                     p,
@@ -476,8 +521,8 @@ impl RequestFlow {
     }
 
     /// The response is complete: its duration and token counts go to the record.
-    fn response_done<H: HttpHost + ?Sized>(&mut self, host: &mut H) {
-        let tokens = self.usage().map(|u| (u.prompt_tokens, u.completion_tokens));
+    fn response_done<H: HttpHost + ?Sized>(&mut self, host: &mut H, usage: Option<Usage>) {
+        let tokens = usage.map(|u| (u.prompt_tokens, u.completion_tokens));
         let now = host.now_us();
         if let Some(r) = &mut self.record {
             r.duration_ns = Some(now.saturating_sub(self.start_us) * 1000);
@@ -512,16 +557,18 @@ impl RequestFlow {
             }
             UsageReader::None => {}
         }
+        // The usage is parsed once, at the end, for the metrics and the hooks.
+        let usage = if end_of_stream { self.usage() } else { None };
         if end_of_stream {
-            self.response_done(host);
+            self.response_done(host, usage);
         }
-        if !p.core().picker.has_response_body_hooks() {
+        if !self.scheduled || !p.core().picker.has_response_body_hooks() {
             return;
         }
         let chunk = BodyChunk {
             first: !self.body_seen,
             end_of_stream,
-            usage: if end_of_stream { self.usage() } else { None },
+            usage,
         };
         self.body_seen = true;
         self.body_hooks(p, &chunk);
@@ -612,9 +659,9 @@ mod tests {
         fn core(&self) -> &PickerCore {
             &self.core
         }
-        fn route_headers_only(&self, _now_ms: u64) -> Outcome {
+        fn route_headers_only(&self, _now_ms: u64, _explain: bool) -> Outcome {
             self.core
-                .route_headers_only(&self.pool, &mut SplitMix64::new(1))
+                .route_headers_only(&self.pool, &mut SplitMix64::new(1), false)
         }
         fn route_request(
             &self,

@@ -187,6 +187,13 @@ extern "C" {
         key: ModuleBuffer,
         value: ModuleBuffer,
     ) -> bool;
+    /// Appends a header value (no lookup of existing values, unlike `set_header`).
+    pub fn envoy_dynamic_module_callback_http_add_header(
+        filter: Ptr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
 
     // ---- HTTP filter: body, replies, routing ----
     pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(

@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use endpoint_picker_filter::telemetry::families;
 use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
@@ -152,8 +151,10 @@ impl Picking for FilterConfig {
         &self.core
     }
 
-    fn route_headers_only(&self, now_ms: u64) -> Outcome {
-        self.with_candidates(now_ms, |c, rng| self.core.route_headers_only(c, rng))
+    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
+        self.with_candidates(now_ms, |c, rng| {
+            self.core.route_headers_only(c, rng, explain)
+        })
     }
 
     fn route_request(
@@ -190,15 +191,13 @@ impl Picking for FilterConfig {
     }
 
     fn count_pick(&self, primary: &str, profile: &str) {
-        self.stats
-            .families
-            .add_to(&families::PICKS, &[primary, profile], 1);
+        // Counted in this worker's shard and flushed with the other families: a labelled Envoy
+        // counter costs a stat-name lookup in Envoy on every update (~2 µs per request).
+        self.with_shard(|t| t.pick(primary, profile));
     }
 
     fn count_reply(&self, status: u32) {
-        self.stats
-            .families
-            .add_to(&families::LOCAL_REPLIES, &[status.to_string().as_str()], 1);
+        self.with_shard(|t| t.reply(status));
     }
 
     fn count_fail_open(&self) {
@@ -206,10 +205,7 @@ impl Picking for FilterConfig {
     }
 
     fn record(&self, record: &RequestRecord, now_ms: u64) {
-        let shard = SHARD.with(|s| *s);
-        if let Some(Ok(mut t)) = self.telemetry.get(shard).map(|m| m.lock()) {
-            t.record(record);
-        }
+        self.with_shard(|t| t.record(record));
         self.flush_if_due(now_ms);
     }
 }
@@ -238,6 +234,14 @@ pub fn flush_all(now_ms: u64) {
 }
 
 impl FilterConfig {
+    /// Runs `f` on this worker thread's telemetry shard.
+    fn with_shard(&self, f: impl FnOnce(&mut Telemetry)) {
+        let shard = SHARD.with(|s| *s);
+        if let Some(Ok(mut t)) = self.telemetry.get(shard).map(|m| m.lock()) {
+            f(&mut t);
+        }
+    }
+
     /// Sends every shard's changes to Envoy when the last flush is [`FLUSH_INTERVAL_MS`] old
     /// (one caller wins the flush).
     fn flush_if_due(&self, now_ms: u64) {
@@ -302,6 +306,65 @@ impl NativeHost {
                 ModuleBuffer::of(name.as_bytes()),
                 v,
             )
+        }
+    }
+
+    /// The first value of each of `names` among the headers of `header_type`, read with one
+    /// host call for all of them (one `get_header` call per name costs ~0.4 µs each in Envoy).
+    fn find(&self, header_type: u32, names: &[&str], out: &mut [Option<String>]) {
+        const NONE: EnvoyHttpHeader = EnvoyHttpHeader {
+            key_ptr: core::ptr::null(),
+            key_length: 0,
+            value_ptr: core::ptr::null(),
+            value_length: 0,
+        };
+        // SAFETY: the filter pointer of the current hook.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type)
+        };
+        if n == 0 {
+            return;
+        }
+        let mut on_stack = [NONE; 32];
+        let mut on_heap = Vec::new();
+        let all: &mut [EnvoyHttpHeader] = match on_stack.get_mut(..n) {
+            Some(s) => s,
+            None => {
+                on_heap.resize(n, NONE);
+                &mut on_heap
+            }
+        };
+        // SAFETY: `all` has room for the `n` headers Envoy reported.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers(
+                self.filter,
+                header_type,
+                all.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            return;
+        }
+        for h in all.iter() {
+            // SAFETY: Envoy filled these buffers for the current hook.
+            let key = unsafe {
+                abi::bytes(EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                })
+            };
+            for (name, slot) in names.iter().zip(out.iter_mut()) {
+                if slot.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+                    // SAFETY: as above.
+                    let value = unsafe {
+                        abi::bytes(EnvoyBuffer {
+                            ptr: h.value_ptr,
+                            length: h.value_length,
+                        })
+                    };
+                    *slot = Some(lossy(value));
+                }
+            }
         }
     }
 
@@ -397,8 +460,24 @@ impl HttpHost for NativeHost {
             .collect()
     }
 
+    fn find_request_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
+        self.find(abi::REQUEST_HEADER, names, out);
+    }
+
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool {
         self.set(abi::REQUEST_HEADER, name, value)
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> bool {
+        // SAFETY: pointers borrowed for the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_add_header(
+                self.filter,
+                abi::REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            )
+        }
     }
 
     fn with_request_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
@@ -417,6 +496,10 @@ impl HttpHost for NativeHost {
 
     fn response_header(&mut self, name: &str) -> Option<String> {
         self.header(abi::RESPONSE_HEADER, name)
+    }
+
+    fn find_response_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
+        self.find(abi::RESPONSE_HEADER, names, out);
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) -> bool {

@@ -577,6 +577,16 @@ impl Env {
     }
 
     /// Waits (polling every 20 ms, up to `within`) until `f` holds; returns the time it took.
+    /// Waits until the request counts the module aggregates in memory (picks, local replies and
+    /// the GIE families in the native build) have reached Envoy's stats: they are flushed at most
+    /// once a second, on a request or the scraper's tick. The Wasm build counts picks and
+    /// replies at once, so there this returns immediately.
+    pub fn settle_stats(&self) {
+        if native() {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+
     pub fn wait_until(
         &self,
         within: Duration,

@@ -115,6 +115,7 @@ fn hostile_bodies_get_their_status_and_never_fail_a_vm() {
     env.backends.iter().for_each(|b| b.set(json!({})));
 
     assert_vms_healthy(&env);
+    env.settle_stats();
     let picks = env.stat_sum("endpoint_picker.picks.") - before;
     let replies: u64 = [400, 413]
         .iter()

@@ -166,6 +166,7 @@ fn slow_and_stalled_uploads_are_cut_off_and_memory_stays_bounded() {
     let timeouts = env
         .stat("http.inference.downstream_rq_timeout")
         .unwrap_or(0);
+    env.settle_stats();
     let refused = env.stat("endpoint_picker.local_replies.503").unwrap_or(0);
     let closed = closed.load(Ordering::Relaxed);
     let slowest = slowest.load(Ordering::Relaxed);

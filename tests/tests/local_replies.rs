@@ -79,6 +79,7 @@ fn bad_requests_too_large_and_saturation() {
         200,
         "priority 0 is not sheddable"
     );
+    env.settle_stats();
     assert!(env.stat("endpoint_picker.local_replies.429").unwrap_or(0) >= 1);
 }
 

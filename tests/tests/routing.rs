@@ -160,6 +160,7 @@ fn streaming_responses_flow_and_stats_are_exported() {
         r.header("x-gateway-destination-endpoint-served"),
         Some(env.backend(r.pod()).addr.to_string().as_str())
     );
+    env.settle_stats();
     let prom = env.prometheus();
     let picks: u64 = prom
         .lines()

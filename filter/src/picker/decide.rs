@@ -88,8 +88,14 @@ impl PickerCore {
     }
 
     /// A request without a body (e.g. `GET /v1/models`): a uniformly random fresh endpoint.
-    /// The explanation ([`Route::debug`]) is always made: it is one short string.
-    pub fn route_headers_only(&self, candidates: &[Endpoint], rng: &mut dyn Rng) -> Outcome {
+    /// With `explain`, the route carries its explanation ([`Route::debug`]); it is made only
+    /// then, as this path is the filter's fixed per-request cost.
+    pub fn route_headers_only(
+        &self,
+        candidates: &[Endpoint],
+        rng: &mut dyn Rng,
+        explain: bool,
+    ) -> Outcome {
         match candidates.get(rng.below(candidates.len())) {
             None => self.unusable(),
             Some(e) => Outcome::Route(Route {
@@ -97,11 +103,13 @@ impl PickerCore {
                 primary: e.address.clone(),
                 profile: String::new(),
                 headers: Vec::new(),
-                debug: Some(format!(
-                    "picked={} reason=no-body candidates={}",
-                    e.address,
-                    candidates.len()
-                )),
+                debug: explain.then(|| {
+                    format!(
+                        "picked={} reason=no-body candidates={}",
+                        e.address,
+                        candidates.len()
+                    )
+                }),
             }),
         }
     }
@@ -303,7 +311,7 @@ mod tests {
             Outcome::PassThrough
         );
         assert_eq!(
-            c.route_headers_only(&[], &mut SplitMix64::new(1)),
+            c.route_headers_only(&[], &mut SplitMix64::new(1), false),
             Outcome::PassThrough
         );
         // A bad body is still a 400, whatever the failure mode.
@@ -320,7 +328,7 @@ mod tests {
         let mut rng = SplitMix64::new(5);
         let mut counts = [0u32; 3];
         for _ in 0..3000 {
-            let Outcome::Route(r) = c.route_headers_only(&eps, &mut rng) else {
+            let Outcome::Route(r) = c.route_headers_only(&eps, &mut rng, false) else {
                 panic!()
             };
             counts[eps.iter().position(|e| e.address == r.destination).unwrap()] += 1;

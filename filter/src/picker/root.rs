@@ -114,16 +114,16 @@ impl Picking for PickerShared {
         &self.core
     }
 
-    fn route_headers_only(&self, now_ms: u64) -> Outcome {
+    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
         let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
         else {
             return self
                 .core
-                .route_headers_only(&[], &mut SplitMix64::new(now_ms));
+                .route_headers_only(&[], &mut SplitMix64::new(now_ms), explain);
         };
         self.refresh(&mut view, now_ms);
         self.core
-            .route_headers_only(view.candidates(now_ms), &mut *rng)
+            .route_headers_only(view.candidates(now_ms), &mut *rng, explain)
     }
 
     fn route_request(

@@ -31,6 +31,10 @@ pub const MAX_MODEL_PAIRS: usize = 256;
 /// Label value standing for every model pair beyond [`MAX_MODEL_PAIRS`].
 pub const OTHER_MODEL: &str = "_other";
 
+/// Distinct endpoints kept in the pick counts; picks of further endpoints (after much pool
+/// churn) are counted under [`OTHER_MODEL`]'s label value.
+pub const MAX_PICK_ENDPOINTS: usize = 4096;
+
 /// Where flushed values go: Envoy stats in each build.
 pub trait StatSink {
     /// Adds `delta` (possibly 0: defines the series) to the counter `family{labels}`;
@@ -96,6 +100,10 @@ pub struct Telemetry {
     /// (model, target model) → index into `series`: a known pair is found without copying it.
     models: HashMap<(String, String), usize>,
     series: Vec<((String, String), ModelSeries)>,
+    /// endpoint → (profile, picks): `endpoint_picker_picks{endpoint,profile}`.
+    picks: HashMap<String, Vec<(String, Count)>>,
+    /// status → local replies: `endpoint_picker_local_replies{status}`.
+    replies: Vec<(u32, Count)>,
     last_flush_ms: u64,
 }
 
@@ -123,7 +131,48 @@ impl Telemetry {
             scheduler: Histogram::new(&families::SCHEDULER_E2E),
             models: HashMap::new(),
             series: Vec::new(),
+            picks: HashMap::new(),
+            replies: Vec::new(),
             last_flush_ms: 0,
+        }
+    }
+
+    /// One request routed to `endpoint` by `profile` (a known pair costs no allocation).
+    pub fn pick(&mut self, endpoint: &str, profile: &str) {
+        let by_profile = match self.picks.get_mut(endpoint) {
+            Some(v) => v,
+            None => {
+                let key = if self.picks.len() < MAX_PICK_ENDPOINTS {
+                    endpoint
+                } else {
+                    OTHER_MODEL
+                };
+                self.picks.entry(key.to_string()).or_default()
+            }
+        };
+        match by_profile.iter_mut().find(|(p, _)| p == profile) {
+            Some((_, c)) => c.total += 1,
+            None => by_profile.push((
+                profile.to_string(),
+                Count {
+                    total: 1,
+                    flushed: 0,
+                },
+            )),
+        }
+    }
+
+    /// One local reply with `status`.
+    pub fn reply(&mut self, status: u32) {
+        match self.replies.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, c)) => c.total += 1,
+            None => self.replies.push((
+                status,
+                Count {
+                    total: 1,
+                    flushed: 0,
+                },
+            )),
         }
     }
 
@@ -210,6 +259,20 @@ impl Telemetry {
     /// Sends every change since the previous flush to `sink`.
     pub fn flush(&mut self, now_ms: u64, sink: &mut dyn StatSink) {
         self.last_flush_ms = now_ms;
+        for (endpoint, by_profile) in &mut self.picks {
+            for (profile, c) in by_profile {
+                c.flush(
+                    &families::PICKS,
+                    &[endpoint.as_str(), profile.as_str()],
+                    sink,
+                );
+            }
+        }
+        for (status, c) in &mut self.replies {
+            if c.total != c.flushed {
+                c.flush(&families::LOCAL_REPLIES, &[&status.to_string()], sink);
+            }
+        }
         self.scheduler.flush(&[], sink);
         for p in &mut self.plugins {
             for (point, h) in ExtensionPoint::ALL.iter().zip(p.by_point.iter_mut()) {

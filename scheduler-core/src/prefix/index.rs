@@ -1,29 +1,27 @@
 //! Which endpoints are believed to hold which prefix blocks.
 //!
-//! One hash map from block hash to its holders, and for every endpoint an LRU list of the blocks
-//! it holds. When an endpoint's list is full, its least recently used block is evicted and the
-//! endpoint leaves that block's holders, so the index never tracks more than `capacity` blocks per
-//! endpoint. Unlike GIE@1748e829 (whose `makeserver` falls back to a package constant), the
-//! configured capacity is honoured.
+//! A block table of `(block hash, endpoint)` records ([`super::table::BlockTable`]), and for every
+//! endpoint an LRU list of the blocks it holds. When an endpoint's list is full, its least
+//! recently used block is evicted and its record leaves the table, so the index never tracks more
+//! than `capacity` blocks per endpoint. Unlike GIE@1748e829 (whose `makeserver` falls back to a
+//! package constant), the configured capacity is honoured.
 //!
-//! Layout, chosen so that recording a block allocates nothing in the steady state (this runs on
-//! every request in the Envoy worker): holders are an inline small vector of
-//! `(endpoint id, list node)`; each endpoint's LRU is an intrusive doubly linked list in a slab
-//! (`Vec<Node>`) whose slots are reused on eviction. Touch, insert and evict are O(1).
+//! Layout, chosen so that recording a block allocates nothing in the steady state and touches as
+//! few cache lines as possible (this runs on every request in the Envoy worker): each endpoint's
+//! LRU is an intrusive doubly linked list in a slab (`Vec<Node>`) whose slots are reused on
+//! eviction; the table's records point at those nodes. Touch, insert and evict are O(1).
 //!
 //! Endpoints are keyed by their `ip:port` address; each gets a small integer id on first insert.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
-use smallvec::SmallVec;
+
+use super::table::BlockTable;
 
 const NIL: u32 = u32::MAX;
-
-/// `(endpoint id, node index in that endpoint's slab)` for each holder of one block; most blocks
-/// live on one or two endpoints.
-type Holders = SmallVec<[(u32, u32); 2]>;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -122,6 +120,17 @@ impl EndpointLru {
         Some(hash)
     }
 
+    /// Hashes of the `n` least recently used blocks, oldest first.
+    fn oldest(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        let mut i = self.tail;
+        core::iter::from_fn(move || {
+            let node = self.nodes.get(i as usize)?;
+            i = node.prev;
+            Some(node.hash)
+        })
+        .take(n)
+    }
+
     fn clear(&mut self) {
         self.nodes.clear();
         self.free.clear();
@@ -132,17 +141,35 @@ impl EndpointLru {
 }
 
 /// The approximate prefix-cache index.
-#[derive(Default)]
 pub struct PrefixIndex {
-    blocks: HashMap<u64, Holders>,
+    blocks: BlockTable,
     endpoints: Vec<EndpointLru>,
     ids: HashMap<String, u32>,
+}
+
+impl Default for PrefixIndex {
+    fn default() -> Self {
+        PrefixIndex::new()
+    }
+}
+
+/// A seed for the block table that differs between processes: the address of a fresh heap
+/// allocation (randomised by ASLR), mixed. `no_std` offers no better source of entropy, and the
+/// seed only has to be unknown to clients, not unpredictable to the host.
+fn table_seed() -> u64 {
+    let probe = Box::new(0u8);
+    let addr = &*probe as *const u8 as usize as u64;
+    crate::rng::Rng::next_u64(&mut crate::rng::SplitMix64::new(addr))
 }
 
 impl PrefixIndex {
     /// An empty index.
     pub fn new() -> Self {
-        PrefixIndex::default()
+        PrefixIndex {
+            blocks: BlockTable::new(table_seed()),
+            endpoints: Vec::new(),
+            ids: HashMap::new(),
+        }
     }
 
     /// The id of `address`, if it was ever inserted.
@@ -163,14 +190,14 @@ impl PrefixIndex {
         counts.clear();
         counts.resize(self.endpoints.len(), 0);
         let mut matched = 0;
-        for h in hashes {
-            let Some(holders) = self.blocks.get(h).filter(|x| !x.is_empty()) else {
-                break;
-            };
-            for &(id, _) in holders {
+        for &h in hashes {
+            let held = self.blocks.holders(h, |id| {
                 if let Some(c) = counts.get_mut(id as usize) {
                     *c += 1;
                 }
+            });
+            if held == 0 {
+                break;
             }
             matched += 1;
         }
@@ -196,7 +223,7 @@ impl PrefixIndex {
         else {
             return;
         };
-        remove_holder(&mut self.blocks, hash, id);
+        self.blocks.remove(hash, id);
     }
 
     /// Records that `address` now holds every block in `hashes`, evicting its least recently
@@ -211,12 +238,15 @@ impl PrefixIndex {
         while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
             self.evict_one(id);
         }
+        // Fetch the cache lines this call will need together: the records of the new blocks and
+        // of the blocks that may be evicted for them (the oldest of this endpoint's list).
+        self.blocks.touch(hashes.iter().copied());
+        if let Some(ep) = self.endpoints.get(id as usize) {
+            let evictions = (ep.len + hashes.len()).saturating_sub(cap);
+            self.blocks.touch(ep.oldest(evictions));
+        }
         for &h in hashes {
-            let held = self
-                .blocks
-                .get(&h)
-                .and_then(|hs| hs.iter().find(|(e, _)| *e == id).map(|&(_, n)| n));
-            if let Some(node) = held {
+            if let Some(node) = self.blocks.find(h, id) {
                 if let Some(ep) = self.endpoints.get_mut(id as usize) {
                     ep.touch(node);
                 }
@@ -233,7 +263,7 @@ impl PrefixIndex {
                 return;
             };
             let node = ep.push_front(h);
-            self.blocks.entry(h).or_default().push((id, node));
+            self.blocks.insert(h, id, node);
         }
     }
 
@@ -253,7 +283,7 @@ impl PrefixIndex {
         }
         ep.clear();
         for h in hashes {
-            remove_holder(&mut self.blocks, h, id);
+            self.blocks.remove(h, id);
         }
     }
 
@@ -278,7 +308,7 @@ impl PrefixIndex {
             .map_or(0, |e| e.len)
     }
 
-    /// Distinct block hashes held by at least one endpoint.
+    /// Blocks held, summed over endpoints (a block two endpoints hold counts twice).
     pub fn len(&self) -> usize {
         self.blocks.len()
     }
@@ -286,15 +316,6 @@ impl PrefixIndex {
     /// True when no block is tracked.
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
-    }
-}
-
-fn remove_holder(blocks: &mut HashMap<u64, Holders>, hash: u64, id: u32) {
-    if let Some(h) = blocks.get_mut(&hash) {
-        h.retain(|(e, _)| *e != id);
-        if h.is_empty() {
-            blocks.remove(&hash);
-        }
     }
 }
 
