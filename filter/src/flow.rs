@@ -31,11 +31,15 @@ pub trait HttpHost {
     /// First value of a request header.
     fn request_header(&mut self, name: &str) -> Option<String>;
     /// First value of each request header of `names` (lower-case) into the same position of
-    /// `out`. Hosts that read every header in one call override this; by default it asks once
-    /// per name.
+    /// `out`; an empty name is skipped (`None`). Hosts that read every header in one call
+    /// override this; by default it asks once per name.
     fn find_request_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
         for (name, slot) in names.iter().zip(out.iter_mut()) {
-            *slot = self.request_header(name);
+            *slot = if name.is_empty() {
+                None
+            } else {
+                self.request_header(name)
+            };
         }
     }
     /// Every request header (names lower-case, values decoded lossily).
@@ -287,7 +291,13 @@ impl RequestFlow {
         // Every header the flow reads here, in one host call where the host can. Read before
         // removing: a removal is a header mutation (in proxy-wasm ABI 0.2.1 every mutation makes
         // Envoy clear and recompute the route); a read is not.
-        let wanted = [DESTINATION, PREFILLER, DEBUG, "content-length"];
+        // An empty name is not asked for (it matches no header).
+        let wanted = [
+            DESTINATION,
+            PREFILLER,
+            if p.core().pool.debug { DEBUG } else { "" },
+            if end_of_stream { "" } else { "content-length" },
+        ];
         let mut found: [Option<String>; 4] = Default::default();
         host.find_request_headers(&wanted, &mut found);
         let [destination, prefiller, debug, declared] = found;
