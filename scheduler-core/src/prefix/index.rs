@@ -154,8 +154,10 @@ impl Default for PrefixIndex {
 }
 
 /// A seed for the block table that differs between processes: the address of a fresh heap
-/// allocation (randomised by ASLR), mixed. `no_std` offers no better source of entropy, and the
-/// seed only has to be unknown to clients, not unpredictable to the host.
+/// allocation (randomised by ASLR in the native build), mixed. `no_std` offers no better source
+/// of entropy, and the seed only has to be unknown to clients. In the Wasm build linear-memory
+/// addresses are not randomised, so there the seed is guessable; a clock or host entropy passed
+/// in by the plugin factory would fix that (not done).
 fn table_seed() -> u64 {
     let probe = Box::new(0u8);
     let addr = &*probe as *const u8 as usize as u64;
