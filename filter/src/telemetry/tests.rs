@@ -225,3 +225,32 @@ fn pool_gauges_and_label_values() {
     assert_eq!(label_value("a;b=c\n"), "a_b_c_");
     assert_eq!(label_value(&"é".repeat(100)).len(), 128);
 }
+
+#[test]
+fn picks_and_replies_are_counted_in_memory_and_flushed_as_deltas() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    t.pick("10.0.0.1:8000", "default");
+    t.pick("10.0.0.1:8000", "default");
+    t.pick("10.0.0.1:8000", "prefill");
+    t.reply(429);
+    t.flush(0, &mut shown);
+    let picks =
+        |s: &Shown, ep: &str, profile: &str| s.get(&Shown::key(&families::PICKS, &[ep, profile]));
+    assert_eq!(picks(&shown, "10.0.0.1:8000", "default"), Some(2));
+    assert_eq!(picks(&shown, "10.0.0.1:8000", "prefill"), Some(1));
+    assert_eq!(
+        shown.get(&Shown::key(&families::LOCAL_REPLIES, &["429"])),
+        Some(1)
+    );
+    // A second flush sends only what changed since the first.
+    t.pick("10.0.0.1:8000", "default");
+    t.flush(1000, &mut shown);
+    assert_eq!(picks(&shown, "10.0.0.1:8000", "default"), Some(3));
+    assert_eq!(picks(&shown, "10.0.0.1:8000", "prefill"), Some(1));
+    assert_eq!(
+        shown.get(&Shown::key(&families::LOCAL_REPLIES, &["429"])),
+        Some(1)
+    );
+}

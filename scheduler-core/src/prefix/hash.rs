@@ -13,8 +13,9 @@
 //!
 //! Why not GIE's exact function: these hashes never leave the process (they key this picker's
 //! own approximate index), so only the chaining property matters, and xxh3 with the previous hash
-//! as its seed needs no copy of the block and costs about a quarter of xxh64 on 64-byte blocks
-//! (a 4 KiB prompt is 64 blocks, hashed on every request). The precise prefix cache, which must
+//! as its seed needs no copy of the block: for a 4 KiB prompt (64 blocks, hashed on every
+//! request) callgrind in Envoy measured ~9.5k instructions with one-shot xxh64 and ~7.4k fewer
+//! per request after the switch (2026-12-02). The precise prefix cache, which must
 //! agree with the model server's own block hashes, does not use this module.
 
 use alloc::vec::Vec;
