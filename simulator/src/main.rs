@@ -4,15 +4,19 @@
 //!
 //! Endpoints: `/v1/completions`, `/v1/chat/completions` (JSON or SSE, `usage` with
 //! `prompt_tokens_details.cached_tokens`, `stream_options.include_usage`), `/v1/models`,
-//! `/v1/embeddings`, `/metrics`, `POST|DELETE /admin/fake-metrics`. Bodies up to
+//! `/v1/embeddings`, `/metrics`, `POST|DELETE /admin/fake-metrics`, `GET /health`, and vLLM's
+//! tokenizer endpoints `/tokenize`, `/detokenize`, `/v1/chat/completions/render` and
+//! `/v1/completions/render` (what vLLM's router calls for its `cache_aware` policy). Bodies up to
 //! `--max-body-bytes` (16 MiB) are accepted; a request whose client disconnects is aborted and
 //! frees its batch slot and KV blocks, as in vLLM (`finished_reason="abort"`). Every response names the
-//! server (`x-inference-pod`, `x-inference-port`). Tokens are approximated from text, 4 bytes per
-//! token, deterministically.
+//! server (`x-inference-pod`, `x-inference-port`). Tokens are 4-byte chunks of the text
+//! (`tokens.rs`).
 
 mod engine;
 mod kv;
 mod metrics;
+mod tokenizer_api;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -62,6 +66,9 @@ struct Args {
     /// Adapter load time, ms.
     #[arg(long, default_value_t = 50.0)]
     lora_load_ms: f64,
+    /// Longest prompt plus output, tokens (vLLM's `--max-model-len`; Llama-3.1-8B's 131072).
+    #[arg(long, default_value_t = 131072)]
+    max_model_len: usize,
     /// Running batch size.
     #[arg(long, default_value_t = 256)]
     max_num_seqs: usize,
@@ -98,52 +105,61 @@ struct Args {
     fake_metrics: Option<String>,
 }
 
-struct App {
+pub(crate) struct App {
     args: Args,
     stats: Arc<Mutex<Stats>>,
     submit: mpsc::UnboundedSender<Submission>,
 }
 
-type Shared = Arc<App>;
+pub(crate) type Shared = Arc<App>;
 
-fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str, kind: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}});
     (status, Json(body)).into_response()
 }
 
-/// ~4 bytes per token, deterministic ids (xxh64 of each 4-byte chunk).
-fn tokenize(text: &str) -> Vec<u32> {
-    text.as_bytes()
-        .chunks(4)
-        .map(|c| xxhash_rust::xxh64::xxh64(c, 7) as u32)
-        .collect()
+/// An OpenAI-style error answer (status, message, error type), built into a response by
+/// [`error`].
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
 }
 
-/// The text a chat/completions body asks the model to read.
-fn prompt_text(path: &str, body: &Value) -> Option<String> {
-    if path.ends_with("/chat/completions") {
-        let msgs = body.get("messages")?.as_array()?;
-        let mut s = String::new();
-        for m in msgs {
-            s.push_str(m.get("role").and_then(Value::as_str).unwrap_or(""));
-            s.push_str(": ");
-            match m.get("content") {
-                Some(Value::String(c)) => s.push_str(c),
-                Some(other) => s.push_str(&other.to_string()),
-                None => {}
-            }
-            s.push('\n');
-        }
-        Some(s)
-    } else {
-        match body.get("prompt")? {
-            Value::String(p) => Some(p.clone()),
-            other => Some(other.to_string()),
+impl ApiError {
+    /// A 400 `BadRequestError`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "BadRequestError",
         }
     }
 }
 
-fn identify(mut r: Response, app: &App) -> Response {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, &self.message, self.kind)
+    }
+}
+
+/// The adapter a request's `model` names: `Ok(None)` for the base model, `Ok(Some(adapter))` for
+/// a served LoRA adapter; vLLM's 404 for any other name.
+pub(crate) fn resolve_model(app: &App, model: &str) -> Result<Option<String>, ApiError> {
+    if model == app.args.model {
+        Ok(None)
+    } else if app.args.lora.iter().any(|l| l == model) {
+        Ok(Some(model.to_string()))
+    } else {
+        Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("The model `{model}` does not exist."),
+            kind: "NotFoundError",
+        })
+    }
+}
+
+pub(crate) fn identify(mut r: Response, app: &App) -> Response {
     if let Ok(v) = HeaderValue::from_str(&app.args.name) {
         r.headers_mut().insert("x-inference-pod", v);
     }
@@ -168,25 +184,19 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
         );
     };
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-    let lora = if model == app.args.model {
-        None
-    } else if app.args.lora.iter().any(|l| l == model) {
-        Some(model.to_string())
-    } else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("The model `{model}` does not exist."),
-            "NotFoundError",
-        );
+    let lora = match resolve_model(app, model) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
     };
-    let Some(text) = prompt_text(path, &body) else {
+    let chat = path.ends_with("/chat/completions");
+    let Some(text) = tokens::prompt_text(&body, chat) else {
         return error(
             StatusCode::BAD_REQUEST,
             "missing prompt or messages",
             "BadRequestError",
         );
     };
-    let tokens = tokenize(&text);
+    let tokens = tokens::tokenize(&text);
     let max_tokens = body
         .get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
@@ -201,12 +211,24 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
             "BadRequestError",
         );
     }
+    if tokens.len() + max_tokens > app.args.max_model_len {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the messages, {} in the completion).",
+                app.args.max_model_len,
+                tokens.len() + max_tokens,
+                tokens.len(),
+                max_tokens
+            ),
+            "BadRequestError",
+        );
+    }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let chat = path.ends_with("/chat/completions");
     let (tx, mut rx) = mpsc::unbounded_channel();
     if app
         .submit
@@ -315,7 +337,7 @@ fn async_stream(
 
 async fn embeddings(State(app): State<Shared>, body: Bytes) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let n = tokenize(&v.get("input").map(Value::to_string).unwrap_or_default()).len();
+    let n = tokens::tokenize(&v.get("input").map(Value::to_string).unwrap_or_default()).len();
     let r = Json(json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.1, 0.2, 0.3]}],
                         "model": v.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}))
     .into_response();
@@ -323,9 +345,14 @@ async fn embeddings(State(app): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn models(State(app): State<Shared>) -> Response {
-    let mut data = vec![json!({"id": app.args.model, "object": "model", "owned_by": "model-sim"})];
+    let max = app.args.max_model_len;
+    let mut data = vec![
+        json!({"id": app.args.model, "object": "model", "owned_by": "model-sim", "max_model_len": max}),
+    ];
     for l in &app.args.lora {
-        data.push(json!({"id": l, "object": "model", "parent": app.args.model}));
+        data.push(
+            json!({"id": l, "object": "model", "parent": app.args.model, "max_model_len": max}),
+        );
     }
     identify(
         Json(json!({"object": "list", "data": data})).into_response(),
@@ -411,6 +438,16 @@ async fn main() {
         .route("/v1/chat/completions", post(inference))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/tokenize", post(tokenizer_api::tokenize))
+        .route("/detokenize", post(tokenizer_api::detokenize))
+        .route(
+            "/v1/chat/completions/render",
+            post(tokenizer_api::render_chat),
+        )
+        .route(
+            "/v1/completions/render",
+            post(tokenizer_api::render_completion),
+        )
         // vLLM's liveness probe: 200 with an empty body (routers check it before registering).
         .route("/health", get(|| async { axum::http::StatusCode::OK }))
         .route("/metrics", get(metrics_page))

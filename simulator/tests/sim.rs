@@ -337,8 +337,16 @@ fn loadgen_measures_the_simulators_configured_timing() {
 
 #[test]
 fn bodies_up_to_the_pickers_limit_are_accepted() {
-    // A KV cache that holds ~1 M prompt tokens, and free prefill so the test stays fast.
-    let s = sim(&["--num-gpu-blocks", "100000", "--prefill-ms-per-token", "0"]);
+    // A KV cache and a model length that hold ~1 M prompt tokens, and free prefill so the test
+    // stays fast.
+    let s = sim(&[
+        "--num-gpu-blocks",
+        "100000",
+        "--prefill-ms-per-token",
+        "0",
+        "--max-model-len",
+        "2000000",
+    ]);
     // 4 MiB of prompt: the picker's default bodyLimitBytes, past axum's 2 MiB default.
     let prompt = "word ".repeat((4 << 20) / 5);
     let (status, v, _) = s.post(
@@ -395,4 +403,62 @@ fn health_answers_like_vllm() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.into_string().unwrap(), "");
+}
+
+#[test]
+fn tokenizer_endpoints_answer_like_vllm() {
+    let s = sim(&["--lora", "sql-lora", "--max-model-len", "64"]);
+    let messages = json!([{"role": "system", "content": "You are terse."},
+                          {"role": "user", "content": "Name a prime."}]);
+
+    // /tokenize: chat messages through the template, or a plain prompt.
+    let (st, chat, _) = s.post("/tokenize", json!({"model": MODEL, "messages": messages}));
+    assert_eq!(st, 200, "{chat}");
+    let ids: Vec<u64> = serde_json::from_value(chat["tokens"].clone()).unwrap();
+    assert_eq!(chat["count"], ids.len());
+    assert_eq!(chat["max_model_len"], 64);
+    let text = "system: You are terse.\nuser: Name a prime.\n";
+    assert_eq!(ids.len(), text.len().div_ceil(4));
+    let (st, plain, _) = s.post("/tokenize", json!({"prompt": text}));
+    assert_eq!(st, 200);
+    assert_eq!(plain["tokens"], chat["tokens"], "same text, same ids");
+
+    // /detokenize gives the text back.
+    let (st, back, _) = s.post("/detokenize", json!({"model": "sql-lora", "tokens": ids}));
+    assert_eq!(st, 200, "{back}");
+    assert_eq!(back["prompt"], text);
+
+    // The render endpoints give the ids a chat or completions request would be served with.
+    let (st, r, _) = s.post(
+        "/v1/chat/completions/render",
+        json!({"model": MODEL, "messages": messages, "max_tokens": 3}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["token_ids"], chat["tokens"]);
+    assert_eq!(r["model"], MODEL);
+    assert_eq!(r["sampling_params"]["max_tokens"], 3);
+    let (st, r, _) = s.post(
+        "/v1/completions/render",
+        json!({"model": MODEL, "prompt": text}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["token_ids"], chat["tokens"]);
+
+    // Errors as vLLM gives them: unknown model 404, bad bodies 400, too long for the model 400.
+    let (st, e, _) = s.post("/tokenize", json!({"model": "nope", "prompt": "x"}));
+    assert_eq!((st, e["error"]["code"].as_u64()), (404, Some(404)), "{e}");
+    let (st, _, _) = s.post("/detokenize", json!({"tokens": [1, -2]}));
+    assert_eq!(st, 400);
+    let (st, _, _) = s.post("/v1/chat/completions/render", json!({"prompt": "x"}));
+    assert_eq!(st, 400);
+    let long = "x".repeat(4 * 60);
+    let (st, e, _) = s.post(
+        "/v1/completions",
+        json!({"model": MODEL, "prompt": long, "max_tokens": 8}),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum context length is 64 tokens"));
 }
