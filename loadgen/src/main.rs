@@ -9,8 +9,12 @@
 //! Per request: TTFT (first streamed token), TPOT ((E2E − TTFT) / (tokens − 1)), E2E, output
 //! tokens, the endpoint that served (`x-inference-pod`). Arrivals are Poisson at `--qps` (one or
 //! more `qps:seconds` stages) or a fixed `--concurrency`. The prefix-cache hit rate is read from
-//! the simulators' `vllm:prefix_cache_{hits,queries}_total` before and after the run.
+//! the servers' `vllm:prefix_cache_{hits,queries}[_total]` before and after the run; where the
+//! servers do not name themselves in `x-inference-pod`, the share per endpoint comes from their
+//! `vllm:request_success_total`. Goodput counts the requests that met both `--slo-ttft-ms` and
+//! `--slo-tpot-ms`; `--cpu-pids` measures the CPU the routing processes used during the run.
 
+mod fleet;
 mod report;
 mod workload;
 
@@ -112,6 +116,18 @@ struct RunArgs {
     /// Simulator /metrics URLs to read the prefix-cache hit rate from.
     #[arg(long, value_delimiter = ',')]
     sim_metrics: Vec<String>,
+    /// shared-prefix / lora-mix: Zipf exponent of group popularity (0: uniform).
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
+    /// Goodput's TTFT objective, ms.
+    #[arg(long, default_value_t = 500.0)]
+    slo_ttft_ms: f64,
+    /// Goodput's TPOT objective, ms.
+    #[arg(long, default_value_t = 50.0)]
+    slo_tpot_ms: f64,
+    /// Processes whose CPU time during the run is reported (Envoy, an EPP, a router).
+    #[arg(long, value_delimiter = ',')]
+    cpu_pids: Vec<u32>,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -152,6 +168,15 @@ pub struct Summary {
     pub requests_per_s: f64,
     pub share_per_endpoint: BTreeMap<String, f64>,
     pub prefix_cache_hit_rate: Option<f64>,
+    /// Requests per second that met both objectives (`slo_ttft_ms`, `slo_tpot_ms`).
+    #[serde(default)]
+    pub goodput_rps: f64,
+    /// The objectives goodput was counted against, ms: (TTFT, TPOT).
+    #[serde(default)]
+    pub slo_ms: (f64, f64),
+    /// CPU seconds the `--cpu-pids` processes used during the run, per successful request, ms.
+    #[serde(default)]
+    pub router_cpu_ms_per_request: Option<f64>,
 }
 
 fn pcts(mut v: Vec<f64>) -> Pcts {
@@ -232,30 +257,6 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
     }
 }
 
-async fn prefix_counters(urls: &[String], client: &reqwest::Client) -> Option<(f64, f64)> {
-    if urls.is_empty() {
-        return None;
-    }
-    let (mut hits, mut queries) = (0.0, 0.0);
-    for u in urls {
-        let text = client.get(u).send().await.ok()?.text().await.ok()?;
-        for line in text.lines() {
-            let v = || {
-                line.rsplit(' ')
-                    .next()
-                    .and_then(|x| x.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            if line.starts_with("vllm:prefix_cache_hits_total") {
-                hits += v();
-            } else if line.starts_with("vllm:prefix_cache_queries_total") {
-                queries += v();
-            }
-        }
-    }
-    Some((hits, queries))
-}
-
 fn stages(args: &RunArgs) -> Vec<(f64, f64)> {
     if let Some(s) = &args.stages {
         return s
@@ -287,10 +288,12 @@ async fn run(args: RunArgs) -> Summary {
         min_tokens: args.min_tokens,
         max_tokens: args.max_tokens,
         sessions: args.sessions,
+        zipf: args.zipf,
     };
     let workload = Arc::new(Mutex::new(Workload::new(spec, args.seed)));
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
-    let before = prefix_counters(&args.sim_metrics, &client).await;
+    let before = fleet::read(&args.sim_metrics, &client).await;
+    let cpu_before = fleet::cpu_total(&args.cpu_pids);
     let plan = stages(&args);
     let total_s: f64 = if args.concurrency.is_some() {
         args.duration
@@ -388,13 +391,25 @@ async fn run(args: RunArgs) -> Summary {
     }
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64().max(total_s);
-    let after = prefix_counters(&args.sim_metrics, &client).await;
+    let after = fleet::read(&args.sim_metrics, &client).await;
+    let cpu_used = fleet::cpu_total(&args.cpu_pids) - cpu_before;
     let samples = samples.lock().await.clone();
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok).collect();
     let mut share = BTreeMap::new();
     for s in &ok {
         *share.entry(s.endpoint.clone()).or_insert(0.0) += 1.0 / ok.len().max(1) as f64;
     }
+    let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
+    if share.keys().all(|k| k == "?") && !after.is_empty() {
+        // The servers do not name themselves: count what each one says it finished.
+        share = fleet::served_share(&before, &after);
+    }
+    let tpot_of = |s: &Sample| (s.e2e_s - s.ttft_s) / (s.tokens.max(2) - 1) as f64;
+    let (slo_ttft, slo_tpot) = (args.slo_ttft_ms / 1e3, args.slo_tpot_ms / 1e3);
+    let good = ok
+        .iter()
+        .filter(|s| s.ttft_s <= slo_ttft && (s.tokens < 2 || tpot_of(s) <= slo_tpot))
+        .count();
     let offered = if args.concurrency.is_some() {
         0.0
     } else {
@@ -411,17 +426,18 @@ async fn run(args: RunArgs) -> Summary {
         tpot: pcts(
             ok.iter()
                 .filter(|s| s.tokens > 1)
-                .map(|s| (s.e2e_s - s.ttft_s) / (s.tokens - 1) as f64)
+                .map(|s| tpot_of(s))
                 .collect(),
         ),
         e2e: pcts(ok.iter().map(|s| s.e2e_s).collect()),
         output_tokens_per_s: ok.iter().map(|s| s.tokens as f64).sum::<f64>() / wall,
         requests_per_s: ok.len() as f64 / wall,
         share_per_endpoint: share,
-        prefix_cache_hit_rate: match (before, after) {
-            (Some((h0, q0)), Some((h1, q1))) if q1 > q0 => Some((h1 - h0) / (q1 - q0)),
-            _ => None,
-        },
+        prefix_cache_hit_rate: fleet::hit_rate(&before, &after),
+        goodput_rps: good as f64 / wall,
+        slo_ms: (args.slo_ttft_ms, args.slo_tpot_ms),
+        router_cpu_ms_per_request: (!args.cpu_pids.is_empty() && !ok.is_empty())
+            .then(|| cpu_used * 1e3 / ok.len() as f64),
     }
 }
 

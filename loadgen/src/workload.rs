@@ -2,7 +2,9 @@
 //!
 //! - `shared-prefix` (inference-perf's shape): `groups` system prompts of `system_tokens`, each
 //!   with `prompts_per_group` questions of `question_tokens`; every request picks a group and a
-//!   question at random.
+//!   question at random: groups uniformly, or with `zipf` = s > 0, group k (1-based) with
+//!   probability ∝ 1/k^s (skewed popularity: one prefix alone can be more than one server can
+//!   take, so load signals must override prefix stickiness).
 //! - `random`: prompts of uniformly random length in `[min_tokens, max_tokens]`.
 //! - `multi-turn`: `sessions` chats that grow by one question and one answer per turn.
 //! - `lora-mix`: `shared-prefix` whose model is drawn from `models` (base model and adapters).
@@ -10,6 +12,7 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -53,6 +56,8 @@ pub struct WorkloadSpec {
     pub max_tokens: usize,
     /// multi-turn: concurrent sessions.
     pub sessions: usize,
+    /// shared-prefix / lora-mix: Zipf exponent of group popularity (0: uniform).
+    pub zipf: f64,
 }
 
 /// Produces request bodies.
@@ -63,6 +68,7 @@ pub struct Workload {
     questions: Vec<Vec<String>>,
     sessions: Vec<Vec<Value>>,
     next_session: usize,
+    zipf: Option<Zipf<f64>>,
 }
 
 impl Workload {
@@ -82,7 +88,11 @@ impl Workload {
         let sessions = (0..spec.sessions.max(1))
             .map(|i| vec![json!({"role": "system", "content": format!("Session {i}. {}", text(&mut rng, spec.system_tokens))})])
             .collect();
+        let zipf = (spec.zipf > 0.0)
+            .then(|| Zipf::new(systems.len() as u64, spec.zipf).ok())
+            .flatten();
         Workload {
+            zipf,
             spec,
             rng,
             systems,
@@ -120,7 +130,13 @@ impl Workload {
                 ("/v1/chat/completions", body)
             }
             _ => {
-                let g = self.rng.gen_range(0..self.systems.len());
+                let g = match &self.zipf {
+                    // Zipf draws 1..=n; group 0 is the most popular.
+                    Some(z) => (z.sample(&mut self.rng) as usize)
+                        .saturating_sub(1)
+                        .min(self.systems.len() - 1),
+                    None => self.rng.gen_range(0..self.systems.len()),
+                };
                 let q = self.rng.gen_range(0..self.questions[g].len());
                 let model = if self.spec.kind == "lora-mix" {
                     self.spec
@@ -142,5 +158,55 @@ impl Workload {
                 ("/v1/chat/completions", body)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(zipf: f64) -> WorkloadSpec {
+        WorkloadSpec {
+            kind: "shared-prefix".into(),
+            models: vec!["m".into()],
+            groups: 16,
+            prompts_per_group: 4,
+            system_tokens: 8,
+            question_tokens: 4,
+            output_tokens: 4,
+            min_tokens: 1,
+            max_tokens: 2,
+            sessions: 1,
+            zipf,
+        }
+    }
+
+    /// How many of 4000 requests each group's system prompt got.
+    fn counts(zipf: f64) -> Vec<usize> {
+        let mut w = Workload::new(spec(zipf), 3);
+        let systems = w.systems.clone();
+        let mut n = vec![0; systems.len()];
+        for _ in 0..4000 {
+            let (_, body) = w.next_request();
+            let sys = body["messages"][0]["content"].as_str().unwrap().to_string();
+            n[systems.iter().position(|s| *s == sys).unwrap()] += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn zipf_skews_group_popularity() {
+        let uniform = counts(0.0);
+        assert!(
+            uniform.iter().all(|&c| (150..350).contains(&c)),
+            "{uniform:?}"
+        );
+        // s = 1 over 16 groups: group 1 has 1/H(16) ≈ 30 % of the requests, group 16 ≈ 1.9 %.
+        let skewed = counts(1.0);
+        assert!((1000..1400).contains(&skewed[0]), "{skewed:?}");
+        assert!(
+            skewed[0] > skewed[1] && skewed[1] > skewed[15],
+            "{skewed:?}"
+        );
     }
 }
