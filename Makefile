@@ -26,7 +26,7 @@ E2E_BOTH := routing local_replies hostile security faults scrape_faults limits p
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: test host-test e2e e2e-native native wasm envoy bench clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
+.PHONY: test host-test e2e e2e-native native wasm envoy bench bench-peers clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
 	deploy-manifests check-manifests oci prometheus run release
 
 test: host-test e2e fuzz-short soak-short
@@ -139,6 +139,13 @@ soak-short:
 ## Criterion benchmarks of scheduler-core (results are recorded in scheduler-core/README.md).
 bench:
 	$(CARGO) bench -p scheduler-core --bench scheduling --bench parse
+
+## Side by side with the field (not in CI; ~45 min): Envoy's balancers, llm-d-router's EPP over
+## ext_proc, SGLang's and vLLM's routers and this picker on the same fleets and workloads;
+## installs the pinned peers into target/peers (scripts/peers-install.sh). Results in
+## bench-results/peers/results.md. PEERS_FLEETS / PEERS_WORKLOADS / PEERS_POLICIES pick a subset.
+bench-peers:
+	scripts/bench-peers.sh
 
 ## The main job: 4 simulated servers, Envoy round robin / least request / picker, one workload,
 ## a comparison table and demo-results/ttft.svg (about 3 minutes on 2 cores).
