@@ -4,7 +4,7 @@
 # the Wasm picker and Envoy with the native picker, side by side in one run. Prints added
 # latency (p50/p99), the throughput ratio and Envoy's CPU per request.
 #
-#   [BENCH_WORKLOAD=distinct|shared|get] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] \
+#   [BENCH_WORKLOAD=distinct|shared|get|large] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] [BENCH_EPP=1] \
 #     scripts/bench-envoy.sh [seconds=15] [connections=16]
 #
 # BENCH_CONCURRENCY: Envoy worker threads (--concurrency) for every run. BENCH_ROUNDS (default 2):
@@ -15,6 +15,11 @@
 # kgateway), where a plain outer listener routes over loopback to the picker's own listener in
 # the same Envoy (the overlay is merged with --config-yaml, as kgateway merges its bootstrap), so
 # the difference to `picker` is the cost of the extra in-proxy hop.
+#
+# BENCH_EPP=1 adds `epp`: Envoy with llm-d-router's EPP over ext_proc (scripts/peers/: file
+# discovery of the same 16 servers, the same default profile, bodies FULL_DUPLEX_STREAMED), the
+# out-of-process picker this project replaces. Its CPU per request counts the EPP process (every
+# thread) as well as Envoy's worker; the EPP is not pinned. Installs the EPP into target/peers.
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
@@ -47,6 +52,7 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 make -s wasm native envoy >/dev/null
 cargo build -q --release -p e2e --bin fake-model-server
 cargo build -q --release -p envoy-config --bin envoy-config
+[ "${BENCH_EPP:-0}" = 1 ] && scripts/peers-install.sh epp
 
 # shellcheck source=scripts/bench-load.sh
 . scripts/bench-load.sh
@@ -81,13 +87,32 @@ HOP_YAML="static_resources:
     load_assignment: { cluster_name: picker_loopback, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $INNER_PORT } } } } ] } ] }
     circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }"
 
-run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
-  local mode=$1 listen=$LISTEN_PORT extra=() build=()
+# The EPP's endpoints file and config, and Envoy's ext_proc configuration (scripts/peers/).
+EPP_GRPC=$((BASE_PORT + 83))
+if [ "${BENCH_EPP:-0}" = 1 ]; then
+  echo "endpoints:" > "$WORK/endpoints.yaml"
+  for i in $(seq 1 $N); do
+    echo "- {name: pod-$i, address: \"127.0.0.1\", port: \"$((BASE_PORT + i))\"}" >> "$WORK/endpoints.yaml"
+  done
+  sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp-config.yaml"
+  sed "s|@LISTEN@|$LISTEN_PORT|; s|@ADMIN@|$ADMIN_PORT|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/epp.yaml"
+fi
+
+run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | epp
+  local mode=$1 listen=$LISTEN_PORT extra=() build=() epp=""
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
-  target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
-    --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  if [ "$1" = epp ]; then
+    target/peers/bin/epp --pool-name bench --pool-namespace bench --config-file "$WORK/epp-config.yaml" \
+      --grpc-port $EPP_GRPC --grpc-health-port $((EPP_GRPC + 1)) --metrics-port $((EPP_GRPC + 2)) \
+      --secure-serving=false >"$WORK/epp.log" 2>&1 &
+    epp=$!
+    cp "$WORK/epp.yaml" "$WORK/$1.yaml"
+  else
+    target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+      --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  fi
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
@@ -95,8 +120,10 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   sleep 1
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
   local before; before=$(thread_cpu $envoy)
+  local epp_before=0; [ -n "$epp" ] && epp_before=$(proc_cpu $epp)
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
   local after; after=$(thread_cpu $envoy)
+  local epp_after=0; [ -n "$epp" ] && epp_after=$(proc_cpu $epp)
   local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.lat"
@@ -104,6 +131,11 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop
   awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
     split(b, B, " "); split(a, A, " ");
     printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n }' | tee -a "$WORK/cpu.txt"
+  if [ -n "$epp" ]; then
+    awk -v b="$epp_before" -v a="$epp_after" -v n="$reqs" -v m="$1" 'BEGIN {
+      printf "%s epp_process_cpu_us_per_request: %.1f\n", m, (a-b)*1e6/n }' | tee -a "$WORK/epp-cpu.txt"
+    kill "$epp"; wait "$epp" 2>/dev/null || true
+  fi
   if [ "$mode" = picker ]; then
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker(\.|_)(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies' || true
@@ -120,12 +152,18 @@ thread_cpu() {
     END { printf "%f %f", w, m }' /proc/$pid/task/*/stat
 }
 
+# CPU seconds used so far by every thread of a process.
+proc_cpu() {
+  awk -v t="$(getconf CLK_TCK)" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print (f[12] + f[13]) / t }' /proc/$1/stat
+}
+
 to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else { sub(/s$/,"",v); print v*1000000 } }'
 }
 
 MODES=(round-robin picker native)
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
+[ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
 mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
@@ -134,8 +172,11 @@ for m in "${MODES[@]}"; do
   p50=$(for f in "$WORK/$m".*.lat; do to_us "$(awk '$1=="50%" {print $2}' "$f")"; done | mean)
   p99=$(for f in "$WORK/$m".*.lat; do to_us "$(awk '$1=="99%" {print $2}' "$f")"; done | mean)
   errs=$(cat "$WORK/$m".*.wrk | awk '/Non-2xx|Socket errors/ {print}')
-  echo "$m rps=$rps p50_us=$p50 p99_us=$p99 (mean of $ROUNDS rounds) ${errs}"
-  eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99"
+  # Latency under the throughput run's load (CONNS connections).
+  lp50=$(for f in "$WORK/$m".*.wrk; do to_us "$(awk '$1=="50%" {print $2}' "$f")"; done | mean)
+  lp99=$(for f in "$WORK/$m".*.wrk; do to_us "$(awk '$1=="99%" {print $2}' "$f")"; done | mean)
+  echo "$m rps=$rps p50_us=$p50 p99_us=$p99 loaded_p50_us=$lp50 loaded_p99_us=$lp99 (mean of $ROUNDS rounds) ${errs}"
+  eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99; ${m//-/_}_lp50=$lp50; ${m//-/_}_lp99=$lp99"
 done
 cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt" | mean; }
 awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="$round_robin_rps" -v b="$picker_rps" -v c="$native_rps" \
@@ -156,5 +197,21 @@ if [ "${BENCH_HOP:-0}" = 1 ]; then
     printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% (%.1f %% of plain Envoy) |\n", a, b, 100*b/a, 100*b/rr
     printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
     printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+  }'
+fi
+if [ "${BENCH_EPP:-0}" = 1 ]; then
+  eppcpu=$(awk '{print $2}' "$WORK/epp-cpu.txt" | mean)
+  awk -v wl="$WORKLOAD" -v c="$CONNS" -v a="$round_robin_rps" -v e="$epp_rps" -v n="$native_rps" \
+      -v p50a="$round_robin_p50" -v p50e="$epp_p50" -v p50n="$native_p50" \
+      -v p99a="$round_robin_p99" -v p99e="$epp_p99" -v p99n="$native_p99" \
+      -v l50a="$round_robin_lp50" -v l50e="$epp_lp50" -v l50n="$native_lp50" \
+      -v l99a="$round_robin_lp99" -v l99e="$epp_lp99" -v l99n="$native_lp99" \
+      -v ca="$(cpu round-robin)" -v ce="$(cpu epp)" -v cn="$(cpu native)" -v ee="$eppcpu" 'BEGIN {
+    printf "\nworkload %s: the out-of-process EPP (ext_proc) against the native picker\n", wl
+    printf "| | plain Envoy (round robin) | Envoy + llm-d-router EPP (ext_proc) | Envoy + native picker |\n|---|---|---|---|\n"
+    printf "| throughput (req/s, %d connections) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", c, a, e, 100*e/a, n, 100*n/a
+    printf "| CPU per request (µs): Envoy worker + EPP process | %.1f | %.1f + %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, ce, ee, ce+ee-ca, cn, cn-ca
+    printf "| latency p50 / p99, 1 connection (µs) | %.0f / %.0f | %.0f / %.0f (+%.0f / +%.0f) | %.0f / %.0f (+%.0f / +%.0f) |\n", p50a, p99a, p50e, p99e, p50e-p50a, p99e-p99a, p50n, p99n, p50n-p50a, p99n-p99a
+    printf "| latency p50 / p99, %d connections (µs) | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", c, l50a, l99a, l50e, l99e, l50n, l99n
   }'
 fi

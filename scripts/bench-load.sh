@@ -7,7 +7,8 @@
 #   distinct: a counter at the front, so every request has its own prefix (worst case for the
 #             prefix index: 64 new blocks recorded per request);
 #   shared:   one ~3.9 KiB system prompt, then a per-request question (typical chat traffic);
-#   get:      GET /v1/models, no body (the filter's fixed per-request cost).
+#   get:      GET /v1/models, no body (the filter's fixed per-request cost);
+#   large:    a ~220 KB system prompt and a per-request question (GIE #2928's long-prompt case).
 
 start_fleet() {
   local n=$1 base=$2 i port
@@ -23,15 +24,16 @@ start_fleet() {
 }
 
 write_workload() {
-  local front back
+  local front back repeat=78
   case "$1" in
     distinct) front='n .. " " ..'; back='"What is my balance?"' ;;
     shared)   front=''; back='"Question number " .. n .. ": what is my balance?"' ;;
+    large)    front=''; back='"Question number " .. n .. ": what is my balance?"'; repeat=4400 ;;
     get) echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$2"; return ;;
     *) echo "unknown BENCH_WORKLOAD $1" >&2; return 2 ;;
   esac
   cat > "$2" <<LUA
-local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
+local filler = string.rep("You are a helpful assistant for the billing team. ", $repeat)
 local n = 0
 request = function()
   n = n + 1

@@ -8,6 +8,8 @@
 #                                default profile: scripts/peers/epp-config.yaml)
 #   sglang, vllm                 SGLang's and vLLM's routers, policy cache_aware
 #   wasm, native                 Envoy + this picker (default profile), Wasm and native builds
+#   native-rendezvous            the native picker with prefix-rendezvous-scorer added to the
+#                                default profile (where a new prefix lands; not in the default list)
 # Workloads (PEERS_WORKLOADS): shared16 / shared32 (the demo's shared-prefix workload with 16 or
 #   32 groups), zipf (16 groups, Zipf(1.2) popularity: the top group is ~35 % of the traffic),
 #   multiturn (16 chats growing by a question and an answer per turn), lora (shared16 over the
@@ -19,7 +21,9 @@
 # goodput (TTFT ≤ 500 ms and TPOT ≤ 50 ms), the servers' prefix-cache hit rate, share per
 # server, and the CPU the routing processes used (Envoy + EPP, or the router) per request.
 # Output: bench-results/peers/<fleet>-<workload>-<policy>.json, one table
-# (bench-results/peers/results.md) and one TTFT chart per fleet and workload.
+# (bench-results/peers/results.md) and one TTFT chart per fleet and workload. The report covers
+# every saved run of the fleets, workloads and policies named, so runs made apart (e.g. one
+# fleet at a time) land in one table; PEERS_REPORT_ONLY=1 only rewrites the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${PEERS_SECONDS:-30}
@@ -41,10 +45,12 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-echo "== building and installing (first run installs the wasm toolchain, Envoy and the peers) =="
-make -s wasm native envoy >/dev/null
-cargo build -q --release -p model-sim -p loadgen -p envoy-config
-scripts/peers-install.sh
+if [ -z "${PEERS_REPORT_ONLY:-}" ]; then
+  echo "== building and installing (first run installs the wasm toolchain, Envoy and the peers) =="
+  make -s wasm native envoy >/dev/null
+  cargo build -q --release -p model-sim -p loadgen -p envoy-config
+  scripts/peers-install.sh
+fi
 
 endpoints="" metrics="" workers="" epp_endpoints="endpoints:"
 for i in $(seq 1 $N); do
@@ -55,6 +61,14 @@ for i in $(seq 1 $N); do
   epp_endpoints+=$'\n'"- {name: sim-$i, address: \"127.0.0.1\", port: \"$port\"}"
 done
 echo "{\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}}" > "$WORK/picker.json"
+cat > "$WORK/rendezvous.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
+ "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
+             {"type": "prefix-cache-scorer"}, {"type": "prefix-rendezvous-scorer"}],
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "prefix-rendezvous-scorer", "weight": 2}]}]}
+JSON
 echo "$epp_endpoints" > "$WORK/endpoints.yaml"
 sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp.yaml"
 sed "s|@LISTEN@|$LISTEN|; s|@ADMIN@|$ADMIN|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/envoy-epp.yaml"
@@ -107,6 +121,7 @@ label_of() {
     epp) echo "Envoy + llm-d-router EPP (ext_proc)" ;; sglang) echo "SGLang router cache_aware" ;;
     vllm) echo "vLLM router cache_aware" ;; wasm) echo "Envoy + picker (Wasm)" ;;
     native) echo "Envoy + picker (native)" ;;
+    native-rendezvous) echo "Envoy + picker (native) + prefix-rendezvous" ;;
   esac
 }
 
@@ -114,10 +129,13 @@ run_one() { # $1 fleet, $2 workload, $3 policy
   start_fleet "$1"
   local cpu=() ready="http://127.0.0.1:$ADMIN/ready"
   case $3 in
-    round-robin|least-request|wasm|native)
-      local mode=$3 flag=""
-      case $3 in wasm) mode=picker ;; native) mode=picker flag=--native ;; esac
-      target/release/envoy-config render --mode "$mode" $flag --config "$WORK/picker.json" \
+    round-robin|least-request|wasm|native|native-rendezvous)
+      local mode=$3 flag="" cfg=$WORK/picker.json
+      case $3 in
+        wasm) mode=picker ;; native) mode=picker flag=--native ;;
+        native-rendezvous) mode=picker flag=--native cfg=$WORK/rendezvous.json ;;
+      esac
+      target/release/envoy-config render --mode "$mode" $flag --config "$cfg" \
         --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
       ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency "$WORKERS" \
         --disable-hot-restart --log-level warn >"$WORK/proxy.log" 2>&1 &
@@ -153,14 +171,19 @@ run_one() { # $1 fleet, $2 workload, $3 policy
   wait "${cpu[@]}" "${FLEET_PIDS[@]}" 2>/dev/null || true
 }
 
-for f in $FLEETS; do
-  for w in $WORKLOADS; do
-    for p in $POLICIES; do run_one "$f" "$w" "$p"; done
+if [ -z "${PEERS_REPORT_ONLY:-}" ]; then
+  for f in $FLEETS; do
+    for w in $WORKLOADS; do
+      for p in $POLICIES; do run_one "$f" "$w" "$p"; done
+    done
   done
-done
+fi
 
 {
   echo "# Side by side with the field ($(date -u +%Y-%m-%d), $N servers per fleet, Envoy $WORKERS workers, $QPS req/s for $SECS s per run)"
+  echo
+  echo "Goodput counts requests with TTFT ≤ 500 ms and TPOT ≤ 50 ms. Router CPU is the CPU time of"
+  echo "the routing processes (Envoy, Envoy + EPP, or the router) during the run, per request."
   echo
   echo "Versions: Envoy $(.venv/bin/envoy --version 2>/dev/null | grep -o '/[0-9]*\.[0-9]*\.[0-9]*/' | head -1 | tr -d /);" \
     "llm-d-router EPP v0.10.0; llm-d-inference-sim v0.10.2; sglang-router 0.3.2; vllm-router 0.1.17;" \
@@ -169,6 +192,7 @@ done
     for w in $WORKLOADS; do
       files=()
       for p in $POLICIES; do [ -f "$OUT/$f-$w-$p.json" ] && files+=("$OUT/$f-$w-$p.json"); done
+      [ ${#files[@]} -gt 0 ] || continue
       echo
       echo "## $f, $w"
       echo
@@ -183,8 +207,8 @@ done
   python3 - "$OUT" "$FLEETS" "$WORKLOADS" "$POLICIES" <<'PY'
 import json, os, sys
 out, fleets, workloads, policies = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
-ours = [p for p in ("native", "wasm") if p in policies]
-peers = [p for p in policies if p not in ("native", "wasm")]
+ours = [p for p in ("native", "native-rendezvous", "wasm") if p in policies]
+peers = [p for p in policies if p not in ours]
 print("| fleet | workload | best peer by TTFT p90 | its p90 (ms) | " + " | ".join(f"{p} p90 (ms) / ratio / goodput ratio" for p in ours) + " |")
 print("|---|---|---|---|" + "---|" * len(ours))
 for f in fleets:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers scripts/bench-peers.sh runs beside the picker, pinned, by name from their
 # registries, into target/peers/ (bin/ and a Python venv). Idempotent; prints nothing when all
-# are present.
+# are present. Arguments pick some: llm-d-inference-sim, epp, routers (default: all three).
 #   - llm-d-router's EPP (the reference endpoint picker; GIE's EPP moved there in GIE v1.6) and
 #     llm-d-inference-sim (llm-d's vLLM simulator): Go modules, `go install`.
 #   - sglang-router and vllm-router: PyPI.
@@ -18,6 +18,8 @@ PEERS=$PWD/target/peers
 BIN=$PEERS/bin
 mkdir -p "$BIN"
 export GOBIN=$BIN GOFLAGS=-mod=mod
+WANT=" ${*:-llm-d-inference-sim epp routers} "
+wants() { [[ $WANT == *" $1 "* ]]; }
 
 # A Go command at an exact version. `go install mod/cmd@v` first; a proxy that refuses the module's
 # version list (seen here: the deprecation lookup gets 403) still serves the version itself, so
@@ -33,12 +35,12 @@ go_install() { # $1 module, $2 package path inside it, $3 version
   return $rc
 }
 
-if [ ! -x "$BIN/llm-d-inference-sim" ]; then
+if wants llm-d-inference-sim && [ ! -x "$BIN/llm-d-inference-sim" ]; then
   echo "installing llm-d-inference-sim $LLMD_SIM (go install; a few minutes)"
   go_install github.com/llm-d/llm-d-inference-sim cmd/llm-d-inference-sim "$LLMD_SIM"
 fi
 
-if [ ! -x "$BIN/epp" ]; then
+if wants epp && [ ! -x "$BIN/epp" ]; then
   echo "installing llm-d-router's EPP $LLMD_ROUTER (go install; a few minutes)"
   if ! go_install github.com/llm-d/llm-d-router cmd/epp "$LLMD_ROUTER"; then
     # The proxy here serves this module's zip but not its .info/.mod: build the zip, checked
@@ -53,8 +55,8 @@ if [ ! -x "$BIN/epp" ]; then
   fi
 fi
 
-if [ ! -x "$PEERS/venv/bin/vllm-router" ] || [ ! -x "$PEERS/venv/bin/python" ] ||
-   ! "$PEERS/venv/bin/python" -c 'import sglang_router' 2>/dev/null; then
+if wants routers && { [ ! -x "$PEERS/venv/bin/vllm-router" ] ||
+   ! "$PEERS/venv/bin/python" -c 'import sglang_router' 2>/dev/null; }; then
   echo "installing sglang-router $SGLANG_ROUTER and vllm-router $VLLM_ROUTER (PyPI)"
   python3 -m venv "$PEERS/venv"
   "$PEERS/venv/bin/pip" install --quiet --disable-pip-version-check \
