@@ -22,11 +22,11 @@ NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/m
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
 E2E_BOTH := routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
-	out_of_tree native_abi
+	out_of_tree native_abi llmd_sim
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: test host-test e2e e2e-native native wasm envoy bench bench-peers clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
+.PHONY: test host-test e2e e2e-native native wasm envoy bench bench-peers llmd-sim clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
 	deploy-manifests check-manifests oci prometheus run release
 
 test: host-test e2e fuzz-short soak-short
@@ -66,6 +66,10 @@ release: $(MODULE) $(NATIVE) oci
 run:
 	scripts/run.sh
 
+## llm-d-inference-sim (llm-d's vLLM simulator, pinned, `go install`) for the llmd_sim e2e test.
+llmd-sim:
+	scripts/peers-install.sh llm-d-inference-sim
+
 ## Prometheus (Debian's package) for the metrics e2e test and the dashboard checks.
 prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
@@ -104,14 +108,14 @@ oci: $(MODULE) $(NATIVE)
 
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus llmd-sim
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) \
 		OCI_NATIVE_LAYOUT=$(abspath $(OCI_NATIVE_LAYOUT)) OCI_TAG=$(OCI_TAG) \
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 	$(MAKE) e2e-native
 
-e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus
+e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus llmd-sim
 	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
 		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2
 

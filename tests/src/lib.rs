@@ -95,12 +95,19 @@ impl Backend {
     /// Starts one on a free port and waits until it accepts connections.
     pub fn spawn(name: &str) -> Backend {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(fake_server_bin())
-            .args(["--listen", &addr.to_string(), "--name", name])
+        let mut cmd = Command::new(fake_server_bin());
+        cmd.args(["--listen", &addr.to_string(), "--name", name]);
+        Backend::spawn_command(name, addr, cmd)
+    }
+
+    /// Starts `cmd`, a model server that listens on `addr`, and waits until it accepts
+    /// connections (its output is discarded).
+    pub fn spawn_command(name: &str, addr: SocketAddr, mut cmd: Command) -> Backend {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn fake-model-server");
+            .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
         assert!(
             wait_for_port(addr, Duration::from_secs(10)),
             "backend {name} did not start"
@@ -157,6 +164,14 @@ impl Resp {
     /// The server that answered (`x-inference-pod`).
     pub fn pod(&self) -> &str {
         self.header("x-inference-pod").unwrap_or("")
+    }
+    /// The endpoint the picker chose (`picked=<ip:port>` in the `x-endpoint-picker-debug`
+    /// response header, which [`Env::post`] asks for), for servers that do not name themselves.
+    pub fn picked(&self) -> &str {
+        self.header("x-endpoint-picker-debug")
+            .and_then(|d| d.strip_prefix("picked="))
+            .and_then(|d| d.split(' ').next())
+            .unwrap_or("")
     }
     /// The body as JSON.
     pub fn json(&self) -> Value {
