@@ -95,7 +95,7 @@ if [ "${BENCH_EPP:-0}" = 1 ]; then
     echo "- {name: pod-$i, address: \"127.0.0.1\", port: \"$((BASE_PORT + i))\"}" >> "$WORK/endpoints.yaml"
   done
   sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp-config.yaml"
-  sed "s|@LISTEN@|$LISTEN_PORT|; s|@ADMIN@|$ADMIN_PORT|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/epp.yaml"
+  sed "s|@LISTEN@|$LISTEN_PORT|; s|@ADMIN@|$ADMIN_PORT|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/envoy-epp.yaml"
 fi
 
 run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | epp
@@ -108,7 +108,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | epp
       --grpc-port $EPP_GRPC --grpc-health-port $((EPP_GRPC + 1)) --metrics-port $((EPP_GRPC + 2)) \
       --secure-serving=false >"$WORK/epp.log" 2>&1 &
     epp=$!
-    cp "$WORK/epp.yaml" "$WORK/$1.yaml"
+    cp "$WORK/envoy-epp.yaml" "$WORK/$1.yaml"
   else
     target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
