@@ -200,7 +200,7 @@ if [ "${BENCH_HOP:-0}" = 1 ]; then
   }'
 fi
 if [ "${BENCH_EPP:-0}" = 1 ]; then
-  eppcpu=$(awk '{print $2}' "$WORK/epp-cpu.txt" | mean)
+  eppcpu=$(awk '{print $3}' "$WORK/epp-cpu.txt" | mean)
   awk -v wl="$WORKLOAD" -v c="$CONNS" -v a="$round_robin_rps" -v e="$epp_rps" -v n="$native_rps" \
       -v p50a="$round_robin_p50" -v p50e="$epp_p50" -v p50n="$native_p50" \
       -v p99a="$round_robin_p99" -v p99e="$epp_p99" -v p99n="$native_p99" \
