@@ -171,22 +171,8 @@ impl EndpointPicker {
         let candidates: Vec<usize> = (0..endpoints.len()).collect();
         let mut cycle = CycleState::new();
 
-        if request.is_sheddable() {
-            let cx = CycleContext {
-                request,
-                endpoints,
-                state: &cycle,
-                now_ms,
-            };
-            let saturation = self
-                .saturation_detector
-                .as_saturation_detector()
-                .map_or(0.0, |d| d.saturation(&cx, &candidates));
-            if saturation >= 1.0 {
-                return Err(RequestError::Saturated);
-            }
-        }
-
+        // Data first, then the shed check: a detector may read produced data (the
+        // concurrency detector reads the in-flight counts), not only scraped metrics.
         let pcx = ProduceContext {
             request,
             endpoints,
@@ -206,6 +192,15 @@ impl EndpointPicker {
             state: &cycle,
             now_ms,
         };
+        if request.is_sheddable() {
+            let saturation = self
+                .saturation_detector
+                .as_saturation_detector()
+                .map_or(0.0, |d| d.saturation(&cx, &candidates));
+            if saturation >= 1.0 {
+                return Err(RequestError::Saturated);
+            }
+        }
         for a in &self.admitters {
             if let Some(ad) = a.as_admitter() {
                 timed(obs, ExtensionPoint::Admission, a, || {

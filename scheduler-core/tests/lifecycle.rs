@@ -418,3 +418,54 @@ fn request_handler_parsers_are_chosen_by_path() {
         "anthropic-parser comes after the fallback, so the fallback takes /v1/messages"
     );
 }
+
+/// llm-d's `concurrency-detector` as the saturation detector and as a profile filter: in-flight
+/// requests (charged at PreRequest, released when the request state is dropped) fill each
+/// endpoint's `maxConcurrency`; then sheddable requests are shed (429 `Saturated`), the full
+/// endpoint is filtered out, and capacity returns as soon as a request ends.
+#[test]
+fn concurrency_detector_counts_in_flight_requests() {
+    use scheduler_core::RequestError;
+    let cfg = r#"{
+      "plugins": [{"name": "cd", "type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+                  {"type": "queue-scorer"}],
+      "saturationDetector": {"pluginRef": "cd"},
+      "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "cd"}, {"pluginRef": "queue-scorer"}]}]
+    }"#;
+    let (picker, report) = load(cfg, &Registry::with_builtins()).unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let pool = vec![Endpoint::new("10.0.0.1:1"), Endpoint::new("10.0.0.2:1")];
+    let body = br#"{"model":"m","prompt":"p"}"#;
+    let mut rng = SplitMix64::new(3);
+    let mut send = |sheddable: bool, state: &mut RequestState| {
+        let mut req = picker
+            .parse_request("/v1/completions", body, vec![])
+            .unwrap();
+        if sheddable {
+            req.priority = -1;
+        }
+        picker
+            .schedule(&req, &pool, 0, &mut rng, state)
+            .map(|r| r.primary_targets()[0])
+    };
+    let mut first = RequestState::new();
+    let a = send(false, &mut first).unwrap();
+    let mut second = RequestState::new();
+    let b = send(false, &mut second).unwrap();
+    assert_ne!(
+        a, b,
+        "the filter drops the endpoint that already has its one request"
+    );
+    // Both endpoints full: a sheddable request is shed, a critical one finds no endpoint.
+    assert!(matches!(
+        send(true, &mut RequestState::new()),
+        Err(RequestError::Saturated)
+    ));
+    assert!(matches!(
+        send(false, &mut RequestState::new()),
+        Err(RequestError::NoTargetEndpoint(_))
+    ));
+    // The first request ends: its endpoint takes the next one, sheddable or not.
+    drop(first);
+    assert_eq!(send(true, &mut RequestState::new()).ok(), Some(a));
+}

@@ -45,6 +45,7 @@ pub const BUILTINS: &[E] = &[
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
     // filters
     E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),
+    E::beta(filter::concurrency_detector::TYPE, "concurrencyDetector", filter::concurrency_detector::factory),
     E::beta(filter::label_selector::TYPE, "labelSelectorFilter", filter::label_selector::factory),
     E::beta(filter::role::DECODE_TYPE, "pdRoleFilters", filter::role::decode_factory),
     E::beta(filter::role::PREFILL_TYPE, "pdRoleFilters", filter::role::prefill_factory),

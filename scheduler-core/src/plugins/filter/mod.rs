@@ -1,6 +1,7 @@
 //! Filters: narrow the candidate list before scoring.
 
 pub mod by_label;
+pub mod concurrency_detector;
 pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;
