@@ -42,6 +42,22 @@ pub fn table(runs: &[Summary]) -> String {
     s
 }
 
+/// `text` split at spaces into lines of at most `width` characters (a longer word gets a line of
+/// its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
 /// Grouped bars: TTFT p50 / p90 / p99 (ms) per run.
 ///
 /// # Errors
@@ -57,7 +73,7 @@ pub fn chart(runs: &[Summary], path: &str) -> Result<(), String> {
             ("sans-serif", 22),
         )
         .margin(20)
-        .x_label_area_size(40)
+        .x_label_area_size(64)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..(n as f64), 0.0..max)
         .map_err(|e| e.to_string())?;
@@ -68,16 +84,20 @@ pub fn chart(runs: &[Summary], path: &str) -> Result<(), String> {
         .y_desc("TTFT (ms)")
         .draw()
         .map_err(|e| e.to_string())?;
-    // One label under the middle of each group of bars.
-    chart
-        .draw_series(runs.iter().enumerate().map(|(i, r)| {
-            Text::new(
-                r.label.clone(),
-                (i as f64 + 0.2, -max * 0.045),
-                ("sans-serif", 15).into_font(),
-            )
-        }))
-        .map_err(|e| e.to_string())?;
+    // Each group's label under its bars, wrapped to the group's width (at most 3 lines), drawn
+    // in pixels below the axis (chart coordinates outside the range are clamped to the edge).
+    let per_line = (760 / n / 7).clamp(10, 40);
+    for (i, r) in runs.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(i as f64 + 0.1, 0.0));
+        for (j, line) in wrap(&r.label, per_line).into_iter().take(3).enumerate() {
+            root.draw(&Text::new(
+                line,
+                (x, y + 8 + 15 * j as i32),
+                ("sans-serif", 12).into_font(),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+    }
     let series = [
         ("p50", RGBColor(66, 133, 244)),
         ("p90", RGBColor(251, 188, 5)),
@@ -103,4 +123,19 @@ pub fn chart(runs: &[Summary], path: &str) -> Result<(), String> {
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn labels_wrap_at_spaces() {
+        assert_eq!(
+            wrap("Envoy + llm-d-router EPP (ext_proc)", 16),
+            ["Envoy +", "llm-d-router EPP", "(ext_proc)"]
+        );
+        assert_eq!(wrap("short", 16), ["short"]);
+        assert_eq!(wrap("", 16), Vec::<String>::new());
+    }
 }
