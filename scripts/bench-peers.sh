@@ -104,14 +104,16 @@ wait_port() { # $1 URL that answers 2xx when the policy is ready
 }
 
 load_args() { # $1 workload
-  local shared=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 1200
-                --question-tokens 60 --output-tokens 32)
+  shared() { # $1 generator, $2 groups
+    echo --workload "$1" --groups "$2" --prompts-per-group 32 --system-tokens 1200 \
+      --question-tokens 60 --output-tokens 32
+  }
   case $1 in
-    shared16) echo "${shared[@]}" ;;
-    shared32) echo "${shared[@]/16/32}" ;;
-    zipf) echo "${shared[@]}" --zipf 1.2 ;;
+    shared16) shared shared-prefix 16 ;;
+    shared32) shared shared-prefix 32 ;;
+    zipf) echo "$(shared shared-prefix 16)" --zipf 1.2 ;;
     multiturn) echo --workload multi-turn --sessions 16 --system-tokens 1200 --question-tokens 60 --output-tokens 32 ;;
-    lora) echo "${shared[@]/shared-prefix/lora-mix}" --models "$MODEL,$ADAPTERS" ;;
+    lora) echo "$(shared lora-mix 16)" --models "$MODEL,$ADAPTERS" ;;
   esac
 }
 

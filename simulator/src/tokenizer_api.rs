@@ -5,9 +5,9 @@
 //!   completions request) → the prompt's token ids as a generate request: `{request_id,
 //!   token_ids, features, sampling_params, model, stream}`.
 //!
-//! vLLM's router (`cache_aware`) calls a worker's render endpoint for every request and, for
-//! completions, `/tokenize` after it, and routes on the token ids; without them it falls back to
-//! least load. A missing `model` means the base model, as in vLLM; an unknown one is a 404.
+//! vLLM's router (`cache_aware`, 0.1.17) calls a worker's render endpoint for every request and
+//! routes on the token ids; for completions it called `/tokenize` when `/v1/completions/render`
+//! was missing (seen against a stub). Without ids it falls back to least load. A missing `model` means the base model, as in vLLM; an unknown one is a 404.
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -294,6 +294,12 @@ impl Env {
     /// Starts the backends and Envoy, and waits until every endpoint has been scraped.
     pub fn start(spec: EnvSpec) -> Env {
         let backends: Vec<Backend> = spec.backends.iter().map(|n| Backend::spawn(n)).collect();
+        Self::start_over(backends, spec)
+    }
+
+    /// [`Env::start`] over already-running model servers (any implementation), in pool order;
+    /// `spec.backends` is not used.
+    pub fn start_over(backends: Vec<Backend>, spec: EnvSpec) -> Env {
         let endpoints: Vec<Value> = backends
             .iter()
             .enumerate()

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use e2e::{free_port, repo_root, Backend, Env, StartOptions};
+use e2e::{free_port, repo_root, Backend, Env, EnvSpec};
 use serde_json::{json, Value};
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
@@ -52,17 +52,15 @@ fn sim(name: &str, fake: Value) -> Backend {
     Backend::spawn_command(name, addr, cmd)
 }
 
-fn start(backends: Vec<Backend>, extra: Value) -> Env {
-    let endpoints: Vec<Value> = backends
-        .iter()
-        .map(|b| json!({"address": b.addr.to_string(), "labels": {"engine-type": "vllm"}}))
-        .collect();
-    let mut picker = json!({"pool": {"cluster": "inference_pool", "endpoints": endpoints, "debug": true}});
-    if let (Some(p), Some(e)) = (picker.as_object_mut(), extra.as_object()) {
-        p.extend(e.clone());
-    }
-    Env::start_with(backends, picker, StartOptions::default())
-        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"))
+/// Envoy with the picker over `backends`; `picker` is merged into the picker JSON.
+fn start(backends: Vec<Backend>, picker: Value) -> Env {
+    Env::start_over(
+        backends,
+        EnvSpec {
+            picker,
+            ..EnvSpec::default()
+        },
+    )
 }
 
 fn now() -> u64 {
@@ -74,9 +72,18 @@ fn now() -> u64 {
 #[test]
 fn picks_follow_the_simulators_metrics() {
     let backends = vec![
-        sim("busy", json!({"waiting-requests": 12, "running-requests": 5, "kv-cache-usage": 0.9})),
-        sim("idle", json!({"waiting-requests": 0, "running-requests": 1, "kv-cache-usage": 0.1})),
-        sim("half", json!({"waiting-requests": 6, "running-requests": 5, "kv-cache-usage": 0.5})),
+        sim(
+            "busy",
+            json!({"waiting-requests": 12, "running-requests": 5, "kv-cache-usage": 0.9}),
+        ),
+        sim(
+            "idle",
+            json!({"waiting-requests": 0, "running-requests": 1, "kv-cache-usage": 0.1}),
+        ),
+        sim(
+            "half",
+            json!({"waiting-requests": 6, "running-requests": 5, "kv-cache-usage": 0.5}),
+        ),
     ];
     let idle = backends[1].addr.to_string();
     let env = start(backends, json!({}));
@@ -84,7 +91,12 @@ fn picks_follow_the_simulators_metrics() {
         let r = env.complete(MODEL, &format!("question {i}: what is a prime?"), &[]);
         assert_eq!(r.status, 200, "{r:?}");
         assert!(r.json()["choices"].is_array(), "{r:?}");
-        assert_eq!(r.picked(), idle, "request {i}: {:?}", r.header("x-endpoint-picker-debug"));
+        assert_eq!(
+            r.picked(),
+            idle,
+            "request {i}: {:?}",
+            r.header("x-endpoint-picker-debug")
+        );
     }
     env.settle_stats();
     let picks = env.stat_sum("endpoint_picker.picks.");
@@ -100,9 +112,7 @@ fn lora_affinity_follows_lora_requests_info() {
         json!([{"running": "", "waiting": "", "timestamp": t - 5},
                {"running": running, "waiting": "", "timestamp": t}])
     };
-    let fake = |running: &str| {
-        json!({"waiting-requests": 1, "running-requests": 1, "kv-cache-usage": 0.2, "loras": loras(running)})
-    };
+    let fake = |running: &str| json!({"waiting-requests": 1, "running-requests": 1, "kv-cache-usage": 0.2, "loras": loras(running)});
     let backends = vec![
         sim("a", fake("chat-lora")),
         sim("b", fake("sql-lora")),
@@ -124,9 +134,19 @@ fn lora_affinity_follows_lora_requests_info() {
         let r = env.complete("sql-lora", &format!("select {i}"), &[]);
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.json()["model"], "sql-lora", "{r:?}");
-        assert_eq!(r.picked(), with_sql, "request {i}: {:?}", r.header("x-endpoint-picker-debug"));
+        assert_eq!(
+            r.picked(),
+            with_sql,
+            "request {i}: {:?}",
+            r.header("x-endpoint-picker-debug")
+        );
     }
     let r = env.complete("chat-lora", "hello", &[]);
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.picked(), with_chat, "{:?}", r.header("x-endpoint-picker-debug"));
+    assert_eq!(
+        r.picked(),
+        with_chat,
+        "{:?}",
+        r.header("x-endpoint-picker-debug")
+    );
 }
