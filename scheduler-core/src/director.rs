@@ -46,6 +46,8 @@ pub struct EndpointPicker {
     pub(crate) objectives: Vec<(String, i32)>,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
     pub(crate) extractor: MetricsExtractor,
+    /// The flow-control layer's settings, when the `flowControl` gate is on.
+    pub(crate) flow_control: Option<Arc<crate::flowcontrol::FlowControl>>,
     pub(crate) plugins: Vec<(String, Arc<dyn Plugin>)>,
 }
 
@@ -192,7 +194,9 @@ impl EndpointPicker {
             state: &cycle,
             now_ms,
         };
-        if request.is_sheddable() {
+        // With flow control the queue decided admission already (sheddable requests wait there
+        // instead of being refused here).
+        if request.is_sheddable() && self.flow_control.is_none() {
             let saturation = self
                 .saturation_detector
                 .as_saturation_detector()
@@ -218,6 +222,51 @@ impl EndpointPicker {
             }
         }
         Ok(result)
+    }
+
+    /// The flow-control layer's settings, when the `flowControl` gate is on.
+    pub fn flow_control(&self) -> Option<&Arc<crate::flowcontrol::FlowControl>> {
+        self.flow_control.as_ref()
+    }
+
+    /// The pool's saturation (0 idle, ≥ 1.0 saturated) by the configured saturation detector
+    /// over every endpoint of `endpoints` at `now_ms`, outside any request: the data producers
+    /// whose output the detector reads run first for an empty request (the in-flight counts for
+    /// `concurrency-detector`). An empty pool is saturated (1.0).
+    pub fn pool_saturation(&self, endpoints: &[Endpoint], now_ms: u64) -> f64 {
+        let Some(detector) = self.saturation_detector.as_saturation_detector() else {
+            return 0.0;
+        };
+        if endpoints.is_empty() {
+            return 1.0;
+        }
+        let request = InferenceRequest::new("", "");
+        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let mut cycle = CycleState::new();
+        let consumes = self.saturation_detector.consumes();
+        if !consumes.is_empty() {
+            let pcx = ProduceContext {
+                request: &request,
+                endpoints,
+                now_ms,
+            };
+            let mut scratch = RequestState::new();
+            for p in &self.producers {
+                if let Some(dp) = p
+                    .as_data_producer()
+                    .filter(|_| p.produces().iter().any(|k| consumes.contains(k)))
+                {
+                    dp.produce(&pcx, &candidates, &mut cycle, &mut scratch);
+                }
+            }
+        }
+        let cx = CycleContext {
+            request: &request,
+            endpoints,
+            state: &cycle,
+            now_ms,
+        };
+        detector.saturation(&cx, &candidates)
     }
 
     /// The comma-separated destination value for a result: the primary profile's targets,

@@ -369,6 +369,12 @@ pub enum RequestError {
     /// Taking this body would put the request bodies being buffered by this proxy worker over
     /// `pool.maxBufferedBodyBytes`, carried in bytes (503).
     BufferFull(usize),
+    /// Flow control: the request's priority band, or all bands together, already hold their
+    /// `maxRequests` / `maxBytes` (429; upstream's `ErrQueueAtCapacity`).
+    QueueFull,
+    /// Flow control: the request waited its whole queue-wait budget (`defaultRequestTTL`) while
+    /// the pool stayed saturated (429; upstream's `ErrTTLExpired`).
+    QueueTimeout,
 }
 
 impl RequestError {
@@ -381,9 +387,11 @@ impl RequestError {
             | RequestError::MissingPrompt(_)
             | RequestError::InvalidField(_) => 400,
             RequestError::BodyTooLarge(_) => 413,
-            RequestError::NoTargetEndpoint(_) | RequestError::Saturated | RequestError::Shed(_) => {
-                429
-            }
+            RequestError::NoTargetEndpoint(_)
+            | RequestError::Saturated
+            | RequestError::Shed(_)
+            | RequestError::QueueFull
+            | RequestError::QueueTimeout => 429,
             RequestError::AdmissionDenied(_) => 500,
             RequestError::NoCandidates | RequestError::NoSnapshot | RequestError::BufferFull(_) => {
                 503
@@ -417,6 +425,8 @@ impl RequestError {
             RequestError::AdmissionDenied(_) => "admission_denied",
             RequestError::NoSnapshot => "no_metrics_snapshot",
             RequestError::BufferFull(_) => "body_buffer_full",
+            RequestError::QueueFull => "queue_full",
+            RequestError::QueueTimeout => "queue_timeout",
         }
     }
 }
@@ -447,6 +457,12 @@ impl fmt::Display for RequestError {
             RequestError::BufferFull(limit) => write!(
                 f,
                 "the gateway is already buffering {limit} bytes of request bodies; retry later"
+            ),
+            RequestError::QueueFull => {
+                f.write_str("flow control: the request's queue is at capacity; retry later")
+            }
+            RequestError::QueueTimeout => f.write_str(
+                "flow control: the pool stayed saturated for the request's whole queue-wait budget; retry later",
             ),
         }
     }

@@ -40,6 +40,7 @@ extern crate std;
 pub mod config;
 pub mod director;
 pub mod error;
+pub mod flowcontrol;
 pub mod lock;
 pub mod membership;
 pub mod model;

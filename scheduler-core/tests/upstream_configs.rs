@@ -83,11 +83,11 @@ const NEEDS: &[(&str, &str)] = &[
     ),
     (
         "llm-d-router__deploy__config__sim-program-aware-config.yaml",
-        "flow control (issue 12): the 'flowControl' feature gate",
+        "missing plugin type 'program-aware-fairness' (llm-d's per-program fairness policy)",
     ),
     (
         "llm-d-router__deploy__config__soft-reflective-ceiling-epp-config.yaml",
-        "flow control (issue 12): the 'flowControl' feature gate",
+        "missing plugin type 'soft-reflective-ceiling-policy' (llm-d's adaptive usage limit)",
     ),
     (
         "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",

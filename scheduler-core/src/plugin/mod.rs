@@ -6,6 +6,7 @@
 //! through the `as_*` accessors (which return `None` by default). One configured instance is
 //! built once and shared (`Arc`) by every profile and hook that uses it.
 
+pub mod flow_control;
 pub mod registry;
 pub mod request_control;
 pub mod scheduling;
@@ -16,6 +17,7 @@ use core::fmt;
 
 use serde::Deserialize;
 
+pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
     Admitter, DataProducer, PreRequest, ProduceContext, RequestParser, ResponseBody,
@@ -130,6 +132,18 @@ pub trait Plugin: Send + Sync {
     }
     /// This plugin as the request parser.
     fn as_parser(&self) -> Option<&dyn RequestParser> {
+        None
+    }
+    /// This plugin as a flow-control ordering policy.
+    fn as_ordering_policy(&self) -> Option<&dyn OrderingPolicy> {
+        None
+    }
+    /// This plugin as a flow-control fairness policy.
+    fn as_fairness_policy(&self) -> Option<&dyn FairnessPolicy> {
+        None
+    }
+    /// This plugin as a flow-control usage-limit policy.
+    fn as_usage_limit_policy(&self) -> Option<&dyn UsageLimitPolicy> {
         None
     }
     /// Data keys this plugin reads from the cycle state (drives default-producer creation).

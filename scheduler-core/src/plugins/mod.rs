@@ -6,6 +6,7 @@ pub mod admitter;
 pub mod conformance;
 pub mod datalayer;
 pub mod filter;
+pub mod flow_control;
 pub mod parser;
 pub mod picker;
 pub mod producer;
@@ -73,6 +74,13 @@ pub const BUILTINS: &[E] = &[
     E::beta(parser::passthrough::TYPE, "passthroughParser", parser::passthrough::factory),
     E::beta(parser::anthropic::TYPE, "anthropicParser", parser::anthropic::factory),
     E::beta(parser::vllm_http::TYPE, "vllmHttpParser", parser::vllm_http::factory),
+    // flow-control policies (used when the `flowControl` gate is on)
+    E::stable(flow_control::fcfs::TYPE, flow_control::fcfs::factory),
+    E::stable(flow_control::edf::TYPE, flow_control::edf::factory),
+    E::stable(flow_control::slo_deadline::TYPE, flow_control::slo_deadline::factory),
+    E::stable(flow_control::global_strict::TYPE, flow_control::global_strict::factory),
+    E::stable(flow_control::round_robin::TYPE, flow_control::round_robin::factory),
+    E::stable(flow_control::static_usage_limit::TYPE, flow_control::static_usage_limit::factory),
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),

@@ -1,6 +1,6 @@
-//! Stage 2: feature gates. Every gate must be known (upstream's, or a registered one); the
-//! `flowControl` gate is refused (no flow-control layer here); a gate set to false turns its
-//! plugins off.
+//! Stage 2: feature gates. Every gate must be known (upstream's, or a registered one); a gate
+//! set to false turns its plugins off. `flowControl` turns the flow-control layer on
+//! (`loader/flow_control.rs`).
 
 use crate::config::FeatureGatesSpec;
 use crate::error::{ConfigError, ConfigErrorKind as K};
@@ -10,18 +10,12 @@ use super::instantiate::Loader;
 /// Records the gates on `loader`.
 ///
 /// # Errors
-/// A malformed entry, an unknown gate, the `flowControl` gate on.
+/// A malformed entry, an unknown gate.
 pub(super) fn apply(loader: &mut Loader<'_>, gates: &FeatureGatesSpec) -> Result<(), ConfigError> {
     let registry = loader.registry;
     for (gate, on, path) in gates.entries()? {
         if !registry.is_known_gate(&gate) {
             return Err(ConfigError::new(path, K::UnknownFeatureGate(gate)));
-        }
-        if gate == "flowControl" && on {
-            return Err(ConfigError::new(
-                path,
-                K::Unsupported("the 'flowControl' feature gate".into()),
-            ));
         }
         if on {
             loader.enabled.push(gate);

@@ -1,6 +1,6 @@
 //! Stage 1: the document's `apiVersion` and `kind`, and `flowControl` without its feature gate
 //! (its settings are ignored with a warning and `flowControl.saturationDetector` is honoured, as
-//! llm-d does; with the gate the flow-control layer is refused by [`super::gates`]).
+//! llm-d does; with the gate it is the flow-control layer, `super::flow_control`).
 
 use alloc::format;
 use alloc::string::String;
@@ -22,7 +22,7 @@ pub(super) struct Header {
 /// # Errors
 /// An unsupported `apiVersion`, a `kind` other than `EndpointPickerConfig`, a malformed
 /// `flowControl.saturationDetector`.
-pub(super) fn check(cfg: &EndpointPickerConfig) -> Result<Header, ConfigError> {
+pub(super) fn check(cfg: &EndpointPickerConfig, fc_gate: bool) -> Result<Header, ConfigError> {
     if let Some(v) = &cfg.api_version {
         if !API_VERSIONS.contains(&v.as_str()) {
             return Err(ConfigError::invalid(
@@ -44,8 +44,8 @@ pub(super) fn check(cfg: &EndpointPickerConfig) -> Result<Header, ConfigError> {
     }
     // `flowControl` without its feature gate: llm-d ignores the section's settings with a
     // warning and still honours `flowControl.saturationDetector` (where llm-d moved the
-    // top-level `saturationDetector`). With the gate on it is the flow-control layer, which
-    // this engine does not have (the gate check below refuses it).
+    // top-level `saturationDetector`). With the gate on it is the flow-control layer
+    // (`super::flow_control` reads it).
     let mut warnings: Vec<String> = Vec::new();
     let fc_detector = match &cfg.flow_control {
         None => None,
@@ -55,7 +55,7 @@ pub(super) fn check(cfg: &EndpointPickerConfig) -> Result<Header, ConfigError> {
                 .as_object()
                 .map(|m| m.keys().filter(|k| *k != "saturationDetector").collect())
                 .unwrap_or_default();
-            if !settings.is_empty() {
+            if !settings.is_empty() && !fc_gate {
                 warnings.push(format!(
                     "flowControl: settings ignored without the 'flowControl' feature gate (as llm-d): {}",
                     settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")

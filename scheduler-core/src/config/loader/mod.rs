@@ -7,7 +7,7 @@
 //! together:
 //! 1. `loader/header.rs`: `apiVersion`/`kind`; `flowControl` without its gate (warned, its
 //!    `saturationDetector` honoured).
-//! 2. `loader/gates.rs`: feature gates (unknown gate → error, `flowControl` on → unsupported). No
+//! 2. `loader/gates.rs`: feature gates (unknown gate → error). No
 //!    plugins and no profiles → the built-in default config.
 //! 3. `loader/plugins.rs`, through `loader/instantiate.rs`: plugins in order: type present, name unique, type
 //!    registered (else a "did you mean"), not a tombstone, stability ≥ `minStability` (Alpha
@@ -22,13 +22,16 @@
 //! 5. `loader/wiring.rs`: saturation detector (default `utilization-detector`), parsers (default
 //!    `openai-parser`); `loader/data_layer.rs` (default `metrics-data-source` +
 //!    `core-metrics-extractor`).
-//! 6. `loader/producers.rs`: missing data producers are created from the registry's defaults;
+//! 6. `loader/flow_control.rs`: with the `flowControl` gate, the `flowControl` section (bands,
+//!    limits, TTLs, policies; default policies created when missing).
+//! 7. `loader/producers.rs`: missing data producers are created from the registry's defaults;
 //!    producers are ordered so each runs after the producers of what it consumes (a cycle is
 //!    an error).
 //!
 //! Every problem is a returned [`ConfigError`] naming its field path; nothing panics.
 
 mod data_layer;
+mod flow_control;
 mod gates;
 mod header;
 mod instantiate;
@@ -89,7 +92,7 @@ pub fn load_config(
     mut cfg: EndpointPickerConfig,
     registry: &Registry,
 ) -> Result<(EndpointPicker, LoadReport), ConfigError> {
-    let header = header::check(&cfg)?;
+    let header = header::check(&cfg, flow_control::gate_on(&cfg))?;
     let mut loader = Loader::new(registry, cfg.min_stability.unwrap_or(Stability::Alpha));
     for w in header.warnings {
         loader.warn(w);
@@ -107,6 +110,7 @@ pub fn load_config(
         wiring::saturation_detector(&mut loader, &cfg, header.fc_detector.as_ref())?;
     let parsers = wiring::parsers(&mut loader, &cfg)?;
     let (metrics_source, extractor) = data_layer::data_layer(&mut loader, &cfg)?;
+    let flow_control = flow_control::build(&mut loader, &cfg)?;
     let producers = producers::complete_and_order(&mut loader)?;
 
     let all = |f: fn(&dyn Plugin) -> bool| -> Vec<Arc<dyn Plugin>> {
@@ -139,6 +143,7 @@ pub fn load_config(
         objectives,
         metrics_source,
         extractor,
+        flow_control,
         plugins: loader.plugins,
     };
     Ok((picker, loader.report))

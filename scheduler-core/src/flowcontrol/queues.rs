@@ -1,0 +1,449 @@
+//! The queues of the flow-control layer and its dispatch cycle (see the module docs of
+//! [`crate::flowcontrol`] for the rules). Host-independent and single-threaded: a host keeps one
+//! [`FlowQueues`] behind its own lock and hands each queued request a waker `W` (a handle that
+//! resumes that request on its worker), which comes back in a [`Released`].
+//!
+//! One request is released at a time: after a release nothing more is dispatched until the
+//! released request has been scheduled ([`FlowQueues::scheduled`]) or has gone
+//! ([`FlowQueues::cancel`]), so the saturation detector sees its load before the next decision.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::error::RequestError;
+use crate::flowcontrol::settings::{BandSettings, FlowControl};
+use crate::plugin::{FlowHead, OrderingPolicy, QueuedRequest};
+
+/// Identifies one queued request.
+pub type Ticket = u64;
+
+/// Longest fairness id kept (bytes); a longer header value is cut (ids are untrusted).
+pub const MAX_FAIRNESS_ID_BYTES: usize = 128;
+
+/// A request's flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    /// Tenant (the fairness-id header, or `default-flow`).
+    pub fairness_id: String,
+    /// Priority (its InferenceObjective's).
+    pub priority: i32,
+}
+
+/// What admission decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Go on now: nothing is queued ahead and the pool has capacity.
+    Dispatch,
+    /// Wait; the waker comes back in a [`Released`].
+    Queued(Ticket),
+    /// Refused: 429 `queue_full`, or 503 when the pool has no endpoints.
+    Rejected(RequestError),
+}
+
+/// How a queued request ends its wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Released to be scheduled.
+    Dispatched,
+    /// Waited its whole budget: 429 `queue_timeout`, or 503 when the pool had no endpoints.
+    Expired(RequestError),
+}
+
+/// A request leaving the queue, for the host to wake.
+#[derive(Debug)]
+pub struct Released<W> {
+    /// The waker the host gave at admission.
+    pub waker: W,
+    /// The request's ticket.
+    pub ticket: Ticket,
+    /// Its band's priority.
+    pub priority: i32,
+    /// How long it waited (ms).
+    pub waited_ms: u64,
+    /// Why it leaves.
+    pub outcome: Outcome,
+}
+
+struct Entry<W> {
+    ticket: Ticket,
+    req: QueuedRequest,
+    waker: W,
+}
+
+struct Flow<W> {
+    id: String,
+    items: VecDeque<Entry<W>>,
+}
+
+struct Band<W> {
+    settings: BandSettings,
+    flows: Vec<Flow<W>>,
+    len: u64,
+    bytes: u64,
+    cursor: Option<String>,
+}
+
+/// Queue depth of one band.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BandDepth {
+    /// The band's priority.
+    pub priority: i32,
+    /// Requests waiting.
+    pub requests: u64,
+    /// Their body bytes.
+    pub bytes: u64,
+}
+
+/// The queues; see the module docs.
+pub struct FlowQueues<W> {
+    settings: Arc<FlowControl>,
+    /// Highest priority first.
+    bands: Vec<Band<W>>,
+    len: u64,
+    bytes: u64,
+    next_seq: u64,
+    /// Released, not yet scheduled.
+    in_transit: Vec<Ticket>,
+    /// Since when the pool has had no endpoints (ms), if it has none.
+    empty_since: Option<u64>,
+}
+
+/// The index of the next request of `flow` by `ordering`.
+fn head_index<W>(flow: &Flow<W>, ordering: &dyn OrderingPolicy) -> Option<usize> {
+    if ordering.is_fifo() {
+        return (!flow.items.is_empty()).then_some(0);
+    }
+    let mut best: Option<(usize, &QueuedRequest)> = None;
+    for (i, e) in flow.items.iter().enumerate() {
+        if best.is_none_or(|(_, b)| ordering.less(&e.req, b)) {
+            best = Some((i, &e.req));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+impl<W> FlowQueues<W> {
+    /// Empty queues with `settings`.
+    pub fn new(settings: Arc<FlowControl>) -> Self {
+        FlowQueues {
+            settings,
+            bands: Vec::new(),
+            len: 0,
+            bytes: 0,
+            next_seq: 0,
+            in_transit: Vec::new(),
+            empty_since: None,
+        }
+    }
+
+    /// Requests waiting, over all bands.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Requests released and not yet scheduled.
+    pub fn in_transit(&self) -> usize {
+        self.in_transit.len()
+    }
+
+    /// Depth of every band that has held a request, highest priority first.
+    pub fn depths(&self) -> Vec<BandDepth> {
+        self.bands
+            .iter()
+            .map(|b| BandDepth {
+                priority: b.settings.priority,
+                requests: b.len,
+                bytes: b.bytes,
+            })
+            .collect()
+    }
+
+    /// Tells the queues whether the pool has endpoints (it changes which TTL applies).
+    pub fn set_pool_empty(&mut self, empty: bool, now_ms: u64) {
+        match (empty, self.empty_since) {
+            (true, None) => self.empty_since = Some(now_ms),
+            (false, Some(_)) => self.empty_since = None,
+            _ => {}
+        }
+    }
+
+    fn band_index(&mut self, priority: i32) -> usize {
+        if let Some(i) = self
+            .bands
+            .iter()
+            .position(|b| b.settings.priority == priority)
+        {
+            return i;
+        }
+        let at = self
+            .bands
+            .iter()
+            .position(|b| b.settings.priority < priority)
+            .unwrap_or(self.bands.len());
+        self.bands.insert(
+            at,
+            Band {
+                settings: self.settings.band_for(priority),
+                flows: Vec::new(),
+                len: 0,
+                bytes: 0,
+                cursor: None,
+            },
+        );
+        at
+    }
+
+    /// True when something waits in a band of priority ≥ `priority`.
+    fn queued_at_or_above(&self, priority: i32) -> bool {
+        self.bands
+            .iter()
+            .take_while(|b| b.settings.priority >= priority)
+            .any(|b| b.len > 0)
+    }
+
+    /// The ceilings of the bands for `saturation`, highest priority first; `extra` is a
+    /// priority that may not have a band yet (inserted in order).
+    fn ceilings(&self, saturation: f64, priorities: &[i32]) -> Vec<f64> {
+        let mut ceilings = alloc::vec![1.0; priorities.len()];
+        if let Some(u) = self.settings.usage_limit() {
+            u.ceilings(saturation, priorities, &mut ceilings);
+        }
+        ceilings
+    }
+
+    /// Admits a request of `key` with `req` (its `enqueued_ms` and `seq` are set here) at
+    /// `now_ms`. `saturation` is asked at most once, only when nothing waits ahead.
+    ///
+    /// A [`Admission::Dispatch`] needs no waker (it is dropped); the caller schedules at once.
+    pub fn admit(
+        &mut self,
+        key: &FlowKey,
+        mut req: QueuedRequest,
+        waker: W,
+        now_ms: u64,
+        saturation: &mut dyn FnMut() -> f64,
+    ) -> Admission {
+        // Fast path: nothing ahead, nothing in transit, and the pool under every ceiling down to
+        // this priority.
+        if self.in_transit.is_empty() && !self.queued_at_or_above(key.priority) {
+            let sat = saturation();
+            let mut priorities: Vec<i32> = self
+                .bands
+                .iter()
+                .map(|b| b.settings.priority)
+                .filter(|&p| p > key.priority)
+                .collect();
+            priorities.push(key.priority);
+            let ceilings = self.ceilings(sat, &priorities);
+            if ceilings.iter().all(|&c| sat < c) {
+                return Admission::Dispatch;
+            }
+        }
+        let b = self.band_index(key.priority);
+        let Some(band) = self.bands.get_mut(b) else {
+            return Admission::Rejected(RequestError::QueueFull);
+        };
+        let over = |limit: u64, now: u64, add: u64| limit > 0 && now.saturating_add(add) > limit;
+        if over(self.settings.max_requests, self.len, 1)
+            || over(self.settings.max_bytes, self.bytes, req.bytes)
+            || over(band.settings.max_requests, band.len, 1)
+            || over(band.settings.max_bytes, band.bytes, req.bytes)
+        {
+            return Admission::Rejected(if self.empty_since.is_some() {
+                RequestError::NoCandidates
+            } else {
+                RequestError::QueueFull
+            });
+        }
+        self.next_seq += 1;
+        let ticket = self.next_seq;
+        req.seq = ticket;
+        req.enqueued_ms = now_ms;
+        let id = cut(&key.fairness_id);
+        let flow = match band.flows.iter().position(|f| f.id == id) {
+            Some(i) => i,
+            None => {
+                band.flows.push(Flow {
+                    id: String::from(id),
+                    items: VecDeque::new(),
+                });
+                band.flows.len() - 1
+            }
+        };
+        if let Some(f) = band.flows.get_mut(flow) {
+            f.items.push_back(Entry { ticket, req, waker });
+        }
+        band.len += 1;
+        band.bytes = band.bytes.saturating_add(req.bytes);
+        self.len += 1;
+        self.bytes = self.bytes.saturating_add(req.bytes);
+        Admission::Queued(ticket)
+    }
+
+    /// One dispatch cycle at `now_ms`: releases the next request if the pool has capacity for
+    /// it, else `None`. Does nothing while a released request is in transit.
+    pub fn dispatch(
+        &mut self,
+        now_ms: u64,
+        saturation: &mut dyn FnMut() -> f64,
+    ) -> Option<Released<W>> {
+        if self.len == 0 || !self.in_transit.is_empty() {
+            return None;
+        }
+        let sat = saturation();
+        let priorities: Vec<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
+        let ceilings = self.ceilings(sat, &priorities);
+        for (b, ceiling) in ceilings.iter().enumerate() {
+            if sat >= *ceiling {
+                // This band is held; no lower band may overtake it.
+                return None;
+            }
+            let Some(band) = self.bands.get(b) else {
+                break;
+            };
+            if band.len == 0 {
+                continue;
+            }
+            let (Some(fairness), Some(ordering)) =
+                (band.settings.fairness(), band.settings.ordering())
+            else {
+                continue;
+            };
+            let heads: Vec<Option<usize>> = band
+                .flows
+                .iter()
+                .map(|f| head_index(f, ordering))
+                .collect();
+            let views: Vec<FlowHead<'_>> = band
+                .flows
+                .iter()
+                .zip(&heads)
+                .map(|(f, h)| FlowHead {
+                    id: &f.id,
+                    head: h.and_then(|i| f.items.get(i)).map(|e| &e.req),
+                })
+                .collect();
+            let mut cursor = band.cursor.clone();
+            let picked = fairness.pick(&views, ordering, &mut cursor);
+            let (Some(flow), Some(band)) = (picked, self.bands.get_mut(b)) else {
+                continue;
+            };
+            band.cursor = cursor;
+            let Some(item) = heads.get(flow).copied().flatten() else {
+                continue;
+            };
+            let released = self.take(b, flow, item, now_ms, Outcome::Dispatched)?;
+            self.in_transit.push(released.ticket);
+            return Some(released);
+        }
+        None
+    }
+
+    /// Removes entry `item` of flow `flow` of band `b`.
+    fn take(
+        &mut self,
+        b: usize,
+        flow: usize,
+        item: usize,
+        now_ms: u64,
+        outcome: Outcome,
+    ) -> Option<Released<W>> {
+        let band = self.bands.get_mut(b)?;
+        let f = band.flows.get_mut(flow)?;
+        let e = f.items.remove(item)?;
+        if f.items.is_empty() {
+            band.flows.remove(flow);
+        }
+        band.len = band.len.saturating_sub(1);
+        band.bytes = band.bytes.saturating_sub(e.req.bytes);
+        self.len = self.len.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(e.req.bytes);
+        Some(Released {
+            waker: e.waker,
+            ticket: e.ticket,
+            priority: band.settings.priority,
+            waited_ms: now_ms.saturating_sub(e.req.enqueued_ms),
+            outcome,
+        })
+    }
+
+    /// Releases every request whose budget ran out by `now_ms` (429 `queue_timeout`; 503 when
+    /// the pool has no endpoints and the no-endpoint budget ran out).
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Released<W>> {
+        let (budget, error, floor) = match self.empty_since {
+            Some(since) => (
+                self.settings.no_endpoint_ttl_ms,
+                RequestError::NoCandidates,
+                since,
+            ),
+            None => (self.settings.request_ttl_ms, RequestError::QueueTimeout, 0),
+        };
+        let mut out = Vec::new();
+        if budget == 0 || self.len == 0 {
+            return out;
+        }
+        let mut expired: Vec<(usize, usize, usize)> = Vec::new();
+        for (b, band) in self.bands.iter().enumerate() {
+            for (fi, f) in band.flows.iter().enumerate() {
+                for (i, e) in f.items.iter().enumerate() {
+                    // A pool that emptied starts a fresh budget, as upstream charges from the
+                    // later of enqueue time and the last change of regime.
+                    let from = e.req.enqueued_ms.max(floor);
+                    if now_ms >= from.saturating_add(budget) {
+                        expired.push((b, fi, i));
+                    }
+                }
+            }
+        }
+        // Remove from the back so earlier indices stay valid (a flow removed when it empties
+        // is always at a higher index than those still to visit in its band).
+        for &(b, fi, i) in expired.iter().rev() {
+            if let Some(r) = self.take(b, fi, i, now_ms, Outcome::Expired(error.clone())) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The released request `ticket` went through scheduling (whatever the result): the next
+    /// can be released.
+    pub fn scheduled(&mut self, ticket: Ticket) {
+        self.in_transit.retain(|&t| t != ticket);
+    }
+
+    /// The request `ticket` is gone (client left, stream reset): frees its slot, whether it was
+    /// waiting or released. Returns its waker if it was still waiting.
+    pub fn cancel(&mut self, ticket: Ticket) -> Option<W> {
+        self.scheduled(ticket);
+        let mut at = None;
+        'find: for (b, band) in self.bands.iter().enumerate() {
+            for (fi, f) in band.flows.iter().enumerate() {
+                if let Some(i) = f.items.iter().position(|e| e.ticket == ticket) {
+                    at = Some((b, fi, i));
+                    break 'find;
+                }
+            }
+        }
+        let (b, fi, i) = at?;
+        self.take(b, fi, i, 0, Outcome::Dispatched).map(|r| r.waker)
+    }
+}
+
+/// `id` cut to [`MAX_FAIRNESS_ID_BYTES`] at a character boundary.
+fn cut(id: &str) -> &str {
+    if id.len() <= MAX_FAIRNESS_ID_BYTES {
+        return id;
+    }
+    let mut end = MAX_FAIRNESS_ID_BYTES;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.get(..end).unwrap_or("")
+}

@@ -1,0 +1,230 @@
+//! The flow-control layer: configs from GIE's flow-control guide load, and the queues order,
+//! limit, expire and release requests as upstream's processor does.
+
+use std::sync::Arc;
+
+use scheduler_core::flowcontrol::queues::Outcome;
+use scheduler_core::flowcontrol::{Admission, FlowKey, FlowQueues};
+use scheduler_core::plugin::QueuedRequest;
+use scheduler_core::{load, Registry, RequestError};
+
+fn settings(json: &str) -> Arc<scheduler_core::flowcontrol::FlowControl> {
+    let (picker, _) = load(json, &Registry::with_builtins()).unwrap();
+    picker.flow_control().expect("flow control on").clone()
+}
+
+fn key(id: &str, priority: i32) -> FlowKey {
+    FlowKey {
+        fairness_id: id.into(),
+        priority,
+    }
+}
+
+fn req(bytes: u64) -> QueuedRequest {
+    QueuedRequest {
+        bytes,
+        ..Default::default()
+    }
+}
+
+const GATE: &str = r#""featureGates": ["flowControl"]"#;
+
+#[test]
+fn guide_configs_load() {
+    // The flow-control guide's examples (GIE v1.5.0 site-src/guides/flow-control.md), as JSON.
+    let s = settings(&format!(
+        r#"{{ {GATE}, "flowControl": {{
+            "maxBytes": 1000000000, "defaultRequestTTL": "30s",
+            "priorityBands": [{{"priority": 100, "maxBytes": 500000000,
+              "fairnessPolicyRef": "global-strict-fairness-policy",
+              "orderingPolicyRef": "fcfs-ordering-policy"}}]}} }}"#
+    ));
+    assert_eq!(s.max_bytes, 1_000_000_000);
+    assert_eq!(s.request_ttl_ms, 30_000);
+    assert_eq!(s.no_endpoint_ttl_ms, 30_000);
+    let b = s.band_for(100);
+    assert_eq!((b.max_bytes, b.max_requests), (500_000_000, 5000));
+    // A priority no band names gets the default template.
+    let other = s.band_for(-5);
+    assert_eq!((other.priority, other.max_bytes), (-5, 1_000_000_000));
+
+    let s = settings(&format!(
+        r#"{{ {GATE},
+            "plugins": [{{"type": "concurrency-detector", "parameters": {{"concurrencyMode": "requests", "maxConcurrency": 110}}}},
+                        {{"type": "round-robin-fairness-policy"}}, {{"type": "edf-ordering-policy"}}],
+            "saturationDetector": {{"pluginRef": "concurrency-detector"}},
+            "flowControl": {{"maxRequests": "1k", "defaultPriorityBand": {{"fairnessPolicyRef": "round-robin-fairness-policy", "maxRequests": 10}},
+              "defaultNegativePriorityBand": {{"maxRequests": 2, "orderingPolicyRef": "edf-ordering-policy"}}}} }}"#
+    ));
+    assert_eq!(s.max_requests, 1000);
+    assert_eq!(s.band_for(7).fairness.typed_name().type_name, "round-robin-fairness-policy");
+    assert_eq!(s.band_for(7).max_requests, 10);
+    assert_eq!(s.band_for(-1).max_requests, 2);
+    assert_eq!(s.band_for(-1).ordering.typed_name().type_name, "edf-ordering-policy");
+
+    // Without the gate the section is ignored (with a warning), as upstream.
+    let (picker, report) = load(
+        r#"{"flowControl": {"maxRequests": 5}}"#,
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    assert!(picker.flow_control().is_none());
+    assert!(report.warnings.iter().any(|w| w.contains("flowControl")), "{report:?}");
+}
+
+#[test]
+fn bad_sections_are_errors_naming_the_field() {
+    for (section, field) in [
+        (r#"{"maxBytes": "lots"}"#, "flowControl.maxBytes"),
+        (r#"{"defaultRequestTTL": 30}"#, "flowControl.defaultRequestTTL"),
+        (r#"{"priorityBands": [{"priority": 1}, {"priority": 1}]}"#, "flowControl.priorityBands[1].priority"),
+        (r#"{"priorityBands": [{"priority": 1, "fairnessPolicyRef": "nope"}]}"#, "flowControl.priorityBands[0].fairnessPolicyRef"),
+        (r#"{"usageLimitPolicyPluginRef": "fcfs-ordering-policy"}"#, "flowControl.usageLimitPolicyPluginRef"),
+    ] {
+        let json = format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "fcfs-ordering-policy"}}], "flowControl": {section} }}"#
+        );
+        let err = load(&json, &Registry::with_builtins()).err().unwrap_or_else(|| panic!("{section} loaded"));
+        assert!(err.to_string().contains(field), "{section}: {err}");
+    }
+}
+
+#[test]
+fn idle_pool_dispatches_at_once_and_saturated_pool_queues() {
+    let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    assert_eq!(q.admit(&key("a", 0), req(10), 1, 0, &mut || 0.2), Admission::Dispatch);
+    let Admission::Queued(t) = q.admit(&key("a", 0), req(10), 2, 0, &mut || 1.0) else {
+        panic!()
+    };
+    assert_eq!(q.len(), 1);
+    // Still saturated: nothing leaves.
+    assert!(q.dispatch(5, &mut || 1.0).is_none());
+    let r = q.dispatch(7, &mut || 0.5).unwrap();
+    assert_eq!((r.waker, r.ticket, r.waited_ms, r.outcome), (2, t, 7, Outcome::Dispatched));
+    assert!(q.is_empty());
+}
+
+#[test]
+fn higher_priority_leaves_first_and_blocks_lower_bands() {
+    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    let sat = &mut || 1.0;
+    for (name, prio) in [("low-1", -1), ("low-2", -1), ("mid", 0), ("high", 10)] {
+        assert!(matches!(q.admit(&key("t", prio), req(1), name, 0, sat), Admission::Queued(_)));
+    }
+    let mut order = Vec::new();
+    while let Some(r) = q.dispatch(1, &mut || 0.0) {
+        order.push(r.waker);
+        q.scheduled(r.ticket);
+    }
+    assert_eq!(order, ["high", "mid", "low-1", "low-2"]);
+    // A newcomer of low priority does not skip a waiting high-priority request.
+    q.admit(&key("t", 10), req(1), "high", 0, &mut || 1.0);
+    assert!(matches!(q.admit(&key("t", -1), req(1), "low", 0, &mut || 0.0), Admission::Queued(_)));
+}
+
+#[test]
+fn one_release_in_transit_at_a_time() {
+    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    for w in 0..3 {
+        q.admit(&key("t", 0), req(1), w, 0, &mut || 1.0);
+    }
+    let first = q.dispatch(1, &mut || 0.0).unwrap();
+    assert!(q.dispatch(1, &mut || 0.0).is_none(), "waits for the first to be scheduled");
+    assert_eq!(q.in_transit(), 1);
+    q.scheduled(first.ticket);
+    assert_eq!(q.dispatch(1, &mut || 0.0).map(|r| r.waker), Some(1));
+}
+
+#[test]
+fn round_robin_shares_dispatches_between_tenants() {
+    let s = settings(&format!(
+        r#"{{ {GATE}, "plugins": [{{"type": "round-robin-fairness-policy"}}],
+            "flowControl": {{"defaultPriorityBand": {{"fairnessPolicyRef": "round-robin-fairness-policy"}}}} }}"#
+    ));
+    let mut q: FlowQueues<&str> = FlowQueues::new(s);
+    for _ in 0..10 {
+        q.admit(&key("big", 0), req(1), "big", 0, &mut || 1.0);
+    }
+    q.admit(&key("small", 0), req(1), "small", 0, &mut || 1.0);
+    q.admit(&key("small", 0), req(1), "small", 0, &mut || 1.0);
+    let mut first_four = Vec::new();
+    for _ in 0..4 {
+        let r = q.dispatch(1, &mut || 0.0).unwrap();
+        first_four.push(r.waker);
+        q.scheduled(r.ticket);
+    }
+    assert_eq!(first_four, ["big", "small", "big", "small"]);
+
+    // Global strict: arrival order whatever the tenant.
+    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    for _ in 0..3 {
+        q.admit(&key("big", 0), req(1), "big", 0, &mut || 1.0);
+    }
+    q.admit(&key("small", 0), req(1), "small", 1, &mut || 1.0);
+    let mut order = Vec::new();
+    while let Some(r) = q.dispatch(2, &mut || 0.0) {
+        order.push(r.waker);
+        q.scheduled(r.ticket);
+    }
+    assert_eq!(order, ["big", "big", "big", "small"]);
+}
+
+#[test]
+fn limits_refuse_with_queue_full() {
+    let mut q: FlowQueues<()> = FlowQueues::new(settings(&format!(
+        r#"{{ {GATE}, "flowControl": {{"maxBytes": 100, "priorityBands": [{{"priority": 0, "maxRequests": 2}}]}} }}"#
+    )));
+    let full = &mut || 1.0;
+    assert!(matches!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Queued(_)));
+    assert!(matches!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Queued(_)));
+    assert_eq!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Rejected(RequestError::QueueFull));
+    // Another band, but the global byte limit.
+    assert_eq!(q.admit(&key("t", 5), req(81), (), 0, full), Admission::Rejected(RequestError::QueueFull));
+    assert!(matches!(q.admit(&key("t", 5), req(80), (), 0, full), Admission::Queued(_)));
+    // An empty pool answers 503, not 429.
+    q.set_pool_empty(true, 0);
+    assert_eq!(q.admit(&key("t", 0), req(1), (), 0, full), Admission::Rejected(RequestError::NoCandidates));
+}
+
+#[test]
+fn ttl_expiry_and_the_empty_pool_budget() {
+    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!(
+        r#"{{ {GATE}, "flowControl": {{"defaultRequestTTL": "1s", "noEndpointRequestTTL": "5s"}} }}"#
+    )));
+    q.admit(&key("t", 0), req(1), 1, 0, &mut || 1.0);
+    q.admit(&key("t", 0), req(1), 2, 600, &mut || 1.0);
+    assert!(q.expire(999).is_empty());
+    let gone = q.expire(1000);
+    assert_eq!(gone.len(), 1);
+    assert_eq!((gone[0].waker, gone[0].waited_ms), (1, 1000));
+    assert_eq!(gone[0].outcome, Outcome::Expired(RequestError::QueueTimeout));
+    // The pool empties at 1200: a fresh 5 s budget from then, and 503 when it runs out.
+    q.set_pool_empty(true, 1200);
+    assert!(q.expire(6000).is_empty());
+    let gone = q.expire(6200);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].outcome, Outcome::Expired(RequestError::NoCandidates));
+    assert!(q.is_empty());
+}
+
+#[test]
+fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
+    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!(
+        r#"{{ {GATE}, "flowControl": {{"maxRequests": 1}} }}"#
+    )));
+    let Admission::Queued(t) = q.admit(&key("t", 0), req(1), 1, 0, &mut || 1.0) else {
+        panic!()
+    };
+    assert_eq!(q.admit(&key("t", 0), req(1), 2, 0, &mut || 1.0), Admission::Rejected(RequestError::QueueFull));
+    assert_eq!(q.cancel(t), Some(1));
+    assert!(q.is_empty());
+    let Admission::Queued(t2) = q.admit(&key("t", 0), req(1), 3, 0, &mut || 1.0) else {
+        panic!()
+    };
+    let r = q.dispatch(1, &mut || 0.0).unwrap();
+    assert_eq!(r.ticket, t2);
+    assert_eq!(q.in_transit(), 1);
+    assert_eq!(q.cancel(t2), None);
+    assert_eq!(q.in_transit(), 0);
+    assert_eq!(q.depths()[0].requests, 0);
+}
