@@ -56,6 +56,8 @@ extern "C" {
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -293,6 +295,25 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> 
     status(unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
     })
+}
+
+/// Makes `context_id` the context later host calls act on (a paused stream resumed from
+/// another context's callback).
+///
+/// # Errors
+/// The host's status (`NotFound` for a context that is gone).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_set_effective_context(context_id) })
+}
+
+/// Resumes the effective context's paused request (`proxy_continue_stream(HttpRequest)`).
+///
+/// # Errors
+/// The host's status.
+pub fn continue_request() -> Result<(), Status> {
+    // SAFETY: no pointers; stream type 0 is the HTTP request.
+    status(unsafe { proxy_continue_stream(0) })
 }
 
 /// Sends a local reply (status, body, headers) instead of forwarding the stream.

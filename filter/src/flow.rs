@@ -10,11 +10,20 @@
 //! usage (JSON body or SSE stream, never held back) to the response hooks. Dropping the flow
 //! releases the budget and, through the request state, the in-flight counts, even on a reset.
 
+use std::sync::Arc;
+
+use scheduler_core::flowcontrol::queues::Outcome as WaitOutcome;
+use scheduler_core::flowcontrol::{
+    Admission, FlowKey, Ticket, DEFAULT_FAIRNESS_ID, FAIRNESS_ID_HEADER, OLD_FAIRNESS_ID_HEADER,
+};
+use scheduler_core::model::request::InferenceRequest;
 use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
 use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
+use scheduler_core::plugin::QueuedRequest;
+use scheduler_core::plugins::flow_control::slo_deadline::SLO_TTFT_HEADERS;
 use scheduler_core::RequestState;
 
-use crate::picker::decide::{Outcome, PickerCore, RequestInput};
+use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
     ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, PREFILLER, SERVED,
 };
@@ -67,10 +76,18 @@ pub trait HttpHost {
     fn with_response_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8]));
     /// The address of the upstream host that served (after a retry, not the primary).
     fn upstream_address(&mut self) -> Option<String>;
-    /// Sends a local reply with a JSON body instead of forwarding the request.
-    fn send_json_reply(&mut self, status: u32, body: &str);
+    /// Sends a local reply with a JSON body and the `extra` headers instead of forwarding the
+    /// request.
+    fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]);
     /// Wall-clock time, microseconds since the Unix epoch.
     fn now_us(&mut self) -> u64;
+    /// A handle that resumes this request later from any thread (flow control); `None` when the
+    /// host cannot pause a request, which then is never queued.
+    fn waker(&mut self) -> Option<Box<dyn crate::waiting::Wake>> {
+        None
+    }
+    /// Lets a request paused by flow control go on (its headers and body were held).
+    fn continue_request(&mut self) {}
 }
 
 /// The picker state a request is decided with (per VM in the Wasm build, per process in the
@@ -102,7 +119,52 @@ pub trait Picking {
     fn count_fail_open(&self);
     /// A finished request's metrics (the GIE-named series; see [`crate::telemetry`]).
     fn record(&self, record: &RequestRecord, now_ms: u64);
+    /// The flow-control queues, when the `flowControl` gate is on.
+    fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
+        None
+    }
+    /// The pool's saturation at `now_ms` by the configured detector over the current candidates
+    /// (0 idle, ≥ 1.0 saturated).
+    fn saturation(&self, now_ms: u64) -> f64 {
+        let _ = now_ms;
+        0.0
+    }
+    /// One request left the flow-control queue of band `priority` after `waited_ms` with
+    /// `outcome` (see [`crate::telemetry::Telemetry::queue_wait`]).
+    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
+        let _ = (priority, outcome, waited_ms);
+    }
 }
+
+/// The flow key of a parsed request: its fairness id header (or `default-flow`) and priority.
+fn flow_key(req: &InferenceRequest<'_>) -> FlowKey {
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    FlowKey {
+        fairness_id: header(FAIRNESS_ID_HEADER)
+            .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
+            .unwrap_or(DEFAULT_FAIRNESS_ID)
+            .to_string(),
+        priority: req.priority,
+    }
+}
+
+/// The request's TTFT objective (ms) from its SLO header, if valid.
+fn slo_ttft_ms(req: &InferenceRequest<'_>) -> Option<u64> {
+    SLO_TTFT_HEADERS.iter().find_map(|name| {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+    })
+}
+
+/// `Retry-After` (seconds) sent with the flow-control 429s.
+pub const RETRY_AFTER_S: &str = "1";
 
 /// What the host does with the request headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +210,14 @@ pub struct RequestFlow {
     debug_asked: bool,
     /// The request went through a scheduling cycle (so plugins may have response hooks state).
     scheduled: bool,
+    /// Flow control: the queue ticket while the request waits or is released.
+    ticket: Option<Ticket>,
+    /// Flow control: where the queue leaves the end of the wait.
+    slot: Option<Arc<crate::waiting::WaitSlot>>,
+    /// Flow control let this request through (it is not asked again).
+    admitted: bool,
+    /// The buffered body size when the request was queued, bytes.
+    body_size: usize,
 }
 
 impl Default for RequestFlow {
@@ -173,7 +243,16 @@ impl RequestFlow {
             record: Some(RequestRecord::default()),
             debug_asked: false,
             scheduled: false,
+            ticket: None,
+            slot: None,
+            admitted: false,
+            body_size: 0,
         }
+    }
+
+    /// True while the request waits in the flow-control queue.
+    pub fn queued(&self) -> bool {
+        self.slot.is_some()
     }
 
     /// True once the request was routed, answered or passed through.
@@ -246,8 +325,17 @@ impl RequestFlow {
                 if let Some(r) = &mut self.record {
                     r.error_status = Some(reply.status);
                 }
-                host.send_json_reply(reply.status, &reply.body);
+                let extra: &[(&str, &str)] = if reply.retry {
+                    &[("retry-after", RETRY_AFTER_S)]
+                } else {
+                    &[]
+                };
+                host.send_json_reply(reply.status, &reply.body, extra);
                 false
+            }
+            Outcome::Queued => {
+                // Handled by decide_with_body before apply; a stray one is a pass-through.
+                true
             }
             Outcome::PassThrough => {
                 if log::log_enabled!(log::Level::Debug) {
@@ -391,6 +479,43 @@ impl RequestFlow {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         let start = host.now_us();
+        let now_ms = start / 1000;
+        // Flow control asks for a way to resume the request before the body is borrowed.
+        let gate = p.flow_gate().filter(|_| !self.admitted);
+        let mut waker = match gate {
+            Some(_) => host.waker(),
+            None => None,
+        };
+        let received_ms = self.start_us / 1000;
+        let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
+        let mut rejected = false;
+        let mut admit = |req: &InferenceRequest<'_>| -> Gate {
+            let (Some(g), Some(wake)) = (gate, waker.take()) else {
+                return Gate::Go;
+            };
+            let q = QueuedRequest {
+                received_ms,
+                slo_ttft_ms: slo_ttft_ms(req),
+                bytes: req.body_size_bytes as u64,
+                ..Default::default()
+            };
+            let slot = Arc::new(crate::waiting::WaitSlot::default());
+            let waiter = crate::waiting::Waiter {
+                slot: slot.clone(),
+                wake,
+            };
+            match g.admit(&flow_key(req), q, waiter, now_ms, &mut || p.saturation(now_ms)) {
+                Admission::Dispatch => Gate::Go,
+                Admission::Queued(t) => {
+                    queued = Some((t, slot));
+                    Gate::Wait
+                }
+                Admission::Rejected(e) => {
+                    rejected = true;
+                    Gate::Reject(e)
+                }
+            }
+        };
         let mut outcome = None;
         let mut headers = Some(headers);
         let state = &mut self.state;
@@ -404,8 +529,9 @@ impl RequestFlow {
                 path: &path,
                 headers: h,
                 body,
-                now_ms: start / 1000,
+                now_ms,
                 explain,
+                admit: Some(&mut admit),
             };
             outcome = Some(p.route_request(input, state, record));
         });
@@ -414,16 +540,72 @@ impl RequestFlow {
                 path: &path,
                 headers: Vec::new(),
                 body: &[],
-                now_ms: start / 1000,
+                now_ms,
                 explain,
+                admit: Some(&mut admit),
             };
             p.route_request(input, state, record)
         });
+        if rejected {
+            p.record_queue_wait(0, "RejectedCapacity", 0);
+        }
+        if let (Outcome::Queued, Some((ticket, slot))) = (&outcome, queued) {
+            // Paused with the body buffered until the queue releases it (`on_wake`).
+            self.scheduled = false;
+            self.ticket = Some(ticket);
+            self.slot = Some(slot);
+            self.body_size = size;
+            if let Some(g) = p.flow_gate() {
+                g.pump(now_ms, &mut || p.saturation(now_ms));
+            }
+            return BodyAction::StopAndBuffer;
+        }
         record.scheduling_ns = Some(host.now_us().saturating_sub(start) * 1000);
         if self.apply(host, p, outcome) {
             BodyAction::Continue
         } else {
             BodyAction::StopAndBuffer
+        }
+    }
+
+    /// The flow-control queue released this request or gave up on it (the host calls this on
+    /// the request's own worker after its [`crate::waiting::Wake`]): schedule it now and let it
+    /// go on, or answer 429/503. Returns `true` when the request went on (the host must
+    /// continue it), `false` after a local reply or when there was nothing to do.
+    pub fn on_wake<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+    ) -> bool {
+        let Some(end) = self.slot.as_ref().and_then(|s| s.take()) else {
+            return false;
+        };
+        self.slot = None;
+        let ticket = self.ticket.take();
+        p.record_queue_wait(
+            end.priority,
+            crate::waiting::outcome_label(&end.outcome),
+            end.waited_ms,
+        );
+        match end.outcome {
+            WaitOutcome::Dispatched => {
+                self.admitted = true;
+                let action = self.decide_with_body(host, p, self.body_size);
+                if let (Some(g), Some(t)) = (p.flow_gate(), ticket) {
+                    g.scheduled(t);
+                    let now_ms = host.now_us() / 1000;
+                    g.pump(now_ms, &mut || p.saturation(now_ms));
+                }
+                let go_on = action == BodyAction::Continue;
+                if go_on {
+                    host.continue_request();
+                }
+                go_on
+            }
+            WaitOutcome::Expired(e) => {
+                self.reply(host, p, crate::picker::reply::Reply::from_error(&e));
+                false
+            }
         }
     }
 
@@ -587,8 +769,27 @@ impl RequestFlow {
     /// The stream is over (completed or reset): returns the budget. The request state (and with
     /// it any in-flight count) is released when the flow is dropped.
     /// The request's metrics are recorded once, here.
-    pub fn finish<P: Picking + ?Sized>(&mut self, p: &P) {
+    ///
+    /// `now_ms`: the time, ms since the Unix epoch.
+    pub fn finish<P: Picking + ?Sized>(&mut self, p: &P, now_ms: u64) {
         self.release(p);
+        if let Some(g) = p.flow_gate() {
+            // A client that left while queued frees its place at once; a request that was
+            // served frees capacity (its in-flight counts are released first), so the queue
+            // may release the next.
+            self.slot = None;
+            if let Some(t) = self.ticket.take() {
+                if let Some((priority, waited_ms)) = g.cancel(t, now_ms) {
+                    p.record_queue_wait(priority, "EvictedContextCancelled", waited_ms);
+                }
+            }
+            if self.scheduled {
+                self.state = RequestState::new();
+            }
+            if !g.is_empty() {
+                g.pump(now_ms, &mut || p.saturation(now_ms));
+            }
+        }
         if let Some(r) = self.record.take() {
             if self.start_us > 0 {
                 p.record(&r, self.start_us / 1000);
@@ -610,6 +811,19 @@ mod tests {
         body: Vec<u8>,
         response: Vec<(String, String)>,
         reply: Option<(u32, String)>,
+        reply_headers: Vec<(String, String)>,
+        /// Flow control: how many times the request was woken, and whether it went on.
+        wakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        pausable: bool,
+        continued: bool,
+    }
+
+    struct CountWake(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl crate::waiting::Wake for CountWake {
+        fn wake(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     impl HttpHost for FakeHost {
@@ -648,11 +862,22 @@ mod tests {
         fn upstream_address(&mut self) -> Option<String> {
             None
         }
-        fn send_json_reply(&mut self, status: u32, body: &str) {
+        fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]) {
             self.reply = Some((status, body.into()));
+            self.reply_headers = extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         }
         fn now_us(&mut self) -> u64 {
             1_000_000
+        }
+        fn waker(&mut self) -> Option<Box<dyn crate::waiting::Wake>> {
+            self.pausable
+                .then(|| Box::new(CountWake(self.wakes.clone())) as Box<dyn crate::waiting::Wake>)
+        }
+        fn continue_request(&mut self) {
+            self.continued = true;
         }
     }
 
@@ -663,6 +888,9 @@ mod tests {
         budget_used: Cell<usize>,
         picks: RefCell<Vec<String>>,
         records: RefCell<Vec<RequestRecord>>,
+        gate: Option<crate::waiting::FlowGate>,
+        saturation: Cell<f64>,
+        waits: RefCell<Vec<(i32, &'static str)>>,
     }
 
     impl Picking for FakePicking {
@@ -709,11 +937,30 @@ mod tests {
         fn record(&self, record: &RequestRecord, _now_ms: u64) {
             self.records.borrow_mut().push(record.clone());
         }
+        fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
+            self.gate.as_ref()
+        }
+        fn saturation(&self, _now_ms: u64) -> f64 {
+            self.saturation.get()
+        }
+        fn record_queue_wait(&self, priority: i32, outcome: &'static str, _waited_ms: u64) {
+            self.waits.borrow_mut().push((priority, outcome));
+        }
     }
 
     fn picking() -> FakePicking {
-        let json = r#"{"pool": {"cluster": "c", "bodyLimitBytes": 1000, "maxBufferedBodyBytes": 1500, "debug": true}}"#;
-        let l = PickerConfig::load(json, &Registry::with_builtins()).unwrap();
+        picking_with("")
+    }
+
+    fn picking_with(extra: &str) -> FakePicking {
+        let json = format!(
+            r#"{{"pool": {{"cluster": "c", "bodyLimitBytes": 1000, "maxBufferedBodyBytes": 1500, "debug": true}} {extra}}}"#
+        );
+        let l = PickerConfig::load(&json, &Registry::with_builtins()).unwrap();
+        let gate = l
+            .picker
+            .flow_control()
+            .map(|fc| crate::waiting::FlowGate::new(fc.clone()));
         let pool = [(3u32, 0.2), (0, 0.1)]
             .iter()
             .enumerate()
@@ -734,7 +981,105 @@ mod tests {
             budget_used: Cell::new(0),
             picks: RefCell::default(),
             records: RefCell::default(),
+            gate,
+            saturation: Cell::new(0.0),
+            waits: RefCell::default(),
         }
+    }
+
+    const FLOW: &str = r#", "featureGates": ["flowControl"], "flowControl": {"defaultRequestTTL": "2s", "maxRequests": 2}"#;
+
+    fn queued_request(p: &FakePicking, body: &str) -> (RequestFlow, FakeHost) {
+        let mut host = request(body);
+        host.pausable = true;
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, p, false);
+        assert_eq!(
+            flow.on_request_body(&mut host, p, body.len(), true),
+            BodyAction::StopAndBuffer
+        );
+        (flow, host)
+    }
+
+    #[test]
+    fn flow_control_holds_a_request_while_saturated_and_routes_it_when_released() {
+        let p = picking_with(FLOW);
+        p.saturation.set(1.0);
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let (mut flow, mut host) = queued_request(&p, body);
+        assert!(flow.queued());
+        assert_eq!(host.request_header(DESTINATION), None, "not routed yet");
+        assert_eq!(host.wakes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let g = p.gate.as_ref().unwrap();
+        assert_eq!(g.len(), 1);
+        // Capacity returns: the tick releases it, the host wakes it, it is routed and goes on.
+        p.saturation.set(0.2);
+        g.tick(2000, false, &mut || 0.2);
+        assert_eq!(host.wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(flow.on_wake(&mut host, &p));
+        assert!(host.continued);
+        assert_eq!(host.request_header(DESTINATION).as_deref(), Some("10.0.0.2:8000"));
+        assert_eq!(*p.waits.borrow(), [(0, "Dispatched")]);
+        assert!(g.is_empty());
+        // A second wake does nothing.
+        assert!(!flow.on_wake(&mut host, &p));
+    }
+
+    #[test]
+    fn flow_control_answers_429_with_retry_after_when_the_wait_times_out_or_the_queue_is_full() {
+        let p = picking_with(FLOW);
+        p.saturation.set(1.0);
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let (mut a, mut host_a) = queued_request(&p, body);
+        let (_b, _) = queued_request(&p, body);
+        // maxRequests 2: the third is refused at once.
+        let mut host_c = request(body);
+        host_c.pausable = true;
+        let mut c = RequestFlow::new();
+        c.on_request_headers(&mut host_c, &p, false);
+        assert_eq!(c.on_request_body(&mut host_c, &p, body.len(), true), BodyAction::StopAndBuffer);
+        let (status, reply) = host_c.reply.clone().unwrap();
+        assert_eq!(status, 429);
+        assert!(reply.contains("queue_full"), "{reply}");
+        assert_eq!(host_c.reply_headers, [("retry-after".to_string(), "1".to_string())]);
+        // 2 s later the queued ones expire.
+        let g = p.gate.as_ref().unwrap();
+        g.tick(1000 + 2000, false, &mut || 1.0);
+        assert!(!a.on_wake(&mut host_a, &p));
+        let (status, reply) = host_a.reply.clone().unwrap();
+        assert_eq!(status, 429);
+        assert!(reply.contains("queue_timeout"), "{reply}");
+        assert!(p.waits.borrow().contains(&(0, "EvictedTTL")));
+    }
+
+    #[test]
+    fn a_client_that_leaves_while_queued_frees_its_place() {
+        let p = picking_with(FLOW);
+        p.saturation.set(1.0);
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let (mut a, _host) = queued_request(&p, body);
+        let g = p.gate.as_ref().unwrap();
+        assert_eq!(g.len(), 1);
+        a.finish(&p, 1500);
+        assert_eq!(g.len(), 0);
+        assert_eq!(p.budget_used.get(), 0);
+        assert!(p.waits.borrow().contains(&(0, "EvictedContextCancelled")));
+    }
+
+    #[test]
+    fn without_a_pausable_host_or_with_capacity_requests_are_not_queued() {
+        let p = picking_with(FLOW);
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        host.pausable = true;
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        assert_eq!(flow.on_request_body(&mut host, &p, body.len(), true), BodyAction::Continue);
+        p.saturation.set(1.0);
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        assert_eq!(flow.on_request_body(&mut host, &p, body.len(), true), BodyAction::Continue);
     }
 
     fn request(body: &str) -> FakeHost {
@@ -792,7 +1137,7 @@ mod tests {
             "the question is not forwarded"
         );
         assert_eq!(p.records.borrow().len(), 0, "recorded when the stream ends");
-        flow.finish(&p);
+        flow.finish(&p, 0);
         let records = p.records.borrow();
         let r = records.first().expect("one record");
         assert_eq!(r.model, Some(("m".into(), "m".into())));
@@ -833,7 +1178,7 @@ mod tests {
             .as_ref()
             .is_some_and(|r| r.1.contains("body_buffer_full")));
         // The held request goes away (reset): its reservation returns.
-        fa.finish(&p);
+        fa.finish(&p, 0);
         assert_eq!(p.budget_used.get(), 0);
 
         let mut host = request("not json");

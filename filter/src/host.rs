@@ -106,12 +106,16 @@ pub fn response_body(size: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// Sends a local reply with a JSON body. The caller must return `Action::Pause`.
-pub fn send_json_reply(status: u32, body: &str) {
-    let headers: [(&str, &[u8]); 2] = [
+/// Sends a local reply with a JSON body and the `extra` headers. The caller must return
+/// `Action::Pause`.
+pub fn send_json_reply(status: u32, body: &str, extra: &[(&str, &str)]) {
+    let mut headers: Vec<(&str, &[u8])> = vec![
         ("content-type", b"application/json"),
         ("x-endpoint-picker", b"local-reply"),
     ];
+    for (k, v) in extra {
+        headers.push((k, v.as_bytes()));
+    }
     if let Err(s) = abi::send_local_response(status, body.as_bytes(), &headers) {
         log::error!("could not send local reply {status}: status {s}");
     }
@@ -179,5 +183,17 @@ pub fn set_tick_period(period: Duration) {
     let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
     if let Err(s) = abi::set_tick_period_ms(ms) {
         log::error!("could not set tick period: status {s}");
+    }
+}
+
+/// Makes `context_id` the stream later host calls act on; `false` when it is gone.
+pub fn set_effective_context(context_id: u32) -> bool {
+    abi::set_effective_context(context_id).is_ok()
+}
+
+/// Resumes the effective stream's paused request.
+pub fn continue_request() {
+    if let Err(s) = abi::continue_request() {
+        log::warn!("could not resume a request released by flow control: status {s}");
     }
 }

@@ -32,6 +32,7 @@ pub mod scraper;
 pub mod telemetry;
 pub mod time;
 pub mod version;
+pub mod waiting;
 
 #[cfg(any(target_arch = "wasm32", clippy))]
 pub mod abi;

@@ -219,6 +219,17 @@ extern "C" {
         attribute_id: u32,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    // ---- HTTP filter: pausing and resuming (flow control) ----
+    /// A handle that posts `on_http_filter_scheduled` to this stream's worker; usable from any
+    /// thread; holds the filter weakly (an event for a stream that is gone is dropped).
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: Ptr) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
+    /// Resumes a request whose headers/body the filter stopped.
+    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: Ptr);
     pub fn envoy_dynamic_module_callback_http_set_upstream_override_host(
         filter: Ptr,
         host: ModuleBuffer,

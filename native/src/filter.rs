@@ -57,6 +57,8 @@ pub struct FilterConfig {
     telemetry: Vec<Mutex<Telemetry>>,
     /// When the shards were last flushed, ms since the epoch.
     last_flush_ms: AtomicU64,
+    /// Flow control's queues, shared by every worker (`flowControl` gate).
+    gate: Option<endpoint_picker_filter::waiting::FlowGate>,
 }
 
 // SAFETY: `envoy` is Envoy's DynamicModuleHttpFilterConfig, which outlives this value and whose
@@ -101,6 +103,10 @@ impl FilterConfig {
         let telemetry = (0..SHARDS)
             .map(|_| Mutex::new(Telemetry::new(&loaded.picker)))
             .collect();
+        let gate = loaded
+            .picker
+            .flow_control()
+            .map(|fc| endpoint_picker_filter::waiting::FlowGate::new(fc.clone()));
         Ok(FilterConfig {
             envoy,
             core: PickerCore {
@@ -112,6 +118,7 @@ impl FilterConfig {
             stats,
             telemetry,
             last_flush_ms: AtomicU64::new(0),
+            gate,
         })
     }
 
@@ -208,6 +215,31 @@ impl Picking for FilterConfig {
         self.with_shard(|t| t.record(record));
         self.flush_if_due(now_ms);
     }
+
+    fn flow_gate(&self) -> Option<&endpoint_picker_filter::waiting::FlowGate> {
+        self.gate.as_ref()
+    }
+
+    fn saturation(&self, now_ms: u64) -> f64 {
+        self.with_candidates(now_ms, |c, _| {
+            self.core.picker.pool_saturation(c, now_ms)
+        })
+    }
+
+    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
+        self.with_shard(|t| t.queue_wait(priority, outcome, waited_ms));
+    }
+}
+
+impl FilterConfig {
+    /// Flow control's tick (the scraper's timer, main thread): expires waits that ran out and
+    /// releases what the pool has room for.
+    fn flow_tick(&self, now_ms: u64) {
+        if let Some(g) = &self.gate {
+            let empty = self.with_candidates(now_ms, |c, _| c.is_empty());
+            g.tick(now_ms, empty, &mut || self.saturation(now_ms));
+        }
+    }
 }
 
 /// Every live filter configuration, for the scraper's timer to flush (an idle worker's last
@@ -229,6 +261,7 @@ pub fn flush_all(now_ms: u64) {
         Err(_) => return,
     };
     for c in live {
+        c.flow_tick(now_ms);
         c.flush_if_due(now_ms);
     }
 }
@@ -260,6 +293,12 @@ impl FilterConfig {
                 t.flush(now_ms, &mut &self.stats.families);
             }
         }
+        if let Some(g) = &self.gate {
+            endpoint_picker_filter::telemetry::set_queue_depths(
+                &g.depths(),
+                &mut &self.stats.families,
+            );
+        }
     }
 }
 
@@ -268,7 +307,40 @@ impl FilterConfig {
 pub struct NativeHost {
     /// Envoy's filter pointer.
     pub filter: Ptr,
+    /// True inside the request-body hook, the only time Envoy has a "received" body frame (its
+    /// pointer is not valid in other hooks).
+    pub in_body_hook: bool,
 }
+
+/// Resumes one paused stream through Envoy's per-filter scheduler (flow control): `wake` posts
+/// `on_http_filter_scheduled` to the stream's worker; the handle may be used and dropped on any
+/// thread, and an event for a stream that already ended is dropped by Envoy.
+struct StreamWake {
+    scheduler: *mut core::ffi::c_void,
+}
+
+// SAFETY: Envoy's filter scheduler posts to the worker's dispatcher, which is thread-safe, and
+// holds the filter only weakly; deleting it frees that handle, also thread-safe.
+unsafe impl Send for StreamWake {}
+
+impl endpoint_picker_filter::waiting::Wake for StreamWake {
+    fn wake(&self) {
+        // SAFETY: a live scheduler made by scheduler_new (deleted only on drop).
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.scheduler, WAKE_EVENT)
+        }
+    }
+}
+
+impl Drop for StreamWake {
+    fn drop(&mut self) {
+        // SAFETY: made by scheduler_new, deleted once.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.scheduler) }
+    }
+}
+
+/// The event id of a flow-control wake.
+pub const WAKE_EVENT: u64 = 1;
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -481,10 +553,12 @@ impl HttpHost for NativeHost {
     }
 
     fn with_request_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
-        // The body is what was buffered so far plus the frame of this hook, which Envoy has not
-        // added to the buffer yet.
+        // The body is what was buffered so far plus, in the body hook, the frame of this hook,
+        // which Envoy has not added to the buffer yet.
         let mut chunks = self.chunks(abi::BUFFERED_REQUEST_BODY);
-        chunks.extend(self.chunks(abi::RECEIVED_REQUEST_BODY));
+        if self.in_body_hook {
+            chunks.extend(self.chunks(abi::RECEIVED_REQUEST_BODY));
+        }
         // SAFETY: every chunk is an Envoy buffer of the current hook.
         let slices: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
         match slices.as_slice() {
@@ -532,11 +606,14 @@ impl HttpHost for NativeHost {
         text.parse::<std::net::SocketAddr>().is_ok().then_some(text)
     }
 
-    fn send_json_reply(&mut self, status: u32, body: &str) {
-        let mut headers = [
+    fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]) {
+        let mut headers = vec![
             ModuleHttpHeader::of("content-type", b"application/json"),
             ModuleHttpHeader::of("x-endpoint-picker", b"local-reply"),
         ];
+        for (k, v) in extra {
+            headers.push(ModuleHttpHeader::of(k, v.as_bytes()));
+        }
         // SAFETY: every pointer is borrowed for the call.
         unsafe {
             abi::envoy_dynamic_module_callback_http_send_response(
@@ -552,6 +629,20 @@ impl HttpHost for NativeHost {
 
     fn now_us(&mut self) -> u64 {
         endpoint_picker_filter::time::to_us(std::time::SystemTime::now())
+    }
+
+    fn waker(&mut self) -> Option<Box<dyn endpoint_picker_filter::waiting::Wake>> {
+        // SAFETY: the filter pointer of the current hook.
+        let scheduler =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.filter) };
+        (!scheduler.is_null()).then(|| {
+            Box::new(StreamWake { scheduler }) as Box<dyn endpoint_picker_filter::waiting::Wake>
+        })
+    }
+
+    fn continue_request(&mut self) {
+        // SAFETY: the filter pointer of the current hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.filter) }
     }
 }
 

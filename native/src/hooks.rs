@@ -145,6 +145,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         };
         let mut host = NativeHost {
             filter: filter_envoy,
+            in_body_hook: false,
         };
         headers_status(
             s.flow
@@ -166,6 +167,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
         };
         let mut host = NativeHost {
             filter: filter_envoy,
+            in_body_hook: true,
         };
         // What is buffered so far plus this hook's frame (not yet in the buffer).
         let size =
@@ -189,6 +191,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
         };
         let mut host = NativeHost {
             filter: filter_envoy,
+            in_body_hook: false,
         };
         let size = host.body_size(abi::BUFFERED_REQUEST_BODY);
         // Trailers cannot stop-and-buffer: a local reply has been sent in that case anyway.
@@ -208,6 +211,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
         if let Some(s) = unsafe { stream(filter) } {
             let mut host = NativeHost {
                 filter: filter_envoy,
+                in_body_hook: false,
             };
             s.flow
                 .on_response_headers(&mut host, &*s.config, end_of_stream);
@@ -227,6 +231,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
         if let Some(s) = unsafe { stream(filter) } {
             let mut host = NativeHost {
                 filter: filter_envoy,
+                in_body_hook: false,
             };
             let size = host.body_size(abi::RECEIVED_RESPONSE_BODY);
             s.flow
@@ -253,7 +258,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     guard("stream_complete", (), || {
         // SAFETY: our stream pointer.
         if let Some(s) = unsafe { stream(filter) } {
-            s.flow.finish(&*s.config);
+            s.flow.finish(&*s.config, now_ms());
         }
     })
 }
@@ -265,7 +270,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: Con
             // SAFETY: made by filter_new, destroyed once. Dropping the flow releases the body
             // budget and the request's in-flight counts (also after a reset).
             let mut s = unsafe { Box::from_raw(filter as *mut Stream) };
-            s.flow.finish(&*s.config);
+            s.flow.finish(&*s.config, now_ms());
         }
     })
 }
@@ -332,12 +337,32 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
+/// Flow control released (or gave up on) this paused request: `on_wake` schedules it and
+/// continues it, or answers it.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _filter_envoy: Ptr,
-    _filter: ConstPtr,
-    _event_id: u64,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
+    event_id: u64,
 ) {
+    guard("scheduled", (), || {
+        if event_id != crate::filter::WAKE_EVENT {
+            return;
+        }
+        // SAFETY: our stream pointer (Envoy posts the event only while the filter lives).
+        if let Some(s) = unsafe { stream(filter) } {
+            let mut host = NativeHost {
+                filter: filter_envoy,
+                in_body_hook: false,
+            };
+            s.flow.on_wake(&mut host, &*s.config);
+        }
+    })
+}
+
+/// Now, ms since the Unix epoch.
+fn now_ms() -> u64 {
+    endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
 }
 
 #[no_mangle]

@@ -216,7 +216,7 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
         panic!()
     };
     assert_eq!(q.admit(&key("t", 0), req(1), 2, 0, &mut || 1.0), Admission::Rejected(RequestError::QueueFull));
-    assert_eq!(q.cancel(t), Some(1));
+    assert_eq!(q.cancel(t, 5).map(|r| (r.waker, r.waited_ms)), Some((1, 5)));
     assert!(q.is_empty());
     let Admission::Queued(t2) = q.admit(&key("t", 0), req(1), 3, 0, &mut || 1.0) else {
         panic!()
@@ -224,7 +224,7 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
     let r = q.dispatch(1, &mut || 0.0).unwrap();
     assert_eq!(r.ticket, t2);
     assert_eq!(q.in_transit(), 1);
-    assert_eq!(q.cancel(t2), None);
+    assert!(q.cancel(t2, 5).is_none());
     assert_eq!(q.in_transit(), 0);
     assert_eq!(q.depths()[0].requests, 0);
 }

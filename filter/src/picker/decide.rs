@@ -20,6 +20,19 @@ pub enum Outcome {
     Reply(Reply),
     /// Forward untouched, for the cluster's own load balancer (FailOpen without usable metrics).
     PassThrough,
+    /// Wait in the flow-control queue (the admission hook said [`Gate::Wait`]).
+    Queued,
+}
+
+/// What flow control says about a parsed request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Schedule it now.
+    Go,
+    /// It waits in the queue.
+    Wait,
+    /// Refused (429 queue full, 503 no endpoints).
+    Reject(RequestError),
 }
 
 /// A routing decision.
@@ -52,6 +65,9 @@ pub struct RequestInput<'a> {
     /// Explain the decision ([`Route::debug`]): the client asked for the debug header, or
     /// the decision log is on.
     pub explain: bool,
+    /// Flow control's admission, asked once the body parsed (before the candidates are
+    /// looked at: an empty pool is a reason to wait, not to fail); `None` admits.
+    pub admit: Option<&'a mut dyn FnMut(&scheduler_core::model::request::InferenceRequest<'_>) -> Gate>,
 }
 
 /// The immutable part of a picker VM: the loaded scheduler and the pool settings.
@@ -130,6 +146,7 @@ impl PickerCore {
             body,
             now_ms,
             explain,
+            admit,
         } = input;
         if body.len() > self.pool.body_limit_bytes {
             return Outcome::Reply(self.too_large());
@@ -142,6 +159,13 @@ impl PickerCore {
             request.model.as_ref().to_string(),
             request.target_model.as_ref().to_string(),
         ));
+        if let Some(admit) = admit {
+            match admit(&request) {
+                Gate::Go => {}
+                Gate::Wait => return Outcome::Queued,
+                Gate::Reject(e) => return Outcome::Reply(Reply::from_error(&e)),
+            }
+        }
         if candidates.is_empty() {
             return self.unusable();
         }
@@ -252,6 +276,7 @@ mod tests {
                 body: body.as_bytes(),
                 now_ms: 1000,
                 explain: true,
+                admit: None,
             },
             &mut SplitMix64::new(1),
             &mut RequestState::new(),

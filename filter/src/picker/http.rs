@@ -2,8 +2,16 @@
 //! proxy-wasm callbacks onto [`crate::flow::RequestFlow`] and offers the host calls through
 //! [`WasmHost`]. Envoy only delivers the body to a filter that paused in the headers phase when
 //! the plugin sets `allow_on_headers_stop_iteration: true`.
+//!
+//! Flow control in Wasm: each worker VM has its own queues (a VM cannot wake a stream of another
+//! worker, and proxy-wasm shared queues would move every held request's wake-up through the
+//! host), so priority and fairness hold per worker. A released request's context id goes on
+//! this VM's ready list ([`CtxWake`]); the VM drains the list at the end of each of its
+//! callbacks and on its tick, switching to that stream ([`drain_ready`]).
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -43,34 +51,134 @@ impl HttpHost for WasmHost {
     fn upstream_address(&mut self) -> Option<String> {
         host::property_string(&["upstream", "address"])
     }
-    fn send_json_reply(&mut self, status: u32, body: &str) {
-        host::send_json_reply(status, body);
+    fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]) {
+        host::send_json_reply(status, body, extra);
     }
     fn now_us(&mut self) -> u64 {
         host::now_us()
+    }
+    fn waker(&mut self) -> Option<Box<dyn crate::waiting::Wake>> {
+        CURRENT.with(|c| c.get()).map(|id| Box::new(CtxWake(id)) as Box<dyn crate::waiting::Wake>)
+    }
+    fn continue_request(&mut self) {
+        host::continue_request();
+    }
+}
+
+thread_local! {
+    /// The HTTP context whose callback is running (the waker names it).
+    static CURRENT: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    /// Context ids released by flow control, to resume.
+    static READY: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// The flows of this VM's queued requests by context id.
+    static WAITING: RefCell<HashMap<u32, Weak<RefCell<RequestFlow>>>> = RefCell::new(HashMap::new());
+}
+
+/// A queued request's wake-up in this VM: its context id goes on the ready list.
+struct CtxWake(u32);
+
+impl crate::waiting::Wake for CtxWake {
+    fn wake(&self) {
+        READY.with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.push(self.0);
+            }
+        });
+    }
+}
+
+/// Resumes every released request of this VM: switches to its stream, schedules or answers it
+/// (`RequestFlow::on_wake`), then switches back to `current` (the context whose callback is
+/// running, if any).
+pub fn drain_ready(shared: &PickerShared, current: Option<u32>) {
+    let mut switched = false;
+    loop {
+        let next = READY.with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pop()));
+        let Some(id) = next else { break };
+        let flow = WAITING.with(|w| {
+            w.try_borrow_mut()
+                .ok()
+                .and_then(|mut w| w.remove(&id))
+                .and_then(|f| f.upgrade())
+        });
+        let Some(flow) = flow else { continue };
+        if !host::set_effective_context(id) {
+            continue;
+        }
+        switched = true;
+        let prev = CURRENT.with(|c| c.replace(Some(id)));
+        if let Ok(mut f) = flow.try_borrow_mut() {
+            f.on_wake(&mut WasmHost, shared);
+        }
+        CURRENT.with(|c| c.set(prev));
+    }
+    if switched {
+        if let Some(id) = current {
+            host::set_effective_context(id);
+        }
     }
 }
 
 /// See the module docs.
 pub struct PickerHttp {
     shared: Rc<PickerShared>,
-    flow: RequestFlow,
+    flow: Rc<RefCell<RequestFlow>>,
+    context_id: u32,
 }
 
 impl PickerHttp {
     /// A context for one request.
-    pub fn new(shared: Rc<PickerShared>, _context_id: u32) -> Self {
+    pub fn new(shared: Rc<PickerShared>, context_id: u32) -> Self {
         PickerHttp {
             shared,
-            flow: RequestFlow::new(),
+            flow: Rc::new(RefCell::new(RequestFlow::new())),
+            context_id,
         }
+    }
+
+    /// Runs `f` on this request's flow as the current context, then registers the flow if it
+    /// is queued and resumes whatever flow control released meanwhile.
+    fn with_flow<R>(&mut self, f: impl FnOnce(&mut RequestFlow, &PickerShared) -> R) -> Option<R> {
+        let prev = CURRENT.with(|c| c.replace(Some(self.context_id)));
+        let out = match self.flow.try_borrow_mut() {
+            Ok(mut flow) => {
+                let r = f(&mut flow, &self.shared);
+                if flow.queued() {
+                    let weak = Rc::downgrade(&self.flow);
+                    WAITING.with(|w| {
+                        if let Ok(mut w) = w.try_borrow_mut() {
+                            w.insert(self.context_id, weak);
+                        }
+                    });
+                }
+                Some(r)
+            }
+            Err(_) => None,
+        };
+        CURRENT.with(|c| c.set(prev));
+        if self.shared.core.picker.flow_control().is_some() {
+            drain_ready(&self.shared, Some(self.context_id));
+        }
+        out
     }
 }
 
 impl Drop for PickerHttp {
-    /// A request reset or timed out before its body completed gives its reservation back.
+    /// A request reset or timed out before its body completed gives its reservation back; a
+    /// queued one leaves the queue.
     fn drop(&mut self) {
-        self.flow.finish(&*self.shared);
+        WAITING.with(|w| {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                w.remove(&self.context_id);
+            }
+        });
+        let now_ms = host::now_ms();
+        if let Ok(mut flow) = self.flow.try_borrow_mut() {
+            flow.finish(&*self.shared, now_ms);
+        }
+        if self.shared.core.picker.flow_control().is_some() {
+            drain_ready(&self.shared, None);
+        }
     }
 }
 
@@ -92,40 +200,34 @@ fn body_action(a: BodyAction) -> Action {
 
 impl HttpContext for PickerHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        headers_action(
-            self.flow
-                .on_request_headers(&mut WasmHost, &*self.shared, end_of_stream),
-        )
+        self.with_flow(|f, p| {
+            headers_action(f.on_request_headers(&mut WasmHost, p, end_of_stream))
+        })
+        .unwrap_or(Action::Continue)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        body_action(self.flow.on_request_body(
-            &mut WasmHost,
-            &*self.shared,
-            body_size,
-            end_of_stream,
-        ))
+        self.with_flow(|f, p| {
+            body_action(f.on_request_body(&mut WasmHost, p, body_size, end_of_stream))
+        })
+        .unwrap_or(Action::Continue)
     }
 
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
         // The body size is not passed with trailers: read up to the limit (+1, so an
         // over-limit body is still detected).
         let size = self.shared.core.pool.body_limit_bytes.saturating_add(1);
-        body_action(
-            self.flow
-                .on_request_trailers(&mut WasmHost, &*self.shared, size),
-        )
+        self.with_flow(|f, p| body_action(f.on_request_trailers(&mut WasmHost, p, size)))
+            .unwrap_or(Action::Continue)
     }
 
     fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        self.flow
-            .on_response_headers(&mut WasmHost, &*self.shared, end_of_stream);
+        self.with_flow(|f, p| f.on_response_headers(&mut WasmHost, p, end_of_stream));
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.flow
-            .on_response_body(&mut WasmHost, &*self.shared, body_size, end_of_stream);
+        self.with_flow(|f, p| f.on_response_body(&mut WasmHost, p, body_size, end_of_stream));
         // Never pause a response: SSE tokens must flow as they come.
         Action::Continue
     }

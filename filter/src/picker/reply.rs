@@ -10,6 +10,8 @@ pub struct Reply {
     pub status: u32,
     /// JSON body.
     pub body: String,
+    /// Send `Retry-After` (flow control's 429s: the queue is full or the wait timed out).
+    pub retry: bool,
 }
 
 impl Reply {
@@ -26,6 +28,7 @@ impl Reply {
         Reply {
             status: u32::from(err.status()),
             body: body.to_string(),
+            retry: matches!(err, RequestError::QueueFull | RequestError::QueueTimeout),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct PickerShared {
     /// This VM's GIE-named series between flushes, and the stats they go to.
     telemetry: RefCell<Telemetry>,
     sink: RefCell<WasmSink>,
+    /// This VM's flow-control queues (`flowControl` gate).
+    gate: Option<crate::waiting::FlowGate>,
 }
 
 impl PickerShared {
@@ -45,7 +47,12 @@ impl PickerShared {
         // Seeded per VM from the clock: tie-breaks differ between workers, as they should.
         let seed = host::now_us() ^ 0x5DEE_CE66_D1CE_5EED;
         let telemetry = RefCell::new(Telemetry::new(&loaded.picker));
+        let gate = loaded
+            .picker
+            .flow_control()
+            .map(|fc| crate::waiting::FlowGate::new(fc.clone()));
         Ok(PickerShared {
+            gate,
             telemetry,
             sink: RefCell::default(),
             core: PickerCore {
@@ -93,7 +100,12 @@ impl PickerShared {
             self.stats
                 .snapshot_seen(now_ms.saturating_sub(published), generation);
         }
+        let empty = view.candidates(now_ms).is_empty();
         drop(view);
+        if let Some(g) = &self.gate {
+            g.tick(now_ms, empty, &mut || self.saturation(now_ms));
+            crate::picker::http::drain_ready(self, None);
+        }
         if let Ok(mut t) = self.telemetry.try_borrow_mut() {
             if t.due(now_ms) {
                 self.flush_to(&mut t, now_ms);
@@ -105,6 +117,9 @@ impl PickerShared {
     fn flush_to(&self, t: &mut Telemetry, now_ms: u64) {
         if let Ok(mut sink) = self.sink.try_borrow_mut() {
             t.flush(now_ms, &mut *sink);
+            if let Some(g) = &self.gate {
+                crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
+            }
         }
     }
 }
@@ -189,6 +204,30 @@ impl Picking for PickerShared {
             if t.due(now_ms) {
                 self.flush_to(&mut t, now_ms);
             }
+        }
+    }
+
+    fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
+        self.gate.as_ref()
+    }
+
+    fn saturation(&self, now_ms: u64) -> f64 {
+        match self.view.try_borrow_mut() {
+            Ok(mut view) => {
+                self.refresh(&mut view, now_ms);
+                self.core
+                    .picker
+                    .pool_saturation(view.candidates(now_ms), now_ms)
+            }
+            // Called while the view is in use (inside a scheduling cycle): saturated, so
+            // nothing is released on a stale answer.
+            Err(_) => 1.0,
+        }
+    }
+
+    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
+        if let Ok(mut t) = self.telemetry.try_borrow_mut() {
+            t.queue_wait(priority, outcome, waited_ms);
         }
     }
 }

@@ -374,8 +374,34 @@ pub static INFO: Family = Family {
     labels: &["commit", "build_ref", "version"],
 };
 
+const FLOW_OUTCOME: &[&str] = &["priority", "outcome"];
+const FLOW_OUTCOME_LE: &[&str] = &["priority", "outcome", "le"];
+histogram!(
+    FLOW_QUEUE_DURATION,
+    "inference_extension_flow_control_request_queue_duration_seconds",
+    FLOW_OUTCOME,
+    FLOW_OUTCOME_LE,
+    REQUEST_SECONDS
+);
+
+/// `inference_extension_flow_control_queue_size{priority}`: requests waiting in the flow-control
+/// queues of a priority band (GIE's name; upstream also labels fairness id and model, which are
+/// untrusted request values, so this build keeps the band only).
+pub static FLOW_QUEUE_SIZE: Family = Family {
+    name: "inference_extension_flow_control_queue_size",
+    kind: Kind::Gauge,
+    labels: &["priority"],
+};
+
+/// `inference_extension_flow_control_queue_bytes{priority}`: their request-body bytes.
+pub static FLOW_QUEUE_BYTES: Family = Family {
+    name: "inference_extension_flow_control_queue_bytes",
+    kind: Kind::Gauge,
+    labels: &["priority"],
+};
+
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 7] = [
+pub static HISTOGRAMS: [&HistogramFamily; 8] = [
     &SCHEDULER_E2E,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
@@ -383,12 +409,20 @@ pub static HISTOGRAMS: [&HistogramFamily; 7] = [
     &RESPONSE_SIZES,
     &INPUT_TOKENS_HIST,
     &OUTPUT_TOKENS_HIST,
+    &FLOW_QUEUE_DURATION,
 ];
 
 /// Every family a request-path sink defines (the histograms' series included).
 pub fn request_families() -> impl Iterator<Item = &'static Family> {
-    [&REQUEST_TOTAL, &REQUEST_ERROR_TOTAL, &PICKS, &LOCAL_REPLIES]
-        .into_iter()
+    [
+        &REQUEST_TOTAL,
+        &REQUEST_ERROR_TOTAL,
+        &PICKS,
+        &LOCAL_REPLIES,
+        &FLOW_QUEUE_SIZE,
+        &FLOW_QUEUE_BYTES,
+    ]
+    .into_iter()
         .chain(
             HISTOGRAMS
                 .iter()

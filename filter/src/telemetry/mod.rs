@@ -123,6 +123,8 @@ pub struct Telemetry {
     picks: HashMap<String, Vec<(String, Count)>>,
     /// status → local replies: `endpoint_picker_local_replies{status}`.
     replies: Vec<(u32, Count)>,
+    /// (band priority, outcome) → queue waits of flow control.
+    queue_waits: Vec<((i32, &'static str), Histogram)>,
     last_flush_ms: u64,
 }
 
@@ -152,6 +154,7 @@ impl Telemetry {
             series: Vec::new(),
             picks: HashMap::new(),
             replies: Vec::new(),
+            queue_waits: Vec::new(),
             last_flush_ms: 0,
         }
     }
@@ -175,6 +178,24 @@ impl Telemetry {
     /// One local reply with `status`.
     pub fn reply(&mut self, status: u32) {
         count_one(&mut self.replies, &status, || status);
+    }
+
+    /// One request left the flow-control queue of band `priority` after `waited_ms` with
+    /// `outcome` (upstream's names: `Dispatched`, `EvictedTTL`, `EvictedNoEndpoints`,
+    /// `EvictedContextCancelled`, `RejectedCapacity`, `RejectedNoEndpoints`).
+    pub fn queue_wait(&mut self, priority: i32, outcome: &'static str, waited_ms: u64) {
+        let key = (priority, outcome);
+        let i = match self.queue_waits.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.queue_waits
+                    .push((key, Histogram::new(&families::FLOW_QUEUE_DURATION)));
+                self.queue_waits.len() - 1
+            }
+        };
+        if let Some((_, h)) = self.queue_waits.get_mut(i) {
+            h.record(waited_ms.saturating_mul(1_000_000));
+        }
     }
 
     /// Adds one finished request.
@@ -266,6 +287,9 @@ impl Telemetry {
             }
         }
         self.scheduler.flush(&[], sink);
+        for ((priority, outcome), h) in &mut self.queue_waits {
+            h.flush(&[&priority.to_string(), outcome], sink);
+        }
         for p in &mut self.plugins {
             for (point, h) in ExtensionPoint::ALL.iter().zip(p.by_point.iter_mut()) {
                 if let Some(h) = h {
@@ -293,6 +317,15 @@ impl Telemetry {
                 h.flush(&labels, sink);
             }
         }
+    }
+}
+
+/// Sets the flow-control queue gauges from `depths` (every band that has held a request).
+pub fn set_queue_depths(depths: &[scheduler_core::flowcontrol::queues::BandDepth], sink: &mut dyn StatSink) {
+    for d in depths {
+        let p = d.priority.to_string();
+        sink.set(&families::FLOW_QUEUE_SIZE, &[&p], d.requests);
+        sink.set(&families::FLOW_QUEUE_BYTES, &[&p], d.bytes);
     }
 }
 

@@ -418,9 +418,10 @@ impl<W> FlowQueues<W> {
         self.in_transit.retain(|&t| t != ticket);
     }
 
-    /// The request `ticket` is gone (client left, stream reset): frees its slot, whether it was
-    /// waiting or released. Returns its waker if it was still waiting.
-    pub fn cancel(&mut self, ticket: Ticket) -> Option<W> {
+    /// The request `ticket` is gone at `now_ms` (client left, stream reset): frees its slot,
+    /// whether it was waiting or released. Returns it (waker, band, wait) if it was still
+    /// waiting.
+    pub fn cancel(&mut self, ticket: Ticket, now_ms: u64) -> Option<Released<W>> {
         self.scheduled(ticket);
         let mut at = None;
         'find: for (b, band) in self.bands.iter().enumerate() {
@@ -432,7 +433,7 @@ impl<W> FlowQueues<W> {
             }
         }
         let (b, fi, i) = at?;
-        self.take(b, fi, i, 0, Outcome::Dispatched).map(|r| r.waker)
+        self.take(b, fi, i, now_ms, Outcome::Dispatched)
     }
 }
 

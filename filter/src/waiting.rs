@@ -1,0 +1,173 @@
+//! Flow control for the hosts (issue 12): one [`FlowGate`] per picker state — process-wide in the
+//! native module, per worker VM in Wasm — holding the queues of [`scheduler_core::flowcontrol`]
+//! behind a short lock, and the [`Waiter`] each queued request leaves there.
+//!
+//! A queued request stays paused in Envoy with its body buffered. When the queues release it
+//! (a dispatch cycle, or its TTL), the gate writes the outcome into the request's [`WaitSlot`]
+//! and calls its [`Wake`], which the host implements: the native module posts an event to the
+//! request's worker (Envoy's per-filter scheduler), the Wasm module resumes the stream's context.
+//! The request then reads the slot (`RequestFlow::on_wake`) and is scheduled or answered.
+//!
+//! Dispatch cycles run when a request is queued, when a released request has been scheduled,
+//! when a request's response ends (its endpoint has capacity again), and on the host's tick
+//! (which also expires TTLs). Wakers run after the lock is released.
+
+use std::sync::{Arc, Mutex};
+
+use scheduler_core::flowcontrol::queues::{BandDepth, Outcome};
+use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
+use scheduler_core::plugin::QueuedRequest;
+
+/// Resumes one paused request on its own worker. Called from any thread.
+pub trait Wake: Send {
+    /// Schedules the request's `on_wake`.
+    fn wake(&self);
+}
+
+/// How a queued request's wait ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitEnd {
+    /// Released or expired.
+    pub outcome: Outcome,
+    /// Its band's priority.
+    pub priority: i32,
+    /// How long it waited, ms.
+    pub waited_ms: u64,
+}
+
+/// Where the gate leaves a queued request's [`WaitEnd`] for it to read.
+#[derive(Default)]
+pub struct WaitSlot(Mutex<Option<WaitEnd>>);
+
+impl WaitSlot {
+    /// Takes the outcome, if the wait ended.
+    pub fn take(&self) -> Option<WaitEnd> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn put(&self, end: WaitEnd) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(end);
+        }
+    }
+}
+
+/// What the gate keeps of a queued request.
+pub struct Waiter {
+    /// Where its outcome goes.
+    pub slot: Arc<WaitSlot>,
+    /// How it is resumed.
+    pub wake: Box<dyn Wake>,
+}
+
+/// Upstream's outcome label for a wait that ended with `o`.
+pub fn outcome_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Dispatched => "Dispatched",
+        Outcome::Expired(scheduler_core::RequestError::NoCandidates) => "EvictedNoEndpoints",
+        Outcome::Expired(_) => "EvictedTTL",
+    }
+}
+
+/// The queues of one picker state; see the module docs.
+pub struct FlowGate {
+    queues: Mutex<FlowQueues<Waiter>>,
+}
+
+impl FlowGate {
+    /// A gate with `settings`.
+    pub fn new(settings: Arc<FlowControl>) -> Self {
+        FlowGate {
+            queues: Mutex::new(FlowQueues::new(settings)),
+        }
+    }
+
+    /// Admits one request (see [`FlowQueues::admit`]); `saturation` is the pool's, asked only
+    /// when nothing waits ahead of it. A poisoned lock admits (never loses a request).
+    pub fn admit(
+        &self,
+        key: &FlowKey,
+        req: QueuedRequest,
+        waiter: Waiter,
+        now_ms: u64,
+        saturation: &mut dyn FnMut() -> f64,
+    ) -> Admission {
+        match self.queues.lock() {
+            Ok(mut q) => q.admit(key, req, waiter, now_ms, saturation),
+            Err(_) => Admission::Dispatch,
+        }
+    }
+
+    /// Runs a dispatch cycle; wakes what it released. Returns how many it released.
+    pub fn pump(&self, now_ms: u64, saturation: &mut dyn FnMut() -> f64) -> usize {
+        let released = match self.queues.lock() {
+            Ok(mut q) => q.dispatch(now_ms, saturation),
+            Err(_) => None,
+        };
+        match released {
+            Some(r) => {
+                deliver(r);
+                1
+            }
+            None => 0,
+        }
+    }
+
+    /// Expires the requests whose budget ran out, wakes them, then runs a dispatch cycle (the
+    /// host's tick). `empty_pool` says whether the pool has endpoints now.
+    pub fn tick(&self, now_ms: u64, empty_pool: bool, saturation: &mut dyn FnMut() -> f64) {
+        let expired = match self.queues.lock() {
+            Ok(mut q) => {
+                q.set_pool_empty(empty_pool, now_ms);
+                q.expire(now_ms)
+            }
+            Err(_) => Vec::new(),
+        };
+        for r in expired {
+            deliver(r);
+        }
+        self.pump(now_ms, saturation);
+    }
+
+    /// The released request `ticket` went through scheduling.
+    pub fn scheduled(&self, ticket: Ticket) {
+        if let Ok(mut q) = self.queues.lock() {
+            q.scheduled(ticket);
+        }
+    }
+
+    /// The request `ticket` is gone at `now_ms`: frees its slot. Returns its band and wait
+    /// (ms) when it was still waiting.
+    pub fn cancel(&self, ticket: Ticket, now_ms: u64) -> Option<(i32, u64)> {
+        // The waiter (and with it the host's wake handle) is dropped after the lock.
+        let released = match self.queues.lock() {
+            Ok(mut q) => q.cancel(ticket, now_ms),
+            Err(_) => None,
+        };
+        released.map(|r| (r.priority, r.waited_ms))
+    }
+
+    /// Queue depth per band.
+    pub fn depths(&self) -> Vec<BandDepth> {
+        self.queues.lock().map(|q| q.depths()).unwrap_or_default()
+    }
+
+    /// Requests waiting.
+    pub fn len(&self) -> u64 {
+        self.queues.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn deliver(r: Released<Waiter>) {
+    r.waker.slot.put(WaitEnd {
+        outcome: r.outcome,
+        priority: r.priority,
+        waited_ms: r.waited_ms,
+    });
+    r.waker.wake.wake();
+}
