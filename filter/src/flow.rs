@@ -504,7 +504,9 @@ impl RequestFlow {
                 slot: slot.clone(),
                 wake,
             };
-            match g.admit(&flow_key(req), q, waiter, now_ms, &mut || p.saturation(now_ms)) {
+            match g.admit(&flow_key(req), q, waiter, now_ms, &mut || {
+                p.saturation(now_ms)
+            }) {
                 Admission::Dispatch => Gate::Go,
                 Admission::Queued(t) => {
                     queued = Some((t, slot));
@@ -1018,7 +1020,10 @@ mod tests {
         assert_eq!(host.wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(flow.on_wake(&mut host, &p));
         assert!(host.continued);
-        assert_eq!(host.request_header(DESTINATION).as_deref(), Some("10.0.0.2:8000"));
+        assert_eq!(
+            host.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
+        );
         assert_eq!(*p.waits.borrow(), [(0, "Dispatched")]);
         assert!(g.is_empty());
         // A second wake does nothing.
@@ -1037,11 +1042,17 @@ mod tests {
         host_c.pausable = true;
         let mut c = RequestFlow::new();
         c.on_request_headers(&mut host_c, &p, false);
-        assert_eq!(c.on_request_body(&mut host_c, &p, body.len(), true), BodyAction::StopAndBuffer);
+        assert_eq!(
+            c.on_request_body(&mut host_c, &p, body.len(), true),
+            BodyAction::StopAndBuffer
+        );
         let (status, reply) = host_c.reply.clone().unwrap();
         assert_eq!(status, 429);
         assert!(reply.contains("queue_full"), "{reply}");
-        assert_eq!(host_c.reply_headers, [("retry-after".to_string(), "1".to_string())]);
+        assert_eq!(
+            host_c.reply_headers,
+            [("retry-after".to_string(), "1".to_string())]
+        );
         // 2 s later the queued ones expire.
         let g = p.gate.as_ref().unwrap();
         g.tick(1000 + 2000, false, &mut || 1.0);
@@ -1074,12 +1085,18 @@ mod tests {
         host.pausable = true;
         let mut flow = RequestFlow::new();
         flow.on_request_headers(&mut host, &p, false);
-        assert_eq!(flow.on_request_body(&mut host, &p, body.len(), true), BodyAction::Continue);
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, body.len(), true),
+            BodyAction::Continue
+        );
         p.saturation.set(1.0);
         let mut host = request(body);
         let mut flow = RequestFlow::new();
         flow.on_request_headers(&mut host, &p, false);
-        assert_eq!(flow.on_request_body(&mut host, &p, body.len(), true), BodyAction::Continue);
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, body.len(), true),
+            BodyAction::Continue
+        );
     }
 
     fn request(body: &str) -> FakeHost {

@@ -221,9 +221,7 @@ impl Picking for FilterConfig {
     }
 
     fn saturation(&self, now_ms: u64) -> f64 {
-        self.with_candidates(now_ms, |c, _| {
-            self.core.picker.pool_saturation(c, now_ms)
-        })
+        self.with_candidates(now_ms, |c, _| self.core.picker.pool_saturation(c, now_ms))
     }
 
     fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
@@ -327,7 +325,10 @@ impl endpoint_picker_filter::waiting::Wake for StreamWake {
     fn wake(&self) {
         // SAFETY: a live scheduler made by scheduler_new (deleted only on drop).
         unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.scheduler, WAKE_EVENT)
+            abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(
+                self.scheduler,
+                WAKE_EVENT,
+            )
         }
     }
 }

@@ -145,15 +145,28 @@ unsafe impl Send for FamilySink {}
 unsafe impl Sync for FamilySink {}
 
 impl FamilySink {
-    /// Counters of the request path, on an HTTP filter configuration.
+    /// The request path's families, on an HTTP filter configuration: counters, and the
+    /// flow-control queue gauges.
     pub fn filter(config: Ptr) -> FamilySink {
-        FamilySink::define_all(
+        let (gauges, counters): (Vec<&'static Family>, Vec<&'static Family>) =
+            families::request_families().partition(|f| f.kind == families::Kind::Gauge);
+        let mut sink = FamilySink::define_all(
             config,
-            families::request_families(),
+            counters.into_iter(),
             abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
             abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            Some(abi::envoy_dynamic_module_callback_http_filter_config_set_gauge),
+        );
+        let gauge_ids = FamilySink::define_all(
+            config,
+            gauges.into_iter(),
+            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
             None,
-        )
+        );
+        sink.ids.extend(gauge_ids.ids);
+        sink.ids.sort_by_key(|(n, _)| *n);
+        sink
     }
 
     /// The pool gauges, on the bootstrap extension configuration.

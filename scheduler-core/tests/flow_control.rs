@@ -57,10 +57,16 @@ fn guide_configs_load() {
               "defaultNegativePriorityBand": {{"maxRequests": 2, "orderingPolicyRef": "edf-ordering-policy"}}}} }}"#
     ));
     assert_eq!(s.max_requests, 1000);
-    assert_eq!(s.band_for(7).fairness.typed_name().type_name, "round-robin-fairness-policy");
+    assert_eq!(
+        s.band_for(7).fairness.typed_name().type_name,
+        "round-robin-fairness-policy"
+    );
     assert_eq!(s.band_for(7).max_requests, 10);
     assert_eq!(s.band_for(-1).max_requests, 2);
-    assert_eq!(s.band_for(-1).ordering.typed_name().type_name, "edf-ordering-policy");
+    assert_eq!(
+        s.band_for(-1).ordering.typed_name().type_name,
+        "edf-ordering-policy"
+    );
 
     // Without the gate the section is ignored (with a warning), as upstream.
     let (picker, report) = load(
@@ -69,22 +75,39 @@ fn guide_configs_load() {
     )
     .unwrap();
     assert!(picker.flow_control().is_none());
-    assert!(report.warnings.iter().any(|w| w.contains("flowControl")), "{report:?}");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("flowControl")),
+        "{report:?}"
+    );
 }
 
 #[test]
 fn bad_sections_are_errors_naming_the_field() {
     for (section, field) in [
         (r#"{"maxBytes": "lots"}"#, "flowControl.maxBytes"),
-        (r#"{"defaultRequestTTL": 30}"#, "flowControl.defaultRequestTTL"),
-        (r#"{"priorityBands": [{"priority": 1}, {"priority": 1}]}"#, "flowControl.priorityBands[1].priority"),
-        (r#"{"priorityBands": [{"priority": 1, "fairnessPolicyRef": "nope"}]}"#, "flowControl.priorityBands[0].fairnessPolicyRef"),
-        (r#"{"usageLimitPolicyPluginRef": "fcfs-ordering-policy"}"#, "flowControl.usageLimitPolicyPluginRef"),
+        (
+            r#"{"defaultRequestTTL": 30}"#,
+            "flowControl.defaultRequestTTL",
+        ),
+        (
+            r#"{"priorityBands": [{"priority": 1}, {"priority": 1}]}"#,
+            "flowControl.priorityBands[1].priority",
+        ),
+        (
+            r#"{"priorityBands": [{"priority": 1, "fairnessPolicyRef": "nope"}]}"#,
+            "flowControl.priorityBands[0].fairnessPolicyRef",
+        ),
+        (
+            r#"{"usageLimitPolicyPluginRef": "fcfs-ordering-policy"}"#,
+            "flowControl.usageLimitPolicyPluginRef",
+        ),
     ] {
         let json = format!(
             r#"{{ {GATE}, "plugins": [{{"type": "fcfs-ordering-policy"}}], "flowControl": {section} }}"#
         );
-        let err = load(&json, &Registry::with_builtins()).err().unwrap_or_else(|| panic!("{section} loaded"));
+        let err = load(&json, &Registry::with_builtins())
+            .err()
+            .unwrap_or_else(|| panic!("{section} loaded"));
         assert!(err.to_string().contains(field), "{section}: {err}");
     }
 }
@@ -92,7 +115,10 @@ fn bad_sections_are_errors_naming_the_field() {
 #[test]
 fn idle_pool_dispatches_at_once_and_saturated_pool_queues() {
     let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
-    assert_eq!(q.admit(&key("a", 0), req(10), 1, 0, &mut || 0.2), Admission::Dispatch);
+    assert_eq!(
+        q.admit(&key("a", 0), req(10), 1, 0, &mut || 0.2),
+        Admission::Dispatch
+    );
     let Admission::Queued(t) = q.admit(&key("a", 0), req(10), 2, 0, &mut || 1.0) else {
         panic!()
     };
@@ -100,7 +126,10 @@ fn idle_pool_dispatches_at_once_and_saturated_pool_queues() {
     // Still saturated: nothing leaves.
     assert!(q.dispatch(5, &mut || 1.0).is_none());
     let r = q.dispatch(7, &mut || 0.5).unwrap();
-    assert_eq!((r.waker, r.ticket, r.waited_ms, r.outcome), (2, t, 7, Outcome::Dispatched));
+    assert_eq!(
+        (r.waker, r.ticket, r.waited_ms, r.outcome),
+        (2, t, 7, Outcome::Dispatched)
+    );
     assert!(q.is_empty());
 }
 
@@ -109,7 +138,10 @@ fn higher_priority_leaves_first_and_blocks_lower_bands() {
     let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
     let sat = &mut || 1.0;
     for (name, prio) in [("low-1", -1), ("low-2", -1), ("mid", 0), ("high", 10)] {
-        assert!(matches!(q.admit(&key("t", prio), req(1), name, 0, sat), Admission::Queued(_)));
+        assert!(matches!(
+            q.admit(&key("t", prio), req(1), name, 0, sat),
+            Admission::Queued(_)
+        ));
     }
     let mut order = Vec::new();
     while let Some(r) = q.dispatch(1, &mut || 0.0) {
@@ -119,7 +151,10 @@ fn higher_priority_leaves_first_and_blocks_lower_bands() {
     assert_eq!(order, ["high", "mid", "low-1", "low-2"]);
     // A newcomer of low priority does not skip a waiting high-priority request.
     q.admit(&key("t", 10), req(1), "high", 0, &mut || 1.0);
-    assert!(matches!(q.admit(&key("t", -1), req(1), "low", 0, &mut || 0.0), Admission::Queued(_)));
+    assert!(matches!(
+        q.admit(&key("t", -1), req(1), "low", 0, &mut || 0.0),
+        Admission::Queued(_)
+    ));
 }
 
 #[test]
@@ -129,7 +164,10 @@ fn one_release_in_transit_at_a_time() {
         q.admit(&key("t", 0), req(1), w, 0, &mut || 1.0);
     }
     let first = q.dispatch(1, &mut || 0.0).unwrap();
-    assert!(q.dispatch(1, &mut || 0.0).is_none(), "waits for the first to be scheduled");
+    assert!(
+        q.dispatch(1, &mut || 0.0).is_none(),
+        "waits for the first to be scheduled"
+    );
     assert_eq!(q.in_transit(), 1);
     q.scheduled(first.ticket);
     assert_eq!(q.dispatch(1, &mut || 0.0).map(|r| r.waker), Some(1));
@@ -175,15 +213,33 @@ fn limits_refuse_with_queue_full() {
         r#"{{ {GATE}, "flowControl": {{"maxBytes": 100, "priorityBands": [{{"priority": 0, "maxRequests": 2}}]}} }}"#
     )));
     let full = &mut || 1.0;
-    assert!(matches!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Queued(_)));
-    assert!(matches!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Queued(_)));
-    assert_eq!(q.admit(&key("t", 0), req(10), (), 0, full), Admission::Rejected(RequestError::QueueFull));
+    assert!(matches!(
+        q.admit(&key("t", 0), req(10), (), 0, full),
+        Admission::Queued(_)
+    ));
+    assert!(matches!(
+        q.admit(&key("t", 0), req(10), (), 0, full),
+        Admission::Queued(_)
+    ));
+    assert_eq!(
+        q.admit(&key("t", 0), req(10), (), 0, full),
+        Admission::Rejected(RequestError::QueueFull)
+    );
     // Another band, but the global byte limit.
-    assert_eq!(q.admit(&key("t", 5), req(81), (), 0, full), Admission::Rejected(RequestError::QueueFull));
-    assert!(matches!(q.admit(&key("t", 5), req(80), (), 0, full), Admission::Queued(_)));
+    assert_eq!(
+        q.admit(&key("t", 5), req(81), (), 0, full),
+        Admission::Rejected(RequestError::QueueFull)
+    );
+    assert!(matches!(
+        q.admit(&key("t", 5), req(80), (), 0, full),
+        Admission::Queued(_)
+    ));
     // An empty pool answers 503, not 429.
     q.set_pool_empty(true, 0);
-    assert_eq!(q.admit(&key("t", 0), req(1), (), 0, full), Admission::Rejected(RequestError::NoCandidates));
+    assert_eq!(
+        q.admit(&key("t", 0), req(1), (), 0, full),
+        Admission::Rejected(RequestError::NoCandidates)
+    );
 }
 
 #[test]
@@ -197,13 +253,19 @@ fn ttl_expiry_and_the_empty_pool_budget() {
     let gone = q.expire(1000);
     assert_eq!(gone.len(), 1);
     assert_eq!((gone[0].waker, gone[0].waited_ms), (1, 1000));
-    assert_eq!(gone[0].outcome, Outcome::Expired(RequestError::QueueTimeout));
+    assert_eq!(
+        gone[0].outcome,
+        Outcome::Expired(RequestError::QueueTimeout)
+    );
     // The pool empties at 1200: a fresh 5 s budget from then, and 503 when it runs out.
     q.set_pool_empty(true, 1200);
     assert!(q.expire(6000).is_empty());
     let gone = q.expire(6200);
     assert_eq!(gone.len(), 1);
-    assert_eq!(gone[0].outcome, Outcome::Expired(RequestError::NoCandidates));
+    assert_eq!(
+        gone[0].outcome,
+        Outcome::Expired(RequestError::NoCandidates)
+    );
     assert!(q.is_empty());
 }
 
@@ -215,7 +277,10 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
     let Admission::Queued(t) = q.admit(&key("t", 0), req(1), 1, 0, &mut || 1.0) else {
         panic!()
     };
-    assert_eq!(q.admit(&key("t", 0), req(1), 2, 0, &mut || 1.0), Admission::Rejected(RequestError::QueueFull));
+    assert_eq!(
+        q.admit(&key("t", 0), req(1), 2, 0, &mut || 1.0),
+        Admission::Rejected(RequestError::QueueFull)
+    );
     assert_eq!(q.cancel(t, 5).map(|r| (r.waker, r.waited_ms)), Some((1, 5)));
     assert!(q.is_empty());
     let Admission::Queued(t2) = q.admit(&key("t", 0), req(1), 3, 0, &mut || 1.0) else {

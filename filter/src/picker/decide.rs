@@ -67,7 +67,8 @@ pub struct RequestInput<'a> {
     pub explain: bool,
     /// Flow control's admission, asked once the body parsed (before the candidates are
     /// looked at: an empty pool is a reason to wait, not to fail); `None` admits.
-    pub admit: Option<&'a mut dyn FnMut(&scheduler_core::model::request::InferenceRequest<'_>) -> Gate>,
+    pub admit:
+        Option<&'a mut dyn FnMut(&scheduler_core::model::request::InferenceRequest<'_>) -> Gate>,
 }
 
 /// The immutable part of a picker VM: the loaded scheduler and the pool settings.

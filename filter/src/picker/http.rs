@@ -58,7 +58,9 @@ impl HttpHost for WasmHost {
         host::now_us()
     }
     fn waker(&mut self) -> Option<Box<dyn crate::waiting::Wake>> {
-        CURRENT.with(|c| c.get()).map(|id| Box::new(CtxWake(id)) as Box<dyn crate::waiting::Wake>)
+        CURRENT
+            .with(|c| c.get())
+            .map(|id| Box::new(CtxWake(id)) as Box<dyn crate::waiting::Wake>)
     }
     fn continue_request(&mut self) {
         host::continue_request();
@@ -200,10 +202,8 @@ fn body_action(a: BodyAction) -> Action {
 
 impl HttpContext for PickerHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        self.with_flow(|f, p| {
-            headers_action(f.on_request_headers(&mut WasmHost, p, end_of_stream))
-        })
-        .unwrap_or(Action::Continue)
+        self.with_flow(|f, p| headers_action(f.on_request_headers(&mut WasmHost, p, end_of_stream)))
+            .unwrap_or(Action::Continue)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -423,12 +423,12 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &FLOW_QUEUE_BYTES,
     ]
     .into_iter()
-        .chain(
-            HISTOGRAMS
-                .iter()
-                .flat_map(|h| [Some(&h.bucket), Some(&h.count), h.sum.as_ref()])
-                .flatten(),
-        )
+    .chain(
+        HISTOGRAMS
+            .iter()
+            .flat_map(|h| [Some(&h.bucket), Some(&h.count), h.sum.as_ref()])
+            .flatten(),
+    )
 }
 
 /// Every family the scraper sets.

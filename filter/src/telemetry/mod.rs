@@ -321,7 +321,10 @@ impl Telemetry {
 }
 
 /// Sets the flow-control queue gauges from `depths` (every band that has held a request).
-pub fn set_queue_depths(depths: &[scheduler_core::flowcontrol::queues::BandDepth], sink: &mut dyn StatSink) {
+pub fn set_queue_depths(
+    depths: &[scheduler_core::flowcontrol::queues::BandDepth],
+    sink: &mut dyn StatSink,
+) {
     for d in depths {
         let p = d.priority.to_string();
         sink.set(&families::FLOW_QUEUE_SIZE, &[&p], d.requests);

@@ -316,11 +316,8 @@ impl<W> FlowQueues<W> {
             else {
                 continue;
             };
-            let heads: Vec<Option<usize>> = band
-                .flows
-                .iter()
-                .map(|f| head_index(f, ordering))
-                .collect();
+            let heads: Vec<Option<usize>> =
+                band.flows.iter().map(|f| head_index(f, ordering)).collect();
             let views: Vec<FlowHead<'_>> = band
                 .flows
                 .iter()

@@ -109,7 +109,12 @@ pub(super) fn build(
         ordering: default_ordering,
     };
     let default_band = match fc.get("defaultPriorityBand") {
-        Some(b) => band(loader, b, &defaults, &at.clone().with_key("defaultPriorityBand"))?,
+        Some(b) => band(
+            loader,
+            b,
+            &defaults,
+            &at.clone().with_key("defaultPriorityBand"),
+        )?,
         None => defaults.clone(),
     };
     let default_negative_band = match fc.get("defaultNegativePriorityBand") {
@@ -276,4 +281,3 @@ fn band(
         )?,
     })
 }
-

@@ -64,9 +64,9 @@ impl FairnessPolicy for GlobalStrict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::Handle;
     use crate::plugin::QueuedRequest;
     use crate::plugins::flow_control::fcfs;
-    use crate::plugin::Handle;
 
     fn handle_for_tests() -> Handle<'static> {
         Handle::new(&[])
@@ -87,9 +87,18 @@ mod tests {
             ..Default::default()
         };
         let flows = [
-            FlowHead { id: "a", head: Some(&new) },
-            FlowHead { id: "b", head: None },
-            FlowHead { id: "c", head: Some(&old) },
+            FlowHead {
+                id: "a",
+                head: Some(&new),
+            },
+            FlowHead {
+                id: "b",
+                head: None,
+            },
+            FlowHead {
+                id: "c",
+                head: Some(&old),
+            },
         ];
         let pick = p.as_fairness_policy().unwrap().pick(
             &flows,
@@ -97,9 +106,16 @@ mod tests {
             &mut None,
         );
         assert_eq!(pick, Some(2));
-        let empty = [FlowHead { id: "a", head: None }];
+        let empty = [FlowHead {
+            id: "a",
+            head: None,
+        }];
         assert_eq!(
-            p.as_fairness_policy().unwrap().pick(&empty, o.as_ordering_policy().unwrap(), &mut None),
+            p.as_fairness_policy().unwrap().pick(
+                &empty,
+                o.as_ordering_policy().unwrap(),
+                &mut None
+            ),
             None
         );
     }

@@ -83,9 +83,9 @@ impl FairnessPolicy for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::Handle;
     use crate::plugin::QueuedRequest;
     use crate::plugins::flow_control::fcfs;
-    use crate::plugin::Handle;
 
     fn handle_for_tests() -> Handle<'static> {
         Handle::new(&[])
@@ -97,15 +97,26 @@ mod tests {
         let o = fcfs::factory("o", None, &handle_for_tests()).unwrap();
         let r = QueuedRequest::default();
         let flows = [
-            FlowHead { id: "tenant-b", head: Some(&r) },
-            FlowHead { id: "tenant-a", head: Some(&r) },
-            FlowHead { id: "tenant-c", head: None },
+            FlowHead {
+                id: "tenant-b",
+                head: Some(&r),
+            },
+            FlowHead {
+                id: "tenant-a",
+                head: Some(&r),
+            },
+            FlowHead {
+                id: "tenant-c",
+                head: None,
+            },
         ];
         let mut cursor = None;
         let mut pick = || {
-            p.as_fairness_policy()
-                .unwrap()
-                .pick(&flows, o.as_ordering_policy().unwrap(), &mut cursor)
+            p.as_fairness_policy().unwrap().pick(
+                &flows,
+                o.as_ordering_policy().unwrap(),
+                &mut cursor,
+            )
         };
         // a, b, (c is empty) a, b, …
         assert_eq!(pick(), Some(1));
@@ -120,8 +131,14 @@ mod tests {
         let o = fcfs::factory("o", None, &handle_for_tests()).unwrap();
         let r = QueuedRequest::default();
         let flows = [
-            FlowHead { id: "a", head: Some(&r) },
-            FlowHead { id: "c", head: Some(&r) },
+            FlowHead {
+                id: "a",
+                head: Some(&r),
+            },
+            FlowHead {
+                id: "c",
+                head: Some(&r),
+            },
         ];
         // The last served was "b", which is gone: the next after it is "c".
         let mut cursor = Some(String::from("b"));

@@ -82,15 +82,24 @@ mod tests {
 
     #[test]
     fn one_ceiling_for_every_band() {
-        let p = factory(TYPE, Some(&serde_json::json!({"threshold": 0.8})), &handle_for_tests())
-            .unwrap();
+        let p = factory(
+            TYPE,
+            Some(&serde_json::json!({"threshold": 0.8})),
+            &handle_for_tests(),
+        )
+        .unwrap();
         let mut c = [1.0; 3];
         p.as_usage_limit_policy()
             .unwrap()
             .ceilings(0.5, &[10, 0, -1], &mut c);
         assert_eq!(c, [0.8; 3]);
         for bad in [0.0, -1.0] {
-            assert!(factory(TYPE, Some(&serde_json::json!({ "threshold": bad })), &handle_for_tests()).is_err());
+            assert!(factory(
+                TYPE,
+                Some(&serde_json::json!({ "threshold": bad })),
+                &handle_for_tests()
+            )
+            .is_err());
         }
     }
 }

@@ -1,0 +1,175 @@
+//! Flow control in real Envoy (issue 12), against both builds: requests wait in the proxy while
+//! the pool is saturated and leave by priority; a wait that runs out its TTL gets 429 with an
+//! OpenAI-style body and `Retry-After`; a client that leaves while queued frees its place.
+//!
+//! The pool is one fake model server that holds every response for `delay_ms`, and the saturation
+//! detector is `concurrency-detector` with `maxConcurrency: 1`, so one request in flight
+//! saturates the pool. One Envoy worker: the Wasm build keeps one queue per worker VM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{Env, EnvSpec};
+use serde_json::{json, Value};
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn start(flow_control: Value) -> Env {
+    let env = Env::start(EnvSpec {
+        backends: vec!["pod-a".into()],
+        concurrency: 1,
+        picker: json!({
+            "featureGates": ["flowControl"],
+            "plugins": [
+                {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+                {"type": "queue-scorer"},
+                {"type": "max-score-picker"}
+            ],
+            "saturationDetector": {"pluginRef": "concurrency-detector"},
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+            ]}],
+            "inferenceObjectives": [
+                {"name": "critical", "priority": 10},
+                {"name": "batch", "priority": -1}
+            ],
+            "flowControl": flow_control
+        }),
+        ..EnvSpec::default()
+    });
+    env
+}
+
+/// Sends a completion in the background; the status and the time it finished (since `t0`) go to
+/// `done` under `label`.
+fn send(
+    env: &Arc<Env>,
+    label: &'static str,
+    objective: Option<&'static str>,
+    t0: Instant,
+    done: &Arc<Mutex<Vec<(&'static str, u16, Duration)>>>,
+) -> std::thread::JoinHandle<()> {
+    let env = env.clone();
+    let done = done.clone();
+    std::thread::spawn(move || {
+        let headers: Vec<(&str, &str)> = objective
+            .map(|o| vec![("x-gateway-inference-objective", o)])
+            .unwrap_or_default();
+        let r = env.complete(MODEL, label, &headers);
+        done.lock().unwrap().push((label, r.status, t0.elapsed()));
+    })
+}
+
+#[test]
+fn a_high_priority_request_queued_behind_low_priority_ones_is_dispatched_first() {
+    let env = Arc::new(start(json!({"defaultRequestTTL": "30s"})));
+    env.backend("pod-a").set(json!({"delay_ms": 700}));
+    let t0 = Instant::now();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    // The first saturates the pool (1 in flight); the others queue in arrival order: two
+    // sheddable, then one critical.
+    let mut threads = vec![send(&env, "first", None, t0, &done)];
+    std::thread::sleep(Duration::from_millis(150));
+    for (label, objective) in [("low-1", "batch"), ("low-2", "batch"), ("high", "critical")] {
+        threads.push(send(&env, label, Some(objective), t0, &done));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let done = done.lock().unwrap();
+    let order: Vec<&str> = done.iter().map(|(l, _, _)| *l).collect();
+    assert!(done.iter().all(|(_, s, _)| *s == 200), "{done:?}");
+    assert_eq!(order, ["first", "high", "low-1", "low-2"], "{done:?}");
+    // They were held, not sent to the server at once: each waited for the one before.
+    let at = |l: &str| done.iter().find(|(x, _, _)| *x == l).unwrap().2;
+    assert!(at("low-2") >= Duration::from_millis(4 * 700), "{done:?}");
+    env.settle_stats();
+    let text = env.prometheus();
+    assert!(
+        text.contains("inference_extension_flow_control_request_queue_duration_seconds_count")
+            && text.contains("outcome=\"Dispatched\""),
+        "queue wait histogram: {}",
+        text.lines()
+            .filter(|l| l.contains("flow_control"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn a_wait_past_the_ttl_gets_429_with_a_json_body_and_retry_after() {
+    let env = Arc::new(start(json!({"defaultRequestTTL": "300ms"})));
+    env.backend("pod-a").set(json!({"delay_ms": 2000}));
+    let t0 = Instant::now();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let first = send(&env, "first", None, t0, &done);
+    std::thread::sleep(Duration::from_millis(150));
+    let start = Instant::now();
+    let r = env.complete(MODEL, "late", &[]);
+    let waited = start.elapsed();
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.json()["error"]["code"], "queue_timeout");
+    assert_eq!(r.json()["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.pod(), "", "never reached the server");
+    // The TTL (300 ms) plus at most a tick or two of the expiry sweep.
+    assert!(
+        waited >= Duration::from_millis(280) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    first.join().unwrap();
+    assert_eq!(done.lock().unwrap()[0].1, 200);
+}
+
+#[test]
+fn a_client_that_leaves_while_queued_leaves_no_slot_behind() {
+    // One request may wait: if the one that left kept its place, the next would be refused.
+    let env = Arc::new(start(json!({"defaultRequestTTL": "30s", "maxRequests": 1})));
+    env.backend("pod-a").set(json!({"delay_ms": 1500}));
+    let t0 = Instant::now();
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let first = send(&env, "first", None, t0, &done);
+    std::thread::sleep(Duration::from_millis(150));
+    // A queued request whose client hangs up.
+    let body = json!({"model": MODEL, "prompt": "gone"}).to_string();
+    let mut s = TcpStream::connect(env.listen).unwrap();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(s.read(&mut buf).is_err(), "still queued: no answer yet");
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    // The queue has room again: this one waits (not 429) and is served after the first.
+    let r = env.complete(MODEL, "next", &[]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    first.join().unwrap();
+    env.settle_stats();
+    let text = env.prometheus();
+    let line = |needles: &[&str]| {
+        text.lines()
+            .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(
+        line(&["_count", "outcome=\"EvictedContextCancelled\""]).ends_with(" 1"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("flow_control"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let size = line(&["inference_extension_flow_control_queue_size"]);
+    assert!(size.ends_with(" 0"), "queue empty at the end: {size}");
+    // Only the two served requests reached the server.
+    assert_eq!(env.stat_sum("picks"), 2, "{}", env.stats());
+}
