@@ -489,7 +489,8 @@ impl RequestFlow {
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
         let mut rejected = false;
-        let mut admit = |req: &InferenceRequest<'_>| -> Gate {
+        let picker = &p.core().picker;
+        let mut admit = |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
             let (Some(g), Some(wake)) = (gate, waker.take()) else {
                 return Gate::Go;
             };
@@ -504,9 +505,9 @@ impl RequestFlow {
                 slot: slot.clone(),
                 wake,
             };
-            match g.admit(&flow_key(req), q, waiter, now_ms, &mut || {
-                p.saturation(now_ms)
-            }) {
+            // Saturation of the candidates this request sees (no second snapshot read).
+            let mut saturation = || picker.pool_saturation(candidates, now_ms);
+            match g.admit(&flow_key(req), q, waiter, now_ms, &mut saturation) {
                 Admission::Dispatch => Gate::Go,
                 Admission::Queued(t) => {
                     queued = Some((t, slot));
@@ -886,12 +887,11 @@ mod tests {
     /// A picker over a fixed pool, with a small body budget.
     struct FakePicking {
         core: PickerCore,
-        pool: Vec<Endpoint>,
+        pool: RefCell<Vec<Endpoint>>,
         budget_used: Cell<usize>,
         picks: RefCell<Vec<String>>,
         records: RefCell<Vec<RequestRecord>>,
         gate: Option<crate::waiting::FlowGate>,
-        saturation: Cell<f64>,
         waits: RefCell<Vec<(i32, &'static str)>>,
     }
 
@@ -901,7 +901,7 @@ mod tests {
         }
         fn route_headers_only(&self, _now_ms: u64, _explain: bool) -> Outcome {
             self.core
-                .route_headers_only(&self.pool, &mut SplitMix64::new(1), false)
+                .route_headers_only(&self.pool.borrow(), &mut SplitMix64::new(1), false)
         }
         fn route_request(
             &self,
@@ -910,7 +910,7 @@ mod tests {
             record: &mut RequestRecord,
         ) -> Outcome {
             self.core.route_request(
-                &self.pool,
+                &self.pool.borrow(),
                 input,
                 &mut SplitMix64::new(1),
                 state,
@@ -942,8 +942,10 @@ mod tests {
         fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
             self.gate.as_ref()
         }
-        fn saturation(&self, _now_ms: u64) -> f64 {
-            self.saturation.get()
+        fn saturation(&self, now_ms: u64) -> f64 {
+            self.core
+                .picker
+                .pool_saturation(&self.pool.borrow(), now_ms)
         }
         fn record_queue_wait(&self, priority: i32, outcome: &'static str, _waited_ms: u64) {
             self.waits.borrow_mut().push((priority, outcome));
@@ -979,13 +981,19 @@ mod tests {
                 picker: l.picker,
                 pool: l.pool,
             },
-            pool,
+            pool: RefCell::new(pool),
             budget_used: Cell::new(0),
             picks: RefCell::default(),
             records: RefCell::default(),
             gate,
-            saturation: Cell::new(0.0),
             waits: RefCell::default(),
+        }
+    }
+
+    /// Sets every endpoint's waiting queue over (or under) `utilization-detector`'s threshold.
+    fn saturate(p: &FakePicking, on: bool) {
+        for e in p.pool.borrow_mut().iter_mut() {
+            e.metrics.waiting_queue_size = if on { 10 } else { 0 };
         }
     }
 
@@ -1006,7 +1014,7 @@ mod tests {
     #[test]
     fn flow_control_holds_a_request_while_saturated_and_routes_it_when_released() {
         let p = picking_with(FLOW);
-        p.saturation.set(1.0);
+        saturate(&p, true);
         let body = r#"{"model":"m","prompt":"hello"}"#;
         let (mut flow, mut host) = queued_request(&p, body);
         assert!(flow.queued());
@@ -1015,8 +1023,8 @@ mod tests {
         let g = p.gate.as_ref().unwrap();
         assert_eq!(g.len(), 1);
         // Capacity returns: the tick releases it, the host wakes it, it is routed and goes on.
-        p.saturation.set(0.2);
-        g.tick(2000, false, &mut || 0.2);
+        saturate(&p, false);
+        g.tick(2000, false, &mut || p.saturation(1000));
         assert_eq!(host.wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(flow.on_wake(&mut host, &p));
         assert!(host.continued);
@@ -1033,7 +1041,7 @@ mod tests {
     #[test]
     fn flow_control_answers_429_with_retry_after_when_the_wait_times_out_or_the_queue_is_full() {
         let p = picking_with(FLOW);
-        p.saturation.set(1.0);
+        saturate(&p, true);
         let body = r#"{"model":"m","prompt":"hello"}"#;
         let (mut a, mut host_a) = queued_request(&p, body);
         let (_b, _) = queued_request(&p, body);
@@ -1066,7 +1074,7 @@ mod tests {
     #[test]
     fn a_client_that_leaves_while_queued_frees_its_place() {
         let p = picking_with(FLOW);
-        p.saturation.set(1.0);
+        saturate(&p, true);
         let body = r#"{"model":"m","prompt":"hello"}"#;
         let (mut a, _host) = queued_request(&p, body);
         let g = p.gate.as_ref().unwrap();
@@ -1089,7 +1097,7 @@ mod tests {
             flow.on_request_body(&mut host, &p, body.len(), true),
             BodyAction::Continue
         );
-        p.saturation.set(1.0);
+        saturate(&p, true);
         let mut host = request(body);
         let mut flow = RequestFlow::new();
         flow.on_request_headers(&mut host, &p, false);
@@ -1221,6 +1229,6 @@ mod tests {
         let Some(d) = host.request_header(DESTINATION) else {
             panic!("routed")
         };
-        assert!(p.pool.iter().any(|e| e.address == d));
+        assert!(p.pool.borrow().iter().any(|e| e.address == d));
     }
 }

@@ -128,6 +128,10 @@ struct RunArgs {
     /// Processes whose CPU time during the run is reported (Envoy, an EPP, a router).
     #[arg(long, value_delimiter = ',')]
     cpu_pids: Vec<u32>,
+    /// Request header `name: value` sent with every request (repeatable), e.g. a tenant's
+    /// `x-gateway-inference-fairness-id` or an objective's `x-gateway-inference-objective`.
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -141,6 +145,9 @@ pub struct Sample {
     e2e_s: f64,
     tokens: usize,
     endpoint: String,
+    /// HTTP status (0: no response).
+    #[serde(default)]
+    status: u16,
 }
 
 /// Percentiles of one measure, seconds.
@@ -177,6 +184,12 @@ pub struct Summary {
     /// CPU seconds the `--cpu-pids` processes used during the run, per successful request, ms.
     #[serde(default)]
     pub router_cpu_ms_per_request: Option<f64>,
+    /// Requests answered 429 (shed or refused by a gateway's flow control).
+    #[serde(default)]
+    pub rejected_429: usize,
+    /// Requests answered 200 with a complete stream.
+    #[serde(default)]
+    pub served: usize,
 }
 
 fn pcts(mut v: Vec<f64>) -> Pcts {
@@ -205,9 +218,11 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
         .and_then(|v| v.to_str().ok())
         .unwrap_or("?")
         .to_string();
+    let status = resp.status().as_u16();
     if !resp.status().is_success() {
         return Sample {
             endpoint,
+            status,
             ..Sample::default()
         };
     }
@@ -219,6 +234,7 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
         let Ok(chunk) = chunk else {
             return Sample {
                 endpoint,
+                status,
                 ..Sample::default()
             };
         };
@@ -254,6 +270,7 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
         e2e_s: e2e,
         tokens,
         endpoint,
+        status,
     }
 }
 
@@ -271,7 +288,27 @@ fn stages(args: &RunArgs) -> Vec<(f64, f64)> {
 }
 
 async fn run(args: RunArgs) -> Summary {
+    let mut default_headers = reqwest::header::HeaderMap::new();
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            eprintln!("loadgen: --header wants 'name: value', got '{h}'");
+            std::process::exit(2);
+        };
+        match (
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()),
+            reqwest::header::HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => {
+                default_headers.insert(n, v);
+            }
+            _ => {
+                eprintln!("loadgen: invalid header '{h}'");
+                std::process::exit(2);
+            }
+        }
+    }
     let client = reqwest::Client::builder()
+        .default_headers(default_headers)
         .pool_max_idle_per_host(1024)
         // Requests leave at once (no Nagle delay on the small request bodies' last segment).
         .tcp_nodelay(true)
@@ -438,6 +475,8 @@ async fn run(args: RunArgs) -> Summary {
         slo_ms: (args.slo_ttft_ms, args.slo_tpot_ms),
         router_cpu_ms_per_request: (!args.cpu_pids.is_empty() && !ok.is_empty())
             .then(|| cpu_used * 1e3 / ok.len() as f64),
+        rejected_429: samples.iter().filter(|s| s.status == 429).count(),
+        served: ok.len(),
     }
 }
 

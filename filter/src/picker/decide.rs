@@ -65,11 +65,15 @@ pub struct RequestInput<'a> {
     /// Explain the decision ([`Route::debug`]): the client asked for the debug header, or
     /// the decision log is on.
     pub explain: bool,
-    /// Flow control's admission, asked once the body parsed (before the candidates are
-    /// looked at: an empty pool is a reason to wait, not to fail); `None` admits.
-    pub admit:
-        Option<&'a mut dyn FnMut(&scheduler_core::model::request::InferenceRequest<'_>) -> Gate>,
+    /// Flow control's admission, asked once the body parsed with the request and the current
+    /// candidates (before they are checked: an empty pool is a reason to wait, not to fail);
+    /// `None` admits.
+    pub admit: Option<&'a mut AdmitFn<'a>>,
 }
+
+/// Flow control's admission hook: the parsed request and the current candidates → [`Gate`].
+pub type AdmitFn<'a> =
+    dyn FnMut(&scheduler_core::model::request::InferenceRequest<'_>, &[Endpoint]) -> Gate + 'a;
 
 /// The immutable part of a picker VM: the loaded scheduler and the pool settings.
 pub struct PickerCore {
@@ -161,7 +165,7 @@ impl PickerCore {
             request.target_model.as_ref().to_string(),
         ));
         if let Some(admit) = admit {
-            match admit(&request) {
+            match admit(&request, candidates) {
                 Gate::Go => {}
                 Gate::Wait => return Outcome::Queued,
                 Gate::Reject(e) => return Outcome::Reply(Reply::from_error(&e)),

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Flow control under overload (issue 12): a simulated fleet (4 model-sim servers, batch of 8,
+# 20 ms steps) behind Envoy with the native picker, offered twice its capacity by three clients
+# at once:
+#   high    priority 10 (objective `critical`), 10 % of the fleet's capacity
+#   big     tenant `tenant-big`, priority 0, 10/11 of the remaining 190 %
+#   small   tenant `tenant-small`, priority 0, 1/11 of it (below its fair half of the band)
+# once with flow control off (GIE's default admission: everything is sent) and once on
+# (`flowControl` gate, `concurrency-detector` at the batch size so the servers keep no queue of
+# their own, round-robin fairness in the default band, 10 s queue-wait budget).
+#
+# First it measures the fleet's capacity (closed loop, one client per batch slot) and the high
+# band's unloaded TTFT (alone at 10 % of capacity). It prints one table: high-priority TTFT p90
+# against its unloaded value, each tenant's served share of what it asked for, goodput, 429s.
+# Not part of `make test`; ~4 min.
+#
+#   scripts/bench-flow-control.sh     (BENCH_SECONDS / BENCH_WORKERS override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${BENCH_SECONDS:-30}
+WORKERS=${BENCH_WORKERS:-2}
+N=4
+SEQS=8
+BASE_PORT=${BENCH_BASE_PORT:-18900}
+OUT=bench-results/flow-control
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+SIM_ARGS=(--num-gpu-blocks 4000 --max-num-seqs $SEQS --step-base-ms 20)
+LOAD_ARGS=(--workload shared-prefix --groups 8 --prompts-per-group 64 --system-tokens 400
+           --question-tokens 50 --output-tokens 24 --quiet)
+
+make -s native envoy >/dev/null
+cargo build -q --release -p model-sim -p loadgen -p envoy-config
+
+endpoints=""
+for i in $(seq 1 $N); do endpoints+="{\"address\": \"127.0.0.1:$((BASE_PORT + i))\"},"; done
+POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
+OBJECTIVES='"inferenceObjectives": [{"name": "critical", "priority": 10}]'
+echo "{$POOL, $OBJECTIVES}" > "$WORK/off.json"
+cat > "$WORK/on.json" <<JSON
+{$POOL, $OBJECTIVES,
+ "featureGates": ["flowControl"],
+ "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"},
+             {"type": "concurrency-detector", "parameters": {"maxConcurrency": $SEQS}},
+             {"type": "round-robin-fairness-policy"}],
+ "saturationDetector": {"pluginRef": "concurrency-detector"},
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}]}],
+ "flowControl": {"defaultRequestTTL": "10s",
+                 "defaultPriorityBand": {"fairnessPolicyRef": "round-robin-fairness-policy"}}}
+JSON
+
+LISTEN=$((BASE_PORT + 80)); ADMIN=$((BASE_PORT + 81))
+start() { # $1 picker json
+  SIM_PIDS=()
+  for i in $(seq 1 $N); do
+    target/release/model-sim --listen 127.0.0.1:$((BASE_PORT + i)) --name sim-$i "${SIM_ARGS[@]}" >/dev/null 2>&1 &
+    SIM_PIDS+=($!); PIDS+=($!)
+  done
+  for i in $(seq 1 $N); do
+    for _ in $(seq 1 50); do curl -sf "127.0.0.1:$((BASE_PORT + i))/metrics" >/dev/null && break; sleep 0.1; done
+  done
+  target/release/envoy-config render --mode picker --native --config "$1" \
+    --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency "$WORKERS" \
+    --disable-hot-restart --log-level warn >"$WORK/envoy.log" 2>&1 &
+  ENVOY=$!; PIDS+=($!)
+  for _ in $(seq 1 100); do curl -sf localhost:$ADMIN/ready >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 1
+}
+stop() {
+  kill "$ENVOY" "${SIM_PIDS[@]}" 2>/dev/null || true
+  wait "$ENVOY" "${SIM_PIDS[@]}" 2>/dev/null || true
+}
+load() { # $1 out name, $2 qps, $3.. extra args
+  local name=$1 qps=$2; shift 2
+  target/release/loadgen run --target "http://127.0.0.1:$LISTEN" "${LOAD_ARGS[@]}" --qps "$qps" \
+    --duration "$SECS" --label "$name" --json "$OUT/$name.json" "$@" >/dev/null
+}
+
+echo "== capacity: closed loop, $((N * SEQS)) clients (one per batch slot), 20 s =="
+start "$WORK/off.json"
+target/release/loadgen run --target "http://127.0.0.1:$LISTEN" "${LOAD_ARGS[@]}" \
+  --concurrency $((N * SEQS)) --duration 20 --label capacity --json "$OUT/capacity.json" >/dev/null
+CAP=$(python3 -c "import json; print(round(json.load(open('$OUT/capacity.json'))['requests_per_s'], 2))")
+HIGH=$(python3 -c "print(round(0.1 * $CAP, 2))")
+BIG=$(python3 -c "print(round(1.9 * $CAP * 10 / 11, 2))")
+SMALL=$(python3 -c "print(round(1.9 * $CAP / 11, 2))")
+echo "capacity $CAP req/s; offered: high $HIGH, big $BIG, small $SMALL req/s (total $(python3 -c "print(round($HIGH + $BIG + $SMALL, 1))"))"
+
+echo "== unloaded: the high band alone at $HIGH req/s =="
+load unloaded "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical"
+stop
+
+for mode in off on; do
+  echo "== overload, flow control $mode: 3 clients, $SECS s =="
+  start "$WORK/$mode.json"
+  load "$mode-high" "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical" &
+  a=$!
+  load "$mode-big" "$BIG" --seed 12 --header "x-gateway-inference-fairness-id: tenant-big" &
+  b=$!
+  load "$mode-small" "$SMALL" --seed 13 --header "x-gateway-inference-fairness-id: tenant-small" &
+  c=$!
+  wait $a $b $c
+  stop
+done
+
+python3 - "$OUT" "$CAP" <<'PY'
+import json, sys
+out, cap = sys.argv[1], float(sys.argv[2])
+def get(n):
+    return json.load(open(f"{out}/{n}.json"))
+unloaded = get("unloaded")["ttft"]["p90"] * 1000
+print(f"\nFleet capacity {cap:.1f} req/s; high band unloaded TTFT p90 {unloaded:.0f} ms.\n")
+print("| flow control | high TTFT p90 ms (× unloaded) | high served | big tenant served / asked | small tenant served / asked | goodput req/s (all) | 429s |")
+print("|---|---|---|---|---|---|---|")
+for mode in ("off", "on"):
+    h, b, s = get(f"{mode}-high"), get(f"{mode}-big"), get(f"{mode}-small")
+    p90 = h["ttft"]["p90"] * 1000
+    frac = lambda d: f"{d['served']}/{d['requests']} ({100 * d['served'] / max(d['requests'], 1):.0f} %)"
+    good = sum(d["goodput_rps"] for d in (h, b, s))
+    rej = sum(d.get("rejected_429", 0) for d in (h, b, s))
+    print(f"| {mode} | {p90:.0f} ({p90 / unloaded:.2f}×) | {frac(h)} | {frac(b)} | {frac(s)} | {good:.1f} | {rej} |")
+PY
