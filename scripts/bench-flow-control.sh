@@ -5,14 +5,18 @@
 #   high    priority 10 (objective `critical`), 10 % of the fleet's capacity
 #   big     tenant `tenant-big`, priority 0, 10/11 of the remaining 190 %
 #   small   tenant `tenant-small`, priority 0, 1/11 of it (below its fair half of the band)
-# once with flow control off (GIE's default admission: everything is sent) and once on
-# (`flowControl` gate, `concurrency-detector` at the batch size so the servers keep no queue of
-# their own, round-robin fairness in the default band, 10 s queue-wait budget).
+# with flow control off (GIE's default admission: everything is sent), and on
+# (`flowControl` gate; `concurrency-detector` at the batch size as the saturation detector and
+# as a filter in the profile, so a released request goes to a server with a free batch slot and
+# the servers keep no queue of their own; round-robin fairness in the default band; 10 s
+# queue-wait budget), with one ceiling for both bands (`on`: static-usage-limit-policy) and with
+# llm-d's priority-holdback-policy (`on-holdback`: the lower band stops at 75 % of the slots).
 #
-# First it measures the fleet's capacity (closed loop, one client per batch slot) and the high
+# First it measures the fleet's capacity (one server in a closed loop with one client per batch
+# slot, times the number of servers) and the high
 # band's unloaded TTFT (alone at 10 % of capacity). It prints one table: high-priority TTFT p90
 # against its unloaded value, each tenant's served share of what it asked for, goodput, 429s.
-# Not part of `make test`; ~4 min.
+# Not part of `make test`; ~6 min.
 #
 #   scripts/bench-flow-control.sh     (BENCH_SECONDS / BENCH_WORKERS override)
 set -euo pipefail
@@ -41,19 +45,28 @@ for i in $(seq 1 $N); do endpoints+="{\"address\": \"127.0.0.1:$((BASE_PORT + i)
 POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
 OBJECTIVES='"inferenceObjectives": [{"name": "critical", "priority": 10}]'
 echo "{$POOL, $OBJECTIVES}" > "$WORK/off.json"
-cat > "$WORK/on.json" <<JSON
+on_config() { # $1 maxConcurrency per endpoint, $2 usage-limit plugin
+cat <<JSON
 {$POOL, $OBJECTIVES,
  "featureGates": ["flowControl"],
  "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"},
-             {"type": "concurrency-detector", "parameters": {"maxConcurrency": $SEQS}},
-             {"type": "round-robin-fairness-policy"}],
+             {"type": "concurrency-detector", "parameters": {"maxConcurrency": $1}},
+             {"type": "round-robin-fairness-policy"}, $2],
  "saturationDetector": {"pluginRef": "concurrency-detector"},
  "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "concurrency-detector"},
    {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
    {"pluginRef": "prefix-cache-scorer", "weight": 3}]}],
- "flowControl": {"defaultRequestTTL": "10s",
+ "flowControl": {"defaultRequestTTL": "10s", "usageLimitPolicyPluginRef": "usage-limit",
                  "defaultPriorityBand": {"fairnessPolicyRef": "round-robin-fairness-policy"}}}
 JSON
+}
+STATIC='{"type": "static-usage-limit-policy", "name": "usage-limit"}'
+# llm-d's priority-holdback-policy: the lower band stops at 75 % of the pool's slots, the rest
+# stays free for the higher band.
+HOLDBACK='{"type": "priority-holdback-policy", "name": "usage-limit", "parameters": {"minCeiling": 0.75}}'
+on_config $SEQS "$STATIC" > "$WORK/on.json"
+on_config $SEQS "$HOLDBACK" > "$WORK/on-holdback.json"
 
 LISTEN=$((BASE_PORT + 80)); ADMIN=$((BASE_PORT + 81))
 start() { # $1 picker json
@@ -83,11 +96,11 @@ load() { # $1 out name, $2 qps, $3.. extra args
     --duration "$SECS" --label "$name" --json "$OUT/$name.json" "$@" >/dev/null
 }
 
-echo "== capacity: closed loop, $((N * SEQS)) clients (one per batch slot), 20 s =="
+echo "== capacity: one server, closed loop with $SEQS clients (its batch), 20 s; x $N servers =="
 start "$WORK/off.json"
-target/release/loadgen run --target "http://127.0.0.1:$LISTEN" "${LOAD_ARGS[@]}" \
-  --concurrency $((N * SEQS)) --duration 20 --label capacity --json "$OUT/capacity.json" >/dev/null
-CAP=$(python3 -c "import json; print(round(json.load(open('$OUT/capacity.json'))['requests_per_s'], 2))")
+target/release/loadgen run --target "http://127.0.0.1:$((BASE_PORT + 1))" "${LOAD_ARGS[@]}" \
+  --concurrency $SEQS --duration 20 --label capacity --json "$OUT/capacity.json" >/dev/null
+CAP=$(python3 -c "import json; print(round($N * json.load(open('$OUT/capacity.json'))['requests_per_s'], 2))")
 HIGH=$(python3 -c "print(round(0.1 * $CAP, 2))")
 BIG=$(python3 -c "print(round(1.9 * $CAP * 10 / 11, 2))")
 SMALL=$(python3 -c "print(round(1.9 * $CAP / 11, 2))")
@@ -97,7 +110,7 @@ echo "== unloaded: the high band alone at $HIGH req/s =="
 load unloaded "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical"
 stop
 
-for mode in off on; do
+for mode in off on on-holdback; do
   echo "== overload, flow control $mode: 3 clients, $SECS s =="
   start "$WORK/$mode.json"
   load "$mode-high" "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical" &
@@ -119,7 +132,7 @@ unloaded = get("unloaded")["ttft"]["p90"] * 1000
 print(f"\nFleet capacity {cap:.1f} req/s; high band unloaded TTFT p90 {unloaded:.0f} ms.\n")
 print("| flow control | high TTFT p90 ms (× unloaded) | high served | big tenant served / asked | small tenant served / asked | goodput req/s (all) | 429s |")
 print("|---|---|---|---|---|---|---|")
-for mode in ("off", "on"):
+for mode in ("off", "on", "on-holdback"):
     h, b, s = get(f"{mode}-high"), get(f"{mode}-big"), get(f"{mode}-small")
     p90 = h["ttft"]["p90"] * 1000
     frac = lambda d: f"{d['served']}/{d['requests']} ({100 * d['served'] / max(d['requests'], 1):.0f} %)"

@@ -490,35 +490,36 @@ impl RequestFlow {
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
         let mut rejected = false;
         let picker = &p.core().picker;
-        let mut admit = |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
-            let (Some(g), Some(wake)) = (gate, waker.take()) else {
-                return Gate::Go;
-            };
-            let q = QueuedRequest {
-                received_ms,
-                slo_ttft_ms: slo_ttft_ms(req),
-                bytes: req.body_size_bytes as u64,
-                ..Default::default()
-            };
-            let slot = Arc::new(crate::waiting::WaitSlot::default());
-            let waiter = crate::waiting::Waiter {
-                slot: slot.clone(),
-                wake,
-            };
-            // Saturation of the candidates this request sees (no second snapshot read).
-            let mut saturation = || picker.pool_saturation(candidates, now_ms);
-            match g.admit(&flow_key(req), q, waiter, now_ms, &mut saturation) {
-                Admission::Dispatch => Gate::Go,
-                Admission::Queued(t) => {
-                    queued = Some((t, slot));
-                    Gate::Wait
+        let mut admit =
+            |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
+                let (Some(g), Some(wake)) = (gate, waker.take()) else {
+                    return Gate::Go;
+                };
+                let q = QueuedRequest {
+                    received_ms,
+                    slo_ttft_ms: slo_ttft_ms(req),
+                    bytes: req.body_size_bytes as u64,
+                    ..Default::default()
+                };
+                let slot = Arc::new(crate::waiting::WaitSlot::default());
+                let waiter = crate::waiting::Waiter {
+                    slot: slot.clone(),
+                    wake,
+                };
+                // Saturation of the candidates this request sees (no second snapshot read).
+                let mut saturation = || picker.pool_saturation(candidates, now_ms);
+                match g.admit(&flow_key(req), q, waiter, now_ms, &mut saturation) {
+                    Admission::Dispatch => Gate::Go,
+                    Admission::Queued(t) => {
+                        queued = Some((t, slot));
+                        Gate::Wait
+                    }
+                    Admission::Rejected(e) => {
+                        rejected = true;
+                        Gate::Reject(e)
+                    }
                 }
-                Admission::Rejected(e) => {
-                    rejected = true;
-                    Gate::Reject(e)
-                }
-            }
-        };
+            };
         let mut outcome = None;
         let mut headers = Some(headers);
         let state = &mut self.state;

@@ -293,3 +293,30 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
     assert_eq!(q.in_transit(), 0);
     assert_eq!(q.depths()[0].requests, 0);
 }
+
+#[test]
+fn priority_holdback_keeps_room_for_the_higher_band() {
+    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!(
+        r#"{{ {GATE}, "plugins": [{{"type": "priority-holdback-policy", "parameters": {{"minCeiling": 0.5}}}}],
+            "flowControl": {{"usageLimitPolicyPluginRef": "priority-holdback-policy"}} }}"#
+    )));
+    // Both bands known; the pool is 60 % full: above the low band's ceiling (0.5), below the
+    // high band's (1.0).
+    q.admit(&key("t", 10), req(1), "high-0", 0, &mut || 1.0);
+    assert!(matches!(
+        q.admit(&key("t", 0), req(1), "low", 0, &mut || 0.6),
+        Admission::Queued(_)
+    ));
+    let r = q.dispatch(1, &mut || 0.6).unwrap();
+    assert_eq!(r.waker, "high-0");
+    q.scheduled(r.ticket);
+    assert!(
+        q.dispatch(1, &mut || 0.6).is_none(),
+        "the low band is held back"
+    );
+    assert_eq!(
+        q.admit(&key("t", 10), req(1), "high-1", 0, &mut || 0.6),
+        Admission::Dispatch
+    );
+    assert_eq!(q.dispatch(1, &mut || 0.4).map(|r| r.waker), Some("low"));
+}

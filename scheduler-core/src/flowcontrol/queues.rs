@@ -208,8 +208,8 @@ impl<W> FlowQueues<W> {
             .any(|b| b.len > 0)
     }
 
-    /// The ceilings of the bands for `saturation`, highest priority first; `extra` is a
-    /// priority that may not have a band yet (inserted in order).
+    /// The ceilings of `priorities` (every band that has held a request, highest first; bands
+    /// are never dropped, where upstream forgets a band idle for ten minutes) at `saturation`.
     fn ceilings(&self, saturation: f64, priorities: &[i32]) -> Vec<f64> {
         let mut ceilings = alloc::vec![1.0; priorities.len()];
         if let Some(u) = self.settings.usage_limit() {
@@ -230,23 +230,18 @@ impl<W> FlowQueues<W> {
         now_ms: u64,
         saturation: &mut dyn FnMut() -> f64,
     ) -> Admission {
-        // Fast path: nothing ahead, nothing in transit, and the pool under every ceiling down to
-        // this priority.
+        let b = self.band_index(key.priority);
+        // Fast path: nothing ahead, nothing in transit, and the pool under the ceiling of every
+        // band down to this one (the ceilings are computed over every active band, as a
+        // policy's ceilings may depend on how many there are).
         if self.in_transit.is_empty() && !self.queued_at_or_above(key.priority) {
             let sat = saturation();
-            let mut priorities: Vec<i32> = self
-                .bands
-                .iter()
-                .map(|b| b.settings.priority)
-                .filter(|&p| p > key.priority)
-                .collect();
-            priorities.push(key.priority);
+            let priorities: Vec<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
             let ceilings = self.ceilings(sat, &priorities);
-            if ceilings.iter().all(|&c| sat < c) {
+            if ceilings.iter().take(b + 1).all(|&c| sat < c) {
                 return Admission::Dispatch;
             }
         }
-        let b = self.band_index(key.priority);
         let Some(band) = self.bands.get_mut(b) else {
             return Admission::Rejected(RequestError::QueueFull);
         };

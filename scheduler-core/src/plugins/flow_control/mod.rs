@@ -5,6 +5,7 @@
 pub mod edf;
 pub mod fcfs;
 pub mod global_strict;
+pub mod priority_holdback;
 pub mod round_robin;
 pub mod slo_deadline;
 pub mod static_usage_limit;
