@@ -135,6 +135,8 @@ pub const HEADERS_STOP_ITERATION: u32 = 1;
 pub const BODY_CONTINUE: u32 = 0;
 pub const BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
 pub const TRAILERS_CONTINUE: u32 = 0;
+/// Trailers status: hold the request (flow control queued it); `continue_decoding` resumes it.
+pub const TRAILERS_STOP_ITERATION: u32 = 1;
 pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
 // Log levels.

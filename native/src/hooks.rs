@@ -194,9 +194,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             in_body_hook: false,
         };
         let size = host.body_size(abi::BUFFERED_REQUEST_BODY);
-        // Trailers cannot stop-and-buffer: a local reply has been sent in that case anyway.
+        // Trailers cannot stop-and-buffer: a local reply has been sent in that case anyway,
+        // unless flow control queued the request, which then waits here.
         let _ = s.flow.on_request_trailers(&mut host, &*s.config, size);
-        abi::TRAILERS_CONTINUE
+        if s.flow.queued() {
+            abi::TRAILERS_STOP_ITERATION
+        } else {
+            abi::TRAILERS_CONTINUE
+        }
     })
 }
 
