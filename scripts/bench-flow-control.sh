@@ -10,13 +10,14 @@
 # as a filter in the profile, so a released request goes to a server with a free batch slot and
 # the servers keep no queue of their own; round-robin fairness in the default band; 10 s
 # queue-wait budget), with one ceiling for both bands (`on`: static-usage-limit-policy) and with
-# llm-d's priority-holdback-policy (`on-holdback`: the lower band stops at 75 % of the slots).
+# llm-d's priority-holdback-policy (`on-holdback`: the lower band stops at 75 % of the slots;
+# `on-holdback-50`: at 50 %).
 #
 # First it measures the fleet's capacity (one server in a closed loop with one client per batch
 # slot, times the number of servers) and the high
 # band's unloaded TTFT (alone at 10 % of capacity). It prints one table: high-priority TTFT p90
 # against its unloaded value, each tenant's served share of what it asked for, goodput, 429s.
-# Not part of `make test`; ~6 min.
+# Not part of `make test`; ~8 min.
 #
 #   scripts/bench-flow-control.sh     (BENCH_SECONDS / BENCH_WORKERS override)
 set -euo pipefail
@@ -62,11 +63,12 @@ cat <<JSON
 JSON
 }
 STATIC='{"type": "static-usage-limit-policy", "name": "usage-limit"}'
-# llm-d's priority-holdback-policy: the lower band stops at 75 % of the pool's slots, the rest
+# llm-d's priority-holdback-policy: the lower band stops at 75 % (or 50 %) of the slots, the rest
 # stays free for the higher band.
-HOLDBACK='{"type": "priority-holdback-policy", "name": "usage-limit", "parameters": {"minCeiling": 0.75}}'
+holdback() { echo "{\"type\": \"priority-holdback-policy\", \"name\": \"usage-limit\", \"parameters\": {\"minCeiling\": $1}}"; }
 on_config $SEQS "$STATIC" > "$WORK/on.json"
-on_config $SEQS "$HOLDBACK" > "$WORK/on-holdback.json"
+on_config $SEQS "$(holdback 0.75)" > "$WORK/on-holdback.json"
+on_config $SEQS "$(holdback 0.5)" > "$WORK/on-holdback-50.json"
 
 LISTEN=$((BASE_PORT + 80)); ADMIN=$((BASE_PORT + 81))
 start() { # $1 picker json
@@ -110,7 +112,7 @@ echo "== unloaded: the high band alone at $HIGH req/s =="
 load unloaded "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical"
 stop
 
-for mode in off on on-holdback; do
+for mode in off on on-holdback on-holdback-50; do
   echo "== overload, flow control $mode: 3 clients, $SECS s =="
   start "$WORK/$mode.json"
   load "$mode-high" "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical" &
@@ -151,7 +153,7 @@ def queue_p90_ms(mode, priority):
     return next(le for le, c in buckets if c >= 0.9 * total) * 1000
 print("| flow control | high TTFT p90 ms (× unloaded) | high queue wait p90 ms (picker) | high served | big tenant served / asked | small tenant served / asked | goodput req/s (all) | 429s |")
 print("|---|---|---|---|---|---|---|---|")
-for mode in ("off", "on", "on-holdback"):
+for mode in ("off", "on", "on-holdback", "on-holdback-50"):
     h, b, s = get(f"{mode}-high"), get(f"{mode}-big"), get(f"{mode}-small")
     p90 = h["ttft"]["p90"] * 1000
     frac = lambda d: f"{d['served']}/{d['requests']} ({100 * d['served'] / max(d['requests'], 1):.0f} %)"

@@ -312,7 +312,10 @@ pub struct NativeHost {
 
 /// Resumes one paused stream through Envoy's per-filter scheduler (flow control): `wake` posts
 /// `on_http_filter_scheduled` to the stream's worker; the handle may be used and dropped on any
-/// thread, and an event for a stream that already ended is dropped by Envoy.
+/// thread, and an event for a stream that already ended is dropped by Envoy. (Envoy 1.40's
+/// scheduler holds a weak reference to the filter and its worker's dispatcher; a commit posts a
+/// task that captures only that weak reference and the event id, so dropping the handle right
+/// after a commit is safe.)
 struct StreamWake {
     scheduler: *mut core::ffi::c_void,
 }
