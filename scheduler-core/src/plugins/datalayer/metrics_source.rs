@@ -18,34 +18,21 @@ pub const TYPE: &str = "metrics-data-source";
 
 /// Parameters.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct MetricsSourceParams {
     /// URL scheme.
-    #[serde(default = "http")]
     pub scheme: String,
     /// Path of the metrics page.
-    #[serde(default = "metrics_path")]
     pub path: String,
     /// Accepted for GIE compatibility.
-    #[serde(default = "yes")]
     pub insecure_skip_verify: bool,
-}
-
-fn http() -> String {
-    "http".into()
-}
-fn metrics_path() -> String {
-    "/metrics".into()
-}
-fn yes() -> bool {
-    true
 }
 
 impl Default for MetricsSourceParams {
     fn default() -> Self {
         MetricsSourceParams {
-            scheme: http(),
-            path: metrics_path(),
+            scheme: "http".into(),
+            path: "/metrics".into(),
             insecure_skip_verify: true,
         }
     }

@@ -25,35 +25,23 @@ pub const TYPE: &str = "prefix-cache-affinity-filter";
 
 /// Parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Minimum match ratio to stay.
-    #[serde(default = "default_threshold")]
     pub affinity_threshold: f64,
     /// Chance of skipping the gate.
-    #[serde(default = "default_exploration")]
     pub exploration_probability: f64,
     /// Accepted for GIE compatibility; unused without latency predictions.
-    #[serde(default = "default_penalty", rename = "maxTTFTPenaltyMs")]
+    #[serde(rename = "maxTTFTPenaltyMs")]
     pub max_ttft_penalty_ms: f64,
-}
-
-fn default_threshold() -> f64 {
-    0.8
-}
-fn default_exploration() -> f64 {
-    0.01
-}
-fn default_penalty() -> f64 {
-    5000.0
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            affinity_threshold: default_threshold(),
-            exploration_probability: default_exploration(),
-            max_ttft_penalty_ms: default_penalty(),
+            affinity_threshold: 0.8,
+            exploration_probability: 0.01,
+            max_ttft_penalty_ms: 5000.0,
         }
     }
 }

@@ -28,38 +28,24 @@ pub const TYPE: &str = "utilization-detector";
 
 /// Parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Q.
-    #[serde(default = "default_q")]
     pub queue_depth_threshold: f64,
     /// K.
-    #[serde(default = "default_k")]
     pub kv_cache_util_threshold: f64,
     /// Staleness threshold as a Go duration string.
-    #[serde(default = "default_staleness")]
     pub metrics_staleness_threshold: String,
     /// h.
-    #[serde(default)]
     pub headroom: f64,
-}
-
-fn default_q() -> f64 {
-    5.0
-}
-fn default_k() -> f64 {
-    0.8
-}
-fn default_staleness() -> String {
-    "200ms".into()
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            queue_depth_threshold: default_q(),
-            kv_cache_util_threshold: default_k(),
-            metrics_staleness_threshold: default_staleness(),
+            queue_depth_threshold: 5.0,
+            kv_cache_util_threshold: 0.8,
+            metrics_staleness_threshold: "200ms".into(),
             headroom: 0.0,
         }
     }

@@ -6,15 +6,10 @@ use crate::error::{ConfigError, FieldPath};
 
 /// Shared picker parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct PickerParams {
     /// How many endpoints to return: the primary plus `n − 1` ordered fallbacks. Default 1.
-    #[serde(default = "one")]
     pub max_num_of_endpoints: i64,
-}
-
-fn one() -> i64 {
-    1
 }
 
 impl Default for PickerParams {

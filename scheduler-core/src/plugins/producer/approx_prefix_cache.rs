@@ -75,36 +75,20 @@ impl PrefixMatch {
 
 /// Parameters; see the module docs.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Learn block size and capacity from endpoint metrics.
-    #[serde(default = "yes")]
     pub auto_tune: bool,
     /// Tokens per block.
-    #[serde(default)]
     pub block_size_tokens: Option<i64>,
     /// Deprecated: characters per block.
-    #[serde(default)]
     pub block_size: Option<i64>,
     /// Block cap.
-    #[serde(default = "default_max_blocks")]
     pub max_prefix_blocks_to_match: i64,
     /// Token cap overriding the block cap when > 0.
-    #[serde(default)]
     pub max_prefix_tokens_to_match: i64,
     /// Blocks tracked per endpoint.
-    #[serde(default = "default_lru")]
     pub lru_capacity_per_server: i64,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_max_blocks() -> i64 {
-    256
-}
-fn default_lru() -> i64 {
-    31_250
 }
 
 impl Default for Params {
@@ -113,9 +97,9 @@ impl Default for Params {
             auto_tune: true,
             block_size_tokens: None,
             block_size: None,
-            max_prefix_blocks_to_match: default_max_blocks(),
+            max_prefix_blocks_to_match: 256,
             max_prefix_tokens_to_match: 0,
-            lru_capacity_per_server: default_lru(),
+            lru_capacity_per_server: 31_250,
         }
     }
 }

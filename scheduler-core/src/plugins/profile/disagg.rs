@@ -30,30 +30,21 @@ pub const PREFILLER_HEADER: &str = "x-prefiller-host-port";
 
 /// Profile names.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Profiles {
     /// Decode profile name.
-    #[serde(default = "decode")]
     pub decode: String,
     /// Prefill profile name.
-    #[serde(default = "prefill")]
     pub prefill: String,
 }
 
 impl Default for Profiles {
     fn default() -> Self {
         Profiles {
-            decode: decode(),
-            prefill: prefill(),
+            decode: "decode".into(),
+            prefill: "prefill".into(),
         }
     }
-}
-
-fn decode() -> String {
-    "decode".into()
-}
-fn prefill() -> String {
-    "prefill".into()
 }
 
 /// Decider references.

@@ -34,40 +34,23 @@ pub const PREFILL_HEADER_TYPE: &str = "prefill-header-handler";
 pub const DISAGG_HEADERS_TYPE: &str = "disagg-headers-handler";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 struct PdParams {
-    #[serde(default = "decode")]
     decode_profile: String,
-    #[serde(default = "prefill")]
     prefill_profile: String,
-    #[serde(default = "decider")]
     decider_plugin_name: String,
-    #[serde(default)]
     primary_port: Option<u32>,
-    #[serde(default)]
     prefix_plugin_type: Option<String>,
-    #[serde(default)]
     prefix_plugin_name: Option<String>,
-    #[serde(default)]
     prefix_match_info_producer_name: Option<String>,
-}
-
-fn decode() -> String {
-    "decode".into()
-}
-fn prefill() -> String {
-    "prefill".into()
-}
-fn decider() -> String {
-    "prefix-based-pd-decider".into()
 }
 
 impl Default for PdParams {
     fn default() -> Self {
         PdParams {
-            decode_profile: decode(),
-            prefill_profile: prefill(),
-            decider_plugin_name: decider(),
+            decode_profile: "decode".into(),
+            prefill_profile: "prefill".into(),
+            decider_plugin_name: "prefix-based-pd-decider".into(),
             primary_port: None,
             prefix_plugin_type: None,
             prefix_plugin_name: None,

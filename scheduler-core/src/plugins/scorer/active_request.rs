@@ -28,21 +28,14 @@ pub const TYPE: &str = "active-request-scorer";
 
 /// Parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Endpoints with at most this many active requests count as idle (score 1.0).
-    #[serde(default)]
     pub idle_threshold: u64,
     /// Highest score a busy endpoint can get, 0..1.
-    #[serde(default = "one")]
     pub max_busy_score: f64,
     /// Deprecated and ignored.
-    #[serde(default)]
     pub request_timeout: Option<String>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 impl Default for Params {

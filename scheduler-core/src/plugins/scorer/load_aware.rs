@@ -17,21 +17,16 @@ pub const TYPE: &str = "load-aware-scorer";
 
 /// Parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Queue length at which the score reaches 0 (> 0). Default 128.
-    #[serde(default = "default_threshold")]
     pub threshold: u32,
-}
-
-fn default_threshold() -> u32 {
-    128
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            threshold: default_threshold(),
+            threshold: 128,
         }
     }
 }

@@ -21,21 +21,16 @@ pub const TYPE: &str = "token-load-scorer";
 
 /// Parameters.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Params {
     /// Tokens at which the score reaches 0 (> 0). Default 4,194,304.
-    #[serde(default = "default_threshold")]
     pub queue_threshold_tokens: u64,
-}
-
-fn default_threshold() -> u64 {
-    4_194_304
 }
 
 impl Default for Params {
     fn default() -> Self {
         Params {
-            queue_threshold_tokens: default_threshold(),
+            queue_threshold_tokens: 4_194_304,
         }
     }
 }
