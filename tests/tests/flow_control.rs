@@ -194,3 +194,36 @@ fn a_client_that_leaves_while_queued_leaves_no_slot_behind() {
     // Only the two served requests reached the server.
     assert_eq!(env.stat_sum("picks"), 2, "{}", env.stats());
 }
+
+/// The configuration examples of GIE v1.5.0's flow-control guide (`site-src/guides/flow-control.md`:
+/// the `concurrency-detector` tuning example and the priority-band block), as one picker
+/// configuration: Envoy accepts it and an idle pool serves at once.
+#[test]
+fn the_flow_control_guides_configuration_loads_and_serves() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["pod-a".into(), "pod-b".into()],
+        concurrency: 1,
+        picker: json!({
+            "featureGates": ["flowControl"],
+            "plugins": [{"type": "concurrency-detector",
+                         "parameters": {"concurrencyMode": "requests", "maxConcurrency": 110}}],
+            "saturationDetector": {"pluginRef": "concurrency-detector"},
+            "flowControl": {
+                "maxBytes": 1000000000,
+                "defaultRequestTTL": "30s",
+                "priorityBands": [{
+                    "priority": 100,
+                    "maxBytes": 500000000,
+                    "fairnessPolicyRef": "global-strict-fairness-policy",
+                    "orderingPolicyRef": "fcfs-ordering-policy"
+                }]
+            }
+        }),
+        ..EnvSpec::default()
+    });
+    for i in 0..4 {
+        let r = env.complete(MODEL, &format!("hello {i}"), &[]);
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(!r.pod().is_empty());
+    }
+}
