@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use endpoint_picker_filter::picker::headers::DESTINATION;
 use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState};
 use scheduler_core::config::pool::PoolConfig;
-use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::plugin::SharedExtractor;
 use scheduler_core::{ConfigError, PickerConfig, Registry};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
@@ -49,7 +49,7 @@ struct Inner {
 pub struct Scraper {
     envoy: Ptr,
     pool: PoolConfig,
-    extractor: MetricsExtractor,
+    extractor: SharedExtractor,
     path: String,
     enabled: bool,
     stats: ScraperStats,
@@ -256,7 +256,9 @@ impl Scraper {
                 // SAFETY: Envoy's buffers of this hook.
                 let parts: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
                 let page = parts.concat();
-                inner.state.record_body(i, &self.extractor, &page, now_ms())
+                inner
+                    .state
+                    .record_body(i, &*self.extractor, &page, now_ms())
             }
         };
         if outcome == ScrapeOutcome::Ok {

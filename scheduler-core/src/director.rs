@@ -18,7 +18,6 @@ use crate::model::request::InferenceRequest;
 use crate::model::response::{BodyChunk, ResponseInfo};
 use crate::model::result::SchedulingResult;
 use crate::observe::{timed, ExtensionPoint, NoObserver, SchedulingObserver};
-use crate::parse::engine::MetricsExtractor;
 use crate::plugin::{CycleContext, CycleState, Plugin, ProduceContext, RequestState};
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
 use crate::rng::Rng;
@@ -45,7 +44,7 @@ pub struct EndpointPicker {
     pub(crate) parsers: Vec<Arc<dyn Plugin>>,
     pub(crate) objectives: Vec<(String, i32)>,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
-    pub(crate) extractor: MetricsExtractor,
+    pub(crate) extractor: crate::plugin::SharedExtractor,
     /// The flow-control layer's settings, when the `flowControl` gate is on.
     pub(crate) flow_control: Option<Arc<crate::flowcontrol::FlowControl>>,
     pub(crate) plugins: Vec<(String, Arc<dyn Plugin>)>,
@@ -333,7 +332,7 @@ impl EndpointPicker {
     }
 
     /// How endpoint metrics are read.
-    pub fn metrics_extractor(&self) -> &MetricsExtractor {
+    pub fn metrics_extractor(&self) -> &crate::plugin::SharedExtractor {
         &self.extractor
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use scheduler_core::config::pool::PoolConfig;
 use scheduler_core::membership::{Membership, MEMBERSHIP_KEY};
-use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::plugin::SharedExtractor;
 use scheduler_core::snapshot::{encode_generation, PoolSnapshot, GENERATION_KEY, SNAPSHOT_KEY};
 use scheduler_core::{ConfigError, PickerConfig, Registry};
 
@@ -30,7 +30,7 @@ use crate::telemetry::PoolGauges;
 /// See the module docs.
 pub struct ScraperRoot {
     pool: PoolConfig,
-    extractor: MetricsExtractor,
+    extractor: SharedExtractor,
     path: String,
     enabled: bool,
     state: ScrapeState,
@@ -172,7 +172,7 @@ impl ScraperRoot {
             Some(200) => match host::call_response_body(body_size) {
                 Some(body) if body.len() == body_size => {
                     self.state
-                        .record_body(i, &self.extractor, &body, host::now_ms())
+                        .record_body(i, &*self.extractor, &body, host::now_ms())
                 }
                 _ => {
                     self.state.record_failure(i);

@@ -7,7 +7,7 @@
 //! last metrics (their age then makes the endpoint stale).
 
 use scheduler_core::config::pool::{PoolConfig, PoolEndpoint};
-use scheduler_core::parse::engine::MetricsExtractor;
+use scheduler_core::plugin::MetricsExtraction;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::Endpoint;
 
@@ -154,7 +154,7 @@ impl ScrapeState {
     pub fn record_body(
         &mut self,
         i: usize,
-        extractor: &MetricsExtractor,
+        extractor: &dyn MetricsExtraction,
         body: &[u8],
         now_ms: u64,
     ) -> ScrapeOutcome {
@@ -163,8 +163,7 @@ impl ScrapeState {
         };
         let extracted = std::str::from_utf8(body)
             .ok()
-            .and_then(|text| extractor.mapping_for(&slot.endpoint).map(|m| (text, m)))
-            .and_then(|(text, m)| extractor.extract(m, text).ok())
+            .and_then(|text| extractor.extract_page(&slot.endpoint, text))
             .filter(|x| x.fields_found > 0);
         match extracted {
             Some(x) => {
@@ -235,6 +234,7 @@ impl ScrapeState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scheduler_core::parse::engine::MetricsExtractor;
     use scheduler_core::PickerConfig;
 
     fn state() -> ScrapeState {

@@ -105,3 +105,12 @@ impl Endpoint {
         }
     }
 }
+
+/// The result of reading one page.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extracted {
+    /// Metrics read (`update_time_ms` left 0 for the caller to set).
+    pub metrics: EndpointMetrics,
+    /// How many of the mapped fields were found; 0 means the page had none of them.
+    pub fields_found: u32,
+}

@@ -107,3 +107,18 @@ impl<'a> InferenceRequest<'a> {
         (self.prompt.len() as u64) / 4
     }
 }
+
+/// What the parser extracts from a body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedBody<'a> {
+    /// API kind from the path.
+    pub api: ApiKind,
+    /// `model`.
+    pub model: Cow<'a, str>,
+    /// Text hashed for prefix matching (see `parse::openai`).
+    pub prompt: Cow<'a, str>,
+    /// `stream: true`.
+    pub stream: bool,
+    /// `cache_salt`, if present.
+    pub cache_salt: Option<Cow<'a, str>>,
+}

@@ -33,7 +33,8 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldPath, MetricsParseError};
-use crate::model::endpoint::{Endpoint, EndpointMetrics};
+use crate::model::endpoint::Endpoint;
+pub use crate::model::endpoint::Extracted;
 use crate::parse::prometheus::{samples, Sample};
 
 /// Default label key naming an endpoint's engine (GIE `DefaultEngineTypeLabelKey`).
@@ -263,15 +264,6 @@ pub struct MetricsExtractor {
     engines: Vec<EngineMapping>,
 }
 
-/// The result of reading one page.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Extracted {
-    /// Metrics read (`update_time_ms` left 0 for the caller to set).
-    pub metrics: EndpointMetrics,
-    /// How many of the mapped fields were found; 0 means the page had none of them.
-    pub fields_found: u32,
-}
-
 impl Default for MetricsExtractor {
     fn default() -> Self {
         // The built-in table parses; a failure would be caught by the unit test below.
@@ -448,6 +440,13 @@ fn split_list(v: Option<&str>) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect()
+}
+
+impl crate::plugin::MetricsExtraction for MetricsExtractor {
+    fn extract_page(&self, endpoint: &Endpoint, page: &str) -> Option<Extracted> {
+        self.mapping_for(endpoint)
+            .and_then(|m| self.extract(m, page).ok())
+    }
 }
 
 #[cfg(test)]

@@ -19,20 +19,7 @@ use serde_json::value::RawValue;
 use crate::error::RequestError;
 use crate::model::request::ApiKind;
 
-/// What the parser extracts from a body.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParsedBody<'a> {
-    /// API kind from the path.
-    pub api: ApiKind,
-    /// `model`.
-    pub model: Cow<'a, str>,
-    /// Text hashed for prefix matching (see module docs).
-    pub prompt: Cow<'a, str>,
-    /// `stream: true`.
-    pub stream: bool,
-    /// `cache_salt`, if present.
-    pub cache_salt: Option<Cow<'a, str>>,
-}
+pub use crate::model::request::ParsedBody;
 
 #[derive(Deserialize)]
 struct Body<'a> {

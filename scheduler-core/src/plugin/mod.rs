@@ -6,6 +6,7 @@
 //! through the `as_*` accessors (which return `None` by default). One configured instance is
 //! built once and shared (`Arc`) by every profile and hook that uses it.
 
+pub mod data_layer;
 pub mod flow_control;
 pub mod registry;
 pub mod request_control;
@@ -17,6 +18,7 @@ use core::fmt;
 
 use serde::Deserialize;
 
+pub use data_layer::{MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
@@ -159,14 +161,12 @@ pub trait Plugin: Send + Sync {
     fn pool_changed(&self, addresses: &[&str]) {
         let _ = addresses;
     }
-    /// This plugin as the metrics source of the data layer (`metrics-data-source`).
-    fn as_metrics_source(
-        &self,
-    ) -> Option<&crate::plugins::datalayer::metrics_source::MetricsSource> {
+    /// This plugin as a metrics source of the data layer (e.g. `metrics-data-source`).
+    fn as_metrics_source(&self) -> Option<&dyn MetricsDataSource> {
         None
     }
-    /// This plugin as the metrics extractor of the data layer (`core-metrics-extractor`).
-    fn as_metrics_extractor(&self) -> Option<&crate::parse::engine::MetricsExtractor> {
+    /// This plugin as a metrics extractor of the data layer (e.g. `core-metrics-extractor`).
+    fn as_metrics_extractor(&self) -> Option<SharedExtractor> {
         None
     }
 }

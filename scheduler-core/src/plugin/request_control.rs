@@ -11,9 +11,9 @@ use alloc::vec::Vec;
 use crate::error::RequestError;
 use crate::model::endpoint::Endpoint;
 use crate::model::request::InferenceRequest;
+use crate::model::request::ParsedBody;
 use crate::model::response::{BodyChunk, ResponseInfo};
 use crate::model::result::SchedulingResult;
-use crate::parse::openai::ParsedBody;
 use crate::plugin::scheduling::CycleContext;
 use crate::plugin::state::{CycleState, RequestState};
 

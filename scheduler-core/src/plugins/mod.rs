@@ -100,3 +100,19 @@ pub const BUILTINS: &[E] = &[
     E::stable(profile::legacy::DATA_PARALLEL_TYPE, profile::legacy::data_parallel_factory)
         .deprecated("use 'single-profile-handler': each data-parallel rank is its own endpoint (ip:port) here, so primaryPort is not needed; loaded as one"),
 ];
+
+impl crate::plugin::Registry {
+    /// A registry holding every in-tree plugin type ([`BUILTINS`]). Defined here, next to the
+    /// table, so the contracts in `plugin/` name no implementation.
+    pub fn with_builtins() -> Self {
+        let mut r = crate::plugin::Registry::new();
+        for e in BUILTINS {
+            // The built-in table is checked by a unit test; a duplicate there is skipped here
+            // rather than taking the module down.
+            if let Err(err) = r.register(*e) {
+                log::error!("built-in registry table: {err}");
+            }
+        }
+        r
+    }
+}

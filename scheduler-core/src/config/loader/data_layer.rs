@@ -8,13 +8,30 @@ use alloc::format;
 
 use crate::config::EndpointPickerConfig;
 use crate::error::{ConfigError, FieldPath};
+use alloc::sync::Arc;
+
 use crate::parse::engine::MetricsExtractor;
+use crate::plugin::{MetricsDataSource, SharedExtractor};
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
 
 use super::instantiate::Loader;
 
 /// The metrics source (none: metrics collection off) and the extractor.
-pub(super) type DataLayer = (Option<MetricsSourceParams>, MetricsExtractor);
+pub(super) type DataLayer = (Option<MetricsSourceParams>, SharedExtractor);
+
+/// The page settings of a metrics source.
+fn params_of(s: &dyn MetricsDataSource) -> MetricsSourceParams {
+    MetricsSourceParams {
+        scheme: s.scheme().into(),
+        path: s.path().into(),
+        ..MetricsSourceParams::default()
+    }
+}
+
+/// The built-in extractor (vLLM, SGLang, TensorRT-LLM names).
+fn default_extractor() -> SharedExtractor {
+    Arc::new(MetricsExtractor::default())
+}
 
 /// Resolves the data layer.
 ///
@@ -58,23 +75,23 @@ pub(super) fn data_layer(
         loader
             .plugins
             .iter()
-            .find_map(|(_, p)| p.as_metrics_source().map(|s| s.params.clone()))
+            .find_map(|(_, p)| p.as_metrics_source().map(params_of))
     };
     let first_extractor = || {
         loader
             .plugins
             .iter()
-            .find_map(|(_, p)| p.as_metrics_extractor().cloned())
+            .find_map(|(_, p)| p.as_metrics_extractor())
     };
     let Some(dl) = &cfg.data_layer else {
         return Ok((
             Some(first_source().unwrap_or_default()),
-            first_extractor().unwrap_or_default(),
+            first_extractor().unwrap_or_else(default_extractor),
         ));
     };
     if dl.sources.is_empty() {
         log::warn!("dataLayer has no sources: endpoint metrics will not be collected");
-        return Ok((None, first_extractor().unwrap_or_default()));
+        return Ok((None, first_extractor().unwrap_or_else(default_extractor)));
     }
     let mut source = None;
     let mut extractor = None;
@@ -91,16 +108,16 @@ pub(super) fn data_layer(
             ));
             continue;
         }
-        source = p.as_metrics_source().map(|s| s.params.clone());
+        source = p.as_metrics_source().map(params_of);
         for (j, e) in s.extractors.iter().enumerate() {
             let epath = path.clone().with_key("extractors").with_index(j);
             let p = loader.resolve_ref(e.plugin_ref.as_deref(), epath, "an Extractor", |p| {
                 p.as_metrics_extractor().is_some()
             })?;
             if extractor.is_none() {
-                extractor = p.as_metrics_extractor().cloned();
+                extractor = p.as_metrics_extractor();
             }
         }
     }
-    Ok((source, extractor.unwrap_or_default()))
+    Ok((source, extractor.unwrap_or_else(default_extractor)))
 }

@@ -57,21 +57,21 @@ pub fn factory(
     )?;
     Ok(Arc::new(CoreMetricsExtractor {
         typed_name: TypedName::new(TYPE, name),
-        extractor,
+        extractor: Arc::new(extractor),
     }))
 }
 
 /// See the module docs.
 pub struct CoreMetricsExtractor {
     typed_name: TypedName,
-    extractor: MetricsExtractor,
+    extractor: Arc<MetricsExtractor>,
 }
 
 impl Plugin for CoreMetricsExtractor {
     fn typed_name(&self) -> &TypedName {
         &self.typed_name
     }
-    fn as_metrics_extractor(&self) -> Option<&MetricsExtractor> {
-        Some(&self.extractor)
+    fn as_metrics_extractor(&self) -> Option<crate::plugin::SharedExtractor> {
+        Some(self.extractor.clone())
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldPath};
 use crate::plugin::registry::{parse_params, Handle};
-use crate::plugin::{Plugin, TypedName};
+use crate::plugin::{MetricsDataSource, Plugin, TypedName};
 
 /// Plugin type name.
 pub const TYPE: &str = "metrics-data-source";
@@ -87,7 +87,16 @@ impl Plugin for MetricsSource {
     fn typed_name(&self) -> &TypedName {
         &self.typed_name
     }
-    fn as_metrics_source(&self) -> Option<&MetricsSource> {
+    fn as_metrics_source(&self) -> Option<&dyn MetricsDataSource> {
         Some(self)
+    }
+}
+
+impl MetricsDataSource for MetricsSource {
+    fn scheme(&self) -> &str {
+        &self.params.scheme
+    }
+    fn path(&self) -> &str {
+        &self.params.path
     }
 }

@@ -25,9 +25,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            threshold: 128,
-        }
+        Params { threshold: 128 }
     }
 }
 
