@@ -110,14 +110,14 @@ pub enum ConfigErrorKind {
         /// A known field within a few edits of it.
         suggestion: Option<String>,
     },
-    /// `plugins[i]` has no `type` (GIE: "plugin '<n>' is missing a type").
+    /// `plugins[i]` has no `type` (GIE: "plugin '`<n>`' is missing a type").
     MissingPluginType {
         /// The plugin's name, empty when it had none.
         name: String,
     },
-    /// Two plugins share a name (GIE: "duplicate plugin name '<n>'").
+    /// Two plugins share a name (GIE: "duplicate plugin name '`<n>`'").
     DuplicatePluginName(String),
-    /// No registry entry for this type (GIE: "plugin type '<t>' is not registered"), with the
+    /// No registry entry for this type (GIE: "plugin type '`<t>`' is not registered"), with the
     /// closest registered type name when one is close (a typo).
     UnknownPluginType {
         /// The type the config named.
@@ -155,7 +155,7 @@ pub enum ConfigErrorKind {
         /// The configured minimum.
         minimum: Stability,
     },
-    /// A factory rejected its parameters (GIE: "failed to create plugin '<n>' (type: <t>): …").
+    /// A factory rejected its parameters (GIE: "failed to create plugin '`<n>`' (type: `<t>`): …").
     InvalidParameter {
         /// The plugin's name.
         name: String,

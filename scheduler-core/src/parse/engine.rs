@@ -1,6 +1,6 @@
 //! Engine mappings: which Prometheus series hold queue length, running requests, KV usage, LoRA
 //! state and cache geometry for each model-server engine, and the extraction of
-//! [`EndpointMetrics`] from a page.
+//! [`EndpointMetrics`](crate::model::endpoint::EndpointMetrics) from a page.
 //!
 //! Built-in engines (docs/SOURCES.md#gie-metrics): `vllm` (default), `sglang`,
 //! `trtllm-serve`, `triton-tensorrt-llm`. The engine of an endpoint comes from its
