@@ -98,10 +98,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),
     (
-        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__vertexai__README.yaml",
-        "missing plugin type 'vertexai-parser'",
-    ),
-    (
         "gateway-api-inference-extension__test__integration__epp__testdata__request-attribute-reporter-config.yaml",
         "missing plugin type 'request-attribute-reporter'",
     ),
