@@ -25,7 +25,7 @@ use scheduler_core::RequestState;
 
 use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
-    ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, PREFILLER, SERVED,
+    ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, PREFILLER, SERVED,
 };
 use crate::telemetry::RequestRecord;
 #[cfg(test)]
@@ -383,13 +383,18 @@ impl RequestFlow {
         let wanted = [
             DESTINATION,
             PREFILLER,
+            ENCODERS,
             if p.core().pool.debug { DEBUG } else { "" },
             if end_of_stream { "" } else { "content-length" },
         ];
-        let mut found: [Option<String>; 4] = Default::default();
+        let mut found: [Option<String>; 5] = Default::default();
         host.find_request_headers(&wanted, &mut found);
-        let [destination, prefiller, debug, declared] = found;
-        for (name, value) in [(DESTINATION, &destination), (PREFILLER, &prefiller)] {
+        let [destination, prefiller, encoders, debug, declared] = found;
+        for (name, value) in [
+            (DESTINATION, &destination),
+            (PREFILLER, &prefiller),
+            (ENCODERS, &encoders),
+        ] {
             debug_assert!(CLIENT_FORBIDDEN.contains(&name));
             if value.is_some() {
                 host.set_request_header(name, None);

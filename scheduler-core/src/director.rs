@@ -128,6 +128,7 @@ impl EndpointPicker {
             priority,
             headers,
             debug: false,
+            multimodal: parsed.multimodal,
         })
     }
 

@@ -469,3 +469,59 @@ fn concurrency_detector_counts_in_flight_requests() {
     drop(first);
     assert_eq!(send(true, &mut RequestState::new()).ok(), Some(a));
 }
+
+/// llm-d's E/PD sample (`deploy/config/sim-e-pd-epp-config.yaml`): a request with an image runs
+/// the encode profile and names the encoder in `x-encoder-hosts-ports`; a text-only request
+/// goes to decode alone.
+#[test]
+fn encode_stage_runs_for_media_and_names_the_encoders() {
+    let cfg = r#"{"plugins": [
+        {"type": "encode-filter"}, {"type": "decode-filter"}, {"type": "max-score-picker"},
+        {"type": "always-disagg-multimodal-decider"},
+        {"type": "disagg-profile-handler", "parameters": {"deciders": {"encode": "always-disagg-multimodal-decider"}}}],
+      "schedulingProfiles": [
+        {"name": "encode", "plugins": [{"pluginRef": "encode-filter"}]},
+        {"name": "decode", "plugins": [{"pluginRef": "decode-filter"}]}]}"#;
+    let (picker, _) = load(cfg, &Registry::with_builtins()).unwrap();
+    let pool = vec![
+        Endpoint::new("10.0.0.1:8000").with_label("llm-d.ai/role", "encode"),
+        Endpoint::new("10.0.0.2:8000").with_label("llm-d.ai/role", "decode"),
+    ];
+    let schedule = |body: &[u8]| {
+        let req = picker
+            .parse_request("/v1/chat/completions", body, vec![])
+            .unwrap();
+        picker
+            .schedule(
+                &req,
+                &pool,
+                0,
+                &mut SplitMix64::new(1),
+                &mut RequestState::new(),
+            )
+            .unwrap()
+    };
+    let image = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what is it"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}"#;
+    let r = schedule(image);
+    assert_eq!(r.primary_targets(), [1], "decode serves");
+    assert_eq!(
+        r.headers,
+        [(
+            "x-encoder-hosts-ports".to_string(),
+            "10.0.0.1:8000".to_string()
+        )]
+    );
+    let text = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+    let r = schedule(text);
+    assert_eq!(r.primary_targets(), [1]);
+    assert!(r.headers.is_empty(), "{:?}", r.headers);
+    // prefill-first is not built: refused, not silently run decode-first.
+    let err = load(
+        r#"{"plugins": [{"type": "disagg-profile-handler", "parameters": {"stageOrder": "prefill-first"}}]}"#,
+        &Registry::with_builtins(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("stageOrder"), "{err}");
+}

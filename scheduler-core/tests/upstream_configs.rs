@@ -110,18 +110,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'topology-extractor'",
     ),
     (
-        "llm-d-router__deploy__config__sim-e-p-d-epp-config.yaml",
-        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
-    ),
-    (
-        "llm-d-router__deploy__config__sim-e-pd-epp-config.yaml",
-        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
-    ),
-    (
-        "llm-d-router__docs__disaggregation__2.yaml",
-        "missing plugin type 'always-disagg-multimodal-decider' (E/P/D)",
-    ),
-    (
         "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
         "missing plugin type 'dcgm-data-source'",
     ),

@@ -1,11 +1,13 @@
 //! Header names the filter owns. Every request header in [`CLIENT_FORBIDDEN`] is removed from
 //! the client's request before anything else happens, so a client can never choose the
-//! destination (or the prefill endpoint a decode sidecar will call).
+//! destination (or the prefill or encode endpoints a decode sidecar will call).
 
 /// The destination the serving cluster routes to: `ip:port`, or an ordered comma list.
 pub const DESTINATION: &str = "x-gateway-destination-endpoint";
 /// The prefill endpoint for P/D disaggregation (set by `disagg-profile-handler`).
 pub const PREFILLER: &str = scheduler_core::plugins::profile::disagg::PREFILLER_HEADER;
+/// The encode endpoints for E/P/D disaggregation (set by `disagg-profile-handler`).
+pub const ENCODERS: &str = scheduler_core::plugins::profile::disagg::ENCODER_HEADER;
 /// Response header with the pick and per-scorer scores when `pool.debug` is on.
 pub const DEBUG: &str = "x-endpoint-picker-debug";
 /// Response header naming the endpoint that served (GIE's served-endpoint report).
@@ -16,4 +18,4 @@ pub const SERVED: &str = "x-gateway-destination-endpoint-served";
 pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
 
 /// Request headers a client must not set.
-pub const CLIENT_FORBIDDEN: &[&str] = &[DESTINATION, PREFILLER];
+pub const CLIENT_FORBIDDEN: &[&str] = &[DESTINATION, PREFILLER, ENCODERS];

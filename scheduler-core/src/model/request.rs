@@ -69,6 +69,8 @@ pub struct InferenceRequest<'a> {
     pub headers: Vec<(String, String)>,
     /// Record a per-scorer breakdown of the pick ([`crate::model::result::ProfileRunResult::breakdown`]).
     pub debug: bool,
+    /// The request carries image, audio or video content (what an encode stage would process).
+    pub multimodal: bool,
 }
 
 impl<'a> InferenceRequest<'a> {
@@ -86,6 +88,7 @@ impl<'a> InferenceRequest<'a> {
             priority: 0,
             headers: Vec::new(),
             debug: false,
+            multimodal: false,
         }
     }
 
@@ -121,4 +124,6 @@ pub struct ParsedBody<'a> {
     pub stream: bool,
     /// `cache_salt`, if present.
     pub cache_salt: Option<Cow<'a, str>>,
+    /// The request carries image, audio or video content (`crate::parse::media`).
+    pub multimodal: bool,
 }

@@ -66,12 +66,14 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
             ))
         }
     };
+    let multimodal = crate::parse::media::has_media(messages.get());
     Ok(ParsedBody {
         api: ApiKind::Messages,
         model,
         prompt,
         stream,
         cache_salt: None,
+        multimodal,
     })
 }
 

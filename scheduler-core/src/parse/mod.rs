@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod engine;
+pub mod media;
 pub mod openai;
 pub mod prometheus;
 pub mod usage;

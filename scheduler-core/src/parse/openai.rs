@@ -125,12 +125,23 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         }
     };
 
+    let multimodal = match api {
+        ApiKind::ChatCompletions | ApiKind::Messages | ApiKind::Conversations => {
+            crate::parse::media::has_media(&prompt)
+        }
+        ApiKind::Responses => b
+            .input
+            .and_then(present)
+            .is_some_and(|raw| crate::parse::media::has_media(raw.get())),
+        ApiKind::Completions | ApiKind::Embeddings => false,
+    };
     Ok(ParsedBody {
         api,
         model,
         prompt,
         stream,
         cache_salt,
+        multimodal,
     })
 }
 

@@ -61,6 +61,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(profile::disagg::TYPE, "disaggregatedServing", profile::disagg::factory),
     E::beta(profile::pd_decider::PREFIX_BASED_TYPE, "disaggregatedServing", profile::pd_decider::prefix_based_factory),
     E::beta(profile::pd_decider::ALWAYS_TYPE, "disaggregatedServing", profile::pd_decider::always_factory),
+    E::beta(profile::mm_decider::TYPE, "disaggregatedServing", profile::mm_decider::factory),
     // GIE conformance-test plugins
     E::beta(conformance::header_filter::TYPE, "conformanceTesting", conformance::header_filter::factory),
     E::beta(conformance::served_verifier::TYPE, "conformanceTesting", conformance::served_verifier::factory),

@@ -51,6 +51,7 @@ impl RequestParser for PassthroughParser {
             prompt: Cow::Borrowed(""),
             stream: false,
             cache_salt: None,
+            multimodal: false,
         })
     }
 }

@@ -135,6 +135,7 @@ impl RequestParser for VertexAiParser {
                 prompt: Cow::Borrowed(""),
                 stream: false,
                 cache_salt: None,
+                multimodal: false,
             });
         };
         let message = grpc_message(body)?;

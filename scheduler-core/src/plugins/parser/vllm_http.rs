@@ -95,6 +95,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         prompt: Cow::Borrowed(tokens.get()),
         stream,
         cache_salt: None,
+        multimodal: false,
     })
 }
 

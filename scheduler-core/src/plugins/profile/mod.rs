@@ -2,5 +2,6 @@
 
 pub mod disagg;
 pub mod legacy;
+pub mod mm_decider;
 pub mod pd_decider;
 pub mod single;
