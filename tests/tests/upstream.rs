@@ -1,6 +1,8 @@
 //! Real upstream configs (committed unchanged in `scheduler-core/testdata/upstream/`) in real
 //! Envoy, given to the picker as they are with only our `pool` section added.
 //!
+//! llm-d's E/PD sample: the encode stage names the encode server for a request with an image.
+//!
 //! llm-d's prefill/decode sample (`deploy/config/pd-epp-config.yaml` of llm-d-router): its
 //! `disagg-profile-handler` is listed before the `prefix-based-pd-decider` it names (so the
 //! loader must build it after the rest), and the pool mixes llm-d's role labels: `decode`,
@@ -80,6 +82,53 @@ fn llm_d_pd_sample_routes_decode_with_a_prefill_header() {
     println!(
         "{} build: llm-d's P/D sample routed decode + prefill header as upstream does",
         if e2e::native() { "native" } else { "wasm" }
+    );
+}
+
+/// llm-d's E/PD sample (`deploy/config/sim-e-pd-epp-config.yaml`): a chat request with an
+/// image is decoded on the decode server, with the encode server named in
+/// `x-encoder-hosts-ports`; a text request goes to decode alone, and a client cannot name an
+/// encoder itself.
+#[test]
+fn llm_d_epd_sample_names_the_encoder_for_media() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["encode-a".into(), "decode-a".into()],
+        labels: vec![
+            json!({"llm-d.ai/role": "encode"}),
+            json!({"llm-d.ai/role": "decode"}),
+        ],
+        picker: upstream("llm-d-router__deploy__config__sim-e-pd-epp-config.yaml"),
+        ..EnvSpec::default()
+    });
+    env.settle();
+    let encoder = env.backend("encode-a").addr.to_string();
+    let image = json!({"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is in this picture"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]})
+    .to_string();
+    let r = env.post("/v1/chat/completions", &image, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "decode-a", "{:?}", r.headers);
+    assert_eq!(
+        r.header("x-seen-encoders"),
+        Some(encoder.as_str()),
+        "{:?}",
+        r.headers
+    );
+
+    let text =
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hello"}]}).to_string();
+    let r = env.post(
+        "/v1/chat/completions",
+        &text,
+        &[("x-encoder-hosts-ports", "6.6.6.6:80")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "decode-a");
+    assert!(
+        r.header("x-seen-encoders").is_none_or(str::is_empty),
+        "no encode stage, and the client's value is stripped: {:?}",
+        r.headers
     );
 }
 

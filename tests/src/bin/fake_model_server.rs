@@ -2,7 +2,7 @@
 //! vLLM V1 `/metrics` page whose values are pinned through `POST /admin/state`, and switches that
 //! make `/metrics` or inference misbehave. Every response names the server
 //! (`x-inference-pod`, `x-inference-port`) and echoes the routing headers it received
-//! (`x-seen-destination`, `x-seen-prefiller`) so tests can see what Envoy forwarded.
+//! (`x-seen-destination`, `x-seen-prefiller`, `x-seen-encoders`) so tests can see what Envoy forwarded.
 //!
 //! Not a performance model: the simulator of issue 4 is. This one answers at once.
 
@@ -229,6 +229,7 @@ async fn inference(
             seen(&headers, "x-gateway-destination-endpoint"),
         ),
         ("x-seen-prefiller", seen(&headers, "x-prefiller-host-port")),
+        ("x-seen-encoders", seen(&headers, "x-encoder-hosts-ports")),
         ("x-seen-body-bytes", body.len().to_string()),
     ];
     if s.inference == "500" {
