@@ -260,6 +260,29 @@ extern "C" {
         label_values_length: usize,
         value: u64,
     ) -> u32;
+    /// A handle that posts `on_http_filter_config_scheduled` to the main thread; usable from
+    /// any thread; holds the configuration weakly.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: Ptr,
+    ) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: *mut c_void,
+    );
+    /// An HTTP callout from the filter configuration (main thread), answered through
+    /// `on_http_filter_config_http_callout_done`.
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: Ptr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
     pub fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
         config: Ptr,
         name: ModuleBuffer,

@@ -59,6 +59,27 @@ pub struct FilterConfig {
     last_flush_ms: AtomicU64,
     /// Flow control's queues, shared by every worker (`flowControl` gate).
     gate: Option<endpoint_picker_filter::waiting::FlowGate>,
+    /// Filter-only mode (no bootstrap scraper): the scraper living in this configuration and
+    /// the thread that ticks it. The ticker is dropped first (it stops and joins its thread).
+    scraper: Option<(crate::scraper::Ticker, Arc<crate::scraper::Scraper>)>,
+}
+
+/// The filter-only scraper that scrapes: the newest configuration's (older ones stand by, so
+/// an xDS update or several listeners never scrape the pool twice).
+static ACTIVE_SCRAPER: Mutex<Option<Weak<crate::scraper::Scraper>>> = Mutex::new(None);
+
+/// True when `s` is the filter-only scraper that scrapes; takes over from one that is gone.
+fn active(s: &Arc<crate::scraper::Scraper>) -> bool {
+    let Ok(mut a) = ACTIVE_SCRAPER.lock() else {
+        return false;
+    };
+    match a.as_ref().and_then(Weak::upgrade) {
+        Some(cur) => Arc::ptr_eq(&cur, s),
+        None => {
+            *a = Some(Arc::downgrade(s));
+            true
+        }
+    }
 }
 
 // SAFETY: `envoy` is Envoy's DynamicModuleHttpFilterConfig, which outlives this value and whose
@@ -107,6 +128,29 @@ impl FilterConfig {
             .picker
             .flow_control()
             .map(|fc| endpoint_picker_filter::waiting::FlowGate::new(fc.clone()));
+        // Filter-only mode: no bootstrap scraper in this Envoy, so this configuration scrapes.
+        let scraper = if crate::scraper::bootstrap_present() {
+            None
+        } else {
+            let s = Arc::new(crate::scraper::Scraper::new_in(
+                crate::scraper::Home::Filter(envoy),
+                json,
+                registry,
+            )?);
+            match crate::scraper::Ticker::start(envoy, loaded.pool.scrape.interval_ms) {
+                Some(t) => {
+                    if let Ok(mut a) = ACTIVE_SCRAPER.lock() {
+                        *a = Some(Arc::downgrade(&s));
+                    }
+                    log::info!("endpoint picker: no bootstrap scraper configured; this filter configuration scrapes the pool (filter-only mode)");
+                    Some((t, s))
+                }
+                None => {
+                    log::warn!("endpoint picker: no bootstrap scraper and no configuration scheduler: endpoint metrics will not be scraped");
+                    None
+                }
+            }
+        };
         Ok(FilterConfig {
             envoy,
             core: PickerCore {
@@ -119,6 +163,7 @@ impl FilterConfig {
             telemetry,
             last_flush_ms: AtomicU64::new(0),
             gate,
+            scraper,
         })
     }
 
@@ -230,6 +275,20 @@ impl Picking for FilterConfig {
 }
 
 impl FilterConfig {
+    /// Filter-only mode: one scrape tick (main thread, from the configuration scheduler).
+    pub fn scrape_tick(&self) {
+        if let Some((_, s)) = &self.scraper {
+            if active(s) {
+                s.tick();
+            }
+        }
+    }
+
+    /// Filter-only mode: the scraper of this configuration, for its callouts' completions.
+    pub fn scraper(&self) -> Option<&crate::scraper::Scraper> {
+        self.scraper.as_ref().map(|(_, s)| &**s)
+    }
+
     /// Flow control's tick (the scraper's timer, main thread): expires waits that ran out and
     /// releases what the pool has room for.
     fn flow_tick(&self, now_ms: u64) {

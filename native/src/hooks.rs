@@ -370,25 +370,50 @@ fn now_ms() -> u64 {
     endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
 }
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    _config_envoy: Ptr,
-    _config: ConstPtr,
-    _event_id: u64,
-) {
+/// The filter configuration of a hook.
+unsafe fn filter_config<'a>(p: ConstPtr) -> Option<&'a Arc<FilterConfig>> {
+    // SAFETY: made by config_new as Box<Arc<FilterConfig>>; Envoy calls configuration hooks only
+    // while the configuration lives.
+    (!p.is_null()).then(|| unsafe { &*(p as *const Arc<FilterConfig>) })
 }
 
+/// Filter-only mode: the ticker posted a scrape tick to the main thread.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _config_envoy: Ptr,
-    _config: ConstPtr,
-    _callout_id: u64,
-    _result: u32,
-    _headers: *const EnvoyHttpHeader,
-    _headers_size: usize,
-    _body: *const EnvoyBuffer,
-    _body_size: usize,
+    config: ConstPtr,
+    event_id: u64,
 ) {
+    guard("http_filter_config_scheduled", (), || {
+        if event_id != crate::scraper::TICK_EVENT {
+            return;
+        }
+        // SAFETY: our configuration pointer.
+        if let Some(c) = unsafe { filter_config(config) } {
+            c.scrape_tick();
+        }
+    })
+}
+
+/// Filter-only mode: a scrape callout of this configuration finished.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy: Ptr,
+    config: ConstPtr,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body: *const EnvoyBuffer,
+    body_size: usize,
+) {
+    guard("http_filter_config_http_callout_done", (), || {
+        // SAFETY: our configuration pointer.
+        if let Some(s) = unsafe { filter_config(config) }.and_then(|c| c.scraper()) {
+            // SAFETY: Envoy's arrays of this hook.
+            unsafe { s.on_callout(callout_id, result, headers, headers_size, body, body_size) };
+        }
+    })
 }
 
 #[no_mangle]

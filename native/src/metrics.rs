@@ -98,9 +98,10 @@ impl Counter {
     }
 }
 
-/// A gauge of a bootstrap extension configuration.
+/// An unlabelled gauge.
 pub struct Gauge {
     id: Option<usize>,
+    set: Update,
 }
 
 impl Gauge {
@@ -113,17 +114,24 @@ impl Gauge {
                 name,
                 &[],
             ),
+            set: abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge,
+        }
+    }
+    /// Defined on an HTTP filter configuration.
+    pub fn filter(config: Ptr, name: &str) -> Gauge {
+        Gauge {
+            id: define(
+                abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+                config,
+                name,
+                &[],
+            ),
+            set: abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
         }
     }
     /// Sets the value.
     pub fn set(&self, config: Ptr, v: u64) {
-        update(
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge,
-            config,
-            self.id,
-            &[],
-            v,
-        );
+        update(self.set, config, self.id, &[], v);
     }
 }
 
@@ -167,6 +175,18 @@ impl FamilySink {
         sink.ids.extend(gauge_ids.ids);
         sink.ids.sort_by_key(|(n, _)| *n);
         sink
+    }
+
+    /// The pool gauges, on an HTTP filter configuration (filter-only mode: the scraper runs in
+    /// the filter configuration).
+    pub fn filter_pool(config: Ptr) -> FamilySink {
+        FamilySink::define_all(
+            config,
+            families::POOL_FAMILIES.iter().copied(),
+            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            Some(abi::envoy_dynamic_module_callback_http_filter_config_set_gauge),
+        )
     }
 
     /// The pool gauges, on the bootstrap extension configuration.

@@ -10,8 +10,14 @@
 //! Pool changes: the scraper follows the member list the newest filter configuration published
 //! ([`crate::pool::members`]) when it names the same `pool.cluster`; with no `pool.endpoints` it
 //! follows the cluster's hosts as the `pool-membership` balancers report them ([`crate::hosts`]).
+//!
+//! Filter-only mode (no bootstrap extension configured): the same scraper lives in the HTTP
+//! filter configuration ([`Home::Filter`]), ticked by [`Ticker`] through Envoy's configuration
+//! scheduler (which runs the tick on the main thread), with its callouts issued from the filter
+//! configuration. [`bootstrap_present`] tells the filter whether a bootstrap scraper exists.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use endpoint_picker_filter::picker::headers::DESTINATION;
 use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState};
@@ -45,9 +51,36 @@ struct Inner {
     gauges: PoolGauges,
 }
 
+/// Where a scraper lives: which Envoy configuration defines its stats and issues its callouts.
+#[derive(Clone, Copy)]
+pub enum Home {
+    /// The `metrics-scraper` bootstrap extension (timer of its own).
+    Bootstrap(Ptr),
+    /// The HTTP filter configuration (filter-only mode; ticked by a [`Ticker`]).
+    Filter(Ptr),
+}
+
+impl Home {
+    fn ptr(self) -> Ptr {
+        match self {
+            Home::Bootstrap(p) | Home::Filter(p) => p,
+        }
+    }
+}
+
+/// Set once a bootstrap scraper was configured in this process.
+static BOOTSTRAP_PRESENT: AtomicBool = AtomicBool::new(false);
+
+/// Whether a bootstrap extension scraper is configured (Envoy creates bootstrap extensions
+/// before any listener's filter configuration).
+pub fn bootstrap_present() -> bool {
+    BOOTSTRAP_PRESENT.load(Ordering::Relaxed)
+}
+
 /// The scraper's configuration and state (main thread only; the lock is never contended).
 pub struct Scraper {
     envoy: Ptr,
+    home: Home,
     pool: PoolConfig,
     extractor: SharedExtractor,
     path: String,
@@ -72,16 +105,38 @@ impl Scraper {
     /// # Errors
     /// The scheduler-core [`ConfigError`]; Envoy then refuses to start.
     pub fn new(envoy: Ptr, json: &str, registry: &Registry) -> Result<Scraper, ConfigError> {
+        BOOTSTRAP_PRESENT.store(true, Ordering::Relaxed);
+        Scraper::new_in(Home::Bootstrap(envoy), json, registry)
+    }
+
+    /// A scraper living in `home` (its stats are defined there: call while Envoy creates that
+    /// configuration).
+    ///
+    /// # Errors
+    /// The scheduler-core [`ConfigError`].
+    pub fn new_in(home: Home, json: &str, registry: &Registry) -> Result<Scraper, ConfigError> {
         let loaded = PickerConfig::load(json, registry)?;
         let (path, enabled) = endpoint_picker_filter::scraper::scrape_target(&loaded);
+        let envoy = home.ptr();
+        let counter = |name: &str| match home {
+            Home::Bootstrap(p) => Counter::bootstrap(p, name, &[]),
+            Home::Filter(p) => Counter::filter(p, name, &[]),
+        };
+        let gauge = |name: &str| match home {
+            Home::Bootstrap(p) => Gauge::bootstrap(p, name),
+            Home::Filter(p) => Gauge::filter(p, name),
+        };
         let stats = ScraperStats {
-            success: Counter::bootstrap(envoy, "endpoint_picker.scrape.success", &[]),
-            failure: Counter::bootstrap(envoy, "endpoint_picker.scrape.failure", &[]),
-            publishes: Counter::bootstrap(envoy, "endpoint_picker.snapshot.publishes", &[]),
-            membership: Counter::bootstrap(envoy, "endpoint_picker.pool.membership_changes", &[]),
-            total: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.total"),
-            stale: Gauge::bootstrap(envoy, "endpoint_picker.endpoints.stale"),
-            families: FamilySink::bootstrap(envoy),
+            success: counter("endpoint_picker.scrape.success"),
+            failure: counter("endpoint_picker.scrape.failure"),
+            publishes: counter("endpoint_picker.snapshot.publishes"),
+            membership: counter("endpoint_picker.pool.membership_changes"),
+            total: gauge("endpoint_picker.endpoints.total"),
+            stale: gauge("endpoint_picker.endpoints.stale"),
+            families: match home {
+                Home::Bootstrap(p) => FamilySink::bootstrap(p),
+                Home::Filter(p) => FamilySink::filter_pool(p),
+            },
         };
         log::info!(
             "endpoint picker {} ({}) scraper (native): {} endpoints via cluster '{}', every {} ms, path {path}",
@@ -93,6 +148,7 @@ impl Scraper {
         );
         Ok(Scraper {
             envoy,
+            home,
             enabled,
             extractor: loaded.picker.metrics_extractor().clone(),
             path,
@@ -173,9 +229,16 @@ impl Scraper {
             ModuleHttpHeader::of("accept", b"text/plain;version=0.0.4"),
         ];
         let mut id = 0u64;
-        // SAFETY: every pointer is borrowed for the call; on the main thread.
+        let callout = match self.home {
+            Home::Bootstrap(_) => {
+                abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout
+            }
+            Home::Filter(_) => abi::envoy_dynamic_module_callback_http_filter_config_http_callout,
+        };
+        // SAFETY: every pointer is borrowed for the call; on the main thread (a bootstrap hook,
+        // or the filter configuration's scheduled hook).
         let r = unsafe {
-            abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+            callout(
                 self.envoy,
                 &mut id,
                 ModuleBuffer::of(self.pool.metrics_cluster.as_bytes()),
@@ -348,6 +411,92 @@ impl Scraper {
         if !timer.is_null() {
             // SAFETY: our timer, deleted once, on the main thread.
             unsafe { abi::envoy_dynamic_module_callback_bootstrap_extension_timer_delete(timer) };
+        }
+    }
+}
+
+/// The event id of a filter-only scrape tick.
+pub const TICK_EVENT: u64 = 1;
+
+/// Ticks a filter-only scraper: a thread that, every interval, posts [`TICK_EVENT`] to the main
+/// thread through Envoy's filter-configuration scheduler (an HTTP filter configuration has no
+/// timer of its own). Dropping it stops the thread at once and waits for it.
+pub struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Envoy's configuration scheduler handle, moved into the ticker thread.
+struct ConfigScheduler(*mut core::ffi::c_void);
+
+// SAFETY: Envoy's configuration scheduler posts to the main dispatcher (thread-safe) and holds
+// the configuration only weakly, so it may be used and deleted from any thread.
+unsafe impl Send for ConfigScheduler {}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by scheduler_new, deleted once.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+impl Ticker {
+    /// Starts ticking the filter configuration `config` every `interval_ms` (called while Envoy
+    /// creates the configuration, on the main thread). `None` if Envoy gave no scheduler or the
+    /// thread could not start.
+    pub fn start(config: Ptr, interval_ms: u64) -> Option<Ticker> {
+        // SAFETY: the configuration pointer of the current hook.
+        let raw =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(config) };
+        if raw.is_null() {
+            return None;
+        }
+        let scheduler = ConfigScheduler(raw);
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let interval = std::time::Duration::from_millis(interval_ms.max(1));
+        let thread = std::thread::Builder::new()
+            .name("picker-scrape-tick".into())
+            .spawn(move || {
+                let scheduler = scheduler;
+                let (lock, cv) = &*flag;
+                let mut stopped = lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                loop {
+                    // SAFETY: a live scheduler (deleted only when this thread ends).
+                    unsafe {
+                        abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                            scheduler.0,
+                            TICK_EVENT,
+                        )
+                    };
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, interval)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    stopped = guard;
+                    if *stopped {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        if let Ok(mut s) = lock.lock() {
+            *s = true;
+        }
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

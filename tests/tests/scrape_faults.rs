@@ -85,16 +85,12 @@ fn broken_metrics_responses_never_take_the_scraper_down() {
     );
 }
 
+/// Filter-only mode: no bootstrap scraper at all. Wasm: the standby scraper in a worker's picker
+/// VM notices the lapsed lease, takes it, and scrapes for every worker. Native: the HTTP filter
+/// configuration scrapes itself (a ticker thread posts ticks to the main thread, callouts go out
+/// from the configuration).
 #[test]
-fn without_a_bootstrap_scraper_a_worker_takes_the_lease_over() {
-    if e2e::native() {
-        // The native module has one scraper per process (a bootstrap extension) and no
-        // standby: its filter cannot issue callouts outside a request. Wasm only.
-        println!("skipped for the native build: the standby scraper is the Wasm build's");
-        return;
-    }
-    // No bootstrap scraper at all: the standby scraper in a worker's picker VM must notice the
-    // lapsed lease, take it, and scrape for every worker.
+fn without_a_bootstrap_scraper_the_filter_scrapes() {
     let backends = ["pod-a", "pod-b", "pod-c"]
         .iter()
         .map(|n| e2e::Backend::spawn(n))
@@ -127,8 +123,22 @@ fn without_a_bootstrap_scraper_a_worker_takes_the_lease_over() {
     for i in 0..6 {
         let r = env.complete(MODEL, &format!("q{i}"), &[]);
         assert_eq!(r.status, 200);
-        assert_eq!(r.pod(), "pod-c", "metrics scraped by the worker's standby");
+        assert_eq!(
+            r.pod(),
+            "pod-c",
+            "metrics scraped without a bootstrap scraper"
+        );
     }
-    assert!(env.stat("endpoint_picker.snapshot.generation").unwrap_or(0) > 0);
-    assert!(env.stat("endpoint_picker.snapshot.age_ms").is_some());
+    if e2e::native() {
+        env.settle_stats();
+        assert!(env.stat("endpoint_picker.scrape.success").unwrap_or(0) > 0);
+        assert!(
+            env.stat("endpoint_picker.endpoints.total") == Some(3),
+            "{}",
+            env.stats()
+        );
+    } else {
+        assert!(env.stat("endpoint_picker.snapshot.generation").unwrap_or(0) > 0);
+        assert!(env.stat("endpoint_picker.snapshot.age_ms").is_some());
+    }
 }
