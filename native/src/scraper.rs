@@ -444,7 +444,7 @@ impl Ticker {
     /// Starts ticking the filter configuration `config` every `interval_ms` (called while Envoy
     /// creates the configuration, on the main thread). `None` if Envoy gave no scheduler or the
     /// thread could not start.
-    pub fn start(config: Ptr, interval_ms: u64) -> Option<Ticker> {
+    pub(crate) fn start(config: Ptr, interval_ms: u64) -> Option<Ticker> {
         // SAFETY: the configuration pointer of the current hook.
         let raw =
             unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(config) };
