@@ -79,6 +79,11 @@ enum Command {
         /// $ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
         #[arg(long, num_args = 0..=1, default_missing_value = envoy_config::blocks::NATIVE_MODULE_NAME)]
         native: Option<String>,
+        /// No bootstrap scraper: the picker filter scrapes the pool itself, so the HTTP filter
+        /// is the whole deployment (Wasm: a worker's standby scraper; native: the filter
+        /// configuration's scraper).
+        #[arg(long)]
+        filter_only: bool,
         /// A further path prefix to route to the model servers (repeatable; by default only the
         /// inference API paths are routed and everything else gets a 404). `/` routes all.
         #[arg(long = "route-prefix")]
@@ -225,6 +230,7 @@ fn run(cli: Cli) -> Result<(), String> {
             mode,
             xds_dir,
             native,
+            filter_only,
             route_prefixes,
             request_timeout,
             request_headers_timeout,
@@ -259,6 +265,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 limits: limits.clone(),
                 access_log: AccessLog::parse(&access_log),
                 native: native.clone(),
+                filter_only,
             };
             // The configuration's own errors first, then the module's.
             let mut yaml = render(&input(picker.clone(), wasm.clone()))?;

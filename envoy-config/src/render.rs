@@ -83,6 +83,10 @@ pub struct RenderInput {
     /// name (`endpoint_picker` → `libendpoint_picker.so`, found through
     /// `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
     pub native: Option<String>,
+    /// Filter-only: no bootstrap scraper; the picker filter scrapes the pool itself (Wasm: a
+    /// worker VM's standby scraper takes the lease; native: the filter configuration's own
+    /// scraper). The whole deployment is then the one HTTP filter.
+    pub filter_only: bool,
 }
 
 /// A picker JSON checked and prepared for rendering.
@@ -373,7 +377,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     } else {
         ""
     };
-    let bootstrap = if picker_mode {
+    let bootstrap = if picker_mode && !input.filter_only {
         format!(
             "bootstrap_extensions:\n# The metrics scraper: one instance per Envoy process (main thread). Bootstrap extensions cannot\n# be changed by xDS; it follows pool changes through the member list the filter publishes.\n{}\n",
             module.scraper_extension(&p.json)

@@ -211,3 +211,30 @@ fn upstream_yaml_configs_validate_and_render_unchanged() {
         "{err}"
     );
 }
+
+#[test]
+fn filter_only_render_has_no_bootstrap_scraper() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/picker.example.json");
+    for native in [false, true] {
+        let mut args = vec![
+            "render",
+            "--config",
+            config,
+            "--module-elsewhere",
+            "--filter-only",
+        ];
+        if native {
+            args.push("--native");
+        }
+        let (ok, out, err) = cli(&args, None);
+        assert!(ok, "{err}");
+        assert!(!out.contains("bootstrap_extensions"), "native={native}");
+        assert!(out.contains("endpoint-picker"), "the filter is still there");
+    }
+    let (ok, out, err) = cli(&["render", "--config", config, "--module-elsewhere"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("bootstrap_extensions"),
+        "by default the scraper is rendered"
+    );
+}

@@ -249,6 +249,8 @@ pub struct StartOptions {
     /// Load this native module (library name) instead of the Wasm one (default:
     /// `endpoint_picker` when [`native`], else none).
     pub native: Option<String>,
+    /// Render without the bootstrap scraper (`envoy-config render --filter-only`).
+    pub filter_only: bool,
 }
 
 impl Default for StartOptions {
@@ -261,6 +263,7 @@ impl Default for StartOptions {
             xds: false,
             limits: envoy_config::limits::Limits::default(),
             native: native().then(|| "endpoint_picker".to_string()),
+            filter_only: false,
         }
     }
 }
@@ -365,6 +368,7 @@ impl Env {
             limits: opts.limits.clone(),
             access_log: envoy_config::render::AccessLog::File(dir.join("access.log")),
             native: opts.native.clone(),
+            filter_only: opts.filter_only,
         })?;
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
@@ -707,22 +711,4 @@ pub fn time_until_no_traffic(
         std::thread::sleep(Duration::from_millis(20));
     }
     None
-}
-
-/// Removes the `bootstrap_extensions` block (the scraper singleton) from a rendered
-/// configuration: a filter-only Envoy, whose picker VMs must scrape by themselves.
-pub fn without_bootstrap_scraper(yaml: String) -> String {
-    let mut out = String::with_capacity(yaml.len());
-    let mut skipping = false;
-    for line in yaml.lines() {
-        let top_level = line.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-        if top_level {
-            skipping = line.starts_with("bootstrap_extensions:");
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }

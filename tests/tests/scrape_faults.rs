@@ -107,7 +107,7 @@ fn without_a_bootstrap_scraper_the_filter_scrapes() {
         picker,
         e2e::StartOptions {
             concurrency: 4,
-            edit_yaml: Some(Box::new(e2e::without_bootstrap_scraper)),
+            filter_only: true,
             ..e2e::StartOptions::default()
         },
     )
