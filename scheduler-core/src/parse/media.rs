@@ -5,7 +5,9 @@
 //! `input_audio`; Responses' `input_image`; Anthropic's `image`; vLLM's `audio_url`,
 //! `video_url`).
 //!
-//! Cost: a substring test on the raw JSON, and a parse only when a media type name occurs.
+//! Cost: one substring search for `"type"` on the raw JSON (a text-only chat has no content
+//! parts, so no `"type"` key: the common case ends there), then a search for the media type
+//! names, and a parse only when one occurs. A `type` key spelled with JSON escapes is not seen.
 
 use serde_json::Value;
 
@@ -22,7 +24,9 @@ pub const MEDIA_PART_TYPES: [&str; 7] = [
 
 /// True when the JSON text `raw` (messages, input or items) has a content part of a media type.
 pub fn has_media(raw: &str) -> bool {
-    if !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
+    // This runs on every chat request: one search for a `"type"` key ends the common case
+    // instead of seven name searches over the whole body.
+    if !raw.contains("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
         return false;
     }
     serde_json::from_str::<Value>(raw).is_ok_and(|v| walk(&v, 0))
