@@ -18,18 +18,8 @@ pub fn parse_quantity(v: &Value) -> Option<u64> {
 }
 
 fn from_f64(f: f64) -> Option<u64> {
-    let c = libm_ceil(f);
+    let c = libm::ceil(f);
     (c.is_finite() && c >= 0.0 && c < u64::MAX as f64).then_some(c as u64)
-}
-
-/// `f64::ceil` without std.
-fn libm_ceil(f: f64) -> f64 {
-    let t = f as i128 as f64;
-    if t < f {
-        t + 1.0
-    } else {
-        t
-    }
 }
 
 fn parse_str(s: &str) -> Option<u64> {

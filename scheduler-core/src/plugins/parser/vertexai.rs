@@ -151,8 +151,9 @@ impl RequestParser for VertexAiParser {
     }
 }
 
-/// A gRPC frame of a `…Request` message whose `HttpBody` carries `json` (tests and tools).
-pub fn encode_request(json: &[u8]) -> alloc::vec::Vec<u8> {
+/// A gRPC frame of a `…Request` message whose `HttpBody` carries `json` (for the tests).
+#[cfg(test)]
+fn encode_request(json: &[u8]) -> alloc::vec::Vec<u8> {
     fn len_field(out: &mut alloc::vec::Vec<u8>, field: u8, value: &[u8]) {
         out.push((field << 3) | 2);
         let mut n = value.len();
