@@ -169,6 +169,12 @@ deploy-manifests:
 		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --config envoy-config/deploy/picker.json \
 			--image $(DEPLOY_NATIVE_IMAGE) --out envoy-config/deploy/$$g/manifests.yaml; \
 	done
+	for g in envoy-gateway istio envoy-gateway-native istio-native; do \
+		mkdir -p envoy-config/deploy/$$g-filter-only; \
+		case $$g in *-native) img=$(DEPLOY_NATIVE_IMAGE);; *) img=$(DEPLOY_IMAGE);; esac; \
+		$(CARGO) run -q -p envoy-config -- deploy --gateway $$g --filter-only --config envoy-config/deploy/picker.json \
+			--image $$img --out envoy-config/deploy/$$g-filter-only/manifests.yaml; \
+	done
 ## Offline schema check of the manifests against the vendored CRDs.
 check-manifests:
 	$(CARGO) run -q -p envoy-config -- check envoy-config/deploy/*/manifests.yaml

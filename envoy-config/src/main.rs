@@ -101,9 +101,10 @@ enum Command {
         #[arg(long, default_value_t = Limits::default().max_heap_bytes)]
         max_heap_bytes: u64,
     },
-    /// Render the Kubernetes manifests for a gateway (envoy-gateway, istio, kgateway).
+    /// Render the Kubernetes manifests for a gateway (envoy-gateway, istio, kgateway,
+    /// envoy-gateway-native, istio-native).
     Deploy {
-        /// `envoy-gateway`, `istio` or `kgateway`.
+        /// `envoy-gateway`, `istio`, `kgateway`, `envoy-gateway-native` or `istio-native`.
         #[arg(long)]
         gateway: String,
         /// The picker configuration (JSON or YAML, `-` for stdin); pool.endpoints are pod IPs
@@ -121,6 +122,11 @@ enum Command {
         service: String,
         #[arg(long, default_value_t = 8000)]
         port: u16,
+        /// No bootstrap change (Envoy Gateway and Istio, both builds): the picker filter scrapes
+        /// the pool itself, through the serving cluster, so the filter attachment and the cluster
+        /// patch are the whole deployment. kgateway's set always needs its overlay.
+        #[arg(long)]
+        filter_only: bool,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<String>,
@@ -290,6 +296,7 @@ fn run(cli: Cli) -> Result<(), String> {
             namespace,
             service,
             port,
+            filter_only,
             out,
         } => {
             let gateway = Gateway::parse(&gateway)?;
@@ -297,6 +304,7 @@ fn run(cli: Cli) -> Result<(), String> {
             input.namespace = namespace;
             input.service = service;
             input.port = port;
+            input.filter_only = filter_only;
             write_out(out, &deploy::render(gateway, &input)?)
         }
         Command::Pool {

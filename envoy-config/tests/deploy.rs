@@ -8,8 +8,39 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use envoy_config::crd::{documents, CrdSet};
-use envoy_config::deploy::Gateway;
+use envoy_config::deploy::{Gateway, FILTER_ONLY};
 use serde_json::Value;
+
+/// One committed set: a gateway, rendered with or without `--filter-only`.
+#[derive(Clone, Copy)]
+struct Set {
+    gateway: Gateway,
+    filter_only: bool,
+}
+
+impl Set {
+    /// Its directory under `envoy-config/deploy/`.
+    fn name(self) -> String {
+        if self.filter_only {
+            format!("{}-filter-only", self.gateway.name())
+        } else {
+            self.gateway.name().to_string()
+        }
+    }
+}
+
+/// Every committed set: each gateway, then the filter-only ones.
+fn sets() -> Vec<Set> {
+    let plain = Gateway::ALL.into_iter().map(|gateway| Set {
+        gateway,
+        filter_only: false,
+    });
+    let filter_only = FILTER_ONLY.into_iter().map(|gateway| Set {
+        gateway,
+        filter_only: true,
+    });
+    plain.chain(filter_only).collect()
+}
 
 /// The module image each set is rendered with (as `make deploy-manifests` does).
 fn image(g: Gateway) -> &'static str {
@@ -25,7 +56,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn committed(g: Gateway) -> String {
+fn committed(g: Set) -> String {
     let path = root().join(format!("envoy-config/deploy/{}/manifests.yaml", g.name()));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -36,18 +67,19 @@ fn crds() -> CrdSet {
 
 #[test]
 fn committed_manifests_are_current_renders() {
-    for g in Gateway::ALL {
+    for g in sets() {
         let out = Command::new(env!("CARGO_BIN_EXE_envoy-config"))
             .current_dir(root())
             .args([
                 "deploy",
                 "--gateway",
-                g.name(),
+                g.gateway.name(),
                 "--config",
                 "envoy-config/deploy/picker.json",
                 "--image",
-                image(g),
+                image(g.gateway),
             ])
+            .args(g.filter_only.then_some("--filter-only"))
             .output()
             .unwrap();
         assert!(
@@ -67,9 +99,9 @@ fn committed_manifests_are_current_renders() {
 fn every_manifest_document_validates_against_its_crd_schema() {
     let set = crds();
     assert!(set.len() > 20, "CRDs loaded: {}", set.len());
-    for g in Gateway::ALL {
+    for g in sets() {
         let docs = documents(&committed(g)).unwrap();
-        assert!(docs.len() >= 7, "{}: {} documents", g.name(), docs.len());
+        assert!(docs.len() >= 6, "{}: {} documents", g.name(), docs.len());
         for doc in &docs {
             if let Err(errors) = set.validate(doc) {
                 panic!("{}: {}", g.name(), errors.join("\n"));
@@ -81,7 +113,7 @@ fn every_manifest_document_validates_against_its_crd_schema() {
 #[test]
 fn schema_validation_catches_a_misspelt_field_and_a_bad_value() {
     let set = crds();
-    let docs = documents(&committed(Gateway::EnvoyGateway)).unwrap();
+    let docs = documents(&committed(sets()[0])).unwrap();
     let mut eep = docs
         .iter()
         .find(|d| d["kind"] == "EnvoyExtensionPolicy")
@@ -104,7 +136,7 @@ fn schema_validation_catches_a_misspelt_field_and_a_bad_value() {
 
 /// Every picker JSON a manifest carries: the EnvoyExtensionPolicy `config`, and the
 /// `StringValue` under each `configuration:` of the embedded Envoy snippets.
-fn embedded_picker_jsons(g: Gateway) -> Vec<String> {
+fn embedded_picker_jsons(g: Set) -> Vec<String> {
     let mut out = Vec::new();
     for doc in documents(&committed(g)).unwrap() {
         if doc["kind"] == "EnvoyExtensionPolicy" {
@@ -151,8 +183,17 @@ fn collect_configurations(v: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn every_embedded_picker_json_passes_the_module_validation() {
-    for g in Gateway::ALL {
+    for g in sets() {
         let jsons = embedded_picker_jsons(g);
+        if g.filter_only {
+            // The filter alone, scraping through the serving cluster.
+            assert_eq!(jsons.len(), 1, "{}: {jsons:?}", g.name());
+            envoy_config::validate::validate(&jsons[0])
+                .unwrap_or_else(|e| panic!("{}: {e}", g.name()));
+            let a: Value = serde_json::from_str(&jsons[0]).unwrap();
+            assert!(a["pool"].get("metricsCluster").is_none(), "{}", g.name());
+            continue;
+        }
         // Scraper + filter on every gateway (EG: bootstrap + EnvoyExtensionPolicy; Istio:
         // bootstrap override + EnvoyFilter; kgateway: overlay + ECDS ConfigMap).
         assert_eq!(jsons.len(), 2, "{}: {jsons:?}", g.name());
@@ -164,4 +205,64 @@ fn every_embedded_picker_json_passes_the_module_validation() {
         assert_eq!(a, b, "{}: scraper and filter get the same JSON", g.name());
         assert_eq!(a["pool"]["metricsCluster"], "endpoint_picker_metrics");
     }
+}
+
+#[test]
+fn filter_only_sets_change_no_bootstrap() {
+    for g in sets().into_iter().filter(|g| g.filter_only) {
+        let text = committed(g);
+        for doc in documents(&text).unwrap() {
+            assert!(
+                doc["spec"].get("bootstrap").is_none(),
+                "{}: {} merges a bootstrap",
+                g.name(),
+                doc["kind"]
+            );
+        }
+        for word in [
+            "bootstrap_extensions",
+            "ISTIO_BOOTSTRAP_OVERRIDE",
+            "endpoint_picker_metrics",
+        ] {
+            assert!(!text.contains(word), "{}: {word}", g.name());
+        }
+    }
+}
+
+#[test]
+fn filter_only_is_refused_where_it_cannot_hold() {
+    let run = |gateway: &str, config: &str| {
+        Command::new(env!("CARGO_BIN_EXE_envoy-config"))
+            .current_dir(root())
+            .args([
+                "deploy",
+                "--filter-only",
+                "--gateway",
+                gateway,
+                "--image",
+                "i:1",
+            ])
+            .args(["--config", config])
+            .output()
+            .unwrap()
+    };
+    let out = run("kgateway", "envoy-config/deploy/picker.json");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlay"));
+    // A separate metrics port needs the bootstrap's scrape cluster.
+    let mut picker: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("envoy-config/deploy/picker.json")).unwrap(),
+    )
+    .unwrap();
+    picker["pool"]["metricsPort"] = 9090.into();
+    let path = std::env::temp_dir().join(format!("filter-only-{}.json", std::process::id()));
+    std::fs::write(&path, picker.to_string()).unwrap();
+    let out = run("envoy-gateway", path.to_str().unwrap());
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("metrics"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -294,24 +294,21 @@ fn assemble_envoy_gateway_native(docs: &[Value], ports: Ports, members: &Value) 
     let base = dir.join("base.json");
     let bootstrap = json!({"admin": admin(ports.admin), "static_resources": {"listeners": [l], "clusters": [cluster]}});
     std::fs::write(&base, bootstrap.to_string()).unwrap();
-    assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
-    let merged = proxy["spec"]["bootstrap"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        merged.contains("envoy.bootstrap.dynamic_modules"),
-        "{merged}"
-    );
-    Assembled {
-        args: vec![
-            "-c".into(),
-            base.display().to_string(),
-            "--config-yaml".into(),
-            merged,
-        ],
-        dir,
+    let mut args = vec!["-c".into(), base.display().to_string()];
+    // Filter-only sets merge nothing into the bootstrap.
+    if !proxy["spec"]["bootstrap"].is_null() {
+        assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
+        let merged = proxy["spec"]["bootstrap"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            merged.contains("envoy.bootstrap.dynamic_modules"),
+            "{merged}"
+        );
+        args.extend(["--config-yaml".into(), merged]);
     }
+    Assembled { args, dir }
 }
 
 /// Envoy Gateway's xDS for the manifests, as a bootstrap, plus the EnvoyProxy merge.
@@ -341,21 +338,18 @@ fn assemble_envoy_gateway(docs: &[Value], ports: Ports, members: &Value) -> Asse
     let bootstrap = json!({"admin": admin(ports.admin), "static_resources": {"listeners": [l], "clusters": [cluster]}});
     std::fs::write(&base, bootstrap.to_string()).unwrap();
     let proxy = find(docs, "EnvoyProxy", None);
-    assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
-    let merged = local_module(proxy["spec"]["bootstrap"]["value"].as_str().unwrap());
-    assert!(
-        merged.contains(&format!("vm_id: \"{vm_id}\"")),
-        "scraper shares the derived vm_id"
-    );
-    Assembled {
-        args: vec![
-            "-c".into(),
-            base.display().to_string(),
-            "--config-yaml".into(),
-            merged,
-        ],
-        dir,
+    let mut args = vec!["-c".into(), base.display().to_string()];
+    // Filter-only sets merge nothing into the bootstrap.
+    if !proxy["spec"]["bootstrap"].is_null() {
+        assert_eq!(proxy["spec"]["bootstrap"]["type"], "Merge");
+        let merged = local_module(proxy["spec"]["bootstrap"]["value"].as_str().unwrap());
+        assert!(
+            merged.contains(&format!("vm_id: \"{vm_id}\"")),
+            "scraper shares the derived vm_id"
+        );
+        args.extend(["--config-yaml".into(), merged]);
     }
+    Assembled { args, dir }
 }
 
 /// Istio's xDS for the manifests (EnvoyFilter patches applied), plus the bootstrap override.
@@ -454,25 +448,25 @@ fn assemble_istio(
         );
     }
     std::fs::write(&base, bootstrap.to_string()).unwrap();
-    let cm = find(docs, "ConfigMap", Some("llm-picker-bootstrap"));
-    let (key, text) = cm["data"].as_object().unwrap().iter().next().unwrap();
+    let mut args = vec!["-c".into(), base.display().to_string()];
     let options = find(docs, "ConfigMap", Some("llm-gw-options"));
-    assert!(
-        options["data"]["deployment"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("/{key}")),
-        "ISTIO_BOOTSTRAP_OVERRIDE points at the override file"
-    );
-    Assembled {
-        args: vec![
-            "-c".into(),
-            base.display().to_string(),
-            "--config-yaml".into(),
-            local_module(text.as_str().unwrap()),
-        ],
-        dir,
+    let deployment = options["data"]["deployment"].as_str().unwrap();
+    // Filter-only sets have no override.
+    match docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "llm-picker-bootstrap")
+    {
+        Some(cm) => {
+            let (key, text) = cm["data"].as_object().unwrap().iter().next().unwrap();
+            assert!(
+                deployment.contains(&format!("/{key}")),
+                "ISTIO_BOOTSTRAP_OVERRIDE points at the override file"
+            );
+            args.extend(["--config-yaml".into(), local_module(text.as_str().unwrap())]);
+        }
+        None => assert!(!deployment.contains("ISTIO_BOOTSTRAP_OVERRIDE")),
     }
+    Assembled { args, dir }
 }
 
 /// kgateway's bootstrap (`--config-yaml`) over the overlay (`-c`), the ECDS ConfigMap mounted.
@@ -647,6 +641,12 @@ impl Running {
 /// Renders `gateway`'s manifests for three model servers on loopback, assembles and starts
 /// them, and routes one chat completion to the least-loaded server.
 fn runs_and_routes(gateway: Gateway) {
+    runs_and_routes_with(gateway, false);
+}
+
+/// [`runs_and_routes`]; `filter_only`: the set rendered with `--filter-only` (no bootstrap
+/// change: the filter scrapes through the serving cluster).
+fn runs_and_routes_with(gateway: Gateway, filter_only: bool) {
     let backends: Vec<Backend> = ["pod-a", "pod-b", "pod-c"]
         .iter()
         .map(|n| Backend::spawn(n))
@@ -663,8 +663,15 @@ fn runs_and_routes(gateway: Gateway) {
         .map(|b| json!({"address": b.addr.to_string(), "labels": {"engine-type": "vllm"}}))
         .collect();
     picker["pool"]["debug"] = json!(true);
-    let input = DeployInput::example(picker.clone(), "registry.example.com/picker:test");
+    let mut input = DeployInput::example(picker.clone(), "registry.example.com/picker:test");
+    input.filter_only = filter_only;
     let docs = documents(&envoy_config::deploy::render(gateway, &input).unwrap()).unwrap();
+    if filter_only {
+        assert!(
+            docs.iter().all(|d| d["spec"].get("bootstrap").is_none()),
+            "no bootstrap merge"
+        );
+    }
     let ports = Ports {
         admin: e2e::free_port().into(),
         inference: e2e::free_port().into(),
@@ -744,4 +751,41 @@ fn envoy_gateway_native_set_runs_and_routes() {
 #[test]
 fn istio_native_set_runs_and_routes() {
     runs_and_routes(Gateway::IstioNative);
+}
+
+#[test]
+fn envoy_gateway_filter_only_set_runs_and_routes() {
+    runs_and_routes_with(Gateway::EnvoyGateway, true);
+}
+
+#[test]
+fn istio_filter_only_set_runs_and_routes() {
+    runs_and_routes_with(Gateway::Istio, true);
+}
+
+#[test]
+fn envoy_gateway_native_filter_only_set_runs_and_routes() {
+    runs_and_routes_with(Gateway::EnvoyGatewayNative, true);
+}
+
+#[test]
+fn istio_native_filter_only_set_runs_and_routes() {
+    runs_and_routes_with(Gateway::IstioNative, true);
+}
+
+#[test]
+fn filter_only_sets_form_valid_envoy_configs() {
+    let docs = manifests("envoy-gateway-filter-only");
+    let picker = &find(&docs, "EnvoyExtensionPolicy", None)["spec"]["wasm"][0]["config"];
+    envoy_validate(&assemble_envoy_gateway(
+        &docs,
+        VALIDATE,
+        &lb_endpoints(picker),
+    ));
+    envoy_validate(&assemble_istio(
+        &manifests("istio-filter-only"),
+        VALIDATE,
+        true,
+        None,
+    ));
 }

@@ -4,7 +4,11 @@
 //! FAIL_RELOAD, which the EnvoyExtensionPolicy API does not expose), Gateway, HTTPRoute and the
 //! model servers' Service.
 //!
-//! The coupling to know: Envoy Gateway gives the filter's VM the fixed id
+//! With `filter_only` the EnvoyProxy only pins the Envoy image: no bootstrap merge, no volume
+//! (Envoy Gateway pulls the module's image itself), and the picker scrapes through the route's
+//! cluster.
+//!
+//! The coupling to know (bootstrap mode): Envoy Gateway gives the filter's VM the fixed id
 //! `envoyextensionpolicy/<namespace>/<policy name>/wasm/<index>`, and shared data is keyed by
 //! vm_id, so the scraper in the bootstrap must carry exactly that id. Renaming, moving or
 //! reordering the policy breaks the link (the picker then answers 503: no snapshot).
@@ -45,14 +49,33 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let prepared = picker_json(input, &route_cluster(ns))?;
     let json = &prepared.json;
     let buffer_limit = prepared.buffer_limit;
-    let bootstrap = bootstrap_addition(&Module::Wasm(module_vm(Some(&vm_id))), json, "");
     // Envoy Gateway v1.9 names listeners <gateway ns>/<gateway>/<listener>; with
     // XDSNameSchemeV2 (the default from v1.10) the name is tcp-<port>.
     let listener = format!("{ns}/{gw}/http");
     let filter = filter_name(ns);
 
-    let proxy = format!(
-        r#"# The proxy: Envoy 1.40, the module mounted from its OCI image, and the scraper in the bootstrap.
+    let proxy = if input.filter_only {
+        format!(
+            r#"# The proxy: Envoy 1.40 and nothing else (filter-only mode: no bootstrap change). The picker filter
+# pulls its module from the OCI image and scrapes the pool itself, through the route's cluster.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: EnvoyProxy
+metadata:
+  name: llm-proxy
+  namespace: {ns}
+spec:
+  provider:
+    type: Kubernetes
+    kubernetes:
+      envoyDeployment:
+        container:
+          image: {ENVOY_IMAGE}
+"#
+        )
+    } else {
+        let bootstrap = bootstrap_addition(&Module::Wasm(module_vm(Some(&vm_id))), json, "");
+        format!(
+            r#"# The proxy: Envoy 1.40, the module mounted from its OCI image, and the scraper in the bootstrap.
 apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyProxy
 metadata:
@@ -75,10 +98,11 @@ spec:
     # {ns}/{POLICY}: shared data (the metrics snapshot) is keyed by vm_id.
     value: |
 {bootstrap}"#,
-        bootstrap = indent(&bootstrap, 6),
-        mount = indent(&module_mount(), 10),
-        volume = indent(&module_volume(image), 10),
-    );
+            bootstrap = indent(&bootstrap, 6),
+            mount = indent(&module_mount(), 10),
+            volume = indent(&module_volume(image), 10),
+        )
+    };
     let extension = format!(
         r#"# The picker filter on the route. Editing `config` (e.g. pool.endpoints) reconfigures it through
 # xDS, without a restart: the filter publishes the new member list and the scraper follows it.
@@ -136,8 +160,12 @@ spec:
         &wasm_ops,
         buffer_limit,
     );
+    let header = format!(
+        "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway{}`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        if input.filter_only { " --filter-only" } else { "" }
+    );
     Ok(eg_documents(
-        "# Endpoint picker on Envoy Gateway v1.9+. Rendered by `envoy-config deploy --gateway envoy-gateway`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &header,
         input,
         proxy,
         extension,

@@ -45,15 +45,34 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let prepared = picker_json(input, &route_cluster(ns))?;
     let json = &prepared.json;
     let buffer_limit = prepared.buffer_limit;
-    let bootstrap = bootstrap_addition(&Module::Native(NATIVE_MODULE_NAME.into()), json, "");
     let listener = format!("{ns}/{gw}/http");
     let picker: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let config_yaml = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
 
+    let (proxy_comment, env, bootstrap) = if input.filter_only {
+        (
+            "# The proxy: Envoy 1.40 and the native module mounted from its OCI image, registered for\n\
+             # EnvoyExtensionPolicies. Filter-only mode: no bootstrap change; the filter configuration\n\
+             # scrapes the pool itself, through the route's cluster.\n",
+            String::new(),
+            String::new(),
+        )
+    } else {
+        let bootstrap = bootstrap_addition(&Module::Native(NATIVE_MODULE_NAME.into()), json, "");
+        (
+            "# The proxy: Envoy 1.40, the native module mounted from its OCI image, registered for\n\
+             # EnvoyExtensionPolicies, and the scraper in the bootstrap.\n",
+            format!(
+                "env:\n# Where the bootstrap scraper finds lib{NATIVE_MODULE_NAME}.so by name.\n- name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH\n  value: {MODULE_DIR}\n"
+            ),
+            format!(
+                "  bootstrap:\n    type: Merge\n    value: |\n{}",
+                indent(&bootstrap, 6)
+            ),
+        )
+    };
     let proxy = format!(
-        r#"# The proxy: Envoy 1.40, the native module mounted from its OCI image, registered for
-# EnvoyExtensionPolicies, and the scraper in the bootstrap.
-apiVersion: gateway.envoyproxy.io/v1alpha1
+        r#"{proxy_comment}apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyProxy
 metadata:
   name: llm-proxy
@@ -73,20 +92,13 @@ spec:
       envoyDeployment:
         container:
           image: {ENVOY_IMAGE}
-          env:
-          # Where the bootstrap scraper finds lib{NATIVE_MODULE_NAME}.so by name.
-          - name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH
-            value: {MODULE_DIR}
-          volumeMounts:
+{env}          volumeMounts:
 {mount}        pod:
           volumes:
           # An image volume (Kubernetes 1.33+): the OCI image `make oci` builds in dist/oci-native,
           # one file libendpoint_picker.so.
-{volume}  bootstrap:
-    type: Merge
-    value: |
-{bootstrap}"#,
-        bootstrap = indent(&bootstrap, 6),
+{volume}{bootstrap}"#,
+        env = indent(&env, 10),
         mount = indent(&module_mount(), 10),
         volume = indent(&module_volume(image), 10),
     );
@@ -119,8 +131,12 @@ spec:
         "",
         buffer_limit,
     );
+    let header = format!(
+        "# Endpoint picker (native module) on Envoy Gateway v1.8+. Rendered by `envoy-config deploy --gateway envoy-gateway-native{}`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        if input.filter_only { " --filter-only" } else { "" }
+    );
     Ok(eg_documents(
-        "# Endpoint picker (native module) on Envoy Gateway v1.8+. Rendered by `envoy-config deploy --gateway envoy-gateway-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n",
+        &header,
         input,
         proxy,
         extension,

@@ -4,6 +4,9 @@
 //! filter (EXTENSION_CONFIG, delivered by ECDS, + HTTP_FILTER before the router) and makes the
 //! Service's cluster honour the destination header (CLUSTER patch: `override_host`).
 //!
+//! With `filter_only` there is no override at all: the picker filter scrapes the pool itself
+//! through the Service's cluster, and the options ConfigMap only mounts the module.
+//!
 //! Why not WasmPlugin: it cannot set `allow_on_headers_stop_iteration`, so the picker would never
 //! see the body (the `model` field, the prompt). EnvoyFilter `applyTo: BOOTSTRAP` has not worked
 //! since Istio 1.21, hence the override file. Never route to an InferencePool from this module:
@@ -66,11 +69,10 @@ fn render_module(input: &DeployInput, module: &Module) -> Result<String, String>
     let image = &input.image;
     let prepared = picker_json(input, &service_cluster(input))?;
     let json = &prepared.json;
-    let bootstrap = bootstrap_addition(module, json, "");
     let native = matches!(module, Module::Native(_));
     let search_path = if native {
         format!(
-            "            # Where Envoy finds lib{NATIVE_MODULE_NAME}.so by name.\n            - name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH\n              value: {MODULE_DIR}\n"
+            "# Where Envoy finds lib{NATIVE_MODULE_NAME}.so by name.\n- name: ENVOY_DYNAMIC_MODULES_SEARCH_PATH\n  value: {MODULE_DIR}\n"
         )
     } else {
         String::new()
@@ -78,8 +80,13 @@ fn render_module(input: &DeployInput, module: &Module) -> Result<String, String>
     let filter = filter_name(ns);
     let host = format!("{}.{ns}.svc.cluster.local", input.service);
 
-    let override_map = format!(
-        r#"# The scraper: merged into the gateway's bootstrap (Envoy --config-yaml) at start-up.
+    let (override_map, override_env, override_mount, override_volume) = if input.filter_only {
+        (None, String::new(), String::new(), String::new())
+    } else {
+        let bootstrap = bootstrap_addition(module, json, "");
+        (
+            Some(format!(
+                r#"# The scraper: merged into the gateway's bootstrap (Envoy --config-yaml) at start-up.
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -88,11 +95,24 @@ metadata:
 data:
   {OVERRIDE_FILE}: |
 {bootstrap}"#,
-        bootstrap = indent(&bootstrap, 4),
-    );
+                bootstrap = indent(&bootstrap, 4),
+            )),
+            format!("- name: ISTIO_BOOTSTRAP_OVERRIDE\n  value: {OVERRIDE_DIR}/{OVERRIDE_FILE}\n"),
+            format!(
+                "- name: llm-picker-bootstrap\n  mountPath: {OVERRIDE_DIR}\n  readOnly: true\n"
+            ),
+            "- name: llm-picker-bootstrap\n  configMap:\n    name: llm-picker-bootstrap\n"
+                .to_string(),
+        )
+    };
+    let env = format!("{override_env}{search_path}");
+    let env = if env.is_empty() {
+        String::new()
+    } else {
+        format!("env:\n{env}")
+    };
     let options = format!(
-        r#"# Gateway deployment options (strategic merge into the istio-proxy container): the bootstrap
-# override and the module, mounted from its OCI image (an image volume, Kubernetes 1.33+).
+        r#"# Gateway deployment options (strategic merge into the istio-proxy container): {what}module, mounted from its OCI image (an image volume, Kubernetes 1.33+).
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -105,18 +125,17 @@ data:
         spec:
           containers:
           - name: istio-proxy
-            env:
-            - name: ISTIO_BOOTSTRAP_OVERRIDE
-              value: {OVERRIDE_DIR}/{OVERRIDE_FILE}
-{search_path}            volumeMounts:
-            - name: llm-picker-bootstrap
-              mountPath: {OVERRIDE_DIR}
-              readOnly: true
-{mount}          volumes:
-          - name: llm-picker-bootstrap
-            configMap:
-              name: llm-picker-bootstrap
-{volume}"#,
+{env}            volumeMounts:
+{override_mount}{mount}          volumes:
+{override_volume}{volume}"#,
+        what = if input.filter_only {
+            "the\n# "
+        } else {
+            "the bootstrap\n# override and the "
+        },
+        env = indent(&env, 12),
+        override_mount = indent(&override_mount, 12),
+        override_volume = indent(&override_volume, 10),
         mount = indent(&module_mount(), 12),
         volume = indent(&module_volume(image), 10),
     );
@@ -215,21 +234,24 @@ spec:
         port = input.port,
         buffer_limit = prepared.buffer_limit,
     );
-    let header = if native {
-        "# Endpoint picker (native module) on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio-native`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n"
+    let flag = if input.filter_only {
+        " --filter-only"
     } else {
-        "# Endpoint picker on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n"
+        ""
     };
-    Ok(documents(
-        header,
-        &[
-            namespace(input),
-            override_map,
-            options,
-            gateway,
-            route,
-            model_service(input, &input.service, false),
-            envoy_filter,
-        ],
-    ))
+    let header = if native {
+        format!("# Endpoint picker (native module) on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio-native{flag}`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n")
+    } else {
+        format!("# Endpoint picker on Istio 1.30+ (Gateway API). Rendered by `envoy-config deploy --gateway istio{flag}`\n# from envoy-config/deploy/picker.json; re-render instead of editing. See README.md.\n")
+    };
+    let mut docs = vec![namespace(input)];
+    docs.extend(override_map);
+    docs.extend([
+        options,
+        gateway,
+        route,
+        model_service(input, &input.service, false),
+        envoy_filter,
+    ]);
+    Ok(documents(&header, &docs))
 }

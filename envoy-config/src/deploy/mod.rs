@@ -82,6 +82,14 @@ impl Gateway {
     }
 }
 
+/// The gateways with a filter-only set (`--filter-only`): every one but kgateway.
+pub const FILTER_ONLY: [Gateway; 4] = [
+    Gateway::EnvoyGateway,
+    Gateway::Istio,
+    Gateway::EnvoyGatewayNative,
+    Gateway::IstioNative,
+];
+
 /// What to render.
 #[derive(Clone, Debug)]
 pub struct DeployInput {
@@ -97,6 +105,14 @@ pub struct DeployInput {
     pub port: u16,
     /// OCI image holding `plugin.wasm` (`make oci` builds it).
     pub image: String,
+    /// Filter-only mode: no bootstrap change at all. The picker filter runs the metrics scraper
+    /// itself (Wasm: the standby scraper in each worker's VM, one elected through the shared-data
+    /// lease; native: the filter configuration's scraper), and scrapes go through the serving
+    /// cluster, whose `override_host` policy already honours the destination header. Refused
+    /// for endpoints whose metrics port differs from the serving port (that needs the
+    /// bootstrap's ORIGINAL_DST scrape cluster). What the bootstrap also carried and is then
+    /// left to the gateway: the overload manager's limits and the Wasm stats' tag extraction.
+    pub filter_only: bool,
 }
 
 impl DeployInput {
@@ -109,6 +125,7 @@ impl DeployInput {
             service: "vllm".into(),
             port: 8000,
             image: image.into(),
+            filter_only: false,
         }
     }
 }
@@ -121,6 +138,7 @@ pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
     match gateway {
         Gateway::EnvoyGateway => envoy_gateway::render(input),
         Gateway::Istio => istio::render(input),
+        Gateway::Kgateway if input.filter_only => Err("kgateway has no policy that attaches a filter to its own listeners: its set is the loopback overlay, a bootstrap change by construction (see envoy-config/deploy/kgateway/README.md for the controller build that needs none)".into()),
         Gateway::Kgateway => kgateway::render(input),
         Gateway::EnvoyGatewayNative => envoy_gateway_native::render(input),
         Gateway::IstioNative => istio::render_native(input),
@@ -130,7 +148,8 @@ pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
 /// The picker JSON with `pool.cluster` set to the gateway's serving cluster and scrapes sent
 /// through the bootstrap's own ORIGINAL_DST cluster ([`METRICS_CLUSTER`]), validated and
 /// pretty-printed. Scraping through a cluster of our own keeps it independent of the control plane's
-/// cluster names and of when its EDS learns a new pod.
+/// cluster names and of when its EDS learns a new pod. In filter-only mode there is no bootstrap
+/// cluster: scrapes go through the serving cluster (same port).
 fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
     let mut picker = input.picker.clone();
     let pool = picker
@@ -138,11 +157,19 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
         .and_then(Value::as_object_mut)
         .ok_or("the picker JSON has no pool section")?;
     pool.insert("cluster".into(), Value::String(cluster.into()));
-    pool.insert(
-        "metricsCluster".into(),
-        Value::String(METRICS_CLUSTER.into()),
-    );
-    prepare(&picker)
+    if input.filter_only {
+        pool.remove("metricsCluster");
+    } else {
+        pool.insert(
+            "metricsCluster".into(),
+            Value::String(METRICS_CLUSTER.into()),
+        );
+    }
+    let prepared = prepare(&picker)?;
+    if input.filter_only && prepared.separate_metrics {
+        return Err("filter-only mode scrapes through the serving cluster, so every endpoint's metrics must be on its serving port; with pool.metricsPort or a separate metrics address, deploy without --filter-only (the bootstrap adds a scrape cluster)".into());
+    }
+    Ok(prepared)
 }
 
 /// The bootstrap addition every gateway needs (column 0): the scraper extension and the
