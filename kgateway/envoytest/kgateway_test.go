@@ -29,8 +29,8 @@ import (
 	"github.com/kgateway-dev/kgateway/v2/pkg/apiclient"
 	"github.com/kgateway-dev/kgateway/v2/pkg/apiclient/fake"
 	"github.com/kgateway-dev/kgateway/v2/pkg/utils/kubeutils"
-	translatortest "github.com/kgateway-dev/kgateway/v2/test/translator"
 	"github.com/kgateway-dev/kgateway/v2/test/testutils"
+	translatortest "github.com/kgateway-dev/kgateway/v2/test/translator"
 
 	"github.com/llm-picker/endpoint-picker/kgateway/api/v1alpha1"
 	"github.com/llm-picker/endpoint-picker/kgateway/plugin"
@@ -110,8 +110,14 @@ func translate(t *testing.T, module, endpoints string) Translated {
 	if !ok || r.Proxy == nil {
 		t.Fatalf("no translation for %s: %v", gw, results)
 	}
-	for ref, report := range r.ReportsMap.Policies {
-		t.Logf("policy report %v: %+v", ref, report)
+	// The policy was loaded and attached (a document that does not parse is skipped with a
+	// warning, which would leave nothing of ours to test).
+	attached := false
+	for ref := range r.ReportsMap.Policies {
+		attached = attached || (ref.Kind == v1alpha1.Kind && ref.Name == "picker")
+	}
+	if !attached {
+		t.Fatalf("the EndpointPickerPolicy was not attached: %v", r.ReportsMap.Policies)
 	}
 	return Translated{Listeners: r.Proxy.Listeners, Routes: r.Proxy.Routes, Clusters: append(r.Clusters, r.Proxy.ExtraClusters...)}
 }

@@ -74,7 +74,7 @@ type EndpointPickerPolicySpec struct {
 
 // PolicyTargetReference names a Gateway, HTTPRoute or Service in the policy's namespace.
 //
-// +kubebuilder:validation:XValidation:rule="self.kind == 'Service' ? self.group == ” : self.group == 'gateway.networking.k8s.io'",message="Gateway and HTTPRoute are in gateway.networking.k8s.io, Service in the core group"
+// +kubebuilder:validation:XValidation:rule="self.kind == 'Service' ? size(self.group) == 0 : self.group == 'gateway.networking.k8s.io'",message="Gateway and HTTPRoute are in gateway.networking.k8s.io, Service in the core group"
 type PolicyTargetReference struct {
 	// Group of the target: gateway.networking.k8s.io, or "" for a Service.
 	Group gwv1.Group `json:"group"`
