@@ -16,6 +16,11 @@
 # the same Envoy (the overlay is merged with --config-yaml, as kgateway merges its bootstrap), so
 # the difference to `picker` is the cost of the extra in-proxy hop.
 #
+# BENCH_KGW=1 adds `kgw-policy`: the configuration kgateway's own translator emits for an
+# EndpointPickerPolicy (the kgateway/ controller build; the Wasm module in kgateway's listener,
+# enabled on the route), rendered by kgateway/envoytest with the same 16 endpoints and picker
+# JSON; compare it with `picker-hop` (the overlay) for the two kgateway deployments' costs.
+#
 # BENCH_EPP=1 adds `epp`: Envoy with llm-d-router's EPP over ext_proc (scripts/peers/: file
 # discovery of the same 16 servers, the same default profile, bodies FULL_DUPLEX_STREAMED), the
 # out-of-process picker this project replaces. Its CPU per request counts the EPP process (every
@@ -98,7 +103,16 @@ if [ "${BENCH_EPP:-0}" = 1 ]; then
   sed "s|@LISTEN@|$LISTEN_PORT|; s|@ADMIN@|$ADMIN_PORT|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/envoy-epp.yaml"
 fi
 
-run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | epp
+# kgateway's translation of an EndpointPickerPolicy for the same pool (Go, kgateway/envoytest).
+if [ "${BENCH_KGW:-0}" = 1 ]; then
+  (cd kgateway && KGATEWAY_BOOTSTRAP_OUT="$WORK/kgw-policy.json" KGATEWAY_PICKER_JSON="$WORK/picker.json" \
+    KGATEWAY_LISTEN_PORT=$LISTEN_PORT KGATEWAY_ADMIN_PORT=$ADMIN_PORT PICKER_WASM="$PWD/../dist/endpoint_picker.wasm" \
+    PICKER_NATIVE_DIR="$PWD/../dist" ENVOY_BIN="$PWD/../.venv/bin/envoy" \
+    go test -count=1 -run TestRenderBootstrapForBenchmarks ./envoytest/ >"$WORK/kgw-render.log" 2>&1) ||
+    { tail -20 "$WORK/kgw-render.log"; exit 1; }
+fi
+
+run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | epp
   local mode=$1 listen=$LISTEN_PORT extra=() build=() epp=""
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
@@ -109,6 +123,9 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | epp
       --secure-serving=false >"$WORK/epp.log" 2>&1 &
     epp=$!
     cp "$WORK/envoy-epp.yaml" "$WORK/$1.yaml"
+  elif [ "$1" = kgw-policy ]; then
+    mode=picker
+    cp "$WORK/kgw-policy.json" "$WORK/$1.yaml"
   else
     target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
@@ -163,6 +180,7 @@ to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
 
 MODES=(round-robin picker native)
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
+[ "${BENCH_KGW:-0}" = 1 ] && MODES+=(kgw-policy)
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
@@ -197,6 +215,20 @@ if [ "${BENCH_HOP:-0}" = 1 ]; then
     printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% (%.1f %% of plain Envoy) |\n", a, b, 100*b/a, 100*b/rr
     printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
     printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+  }'
+fi
+if [ "${BENCH_KGW:-0}" = 1 ]; then
+  hop_rps=${picker_hop_rps:-0}; hop_p50=${picker_hop_p50:-0}; hop_p99=${picker_hop_p99:-0}
+  awk -v rr="$round_robin_rps" -v a="$picker_rps" -v k="$kgw_policy_rps" -v h="$hop_rps" \
+      -v p50r="$round_robin_p50" -v p50a="$picker_p50" -v p50k="$kgw_policy_p50" -v p50h="$hop_p50" \
+      -v p99r="$round_robin_p99" -v p99a="$picker_p99" -v p99k="$kgw_policy_p99" -v p99h="$hop_p99" \
+      -v cr="$(cpu round-robin)" -v ca="$(cpu picker)" -v ck="$(cpu kgw-policy)" -v ch="$(cpu picker-hop)" 'BEGIN {
+    printf "\nkgateway: EndpointPickerPolicy (filter in kgateway'"'"'s listener) vs the overlay (loopback hop), Wasm build\n"
+    printf "| | plain Envoy (round robin) | picker in the listener (envoy-config render) | kgateway policy (our controller build) | kgateway overlay (loopback hop) |\n|---|---|---|---|---|\n"
+    printf "| throughput (req/s) | %.0f | %.0f | %.0f (%.1f %% of plain) | %s |\n", rr, a, k, 100*k/rr, (h > 0 ? sprintf("%.0f (%.1f %% of plain)", h, 100*h/rr) : "not run (BENCH_HOP=1)")
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | %.0f (+%.0f) | %s |\n", p50r, p50a, p50k, p50k-p50r, (h > 0 ? sprintf("%.0f (+%.0f)", p50h, p50h-p50r) : "")
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | %.0f (+%.0f) | %s |\n", p99r, p99a, p99k, p99k-p99r, (h > 0 ? sprintf("%.0f (+%.0f)", p99h, p99h-p99r) : "")
+    printf "| worker CPU per request (µs) | %.1f | %.1f | %.1f | %s |\n", cr, ca, ck, (h > 0 ? sprintf("%.1f", ch) : "")
   }'
 fi
 if [ "${BENCH_EPP:-0}" = 1 ]; then

@@ -90,7 +90,7 @@ func socket(host string, port int) *corev3.Address {
 // its connection manager carries the route configuration inline instead of fetching it by RDS,
 // and the Service's EDS cluster lists the model servers statically (kgateway's EDS would push
 // the pods). Everything of ours is kept byte for byte.
-func bootstrap(t *testing.T, tr Translated, port, admin int, servers []*modelServer) *bootstrapv3.Bootstrap {
+func bootstrap(t *testing.T, tr Translated, port, admin int, members []string) *bootstrapv3.Bootstrap {
 	t.Helper()
 	routes := map[string]proto.Message{}
 	for _, rc := range tr.Routes {
@@ -132,8 +132,8 @@ func bootstrap(t *testing.T, tr Translated, port, admin int, servers []*modelSer
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 		c.EdsClusterConfig = nil
 		var eps []*endpointv3.LbEndpoint
-		for _, s := range servers {
-			host, p, _ := net.SplitHostPort(s.addr)
+		for _, m := range members {
+			host, p, _ := net.SplitHostPort(m)
 			n, _ := strconv.Atoi(p)
 			eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
 				Endpoint: &endpointv3.Endpoint{Address: socket(host, n)}}})
@@ -183,22 +183,11 @@ func (e *envoy) stat(suffix string) int {
 
 func runEnvoy(t *testing.T, b *bootstrapv3.Bootstrap) *envoy {
 	t.Helper()
-	text, err := protojson.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "envoy.json")
-	if err := os.WriteFile(path, text, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBootstrap(t, b, path)
 	bin := os.Getenv("ENVOY_BIN")
 	env := append(os.Environ(), "ENVOY_DYNAMIC_MODULES_SEARCH_PATH="+os.Getenv("PICKER_NATIVE_DIR"))
-	validate := exec.Command(bin, "--mode", "validate", "-c", path, "--log-level", "warn")
-	validate.Env = env
-	if out, err := validate.CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
-		t.Fatalf("envoy --mode validate: %v\n%s\n%s", err, out, text)
-	}
 	e := &envoy{admin: int(b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()), log: filepath.Join(dir, "envoy.log")}
 	// Two workers: in the Wasm build each has a VM, and one standby scraper is elected.
 	e.cmd = exec.Command(bin, "-c", path, "--concurrency", "2", "--disable-hot-restart", "--log-level", "info", "--log-path", e.log)
@@ -208,6 +197,77 @@ func runEnvoy(t *testing.T, b *bootstrapv3.Bootstrap) *envoy {
 	}
 	t.Cleanup(func() { _ = e.cmd.Process.Kill(); _ = e.cmd.Wait() })
 	return e
+}
+
+// wasmModule is the policy's module section for the built .wasm (PICKER_WASM).
+func wasmModule(t *testing.T) string {
+	t.Helper()
+	wasm := os.Getenv("PICKER_WASM")
+	if wasm == "" {
+		t.Fatal("PICKER_WASM is not set")
+	}
+	return "    type: Wasm\n    wasm:\n      path: " + wasm
+}
+
+// writeBootstrap writes b as JSON to path and has Envoy validate it.
+func writeBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, path string) {
+	t.Helper()
+	text, err := protojson.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := exec.Command(os.Getenv("ENVOY_BIN"), "--mode", "validate", "-c", path, "--log-level", "warn")
+	validate.Env = append(os.Environ(), "ENVOY_DYNAMIC_MODULES_SEARCH_PATH="+os.Getenv("PICKER_NATIVE_DIR"))
+	if out, err := validate.CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("envoy --mode validate: %v\n%s\n%s", err, out, text)
+	}
+}
+
+// TestRenderBootstrapForBenchmarks is how scripts/bench-envoy.sh (BENCH_KGW=1) gets the
+// configuration kgateway would push with the Wasm policy: KGATEWAY_BOOTSTRAP_OUT (file to write),
+// KGATEWAY_PICKER_JSON (the picker JSON: its pool.endpoints become the Service's endpoints),
+// KGATEWAY_LISTEN_PORT, KGATEWAY_ADMIN_PORT, PICKER_WASM, ENVOY_BIN. Skipped without them.
+func TestRenderBootstrapForBenchmarks(t *testing.T) {
+	out := os.Getenv("KGATEWAY_BOOTSTRAP_OUT")
+	if out == "" {
+		t.Skip("KGATEWAY_BOOTSTRAP_OUT is not set (scripts/bench-envoy.sh sets it)")
+	}
+	raw, err := os.ReadFile(os.Getenv("KGATEWAY_PICKER_JSON"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := cfg["pool"].(map[string]any)
+	if pool == nil {
+		t.Fatal("the picker JSON has no pool")
+	}
+	delete(pool, "cluster") // kgateway's cluster for the Service
+	var members []string
+	eps, _ := pool["endpoints"].([]any)
+	for _, e := range eps {
+		if m, ok := e.(map[string]any); ok {
+			if a, ok := m["address"].(string); ok {
+				members = append(members, a)
+			}
+		}
+	}
+	if len(members) == 0 {
+		t.Fatal("the picker JSON lists no endpoints")
+	}
+	config, _ := json.Marshal(cfg)
+	port, err1 := strconv.Atoi(os.Getenv("KGATEWAY_LISTEN_PORT"))
+	admin, err2 := strconv.Atoi(os.Getenv("KGATEWAY_ADMIN_PORT"))
+	if err1 != nil || err2 != nil {
+		t.Fatal("KGATEWAY_LISTEN_PORT and KGATEWAY_ADMIN_PORT must be ports")
+	}
+	tr := translate(t, wasmModule(t), string(config))
+	writeBootstrap(t, bootstrap(t, tr, port, admin, members), out)
 }
 
 func chat(t *testing.T, port int, path string, headers map[string]string) *http.Response {
@@ -237,24 +297,20 @@ func TestKgatewayOutputRoutesThroughThePickerInEnvoy(t *testing.T) {
 				startModelServer(t, "pod-b", 0, 0.1),
 				startModelServer(t, "pod-c", 9, 0.9),
 			}
-			module, endpoints := nativeModuleYAML, "      # no endpoints: the native pool follows the cluster"
+			addrs := make([]string, 0, len(servers))
+			for _, s := range servers {
+				addrs = append(addrs, s.addr)
+			}
+			// The native pool follows the cluster: no endpoints in its configuration.
+			module, config := nativeModuleYAML, pickerConfig(nil)
 			if build == "wasm" {
-				wasm := os.Getenv("PICKER_WASM")
-				if wasm == "" {
-					t.Fatal("PICKER_WASM is not set")
-				}
-				module = "    type: Wasm\n    wasm:\n      path: " + wasm
-				endpoints = "      endpoints:\n"
-				for _, s := range servers {
-					endpoints += "      - address: " + s.addr + "\n"
-				}
-				endpoints = strings.TrimSuffix(endpoints, "\n")
+				module, config = wasmModule(t), pickerConfig(addrs)
 			} else if os.Getenv("PICKER_NATIVE_DIR") == "" {
 				t.Fatal("PICKER_NATIVE_DIR is not set")
 			}
-			tr := translate(t, module, endpoints)
+			tr := translate(t, module, config)
 			port, admin := freePort(t), freePort(t)
-			e := runEnvoy(t, bootstrap(t, tr, port, admin, servers))
+			e := runEnvoy(t, bootstrap(t, tr, port, admin, addrs))
 			deadline := time.Now().Add(30 * time.Second)
 			for e.stat("scrape.success") < 3 {
 				if time.Now().After(deadline) {

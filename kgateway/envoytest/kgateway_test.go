@@ -10,6 +10,7 @@ package envoytest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,16 +77,16 @@ func init() {
 	}
 }
 
-// translate renders the template with module and endpoints (YAML lines, already indented) and
-// runs kgateway's translator with our plugin over it.
-func translate(t *testing.T, module, endpoints string) Translated {
+// translate renders the template with module (YAML lines, indented under `module:`) and the
+// picker configuration (JSON) and runs kgateway's translator with our plugin over it.
+func translate(t *testing.T, module, config string) Translated {
 	t.Helper()
 	tmpl, err := os.ReadFile("testdata/llm.yaml.tmpl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := strings.ReplaceAll(string(tmpl), "{{MODULE}}", module)
-	text = strings.ReplaceAll(text, "{{ENDPOINTS}}", endpoints)
+	text = strings.ReplaceAll(text, "{{CONFIG}}", config)
 	input := filepath.Join(t.TempDir(), "llm.yaml")
 	if err := os.WriteFile(input, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,6 +121,41 @@ func translate(t *testing.T, module, endpoints string) Translated {
 		t.Fatalf("the EndpointPickerPolicy was not attached: %v", r.ReportsMap.Policies)
 	}
 	return Translated{Listeners: r.Proxy.Listeners, Routes: r.Proxy.Routes, Clusters: append(r.Clusters, r.Proxy.ExtraClusters...)}
+}
+
+// pickerConfig is the picker JSON of the tests: the default GIE profile (queue, KV cache,
+// prefix cache), fast scrapes, the debug header on, and the endpoints (none: the native build
+// follows the cluster).
+func pickerConfig(endpoints []string) string {
+	pool := map[string]any{
+		"scrape": map[string]any{"interval": "50ms", "timeout": "1s", "staleness": "2s"},
+		"debug":  true,
+	}
+	if len(endpoints) > 0 {
+		eps := make([]any, 0, len(endpoints))
+		for _, e := range endpoints {
+			eps = append(eps, map[string]any{"address": e})
+		}
+		pool["endpoints"] = eps
+	}
+	cfg := map[string]any{
+		"pool": pool,
+		"plugins": []any{
+			map[string]any{"type": "queue-scorer"},
+			map[string]any{"type": "kv-cache-utilization-scorer"},
+			map[string]any{"type": "prefix-cache-scorer"},
+		},
+		"schedulingProfiles": []any{map[string]any{"name": "default", "plugins": []any{
+			map[string]any{"pluginRef": "queue-scorer", "weight": 2},
+			map[string]any{"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+			map[string]any{"pluginRef": "prefix-cache-scorer", "weight": 3},
+		}}},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 const wasmModuleYAML = "    type: Wasm\n    wasm:\n      path: /opt/llm-picker/plugin.wasm"
@@ -163,7 +199,7 @@ func TestKgatewayTranslatesThePolicyIntoItsOwnListener(t *testing.T) {
 		{"native", nativeModuleYAML, "dynamic_modules"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr := translate(t, c.module, "      endpoints:\n      - address: 10.0.0.1:8000")
+			tr := translate(t, c.module, pickerConfig([]string{"10.0.0.1:8000"}))
 			if len(tr.Listeners) != 1 {
 				t.Fatalf("listeners %v", tr.Listeners)
 			}
