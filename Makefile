@@ -121,8 +121,10 @@ e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus llmd-sim
 
 ## The kgateway extension (kgateway/, its own Go module): the controller build (kgateway v2.2.0 +
 ## the EndpointPickerPolicy plugin) into dist/, the CRD and deepcopy code checked against a fresh
-## controller-gen run, unit tests, kgateway's own translator over the sample manifests, and that
-## translation run in Envoy 1.40 with both modules. Go and its modules come from the machine's Go
+## controller-gen run, unit tests, kgateway's own translator over the sample manifests, that
+## translation run in Envoy 1.40 with both modules, and the controller end to end: a Kubernetes API
+## server and etcd (built from the Go module proxy, kgateway/tools/kube) with the controller
+## watching them and an Envoy taking its configuration over xDS. Go and its modules come from the machine's Go
 ## and the Go module proxy (a cold build of kgateway takes ~6 minutes on 2 cores).
 CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0
 kgateway-test: $(MODULE) $(NATIVE) $(ENVOY)
@@ -133,8 +135,9 @@ kgateway-test: $(MODULE) $(NATIVE) $(ENVOY)
 	diff -r kgateway/crd target/kgateway-gen/crd && \
 		diff kgateway/api/v1alpha1/zz_generated.deepcopy.go target/kgateway-gen/zz_generated.deepcopy.go || \
 		{ echo "kgateway/: the generated CRD or deepcopy code is stale: run make kgateway-generate"; exit 1; }
-	cd kgateway && ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) PICKER_NATIVE_DIR=$(abspath dist) \
-		go test -count=1 ./...
+	cd kgateway/tools/kube && go build -o $(abspath target/kube-bin)/ ./kube-apiserver ./etcd
+	cd kgateway && KUBEBUILDER_ASSETS=$(abspath target/kube-bin) ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) \
+		PICKER_NATIVE_DIR=$(abspath dist) go test -count=1 ./...
 ## Regenerate the CRD (kgateway/crd/) and deepcopy code after editing kgateway/api/.
 kgateway-generate:
 	cd kgateway && $(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=crd

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -38,6 +39,12 @@ type modelServer struct {
 
 func startModelServer(t *testing.T, name string, waiting, kv float64) *modelServer {
 	t.Helper()
+	return startModelServerOn(t, "127.0.0.1", name, waiting, kv)
+}
+
+// startModelServerOn is [startModelServer] listening on host.
+func startModelServerOn(t *testing.T, host, name string, waiting, kv float64) *modelServer {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	labels := []string{"model_name"}
 	gauge := func(metric, help string, v float64) {
@@ -60,7 +67,7 @@ func startModelServer(t *testing.T, name string, waiting, kv float64) *modelServ
 			"usage": map[string]any{"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
 		})
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +159,9 @@ func bootstrap(t *testing.T, tr Translated, port, admin int, members []string) *
 }
 
 type envoy struct {
-	cmd   *exec.Cmd
-	admin int
-	log   string
+	cmd       *exec.Cmd
+	adminPort int
+	log       string
 }
 
 func (e *envoy) logText() string {
@@ -162,9 +169,20 @@ func (e *envoy) logText() string {
 	return string(b)
 }
 
+// admin is an admin endpoint's text.
+func (e *envoy) admin(path string) string {
+	r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", e.adminPort, path))
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
+}
+
 // stat sums the counters whose names end with suffix.
 func (e *envoy) stat(suffix string) int {
-	r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?filter=scrape", e.admin))
+	r, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?filter=scrape", e.adminPort))
 	if err != nil {
 		return 0
 	}
@@ -188,7 +206,7 @@ func runEnvoy(t *testing.T, b *bootstrapv3.Bootstrap) *envoy {
 	writeBootstrap(t, b, path)
 	bin := os.Getenv("ENVOY_BIN")
 	env := append(os.Environ(), "ENVOY_DYNAMIC_MODULES_SEARCH_PATH="+os.Getenv("PICKER_NATIVE_DIR"))
-	e := &envoy{admin: int(b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()), log: filepath.Join(dir, "envoy.log")}
+	e := &envoy{adminPort: int(b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()), log: filepath.Join(dir, "envoy.log")}
 	// Two workers: in the Wasm build each has a VM, and one standby scraper is elected.
 	e.cmd = exec.Command(bin, "-c", path, "--concurrency", "2", "--disable-hot-restart", "--log-level", "info", "--log-path", e.log)
 	e.cmd.Env = env
