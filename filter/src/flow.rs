@@ -136,8 +136,10 @@ pub trait Picking {
     }
 }
 
-/// The flow key of a parsed request: its fairness id header (or `default-flow`) and priority.
-fn flow_key(req: &InferenceRequest<'_>) -> FlowKey {
+/// The flow key of a parsed request: its fairness id header, else the identity a configured
+/// identity plugin finds (`agent-identity`: the coding agent's session header), else
+/// `default-flow`; and its priority.
+fn flow_key(req: &InferenceRequest<'_>, picker: &scheduler_core::EndpointPicker) -> FlowKey {
     let header = |name: &str| {
         req.headers
             .iter()
@@ -147,6 +149,7 @@ fn flow_key(req: &InferenceRequest<'_>) -> FlowKey {
     FlowKey {
         fairness_id: header(FAIRNESS_ID_HEADER)
             .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
+            .or_else(|| picker.flow_identity(req))
             .unwrap_or(DEFAULT_FAIRNESS_ID)
             .to_string(),
         priority: req.priority,
@@ -513,7 +516,7 @@ impl RequestFlow {
                 };
                 // Saturation of the candidates this request sees (no second snapshot read).
                 let mut saturation = || picker.pool_saturation(candidates, now_ms);
-                match g.admit(&flow_key(req), q, waiter, now_ms, &mut saturation) {
+                match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
                     Admission::Dispatch => Gate::Go,
                     Admission::Queued(t) => {
                         queued = Some((t, slot));

@@ -36,6 +36,8 @@ pub struct EndpointPicker {
     pub(crate) scheduler: Scheduler,
     pub(crate) producers: Vec<Arc<dyn Plugin>>,
     pub(crate) admitters: Vec<Arc<dyn Plugin>>,
+    /// Plugins naming a request's flow when it has no fairness-id header, in configuration order.
+    pub(crate) flow_identities: Vec<Arc<dyn Plugin>>,
     pub(crate) pre_requests: Vec<Arc<dyn Plugin>>,
     pub(crate) response_headers: Vec<Arc<dyn Plugin>>,
     pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
@@ -51,6 +53,16 @@ pub struct EndpointPicker {
 }
 
 impl EndpointPicker {
+    /// The flow identity of `request` from the configured identity plugins (the first that
+    /// finds one), for requests without a fairness-id header; `None` sends the request to
+    /// `default-flow`. No allocation: the identity is borrowed from the request's headers.
+    pub fn flow_identity<'r>(&self, request: &'r InferenceRequest<'_>) -> Option<&'r str> {
+        self.flow_identities
+            .iter()
+            .filter_map(|p| p.as_flow_identity())
+            .find_map(|p| p.flow_identity(request))
+    }
+
     /// The parser for `path` (llm-d's parser registry): the only one when one is configured;
     /// else, among the parsers up to the first fallback (a parser claiming no path; any after it
     /// are never reached), the one claiming the longest matching path suffix, else that

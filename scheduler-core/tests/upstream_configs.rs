@@ -130,14 +130,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'models-data-source'",
     ),
     (
-        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestheader__agentidentity__README__1.yaml",
-        "missing plugin type 'agent-identity'",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestheader__agentidentity__README__2.yaml",
-        "missing plugin type 'agent-identity'",
-    ),
-    (
         "llm-d-router__pkg__epp__framework__plugins__requestcontrol__screener__disaggregatedsetrollout__README.yaml",
         "missing plugin type 'disaggregatedset-rollout-screener'",
     ),

@@ -227,3 +227,69 @@ fn the_flow_control_guides_configuration_loads_and_serves() {
         assert!(!r.pod().is_empty());
     }
 }
+
+/// `agent-identity` (llm-d) gives each coding-agent session its own flow: with round-robin
+/// fairness, a second session's request is not left behind a first session's burst. Session A
+/// (Claude Code's header) queues three requests, then session B (OpenCode's header) one; B's is
+/// among the first two to leave. Without the plugin all four share `default-flow` and leave in
+/// arrival order (B last), which the second half checks.
+#[test]
+fn agent_sessions_get_flows_of_their_own() {
+    for (with_plugin, b_within) in [(true, 2), (false, 4)] {
+        let mut plugins = vec![
+            json!({"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}}),
+            json!({"type": "round-robin-fairness-policy"}),
+            json!({"type": "queue-scorer"}),
+            json!({"type": "max-score-picker"}),
+        ];
+        if with_plugin {
+            plugins.push(json!({"type": "agent-identity"}));
+        }
+        let env = Arc::new(Env::start(EnvSpec {
+            backends: vec!["pod-a".into()],
+            concurrency: 1,
+            picker: json!({
+                "featureGates": ["flowControl"],
+                "plugins": plugins,
+                "saturationDetector": {"pluginRef": "concurrency-detector"},
+                "schedulingProfiles": [{"name": "default", "plugins": [
+                    {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+                ]}],
+                "flowControl": {"defaultRequestTTL": "30s", "priorityBands": [
+                    {"priority": 0, "fairnessPolicyRef": "round-robin-fairness-policy"}
+                ]}
+            }),
+            ..EnvSpec::default()
+        }));
+        env.backend("pod-a").set(json!({"delay_ms": 500}));
+        let t0 = Instant::now();
+        let done: Done = Arc::new(Mutex::new(Vec::new()));
+        let session = |label: &'static str, header: &'static str, id: &'static str| {
+            let env = env.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let r = env.complete(MODEL, label, &[(header, id)]);
+                done.lock().unwrap().push((label, r.status, t0.elapsed()));
+            })
+        };
+        let mut threads = vec![send(&env, "first", None, t0, &done)];
+        std::thread::sleep(Duration::from_millis(150));
+        for label in ["a-1", "a-2", "a-3"] {
+            threads.push(session(label, "x-claude-code-session-id", "session-a"));
+            std::thread::sleep(Duration::from_millis(80));
+        }
+        threads.push(session("b-1", "x-session-affinity", "session-b"));
+        for t in threads {
+            t.join().unwrap();
+        }
+        let done = done.lock().unwrap();
+        assert!(done.iter().all(|(_, s, _)| *s == 200), "{done:?}");
+        let order: Vec<&str> = done.iter().map(|(l, _, _)| *l).collect();
+        let b = order.iter().position(|l| *l == "b-1").unwrap();
+        // Position among the four queued requests (after "first").
+        assert!(
+            b <= b_within && (with_plugin || b == 4),
+            "agent-identity {with_plugin}: order {order:?}"
+        );
+    }
+}

@@ -22,7 +22,7 @@ pub use data_layer::{MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
-    Admitter, DataProducer, PreRequest, ProduceContext, RequestParser, ResponseBody,
+    Admitter, DataProducer, FlowIdentity, PreRequest, ProduceContext, RequestParser, ResponseBody,
     ResponseHeader, SaturationDetector,
 };
 pub use scheduling::{
@@ -114,6 +114,10 @@ pub trait Plugin: Send + Sync {
     }
     /// This plugin as an admitter.
     fn as_admitter(&self) -> Option<&dyn Admitter> {
+        None
+    }
+    /// This plugin as a source of flow identities (fairness ids).
+    fn as_flow_identity(&self) -> Option<&dyn FlowIdentity> {
         None
     }
     /// This plugin as a PreRequest hook.

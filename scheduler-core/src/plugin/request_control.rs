@@ -56,6 +56,17 @@ pub trait Admitter {
     ) -> Result<(), RequestError>;
 }
 
+/// Names the flow-control flow of a request that carries no fairness-id header: llm-d's
+/// request-header processors publish an identity (the `agent-identity` request attribute), and
+/// the director makes it the request's fairness id when `x-llm-d-inference-fairness-id` is
+/// absent. An explicit fairness-id header always wins; with no identity either, the request
+/// goes to `default-flow`.
+pub trait FlowIdentity {
+    /// The identity of `request` (borrowed from its headers), or `None` when this plugin
+    /// finds none.
+    fn flow_identity<'r>(&self, request: &'r InferenceRequest<'_>) -> Option<&'r str>;
+}
+
 /// Runs after the decision and before the request is forwarded.
 pub trait PreRequest {
     /// Sees the decision; may update indexes and counters and keep state for the response.

@@ -11,6 +11,7 @@ pub mod parser;
 pub mod picker;
 pub mod producer;
 pub mod profile;
+pub mod request;
 pub mod scorer;
 
 #[cfg(test)]
@@ -67,6 +68,8 @@ pub const BUILTINS: &[E] = &[
     E::beta(conformance::served_verifier::TYPE, "conformanceTesting", conformance::served_verifier::factory),
     // admitters
     E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
+    // request-header processors
+    E::alpha(request::agent_identity::TYPE, "agentIdentity", request::agent_identity::factory),
     // data producers
     E::stable(producer::approx_prefix_cache::TYPE, producer::approx_prefix_cache::factory).default_producer_for(PREFIX_CACHE_MATCH_INFO),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
