@@ -182,6 +182,9 @@ endpoints:
 	policy := strings.ReplaceAll(string(mustRead(t, "testdata/llm.yaml.tmpl")), "{{MODULE}}", wasmModule(t))
 	policy = strings.ReplaceAll(policy, "{{CONFIG}}", pickerConfig(addrsOf(servers)))
 	policy = strings.ReplaceAll(policy, "gatewayClassName: example-gateway-class", "gatewayClassName: kgateway")
+	// The Gateway's listener on a free port (kgateway binds the Gateway's port as is).
+	gwPort := freePort(t)
+	policy = strings.Replace(policy, "    port: 80\n", fmt.Sprintf("    port: %d\n", gwPort), 1)
 	apply(t, cfg, policy+"\n"+slices.String()+`---
 apiVersion: v1
 kind: Pod
@@ -223,8 +226,8 @@ spec: {containers: [{name: envoy, image: envoy}]}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	// kgateway's listener for the Gateway's port 80.
-	r := chat(t, 80, "/v1/chat/completions", map[string]string{"x-endpoint-picker-debug": "1"})
+	// kgateway's listener for the Gateway's port.
+	r := chat(t, gwPort, "/v1/chat/completions", map[string]string{"x-endpoint-picker-debug": "1"})
 	if r.StatusCode != 200 || r.Header.Get("x-inference-pod") != "pod-b" {
 		t.Fatalf("status %d, served by %q (debug %q), want pod-b\nclusters: %s\n%s", r.StatusCode, r.Header.Get("x-inference-pod"),
 			r.Header.Get("x-endpoint-picker-debug"), e.admin("/clusters"), e.logText())
@@ -233,7 +236,7 @@ spec: {containers: [{name: envoy, image: envoy}]}
 		t.Fatalf("the picker decided: %q", r.Header.Get("x-endpoint-picker-debug"))
 	}
 	// The Gateway's other route (not targeted): served, not picked.
-	r = chat(t, 80, "/plain/chat/completions", map[string]string{"x-endpoint-picker-debug": "1"})
+	r = chat(t, gwPort, "/plain/chat/completions", map[string]string{"x-endpoint-picker-debug": "1"})
 	if r.StatusCode != 200 || r.Header.Get("x-endpoint-picker-debug") != "" {
 		t.Fatalf("untargeted route: status %d, debug %q", r.StatusCode, r.Header.Get("x-endpoint-picker-debug"))
 	}
