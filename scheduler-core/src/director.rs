@@ -205,6 +205,7 @@ impl EndpointPicker {
             endpoints,
             state: &cycle,
             now_ms,
+            peer: None,
         };
         // With flow control the queue decided admission already (sheddable requests wait there
         // instead of being refused here).
@@ -277,6 +278,7 @@ impl EndpointPicker {
             endpoints,
             state: &cycle,
             now_ms,
+            peer: None,
         };
         detector.saturation(&cx, &candidates)
     }

@@ -370,6 +370,7 @@ fn prefix_plugin_completion_case() {
         endpoints: &pool,
         state: &cycle,
         now_ms: NOW_MS,
+        peer: None,
     };
     plugin
         .as_pre_request()

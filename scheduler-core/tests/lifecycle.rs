@@ -525,3 +525,78 @@ fn encode_stage_runs_for_media_and_names_the_encoders() {
     .to_string();
     assert!(err.contains("stageOrder"), "{err}");
 }
+
+/// llm-d's P/D topology sample (`deploy/config/pd-topology-epp-config.yaml`): the prefill pick
+/// stays on the decode pick's host when a prefill server is there, even when another prefill
+/// server elsewhere is less loaded; with no prefill server on that host, the one in the same
+/// rack wins over one only in the same zone.
+#[test]
+fn prefill_stays_near_the_decode_pick() {
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(
+            &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                "testdata/upstream/llm-d-router__deploy__config__pd-topology-epp-config.yaml",
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    let (picker, report) = load(&doc.to_string(), &Registry::with_builtins()).unwrap();
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.contains("'topology-extractor' is Alpha")));
+    let server = |addr: &str, role: &str, host: &str, rack: &str, waiting: u32| {
+        let mut e = Endpoint::new(addr)
+            .with_label("llm-d.ai/role", role)
+            .with_label("kubernetes.io/hostname", host)
+            .with_label("topology.kubernetes.io/rack", rack)
+            .with_label("topology.kubernetes.io/zone", "z1");
+        e.metrics.waiting_queue_size = waiting;
+        e.metrics.update_time_ms = 1;
+        e
+    };
+    // A long prompt new to the decode server, so the prefix-based decider splits prefill off.
+    let pick = |pool: &[Endpoint], story: &str| {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            format!("tell me a story about {story} ").repeat(40)
+        );
+        let req = picker
+            .parse_request("/v1/chat/completions", body.as_bytes(), vec![])
+            .unwrap();
+        let r = picker
+            .schedule(
+                &req,
+                pool,
+                1,
+                &mut SplitMix64::new(1),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        let prefill = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-prefiller-host-port")
+            .map(|(_, v)| v.clone());
+        (r.primary_targets().to_vec(), prefill)
+    };
+    let pool = vec![
+        server("10.0.0.1:8000", "decode", "h1", "r1", 0),
+        server("10.0.0.2:8000", "prefill", "h1", "r1", 6),
+        server("10.0.0.3:8000", "prefill", "h2", "r1", 0),
+        server("10.0.0.4:8000", "prefill", "h3", "r2", 0),
+    ];
+    let (decode, prefill) = pick(&pool, "a topology aware router");
+    assert_eq!(decode, [0]);
+    assert_eq!(
+        prefill.as_deref(),
+        Some("10.0.0.2:8000"),
+        "same host, despite its queue"
+    );
+    // Without a prefill server on h1: the filter fails open and the scorer prefers the rack.
+    // (A new address: the first pick taught the prefix index that 10.0.0.2 holds this prompt.)
+    let mut pool = pool;
+    pool[1] = server("10.0.0.5:8000", "prefill", "h4", "r3", 0);
+    let (_, prefill) = pick(&pool, "racks and zones");
+    assert_eq!(prefill.as_deref(), Some("10.0.0.3:8000"), "same rack");
+}

@@ -56,7 +56,7 @@ proptest! {
     fn every_builtin_scorer_stays_in_unit_interval(pool in arb_pool(), model in "lora-[0-5]") {
         let req = InferenceRequest::new(&model, "some prompt text that is long enough to hash into blocks");
         let state = CycleState::new();
-        let cx = CycleContext { request: &req, endpoints: &pool, state: &state, now_ms: 1_000 };
+        let cx = CycleContext { request: &req, endpoints: &pool, state: &state, now_ms: 1_000, peer: None };
         let candidates: Vec<usize> = (0..pool.len()).collect();
         for ty in ["queue-scorer", "kv-cache-utilization-scorer", "running-requests-size-scorer", "lora-affinity-scorer",
                    "prefix-cache-scorer", "token-load-scorer", "load-aware-scorer", "session-affinity-scorer"] {
@@ -78,7 +78,7 @@ proptest! {
     ) {
         let req = InferenceRequest::new("m", "");
         let state = CycleState::new();
-        let cx = CycleContext { request: &req, endpoints: &[], state: &state, now_ms: 0 };
+        let cx = CycleContext { request: &req, endpoints: &[], state: &state, now_ms: 0, peer: None };
         // Candidates are an arbitrary subset of pool indices (not 0..k).
         let cands: Vec<ScoredEndpoint> = scores.iter().enumerate()
             .filter(|(i, _)| subset_mask[*i])

@@ -106,10 +106,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'request-attribute-reporter'",
     ),
     (
-        "llm-d-router__deploy__config__pd-topology-epp-config.yaml",
-        "missing plugin type 'topology-extractor'",
-    ),
-    (
         "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
         "missing plugin type 'dcgm-data-source'",
     ),

@@ -5,3 +5,4 @@ pub mod endpoint;
 pub mod request;
 pub mod response;
 pub mod result;
+pub mod topology;

@@ -18,6 +18,7 @@ use crate::plugin::state::CycleState;
 use crate::rng::Rng;
 
 /// Everything a scheduling plugin may read during one cycle.
+#[derive(Clone, Copy)]
 pub struct CycleContext<'a> {
     /// The request being scheduled.
     pub request: &'a InferenceRequest<'a>,
@@ -27,6 +28,11 @@ pub struct CycleContext<'a> {
     pub state: &'a CycleState,
     /// Current time, milliseconds since the Unix epoch.
     pub now_ms: u64,
+    /// Pool index of the endpoint an earlier profile of this cycle chose and this profile
+    /// should stay close to: the decode pick while the prefill profile runs (llm-d's
+    /// `peer-endpoint` request attribute, which `disagg-profile-handler` publishes). `None`
+    /// outside that case.
+    pub peer: Option<usize>,
 }
 
 impl CycleContext<'_> {
@@ -114,6 +120,18 @@ pub trait ProfileHandler {
         profile_names: &[String],
         results: &ProfileResults,
     ) -> Vec<usize>;
+
+    /// The peer endpoint (pool index) profile `profile` runs against, given the results so far
+    /// (see [`CycleContext::peer`]); `None` by default.
+    fn peer_for(
+        &self,
+        profile: usize,
+        profile_names: &[String],
+        results: &ProfileResults,
+    ) -> Option<usize> {
+        let _ = (profile, profile_names, results);
+        None
+    }
 
     /// The decision from the collected results.
     ///

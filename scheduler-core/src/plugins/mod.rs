@@ -45,6 +45,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::no_hit_lru::TYPE, "noHitLruScorer", scorer::no_hit_lru::factory),
     E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
+    E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
     // filters
     E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),
     E::beta(filter::concurrency_detector::TYPE, "concurrencyDetector", filter::concurrency_detector::factory),
@@ -53,6 +54,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(filter::role::PREFILL_TYPE, "pdRoleFilters", filter::role::prefill_factory),
     E::beta(filter::role::ENCODE_TYPE, "pdRoleFilters", filter::role::encode_factory),
     E::alpha(filter::prefix_cache_affinity::TYPE, "prefixCacheAffinityFilter", filter::prefix_cache_affinity::factory),
+    E::alpha(filter::topology_affinity::TYPE, "topologyAffinity", filter::topology_affinity::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),
     E::stable(picker::random::TYPE, picker::random::factory),
@@ -90,6 +92,7 @@ pub const BUILTINS: &[E] = &[
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
+    E::alpha(datalayer::topology_extractor::TYPE, "topologyAffinity", datalayer::topology_extractor::factory),
     // deprecated aliases
     E::beta("by-label-selector", "labelSelectorFilter", filter::label_selector::factory)
         .deprecated("'by-label-selector' is deprecated; use 'label-selector-filter' (same parameters)"),

@@ -31,6 +31,7 @@ pub fn scores_for_request(ty: &str, eps: &[Endpoint], req: &InferenceRequest<'_>
         endpoints: eps,
         state: &state,
         now_ms: 1,
+        peer: None,
     };
     let candidates: Vec<usize> = (0..eps.len()).collect();
     let mut scores = alloc::vec![0.0; eps.len()];
@@ -55,6 +56,7 @@ pub fn run_picker(p: &dyn Picker, mut scored: Vec<ScoredEndpoint>, seed: u64) ->
         endpoints: &[],
         state: &state,
         now_ms: 0,
+        peer: None,
     };
     let mut out = Vec::new();
     p.pick(&cx, &mut scored, &mut SplitMix64::new(seed), &mut out);

@@ -67,7 +67,11 @@ impl Scheduler {
                 else {
                     continue;
                 };
-                let r = profile.run(cx, candidates, rng, obs);
+                let pcx = CycleContext {
+                    peer: handler.peer_for(i, &self.names, &results),
+                    ..*cx
+                };
+                let r = profile.run(&pcx, candidates, rng, obs);
                 if let (Some(slot), Some(flag)) =
                     (results.results.get_mut(i), results.ran.get_mut(i))
                 {

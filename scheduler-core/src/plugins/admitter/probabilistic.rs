@@ -173,6 +173,7 @@ mod tests {
             endpoints: &eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let candidates: Vec<usize> = (0..eps.len()).collect();
         let a = admitter();

@@ -123,6 +123,7 @@ mod tests {
             endpoints: &eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let f = factory("f", None, &Handle::new(&[])).unwrap();
         let mut keep = alloc::vec![false; eps.len()];

@@ -3,3 +3,4 @@
 
 pub mod core_metrics_extractor;
 pub mod metrics_source;
+pub mod topology_extractor;

@@ -118,6 +118,7 @@ mod tests {
             endpoints: &eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let mut keep = alloc::vec![false; 3];
         plugin

@@ -229,6 +229,7 @@ mod tests {
             endpoints: &eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let c: Vec<usize> = (0..eps.len()).collect();
         let mut keep = vec![false; eps.len()];

@@ -5,4 +5,5 @@ pub mod concurrency_detector;
 pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;
+pub mod topology_affinity;
 pub mod utilization_detector;

@@ -174,6 +174,24 @@ fn position(names: &[String], name: &str) -> Option<usize> {
 }
 
 impl ProfileHandler for DisaggProfileHandler {
+    /// The prefill profile runs against the decode pick (topology-aware prefill selection).
+    fn peer_for(
+        &self,
+        profile: usize,
+        names: &[String],
+        results: &ProfileResults,
+    ) -> Option<usize> {
+        if position(names, &self.prefill) != Some(profile) {
+            return None;
+        }
+        let d = position(names, &self.decode)?;
+        results
+            .results
+            .get(d)
+            .and_then(|r| r.as_ref())
+            .and_then(|r| r.targets.first().copied())
+    }
+
     fn pick_profiles(
         &self,
         cx: &CycleContext<'_>,

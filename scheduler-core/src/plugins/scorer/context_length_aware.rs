@@ -199,6 +199,7 @@ mod tests {
             endpoints: &eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let p = factory(
             "c",

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod running_requests;
 pub mod session_affinity;
 pub mod token_load;
+pub mod topology_affinity;
 
 /// Min–max normalisation where less is better, shared by the queue and running-requests
 /// scorers (GIE `queuedepth/queue.go`): `score = (max − v) / (max − min)`, and **1.0 for every

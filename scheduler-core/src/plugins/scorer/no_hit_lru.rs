@@ -232,6 +232,7 @@ mod tests {
             endpoints: eps,
             state: &state,
             now_ms: 1,
+            peer: None,
         };
         let candidates: Vec<usize> = (0..eps.len()).collect();
         let mut out = alloc::vec![0.0; eps.len()];
