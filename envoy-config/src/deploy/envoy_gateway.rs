@@ -54,11 +54,9 @@ pub(super) fn render(input: &DeployInput) -> Result<String, String> {
     let listener = format!("{ns}/{gw}/http");
     let filter = filter_name(ns);
 
-    let proxy = if input.filter_only {
-        format!(
-            r#"# The proxy: Envoy 1.40 and nothing else (filter-only mode: no bootstrap change). The picker filter
-# pulls its module from the OCI image and scrapes the pool itself, through the route's cluster.
-apiVersion: gateway.envoyproxy.io/v1alpha1
+    // The EnvoyProxy's common part: the Envoy 1.40 image.
+    let proxy_head = format!(
+        r#"apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyProxy
 metadata:
   name: llm-proxy
@@ -71,24 +69,17 @@ spec:
         container:
           image: {ENVOY_IMAGE}
 "#
+    );
+    let proxy = if input.filter_only {
+        format!(
+            "# The proxy: Envoy 1.40 and nothing else (filter-only mode: no bootstrap change). The picker filter\n\
+             # pulls its module from the OCI image and scrapes the pool itself, through the route's cluster.\n{proxy_head}"
         )
     } else {
         let bootstrap = bootstrap_addition(&Module::Wasm(module_vm(Some(&vm_id))), json, "");
         format!(
             r#"# The proxy: Envoy 1.40, the module mounted from its OCI image, and the scraper in the bootstrap.
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: EnvoyProxy
-metadata:
-  name: llm-proxy
-  namespace: {ns}
-spec:
-  provider:
-    type: Kubernetes
-    kubernetes:
-      envoyDeployment:
-        container:
-          image: {ENVOY_IMAGE}
-          volumeMounts:
+{proxy_head}          volumeMounts:
 {mount}        pod:
           volumes:
           # An image volume (Kubernetes 1.33+): the OCI image `make oci` builds, one file plugin.wasm.

@@ -1,7 +1,8 @@
 //! `topology-extractor` (llm-d, Alpha): reads where each endpoint runs (host, rack, zone,
 //! region) from its labels, for `topology-affinity-filter` and `topology-affinity-scorer`.
-//! llm-d reads the Pod's labels (and `spec.hostname`); here the labels are the endpoint's own
-//! (`pool.endpoints[].labels`, or the cluster's endpoint metadata in the native build).
+//! llm-d reads the Pod's labels (and `spec.hostname`); here the labels are the endpoint's own,
+//! `pool.endpoints[].labels`. Endpoints the native build takes from the Envoy cluster (no
+//! `pool.endpoints`) carry no labels, so this needs the pool listed with its labels.
 //!
 //! Produces, every cycle, a [`Topology`] per endpoint under [`TOPOLOGY`] (label positions only;
 //! no string is copied).

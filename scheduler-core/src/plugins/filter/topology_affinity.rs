@@ -95,16 +95,17 @@ impl Filter for TopologyAffinityFilter {
         let Some((peer, peer_t, all)) = peer_topology(cx) else {
             return;
         };
-        let near = |i: usize| match (cx.endpoint(i), all.get(i)) {
-            (Some(e), Some(t)) => compare((peer, &peer_t), (e, t)) <= self.min_affinity,
-            _ => false,
-        };
-        // Fail open when nobody is near enough.
-        if !candidates.iter().any(|&i| near(i)) {
-            return;
-        }
+        let mut any = false;
         for (k, &i) in keep.iter_mut().zip(candidates) {
-            *k = near(i);
+            *k = match (cx.endpoint(i), all.get(i)) {
+                (Some(e), Some(t)) => compare((peer, &peer_t), (e, t)) <= self.min_affinity,
+                _ => false,
+            };
+            any |= *k;
+        }
+        // Fail open when nobody is near enough.
+        if !any {
+            keep.fill(true);
         }
     }
 }
