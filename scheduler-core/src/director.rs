@@ -370,4 +370,14 @@ impl EndpointPicker {
     pub fn plugins(&self) -> &[(String, Arc<dyn Plugin>)] {
         &self.plugins
     }
+
+    /// The plugins that take the model servers' KV-cache events
+    /// ([`Plugin::as_kv_event_sink`]); a host that can subscribe feeds them.
+    pub fn kv_event_sinks(&self) -> Vec<Arc<dyn Plugin>> {
+        self.plugins
+            .iter()
+            .filter(|(_, p)| p.as_kv_event_sink().is_some())
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
 }

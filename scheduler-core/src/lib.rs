@@ -41,6 +41,7 @@ pub mod config;
 pub mod director;
 pub mod error;
 pub mod flowcontrol;
+pub mod kvcache;
 pub mod lock;
 pub mod membership;
 pub mod model;

@@ -55,31 +55,7 @@ const NEEDS: &[(&str, &str)] = &[
     ),
     (
         "llm-d-router__deploy__config__epp-mm-embeddings-cache-config.yaml",
-        "precise prefix cache (issue 15): 'token-producer'",
-    ),
-    (
-        "llm-d-router__deploy__config__epp-precise-prefix-cache-config.yaml",
-        "precise prefix cache (issue 15): 'token-producer'",
-    ),
-    (
-        "llm-d-router__deploy__config__sim-epp-kvcache-config.yaml",
-        "precise prefix cache (issue 15): 'token-producer'",
-    ),
-    (
-        "llm-d-router__deploy__config__sim-epp-no-hit-lru.yaml",
-        "precise prefix cache (issue 15): 'precise-prefix-cache-producer'",
-    ),
-    (
-        "llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml",
-        "precise prefix cache (issue 15): 'token-producer'",
-    ),
-    (
-        "llm-d-router__docs__architecture__2.yaml",
-        "precise prefix cache (issue 15): 'precise-prefix-cache-producer'",
-    ),
-    (
-        "llm-d-router__test__perf__config__router-configs__precise-prefix.yaml",
-        "precise prefix cache (issue 15): 'token-producer'",
+        "missing plugin type 'mm-embeddings-cache-producer' (llm-d's multimodal embeddings cache)",
     ),
     (
         "llm-d-router__deploy__config__sim-program-aware-config.yaml",

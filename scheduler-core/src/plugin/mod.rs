@@ -8,10 +8,12 @@
 
 pub mod data_layer;
 pub mod flow_control;
+pub mod kv_events;
 pub mod registry;
 pub mod request_control;
 pub mod scheduling;
 pub mod state;
+pub mod tokens;
 
 use alloc::string::String;
 use core::fmt;
@@ -20,6 +22,7 @@ use serde::Deserialize;
 
 pub use data_layer::{MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
+pub use kv_events::{KvEventCounters, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
     Admitter, DataProducer, FlowIdentity, PreRequest, ProduceContext, RequestParser, ResponseBody,
@@ -30,6 +33,9 @@ pub use scheduling::{
     Scorer, ScorerCategory,
 };
 pub use state::{CycleState, DataKey, RequestState};
+pub use tokens::{
+    PromptTokenizer, Services, TokenizedPrompt, TokenizerProvider, TokenizerSpec, TOKENIZED_PROMPT,
+};
 
 /// Maturity of a plugin type (plugin lifecycle proposal, GIE PR #2684).
 ///
@@ -164,6 +170,16 @@ pub trait Plugin: Send + Sync {
     /// keep per-endpoint state drop what belongs to endpoints that left.
     fn pool_changed(&self, addresses: &[&str]) {
         let _ = addresses;
+    }
+    /// This plugin as a receiver of the model servers' KV-cache events (e.g.
+    /// `precise-prefix-cache-producer`).
+    fn as_kv_event_sink(&self) -> Option<&dyn KvEventSink> {
+        None
+    }
+    /// True for a data source that only announces endpoints joining and leaving (llm-d's
+    /// `endpoint-notification-source`); its extractors get [`Plugin::pool_changed`].
+    fn is_endpoint_notification_source(&self) -> bool {
+        false
     }
     /// This plugin as a metrics source of the data layer (e.g. `metrics-data-source`).
     fn as_metrics_source(&self) -> Option<&dyn MetricsDataSource> {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::error::{ConfigError, RegistryError};
 use crate::plugin::state::DataKey;
-use crate::plugin::{Plugin, Stability};
+use crate::plugin::{Plugin, Services, Stability};
 
 /// Builds a plugin instance: `(instance name, raw JSON parameters, handle)`.
 ///
@@ -29,12 +29,29 @@ pub type Factory = fn(&str, Option<&Value>, &Handle<'_>) -> Result<Arc<dyn Plugi
 /// What a factory may look up while building: the plugins instantiated before it, by name.
 pub struct Handle<'a> {
     plugins: &'a [(String, Arc<dyn Plugin>)],
+    services: Option<&'a Services>,
 }
 
 impl<'a> Handle<'a> {
-    /// A handle over already-built plugins.
+    /// A handle over already-built plugins, with no host services.
     pub fn new(plugins: &'a [(String, Arc<dyn Plugin>)]) -> Self {
-        Handle { plugins }
+        Handle {
+            plugins,
+            services: None,
+        }
+    }
+
+    /// A handle over already-built plugins and the host's `services`.
+    pub fn with_services(plugins: &'a [(String, Arc<dyn Plugin>)], services: &'a Services) -> Self {
+        Handle {
+            plugins,
+            services: Some(services),
+        }
+    }
+
+    /// What the host lends plugins (tokenizers…); empty when it lends nothing.
+    pub fn services(&self) -> Services {
+        self.services.cloned().unwrap_or_default()
     }
 
     /// The plugin named `name`, if it was listed before the caller.
@@ -166,6 +183,7 @@ pub const SYSTEM_FEATURE_GATES: &[&str] = &["dataLayer", "enableLegacyMetrics", 
 pub struct Registry {
     entries: Vec<RegistryEntry>,
     extra_gates: Vec<&'static str>,
+    services: Services,
 }
 
 impl Registry {
@@ -202,6 +220,16 @@ impl Registry {
         if !self.extra_gates.contains(&gate) {
             self.extra_gates.push(gate);
         }
+    }
+
+    /// Lends `services` to every factory (a host that can tokenise registers its tokenizers).
+    pub fn set_services(&mut self, services: Services) {
+        self.services = services;
+    }
+
+    /// The host services factories see.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The entry for `type_name`.

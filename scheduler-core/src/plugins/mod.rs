@@ -20,6 +20,7 @@ pub(crate) mod testing;
 use serde::Deserialize;
 
 use crate::plugin::registry::RegistryEntry as E;
+use crate::plugin::TOKENIZED_PROMPT;
 use crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO;
 use crate::plugins::producer::inflight_load::INFLIGHT_LOAD;
 
@@ -46,6 +47,8 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
     E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
+    E::beta(scorer::precise_prefix_cache::TYPE, "precisePrefixCache", scorer::precise_prefix_cache::factory)
+        .deprecated("use 'precise-prefix-cache-producer' with 'prefix-cache-scorer' (prefixMatchInfoProducerName: precise-prefix-cache-producer)"),
     // filters
     E::stable(filter::utilization_detector::TYPE, filter::utilization_detector::factory),
     E::beta(filter::concurrency_detector::TYPE, "concurrencyDetector", filter::concurrency_detector::factory),
@@ -74,6 +77,10 @@ pub const BUILTINS: &[E] = &[
     E::alpha(request::agent_identity::TYPE, "agentIdentity", request::agent_identity::factory),
     // data producers
     E::stable(producer::approx_prefix_cache::TYPE, producer::approx_prefix_cache::factory).default_producer_for(PREFIX_CACHE_MATCH_INFO),
+    E::beta(producer::precise_prefix_cache::TYPE, "precisePrefixCache", producer::precise_prefix_cache::factory),
+    E::beta(producer::token::TYPE, "precisePrefixCache", producer::token::factory).default_producer_for(TOKENIZED_PROMPT),
+    E::beta(producer::token::ALIAS, "precisePrefixCache", producer::token::factory)
+        .deprecated("'tokenizer' is the older name of 'token-producer' (same parameters)"),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
     // parsers
     E::stable(parser::openai::TYPE, parser::openai::factory),
@@ -92,6 +99,7 @@ pub const BUILTINS: &[E] = &[
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
+    E::beta(datalayer::endpoint_notification_source::TYPE, "precisePrefixCache", datalayer::endpoint_notification_source::factory),
     E::alpha(datalayer::topology_extractor::TYPE, "topologyAffinity", datalayer::topology_extractor::factory),
     // deprecated aliases
     E::beta("by-label-selector", "labelSelectorFilter", filter::label_selector::factory)

@@ -100,8 +100,22 @@ pub(super) fn data_layer(
             .with_key("sources")
             .with_index(i);
         let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "a DataSource", |p| {
-            p.as_metrics_source().is_some()
+            p.as_metrics_source().is_some() || p.is_endpoint_notification_source()
         })?;
+        if p.is_endpoint_notification_source() {
+            // Its extractors hear of membership changes through `pool_changed`; only check
+            // that each one exists.
+            for (j, e) in s.extractors.iter().enumerate() {
+                let epath = path.clone().with_key("extractors").with_index(j);
+                loader.resolve_ref(
+                    e.plugin_ref.as_deref(),
+                    epath,
+                    "an endpoint extractor",
+                    |_| true,
+                )?;
+            }
+            continue;
+        }
         if source.is_some() {
             loader.warn(format!(
                 "{path}: a second metrics source is ignored: the scraper reads one metrics page per endpoint"
@@ -118,6 +132,23 @@ pub(super) fn data_layer(
                 extractor = p.as_metrics_extractor();
             }
         }
+    }
+    if source.is_none() {
+        // Only notification sources listed: the metrics page is still read as if no dataLayer
+        // had been given (llm-d's precise-prefix perf config lists only the notification
+        // source yet scores KV-cache utilisation).
+        let fallback = loader
+            .plugins
+            .iter()
+            .find_map(|(_, p)| p.as_metrics_source().map(params_of));
+        let first = loader
+            .plugins
+            .iter()
+            .find_map(|(_, p)| p.as_metrics_extractor());
+        return Ok((
+            Some(fallback.unwrap_or_default()),
+            extractor.or(first).unwrap_or_else(default_extractor),
+        ));
     }
     Ok((source, extractor.unwrap_or_else(default_extractor)))
 }

@@ -118,7 +118,11 @@ impl<'r> Loader<'r> {
         let mut warned = 0;
         let plugin = loop {
             let current = owned.as_ref().or(params);
-            match factory(name, current, &Handle::new(&self.plugins)) {
+            match factory(
+                name,
+                current,
+                &Handle::with_services(&self.plugins, self.registry.services()),
+            ) {
                 Ok(p) => break p,
                 Err(e) => {
                     let removable = matches!(e.kind, K::UnknownField { .. })

@@ -2,5 +2,6 @@
 //! scheduling slot; the metrics scraper takes its settings from them (GIE `dataLayer`).
 
 pub mod core_metrics_extractor;
+pub mod endpoint_notification_source;
 pub mod metrics_source;
 pub mod topology_extractor;

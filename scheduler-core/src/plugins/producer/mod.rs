@@ -2,3 +2,5 @@
 
 pub mod approx_prefix_cache;
 pub mod inflight_load;
+pub mod precise_prefix_cache;
+pub mod token;

@@ -12,8 +12,9 @@
 //!
 //! Coldness is read from the prefix match the `approx-prefix-cache-producer` writes (consumed,
 //! so it is created when missing). Parameters: `lruSize`; `prefixPluginType`,
-//! `prefixPluginName` and `prefixMatchInfoProducerName` (which producer's match to read) are
-//! accepted: there is one prefix match per request here. Category: Distribution.
+//! `prefixPluginName` are accepted; `prefixMatchInfoProducerName` names the producer whose match
+//! to read (a `precise-prefix-cache-producer` declared earlier makes it read the precise match).
+//! Category: Distribution.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -29,6 +30,7 @@ use crate::plugin::{
     CycleContext, DataKey, Plugin, PreRequest, RequestState, Scorer, ScorerCategory, TypedName,
 };
 use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
+use crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO;
 
 /// Plugin type name.
 pub const TYPE: &str = "no-hit-lru-scorer";
@@ -60,13 +62,13 @@ impl Default for Params {
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    _: &Handle<'_>,
+    handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    let _accepted = (
-        p.prefix_plugin_type,
-        p.prefix_plugin_name,
-        p.prefix_match_info_producer_name,
+    let _accepted = (p.prefix_plugin_type, p.prefix_plugin_name);
+    let key = crate::plugins::scorer::prefix_cache::match_key_for(
+        p.prefix_match_info_producer_name.as_deref(),
+        handle,
     );
     // As upstream: a size of 0 or less keeps the default.
     let size = if p.lru_size > 0 {
@@ -77,6 +79,7 @@ pub fn factory(
     Ok(Arc::new(NoHitLruScorer {
         typed_name: TypedName::new(TYPE, name),
         size,
+        key,
         recency: Lock::new(Vec::new()),
     }))
 }
@@ -85,13 +88,19 @@ pub fn factory(
 pub struct NoHitLruScorer {
     typed_name: TypedName,
     size: usize,
+    /// Where the prefix match is read.
+    key: DataKey,
     /// Endpoint addresses, least recently used first.
     recency: Lock<Vec<String>>,
 }
 
 /// True when none of `endpoints` (indexes) holds a prefix block of the request.
-fn is_cold(cx: &CycleContext<'_>, mut endpoints: impl Iterator<Item = usize>) -> bool {
-    let Some(info) = cx.state.get::<Vec<PrefixMatch>>(PREFIX_CACHE_MATCH_INFO) else {
+fn is_cold(
+    cx: &CycleContext<'_>,
+    key: DataKey,
+    mut endpoints: impl Iterator<Item = usize>,
+) -> bool {
+    let Some(info) = cx.state.get::<Vec<PrefixMatch>>(key) else {
         return true;
     };
     !endpoints.any(|i| info.get(i).is_some_and(|m| m.matched_blocks > 0))
@@ -123,7 +132,11 @@ impl Plugin for NoHitLruScorer {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        &[PREFIX_CACHE_MATCH_INFO]
+        if self.key == PRECISE_PREFIX_CACHE_MATCH_INFO {
+            &[PRECISE_PREFIX_CACHE_MATCH_INFO]
+        } else {
+            &[PREFIX_CACHE_MATCH_INFO]
+        }
     }
 }
 
@@ -133,7 +146,7 @@ impl Scorer for NoHitLruScorer {
     }
 
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        if !is_cold(cx, candidates.iter().copied()) {
+        if !is_cold(cx, self.key, candidates.iter().copied()) {
             scores.iter_mut().for_each(|s| *s = 0.5);
             return;
         }
@@ -176,7 +189,7 @@ impl Scorer for NoHitLruScorer {
 
 impl PreRequest for NoHitLruScorer {
     fn pre_request(&self, cx: &CycleContext<'_>, result: &SchedulingResult, _: &mut RequestState) {
-        if !is_cold(cx, 0..cx.endpoints.len()) {
+        if !is_cold(cx, self.key, 0..cx.endpoints.len()) {
             return;
         }
         let mut firsts: Vec<usize> = Vec::new();
@@ -209,6 +222,7 @@ mod tests {
         NoHitLruScorer {
             typed_name: TypedName::new(TYPE, "s"),
             size: 1024,
+            key: PREFIX_CACHE_MATCH_INFO,
             recency: Lock::new(Vec::new()),
         }
     }

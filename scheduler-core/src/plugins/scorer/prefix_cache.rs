@@ -4,7 +4,9 @@
 //! from the [`PrefixMatch`] that `approx-prefix-cache-producer` writes for each endpoint; 0 when
 //! there is no match info or the prompt produced no blocks. Consumes
 //! [`PREFIX_CACHE_MATCH_INFO`], so the producer is created automatically when missing.
-//! Category: Affinity. Parameters: none (as in GIE, tuning goes on the producer).
+//! Category: Affinity. Parameters: `prefixMatchInfoProducerName` (llm-d): the producer whose
+//! match to read; naming a `precise-prefix-cache-producer` (declared before this plugin) reads
+//! [`PRECISE_PREFIX_CACHE_MATCH_INFO`] instead. Tuning goes on the producer, as in GIE.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -13,29 +15,69 @@ use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, DataKey, Plugin, Scorer, ScorerCategory, TypedName};
 use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
-use crate::plugins::NoParams;
+use crate::plugins::producer::precise_prefix_cache::{self, PRECISE_PREFIX_CACHE_MATCH_INFO};
+use serde::Deserialize;
+
+/// Parameters.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Params {
+    /// Name of the producer whose prefix match is read.
+    pub prefix_match_info_producer_name: Option<alloc::string::String>,
+}
+
+/// Which match key a consumer of prefix-match info reads, given llm-d's
+/// `prefixMatchInfoProducerName`: the precise producer's when the named plugin (declared
+/// earlier) produces it, or when the name is the precise producer's type name; else the
+/// approximate producer's.
+pub fn match_key_for(producer: Option<&str>, handle: &Handle<'_>) -> DataKey {
+    let Some(name) = producer.filter(|n| !n.is_empty()) else {
+        return PREFIX_CACHE_MATCH_INFO;
+    };
+    let precise = match handle.plugin(name) {
+        Some(p) => p.produces().contains(&PRECISE_PREFIX_CACHE_MATCH_INFO),
+        None => name == precise_prefix_cache::TYPE,
+    };
+    if precise {
+        PRECISE_PREFIX_CACHE_MATCH_INFO
+    } else {
+        PREFIX_CACHE_MATCH_INFO
+    }
+}
 
 /// Plugin type name.
 pub const TYPE: &str = "prefix-cache-scorer";
 
-/// Builds a [`PrefixCacheScorer`]; takes no parameters.
+/// Builds a [`PrefixCacheScorer`].
 ///
 /// # Errors
-/// Any parameter field.
+/// Unknown parameter fields.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    _: &Handle<'_>,
+    handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
-    parse_params::<NoParams>(params)?;
-    Ok(Arc::new(PrefixCacheScorer {
-        typed_name: TypedName::new(TYPE, name),
-    }))
+    let p: Params = parse_params(params)?;
+    Ok(Arc::new(PrefixCacheScorer::new(
+        name,
+        match_key_for(p.prefix_match_info_producer_name.as_deref(), handle),
+    )))
 }
 
 /// See the module docs.
 pub struct PrefixCacheScorer {
     typed_name: TypedName,
+    key: DataKey,
+}
+
+impl PrefixCacheScorer {
+    /// A scorer named `name` reading the match under `key`.
+    pub fn new(name: &str, key: DataKey) -> Self {
+        PrefixCacheScorer {
+            typed_name: TypedName::new(TYPE, name),
+            key,
+        }
+    }
 }
 
 impl Plugin for PrefixCacheScorer {
@@ -46,7 +88,11 @@ impl Plugin for PrefixCacheScorer {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        &[PREFIX_CACHE_MATCH_INFO]
+        if self.key == PRECISE_PREFIX_CACHE_MATCH_INFO {
+            &[PRECISE_PREFIX_CACHE_MATCH_INFO]
+        } else {
+            &[PREFIX_CACHE_MATCH_INFO]
+        }
     }
 }
 
@@ -56,7 +102,7 @@ impl Scorer for PrefixCacheScorer {
     }
 
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        let Some(info) = cx.state.get::<Vec<PrefixMatch>>(PREFIX_CACHE_MATCH_INFO) else {
+        let Some(info) = cx.state.get::<Vec<PrefixMatch>>(self.key) else {
             return;
         };
         for (s, &i) in scores.iter_mut().zip(candidates) {

@@ -1,0 +1,131 @@
+//! Request keys: the block-hash chain the picker computes from a prompt's token ids, on both
+//! sides of the precise prefix cache (the request being scheduled, and the `token_ids` a model
+//! server reports in its `BlockStored` events).
+//!
+//! Why our own keys and not the server's block hashes: vLLM hashes blocks with its configured
+//! `prefix_caching_hash_algo` (Python's builtin hash, SHA-256 over pickle or CBOR), which a proxy
+//! cannot reproduce cheaply or exactly. Its events carry the token ids of every stored block, so
+//! the picker re-hashes those tokens with the same function it applies to requests, and keeps
+//! the server's hashes only as opaque names for later `BlockRemoved` events. llm-d-kv-cache does
+//! the same (its "request keys" vs "engine keys"; FNV-64a over CBOR there): the block size and
+//! seed here need not match the server's, only the token ids must.
+//!
+//! The chain: `k[-1] = xxh3_64(seed ‖ 0xff ‖ adapter)`, `k[i] = xxh3_64_with_seed(tokens of
+//! block i as u32 little-endian, k[i-1])`. Only full blocks are hashed (a server caches full
+//! blocks only). `adapter` is the LoRA adapter name, empty for the base model, so blocks of
+//! different adapters never match.
+
+use alloc::vec::Vec;
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+/// Tokens per block when a config sets none (vLLM's default block size).
+pub const DEFAULT_BLOCK_SIZE_TOKENS: usize = 16;
+
+/// Computes request keys for one block size and hash seed.
+#[derive(Clone, Debug)]
+pub struct RequestKeys {
+    block_size: usize,
+    seed: Vec<u8>,
+}
+
+impl RequestKeys {
+    /// Keys over blocks of `block_size` tokens (0 is taken as
+    /// [`DEFAULT_BLOCK_SIZE_TOKENS`]), seeded with `hash_seed` (llm-d's `hashSeed`; any string).
+    pub fn new(block_size: usize, hash_seed: &str) -> Self {
+        RequestKeys {
+            block_size: if block_size == 0 {
+                DEFAULT_BLOCK_SIZE_TOKENS
+            } else {
+                block_size
+            },
+            seed: hash_seed.as_bytes().to_vec(),
+        }
+    }
+
+    /// Tokens per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// The key every chain of `adapter` starts from (its "parent" when a block has none).
+    pub fn root(&self, adapter: &str) -> u64 {
+        let mut buf = Vec::with_capacity(self.seed.len() + 1 + adapter.len());
+        buf.extend_from_slice(&self.seed);
+        buf.push(0xff);
+        buf.extend_from_slice(adapter.as_bytes());
+        xxh3_64(&buf)
+    }
+
+    /// Appends the keys of the full blocks of `tokens`, chained from `parent`, to `out`; at most
+    /// `max_blocks` keys (0 = no cap). Returns how many were appended.
+    pub fn extend(
+        &self,
+        parent: u64,
+        tokens: &[u32],
+        max_blocks: usize,
+        out: &mut Vec<u64>,
+    ) -> usize {
+        let mut prev = parent;
+        let mut bytes: Vec<u8> = Vec::with_capacity(self.block_size * 4);
+        let mut n = 0;
+        for block in tokens.chunks_exact(self.block_size) {
+            if max_blocks != 0 && n == max_blocks {
+                break;
+            }
+            bytes.clear();
+            for t in block {
+                bytes.extend_from_slice(&t.to_le_bytes());
+            }
+            prev = xxh3_64_with_seed(&bytes, prev);
+            out.push(prev);
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_full_blocks_are_keyed_and_the_chain_depends_on_everything_before() {
+        let k = RequestKeys::new(4, "42");
+        let mut a = Vec::new();
+        assert_eq!(
+            k.extend(k.root(""), &[1, 2, 3, 4, 5, 6, 7, 8, 9], 0, &mut a),
+            2
+        );
+        let mut b = Vec::new();
+        k.extend(k.root(""), &[1, 2, 3, 4], 0, &mut b);
+        assert_eq!(a[0], b[0], "same first block, same key");
+        // Continuing from the first key gives the second: events that carry a parent hash
+        // and the request side agree.
+        let mut c = Vec::new();
+        k.extend(a[0], &[5, 6, 7, 8], 0, &mut c);
+        assert_eq!(c, [a[1]]);
+        let mut d = Vec::new();
+        k.extend(k.root(""), &[9, 2, 3, 4, 5, 6, 7, 8], 0, &mut d);
+        assert_ne!(
+            d[1], a[1],
+            "a different first block changes every later key"
+        );
+    }
+
+    #[test]
+    fn adapters_and_seeds_separate_chains_and_caps_apply() {
+        let k = RequestKeys::new(2, "");
+        assert_ne!(k.root(""), k.root("sql-lora"));
+        assert_ne!(
+            RequestKeys::new(2, "1").root(""),
+            RequestKeys::new(2, "2").root("")
+        );
+        let mut out = Vec::new();
+        assert_eq!(k.extend(0, &[1; 10], 3, &mut out), 3);
+        assert_eq!(
+            RequestKeys::new(0, "").block_size(),
+            DEFAULT_BLOCK_SIZE_TOKENS
+        );
+    }
+}

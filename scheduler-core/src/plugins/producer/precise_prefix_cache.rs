@@ -1,0 +1,469 @@
+//! `precise-prefix-cache-producer` (llm-d): how much of the prompt each endpoint holds in its KV
+//! cache, from the servers' own KV-cache events rather than from the picker's past decisions.
+//!
+//! - Produce: the request's token ids ([`TOKENIZED_PROMPT`], from `token-producer`) become the
+//!   request-key chain ([`crate::kvcache::keys`]); every candidate's longest held prefix is
+//!   looked up in the [`KvBlockIndex`] and written as a [`PrefixMatch`] per endpoint under
+//!   [`PRECISE_PREFIX_CACHE_MATCH_INFO`] (matched = llm-d's medium-weighted longest-prefix score,
+//!   rounded down). No tokens: nothing is written.
+//! - Events: the host subscribes to every endpoint's stream ([`KvEventsSettings`]) and feeds
+//!   each batch to [`KvEventSink::apply`].
+//! - PreRequest (`speculativeIndexing: true`): the chosen endpoint is credited with the blocks
+//!   until `speculativeTTL` passes or the server reports them itself.
+//! - Pool changes: endpoints that left are forgotten.
+//!
+//! Pair it with `prefix-cache-scorer` (`prefixMatchInfoProducerName: <this plugin's name>`).
+//!
+//! Parameters (llm-d's shape; the nested objects mirror llm-d-kv-cache's configuration):
+//! | field | default | meaning |
+//! |---|---|---|
+//! | `tokenProcessorConfig.blockSizeTokens` (`blockSize`, deprecated) | 16 | tokens per block; set it to the servers' block size |
+//! | `tokenProcessorConfig.hashSeed` | "" | seed of the key chain |
+//! | `indexerConfig.kvBlockIndexConfig.inMemoryConfig.size` | 262,144 | request keys held at most |
+//! | `indexerConfig.kvBlockIndexConfig.inMemoryConfig.podCacheSize` | 10 | endpoints per key at most |
+//! | `indexerConfig.kvBlockScorerConfig.backendConfigs` | gpu 1.0, cpu 0.8 | medium weights |
+//! | `kvEventsConfig.discoverPods` | true | dial every endpoint's IP at `podDiscoveryConfig.socketPort` (5557) |
+//! | `kvEventsConfig.zmqEndpoint` | — | also bind this endpoint for servers that connect |
+//! | `kvEventsConfig.topicFilter` | `kv@` | ZMQ subscription prefix |
+//! | `kvEventsConfig.engineType` | `vllm` | only vLLM's event format is read |
+//! | `speculativeIndexing` / `speculativeTTL` | false / 2s | credit the pick before the server reports it |
+//!
+//! Other llm-d-kv-cache fields (Redis/Valkey backends, metrics logging, `concurrency`) are
+//! accepted and unused: the index lives in the proxy's memory and events are applied in order
+//! per endpoint.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+
+use crate::config::duration::parse_duration_ms;
+use crate::error::{ConfigError, FieldPath};
+use crate::kvcache::index::{
+    default_medium_weights, MediumWeights, DEFAULT_MAX_HOLDERS, DEFAULT_MAX_KEYS,
+};
+use crate::kvcache::{IndexStats, KvBlockIndex, KvEvent, RequestKeys};
+use crate::model::result::SchedulingResult;
+use crate::plugin::registry::{parse_params, Handle};
+use crate::plugin::{
+    CycleContext, CycleState, DataKey, DataProducer, KvEventCounters, KvEventSink,
+    KvEventsSettings, Plugin, PreRequest, ProduceContext, RequestState, TokenizedPrompt, TypedName,
+    TOKENIZED_PROMPT,
+};
+use crate::plugins::producer::approx_prefix_cache::PrefixMatch;
+
+/// Plugin type name.
+pub const TYPE: &str = "precise-prefix-cache-producer";
+
+/// Cycle-state key of the per-endpoint `Vec<PrefixMatch>` this producer writes.
+pub const PRECISE_PREFIX_CACHE_MATCH_INFO: DataKey = "PrefixCacheMatchInfoKey/precise";
+
+/// `tokenProcessorConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct TokenProcessorConfig {
+    /// Tokens per block.
+    pub block_size_tokens: Option<i64>,
+    /// Deprecated name of `blockSizeTokens`.
+    pub block_size: Option<i64>,
+    /// Seed of the key chain.
+    pub hash_seed: String,
+}
+
+/// `indexerConfig.kvBlockIndexConfig.inMemoryConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct InMemoryConfig {
+    /// Request keys held at most.
+    pub size: Option<i64>,
+    /// Endpoints per key at most.
+    pub pod_cache_size: Option<i64>,
+}
+
+/// `indexerConfig.kvBlockIndexConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KvBlockIndexConfig {
+    /// The in-memory index's bounds.
+    pub in_memory_config: Option<InMemoryConfig>,
+    /// llm-d: other backends and metrics settings (unused).
+    pub cost_aware_memory_config: Option<serde_json::Value>,
+    /// llm-d: Redis backend (unused).
+    pub redis_config: Option<serde_json::Value>,
+    /// llm-d: Valkey backend (unused).
+    pub valkey_config: Option<serde_json::Value>,
+    /// llm-d: index metrics (the native module always reports its index size).
+    pub enable_metrics: Option<bool>,
+    /// llm-d: metrics log interval (unused).
+    pub metrics_logging_interval: Option<serde_json::Value>,
+}
+
+/// One `backendConfigs` entry.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct BackendConfig {
+    /// Medium name (`gpu`, `cpu`…).
+    pub name: String,
+    /// Weight of a block held there.
+    pub weight: f64,
+}
+
+/// `indexerConfig.kvBlockScorerConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KvBlockScorerConfig {
+    /// Only `LongestPrefix` exists.
+    pub scoring_strategy: Option<String>,
+    /// Medium weights.
+    pub backend_configs: Option<Vec<BackendConfig>>,
+}
+
+/// `indexerConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct IndexerConfig {
+    /// Index bounds.
+    pub kv_block_index_config: Option<KvBlockIndexConfig>,
+    /// Medium weights.
+    pub kv_block_scorer_config: Option<KvBlockScorerConfig>,
+    /// llm-d: in-plugin tokenizer pool (tokenisation is `token-producer`'s job here).
+    pub tokenizers_pool_config: Option<serde_json::Value>,
+}
+
+/// `kvEventsConfig.podDiscoveryConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PodDiscoveryConfig {
+    /// Port every server publishes on.
+    pub socket_port: Option<i64>,
+    /// llm-d: Kubernetes pod selection (the pool's endpoints are used here).
+    pub pod_label_selector: Option<serde_json::Value>,
+    /// llm-d: Kubernetes namespace (unused).
+    pub pod_namespace: Option<serde_json::Value>,
+}
+
+/// `kvEventsConfig`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KvEventsConfig {
+    /// Bind this endpoint for servers that connect.
+    pub zmq_endpoint: Option<String>,
+    /// Subscription prefix.
+    pub topic_filter: Option<String>,
+    /// llm-d: event worker count (unused).
+    pub concurrency: Option<i64>,
+    /// Dial every endpoint.
+    pub discover_pods: Option<bool>,
+    /// Where to dial.
+    pub pod_discovery_config: Option<PodDiscoveryConfig>,
+    /// `vllm` (default) or `sglang` (not read here).
+    pub engine_type: Option<String>,
+}
+
+/// Parameters; see the module docs.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Params {
+    /// Key chain settings.
+    pub token_processor_config: Option<TokenProcessorConfig>,
+    /// Index settings.
+    pub indexer_config: Option<IndexerConfig>,
+    /// Event source settings.
+    pub kv_events_config: Option<KvEventsConfig>,
+    /// Credit the pick before the server reports it.
+    pub speculative_indexing: bool,
+    /// How long a speculative entry lives (Go duration).
+    pub speculative_ttl: Option<String>,
+}
+
+/// Builds a [`PrecisePrefixCacheProducer`].
+///
+/// # Errors
+/// Unknown fields at the top level; a block size ≤ 0; a bound < 1; a socket port outside
+/// 1..65535; an `engineType` other than `vllm`; a bad `speculativeTTL`.
+pub fn factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    _: &Handle<'_>,
+) -> Result<Arc<dyn Plugin>, ConfigError> {
+    let p: Params = parse_params(params)?;
+    Ok(Arc::new(PrecisePrefixCacheProducer::from_params(name, p)?))
+}
+
+fn positive(v: Option<i64>, default: usize, path: FieldPath) -> Result<usize, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if n >= 1 => {
+            usize::try_from(n).map_err(|_| ConfigError::invalid(path, "too large"))
+        }
+        Some(_) => Err(ConfigError::invalid(path, "must be ≥ 1")),
+    }
+}
+
+/// See the module docs.
+pub struct PrecisePrefixCacheProducer {
+    typed_name: TypedName,
+    index: KvBlockIndex,
+    settings: KvEventsSettings,
+    speculative_ttl_ms: Option<u64>,
+    batches: AtomicU64,
+    stored: AtomicU64,
+    removed: AtomicU64,
+    orphans: AtomicU64,
+    cleared: AtomicU64,
+}
+
+/// The request keys PreRequest credits speculatively.
+struct Pending {
+    keys: Vec<u64>,
+}
+
+impl PrecisePrefixCacheProducer {
+    /// Builds the producer from parsed parameters (also used by `precise-prefix-cache-scorer`).
+    ///
+    /// # Errors
+    /// As [`factory`].
+    pub fn from_params(name: &str, p: Params) -> Result<Self, ConfigError> {
+        let tpc = p.token_processor_config.unwrap_or_default();
+        let tpc_path = || FieldPath::key("tokenProcessorConfig");
+        let block_size = match (tpc.block_size_tokens, tpc.block_size) {
+            (Some(n), _) | (None, Some(n)) if n <= 0 => {
+                return Err(ConfigError::invalid(
+                    tpc_path().with_key("blockSizeTokens"),
+                    "must be > 0",
+                ))
+            }
+            (Some(n), _) | (None, Some(n)) => {
+                usize::try_from(n).unwrap_or(crate::kvcache::keys::DEFAULT_BLOCK_SIZE_TOKENS)
+            }
+            (None, None) => crate::kvcache::keys::DEFAULT_BLOCK_SIZE_TOKENS,
+        };
+        let ic = p.indexer_config.unwrap_or_default();
+        let mem = ic
+            .kv_block_index_config
+            .and_then(|c| c.in_memory_config)
+            .unwrap_or_default();
+        let mem_path = || {
+            FieldPath::key("indexerConfig")
+                .with_key("kvBlockIndexConfig")
+                .with_key("inMemoryConfig")
+        };
+        let max_keys = positive(mem.size, DEFAULT_MAX_KEYS, mem_path().with_key("size"))?;
+        let max_holders = positive(
+            mem.pod_cache_size,
+            DEFAULT_MAX_HOLDERS,
+            mem_path().with_key("podCacheSize"),
+        )?;
+        let mut weights: MediumWeights = default_medium_weights();
+        if let Some(sc) = ic.kv_block_scorer_config {
+            if let Some(s) = sc.scoring_strategy.filter(|s| s != "LongestPrefix") {
+                return Err(ConfigError::invalid(
+                    FieldPath::key("indexerConfig")
+                        .with_key("kvBlockScorerConfig")
+                        .with_key("scoringStrategy"),
+                    alloc::format!("'{s}' is unknown; the only strategy is 'LongestPrefix'"),
+                ));
+            }
+            if let Some(b) = sc.backend_configs {
+                weights = b
+                    .into_iter()
+                    .map(|c| (c.name.to_ascii_lowercase(), c.weight))
+                    .collect();
+            }
+        }
+        let ev = p.kv_events_config.unwrap_or_default();
+        let ev_path = || FieldPath::key("kvEventsConfig");
+        if let Some(e) = ev
+            .engine_type
+            .as_deref()
+            .filter(|e| !e.eq_ignore_ascii_case("vllm"))
+        {
+            return Err(ConfigError::invalid(
+                ev_path().with_key("engineType"),
+                alloc::format!("'{e}': only vLLM's KV-event format is read here"),
+            ));
+        }
+        let socket_port = match ev.pod_discovery_config.as_ref().and_then(|d| d.socket_port) {
+            None => 5557,
+            Some(n) => u16::try_from(n).ok().filter(|&p| p > 0).ok_or_else(|| {
+                ConfigError::invalid(
+                    ev_path()
+                        .with_key("podDiscoveryConfig")
+                        .with_key("socketPort"),
+                    "must be 1..65535",
+                )
+            })?,
+        };
+        let settings = KvEventsSettings {
+            dial: ev.discover_pods.unwrap_or(true),
+            socket_port,
+            bind: ev.zmq_endpoint.filter(|s| !s.is_empty()),
+            topic_filter: ev.topic_filter.unwrap_or_else(|| "kv@".into()),
+        };
+        let speculative_ttl_ms = if p.speculative_indexing {
+            Some(match p.speculative_ttl.as_deref() {
+                None | Some("") => 2_000,
+                Some(s) => parse_duration_ms(s).ok_or_else(|| {
+                    ConfigError::invalid(
+                        FieldPath::key("speculativeTTL"),
+                        "not a duration (e.g. '2s')",
+                    )
+                })?,
+            })
+        } else {
+            None
+        };
+        Ok(PrecisePrefixCacheProducer {
+            typed_name: TypedName::new(TYPE, name),
+            index: KvBlockIndex::new(
+                RequestKeys::new(block_size, &tpc.hash_seed),
+                max_keys,
+                max_holders,
+                weights,
+            ),
+            settings,
+            speculative_ttl_ms,
+            batches: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            removed: AtomicU64::new(0),
+            orphans: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+        })
+    }
+
+    /// The index (tests, stats).
+    pub fn index(&self) -> &KvBlockIndex {
+        &self.index
+    }
+
+    /// The request keys of `tokens` and every endpoint's match for them.
+    fn matches_for(
+        &self,
+        cx: &ProduceContext<'_>,
+        candidates: &[usize],
+        tokens: &[u32],
+    ) -> (Vec<u64>, Vec<PrefixMatch>) {
+        let keys_fn = self.index.request_keys();
+        let adapter = self.index.adapter_for(&cx.request.target_model);
+        let mut keys = Vec::with_capacity(tokens.len() / keys_fn.block_size() + 1);
+        keys_fn.extend(keys_fn.root(adapter), tokens, 0, &mut keys);
+        let total = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+        let block_size = u32::try_from(keys_fn.block_size()).unwrap_or(u32::MAX);
+        let mut matches = alloc::vec![PrefixMatch { matched_blocks: 0, total_blocks: total, block_size_tokens: block_size }; cx.endpoints.len()];
+        if total > 0 {
+            let addrs: Vec<&str> = candidates
+                .iter()
+                .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
+                .collect();
+            let mut found = Vec::new();
+            self.index.lookup(&keys, &addrs, cx.now_ms, &mut found);
+            for (&i, m) in candidates.iter().zip(found) {
+                if let Some(out) = matches.get_mut(i) {
+                    // llm-d writes int(score): the weighted sum, rounded down.
+                    out.matched_blocks = m.weighted as u32;
+                }
+            }
+        }
+        (keys, matches)
+    }
+}
+
+impl Plugin for PrecisePrefixCacheProducer {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_data_producer(&self) -> Option<&dyn DataProducer> {
+        Some(self)
+    }
+    fn as_pre_request(&self) -> Option<&dyn PreRequest> {
+        self.speculative_ttl_ms.map(|_| self as &dyn PreRequest)
+    }
+    fn as_kv_event_sink(&self) -> Option<&dyn KvEventSink> {
+        Some(self)
+    }
+    fn consumes(&self) -> &'static [DataKey] {
+        &[TOKENIZED_PROMPT]
+    }
+    fn produces(&self) -> &'static [DataKey] {
+        &[PRECISE_PREFIX_CACHE_MATCH_INFO]
+    }
+    fn pool_changed(&self, addresses: &[&str]) {
+        self.index.retain_endpoints(addresses);
+    }
+}
+
+impl DataProducer for PrecisePrefixCacheProducer {
+    fn produce(
+        &self,
+        cx: &ProduceContext<'_>,
+        candidates: &[usize],
+        cycle: &mut CycleState,
+        state: &mut RequestState,
+    ) {
+        let (keys, matches) = match cycle.get::<TokenizedPrompt>(TOKENIZED_PROMPT) {
+            Some(t) if !t.tokens.is_empty() => self.matches_for(cx, candidates, &t.tokens),
+            _ => return,
+        };
+        cycle.put(PRECISE_PREFIX_CACHE_MATCH_INFO, matches);
+        if self.speculative_ttl_ms.is_some() {
+            state.put(&self.typed_name.name, Pending { keys });
+        }
+    }
+}
+
+impl PreRequest for PrecisePrefixCacheProducer {
+    fn pre_request(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+        state: &mut RequestState,
+    ) {
+        let Some(ttl) = self.speculative_ttl_ms else {
+            return;
+        };
+        let Some(p) = state.get_mut::<Pending>(&self.typed_name.name) else {
+            return;
+        };
+        let primary = result.primary_targets().first().copied();
+        let prefill = result
+            .profile("prefill")
+            .and_then(|r| r.targets.first().copied());
+        for i in [primary, prefill].into_iter().flatten() {
+            if let Some(ep) = cx.endpoint(i) {
+                self.index
+                    .speculate(&ep.address, &p.keys, cx.now_ms.saturating_add(ttl));
+            }
+        }
+    }
+}
+
+impl KvEventSink for PrecisePrefixCacheProducer {
+    fn settings(&self) -> &KvEventsSettings {
+        &self.settings
+    }
+
+    fn apply(&self, endpoint: &str, events: &[KvEvent]) {
+        let a = self.index.apply(endpoint, events);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.stored.fetch_add(a.stored as u64, Ordering::Relaxed);
+        self.removed.fetch_add(a.removed as u64, Ordering::Relaxed);
+        self.orphans.fetch_add(a.orphans as u64, Ordering::Relaxed);
+        self.cleared.fetch_add(a.cleared as u64, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> KvEventCounters {
+        KvEventCounters {
+            batches: self.batches.load(Ordering::Relaxed),
+            blocks_stored: self.stored.load(Ordering::Relaxed),
+            blocks_removed: self.removed.load(Ordering::Relaxed),
+            orphans: self.orphans.load(Ordering::Relaxed),
+            cleared: self.cleared.load(Ordering::Relaxed),
+        }
+    }
+
+    fn index_stats(&self) -> IndexStats {
+        self.index.stats()
+    }
+}

@@ -1,0 +1,359 @@
+//! The precise prefix cache end to end in scheduler-core: llm-d's own precise-prefix configs
+//! load unchanged, and picks follow what the servers report in their KV-cache events (stored,
+//! removed, cleared, chained by parent hash), not what the picker routed. A test tokenizer maps
+//! each byte of the prompt to one token; the native module's real tokenizer is tested there.
+
+use std::sync::Arc;
+
+use scheduler_core::kvcache::{KvEvent, RequestKeys};
+use scheduler_core::model::request::ApiKind;
+use scheduler_core::plugin::{PromptTokenizer, Services, TokenizerProvider, TokenizerSpec};
+use scheduler_core::{
+    load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64,
+};
+
+struct Bytes;
+impl PromptTokenizer for Bytes {
+    fn tokenize(&self, _: ApiKind, prompt: &str) -> Result<Vec<u32>, String> {
+        Ok(prompt.bytes().map(u32::from).collect())
+    }
+}
+struct Provider;
+impl TokenizerProvider for Provider {
+    fn load(&self, _: &TokenizerSpec) -> Result<Arc<dyn PromptTokenizer>, String> {
+        Ok(Arc::new(Bytes))
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::with_builtins();
+    r.set_services(Services {
+        tokenizers: Some(Arc::new(Provider)),
+    });
+    r
+}
+
+fn upstream(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/upstream")
+        .join(file);
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    v.to_string()
+}
+
+fn pool() -> Vec<Endpoint> {
+    (1..=4)
+        .map(|i| {
+            let mut e = Endpoint::new(format!("10.0.0.{i}:8000"));
+            e.metrics.update_time_ms = 1_000;
+            e
+        })
+        .collect()
+}
+
+/// Block size 16 (the config's `blockSize`): a 64-byte prompt is 4 blocks.
+const PROMPT: &str = "You are a helpful assistant. Answer briefly and cite your sources!";
+
+fn stored(engine: &[u64], parent: Option<u64>, tokens: &[u32]) -> KvEvent {
+    KvEvent::BlockStored {
+        block_hashes: engine.to_vec(),
+        parent,
+        token_ids: tokens.to_vec(),
+        block_size: 16,
+        lora_name: None,
+        medium: None,
+    }
+}
+
+fn tokens(s: &str) -> Vec<u32> {
+    s.bytes().map(u32::from).collect()
+}
+
+fn feed(picker: &EndpointPicker, endpoint: &str, events: &[KvEvent]) {
+    let sinks = picker.kv_event_sinks();
+    assert_eq!(sinks.len(), 1, "one precise producer");
+    sinks[0].as_kv_event_sink().unwrap().apply(endpoint, events);
+}
+
+fn pick(picker: &EndpointPicker, prompt: &str, seed: u64) -> String {
+    let eps = pool();
+    let req = InferenceRequest::new("m", prompt);
+    let r = picker
+        .schedule(
+            &req,
+            &eps,
+            1_000,
+            &mut SplitMix64::new(seed),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    eps[r.primary_targets()[0]].address.clone()
+}
+
+#[test]
+fn llm_d_precise_configs_load_and_follow_stored_removed_and_cleared_events() {
+    let (picker, _) = load(
+        &upstream("llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml"),
+        &registry(),
+    )
+    .unwrap();
+    let t = tokens(PROMPT);
+    assert_eq!(t.len() / 16, 4);
+    // The server at .3 reports the whole prompt: every pick goes there, whatever the seed.
+    feed(
+        &picker,
+        "10.0.0.3:8000",
+        &[stored(&[11, 12, 13, 14], None, &t[..64])],
+    );
+    for seed in 0..20 {
+        assert_eq!(pick(&picker, PROMPT, seed), "10.0.0.3:8000");
+    }
+    // It evicts them and .2 stores them: picks move to .2 although no request went there.
+    feed(
+        &picker,
+        "10.0.0.3:8000",
+        &[KvEvent::BlockRemoved {
+            block_hashes: vec![11, 12, 13, 14],
+            medium: None,
+        }],
+    );
+    feed(
+        &picker,
+        "10.0.0.2:8000",
+        &[stored(&[21, 22, 23, 24], None, &t[..64])],
+    );
+    for seed in 0..20 {
+        assert_eq!(pick(&picker, PROMPT, seed), "10.0.0.2:8000");
+    }
+    // .2 restarts (all blocks cleared) and .4 holds only the first two blocks: .4 wins.
+    feed(&picker, "10.0.0.2:8000", &[KvEvent::AllBlocksCleared]);
+    feed(
+        &picker,
+        "10.0.0.4:8000",
+        &[stored(&[41, 42], None, &t[..32])],
+    );
+    for seed in 0..20 {
+        assert_eq!(pick(&picker, PROMPT, seed), "10.0.0.4:8000");
+    }
+}
+
+#[test]
+fn a_block_chained_to_an_earlier_one_extends_the_prefix() {
+    let (picker, _) = load(
+        &upstream("llm-d-router__deploy__config__epp-precise-prefix-cache-config.yaml"),
+        &registry(),
+    )
+    .unwrap();
+    // This config uses 64-token blocks: make a 256-byte prompt (4 blocks).
+    let prompt = PROMPT.repeat(4);
+    let t = tokens(&prompt);
+    let ev = |engine: &[u64], parent, range: std::ops::Range<usize>| KvEvent::BlockStored {
+        block_hashes: engine.to_vec(),
+        parent,
+        token_ids: t[range].to_vec(),
+        block_size: 64,
+        lora_name: None,
+        medium: None,
+    };
+    // .1 holds blocks 0–1; .2 holds 0–1 and then, in a later event chained by parent, 2–3.
+    feed(&picker, "10.0.0.1:8000", &[ev(&[1, 2], None, 0..128)]);
+    feed(&picker, "10.0.0.2:8000", &[ev(&[5, 6], None, 0..128)]);
+    feed(&picker, "10.0.0.2:8000", &[ev(&[7, 8], Some(6), 128..256)]);
+    for seed in 0..20 {
+        assert_eq!(pick(&picker, &prompt, seed), "10.0.0.2:8000");
+    }
+    // An event whose parent this index never saw is skipped, not mis-chained.
+    feed(
+        &picker,
+        "10.0.0.3:8000",
+        &[ev(&[9, 10], Some(999), 128..256)],
+    );
+    let c = picker.kv_event_sinks()[0]
+        .as_kv_event_sink()
+        .unwrap()
+        .counters();
+    assert_eq!(c.orphans, 1);
+    assert_eq!(c.blocks_stored, 6);
+}
+
+#[test]
+fn speculative_indexing_credits_the_pick_until_the_ttl() {
+    let cfg = r#"{
+      "plugins": [
+        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
+        {"type": "precise-prefix-cache-producer", "parameters": {
+          "speculativeIndexing": true, "speculativeTTL": "500ms"}},
+        {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
+    }"#;
+    let (picker, _) = load(cfg, &registry()).unwrap();
+    let eps = pool();
+    let req = InferenceRequest::new("m", PROMPT);
+    let first = picker
+        .schedule(
+            &req,
+            &eps,
+            1_000,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    let chosen = first.primary_targets()[0];
+    for seed in 2..12 {
+        let r = picker
+            .schedule(
+                &req,
+                &eps,
+                1_200,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.primary_targets()[0],
+            chosen,
+            "credited before the server reports"
+        );
+    }
+    // After the TTL nobody is credited: every endpoint ties again, and some seed picks another.
+    let moved = (20..60).any(|seed| {
+        let r = picker
+            .schedule(
+                &req,
+                &eps,
+                10_000,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        r.primary_targets()[0] != chosen
+    });
+    assert!(moved);
+}
+
+#[test]
+fn the_deprecated_composite_scorer_and_the_lora_separation() {
+    let cfg = r#"{
+      "plugins": [
+        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
+        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16}}},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
+    }"#;
+    let (picker, report) = load(cfg, &registry()).unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.contains("deprecated")),
+        "{:?}",
+        report.warnings
+    );
+    let t = tokens(PROMPT);
+    // .1 holds the prompt for the adapter `sql-lora`, .2 for the base model.
+    feed(
+        &picker,
+        "10.0.0.1:8000",
+        &[KvEvent::BlockStored {
+            block_hashes: vec![1, 2, 3, 4],
+            parent: None,
+            token_ids: t[..64].to_vec(),
+            block_size: 16,
+            lora_name: Some("sql-lora".into()),
+            medium: None,
+        }],
+    );
+    feed(
+        &picker,
+        "10.0.0.2:8000",
+        &[stored(&[5, 6, 7, 8], None, &t[..64])],
+    );
+    let eps = pool();
+    for seed in 0..10 {
+        let lora = InferenceRequest::new("sql-lora", PROMPT);
+        let r = picker
+            .schedule(
+                &lora,
+                &eps,
+                1_000,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        assert_eq!(eps[r.primary_targets()[0]].address, "10.0.0.1:8000");
+        // Any other model name is the base model (clients name it in many ways).
+        let base = InferenceRequest::new("meta-llama/Llama-3.1-8B", PROMPT);
+        let r = picker
+            .schedule(
+                &base,
+                &eps,
+                1_000,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        assert_eq!(eps[r.primary_targets()[0]].address, "10.0.0.2:8000");
+    }
+}
+
+#[test]
+fn the_index_stays_bounded_and_forgets_endpoints_that_leave() {
+    let cfg = r#"{
+      "plugins": [
+        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
+        {"type": "precise-prefix-cache-producer", "parameters": {
+          "indexerConfig": {"kvBlockIndexConfig": {"inMemoryConfig": {"size": 1024, "podCacheSize": 2}}}}},
+        {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
+    }"#;
+    let (picker, _) = load(cfg, &registry()).unwrap();
+    let sink = picker.kv_event_sinks()[0].clone();
+    let sink = sink.as_kv_event_sink().unwrap();
+    // 20,000 distinct blocks from 4 servers, never removed (lost BlockRemoved events).
+    for i in 0..5_000u32 {
+        for e in 1..=4u32 {
+            let toks: Vec<u32> = (0..16).map(|j| i * 31 + j + e * 1_000_000).collect();
+            sink.apply(
+                &format!("10.0.0.{e}:8000"),
+                &[stored(&[u64::from(i)], None, &toks)],
+            );
+        }
+    }
+    let st = sink.index_stats();
+    assert!(st.keys <= 1024, "{st:?}");
+    assert!(st.engine_keys <= 4 * 1024, "{st:?}");
+    assert!(st.approx_bytes < 1 << 20, "{st:?}");
+    // Every server holds the same shared block: at most podCacheSize of them are remembered.
+    let shared = tokens(&PROMPT[..16]);
+    for e in 1..=4u32 {
+        sink.apply(
+            &format!("10.0.0.{e}:8000"),
+            &[stored(&[7_000_000], None, &shared)],
+        );
+    }
+    for seed in 0..20 {
+        let p = pick(&picker, &PROMPT[..16], seed);
+        assert!(
+            p == "10.0.0.3:8000" || p == "10.0.0.4:8000",
+            "the two latest holders, got {p}"
+        );
+    }
+    // .1 leaves the pool: its state is dropped.
+    picker.pool_changed(&pool()[1..]);
+    assert_eq!(sink.index_stats().endpoints, 3);
+}
+
+#[test]
+fn request_keys_match_between_a_prompt_and_the_blocks_a_server_reports() {
+    let keys = RequestKeys::new(16, "42");
+    let t = tokens(PROMPT);
+    let mut whole = Vec::new();
+    keys.extend(keys.root(""), &t, 0, &mut whole);
+    let mut parts = Vec::new();
+    keys.extend(keys.root(""), &t[..32], 0, &mut parts);
+    keys.extend(parts[1], &t[32..64], 0, &mut parts);
+    assert_eq!(whole, parts);
+}
