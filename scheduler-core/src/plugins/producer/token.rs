@@ -227,7 +227,7 @@ mod tests {
         let e = build(serde_json::json!({"tokenizerPath": "/missing"}), &services)
             .err()
             .unwrap();
-        assert!(e.to_string().contains("tokenizerPath"), "{e}");
+        assert!(alloc::format!("{e}").contains("tokenizerPath"), "{e}");
         let idle = build(serde_json::json!({}), &services).unwrap();
         let mut cycle = CycleState::new();
         idle.as_data_producer().unwrap().produce(
