@@ -1,0 +1,183 @@
+//! # prompt-tokenizer
+//!
+//! The token ids a vLLM server computes for an OpenAI request, computed in the proxy, so the
+//! picker can hash the same KV blocks the server caches (the precise prefix cache):
+//!
+//! - completions: `prompt` encoded with the tokenizer's special tokens (vLLM calls the Hugging
+//!   Face tokenizer with `add_special_tokens=True`, so a BOS is prepended where the tokenizer's
+//!   post-processor says so);
+//! - chat: `messages` rendered with the model's chat template (`tokenizer_config.json`
+//!   `chat_template`, with `add_generation_prompt=True`, `bos_token`, `eos_token`), then encoded
+//!   **without** adding special tokens (the template writes them), as vLLM's chat path does.
+//!
+//! Files: a directory with `tokenizer.json` and optionally `tokenizer_config.json`, or the
+//! `tokenizer.json` path itself; [`find_in_hf_cache`] finds a model's local copy by its
+//! Hugging Face id. Nothing is downloaded.
+//!
+//! Cost: encoding is done per stretch of text between special tokens ([`segments`]), and long
+//! stretches are cached, so a system prompt shared by many chat requests is encoded once.
+//! [`train`] builds a small byte-level BPE tokenizer offline for tests and demos.
+
+pub mod segments;
+pub mod template;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokenizers::Tokenizer;
+
+use crate::segments::Segmenter;
+use crate::template::ChatTemplate;
+
+/// Why a tokenizer could not be loaded or a prompt not tokenised.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn err(msg: impl Into<String>) -> Error {
+    Error(msg.into())
+}
+
+/// A model's tokenizer and chat template. `Send + Sync`: one instance serves every thread.
+pub struct PromptTokenizer {
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    segmenter: Segmenter,
+    source: PathBuf,
+}
+
+impl PromptTokenizer {
+    /// Loads `path`: a directory holding `tokenizer.json` (and optionally
+    /// `tokenizer_config.json`), or a `tokenizer.json` file (its directory is searched for the
+    /// config).
+    ///
+    /// # Errors
+    /// Missing or unreadable `tokenizer.json`; a `tokenizer_config.json` that is not JSON; a
+    /// chat template that does not compile.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let (file, dir) = if path.is_dir() {
+            (path.join("tokenizer.json"), path.to_path_buf())
+        } else {
+            (
+                path.to_path_buf(),
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            )
+        };
+        let tokenizer = Tokenizer::from_file(&file)
+            .map_err(|e| err(format!("cannot load {}: {e}", file.display())))?;
+        let config_path = dir.join("tokenizer_config.json");
+        let template = match std::fs::read(&config_path) {
+            Ok(bytes) => {
+                let config: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| err(format!("{}: {e}", config_path.display())))?;
+                ChatTemplate::from_config(&config)
+                    .map_err(|e| err(format!("{}: {e}", config_path.display())))?
+            }
+            Err(_) => None,
+        };
+        let segmenter = Segmenter::new(&tokenizer);
+        Ok(PromptTokenizer {
+            tokenizer,
+            template,
+            segmenter,
+            source: file,
+        })
+    }
+
+    /// The `tokenizer.json` this was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// True when text between added tokens is encoded piece by piece (and long pieces cached).
+    pub fn caches_pieces(&self) -> bool {
+        self.segmenter.splits()
+    }
+
+    /// True when the tokenizer has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// Token ids of a completions `prompt`, special tokens added as the tokenizer's
+    /// post-processor says (vLLM's `add_special_tokens=True`).
+    ///
+    /// # Errors
+    /// The tokenizer's own error (rare: invalid input for its normaliser).
+    pub fn tokenize_completion(&self, prompt: &str) -> Result<Vec<u32>, Error> {
+        self.tokenizer
+            .encode_fast(prompt, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| err(e.to_string()))
+    }
+
+    /// Token ids of a chat request: `messages` (the JSON array) through the chat template
+    /// with the generation prompt, encoded without adding special tokens.
+    ///
+    /// # Errors
+    /// No chat template; `messages` not an array; a template error.
+    pub fn tokenize_chat(&self, messages: &Value) -> Result<Vec<u32>, Error> {
+        let text = self.render_chat(messages)?;
+        Ok(self.tokenize_rendered(&text))
+    }
+
+    /// The text the chat template renders for `messages`.
+    ///
+    /// # Errors
+    /// As [`Self::tokenize_chat`].
+    pub fn render_chat(&self, messages: &Value) -> Result<String, Error> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            err("the tokenizer has no chat template (tokenizer_config.json chat_template)")
+        })?;
+        if !messages.is_array() {
+            return Err(err("'messages' is not an array"));
+        }
+        t.render(messages)
+    }
+
+    /// Token ids of already rendered text, no special tokens added (exactly what encoding
+    /// `text` whole gives; see [`segments`]).
+    pub fn tokenize_rendered(&self, text: &str) -> Vec<u32> {
+        self.segmenter.encode(&self.tokenizer, text)
+    }
+}
+
+/// The local copy of Hugging Face model `model_id` (`org/name`): the snapshot directory holding
+/// its `tokenizer.json` under `$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`
+/// (`models--org--name/snapshots/<rev>/`, preferring the revision `refs/main` names).
+pub fn find_in_hf_cache(model_id: &str) -> Option<PathBuf> {
+    let roots: Vec<PathBuf> = [
+        std::env::var_os("HF_HUB_CACHE").map(PathBuf::from),
+        std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let dir_name = format!("models--{}", model_id.replace('/', "--"));
+    for root in roots {
+        let repo = root.join(&dir_name);
+        if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
+            let snap = repo.join("snapshots").join(rev.trim());
+            if snap.join("tokenizer.json").is_file() {
+                return Some(snap);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(repo.join("snapshots")) {
+            for e in entries.flatten() {
+                if e.path().join("tokenizer.json").is_file() {
+                    return Some(e.path());
+                }
+            }
+        }
+    }
+    None
+}

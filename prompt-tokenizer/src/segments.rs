@@ -1,0 +1,152 @@
+//! Encoding text piece by piece between added tokens, with a cache of long pieces.
+//!
+//! A Hugging Face tokenizer first cuts its input at its added tokens (leftmost-longest match)
+//! and then normalises, pre-tokenises and encodes every piece between them on its own. So the
+//! ids of a rendered chat prompt are the concatenation of the ids of its pieces, and a piece
+//! that repeats across requests (a system prompt between `<|im_start|>system\n` and
+//! `<|im_end|>`) can be encoded once. [`Segmenter`] does that cut itself and caches pieces of
+//! [`CACHE_MIN_BYTES`] or more.
+//!
+//! When that equivalence might not hold (an added token that strips spaces or must match a
+//! whole word, or is matched after normalisation while the tokenizer normalises, or a probe
+//! text that encodes differently whole and in pieces, e.g. a Metaspace pre-tokenizer that
+//! prefixes only the first piece), the whole text is encoded instead.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use tokenizers::Tokenizer;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Pieces shorter than this (bytes) are encoded every time.
+pub const CACHE_MIN_BYTES: usize = 256;
+/// Cached pieces per shard; a full shard is emptied.
+pub const CACHE_ENTRIES_PER_SHARD: usize = 512;
+const SHARDS: usize = 8;
+
+type Shard = Mutex<HashMap<u64, Arc<[u32]>>>;
+
+/// See the module docs.
+pub struct Segmenter {
+    /// Matches every added token; `None` when pieces are not encoded separately.
+    matcher: Option<AhoCorasick>,
+    /// Id of each pattern of `matcher`.
+    ids: Vec<u32>,
+    cache: Vec<Shard>,
+}
+
+impl Segmenter {
+    /// The segmenter for `tokenizer` (checked against whole encoding on a probe text).
+    pub fn new(tokenizer: &Tokenizer) -> Self {
+        let cache = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let added = tokenizer.get_added_tokens_decoder();
+        let normalises = tokenizer.get_normalizer().is_some();
+        let unsafe_token = added
+            .values()
+            .any(|t| t.lstrip || t.rstrip || t.single_word || (t.normalized && normalises));
+        let mut pairs: Vec<(String, u32)> = added
+            .iter()
+            .map(|(id, t)| (t.content.clone(), *id))
+            .filter(|(c, _)| !c.is_empty())
+            .collect();
+        pairs.sort();
+        let matcher = if unsafe_token || pairs.is_empty() {
+            None
+        } else {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(pairs.iter().map(|(c, _)| c.as_str()))
+                .ok()
+        };
+        let mut s = Segmenter {
+            matcher,
+            ids: pairs.iter().map(|(_, id)| *id).collect(),
+            cache,
+        };
+        if s.matcher.is_some() {
+            let probe =
+                pairs
+                    .iter()
+                    .take(3)
+                    .fold(String::from("Hello  world\n"), |mut acc, (c, _)| {
+                        acc.push_str(c);
+                        acc.push_str(" system\nYou are, a  helpful assistant.\n\n");
+                        acc
+                    });
+            let whole = tokenizer
+                .encode_fast(probe.as_str(), false)
+                .map(|e| e.get_ids().to_vec())
+                .ok();
+            if whole.as_deref() != Some(s.encode(tokenizer, &probe).as_slice()) {
+                s.matcher = None;
+            }
+        }
+        s
+    }
+
+    /// True when pieces are encoded separately (and cached).
+    pub fn splits(&self) -> bool {
+        self.matcher.is_some()
+    }
+
+    /// Ids of `text` with no special tokens added: as `tokenizer.encode(text, false)`.
+    pub fn encode(&self, tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+        let Some(m) = &self.matcher else {
+            return whole(tokenizer, text);
+        };
+        let mut out = Vec::with_capacity(text.len() / 3);
+        let mut at = 0;
+        for hit in m.find_iter(text) {
+            if let Some(piece) = text.get(at..hit.start()) {
+                self.piece(tokenizer, piece, &mut out);
+            }
+            if let Some(&id) = self.ids.get(hit.pattern().as_usize()) {
+                out.push(id);
+            }
+            at = hit.end();
+        }
+        if let Some(piece) = text.get(at..) {
+            self.piece(tokenizer, piece, &mut out);
+        }
+        out
+    }
+
+    fn piece(&self, tokenizer: &Tokenizer, piece: &str, out: &mut Vec<u32>) {
+        if piece.is_empty() {
+            return;
+        }
+        if piece.len() < CACHE_MIN_BYTES {
+            out.extend(whole(tokenizer, piece));
+            return;
+        }
+        let key = xxh3_64(piece.as_bytes());
+        let Some(shard) = self.cache.get(key as usize % SHARDS) else {
+            out.extend(whole(tokenizer, piece));
+            return;
+        };
+        let hit = shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(ids) = hit {
+            out.extend_from_slice(&ids);
+            return;
+        }
+        let ids: Arc<[u32]> = whole(tokenizer, piece).into();
+        out.extend_from_slice(&ids);
+        let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.len() >= CACHE_ENTRIES_PER_SHARD {
+            s.clear();
+        }
+        s.insert(key, ids);
+    }
+}
+
+fn whole(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+    tokenizer
+        .encode_fast(text, false)
+        .map(|e| e.get_ids().to_vec())
+        .unwrap_or_default()
+}

@@ -1,0 +1,95 @@
+//! The test tokenizer trained offline, loaded as a model directory would be: completions get
+//! the BOS, chat goes through the ChatML template, and encoding piece by piece (with the cache)
+//! gives exactly the ids of encoding the whole text.
+
+use std::path::PathBuf;
+
+use prompt_tokenizer::train::{write_test_tokenizer, SPECIAL_TOKENS};
+use prompt_tokenizer::{find_in_hf_cache, PromptTokenizer};
+use serde_json::json;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("prompt-tokenizer-{name}-{}", std::process::id()));
+    write_test_tokenizer(&d).unwrap();
+    d
+}
+
+fn system_prompt() -> String {
+    "You are a helpful assistant. Answer the question briefly and cite your sources. ".repeat(12)
+}
+
+#[test]
+fn completions_get_the_bos_and_chat_goes_through_the_template() {
+    let d = dir("basic");
+    let t = PromptTokenizer::load(&d).unwrap();
+    assert!(t.has_chat_template());
+    let ids = t.tokenize_completion("what is the model cache?").unwrap();
+    assert_eq!(ids[0], 0, "{} first", SPECIAL_TOKENS[0]);
+    assert!(ids.len() > 3 && ids.len() < 20, "{ids:?}");
+    let messages =
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}]);
+    let text = t.render_chat(&messages).unwrap();
+    assert_eq!(
+        text,
+        "<|begin_of_text|><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let ids = t.tokenize_chat(&messages).unwrap();
+    assert_eq!(
+        &ids[..2],
+        &[0, 2],
+        "BOS then <|im_start|>, written by the template only"
+    );
+    assert!(t.tokenize_chat(&json!({"not": "an array"})).is_err());
+}
+
+#[test]
+fn piecewise_encoding_with_the_cache_equals_whole_encoding() {
+    let d = dir("pieces");
+    let t = PromptTokenizer::load(&d).unwrap();
+    assert!(
+        t.caches_pieces(),
+        "the probe found piecewise encoding exact"
+    );
+    let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+    for q in [
+        "Why is the sky blue?",
+        "Explain routing  in two lines.\n\n",
+        "translate: bonjour",
+    ] {
+        let messages =
+            json!([{"role": "system", "content": system_prompt()}, {"role": "user", "content": q}]);
+        let text = t.render_chat(&messages).unwrap();
+        let expected = whole
+            .encode(text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        // Twice: the second time the system prompt comes from the cache.
+        assert_eq!(t.tokenize_chat(&messages).unwrap(), expected, "{q}");
+        assert_eq!(
+            t.tokenize_chat(&messages).unwrap(),
+            expected,
+            "{q} (cached)"
+        );
+    }
+    // Two requests sharing the system prompt share their leading ids (what prefix caching needs).
+    let a = t.tokenize_chat(&json!([{"role": "system", "content": system_prompt()}, {"role": "user", "content": "one"}])).unwrap();
+    let b = t.tokenize_chat(&json!([{"role": "system", "content": system_prompt()}, {"role": "user", "content": "two"}])).unwrap();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    assert!(common > 100, "{common}");
+}
+
+#[test]
+fn a_model_is_found_in_the_local_hugging_face_cache() {
+    let hub = std::env::temp_dir().join(format!("prompt-tokenizer-hub-{}", std::process::id()));
+    let snap = hub.join("models--acme--tiny-chat/snapshots/abc123");
+    write_test_tokenizer(&snap).unwrap();
+    std::fs::create_dir_all(hub.join("models--acme--tiny-chat/refs")).unwrap();
+    std::fs::write(hub.join("models--acme--tiny-chat/refs/main"), "abc123\n").unwrap();
+    // SAFETY-free: tests in this binary do not read HF_HUB_CACHE concurrently.
+    std::env::set_var("HF_HUB_CACHE", &hub);
+    assert_eq!(find_in_hf_cache("acme/tiny-chat"), Some(snap.clone()));
+    assert_eq!(find_in_hf_cache("acme/other"), None);
+    assert!(PromptTokenizer::load(&snap).is_ok());
+    assert!(PromptTokenizer::load(&hub.join("nothing")).is_err());
+}
