@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::kv::{block_hashes, BlockPool};
+use crate::kv_events::{self, KvEvent};
 use crate::metrics::Stats;
 
 /// Engine parameters. Defaults: docs/SOURCES.md#step-model.
@@ -65,6 +66,15 @@ pub enum Event {
     },
 }
 
+/// What the engine is asked to do.
+pub enum Command {
+    /// Serve a request.
+    Run(Submission),
+    /// Drop every cached block no request uses (vLLM's `POST /reset_prefix_cache`); publishes
+    /// `AllBlocksCleared`.
+    ResetPrefixCache,
+}
+
 /// A request handed to the engine.
 pub struct Submission {
     /// Prompt token ids.
@@ -80,6 +90,8 @@ pub struct Submission {
 struct Seq {
     tokens: usize,
     hashes: Vec<u64>,
+    /// Prompt token ids (kept for the `BlockStored` events).
+    token_ids: Vec<u32>,
     lora: Option<String>,
     max_tokens: usize,
     tx: mpsc::UnboundedSender<Event>,
@@ -100,6 +112,9 @@ enum Work {
 struct Engine {
     cfg: EngineConfig,
     pool: BlockPool,
+    /// KV events to publish (`None`: publishing is off).
+    events: Option<kv_events::Sender>,
+    pending: Vec<KvEvent>,
     waiting: VecDeque<Seq>,
     running: Vec<(Seq, Option<Work>)>,
     admissions: u64,
@@ -232,9 +247,31 @@ impl Engine {
                 Some(Work::Prefill(n)) => {
                     s.computed += n;
                     if s.computed >= s.tokens {
-                        for (b, h) in s.blocks.iter().zip(&s.hashes) {
-                            self.pool.register(*b, *h);
+                        let mut stored: Option<KvEvent> = None;
+                        for (i, (b, h)) in s.blocks.iter().zip(&s.hashes).enumerate() {
+                            let new = self.pool.register(*b, *h);
+                            if self.events.is_none() {
+                                continue;
+                            }
+                            let toks = s.token_ids.get(i * bs..(i + 1) * bs).unwrap_or_default();
+                            match (&mut stored, new) {
+                                (Some(KvEvent::Stored { hashes, tokens, .. }), true) => {
+                                    hashes.push(*h);
+                                    tokens.extend_from_slice(toks);
+                                }
+                                (None, true) => {
+                                    stored = Some(KvEvent::Stored {
+                                        hashes: vec![*h],
+                                        parent: i.checked_sub(1).and_then(|p| s.hashes.get(p).copied()),
+                                        tokens: toks.to_vec(),
+                                        lora: s.lora.clone(),
+                                    });
+                                }
+                                (_, false) => self.pending.extend(stored.take()),
+                                _ => {}
+                            }
                         }
+                        self.pending.extend(stored);
                         if s.generated == 0 {
                             s.generated = 1;
                             let _ = s.tx.send(Event::First);
@@ -307,6 +344,28 @@ impl Engine {
         }
     }
 
+    /// Sends the KV events of the last step (evictions included).
+    fn flush_events(&mut self) {
+        let Some(tx) = &self.events else { return };
+        let evicted = self.pool.take_evicted();
+        if !evicted.is_empty() {
+            self.pending.push(KvEvent::Removed { hashes: evicted });
+        }
+        if !self.pending.is_empty() {
+            let _ = tx.send(std::mem::take(&mut self.pending));
+        }
+    }
+
+    /// Moves evictions into the pending events, keeping their order relative to stores.
+    fn note_evictions(&mut self) {
+        if self.events.is_some() {
+            let evicted = self.pool.take_evicted();
+            if !evicted.is_empty() {
+                self.pending.push(KvEvent::Removed { hashes: evicted });
+            }
+        }
+    }
+
     fn publish(&self, stats: &Mutex<Stats>) {
         if let Ok(mut st) = stats.lock() {
             st.running = self.running.len();
@@ -324,38 +383,56 @@ impl Engine {
 /// Runs the engine until every submission sender is gone.
 pub async fn run(
     cfg: EngineConfig,
-    mut rx: mpsc::UnboundedReceiver<Submission>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
     stats: Arc<Mutex<Stats>>,
+    events: Option<kv_events::Sender>,
 ) {
     let pool = BlockPool::new(cfg.num_gpu_blocks);
     let mut e = Engine {
         cfg,
         pool,
+        events,
+        pending: Vec::new(),
         waiting: VecDeque::new(),
         running: Vec::new(),
         admissions: 0,
     };
     loop {
-        while let Ok(sub) = rx.try_recv() {
-            e.enqueue(sub);
+        while let Ok(cmd) = rx.try_recv() {
+            e.command(cmd);
         }
         if e.running.is_empty() && e.waiting.is_empty() {
             e.publish(&stats);
             match rx.recv().await {
-                Some(sub) => e.enqueue(sub),
+                Some(cmd) => e.command(cmd),
                 None => return,
             }
             continue;
         }
         let step = e.plan(&stats);
+        e.note_evictions();
         e.publish(&stats);
         tokio::time::sleep(step).await;
         e.finish(Instant::now(), &stats);
+        e.flush_events();
         e.publish(&stats);
     }
 }
 
 impl Engine {
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Run(sub) => self.enqueue(sub),
+            Command::ResetPrefixCache => {
+                self.pool.reset_prefix_cache();
+                if self.events.is_some() {
+                    self.pending.push(KvEvent::Cleared);
+                    self.flush_events();
+                }
+            }
+        }
+    }
+
     fn enqueue(&mut self, sub: Submission) {
         let model = sub.lora.clone().unwrap_or_else(|| self.cfg.model.clone());
         let hashes = block_hashes(&model, &sub.tokens, self.cfg.block_size);
@@ -365,6 +442,7 @@ impl Engine {
         self.waiting.push_back(Seq {
             tokens,
             hashes,
+            token_ids: if self.events.is_some() { sub.tokens } else { Vec::new() },
             lora: sub.lora,
             max_tokens: sub.max_tokens.max(1),
             tx: sub.tx,

@@ -20,6 +20,9 @@ pub struct BlockPool {
     stamp_of: Vec<Option<u64>>,
     clock: u64,
     in_use: u32,
+    /// Hashes of cached blocks evicted since the last [`Self::take_evicted`] (the
+    /// `BlockRemoved` events of vLLM's KV-event stream).
+    evicted: Vec<u64>,
 }
 
 impl BlockPool {
@@ -35,6 +38,7 @@ impl BlockPool {
             stamp_of: vec![None; total as usize],
             clock: 0,
             in_use: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -90,6 +94,7 @@ impl BlockPool {
                     self.stamp_of[b as usize] = None;
                     if let Some(h) = self.hash_of[b as usize].take() {
                         self.by_hash.remove(&h);
+                        self.evicted.push(h);
                     }
                     b
                 }
@@ -101,13 +106,34 @@ impl BlockPool {
         Some(out)
     }
 
-    /// Marks `block` as holding the prompt block with `hash` (so later prompts can reuse it).
-    pub fn register(&mut self, block: u32, hash: u64) {
+    /// Marks `block` as holding the prompt block with `hash` (so later prompts can reuse it);
+    /// false when that hash was already cached (nothing new is stored).
+    pub fn register(&mut self, block: u32, hash: u64) -> bool {
         if self.by_hash.contains_key(&hash) {
-            return;
+            return false;
         }
         self.hash_of[block as usize] = Some(hash);
         self.by_hash.insert(hash, block);
+        true
+    }
+
+    /// Hashes evicted since the last call.
+    pub fn take_evicted(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Drops every cached block no request uses (vLLM's `/reset_prefix_cache`); blocks in use
+    /// keep their contents but are no longer found by hash.
+    pub fn reset_prefix_cache(&mut self) {
+        self.by_hash.clear();
+        for (i, h) in self.hash_of.iter_mut().enumerate() {
+            if h.take().is_some() && self.refcount[i] == 0 {
+                self.never_used.push(i as u32);
+            }
+        }
+        self.lru.clear();
+        self.stamp_of.iter_mut().for_each(|s| *s = None);
+        self.evicted.clear();
     }
 
     /// Drops one reference on each block; unreferenced hashed blocks stay cached (LRU), others

@@ -10,10 +10,14 @@
 //! `--max-body-bytes` (16 MiB) are accepted; a request whose client disconnects is aborted and
 //! frees its batch slot and KV blocks, as in vLLM (`finished_reason="abort"`). Every response names the
 //! server (`x-inference-pod`, `x-inference-port`). Tokens are 4-byte chunks of the text
-//! (`tokens.rs`).
+//! (`tokens.rs`), or with `--tokenizer` a real Hugging Face tokenizer and chat template (the
+//! `/tokenize` family keeps the 4-byte tokens). With `--kv-events-endpoint` the block pool
+//! publishes vLLM's KV-cache events over ZMQ (`kv_events.rs`); `POST /reset_prefix_cache`
+//! drops the prefix cache as vLLM's does.
 
 mod engine;
 mod kv;
+mod kv_events;
 mod metrics;
 mod tokenizer_api;
 mod tokens;
@@ -33,7 +37,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use engine::{EngineConfig, Event, Submission};
+use engine::{Command, EngineConfig, Event, Submission};
 use metrics::{Dialect, FakeMetrics, PageInfo, Stats};
 
 /// Defaults: docs/SOURCES.md#step-model (step-cost coefficients "calibrated to the 8B/H100 profile":
@@ -103,12 +107,22 @@ struct Args {
     /// running-loras, waiting-loras); the engine still serves requests.
     #[arg(long)]
     fake_metrics: Option<String>,
+    /// A Hugging Face tokenizer (directory with `tokenizer.json` and `tokenizer_config.json`,
+    /// e.g. from `make-test-tokenizer`): prompts are tokenised with it and the chat template
+    /// instead of the built-in 4-byte tokens, as vLLM serving that model would.
+    #[arg(long)]
+    tokenizer: Option<std::path::PathBuf>,
+    /// Publish vLLM's KV-cache events on a ZMQ PUB socket bound here (e.g.
+    /// `tcp://127.0.0.1:5557`; vLLM's default is `tcp://*:5557`). Off when unset.
+    #[arg(long)]
+    kv_events_endpoint: Option<String>,
 }
 
 pub(crate) struct App {
     args: Args,
+    tokenizer: Option<prompt_tokenizer::PromptTokenizer>,
     stats: Arc<Mutex<Stats>>,
-    submit: mpsc::UnboundedSender<Submission>,
+    submit: mpsc::UnboundedSender<Command>,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -189,14 +203,34 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
         Err(e) => return e.into_response(),
     };
     let chat = path.ends_with("/chat/completions");
-    let Some(text) = tokens::prompt_text(&body, chat) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "missing prompt or messages",
-            "BadRequestError",
-        );
+    let tokens = match &app.tokenizer {
+        Some(t) => {
+            let ids = if chat {
+                body.get("messages").map(|m| t.tokenize_chat(m))
+            } else {
+                match body.get("prompt") {
+                    Some(Value::String(p)) => Some(t.tokenize_completion(p)),
+                    Some(other) => Some(t.tokenize_completion(&other.to_string())),
+                    None => None,
+                }
+            };
+            match ids {
+                Some(Ok(ids)) => ids,
+                Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e.to_string(), "BadRequestError"),
+                None => return error(StatusCode::BAD_REQUEST, "missing prompt or messages", "BadRequestError"),
+            }
+        }
+        None => {
+            let Some(text) = tokens::prompt_text(&body, chat) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "missing prompt or messages",
+                    "BadRequestError",
+                );
+            };
+            tokens::tokenize(&text)
+        }
     };
-    let tokens = tokens::tokenize(&text);
     let max_tokens = body
         .get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
@@ -232,12 +266,12 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel();
     if app
         .submit
-        .send(Submission {
+        .send(Command::Run(Submission {
             tokens,
             lora,
             max_tokens,
             tx,
-        })
+        }))
         .is_err()
     {
         return error(
@@ -397,6 +431,15 @@ async fn clear_fake(State(app): State<Shared>) -> Response {
     "ok".into_response()
 }
 
+/// vLLM's `POST /reset_prefix_cache`: drops the cached blocks (and says so on the KV-event
+/// stream).
+async fn reset_prefix_cache(State(app): State<Shared>) -> Response {
+    if app.submit.send(Command::ResetPrefixCache).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped", "ServiceUnavailableError");
+    }
+    identify(StatusCode::OK.into_response(), &app)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
@@ -424,12 +467,36 @@ async fn main() {
         c_dec_ms: args.decode_ms_per_seq,
         c_ctx_ms: args.context_ms_per_token,
     };
+    let tokenizer = match &args.tokenizer {
+        Some(p) => match prompt_tokenizer::PromptTokenizer::load(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("--tokenizer: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => None,
+    };
+    let events = match &args.kv_events_endpoint {
+        Some(ep) => {
+            let topic = format!("kv@{}@{}", args.listen, args.model);
+            match kv_events::start(ep, topic, args.block_size).await {
+                Ok(tx) => Some(tx),
+                Err(e) => {
+                    eprintln!("--kv-events-endpoint: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        None => None,
+    };
     let (submit, rx) = mpsc::unbounded_channel();
-    tokio::spawn(engine::run(cfg, rx, stats.clone()));
+    tokio::spawn(engine::run(cfg, rx, stats.clone(), events));
     let listen = args.listen;
     let body_limit = axum::extract::DefaultBodyLimit::max(args.max_body_bytes);
     let app = Arc::new(App {
         args,
+        tokenizer,
         stats,
         submit,
     });
@@ -438,6 +505,7 @@ async fn main() {
         .route("/v1/chat/completions", post(inference))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/reset_prefix_cache", post(reset_prefix_cache))
         .route("/tokenize", post(tokenizer_api::tokenize))
         .route("/detokenize", post(tokenizer_api::detokenize))
         .route(
