@@ -62,6 +62,15 @@ pub struct FilterConfig {
     /// Filter-only mode (no bootstrap scraper): the scraper living in this configuration and
     /// the thread that ticks it. The ticker is dropped first (it stops and joins its thread).
     scraper: Option<(crate::scraper::Ticker, Arc<crate::scraper::Scraper>)>,
+    /// The precise prefix cache: the plugins fed by the servers' KV events, their subscriber
+    /// thread (stopped when this configuration is dropped) and their stats.
+    kv: Option<KvFeed>,
+}
+
+struct KvFeed {
+    sinks: Vec<Arc<dyn scheduler_core::Plugin>>,
+    subscriptions: crate::kv_subscriber::Subscriptions,
+    stats: crate::kv_stats::KvStats,
 }
 
 /// The filter-only scraper that scrapes: the newest configuration's (older ones stand by, so
@@ -151,7 +160,14 @@ impl FilterConfig {
                 }
             }
         };
+        let sinks = loaded.picker.kv_event_sinks();
+        let kv = crate::kv_subscriber::start(&sinks).map(|subscriptions| KvFeed {
+            sinks,
+            subscriptions,
+            stats: crate::kv_stats::KvStats::define(envoy),
+        });
         Ok(FilterConfig {
+            kv,
             envoy,
             core: PickerCore {
                 picker: loaded.picker,
@@ -349,6 +365,10 @@ impl FilterConfig {
             if let Ok(mut t) = m.lock() {
                 t.flush(now_ms, &mut &self.stats.families);
             }
+        }
+        if let Some(kv) = &self.kv {
+            kv.stats
+                .flush(self.envoy, &kv.sinks, &kv.subscriptions.stats);
         }
         if let Some(g) = &self.gate {
             endpoint_picker_filter::telemetry::set_queue_depths(

@@ -33,11 +33,15 @@ pub mod abi;
 pub mod filter;
 pub mod hooks;
 pub mod hosts;
+pub mod kv_events;
+pub mod kv_stats;
+pub mod kv_subscriber;
 pub mod lb;
 pub mod logger;
 pub mod metrics;
 pub mod pool;
 pub mod scraper;
+pub mod tokenizer;
 
 use std::sync::OnceLock;
 
@@ -45,8 +49,12 @@ use scheduler_core::Registry;
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
-/// Installs the plugin types this module knows (once; called at program init).
-pub fn install_registry(registry: Registry) {
+/// Installs the plugin types this module knows (once; called at program init), lending them
+/// this module's services (the tokenizer loader) unless the caller set its own.
+pub fn install_registry(mut registry: Registry) {
+    if registry.services().tokenizers.is_none() {
+        registry.set_services(tokenizer::services());
+    }
     if REGISTRY.set(registry).is_err() {
         log::warn!("endpoint picker: registry installed twice; keeping the first");
     }
@@ -54,7 +62,11 @@ pub fn install_registry(registry: Registry) {
 
 /// The installed registry (the built-ins when none was installed).
 pub fn registry() -> &'static Registry {
-    REGISTRY.get_or_init(Registry::with_builtins)
+    REGISTRY.get_or_init(|| {
+        let mut r = Registry::with_builtins();
+        r.set_services(tokenizer::services());
+        r
+    })
 }
 
 /// Process start-up: Envoy's log as the `log` sink.

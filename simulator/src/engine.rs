@@ -262,7 +262,9 @@ impl Engine {
                                 (None, true) => {
                                     stored = Some(KvEvent::Stored {
                                         hashes: vec![*h],
-                                        parent: i.checked_sub(1).and_then(|p| s.hashes.get(p).copied()),
+                                        parent: i
+                                            .checked_sub(1)
+                                            .and_then(|p| s.hashes.get(p).copied()),
                                         tokens: toks.to_vec(),
                                         lora: s.lora.clone(),
                                     });
@@ -442,7 +444,11 @@ impl Engine {
         self.waiting.push_back(Seq {
             tokens,
             hashes,
-            token_ids: if self.events.is_some() { sub.tokens } else { Vec::new() },
+            token_ids: if self.events.is_some() {
+                sub.tokens
+            } else {
+                Vec::new()
+            },
             lora: sub.lora,
             max_tokens: sub.max_tokens.max(1),
             tx: sub.tx,

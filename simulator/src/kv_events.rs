@@ -43,7 +43,12 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
     let events: Vec<Value> = events
         .iter()
         .map(|e| match e {
-            KvEvent::Stored { hashes: h, parent, tokens, lora } => Value::Array(vec![
+            KvEvent::Stored {
+                hashes: h,
+                parent,
+                tokens,
+                lora,
+            } => Value::Array(vec![
                 Value::from("BlockStored"),
                 hashes(h),
                 parent.map_or(Value::Nil, Value::from),
@@ -53,7 +58,11 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
                 Value::from("GPU"),
                 lora.as_deref().map_or(Value::Nil, Value::from),
             ]),
-            KvEvent::Removed { hashes: h } => Value::Array(vec![Value::from("BlockRemoved"), hashes(h), Value::from("GPU")]),
+            KvEvent::Removed { hashes: h } => Value::Array(vec![
+                Value::from("BlockRemoved"),
+                hashes(h),
+                Value::from("GPU"),
+            ]),
             KvEvent::Cleared => Value::Array(vec![Value::from("AllBlocksCleared")]),
         })
         .collect();
@@ -111,7 +120,12 @@ mod tests {
         let bytes = encode(
             1.5,
             &[
-                KvEvent::Stored { hashes: vec![7, 8], parent: None, tokens: vec![1, 2, 3, 4], lora: None },
+                KvEvent::Stored {
+                    hashes: vec![7, 8],
+                    parent: None,
+                    tokens: vec![1, 2, 3, 4],
+                    lora: None,
+                },
                 KvEvent::Removed { hashes: vec![7] },
                 KvEvent::Cleared,
             ],

@@ -216,8 +216,16 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
             };
             match ids {
                 Some(Ok(ids)) => ids,
-                Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e.to_string(), "BadRequestError"),
-                None => return error(StatusCode::BAD_REQUEST, "missing prompt or messages", "BadRequestError"),
+                Some(Err(e)) => {
+                    return error(StatusCode::BAD_REQUEST, &e.to_string(), "BadRequestError")
+                }
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "missing prompt or messages",
+                        "BadRequestError",
+                    )
+                }
             }
         }
         None => {
@@ -435,7 +443,11 @@ async fn clear_fake(State(app): State<Shared>) -> Response {
 /// stream).
 async fn reset_prefix_cache(State(app): State<Shared>) -> Response {
     if app.submit.send(Command::ResetPrefixCache).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped", "ServiceUnavailableError");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine stopped",
+            "ServiceUnavailableError",
+        );
     }
     identify(StatusCode::OK.into_response(), &app)
 }

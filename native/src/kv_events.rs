@@ -1,0 +1,234 @@
+//! Decoding vLLM's KV-cache event messages (untrusted input: every malformed part is an error,
+//! never a panic).
+//!
+//! A message is ZMQ multipart `[topic, sequence, payload]`: the topic `kv@<pod>@<model>`
+//! (llm-d's convention; vLLM's default topic is empty), an 8-byte big-endian sequence number,
+//! and a msgpack `KVEventBatch` in msgspec's `array_like` form, `[ts, [event…],
+//! data_parallel_rank?]`. Each event is an array led by its tag (fields by position, trailing
+//! defaults omitted; newer fields at the end are ignored):
+//! - `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id?, medium?,
+//!   lora_name?, …]`
+//! - `["BlockRemoved", block_hashes, medium?, …]`
+//! - `["AllBlocksCleared", …]`
+//!
+//! A block hash is an integer, or bytes of which the last 8 are read big-endian (vLLM's SHA-256
+//! hashes), as llm-d-kv-cache reads them. Event kinds this module does not know are skipped.
+
+use rmpv::Value;
+use scheduler_core::kvcache::KvEvent;
+
+/// Largest payload decoded, bytes (a batch of a few hundred 16-token blocks is ~10–50 KB).
+pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
+/// Deepest msgpack nesting accepted (a batch needs 4).
+const MAX_DEPTH: usize = 16;
+
+/// A decoded message.
+#[derive(Debug, PartialEq)]
+pub struct Batch {
+    /// The pod part of the topic (`kv@<pod>@<model>`), or the whole topic.
+    pub pod: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// The events, in order.
+    pub events: Vec<KvEvent>,
+}
+
+fn hash(v: &Value) -> Result<u64, String> {
+    match v {
+        Value::Integer(i) => i
+            .as_u64()
+            .or_else(|| i.as_i64().map(|x| x as u64))
+            .ok_or_else(|| "block hash out of range".into()),
+        Value::Binary(b) if !b.is_empty() => Ok(b
+            .iter()
+            .skip(b.len().saturating_sub(8))
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
+        other => Err(format!("block hash is {other:?}")),
+    }
+}
+
+fn hashes(v: Option<&Value>) -> Result<Vec<u64>, String> {
+    v.and_then(Value::as_array)
+        .ok_or("block_hashes is not an array")?
+        .iter()
+        .map(hash)
+        .collect()
+}
+
+fn opt_str(v: Option<&Value>) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Nil) => Ok(None),
+        Some(Value::String(s)) => Ok(s.as_str().map(str::to_owned)),
+        Some(other) => Err(format!("expected a string, got {other:?}")),
+    }
+}
+
+fn event(v: &Value) -> Result<Option<KvEvent>, String> {
+    let f = v.as_array().ok_or("event is not an array")?;
+    let tag = f
+        .first()
+        .and_then(Value::as_str)
+        .ok_or("event has no tag")?;
+    Ok(Some(match tag {
+        "BlockStored" => {
+            let parent = match f.get(2) {
+                None | Some(Value::Nil) => None,
+                Some(p) => Some(hash(p)?),
+            };
+            let tokens = f
+                .get(3)
+                .and_then(Value::as_array)
+                .ok_or("token_ids is not an array")?
+                .iter()
+                .map(|t| {
+                    t.as_u64()
+                        .and_then(|x| u32::try_from(x).ok())
+                        .ok_or("token id out of range")
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            let block_size = f
+                .get(4)
+                .and_then(Value::as_u64)
+                .and_then(|x| u32::try_from(x).ok())
+                .filter(|&x| x > 0)
+                .ok_or("block_size is not a positive integer")?;
+            KvEvent::BlockStored {
+                block_hashes: hashes(f.get(1))?,
+                parent,
+                token_ids: tokens,
+                block_size,
+                medium: opt_str(f.get(6))?,
+                lora_name: opt_str(f.get(7))?,
+            }
+        }
+        "BlockRemoved" => KvEvent::BlockRemoved {
+            block_hashes: hashes(f.get(1))?,
+            medium: opt_str(f.get(2))?,
+        },
+        "AllBlocksCleared" => KvEvent::AllBlocksCleared,
+        _ => return Ok(None),
+    }))
+}
+
+/// Decodes one message's frames.
+///
+/// # Errors
+/// Not 3 frames; a sequence frame shorter than 8 bytes; a payload over [`MAX_PAYLOAD_BYTES`],
+/// not msgpack, nested too deep or not shaped as above.
+pub fn decode(frames: &[&[u8]]) -> Result<Batch, String> {
+    let [topic, seq, payload] = frames else {
+        return Err(format!("{} frames, expected 3", frames.len()));
+    };
+    let seq: [u8; 8] = seq
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or("sequence frame shorter than 8 bytes")?;
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(format!("payload of {} bytes", payload.len()));
+    }
+    let topic = String::from_utf8_lossy(topic);
+    let mut parts = topic.split('@');
+    let pod = match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(pod), Some(_)) => pod.to_owned(),
+        _ => topic.clone().into_owned(),
+    };
+    let mut rd = *payload;
+    let v = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
+        .map_err(|e| format!("msgpack: {e}"))?;
+    let batch = v.as_array().ok_or("batch is not an array")?;
+    let events = batch
+        .get(1)
+        .and_then(Value::as_array)
+        .ok_or("batch has no event list")?
+        .iter()
+        .map(event)
+        .filter_map(Result::transpose)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Batch {
+        pod,
+        seq: u64::from_be_bytes(seq),
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_a_vllm_batch_with_integer_and_sha256_hashes() {
+        let sha: Vec<u8> = (0u8..32).collect();
+        let batch = Value::Array(vec![
+            Value::F64(1.0),
+            Value::Array(vec![
+                Value::Array(vec![
+                    "BlockStored".into(),
+                    Value::Array(vec![Value::from(7u64), Value::Binary(sha.clone())]),
+                    Value::Nil,
+                    Value::Array((0..32).map(|t| Value::from(t as u64)).collect()),
+                    Value::from(16u64),
+                    Value::Nil,
+                    "GPU".into(),
+                    "sql-lora".into(),
+                    Value::Nil, // extra_keys: a newer field, ignored
+                ]),
+                Value::Array(vec![
+                    "BlockRemoved".into(),
+                    Value::Array(vec![Value::from(7u64)]),
+                ]),
+                Value::Array(vec!["SomethingNew".into()]),
+                Value::Array(vec!["AllBlocksCleared".into()]),
+            ]),
+            Value::from(0u64),
+        ]);
+        let payload = enc(&batch);
+        let b = decode(&[b"kv@10.0.0.1:8000@m", &5u64.to_be_bytes(), &payload]).unwrap();
+        assert_eq!(b.pod, "10.0.0.1:8000");
+        assert_eq!(b.seq, 5);
+        assert_eq!(b.events.len(), 3, "unknown kinds are skipped");
+        let KvEvent::BlockStored {
+            block_hashes,
+            parent,
+            token_ids,
+            block_size,
+            lora_name,
+            medium,
+        } = &b.events[0]
+        else {
+            panic!("{:?}", b.events[0]);
+        };
+        assert_eq!(block_hashes[0], 7);
+        assert_eq!(
+            block_hashes[1],
+            u64::from_be_bytes(sha[24..32].try_into().unwrap())
+        );
+        assert_eq!((*parent, token_ids.len(), *block_size), (None, 32, 16));
+        assert_eq!(lora_name.as_deref(), Some("sql-lora"));
+        assert_eq!(medium.as_deref(), Some("GPU"));
+        assert_eq!(b.events[2], KvEvent::AllBlocksCleared);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let ok = enc(&Value::Array(vec![Value::F64(0.0), Value::Array(vec![])]));
+        assert!(decode(&[b"t", &[0; 8]]).is_err(), "2 frames");
+        assert!(decode(&[b"t", &[0; 4], &ok]).is_err(), "short sequence");
+        assert!(decode(&[b"t", &[0; 8], b"\xc1"]).is_err(), "not msgpack");
+        let deep = (0..100).fold(Value::Nil, |v, _| Value::Array(vec![v]));
+        assert!(decode(&[b"t", &[0; 8], &enc(&deep)]).is_err(), "too deep");
+        let bad = enc(&Value::Array(vec![
+            Value::F64(0.0),
+            Value::Array(vec![Value::Array(vec!["BlockStored".into(), Value::Nil])]),
+        ]));
+        assert!(decode(&[b"t", &[0; 8], &bad]).is_err(), "no hashes");
+        let b = decode(&[b"plain-topic", &[0; 8], &ok]).unwrap();
+        assert_eq!(b.pod, "plain-topic");
+        assert!(b.events.is_empty());
+    }
+}

@@ -1,0 +1,62 @@
+//! The tokenizer service the native module lends `token-producer`: the model's Hugging Face
+//! tokenizer and chat template ([`prompt_tokenizer`]), loaded once per filter configuration and
+//! shared by every worker. Chat (and Anthropic messages) prompts, which the parser hands over as
+//! the raw JSON of `messages`, go through the chat template; every other API is encoded as
+//! text with the tokenizer's special tokens, as vLLM does.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use scheduler_core::model::request::ApiKind;
+use scheduler_core::plugin::{PromptTokenizer, Services, TokenizerProvider, TokenizerSpec};
+
+/// Loads tokenizers from local files (never downloads).
+pub struct HfTokenizers;
+
+struct Loaded(prompt_tokenizer::PromptTokenizer);
+
+impl PromptTokenizer for Loaded {
+    fn tokenize(&self, api: ApiKind, prompt: &str) -> Result<Vec<u32>, String> {
+        match api {
+            ApiKind::ChatCompletions | ApiKind::Messages => {
+                let messages: serde_json::Value =
+                    serde_json::from_str(prompt).map_err(|e| format!("messages: {e}"))?;
+                self.0.tokenize_chat(&messages).map_err(|e| e.to_string())
+            }
+            _ => self
+                .0
+                .tokenize_completion(prompt)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl TokenizerProvider for HfTokenizers {
+    fn load(&self, spec: &TokenizerSpec) -> Result<Arc<dyn PromptTokenizer>, String> {
+        let dir = match &spec.path {
+            Some(p) => Path::new(p).to_path_buf(),
+            None => prompt_tokenizer::find_in_hf_cache(&spec.model_name).ok_or_else(|| {
+                format!(
+                    "no local copy of '{}' (looked for models--{}/snapshots/*/tokenizer.json under $HF_HUB_CACHE, $HF_HOME/hub and ~/.cache/huggingface/hub)",
+                    spec.model_name,
+                    spec.model_name.replace('/', "--")
+                )
+            })?,
+        };
+        let t = prompt_tokenizer::PromptTokenizer::load(&dir).map_err(|e| e.to_string())?;
+        log::info!(
+            "endpoint picker: tokenizer {} loaded (chat template: {}, cached pieces: {})",
+            t.source().display(),
+            t.has_chat_template(),
+            t.caches_pieces()
+        );
+        Ok(Arc::new(Loaded(t)))
+    }
+}
+
+/// The services of this module: tokenizers.
+pub fn services() -> Services {
+    Services {
+        tokenizers: Some(Arc::new(HfTokenizers)),
+    }
+}
