@@ -17,12 +17,12 @@ EXAMPLE_MODULE := dist/out_of_tree_scorer.wasm
 # The native dynamic module (rustup's host toolchain; `native` profile: release + unwinding).
 NATIVE := dist/libendpoint_picker.so
 EXAMPLE_NATIVE := dist/libout_of_tree_scorer.so
-NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/module/src examples/out_of_tree_scorer/src -name '*.rs') \
+NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/module/src examples/out_of_tree_scorer/src prompt-tokenizer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
 E2E_BOTH := flow_control routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
-	out_of_tree native_abi llmd_sim
+	out_of_tree native_abi llmd_sim precise_prefix
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
@@ -109,6 +109,7 @@ oci: $(MODULE) $(NATIVE)
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
 e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus llmd-sim
+	$(CARGO) build --quiet -p model-sim
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) \
 		OCI_NATIVE_LAYOUT=$(abspath $(OCI_NATIVE_LAYOUT)) OCI_TAG=$(OCI_TAG) \
@@ -116,6 +117,7 @@ e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci promet
 	$(MAKE) e2e-native
 
 e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus llmd-sim
+	$(CARGO) build --quiet -p model-sim
 	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
 		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2
 

@@ -63,6 +63,15 @@ pub fn fake_server_bin() -> PathBuf {
     profile_dir.join("fake-model-server")
 }
 
+/// The `model-sim` binary: `MODEL_SIM`, else `target/<profile>/model-sim` (built by
+/// `make e2e` before the suites run).
+pub fn model_sim_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MODEL_SIM") {
+        return PathBuf::from(p);
+    }
+    fake_server_bin().with_file_name("model-sim")
+}
+
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,216 @@
+//! The precise prefix cache in real Envoy 1.40: `model-sim` servers on their own loopback IPs
+//! tokenise with a real (offline-trained) Hugging Face tokenizer and chat template and publish
+//! vLLM's KV-cache events over ZMQ; the native module tokenises the same way, subscribes to
+//! every endpoint's stream and routes on what the servers report, with 4 workers sharing one
+//! index.
+//!
+//! Native build: a prefix a server stored when it was sent there directly (never through this
+//! Envoy) draws the next requests with that prefix; after that server evicts it (its event says
+//! so) they go elsewhere; after a server resets its prefix cache (`AllBlocksCleared`) it no
+//! longer counts. Wasm build (which cannot hold sockets or tokenise): the same configuration
+//! loads, warns, and serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::{free_port, model_sim_bin, Backend, Env, EnvSpec};
+use serde_json::{json, Value};
+
+const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
+
+fn tokenizer_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("e2e-precise-tokenizer-{}", std::process::id()));
+    prompt_tokenizer::train::write_test_tokenizer(&d).expect("test tokenizer");
+    d
+}
+
+/// model-sim `i` on 127.0.0.`i`: 96 KV blocks of 16 tokens, events on port `kv_port`.
+fn sim(i: u8, tokenizer: &PathBuf, kv_port: u16) -> Backend {
+    let addr: SocketAddr = format!("127.0.0.{i}:{}", free_port()).parse().unwrap();
+    let mut cmd = Command::new(model_sim_bin());
+    cmd.args([
+        "--listen",
+        &addr.to_string(),
+        "--name",
+        &format!("sim-{i}"),
+        "--model",
+        MODEL,
+    ]);
+    cmd.args([
+        "--block-size",
+        "16",
+        "--num-gpu-blocks",
+        "96",
+        "--default-max-tokens",
+        "2",
+    ]);
+    cmd.args(["--step-base-ms", "1", "--prefill-ms-per-token", "0.01"]);
+    cmd.arg("--tokenizer").arg(tokenizer);
+    cmd.args([
+        "--kv-events-endpoint",
+        &format!("tcp://127.0.0.{i}:{kv_port}"),
+    ]);
+    Backend::spawn_command(&format!("sim-{i}"), addr, cmd)
+}
+
+fn picker(tokenizer: &PathBuf, kv_port: u16) -> Value {
+    json!({
+        "plugins": [
+            {"type": "token-producer", "parameters": {"modelName": "test/tiny-chat", "tokenizerPath": tokenizer}},
+            {"type": "precise-prefix-cache-producer", "parameters": {
+                "tokenProcessorConfig": {"blockSize": 16},
+                "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": kv_port}}}},
+            {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
+            {"type": "max-score-picker"}
+        ],
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "prefix-cache-scorer", "weight": 10}, {"pluginRef": "max-score-picker"}]}]
+    })
+}
+
+fn system_prompt() -> String {
+    "You are a helpful assistant for the customer support team. Answer each question briefly and cite the policy document you used. ".repeat(8)
+}
+
+fn chat(question: &str) -> String {
+    json!({"model": MODEL, "max_tokens": 2, "messages": [
+        {"role": "system", "content": system_prompt()},
+        {"role": "user", "content": question}]})
+    .to_string()
+}
+
+/// Sends `body` straight to a model server (not through Envoy).
+fn direct(b: &Backend, body: &str) {
+    let r = ureq::post(&format!("http://{}/v1/chat/completions", b.addr))
+        .set("content-type", "application/json")
+        .timeout(Duration::from_secs(20))
+        .send_string(body);
+    assert!(r.is_ok(), "direct request to {}: {r:?}", b.name);
+}
+
+/// `n` requests with the shared prefix through Envoy, over fresh connections from 4 threads
+/// (so they land on different workers); the pods that served them.
+fn through_envoy(listen: SocketAddr, n: usize, tag: &str) -> Vec<String> {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                (0..n / 4)
+                    .map(|i| {
+                        let agent = ureq::AgentBuilder::new().build();
+                        match agent
+                            .post(&format!("http://{listen}/v1/chat/completions"))
+                            .set("content-type", "application/json")
+                            .timeout(Duration::from_secs(20))
+                            .send_string(&chat(&format!("{tag}: question {t}-{i}?")))
+                        {
+                            Ok(r) => r.header("x-inference-pod").unwrap_or("").to_string(),
+                            Err(e) => format!("error: {e}"),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect()
+}
+
+fn wait_stat(env: &Env, suffix: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if env.stat(suffix).unwrap_or(0) >= at_least {
+            return;
+        }
+        // Stats are flushed by traffic and the scraper's tick.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{suffix} stayed below {at_least}: {:?}\n{}",
+        env.stat(suffix),
+        env.log()
+    );
+}
+
+#[test]
+fn picks_follow_what_the_servers_report_in_their_kv_events() {
+    let tokenizer = tokenizer_dir();
+    let kv_port = free_port();
+    let backends: Vec<Backend> = (2..=4).map(|i| sim(i, &tokenizer, kv_port)).collect();
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency: 4,
+            picker: picker(&tokenizer, kv_port),
+            ..EnvSpec::default()
+        },
+    );
+    if !e2e::native() {
+        // The proxy-wasm build has no tokenizer service: the configuration loads, says why
+        // precise scoring is inactive, and every request is still served.
+        let served = through_envoy(env.listen, 8, "wasm");
+        assert!(served.iter().all(|p| p.starts_with("sim-")), "{served:?}");
+        assert!(
+            env.log().contains("cannot tokenise in the proxy"),
+            "{}",
+            env.log()
+        );
+        return;
+    }
+    let (sim2, sim3, sim4) = (&env.backends[0], &env.backends[1], &env.backends[2]);
+    wait_stat(&env, "endpoint_picker.kv_events.connections", 3);
+
+    // sim-3 gets the prefix directly: this Envoy never routed it, yet it follows the event.
+    direct(sim3, &chat("direct to sim-3"));
+    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 20);
+    let served = through_envoy(env.listen, 16, "after sim-3 stored it");
+    assert!(
+        served.iter().all(|p| p == "sim-3"),
+        "all on sim-3: {served:?}"
+    );
+
+    // sim-2 stores it too; then sim-3 evicts it: three distinct prompts of ~70 blocks each
+    // pass through its 96 blocks, so everything cached before them goes (LRU).
+    direct(sim2, &chat("direct to sim-2"));
+    let removed_before = env
+        .stat("endpoint_picker.kv_events.blocks_removed")
+        .unwrap_or(0);
+    for i in 0..3 {
+        let other = json!({"model": MODEL, "max_tokens": 2, "messages": [
+            {"role": "user", "content": format!("{i} unrelated: {}", "please translate this order history to french. ".repeat(110))}]});
+        direct(sim3, &other.to_string());
+    }
+    wait_stat(
+        &env,
+        "endpoint_picker.kv_events.blocks_removed",
+        removed_before + 60,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let served = through_envoy(env.listen, 16, "after sim-3 evicted it");
+    assert!(
+        served.iter().all(|p| p == "sim-2"),
+        "all on sim-2 once sim-3 evicted the prefix: {served:?}"
+    );
+
+    // sim-2 resets its prefix cache (AllBlocksCleared) and sim-4 stores the prefix: sim-4 wins.
+    let r = ureq::post(&format!("http://{}/reset_prefix_cache", sim2.addr)).call();
+    assert!(r.is_ok(), "{r:?}");
+    direct(sim4, &chat("direct to sim-4"));
+    std::thread::sleep(Duration::from_millis(500));
+    let served = through_envoy(env.listen, 16, "after sim-2 reset");
+    assert!(
+        served.iter().all(|p| p == "sim-4"),
+        "all on sim-4: {served:?}"
+    );
+    assert_eq!(
+        env.stat("endpoint_picker.kv_events.decode_errors")
+            .unwrap_or(0),
+        0
+    );
+    let keys = env.stat("endpoint_picker.kv_index.keys").unwrap_or(0);
+    assert!(keys > 0 && keys < 1000, "index keys {keys}");
+}
