@@ -34,8 +34,10 @@ target/release/make-test-tokenizer "$WORK/tokenizer"
 # The demo's fleet and workload (scripts/demo.sh); every server on its own loopback IP so one
 # KV-event port serves them all (the picker dials <endpoint IP>:socketPort).
 SIM_ARGS=(--num-gpu-blocks 1000 --max-num-seqs 64 --max-num-batched-tokens 4096 --tokenizer "$WORK/tokenizer")
-LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 1200
-           --question-tokens 60 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
+# loadgen's "tokens" are 4 characters of text; the test tokenizer makes ~1 token of each
+# ~8-character word, so twice the demo's figures give the demo's token counts (~1,200 + 60).
+LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 2400
+           --question-tokens 120 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
 ip_of() { echo "127.0.0.$((10 + $1))"; }
 
 endpoints=""; metrics=""

@@ -1,8 +1,8 @@
 //! A small byte-level BPE tokenizer trained offline, for tests and demos (no download): special
 //! tokens `<|begin_of_text|>` (BOS, prepended to completions), `<|end_of_text|>`,
 //! `<|im_start|>` and `<|im_end|>`, and a ChatML chat template in `tokenizer_config.json`.
-//! Trained on sentences drawn deterministically from a fixed English word list, so every run
-//! writes the same files.
+//! Trained on sentences drawn deterministically from a fixed English word list (including the
+//! words `loadgen` writes prompts with), so every run writes the same files.
 
 use std::path::Path;
 
@@ -104,6 +104,23 @@ const WORDS: &[&str] = &[
     "french",
     "review",
     "test",
+    // The words `loadgen` writes its prompts with, so they are whole tokens as English words
+    // are in a real model's vocabulary.
+    "billing",
+    "invoice",
+    "refund",
+    "shipping",
+    "product",
+    "warranty",
+    "delivery",
+    "payment",
+    "balance",
+    "service",
+    "contract",
+    "renewal",
+    "discount",
+    "region",
+    "report",
 ];
 
 fn corpus() -> Vec<String> {
