@@ -11,7 +11,8 @@
 # The hit rate is measured from the servers' own counters. Prints a table relative to the
 # approximate picker at 2 replicas and to approx-1. Not part of `make test`; ~5 min.
 #
-#   scripts/bench-precise.sh        (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS override)
+#   scripts/bench-precise.sh        (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_GPU_BLOCKS /
+#                                    BENCH_GROUPS override; BENCH_OUT names the results directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-45}
@@ -20,7 +21,9 @@ WORKERS=${BENCH_WORKERS:-4}
 N=4
 BASE_PORT=${BENCH_BASE_PORT:-18800}
 KV_PORT=${BENCH_KV_PORT:-18899}
-OUT=bench-results/precise
+GPU_BLOCKS=${BENCH_GPU_BLOCKS:-1000}
+NGROUPS=${BENCH_GROUPS:-16}
+OUT=${BENCH_OUT:-bench-results/precise}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 PIDS=()
@@ -33,10 +36,10 @@ target/release/make-test-tokenizer "$WORK/tokenizer"
 
 # The demo's fleet and workload (scripts/demo.sh); every server on its own loopback IP so one
 # KV-event port serves them all (the picker dials <endpoint IP>:socketPort).
-SIM_ARGS=(--num-gpu-blocks 1000 --max-num-seqs 64 --max-num-batched-tokens 4096 --tokenizer "$WORK/tokenizer")
+SIM_ARGS=(--num-gpu-blocks "$GPU_BLOCKS" --max-num-seqs 64 --max-num-batched-tokens 4096 --tokenizer "$WORK/tokenizer")
 # loadgen's "tokens" are 4 characters of text; the test tokenizer makes ~1 token of each
 # ~8-character word, so twice the demo's figures give the demo's token counts (~1,200 + 60).
-LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 2400
+LOAD_ARGS=(--workload shared-prefix --groups "$NGROUPS" --prompts-per-group 32 --system-tokens 2400
            --question-tokens 120 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
 ip_of() { echo "127.0.0.$((10 + $1))"; }
 

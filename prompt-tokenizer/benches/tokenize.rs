@@ -1,6 +1,6 @@
 //! Cost of tokenising a ~4 KiB request in the proxy with the offline test tokenizer (byte-level
-//! BPE, 2,000 ids): chat with a shared system prompt (the cache's case), chat with every prompt
-//! distinct, and a completions prompt (one piece, never cached).
+//! BPE): chat with a shared system prompt (the cache's case; the same question, then a new
+//! question each time), chat with every prompt distinct, and a completions prompt (one piece).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prompt_tokenizer::train::write_test_tokenizer;
@@ -17,6 +17,14 @@ fn bench(c: &mut Criterion) {
     let mut n = 0u64;
     c.bench_function("chat 4 KiB, shared system prompt", |b| {
         b.iter(|| t.tokenize_chat(&shared).unwrap().len())
+    });
+    let mut q = 0u64;
+    c.bench_function("chat 4 KiB, shared system prompt, new question", |b| {
+        b.iter(|| {
+            q += 1;
+            let m = json!([{"role": "system", "content": system}, {"role": "user", "content": format!("Question {q}: how do I translate my account history to french?")}]);
+            t.tokenize_chat(&m).unwrap().len()
+        })
     });
     c.bench_function("chat 4 KiB, every prompt distinct", |b| {
         b.iter(|| {

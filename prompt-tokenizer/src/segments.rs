@@ -4,8 +4,12 @@
 //! and then normalises, pre-tokenises and encodes every piece between them on its own. So the
 //! ids of a rendered chat prompt are the concatenation of the ids of its pieces, and a piece
 //! that repeats across requests (a system prompt between `<|im_start|>system\n` and
-//! `<|im_end|>`) can be encoded once. [`Segmenter`] does that cut itself and caches pieces of
-//! [`CACHE_MIN_BYTES`] or more.
+//! `<|im_end|>`, an earlier turn of a conversation, the `\n` and `assistant\n` between
+//! messages) can be encoded once. [`Segmenter`] does that cut itself and caches every piece.
+//! The cache is generational per shard: when the current map holds
+//! [`CACHE_ENTRIES_PER_SHARD`] pieces it becomes the previous one and a new map starts; a piece
+//! found in the previous map moves to the current one, so pieces in use survive and one-off
+//! pieces (a new user question) age out after two generations.
 //!
 //! When that equivalence might not hold (an added token that strips spaces or must match a
 //! whole word, or is matched after normalisation while the tokenizer normalises, or a probe
@@ -19,13 +23,35 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::Tokenizer;
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Pieces shorter than this (bytes) are encoded every time.
-pub const CACHE_MIN_BYTES: usize = 256;
-/// Cached pieces per shard; a full shard is emptied.
+/// Cached pieces per shard and generation (8 shards: at most 8 × 2 × 512 pieces).
 pub const CACHE_ENTRIES_PER_SHARD: usize = 512;
 const SHARDS: usize = 8;
 
-type Shard = Mutex<HashMap<u64, Arc<[u32]>>>;
+#[derive(Default)]
+struct Generations {
+    current: HashMap<u64, Arc<[u32]>>,
+    previous: HashMap<u64, Arc<[u32]>>,
+}
+
+impl Generations {
+    fn get(&mut self, key: u64) -> Option<Arc<[u32]>> {
+        if let Some(ids) = self.current.get(&key) {
+            return Some(ids.clone());
+        }
+        let ids = self.previous.remove(&key)?;
+        self.insert(key, ids.clone());
+        Some(ids)
+    }
+
+    fn insert(&mut self, key: u64, ids: Arc<[u32]>) {
+        if self.current.len() >= CACHE_ENTRIES_PER_SHARD {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, ids);
+    }
+}
+
+type Shard = Mutex<Generations>;
 
 /// See the module docs.
 pub struct Segmenter {
@@ -39,7 +65,9 @@ pub struct Segmenter {
 impl Segmenter {
     /// The segmenter for `tokenizer` (checked against whole encoding on a probe text).
     pub fn new(tokenizer: &Tokenizer) -> Self {
-        let cache = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let cache = (0..SHARDS)
+            .map(|_| Mutex::new(Generations::default()))
+            .collect();
         let added = tokenizer.get_added_tokens_decoder();
         let normalises = tokenizer.get_normalizer().is_some();
         let unsafe_token = added
@@ -116,10 +144,6 @@ impl Segmenter {
         if piece.is_empty() {
             return;
         }
-        if piece.len() < CACHE_MIN_BYTES {
-            out.extend(whole(tokenizer, piece));
-            return;
-        }
         let key = xxh3_64(piece.as_bytes());
         let Some(shard) = self.cache.get(key as usize % SHARDS) else {
             out.extend(whole(tokenizer, piece));
@@ -128,19 +152,17 @@ impl Segmenter {
         let hit = shard
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
+            .get(key);
         if let Some(ids) = hit {
             out.extend_from_slice(&ids);
             return;
         }
         let ids: Arc<[u32]> = whole(tokenizer, piece).into();
         out.extend_from_slice(&ids);
-        let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if s.len() >= CACHE_ENTRIES_PER_SHARD {
-            s.clear();
-        }
-        s.insert(key, ids);
+        shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, ids);
     }
 }
 
