@@ -12,7 +12,8 @@
 # approximate picker at 2 replicas and to approx-1. Not part of `make test`; ~5 min.
 #
 #   scripts/bench-precise.sh        (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_GPU_BLOCKS /
-#                                    BENCH_GROUPS override; BENCH_OUT names the results directory)
+#                                    BENCH_GROUPS / BENCH_SPECULATIVE / BENCH_SPECULATIVE_TTL override;
+#                                    BENCH_OUT names the results directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-45}
@@ -23,6 +24,10 @@ BASE_PORT=${BENCH_BASE_PORT:-18800}
 KV_PORT=${BENCH_KV_PORT:-18899}
 GPU_BLOCKS=${BENCH_GPU_BLOCKS:-1000}
 NGROUPS=${BENCH_GROUPS:-16}
+# llm-d's speculative indexing: the pick counts as holding the prompt until the server reports
+# it (or the TTL passes), so a group's next requests follow its first while it is prefilling.
+SPECULATIVE=${BENCH_SPECULATIVE:-true}
+SPECULATIVE_TTL=${BENCH_SPECULATIVE_TTL:-5s}
 OUT=${BENCH_OUT:-bench-results/precise}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -56,6 +61,7 @@ cat > "$WORK/precise.json" <<JSON
    {"type": "token-producer", "parameters": {"modelName": "test/tiny-chat", "tokenizerPath": "$WORK/tokenizer"}},
    {"type": "precise-prefix-cache-producer", "parameters": {
      "tokenProcessorConfig": {"blockSize": 16},
+     "speculativeIndexing": $SPECULATIVE, "speculativeTTL": "$SPECULATIVE_TTL",
      "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": $KV_PORT}}}},
    {"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
    {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}],
