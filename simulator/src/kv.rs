@@ -137,9 +137,11 @@ impl BlockPool {
     }
 
     /// Drops one reference on each block; unreferenced hashed blocks stay cached (LRU), others
-    /// become free.
+    /// become free. Blocks are released last first, as vLLM frees a request's blocks in reverse
+    /// order so that a prompt's tail is evicted before its head (which keeps the prefix that
+    /// later requests share usable for longer).
     pub fn release(&mut self, blocks: &[u32]) {
-        for &b in blocks {
+        for &b in blocks.iter().rev() {
             let i = b as usize;
             if self.refcount[i] == 0 {
                 continue;
@@ -188,14 +190,10 @@ mod tests {
         p.release(&a);
         assert_eq!(p.usage(), 0.0, "cached blocks are not in use");
         assert_eq!(p.lookup(&[10, 11, 12]), a, "longest cached prefix");
-        let b = p.allocate(3).unwrap(); // 2 never used + evict the oldest cached (10)
+        let b = p.allocate(3).unwrap(); // 2 never used + evict the oldest cached (11, the tail)
         assert_eq!(b.len(), 3);
-        assert_eq!(
-            p.lookup(&[10, 11]),
-            Vec::<u32>::new(),
-            "10 was evicted first"
-        );
-        assert_eq!(p.lookup(&[11]).len(), 1);
+        assert_eq!(p.lookup(&[10, 11]), vec![a[0]], "the tail went first, the head stays");
+        assert!(p.lookup(&[11]).is_empty());
         assert!(p.allocate(2).is_none(), "only one block left");
     }
 
