@@ -357,3 +357,37 @@ fn request_keys_match_between_a_prompt_and_the_blocks_a_server_reports() {
     keys.extend(parts[1], &t[32..64], 0, &mut parts);
     assert_eq!(whole, parts);
 }
+
+#[test]
+fn memory_follows_what_is_held_not_what_was_ever_held() {
+    let (picker, _) = load(
+        &upstream("llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml"),
+        &registry(),
+    )
+    .unwrap();
+    let sink = picker.kv_event_sinks()[0].clone();
+    let sink = sink.as_kv_event_sink().unwrap();
+    // A server that stores and evicts 200,000 distinct blocks, holding at most 100 at a time.
+    let mut bytes_at = Vec::new();
+    for i in 0..200_000u64 {
+        let toks: Vec<u32> = (0..16)
+            .map(|j| (i as u32).wrapping_mul(31).wrapping_add(j))
+            .collect();
+        sink.apply("10.0.0.1:8000", &[stored(&[i], None, &toks)]);
+        if i >= 100 {
+            sink.apply(
+                "10.0.0.1:8000",
+                &[KvEvent::BlockRemoved {
+                    block_hashes: vec![i - 100],
+                    medium: None,
+                }],
+            );
+        }
+        if i % 50_000 == 49_999 {
+            bytes_at.push(sink.index_stats().approx_bytes);
+        }
+    }
+    let st = sink.index_stats();
+    assert_eq!((st.keys, st.engine_keys), (100, 100), "{st:?}");
+    assert!(bytes_at.iter().all(|&b| b < 64 * 1024), "{bytes_at:?}");
+}

@@ -192,7 +192,11 @@ mod tests {
         assert_eq!(p.lookup(&[10, 11, 12]), a, "longest cached prefix");
         let b = p.allocate(3).unwrap(); // 2 never used + evict the oldest cached (11, the tail)
         assert_eq!(b.len(), 3);
-        assert_eq!(p.lookup(&[10, 11]), vec![a[0]], "the tail went first, the head stays");
+        assert_eq!(
+            p.lookup(&[10, 11]),
+            vec![a[0]],
+            "the tail went first, the head stays"
+        );
         assert!(p.lookup(&[11]).is_empty());
         assert!(p.allocate(2).is_none(), "only one block left");
     }

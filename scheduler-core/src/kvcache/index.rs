@@ -11,8 +11,9 @@
 //!
 //! Bounded: at most `max_keys` request keys (first in, first out once full; a server's own
 //! `BlockRemoved` normally keeps it well below) and `max_keys` engine keys per endpoint, and at
-//! most `max_holders` endpoints per key (llm-d's `podCacheSize`). Memory is reported by
-//! [`KvBlockIndex::stats`].
+//! most `max_holders` endpoints per key (llm-d's `podCacheSize`); the insertion-order queues
+//! are compacted as keys are removed, so memory follows what is held, not what was ever held.
+//! Memory is reported by [`KvBlockIndex::stats`].
 //!
 //! Scoring is llm-d's "longest prefix" strategy: an endpoint scores the sum of its medium
 //! weights over the leading keys it holds without a gap (GPU 1.0 and CPU 0.8 by default, the
@@ -29,6 +30,24 @@ use super::keys::RequestKeys;
 use crate::lock::Lock;
 
 const SHARDS: usize = 16;
+
+/// Drops from a first-in-first-out `order` the keys `live` no longer holds and repeated keys
+/// (keeping each key's latest place), once it is more than twice as long as the live set plus
+/// 64: removals do not touch the queue, so without this it would grow with every key ever
+/// inserted. Amortised O(1) per insertion.
+fn compact(order: &mut VecDeque<u64>, live_len: usize, live: impl Fn(&u64) -> bool) {
+    if order.len() <= 2 * live_len + 64 {
+        return;
+    }
+    let mut seen = hashbrown::HashSet::with_capacity(live_len);
+    let mut kept: VecDeque<u64> = VecDeque::with_capacity(live_len);
+    for &k in order.iter().rev() {
+        if live(&k) && seen.insert(k) {
+            kept.push_front(k);
+        }
+    }
+    *order = kept;
+}
 
 /// Default cap on request keys (≈ 4 M tokens at 16 tokens per block; ~64 MiB at most).
 pub const DEFAULT_MAX_KEYS: usize = 262_144;
@@ -294,6 +313,8 @@ impl KvBlockIndex {
                     };
                     if e.engine.insert(ek, rk).is_none() {
                         e.order.push_back(ek);
+                        let EndpointBlocks { engine, order, .. } = e;
+                        compact(order, engine.len(), |k| engine.contains_key(k));
                     }
                     while e.engine.len() > max_engine {
                         match e.order.pop_front() {
@@ -324,6 +345,8 @@ impl KvBlockIndex {
                 }
             }
             s.order.push_back(key);
+            let Shard { blocks, order } = &mut *s;
+            compact(order, blocks.len(), |k| blocks.contains_key(k));
         }
         let holders = s.blocks.entry(key).or_default();
         if let Some(h) = holders
