@@ -1,11 +1,31 @@
 //! Cost of tokenising a ~4 KiB request in the proxy with the offline test tokenizer (byte-level
-//! BPE): chat with a shared system prompt (the cache's case; the same question, then a new
-//! question each time), chat with every prompt distinct, and a completions prompt (one piece).
+//! BPE): chat with a shared system prompt (every piece repeats; a new question each time), chat
+//! whose text is all new, and completions prompts (the same; a shared prefix with a new
+//! question; all new).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prompt_tokenizer::train::write_test_tokenizer;
 use prompt_tokenizer::PromptTokenizer;
 use serde_json::json;
+
+/// ~`bytes` of text no earlier call produced (words drawn by a counter-seeded xorshift).
+fn fresh_text(seed: u64, bytes: usize) -> String {
+    const WORDS: &[&str] = &[
+        "account", "billing", "invoice", "policy", "refund", "shipping", "order", "customer",
+        "support", "product", "warranty", "delivery", "payment", "balance", "service", "the",
+        "answer", "question", "briefly", "region", "report", "zebra", "quantum", "harbor",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::with_capacity(bytes + 16);
+    while s.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+        s.push(if x % 11 == 0 { ',' } else { ' ' });
+    }
+    s
+}
 
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("prompt-tokenizer-bench-{}", std::process::id()));
@@ -14,8 +34,7 @@ fn bench(c: &mut Criterion) {
     let system = "You are a helpful assistant for the customer support team. Answer each question briefly, cite the policy document and the order history you used, and write code in rust or python when asked. ".repeat(20);
     assert!(system.len() > 3800);
     let shared = json!([{"role": "system", "content": system}, {"role": "user", "content": "How do I translate my account history to french?"}]);
-    let mut n = 0u64;
-    c.bench_function("chat 4 KiB, shared system prompt", |b| {
+    c.bench_function("chat 4 KiB, every piece seen before", |b| {
         b.iter(|| t.tokenize_chat(&shared).unwrap().len())
     });
     let mut q = 0u64;
@@ -26,15 +45,36 @@ fn bench(c: &mut Criterion) {
             t.tokenize_chat(&m).unwrap().len()
         })
     });
-    c.bench_function("chat 4 KiB, every prompt distinct", |b| {
+    let mut n = 0u64;
+    c.bench_function("chat 4 KiB, all text new", |b| {
         b.iter(|| {
             n += 1;
-            let m = json!([{"role": "system", "content": format!("{n} {system}")}, {"role": "user", "content": "Why?"}]);
+            let m = json!([{"role": "system", "content": fresh_text(n, 4000)}, {"role": "user", "content": "Why?"}]);
             t.tokenize_chat(&m).unwrap().len()
         })
     });
-    c.bench_function("completions 4 KiB", |b| {
+    c.bench_function("completions 4 KiB, same prompt", |b| {
         b.iter(|| t.tokenize_completion(&system).unwrap().len())
+    });
+    let mut k = 0u64;
+    c.bench_function("completions 4 KiB, shared prefix, new question", |b| {
+        b.iter(|| {
+            k += 1;
+            t.tokenize_completion(&format!(
+                "{system} Question {k}: how do I translate my account history?"
+            ))
+            .unwrap()
+            .len()
+        })
+    });
+    let mut j = 0u64;
+    c.bench_function("completions 4 KiB, all text new", |b| {
+        b.iter(|| {
+            j += 1;
+            t.tokenize_completion(&fresh_text(1_000_000 + j, 4000))
+                .unwrap()
+                .len()
+        })
     });
 }
 

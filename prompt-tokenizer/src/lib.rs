@@ -49,6 +49,9 @@ fn err(msg: impl Into<String>) -> Error {
 /// A model's tokenizer and chat template. `Send + Sync`: one instance serves every thread.
 pub struct PromptTokenizer {
     tokenizer: Tokenizer,
+    /// The ids the tokenizer's post-processor puts before and after a text (a BOS…), when
+    /// adding them around piecewise ids gives exactly what encoding with special tokens gives.
+    wrap: Option<(Vec<u32>, Vec<u32>)>,
     template: Option<ChatTemplate>,
     segmenter: Segmenter,
     source: PathBuf,
@@ -84,7 +87,9 @@ impl PromptTokenizer {
             Err(_) => None,
         };
         let segmenter = Segmenter::new(&tokenizer);
+        let wrap = wrapping(&tokenizer, &segmenter);
         Ok(PromptTokenizer {
+            wrap,
             tokenizer,
             template,
             segmenter,
@@ -102,6 +107,11 @@ impl PromptTokenizer {
         self.segmenter.splits()
     }
 
+    /// True when long pieces are cut into cached chunks and completions use them.
+    pub fn caches_chunks(&self) -> bool {
+        self.segmenter.chunks() && self.wrap.is_some()
+    }
+
     /// True when the tokenizer has a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()
@@ -113,6 +123,12 @@ impl PromptTokenizer {
     /// # Errors
     /// The tokenizer's own error (rare: invalid input for its normaliser).
     pub fn tokenize_completion(&self, prompt: &str) -> Result<Vec<u32>, Error> {
+        if let Some((before, after)) = &self.wrap {
+            let mut ids = before.clone();
+            ids.extend(self.segmenter.encode(&self.tokenizer, prompt));
+            ids.extend_from_slice(after);
+            return Ok(ids);
+        }
         self.tokenizer
             .encode_fast(prompt, true)
             .map(|e| e.get_ids().to_vec())
@@ -148,6 +164,31 @@ impl PromptTokenizer {
     pub fn tokenize_rendered(&self, text: &str) -> Vec<u32> {
         self.segmenter.encode(&self.tokenizer, text)
     }
+}
+
+/// The special ids the post-processor adds around a single text, if adding them around
+/// piecewise ids reproduces encoding with special tokens on a probe text.
+fn wrapping(tokenizer: &Tokenizer, segmenter: &Segmenter) -> Option<(Vec<u32>, Vec<u32>)> {
+    if !segmenter.splits() && !segmenter.chunks() {
+        return None;
+    }
+    let ids = |text: &str, special: bool| {
+        tokenizer
+            .encode_fast(text, special)
+            .ok()
+            .map(|e| e.get_ids().to_vec())
+    };
+    let bare = ids("Hello world", false)?;
+    let full = ids("Hello world", true)?;
+    let at = (0..=full.len().checked_sub(bare.len())?)
+        .find(|&i| full.get(i..i + bare.len()) == Some(bare.as_slice()))?;
+    let before = full.get(..at)?.to_vec();
+    let after = full.get(at + bare.len()..)?.to_vec();
+    let probe = "Long text, with words; numbers 42 and   spaces.\n".repeat(30);
+    let mut got = before.clone();
+    got.extend(segmenter.encode(tokenizer, &probe));
+    got.extend_from_slice(&after);
+    (ids(&probe, true)? == got).then_some((before, after))
 }
 
 /// The local copy of Hugging Face model `model_id` (`org/name`): the snapshot directory holding

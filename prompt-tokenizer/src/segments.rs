@@ -11,6 +11,9 @@
 //! found in the previous map moves to the current one, so pieces in use survive and one-off
 //! pieces (a new user question) age out after two generations.
 //!
+//! Long pieces are further cut at word boundaries into cached chunks ([`CHUNK_BYTES`]), so a
+//! long shared prefix of a completions prompt is encoded once as well.
+//!
 //! When that equivalence might not hold (an added token that strips spaces or must match a
 //! whole word, or is matched after normalisation while the tokenizer normalises, or a probe
 //! text that encodes differently whole and in pieces, e.g. a Metaspace pre-tokenizer that
@@ -23,6 +26,12 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::Tokenizer;
 use xxhash_rust::xxh3::xxh3_64;
 
+/// A piece longer than twice this (bytes) is also cut into chunks of at least this size at word
+/// boundaries (a space between two ASCII letters, where byte-level pre-tokenizers always split:
+/// ` word` starts a new pre-token), each cached on its own, so a long shared prefix inside one
+/// piece (a completions prompt) is encoded once too. Used only when a probe text encodes the
+/// same whole and chunked.
+pub const CHUNK_BYTES: usize = 256;
 /// Cached pieces per shard and generation (8 shards: at most 8 × 2 × 512 pieces).
 pub const CACHE_ENTRIES_PER_SHARD: usize = 512;
 const SHARDS: usize = 8;
@@ -60,6 +69,33 @@ pub struct Segmenter {
     /// Id of each pattern of `matcher`.
     ids: Vec<u32>,
     cache: Vec<Shard>,
+    /// Long pieces are cut into cached chunks ([`CHUNK_BYTES`]).
+    chunks: bool,
+}
+
+/// A text for checking that chunked encoding equals whole encoding: words, punctuation, digits,
+/// runs of spaces and newlines, several chunks long.
+fn chunk_probe() -> String {
+    "The quick brown fox, jumps over 12 lazy dogs; it's fine.  Really?\n\tYes: (maybe) don't \
+     stop-words & CamelCase words at 3.14 percent...\n\n"
+        .repeat(12)
+}
+
+/// Where `text` may be cut: offsets of a space between two ASCII letters, at least
+/// [`CHUNK_BYTES`] apart, none in the last [`CHUNK_BYTES`].
+fn cuts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let b = text.as_bytes();
+    let mut last = 0;
+    (CHUNK_BYTES..b.len().saturating_sub(CHUNK_BYTES)).filter(move |&p| {
+        let boundary = p >= last + CHUNK_BYTES
+            && b.get(p) == Some(&b' ')
+            && b.get(p - 1).is_some_and(u8::is_ascii_alphabetic)
+            && b.get(p + 1).is_some_and(u8::is_ascii_alphabetic);
+        if boundary {
+            last = p;
+        }
+        boundary
+    })
 }
 
 impl Segmenter {
@@ -91,6 +127,7 @@ impl Segmenter {
             matcher,
             ids: pairs.iter().map(|(_, id)| *id).collect(),
             cache,
+            chunks: false,
         };
         if s.matcher.is_some() {
             let probe =
@@ -110,7 +147,19 @@ impl Segmenter {
                 s.matcher = None;
             }
         }
+        s.chunks = true;
+        let probe = chunk_probe();
+        if whole_checked(tokenizer, &probe).as_deref()
+            != Some(s.encode(tokenizer, &probe).as_slice())
+        {
+            s.chunks = false;
+        }
         s
+    }
+
+    /// True when long pieces are cut into cached chunks.
+    pub fn chunks(&self) -> bool {
+        self.chunks
     }
 
     /// True when pieces are encoded separately (and cached).
@@ -121,6 +170,11 @@ impl Segmenter {
     /// Ids of `text` with no special tokens added: as `tokenizer.encode(text, false)`.
     pub fn encode(&self, tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
         let Some(m) = &self.matcher else {
+            if self.chunks {
+                let mut out = Vec::with_capacity(text.len() / 3);
+                self.piece(tokenizer, text, &mut out);
+                return out;
+            }
             return whole(tokenizer, text);
         };
         let mut out = Vec::with_capacity(text.len() / 3);
@@ -141,6 +195,23 @@ impl Segmenter {
     }
 
     fn piece(&self, tokenizer: &Tokenizer, piece: &str, out: &mut Vec<u32>) {
+        if self.chunks && piece.len() > 2 * CHUNK_BYTES {
+            let mut at = 0;
+            for cut in cuts(piece) {
+                if let Some(chunk) = piece.get(at..cut) {
+                    self.cached(tokenizer, chunk, out);
+                }
+                at = cut;
+            }
+            if let Some(rest) = piece.get(at..) {
+                self.cached(tokenizer, rest, out);
+            }
+            return;
+        }
+        self.cached(tokenizer, piece, out);
+    }
+
+    fn cached(&self, tokenizer: &Tokenizer, piece: &str, out: &mut Vec<u32>) {
         if piece.is_empty() {
             return;
         }
@@ -164,6 +235,13 @@ impl Segmenter {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, ids);
     }
+}
+
+fn whole_checked(tokenizer: &Tokenizer, text: &str) -> Option<Vec<u32>> {
+    tokenizer
+        .encode_fast(text, false)
+        .map(|e| e.get_ids().to_vec())
+        .ok()
 }
 
 fn whole(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {

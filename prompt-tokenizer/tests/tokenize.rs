@@ -93,3 +93,57 @@ fn a_model_is_found_in_the_local_hugging_face_cache() {
     assert!(PromptTokenizer::load(&snap).is_ok());
     assert!(PromptTokenizer::load(&hub.join("nothing")).is_err());
 }
+
+#[test]
+fn long_pieces_in_chunks_and_completions_equal_whole_encoding() {
+    let d = dir("chunks");
+    let t = PromptTokenizer::load(&d).unwrap();
+    assert!(t.caches_chunks(), "the probes found chunked encoding exact");
+    let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+    // Pseudo-random texts: words of the vocabulary and not, punctuation, digits, odd spacing.
+    let parts = [
+        "account", "billing", "zebra", "Quux", "42", ",", ".", "  ", "\n", "it's", "(x)", "naïve",
+        "🚀", "the", "routing",
+    ];
+    let mut x: u64 = 7;
+    for round in 0..20 {
+        let mut text = String::new();
+        for _ in 0..(200 + round * 40) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let p = parts[(x % parts.len() as u64) as usize];
+            if x % 5 != 0 {
+                text.push(' ');
+            }
+            text.push_str(p);
+        }
+        let expected = whole
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(
+            t.tokenize_completion(&text).unwrap(),
+            expected,
+            "round {round}"
+        );
+        assert_eq!(
+            t.tokenize_completion(&text).unwrap(),
+            expected,
+            "round {round}, cached"
+        );
+        let messages = json!([{"role": "system", "content": text.clone()}, {"role": "user", "content": "why?"}]);
+        let rendered = t.render_chat(&messages).unwrap();
+        let expected = whole
+            .encode(rendered.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(
+            t.tokenize_chat(&messages).unwrap(),
+            expected,
+            "round {round}, chat"
+        );
+    }
+}
