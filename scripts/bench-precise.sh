@@ -28,6 +28,14 @@ NGROUPS=${BENCH_GROUPS:-16}
 # it (or the TTL passes), so a group's next requests follow its first while it is prefilling.
 SPECULATIVE=${BENCH_SPECULATIVE:-true}
 SPECULATIVE_TTL=${BENCH_SPECULATIVE_TTL:-5s}
+# BENCH_PRECISE_RV=<weight> adds prefix-rendezvous-scorer to the precise profile (where a prefix
+# no server holds yet lands: the same server from every replica, within a bounded load).
+PRECISE_RV=${BENCH_PRECISE_RV:-0}
+RV_PLUGIN=""; RV_REF=""
+if [ "$PRECISE_RV" != "0" ]; then
+  RV_PLUGIN=', {"type": "prefix-rendezvous-scorer"}'
+  RV_REF=", {\"pluginRef\": \"prefix-rendezvous-scorer\", \"weight\": $PRECISE_RV}"
+fi
 OUT=${BENCH_OUT:-bench-results/precise}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -64,10 +72,10 @@ cat > "$WORK/precise.json" <<JSON
      "speculativeIndexing": $SPECULATIVE, "speculativeTTL": "$SPECULATIVE_TTL",
      "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": $KV_PORT}}}},
    {"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-   {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}],
+   {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}$RV_PLUGIN],
  "schedulingProfiles": [{"name": "default", "plugins": [
    {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
-   {"pluginRef": "prefix-cache-scorer", "weight": 3}]}]}
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}$RV_REF]}]}
 JSON
 
 start_sims() {
