@@ -18,6 +18,18 @@
 //! stretches are cached, so a system prompt shared by many chat requests is encoded once.
 //! [`train`] builds a small byte-level BPE tokenizer offline for tests and demos.
 
+#![warn(missing_docs)]
+// Runs on the native module's request path: no panicking shortcuts outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod segments;
 pub mod template;
 pub mod train;

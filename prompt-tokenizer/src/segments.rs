@@ -245,8 +245,5 @@ fn whole_checked(tokenizer: &Tokenizer, text: &str) -> Option<Vec<u32>> {
 }
 
 fn whole(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
-    tokenizer
-        .encode_fast(text, false)
-        .map(|e| e.get_ids().to_vec())
-        .unwrap_or_default()
+    whole_checked(tokenizer, text).unwrap_or_default()
 }

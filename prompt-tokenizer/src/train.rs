@@ -139,7 +139,10 @@ fn corpus() -> Vec<String> {
                 if i > 0 {
                     s.push(' ');
                 }
-                let w = WORDS[(next() % WORDS.len() as u64) as usize];
+                let w = WORDS
+                    .get((next() % WORDS.len() as u64) as usize)
+                    .copied()
+                    .unwrap_or("the");
                 s.push_str(w);
             }
             s.push_str(if next() % 3 == 0 { "?\n" } else { ".\n" });
