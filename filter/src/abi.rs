@@ -98,6 +98,12 @@ extern "C" {
         return_size: *mut usize,
         return_cas: *mut u32,
     ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_set_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -269,6 +275,16 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     // SAFETY: `p` is live for the call; out-pointers as in `buffer`.
     let code = unsafe { proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) };
     value(code, data, size)
+}
+
+/// Sets the property `path` (one segment) to `value`. Envoy stores it as the request's filter
+/// state `wasm.<path>` (bytes), readable by access logs as `%FILTER_STATE(wasm.<path>:PLAIN)%`.
+///
+/// # Errors
+/// The host's status (e.g. `NotFound` outside a request).
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: pointers to live slices for the duration of the call.
+    status(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
 }
 
 /// Shared data under `key` with its CAS; `Ok((None, None))` when absent.

@@ -79,6 +79,13 @@ pub trait HttpHost {
     /// Sends a local reply with a JSON body and the `extra` headers instead of forwarding the
     /// request.
     fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]);
+    /// Reports `value` as the number `namespace`/`name` of the request's dynamic metadata
+    /// (native) or as the filter state `wasm.<namespace>.<name>` (proxy-wasm); `false` when
+    /// the host cannot. Called at the end of the response.
+    fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
+        let _ = (namespace, name, value);
+        false
+    }
     /// Wall-clock time, microseconds since the Unix epoch.
     fn now_us(&mut self) -> u64;
     /// A handle that resumes this request later from any thread (flow control); `None` when the
@@ -621,6 +628,35 @@ impl RequestFlow {
         }
     }
 
+    /// Runs the attribute reporters on the finished response and hands what they report to the
+    /// host.
+    fn report_attributes<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        usage: &Usage,
+    ) {
+        let picker = &p.core().picker;
+        if !self.scheduled || !picker.has_attribute_reporters() {
+            return;
+        }
+        let info = ResponseInfo {
+            status: self.status,
+            served_endpoint: self.served.as_deref(),
+        };
+        let mut out = Vec::new();
+        picker.report_attributes(&info, usage, &mut out);
+        for a in &out {
+            if !host.report_attribute(&a.namespace, &a.name, a.value) {
+                log::debug!(
+                    "endpoint picker: the host could not report {}/{}",
+                    a.namespace,
+                    a.name
+                );
+            }
+        }
+    }
+
     /// Runs the response-body hooks for `chunk` with this response's status and endpoint.
     fn body_hooks<P: Picking + ?Sized>(&mut self, p: &P, chunk: &BodyChunk) {
         let info = ResponseInfo {
@@ -658,7 +694,8 @@ impl RequestFlow {
             self.primary.is_some() && self.record.as_ref().is_some_and(|r| r.model.is_some());
         // Each host read costs a call into the host: read only what a hook, debug or the
         // metrics need, all in one call.
-        let served_needed = header_hooks || body_hooks || self.debug.is_some();
+        let reports = self.scheduled && picker.has_attribute_reporters();
+        let served_needed = header_hooks || body_hooks || reports || self.debug.is_some();
         if served_needed || wants_usage {
             let mut found: [Option<String>; 3] = Default::default();
             host.find_response_headers(&[":status", ATTEMPT_COUNT, "content-type"], &mut found);
@@ -765,6 +802,9 @@ impl RequestFlow {
         let usage = if end_of_stream { self.usage() } else { None };
         if end_of_stream {
             self.response_done(host, usage);
+            if let Some(u) = &usage {
+                self.report_attributes(host, p, u);
+            }
         }
         if !self.scheduled || !p.core().picker.has_response_body_hooks() {
             return;

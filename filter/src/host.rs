@@ -49,6 +49,17 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     abi::property(path).ok().flatten()
 }
 
+/// Sets the request's filter state `wasm.<key>` (bytes); `false` when the host refused.
+pub fn set_filter_state(key: &str, value: &[u8]) -> bool {
+    match abi::set_property(key, value) {
+        Ok(()) => true,
+        Err(code) => {
+            log::debug!("set_property {key}: status {code}");
+            false
+        }
+    }
+}
+
 /// A property as a (lossy) string.
 pub fn property_string(path: &[&str]) -> Option<String> {
     property(path).map(lossy)

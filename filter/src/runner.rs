@@ -30,8 +30,12 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// Installs `registry` (the plugin types this module knows) and the root context factory.
 /// Call once from `proxy_wasm::main!`.
-pub fn run(registry: Registry) {
+pub fn run(mut registry: Registry) {
     proxy_wasm::set_log_level(LogLevel::Info);
+    #[cfg(feature = "cel")]
+    if registry.services().expressions.is_none() {
+        registry.set_services(cel_expressions::with_cel(registry.services().clone()));
+    }
     if REGISTRY.set(registry).is_err() {
         log::warn!("runner::run called twice; keeping the first registry");
     }

@@ -197,6 +197,15 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
+    /// Sets the number `key` in the dynamic-metadata `namespace` of the stream (creating the
+    /// namespace). The result is not read: newer ABI revisions declare it `void`.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+        filter: Ptr,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: f64,
+    );
+
     // ---- HTTP filter: body, replies, routing ----
     pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: Ptr,

@@ -710,6 +710,19 @@ impl HttpHost for NativeHost {
         }
     }
 
+    fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
+        // SAFETY: the filter pointer of the current hook; the buffers are borrowed for the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_number(
+                self.filter,
+                ModuleBuffer::of(namespace.as_bytes()),
+                ModuleBuffer::of(name.as_bytes()),
+                value,
+            );
+        }
+        true
+    }
+
     fn now_us(&mut self) -> u64 {
         endpoint_picker_filter::time::to_us(std::time::SystemTime::now())
     }

@@ -52,9 +52,14 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 /// Installs the plugin types this module knows (once; called at program init), lending them
 /// this module's services (the tokenizer loader) unless the caller set its own.
 pub fn install_registry(mut registry: Registry) {
-    if registry.services().tokenizers.is_none() {
-        registry.set_services(tokenizer::services());
+    let mut services = registry.services().clone();
+    if services.tokenizers.is_none() {
+        services.tokenizers = tokenizer::services().tokenizers;
     }
+    if services.expressions.is_none() {
+        services = cel_expressions::with_cel(services);
+    }
+    registry.set_services(services);
     if REGISTRY.set(registry).is_err() {
         log::warn!("endpoint picker: registry installed twice; keeping the first");
     }
@@ -64,7 +69,7 @@ pub fn install_registry(mut registry: Registry) {
 pub fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut r = Registry::with_builtins();
-        r.set_services(tokenizer::services());
+        r.set_services(cel_expressions::with_cel(tokenizer::services()));
         r
     })
 }

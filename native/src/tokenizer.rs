@@ -58,5 +58,6 @@ impl TokenizerProvider for HfTokenizers {
 pub fn services() -> Services {
     Services {
         tokenizers: Some(Arc::new(HfTokenizers)),
+        ..Services::default()
     }
 }

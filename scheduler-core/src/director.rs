@@ -15,10 +15,12 @@ use alloc::vec::Vec;
 use crate::error::RequestError;
 use crate::model::endpoint::Endpoint;
 use crate::model::request::InferenceRequest;
-use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::response::{BodyChunk, ResponseInfo, Usage};
 use crate::model::result::SchedulingResult;
 use crate::observe::{timed, ExtensionPoint, NoObserver, SchedulingObserver};
-use crate::plugin::{CycleContext, CycleState, Plugin, ProduceContext, RequestState};
+use crate::plugin::{
+    CycleContext, CycleState, Plugin, ProduceContext, ReportedAttribute, RequestState,
+};
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
 use crate::rng::Rng;
 use crate::scheduler::Scheduler;
@@ -41,6 +43,8 @@ pub struct EndpointPicker {
     pub(crate) pre_requests: Vec<Arc<dyn Plugin>>,
     pub(crate) response_headers: Vec<Arc<dyn Plugin>>,
     pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
+    /// Plugins that report attributes of a finished response to the proxy.
+    pub(crate) reporters: Vec<Arc<dyn Plugin>>,
     pub(crate) saturation_detector: Arc<dyn Plugin>,
     /// `requestHandler.parsers` (or `parser`) in configuration order; never empty.
     pub(crate) parsers: Vec<Arc<dyn Plugin>>,
@@ -324,6 +328,27 @@ impl EndpointPicker {
                 b.response_body(state, response, chunk);
             }
         }
+    }
+
+    /// Runs the attribute reporters on a finished response that carried `usage`; what they
+    /// report is pushed to `out` for the host to write (dynamic metadata or filter state).
+    pub fn report_attributes(
+        &self,
+        response: &ResponseInfo<'_>,
+        usage: &Usage,
+        out: &mut Vec<ReportedAttribute>,
+    ) {
+        for p in &self.reporters {
+            if let Some(r) = p.as_attribute_reporter() {
+                r.report(response, usage, out);
+            }
+        }
+    }
+
+    /// True when some plugin reports request attributes (the host then reads the response's
+    /// `usage`).
+    pub fn has_attribute_reporters(&self) -> bool {
+        !self.reporters.is_empty()
     }
 
     /// True when some plugin has a ResponseHeader hook (the host can skip reading response

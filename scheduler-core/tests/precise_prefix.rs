@@ -29,6 +29,7 @@ fn registry() -> Registry {
     let mut r = Registry::with_builtins();
     r.set_services(Services {
         tokenizers: Some(Arc::new(Provider)),
+        ..Services::default()
     });
     r
 }

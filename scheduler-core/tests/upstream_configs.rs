@@ -74,14 +74,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),
     (
-        "gateway-api-inference-extension__test__integration__epp__testdata__request-attribute-reporter-config.yaml",
-        "missing plugin type 'request-attribute-reporter'",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__requestattributereporter__README.yaml",
-        "missing plugin type 'request-attribute-reporter'",
-    ),
-    (
         "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
         "missing plugin type 'dcgm-data-source'",
     ),

@@ -54,6 +54,14 @@ impl HttpHost for WasmHost {
     fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]) {
         host::send_json_reply(status, body, extra);
     }
+    fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
+        // Proxy-wasm cannot write dynamic metadata: the filter state `wasm.<namespace>.<name>`
+        // carries the number as decimal text instead.
+        host::set_filter_state(
+            &format!("{namespace}.{name}"),
+            format!("{value}").as_bytes(),
+        )
+    }
     fn now_us(&mut self) -> u64 {
         host::now_us()
     }

@@ -7,6 +7,7 @@
 //! built once and shared (`Arc`) by every profile and hook that uses it.
 
 pub mod data_layer;
+pub mod expressions;
 pub mod flow_control;
 pub mod kv_events;
 pub mod registry;
@@ -21,12 +22,13 @@ use core::fmt;
 use serde::Deserialize;
 
 pub use data_layer::{MetricsDataSource, MetricsExtraction, SharedExtractor};
+pub use expressions::{CompiledExpression, ExprValue, ExpressionCompiler};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
 pub use kv_events::{KvEventCounters, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
-    Admitter, DataProducer, FlowIdentity, PreRequest, ProduceContext, RequestParser, ResponseBody,
-    ResponseHeader, SaturationDetector,
+    Admitter, AttributeReporter, DataProducer, FlowIdentity, PreRequest, ProduceContext,
+    ReportedAttribute, RequestParser, ResponseBody, ResponseHeader, SaturationDetector,
 };
 pub use scheduling::{
     CycleContext, Filter, PdDecider, Picker, ProfileHandler, ProfileResults, ScoredEndpoint,
@@ -136,6 +138,11 @@ pub trait Plugin: Send + Sync {
     }
     /// This plugin as a response-body hook.
     fn as_response_body(&self) -> Option<&dyn ResponseBody> {
+        None
+    }
+    /// This plugin as a reporter of request attributes to the proxy (e.g.
+    /// `request-attribute-reporter`).
+    fn as_attribute_reporter(&self) -> Option<&dyn AttributeReporter> {
         None
     }
     /// This plugin as a saturation detector.

@@ -6,13 +6,14 @@
 //! profile references it (as in GIE).
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::error::RequestError;
 use crate::model::endpoint::Endpoint;
 use crate::model::request::InferenceRequest;
 use crate::model::request::ParsedBody;
-use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::response::{BodyChunk, ResponseInfo, Usage};
 use crate::model::result::SchedulingResult;
 use crate::plugin::scheduling::CycleContext;
 use crate::plugin::state::{CycleState, RequestState};
@@ -98,6 +99,26 @@ pub trait ResponseBody {
         response: &ResponseInfo<'_>,
         chunk: &BodyChunk,
     );
+}
+
+/// One value a plugin reports back to the proxy about a finished response: the native build
+/// writes it as Envoy dynamic metadata `namespace`/`name` (a number), the proxy-wasm build as
+/// the filter state `wasm.<namespace>.<name>` (proxy-wasm cannot write dynamic metadata).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportedAttribute {
+    /// Dynamic-metadata namespace (GIE's default: `envoy.lb`).
+    pub namespace: Arc<str>,
+    /// Key inside the namespace.
+    pub name: Arc<str>,
+    /// The value.
+    pub value: f64,
+}
+
+/// Runs once per response, at its end, when the response carried a `usage` object (GIE's
+/// ResponseBodyProcessor as `request-attribute-reporter` uses it).
+pub trait AttributeReporter {
+    /// May push attributes to report into `out`.
+    fn report(&self, response: &ResponseInfo<'_>, usage: &Usage, out: &mut Vec<ReportedAttribute>);
 }
 
 /// Tells how saturated the pool is.

@@ -56,4 +56,6 @@ pub trait TokenizerProvider: Send + Sync {
 pub struct Services {
     /// Tokenizer loading; `None` when the host cannot tokenise.
     pub tokenizers: Option<Arc<dyn TokenizerProvider>>,
+    /// CEL compilation; `None` when the host has no interpreter.
+    pub expressions: Option<Arc<dyn super::ExpressionCompiler>>,
 }

@@ -75,6 +75,8 @@ pub const BUILTINS: &[E] = &[
     E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
     // request-header processors
     E::alpha(request::agent_identity::TYPE, "agentIdentity", request::agent_identity::factory),
+    // response reporters
+    E::beta(request::attribute_reporter::TYPE, "requestAttributeReporter", request::attribute_reporter::factory),
     // data producers
     E::stable(producer::approx_prefix_cache::TYPE, producer::approx_prefix_cache::factory).default_producer_for(PREFIX_CACHE_MATCH_INFO),
     E::beta(producer::precise_prefix_cache::TYPE, "precisePrefixCache", producer::precise_prefix_cache::factory),

@@ -62,3 +62,23 @@ pub fn run_picker(p: &dyn Picker, mut scored: Vec<ScoredEndpoint>, seed: u64) ->
     p.pick(&cx, &mut scored, &mut SplitMix64::new(seed), &mut out);
     out.into_iter().map(|c| c.endpoint).collect()
 }
+
+/// Builds plugin `ty` with `factory` and `params`, lending it `services`.
+pub fn plugin_with_services(
+    factory: crate::plugin::Factory,
+    ty: &str,
+    params: Option<&serde_json::Value>,
+    services: &crate::plugin::Services,
+) -> Result<alloc::sync::Arc<dyn crate::plugin::Plugin>, crate::error::ConfigError> {
+    factory(ty, params, &Handle::with_services(&[], services))
+}
+
+/// Builds plugin `ty` with `factory` and `params` and no host services (as offline validation
+/// does).
+pub fn plugin_without_services(
+    factory: crate::plugin::Factory,
+    ty: &str,
+    params: Option<&serde_json::Value>,
+) -> Result<alloc::sync::Arc<dyn crate::plugin::Plugin>, crate::error::ConfigError> {
+    factory(ty, params, &Handle::new(&[]))
+}

@@ -126,6 +126,7 @@ pub fn load_config(
     let pre_requests = all(|p| p.as_pre_request().is_some());
     let response_headers = all(|p| p.as_response_header().is_some());
     let response_bodies = all(|p| p.as_response_body().is_some());
+    let reporters = all(|p| p.as_attribute_reporter().is_some());
     let objectives = objectives(&cfg)?;
 
     let picker = EndpointPicker {
@@ -140,6 +141,7 @@ pub fn load_config(
         pre_requests,
         response_headers,
         response_bodies,
+        reporters,
         saturation_detector,
         parsers,
         objectives,

@@ -171,6 +171,7 @@ mod tests {
     fn tokenises_through_the_host_and_publishes_the_ids() {
         let services = Services {
             tokenizers: Some(Arc::new(Provider)),
+            ..Services::default()
         };
         let p = build(
             serde_json::json!({"modelName": "org/m", "vllm": {"url": "http://x"}}),
@@ -223,6 +224,7 @@ mod tests {
     fn an_explicit_path_that_fails_is_a_config_error_naming_the_field() {
         let services = Services {
             tokenizers: Some(Arc::new(Provider)),
+            ..Services::default()
         };
         let e = build(serde_json::json!({"tokenizerPath": "/missing"}), &services)
             .err()

@@ -1,3 +1,5 @@
-//! Request-header processors: plugins that read the assembled request before admission.
+//! Request-header processors (plugins that read the assembled request before admission) and
+//! response reporters.
 
 pub mod agent_identity;
+pub mod attribute_reporter;

@@ -1,0 +1,128 @@
+//! `request-attribute-reporter` in real Envoy: the number its CEL expression computes from the
+//! response's `usage` reaches Envoy as dynamic metadata `envoy.lb` /
+//! `x-gateway-inference-request-cost` (native build) or as the filter state
+//! `wasm.envoy.lb.x-gateway-inference-request-cost` (proxy-wasm build), read here from the
+//! access log; a false condition reports nothing.
+
+use e2e::{Backend, Env, StartOptions};
+use serde_json::{json, Value};
+
+const KEY: &str = "x-gateway-inference-request-cost";
+
+fn picker(backends: &[Backend]) -> Value {
+    let endpoints: Vec<Value> = backends
+        .iter()
+        .map(|b| json!({"address": b.addr.to_string()}))
+        .collect();
+    json!({
+        "pool": {"cluster": "inference_pool", "endpoints": endpoints},
+        "plugins": [
+            {"type": "queue-scorer"},
+            {"name": "cost", "type": "request-attribute-reporter", "parameters": {"attributes": [{
+                "key": {"name": KEY},
+                "expression": "usage.prompt_tokens + usage.completion_tokens",
+                "condition": "has(usage.completion_tokens) && usage.prompt_tokens < 1000.0"
+            }]}}
+        ],
+        "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"}]}]
+    })
+}
+
+/// Adds both carriers to the access log's JSON line (the one the build does not write logs
+/// `-` / empty).
+fn with_cost_fields(yaml: String) -> String {
+    yaml.lines()
+        .map(|line| {
+            let mut out = format!("{line}\n");
+            if line.trim_start().starts_with("duration_ms: \"%DURATION%\"") {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push_str(&format!(
+                    "{indent}cost_metadata: \"%DYNAMIC_METADATA(envoy.lb:{KEY})%\"\n{indent}cost_filter_state: \"%FILTER_STATE(wasm.envoy.lb.{KEY}:PLAIN)%\"\n"
+                ));
+            }
+            out
+        })
+        .collect()
+}
+
+fn reported(line: &Value) -> Option<f64> {
+    let field = if e2e::native() {
+        "cost_metadata"
+    } else {
+        "cost_filter_state"
+    };
+    line[field]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| line[field].as_f64())
+}
+
+#[test]
+fn usage_cost_reaches_envoy() {
+    let backends = vec![Backend::spawn("pod-a"), Backend::spawn("pod-b")];
+    let p = picker(&backends);
+    let env = Env::start_with(
+        backends,
+        p,
+        StartOptions {
+            edit_yaml: Some(Box::new(with_cost_fields)),
+            ..StartOptions::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+
+    // The fake server reports prompt_tokens = body bytes / 4 and completion_tokens = 3.
+    let mut want = vec![];
+    for (i, stream) in [false, true, false].into_iter().enumerate() {
+        let body = json!({"model": "m", "prompt": format!("request {i} {}", "x".repeat(100 * (i + 1))), "stream": stream,
+            "stream_options": {"include_usage": true}})
+        .to_string();
+        let r = env.post("/v1/completions", &body, &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        want.push((body.len(), (body.len() / 4 + 3) as f64));
+    }
+    // prompt_tokens ≥ 1000: the condition is false, nothing is reported.
+    let big = json!({"model": "m", "prompt": "y".repeat(5000)}).to_string();
+    let r = env.post("/v1/completions", &big, &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let lines: Vec<Value> = env
+            .access_log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 4 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Each request has its own body size, so its access-log line is found by bytes_received.
+    let by_size = |n: usize| {
+        lines
+            .iter()
+            .find(|l| {
+                l["bytes_received"]
+                    .as_str()
+                    .and_then(|b| b.parse().ok())
+                    .or(l["bytes_received"].as_u64().map(|b| b as usize))
+                    == Some(n)
+            })
+            .unwrap_or_else(|| panic!("no access-log line of {n} bytes: {lines:?}"))
+    };
+    for (size, cost) in &want {
+        assert_eq!(
+            reported(by_size(*size)),
+            Some(*cost),
+            "{:?}",
+            by_size(*size)
+        );
+    }
+    assert_eq!(
+        reported(by_size(big.len())),
+        None,
+        "{:?}",
+        by_size(big.len())
+    );
+}
