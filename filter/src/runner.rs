@@ -30,12 +30,16 @@ static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
 /// Installs `registry` (the plugin types this module knows) and the root context factory.
 /// Call once from `proxy_wasm::main!`.
-pub fn run(mut registry: Registry) {
+pub fn run(registry: Registry) {
     proxy_wasm::set_log_level(LogLevel::Info);
     #[cfg(feature = "cel")]
-    if registry.services().expressions.is_none() {
-        registry.set_services(cel_expressions::with_cel(registry.services().clone()));
-    }
+    let registry = {
+        let mut registry = registry;
+        if registry.services().expressions.is_none() {
+            registry.set_services(cel_expressions::with_cel(registry.services().clone()));
+        }
+        registry
+    };
     if REGISTRY.set(registry).is_err() {
         log::warn!("runner::run called twice; keeping the first registry");
     }
