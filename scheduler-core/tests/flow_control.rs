@@ -320,3 +320,39 @@ fn priority_holdback_keeps_room_for_the_higher_band() {
     );
     assert_eq!(q.dispatch(1, &mut || 0.4).map(|r| r.waker), Some("low"));
 }
+
+#[test]
+fn soft_reflective_ceiling_lets_the_low_band_through_one_cycle_in_period() {
+    let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!(
+        r#"{{ {GATE}, "plugins": [{{"type": "soft-reflective-ceiling-policy"}}],
+            "flowControl": {{"usageLimitPolicyPluginRef": "soft-reflective-ceiling-policy"}} }}"#
+    )));
+    // Two bands known; the pool stays 75 % saturated: the low band's reflective ceiling is
+    // 1 − 0.75 = 0.25, so it alternates with period round(0.75 / 0.25) = 3.
+    q.admit(&key("t", 10), req(1), 0, 0, &mut || 1.0);
+    for w in 1..=6 {
+        assert!(matches!(
+            q.admit(&key("t", 0), req(1), w, 0, &mut || 0.75),
+            Admission::Queued(_)
+        ));
+    }
+    let high = q.dispatch(1, &mut || 0.75).unwrap();
+    assert_eq!(
+        high.waker, 0,
+        "the high band is never gated below saturation 1"
+    );
+    q.scheduled(high.ticket);
+    let mut released = 0;
+    for _ in 0..12 {
+        if let Some(r) = q.dispatch(1, &mut || 0.75) {
+            released += 1;
+            q.scheduled(r.ticket);
+        }
+    }
+    assert!(
+        (3..=5).contains(&released),
+        "about one cycle in three dispatches the low band: {released} of 12"
+    );
+    // Saturated: nothing from the low band.
+    assert!(q.dispatch(1, &mut || 1.0).is_none());
+}

@@ -62,10 +62,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'program-aware-fairness' (llm-d's per-program fairness policy)",
     ),
     (
-        "llm-d-router__deploy__config__soft-reflective-ceiling-epp-config.yaml",
-        "missing plugin type 'soft-reflective-ceiling-policy' (llm-d's adaptive usage limit)",
-    ),
-    (
         "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),

@@ -97,7 +97,8 @@ pub const BUILTINS: &[E] = &[
     E::stable(flow_control::global_strict::TYPE, flow_control::global_strict::factory),
     E::stable(flow_control::round_robin::TYPE, flow_control::round_robin::factory),
     E::stable(flow_control::static_usage_limit::TYPE, flow_control::static_usage_limit::factory),
-    E::beta(flow_control::priority_holdback::TYPE, "priorityHoldbackPolicy", flow_control::priority_holdback::factory),
+    E::alpha(flow_control::priority_holdback::TYPE, "priorityHoldbackPolicy", flow_control::priority_holdback::factory),
+    E::alpha(flow_control::soft_reflective_ceiling::TYPE, "softReflectiveCeilingPolicy", flow_control::soft_reflective_ceiling::factory),
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),

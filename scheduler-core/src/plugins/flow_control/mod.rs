@@ -8,4 +8,5 @@ pub mod global_strict;
 pub mod priority_holdback;
 pub mod round_robin;
 pub mod slo_deadline;
+pub mod soft_reflective_ceiling;
 pub mod static_usage_limit;
