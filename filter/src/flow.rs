@@ -13,9 +13,7 @@
 use std::sync::Arc;
 
 use scheduler_core::flowcontrol::queues::Outcome as WaitOutcome;
-use scheduler_core::flowcontrol::{
-    Admission, FlowKey, Ticket, DEFAULT_FAIRNESS_ID, FAIRNESS_ID_HEADER, OLD_FAIRNESS_ID_HEADER,
-};
+use scheduler_core::flowcontrol::{Admission, FlowKey, Ticket};
 use scheduler_core::model::request::InferenceRequest;
 use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
 use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
@@ -147,18 +145,8 @@ pub trait Picking {
 /// identity plugin finds (`agent-identity`: the coding agent's session header), else
 /// `default-flow`; and its priority.
 fn flow_key(req: &InferenceRequest<'_>, picker: &scheduler_core::EndpointPicker) -> FlowKey {
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    };
     FlowKey {
-        fairness_id: header(FAIRNESS_ID_HEADER)
-            .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
-            .or_else(|| picker.flow_identity(req))
-            .unwrap_or(DEFAULT_FAIRNESS_ID)
-            .to_string(),
+        fairness_id: picker.fairness_id(req).to_string(),
         priority: req.priority,
     }
 }
@@ -643,6 +631,7 @@ impl RequestFlow {
         let info = ResponseInfo {
             status: self.status,
             served_endpoint: self.served.as_deref(),
+            now_ms: host.now_us() / 1000,
         };
         let mut out = Vec::new();
         picker.report_attributes(&info, usage, &mut out);
@@ -658,10 +647,11 @@ impl RequestFlow {
     }
 
     /// Runs the response-body hooks for `chunk` with this response's status and endpoint.
-    fn body_hooks<P: Picking + ?Sized>(&mut self, p: &P, chunk: &BodyChunk) {
+    fn body_hooks<P: Picking + ?Sized>(&mut self, p: &P, chunk: &BodyChunk, now_ms: u64) {
         let info = ResponseInfo {
             status: self.status,
             served_endpoint: self.served.as_deref(),
+            now_ms,
         };
         p.core().picker.response_body(&mut self.state, &info, chunk);
     }
@@ -732,6 +722,7 @@ impl RequestFlow {
             let info = ResponseInfo {
                 status: self.status,
                 served_endpoint: self.served.as_deref(),
+                now_ms: host.now_us() / 1000,
             };
             p.core()
                 .picker
@@ -749,6 +740,7 @@ impl RequestFlow {
         if end_of_stream {
             self.response_done(host, None);
             if body_hooks {
+                let now_ms = host.now_us() / 1000;
                 self.body_hooks(
                     p,
                     &BodyChunk {
@@ -756,6 +748,7 @@ impl RequestFlow {
                         end_of_stream: true,
                         usage: None,
                     },
+                    now_ms,
                 );
             }
         }
@@ -815,7 +808,7 @@ impl RequestFlow {
             usage,
         };
         self.body_seen = true;
-        self.body_hooks(p, &chunk);
+        self.body_hooks(p, &chunk, host.now_us() / 1000);
     }
 
     /// The stream is over (completed or reset): returns the budget. The request state (and with

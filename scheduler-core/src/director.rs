@@ -67,6 +67,24 @@ impl EndpointPicker {
             .find_map(|p| p.flow_identity(request))
     }
 
+    /// The request's fairness id (its flow in flow control, the program of
+    /// `program-aware-fairness`): the `x-llm-d-inference-fairness-id` header (or its older
+    /// name), else the identity a configured identity plugin finds, else `default-flow`.
+    pub fn fairness_id<'r>(&self, request: &'r InferenceRequest<'_>) -> &'r str {
+        use crate::flowcontrol::{DEFAULT_FAIRNESS_ID, FAIRNESS_ID_HEADER, OLD_FAIRNESS_ID_HEADER};
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        };
+        header(FAIRNESS_ID_HEADER)
+            .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
+            .or_else(|| self.flow_identity(request))
+            .unwrap_or(DEFAULT_FAIRNESS_ID)
+    }
+
     /// The parser for `path` (llm-d's parser registry): the only one when one is configured;
     /// else, among the parsers up to the first fallback (a parser claiming no path; any after it
     /// are never reached), the one claiming the longest matching path suffix, else that
@@ -188,6 +206,12 @@ impl EndpointPicker {
         }
         let candidates: Vec<usize> = (0..endpoints.len()).collect();
         let mut cycle = CycleState::new();
+        if self.flow_control.is_some() {
+            cycle.put(
+                crate::flowcontrol::FAIRNESS_ID,
+                String::from(self.fairness_id(request)),
+            );
+        }
 
         // Data first, then the shed check: a detector may read produced data (the
         // concurrency detector reads the in-flight counts), not only scraped metrics.

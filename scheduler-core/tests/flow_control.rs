@@ -356,3 +356,70 @@ fn soft_reflective_ceiling_lets_the_low_band_through_one_cycle_in_period() {
     // Saturated: nothing from the low band.
     assert!(q.dispatch(1, &mut || 1.0).is_none());
 }
+
+#[test]
+fn program_aware_fairness_serves_the_program_that_consumed_least() {
+    use scheduler_core::model::endpoint::Endpoint;
+    use scheduler_core::model::request::InferenceRequest;
+    use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
+    use scheduler_core::plugin::RequestState;
+    use scheduler_core::rng::SplitMix64;
+
+    let (picker, _) = load(
+        &format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "program-aware-fairness"}}],
+                "flowControl": {{"defaultPriorityBand": {{"fairnessPolicyRef": "program-aware-fairness"}}}} }}"#
+        ),
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    let eps = [Endpoint::new("10.0.0.1:8000")];
+    // Each program has one request served through the director, which hands the program (the
+    // fairness id) to the policy; "batch" consumed 100× the tokens of "chat".
+    for (program, prompt, completion) in [("batch", 20_000, 5_000), ("chat", 200, 50)] {
+        let mut req = InferenceRequest::new("m", "hello");
+        req.headers
+            .push(("x-llm-d-inference-fairness-id".into(), program.into()));
+        let mut state = RequestState::new();
+        picker
+            .schedule(&req, &eps, 1_000, &mut SplitMix64::new(1), &mut state)
+            .unwrap();
+        let info = ResponseInfo {
+            status: 200,
+            served_endpoint: Some("10.0.0.1:8000"),
+            now_ms: 2_000,
+        };
+        let usage = Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 0,
+        };
+        picker.response_body(
+            &mut state,
+            &info,
+            &BodyChunk {
+                first: true,
+                end_of_stream: true,
+                usage: Some(usage),
+            },
+        );
+    }
+    // Now both queue behind a saturated pool, "batch" first; when it drains, "chat" leaves first.
+    let mut q: FlowQueues<&str> = FlowQueues::new(picker.flow_control().unwrap().clone());
+    for (id, w, at) in [
+        ("batch", "batch-0", 3_000),
+        ("batch", "batch-1", 3_001),
+        ("chat", "chat-0", 3_002),
+    ] {
+        assert!(matches!(
+            q.admit(&key(id, 0), req(1), w, at, &mut || 1.0),
+            Admission::Queued(_)
+        ));
+    }
+    let mut order = vec![];
+    while let Some(r) = q.dispatch(3_100, &mut || 0.0) {
+        order.push(r.waker);
+        q.scheduled(r.ticket);
+    }
+    assert_eq!(order, ["chat-0", "batch-0", "batch-1"]);
+}

@@ -195,7 +195,7 @@ proptest! {
         let req = InferenceRequest::new("m", "prompt");
         let mut state = RequestState::new();
         picker.schedule(&req, &pool, 1_000, &mut SplitMix64::new(1), &mut state).unwrap();
-        let info = ResponseInfo { status: 200, served_endpoint: None };
+        let info = ResponseInfo { status: 200, served_endpoint: None, now_ms: 0 };
         for i in 0..chunks {
             picker.response_body(&mut state, &info, &BodyChunk { first: i == 0, end_of_stream: false, usage: None });
         }

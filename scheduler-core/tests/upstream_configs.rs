@@ -58,10 +58,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'mm-embeddings-cache-producer' (llm-d's multimodal embeddings cache)",
     ),
     (
-        "llm-d-router__deploy__config__sim-program-aware-config.yaml",
-        "missing plugin type 'program-aware-fairness' (llm-d's per-program fairness policy)",
-    ),
-    (
         "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),

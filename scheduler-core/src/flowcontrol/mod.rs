@@ -43,3 +43,6 @@ pub const FAIRNESS_ID_HEADER: &str = "x-llm-d-inference-fairness-id";
 pub const OLD_FAIRNESS_ID_HEADER: &str = "x-gateway-inference-fairness-id";
 /// The flow of a request that names none.
 pub const DEFAULT_FAIRNESS_ID: &str = "default-flow";
+/// Cycle-state key of the request's fairness id (a `String`), put there before the producers
+/// run when flow control is on, for plugins that account per flow (`program-aware-fairness`).
+pub const FAIRNESS_ID: crate::plugin::DataKey = "FairnessID";

@@ -18,6 +18,8 @@ pub struct ResponseInfo<'a> {
     pub status: u16,
     /// `ip:port` of the endpoint that actually served (Envoy's `upstream.address`), if known.
     pub served_endpoint: Option<&'a str>,
+    /// When the hook runs, ms since the Unix epoch.
+    pub now_ms: u64,
 }
 
 /// One piece of the response body as it passes.

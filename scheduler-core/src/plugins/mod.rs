@@ -96,6 +96,7 @@ pub const BUILTINS: &[E] = &[
     E::stable(flow_control::slo_deadline::TYPE, flow_control::slo_deadline::factory),
     E::stable(flow_control::global_strict::TYPE, flow_control::global_strict::factory),
     E::stable(flow_control::round_robin::TYPE, flow_control::round_robin::factory),
+    E::beta(flow_control::program_aware::TYPE, "programAwareFairness", flow_control::program_aware::factory),
     E::stable(flow_control::static_usage_limit::TYPE, flow_control::static_usage_limit::factory),
     E::alpha(flow_control::priority_holdback::TYPE, "priorityHoldbackPolicy", flow_control::priority_holdback::factory),
     E::alpha(flow_control::soft_reflective_ceiling::TYPE, "softReflectiveCeilingPolicy", flow_control::soft_reflective_ceiling::factory),

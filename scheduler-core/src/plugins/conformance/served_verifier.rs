@@ -74,6 +74,7 @@ mod tests {
         let info = ResponseInfo {
             status: 200,
             served_endpoint: Some("10.0.0.1:8000"),
+            now_ms: 0,
         };
         v.as_response_header()
             .unwrap()

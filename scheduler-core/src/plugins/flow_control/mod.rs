@@ -6,6 +6,7 @@ pub mod edf;
 pub mod fcfs;
 pub mod global_strict;
 pub mod priority_holdback;
+pub mod program_aware;
 pub mod round_robin;
 pub mod slo_deadline;
 pub mod soft_reflective_ceiling;

@@ -297,6 +297,7 @@ mod tests {
         let info = ResponseInfo {
             status: 200,
             served_endpoint: None,
+            now_ms: 0,
         };
         let mut out = vec![];
         p.as_attribute_reporter()
