@@ -600,3 +600,53 @@ fn prefill_stays_near_the_decode_pick() {
     let (_, prefill) = pick(&pool, "racks and zones");
     assert_eq!(prefill.as_deref(), Some("10.0.0.3:8000"), "same rack");
 }
+
+#[test]
+fn mm_embeddings_cache_sends_the_same_image_back_to_the_endpoint_that_encoded_it() {
+    use scheduler_core::model::endpoint::Endpoint;
+    use scheduler_core::plugin::RequestState;
+    use scheduler_core::rng::SplitMix64;
+
+    // Only the scorer is configured: the producer is created as its default producer.
+    let (picker, report) = scheduler_core::load(
+        r#"{"plugins": [{"type": "mm-embeddings-cache-scorer"}, {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+              {"pluginRef": "mm-embeddings-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]}"#,
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    assert!(
+        report.warnings.iter().all(|w| !w.contains("error")),
+        "{report:?}"
+    );
+    let eps: Vec<Endpoint> = (1..=8)
+        .map(|i| Endpoint::new(format!("10.0.0.{i}:8000")))
+        .collect();
+    let body = |img: &str| {
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"what is it"}},{{"type":"image_url","image_url":{{"url":"https://img/{img}.png"}}}}]}}]}}"#
+        )
+    };
+    let pick = |b: &str, seed: u64| {
+        let req = picker
+            .parse_request("/v1/chat/completions", b.as_bytes(), vec![])
+            .unwrap();
+        let mut state = RequestState::new();
+        let r = picker
+            .schedule(&req, &eps, 1, &mut SplitMix64::new(seed), &mut state)
+            .unwrap();
+        r.primary().unwrap().targets[0]
+    };
+    // Each image's first request lands wherever the tie-break puts it; every later request with
+    // that image returns to the same endpoint, whatever the random tie-break would say.
+    for img in ["cat", "dog", "car"] {
+        let first = pick(&body(img), 7);
+        for seed in 0..20 {
+            assert_eq!(pick(&body(img), seed), first, "{img}");
+        }
+    }
+    // A text-only request gets no affinity: the tie-break spreads it.
+    let text = r#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+    let spread: std::collections::HashSet<usize> = (0..40).map(|s| pick(text, s)).collect();
+    assert!(spread.len() > 1, "{spread:?}");
+}

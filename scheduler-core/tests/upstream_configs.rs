@@ -54,10 +54,6 @@ const NEEDS: &[(&str, &str)] = &[
         "upstream integration-test fixture: 'mock-metrics-source' is registered only by upstream's test harness",
     ),
     (
-        "llm-d-router__deploy__config__epp-mm-embeddings-cache-config.yaml",
-        "missing plugin type 'mm-embeddings-cache-producer' (llm-d's multimodal embeddings cache)",
-    ),
-    (
         "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),

@@ -9,6 +9,8 @@
 //! parts, so no `"type"` key: the common case ends there), then a search for the media type
 //! names, and a parse only when one occurs. A `type` key spelled with JSON escapes is not seen.
 
+use alloc::string::ToString;
+
 use serde_json::Value;
 
 /// Content-part types that are media.
@@ -49,9 +51,96 @@ fn walk(v: &Value, depth: usize) -> bool {
     }
 }
 
+/// One media item of a request: a hash of its content and its modality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaItem {
+    /// xxh3-64 of the part's payload as JSON text (the value under the part's type key, e.g.
+    /// `image_url: {"url": …}`; the whole part when that key is absent). The same image sent
+    /// twice, by URL or inline data, gives the same hash.
+    pub hash: u64,
+    /// `image`, `audio` or `video`.
+    pub modality: &'static str,
+}
+
+/// The media items of the JSON text `raw` (messages, input or items), each distinct hash once,
+/// in order of appearance. Empty for text-only requests (the same cheap checks as
+/// [`has_media`] come first).
+pub fn media_items(raw: &str) -> alloc::vec::Vec<MediaItem> {
+    let mut out = alloc::vec::Vec::new();
+    if !raw.contains("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
+        return out;
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(raw) {
+        collect(&v, 0, &mut out);
+    }
+    out
+}
+
+fn modality_of(part_type: &str) -> &'static str {
+    if part_type.contains("audio") {
+        "audio"
+    } else if part_type.contains("video") {
+        "video"
+    } else {
+        "image"
+    }
+}
+
+fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
+    if depth > 8 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            if let Some(t) = m
+                .get("type")
+                .and_then(Value::as_str)
+                .filter(|t| MEDIA_PART_TYPES.contains(t))
+            {
+                let payload = m.get(t).map_or_else(|| v.to_string(), |p| p.to_string());
+                let hash = xxhash_rust::xxh3::xxh3_64(payload.as_bytes());
+                if !out.iter().any(|i| i.hash == hash) {
+                    out.push(MediaItem {
+                        hash,
+                        modality: modality_of(t),
+                    });
+                }
+                return;
+            }
+            for x in m.values() {
+                collect(x, depth + 1, out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                collect(x, depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_items_are_hashed_once_each_with_their_modality() {
+        let raw = r#"[{"role":"user","content":[
+            {"type":"text","text":"compare"},
+            {"type":"image_url","image_url":{"url":"https://x/cat.png"}},
+            {"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}},
+            {"type":"image_url","image_url":{"url":"https://x/cat.png"}},
+            {"type":"video_url","video_url":{"url":"https://x/v.mp4"}}]}]"#;
+        let items = media_items(raw);
+        let kinds: alloc::vec::Vec<&str> = items.iter().map(|i| i.modality).collect();
+        assert_eq!(kinds, ["image", "audio", "video"]);
+        let again = media_items(
+            r#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/cat.png"}}]}]"#,
+        );
+        assert_eq!(again.first().map(|i| i.hash), items.first().map(|i| i.hash));
+        assert!(media_items(r#"[{"role":"user","content":"an image_url"}]"#).is_empty());
+    }
 
     #[test]
     fn content_parts_of_media_types() {

@@ -23,6 +23,7 @@ use crate::plugin::registry::RegistryEntry as E;
 use crate::plugin::TOKENIZED_PROMPT;
 use crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO;
 use crate::plugins::producer::inflight_load::INFLIGHT_LOAD;
+use crate::plugins::producer::mm_embeddings_cache::MM_ENCODER_CACHE_MATCH_INFO;
 
 /// Parameters of a plugin that takes none: any field is an "unknown field" error.
 #[derive(Default, Deserialize)]
@@ -46,6 +47,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::no_hit_lru::TYPE, "noHitLruScorer", scorer::no_hit_lru::factory),
     E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
+    E::beta(scorer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", scorer::mm_embeddings_cache::factory),
     E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
     E::beta(scorer::precise_prefix_cache::TYPE, "precisePrefixCache", scorer::precise_prefix_cache::factory)
         .deprecated("use 'precise-prefix-cache-producer' with 'prefix-cache-scorer' (prefixMatchInfoProducerName: precise-prefix-cache-producer)"),
@@ -83,6 +85,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(producer::token::TYPE, "precisePrefixCache", producer::token::factory).default_producer_for(TOKENIZED_PROMPT),
     E::beta(producer::token::ALIAS, "precisePrefixCache", producer::token::factory)
         .deprecated("'tokenizer' is the older name of 'token-producer' (same parameters)"),
+    E::beta(producer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", producer::mm_embeddings_cache::factory).default_producer_for(MM_ENCODER_CACHE_MATCH_INFO),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
     // parsers
     E::stable(parser::openai::TYPE, parser::openai::factory),

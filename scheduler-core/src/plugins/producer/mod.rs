@@ -2,5 +2,6 @@
 
 pub mod approx_prefix_cache;
 pub mod inflight_load;
+pub mod mm_embeddings_cache;
 pub mod precise_prefix_cache;
 pub mod token;
