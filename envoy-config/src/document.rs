@@ -46,6 +46,81 @@ pub fn with_pool(mut doc: Value, cluster: &str) -> Value {
     doc
 }
 
+/// `doc` ready for the commands that need a pool: unchanged when it has a `pool` section, else
+/// `pool.cluster: cluster` plus, for a config using llm-d's `file-discovery`, that file's
+/// endpoints as `pool.endpoints`.
+///
+/// # Errors
+/// As [`file_discovery_endpoints`].
+pub fn with_pool_and_discovery(doc: Value, cluster: &str) -> Result<Value, String> {
+    let endpoints = if has_pool(&doc) {
+        None
+    } else {
+        file_discovery_endpoints(&doc)?
+    };
+    let mut doc = with_pool(doc, cluster);
+    if let (Some(eps), Some(pool)) = (endpoints, doc.get_mut("pool")) {
+        pool["endpoints"] = Value::Array(eps);
+    }
+    Ok(doc)
+}
+
+/// The endpoints of the `file-discovery` plugin `doc`'s `dataLayer.discovery` names (llm-d's
+/// discovery without Kubernetes), read from its `path` as `pool.endpoints` entries
+/// (`{"address": "ip:port", "labels": {...}}`); `None` when `doc` uses no file discovery.
+///
+/// # Errors
+/// The file cannot be read or parsed, or an entry lacks `address` or `port`.
+pub fn file_discovery_endpoints(doc: &Value) -> Result<Option<Vec<Value>>, String> {
+    let Some(name) = doc
+        .pointer("/dataLayer/discovery/pluginRef")
+        .and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    let plugin = doc.get("plugins").and_then(Value::as_array).and_then(|ps| {
+        ps.iter().find(|p| {
+            p.get("name")
+                .and_then(Value::as_str)
+                .or_else(|| p.get("type").and_then(Value::as_str))
+                == Some(name)
+        })
+    });
+    let Some(plugin) =
+        plugin.filter(|p| p.get("type").and_then(Value::as_str) == Some("file-discovery"))
+    else {
+        return Ok(None);
+    };
+    let Some(path) = plugin.pointer("/parameters/path").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("file-discovery '{name}': {path}: {e}"))?;
+    let file = parse(path, &text)?;
+    let entries = file
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{path}: no 'endpoints' list"))?;
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let field = |k: &str| match e.get(k) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                Some(Value::Number(n)) => Ok(n.to_string()),
+                _ => Err(format!("{path}: endpoints[{i}] has no '{k}'")),
+            };
+            let (address, port) = (field("address")?, field("port")?);
+            let mut out = serde_json::json!({ "address": format!("{address}:{port}") });
+            if let Some(l) = e.get("labels").filter(|l| l.is_object()) {
+                out["labels"] = l.clone();
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +146,38 @@ mod tests {
             "{e}"
         );
         assert!(parse("a.yaml", "- 1\n").unwrap_err().contains("mapping"));
+    }
+
+    #[test]
+    fn file_discovery_endpoints_become_pool_endpoints() {
+        let dir = std::env::temp_dir().join(format!("fd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("endpoints.yaml");
+        std::fs::write(
+            &file,
+            "endpoints:\n- name: a\n  address: 10.0.0.1\n  port: \"8000\"\n  labels: {llm-d.ai/role: decode}\n- name: b\n  address: 10.0.0.2\n  port: 8001\n",
+        )
+        .unwrap();
+        let doc = serde_json::json!({
+            "plugins": [{"name": "disc", "type": "file-discovery", "parameters": {"path": file}}],
+            "dataLayer": {"discovery": {"pluginRef": "disc"}}
+        });
+        let eps = file_discovery_endpoints(&doc).unwrap().unwrap();
+        assert_eq!(
+            serde_json::Value::Array(eps),
+            serde_json::json!([
+                {"address": "10.0.0.1:8000", "labels": {"llm-d.ai/role": "decode"}},
+                {"address": "10.0.0.2:8001"}
+            ])
+        );
+        assert_eq!(
+            file_discovery_endpoints(&serde_json::json!({"plugins": []})).unwrap(),
+            None
+        );
+        std::fs::write(&file, "endpoints:\n- name: a\n  port: 1\n").unwrap();
+        assert!(file_discovery_endpoints(&doc)
+            .unwrap_err()
+            .contains("address"));
     }
 
     #[test]

@@ -41,7 +41,8 @@ enum Command {
     /// Render a complete Envoy configuration (YAML) for a picker JSON.
     Render {
         /// The picker configuration (JSON or YAML, `-` for stdin). A bare EndpointPickerConfig
-        /// gets `pool.cluster: inference_pool`; its endpoints then come from `--xds-dir` (EDS).
+        /// gets `pool.cluster: inference_pool`; its endpoints then come from `--xds-dir` (EDS), or from
+        /// the endpoints file of its `file-discovery` plugin (llm-d's discovery without Kubernetes).
         #[arg(long)]
         config: String,
         /// Path of the .wasm module. It must exist (made absolute in the output, so the
@@ -186,10 +187,11 @@ fn write_out(out: Option<String>, text: &str) -> Result<(), String> {
 }
 
 /// A picker configuration, JSON or YAML, with a `pool` section (`pool.cluster`
-/// `inference_pool` added to a bare EndpointPickerConfig).
+/// `inference_pool` added to a bare EndpointPickerConfig, and its `file-discovery` file's
+/// endpoints).
 fn read_config(path: &str) -> Result<serde_json::Value, String> {
     let doc = envoy_config::document::parse(path, &read(path)?)?;
-    Ok(envoy_config::document::with_pool(doc, "inference_pool"))
+    envoy_config::document::with_pool_and_discovery(doc, "inference_pool")
 }
 
 fn read_json(path: &str) -> Result<serde_json::Value, String> {

@@ -45,3 +45,50 @@ fn envoy_refuses_an_invalid_config_with_the_field_path_in_its_log() {
         "schedulingProfiles[0].plugins[1].pluginRef: undefined plugin 'kv-scorer'"
     );
 }
+
+/// llm-d's EPP configuration for running without Kubernetes (`file-discovery` plus its default
+/// profile, the one `make bench-peers` gives the EPP) becomes a working Envoy: its endpoints
+/// file is the pool.
+#[test]
+fn an_llm_d_file_discovery_config_routes_to_the_files_endpoints() {
+    let backends = vec![e2e::Backend::spawn("fd-a"), e2e::Backend::spawn("fd-b")];
+    let dir = std::env::temp_dir().join(format!("e2e-file-discovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("endpoints.yaml");
+    let mut eps = String::from("endpoints:\n");
+    for b in &backends {
+        eps.push_str(&format!(
+            "- name: {}\n  address: {}\n  port: \"{}\"\n",
+            b.name,
+            b.addr.ip(),
+            b.addr.port()
+        ));
+    }
+    std::fs::write(&file, eps).unwrap();
+    let text = std::fs::read_to_string(e2e::repo_root().join("scripts/peers/epp-config.yaml"))
+        .unwrap()
+        .replace("@ENDPOINTS_FILE@", &file.display().to_string());
+    let doc = envoy_config::document::parse("epp-config.yaml", &text).unwrap();
+    let picker = envoy_config::document::with_pool_and_discovery(doc, "inference_pool").unwrap();
+    assert_eq!(
+        picker["pool"]["endpoints"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let env = e2e::Env::start_with(backends, picker, e2e::StartOptions::default())
+        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    let mut served = std::collections::HashSet::new();
+    for i in 0..12 {
+        let r = env.post(
+            "/v1/completions",
+            &format!(r#"{{"model":"m","prompt":"request {i} with its own text"}}"#),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        served.insert(r.header("x-inference-pod").unwrap_or_default().to_string());
+    }
+    assert!(
+        served.iter().all(|s| s == "fd-a" || s == "fd-b"),
+        "{served:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

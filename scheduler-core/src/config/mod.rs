@@ -190,11 +190,12 @@ pub struct DataLayerSpec {
     /// Metrics sources.
     #[serde(default)]
     pub sources: Vec<DataSourceSpec>,
-    /// llm-d: inject the default source (accepted; the default source is used when none is set).
+    /// llm-d: inject the default metrics source; `false` with no sources turns metrics off.
     #[serde(default)]
     pub inject_defaults: Option<bool>,
-    /// llm-d: the plugin that discovers the pool's endpoints. Here the pool is the `pool`
-    /// section or the Envoy cluster, so it is accepted and ignored with a warning.
+    /// llm-d: the plugin that discovers the pool's endpoints (`file-discovery`). Here the pool
+    /// is the `pool` section or the Envoy cluster: the reference is checked and then left to
+    /// `envoy-config render`, which reads the file into `pool.endpoints` (with a warning).
     #[serde(default)]
     pub discovery: Option<PluginRefSpec>,
     /// llm-d: discovery of peer picker replicas (cross-replica state); ignored with a warning.

@@ -188,6 +188,12 @@ pub trait Plugin: Send + Sync {
     fn is_endpoint_notification_source(&self) -> bool {
         false
     }
+    /// For an endpoint-discovery plugin (llm-d's `dataLayer.discovery`, e.g. `file-discovery`):
+    /// the file it reads endpoints from. The proxy takes its pool from `pool` or the Envoy
+    /// cluster; host tools may read the file into `pool.endpoints`.
+    fn endpoint_discovery_file(&self) -> Option<&str> {
+        None
+    }
     /// This plugin as a metrics source of the data layer (e.g. `metrics-data-source`).
     fn as_metrics_source(&self) -> Option<&dyn MetricsDataSource> {
         None

@@ -106,6 +106,7 @@ pub const BUILTINS: &[E] = &[
     // data layer
     E::stable(datalayer::metrics_source::TYPE, datalayer::metrics_source::factory),
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
+    E::beta(datalayer::file_discovery::TYPE, "fileDiscovery", datalayer::file_discovery::factory),
     E::beta(datalayer::endpoint_notification_source::TYPE, "precisePrefixCache", datalayer::endpoint_notification_source::factory),
     E::alpha(datalayer::topology_extractor::TYPE, "topologyAffinity", datalayer::topology_extractor::factory),
     // deprecated aliases

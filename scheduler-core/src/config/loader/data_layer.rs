@@ -1,5 +1,6 @@
-//! Stage 6 (continued): the data layer. Without `dataLayer` the first metrics source and
-//! extractor configured are used, else the defaults; an explicit `{}` turns metrics off. The
+//! Stage 6 (continued): the data layer. Without `dataLayer`, or with one that lists no
+//! sources, the first metrics source and extractor configured are used, else the defaults (llm-d
+//! injects its default source); `injectDefaults: false` with no sources turns metrics off. The
 //! scraper reads one metrics page per endpoint, so a second metrics source is ignored with a
 //! warning; llm-d's `discovery`, `peerDiscovery` and cross-replica sync are accepted and
 //! ignored with a warning.
@@ -43,12 +44,20 @@ pub(super) fn data_layer(
 ) -> Result<DataLayer, ConfigError> {
     if let Some(dl) = &cfg.data_layer {
         let path = FieldPath::key("dataLayer");
+        if let Some(d) = &dl.discovery {
+            let at = path.clone().with_key("discovery");
+            let p = loader.resolve_ref(
+                d.plugin_ref.as_deref(),
+                at.clone(),
+                "an endpoint discovery plugin",
+                |p| p.endpoint_discovery_file().is_some(),
+            )?;
+            let file = p.endpoint_discovery_file().unwrap_or_default();
+            loader.warn(format!(
+                "{at}: the proxy takes its pool from the `pool` section or the Envoy cluster; `envoy-config render` reads '{file}' into pool.endpoints when the config has no `pool`"
+            ));
+        }
         for (set, field, why) in [
-            (
-                dl.discovery.is_some(),
-                "discovery",
-                "the pool is the `pool` section or the Envoy cluster",
-            ),
             (
                 dl.peer_discovery.is_some(),
                 "peerDiscovery",
@@ -90,8 +99,16 @@ pub(super) fn data_layer(
         ));
     };
     if dl.sources.is_empty() {
-        log::warn!("dataLayer has no sources: endpoint metrics will not be collected");
-        return Ok((None, first_extractor().unwrap_or_else(default_extractor)));
+        // llm-d injects the default metrics source unless `injectDefaults: false` (a
+        // `dataLayer` holding only `discovery`, as its file-discovery configs do, still scrapes).
+        if dl.inject_defaults == Some(false) {
+            log::warn!("dataLayer has no sources and injectDefaults is false: endpoint metrics will not be collected");
+            return Ok((None, first_extractor().unwrap_or_else(default_extractor)));
+        }
+        return Ok((
+            Some(first_source().unwrap_or_default()),
+            first_extractor().unwrap_or_else(default_extractor),
+        ));
     }
     let mut source = None;
     let mut extractor = None;

@@ -3,5 +3,6 @@
 
 pub mod core_metrics_extractor;
 pub mod endpoint_notification_source;
+pub mod file_discovery;
 pub mod metrics_source;
 pub mod topology_extractor;
