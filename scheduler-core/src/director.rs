@@ -40,6 +40,8 @@ pub struct EndpointPicker {
     pub(crate) admitters: Vec<Arc<dyn Plugin>>,
     /// Plugins naming a request's flow when it has no fairness-id header, in configuration order.
     pub(crate) flow_identities: Vec<Arc<dyn Plugin>>,
+    /// Plugins that narrow the candidates before the profiles run.
+    pub(crate) screeners: Vec<Arc<dyn Plugin>>,
     pub(crate) pre_requests: Vec<Arc<dyn Plugin>>,
     pub(crate) response_headers: Vec<Arc<dyn Plugin>>,
     pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
@@ -254,6 +256,15 @@ impl EndpointPicker {
             }
         }
 
+        let mut candidates = candidates;
+        for s in &self.screeners {
+            if let Some(sc) = s.as_screener() {
+                sc.screen(&cx, &mut candidates, rng);
+                if candidates.is_empty() {
+                    return Err(RequestError::NoCandidates);
+                }
+            }
+        }
         let result = self.scheduler.schedule(&cx, &candidates, rng, obs)?;
         for p in &self.pre_requests {
             if let Some(pr) = p.as_pre_request() {

@@ -81,10 +81,6 @@ const NEEDS: &[(&str, &str)] = &[
         "llm-d-router__pkg__epp__framework__plugins__datalayer__source__models__README.yaml",
         "missing plugin type 'models-data-source'",
     ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__requestcontrol__screener__disaggregatedsetrollout__README.yaml",
-        "missing plugin type 'disaggregatedset-rollout-screener'",
-    ),
 ];
 
 fn corpus() -> Vec<(String, String)> {

@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod engine;
+pub mod label_selector;
 pub mod media;
 pub mod openai;
 pub mod prometheus;

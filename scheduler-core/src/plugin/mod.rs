@@ -28,7 +28,7 @@ pub use kv_events::{KvEventCounters, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
     Admitter, AttributeReporter, DataProducer, FlowIdentity, PreRequest, ProduceContext,
-    ReportedAttribute, RequestParser, ResponseBody, ResponseHeader, SaturationDetector,
+    ReportedAttribute, RequestParser, ResponseBody, ResponseHeader, SaturationDetector, Screener,
 };
 pub use scheduling::{
     CycleContext, Filter, PdDecider, Picker, ProfileHandler, ProfileResults, ScoredEndpoint,
@@ -126,6 +126,10 @@ pub trait Plugin: Send + Sync {
     }
     /// This plugin as a source of flow identities (fairness ids).
     fn as_flow_identity(&self) -> Option<&dyn FlowIdentity> {
+        None
+    }
+    /// This plugin as a screener (runs once before the profiles).
+    fn as_screener(&self) -> Option<&dyn Screener> {
         None
     }
     /// This plugin as a PreRequest hook.

@@ -68,6 +68,19 @@ pub trait FlowIdentity {
     fn flow_identity<'r>(&self, request: &'r InferenceRequest<'_>) -> Option<&'r str>;
 }
 
+/// Narrows the candidates once per request, before any scheduling profile runs, so no later
+/// filter, scorer or picker can undo it (llm-d's Screener, e.g. keeping a disaggregated
+/// rollout on one revision for every profile). An empty result fails the request with 503.
+pub trait Screener {
+    /// Removes from `candidates` (pool indices) the endpoints this request must not reach.
+    fn screen(
+        &self,
+        cx: &CycleContext<'_>,
+        candidates: &mut Vec<usize>,
+        rng: &mut dyn crate::rng::Rng,
+    );
+}
+
 /// Runs after the decision and before the request is forwarded.
 pub trait PreRequest {
     /// Sees the decision; may update indexes and counters and keep state for the response.

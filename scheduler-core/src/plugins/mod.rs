@@ -48,6 +48,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
     E::beta(scorer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", scorer::mm_embeddings_cache::factory),
+    E::alpha(scorer::header_label_affinity::TYPE, "headerLabelAffinity", scorer::header_label_affinity::factory),
     E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
     E::beta(scorer::precise_prefix_cache::TYPE, "precisePrefixCache", scorer::precise_prefix_cache::factory)
         .deprecated("use 'precise-prefix-cache-producer' with 'prefix-cache-scorer' (prefixMatchInfoProducerName: precise-prefix-cache-producer)"),
@@ -77,6 +78,8 @@ pub const BUILTINS: &[E] = &[
     E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
     // request-header processors
     E::alpha(request::agent_identity::TYPE, "agentIdentity", request::agent_identity::factory),
+    // screeners
+    E::alpha(request::rollout_screener::TYPE, "disaggregatedSetRollout", request::rollout_screener::factory),
     // response reporters
     E::beta(request::attribute_reporter::TYPE, "requestAttributeReporter", request::attribute_reporter::factory),
     // data producers

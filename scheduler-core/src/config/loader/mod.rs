@@ -123,6 +123,7 @@ pub fn load_config(
     };
     let admitters = all(|p| p.as_admitter().is_some());
     let flow_identities = all(|p| p.as_flow_identity().is_some());
+    let screeners = all(|p| p.as_screener().is_some());
     let pre_requests = all(|p| p.as_pre_request().is_some());
     let response_headers = all(|p| p.as_response_header().is_some());
     let response_bodies = all(|p| p.as_response_body().is_some());
@@ -138,6 +139,7 @@ pub fn load_config(
         producers,
         admitters,
         flow_identities,
+        screeners,
         pre_requests,
         response_headers,
         response_bodies,

@@ -3,3 +3,4 @@
 
 pub mod agent_identity;
 pub mod attribute_reporter;
+pub mod rollout_screener;
