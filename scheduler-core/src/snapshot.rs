@@ -2,7 +2,8 @@
 //! VM decodes: a compact, versioned binary encoding (postcard) of every endpoint with its
 //! metrics, last update time, consecutive scrape failures and staleness.
 //!
-//! Layout: 4 magic bytes `EPS1` (the last byte is the schema version), then the postcard body.
+//! Layout: 4 magic bytes `EPS2` (the last byte is the schema version; 2 added the endpoint
+//! metrics' custom attributes), then the postcard body.
 //! A module of another schema version finds a different magic and refuses the bytes instead of
 //! misreading them (shared data outlives filter reloads, docs/SOURCES.md#wasm-shared-data). Decoding
 //! is pure and safe on any input: garbage is an error, never a panic.
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::endpoint::Endpoint;
 
 /// Magic bytes and schema version.
-pub const MAGIC: &[u8; 4] = b"EPS1";
+pub const MAGIC: &[u8; 4] = b"EPS2";
 
 /// Shared-data key of the snapshot (versioned with the schema).
 pub const SNAPSHOT_KEY: &str = "endpoint-picker/v1/snapshot";

@@ -63,23 +63,23 @@ const NEEDS: &[(&str, &str)] = &[
     ),
     (
         "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
-        "missing plugin type 'dcgm-data-source'",
+        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
     ),
     (
         "llm-d-router__pkg__epp__framework__plugins__datalayer__extractor__dcgm__README.yaml",
-        "missing plugin type 'dcgm-data-source'",
+        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
     ),
     (
         "llm-d-router__pkg__epp__framework__plugins__datalayer__source__dcgm__README.yaml",
-        "missing plugin type 'dcgm-data-source'",
+        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
     ),
     (
         "llm-d-router__pkg__epp__framework__plugins__README.yaml",
-        "missing plugin type 'multicluster-file-discovery'",
+        "llm-d's multi-cluster family ('multicluster-file-discovery', 'multicluster-*' sources, extractors, filters and scorers) is not built",
     ),
     (
         "llm-d-router__pkg__epp__framework__plugins__datalayer__source__models__README.yaml",
-        "missing plugin type 'models-data-source'",
+        "missing plugin types 'models-data-source' / 'models-data-extractor': a second scrape target per endpoint (/v1/models), which the scrapers do not poll yet",
     ),
 ];
 

@@ -44,12 +44,19 @@ fn requests_stay_on_a_covered_revision_and_learn_it() {
         let r = env.post("/v1/completions", &body(i), &[]);
         assert_eq!(r.status, 200, "{r:?}");
         let pod = r.header("x-inference-pod").unwrap_or_default().to_string();
-        assert_ne!(pod, "stray", "an endpoint outside the rollout's scope was picked");
+        assert_ne!(
+            pod, "stray",
+            "an endpoint outside the rollout's scope was picked"
+        );
         let rev = if pod == "rev-a" { "A" } else { "B" };
         assert_eq!(r.header("x-disagg-revision"), Some(rev), "{r:?}");
         seen.insert(pod);
     }
-    assert_eq!(seen.len(), 2, "both covered revisions get traffic: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "both covered revisions get traffic: {seen:?}"
+    );
     for i in 0..10 {
         let r = env.post("/v1/completions", &body(i), &[("x-disagg-revision", "B")]);
         assert_eq!(r.status, 200, "{r:?}");

@@ -30,9 +30,20 @@ pub struct EndpointMetrics {
     pub cache_num_blocks: u64,
     /// When these metrics were scraped, in milliseconds since the Unix epoch; 0 = never.
     pub update_time_ms: u64,
+    /// Scalar attributes from the engine's `customMetrics` (attribute key → value), in
+    /// configuration order; read by `endpoint-attribute-filter` and `endpoint-attribute-scorer`.
+    pub attributes: Vec<(String, f64)>,
 }
 
 impl EndpointMetrics {
+    /// The scalar attribute `key`, if the last scrape had it.
+    pub fn attribute(&self, key: &str) -> Option<f64> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
     /// True when the metrics were never scraped or are older than `threshold_ms` at `now_ms`.
     pub fn is_stale(&self, now_ms: u64, threshold_ms: u64) -> bool {
         self.update_time_ms == 0 || now_ms.saturating_sub(self.update_time_ms) > threshold_ms

@@ -137,6 +137,8 @@ pub struct EngineMapping {
     pub block_size: Option<MetricSpec>,
     /// Number of KV blocks as a gauge value.
     pub num_blocks: Option<MetricSpec>,
+    /// Custom scalar attributes: (attribute key, selector).
+    pub custom: Vec<(String, MetricSpec)>,
 }
 
 /// One entry of `engineConfigs` (GIE `engineConfigParams`, plus two gauge specs of ours).
@@ -166,6 +168,19 @@ pub struct EngineConfigParams {
     /// Selector for a number-of-blocks gauge.
     #[serde(default)]
     pub num_blocks_spec: String,
+    /// llm-d's custom metrics: each maps a selector to an endpoint attribute key.
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomMetricParams>,
+}
+
+/// One `customMetrics` entry of an engine config.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CustomMetricParams {
+    /// The endpoint attribute the value is stored under (e.g. `custom.queue_depth`).
+    pub attribute_key: String,
+    /// The series selector (e.g. `custom_queue_depth{tier=gold}`).
+    pub metric_spec: String,
 }
 
 impl EngineMapping {
@@ -183,7 +198,25 @@ impl EngineMapping {
                 "engine config name cannot be empty",
             ));
         }
+        let mut custom = Vec::with_capacity(p.custom_metrics.len());
+        for (i, c) in p.custom_metrics.iter().enumerate() {
+            let at = |f: &str| FieldPath::key("customMetrics").with_index(i).with_key(f);
+            if c.attribute_key.is_empty() {
+                return Err(ConfigError::invalid(at("attributeKey"), "is required"));
+            }
+            if custom.iter().any(|(k, _)| *k == c.attribute_key) {
+                return Err(ConfigError::invalid(
+                    at("attributeKey"),
+                    alloc::format!("duplicate attribute key '{}'", c.attribute_key),
+                ));
+            }
+            let spec = MetricSpec::parse(&c.metric_spec)
+                .map_err(|m| ConfigError::invalid(at("metricSpec"), m))?
+                .ok_or_else(|| ConfigError::invalid(at("metricSpec"), "is required"))?;
+            custom.push((c.attribute_key.clone(), spec));
+        }
         Ok(EngineMapping {
+            custom,
             name: p.name.clone(),
             queued: spec("queuedRequestsSpec", &p.queued_requests_spec)?,
             running: spec("runningRequestsSpec", &p.running_requests_spec)?,
@@ -208,6 +241,7 @@ pub fn builtin_engine_configs() -> Vec<EngineConfigParams> {
             cache_info_spec: ci.into(),
             block_size_spec: bs.into(),
             num_blocks_spec: nb.into(),
+            custom_metrics: Vec::new(),
         }
     };
     alloc::vec![
@@ -379,7 +413,18 @@ fn extract(m: &EngineMapping, text: &str) -> Result<Extracted, MetricsParseError
         } else if hit(&m.num_blocks) {
             num_blocks.get_or_insert(finite(s.value));
         }
+        // A custom attribute reads the first matching sample of its series (a page lists one
+        // sample per label set, so no later one is newer); only finite values count.
+        for (key, spec) in &m.custom {
+            if spec.matches(&s)
+                && s.value.is_finite()
+                && !out.metrics.attributes.iter().any(|(k, _)| k == key)
+            {
+                out.metrics.attributes.push((key.clone(), s.value));
+            }
+        }
     }
+    out.fields_found += u32::try_from(out.metrics.attributes.len()).unwrap_or(u32::MAX);
 
     let mx = &mut out.metrics;
     if let Some(q) = queued {
@@ -472,6 +517,46 @@ mod tests {
         assert_eq!(MetricSpec::parse("").unwrap(), None);
         assert!(MetricSpec::parse("bad name").is_err());
         assert!(MetricSpec::parse("x{a=1").is_err());
+    }
+
+    #[test]
+    fn custom_metrics_become_scalar_attributes() {
+        let o: EngineConfigParams = serde_json::from_value(serde_json::json!({
+            "name": "vllm",
+            "queuedRequestsSpec": "vllm:num_requests_waiting",
+            "customMetrics": [
+                {"attributeKey": "custom.queue_depth", "metricSpec": "custom_queue_depth{tier=gold}"},
+                {"attributeKey": "running", "metricSpec": "vllm:num_requests_running"},
+                {"attributeKey": "absent", "metricSpec": "not_on_the_page"}
+            ]
+        }))
+        .unwrap();
+        let x = MetricsExtractor::new(DEFAULT_ENGINE_LABEL_KEY, "vllm", &[o]).unwrap();
+        let page = "custom_queue_depth{tier=\"silver\"} 9\ncustom_queue_depth{tier=\"gold\"} 4\nvllm:num_requests_running 3\nvllm:num_requests_waiting 1\n";
+        let got = x.extract(x.engine("vllm").unwrap(), page).unwrap();
+        assert_eq!(got.metrics.attribute("custom.queue_depth"), Some(4.0));
+        assert_eq!(got.metrics.attribute("running"), Some(3.0));
+        assert_eq!(got.metrics.attribute("absent"), None);
+        assert_eq!(got.fields_found, 3, "queue + two attributes");
+        // A page with only a custom metric still counts as a scrape with data.
+        let only = x
+            .extract(x.engine("vllm").unwrap(), "vllm:num_requests_running 2\n")
+            .unwrap();
+        assert_eq!(only.fields_found, 1);
+        let bad = |c: serde_json::Value| {
+            let o: EngineConfigParams =
+                serde_json::from_value(serde_json::json!({"name": "e", "customMetrics": [c]}))
+                    .unwrap();
+            alloc::string::ToString::to_string(&EngineMapping::from_params(&o).unwrap_err().path)
+        };
+        assert_eq!(
+            bad(serde_json::json!({"attributeKey": "", "metricSpec": "m"})),
+            "customMetrics[0].attributeKey"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"attributeKey": "a", "metricSpec": ""})),
+            "customMetrics[0].metricSpec"
+        );
     }
 
     #[test]

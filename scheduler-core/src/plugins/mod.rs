@@ -48,6 +48,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(scorer::context_length_aware::TYPE, "contextLengthAware", scorer::context_length_aware::factory),
     E::alpha(scorer::prefix_rendezvous::TYPE, "prefixRendezvousScorer", scorer::prefix_rendezvous::factory),
     E::beta(scorer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", scorer::mm_embeddings_cache::factory),
+    E::alpha(scorer::endpoint_attribute::TYPE, "endpointAttribute", scorer::endpoint_attribute::factory),
     E::alpha(scorer::header_label_affinity::TYPE, "headerLabelAffinity", scorer::header_label_affinity::factory),
     E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
     E::beta(scorer::precise_prefix_cache::TYPE, "precisePrefixCache", scorer::precise_prefix_cache::factory)
@@ -60,6 +61,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(filter::role::PREFILL_TYPE, "pdRoleFilters", filter::role::prefill_factory),
     E::beta(filter::role::ENCODE_TYPE, "pdRoleFilters", filter::role::encode_factory),
     E::alpha(filter::prefix_cache_affinity::TYPE, "prefixCacheAffinityFilter", filter::prefix_cache_affinity::factory),
+    E::alpha(filter::endpoint_attribute::TYPE, "endpointAttribute", filter::endpoint_attribute::factory),
     E::alpha(filter::topology_affinity::TYPE, "topologyAffinity", filter::topology_affinity::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),

@@ -2,6 +2,7 @@
 
 pub mod by_label;
 pub mod concurrency_detector;
+pub mod endpoint_attribute;
 pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;

@@ -2,6 +2,7 @@
 
 pub mod active_request;
 pub mod context_length_aware;
+pub mod endpoint_attribute;
 pub mod header_label_affinity;
 pub mod kv_cache_utilization;
 pub mod load_aware;
