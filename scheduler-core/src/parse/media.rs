@@ -62,9 +62,13 @@ pub struct MediaItem {
     pub modality: &'static str,
 }
 
+/// Most media items read from one request; the rest are ignored (a hostile body with
+/// thousands of parts costs a bounded amount of work).
+pub const MAX_MEDIA_ITEMS: usize = 256;
+
 /// The media items of the JSON text `raw` (messages, input or items), each distinct hash once,
-/// in order of appearance. Empty for text-only requests (the same cheap checks as
-/// [`has_media`] come first).
+/// in order of appearance, at most [`MAX_MEDIA_ITEMS`]. Empty for text-only requests (the same
+/// cheap checks as [`has_media`] come first).
 pub fn media_items(raw: &str) -> alloc::vec::Vec<MediaItem> {
     let mut out = alloc::vec::Vec::new();
     if !raw.contains("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
@@ -87,7 +91,7 @@ fn modality_of(part_type: &str) -> &'static str {
 }
 
 fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
-    if depth > 8 {
+    if depth > 8 || out.len() >= MAX_MEDIA_ITEMS {
         return;
     }
     match v {
@@ -123,6 +127,15 @@ fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_items_are_bounded() {
+        let part = r#"{"type":"image_url","image_url":{"url":"https://x/N.png"}}"#;
+        let parts: alloc::vec::Vec<alloc::string::String> =
+            (0..1000).map(|i| part.replace('N', &alloc::format!("{i}"))).collect();
+        let raw = alloc::format!(r#"[{{"role":"user","content":[{}]}}]"#, parts.join(","));
+        assert_eq!(media_items(&raw).len(), MAX_MEDIA_ITEMS);
+    }
 
     #[test]
     fn media_items_are_hashed_once_each_with_their_modality() {
