@@ -16,7 +16,8 @@
 //!   were skipped. (An ORIGINAL_DST cluster would dial any `ip:port` in the header.)
 //! - **Retries**: on connect failure, reset and 5xx, to another host (`previous_hosts`), so an
 //!   endpoint that dies mid-run costs no client error.
-//! - **Metrics cluster**: when some endpoint has a `metricsPort`, an internal ORIGINAL_DST cluster
+//! - **Metrics cluster**: when some endpoint has a `metricsPort`, or the data layer fetches a
+//!   second page on its own port (`dcgm-data-source`), an internal ORIGINAL_DST cluster
 //!   reached only by the scraper's callouts (no route points at it).
 //! - **Downstream limits** ([`crate::limits`]): request and header timeouts, routes for the
 //!   inference API paths only, an overload manager with heap actions and a connection cap.
@@ -115,7 +116,21 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
     let text = serde_json::to_string(&picker).map_err(|e| e.to_string())?;
     let config = PickerConfig::from_json(&text).map_err(|e| e.to_string())?;
     let pool = &config.pool;
-    let separate_metrics = pool.metrics_port.is_some()
+    // A page source on its own port (a DCGM exporter beside each server) is fetched from
+    // addresses outside the serving cluster too. Out-of-tree plugin types fail this load;
+    // their configs then get the ORIGINAL_DST cluster only through `metricsPort`.
+    let page_ports =
+        scheduler_core::PickerConfig::load(&text, &scheduler_core::Registry::with_builtins())
+            .map(|l| {
+                l.picker
+                    .page_sources()
+                    .iter()
+                    .filter_map(|p| p.as_page_source())
+                    .any(|s| s.port().is_some())
+            })
+            .unwrap_or(false);
+    let separate_metrics = page_ports
+        || pool.metrics_port.is_some()
         || pool
             .endpoints
             .iter()

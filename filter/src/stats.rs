@@ -219,6 +219,7 @@ pub struct ScraperStats {
     memory: Metric,
     membership: Metric,
     takeovers: Metric,
+    page_failures: Metric,
 }
 
 impl Default for ScraperStats {
@@ -232,6 +233,7 @@ impl Default for ScraperStats {
             memory: Metric::define(MetricType::Gauge, "vm_memory_bytes.scraper"),
             membership: Metric::define(MetricType::Counter, "pool.membership_changes"),
             takeovers: Metric::define(MetricType::Counter, "scraper.takeovers"),
+            page_failures: Metric::define(MetricType::Counter, "scrape.page_failure"),
         }
     }
 }
@@ -247,6 +249,10 @@ impl ScraperStats {
         self.memory.set(vm_memory_bytes());
         self.total.set(total as u64);
         self.stale.set(stale as u64);
+    }
+    /// A second-page fetch (e.g. DCGM) failed or held nothing its source reads.
+    pub fn page_failed(&self) {
+        self.page_failures.add(1);
     }
     /// This instance took over a lease another instance let lapse.
     pub fn takeover(&self) {

@@ -34,6 +34,8 @@ use endpoint_picker_filter::telemetry::PoolGauges;
 struct ScraperStats {
     success: Counter,
     failure: Counter,
+    /// Second-page fetches (e.g. DCGM) that failed or held nothing their source reads.
+    page_failure: Counter,
     publishes: Counter,
     membership: Counter,
     total: Gauge,
@@ -83,6 +85,8 @@ pub struct Scraper {
     home: Home,
     pool: PoolConfig,
     extractor: SharedExtractor,
+    /// Second pages per endpoint (e.g. DCGM).
+    pages: endpoint_picker_filter::scraper::PageSources,
     path: String,
     enabled: bool,
     stats: ScraperStats,
@@ -129,6 +133,7 @@ impl Scraper {
         let stats = ScraperStats {
             success: counter("endpoint_picker.scrape.success"),
             failure: counter("endpoint_picker.scrape.failure"),
+            page_failure: counter("endpoint_picker.scrape.page_failure"),
             publishes: counter("endpoint_picker.snapshot.publishes"),
             membership: counter("endpoint_picker.pool.membership_changes"),
             total: gauge("endpoint_picker.endpoints.total"),
@@ -146,6 +151,7 @@ impl Scraper {
             loaded.pool.metrics_cluster,
             loaded.pool.scrape.interval_ms
         );
+        let pages = endpoint_picker_filter::scraper::PageSources::of(&loaded);
         Ok(Scraper {
             envoy,
             home,
@@ -154,13 +160,14 @@ impl Scraper {
             path,
             stats,
             inner: Mutex::new(Inner {
-                state: ScrapeState::new(&loaded.pool),
+                state: ScrapeState::with_pages(&loaded.pool, pages.len()),
                 timer: core::ptr::null_mut(),
                 members: None,
                 hosts: None,
                 gauges: PoolGauges::new(&loaded.pool.cluster),
             }),
             pool: loaded.pool,
+            pages,
         })
     }
 
@@ -197,10 +204,21 @@ impl Scraper {
         let mut inner = self.inner();
         self.follow_members(&mut inner);
         self.publish(&mut inner);
+        let timeout = self.pool.scrape.timeout_ms;
+        if !self.pages.is_empty() {
+            let now = now_ms();
+            let fetches = self.pages.fetches();
+            for (i, j, address) in inner.state.due_pages(now, &fetches) {
+                let Some(f) = fetches.get(j) else { continue };
+                match self.dispatch(f.path, &address, timeout) {
+                    Some(id) => inner.state.started_page(i, j, id, now),
+                    None => self.stats.page_failure.add(self.envoy, &[], 1),
+                }
+            }
+        }
         if self.enabled {
-            let timeout = self.pool.scrape.timeout_ms;
             for (i, address) in inner.state.due() {
-                match self.dispatch(&address, timeout) {
+                match self.dispatch(&self.path, &address, timeout) {
                     Some(id) => inner.state.started(i, id),
                     None => {
                         inner.state.record_failure(i);
@@ -220,10 +238,10 @@ impl Scraper {
         }
     }
 
-    fn dispatch(&self, address: &str, timeout_ms: u64) -> Option<u64> {
+    fn dispatch(&self, path: &str, address: &str, timeout_ms: u64) -> Option<u64> {
         let mut headers = [
             ModuleHttpHeader::of(":method", b"GET"),
-            ModuleHttpHeader::of(":path", self.path.as_bytes()),
+            ModuleHttpHeader::of(":path", path.as_bytes()),
             ModuleHttpHeader::of("host", address.as_bytes()),
             ModuleHttpHeader::of(DESTINATION, address.as_bytes()),
             ModuleHttpHeader::of("accept", b"text/plain;version=0.0.4"),
@@ -274,9 +292,15 @@ impl Scraper {
         body_size: usize,
     ) {
         let mut inner = self.inner();
-        let Some(i) = inner.state.finished(id) else {
-            return;
+        let page = inner.state.finished_page(id);
+        let main = if page.is_none() {
+            inner.state.finished(id)
+        } else {
+            None
         };
+        if page.is_none() && main.is_none() {
+            return;
+        }
         let headers: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
             &[]
         } else {
@@ -301,17 +325,36 @@ impl Scraper {
                 .then(|| std::str::from_utf8(v).ok()?.trim().parse::<u16>().ok())
                 .flatten()
         });
-        let outcome = if result != abi::CALLOUT_SUCCESS || status != Some(200) {
+        let ok = result == abi::CALLOUT_SUCCESS && status == Some(200);
+        let chunks: &[EnvoyBuffer] = if !ok || body.is_null() || body_size == 0 {
+            &[]
+        } else {
+            // SAFETY: per the contract above.
+            unsafe { core::slice::from_raw_parts(body, body_size) }
+        };
+        let total: usize = chunks.iter().map(|c| c.length).sum();
+        if let Some((i, j)) = page {
+            let read = (ok && total <= self.pool.scrape.max_body_bytes)
+                .then(|| {
+                    // SAFETY: Envoy's buffers of this hook.
+                    let parts: Vec<&[u8]> =
+                        chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
+                    let body = parts.concat();
+                    let e = inner.state.endpoint(i)?;
+                    self.pages.read(j, e, &body)
+                })
+                .flatten();
+            match read {
+                Some(attributes) => inner.state.record_page(i, j, attributes),
+                None => self.stats.page_failure.add(self.envoy, &[], 1),
+            }
+            return;
+        }
+        let Some(i) = main else { return };
+        let outcome = if !ok {
             inner.state.record_failure(i);
             ScrapeOutcome::BadStatus
         } else {
-            let chunks: &[EnvoyBuffer] = if body.is_null() || body_size == 0 {
-                &[]
-            } else {
-                // SAFETY: per the contract above.
-                unsafe { core::slice::from_raw_parts(body, body_size) }
-            };
-            let total: usize = chunks.iter().map(|c| c.length).sum();
             if total > self.pool.scrape.max_body_bytes {
                 inner.state.record_failure(i);
                 ScrapeOutcome::TooLarge

@@ -47,6 +47,8 @@ pub struct EndpointPicker {
     pub(crate) response_bodies: Vec<Arc<dyn Plugin>>,
     /// Plugins that report attributes of a finished response to the proxy.
     pub(crate) reporters: Vec<Arc<dyn Plugin>>,
+    /// Page sources wired in `dataLayer` (each a plugin with `as_page_source`), in order.
+    pub(crate) page_sources: Vec<Arc<dyn Plugin>>,
     pub(crate) saturation_detector: Arc<dyn Plugin>,
     /// `requestHandler.parsers` (or `parser`) in configuration order; never empty.
     pub(crate) parsers: Vec<Arc<dyn Plugin>>,
@@ -363,6 +365,12 @@ impl EndpointPicker {
                 b.response_body(state, response, chunk);
             }
         }
+    }
+
+    /// The page sources the scraper fetches besides the metrics page (plugins whose
+    /// [`Plugin::as_page_source`] is `Some`), in `dataLayer` order.
+    pub fn page_sources(&self) -> &[Arc<dyn Plugin>] {
+        &self.page_sources
     }
 
     /// Runs the attribute reporters on a finished response that carried `usage`; what they

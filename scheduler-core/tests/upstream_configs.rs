@@ -62,18 +62,6 @@ const NEEDS: &[(&str, &str)] = &[
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),
     (
-        "llm-d-router__deploy__config__sim-epp-gpu-config.yaml",
-        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__datalayer__extractor__dcgm__README.yaml",
-        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__datalayer__source__dcgm__README.yaml",
-        "missing plugin types 'dcgm-data-source' / 'dcgm-extractor': a second scrape target per endpoint (NVIDIA's DCGM exporter), which the scrapers do not poll yet",
-    ),
-    (
         "llm-d-router__pkg__epp__framework__plugins__README.yaml",
         "llm-d's multi-cluster family ('multicluster-file-discovery', 'multicluster-*' sources, extractors, filters and scorers) is not built",
     ),

@@ -61,3 +61,71 @@ fn the_filter_drops_and_the_scorer_ranks_by_a_custom_metric() {
     let r = env.complete(MODEL, "all busy", &[]);
     assert_eq!(r.status, 429, "{r:?}");
 }
+
+/// A second page per endpoint: GPU utilisation from a DCGM exporter sidecar (`dcgm-data-source`
+/// + `dcgm-extractor`), read by `endpoint-attribute-filter` with `producer: dcgm-extractor`, as
+/// llm-d's GPU sample config wires them.
+#[test]
+fn a_dcgm_exporter_page_filters_out_hot_gpus() {
+    use e2e::Backend;
+    use std::net::SocketAddr;
+    let dcgm_port = e2e::free_port();
+    let spawn = |name: &str, ip: &str| {
+        let addr: SocketAddr = format!("{ip}:{}", e2e::free_port()).parse().unwrap();
+        let mut cmd = std::process::Command::new(e2e::fake_server_bin());
+        cmd.args(["--listen", &addr.to_string(), "--name", name])
+            .args(["--dcgm-listen", &format!("{ip}:{dcgm_port}")]);
+        Backend::spawn_command(name, addr, cmd)
+    };
+    let backends = vec![spawn("gpu-a", "127.0.0.2"), spawn("gpu-b", "127.0.0.3")];
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            picker: json!({
+                "plugins": [
+                    {"type": "metrics-data-source"}, {"type": "core-metrics-extractor"},
+                    {"type": "dcgm-data-source", "name": "dcgm", "parameters": {"port": dcgm_port, "interval": "100ms"}},
+                    {"type": "dcgm-extractor"},
+                    {"type": "endpoint-attribute-filter", "name": "cool-gpus", "parameters": {
+                        "attribute": "GPUUtilization", "producer": "dcgm-extractor", "onMissing": "Pass",
+                        "algorithm": {"type": "threshold", "threshold": {"operator": "LessThanOrEqual", "value": 0.9}}}},
+                    {"type": "random-picker"}
+                ],
+                "dataLayer": {"sources": [
+                    {"pluginRef": "metrics-data-source", "extractors": [{"pluginRef": "core-metrics-extractor"}]},
+                    {"pluginRef": "dcgm", "extractors": [{"pluginRef": "dcgm-extractor"}]}
+                ]},
+                "schedulingProfiles": [{"name": "default", "plugins": [
+                    {"pluginRef": "cool-gpus"}, {"pluginRef": "random-picker"}]}]
+            }),
+            ..EnvSpec::default()
+        },
+    );
+    // gpu-a's hottest GPU is at 95 %: every request goes to gpu-b.
+    env.backends[0].set(json!({"gpu_util": [40.0, 95.0]}));
+    env.backends[1].set(json!({"gpu_util": [60.0, 70.0]}));
+    // Pages are fetched every 100 ms and published on the next 50 ms tick.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for i in 0..20 {
+        let r = env.complete(MODEL, &format!("question {i}"), &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.pod(),
+            "gpu-b",
+            "request {i}: {:?}",
+            r.header("x-endpoint-picker-debug")
+        );
+    }
+    // It cools down: both get traffic again.
+    env.backends[0].set(json!({"gpu_util": [40.0, 50.0]}));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let pods: std::collections::HashSet<String> = (0..30)
+        .map(|i| {
+            env.complete(MODEL, &format!("again {i}"), &[])
+                .pod()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    assert_eq!(env.stat_sum("scrape.page_failure"), 0, "{}", env.stats());
+}

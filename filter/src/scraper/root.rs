@@ -31,6 +31,8 @@ use crate::telemetry::PoolGauges;
 pub struct ScraperRoot {
     pool: PoolConfig,
     extractor: SharedExtractor,
+    /// Second pages per endpoint (e.g. DCGM).
+    pages: crate::scraper::PageSources,
     path: String,
     enabled: bool,
     state: ScrapeState,
@@ -68,9 +70,11 @@ impl ScraperRoot {
             loaded.pool.scrape.interval_ms
         );
         let gauges = PoolGauges::new(&loaded.pool.cluster);
+        let pages = crate::scraper::PageSources::of(&loaded);
         Ok(ScraperRoot {
-            state: ScrapeState::new(&loaded.pool),
+            state: ScrapeState::with_pages(&loaded.pool, pages.len()),
             extractor: loaded.picker.metrics_extractor().clone(),
+            pages,
             pool: loaded.pool,
             path,
             enabled,
@@ -125,6 +129,7 @@ impl ScraperRoot {
             return;
         }
         let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
+        self.dispatch_pages(now, timeout);
         for (i, address) in self.state.due() {
             let headers = [
                 (":method", "GET"),
@@ -156,6 +161,27 @@ impl ScraperRoot {
     /// answers `BadArgument`). Timeouts and refusals before any header arrive as Envoy's
     /// synthetic 504/503 and are failures by status.
     pub fn on_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        if let Some((i, j)) = self.state.finished_page(u64::from(token)) {
+            let status = if num_headers == 0 {
+                None
+            } else {
+                host::call_response_status()
+            };
+            let read = match status {
+                Some(200) if body_size <= self.pool.scrape.max_body_bytes => {
+                    host::call_response_body(body_size).and_then(|body| {
+                        let e = self.state.endpoint(i)?;
+                        self.pages.read(j, e, &body)
+                    })
+                }
+                _ => None,
+            };
+            match read {
+                Some(attributes) => self.state.record_page(i, j, attributes),
+                None => self.stats.page_failed(),
+            }
+            return;
+        }
         let Some(i) = self.state.finished(u64::from(token)) else {
             return;
         };
@@ -185,6 +211,28 @@ impl ScraperRoot {
             }
         };
         self.stats.scrape(outcome == ScrapeOutcome::Ok);
+    }
+
+    /// Dispatches the page fetches (second pages such as DCGM) due at `now_ms`.
+    fn dispatch_pages(&mut self, now_ms: u64, timeout: Duration) {
+        if self.pages.is_empty() {
+            return;
+        }
+        let fetches = self.pages.fetches();
+        for (i, j, address) in self.state.due_pages(now_ms, &fetches) {
+            let Some(f) = fetches.get(j) else { continue };
+            let headers = [
+                (":method", "GET"),
+                (":path", f.path),
+                (":authority", address.as_str()),
+                (DESTINATION, address.as_str()),
+                ("accept", "text/plain;version=0.0.4"),
+            ];
+            match host::dispatch_http_call(&self.pool.metrics_cluster, &headers, timeout) {
+                Ok(token) => self.state.started_page(i, j, u64::from(token), now_ms),
+                Err(_) => self.stats.page_failed(),
+            }
+        }
     }
 
     /// Adopts the member list the picker filter published, if it changed since the last tick

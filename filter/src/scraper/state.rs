@@ -31,11 +31,77 @@ struct Slot {
     endpoint: Endpoint,
     in_flight: Option<u64>,
     failures: u32,
+    /// One per page source (`dataLayer` second pages, e.g. DCGM), in source order.
+    pages: Vec<PageSlot>,
+}
+
+/// A page source's fetch state for one endpoint.
+#[derive(Clone, Default)]
+struct PageSlot {
+    in_flight: Option<u64>,
+    /// When it was last fetched, ms since the Unix epoch (0: never).
+    last_ms: u64,
+    /// What it read last (kept across a failed fetch, like the metrics).
+    attributes: Vec<(String, f64)>,
+}
+
+impl Slot {
+    fn new(member: &PoolEndpoint, pages: usize) -> Slot {
+        Slot {
+            member: member.clone(),
+            endpoint: member.to_endpoint(),
+            in_flight: None,
+            failures: 0,
+            pages: vec![PageSlot::default(); pages],
+        }
+    }
+
+    /// The endpoint with its page attributes appended to its metrics' attributes.
+    fn published(&self) -> Endpoint {
+        let mut e = self.endpoint.clone();
+        for p in &self.pages {
+            // A page's value replaces one of the same key (e.g. adopted from another scraper's
+            // snapshot).
+            e.metrics
+                .attributes
+                .retain(|(k, _)| !p.attributes.iter().any(|(pk, _)| pk == k));
+            e.metrics.attributes.extend(p.attributes.iter().cloned());
+        }
+        e
+    }
+}
+
+/// Where and how often one page source is fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFetch<'a> {
+    /// URL path.
+    pub path: &'a str,
+    /// Port on the endpoint's IP; `None`: the endpoint's metrics address.
+    pub port: Option<u16>,
+    /// Least time between two fetches, ms.
+    pub interval_ms: u64,
+}
+
+/// The `ip:port` a page of `member` is fetched from.
+fn page_address(member: &PoolEndpoint, port: Option<u16>) -> String {
+    match port {
+        None => member.metrics_address.clone(),
+        Some(p) => {
+            let ip = Endpoint::new(member.address.as_str()).ip().to_string();
+            if ip.contains(':') {
+                format!("[{ip}]:{p}")
+            } else {
+                format!("{ip}:{p}")
+            }
+        }
+    }
 }
 
 /// See the module docs.
 pub struct ScrapeState {
     slots: Vec<Slot>,
+    /// Page sources per endpoint.
+    pages: usize,
     generation: u64,
     dirty: bool,
     last_stale: Vec<bool>,
@@ -44,17 +110,14 @@ pub struct ScrapeState {
 impl ScrapeState {
     /// Slots for every pool member, none scraped yet.
     pub fn new(pool: &PoolConfig) -> Self {
+        Self::with_pages(pool, 0)
+    }
+
+    /// Slots for every pool member with `pages` page sources each, none scraped yet.
+    pub fn with_pages(pool: &PoolConfig, pages: usize) -> Self {
         ScrapeState {
-            slots: pool
-                .endpoints
-                .iter()
-                .map(|m| Slot {
-                    member: m.clone(),
-                    endpoint: m.to_endpoint(),
-                    in_flight: None,
-                    failures: 0,
-                })
-                .collect(),
+            pages,
+            slots: pool.endpoints.iter().map(|m| Slot::new(m, pages)).collect(),
             generation: 0,
             dirty: true,
             last_stale: Vec::new(),
@@ -88,12 +151,7 @@ impl ScrapeState {
                         s.member = m.clone();
                         s
                     }
-                    None => Slot {
-                        member: m.clone(),
-                        endpoint: m.to_endpoint(),
-                        in_flight: None,
-                        failures: 0,
-                    },
+                    None => Slot::new(m, self.pages),
                 }
             })
             .collect();
@@ -132,6 +190,58 @@ impl ScrapeState {
             .filter(|(_, s)| s.in_flight.is_none())
             .map(|(i, s)| (i, s.member.metrics_address.clone()))
             .collect()
+    }
+
+    /// The page fetches due at `now_ms` for `sources` (same order as configured): `(slot,
+    /// source, address)` for each endpoint whose fetch of that source is not in flight and
+    /// whose last one is at least its interval old.
+    pub fn due_pages(&self, now_ms: u64, sources: &[PageFetch<'_>]) -> Vec<(usize, usize, String)> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            for (j, (p, src)) in s.pages.iter().zip(sources).enumerate() {
+                let due = p.last_ms == 0 || now_ms.saturating_sub(p.last_ms) >= src.interval_ms;
+                if p.in_flight.is_none() && due {
+                    out.push((i, j, page_address(&s.member, src.port)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that page source `j` of slot `i` has callout `token` in flight since `now_ms`.
+    pub fn started_page(&mut self, i: usize, j: usize, token: u64, now_ms: u64) {
+        if let Some(p) = self.slots.get_mut(i).and_then(|s| s.pages.get_mut(j)) {
+            p.in_flight = Some(token);
+            p.last_ms = now_ms.max(1);
+        }
+    }
+
+    /// The `(slot, source)` whose page callout `token` just finished (and clears it).
+    pub fn finished_page(&mut self, token: u64) -> Option<(usize, usize)> {
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            for (j, p) in s.pages.iter_mut().enumerate() {
+                if p.in_flight == Some(token) {
+                    p.in_flight = None;
+                    return Some((i, j));
+                }
+            }
+        }
+        None
+    }
+
+    /// The endpoint of slot `i` (to read a page with).
+    pub fn endpoint(&self, i: usize) -> Option<&Endpoint> {
+        self.slots.get(i).map(|s| &s.endpoint)
+    }
+
+    /// Stores what page source `j` read for slot `i`.
+    pub fn record_page(&mut self, i: usize, j: usize, attributes: Vec<(String, f64)>) {
+        if let Some(p) = self.slots.get_mut(i).and_then(|s| s.pages.get_mut(j)) {
+            if p.attributes != attributes {
+                p.attributes = attributes;
+                self.dirty = true;
+            }
+        }
     }
 
     /// Records that slot `i` has callout `token` in flight.
@@ -207,7 +317,7 @@ impl ScrapeState {
             .iter()
             .zip(&stale)
             .map(|(s, &stale)| EndpointState {
-                endpoint: s.endpoint.clone(),
+                endpoint: s.published(),
                 consecutive_failures: s.failures,
                 stale,
             })
@@ -243,6 +353,49 @@ mod tests {
         )
         .unwrap();
         ScrapeState::new(&c.pool)
+    }
+
+    #[test]
+    fn page_sources_are_fetched_on_their_port_and_interval_and_published_as_attributes() {
+        let c = PickerConfig::from_json(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:8000"}, {"address": "10.0.0.2:8000"}]}}"#,
+        )
+        .unwrap();
+        let mut s = ScrapeState::with_pages(&c.pool, 1);
+        let src = [PageFetch {
+            path: "/metrics",
+            port: Some(9400),
+            interval_ms: 1000,
+        }];
+        assert_eq!(
+            s.due_pages(5_000, &src),
+            [
+                (0, 0, "10.0.0.1:9400".into()),
+                (1, 0, "10.0.0.2:9400".into())
+            ]
+        );
+        s.started_page(0, 0, 7, 5_000);
+        s.started_page(1, 0, 8, 5_000);
+        assert!(s.due_pages(5_500, &src).is_empty(), "in flight");
+        assert_eq!(s.finished_page(7), Some((0, 0)));
+        assert_eq!(s.finished_page(7), None);
+        assert_eq!(s.finished(8), None, "a page token is not a metrics token");
+        s.record_page(0, 0, vec![("dcgm-extractor/GPUUtilization".into(), 0.9)]);
+        assert!(
+            s.due_pages(5_500, &src).is_empty(),
+            "interval not over for slot 0"
+        );
+        assert_eq!(s.due_pages(6_000, &src), [(0, 0, "10.0.0.1:9400".into())]);
+        let snap = s.snapshot_if_changed(6_000, 60_000).unwrap();
+        let e = &snap.endpoints[0].endpoint;
+        assert_eq!(
+            e.metrics.attribute("dcgm-extractor/GPUUtilization"),
+            Some(0.9)
+        );
+        // Adopting a snapshot that already carries the attribute does not duplicate it.
+        s.adopt(&snap);
+        let again = s.snapshot_if_changed(6_001, 60_000).unwrap();
+        assert_eq!(again.endpoints[0].endpoint.metrics.attributes.len(), 1);
     }
 
     #[test]

@@ -131,8 +131,9 @@ mod tests {
     #[test]
     fn media_items_are_bounded() {
         let part = r#"{"type":"image_url","image_url":{"url":"https://x/N.png"}}"#;
-        let parts: alloc::vec::Vec<alloc::string::String> =
-            (0..1000).map(|i| part.replace('N', &alloc::format!("{i}"))).collect();
+        let parts: alloc::vec::Vec<alloc::string::String> = (0..1000)
+            .map(|i| part.replace('N', &alloc::format!("{i}")))
+            .collect();
         let raw = alloc::format!(r#"[{{"role":"user","content":[{}]}}]"#, parts.join(","));
         assert_eq!(media_items(&raw).len(), MAX_MEDIA_ITEMS);
     }

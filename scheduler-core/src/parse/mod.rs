@@ -4,6 +4,7 @@
 //! response bodies ([`usage`]). Every one returns errors; none panics.
 
 pub mod anthropic;
+pub mod dcgm;
 pub mod engine;
 pub mod label_selector;
 pub mod media;

@@ -26,3 +26,32 @@ pub trait MetricsExtraction: Send + Sync {
 
 /// A shared extractor, as the picker and its scraper hold it.
 pub type SharedExtractor = Arc<dyn MetricsExtraction>;
+
+/// A second page the scraper fetches from every endpoint besides its metrics page (llm-d's
+/// HTTP data sources other than the metrics one, e.g. NVIDIA's DCGM exporter beside each
+/// model server), read into scalar endpoint attributes. Offered through
+/// [`super::Plugin::as_page_source`]; active only when `dataLayer.sources` lists it with an
+/// extractor it accepts.
+pub trait EndpointPageSource: Send + Sync {
+    /// URL path of the page (e.g. `/metrics`).
+    fn path(&self) -> &str;
+    /// Port of the page on the endpoint's IP; `None`: the endpoint's metrics address.
+    fn port(&self) -> Option<u16>;
+    /// Least time between two fetches from one endpoint, ms (0: every scrape tick).
+    fn interval_ms(&self) -> u64;
+    /// False when this source was configured in a way the proxy cannot fetch (it then loads
+    /// with a warning and is skipped).
+    fn enabled(&self) -> bool {
+        true
+    }
+    /// True when an extractor of type `extractor_type` can read this source's pages.
+    fn accepts_extractor(&self, extractor_type: &str) -> bool;
+    /// Reads a fetched `page` of `endpoint` into `(attribute key, value)` pairs pushed to
+    /// `out`; `false` when the page holds nothing this source reads (a failed fetch).
+    fn read(
+        &self,
+        endpoint: &Endpoint,
+        page: &str,
+        out: &mut alloc::vec::Vec<(alloc::string::String, f64)>,
+    ) -> bool;
+}

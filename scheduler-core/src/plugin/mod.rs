@@ -21,7 +21,7 @@ use core::fmt;
 
 use serde::Deserialize;
 
-pub use data_layer::{MetricsDataSource, MetricsExtraction, SharedExtractor};
+pub use data_layer::{EndpointPageSource, MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use expressions::{CompiledExpression, ExprValue, ExpressionCompiler};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
 pub use kv_events::{KvEventCounters, KvEventSink, KvEventsSettings};
@@ -196,6 +196,10 @@ pub trait Plugin: Send + Sync {
     /// the file it reads endpoints from. The proxy takes its pool from `pool` or the Envoy
     /// cluster; host tools may read the file into `pool.endpoints`.
     fn endpoint_discovery_file(&self) -> Option<&str> {
+        None
+    }
+    /// This plugin as a source of a second per-endpoint page (e.g. `dcgm-data-source`).
+    fn as_page_source(&self) -> Option<&dyn EndpointPageSource> {
         None
     }
     /// This plugin as a metrics source of the data layer (e.g. `metrics-data-source`).

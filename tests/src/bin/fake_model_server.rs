@@ -29,6 +29,10 @@ struct Args {
     /// Name reported in x-inference-pod.
     #[arg(long, default_value = "pod")]
     name: String,
+    /// Also serve an NVIDIA DCGM exporter page (`/metrics`, `DCGM_FI_DEV_GPU_UTIL` from the
+    /// state's `gpu_util`, one sample per GPU) on this address, as a sidecar exporter would.
+    #[arg(long)]
+    dcgm_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -48,6 +52,8 @@ struct FakeState {
     inference: String,
     /// Milliseconds before an inference response starts (holds the request in flight).
     delay_ms: u64,
+    /// GPU utilisation (percent) of each GPU on the DCGM page.
+    gpu_util: Vec<f64>,
 }
 
 impl Default for FakeState {
@@ -62,6 +68,7 @@ impl Default for FakeState {
             metrics: "ok".into(),
             inference: "ok".into(),
             delay_ms: 0,
+            gpu_util: vec![10.0, 20.0],
         }
     }
 }
@@ -102,6 +109,21 @@ fn metrics_text(s: &FakeState) -> String {
         s.running_loras.join(","),
         s.waiting_loras.join(","),
     )
+}
+
+/// The DCGM exporter's page: one `DCGM_FI_DEV_GPU_UTIL` sample per GPU.
+async fn dcgm_metrics(State(app): State<Shared>) -> Response {
+    let s = app.state.lock().await.clone();
+    let mut page = String::from(
+        "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n",
+    );
+    for (i, u) in s.gpu_util.iter().enumerate() {
+        page.push_str(&format!(
+            "DCGM_FI_DEV_GPU_UTIL{{gpu=\"{i}\",UUID=\"GPU-{i}\",pod=\"{}\"}} {u}\n",
+            app.name
+        ));
+    }
+    (StatusCode::OK, page).into_response()
 }
 
 async fn metrics(State(app): State<Shared>) -> Response {
@@ -308,7 +330,25 @@ async fn main() {
         .route("/v1/embeddings", post(inference))
         // Above the picker's 4 MiB default body limit, so the picker's limit is what is tested.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
-        .with_state(app);
+        .with_state(app.clone());
+    if let Some(addr) = args.dcgm_listen {
+        let dcgm = Router::new()
+            .route("/metrics", get(dcgm_metrics))
+            .with_state(app.clone());
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, dcgm).await {
+                        eprintln!("dcgm serve: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                eprintln!("bind {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -12,13 +12,19 @@ use crate::error::{ConfigError, FieldPath};
 use alloc::sync::Arc;
 
 use crate::parse::engine::MetricsExtractor;
-use crate::plugin::{MetricsDataSource, SharedExtractor};
+use crate::plugin::{MetricsDataSource, Plugin, SharedExtractor};
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
+use alloc::vec::Vec;
 
 use super::instantiate::Loader;
 
-/// The metrics source (none: metrics collection off) and the extractor.
-pub(super) type DataLayer = (Option<MetricsSourceParams>, SharedExtractor);
+/// The metrics source (none: metrics collection off), the extractor, and the page sources
+/// wired in `dataLayer.sources` (second pages per endpoint, e.g. DCGM).
+pub(super) type DataLayer = (
+    Option<MetricsSourceParams>,
+    SharedExtractor,
+    Vec<Arc<dyn Plugin>>,
+);
 
 /// The page settings of a metrics source.
 fn params_of(s: &dyn MetricsDataSource) -> MetricsSourceParams {
@@ -96,6 +102,7 @@ pub(super) fn data_layer(
         return Ok((
             Some(first_source().unwrap_or_default()),
             first_extractor().unwrap_or_else(default_extractor),
+            Vec::new(),
         ));
     };
     if dl.sources.is_empty() {
@@ -103,22 +110,52 @@ pub(super) fn data_layer(
         // `dataLayer` holding only `discovery`, as its file-discovery configs do, still scrapes).
         if dl.inject_defaults == Some(false) {
             log::warn!("dataLayer has no sources and injectDefaults is false: endpoint metrics will not be collected");
-            return Ok((None, first_extractor().unwrap_or_else(default_extractor)));
+            return Ok((
+                None,
+                first_extractor().unwrap_or_else(default_extractor),
+                Vec::new(),
+            ));
         }
         return Ok((
             Some(first_source().unwrap_or_default()),
             first_extractor().unwrap_or_else(default_extractor),
+            Vec::new(),
         ));
     }
     let mut source = None;
     let mut extractor = None;
+    let mut pages: Vec<Arc<dyn Plugin>> = Vec::new();
     for (i, s) in dl.sources.iter().enumerate() {
         let path = FieldPath::key("dataLayer")
             .with_key("sources")
             .with_index(i);
         let p = loader.resolve_ref(s.plugin_ref.as_deref(), path.clone(), "a DataSource", |p| {
-            p.as_metrics_source().is_some() || p.is_endpoint_notification_source()
+            p.as_metrics_source().is_some()
+                || p.is_endpoint_notification_source()
+                || p.as_page_source().is_some()
         })?;
+        if let Some(page) = p.as_page_source() {
+            if s.extractors.is_empty() {
+                loader.warn(format!(
+                    "{path}: '{}' has no extractor wired: its page is not fetched",
+                    p.typed_name().name
+                ));
+                continue;
+            }
+            for (j, e) in s.extractors.iter().enumerate() {
+                let epath = path.clone().with_key("extractors").with_index(j);
+                loader.resolve_ref(
+                    e.plugin_ref.as_deref(),
+                    epath,
+                    "an extractor of this source",
+                    |x| page.accepts_extractor(x.typed_name().type_name),
+                )?;
+            }
+            if page.enabled() && !pages.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                pages.push(p.clone());
+            }
+            continue;
+        }
         if p.is_endpoint_notification_source() {
             // Its extractors hear of membership changes through `pool_changed`; only check
             // that each one exists.
@@ -165,7 +202,8 @@ pub(super) fn data_layer(
         return Ok((
             Some(fallback.unwrap_or_default()),
             extractor.or(first).unwrap_or_else(default_extractor),
+            pages,
         ));
     }
-    Ok((source, extractor.unwrap_or_else(default_extractor)))
+    Ok((source, extractor.unwrap_or_else(default_extractor), pages))
 }

@@ -109,7 +109,7 @@ pub fn load_config(
     let saturation_detector =
         wiring::saturation_detector(&mut loader, &cfg, header.fc_detector.as_ref())?;
     let parsers = wiring::parsers(&mut loader, &cfg)?;
-    let (metrics_source, extractor) = data_layer::data_layer(&mut loader, &cfg)?;
+    let (metrics_source, extractor, page_sources) = data_layer::data_layer(&mut loader, &cfg)?;
     let flow_control = flow_control::build(&mut loader, &cfg)?;
     let producers = producers::complete_and_order(&mut loader)?;
 
@@ -144,6 +144,7 @@ pub fn load_config(
         response_headers,
         response_bodies,
         reporters,
+        page_sources,
         saturation_detector,
         parsers,
         objectives,

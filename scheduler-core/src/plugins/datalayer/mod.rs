@@ -2,6 +2,7 @@
 //! scheduling slot; the metrics scraper takes its settings from them (GIE `dataLayer`).
 
 pub mod core_metrics_extractor;
+pub mod dcgm;
 pub mod endpoint_notification_source;
 pub mod file_discovery;
 pub mod metrics_source;

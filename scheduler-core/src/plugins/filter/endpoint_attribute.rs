@@ -3,8 +3,9 @@
 //!
 //! The attribute is a scalar an extractor published for the endpoint: with `producer` unset (or
 //! `core-metrics-extractor`), a `customMetrics` attribute of the core metrics extractor (see
-//! [`crate::parse::engine::CustomMetricParams`]). Other producers (llm-d's `dcgm-extractor`)
-//! have no in-proxy counterpart, so their attributes are always missing here.
+//! [`crate::parse::engine::CustomMetricParams`]); with `producer: dcgm-extractor`, the DCGM
+//! exporter's `GPUUtilization`. Other producers have no in-proxy counterpart, so their
+//! attributes are always missing here.
 //!
 //! - `algorithm: {type: threshold, threshold: {operator, value}}`: kept when `value(endpoint)
 //!   <op> threshold.value`, `operator` one of `LessThan`, `LessThanOrEqual`, `GreaterThan`,
@@ -100,13 +101,13 @@ impl Operator {
 }
 
 /// Checks `attribute` against its `producer` as upstream does: required; one containing `/`
-/// needs an explicit producer. Returns whether the proxy can ever see the attribute (core
-/// producer or none).
+/// needs an explicit producer. Returns the key of the attribute in the endpoint's attributes,
+/// or `None` when no producer of this proxy publishes it.
 pub(crate) fn check_attribute(
     field: &str,
     attribute: &str,
     producer: Option<&str>,
-) -> Result<bool, ConfigError> {
+) -> Result<Option<String>, ConfigError> {
     if attribute.is_empty() {
         return Err(ConfigError::invalid(FieldPath::key(field), "is required"));
     }
@@ -116,7 +117,14 @@ pub(crate) fn check_attribute(
             "an attribute containing '/' needs 'producer' set explicitly",
         ));
     }
-    Ok(matches!(producer, None | Some("") | Some(CORE_PRODUCER)))
+    Ok(match producer {
+        None | Some("") | Some(CORE_PRODUCER) => Some(String::from(attribute)),
+        Some(crate::plugins::datalayer::dcgm::EXTRACTOR_TYPE) => Some(format!(
+            "{}/{attribute}",
+            crate::plugins::datalayer::dcgm::EXTRACTOR_TYPE
+        )),
+        Some(_) => None,
+    })
 }
 
 /// Builds an [`EndpointAttributeFilter`].
@@ -131,8 +139,8 @@ pub fn factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    let visible = check_attribute("attribute", &p.attribute, p.producer.as_deref())?;
-    if !visible {
+    let key = check_attribute("attribute", &p.attribute, p.producer.as_deref())?;
+    if key.is_none() {
         log::warn!(
             "{TYPE} '{name}': producer '{}' has no counterpart in the proxy; '{}' is always missing (onMissing applies)",
             p.producer.as_deref().unwrap_or_default(),
@@ -175,7 +183,7 @@ pub fn factory(
         .ok_or_else(|| ConfigError::invalid(t_at.with_key("value"), "is required (a number)"))?;
     Ok(Arc::new(EndpointAttributeFilter {
         typed_name: TypedName::new(TYPE, name),
-        attribute: if visible { p.attribute } else { String::new() },
+        attribute: key.unwrap_or_default(),
         pass_missing,
         fallback_on_empty: p.fallback_on_empty,
         operator,
@@ -310,7 +318,7 @@ mod tests {
     #[test]
     fn another_producer_is_always_missing_here() {
         let mut p = params("LessThan", 0.9, "Fail", false);
-        p["producer"] = "dcgm-extractor".into();
+        p["producer"] = "some-extractor".into();
         assert_eq!(kept(p, &[Some(0.1)]), Vec::<usize>::new());
     }
 

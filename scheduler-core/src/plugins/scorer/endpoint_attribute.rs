@@ -7,7 +7,8 @@
 //!   (values clamped; `min < max`).
 //! - A candidate without the attribute scores 0.
 //! - `attributeKey` and `producer` as for `endpoint-attribute-filter`: the proxy has the core
-//!   metrics extractor's `customMetrics` attributes. Category: distribution.
+//!   metrics extractor's `customMetrics` attributes and `dcgm-extractor`'s `GPUUtilization`.
+//!   Category: distribution.
 
 use alloc::format;
 use alloc::string::String;
@@ -65,8 +66,8 @@ pub fn factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    let visible = check_attribute("attributeKey", &p.attribute_key, p.producer.as_deref())?;
-    if !visible {
+    let key = check_attribute("attributeKey", &p.attribute_key, p.producer.as_deref())?;
+    if key.is_none() {
         log::warn!(
             "{TYPE} '{name}': producer '{}' has no counterpart in the proxy; '{}' is always missing (score 0)",
             p.producer.as_deref().unwrap_or_default(),
@@ -114,11 +115,7 @@ pub fn factory(
     };
     Ok(Arc::new(EndpointAttributeScorer {
         typed_name: TypedName::new(TYPE, name),
-        attribute: if visible {
-            p.attribute_key
-        } else {
-            String::new()
-        },
+        attribute: key.unwrap_or_default(),
         lower_is_better,
         fixed,
     }))
