@@ -63,8 +63,8 @@ fn the_filter_drops_and_the_scorer_ranks_by_a_custom_metric() {
 }
 
 /// A second page per endpoint: GPU utilisation from a DCGM exporter sidecar (`dcgm-data-source`
-/// + `dcgm-extractor`), read by `endpoint-attribute-filter` with `producer: dcgm-extractor`, as
-/// llm-d's GPU sample config wires them.
+/// with `dcgm-extractor`), read by `endpoint-attribute-filter` with `producer: dcgm-extractor`,
+/// as llm-d's GPU sample config wires them.
 #[test]
 fn a_dcgm_exporter_page_filters_out_hot_gpus() {
     use e2e::Backend;
