@@ -65,10 +65,6 @@ const NEEDS: &[(&str, &str)] = &[
         "llm-d-router__pkg__epp__framework__plugins__README.yaml",
         "llm-d's multi-cluster family ('multicluster-file-discovery', 'multicluster-*' sources, extractors, filters and scorers) is not built",
     ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__datalayer__source__models__README.yaml",
-        "missing plugin types 'models-data-source' / 'models-data-extractor': a second scrape target per endpoint (/v1/models), which the scrapers do not poll yet",
-    ),
 ];
 
 fn corpus() -> Vec<(String, String)> {

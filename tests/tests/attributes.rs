@@ -129,3 +129,53 @@ fn a_dcgm_exporter_page_filters_out_hot_gpus() {
     assert_eq!(pods.len(), 2, "{pods:?}");
     assert_eq!(env.stat_sum("scrape.page_failure"), 0, "{}", env.stats());
 }
+
+/// `models-data-source` polls each endpoint's `/v1/models`; `endpoint-attribute-filter` on
+/// `model:<id>` (producer `models-data-extractor`) then routes to the endpoints that serve a
+/// LoRA adapter, and follows the list when an adapter is loaded elsewhere.
+#[test]
+fn served_models_from_v1_models_steer_requests() {
+    let env = Env::start(EnvSpec {
+        picker: json!({
+            "plugins": [
+                {"type": "metrics-data-source"}, {"type": "core-metrics-extractor"},
+                {"type": "models-data-source", "name": "models", "parameters": {"interval": "100ms"}},
+                {"type": "models-data-extractor"},
+                {"type": "endpoint-attribute-filter", "name": "serves-sql-lora", "parameters": {
+                    "attribute": "model:sql-lora", "producer": "models-data-extractor", "onMissing": "Fail",
+                    "algorithm": {"type": "threshold", "threshold": {"operator": "Equal", "value": 1}}}},
+                {"type": "random-picker"}
+            ],
+            "dataLayer": {"sources": [
+                {"pluginRef": "metrics-data-source", "extractors": [{"pluginRef": "core-metrics-extractor"}]},
+                {"pluginRef": "models", "extractors": [{"pluginRef": "models-data-extractor"}]}
+            ]},
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "serves-sql-lora"}, {"pluginRef": "random-picker"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    env.backends[1].set(json!({"models": [MODEL, "sql-lora"]}));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for i in 0..15 {
+        let r = env.complete(MODEL, &format!("question {i}"), &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.pod(),
+            "pod-b",
+            "request {i}: {:?}",
+            r.header("x-endpoint-picker-debug")
+        );
+    }
+    // The adapter moves to pod-c.
+    env.backends[1].set(json!({"models": [MODEL]}));
+    env.backends[2].set(json!({"models": [MODEL, "sql-lora"]}));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for i in 0..15 {
+        assert_eq!(
+            env.complete(MODEL, &format!("moved {i}"), &[]).pod(),
+            "pod-c"
+        );
+    }
+    assert_eq!(env.stat_sum("scrape.page_failure"), 0, "{}", env.stats());
+}

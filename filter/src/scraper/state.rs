@@ -76,7 +76,7 @@ impl Slot {
 pub struct PageFetch<'a> {
     /// URL path.
     pub path: &'a str,
-    /// Port on the endpoint's IP; `None`: the endpoint's metrics address.
+    /// Port on the endpoint's IP; `None`: the endpoint's own (serving) address.
     pub port: Option<u16>,
     /// Least time between two fetches, ms.
     pub interval_ms: u64,
@@ -85,7 +85,7 @@ pub struct PageFetch<'a> {
 /// The `ip:port` a page of `member` is fetched from.
 fn page_address(member: &PoolEndpoint, port: Option<u16>) -> String {
     match port {
-        None => member.metrics_address.clone(),
+        None => member.address.clone(),
         Some(p) => {
             let ip = Endpoint::new(member.address.as_str()).ip().to_string();
             if ip.contains(':') {

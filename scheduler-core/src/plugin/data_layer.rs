@@ -35,7 +35,7 @@ pub type SharedExtractor = Arc<dyn MetricsExtraction>;
 pub trait EndpointPageSource: Send + Sync {
     /// URL path of the page (e.g. `/metrics`).
     fn path(&self) -> &str;
-    /// Port of the page on the endpoint's IP; `None`: the endpoint's metrics address.
+    /// Port of the page on the endpoint's IP; `None`: the endpoint's own (serving) address.
     fn port(&self) -> Option<u16>;
     /// Least time between two fetches from one endpoint, ms (0: every scrape tick).
     fn interval_ms(&self) -> u64;

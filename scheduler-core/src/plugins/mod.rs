@@ -113,6 +113,8 @@ pub const BUILTINS: &[E] = &[
     E::stable(datalayer::core_metrics_extractor::TYPE, datalayer::core_metrics_extractor::factory),
     E::beta(datalayer::file_discovery::TYPE, "fileDiscovery", datalayer::file_discovery::factory),
     E::beta(datalayer::endpoint_notification_source::TYPE, "precisePrefixCache", datalayer::endpoint_notification_source::factory),
+    E::beta(datalayer::models::SOURCE_TYPE, "modelsDataSource", datalayer::models::source_factory),
+    E::beta(datalayer::models::EXTRACTOR_TYPE, "modelsDataSource", datalayer::models::extractor_factory),
     E::alpha(datalayer::dcgm::SOURCE_TYPE, "dcgm", datalayer::dcgm::source_factory),
     E::alpha(datalayer::dcgm::EXTRACTOR_TYPE, "dcgm", datalayer::dcgm::extractor_factory),
     E::alpha(datalayer::topology_extractor::TYPE, "topologyAffinity", datalayer::topology_extractor::factory),

@@ -54,6 +54,8 @@ struct FakeState {
     delay_ms: u64,
     /// GPU utilisation (percent) of each GPU on the DCGM page.
     gpu_util: Vec<f64>,
+    /// Model ids `GET /v1/models` lists (base model first, then LoRA adapters).
+    models: Vec<String>,
 }
 
 impl Default for FakeState {
@@ -69,6 +71,7 @@ impl Default for FakeState {
             inference: "ok".into(),
             delay_ms: 0,
             gpu_util: vec![10.0, 20.0],
+            models: vec!["meta-llama/Llama-3.1-8B-Instruct".into()],
         }
     }
 }
@@ -304,7 +307,20 @@ async fn inference(
 }
 
 async fn models(State(app): State<Shared>) -> Response {
-    let mut r = Json(serde_json::json!({"object": "list", "data": [{"id": "meta-llama/Llama-3.1-8B-Instruct", "object": "model"}]})).into_response();
+    let models = app.state.lock().await.models.clone();
+    let base = models.first().cloned().unwrap_or_default();
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            if i == 0 {
+                serde_json::json!({"id": id, "object": "model"})
+            } else {
+                serde_json::json!({"id": id, "object": "model", "parent": base})
+            }
+        })
+        .collect();
+    let mut r = Json(serde_json::json!({"object": "list", "data": data})).into_response();
     if let Ok(v) = app.name.parse() {
         r.headers_mut().insert("x-inference-pod", v);
     }

@@ -6,7 +6,8 @@
 //!
 //! The scraper fetches `path` from each endpoint's IP at `port` every `interval` (default:
 //! every scrape tick), besides the metrics page; see [`crate::parse::dcgm`] for the reading.
-//! Source parameters: `scheme` (`http` only, as for the metrics source), `path` (default
+//! Source parameters: `scheme` (`http`; `https` loads with a warning: TLS is the metrics
+//! cluster's transport socket), `path` (default
 //! `/metrics`), `port` (default 9400), `insecureSkipVerify` (accepted), `useNodeAddress`
 //! (the exporter as a DaemonSet on the node's address: the proxy does not know node addresses,
 //! so such a source loads with a warning and is not fetched; the attribute stays missing),
@@ -63,7 +64,7 @@ impl Default for Params {
 /// Builds a [`DcgmSource`].
 ///
 /// # Errors
-/// Unknown fields; a scheme other than http; a path not starting with `/`; a port outside
+/// Unknown fields; a scheme other than http/https; a path not starting with `/`; a port outside
 /// 1..=65535; an interval that is not a duration.
 pub fn source_factory(
     name: &str,
@@ -71,11 +72,15 @@ pub fn source_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    if p.scheme != "http" {
-        return Err(ConfigError::invalid(
-            FieldPath::key("scheme"),
-            "only 'http' is supported (TLS to endpoints belongs on the Envoy cluster)",
-        ));
+    match p.scheme.as_str() {
+        "http" => {}
+        "https" => log::warn!("{SOURCE_TYPE} '{name}': scheme https: the page is fetched through the metrics cluster, whose transport socket decides TLS"),
+        other => {
+            return Err(ConfigError::invalid(
+                FieldPath::key("scheme"),
+                format!("'{other}' must be http or https"),
+            ))
+        }
     }
     if !p.path.starts_with('/') {
         return Err(ConfigError::invalid(
@@ -205,7 +210,7 @@ mod tests {
             s.accepts_extractor("dcgm-extractor") && !s.accepts_extractor("core-metrics-extractor")
         );
         for (p, field) in [
-            (serde_json::json!({"scheme": "https"}), "scheme"),
+            (serde_json::json!({"scheme": "ftp"}), "scheme"),
             (serde_json::json!({"port": 0}), "port"),
             (serde_json::json!({"port": 70000}), "port"),
             (serde_json::json!({"interval": "soon"}), "interval"),

@@ -6,4 +6,5 @@ pub mod dcgm;
 pub mod endpoint_notification_source;
 pub mod file_discovery;
 pub mod metrics_source;
+pub mod models;
 pub mod topology_extractor;

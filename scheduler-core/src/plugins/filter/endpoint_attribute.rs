@@ -4,8 +4,9 @@
 //! The attribute is a scalar an extractor published for the endpoint: with `producer` unset (or
 //! `core-metrics-extractor`), a `customMetrics` attribute of the core metrics extractor (see
 //! [`crate::parse::engine::CustomMetricParams`]); with `producer: dcgm-extractor`, the DCGM
-//! exporter's `GPUUtilization`. Other producers have no in-proxy counterpart, so their
-//! attributes are always missing here.
+//! exporter's `GPUUtilization`; with `producer: models-data-extractor`, `model:<id>` (1 when the
+//! endpoint serves `<id>`). Other producers have no in-proxy counterpart, so their attributes
+//! are always missing here.
 //!
 //! - `algorithm: {type: threshold, threshold: {operator, value}}`: kept when `value(endpoint)
 //!   <op> threshold.value`, `operator` one of `LessThan`, `LessThanOrEqual`, `GreaterThan`,
@@ -119,10 +120,10 @@ pub(crate) fn check_attribute(
     }
     Ok(match producer {
         None | Some("") | Some(CORE_PRODUCER) => Some(String::from(attribute)),
-        Some(crate::plugins::datalayer::dcgm::EXTRACTOR_TYPE) => Some(format!(
-            "{}/{attribute}",
-            crate::plugins::datalayer::dcgm::EXTRACTOR_TYPE
-        )),
+        Some(
+            p @ (crate::plugins::datalayer::dcgm::EXTRACTOR_TYPE
+            | crate::plugins::datalayer::models::EXTRACTOR_TYPE),
+        ) => Some(format!("{p}/{attribute}")),
         Some(_) => None,
     })
 }
@@ -313,6 +314,27 @@ mod tests {
             kept(params("LessThan", 0.0, "Fail", true), &v),
             vec![0, 1, 2, 3]
         );
+    }
+
+    #[test]
+    fn producers_of_this_proxy_have_their_keys() {
+        assert_eq!(
+            check_attribute("a", "x", None).unwrap().as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            check_attribute("a", "GPUUtilization", Some("dcgm-extractor"))
+                .unwrap()
+                .as_deref(),
+            Some("dcgm-extractor/GPUUtilization")
+        );
+        assert_eq!(
+            check_attribute("a", "model:m", Some("models-data-extractor"))
+                .unwrap()
+                .as_deref(),
+            Some("models-data-extractor/model:m")
+        );
+        assert_eq!(check_attribute("a", "x", Some("other")).unwrap(), None);
     }
 
     #[test]
