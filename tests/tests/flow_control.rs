@@ -293,3 +293,82 @@ fn agent_sessions_get_flows_of_their_own() {
         );
     }
 }
+
+/// `program-aware-fairness` in Envoy: a tenant that already consumed many tokens waits behind
+/// one that consumed few. "batch" and "chat" first each finish one request ("batch" with a
+/// ~5,000-token prompt, "chat" with a short one; the usage comes from the responses). Then,
+/// behind a request that holds the only slot, "batch" queues two requests and "chat" one, last:
+/// with the policy "chat" leaves first; with global-strict (the control) in arrival order.
+#[test]
+fn program_aware_fairness_serves_the_least_served_tenant_first() {
+    for (policy, chat_first) in [
+        ("program-aware-fairness", true),
+        ("global-strict-fairness-policy", false),
+    ] {
+        let env = Arc::new(Env::start(EnvSpec {
+            backends: vec!["pod-a".into()],
+            concurrency: 1,
+            picker: json!({
+                "featureGates": ["flowControl"],
+                "plugins": [
+                    {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+                    {"type": policy},
+                    {"type": "queue-scorer"},
+                    {"type": "max-score-picker"}
+                ],
+                "saturationDetector": {"pluginRef": "concurrency-detector"},
+                "schedulingProfiles": [{"name": "default", "plugins": [
+                    {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+                ]}],
+                "flowControl": {"defaultRequestTTL": "30s", "priorityBands": [
+                    {"priority": 0, "fairnessPolicyRef": policy}
+                ]}
+            }),
+            ..EnvSpec::default()
+        }));
+        let tenant = |id: &'static str| ("x-llm-d-inference-fairness-id", id);
+        let long = "lorem ipsum ".repeat(1700);
+        assert_eq!(env.complete(MODEL, &long, &[tenant("batch")]).status, 200);
+        assert_eq!(env.complete(MODEL, "hi", &[tenant("chat")]).status, 200);
+        env.backend("pod-a").set(json!({"delay_ms": 400}));
+        let t0 = Instant::now();
+        let done: Done = Arc::new(Mutex::new(Vec::new()));
+        let queued = |label: &'static str, id: &'static str| {
+            let env = env.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let r = env.complete(MODEL, label, &[("x-llm-d-inference-fairness-id", id)]);
+                done.lock().unwrap().push((label, r.status, t0.elapsed()));
+            })
+        };
+        let mut threads = vec![queued("holder", "other")];
+        std::thread::sleep(Duration::from_millis(150));
+        for (label, id) in [
+            ("batch-1", "batch"),
+            ("batch-2", "batch"),
+            ("chat-1", "chat"),
+        ] {
+            threads.push(queued(label, id));
+            std::thread::sleep(Duration::from_millis(80));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        let done = done.lock().unwrap();
+        assert!(done.iter().all(|(_, s, _)| *s == 200), "{done:?}");
+        let order: Vec<&str> = done
+            .iter()
+            .map(|(l, _, _)| *l)
+            .filter(|l| *l != "holder")
+            .collect();
+        if chat_first {
+            assert_eq!(order.first(), Some(&"chat-1"), "{policy}: {order:?}");
+        } else {
+            assert_eq!(
+                order,
+                ["batch-1", "batch-2", "chat-1"],
+                "{policy}: {order:?}"
+            );
+        }
+    }
+}
