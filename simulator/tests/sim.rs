@@ -211,21 +211,26 @@ fn adapters_beyond_max_loras_wait() {
             .ok();
         (st, start.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let text = s.metrics();
-    let info = samples(&text)
-        .map(Result::unwrap)
-        .find(|x| x.name == "vllm:lora_requests_info")
-        .unwrap();
-    assert_eq!(
-        info.label("running_lora_adapters").as_deref(),
-        Some("sql-lora")
-    );
-    assert_eq!(
-        info.label("waiting_lora_adapters").as_deref(),
-        Some("tweet-lora"),
-        "{text}"
-    );
+    // Poll rather than sleep a fixed time: on a loaded machine the second request may need a
+    // moment to reach the engine (the first runs for over a second either way).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (running, waiting, text) = loop {
+        let text = s.metrics();
+        let info = samples(&text)
+            .map(Result::unwrap)
+            .find(|x| x.name == "vllm:lora_requests_info")
+            .unwrap();
+        let running = info.label("running_lora_adapters").map(|v| v.into_owned());
+        let waiting = info.label("waiting_lora_adapters").map(|v| v.into_owned());
+        let seen =
+            running.as_deref() == Some("sql-lora") && waiting.as_deref() == Some("tweet-lora");
+        if seen || Instant::now() > deadline {
+            break (running, waiting, text);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(running.as_deref(), Some("sql-lora"), "{text}");
+    assert_eq!(waiting.as_deref(), Some("tweet-lora"), "{text}");
     assert_eq!(long.join().unwrap(), Some(200));
     let (st, took) = second.join().unwrap();
     assert_eq!(st, Some(200));
