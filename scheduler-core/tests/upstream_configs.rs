@@ -61,10 +61,6 @@ const NEEDS: &[(&str, &str)] = &[
         "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__1.yaml",
         "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
     ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__README.yaml",
-        "llm-d's multi-cluster family ('multicluster-file-discovery', 'multicluster-*' sources, extractors, filters and scorers) is not built",
-    ),
 ];
 
 fn corpus() -> Vec<(String, String)> {

@@ -179,3 +179,56 @@ fn served_models_from_v1_models_steer_requests() {
     }
     assert_eq!(env.stat_sum("scrape.page_failure"), 0, "{}", env.stats());
 }
+
+/// llm-d's multi-cluster picker in Envoy: the endpoints are clusters (here fake servers that
+/// also export a cluster picker's pool averages), scored by `multicluster-queue-scorer` and
+/// `multicluster-kv-cache-utilization-scorer` from what `multicluster-metrics-extractor` reads,
+/// with `multicluster-session-affinity-filter` keeping a session on its cluster.
+#[test]
+fn multi_cluster_picks_the_least_loaded_cluster_and_keeps_sessions() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["cluster-a".into(), "cluster-b".into(), "cluster-c".into()],
+        picker: json!({
+            "plugins": [
+                {"type": "multicluster-metrics-data-source", "name": "metrics-source"},
+                {"type": "multicluster-metrics-extractor", "name": "metrics-extractor"},
+                {"type": "multicluster-session-affinity-filter", "name": "session-affinity"},
+                {"type": "multicluster-kv-cache-utilization-scorer", "name": "kv-cache"},
+                {"type": "multicluster-queue-scorer", "name": "queue"},
+                {"type": "max-score-picker"}
+            ],
+            "dataLayer": {"sources": [{"pluginRef": "metrics-source", "extractors": [{"pluginRef": "metrics-extractor"}]}]},
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "session-affinity"}, {"pluginRef": "kv-cache"}, {"pluginRef": "queue"},
+                {"pluginRef": "max-score-picker"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    for (b, (q, kv)) in env.backends.iter().zip([(8, 0.7), (1, 0.2), (5, 0.5)]) {
+        b.set(json!({"waiting": q, "kv": kv}));
+    }
+    env.settle();
+    let r = env.complete(MODEL, "first turn", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.pod(),
+        "cluster-b",
+        "{:?}",
+        r.header("x-endpoint-picker-debug")
+    );
+    let token = r
+        .header("x-session-token")
+        .expect("session token")
+        .to_string();
+    // cluster-b becomes the busiest; the session stays, a new request goes elsewhere.
+    env.backends[1].set(json!({"waiting": 20, "kv": 0.95}));
+    env.settle();
+    let r = env.complete(MODEL, "second turn", &[("x-session-token", &token)]);
+    assert_eq!(
+        r.pod(),
+        "cluster-b",
+        "{:?}",
+        r.header("x-endpoint-picker-debug")
+    );
+    assert_eq!(env.complete(MODEL, "someone else", &[]).pod(), "cluster-c");
+}

@@ -62,6 +62,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(filter::role::ENCODE_TYPE, "pdRoleFilters", filter::role::encode_factory),
     E::alpha(filter::prefix_cache_affinity::TYPE, "prefixCacheAffinityFilter", filter::prefix_cache_affinity::factory),
     E::alpha(filter::endpoint_attribute::TYPE, "endpointAttribute", filter::endpoint_attribute::factory),
+    E::alpha(filter::session_affinity::TYPE, "sessionAffinityFilter", filter::session_affinity::factory),
     E::alpha(filter::topology_affinity::TYPE, "topologyAffinity", filter::topology_affinity::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),
@@ -118,6 +119,15 @@ pub const BUILTINS: &[E] = &[
     E::alpha(datalayer::dcgm::SOURCE_TYPE, "dcgm", datalayer::dcgm::source_factory),
     E::alpha(datalayer::dcgm::EXTRACTOR_TYPE, "dcgm", datalayer::dcgm::extractor_factory),
     E::alpha(datalayer::topology_extractor::TYPE, "topologyAffinity", datalayer::topology_extractor::factory),
+    // llm-d's multi-cluster variants (endpoints are clusters)
+    E::alpha(datalayer::multicluster::DISCOVERY_TYPE, "multiCluster", datalayer::multicluster::discovery_factory),
+    E::alpha(datalayer::multicluster::SOURCE_TYPE, "multiCluster", datalayer::multicluster::source_factory),
+    E::alpha(datalayer::multicluster::EXTRACTOR_TYPE, "multiCluster", datalayer::multicluster::extractor_factory),
+    E::alpha(scorer::multicluster::KV_TYPE, "multiCluster", scorer::multicluster::kv_factory),
+    E::alpha(scorer::multicluster::QUEUE_TYPE, "multiCluster", scorer::multicluster::queue_factory),
+    E::alpha(filter::session_affinity::MULTICLUSTER_TYPE, "multiCluster", filter::session_affinity::multicluster_factory),
+    E::alpha("multicluster-prefix-cache-scorer", "multiCluster", scorer::prefix_cache::factory),
+    E::alpha("multicluster-approx-prefix-cache-producer", "multiCluster", producer::approx_prefix_cache::factory),
     // deprecated aliases
     E::beta("by-label-selector", "labelSelectorFilter", filter::label_selector::factory)
         .deprecated("'by-label-selector' is deprecated; use 'label-selector-filter' (same parameters)"),

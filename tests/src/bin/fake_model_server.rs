@@ -104,13 +104,21 @@ fn metrics_text(s: &FakeState) -> String {
          vllm:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\",waiting_lora_adapters=\"{}\"}} 1.7395575723949368e+09\n\
          # HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n\
          # TYPE vllm:cache_config_info gauge\n\
-         vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"27215\"}} 1.0\n",
+         vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"27215\"}} 1.0\n\
+         # HELP llm_d_epp_average_kv_cache_utilization Pool average KV-cache utilisation (as a cluster's picker exports it).\n\
+         # TYPE llm_d_epp_average_kv_cache_utilization gauge\n\
+         llm_d_epp_average_kv_cache_utilization {}\n\
+         # HELP llm_d_epp_average_queue_size Pool average queue size.\n\
+         # TYPE llm_d_epp_average_queue_size gauge\n\
+         llm_d_epp_average_queue_size {}\n",
         s.running,
         s.waiting,
         s.kv,
         s.max_lora,
         s.running_loras.join(","),
         s.waiting_loras.join(","),
+        s.kv,
+        s.waiting,
     )
 }
 

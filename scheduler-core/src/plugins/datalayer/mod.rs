@@ -7,4 +7,5 @@ pub mod endpoint_notification_source;
 pub mod file_discovery;
 pub mod metrics_source;
 pub mod models;
+pub mod multicluster;
 pub mod topology_extractor;

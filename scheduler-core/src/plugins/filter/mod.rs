@@ -6,5 +6,6 @@ pub mod endpoint_attribute;
 pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;
+pub mod session_affinity;
 pub mod topology_affinity;
 pub mod utilization_detector;

@@ -8,6 +8,7 @@ pub mod kv_cache_utilization;
 pub mod load_aware;
 pub mod lora_affinity;
 pub mod mm_embeddings_cache;
+pub mod multicluster;
 pub mod no_hit_lru;
 pub mod precise_prefix_cache;
 pub mod prefix_cache;
