@@ -14,7 +14,6 @@
 //! `interval` (duration, e.g. `1s`). The extractor takes no parameters and
 //! must be wired to the source under `dataLayer.sources`.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -26,6 +25,7 @@ use crate::model::endpoint::Endpoint;
 use crate::parse::dcgm::gpu_utilization;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{EndpointPageSource, Plugin, TypedName};
+use crate::plugins::datalayer::http_source;
 use crate::plugins::NoParams;
 
 /// Source type name.
@@ -72,22 +72,14 @@ pub fn source_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    match p.scheme.as_str() {
-        "http" => {}
-        "https" => log::warn!("{SOURCE_TYPE} '{name}': scheme https: the page is fetched through the metrics cluster, whose transport socket decides TLS"),
-        other => {
-            return Err(ConfigError::invalid(
-                FieldPath::key("scheme"),
-                format!("'{other}' must be http or https"),
-            ))
-        }
-    }
-    if !p.path.starts_with('/') {
-        return Err(ConfigError::invalid(
-            FieldPath::key("path"),
-            "must start with '/'",
-        ));
-    }
+    let interval_ms = http_source::check(&http_source::HttpSourceParams {
+        type_name: SOURCE_TYPE,
+        name,
+        scheme: &p.scheme,
+        path: &p.path,
+        cert_paths: ["", "", ""],
+        interval: p.interval.as_deref(),
+    })?;
     let port = u16::try_from(p.port)
         .ok()
         .filter(|p| *p > 0)
@@ -96,15 +88,6 @@ pub fn source_factory(
         log::warn!("{SOURCE_TYPE} '{name}': useNodeAddress: the proxy does not know node addresses, so this source is not fetched (run the exporter as a sidecar on the pod IP)");
     }
     let _ = p.insecure_skip_verify;
-    let interval_ms = match p.interval.as_deref().filter(|s| !s.is_empty()) {
-        None => 0,
-        Some(s) => crate::config::duration::parse_duration_ms(s).ok_or_else(|| {
-            ConfigError::invalid(
-                FieldPath::key("interval"),
-                format!("'{s}' is not a duration"),
-            )
-        })?,
-    };
     Ok(Arc::new(DcgmSource {
         typed_name: TypedName::new(SOURCE_TYPE, name),
         path: p.path,

@@ -5,6 +5,7 @@ pub mod core_metrics_extractor;
 pub mod dcgm;
 pub mod endpoint_notification_source;
 pub mod file_discovery;
+pub mod http_source;
 pub mod metrics_source;
 pub mod models;
 pub mod multicluster;

@@ -22,10 +22,11 @@ use alloc::vec::Vec;
 
 use serde::Deserialize;
 
-use crate::error::{ConfigError, FieldPath};
+use crate::error::ConfigError;
 use crate::model::endpoint::Endpoint;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{EndpointPageSource, Plugin, TypedName};
+use crate::plugins::datalayer::http_source;
 use crate::plugins::NoParams;
 
 /// Source type name.
@@ -72,36 +73,15 @@ pub fn source_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    match p.scheme.as_str() {
-        "http" => {}
-        "https" => log::warn!("{SOURCE_TYPE} '{name}': scheme https: the page is fetched through the metrics cluster, whose transport socket decides TLS"),
-        other => {
-            return Err(ConfigError::invalid(
-                FieldPath::key("scheme"),
-                format!("'{other}' must be http or https"),
-            ))
-        }
-    }
-    if !p.path.starts_with('/') {
-        return Err(ConfigError::invalid(
-            FieldPath::key("path"),
-            "must start with '/'",
-        ));
-    }
-    if !(p.ca_cert_path.is_empty() && p.client_cert_path.is_empty() && p.client_key_path.is_empty())
-    {
-        log::warn!("{SOURCE_TYPE} '{name}': certificate paths are ignored: TLS to endpoints belongs on the Envoy cluster");
-    }
     let _ = p.insecure_skip_verify;
-    let interval_ms = match p.interval.as_deref().filter(|s| !s.is_empty()) {
-        None => 0,
-        Some(s) => crate::config::duration::parse_duration_ms(s).ok_or_else(|| {
-            ConfigError::invalid(
-                FieldPath::key("interval"),
-                format!("'{s}' is not a duration"),
-            )
-        })?,
-    };
+    let interval_ms = http_source::check(&http_source::HttpSourceParams {
+        type_name: SOURCE_TYPE,
+        name,
+        scheme: &p.scheme,
+        path: &p.path,
+        cert_paths: [&p.ca_cert_path, &p.client_cert_path, &p.client_key_path],
+        interval: p.interval.as_deref(),
+    })?;
     Ok(Arc::new(ModelsSource {
         typed_name: TypedName::new(SOURCE_TYPE, name),
         path: p.path,

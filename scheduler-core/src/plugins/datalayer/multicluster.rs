@@ -15,7 +15,6 @@
 //!   [`KV_CACHE_UTILIZATION_KEY`] and [`QUEUE_SIZE_KEY`] that the multi-cluster scorers read. A
 //!   page with neither is a failed scrape.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 
@@ -27,6 +26,7 @@ use crate::parse::engine::MetricSpec;
 use crate::parse::prometheus::samples;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{MetricsDataSource, MetricsExtraction, Plugin, SharedExtractor, TypedName};
+use crate::plugins::datalayer::http_source;
 
 /// Discovery type name.
 pub const DISCOVERY_TYPE: &str = "multicluster-file-discovery";
@@ -117,30 +117,18 @@ pub fn source_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: SourceParams = parse_params(params)?;
-    match p.scheme.as_str() {
-        "http" => {}
-        "https" => log::warn!("{SOURCE_TYPE} '{name}': scheme https: pages are fetched through the metrics cluster, whose transport socket decides TLS"),
-        other => {
-            return Err(ConfigError::invalid(
-                FieldPath::key("scheme"),
-                format!("'{other}' must be http or https"),
-            ))
-        }
-    }
-    if !p.path.starts_with('/') {
-        return Err(ConfigError::invalid(
-            FieldPath::key("path"),
-            "must start with '/'",
-        ));
-    }
-    if !(p.ca_cert_path.is_empty() && p.client_cert_path.is_empty() && p.client_key_path.is_empty())
-    {
-        log::warn!("{SOURCE_TYPE} '{name}': certificate paths are ignored: TLS to clusters belongs on the Envoy cluster");
-    }
-    if p.interval.is_some() {
+    let _ = p.insecure_skip_verify;
+    let interval_ms = http_source::check(&http_source::HttpSourceParams {
+        type_name: SOURCE_TYPE,
+        name,
+        scheme: &p.scheme,
+        path: &p.path,
+        cert_paths: [&p.ca_cert_path, &p.client_cert_path, &p.client_key_path],
+        interval: p.interval.as_deref(),
+    })?;
+    if interval_ms > 0 {
         log::warn!("{SOURCE_TYPE} '{name}': interval is ignored: the metrics page is read every pool.scrape.interval");
     }
-    let _ = p.insecure_skip_verify;
     Ok(Arc::new(Source {
         typed_name: TypedName::new(SOURCE_TYPE, name),
         path: p.path,

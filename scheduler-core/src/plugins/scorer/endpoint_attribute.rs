@@ -113,12 +113,12 @@ pub fn factory(
         },
         Some(_) => None,
     };
-    Ok(Arc::new(EndpointAttributeScorer {
-        typed_name: TypedName::new(TYPE, name),
-        attribute: key.unwrap_or_default(),
+    Ok(Arc::new(EndpointAttributeScorer::new(
+        TypedName::new(TYPE, name),
+        key.unwrap_or_default(),
         lower_is_better,
         fixed,
-    }))
+    )))
 }
 
 /// See the module docs.
@@ -129,6 +129,26 @@ pub struct EndpointAttributeScorer {
     lower_is_better: bool,
     /// `fixedRange` bounds; `None`: adaptive.
     fixed: Option<(f64, f64)>,
+}
+
+impl EndpointAttributeScorer {
+    /// A scorer of the attribute `attribute` (an endpoint attribute key; empty: scores
+    /// nothing), lower or higher values better, over `fixed` bounds or (`None`) the
+    /// candidates' own range. Other plugin types that score one attribute this way (the
+    /// multi-cluster scorers) are built with it under their own `typed_name`.
+    pub fn new(
+        typed_name: TypedName,
+        attribute: String,
+        lower_is_better: bool,
+        fixed: Option<(f64, f64)>,
+    ) -> Self {
+        EndpointAttributeScorer {
+            typed_name,
+            attribute,
+            lower_is_better,
+            fixed,
+        }
+    }
 }
 
 impl Plugin for EndpointAttributeScorer {

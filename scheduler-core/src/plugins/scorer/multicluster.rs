@@ -1,19 +1,22 @@
 //! llm-d's multi-cluster scorers (Alpha), for a picker whose endpoints are clusters: they read
 //! the pool averages `multicluster-metrics-extractor` publishes (llm-d-router
-//! `scorer/{kvcacheutilization,queuedepth}/multicluster.go`, in our words).
+//! `scorer/{kvcacheutilization,queuedepth}/multicluster.go`, in our words). Both are
+//! [`EndpointAttributeScorer`]s over one attribute, lower is better:
 //!
-//! - `multicluster-kv-cache-utilization-scorer`: `1 − utilisation`.
+//! - `multicluster-kv-cache-utilization-scorer`: `1 − utilisation` (fixed range 0..1).
 //! - `multicluster-queue-scorer`: `(max − q) / (max − min)` over the clusters that report a
-//!   queue size, 1.0 when they all report the same.
+//!   queue size, 1.0 when they all report the same (adaptive range).
 //!
 //! A cluster without the attribute scores 0. No parameters.
 
+use alloc::string::String;
 use alloc::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
-use crate::plugin::{CycleContext, Plugin, Scorer, TypedName};
+use crate::plugin::{Plugin, TypedName};
 use crate::plugins::datalayer::multicluster::{KV_CACHE_UTILIZATION_KEY, QUEUE_SIZE_KEY};
+use crate::plugins::scorer::endpoint_attribute::EndpointAttributeScorer;
 use crate::plugins::NoParams;
 
 /// Type name of the KV-cache scorer.
@@ -31,10 +34,12 @@ pub fn kv_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let _: NoParams = parse_params(params)?;
-    Ok(Arc::new(PoolScorer {
-        typed_name: TypedName::new(KV_TYPE, name),
-        queue: false,
-    }))
+    Ok(Arc::new(EndpointAttributeScorer::new(
+        TypedName::new(KV_TYPE, name),
+        String::from(KV_CACHE_UTILIZATION_KEY),
+        true,
+        Some((0.0, 1.0)),
+    )))
 }
 
 /// Builds the queue scorer.
@@ -47,55 +52,12 @@ pub fn queue_factory(
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let _: NoParams = parse_params(params)?;
-    Ok(Arc::new(PoolScorer {
-        typed_name: TypedName::new(QUEUE_TYPE, name),
-        queue: true,
-    }))
-}
-
-/// See the module docs.
-pub struct PoolScorer {
-    typed_name: TypedName,
-    /// Queue scorer (else KV-cache).
-    queue: bool,
-}
-
-impl Plugin for PoolScorer {
-    fn typed_name(&self) -> &TypedName {
-        &self.typed_name
-    }
-    fn as_scorer(&self) -> Option<&dyn Scorer> {
-        Some(self)
-    }
-}
-
-impl Scorer for PoolScorer {
-    fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        let key = if self.queue {
-            QUEUE_SIZE_KEY
-        } else {
-            KV_CACHE_UTILIZATION_KEY
-        };
-        let value = |i: usize| cx.endpoint(i).and_then(|e| e.metrics.attribute(key));
-        if !self.queue {
-            for (&i, s) in candidates.iter().zip(scores.iter_mut()) {
-                if let Some(u) = value(i) {
-                    *s = 1.0 - u;
-                }
-            }
-            return;
-        }
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for q in candidates.iter().filter_map(|&i| value(i)) {
-            lo = lo.min(q);
-            hi = hi.max(q);
-        }
-        for (&i, s) in candidates.iter().zip(scores.iter_mut()) {
-            if let Some(q) = value(i) {
-                *s = if hi == lo { 1.0 } else { (hi - q) / (hi - lo) };
-            }
-        }
-    }
+    Ok(Arc::new(EndpointAttributeScorer::new(
+        TypedName::new(QUEUE_TYPE, name),
+        String::from(QUEUE_SIZE_KEY),
+        true,
+        None,
+    )))
 }
 
 #[cfg(test)]
@@ -103,7 +65,7 @@ mod tests {
     use super::*;
     use crate::model::endpoint::Endpoint;
     use crate::model::request::InferenceRequest;
-    use crate::plugin::CycleState;
+    use crate::plugin::{CycleContext, CycleState};
     use alloc::vec;
     use alloc::vec::Vec;
 
