@@ -138,8 +138,21 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d3s -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT >/dev/null   # warm-up
   local before; before=$(thread_cpu $envoy)
   local epp_before=0; [ -n "$epp" ] && epp_before=$(proc_cpu $epp)
+  # BENCH_PERF=1: hardware counters of Envoy's process over the throughput run (perf stat; a VM
+  # may not expose them). BENCH_PERF=record: a cpu-clock profile of it, kept in
+  # bench-results/perf/<run>.data (read with perf report -i).
+  local perf=""
+  if [ "${BENCH_PERF:-0}" = 1 ]; then
+    perf stat -e cycles,instructions,cache-misses,dTLB-load-misses,dTLB-loads -p $envoy -o "$WORK/$1.$R.perf" &
+    perf=$!
+  elif [ "${BENCH_PERF:-0}" = record ]; then
+    mkdir -p bench-results/perf
+    perf record -q -e cpu-clock -F 2000 -g -p $envoy -o "bench-results/perf/$1.$R.data" 2>/dev/null &
+    perf=$!
+  fi
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
   local after; after=$(thread_cpu $envoy)
+  if [ -n "$perf" ]; then kill -INT $perf; wait $perf 2>/dev/null || true; [ -f "$WORK/$1.$R.perf" ] && grep -E 'cycles|instructions|misses|loads' "$WORK/$1.$R.perf" | sed "s/^/$1 perf: /"; fi
   local epp_after=0; [ -n "$epp" ] && epp_after=$(proc_cpu $epp)
   local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
@@ -178,7 +191,9 @@ to_us() { # wrk latency like 812.00us / 1.23ms / 2.1s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else { sub(/s$/,"",v); print v*1000000 } }'
 }
 
-MODES=(round-robin picker native)
+# BENCH_MODES: a subset of the three base runs (e.g. "round-robin native"); the table prints 0
+# for a run left out.
+read -r -a MODES <<< "${BENCH_MODES:-round-robin picker native}"
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
 [ "${BENCH_KGW:-0}" = 1 ] && MODES+=(kgw-policy)
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
@@ -197,9 +212,9 @@ for m in "${MODES[@]}"; do
   eval "${m//-/_}_rps=$rps; ${m//-/_}_p50=$p50; ${m//-/_}_p99=$p99; ${m//-/_}_lp50=$lp50; ${m//-/_}_lp99=$lp99"
 done
 cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt" | mean; }
-awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="$round_robin_rps" -v b="$picker_rps" -v c="$native_rps" \
-    -v p50a="$round_robin_p50" -v p50b="$picker_p50" -v p50c="$native_p50" \
-    -v p99a="$round_robin_p99" -v p99b="$picker_p99" -v p99c="$native_p99" \
+awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0}" -v b="${picker_rps:-0}" -v c="${native_rps:-0}" \
+    -v p50a="${round_robin_p50:-0}" -v p50b="${picker_p50:-0}" -v p50c="${native_p50:-0}" \
+    -v p99a="${round_robin_p99:-0}" -v p99b="${picker_p99:-0}" -v p99c="${native_p99:-0}" \
     -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" 'BEGIN {
   printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s, mean of the rounds\n", wl, 16, secs, w
   printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"

@@ -332,7 +332,9 @@ pub fn continue_request() -> Result<(), Status> {
     status(unsafe { proxy_continue_stream(0) })
 }
 
-/// Sends a local reply (status, body, headers) instead of forwarding the stream.
+/// Sends a local reply (status, body, headers) instead of forwarding the stream. `grpc_status`
+/// (-1 for none) is the gRPC status Envoy sends when the request is gRPC: it then answers
+/// trailers-only with that `grpc-status` and the body as `grpc-message`.
 ///
 /// # Errors
 /// The host's status.
@@ -340,6 +342,7 @@ pub fn send_local_response(
     status_code: u32,
     body: &[u8],
     headers: &[(&str, &[u8])],
+    grpc_status: i32,
 ) -> Result<(), Status> {
     let h = encode_pairs(headers);
     let details = b"endpoint_picker";
@@ -353,7 +356,7 @@ pub fn send_local_response(
             body.len(),
             h.as_ptr(),
             h.len(),
-            -1,
+            grpc_status,
         )
     })
 }

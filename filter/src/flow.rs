@@ -17,6 +17,7 @@ use scheduler_core::flowcontrol::{Admission, FlowKey, Ticket};
 use scheduler_core::model::request::InferenceRequest;
 use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
 use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
+use scheduler_core::parse::vllm_grpc::{GrpcUsageReader, Method};
 use scheduler_core::plugin::QueuedRequest;
 use scheduler_core::plugins::flow_control::slo_deadline::SLO_TTFT_HEADERS;
 use scheduler_core::RequestState;
@@ -77,6 +78,17 @@ pub trait HttpHost {
     /// Sends a local reply with a JSON body and the `extra` headers instead of forwarding the
     /// request.
     fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]);
+    /// Answers a gRPC request (`content-type: application/grpc…`) with an error instead of
+    /// forwarding it: a gRPC "trailers-only" response (HTTP 200, `grpc-status`, `grpc-message`:
+    /// `message`), the shape gRPC clients read. `http_status` is the status the same error has
+    /// as a JSON reply; `grpc_status` the gRPC code for it.
+    fn send_grpc_reply(
+        &mut self,
+        http_status: u32,
+        grpc_status: u32,
+        message: &str,
+        extra: &[(&str, &str)],
+    );
     /// Reports `value` as the number `namespace`/`name` of the request's dynamic metadata
     /// (native) or as the filter state `wasm.<namespace>.<name>` (proxy-wasm); `false` when
     /// the host cannot. Called at the end of the response.
@@ -186,6 +198,8 @@ enum UsageReader {
     None,
     Sse(SseUsageParser),
     Json(Vec<u8>),
+    /// A gRPC response of vLLM's gRPC API (`vllmgrpc-parser`).
+    Grpc(GrpcUsageReader),
 }
 
 /// One request's state across the host's callbacks. See the module docs.
@@ -216,6 +230,11 @@ pub struct RequestFlow {
     admitted: bool,
     /// The buffered body size when the request was queued, bytes.
     body_size: usize,
+    /// The request is gRPC (`content-type: application/grpc…`): local replies are gRPC
+    /// statuses.
+    grpc: bool,
+    /// The vLLM gRPC method the request calls, if any (its response usage is read).
+    grpc_method: Option<Method>,
 }
 
 impl Default for RequestFlow {
@@ -245,6 +264,8 @@ impl RequestFlow {
             slot: None,
             admitted: false,
             body_size: 0,
+            grpc: false,
+            grpc_method: None,
         }
     }
 
@@ -328,7 +349,11 @@ impl RequestFlow {
                 } else {
                     &[]
                 };
-                host.send_json_reply(reply.status, &reply.body, extra);
+                if self.grpc {
+                    host.send_grpc_reply(reply.status, reply.grpc_status(), &reply.message, extra);
+                } else {
+                    host.send_json_reply(reply.status, &reply.body, extra);
+                }
                 false
             }
             Outcome::Queued => {
@@ -384,10 +409,12 @@ impl RequestFlow {
             ENCODERS,
             if p.core().pool.debug { DEBUG } else { "" },
             if end_of_stream { "" } else { "content-length" },
+            "content-type",
         ];
-        let mut found: [Option<String>; 5] = Default::default();
+        let mut found: [Option<String>; 6] = Default::default();
         host.find_request_headers(&wanted, &mut found);
-        let [destination, prefiller, encoders, debug, declared] = found;
+        let [destination, prefiller, encoders, debug, declared, content_type] = found;
+        self.grpc = content_type.is_some_and(|c| c.starts_with("application/grpc"));
         for (name, value) in [
             (DESTINATION, &destination),
             (PREFILLER, &prefiller),
@@ -481,6 +508,9 @@ impl RequestFlow {
             .find(|(k, _)| k == ":path")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        if self.grpc {
+            self.grpc_method = Method::of_path(&path);
+        }
         let start = host.now_us();
         let now_ms = start / 1000;
         // Flow control asks for a way to resume the request before the body is borrowed.
@@ -660,6 +690,7 @@ impl RequestFlow {
         match &self.usage {
             UsageReader::Sse(parser) => parser.usage(),
             UsageReader::Json(buf) => usage_from_json(buf),
+            UsageReader::Grpc(reader) => reader.usage(),
             UsageReader::None => None,
         }
     }
@@ -712,6 +743,10 @@ impl RequestFlow {
                     UsageReader::Sse(SseUsageParser::new())
                 } else if ct.starts_with("application/json") {
                     UsageReader::Json(Vec::new())
+                } else if let (true, Some(m)) =
+                    (ct.starts_with("application/grpc"), self.grpc_method)
+                {
+                    UsageReader::Grpc(GrpcUsageReader::new(m))
                 } else {
                     UsageReader::None
                 };
@@ -789,6 +824,9 @@ impl RequestFlow {
                     self.usage = UsageReader::None;
                 }
             }
+            UsageReader::Grpc(reader) => {
+                host.with_response_body(size, &mut |b| reader.feed(b));
+            }
             UsageReader::None => {}
         }
         // The usage is parsed once, at the end, for the metrics and the hooks.
@@ -857,6 +895,10 @@ mod tests {
         response: Vec<(String, String)>,
         reply: Option<(u32, String)>,
         reply_headers: Vec<(String, String)>,
+        /// A gRPC local reply: (HTTP status, gRPC status, message).
+        grpc_reply: Option<(u32, u32, String)>,
+        /// The response body `with_response_body` hands out.
+        response_body: Vec<u8>,
         /// Flow control: how many times the request was woken, and whether it went on.
         wakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
         pausable: bool,
@@ -901,8 +943,10 @@ mod tests {
             self.response.push((name.into(), value.into()));
             true
         }
-        fn with_response_body(&mut self, _size: usize, f: &mut dyn FnMut(&[u8])) {
-            f(b"");
+        fn with_response_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8])) {
+            let n = size.min(self.response_body.len());
+            let chunk: Vec<u8> = self.response_body.drain(..n).collect();
+            f(&chunk);
         }
         fn upstream_address(&mut self) -> Option<String> {
             None
@@ -913,6 +957,15 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+        }
+        fn send_grpc_reply(
+            &mut self,
+            http_status: u32,
+            grpc_status: u32,
+            message: &str,
+            _extra: &[(&str, &str)],
+        ) {
+            self.grpc_reply = Some((http_status, grpc_status, message.into()));
         }
         fn now_us(&mut self) -> u64 {
             1_000_000
@@ -1256,6 +1309,68 @@ mod tests {
             BodyAction::StopAndBuffer
         );
         assert_eq!(host.reply.as_ref().map(|r| r.0), Some(400));
+    }
+
+    #[test]
+    fn vllm_grpc_requests_get_grpc_errors_and_their_usage_is_read() {
+        use scheduler_core::parse::protobuf::{grpc_frame, put_bytes, put_uint};
+        let p = picking_with(
+            r#", "plugins": [{"type": "vllmgrpc-parser"}, {"type": "single-profile-handler"}, {"type": "queue-scorer"}, {"type": "max-score-picker"}],
+                "requestHandler": {"parsers": [{"pluginRef": "vllmgrpc-parser"}]},
+                "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}]}]"#,
+        );
+        let grpc = |body: Vec<u8>| FakeHost {
+            request: vec![
+                (
+                    ":path".into(),
+                    "/vllm.grpc.engine.VllmEngine/Generate".into(),
+                ),
+                ("content-type".into(), "application/grpc".into()),
+                ("content-length".into(), body.len().to_string()),
+            ],
+            body,
+            ..FakeHost::default()
+        };
+        // A malformed message: INVALID_ARGUMENT, no JSON reply.
+        let mut host = grpc(grpc_frame(&[0x1a, 40]));
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        let n = host.body.len();
+        flow.on_request_body(&mut host, &p, n, true);
+        assert_eq!(host.reply, None);
+        let (http, code, message) = host.grpc_reply.clone().expect("a gRPC reply");
+        assert_eq!((http, code), (400, 3));
+        assert!(message.contains("invalid vLLM gRPC request"), "{message}");
+
+        // A good one is routed, and the usage of its streamed response is read.
+        let mut m = Vec::new();
+        put_bytes(&mut m, 3, b"Hello");
+        put_uint(&mut m, 5, 1);
+        let mut host = grpc(grpc_frame(&m));
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        let n = host.body.len();
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, n, true),
+            BodyAction::Continue
+        );
+        assert!(host.request_header(DESTINATION).is_some());
+        let mut chunk = Vec::new();
+        put_uint(&mut chunk, 2, 7);
+        put_uint(&mut chunk, 3, 3);
+        let mut resp = Vec::new();
+        put_bytes(&mut resp, 1, &chunk);
+        host.response_body = grpc_frame(&resp);
+        host.response.push((":status".into(), "200".into()));
+        host.response
+            .push(("content-type".into(), "application/grpc".into()));
+        flow.on_response_headers(&mut host, &p, false);
+        let n = host.response_body.len();
+        flow.on_response_body(&mut host, &p, 4, false);
+        flow.on_response_body(&mut host, &p, n - 4, true);
+        flow.finish(&p, 0);
+        let records = p.records.borrow();
+        assert_eq!(records.first().and_then(|r| r.tokens), Some((7, 3)));
     }
 
     #[test]

@@ -127,8 +127,22 @@ pub fn send_json_reply(status: u32, body: &str, extra: &[(&str, &str)]) {
     for (k, v) in extra {
         headers.push((k, v.as_bytes()));
     }
-    if let Err(s) = abi::send_local_response(status, body.as_bytes(), &headers) {
+    if let Err(s) = abi::send_local_response(status, body.as_bytes(), &headers, -1) {
         log::error!("could not send local reply {status}: status {s}");
+    }
+}
+
+/// Answers a gRPC request with gRPC status `grpc_status` and `message` (Envoy turns a local
+/// reply to a gRPC request into a trailers-only gRPC response; `http_status` is what it would
+/// be otherwise). No `content-type` of ours: Envoy sets `application/grpc`.
+pub fn send_grpc_reply(http_status: u32, grpc_status: u32, message: &str, extra: &[(&str, &str)]) {
+    let mut headers: Vec<(&str, &[u8])> = vec![("x-endpoint-picker", b"local-reply")];
+    for (k, v) in extra {
+        headers.push((k, v.as_bytes()));
+    }
+    let code = i32::try_from(grpc_status).unwrap_or(2);
+    if let Err(s) = abi::send_local_response(http_status, message.as_bytes(), &headers, code) {
+        log::error!("could not send gRPC local reply {grpc_status}: status {s}");
     }
 }
 

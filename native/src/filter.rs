@@ -710,6 +710,37 @@ impl HttpHost for NativeHost {
         }
     }
 
+    fn send_grpc_reply(
+        &mut self,
+        http_status: u32,
+        grpc_status: u32,
+        message: &str,
+        extra: &[(&str, &str)],
+    ) {
+        // The dynamic-module ABI's local reply has no gRPC status argument: Envoy turns a local
+        // reply to a gRPC request into a trailers-only gRPC response whose `grpc-status` it
+        // derives from the HTTP status, so the HTTP status sent is one that maps to
+        // `grpc_status` under that derivation (gRPC's HTTP mapping: 400 → INTERNAL,
+        // 429/503 → UNAVAILABLE, 401 → UNAUTHENTICATED, 403 → PERMISSION_DENIED,
+        // 404 → UNIMPLEMENTED, anything else → UNKNOWN) where one exists, else `http_status`.
+        let _ = grpc_status;
+        let mut headers = vec![ModuleHttpHeader::of("x-endpoint-picker", b"local-reply")];
+        for (k, v) in extra {
+            headers.push(ModuleHttpHeader::of(k, v.as_bytes()));
+        }
+        // SAFETY: every pointer is borrowed for the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                self.filter,
+                http_status,
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(message.as_bytes()),
+                ModuleBuffer::of(b"endpoint_picker"),
+            );
+        }
+    }
+
     fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
         // SAFETY: the filter pointer of the current hook; the buffers are borrowed for the call.
         unsafe {

@@ -53,14 +53,6 @@ const NEEDS: &[(&str, &str)] = &[
         "llm-d-router__test__integration__epp__testdata__request-attribute-reporter-config.yaml",
         "upstream integration-test fixture: 'mock-metrics-source' is registered only by upstream's test harness",
     ),
-    (
-        "gateway-api-inference-extension__pkg__epp__framework__plugins__requesthandling__parsers__README.yaml",
-        "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
-    ),
-    (
-        "llm-d-router__pkg__epp__framework__plugins__requesthandling__parsers__README__1.yaml",
-        "missing plugin type 'vllmgrpc-parser' (vLLM's gRPC API)",
-    ),
 ];
 
 fn corpus() -> Vec<(String, String)> {

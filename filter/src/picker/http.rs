@@ -54,6 +54,15 @@ impl HttpHost for WasmHost {
     fn send_json_reply(&mut self, status: u32, body: &str, extra: &[(&str, &str)]) {
         host::send_json_reply(status, body, extra);
     }
+    fn send_grpc_reply(
+        &mut self,
+        http_status: u32,
+        grpc_status: u32,
+        message: &str,
+        extra: &[(&str, &str)],
+    ) {
+        host::send_grpc_reply(http_status, grpc_status, message, extra);
+    }
     fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
         // Proxy-wasm cannot write dynamic metadata: the filter state `wasm.<namespace>.<name>`
         // carries the number as decimal text instead.

@@ -1,5 +1,6 @@
 //! The one place that turns an error into a local reply: status plus an OpenAI-style JSON body
-//! `{"error":{"message":…,"type":…,"code":…}}`.
+//! `{"error":{"message":…,"type":…,"code":…}}`, or for a gRPC request (vLLM's gRPC API) the
+//! gRPC status that HTTP status stands for and the message.
 
 use scheduler_core::RequestError;
 
@@ -10,6 +11,8 @@ pub struct Reply {
     pub status: u32,
     /// JSON body.
     pub body: String,
+    /// The error message alone (a gRPC reply's `grpc-message`).
+    pub message: String,
     /// Send `Retry-After` (flow control's 429s: the queue is full or the wait timed out).
     pub retry: bool,
 }
@@ -18,9 +21,10 @@ impl Reply {
     /// The reply for `err`; status and type come from [`RequestError::status`] and
     /// [`RequestError::error_type`].
     pub fn from_error(err: &RequestError) -> Reply {
+        let message = err.to_string();
         let body = serde_json::json!({
             "error": {
-                "message": err.to_string(),
+                "message": message,
                 "type": err.error_type(),
                 "code": err.code(),
             }
@@ -28,7 +32,23 @@ impl Reply {
         Reply {
             status: u32::from(err.status()),
             body: body.to_string(),
+            message,
             retry: matches!(err, RequestError::QueueFull | RequestError::QueueTimeout),
+        }
+    }
+
+    /// The gRPC status code for this reply's HTTP status, chosen by meaning (gRPC's status
+    /// codes: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE, 5 NOT_FOUND,
+    /// 2 UNKNOWN): a bad request is the caller's error, not INTERNAL as gRPC's generic HTTP
+    /// mapping would have it; 429 is a quota or queue limit; 503 no endpoint now.
+    pub fn grpc_status(&self) -> u32 {
+        match self.status {
+            400 | 422 => 3,
+            404 => 5,
+            413 | 429 => 8,
+            502..=504 => 14,
+            500 => 13,
+            _ => 2,
         }
     }
 }
@@ -48,5 +68,22 @@ mod tests {
             v["error"]["message"],
             "error unmarshaling request body: bad \"quote\"\n"
         );
+        assert_eq!(
+            r.message,
+            "error unmarshaling request body: bad \"quote\"\n"
+        );
+        assert_eq!(r.grpc_status(), 3);
+    }
+
+    #[test]
+    fn grpc_status_by_meaning() {
+        for (err, want) in [
+            (RequestError::NoSnapshot, 14),
+            (RequestError::BodyTooLarge(10), 8),
+            (RequestError::QueueFull, 8),
+            (RequestError::MissingPrompt("text"), 3),
+        ] {
+            assert_eq!(Reply::from_error(&err).grpc_status(), want, "{err:?}");
+        }
     }
 }

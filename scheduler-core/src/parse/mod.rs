@@ -1,7 +1,8 @@
 //! Parsers for untrusted input: OpenAI request bodies ([`openai`]), Anthropic Messages bodies
 //! ([`anthropic`]), Prometheus text
 //! ([`prometheus`]) and its engine-specific reading ([`engine`]), and token usage in JSON and SSE
-//! response bodies ([`usage`]). Every one returns errors; none panics.
+//! response bodies ([`usage`]), protobuf and gRPC framing ([`protobuf`]) and vLLM's gRPC API
+//! ([`vllm_grpc`]). Every one returns errors; none panics.
 
 pub mod anthropic;
 pub mod dcgm;
@@ -10,4 +11,6 @@ pub mod label_selector;
 pub mod media;
 pub mod openai;
 pub mod prometheus;
+pub mod protobuf;
 pub mod usage;
+pub mod vllm_grpc;

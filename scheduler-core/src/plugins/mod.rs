@@ -99,6 +99,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(parser::anthropic::TYPE, "anthropicParser", parser::anthropic::factory),
     E::beta(parser::vllm_http::TYPE, "vllmHttpParser", parser::vllm_http::factory),
     E::beta(parser::vertexai::TYPE, "vertexaiParser", parser::vertexai::factory),
+    E::beta(parser::vllm_grpc::TYPE, "vllmgrpcParser", parser::vllm_grpc::factory),
     // flow-control policies (used when the `flowControl` gate is on)
     E::stable(flow_control::fcfs::TYPE, flow_control::fcfs::factory),
     E::stable(flow_control::edf::TYPE, flow_control::edf::factory),

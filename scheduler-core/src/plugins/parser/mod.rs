@@ -4,4 +4,5 @@ pub mod anthropic;
 pub mod openai;
 pub mod passthrough;
 pub mod vertexai;
+pub mod vllm_grpc;
 pub mod vllm_http;

@@ -18,6 +18,7 @@ use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
 use crate::model::request::{ApiKind, ParsedBody};
+use crate::parse::protobuf::{grpc_message, last_bytes};
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{Plugin, RequestParser, TypedName};
 use crate::plugins::NoParams;
@@ -65,66 +66,6 @@ fn bad(why: &str) -> RequestError {
     RequestError::InvalidField(alloc::format!("invalid Vertex AI gRPC request: {why}"))
 }
 
-/// A protobuf varint at the start of `b`: (value, bytes used).
-fn varint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
-/// The last length-delimited field `field` of the protobuf message `msg` (protobuf keeps the
-/// last of repeated singular fields); `Err` when the message is malformed.
-fn field(msg: &[u8], field: u64) -> Result<Option<&[u8]>, RequestError> {
-    let mut rest = msg;
-    let mut found = None;
-    while !rest.is_empty() {
-        let (key, n) = varint(rest).ok_or_else(|| bad("truncated field key"))?;
-        rest = rest.get(n..).unwrap_or_default();
-        let value_len = match key & 7 {
-            0 => varint(rest).ok_or_else(|| bad("truncated varint"))?.1,
-            1 => 8,
-            5 => 4,
-            2 => {
-                let (len, n) = varint(rest).ok_or_else(|| bad("truncated length"))?;
-                rest = rest.get(n..).unwrap_or_default();
-                let len = usize::try_from(len).map_err(|_| bad("field too long"))?;
-                let value = rest.get(..len).ok_or_else(|| bad("field past the end"))?;
-                if key >> 3 == field {
-                    found = Some(value);
-                }
-                len
-            }
-            _ => return Err(bad("unsupported wire type")),
-        };
-        rest = rest
-            .get(value_len..)
-            .ok_or_else(|| bad("field past the end"))?;
-    }
-    Ok(found)
-}
-
-/// The message of a single uncompressed gRPC frame.
-fn grpc_message(body: &[u8]) -> Result<&[u8], RequestError> {
-    let (prefix, rest) = body
-        .split_at_checked(5)
-        .ok_or_else(|| bad("shorter than a gRPC frame"))?;
-    if prefix.first() != Some(&0) {
-        return Err(bad("compressed gRPC messages are not supported"));
-    }
-    let len = prefix
-        .get(1..5)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_be_bytes)
-        .ok_or_else(|| bad("shorter than a gRPC frame"))?;
-    rest.get(..len as usize)
-        .ok_or_else(|| bad("gRPC message past the end of the body"))
-}
-
 impl RequestParser for VertexAiParser {
     fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
         let path_only = path.split('?').next().unwrap_or(path);
@@ -138,9 +79,13 @@ impl RequestParser for VertexAiParser {
                 multimodal: false,
             });
         };
-        let message = grpc_message(body)?;
-        let http_body = field(message, 2)?.ok_or_else(|| bad("the request has no HttpBody"))?;
-        let json = field(http_body, 2)?.unwrap_or_default();
+        let message = grpc_message(body).map_err(|e| bad(e.as_str()))?;
+        let http_body = last_bytes(message, 2)
+            .map_err(|e| bad(e.as_str()))?
+            .ok_or_else(|| bad("the request has no HttpBody"))?;
+        let json = last_bytes(http_body, 2)
+            .map_err(|e| bad(e.as_str()))?
+            .unwrap_or_default();
         crate::parse::openai::parse_body(openai_path, json)
     }
 
@@ -154,30 +99,14 @@ impl RequestParser for VertexAiParser {
 /// A gRPC frame of a `…Request` message whose `HttpBody` carries `json` (for the tests).
 #[cfg(test)]
 fn encode_request(json: &[u8]) -> alloc::vec::Vec<u8> {
-    fn len_field(out: &mut alloc::vec::Vec<u8>, field: u8, value: &[u8]) {
-        out.push((field << 3) | 2);
-        let mut n = value.len();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-        out.extend_from_slice(value);
-    }
+    use crate::parse::protobuf::{grpc_frame, put_bytes};
     let mut http_body = alloc::vec::Vec::new();
-    len_field(&mut http_body, 1, b"application/json");
-    len_field(&mut http_body, 2, json);
+    put_bytes(&mut http_body, 1, b"application/json");
+    put_bytes(&mut http_body, 2, json);
     let mut msg = alloc::vec::Vec::new();
-    len_field(&mut msg, 1, b"projects/p/locations/l/endpoints/e");
-    len_field(&mut msg, 2, &http_body);
-    let mut out = alloc::vec![0u8];
-    out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    out.extend_from_slice(&msg);
-    out
+    put_bytes(&mut msg, 1, b"projects/p/locations/l/endpoints/e");
+    put_bytes(&mut msg, 2, &http_body);
+    grpc_frame(&msg)
 }
 
 #[cfg(test)]
