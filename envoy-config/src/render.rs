@@ -129,7 +129,11 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
                     .any(|s| s.port().is_some())
             })
             .unwrap_or(false);
+    // An h2c pool (gRPC model servers) is dialled over HTTP/2; its metrics pages are HTTP/1.1
+    // (vLLM and llm-d-inference-sim serve both on one port, telling them apart by protocol), so
+    // the scrape goes through the HTTP/1.1 scrape-only cluster.
     let separate_metrics = page_ports
+        || pool.app_protocol == scheduler_core::AppProtocol::H2c
         || pool.metrics_port.is_some()
         || pool
             .endpoints
@@ -441,6 +445,16 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
             }
         ));
     }
+    let h2c = if pool.app_protocol == scheduler_core::AppProtocol::H2c {
+        "# pool.appProtocol kubernetes.io/h2c: the model servers speak HTTP/2 without TLS (gRPC).
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config: { http2_protocol_options: {} }
+"
+    } else {
+        ""
+    };
     let members = match xds_dir {
         None => format!(
             "type: STATIC\nconnect_timeout: 1s\nload_assignment:\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",
@@ -493,7 +507,10 @@ static_resources:
             ),
             2
         ),
-        pool = indent(&pool_cluster(&pool.cluster, &members, &lb), 2),
+        pool = indent(
+            &pool_cluster(&pool.cluster, &format!("{members}{h2c}"), &lb),
+            2
+        ),
     );
     if p.separate_metrics && picker_mode {
         out.push_str(&indent(&metrics_cluster(), 2));

@@ -238,3 +238,42 @@ fn filter_only_render_has_no_bootstrap_scraper() {
         "by default the scraper is rendered"
     );
 }
+
+#[test]
+fn an_h2c_pool_is_dialled_over_http2_and_scraped_over_http1() {
+    let dir = std::env::temp_dir().join(format!("h2c-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("picker.json");
+    let picker = |protocol: &str| {
+        serde_json::json!({
+            "pool": {"cluster": "inference_pool", "appProtocol": protocol,
+                     "endpoints": [{"address": "127.0.0.1:8000"}]},
+            "plugins": [{"type": "vllmgrpc-parser"}, {"type": "queue-scorer"}, {"type": "max-score-picker"}],
+            "requestHandler": {"parsers": [{"pluginRef": "vllmgrpc-parser"}]},
+            "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}]}]
+        })
+        .to_string()
+    };
+    std::fs::write(&config, picker("kubernetes.io/h2c")).unwrap();
+    let path = config.to_str().unwrap();
+    let (ok, out, err) = cli(&["render", "--config", path, "--module-elsewhere"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("http2_protocol_options"), "{out}");
+    assert!(out.contains("- name: endpoint_picker_metrics"), "{out}");
+    assert!(
+        out.contains("\"metricsCluster\": \"endpoint_picker_metrics\""),
+        "{out}"
+    );
+
+    std::fs::write(&config, picker("http")).unwrap();
+    let (ok, out, err) = cli(&["render", "--config", path, "--module-elsewhere"], None);
+    assert!(ok, "{err}");
+    assert!(!out.contains("http2_protocol_options"));
+    assert!(!out.contains("- name: endpoint_picker_metrics"));
+
+    std::fs::write(&config, picker("grpc")).unwrap();
+    let (ok, _, err) = cli(&["render", "--config", path, "--module-elsewhere"], None);
+    assert!(!ok);
+    assert!(err.contains("appProtocol"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -56,7 +56,7 @@ pub mod snapshot;
 pub mod suggest;
 
 pub use config::loader::{load, load_config, LoadReport};
-pub use config::pool::{FailureMode, PickerConfig, PoolConfig};
+pub use config::pool::{AppProtocol, FailureMode, PickerConfig, PoolConfig};
 pub use config::EndpointPickerConfig;
 pub use director::EndpointPicker;
 pub use error::{ConfigError, Error, RequestError};

@@ -6,6 +6,7 @@
 //!   "pool": {
 //!     "cluster": "inference_pool",
 //!     "endpoints": [{"address": "10.0.0.1:8000", "labels": {"engine-type": "vllm"}, "metricsPort": 8000}],
+//!     "appProtocol": "http",
 //!     "scrape": {"interval": "50ms", "timeout": "1s", "staleness": "2s"},
 //!     "failureMode": "FailClose",
 //!     "bodyLimitBytes": 4194304,
@@ -51,6 +52,22 @@ pub enum FailureMode {
     FailOpen,
 }
 
+/// The protocol the pool's model servers speak (GIE `InferencePool` `spec.appProtocol`): how
+/// the proxy dials them. Parsers pick requests by path either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum AppProtocol {
+    /// HTTP/1.1 (`http`, the default).
+    #[default]
+    #[serde(rename = "http")]
+    Http,
+    /// HTTP/2 without TLS (`kubernetes.io/h2c`): gRPC model servers (vLLM's gRPC API, read by
+    /// `vllmgrpc-parser`). Metrics are still scraped over HTTP/1.1, through a scrape-only
+    /// cluster.
+    #[serde(rename = "kubernetes.io/h2c")]
+    H2c,
+}
+
 #[derive(Deserialize, Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -63,6 +80,8 @@ pub(crate) struct PoolSpec {
     metrics_cluster: Option<String>,
     #[serde(default)]
     metrics_port: Option<u16>,
+    #[serde(default)]
+    app_protocol: AppProtocol,
     #[serde(default)]
     scrape: ScrapeSpec,
     #[serde(default)]
@@ -156,6 +175,8 @@ pub struct PoolConfig {
     /// `pool.metricsPort`: the metrics port of endpoints discovered from the Envoy cluster
     /// (native build, when `endpoints` is empty); `None` = each endpoint's serving port.
     pub metrics_port: Option<u16>,
+    /// `pool.appProtocol`: the protocol the model servers speak.
+    pub app_protocol: AppProtocol,
     /// Scrape timing.
     pub scrape: ScrapeConfig,
     /// What to do without a usable snapshot.
@@ -346,6 +367,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
     Ok(PoolConfig {
         endpoints,
         metrics_port: spec.metrics_port,
+        app_protocol: spec.app_protocol,
         metrics_cluster: spec
             .metrics_cluster
             .filter(|c| !c.is_empty())
