@@ -45,6 +45,10 @@ use crate::xds;
 /// Name of the internal scrape cluster created when endpoints have a separate metrics port.
 pub const METRICS_CLUSTER: &str = "endpoint_picker_metrics";
 
+/// The path prefix of vLLM's gRPC API (`vllmgrpc-parser`), routed for `appProtocol:
+/// kubernetes.io/h2c` pools.
+pub const VLLM_GRPC_PREFIX: &str = "/vllm.grpc.engine.VllmEngine/";
+
 /// The vm_id plain-Envoy renders give the scraper and the filter.
 pub const VM_ID: &str = "endpoint-picker";
 
@@ -455,6 +459,11 @@ typed_extension_protocol_options:
     } else {
         ""
     };
+    // gRPC model servers are called on `/<package>.<Service>/<Method>`: route vLLM's gRPC API.
+    let mut limits = input.limits.clone();
+    if pool.app_protocol == scheduler_core::AppProtocol::H2c {
+        limits.extra_prefixes.push(VLLM_GRPC_PREFIX.into());
+    }
     let members = match xds_dir {
         None => format!(
             "type: STATIC\nconnect_timeout: 1s\nload_assignment:\n  cluster_name: {}\n  endpoints:\n  - lb_endpoints:\n{}",
@@ -502,7 +511,7 @@ static_resources:
                 p.buffer_limit,
                 &wasm_filter,
                 &pool.cluster,
-                &input.limits,
+                &limits,
                 &input.access_log
             ),
             2

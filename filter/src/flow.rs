@@ -811,21 +811,26 @@ impl RequestFlow {
             r.response_bytes += size as u64;
         }
         match &mut self.usage {
+            _ if size == 0 && !end_of_stream => {}
             UsageReader::Sse(parser) => {
-                host.with_response_body(size, &mut |b| parser.feed(b));
+                if size > 0 {
+                    host.with_response_body(size, &mut |b| parser.feed(b));
+                }
                 if end_of_stream {
                     parser.finish();
                 }
             }
             UsageReader::Json(buf) => {
-                if buf.len() + size <= MAX_JSON_RESPONSE_BYTES {
-                    host.with_response_body(size, &mut |b| buf.extend_from_slice(b));
-                } else {
+                if buf.len() + size > MAX_JSON_RESPONSE_BYTES {
                     self.usage = UsageReader::None;
+                } else if size > 0 {
+                    host.with_response_body(size, &mut |b| buf.extend_from_slice(b));
                 }
             }
             UsageReader::Grpc(reader) => {
-                host.with_response_body(size, &mut |b| reader.feed(b));
+                if size > 0 {
+                    host.with_response_body(size, &mut |b| reader.feed(b));
+                }
             }
             UsageReader::None => {}
         }
@@ -847,6 +852,16 @@ impl RequestFlow {
         };
         self.body_seen = true;
         self.body_hooks(p, &chunk, host.now_us() / 1000);
+    }
+
+    /// The response trailers arrived: the body is complete (gRPC ends every response this way,
+    /// so its last body chunk does not carry `end_of_stream`).
+    pub fn on_response_trailers<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+    ) {
+        self.on_response_body(host, p, 0, true);
     }
 
     /// The stream is over (completed or reset): returns the budget. The request state (and with

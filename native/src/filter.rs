@@ -717,14 +717,14 @@ impl HttpHost for NativeHost {
         message: &str,
         extra: &[(&str, &str)],
     ) {
-        // The dynamic-module ABI's local reply has no gRPC status argument: Envoy turns a local
-        // reply to a gRPC request into a trailers-only gRPC response whose `grpc-status` it
-        // derives from the HTTP status, so the HTTP status sent is one that maps to
-        // `grpc_status` under that derivation (gRPC's HTTP mapping: 400 → INTERNAL,
-        // 429/503 → UNAVAILABLE, 401 → UNAUTHENTICATED, 403 → PERMISSION_DENIED,
-        // 404 → UNIMPLEMENTED, anything else → UNKNOWN) where one exists, else `http_status`.
-        let _ = grpc_status;
-        let mut headers = vec![ModuleHttpHeader::of("x-endpoint-picker", b"local-reply")];
+        // The dynamic-module ABI's local reply has no gRPC status argument; Envoy does turn a
+        // local reply to a gRPC request into a trailers-only response, but with `grpc-status: 0`
+        // (measured on Envoy 1.40), so the status goes in as a header of ours.
+        let code = grpc_status.to_string();
+        let mut headers = vec![
+            ModuleHttpHeader::of("x-endpoint-picker", b"local-reply"),
+            ModuleHttpHeader::of("grpc-status", code.as_bytes()),
+        ];
         for (k, v) in extra {
             headers.push(ModuleHttpHeader::of(k, v.as_bytes()));
         }

@@ -247,12 +247,23 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     })
 }
 
+/// The response trailers: the body is complete (gRPC responses end with trailers).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _filter_envoy: Ptr,
-    _filter: ConstPtr,
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
 ) -> u32 {
-    abi::TRAILERS_CONTINUE
+    guard("response_trailers", abi::TRAILERS_CONTINUE, || {
+        // SAFETY: our stream pointer.
+        if let Some(s) = unsafe { stream(filter) } {
+            let mut host = NativeHost {
+                filter: filter_envoy,
+                in_body_hook: false,
+            };
+            s.flow.on_response_trailers(&mut host, &*s.config);
+        }
+        abi::TRAILERS_CONTINUE
+    })
 }
 
 #[no_mangle]

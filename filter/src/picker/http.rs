@@ -248,4 +248,9 @@ impl HttpContext for PickerHttp {
         // Never pause a response: SSE tokens must flow as they come.
         Action::Continue
     }
+
+    fn on_http_response_trailers(&mut self, _: usize) -> Action {
+        self.with_flow(|f, p| f.on_response_trailers(&mut WasmHost, p));
+        Action::Continue
+    }
 }
