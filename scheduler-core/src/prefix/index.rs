@@ -228,8 +228,16 @@ impl PrefixIndex {
         self.blocks.remove(hash, id);
     }
 
-    /// Records that `address` now holds every block in `hashes`, evicting its least recently
-    /// used blocks beyond `capacity` (at least 1).
+    /// Records that `address` now holds every block in `hashes` (a prompt's block chain, first
+    /// block first), evicting its least recently used blocks beyond `capacity` (at least 1).
+    ///
+    /// The blocks are touched last first, so a prompt's leading blocks are its most recent and
+    /// its trailing blocks go first under eviction. That is the order vLLM frees a finished
+    /// request's blocks in (its free queue takes them tail first), and the only order that
+    /// keeps the index useful: a match stops at the first block an endpoint lacks, so losing a
+    /// prompt's first block loses the whole prefix while its tail lingers unused. GIE's
+    /// approximate index touches them first first; under memory pressure that evicts shared
+    /// system prompts before the questions behind them.
     pub fn add(&mut self, address: &str, hashes: &[u64], capacity: usize) {
         if hashes.is_empty() {
             return;
@@ -247,7 +255,7 @@ impl PrefixIndex {
             let evictions = (ep.len + hashes.len()).saturating_sub(cap);
             self.blocks.touch(ep.oldest(evictions));
         }
-        for &h in hashes {
+        for &h in hashes.iter().rev() {
             if let Some(node) = self.blocks.find(h, id) {
                 if let Some(ep) = self.endpoints.get_mut(id as usize) {
                     ep.touch(node);
@@ -347,11 +355,15 @@ mod tests {
         assert_eq!(idx.len(), 3, "evicted blocks leave the hash map");
         let mut counts = Vec::new();
         assert_eq!(
-            idx.match_longest_prefix(&[1], &mut counts),
+            idx.match_longest_prefix(&[4], &mut counts),
             0,
-            "block 1 was evicted"
+            "the prompt's tail was evicted"
         );
-        assert_eq!(idx.match_longest_prefix(&[3, 4, 5], &mut counts), 3);
+        assert_eq!(
+            idx.match_longest_prefix(&[1, 2, 3, 4, 5], &mut counts),
+            3,
+            "its head was kept"
+        );
         idx.add("a:1", &[6], 2); // shrink
         assert_eq!(idx.blocks_of("a:1"), 2);
         assert_eq!(idx.len(), 2);
@@ -360,11 +372,11 @@ mod tests {
     #[test]
     fn touching_refreshes_recency() {
         let mut idx = PrefixIndex::new();
-        idx.add("a:1", &[1, 2, 3], 3);
-        idx.add("a:1", &[1], 3); // 1 is now the most recent; 2 is the oldest
+        idx.add("a:1", &[1, 2, 3], 3); // recency: 1, 2, 3 (the tail is the oldest)
+        idx.add("a:1", &[3], 3); // 3 is now the most recent; 2 is the oldest
         idx.add("a:1", &[4], 3);
         let mut counts = Vec::new();
-        assert_eq!(idx.match_longest_prefix(&[1], &mut counts), 1);
+        assert_eq!(idx.match_longest_prefix(&[3], &mut counts), 1);
         assert_eq!(
             idx.match_longest_prefix(&[2], &mut counts),
             0,
@@ -396,13 +408,14 @@ mod tests {
         let mut idx = PrefixIndex::new();
         let mut model: Vec<Vec<u64>> = vec![Vec::new(); 4];
         let cap = 7;
+        // Blocks are touched last first (see `add`).
         for _ in 0..20_000 {
             let ep = rng.below(4);
             let n = 1 + rng.below(5);
             let hashes: Vec<u64> = (0..n).map(|_| rng.below(40) as u64).collect();
             idx.add(&format!("e{ep}"), &hashes, cap);
             let m = &mut model[ep];
-            for h in hashes {
+            for h in hashes.into_iter().rev() {
                 m.retain(|&x| x != h);
                 if m.len() == cap {
                     m.remove(0);
