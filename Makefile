@@ -145,7 +145,7 @@ kgateway-generate:
 	cd kgateway && $(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=crd
 
 ## Fuzzing (cargo-fuzz / libFuzzer) of every parser and decoder, FUZZ_SECONDS each.
-FUZZ_TARGETS := config openai_request prometheus usage snapshot
+FUZZ_TARGETS := config openai_request prometheus usage snapshot grpc
 FUZZ_SECONDS ?= 300
 cargo-fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --quiet
