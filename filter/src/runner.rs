@@ -10,7 +10,7 @@
 //! ```
 
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -26,7 +26,26 @@ pub const SCRAPER_ROOT_ID: &str = "metrics-scraper";
 /// Root id of the HTTP filter role.
 pub const PICKER_ROOT_ID: &str = "endpoint-picker";
 
+/// The registry `run` installs, until the first configuration completes it ([`registry`]).
+static PENDING: Mutex<Option<Registry>> = Mutex::new(None);
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The registry, with the host's entropy added on first use: proxy-wasm has no random source,
+/// so the host clock's nanoseconds at the first configuration are what clients cannot know
+/// (they seed the prefix index's table). Host calls are refused while the module initialises,
+/// which is when `run` is called, hence not there.
+fn registry() -> Option<&'static Registry> {
+    if let Some(r) = REGISTRY.get() {
+        return Some(r);
+    }
+    let mut registry = PENDING.lock().ok()?.take()?;
+    if registry.services().entropy == 0 {
+        let mut services = registry.services().clone();
+        services.entropy = crate::abi::current_time_ns().unwrap_or(0);
+        registry.set_services(services);
+    }
+    Some(REGISTRY.get_or_init(|| registry))
+}
 
 /// Installs `registry` (the plugin types this module knows) and the root context factory.
 /// Call once from `proxy_wasm::main!`.
@@ -40,8 +59,9 @@ pub fn run(registry: Registry) {
         }
         registry
     };
-    if REGISTRY.set(registry).is_err() {
-        log::warn!("runner::run called twice; keeping the first registry");
+    match PENDING.lock() {
+        Ok(mut p) if p.is_none() && REGISTRY.get().is_none() => *p = Some(registry),
+        _ => log::warn!("runner::run called twice; keeping the first registry"),
     }
     proxy_wasm::set_root_context(|_| Box::new(RoleRoot::Unconfigured));
 }
@@ -86,7 +106,7 @@ impl Context for RoleRoot {
 impl RootContext for RoleRoot {
     fn on_configure(&mut self, _: usize) -> bool {
         follow_host_log_level();
-        let Some(registry) = REGISTRY.get() else {
+        let Some(registry) = registry() else {
             log::error!("endpoint picker: no plugin registry installed");
             return false;
         };

@@ -54,10 +54,13 @@ impl TokenizerProvider for HfTokenizers {
     }
 }
 
-/// The services of this module: tokenizers.
+/// The services of this module: tokenizers, and entropy from the OS (std's `RandomState` keys
+/// are drawn from the OS's random source).
 pub fn services() -> Services {
+    use std::hash::BuildHasher;
     Services {
         tokenizers: Some(Arc::new(HfTokenizers)),
+        entropy: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
         ..Services::default()
     }
 }

@@ -58,4 +58,9 @@ pub struct Services {
     pub tokenizers: Option<Arc<dyn TokenizerProvider>>,
     /// CEL compilation; `None` when the host has no interpreter.
     pub expressions: Option<Arc<dyn super::ExpressionCompiler>>,
+    /// A value the host drew at start-up that clients cannot know (the native build: the OS's
+    /// random source; the proxy-wasm build: the host clock in nanoseconds, as proxy-wasm has no
+    /// random source); 0 when it has none. Mixed into the seeds of hash tables keyed by
+    /// client-chosen values (the prefix index), so prompts cannot be crafted to collide.
+    pub entropy: u64,
 }

@@ -153,22 +153,27 @@ impl Default for PrefixIndex {
     }
 }
 
-/// A seed for the block table that differs between processes: the address of a fresh heap
-/// allocation (randomised by ASLR in the native build), mixed. `no_std` offers no better source
-/// of entropy, and the seed only has to be unknown to clients. In the Wasm build linear-memory
-/// addresses are not randomised, so there the seed is guessable; a clock or host entropy passed
-/// in by the plugin factory would fix that (not done).
-fn table_seed() -> u64 {
+/// A seed for the block table that clients cannot know: the host's `entropy` (see
+/// [`crate::plugin::Services::entropy`]) mixed with the address of a fresh heap allocation
+/// (randomised by ASLR in the native build; not in Wasm linear memory, where the host's clock
+/// reading is what makes the seed unknown). `no_std` has no entropy of its own.
+fn table_seed(entropy: u64) -> u64 {
     let probe = Box::new(0u8);
     let addr = &*probe as *const u8 as usize as u64;
-    crate::rng::Rng::next_u64(&mut crate::rng::SplitMix64::new(addr))
+    crate::rng::Rng::next_u64(&mut crate::rng::SplitMix64::new(addr ^ entropy))
 }
 
 impl PrefixIndex {
-    /// An empty index.
+    /// An empty index (its table seeded from a heap address only; see [`Self::with_entropy`]).
     pub fn new() -> Self {
+        PrefixIndex::with_entropy(0)
+    }
+
+    /// An empty index whose table seed mixes in the host's `entropy`
+    /// ([`crate::plugin::Services::entropy`]).
+    pub fn with_entropy(entropy: u64) -> Self {
         PrefixIndex {
-            blocks: BlockTable::new(table_seed()),
+            blocks: BlockTable::new(table_seed(entropy)),
             endpoints: Vec::new(),
             ids: HashMap::new(),
         }

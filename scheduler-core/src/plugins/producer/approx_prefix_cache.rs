@@ -112,7 +112,7 @@ impl Default for Params {
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    _: &Handle<'_>,
+    handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if p.block_size.is_some() && p.block_size_tokens.is_none() {
@@ -153,7 +153,7 @@ pub fn factory(
         max_blocks: p.max_prefix_blocks_to_match as usize,
         max_tokens: p.max_prefix_tokens_to_match as usize,
         lru_capacity: p.lru_capacity_per_server as usize,
-        index: Lock::new(PrefixIndex::new()),
+        index: Lock::new(PrefixIndex::with_entropy(handle.services().entropy)),
     }))
 }
 
