@@ -185,6 +185,18 @@ pub fn lb_endpoints(config: &PickerConfig) -> Result<String, String> {
     Ok(members)
 }
 
+/// The cluster fields (column 0) that make Envoy dial a pool over HTTP/2 without TLS, for
+/// `pool.appProtocol: kubernetes.io/h2c` (gRPC model servers).
+pub fn h2c_protocol_options() -> String {
+    r#"# pool.appProtocol kubernetes.io/h2c: the model servers speak HTTP/2 without TLS (gRPC).
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config: { http2_protocol_options: {} }
+"#
+    .into()
+}
+
 /// The scrape-only ORIGINAL_DST cluster (a list item, column 0) for endpoints whose metrics
 /// port differs from the serving port.
 pub fn metrics_cluster() -> String {
@@ -450,14 +462,9 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
         ));
     }
     let h2c = if pool.app_protocol == scheduler_core::AppProtocol::H2c {
-        "# pool.appProtocol kubernetes.io/h2c: the model servers speak HTTP/2 without TLS (gRPC).
-typed_extension_protocol_options:
-  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-    \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config: { http2_protocol_options: {} }
-"
+        h2c_protocol_options()
     } else {
-        ""
+        String::new()
     };
     // gRPC model servers are called on `/<package>.<Service>/<Method>`: route vLLM's gRPC API.
     let mut limits = input.limits.clone();

@@ -266,3 +266,49 @@ fn filter_only_is_refused_where_it_cannot_hold() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A pool of gRPC model servers (`pool.appProtocol: kubernetes.io/h2c`): every gateway's
+/// manifests dial it over HTTP/2 (the Service port's `appProtocol` for Envoy Gateway and Istio,
+/// the pool cluster's protocol options in kgateway's overlay), route vLLM's gRPC service, and
+/// still validate against the CRDs.
+#[test]
+fn h2c_pools_are_dialled_over_http2_and_route_vllm_grpc() {
+    let mut picker: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("envoy-config/deploy/picker.json")).unwrap(),
+    )
+    .unwrap();
+    picker["pool"]["appProtocol"] = "kubernetes.io/h2c".into();
+    let crds = crds();
+    for gateway in Gateway::ALL {
+        let input = envoy_config::deploy::DeployInput::example(picker.clone(), "i:1");
+        let text = envoy_config::deploy::render(gateway, &input).unwrap();
+        if gateway == Gateway::Kgateway {
+            assert!(
+                text.contains("http2_protocol_options"),
+                "{}",
+                gateway.name()
+            );
+            assert!(
+                text.contains("/vllm.grpc.engine.VllmEngine/"),
+                "{}",
+                gateway.name()
+            );
+        } else {
+            assert!(
+                text.contains("appProtocol: kubernetes.io/h2c"),
+                "{}",
+                gateway.name()
+            );
+            assert!(
+                text.contains("type: PathPrefix, value: /vllm.grpc.engine.VllmEngine }"),
+                "{}",
+                gateway.name()
+            );
+        }
+        for doc in documents(&text).unwrap() {
+            if let Err(e) = crds.validate(&doc) {
+                panic!("{}: {e:?}", gateway.name());
+            }
+        }
+    }
+}

@@ -74,6 +74,17 @@ load_assignment:
 "#,
         port = input.port,
     );
+    let mut limits = Limits::default();
+    if super::h2c(input) {
+        limits
+            .extra_prefixes
+            .push(crate::render::VLLM_GRPC_PREFIX.into());
+    }
+    let members = if super::h2c(input) {
+        format!("{members}{}", crate::render::h2c_protocol_options())
+    } else {
+        members
+    };
     let pool = pool_cluster(
         POOL_CLUSTER,
         &members,
@@ -89,7 +100,7 @@ load_assignment:
                 prepared.buffer_limit,
                 &filter,
                 POOL_CLUSTER,
-                &Limits::default(),
+                &limits,
                 &AccessLog::Stdout
             ),
             2

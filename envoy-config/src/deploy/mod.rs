@@ -167,7 +167,7 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
     }
     let prepared = prepare(&picker)?;
     if input.filter_only && prepared.separate_metrics {
-        return Err("filter-only mode scrapes through the serving cluster, so every endpoint's metrics must be on its serving port; with pool.metricsPort or a separate metrics address, deploy without --filter-only (the bootstrap adds a scrape cluster)".into());
+        return Err("filter-only mode scrapes through the serving cluster, so every endpoint's metrics must be on its serving port over the same protocol; with pool.metricsPort, a separate metrics address or pool.appProtocol kubernetes.io/h2c (metrics over HTTP/1.1), deploy without --filter-only (the bootstrap adds a scrape cluster)".into());
     }
     Ok(prepared)
 }
@@ -210,12 +210,35 @@ spec:
   - name: http
     port: {port}
     targetPort: {port}
-    appProtocol: http
+    appProtocol: {protocol}
 "#,
         svc = input.service,
         ns = input.namespace,
         port = input.port,
+        protocol = service_app_protocol(input),
     )
+}
+
+/// True when the pool's model servers speak gRPC over HTTP/2 without TLS
+/// (`pool.appProtocol: kubernetes.io/h2c`).
+fn h2c(input: &DeployInput) -> bool {
+    input
+        .picker
+        .pointer("/pool/appProtocol")
+        .and_then(Value::as_str)
+        == Some(H2C)
+}
+
+const H2C: &str = "kubernetes.io/h2c";
+
+/// The `appProtocol` of the model servers' Service port: Envoy Gateway and Istio dial a
+/// `kubernetes.io/h2c` port over HTTP/2 (gRPC model servers), an `http` one over HTTP/1.1.
+fn service_app_protocol(input: &DeployInput) -> &'static str {
+    if h2c(input) {
+        H2C
+    } else {
+        "http"
+    }
 }
 
 /// The image volume holding the module (a `volumes` list item, column 0).
@@ -279,18 +302,25 @@ spec:
         gw = input.gateway,
         ns = input.namespace,
         backend = indent(backend, 4),
-        matches = indent(&route_matches(), 4),
+        matches = indent(&route_matches(input), 4),
     )
 }
 
-/// HTTPRoute `matches` (column 0) for [`INFERENCE_PATHS`] (Exact) and [`INFERENCE_PREFIXES`].
-fn route_matches() -> String {
+/// HTTPRoute `matches` (column 0) for [`INFERENCE_PATHS`] (Exact) and [`INFERENCE_PREFIXES`],
+/// and vLLM's gRPC service for an h2c pool.
+fn route_matches(input: &DeployInput) -> String {
     let mut out = String::new();
     for p in INFERENCE_PATHS {
         out.push_str(&format!("- path: {{ type: Exact, value: {p} }}\n"));
     }
     for p in INFERENCE_PREFIXES {
         out.push_str(&format!("- path: {{ type: PathPrefix, value: {p} }}\n"));
+    }
+    if h2c(input) {
+        let service = crate::render::VLLM_GRPC_PREFIX.trim_end_matches('/');
+        out.push_str(&format!(
+            "- path: {{ type: PathPrefix, value: {service} }}\n"
+        ));
     }
     out
 }
