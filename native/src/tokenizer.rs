@@ -64,3 +64,18 @@ pub fn services() -> Services {
         ..Services::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_carry_os_entropy() {
+        // Two draws differ (std's RandomState keys change per instance) and are not the
+        // "no entropy" value.
+        let (a, b) = (services().entropy, services().entropy);
+        assert_ne!(a, 0);
+        assert_ne!(a, b);
+        assert!(services().tokenizers.is_some());
+    }
+}
