@@ -811,7 +811,6 @@ impl RequestFlow {
             r.response_bytes += size as u64;
         }
         match &mut self.usage {
-            _ if size == 0 && !end_of_stream => {}
             UsageReader::Sse(parser) => {
                 if size > 0 {
                     host.with_response_body(size, &mut |b| parser.feed(b));

@@ -52,6 +52,26 @@ fn sim(name: &str, fake: Value) -> Backend {
     Backend::spawn_command(name, addr, cmd)
 }
 
+/// Simulators named `busy` (long queue, full KV cache), `idle` and `half`, reporting those
+/// loads, in the order `names` gives.
+fn loaded_fleet(names: &[&str]) -> Vec<Backend> {
+    names
+        .iter()
+        .map(|&name| {
+            let load = match name {
+                "busy" => {
+                    json!({"waiting-requests": 12, "running-requests": 5, "kv-cache-usage": 0.9})
+                }
+                "idle" => {
+                    json!({"waiting-requests": 0, "running-requests": 1, "kv-cache-usage": 0.1})
+                }
+                _ => json!({"waiting-requests": 6, "running-requests": 5, "kv-cache-usage": 0.5}),
+            };
+            sim(name, load)
+        })
+        .collect()
+}
+
 /// Envoy with the picker over `backends`; `picker` is merged into the picker JSON.
 fn start(backends: Vec<Backend>, picker: Value) -> Env {
     Env::start_over(
@@ -71,20 +91,7 @@ fn now() -> u64 {
 
 #[test]
 fn picks_follow_the_simulators_metrics() {
-    let backends = vec![
-        sim(
-            "busy",
-            json!({"waiting-requests": 12, "running-requests": 5, "kv-cache-usage": 0.9}),
-        ),
-        sim(
-            "idle",
-            json!({"waiting-requests": 0, "running-requests": 1, "kv-cache-usage": 0.1}),
-        ),
-        sim(
-            "half",
-            json!({"waiting-requests": 6, "running-requests": 5, "kv-cache-usage": 0.5}),
-        ),
-    ];
+    let backends = loaded_fleet(&["busy", "idle", "half"]);
     let idle = backends[1].addr.to_string();
     let env = start(backends, json!({}));
     for i in 0..12 {
@@ -250,16 +257,7 @@ fn generate_request(id: &str, text: &str, max_tokens: u64, stream: bool) -> Vec<
 #[test]
 fn vllm_grpc_requests_are_scheduled_and_answered_in_grpc() {
     use scheduler_core::parse::protobuf::{fields, Value as Field};
-    let backends = vec![
-        sim(
-            "busy",
-            json!({"waiting-requests": 12, "running-requests": 5, "kv-cache-usage": 0.9}),
-        ),
-        sim(
-            "idle",
-            json!({"waiting-requests": 0, "running-requests": 1, "kv-cache-usage": 0.1}),
-        ),
-    ];
+    let backends = loaded_fleet(&["busy", "idle"]);
     let idle = backends[1].addr.to_string();
     let env = Env::start_over(
         backends,

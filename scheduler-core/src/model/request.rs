@@ -127,3 +127,18 @@ pub struct ParsedBody<'a> {
     /// The request carries image, audio or video content (`crate::parse::media`).
     pub multimodal: bool,
 }
+
+impl ParsedBody<'static> {
+    /// A body passed through unparsed (a parser's fallback, or a path it does not read): no
+    /// model, nothing to hash, not streaming.
+    pub fn unparsed(api: ApiKind) -> Self {
+        ParsedBody {
+            api,
+            model: Cow::Borrowed(""),
+            prompt: Cow::Borrowed(""),
+            stream: false,
+            cache_salt: None,
+            multimodal: false,
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! `passthrough-parser`: no parsing and no model handling; body-based plugins (prefix cache,
 //! LoRA) see an empty model and prompt. Parameters: none.
 
-use alloc::borrow::Cow;
 use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
@@ -45,13 +44,6 @@ impl Plugin for PassthroughParser {
 
 impl RequestParser for PassthroughParser {
     fn parse<'a>(&self, path: &str, _: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
-        Ok(ParsedBody {
-            api: ApiKind::from_path(path),
-            model: Cow::Borrowed(""),
-            prompt: Cow::Borrowed(""),
-            stream: false,
-            cache_salt: None,
-            multimodal: false,
-        })
+        Ok(ParsedBody::unparsed(ApiKind::from_path(path)))
     }
 }

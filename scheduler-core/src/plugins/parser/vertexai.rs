@@ -13,7 +13,6 @@
 //! The JSON is read in place in the request body (not copied out). Responses are gRPC-framed protobuf, so
 //! their `usage` is not read. Parameters: none.
 
-use alloc::borrow::Cow;
 use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
@@ -70,14 +69,7 @@ impl RequestParser for VertexAiParser {
     fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
         let path_only = path.split('?').next().unwrap_or(path);
         let Some(&(_, openai_path)) = METHODS.iter().find(|(m, _)| path_only.ends_with(m)) else {
-            return Ok(ParsedBody {
-                api: ApiKind::from_path(path),
-                model: Cow::Borrowed(""),
-                prompt: Cow::Borrowed(""),
-                stream: false,
-                cache_salt: None,
-                multimodal: false,
-            });
+            return Ok(ParsedBody::unparsed(ApiKind::from_path(path)));
         };
         let message = grpc_message(body).map_err(|e| bad(e.as_str()))?;
         let http_body = last_bytes(message, 2)

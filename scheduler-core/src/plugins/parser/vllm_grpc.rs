@@ -62,14 +62,7 @@ fn bad(why: &str) -> RequestError {
 impl RequestParser for VllmGrpcParser {
     fn parse<'a>(&self, path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
         let Some(method) = Method::of_path(path) else {
-            return Ok(ParsedBody {
-                api: ApiKind::Completions,
-                model: Cow::Borrowed(""),
-                prompt: Cow::Borrowed(""),
-                stream: false,
-                cache_salt: None,
-                multimodal: false,
-            });
+            return Ok(ParsedBody::unparsed(ApiKind::Completions));
         };
         let message = grpc_message(body).map_err(|e| bad(e.as_str()))?;
         let r = parse_request(method, message).map_err(|e| match e {
