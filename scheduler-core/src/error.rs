@@ -132,6 +132,13 @@ pub enum ConfigErrorKind {
         /// Migration guidance from the tombstone.
         migration: String,
     },
+    /// An upstream type this engine does not build; the text says why.
+    NotBuiltPluginType {
+        /// The type the config named.
+        type_name: String,
+        /// Why it is missing.
+        reason: String,
+    },
     /// An Alpha plugin whose feature gate is not enabled.
     AlphaPluginNotEnabled {
         /// The plugin type.
@@ -298,6 +305,10 @@ impl fmt::Display for ConfigError {
             K::RemovedPluginType { type_name, migration } => {
                 write!(f, "plugin type '{type_name}' has been removed: {migration}")
             }
+            K::NotBuiltPluginType { type_name, reason } => write!(
+                f,
+                "plugin type '{type_name}' is registered upstream but not built in this engine: {reason}"
+            ),
             K::AlphaPluginNotEnabled { type_name, gate } => write!(
                 f,
                 "plugin type '{type_name}' is Alpha and needs the feature gate '{gate}' in featureGates"

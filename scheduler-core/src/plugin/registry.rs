@@ -83,6 +83,12 @@ pub enum EntryKind {
         /// What to use instead; may name several types when one was split.
         migration: &'static str,
     },
+    /// An upstream type this engine does not build: loading it fails with this reason, so a
+    /// migrating user learns it is a known gap and not a typo.
+    NotBuilt {
+        /// Why it is missing and what the config can do instead.
+        reason: &'static str,
+    },
 }
 
 /// One record of the registry table.
@@ -131,6 +137,14 @@ impl RegistryEntry {
         }
     }
 
+    /// An upstream type that is known but not built here (loading it fails with `reason`).
+    pub const fn not_built(type_name: &'static str, reason: &'static str) -> Self {
+        RegistryEntry {
+            type_name,
+            kind: EntryKind::NotBuilt { reason },
+        }
+    }
+
     const fn gate(mut self, gate: &'static str) -> Self {
         if let EntryKind::Available {
             ref mut feature_gate,
@@ -166,11 +180,11 @@ impl RegistryEntry {
         self
     }
 
-    /// The entry's stability, `None` for a tombstone.
+    /// The entry's stability, `None` for a tombstone or a type not built here.
     pub fn stability(&self) -> Option<Stability> {
         match self.kind {
             EntryKind::Available { stability, .. } => Some(stability),
-            EntryKind::Removed { .. } => None,
+            EntryKind::Removed { .. } | EntryKind::NotBuilt { .. } => None,
         }
     }
 }

@@ -143,7 +143,20 @@ pub const BUILTINS: &[E] = &[
         .deprecated("'disagg-profile-handler' sets the x-prefiller-host-port header itself; this plugin does nothing, remove it"),
     E::stable(profile::legacy::DATA_PARALLEL_TYPE, profile::legacy::data_parallel_factory)
         .deprecated("use 'single-profile-handler': each data-parallel rank is its own endpoint (ip:port) here, so primaryPort is not needed; loaded as one"),
+    // upstream types not built here: a clear error instead of "not registered"
+    E::not_built("predicted-latency-producer", LATENCY_PREDICTOR),
+    E::not_built("latency-scorer", LATENCY_PREDICTOR),
+    E::not_built("slo-headroom-tier-filter", LATENCY_PREDICTOR),
+    E::not_built("latency-slo-admitter", LATENCY_PREDICTOR),
+    E::not_built("burst-prefix-cache-producer", NEWER_LLMD),
+    E::not_built("thunder-agent", NEWER_LLMD),
+    E::not_built("dp-rank-header-handler", NEWER_LLMD),
 ];
+
+/// Why llm-d's latency-predictor family is missing.
+const LATENCY_PREDICTOR: &str = "llm-d's latency predictor trains and serves its models in a separate Python service (llm-d-latency-predictor) that this engine does not talk to; use the load scorers (queue-scorer, kv-cache-utilization-scorer) and slo-deadline-ordering-policy instead";
+/// Why the newest llm-d-router types are missing.
+const NEWER_LLMD: &str = "added to llm-d-router after the llm-d version this engine follows (see README, 'What does not')";
 
 impl crate::plugin::Registry {
     /// A registry holding every in-tree plugin type ([`BUILTINS`]). Defined here, next to the

@@ -68,6 +68,15 @@ impl<'r> Loader<'r> {
                     },
                 ))
             }
+            EntryKind::NotBuilt { reason } => {
+                return Err(ConfigError::new(
+                    type_path,
+                    K::NotBuiltPluginType {
+                        type_name: type_name.into(),
+                        reason: reason.into(),
+                    },
+                ))
+            }
             EntryKind::Available {
                 factory,
                 stability,
