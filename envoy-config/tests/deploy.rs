@@ -266,7 +266,10 @@ fn filter_only_is_refused_where_it_cannot_hold() {
         String::from_utf8_lossy(&out.stderr)
     );
     // An h2c pool is scraped over HTTP/1.1, through the bootstrap's scrape cluster too.
-    picker["pool"].as_object_mut().unwrap().remove("metricsPort");
+    picker["pool"]
+        .as_object_mut()
+        .unwrap()
+        .remove("metricsPort");
     picker["pool"]["appProtocol"] = "kubernetes.io/h2c".into();
     std::fs::write(&path, picker.to_string()).unwrap();
     let out = run("istio", path.to_str().unwrap());

@@ -17,15 +17,30 @@ struct Loaded(prompt_tokenizer::PromptTokenizer);
 
 impl PromptTokenizer for Loaded {
     fn tokenize(&self, api: ApiKind, prompt: &str) -> Result<Vec<u32>, String> {
+        let mut out = Vec::new();
+        self.tokenize_while(api, prompt, &mut out, &mut |_| true)?;
+        Ok(out)
+    }
+
+    /// Chat prompts are rendered whole (the template needs every message), then encoded stretch
+    /// by stretch; completions prompts are encoded stretch by stretch.
+    fn tokenize_while(
+        &self,
+        api: ApiKind,
+        prompt: &str,
+        out: &mut Vec<u32>,
+        more: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<bool, String> {
         match api {
             ApiKind::ChatCompletions | ApiKind::Messages => {
                 let messages: serde_json::Value =
                     serde_json::from_str(prompt).map_err(|e| format!("messages: {e}"))?;
-                self.0.tokenize_chat(&messages).map_err(|e| e.to_string())
+                let text = self.0.render_chat(&messages).map_err(|e| e.to_string())?;
+                Ok(self.0.tokenize_rendered_while(&text, out, more))
             }
             _ => self
                 .0
-                .tokenize_completion(prompt)
+                .tokenize_completion_while(prompt, out, more)
                 .map_err(|e| e.to_string()),
         }
     }

@@ -53,6 +53,20 @@ fn bench(c: &mut Criterion) {
             t.tokenize_chat(&m).unwrap().len()
         })
     });
+    // What the precise prefix cache pays when no server holds the prompt's first block: the
+    // template is rendered whole, then encoding stops after the first stretch (one block, 16
+    // tokens).
+    let mut n = 0u64;
+    c.bench_function("chat 4 KiB, all text new, to the first block", |b| {
+        b.iter(|| {
+            n += 1;
+            let m = json!([{"role": "system", "content": fresh_text(2_000_000 + n, 4000)}, {"role": "user", "content": "Why?"}]);
+            let text = t.render_chat(&m).unwrap();
+            let mut out = Vec::new();
+            t.tokenize_rendered_while(&text, &mut out, &mut |ids| ids.len() < 16);
+            out.len()
+        })
+    });
     c.bench_function("completions 4 KiB, same prompt", |b| {
         b.iter(|| t.tokenize_completion(&system).unwrap().len())
     });
@@ -78,5 +92,24 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_first_block(c: &mut Criterion) {
+    let dir =
+        std::env::temp_dir().join(format!("prompt-tokenizer-bench-fb-{}", std::process::id()));
+    write_test_tokenizer(&dir).unwrap();
+    let t = PromptTokenizer::load(&dir).unwrap();
+    let mut j = 0u64;
+    c.bench_function("completions 4 KiB, all text new, to the first block", |b| {
+        b.iter(|| {
+            j += 1;
+            let mut out = Vec::new();
+            t.tokenize_completion_while(&fresh_text(3_000_000 + j, 4000), &mut out, &mut |ids| {
+                ids.len() < 16
+            })
+            .unwrap();
+            out.len()
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_first_block);
 criterion_main!(benches);

@@ -124,6 +124,12 @@ impl PromptTokenizer {
         self.segmenter.chunks() && self.wrap.is_some()
     }
 
+    /// True when new text is encoded in small stretches for a caller that may stop early
+    /// ([`Self::tokenize_completion_while`], [`Self::tokenize_rendered_while`]).
+    pub fn encodes_in_stretches(&self) -> bool {
+        self.segmenter.stretches()
+    }
+
     /// True when the tokenizer has a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.template.is_some()
@@ -145,6 +151,49 @@ impl PromptTokenizer {
             .encode_fast(prompt, true)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| err(e.to_string()))
+    }
+
+    /// [`Self::tokenize_completion`] from the start, appended to `out`, asking `more(out)` after
+    /// each stretch and stopping when it says so (see [`Segmenter::encode_while`]). `Ok(true)`
+    /// when the whole prompt was encoded (the post-processor's closing ids included).
+    ///
+    /// # Errors
+    /// As [`Self::tokenize_completion`].
+    pub fn tokenize_completion_while(
+        &self,
+        prompt: &str,
+        out: &mut Vec<u32>,
+        more: segments::More<'_>,
+    ) -> Result<bool, Error> {
+        if let Some((before, after)) = &self.wrap {
+            out.extend_from_slice(before);
+            if !self
+                .segmenter
+                .encode_while(&self.tokenizer, prompt, out, more)
+            {
+                return Ok(false);
+            }
+            if !after.is_empty() {
+                out.extend_from_slice(after);
+                more(out);
+            }
+            return Ok(true);
+        }
+        out.extend(self.tokenize_completion(prompt)?);
+        more(out);
+        Ok(true)
+    }
+
+    /// [`Self::tokenize_rendered`] from the start, appended to `out`, asking `more(out)` after
+    /// each stretch and stopping when it says so. `true` when the whole text was encoded.
+    pub fn tokenize_rendered_while(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        more: segments::More<'_>,
+    ) -> bool {
+        self.segmenter
+            .encode_while(&self.tokenizer, text, out, more)
     }
 
     /// Token ids of a chat request: `messages` (the JSON array) through the chat template

@@ -14,6 +14,12 @@
 //! Long pieces are further cut at word boundaries into cached chunks ([`CHUNK_BYTES`]), so a
 //! long shared prefix of a completions prompt is encoded once as well.
 //!
+//! [`Segmenter::encode_while`] encodes from the start and asks the caller after every stretch
+//! whether to go on, so a caller that needs only a prefix of the ids (the precise prefix cache
+//! stops at the first block no server holds) pays only for that prefix. A chunk that is not
+//! cached is then encoded in smaller stretches ([`STRETCH_BYTES`], cut at the same word
+//! boundaries), and cached only when it was encoded to its end.
+//!
 //! When that equivalence might not hold (an added token that strips spaces or must match a
 //! whole word, or is matched after normalisation while the tokenizer normalises, or a probe
 //! text that encodes differently whole and in pieces, e.g. a Metaspace pre-tokenizer that
@@ -32,6 +38,11 @@ use xxhash_rust::xxh3::xxh3_64;
 /// piece (a completions prompt) is encoded once too. Used only when a probe text encodes the
 /// same whole and chunked.
 pub const CHUNK_BYTES: usize = 256;
+/// When the caller may stop early ([`Segmenter::encode_while`]), a text that is not cached is
+/// encoded in stretches of at least this many bytes (~16 tokens of English: one KV block),
+/// cut at the same word boundaries as chunks. Used only when a probe text encodes the same
+/// whole and cut this finely.
+pub const STRETCH_BYTES: usize = 64;
 /// Cached pieces per shard and generation (8 shards: at most 8 × 2 × 512 pieces).
 pub const CACHE_ENTRIES_PER_SHARD: usize = 512;
 const SHARDS: usize = 8;
@@ -71,7 +82,12 @@ pub struct Segmenter {
     cache: Vec<Shard>,
     /// Long pieces are cut into cached chunks ([`CHUNK_BYTES`]).
     chunks: bool,
+    /// Uncached text may be encoded in stretches ([`STRETCH_BYTES`]) when the caller can stop.
+    stretches: bool,
 }
+
+/// Asked after each stretch of ids with every id so far: `true` to go on.
+pub type More<'a> = &'a mut dyn FnMut(&[u32]) -> bool;
 
 /// A text for checking that chunked encoding equals whole encoding: words, punctuation, digits,
 /// runs of spaces and newlines, several chunks long.
@@ -81,13 +97,13 @@ fn chunk_probe() -> String {
         .repeat(12)
 }
 
-/// Where `text` may be cut: offsets of a space between two ASCII letters, at least
-/// [`CHUNK_BYTES`] apart, none in the last [`CHUNK_BYTES`].
-fn cuts(text: &str) -> impl Iterator<Item = usize> + '_ {
+/// Where `text` may be cut: offsets of a space between two ASCII letters, at least `size`
+/// bytes apart, none in the last `size`.
+fn cuts(text: &str, size: usize) -> impl Iterator<Item = usize> + '_ {
     let b = text.as_bytes();
     let mut last = 0;
-    (CHUNK_BYTES..b.len().saturating_sub(CHUNK_BYTES)).filter(move |&p| {
-        let boundary = p >= last + CHUNK_BYTES
+    (size..b.len().saturating_sub(size)).filter(move |&p| {
+        let boundary = p >= last + size
             && b.get(p) == Some(&b' ')
             && b.get(p - 1).is_some_and(u8::is_ascii_alphabetic)
             && b.get(p + 1).is_some_and(u8::is_ascii_alphabetic);
@@ -128,6 +144,7 @@ impl Segmenter {
             ids: pairs.iter().map(|(_, id)| *id).collect(),
             cache,
             chunks: false,
+            stretches: false,
         };
         if s.matcher.is_some() {
             let probe =
@@ -149,12 +166,33 @@ impl Segmenter {
         }
         s.chunks = true;
         let probe = chunk_probe();
-        if whole_checked(tokenizer, &probe).as_deref()
-            != Some(s.encode(tokenizer, &probe).as_slice())
-        {
+        let want = whole_checked(tokenizer, &probe);
+        if want.as_deref() != Some(s.encode(tokenizer, &probe).as_slice()) {
             s.chunks = false;
         }
+        // The same check cut into stretches, on a fresh cache (the probe is cached by now).
+        s.stretches = true;
+        let fresh = Segmenter {
+            matcher: None,
+            ids: Vec::new(),
+            cache: (0..SHARDS)
+                .map(|_| Mutex::new(Generations::default()))
+                .collect(),
+            chunks: false,
+            stretches: true,
+        };
+        let mut got = Vec::new();
+        let mut go_on = |_: &[u32]| true;
+        fresh.cached(tokenizer, &probe, &mut got, &mut Some(&mut go_on));
+        if want.as_deref() != Some(got.as_slice()) {
+            s.stretches = false;
+        }
         s
+    }
+
+    /// True when uncached text is encoded in stretches for a caller that may stop early.
+    pub fn stretches(&self) -> bool {
+        self.stretches
     }
 
     /// True when long pieces are cut into cached chunks.
@@ -169,56 +207,104 @@ impl Segmenter {
 
     /// Ids of `text` with no special tokens added: as `tokenizer.encode(text, false)`.
     pub fn encode(&self, tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
-        let Some(m) = &self.matcher else {
-            if self.chunks {
-                let mut out = Vec::with_capacity(text.len() / 3);
-                self.piece(tokenizer, text, &mut out);
-                return out;
-            }
+        if self.matcher.is_none() && !self.chunks {
             return whole(tokenizer, text);
-        };
+        }
         let mut out = Vec::with_capacity(text.len() / 3);
+        self.walk(tokenizer, text, &mut out, None);
+        out
+    }
+
+    /// Appends the ids of `text` (as [`Self::encode`]) to `out` from the start, calling
+    /// `more(out)` after each stretch (a cached piece or chunk, or up to [`STRETCH_BYTES`] of
+    /// new text) and stopping when it returns `false`. Returns `true` when the whole text was
+    /// encoded. With neither pieces nor chunks available the text is encoded whole, and `more`
+    /// is called once.
+    pub fn encode_while(
+        &self,
+        tokenizer: &Tokenizer,
+        text: &str,
+        out: &mut Vec<u32>,
+        more: More<'_>,
+    ) -> bool {
+        if self.matcher.is_none() && !self.chunks {
+            out.extend(whole(tokenizer, text));
+            more(out);
+            return true;
+        }
+        self.walk(tokenizer, text, out, Some(more))
+    }
+
+    /// Encodes `text` piece by piece into `out`; with `more`, asks after each stretch.
+    fn walk(
+        &self,
+        tokenizer: &Tokenizer,
+        text: &str,
+        out: &mut Vec<u32>,
+        mut more: Option<More<'_>>,
+    ) -> bool {
+        let Some(m) = &self.matcher else {
+            return self.piece(tokenizer, text, out, &mut more);
+        };
         let mut at = 0;
         for hit in m.find_iter(text) {
             if let Some(piece) = text.get(at..hit.start()) {
-                self.piece(tokenizer, piece, &mut out);
+                if !self.piece(tokenizer, piece, out, &mut more) {
+                    return false;
+                }
             }
             if let Some(&id) = self.ids.get(hit.pattern().as_usize()) {
                 out.push(id);
             }
             at = hit.end();
         }
-        if let Some(piece) = text.get(at..) {
-            self.piece(tokenizer, piece, &mut out);
+        match text.get(at..) {
+            Some(piece) => self.piece(tokenizer, piece, out, &mut more),
+            None => true,
         }
-        out
     }
 
-    fn piece(&self, tokenizer: &Tokenizer, piece: &str, out: &mut Vec<u32>) {
+    fn piece(
+        &self,
+        tokenizer: &Tokenizer,
+        piece: &str,
+        out: &mut Vec<u32>,
+        more: &mut Option<More<'_>>,
+    ) -> bool {
         if self.chunks && piece.len() > 2 * CHUNK_BYTES {
             let mut at = 0;
-            for cut in cuts(piece) {
+            for cut in cuts(piece, CHUNK_BYTES) {
                 if let Some(chunk) = piece.get(at..cut) {
-                    self.cached(tokenizer, chunk, out);
+                    if !self.cached(tokenizer, chunk, out, more) {
+                        return false;
+                    }
                 }
                 at = cut;
             }
-            if let Some(rest) = piece.get(at..) {
-                self.cached(tokenizer, rest, out);
-            }
-            return;
+            return match piece.get(at..) {
+                Some(rest) => self.cached(tokenizer, rest, out, more),
+                None => true,
+            };
         }
-        self.cached(tokenizer, piece, out);
+        self.cached(tokenizer, piece, out, more)
     }
 
-    fn cached(&self, tokenizer: &Tokenizer, piece: &str, out: &mut Vec<u32>) {
+    /// Appends the ids of one piece or chunk (from the cache when there); `false` when `more`
+    /// said to stop.
+    fn cached(
+        &self,
+        tokenizer: &Tokenizer,
+        piece: &str,
+        out: &mut Vec<u32>,
+        more: &mut Option<More<'_>>,
+    ) -> bool {
         if piece.is_empty() {
-            return;
+            return true;
         }
         let key = xxh3_64(piece.as_bytes());
         let Some(shard) = self.cache.get(key as usize % SHARDS) else {
             out.extend(whole(tokenizer, piece));
-            return;
+            return ask(more, out);
         };
         let hit = shard
             .lock()
@@ -226,15 +312,40 @@ impl Segmenter {
             .get(key);
         if let Some(ids) = hit {
             out.extend_from_slice(&ids);
-            return;
+            return ask(more, out);
         }
-        let ids: Arc<[u32]> = whole(tokenizer, piece).into();
-        out.extend_from_slice(&ids);
+        let start = out.len();
+        match more {
+            Some(f) if self.stretches && piece.len() > 2 * STRETCH_BYTES => {
+                let mut at = 0;
+                for cut in cuts(piece, STRETCH_BYTES) {
+                    if let Some(stretch) = piece.get(at..cut) {
+                        out.extend(whole(tokenizer, stretch));
+                        if !f(out) {
+                            // Not encoded to its end: nothing to cache.
+                            return false;
+                        }
+                    }
+                    at = cut;
+                }
+                if let Some(rest) = piece.get(at..) {
+                    out.extend(whole(tokenizer, rest));
+                }
+            }
+            _ => out.extend(whole(tokenizer, piece)),
+        }
+        let ids: Arc<[u32]> = out.get(start..).unwrap_or_default().into();
         shard
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, ids);
+        ask(more, out)
     }
+}
+
+/// `more(out)`, or `true` when nobody asks.
+fn ask(more: &mut Option<More<'_>>, out: &[u32]) -> bool {
+    more.as_mut().is_none_or(|f| f(out))
 }
 
 fn whole_checked(tokenizer: &Tokenizer, text: &str) -> Option<Vec<u32>> {

@@ -147,3 +147,81 @@ fn long_pieces_in_chunks_and_completions_equal_whole_encoding() {
         );
     }
 }
+
+/// Pseudo-random text of about `words` words: in the vocabulary and not, punctuation, digits,
+/// odd spacing.
+fn mixed_text(seed: u64, words: usize) -> String {
+    let parts = [
+        "account", "billing", "zebra", "Quux", "42", ",", ".", "  ", "\n", "it's", "(x)", "naïve",
+        "🚀", "the", "routing",
+    ];
+    let mut x = seed | 1;
+    let mut text = String::new();
+    for _ in 0..words {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x % 5 != 0 {
+            text.push(' ');
+        }
+        text.push_str(parts[(x % parts.len() as u64) as usize]);
+    }
+    text
+}
+
+#[test]
+fn encoding_stretch_by_stretch_gives_prefixes_of_the_whole_and_stops_when_told() {
+    let d = dir("stretches");
+    let t = PromptTokenizer::load(&d).unwrap();
+    assert!(t.encodes_in_stretches(), "the probe found stretches exact");
+    let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+    for round in 0..20u64 {
+        let text = mixed_text(round * 7919 + 3, 300 + 20 * round as usize);
+        let expected = whole
+            .encode(text.as_str(), true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        // Every stretch handed out is a prefix of the whole encoding; stopping after the
+        // third leaves a prefix and says so.
+        let mut asked = 0;
+        let mut out = Vec::new();
+        let done = t
+            .tokenize_completion_while(&text, &mut out, &mut |ids| {
+                assert_eq!(ids, &expected[..ids.len()], "round {round}: a prefix");
+                asked += 1;
+                asked < 3
+            })
+            .unwrap();
+        assert!(!done, "round {round}: stopped");
+        assert_eq!(asked, 3);
+        assert!(
+            out.len() < expected.len() / 2,
+            "round {round}: {} of {}",
+            out.len(),
+            expected.len()
+        );
+        // A stopped chunk was not cached half-done: the full encoding is still exact, twice.
+        for pass in 0..2 {
+            let mut all = Vec::new();
+            assert!(t
+                .tokenize_completion_while(&text, &mut all, &mut |_| true)
+                .unwrap());
+            assert_eq!(all, expected, "round {round}, pass {pass}");
+        }
+        // Chat: rendered, then stretch by stretch.
+        let messages = json!([{"role": "system", "content": text.clone()}, {"role": "user", "content": "why?"}]);
+        let rendered = t.render_chat(&messages).unwrap();
+        let expected = whole
+            .encode(rendered.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let mut out = Vec::new();
+        assert!(!t.tokenize_rendered_while(&rendered, &mut out, &mut |ids| ids.len() < 20));
+        assert_eq!(out, expected[..out.len()], "round {round}: chat prefix");
+        let mut all = Vec::new();
+        assert!(t.tokenize_rendered_while(&rendered, &mut all, &mut |_| true));
+        assert_eq!(all, expected, "round {round}: chat");
+    }
+}

@@ -12,10 +12,33 @@ use scheduler_core::{
     load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64,
 };
 
+std::thread_local! {
+    /// Ids the test tokenizer produced on this thread (scheduling runs on the caller's).
+    static PRODUCED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One token per byte, handed out in stretches of 16 (one block), counting what it produced.
 struct Bytes;
 impl PromptTokenizer for Bytes {
     fn tokenize(&self, _: ApiKind, prompt: &str) -> Result<Vec<u32>, String> {
+        PRODUCED.with(|p| p.set(p.get() + prompt.len()));
         Ok(prompt.bytes().map(u32::from).collect())
+    }
+    fn tokenize_while(
+        &self,
+        _: ApiKind,
+        prompt: &str,
+        out: &mut Vec<u32>,
+        more: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<bool, String> {
+        for stretch in prompt.as_bytes().chunks(16) {
+            PRODUCED.with(|p| p.set(p.get() + stretch.len()));
+            out.extend(stretch.iter().map(|&b| u32::from(b)));
+            if !more(out) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 struct Provider;
@@ -391,4 +414,31 @@ fn memory_follows_what_is_held_not_what_was_ever_held() {
     let st = sink.index_stats();
     assert_eq!((st.keys, st.engine_keys), (100, 100), "{st:?}");
     assert!(bytes_at.iter().all(|&b| b < 64 * 1024), "{bytes_at:?}");
+}
+
+#[test]
+fn new_text_is_tokenised_only_to_the_first_block_nobody_holds() {
+    let (picker, _) = load(
+        &upstream("llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml"),
+        &registry(),
+    )
+    .unwrap();
+    let long = PROMPT[..64].repeat(16);
+    assert_eq!(long.len(), 64 * 16, "64 blocks");
+    // Nobody holds anything: one stretch is tokenised, not 64 blocks' worth.
+    PRODUCED.with(|p| p.set(0));
+    pick(&picker, &long, 1);
+    assert_eq!(PRODUCED.with(|p| p.get()), 16);
+    // .3 holds the first 4 blocks: its score is 4 of the prompt's 64 blocks, so the whole
+    // prompt is tokenised to count them, and the pick goes there.
+    let t = tokens(&long);
+    feed(
+        &picker,
+        "10.0.0.3:8000",
+        &[stored(&[11, 12, 13, 14], None, &t[..64])],
+    );
+    PRODUCED.with(|p| p.set(0));
+    assert_eq!(pick(&picker, &long, 2), "10.0.0.3:8000");
+    // Up to block 5 (the first nobody holds), then everything again from the start.
+    assert_eq!(PRODUCED.with(|p| p.get()), 80 + long.len());
 }

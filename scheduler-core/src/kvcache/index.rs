@@ -464,6 +464,19 @@ impl KvBlockIndex {
         }
     }
 
+    /// True when some endpoint holds `key` at `now_ms` (a reported block, or a speculative one
+    /// not yet expired). A key nobody holds ends every endpoint's match, so a caller building
+    /// keys block by block can stop there.
+    pub fn held(&self, key: u64, now_ms: u64) -> bool {
+        self.shard(key).is_some_and(|shard| {
+            shard.lock().blocks.get(&key).is_some_and(|holders| {
+                holders
+                    .iter()
+                    .any(|h| h.expires_ms == 0 || h.expires_ms > now_ms)
+            })
+        })
+    }
+
     /// For each of `endpoints`, what it holds of `keys` (longest prefix without a gap) at
     /// `now_ms`; written to `out` (resized to `endpoints.len()`).
     pub fn lookup(&self, keys: &[u64], endpoints: &[&str], now_ms: u64, out: &mut Vec<Match>) {

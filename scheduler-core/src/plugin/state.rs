@@ -41,6 +41,14 @@ impl CycleState {
             .and_then(|(_, v)| v.downcast_ref::<T>())
     }
 
+    /// The value under `key` if present and of type `T`, to update in place.
+    pub fn get_mut<T: Any>(&mut self, key: DataKey) -> Option<&mut T> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.downcast_mut::<T>())
+    }
+
     /// Removes every entry (keeps the allocation).
     pub fn clear(&mut self) {
         self.entries.clear();

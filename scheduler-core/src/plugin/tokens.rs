@@ -14,11 +14,81 @@ use crate::model::request::ApiKind;
 /// Cycle-state key of the request's [`TokenizedPrompt`] (llm-d's `TokenizedPromptDataKey`).
 pub const TOKENIZED_PROMPT: super::DataKey = "TokenizedPrompt";
 
-/// The request's prompt as token ids.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The request's prompt as token ids, computed on demand: a consumer reads as far as it needs
+/// ([`Self::read_while`]) and pays only for that prefix (the precise prefix cache stops at the
+/// first block no server holds), or everything ([`Self::read_all`]).
 pub struct TokenizedPrompt {
-    /// Token ids, in order, after the chat template (for chat requests).
+    /// Token ids computed so far, in order, after the chat template (for chat requests); all of
+    /// them when [`Self::complete`] says so.
     pub tokens: Vec<u32>,
+    complete: bool,
+    /// Where the rest comes from; `None` when `tokens` was given whole.
+    source: Option<Arc<dyn PromptTokenizer>>,
+}
+
+impl core::fmt::Debug for TokenizedPrompt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenizedPrompt")
+            .field("tokens", &self.tokens)
+            .field("complete", &self.complete)
+            .finish()
+    }
+}
+
+impl TokenizedPrompt {
+    /// Ids known in full.
+    pub fn new(tokens: Vec<u32>) -> Self {
+        TokenizedPrompt {
+            tokens,
+            complete: true,
+            source: None,
+        }
+    }
+
+    /// Nothing tokenised yet: `tokenizer` tokenises the request's prompt when a consumer asks.
+    pub fn deferred(tokenizer: Arc<dyn PromptTokenizer>) -> Self {
+        TokenizedPrompt {
+            tokens: Vec::new(),
+            complete: false,
+            source: Some(tokenizer),
+        }
+    }
+
+    /// True when [`Self::tokens`] holds the whole prompt.
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The ids of `prompt` (the request's, with its `api`) from the start, asking `more(ids)`
+    /// after each stretch and stopping when it returns `false`; returns the ids computed (a
+    /// prefix of the prompt's, or all of them). When an earlier consumer stopped early this
+    /// tokenises again from the start (repeated text is cached by the tokenizer); when every
+    /// id is known, `more` is asked once.
+    ///
+    /// # Errors
+    /// The tokenizer's message (bad messages JSON, template error).
+    pub fn read_while(
+        &mut self,
+        api: ApiKind,
+        prompt: &str,
+        more: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<&[u32], String> {
+        let Some(t) = self.source.clone().filter(|_| !self.complete) else {
+            more(&self.tokens);
+            return Ok(&self.tokens);
+        };
+        self.tokens.clear();
+        self.complete = t.tokenize_while(api, prompt, &mut self.tokens, more)?;
+        Ok(&self.tokens)
+    }
+
+    /// Every id of `prompt`.
+    ///
+    /// # Errors
+    /// As [`Self::read_while`].
+    pub fn read_all(&mut self, api: ApiKind, prompt: &str) -> Result<&[u32], String> {
+        self.read_while(api, prompt, &mut |_| true)
+    }
 }
 
 /// Turns prompts into token ids for one model.
@@ -29,6 +99,24 @@ pub trait PromptTokenizer: Send + Sync {
     /// # Errors
     /// A message when the prompt cannot be tokenised (bad messages JSON, template error).
     fn tokenize(&self, api: ApiKind, prompt: &str) -> Result<Vec<u32>, String>;
+
+    /// The ids [`Self::tokenize`] gives, appended to `out` from the start in stretches, with
+    /// `more(out)` asked after each; stops when it returns `false`. `Ok(true)` when every id was
+    /// appended. The default tokenises everything and asks once.
+    ///
+    /// # Errors
+    /// As [`Self::tokenize`].
+    fn tokenize_while(
+        &self,
+        api: ApiKind,
+        prompt: &str,
+        out: &mut Vec<u32>,
+        more: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> Result<bool, String> {
+        out.extend(self.tokenize(api, prompt)?);
+        more(out);
+        Ok(true)
+    }
 }
 
 /// What `token-producer` was configured with.

@@ -5,7 +5,10 @@
 //!   request-key chain ([`crate::kvcache::keys`]); every candidate's longest held prefix is
 //!   looked up in the [`KvBlockIndex`] and written as a [`PrefixMatch`] per endpoint under
 //!   [`PRECISE_PREFIX_CACHE_MATCH_INFO`] (matched = llm-d's medium-weighted longest-prefix score,
-//!   rounded down). No tokens: nothing is written.
+//!   rounded down). No tokens: nothing is written. The prompt is tokenised only as far as a
+//!   match could reach when no candidate matches at all (see `matches_for`): the scores are
+//!   the same, and a prompt of new text costs a stretch of tokenisation instead of all of it.
+//!   With speculative indexing the pick is then credited with the blocks read.
 //! - Events: the host subscribes to every endpoint's stream ([`KvEventsSettings`]) and feeds
 //!   each batch to [`KvEventSink::apply`].
 //! - PreRequest (`speculativeIndexing: true`): the chosen endpoint is credited with the blocks
@@ -338,35 +341,61 @@ impl PrecisePrefixCacheProducer {
         &self.index
     }
 
-    /// The request keys of `tokens` and every endpoint's match for them.
+    /// The request's keys and every candidate's match.
+    ///
+    /// The prompt is tokenised block by block only up to the first block no endpoint holds: no
+    /// match can reach past it. When no candidate matched anything, every score is 0 whatever
+    /// the prompt's length, so tokenising stops there and `total_blocks` counts the blocks read
+    /// (a prompt of all-new text costs one stretch of tokenisation, not all of it). When some
+    /// candidate matched, the rest is tokenised too, so `total_blocks` (the ratio's
+    /// denominator) is the prompt's own, as upstream computes it.
     fn matches_for(
         &self,
         cx: &ProduceContext<'_>,
         candidates: &[usize],
-        tokens: &[u32],
-    ) -> (Vec<u64>, Vec<PrefixMatch>) {
+        prompt: &mut TokenizedPrompt,
+    ) -> Result<(Vec<u64>, Vec<PrefixMatch>), String> {
         let keys_fn = self.index.request_keys();
-        let adapter = self.index.adapter_for(&cx.request.target_model);
-        let mut keys = Vec::with_capacity(tokens.len() / keys_fn.block_size() + 1);
-        keys_fn.extend(keys_fn.root(adapter), tokens, 0, &mut keys);
+        let bs = keys_fn.block_size();
+        let root = keys_fn.root(self.index.adapter_for(&cx.request.target_model));
+        let (api, text, now) = (cx.request.api, &*cx.request.prompt, cx.now_ms);
+        let mut keys: Vec<u64> = Vec::new();
+        let mut parent = root;
+        prompt.read_while(api, text, &mut |tokens| {
+            let first_new = keys.len();
+            let Some(rest) = tokens.get(first_new * bs..) else {
+                return true;
+            };
+            keys_fn.extend(parent, rest, 0, &mut keys);
+            let new = keys.get(first_new..).unwrap_or_default();
+            if let Some(&last) = new.last() {
+                parent = last;
+            }
+            new.iter().all(|&k| self.index.held(k, now))
+        })?;
+        let addrs: Vec<&str> = candidates
+            .iter()
+            .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
+            .collect();
+        let mut found = Vec::new();
+        if !keys.is_empty() {
+            self.index.lookup(&keys, &addrs, now, &mut found);
+        }
+        if !prompt.complete() && found.iter().any(|m| m.blocks > 0) {
+            let tokens = prompt.read_all(api, text)?;
+            keys.clear();
+            keys_fn.extend(root, tokens, 0, &mut keys);
+        }
         let total = u32::try_from(keys.len()).unwrap_or(u32::MAX);
-        let block_size = u32::try_from(keys_fn.block_size()).unwrap_or(u32::MAX);
+        let block_size = u32::try_from(bs).unwrap_or(u32::MAX);
         let mut matches = alloc::vec![PrefixMatch { matched_blocks: 0, total_blocks: total, block_size_tokens: block_size }; cx.endpoints.len()];
-        if total > 0 {
-            let addrs: Vec<&str> = candidates
-                .iter()
-                .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
-                .collect();
-            let mut found = Vec::new();
-            self.index.lookup(&keys, &addrs, cx.now_ms, &mut found);
-            for (&i, m) in candidates.iter().zip(found) {
-                if let Some(out) = matches.get_mut(i) {
-                    // llm-d writes int(score): the weighted sum, rounded down.
-                    out.matched_blocks = m.weighted as u32;
-                }
+        for (&i, m) in candidates.iter().zip(found) {
+            if let Some(out) = matches.get_mut(i) {
+                // llm-d writes int(score): the weighted sum, rounded down.
+                out.matched_blocks = m.weighted as u32;
             }
         }
-        (keys, matches)
+        Ok((keys, matches))
     }
 }
 
@@ -402,9 +431,16 @@ impl DataProducer for PrecisePrefixCacheProducer {
         cycle: &mut CycleState,
         state: &mut RequestState,
     ) {
-        let (keys, matches) = match cycle.get::<TokenizedPrompt>(TOKENIZED_PROMPT) {
-            Some(t) if !t.tokens.is_empty() => self.matches_for(cx, candidates, &t.tokens),
-            _ => return,
+        let Some(prompt) = cycle.get_mut::<TokenizedPrompt>(TOKENIZED_PROMPT) else {
+            return;
+        };
+        let (keys, matches) = match self.matches_for(cx, candidates, prompt) {
+            Ok(km) if !km.0.is_empty() => km,
+            Ok(_) => return,
+            Err(e) => {
+                log::debug!("{}: prompt not tokenised: {}", self.typed_name, e);
+                return;
+            }
         };
         cycle.put(PRECISE_PREFIX_CACHE_MATCH_INFO, matches);
         if self.speculative_ttl_ms.is_some() {

@@ -1,6 +1,8 @@
-//! `token-producer` (alias `tokenizer`): tokenises the request's prompt once per request and
-//! publishes the token ids under [`TOKENIZED_PROMPT`] for plugins that need exact tokens (the
-//! precise prefix cache).
+//! `token-producer` (alias `tokenizer`): publishes the request's prompt as token ids under
+//! [`TOKENIZED_PROMPT`] for plugins that need exact tokens (the precise prefix cache). The ids
+//! are computed when a consumer reads them and only as far as it reads
+//! ([`TokenizedPrompt::read_while`]): the precise prefix cache stops at the first block no
+//! server holds, so a prompt whose text is new costs one stretch of tokenisation, not all of it.
 //!
 //! llm-d's plugin of this name sends the prompt to a vLLM `render` sidecar (or a UDS tokenizer
 //! pool) per request. Here tokenisation runs inside the proxy, through the host's
@@ -130,10 +132,11 @@ impl DataProducer for TokenProducer {
         _: &mut RequestState,
     ) {
         let Some(t) = &self.tokenizer else { return };
-        match t.tokenize(cx.request.api, &cx.request.prompt) {
-            Ok(tokens) => cycle.put(TOKENIZED_PROMPT, TokenizedPrompt { tokens }),
-            Err(e) => log::debug!("{}: prompt not tokenised: {}", self.typed_name, e),
+        if cx.request.prompt.is_empty() {
+            return;
         }
+        // Tokenised when a consumer reads it, only as far as it reads.
+        cycle.put(TOKENIZED_PROMPT, TokenizedPrompt::deferred(t.clone()));
     }
 }
 
@@ -148,6 +151,22 @@ mod tests {
     impl PromptTokenizer for Bytes {
         fn tokenize(&self, _: ApiKind, prompt: &str) -> Result<Vec<u32>, String> {
             Ok(prompt.bytes().map(u32::from).collect())
+        }
+        /// One byte per stretch.
+        fn tokenize_while(
+            &self,
+            _: ApiKind,
+            prompt: &str,
+            out: &mut Vec<u32>,
+            more: &mut dyn FnMut(&[u32]) -> bool,
+        ) -> Result<bool, String> {
+            for b in prompt.bytes() {
+                out.push(u32::from(b));
+                if !more(out) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         }
     }
     struct Provider;
@@ -178,7 +197,7 @@ mod tests {
             &services,
         )
         .unwrap();
-        let req = InferenceRequest::new("m", "ab");
+        let req = InferenceRequest::new("m", "abc");
         let mut cycle = CycleState::new();
         p.as_data_producer().unwrap().produce(
             &ProduceContext {
@@ -190,12 +209,28 @@ mod tests {
             &mut cycle,
             &mut RequestState::new(),
         );
+        let t = cycle.get_mut::<TokenizedPrompt>(TOKENIZED_PROMPT).unwrap();
+        assert!(
+            t.tokens.is_empty() && !t.complete(),
+            "nothing before a consumer reads"
+        );
+        // A consumer that needs two ids gets two, and the tokenizer stops there.
+        let mut asked = 0;
+        let got = t
+            .read_while(req.api, &req.prompt, &mut |ids| {
+                asked += 1;
+                ids.len() < 2
+            })
+            .unwrap();
+        assert_eq!(got, [97, 98]);
+        assert_eq!(asked, 2);
+        assert!(!t.complete());
+        // A later consumer that wants everything gets everything.
+        assert_eq!(t.read_all(req.api, &req.prompt).unwrap(), [97, 98, 99]);
+        assert!(t.complete());
         assert_eq!(
-            cycle
-                .get::<TokenizedPrompt>(TOKENIZED_PROMPT)
-                .unwrap()
-                .tokens,
-            [97, 98]
+            t.read_while(req.api, &req.prompt, &mut |_| false).unwrap(),
+            [97, 98, 99]
         );
     }
 
