@@ -49,7 +49,12 @@ if [ -z "${PEERS_REPORT_ONLY:-}" ]; then
   echo "== building and installing (first run installs the wasm toolchain, Envoy and the peers) =="
   make -s wasm native envoy >/dev/null
   cargo build -q --release -p model-sim -p loadgen -p envoy-config
-  scripts/peers-install.sh
+  # Only the peers the chosen policies and fleets run (the EPP's `go install` takes minutes).
+  needs=()
+  [[ " $POLICIES " == *" epp "* ]] && needs+=(epp)
+  [[ " $POLICIES " == *" sglang "* || " $POLICIES " == *" vllm "* ]] && needs+=(routers)
+  [[ " $FLEETS " == *" llmd-sim "* ]] && needs+=(llm-d-inference-sim)
+  if [ ${#needs[@]} -gt 0 ]; then scripts/peers-install.sh "${needs[@]}"; fi
 fi
 
 endpoints="" metrics="" workers="" epp_endpoints="endpoints:"
