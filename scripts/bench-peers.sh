@@ -10,6 +10,9 @@
 #   wasm, native                 Envoy + this picker (default profile), Wasm and native builds
 #   native-rendezvous            the native picker with prefix-rendezvous-scorer added to the
 #                                default profile (where a new prefix lands; not in the default list)
+#   native-nohit                 the native picker with no-hit-lru-scorer (weight 2) added to the
+#                                default profile: cold requests spread over the servers that took
+#                                one least recently (llm-d's scorer; not in the default list)
 # Workloads (PEERS_WORKLOADS): shared16 / shared32 (the demo's shared-prefix workload with 16 or
 #   32 groups), zipf (16 groups, Zipf(1.2) popularity: the top group is ~35 % of the traffic),
 #   multiturn (16 chats growing by a question and an answer per turn), lora (shared16 over the
@@ -74,6 +77,14 @@ cat > "$WORK/rendezvous.json" <<JSON
    {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
    {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "prefix-rendezvous-scorer", "weight": 2}]}]}
 JSON
+cat > "$WORK/nohit.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
+ "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
+             {"type": "prefix-cache-scorer"}, {"type": "no-hit-lru-scorer"}],
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "no-hit-lru-scorer", "weight": 2}]}]}
+JSON
 echo "$epp_endpoints" > "$WORK/endpoints.yaml"
 sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp.yaml"
 sed "s|@LISTEN@|$LISTEN|; s|@ADMIN@|$ADMIN|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/envoy-epp.yaml"
@@ -129,6 +140,7 @@ label_of() {
     vllm) echo "vLLM router cache_aware" ;; wasm) echo "Envoy + picker (Wasm)" ;;
     native) echo "Envoy + picker (native)" ;;
     native-rendezvous) echo "Envoy + picker (native) + prefix-rendezvous" ;;
+    native-nohit) echo "Envoy + picker (native) + no-hit-lru" ;;
   esac
 }
 
@@ -136,11 +148,12 @@ run_one() { # $1 fleet, $2 workload, $3 policy
   start_fleet "$1"
   local cpu=() ready="http://127.0.0.1:$ADMIN/ready"
   case $3 in
-    round-robin|least-request|wasm|native|native-rendezvous)
+    round-robin|least-request|wasm|native|native-rendezvous|native-nohit)
       local mode=$3 flag="" cfg=$WORK/picker.json
       case $3 in
         wasm) mode=picker ;; native) mode=picker flag=--native ;;
         native-rendezvous) mode=picker flag=--native cfg=$WORK/rendezvous.json ;;
+        native-nohit) mode=picker flag=--native cfg=$WORK/nohit.json ;;
       esac
       target/release/envoy-config render --mode "$mode" $flag --config "$cfg" \
         --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
@@ -214,7 +227,7 @@ fi
   python3 - "$OUT" "$FLEETS" "$WORKLOADS" "$POLICIES" <<'PY'
 import json, os, sys
 out, fleets, workloads, policies = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
-ours = [p for p in ("native", "native-rendezvous", "wasm") if p in policies]
+ours = [p for p in ("native", "native-rendezvous", "native-nohit", "wasm") if p in policies]
 peers = [p for p in policies if p not in ours]
 print("| fleet | workload | best peer by TTFT p90 | its p90 (ms) | " + " | ".join(f"{p} p90 (ms) / ratio / goodput ratio" for p in ours) + " |")
 print("|---|---|---|---|" + "---|" * len(ours))

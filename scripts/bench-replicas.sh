@@ -6,12 +6,16 @@
 #   picker        the native picker, GIE's default profile (2 replicas)
 #   rendezvous    the same plus prefix-rendezvous-scorer, weight BENCH_RV_WEIGHT (2 replicas)
 #   ceiling       the native picker with 1 replica and 1 worker (one prefix index, no drift)
+# and, when named in BENCH_POLICIES (default: the four above):
+#   nohit         the default profile plus no-hit-lru-scorer (weight 2): cold requests go to
+#                 the server that took one least recently (each replica keeps its own list)
+#   rendezvous-nohit  both scorers added
 # and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling.
 # BENCH_BUILD=wasm runs the picker rows with the Wasm module (one prefix index per worker VM,
 # so workers drift apart as well as replicas). Not part of `make test`; ~5 min.
 #
 #   [BENCH_BUILD=native|wasm] scripts/bench-replicas.sh
-#   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT override)
+#   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT / BENCH_POLICIES override)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-45}
@@ -19,6 +23,7 @@ QPS=${BENCH_QPS:-22}
 WORKERS=${BENCH_WORKERS:-4}
 RV_WEIGHT=${BENCH_RV_WEIGHT:-2}
 BUILD=${BENCH_BUILD:-native}
+POLICIES=${BENCH_POLICIES:-round-robin picker rendezvous ceiling}
 case "$BUILD" in
   native) BUILD_FLAG=(--native) ;;
   wasm) BUILD_FLAG=() ;;
@@ -48,14 +53,19 @@ for i in $(seq 1 $N); do
 done
 POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
 echo "{$POOL}" > "$WORK/default.json"
-cat > "$WORK/rendezvous.json" <<JSON
-{$POOL,
- "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-             {"type": "prefix-cache-scorer"}, {"type": "prefix-rendezvous-scorer"}],
- "schedulingProfiles": [{"name": "default", "plugins": [
-   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
-   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "prefix-rendezvous-scorer", "weight": $RV_WEIGHT}]}]}
-JSON
+
+profile() { # $@: extra plugin types with their weights, as "type:weight"
+  local plugins='{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"}'
+  local refs='{"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2}, {"pluginRef": "prefix-cache-scorer", "weight": 3}'
+  for tw in "$@"; do
+    plugins+=", {\"type\": \"${tw%%:*}\"}"
+    refs+=", {\"pluginRef\": \"${tw%%:*}\", \"weight\": ${tw##*:}}"
+  done
+  echo "{$POOL, \"plugins\": [$plugins], \"schedulingProfiles\": [{\"name\": \"default\", \"plugins\": [$refs]}]}"
+}
+profile prefix-rendezvous-scorer:"$RV_WEIGHT" > "$WORK/rendezvous.json"
+profile no-hit-lru-scorer:2 > "$WORK/nohit.json"
+profile prefix-rendezvous-scorer:"$RV_WEIGHT" no-hit-lru-scorer:2 > "$WORK/rendezvous-nohit.json"
 
 start_sims() {
   SIM_PIDS=()
@@ -89,24 +99,33 @@ run_policy() { # $1 name, $2 label, $3 mode, $4 picker json, $5 replicas, $6 wor
   wait "${envoys[@]}" "${SIM_PIDS[@]}" 2>/dev/null || true
 }
 
-run_policy round-robin "Envoy round robin" round-robin "$WORK/default.json" 2 "$WORKERS"
-run_policy picker "picker (default profile)" picker "$WORK/default.json" 2 "$WORKERS"
-run_policy rendezvous "picker + prefix-rendezvous-scorer" picker "$WORK/rendezvous.json" 2 "$WORKERS"
-run_policy ceiling "picker, 1 replica x 1 worker" picker "$WORK/default.json" 1 1
+jsons=()
+for p in $POLICIES; do
+  case $p in
+    round-robin) run_policy round-robin "Envoy round robin" round-robin "$WORK/default.json" 2 "$WORKERS" ;;
+    picker) run_policy picker "picker (default profile)" picker "$WORK/default.json" 2 "$WORKERS" ;;
+    rendezvous) run_policy rendezvous "picker + prefix-rendezvous-scorer" picker "$WORK/rendezvous.json" 2 "$WORKERS" ;;
+    nohit) run_policy nohit "picker + no-hit-lru-scorer" picker "$WORK/nohit.json" 2 "$WORKERS" ;;
+    rendezvous-nohit) run_policy rendezvous-nohit "picker + prefix-rendezvous + no-hit-lru" picker "$WORK/rendezvous-nohit.json" 2 "$WORKERS" ;;
+    ceiling) run_policy ceiling "picker, 1 replica x 1 worker" picker "$WORK/default.json" 1 1 ;;
+    *) echo "unknown policy $p" >&2; exit 2 ;;
+  esac
+  jsons+=("$OUT/$p.json")
+done
 
-target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" \
-  "$OUT/round-robin.json" "$OUT/picker.json" "$OUT/rendezvous.json" "$OUT/ceiling.json"
-python3 - "$OUT" <<'PY'
+target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" "${jsons[@]}"
+python3 - "$OUT" "$POLICIES" <<'PY'
 import json, sys
-out = sys.argv[1]
+out, policies = sys.argv[1], sys.argv[2].split()
 def get(n):
     return json.load(open(f"{out}/{n}.json"))
 def ms(d, q):
     return 1000 * ((d.get("ttft") or {}).get(q) or 0)  # the JSON holds seconds
-c = get("ceiling")
+import os
+c = get("ceiling") if os.path.exists(f"{out}/ceiling.json") else {}
 print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s |")
 print("|---|---|---|---|---|")
-for n in ("round-robin", "picker", "rendezvous", "ceiling"):
+for n in policies:
     d = get(n)
     hr, chr_ = d.get("prefix_cache_hit_rate") or 0, c.get("prefix_cache_hit_rate") or 0
     print(f"| {d.get('label', n)} | {100*hr:.1f} % ({100*hr/chr_ if chr_ else 0:.1f} %) | "
