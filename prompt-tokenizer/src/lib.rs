@@ -15,7 +15,8 @@
 //! Hugging Face id. Nothing is downloaded.
 //!
 //! Cost: encoding is done per stretch of text between special tokens ([`segments`]), and long
-//! stretches are cached, so a system prompt shared by many chat requests is encoded once.
+//! stretches are cached, so a system prompt shared by many chat requests is encoded once; new
+//! text is encoded word by word with a cache of words ([`words`]).
 //! [`train`] builds a small byte-level BPE tokenizer offline for tests and demos.
 
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@
 pub mod segments;
 pub mod template;
 pub mod train;
+pub mod words;
 
 use std::path::{Path, PathBuf};
 
@@ -128,6 +130,12 @@ impl PromptTokenizer {
     /// ([`Self::tokenize_completion_while`], [`Self::tokenize_rendered_while`]).
     pub fn encodes_in_stretches(&self) -> bool {
         self.segmenter.stretches()
+    }
+
+    /// True when new text is encoded word by word with a cache of words, skipping the
+    /// tokenizer's `Encoding` ([`words`]; checked against it at load).
+    pub fn encodes_words(&self) -> bool {
+        self.segmenter.words()
     }
 
     /// True when the tokenizer has a chat template.

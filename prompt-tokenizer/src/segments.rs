@@ -32,6 +32,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::Tokenizer;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::words::WordCoder;
+
 /// A piece longer than twice this (bytes) is also cut into chunks of at least this size at word
 /// boundaries (a space between two ASCII letters, where byte-level pre-tokenizers always split:
 /// ` word` starts a new pre-token), each cached on its own, so a long shared prefix inside one
@@ -84,6 +86,8 @@ pub struct Segmenter {
     chunks: bool,
     /// Uncached text may be encoded in stretches ([`STRETCH_BYTES`]) when the caller can stop.
     stretches: bool,
+    /// Encodes uncached text word by word when it reproduces the tokenizer ([`crate::words`]).
+    words: WordCoder,
 }
 
 /// Asked after each stretch of ids with every id so far: `true` to go on.
@@ -145,6 +149,7 @@ impl Segmenter {
             cache,
             chunks: false,
             stretches: false,
+            words: WordCoder::new(tokenizer),
         };
         if s.matcher.is_some() {
             let probe =
@@ -180,6 +185,7 @@ impl Segmenter {
                 .collect(),
             chunks: false,
             stretches: true,
+            words: WordCoder::new(tokenizer),
         };
         let mut got = Vec::new();
         let mut go_on = |_: &[u32]| true;
@@ -188,6 +194,19 @@ impl Segmenter {
             s.stretches = false;
         }
         s
+    }
+
+    /// True when uncached text is encoded word by word with a cache of words ([`crate::words`]).
+    pub fn words(&self) -> bool {
+        self.words.on()
+    }
+
+    /// The ids of `text` encoded whole (no special tokens added), word by word when the
+    /// [`WordCoder`] is on.
+    fn whole(&self, tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+        self.words
+            .encode(tokenizer, text)
+            .unwrap_or_else(|| whole(tokenizer, text))
     }
 
     /// True when uncached text is encoded in stretches for a caller that may stop early.
@@ -208,7 +227,7 @@ impl Segmenter {
     /// Ids of `text` with no special tokens added: as `tokenizer.encode(text, false)`.
     pub fn encode(&self, tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
         if self.matcher.is_none() && !self.chunks {
-            return whole(tokenizer, text);
+            return self.whole(tokenizer, text);
         }
         let mut out = Vec::with_capacity(text.len() / 3);
         self.walk(tokenizer, text, &mut out, None);
@@ -228,7 +247,7 @@ impl Segmenter {
         more: More<'_>,
     ) -> bool {
         if self.matcher.is_none() && !self.chunks {
-            out.extend(whole(tokenizer, text));
+            out.extend(self.whole(tokenizer, text));
             more(out);
             return true;
         }
@@ -303,7 +322,7 @@ impl Segmenter {
         }
         let key = xxh3_64(piece.as_bytes());
         let Some(shard) = self.cache.get(key as usize % SHARDS) else {
-            out.extend(whole(tokenizer, piece));
+            out.extend(self.whole(tokenizer, piece));
             return ask(more, out);
         };
         let hit = shard
@@ -320,7 +339,7 @@ impl Segmenter {
                 let mut at = 0;
                 for cut in cuts(piece, STRETCH_BYTES) {
                     if let Some(stretch) = piece.get(at..cut) {
-                        out.extend(whole(tokenizer, stretch));
+                        out.extend(self.whole(tokenizer, stretch));
                         if !f(out) {
                             // Not encoded to its end: nothing to cache.
                             return false;
@@ -329,10 +348,10 @@ impl Segmenter {
                     at = cut;
                 }
                 if let Some(rest) = piece.get(at..) {
-                    out.extend(whole(tokenizer, rest));
+                    out.extend(self.whole(tokenizer, rest));
                 }
             }
-            _ => out.extend(whole(tokenizer, piece)),
+            _ => out.extend(self.whole(tokenizer, piece)),
         }
         let ids: Arc<[u32]> = out.get(start..).unwrap_or_default().into();
         shard

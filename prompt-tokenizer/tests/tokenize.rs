@@ -99,6 +99,10 @@ fn long_pieces_in_chunks_and_completions_equal_whole_encoding() {
     let d = dir("chunks");
     let t = PromptTokenizer::load(&d).unwrap();
     assert!(t.caches_chunks(), "the probes found chunked encoding exact");
+    assert!(
+        t.encodes_words(),
+        "the probes found word-by-word encoding exact"
+    );
     let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
     // Pseudo-random texts: words of the vocabulary and not, punctuation, digits, odd spacing.
     let parts = [
