@@ -149,7 +149,7 @@ impl Segmenter {
             cache,
             chunks: false,
             stretches: false,
-            words: WordCoder::new(tokenizer),
+            words: WordCoder::off(),
         };
         if s.matcher.is_some() {
             let probe =
@@ -169,6 +169,10 @@ impl Segmenter {
                 s.matcher = None;
             }
         }
+        // Words are cut here only in text the matcher has cut at added tokens (or that cannot
+        // contain one).
+        let no_added = s.matcher.is_some() || pairs.is_empty();
+        s.words = WordCoder::new(tokenizer, no_added);
         s.chunks = true;
         let probe = chunk_probe();
         let want = whole_checked(tokenizer, &probe);
@@ -185,7 +189,7 @@ impl Segmenter {
                 .collect(),
             chunks: false,
             stretches: true,
-            words: WordCoder::new(tokenizer),
+            words: WordCoder::off(),
         };
         let mut got = Vec::new();
         let mut go_on = |_: &[u32]| true;

@@ -8,14 +8,24 @@
 //! runs the same first two stages through the tokenizer's own components and then takes each
 //! pre-token's ids from a cache of words, asking the model only for words it has not seen.
 //!
+//! For byte-level BPE tokenizers (GPT-2's scheme, and Llama 3's and Qwen's: a regex split then a
+//! byte-to-character map) the split itself is done here too ([`Mode::Split`]): the tokenizer's
+//! regex cuts the text, each piece's ids come from the cache keyed by the piece as written, and
+//! only a new piece is mapped to the byte-level alphabet and handed to the model. This skips the
+//! tokenizer's `NormalizedString`s (an alignment vector per piece), which with the `Encoding`
+//! were most of the time spent on new text. It is used only for text with no added tokens in it
+//! (the segmenter has already cut there).
+//!
 //! Exactness is checked, not assumed: [`WordCoder::new`] compares its output with
-//! `encode_fast` on probe texts (words, punctuation, digits, odd spacing, non-ASCII, the
-//! tokenizer's added tokens) and is off when any differs, or when the model is not
-//! deterministic (BPE dropout). The callers fall back to `encode_fast` then.
+//! `encode_fast` on probe texts (words, punctuation, digits, odd spacing, non-ASCII, long
+//! pieces, and the tokenizer's added tokens where the mode handles them) and is off when any
+//! differs, or when the model is not deterministic (BPE dropout). The callers fall back to
+//! `encode_fast` then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde_json::Value;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizer, Tokenizer};
 
 /// Cached words per shard and generation (16 shards: at most 16 × 2 × 4,096 words).
@@ -49,14 +59,97 @@ impl Generations {
     }
 }
 
+/// How a [`WordCoder`] finds the words of a text.
+enum Mode {
+    /// The tokenizer's regex and byte-level map, run here (text without added tokens only).
+    Split(fancy_regex::Regex),
+    /// The tokenizer's own added-token split, normaliser and pre-tokeniser.
+    PreTokenizer,
+    /// Not used: the probes did not match.
+    Off,
+}
+
 /// See the module docs.
 pub struct WordCoder {
     shards: Vec<Mutex<Generations>>,
-    on: bool,
+    mode: Mode,
+}
+
+/// GPT-2's pre-tokenizer pattern (contractions, letters, digits, other symbols, each optionally
+/// after one space; runs of whitespace), which a byte-level pre-tokenizer with `use_regex` uses.
+const GPT2_PATTERN: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+/// The regex that cuts text into words when the tokenizer is byte-level BPE without a
+/// normaliser: a `ByteLevel` pre-tokenizer with `use_regex` (GPT-2's pattern), or a `Split`
+/// (`Isolated`) by a regex followed by a `ByteLevel` without `use_regex` (Llama 3, Qwen);
+/// neither adding a prefix space. `None` for any other shape.
+fn split_pattern(tokenizer: &Tokenizer) -> Option<String> {
+    if tokenizer.get_normalizer().is_some() {
+        return None;
+    }
+    let v = serde_json::to_value(tokenizer.get_pre_tokenizer()?).ok()?;
+    let is = |v: &Value, key: &str, want: Value| v.get(key) == Some(&want);
+    let byte_level = |b: &Value, regex: bool| {
+        is(b, "type", "ByteLevel".into())
+            && is(b, "add_prefix_space", false.into())
+            && is(b, "use_regex", regex.into())
+    };
+    if byte_level(&v, true) {
+        return Some(GPT2_PATTERN.into());
+    }
+    let seq = v
+        .get("pretokenizers")
+        .filter(|_| is(&v, "type", "Sequence".into()))?
+        .as_array()?;
+    match seq.as_slice() {
+        [split, bl]
+            if is(split, "type", "Split".into())
+                && is(split, "behavior", "Isolated".into())
+                && is(split, "invert", false.into())
+                && byte_level(bl, false) =>
+        {
+            let pattern = split.get("pattern")?.get("Regex")?;
+            pattern.as_str().map(String::from)
+        }
+        _ => None,
+    }
+}
+
+/// GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves, the other 68
+/// bytes (controls, space, DEL, NBSP, soft hyphen) for U+0100 onwards in byte order.
+// Evaluated at compile time: an index out of bounds would fail the build, not a request.
+#[allow(clippy::indexing_slicing)]
+const BYTE_CHARS: [char; 256] = {
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    let mut b = 0usize;
+    while b < 256 {
+        let printable = matches!(b as u8, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        let code = if printable {
+            b as u32
+        } else {
+            next += 1;
+            next - 1
+        };
+        table[b] = match char::from_u32(code) {
+            Some(c) => c,
+            None => '\u{FFFD}',
+        };
+        b += 1;
+    }
+    table
+};
+
+fn byte_char(b: u8) -> char {
+    BYTE_CHARS
+        .get(usize::from(b))
+        .copied()
+        .unwrap_or('\u{FFFD}')
 }
 
 /// Texts whose lean encoding must equal `encode_fast`'s for the coder to be used.
-fn probes(tokenizer: &Tokenizer) -> Vec<String> {
+fn probes(tokenizer: &Tokenizer, with_added_tokens: bool) -> Vec<String> {
     let mut added: Vec<String> = tokenizer
         .get_added_tokens_decoder()
         .values()
@@ -69,32 +162,48 @@ fn probes(tokenizer: &Tokenizer) -> Vec<String> {
         with_added.push_str(c);
         with_added.push_str(" system\nYou are, a  helpful assistant.\n\n");
     }
-    vec![
+    let mut texts = vec![
         "The quick brown fox, jumps over 12 lazy dogs; it's fine.  Really?\n\tYes: (maybe) \
          don't stop-words & CamelCase words at 3.14 percent...\n\n"
             .repeat(4),
         "naïve café — 🚀 Ünïcödé 東京 مرحبا   trailing spaces   \n\n\n  x".into(),
         " leading space, 2024-12-03T18:48:07Z, $42.00, user@example.com, #tag, a_b-c".into(),
         format!("data:{} end", "aGVsbG8gd29ybGQ".repeat(12)),
-        with_added,
-    ]
+        "tabs\tand\r\nCRLF lines\n\n\n   \t  mixed   \u{a0}nbsp\u{ad}shy \u{7f}del \u{1}ctl".into(),
+        "I'm sure they'll say it's what we'd've DONE'S 123456789 1,234.56 ½ ②".into(),
+    ];
+    if with_added_tokens {
+        texts.push(with_added);
+    }
+    texts
 }
 
 impl WordCoder {
     /// A coder for `tokenizer`, on only when it reproduces `encode_fast` on the probe texts.
-    pub fn new(tokenizer: &Tokenizer) -> Self {
-        let mut c = WordCoder {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(Generations::default()))
-                .collect(),
-            on: true,
-        };
+    /// `no_added_tokens`: the caller passes only text with no added token in it (the split
+    /// mode needs that).
+    pub fn new(tokenizer: &Tokenizer, no_added_tokens: bool) -> Self {
         let deterministic = match tokenizer.get_model() {
             tokenizers::ModelWrapper::BPE(bpe) => bpe.dropout.is_none(),
             _ => true,
         };
-        c.on = deterministic
-            && probes(tokenizer).iter().all(|p| {
+        let split = split_pattern(tokenizer)
+            .filter(|_| no_added_tokens)
+            .and_then(|p| fancy_regex::Regex::new(&p).ok());
+        let modes = split
+            .map(Mode::Split)
+            .into_iter()
+            .chain([Mode::PreTokenizer])
+            .filter(|_| deterministic);
+        for mode in modes {
+            let with_added = matches!(mode, Mode::PreTokenizer);
+            let c = WordCoder {
+                shards: (0..SHARDS)
+                    .map(|_| Mutex::new(Generations::default()))
+                    .collect(),
+                mode,
+            };
+            let exact = probes(tokenizer, with_added).iter().all(|p| {
                 let want = tokenizer
                     .encode_fast(p.as_str(), false)
                     .map(|e| e.get_ids().to_vec())
@@ -102,62 +211,134 @@ impl WordCoder {
                 // Twice: the second pass reads the word cache the first one filled.
                 want.is_some() && (0..2).all(|_| c.encode(tokenizer, p).as_ref() == want.as_ref())
             });
-        c.shards.iter().for_each(|s| {
-            *s.lock().unwrap_or_else(PoisonError::into_inner) = Generations::default()
-        });
-        c
+            if exact {
+                for s in &c.shards {
+                    *s.lock().unwrap_or_else(PoisonError::into_inner) = Generations::default();
+                }
+                return c;
+            }
+        }
+        WordCoder::off()
+    }
+
+    /// A coder that is never used.
+    pub fn off() -> Self {
+        WordCoder {
+            shards: Vec::new(),
+            mode: Mode::Off,
+        }
     }
 
     /// True when the probes matched and the coder is used.
     pub fn on(&self) -> bool {
-        self.on
+        !matches!(self.mode, Mode::Off)
+    }
+
+    /// True when the coder cuts text into words itself (byte-level BPE).
+    pub fn splits(&self) -> bool {
+        matches!(self.mode, Mode::Split(_))
     }
 
     /// The ids of `text` with no special tokens added (as `encode_fast(text, false)`), or
     /// `None` when the coder is off or the tokenizer reports an error.
     pub fn encode(&self, tokenizer: &Tokenizer, text: &str) -> Option<Vec<u32>> {
-        if !self.on {
-            return None;
-        }
-        let mut pre = tokenizer
-            .get_added_vocabulary()
-            .extract_and_normalize(tokenizer.get_normalizer(), text);
-        if let Some(p) = tokenizer.get_pre_tokenizer() {
-            p.pre_tokenize(&mut pre).ok()?;
-        }
-        let model = tokenizer.get_model();
         let mut out = Vec::with_capacity(text.len() / 3);
-        for (word, _, tokens) in pre.get_splits(OffsetReferential::Original, OffsetType::None) {
-            if let Some(tokens) = tokens {
-                // An added token, already resolved by the split.
-                out.extend(tokens.iter().map(|t| t.id));
-                continue;
+        match &self.mode {
+            Mode::Off => return None,
+            Mode::Split(re) => {
+                let mut mapped = String::new();
+                let mut at = 0;
+                for m in re.find_iter(text) {
+                    let m = m.ok()?;
+                    // An `Isolated` split keeps the text between matches as pieces too.
+                    if m.start() > at {
+                        self.split_word(
+                            tokenizer,
+                            text.get(at..m.start())?,
+                            &mut mapped,
+                            &mut out,
+                        )?;
+                    }
+                    self.split_word(tokenizer, m.as_str(), &mut mapped, &mut out)?;
+                    at = m.end();
+                }
+                if at < text.len() {
+                    self.split_word(tokenizer, text.get(at..)?, &mut mapped, &mut out)?;
+                }
             }
-            if word.is_empty() {
-                continue;
-            }
-            if word.len() > MAX_CACHED_WORD_BYTES {
-                out.extend(model.tokenize(word).ok()?.iter().map(|t| t.id));
-                continue;
-            }
-            let shard = self.shards.get(shard_of(word))?;
-            let hit = shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(word);
-            match hit {
-                Some(ids) => out.extend_from_slice(&ids),
-                None => {
-                    let ids: Arc<[u32]> = model.tokenize(word).ok()?.iter().map(|t| t.id).collect();
-                    out.extend_from_slice(&ids);
-                    shard
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(word.into(), ids);
+            Mode::PreTokenizer => {
+                let mut pre = tokenizer
+                    .get_added_vocabulary()
+                    .extract_and_normalize(tokenizer.get_normalizer(), text);
+                if let Some(p) = tokenizer.get_pre_tokenizer() {
+                    p.pre_tokenize(&mut pre).ok()?;
+                }
+                for (word, _, tokens) in
+                    pre.get_splits(OffsetReferential::Original, OffsetType::None)
+                {
+                    match tokens {
+                        // An added token, already resolved by the split.
+                        Some(tokens) => out.extend(tokens.iter().map(|t| t.id)),
+                        None => self.word(tokenizer, word, word, &mut out)?,
+                    }
                 }
             }
         }
         Some(out)
+    }
+
+    /// Appends the ids of one piece of the split mode: the cache is keyed by the piece as
+    /// written; the model sees it in the byte-level alphabet.
+    fn split_word(
+        &self,
+        tokenizer: &Tokenizer,
+        piece: &str,
+        mapped: &mut String,
+        out: &mut Vec<u32>,
+    ) -> Option<()> {
+        mapped.clear();
+        mapped.extend(piece.bytes().map(byte_char));
+        self.word(tokenizer, piece, mapped, out)
+    }
+
+    /// Appends the ids of the word `model_form` (cached under `key`).
+    fn word(
+        &self,
+        tokenizer: &Tokenizer,
+        key: &str,
+        model_form: &str,
+        out: &mut Vec<u32>,
+    ) -> Option<()> {
+        if key.is_empty() {
+            return Some(());
+        }
+        let model = tokenizer.get_model();
+        if key.len() > MAX_CACHED_WORD_BYTES {
+            out.extend(model.tokenize(model_form).ok()?.iter().map(|t| t.id));
+            return Some(());
+        }
+        let shard = self.shards.get(shard_of(key))?;
+        let hit = shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key);
+        match hit {
+            Some(ids) => out.extend_from_slice(&ids),
+            None => {
+                let ids: Arc<[u32]> = model
+                    .tokenize(model_form)
+                    .ok()?
+                    .iter()
+                    .map(|t| t.id)
+                    .collect();
+                out.extend_from_slice(&ids);
+                shard
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.into(), ids);
+            }
+        }
+        Some(())
     }
 }
 
@@ -183,8 +364,13 @@ mod tests {
     #[test]
     fn word_by_word_equals_the_tokenizer_and_the_cache_stays_bounded() {
         let t = tokenizer("exact");
-        let c = WordCoder::new(&t);
-        assert!(c.on(), "the probes matched");
+        let c = WordCoder::new(&t, true);
+        assert!(c.splits(), "byte-level BPE: the coder cuts words itself");
+        let generic = WordCoder::new(&t, false);
+        assert!(
+            generic.on() && !generic.splits(),
+            "text with added tokens: the tokenizer cuts"
+        );
         let long = format!("{} and then", "z9".repeat(80));
         for text in [
             "",
@@ -192,11 +378,15 @@ mod tests {
             "hello",
             "a  b\n\nc",
             long.as_str(),
-            "<|im_start|>user\nhi<|im_end|>",
+            " \u{1}\u{7f}\u{a0}ok  ",
         ] {
             let want = t.encode_fast(text, false).unwrap().get_ids().to_vec();
             assert_eq!(c.encode(&t, text).unwrap(), want, "{text:?}");
+            assert_eq!(generic.encode(&t, text).unwrap(), want, "{text:?}");
         }
+        let with_added = "<|im_start|>user\nhi<|im_end|>";
+        let want = t.encode_fast(with_added, false).unwrap().get_ids().to_vec();
+        assert_eq!(generic.encode(&t, with_added).unwrap(), want);
         // Many distinct words: each shard keeps at most two generations.
         let many: String = (0..200_000).map(|i| format!(" w{i}")).collect();
         let want = t
@@ -208,6 +398,35 @@ mod tests {
         for s in &c.shards {
             let g = s.lock().unwrap();
             assert!(g.current.len() <= WORDS_PER_SHARD && g.previous.len() <= WORDS_PER_SHARD);
+        }
+    }
+
+    #[test]
+    fn a_split_then_byte_level_tokenizer_is_cut_here_too() {
+        // The test tokenizer with Llama 3's shape of pre-tokenizer: a regex split (Llama 3's
+        // pattern: digits in threes, newlines kept apart), then the byte-level map.
+        let d = std::env::temp_dir().join(format!("words-llama-{}", std::process::id()));
+        crate::train::write_test_tokenizer(&d).unwrap();
+        let path = d.join("tokenizer.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        json["pre_tokenizer"] = serde_json::json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"},
+             "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]});
+        std::fs::write(&path, json.to_string()).unwrap();
+        let t = Tokenizer::from_file(&path).unwrap();
+        let c = WordCoder::new(&t, true);
+        assert!(
+            c.splits(),
+            "the probes matched with the tokenizer's own pattern"
+        );
+        for text in [
+            "12345678 apples,\n\n  and 3.14159 PIES'LL do",
+            "naïve 🚀\r\n\tx",
+        ] {
+            let want = t.encode_fast(text, false).unwrap().get_ids().to_vec();
+            assert_eq!(c.encode(&t, text).unwrap(), want, "{text:?}");
         }
     }
 }
