@@ -279,7 +279,7 @@ impl WordCoder {
                     match tokens {
                         // An added token, already resolved by the split.
                         Some(tokens) => out.extend(tokens.iter().map(|t| t.id)),
-                        None => self.word(tokenizer, word, word, &mut out)?,
+                        None => self.word(tokenizer, word, &mut out, |m| m.tokenize(word))?,
                     }
                 }
             }
@@ -296,25 +296,29 @@ impl WordCoder {
         mapped: &mut String,
         out: &mut Vec<u32>,
     ) -> Option<()> {
-        mapped.clear();
-        mapped.extend(piece.bytes().map(byte_char));
-        self.word(tokenizer, piece, mapped, out)
+        self.word(tokenizer, piece, out, |model: &tokenizers::ModelWrapper| {
+            // Only a word the cache does not hold is mapped to the byte-level alphabet.
+            mapped.clear();
+            mapped.extend(piece.bytes().map(byte_char));
+            model.tokenize(mapped)
+        })
     }
 
-    /// Appends the ids of the word `model_form` (cached under `key`).
+    /// Appends the ids of the word cached under `key`; `tokenize` asks the model for them
+    /// when the cache does not hold it.
     fn word(
         &self,
         tokenizer: &Tokenizer,
         key: &str,
-        model_form: &str,
         out: &mut Vec<u32>,
+        tokenize: impl FnOnce(&tokenizers::ModelWrapper) -> tokenizers::Result<Vec<tokenizers::Token>>,
     ) -> Option<()> {
         if key.is_empty() {
             return Some(());
         }
         let model = tokenizer.get_model();
         if key.len() > MAX_CACHED_WORD_BYTES {
-            out.extend(model.tokenize(model_form).ok()?.iter().map(|t| t.id));
+            out.extend(tokenize(model).ok()?.iter().map(|t| t.id));
             return Some(());
         }
         let shard = self.shards.get(shard_of(key))?;
@@ -325,12 +329,7 @@ impl WordCoder {
         match hit {
             Some(ids) => out.extend_from_slice(&ids),
             None => {
-                let ids: Arc<[u32]> = model
-                    .tokenize(model_form)
-                    .ok()?
-                    .iter()
-                    .map(|t| t.id)
-                    .collect();
+                let ids: Arc<[u32]> = tokenize(model).ok()?.iter().map(|t| t.id).collect();
                 out.extend_from_slice(&ids);
                 shard
                     .lock()
