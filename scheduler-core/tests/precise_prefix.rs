@@ -442,3 +442,23 @@ fn new_text_is_tokenised_only_to_the_first_block_nobody_holds() {
     // Up to block 5 (the first nobody holds), then everything again from the start.
     assert_eq!(PRODUCED.with(|p| p.get()), 80 + long.len());
 }
+
+#[test]
+fn a_scorer_reading_the_precise_match_does_not_build_an_approximate_index_too() {
+    for file in [
+        "llm-d-router__deploy__config__epp-precise-prefix-cache-config.yaml",
+        "llm-d-router__deploy__config__sim-epp-kvcache-config.yaml",
+        "llm-d-router__deploy__config__sim-epp-tokenizer-vllm-http-config.yaml",
+    ] {
+        let (picker, _) = load(&upstream(file), &registry()).unwrap();
+        let types: Vec<&str> = picker
+            .plugins()
+            .iter()
+            .map(|(_, p)| p.typed_name().type_name)
+            .collect();
+        assert!(
+            !types.contains(&"approx-prefix-cache-producer"),
+            "{file}: {types:?}"
+        );
+    }
+}

@@ -75,13 +75,19 @@ pub(super) fn instantiate_all(
 
     // GIE: a `prefix-cache-scorer`'s parameters configure the `approx-prefix-cache-producer`
     // created for it when the config lists none (GIE v1.5.0 `configloader.go`
-    // `instantiatePlugins`; docs/SOURCES.md#gie-config-loading).
+    // `instantiatePlugins`; docs/SOURCES.md#gie-config-loading). Not when they name the
+    // producer to read (llm-d's `prefixMatchInfoProducerName`): those are the scorer's own, and
+    // an approximate producer built from them would run on every request for nothing (a
+    // precise-prefix config would pay for both indexes).
     if !loader.plugins.iter().any(|(_, p)| {
         p.typed_name().type_name == crate::plugins::producer::approx_prefix_cache::TYPE
     }) {
         if let Some((i, params)) = specs.iter().enumerate().find_map(|(i, s)| {
-            (s.type_name.as_deref() == Some(crate::plugins::scorer::prefix_cache::TYPE))
-                .then_some((i, s.parameters.as_ref()?))
+            let params = s.parameters.as_ref()?;
+            let names_producer = params.get("prefixMatchInfoProducerName").is_some();
+            (s.type_name.as_deref() == Some(crate::plugins::scorer::prefix_cache::TYPE)
+                && !names_producer)
+                .then_some((i, params))
         }) {
             let path = FieldPath::key("plugins").with_index(i);
             let t = crate::plugins::producer::approx_prefix_cache::TYPE;
