@@ -118,6 +118,18 @@ fn cuts(text: &str, size: usize) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// `text` cut at [`cuts`]`(text, size)`: consecutive slices that together are `text` (the whole
+/// text when it is shorter than `2 × size` or has no cut).
+fn parts(text: &str, size: usize) -> impl Iterator<Item = &str> + '_ {
+    let ends = cuts(text, size).chain(core::iter::once(text.len()));
+    let mut at = 0;
+    ends.filter_map(move |end| {
+        let part = text.get(at..end);
+        at = end;
+        part
+    })
+}
+
 impl Segmenter {
     /// The segmenter for `tokenizer` (checked against whole encoding on a probe text).
     pub fn new(tokenizer: &Tokenizer) -> Self {
@@ -294,22 +306,10 @@ impl Segmenter {
         out: &mut Vec<u32>,
         more: &mut Option<More<'_>>,
     ) -> bool {
-        if self.chunks && piece.len() > 2 * CHUNK_BYTES {
-            let mut at = 0;
-            for cut in cuts(piece, CHUNK_BYTES) {
-                if let Some(chunk) = piece.get(at..cut) {
-                    if !self.cached(tokenizer, chunk, out, more) {
-                        return false;
-                    }
-                }
-                at = cut;
-            }
-            return match piece.get(at..) {
-                Some(rest) => self.cached(tokenizer, rest, out, more),
-                None => true,
-            };
+        if !self.chunks {
+            return self.cached(tokenizer, piece, out, more);
         }
-        self.cached(tokenizer, piece, out, more)
+        parts(piece, CHUNK_BYTES).all(|chunk| self.cached(tokenizer, chunk, out, more))
     }
 
     /// Appends the ids of one piece or chunk (from the cache when there); `false` when `more`
@@ -339,20 +339,15 @@ impl Segmenter {
         }
         let start = out.len();
         match more {
-            Some(f) if self.stretches && piece.len() > 2 * STRETCH_BYTES => {
-                let mut at = 0;
-                for cut in cuts(piece, STRETCH_BYTES) {
-                    if let Some(stretch) = piece.get(at..cut) {
-                        out.extend(self.whole(tokenizer, stretch));
-                        if !f(out) {
-                            // Not encoded to its end: nothing to cache.
-                            return false;
-                        }
+            Some(f) if self.stretches => {
+                let mut stretches = parts(piece, STRETCH_BYTES).peekable();
+                while let Some(stretch) = stretches.next() {
+                    out.extend(self.whole(tokenizer, stretch));
+                    // The last stretch is asked about below, once the piece is cached.
+                    if stretches.peek().is_some() && !f(out) {
+                        // Not encoded to its end: nothing to cache.
+                        return false;
                     }
-                    at = cut;
-                }
-                if let Some(rest) = piece.get(at..) {
-                    out.extend(self.whole(tokenizer, rest));
                 }
             }
             _ => out.extend(self.whole(tokenizer, piece)),

@@ -104,24 +104,8 @@ fn long_pieces_in_chunks_and_completions_equal_whole_encoding() {
         "the probes found word-by-word encoding exact"
     );
     let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
-    // Pseudo-random texts: words of the vocabulary and not, punctuation, digits, odd spacing.
-    let parts = [
-        "account", "billing", "zebra", "Quux", "42", ",", ".", "  ", "\n", "it's", "(x)", "naïve",
-        "🚀", "the", "routing",
-    ];
-    let mut x: u64 = 7;
-    for round in 0..20 {
-        let mut text = String::new();
-        for _ in 0..(200 + round * 40) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let p = parts[(x % parts.len() as u64) as usize];
-            if x % 5 != 0 {
-                text.push(' ');
-            }
-            text.push_str(p);
-        }
+    for round in 0..20u64 {
+        let text = mixed_text(7 + round, 200 + 40 * round as usize);
         let expected = whole
             .encode(text.as_str(), true)
             .unwrap()
