@@ -344,11 +344,38 @@ impl Env {
 
     /// Starts Envoy for `picker` over already-running `backends`; `Err` carries Envoy's log when
     /// it exits during start-up (e.g. it refused the configuration).
+    ///
+    /// The listener and admin ports are free when chosen but are bound only when Envoy starts,
+    /// so a test running in parallel can take one first; Envoy then exits with "Address already
+    /// in use", and the start is retried on new ports (up to three times).
     pub fn start_with(
-        backends: Vec<Backend>,
+        mut backends: Vec<Backend>,
         picker: Value,
         opts: StartOptions,
     ) -> Result<Env, String> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_start(backends, &picker, &opts) {
+                Ok(env) => return Ok(env),
+                Err((log, back)) if attempts < 3 && log.contains("Address already in use") => {
+                    backends = back;
+                }
+                Err((log, _)) => return Err(log),
+            }
+        }
+    }
+
+    /// One start attempt; on failure, Envoy's log and the backends back.
+    fn try_start(
+        backends: Vec<Backend>,
+        picker: &Value,
+        opts: &StartOptions,
+    ) -> Result<Env, (String, Vec<Backend>)> {
+        let fail = |mut env: Env| {
+            let log = env.log();
+            (log, std::mem::take(&mut env.backends))
+        };
         let concurrency = opts.concurrency;
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin_port = free_port();
@@ -361,11 +388,13 @@ impl Env {
         let wasm_path = opts.wasm.display().to_string();
         let xds_dir = opts.xds.then(|| dir.join("xds"));
         if let Some(x) = &xds_dir {
-            envoy_config::xds::write(
+            if let Err(e) = envoy_config::xds::write(
                 x,
                 &envoy_config::render::module(&wasm_path, opts.native.as_deref()),
-                &picker,
-            )?;
+                picker,
+            ) {
+                return Err((e, backends));
+            }
         }
         let yaml = envoy_config::render::render(&envoy_config::render::RenderInput {
             picker: picker.clone(),
@@ -378,7 +407,11 @@ impl Env {
             access_log: envoy_config::render::AccessLog::File(dir.join("access.log")),
             native: opts.native.clone(),
             filter_only: opts.filter_only,
-        })?;
+        });
+        let yaml = match yaml {
+            Ok(y) => y,
+            Err(e) => return Err((e, backends)),
+        };
         let yaml = match &opts.edit_yaml {
             Some(f) => f(yaml),
             None => yaml,
@@ -408,7 +441,7 @@ impl Env {
             backends,
             listen,
             admin_port,
-            picker_json: picker,
+            picker_json: picker.clone(),
             dir,
             wasm: opts.wasm.clone(),
             xds_dir,
@@ -420,7 +453,7 @@ impl Env {
             if let Some(c) = env.envoy.as_mut() {
                 if let Ok(Some(_)) = c.try_wait() {
                     std::thread::sleep(Duration::from_millis(200));
-                    return Err(env.log());
+                    return Err(fail(env));
                 }
             }
             let ready = ureq::get(&format!("http://127.0.0.1:{admin_port}/ready"))
@@ -437,7 +470,8 @@ impl Env {
                 return Ok(env);
             }
             if Instant::now() > deadline {
-                return Err(format!("timed out waiting for Envoy\n{}", env.log()));
+                let (log, backends) = fail(env);
+                return Err((format!("timed out waiting for Envoy\n{log}"), backends));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
