@@ -13,6 +13,9 @@
 #   native-nohit                 the native picker with no-hit-lru-scorer (weight 2) added to the
 #                                default profile: cold requests spread over the servers that took
 #                                one least recently (llm-d's scorer; not in the default list)
+#   native-lora, epp-lora        the native picker and the EPP with lora-affinity-scorer (weight
+#                                2) added to the default profile (GIE's scorer; not in either's
+#                                default profile), for the lora workload
 # Workloads (PEERS_WORKLOADS): shared16 / shared32 (the demo's shared-prefix workload with 16 or
 #   32 groups), zipf (16 groups, Zipf(1.2) popularity: the top group is ~35 % of the traffic),
 #   multiturn (16 chats growing by a question and an answer per turn), lora (shared16 over the
@@ -54,7 +57,7 @@ if [ -z "${PEERS_REPORT_ONLY:-}" ]; then
   cargo build -q --release -p model-sim -p loadgen -p envoy-config
   # Only the peers the chosen policies and fleets run (the EPP's `go install` takes minutes).
   needs=()
-  [[ " $POLICIES " == *" epp "* ]] && needs+=(epp)
+  [[ " $POLICIES " == *" epp"* ]] && needs+=(epp)
   [[ " $POLICIES " == *" sglang "* || " $POLICIES " == *" vllm "* ]] && needs+=(routers)
   [[ " $FLEETS " == *" llmd-sim "* ]] && needs+=(llm-d-inference-sim)
   if [ ${#needs[@]} -gt 0 ]; then scripts/peers-install.sh "${needs[@]}"; fi
@@ -85,8 +88,20 @@ cat > "$WORK/nohit.json" <<JSON
    {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
    {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "no-hit-lru-scorer", "weight": 2}]}]}
 JSON
+cat > "$WORK/lora.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
+ "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
+             {"type": "prefix-cache-scorer"}, {"type": "lora-affinity-scorer"}],
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "lora-affinity-scorer", "weight": 2}]}]}
+JSON
 echo "$epp_endpoints" > "$WORK/endpoints.yaml"
 sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp.yaml"
+# epp-lora: the same profile plus lora-affinity-scorer, weight 2.
+sed -e 's|^- type: max-score-picker|- type: lora-affinity-scorer\n- type: max-score-picker|' \
+  -e 's|^  - {pluginRef: max-score-picker}|  - {pluginRef: lora-affinity-scorer, weight: 2}\n  - {pluginRef: max-score-picker}|' \
+  "$WORK/epp.yaml" > "$WORK/epp-lora.yaml"
 sed "s|@LISTEN@|$LISTEN|; s|@ADMIN@|$ADMIN|; s|@EPP_PORT@|$EPP_GRPC|g" scripts/peers/envoy-epp.yaml > "$WORK/envoy-epp.yaml"
 
 start_fleet() { # $1 fleet
@@ -141,6 +156,8 @@ label_of() {
     native) echo "Envoy + picker (native)" ;;
     native-rendezvous) echo "Envoy + picker (native) + prefix-rendezvous" ;;
     native-nohit) echo "Envoy + picker (native) + no-hit-lru" ;;
+    native-lora) echo "Envoy + picker (native) + lora-affinity" ;;
+    epp-lora) echo "Envoy + llm-d-router EPP (ext_proc) + lora-affinity" ;;
   esac
 }
 
@@ -148,20 +165,21 @@ run_one() { # $1 fleet, $2 workload, $3 policy
   start_fleet "$1"
   local cpu=() ready="http://127.0.0.1:$ADMIN/ready"
   case $3 in
-    round-robin|least-request|wasm|native|native-rendezvous|native-nohit)
+    round-robin|least-request|wasm|native|native-rendezvous|native-nohit|native-lora)
       local mode=$3 flag="" cfg=$WORK/picker.json
       case $3 in
         wasm) mode=picker ;; native) mode=picker flag=--native ;;
         native-rendezvous) mode=picker flag=--native cfg=$WORK/rendezvous.json ;;
         native-nohit) mode=picker flag=--native cfg=$WORK/nohit.json ;;
+        native-lora) mode=picker flag=--native cfg=$WORK/lora.json ;;
       esac
       target/release/envoy-config render --mode "$mode" $flag --config "$cfg" \
         --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
       ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency "$WORKERS" \
         --disable-hot-restart --log-level warn >"$WORK/proxy.log" 2>&1 &
       cpu+=($!); PIDS+=($!) ;;
-    epp)
-      "$PEERS/bin/epp" --pool-name bench --pool-namespace bench --config-file "$WORK/epp.yaml" \
+    epp|epp-lora)
+      "$PEERS/bin/epp" --pool-name bench --pool-namespace bench --config-file "$WORK/$3.yaml" \
         --grpc-port $EPP_GRPC --grpc-health-port $SIDE --metrics-port $((SIDE + 1)) --secure-serving=false \
         >"$WORK/epp.log" 2>&1 &
       cpu+=($!); PIDS+=($!)
@@ -227,7 +245,7 @@ fi
   python3 - "$OUT" "$FLEETS" "$WORKLOADS" "$POLICIES" <<'PY'
 import json, os, sys
 out, fleets, workloads, policies = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
-ours = [p for p in ("native", "native-rendezvous", "native-nohit", "wasm") if p in policies]
+ours = [p for p in ("native", "native-rendezvous", "native-nohit", "native-lora", "wasm") if p in policies]
 peers = [p for p in policies if p not in ours]
 print("| fleet | workload | best peer by TTFT p90 | its p90 (ms) | " + " | ".join(f"{p} p90 (ms) / ratio / goodput ratio" for p in ours) + " |")
 print("|---|---|---|---|" + "---|" * len(ours))
