@@ -15,13 +15,15 @@
 # so workers drift apart as well as replicas). Not part of `make test`; ~5 min.
 #
 #   [BENCH_BUILD=native|wasm] scripts/bench-replicas.sh
-#   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT / BENCH_POLICIES override)
+#   (BENCH_SECONDS / BENCH_QPS / BENCH_WORKERS / BENCH_RV_WEIGHT / BENCH_POLICIES override;
+#   BENCH_RV_PARAMS: the rendezvous scorer's parameters as JSON, e.g. '{"loadFactor": 1.0}')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-45}
 QPS=${BENCH_QPS:-22}
 WORKERS=${BENCH_WORKERS:-4}
 RV_WEIGHT=${BENCH_RV_WEIGHT:-2}
+RV_PARAMS=${BENCH_RV_PARAMS:-}
 BUILD=${BENCH_BUILD:-native}
 POLICIES=${BENCH_POLICIES:-round-robin picker rendezvous ceiling}
 case "$BUILD" in
@@ -58,7 +60,9 @@ profile() { # $@: extra plugin types with their weights, as "type:weight"
   local plugins='{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"}'
   local refs='{"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2}, {"pluginRef": "prefix-cache-scorer", "weight": 3}'
   for tw in "$@"; do
-    plugins+=", {\"type\": \"${tw%%:*}\"}"
+    local params=""
+    [ "${tw%%:*}" = prefix-rendezvous-scorer ] && [ -n "$RV_PARAMS" ] && params=", \"parameters\": $RV_PARAMS"
+    plugins+=", {\"type\": \"${tw%%:*}\"$params}"
     refs+=", {\"pluginRef\": \"${tw%%:*}\", \"weight\": ${tw##*:}}"
   done
   echo "{$POOL, \"plugins\": [$plugins], \"schedulingProfiles\": [{\"name\": \"default\", \"plugins\": [$refs]}]}"
