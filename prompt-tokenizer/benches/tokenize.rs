@@ -37,6 +37,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("chat 4 KiB, every piece seen before", |b| {
         b.iter(|| t.tokenize_chat(&shared).unwrap().len())
     });
+    // Where a chat request's time goes before encoding: the chat template alone, and the
+    // messages' JSON parsed first (the native module receives them as JSON text).
+    c.bench_function("chat 4 KiB, chat template only", |b| {
+        b.iter(|| t.render_chat(&shared).unwrap().len())
+    });
+    let shared_text = shared.to_string();
+    c.bench_function("chat 4 KiB, messages JSON parsed, template rendered", |b| {
+        b.iter(|| {
+            let m: serde_json::Value = serde_json::from_str(&shared_text).unwrap();
+            t.render_chat(&m).unwrap().len()
+        })
+    });
     let mut q = 0u64;
     c.bench_function("chat 4 KiB, shared system prompt, new question", |b| {
         b.iter(|| {

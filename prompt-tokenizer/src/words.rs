@@ -22,7 +22,7 @@
 //! differs, or when the model is not deterministic (BPE dropout). The callers fall back to
 //! `encode_fast` then.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
