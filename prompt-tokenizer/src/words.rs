@@ -61,8 +61,9 @@ impl Generations {
 
 /// How a [`WordCoder`] finds the words of a text.
 enum Mode {
-    /// The tokenizer's regex and byte-level map, run here (text without added tokens only).
-    Split(fancy_regex::Regex),
+    /// The tokenizer's regex and byte-level map, run here (text without added tokens only);
+    /// with GPT-2's pattern, ASCII text is cut by [`gpt2_ascii_word`] instead of the regex.
+    Split(fancy_regex::Regex, bool),
     /// The tokenizer's own added-token split, normaliser and pre-tokeniser.
     PreTokenizer,
     /// Not used: the probes did not match.
@@ -189,9 +190,9 @@ impl WordCoder {
         };
         let split = split_pattern(tokenizer)
             .filter(|_| no_added_tokens)
-            .and_then(|p| fancy_regex::Regex::new(&p).ok());
+            .and_then(|p| Some((fancy_regex::Regex::new(&p).ok()?, p == GPT2_PATTERN)));
         let modes = split
-            .map(Mode::Split)
+            .map(|(re, gpt2)| Mode::Split(re, gpt2))
             .into_iter()
             .chain([Mode::PreTokenizer])
             .filter(|_| deterministic);
@@ -236,7 +237,7 @@ impl WordCoder {
 
     /// True when the coder cuts text into words itself (byte-level BPE).
     pub fn splits(&self) -> bool {
-        matches!(self.mode, Mode::Split(_))
+        matches!(self.mode, Mode::Split(..))
     }
 
     /// The ids of `text` with no special tokens added (as `encode_fast(text, false)`), or
@@ -245,7 +246,16 @@ impl WordCoder {
         let mut out = Vec::with_capacity(text.len() / 3);
         match &self.mode {
             Mode::Off => return None,
-            Mode::Split(re) => {
+            Mode::Split(_, true) if text.is_ascii() => {
+                let mut mapped = String::new();
+                let mut at = 0;
+                while at < text.len() {
+                    let end = gpt2_ascii_word(text.as_bytes(), at);
+                    self.split_word(tokenizer, text.get(at..end)?, &mut mapped, &mut out)?;
+                    at = end;
+                }
+            }
+            Mode::Split(re, _) => {
                 let mut mapped = String::new();
                 let mut at = 0;
                 for m in re.find_iter(text) {
@@ -341,6 +351,69 @@ impl WordCoder {
     }
 }
 
+/// Byte classes of GPT-2's pattern for ASCII text: `\p{L}`, `\p{N}`, `\s` (Unicode
+/// White_Space: tab, line feed, vertical tab, form feed, carriage return, space) and the rest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Letter,
+    Digit,
+    Space,
+    Other,
+}
+
+fn class(b: u8) -> Class {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' => Class::Letter,
+        b'0'..=b'9' => Class::Digit,
+        b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ' => Class::Space,
+        _ => Class::Other,
+    }
+}
+
+/// The end of the word of GPT-2's pattern ([`GPT2_PATTERN`]) that starts at `at` in ASCII
+/// `text` (`at` < its length), the regex's leftmost-first choice written out: a contraction
+/// (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`); else a run of letters, of digits or of other
+/// symbols, with one space before it when there is one; else whitespace — a run not followed
+/// by a non-space, or all but its last character when that leaves at least one, or the single
+/// character.
+fn gpt2_ascii_word(text: &[u8], at: usize) -> usize {
+    let rest = text.get(at..).unwrap_or_default();
+    let Some(&first) = rest.first() else {
+        return text.len();
+    };
+    if first == b'\'' {
+        for suffix in ["s", "t", "re", "ve", "m", "ll", "d"] {
+            if rest
+                .get(1..)
+                .is_some_and(|r| r.starts_with(suffix.as_bytes()))
+            {
+                return at + 1 + suffix.len();
+            }
+        }
+    }
+    let run = |from: usize, c: Class| {
+        from + rest
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| class(b) == c)
+            .count()
+    };
+    // One space, then a run of one class other than space.
+    let start =
+        usize::from(first == b' ' && rest.get(1).is_some_and(|&b| class(b) != Class::Space));
+    let c = rest.get(start).map_or(Class::Space, |&b| class(b));
+    if c != Class::Space {
+        return at + run(start, c);
+    }
+    let end = run(0, Class::Space);
+    if end == rest.len() || end == 1 {
+        at + end
+    } else {
+        at + end - 1
+    }
+}
+
 /// A shard for `word` (FNV-1a over at most its first 16 bytes: cheap, and only spreads locks).
 fn shard_of(word: &str) -> usize {
     let mut h: u32 = 0x811c_9dc5;
@@ -397,6 +470,36 @@ mod tests {
         for s in &c.shards {
             let g = s.lock().unwrap();
             assert!(g.current.len() <= WORDS_PER_SHARD && g.previous.len() <= WORDS_PER_SHARD);
+        }
+    }
+
+    #[test]
+    fn gpt2_ascii_words_are_the_regex_matches() {
+        let re = fancy_regex::Regex::new(GPT2_PATTERN).unwrap();
+        let pieces = [
+            "a", "Zq", "7", "42", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "'", "'s", "'t",
+            "'re", "'ve", "'m", "'ll", "'d", "'S", "'x", ",", "!?", "\u{1}", "\u{7f}", "\u{1c}",
+            "-",
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(1 + round % 17) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push_str(pieces[(x % pieces.len() as u64) as usize]);
+            }
+            let want: Vec<&str> = re.find_iter(&text).map(|m| m.unwrap().as_str()).collect();
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < text.len() {
+                let end = gpt2_ascii_word(text.as_bytes(), at);
+                assert!(end > at, "no progress at {at} in {text:?}");
+                got.push(&text[at..end]);
+                at = end;
+            }
+            assert_eq!(got, want, "{text:?}");
         }
     }
 
