@@ -128,6 +128,11 @@ enum Command {
         /// patch are the whole deployment. kgateway's set always needs its overlay.
         #[arg(long)]
         filter_only: bool,
+        /// OCI image with the model's tokenizer.json and tokenizer_config.json at its root
+        /// (native sets, precise prefix cache): mounted at /opt/llm-tokenizer, where every
+        /// token-producer without a tokenizerPath is pointed.
+        #[arg(long)]
+        tokenizer_image: Option<String>,
         /// Output file (default stdout).
         #[arg(long)]
         out: Option<String>,
@@ -299,6 +304,7 @@ fn run(cli: Cli) -> Result<(), String> {
             service,
             port,
             filter_only,
+            tokenizer_image,
             out,
         } => {
             let gateway = Gateway::parse(&gateway)?;
@@ -307,6 +313,7 @@ fn run(cli: Cli) -> Result<(), String> {
             input.service = service;
             input.port = port;
             input.filter_only = filter_only;
+            input.tokenizer_image = tokenizer_image;
             write_out(out, &deploy::render(gateway, &input)?)
         }
         Command::Pool {

@@ -327,3 +327,99 @@ fn h2c_pools_are_dialled_over_http2_and_route_vllm_grpc() {
         }
     }
 }
+
+/// The committed example picker JSON with llm-d's precise prefix-cache plugins and profile.
+fn precise_picker() -> Value {
+    let mut picker: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("envoy-config/deploy/picker.json")).unwrap(),
+    )
+    .unwrap();
+    picker["plugins"] = serde_json::json!([
+        {"type": "token-producer", "parameters": {"modelName": "meta-llama/Llama-3.1-8B-Instruct"}},
+        {"type": "precise-prefix-cache-producer", "parameters": {
+            "tokenProcessorConfig": {"blockSize": 16},
+            "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": 5557}}}},
+        {"type": "queue-scorer"},
+        {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}
+    ]);
+    picker["schedulingProfiles"] = serde_json::json!([{"name": "default", "plugins": [
+        {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "prefix-cache-scorer", "weight": 3}]}]);
+    picker
+}
+
+#[test]
+fn a_tokenizer_image_is_mounted_where_the_token_producer_reads() {
+    use envoy_config::deploy::{render, DeployInput, TOKENIZER_DIR};
+    let set = crds();
+    let tokenizer = "registry.example.com/models/llama-3.1-8b-tokenizer:v1";
+    for gateway in [Gateway::EnvoyGatewayNative, Gateway::IstioNative] {
+        for filter_only in [false, true] {
+            let mut input = DeployInput::example(precise_picker(), image(gateway));
+            input.filter_only = filter_only;
+            input.tokenizer_image = Some(tokenizer.into());
+            let text = render(gateway, &input).unwrap();
+            let docs = documents(&text).unwrap();
+            for doc in &docs {
+                if let Err(errors) = set.validate(doc) {
+                    panic!("{}: {}", gateway.name(), errors.join("\n"));
+                }
+            }
+            // The image volume and its mount, beside the module's.
+            assert!(
+                text.contains(&format!("reference: {tokenizer}")),
+                "{}: {text}",
+                gateway.name()
+            );
+            assert!(
+                text.contains(&format!("mountPath: {TOKENIZER_DIR}")),
+                "{}",
+                gateway.name()
+            );
+            // Every embedded picker JSON points the token producer at the mount.
+            let mut jsons = Vec::new();
+            for doc in &docs {
+                collect_configurations(doc, &mut jsons);
+            }
+            if let Some(config) = docs
+                .iter()
+                .find(|d| d["kind"] == "EnvoyExtensionPolicy")
+                .and_then(|d| d["spec"]["dynamicModule"][0].get("config"))
+            {
+                jsons.push(config.to_string());
+            }
+            let pointed = jsons
+                .iter()
+                .filter_map(|j| serde_json::from_str::<Value>(j).ok())
+                .filter(|p| p["plugins"].is_array())
+                .inspect(|p| {
+                    let producer = p["plugins"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|x| x["type"] == "token-producer")
+                        .unwrap();
+                    assert_eq!(
+                        producer["parameters"]["tokenizerPath"],
+                        TOKENIZER_DIR,
+                        "{}",
+                        gateway.name()
+                    );
+                })
+                .count();
+            assert!(pointed >= 1, "{}: no picker JSON found", gateway.name());
+        }
+    }
+    // Refused where it cannot be used.
+    let mut wasm = DeployInput::example(precise_picker(), image(Gateway::EnvoyGateway));
+    wasm.tokenizer_image = Some(tokenizer.into());
+    let e = render(Gateway::EnvoyGateway, &wasm).unwrap_err();
+    assert!(e.contains("native"), "{e}");
+    let plain: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("envoy-config/deploy/picker.json")).unwrap(),
+    )
+    .unwrap();
+    let mut no_producer = DeployInput::example(plain, image(Gateway::EnvoyGatewayNative));
+    no_producer.tokenizer_image = Some(tokenizer.into());
+    let e = render(Gateway::EnvoyGatewayNative, &no_producer).unwrap_err();
+    assert!(e.contains("token-producer"), "{e}");
+}

@@ -20,7 +20,9 @@ use super::envoy_gateway::{
 };
 use super::DeployInput;
 use super::{bootstrap_addition, indent};
-use super::{module_mount, module_volume, picker_json, MODULE_DIR};
+use super::{
+    module_mount, module_volume, picker_json, tokenizer_mount, tokenizer_volume, MODULE_DIR,
+};
 use crate::blocks::{Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID, POOL_MEMBERSHIP_POLICY};
 
 /// Name of the EnvoyExtensionPolicy.
@@ -99,8 +101,11 @@ spec:
           # one file libendpoint_picker.so.
 {volume}{bootstrap}"#,
         env = indent(&env, 10),
-        mount = indent(&module_mount(), 10),
-        volume = indent(&module_volume(image), 10),
+        mount = indent(&format!("{}{}", module_mount(), tokenizer_mount(input)), 10),
+        volume = indent(
+            &format!("{}{}", module_volume(image), tokenizer_volume(input)),
+            10
+        ),
     );
     let extension = format!(
         r#"# The picker filter on the route: the module's `{PICKER_ROOT_ID}` filter with the picker JSON.

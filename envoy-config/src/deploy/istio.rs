@@ -17,6 +17,7 @@ use super::DeployInput;
 use super::MODULE_DIR;
 use super::{bootstrap_addition, documents, gateway, http_route, indent, model_service};
 use super::{module_mount, module_vm, module_volume, namespace, picker_json, service_backend};
+use super::{tokenizer_mount, tokenizer_volume};
 use crate::blocks::{
     override_host_policy, override_host_policy_native, Module, NATIVE_MODULE_NAME, PICKER_ROOT_ID,
 };
@@ -136,8 +137,11 @@ data:
         env = indent(&env, 12),
         override_mount = indent(&override_mount, 12),
         override_volume = indent(&override_volume, 10),
-        mount = indent(&module_mount(), 12),
-        volume = indent(&module_volume(image), 10),
+        mount = indent(&format!("{}{}", module_mount(), tokenizer_mount(input)), 12),
+        volume = indent(
+            &format!("{}{}", module_volume(image), tokenizer_volume(input)),
+            10
+        ),
     );
     let gateway = gateway(
         input,

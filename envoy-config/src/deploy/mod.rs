@@ -30,6 +30,10 @@ pub const MODULE_DIR: &str = "/opt/llm-picker";
 /// The module's file inside the image (the Wasm OCI "compat" layout: one layer, one file).
 pub const MODULE_FILE: &str = "/opt/llm-picker/plugin.wasm";
 
+/// Where a tokenizer's OCI image is mounted in the proxy pod (`--tokenizer-image`): the
+/// directory `token-producer`'s `tokenizerPath` names (`tokenizer.json`, `tokenizer_config.json`).
+pub const TOKENIZER_DIR: &str = "/opt/llm-tokenizer";
+
 /// A gateway to render manifests for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gateway {
@@ -113,6 +117,11 @@ pub struct DeployInput {
     /// bootstrap's ORIGINAL_DST scrape cluster). What the bootstrap also carried and is then
     /// left to the gateway: the overload manager's limits and the Wasm stats' tag extraction.
     pub filter_only: bool,
+    /// OCI image holding the model's `tokenizer.json` and `tokenizer_config.json` at its root
+    /// (native sets only; the precise prefix cache tokenises in the proxy): mounted at
+    /// [`TOKENIZER_DIR`], and every `token-producer` (or `tokenizer`) plugin without a
+    /// `tokenizerPath` is pointed there.
+    pub tokenizer_image: Option<String>,
 }
 
 impl DeployInput {
@@ -126,6 +135,7 @@ impl DeployInput {
             port: 8000,
             image: image.into(),
             filter_only: false,
+            tokenizer_image: None,
         }
     }
 }
@@ -133,8 +143,16 @@ impl DeployInput {
 /// Renders the manifests of `gateway` (one multi-document YAML file).
 ///
 /// # Errors
-/// The module's configuration error text for an invalid picker JSON.
+/// The module's configuration error text for an invalid picker JSON; a tokenizer image for a
+/// Wasm set, or for a picker JSON with no `token-producer`.
 pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
+    let native = matches!(gateway, Gateway::EnvoyGatewayNative | Gateway::IstioNative);
+    if input.tokenizer_image.is_some() && !native {
+        return Err(format!(
+            "--tokenizer-image: only the native module tokenises in the proxy (precise prefix cache); render envoy-gateway-native or istio-native instead of {}",
+            gateway.name()
+        ));
+    }
     match gateway {
         Gateway::EnvoyGateway => envoy_gateway::render(input),
         Gateway::Istio => istio::render(input),
@@ -152,6 +170,9 @@ pub fn render(gateway: Gateway, input: &DeployInput) -> Result<String, String> {
 /// cluster: scrapes go through the serving cluster (same port).
 fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
     let mut picker = input.picker.clone();
+    if input.tokenizer_image.is_some() {
+        point_tokenizers_at_the_mount(&mut picker)?;
+    }
     let pool = picker
         .get_mut("pool")
         .and_then(Value::as_object_mut)
@@ -170,6 +191,59 @@ fn picker_json(input: &DeployInput, cluster: &str) -> Result<Prepared, String> {
         return Err("filter-only mode scrapes through the serving cluster, so every endpoint's metrics must be on its serving port over the same protocol; with pool.metricsPort, a separate metrics address or pool.appProtocol kubernetes.io/h2c (metrics over HTTP/1.1), deploy without --filter-only (the bootstrap adds a scrape cluster)".into());
     }
     Ok(prepared)
+}
+
+/// Sets `tokenizerPath` to [`TOKENIZER_DIR`] on every `token-producer` / `tokenizer` plugin that
+/// has none (a path the user set is kept).
+///
+/// # Errors
+/// When the picker JSON has no such plugin: the mounted tokenizer would go unused.
+fn point_tokenizers_at_the_mount(picker: &mut Value) -> Result<(), String> {
+    let mut found = false;
+    let plugins = picker
+        .get_mut("plugins")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for plugin in plugins {
+        let kind = plugin.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind != "token-producer" && kind != "tokenizer" {
+            continue;
+        }
+        found = true;
+        let Some(p) = plugin.as_object_mut() else {
+            continue;
+        };
+        let params = p
+            .entry("parameters")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(params) = params.as_object_mut() {
+            params
+                .entry("tokenizerPath")
+                .or_insert_with(|| Value::String(TOKENIZER_DIR.into()));
+        }
+    }
+    if found {
+        Ok(())
+    } else {
+        Err("--tokenizer-image: the picker JSON has no token-producer plugin to use it (the precise prefix cache's producer)".into())
+    }
+}
+
+/// The tokenizer image as a pod volume (column 0), when there is one.
+fn tokenizer_volume(input: &DeployInput) -> String {
+    input.tokenizer_image.as_ref().map_or(String::new(), |image| {
+        format!("- name: llm-tokenizer\n  image:\n    reference: {image}\n    pullPolicy: IfNotPresent\n")
+    })
+}
+
+/// Its mount at [`TOKENIZER_DIR`] (column 0), when there is one.
+fn tokenizer_mount(input: &DeployInput) -> String {
+    if input.tokenizer_image.is_some() {
+        format!("- name: llm-tokenizer\n  mountPath: {TOKENIZER_DIR}\n  readOnly: true\n")
+    } else {
+        String::new()
+    }
 }
 
 /// The bootstrap addition every gateway needs (column 0): the scraper extension and the
