@@ -44,6 +44,9 @@ trap cleanup EXIT
 SIM_ARGS=(--num-gpu-blocks 1000 --max-num-seqs 64 --max-num-batched-tokens 4096)
 LOAD_ARGS=(--workload shared-prefix --groups 16 --prompts-per-group 32 --system-tokens 1200
            --question-tokens 60 --output-tokens 32 --qps "$QPS" --duration "$SECS" --seed 7)
+# BENCH_LOAD_EXTRA: more loadgen arguments, e.g. "--zipf 1.2" (skewed group popularity).
+read -r -a LOAD_EXTRA <<< "${BENCH_LOAD_EXTRA:-}"
+LOAD_ARGS+=(${LOAD_EXTRA[@]+"${LOAD_EXTRA[@]}"})
 
 make -s native wasm envoy >/dev/null
 cargo build -q --release -p model-sim -p loadgen -p envoy-config
