@@ -14,7 +14,9 @@
 //! only a new piece is mapped to the byte-level alphabet and handed to the model. This skips the
 //! tokenizer's `NormalizedString`s (an alignment vector per piece), which with the `Encoding`
 //! were most of the time spent on new text. It is used only for text with no added tokens in it
-//! (the segmenter has already cut there).
+//! (the segmenter has already cut there). With GPT-2's exact pattern, ASCII text is cut by hand
+//! ([`gpt2_ascii_word`]: the regex's alternatives over four byte classes), since the regex
+//! engine's backtracking VM was then the largest cost left; other text keeps the regex.
 //!
 //! Exactness is checked, not assumed: [`WordCoder::new`] compares its output with
 //! `encode_fast` on probe texts (words, punctuation, digits, odd spacing, non-ASCII, long
