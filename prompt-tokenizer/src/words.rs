@@ -9,13 +9,13 @@
 //! pre-token's ids from a cache of words, asking the model only for words it has not seen.
 //!
 //! For byte-level BPE tokenizers (GPT-2's scheme, and Llama 3's and Qwen's: a regex split then a
-//! byte-to-character map) the split itself is done here too ([`Mode::Split`]): the tokenizer's
+//! byte-to-character map) the split itself is done here too (`Mode::Split`): the tokenizer's
 //! regex cuts the text, each piece's ids come from the cache keyed by the piece as written, and
 //! only a new piece is mapped to the byte-level alphabet and handed to the model. This skips the
 //! tokenizer's `NormalizedString`s (an alignment vector per piece), which with the `Encoding`
 //! were most of the time spent on new text. It is used only for text with no added tokens in it
 //! (the segmenter has already cut there). With GPT-2's exact pattern, ASCII text is cut by hand
-//! ([`gpt2_ascii_word`]: the regex's alternatives over four byte classes), since the regex
+//! (`gpt2_ascii_word`: the regex's alternatives over four byte classes), since the regex
 //! engine's backtracking VM was then the largest cost left; other text keeps the regex.
 //!
 //! Exactness is checked, not assumed: [`WordCoder::new`] compares its output with
