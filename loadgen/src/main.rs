@@ -148,6 +148,18 @@ pub struct Sample {
     /// HTTP status (0: no response).
     #[serde(default)]
     status: u16,
+    /// The request's `model` (base model or LoRA adapter).
+    #[serde(default)]
+    model: String,
+}
+
+/// One model's (or LoRA adapter's) requests in a run: how many, their TTFT, and which
+/// endpoints served them (fraction 0..1 of this model's successful requests).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelBreakdown {
+    pub requests: usize,
+    pub ttft: Pcts,
+    pub share_per_endpoint: BTreeMap<String, f64>,
 }
 
 /// Percentiles of one measure, seconds.
@@ -190,6 +202,9 @@ pub struct Summary {
     /// Requests answered 200 with a complete stream.
     #[serde(default)]
     pub served: usize,
+    /// The successful requests split by `model` (e.g. the LoRA mix's base model and adapters).
+    #[serde(default)]
+    pub by_model: BTreeMap<String, ModelBreakdown>,
 }
 
 fn pcts(mut v: Vec<f64>) -> Pcts {
@@ -271,6 +286,7 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
         tokens,
         endpoint,
         status,
+        model: String::new(),
     }
 }
 
@@ -381,7 +397,9 @@ async fn run(args: RunArgs) -> Summary {
                         .is_ok()
                 {
                     let (path, body) = workload.lock().await.next_request();
-                    let s = one_request(&client, &format!("{target}{path}"), body).await;
+                    let model = body["model"].as_str().unwrap_or("").to_string();
+                    let mut s = one_request(&client, &format!("{target}{path}"), body).await;
+                    s.model = model;
                     samples.lock().await.push(s);
                     bar.inc(1);
                 }
@@ -416,7 +434,9 @@ async fn run(args: RunArgs) -> Summary {
                     format!("{target}{path}"),
                 );
                 tasks.push(tokio::spawn(async move {
-                    let s = one_request(&client, &url, body).await;
+                    let model = body["model"].as_str().unwrap_or("").to_string();
+                    let mut s = one_request(&client, &url, body).await;
+                    s.model = model;
                     samples.lock().await.push(s);
                     bar.inc(1);
                 }));
@@ -440,6 +460,19 @@ async fn run(args: RunArgs) -> Summary {
     if share.keys().all(|k| k == "?") && !after.is_empty() {
         // The servers do not name themselves: count what each one says it finished.
         share = fleet::served_share(&before, &after);
+    }
+    let mut by_model: BTreeMap<String, ModelBreakdown> = BTreeMap::new();
+    for s in &ok {
+        by_model.entry(s.model.clone()).or_default().requests += 1;
+    }
+    for (model, b) in by_model.iter_mut() {
+        let mine: Vec<&&Sample> = ok.iter().filter(|s| &s.model == model).collect();
+        b.ttft = pcts(mine.iter().map(|s| s.ttft_s).collect());
+        for s in &mine {
+            *b.share_per_endpoint
+                .entry(s.endpoint.clone())
+                .or_insert(0.0) += 1.0 / mine.len().max(1) as f64;
+        }
     }
     let tpot_of = |s: &Sample| (s.e2e_s - s.ttft_s) / (s.tokens.max(2) - 1) as f64;
     let (slo_ttft, slo_tpot) = (args.slo_ttft_ms / 1e3, args.slo_tpot_ms / 1e3);
@@ -477,6 +510,7 @@ async fn run(args: RunArgs) -> Summary {
             .then(|| cpu_used * 1e3 / ok.len() as f64),
         rejected_429: samples.iter().filter(|s| s.status == 429).count(),
         served: ok.len(),
+        by_model,
     }
 }
 
