@@ -72,30 +72,12 @@ for i in $(seq 1 $N); do
   epp_endpoints+=$'\n'"- {name: sim-$i, address: \"127.0.0.1\", port: \"$port\"}"
 done
 echo "{\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}}" > "$WORK/picker.json"
-cat > "$WORK/rendezvous.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
- "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-             {"type": "prefix-cache-scorer"}, {"type": "prefix-rendezvous-scorer"}],
- "schedulingProfiles": [{"name": "default", "plugins": [
-   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
-   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "prefix-rendezvous-scorer", "weight": 2}]}]}
-JSON
-cat > "$WORK/nohit.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
- "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-             {"type": "prefix-cache-scorer"}, {"type": "no-hit-lru-scorer"}],
- "schedulingProfiles": [{"name": "default", "plugins": [
-   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
-   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "no-hit-lru-scorer", "weight": 2}]}]}
-JSON
-cat > "$WORK/lora.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [${endpoints%,}]},
- "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"},
-             {"type": "prefix-cache-scorer"}, {"type": "lora-affinity-scorer"}],
- "schedulingProfiles": [{"name": "default", "plugins": [
-   {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
-   {"pluginRef": "prefix-cache-scorer", "weight": 3}, {"pluginRef": "lora-affinity-scorer", "weight": 2}]}]}
-JSON
+# shellcheck source=scripts/bench-profile.sh
+. scripts/bench-profile.sh
+POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
+default_profile_with "$POOL" prefix-rendezvous-scorer:2 > "$WORK/rendezvous.json"
+default_profile_with "$POOL" no-hit-lru-scorer:2 > "$WORK/nohit.json"
+default_profile_with "$POOL" lora-affinity-scorer:2 > "$WORK/lora.json"
 echo "$epp_endpoints" > "$WORK/endpoints.yaml"
 sed "s|@ENDPOINTS_FILE@|$WORK/endpoints.yaml|" scripts/peers/epp-config.yaml > "$WORK/epp.yaml"
 # epp-lora: the same profile plus lora-affinity-scorer, weight 2.

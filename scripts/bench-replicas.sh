@@ -59,20 +59,12 @@ done
 POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
 echo "{$POOL}" > "$WORK/default.json"
 
-profile() { # $@: extra plugin types with their weights, as "type:weight"
-  local plugins='{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"}'
-  local refs='{"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2}, {"pluginRef": "prefix-cache-scorer", "weight": 3}'
-  for tw in "$@"; do
-    local params=""
-    [ "${tw%%:*}" = prefix-rendezvous-scorer ] && [ -n "$RV_PARAMS" ] && params=", \"parameters\": $RV_PARAMS"
-    plugins+=", {\"type\": \"${tw%%:*}\"$params}"
-    refs+=", {\"pluginRef\": \"${tw%%:*}\", \"weight\": ${tw##*:}}"
-  done
-  echo "{$POOL, \"plugins\": [$plugins], \"schedulingProfiles\": [{\"name\": \"default\", \"plugins\": [$refs]}]}"
-}
-profile prefix-rendezvous-scorer:"$RV_WEIGHT" > "$WORK/rendezvous.json"
-profile no-hit-lru-scorer:2 > "$WORK/nohit.json"
-profile prefix-rendezvous-scorer:"$RV_WEIGHT" no-hit-lru-scorer:2 > "$WORK/rendezvous-nohit.json"
+# shellcheck source=scripts/bench-profile.sh
+. scripts/bench-profile.sh
+RV="prefix-rendezvous-scorer:$RV_WEIGHT:$RV_PARAMS"
+default_profile_with "$POOL" "$RV" > "$WORK/rendezvous.json"
+default_profile_with "$POOL" no-hit-lru-scorer:2 > "$WORK/nohit.json"
+default_profile_with "$POOL" "$RV" no-hit-lru-scorer:2 > "$WORK/rendezvous-nohit.json"
 
 start_sims() {
   SIM_PIDS=()
