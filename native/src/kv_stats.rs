@@ -12,6 +12,8 @@
 //! | `endpoint_picker.kv_events.orphans` | counter | `BlockStored` events with an unknown parent |
 //! | `endpoint_picker.kv_events.decode_errors` | counter | messages that did not decode |
 //! | `endpoint_picker.kv_events.gaps` | counter | sequence gaps (lost messages) |
+//! | `endpoint_picker.kv_events.replayed` | counter | batches recovered from the servers' replay sockets |
+//! | `endpoint_picker.kv_events.publisher_restarts` | counter | sequence numbers that went back (restarted server: its blocks cleared) |
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -22,13 +24,15 @@ use crate::abi::Ptr;
 use crate::kv_subscriber::SubscriberStats;
 use crate::metrics::{Counter, Gauge};
 
-const COUNTERS: [&str; 6] = [
+const COUNTERS: [&str; 8] = [
     "endpoint_picker.kv_events.batches",
     "endpoint_picker.kv_events.blocks_stored",
     "endpoint_picker.kv_events.blocks_removed",
     "endpoint_picker.kv_events.orphans",
     "endpoint_picker.kv_events.decode_errors",
     "endpoint_picker.kv_events.gaps",
+    "endpoint_picker.kv_events.replayed",
+    "endpoint_picker.kv_events.publisher_restarts",
 ];
 
 /// The stats of one configuration.
@@ -38,7 +42,7 @@ pub struct KvStats {
     endpoints: Gauge,
     connections: Gauge,
     counters: Vec<Counter>,
-    last: Mutex<[u64; 6]>,
+    last: Mutex<[u64; 8]>,
 }
 
 impl KvStats {
@@ -53,14 +57,14 @@ impl KvStats {
                 .iter()
                 .map(|n| Counter::filter(envoy, n, &[]))
                 .collect(),
-            last: Mutex::new([0; 6]),
+            last: Mutex::new([0; 8]),
         }
     }
 
     /// Sends the current values of `sinks` and `sub` to Envoy.
     pub fn flush(&self, envoy: Ptr, sinks: &[Arc<dyn Plugin>], sub: &SubscriberStats) {
         let (mut keys, mut bytes, mut endpoints) = (0, 0, 0);
-        let mut totals = [0u64; 6];
+        let mut totals = [0u64; 8];
         for s in sinks.iter().filter_map(|p| p.as_kv_event_sink()) {
             let st = s.index_stats();
             keys += st.keys as u64;
@@ -74,6 +78,8 @@ impl KvStats {
         totals[0] = sub.batches.load(Ordering::Relaxed);
         totals[4] = sub.decode_errors.load(Ordering::Relaxed);
         totals[5] = sub.gaps.load(Ordering::Relaxed);
+        totals[6] = sub.replayed.load(Ordering::Relaxed);
+        totals[7] = sub.publisher_restarts.load(Ordering::Relaxed);
         self.keys.set(envoy, keys);
         self.bytes.set(envoy, bytes);
         self.endpoints.set(envoy, endpoints);

@@ -13,9 +13,23 @@
 //! - **Bind mode** (`zmqEndpoint`): one SUB socket bound there; a message is credited to the
 //!   pool endpoint its topic names (`kv@<ip:port>@<model>`, or an endpoint with that IP);
 //!   messages naming no pool endpoint are dropped.
-//! - Sequence numbers: a gap (a message lost by ZMQ's high-water mark or a reconnect) is counted
-//!   in `kv_events_gaps`; the index then keeps what it had (vLLM's replay socket is not used:
-//!   the cache converges through later stores and removals, and the index is bounded).
+//! - Sequence numbers, per endpoint (the next one expected is kept across reconnects):
+//!   - a **gap** (messages lost by ZMQ's high-water mark, or sent while the connection was
+//!     down) is counted in `kv_events.gaps`;
+//!   - a number **lower** than expected means the server restarted (vLLM numbers batches from
+//!     0 in each process, and a new process starts with an empty KV cache): the endpoint's
+//!     blocks are cleared (`kv_events.publisher_restarts`);
+//!   - with `podDiscoveryConfig.replayPort`, the batches missing before the one received are
+//!     asked for on vLLM's replay socket at `tcp://<endpoint IP>:<replayPort>` and applied in
+//!     order first (`kv_events.replayed`): after a gap, after a restart, and on the first
+//!     message of a new subscription, so a proxy that starts after the servers learns what
+//!     they stored before it (as far back as the server's replay buffer, vLLM's
+//!     `buffer_steps`). vLLM's request: one frame, the first wanted sequence number (8 bytes,
+//!     big-endian), after the empty delimiter a REQ socket sends; its answer: one message per
+//!     buffered batch from there, `[sequence, payload]` (some releases put the topic first),
+//!     then an end marker, sequence all ones and an empty payload. Without a replay port a gap
+//!     is only counted: the index converges through later stores and removals, and it is
+//!     bounded.
 //! - Decoding (`kv_events`) treats every payload as untrusted; a bad one is counted and dropped.
 
 use std::collections::HashMap;
@@ -24,9 +38,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use scheduler_core::kvcache::KvEvent;
 use scheduler_core::Plugin;
 use tokio::task::JoinHandle;
-use zeromq::{Socket, SocketRecv, SubSocket};
+use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
 
 use crate::kv_events;
 
@@ -39,6 +54,10 @@ pub struct SubscriberStats {
     pub decode_errors: AtomicU64,
     /// Sequence gaps seen.
     pub gaps: AtomicU64,
+    /// Batches recovered from replay sockets.
+    pub replayed: AtomicU64,
+    /// Sequence numbers that went back (a restarted server; its blocks were cleared).
+    pub publisher_restarts: AtomicU64,
     /// Bind-mode messages naming no pool endpoint.
     pub unknown_pods: AtomicU64,
     /// Connections currently open.
@@ -121,6 +140,7 @@ async fn manage(sinks: Vec<Weak<dyn Plugin>>, stop: Arc<AtomicBool>, stats: Arc<
                 w.clone(),
                 ep,
                 settings.topic_filter.clone(),
+                settings.replay_port,
                 stats.clone(),
             )));
         }
@@ -149,6 +169,7 @@ async fn manage(sinks: Vec<Weak<dyn Plugin>>, stop: Arc<AtomicBool>, stats: Arc<
                         a.clone(),
                         target,
                         settings.topic_filter.clone(),
+                        settings.replay_port,
                         stats.clone(),
                     ))
                 });
@@ -170,12 +191,20 @@ async fn manage(sinks: Vec<Weak<dyn Plugin>>, stop: Arc<AtomicBool>, stats: Arc<
     }
 }
 
-/// Applies one message from `endpoint` (`None`: resolve it from the topic).
-fn handle(
+/// How long one replay may take before the rest is given up (the events wait meanwhile).
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Applies one message from `endpoint` (`None`: resolve it from the topic), after replaying
+/// what is missing before it. `next`: per endpoint, the sequence number expected next.
+/// `replayed_below`: after a catch-up replay on connecting, messages numbered below it were
+/// applied from the replay and are skipped (until one at or above it arrives).
+async fn handle(
     sink: &Weak<dyn Plugin>,
     endpoint: Option<&str>,
     frames: &[&[u8]],
-    last_seq: &mut HashMap<String, u64>,
+    next: &mut HashMap<String, u64>,
+    replayed_below: &mut Option<u64>,
+    replay_port: Option<u16>,
     stats: &SubscriberStats,
 ) -> bool {
     let Some(plugin) = sink.upgrade() else {
@@ -209,14 +238,151 @@ fn handle(
             }
         }
     };
-    if let Some(prev) = last_seq.insert(address.clone(), batch.seq) {
-        if batch.seq != prev.wrapping_add(1) {
+    if let Some(below) = *replayed_below {
+        if batch.seq < below {
+            return true;
+        }
+        *replayed_below = None;
+    }
+    let missing_from = match next.get(&address).copied() {
+        Some(e) if batch.seq == e => None,
+        Some(e) if batch.seq > e => {
             stats.gaps.fetch_add(1, Ordering::Relaxed);
+            Some(e)
+        }
+        Some(_) => {
+            stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
+            s.apply(&address, &[KvEvent::AllBlocksCleared]);
+            Some(0)
+        }
+        // The first message of this subscription: earlier ones may be replayable.
+        None => Some(0),
+    };
+    if let (Some(from), Some(port)) = (missing_from, replay_port) {
+        if from < batch.seq {
+            let target = format!("tcp://{}:{port}", host_of(&address));
+            let r = replay(&target, from, batch.seq, stats, |b| {
+                s.apply(&address, &b.events);
+            })
+            .await;
+            stats.replayed.fetch_add(r.count, Ordering::Relaxed);
+            stats.batches.fetch_add(r.count, Ordering::Relaxed);
+            log::debug!(
+                "endpoint picker: KV events: replayed {} batches of {from}..{} from {target}",
+                r.count,
+                batch.seq
+            );
         }
     }
     s.apply(&address, &batch.events);
+    next.insert(address, batch.seq.wrapping_add(1));
     stats.batches.fetch_add(1, Ordering::Relaxed);
     true
+}
+
+/// The end-of-replay marker's sequence frame (-1 as a signed 64-bit number).
+const END_SEQ: [u8; 8] = [0xFF; 8];
+
+/// What one replay applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Replayed {
+    /// Batches applied.
+    count: u64,
+    /// The sequence number of the last one.
+    last: Option<u64>,
+}
+
+/// Asks the replay socket at `target` for batches `from..until` and hands each one that
+/// decodes to `apply`, in order. Gives up (keeping what it applied) when the socket cannot be
+/// reached, on [`REPLAY_TIMEOUT`] or on a reply it cannot read.
+async fn replay(
+    target: &str,
+    from: u64,
+    until: u64,
+    stats: &SubscriberStats,
+    mut apply: impl FnMut(kv_events::Batch),
+) -> Replayed {
+    let applied = AtomicU64::new(0);
+    let last = AtomicU64::new(u64::MAX);
+    let run = async {
+        let mut sock = DealerSocket::new();
+        sock.connect(target).await.ok()?;
+        let ask = vec![
+            bytes::Bytes::new(),
+            bytes::Bytes::copy_from_slice(&from.to_be_bytes()),
+        ];
+        sock.send(ZmqMessage::try_from(ask).ok()?).await.ok()?;
+        loop {
+            let msg = sock.recv().await.ok()?;
+            let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
+            // After the REQ-style empty delimiter: [seq, payload] or [topic, seq, payload].
+            let rest = match frames.split_first() {
+                Some((&[], rest)) => rest,
+                _ => frames.as_slice(),
+            };
+            let (seq, payload) = match rest {
+                [seq, payload] | [_, seq, payload] => (*seq, *payload),
+                _ => return None,
+            };
+            if seq == END_SEQ && payload.is_empty() {
+                return Some(());
+            }
+            match kv_events::decode(&[b"", seq, payload]) {
+                Ok(b) if b.seq >= until => return Some(()),
+                Ok(b) if b.seq >= from => {
+                    last.store(b.seq, Ordering::Relaxed);
+                    apply(b);
+                    applied.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("endpoint picker: KV events: bad replayed message: {e}");
+                    return None;
+                }
+            }
+        }
+    };
+    // Whatever way it ends, what was applied stays applied (batches are applied as they come).
+    let _ = tokio::time::timeout(REPLAY_TIMEOUT, run).await;
+    let last = last.load(Ordering::Relaxed);
+    Replayed {
+        count: applied.load(Ordering::Relaxed),
+        last: (last != u64::MAX).then_some(last),
+    }
+}
+
+/// On (re)connecting to `endpoint`: replays from the next batch expected (from the first one
+/// the server still holds, on a first connection), so a proxy that starts after the servers,
+/// or lost its connection, learns what they stored meanwhile. Returns the sequence number
+/// below which live messages are now duplicates.
+async fn catch_up(
+    sink: &Weak<dyn Plugin>,
+    endpoint: &str,
+    port: u16,
+    next: &mut HashMap<String, u64>,
+    stats: &SubscriberStats,
+) -> Option<u64> {
+    let plugin = sink.upgrade()?;
+    let s = plugin.as_kv_event_sink()?;
+    let from = next.get(endpoint).copied().unwrap_or(0);
+    let target = format!("tcp://{}:{port}", host_of(endpoint));
+    let r = replay(&target, from, u64::MAX, stats, |b| {
+        s.apply(endpoint, &b.events)
+    })
+    .await;
+    stats.replayed.fetch_add(r.count, Ordering::Relaxed);
+    stats.batches.fetch_add(r.count, Ordering::Relaxed);
+    if r.count > 0 {
+        log::info!(
+            "endpoint picker: KV events: caught up on {} batches from {target}",
+            r.count
+        );
+    }
+    let last = r.last?;
+    let below = last.wrapping_add(1);
+    next.insert(endpoint.to_owned(), below);
+    Some(below)
 }
 
 async fn dial(
@@ -224,9 +390,12 @@ async fn dial(
     endpoint: String,
     target: String,
     filter: String,
+    replay_port: Option<u16>,
     stats: Arc<SubscriberStats>,
 ) {
-    let mut last_seq = HashMap::new();
+    // Kept across reconnects: a reconnect to the same server then shows a gap (replayed), one
+    // to a restarted server a sequence that went back.
+    let mut next = HashMap::new();
     loop {
         let mut sock = SubSocket::new();
         let ready = async {
@@ -235,11 +404,23 @@ async fn dial(
         };
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), ready).await {
             stats.connected.fetch_add(1, Ordering::Relaxed);
-            // A new connection may be a restarted publisher: its sequence starts over.
-            last_seq.clear();
+            let mut replayed_below = match replay_port {
+                Some(port) => catch_up(&sink, &endpoint, port, &mut next, &stats).await,
+                None => None,
+            };
             while let Ok(msg) = sock.recv().await {
                 let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
-                if !handle(&sink, Some(&endpoint), &frames, &mut last_seq, &stats) {
+                let go_on = handle(
+                    &sink,
+                    Some(&endpoint),
+                    &frames,
+                    &mut next,
+                    &mut replayed_below,
+                    replay_port,
+                    &stats,
+                )
+                .await;
+                if !go_on {
                     stats.connected.fetch_sub(1, Ordering::Relaxed);
                     return;
                 }
@@ -257,9 +438,10 @@ async fn listen(
     sink: Weak<dyn Plugin>,
     endpoint: String,
     filter: String,
+    replay_port: Option<u16>,
     stats: Arc<SubscriberStats>,
 ) {
-    let mut last_seq = HashMap::new();
+    let mut next = HashMap::new();
     loop {
         let mut sock = SubSocket::new();
         let ready = async {
@@ -270,7 +452,17 @@ async fn listen(
             Ok(()) => {
                 while let Ok(msg) = sock.recv().await {
                     let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
-                    if !handle(&sink, None, &frames, &mut last_seq, &stats) {
+                    let go_on = handle(
+                        &sink,
+                        None,
+                        &frames,
+                        &mut next,
+                        &mut None,
+                        replay_port,
+                        &stats,
+                    )
+                    .await;
+                    if !go_on {
                         return;
                     }
                 }
@@ -285,8 +477,201 @@ async fn listen(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    use std::sync::Mutex;
+
+    use rmpv::Value;
+    use scheduler_core::kvcache::IndexStats;
+    use scheduler_core::plugin::{KvEventCounters, KvEventSink, KvEventsSettings, TypedName};
+    use zeromq::{PubSocket, RouterSocket};
+
+    /// Records every batch it is given.
+    struct Recorder {
+        name: TypedName,
+        settings: KvEventsSettings,
+        got: Mutex<Vec<KvEvent>>,
+    }
+
+    impl Plugin for Recorder {
+        fn typed_name(&self) -> &TypedName {
+            &self.name
+        }
+        fn as_kv_event_sink(&self) -> Option<&dyn KvEventSink> {
+            Some(self)
+        }
+    }
+
+    impl KvEventSink for Recorder {
+        fn settings(&self) -> &KvEventsSettings {
+            &self.settings
+        }
+        fn apply(&self, _endpoint: &str, events: &[KvEvent]) {
+            self.got.lock().unwrap().extend_from_slice(events);
+        }
+        fn counters(&self) -> KvEventCounters {
+            KvEventCounters::default()
+        }
+        fn index_stats(&self) -> IndexStats {
+            IndexStats::default()
+        }
+    }
+
+    /// A batch removing block `n` (the block names the batch in the recording).
+    fn payload(n: u64) -> Vec<u8> {
+        let ev = Value::Array(vec![
+            Value::from("BlockRemoved"),
+            Value::Array(vec![Value::from(n)]),
+        ]);
+        let batch = Value::Array(vec![Value::F64(0.0), Value::Array(vec![ev])]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &batch).unwrap();
+        out
+    }
+
+    fn removed(n: u64) -> KvEvent {
+        KvEvent::BlockRemoved {
+            block_hashes: vec![n],
+            medium: None,
+        }
+    }
+
+    /// Batches a publisher numbered: (sequence, payload).
+    type Buffer = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+    /// A publisher shaped like vLLM's: PUB for the stream, ROUTER answering replays from a
+    /// buffer of everything it numbered (published or not).
+    struct Publisher {
+        publish: PubSocket,
+        buffer: Buffer,
+        port: u16,
+        replay_port: u16,
+    }
+
+    async fn publisher() -> Publisher {
+        let mut publish = PubSocket::new();
+        let ep = publish.bind("tcp://127.0.0.1:0").await.unwrap();
+        let port = ep.to_string().rsplit(':').next().unwrap().parse().unwrap();
+        let mut router = RouterSocket::new();
+        let rep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+        let replay_port = rep.to_string().rsplit(':').next().unwrap().parse().unwrap();
+        let buffer: Buffer = Arc::default();
+        let b = buffer.clone();
+        tokio::spawn(async move {
+            while let Ok(req) = router.recv().await {
+                let f = req.into_vec();
+                let start = u64::from_be_bytes(f[2].as_ref().try_into().unwrap());
+                let held: Vec<_> = b.lock().unwrap().clone();
+                for (seq, p) in held.into_iter().filter(|(s, _)| *s >= start) {
+                    let m = vec![
+                        f[0].clone(),
+                        bytes::Bytes::new(),
+                        seq.to_be_bytes().to_vec().into(),
+                        p.into(),
+                    ];
+                    router.send(ZmqMessage::try_from(m).unwrap()).await.unwrap();
+                }
+                let end = vec![
+                    f[0].clone(),
+                    bytes::Bytes::new(),
+                    END_SEQ.to_vec().into(),
+                    bytes::Bytes::new(),
+                ];
+                router
+                    .send(ZmqMessage::try_from(end).unwrap())
+                    .await
+                    .unwrap();
+            }
+        });
+        Publisher {
+            publish,
+            buffer,
+            port,
+            replay_port,
+        }
+    }
+
+    impl Publisher {
+        /// Numbers batch `seq` (naming block `block`); sends it only when `send`.
+        async fn batch(&mut self, seq: u64, block: u64, send: bool) {
+            self.buffer.lock().unwrap().push((seq, payload(block)));
+            if send {
+                let m = vec![
+                    bytes::Bytes::from_static(b"kv@pod@m"),
+                    seq.to_be_bytes().to_vec().into(),
+                    payload(block).into(),
+                ];
+                self.publish
+                    .send(ZmqMessage::try_from(m).unwrap())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn until(rec: &Recorder, n: usize) -> Vec<KvEvent> {
+        for _ in 0..200 {
+            if rec.got.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        rec.got.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn earlier_and_lost_batches_are_replayed_in_order_and_a_restart_clears() {
+        let mut p = publisher().await;
+        p.batch(0, 100, false).await; // before the subscriber: only the replay has it
+        let rec = Arc::new(Recorder {
+            name: TypedName::new("recorder", "recorder"),
+            settings: KvEventsSettings::default(),
+            got: Mutex::new(Vec::new()),
+        });
+        let plugin: Arc<dyn Plugin> = rec.clone();
+        let stats = Arc::new(SubscriberStats::default());
+        let task = tokio::spawn(dial(
+            Arc::downgrade(&plugin),
+            "127.0.0.1:8000".into(),
+            format!("tcp://127.0.0.1:{}", p.port),
+            String::new(),
+            Some(p.replay_port),
+            stats.clone(),
+        ));
+        assert_eq!(
+            until(&rec, 1).await,
+            [removed(100)],
+            "caught up on connecting"
+        );
+        // Give the subscription time to reach the publisher (a message sent before that is
+        // lost too, and would then be replayed as well).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        p.batch(1, 101, true).await;
+        p.batch(2, 102, false).await; // lost on the way
+        p.batch(3, 103, true).await;
+        let got = until(&rec, 4).await;
+        assert_eq!(
+            got,
+            [removed(100), removed(101), removed(102), removed(103)]
+        );
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.replayed.load(Ordering::Relaxed), 2);
+
+        // A restarted server numbers from 0 again: what it held before is gone.
+        p.buffer.lock().unwrap().clear();
+        p.batch(0, 200, false).await;
+        p.batch(1, 201, true).await;
+        let got = until(&rec, 7).await;
+        assert_eq!(
+            got[4..],
+            [KvEvent::AllBlocksCleared, removed(200), removed(201)]
+        );
+        assert_eq!(stats.publisher_restarts.load(Ordering::Relaxed), 1);
+        drop(plugin);
+        task.abort();
+    }
 
     #[test]
     fn hosts_of_addresses() {

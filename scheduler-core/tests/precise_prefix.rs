@@ -462,3 +462,31 @@ fn a_scorer_reading_the_precise_match_does_not_build_an_approximate_index_too() 
         );
     }
 }
+
+#[test]
+fn where_the_events_are_read_from_follows_kv_events_config() {
+    let config = |discovery: &str| {
+        format!(
+            r#"{{"plugins": [
+                {{"type": "token-producer", "parameters": {{"modelName": "m"}}}},
+                {{"type": "precise-prefix-cache-producer", "parameters": {{
+                    "kvEventsConfig": {{"topicFilter": "kv@pod", "podDiscoveryConfig": {discovery}}}}}}},
+                {{"type": "prefix-cache-scorer", "parameters": {{"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}}}],
+              "schedulingProfiles": [{{"name": "default", "plugins": [{{"pluginRef": "prefix-cache-scorer"}}]}}]}}"#
+        )
+    };
+    let settings = |discovery: &str| {
+        let (picker, _) = load(&config(discovery), &registry()).map_err(|e| e.to_string())?;
+        let sinks = picker.kv_event_sinks();
+        Ok::<_, String>(sinks[0].as_kv_event_sink().unwrap().settings().clone())
+    };
+    let s = settings(r#"{"socketPort": 6000, "replayPort": 6001}"#).unwrap();
+    assert!(s.dial && s.bind.is_none());
+    assert_eq!((s.socket_port, s.replay_port), (6000, Some(6001)));
+    assert_eq!(s.topic_filter, "kv@pod");
+    // vLLM's replay socket is off unless a port is given.
+    let s = settings("{}").unwrap();
+    assert_eq!((s.socket_port, s.replay_port), (5557, None));
+    let e = settings(r#"{"replayPort": 70000}"#).unwrap_err();
+    assert!(e.contains("replayPort") && e.contains("1..65535"), "{e}");
+}

@@ -8,11 +8,24 @@
 //! `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id, medium,
 //! lora_name]`, `["BlockRemoved", block_hashes, medium]`, `["AllBlocksCleared"]`. Block hashes
 //! are the simulator's own 64-bit chain hashes of the block's token ids (see `kv.rs`).
+//!
+//! **Replay** (vLLM's `replay_endpoint`): with a replay endpoint, a ZMQ ROUTER socket bound
+//! there keeps the last `buffer_steps` batches (vLLM's `buffer_steps`, default 10,000). A
+//! client (REQ, or DEALER sending an empty delimiter first) asks with one frame, the first
+//! sequence number it wants as 8 bytes big-endian; the answer is one message per buffered
+//! batch from that number on, `[sequence, payload]` (after the empty delimiter), then an end
+//! marker whose sequence is all ones (-1 as a signed 64-bit number) and whose payload is
+//! empty. This is the request form every vLLM release with a replay socket answers.
+//!
+//! `drop_one_in` (a test knob, not vLLM's): every n-th batch is kept for replay but not
+//! published, as if ZMQ's high-water mark had dropped it, so a subscriber sees a gap.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use rmpv::Value;
 use tokio::sync::mpsc;
-use zeromq::{PubSocket, Socket, SocketSend, ZmqMessage};
+use zeromq::{PubSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 /// One event.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,39 +89,127 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
 /// Where the engine hands batches to the publishing task.
 pub type Sender = mpsc::UnboundedSender<Vec<KvEvent>>;
 
-/// Binds `endpoint` and publishes every batch sent to the returned channel under `topic`.
+/// Where and how the stream is published.
+pub struct PublishConfig {
+    /// ZMQ endpoint the PUB socket binds (e.g. `tcp://127.0.0.1:5557`).
+    pub endpoint: String,
+    /// Topic frame of every message.
+    pub topic: String,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// ZMQ endpoint the replay ROUTER socket binds; `None`: no replay.
+    pub replay_endpoint: Option<String>,
+    /// Batches kept for replay (vLLM's `buffer_steps`).
+    pub buffer_steps: usize,
+    /// Publish every batch except every n-th (0: none skipped); skipped ones stay replayable.
+    pub drop_one_in: u64,
+}
+
+/// The end-of-replay marker's sequence frame: -1 as a signed 64-bit big-endian number.
+const END_SEQ: [u8; 8] = [0xFF; 8];
+
+/// Binds the sockets and publishes every batch sent to the returned channel.
 ///
 /// # Errors
-/// The endpoint cannot be bound.
-pub async fn start(endpoint: &str, topic: String, block_size: usize) -> Result<Sender, String> {
+/// An endpoint cannot be bound.
+pub async fn start(cfg: PublishConfig) -> Result<Sender, String> {
     let mut socket = PubSocket::new();
     socket
-        .bind(endpoint)
+        .bind(&cfg.endpoint)
         .await
-        .map_err(|e| format!("kv events: bind {endpoint}: {e}"))?;
+        .map_err(|e| format!("kv events: bind {}: {e}", cfg.endpoint))?;
+    let mut replay = match &cfg.replay_endpoint {
+        Some(ep) => {
+            let mut r = RouterSocket::new();
+            r.bind(ep)
+                .await
+                .map_err(|e| format!("kv events: bind replay {ep}: {e}"))?;
+            Some(r)
+        }
+        None => None,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<KvEvent>>();
     tokio::spawn(async move {
         let mut seq: u64 = 0;
-        while let Some(batch) = rx.recv().await {
-            if batch.is_empty() {
-                continue;
-            }
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            let frames = vec![
-                Bytes::from(topic.clone().into_bytes()),
-                Bytes::copy_from_slice(&seq.to_be_bytes()),
-                Bytes::from(encode(ts, &batch, block_size)),
-            ];
-            seq += 1;
-            if let Ok(msg) = ZmqMessage::try_from(frames) {
-                // No subscriber yet is not an error for PUB (the message is dropped, as ZMQ does).
-                let _ = socket.send(msg).await;
+        let mut buffer: VecDeque<(u64, Bytes)> = VecDeque::new();
+        loop {
+            let request = async {
+                match replay.as_mut() {
+                    Some(r) => r.recv().await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let ts = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    let payload = Bytes::from(encode(ts, &batch, cfg.block_size));
+                    let skipped = cfg.drop_one_in > 0 && (seq + 1) % cfg.drop_one_in == 0;
+                    if !skipped {
+                        let frames = vec![
+                            Bytes::from(cfg.topic.clone().into_bytes()),
+                            Bytes::copy_from_slice(&seq.to_be_bytes()),
+                            payload.clone(),
+                        ];
+                        if let Ok(msg) = ZmqMessage::try_from(frames) {
+                            // No subscriber yet is not an error for PUB (the message is
+                            // dropped, as ZMQ does).
+                            let _ = socket.send(msg).await;
+                        }
+                    }
+                    if replay.is_some() {
+                        if buffer.len() >= cfg.buffer_steps.max(1) {
+                            buffer.pop_front();
+                        }
+                        buffer.push_back((seq, payload));
+                    }
+                    seq += 1;
+                }
+                Some(req) = request => {
+                    if let Some(r) = replay.as_mut() {
+                        answer_replay(r, req, &buffer).await;
+                    }
+                }
             }
         }
     });
     Ok(tx)
+}
+
+/// Answers one replay request (`[identity, "", start]` from REQ, or `[identity, start]`).
+async fn answer_replay(
+    router: &mut RouterSocket,
+    req: ZmqMessage,
+    buffer: &VecDeque<(u64, Bytes)>,
+) {
+    let frames: Vec<Bytes> = req.into_vec();
+    let (identity, start) = match frames.as_slice() {
+        [id, empty, start] if empty.is_empty() => (id.clone(), start.clone()),
+        [id, start] => (id.clone(), start.clone()),
+        _ => return,
+    };
+    let Ok(start) = <[u8; 8]>::try_from(start.as_ref()) else {
+        return;
+    };
+    let start = u64::from_be_bytes(start);
+    let reply = |seq: Bytes, payload: Bytes| {
+        ZmqMessage::try_from(vec![identity.clone(), Bytes::new(), seq, payload])
+    };
+    for (seq, payload) in buffer.iter().filter(|(s, _)| *s >= start) {
+        if let Ok(m) = reply(Bytes::copy_from_slice(&seq.to_be_bytes()), payload.clone()) {
+            if router.send(m).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Ok(m) = reply(Bytes::copy_from_slice(&END_SEQ), Bytes::new()) {
+        let _ = router.send(m).await;
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,18 @@ struct Args {
     /// `tcp://127.0.0.1:5557`; vLLM's default is `tcp://*:5557`). Off when unset.
     #[arg(long)]
     kv_events_endpoint: Option<String>,
+    /// Serve vLLM's KV-event replay on a ZMQ ROUTER socket bound here (vLLM's
+    /// `replay_endpoint`, e.g. `tcp://127.0.0.1:5558`): the last `--kv-events-buffer-steps`
+    /// batches, from a requested sequence number on. Off when unset.
+    #[arg(long, requires = "kv_events_endpoint")]
+    kv_events_replay_endpoint: Option<String>,
+    /// Batches kept for replay (vLLM's `buffer_steps`).
+    #[arg(long, default_value_t = 10_000)]
+    kv_events_buffer_steps: usize,
+    /// Test knob: leave every n-th event batch unpublished (still replayable), as if ZMQ had
+    /// dropped it; 0 publishes all.
+    #[arg(long, default_value_t = 0)]
+    kv_events_drop_one_in: u64,
 }
 
 pub(crate) struct App {
@@ -492,7 +504,15 @@ async fn main() {
     let events = match &args.kv_events_endpoint {
         Some(ep) => {
             let topic = format!("kv@{}@{}", args.listen, args.model);
-            match kv_events::start(ep, topic, args.block_size).await {
+            let cfg = kv_events::PublishConfig {
+                endpoint: ep.clone(),
+                topic,
+                block_size: args.block_size,
+                replay_endpoint: args.kv_events_replay_endpoint.clone(),
+                buffer_steps: args.kv_events_buffer_steps,
+                drop_one_in: args.kv_events_drop_one_in,
+            };
+            match kv_events::start(cfg).await {
                 Ok(tx) => Some(tx),
                 Err(e) => {
                     eprintln!("--kv-events-endpoint: {e}");

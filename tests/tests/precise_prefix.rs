@@ -28,6 +28,11 @@ fn tokenizer_dir() -> PathBuf {
 
 /// model-sim `i` on 127.0.0.`i`: 96 KV blocks of 16 tokens, events on port `kv_port`.
 fn sim(i: u8, tokenizer: &PathBuf, kv_port: u16) -> Backend {
+    sim_with(i, tokenizer, kv_port, &[])
+}
+
+/// [`sim`] with more model-sim arguments.
+fn sim_with(i: u8, tokenizer: &PathBuf, kv_port: u16, extra: &[String]) -> Backend {
     let addr: SocketAddr = format!("127.0.0.{i}:{}", free_port()).parse().unwrap();
     let mut cmd = Command::new(model_sim_bin());
     cmd.args([
@@ -52,16 +57,22 @@ fn sim(i: u8, tokenizer: &PathBuf, kv_port: u16) -> Backend {
         "--kv-events-endpoint",
         &format!("tcp://127.0.0.{i}:{kv_port}"),
     ]);
+    cmd.args(extra);
     Backend::spawn_command(&format!("sim-{i}"), addr, cmd)
 }
 
 fn picker(tokenizer: &PathBuf, kv_port: u16) -> Value {
+    picker_with(tokenizer, json!({"socketPort": kv_port}))
+}
+
+/// [`picker`] with this `podDiscoveryConfig`.
+fn picker_with(tokenizer: &PathBuf, discovery: Value) -> Value {
     json!({
         "plugins": [
             {"type": "token-producer", "parameters": {"modelName": "test/tiny-chat", "tokenizerPath": tokenizer}},
             {"type": "precise-prefix-cache-producer", "parameters": {
                 "tokenProcessorConfig": {"blockSize": 16},
-                "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": kv_port}}}},
+                "kvEventsConfig": {"podDiscoveryConfig": discovery}}},
             {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
             {"type": "max-score-picker"}
         ],
@@ -83,11 +94,15 @@ fn chat(question: &str) -> String {
 
 /// Sends `body` straight to a model server (not through Envoy).
 fn direct(b: &Backend, body: &str) {
-    let r = ureq::post(&format!("http://{}/v1/chat/completions", b.addr))
+    direct_to(b.addr, &b.name, body);
+}
+
+fn direct_to(addr: SocketAddr, name: &str, body: &str) {
+    let r = ureq::post(&format!("http://{addr}/v1/chat/completions"))
         .set("content-type", "application/json")
         .timeout(Duration::from_secs(20))
         .send_string(body);
-    assert!(r.is_ok(), "direct request to {}: {r:?}", b.name);
+    assert!(r.is_ok(), "direct request to {name}: {r:?}");
 }
 
 /// `n` requests with the shared prefix through Envoy, over fresh connections from 4 threads
@@ -213,4 +228,77 @@ fn picks_follow_what_the_servers_report_in_their_kv_events() {
     );
     let keys = env.stat("endpoint_picker.kv_index.keys").unwrap_or(0);
     assert!(keys > 0 && keys < 1000, "index keys {keys}");
+}
+
+/// vLLM's replay socket: what a server stored before this Envoy started is learnt on
+/// connecting, and batches the PUB socket lost (model-sim leaves every second one unpublished)
+/// are asked for when the sequence shows the gap.
+#[test]
+fn batches_stored_before_the_proxy_started_or_lost_on_the_way_are_replayed() {
+    if !e2e::native() {
+        return; // the Wasm build subscribes to nothing (see the test above)
+    }
+    let tokenizer = tokenizer_dir();
+    let (kv_port, replay_port) = (free_port(), free_port());
+    let backends: Vec<Backend> = (2..=4)
+        .map(|i| {
+            let extra = [
+                "--kv-events-replay-endpoint".to_string(),
+                format!("tcp://127.0.0.{i}:{replay_port}"),
+                "--kv-events-drop-one-in".to_string(),
+                "2".to_string(),
+            ];
+            sim_with(i, &tokenizer, kv_port, &extra)
+        })
+        .collect();
+    // sim-3 stores the prefix before any Envoy subscribes: its batch is published to nobody.
+    direct_to(backends[1].addr, "sim-3", &chat("before the proxy started"));
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency: 4,
+            picker: picker_with(
+                &tokenizer,
+                json!({"socketPort": kv_port, "replayPort": replay_port}),
+            ),
+            ..EnvSpec::default()
+        },
+    );
+    wait_stat(&env, "endpoint_picker.kv_events.connections", 3);
+    wait_stat(&env, "endpoint_picker.kv_events.replayed", 1);
+    let served = through_envoy(env.listen, 16, "after the proxy started");
+    assert!(
+        served.iter().all(|p| p == "sim-3"),
+        "learnt from sim-3's replay: {served:?}"
+    );
+
+    // sim-4 stores a longer prefix (the shared system prompt plus a long question); whichever
+    // of its batches went unpublished, the next published one shows the gap and the replay
+    // fills it, so requests continuing that question go to sim-4.
+    let question =
+        "Which of the refund rules apply to an order that was split over two shipments? ".repeat(6);
+    let sim4 = &env.backends[2];
+    direct(sim4, &chat(&question));
+    for i in 0..4 {
+        direct(
+            sim4,
+            &json!({"model": MODEL, "max_tokens": 2, "messages": [
+            {"role": "user", "content": format!("unrelated {i}")}]})
+            .to_string(),
+        );
+    }
+    wait_stat(&env, "endpoint_picker.kv_events.gaps", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let served = through_envoy(env.listen, 16, &question);
+    assert!(
+        served.iter().all(|p| p == "sim-4"),
+        "sim-4 holds the longer prefix: {served:?}"
+    );
+    let replayed = env.stat("endpoint_picker.kv_events.replayed").unwrap_or(0);
+    assert!(replayed >= 2, "replayed {replayed}\n{}", env.log());
+    assert_eq!(
+        env.stat("endpoint_picker.kv_events.decode_errors")
+            .unwrap_or(0),
+        0
+    );
 }

@@ -21,6 +21,11 @@ pub struct KvEventsSettings {
     pub bind: Option<String>,
     /// ZMQ subscription prefix (`topicFilter`, default `kv@`; empty receives every topic).
     pub topic_filter: String,
+    /// vLLM's replay socket at every endpoint's IP and this port (`podDiscoveryConfig.replayPort`,
+    /// ours; vLLM's `replay_endpoint`, commonly `tcp://*:5558`): batches lost to a sequence
+    /// gap, and those a server published before the subscription began, are asked for there.
+    /// `None`: no replay (a gap is only counted).
+    pub replay_port: Option<u16>,
 }
 
 impl Default for KvEventsSettings {
@@ -30,6 +35,7 @@ impl Default for KvEventsSettings {
             socket_port: 5557,
             bind: None,
             topic_filter: "kv@".into(),
+            replay_port: None,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! | `indexerConfig.kvBlockIndexConfig.inMemoryConfig.podCacheSize` | 10 | endpoints per key at most |
 //! | `indexerConfig.kvBlockScorerConfig.backendConfigs` | gpu 1.0, cpu 0.8 | medium weights |
 //! | `kvEventsConfig.discoverPods` | true | dial every endpoint's IP at `podDiscoveryConfig.socketPort` (5557) |
+//! | `kvEventsConfig.podDiscoveryConfig.replayPort` (ours) | — | vLLM's replay socket on every endpoint's IP: lost and earlier batches are asked for there |
 //! | `kvEventsConfig.zmqEndpoint` | — | also bind this endpoint for servers that connect |
 //! | `kvEventsConfig.topicFilter` | `kv@` | ZMQ subscription prefix |
 //! | `kvEventsConfig.engineType` | `vllm` | only vLLM's event format is read |
@@ -141,6 +142,8 @@ pub struct IndexerConfig {
 pub struct PodDiscoveryConfig {
     /// Port every server publishes on.
     pub socket_port: Option<i64>,
+    /// Ours: port of every server's replay socket (vLLM's `replay_endpoint`).
+    pub replay_port: Option<i64>,
     /// llm-d: Kubernetes pod selection (the pool's endpoints are used here).
     pub pod_label_selector: Option<serde_json::Value>,
     /// llm-d: Kubernetes namespace (unused).
@@ -299,7 +302,19 @@ impl PrecisePrefixCacheProducer {
                 )
             })?,
         };
+        let replay_port = match ev.pod_discovery_config.as_ref().and_then(|d| d.replay_port) {
+            None => None,
+            Some(n) => Some(u16::try_from(n).ok().filter(|&p| p > 0).ok_or_else(|| {
+                ConfigError::invalid(
+                    ev_path()
+                        .with_key("podDiscoveryConfig")
+                        .with_key("replayPort"),
+                    "must be 1..65535",
+                )
+            })?),
+        };
         let settings = KvEventsSettings {
+            replay_port,
             dial: ev.discover_pods.unwrap_or(true),
             socket_port,
             bind: ev.zmq_endpoint.filter(|s| !s.is_empty()),
