@@ -358,12 +358,13 @@ impl PrecisePrefixCacheProducer {
 
     /// The request's keys and every candidate's match.
     ///
-    /// The prompt is tokenised block by block only up to the first block no endpoint holds: no
-    /// match can reach past it. When no candidate matched anything, every score is 0 whatever
-    /// the prompt's length, so tokenising stops there and `total_blocks` counts the blocks read
-    /// (a prompt of all-new text costs one stretch of tokenisation, not all of it). When some
-    /// candidate matched, the rest is tokenised too, so `total_blocks` (the ratio's
-    /// denominator) is the prompt's own, as upstream computes it.
+    /// The prompt is tokenised stretch by stretch. While every block so far is held by some
+    /// endpoint, a match may reach further, so it goes on; at the first block nobody holds:
+    /// - when that is the first block, no endpoint can match anything and every score is 0
+    ///   whatever the prompt's length, so tokenising stops there and `total_blocks` counts the
+    ///   blocks read (a prompt of all-new text costs one stretch of tokenisation, not all of it);
+    /// - otherwise it reads on to the end in the same pass (no second tokenisation), so
+    ///   `total_blocks` (the ratio's denominator) is the prompt's own, as upstream computes it.
     fn matches_for(
         &self,
         cx: &ProduceContext<'_>,
@@ -376,6 +377,8 @@ impl PrecisePrefixCacheProducer {
         let (api, text, now) = (cx.request.api, &*cx.request.prompt, cx.now_ms);
         let mut keys: Vec<u64> = Vec::new();
         let mut parent = root;
+        // Still inside the leading run of blocks some endpoint holds.
+        let mut in_run = true;
         prompt.read_while(api, text, &mut |tokens| {
             let first_new = keys.len();
             let Some(rest) = tokens.get(first_new * bs..) else {
@@ -386,7 +389,15 @@ impl PrecisePrefixCacheProducer {
             if let Some(&last) = new.last() {
                 parent = last;
             }
-            new.iter().all(|&k| self.index.held(k, now))
+            if !in_run {
+                return true;
+            }
+            let held = new.iter().take_while(|&&k| self.index.held(k, now)).count();
+            if held == new.len() {
+                return true;
+            }
+            in_run = false;
+            first_new + held > 0
         })?;
         let addrs: Vec<&str> = candidates
             .iter()
@@ -395,11 +406,6 @@ impl PrecisePrefixCacheProducer {
         let mut found = Vec::new();
         if !keys.is_empty() {
             self.index.lookup(&keys, &addrs, now, &mut found);
-        }
-        if !prompt.complete() && found.iter().any(|m| m.blocks > 0) {
-            let tokens = prompt.read_all(api, text)?;
-            keys.clear();
-            keys_fn.extend(root, tokens, 0, &mut keys);
         }
         let total = u32::try_from(keys.len()).unwrap_or(u32::MAX);
         let block_size = u32::try_from(bs).unwrap_or(u32::MAX);
