@@ -139,6 +139,19 @@ pub struct Match {
     pub blocks: u32,
 }
 
+/// A lookup in progress ([`KvBlockIndex::start_lookup`]).
+#[derive(Clone, Debug)]
+pub struct LookupRun {
+    /// Index ids of the endpoints asked about (`None`: unknown to the index).
+    ids: Vec<Option<u32>>,
+    /// Weight per medium id.
+    weights: Vec<f64>,
+    /// Endpoints whose match is still running.
+    active: Vec<usize>,
+    /// Per endpoint asked about, in their order.
+    pub matches: Vec<Match>,
+}
+
 /// Size of the index, for the stats and the soak test.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -480,31 +493,54 @@ impl KvBlockIndex {
     /// For each of `endpoints`, what it holds of `keys` (longest prefix without a gap) at
     /// `now_ms`; written to `out` (resized to `endpoints.len()`).
     pub fn lookup(&self, keys: &[u64], endpoints: &[&str], now_ms: u64, out: &mut Vec<Match>) {
-        out.clear();
-        out.resize(endpoints.len(), Match::default());
-        let (ids, weights): (Vec<Option<u32>>, Vec<f64>) = {
-            let dir = self.dir.lock();
-            let ids = endpoints.iter().map(|a| dir.id_of(a)).collect();
-            let weights = dir
-                .media
-                .iter()
-                .map(|m| {
-                    self.weights
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(m))
-                        .map_or(1.0, |(_, w)| *w)
-                })
-                .collect();
-            (ids, weights)
-        };
-        let mut active: Vec<usize> = (0..endpoints.len())
+        let mut run = self.start_lookup(endpoints);
+        self.extend_lookup(&mut run, keys, now_ms);
+        *out = run.matches;
+    }
+
+    /// Starts a lookup for `endpoints` that is fed keys as they are computed
+    /// ([`Self::extend_lookup`]); the same result as [`Self::lookup`] over all the keys fed.
+    pub fn start_lookup(&self, endpoints: &[&str]) -> LookupRun {
+        let dir = self.dir.lock();
+        let ids: Vec<Option<u32>> = endpoints.iter().map(|a| dir.id_of(a)).collect();
+        let weights = dir
+            .media
+            .iter()
+            .map(|m| {
+                self.weights
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(m))
+                    .map_or(1.0, |(_, w)| *w)
+            })
+            .collect();
+        let active = (0..endpoints.len())
             .filter(|&i| ids.get(i).is_some_and(Option::is_some))
             .collect();
+        LookupRun {
+            ids,
+            weights,
+            active,
+            matches: alloc::vec![Match::default(); endpoints.len()],
+        }
+    }
+
+    /// Feeds the next `keys` (in order) to `run`. Returns `true` while some endpoint still
+    /// holds every key fed so far (a longer prompt could match further).
+    pub fn extend_lookup(&self, run: &mut LookupRun, keys: &[u64], now_ms: u64) -> bool {
+        let LookupRun {
+            ids,
+            weights,
+            active,
+            matches,
+        } = run;
         for &k in keys {
             if active.is_empty() {
                 break;
             }
-            let Some(shard) = self.shard(k) else { break };
+            let Some(shard) = self.shard(k) else {
+                active.clear();
+                break;
+            };
             let s = shard.lock();
             let holders = s.blocks.get(&k).map_or(&[][..], Vec::as_slice);
             active.retain(|&i| {
@@ -519,13 +555,14 @@ impl KvBlockIndex {
                 if w <= 0.0 {
                     return false;
                 }
-                if let Some(m) = out.get_mut(i) {
+                if let Some(m) = matches.get_mut(i) {
                     m.weighted += w;
                     m.blocks += 1;
                 }
                 true
             });
         }
+        !active.is_empty()
     }
 
     /// Current size.

@@ -222,8 +222,21 @@ pub struct PrecisePrefixCacheProducer {
 }
 
 /// The request keys PreRequest credits speculatively.
+/// What [`PrecisePrefixCacheProducer::matches_for`] found.
+struct Matched {
+    /// The request's block keys (all of them, or up to where no match could reach).
+    keys: Vec<u64>,
+    /// Per endpoint of the cycle, for the scorer.
+    matches: Vec<PrefixMatch>,
+    /// Per endpoint of the cycle: leading keys it holds.
+    held: Vec<u32>,
+}
+
 struct Pending {
     keys: Vec<u64>,
+    /// Per endpoint of the cycle: how many leading keys it already holds (those need no
+    /// speculative entry).
+    held: Vec<u32>,
 }
 
 impl PrecisePrefixCacheProducer {
@@ -358,27 +371,34 @@ impl PrecisePrefixCacheProducer {
 
     /// The request's keys and every candidate's match.
     ///
-    /// The prompt is tokenised stretch by stretch. While every block so far is held by some
-    /// endpoint, a match may reach further, so it goes on; at the first block nobody holds:
-    /// - when that is the first block, no endpoint can match anything and every score is 0
-    ///   whatever the prompt's length, so tokenising stops there and `total_blocks` counts the
-    ///   blocks read (a prompt of all-new text costs one stretch of tokenisation, not all of it);
-    /// - otherwise it reads on to the end in the same pass (no second tokenisation), so
-    ///   `total_blocks` (the ratio's denominator) is the prompt's own, as upstream computes it.
+    /// The prompt is tokenised stretch by stretch and each stretch's keys are looked up at
+    /// once. While some candidate holds every block so far, its match may reach further, so it
+    /// goes on; when none does:
+    /// - if no candidate matched even the first block, every score is 0 whatever the prompt's
+    ///   length, so tokenising stops there and `total_blocks` counts the blocks read (a prompt
+    ///   of all-new text costs one stretch of tokenisation, not all of it);
+    /// - otherwise it reads on to the end in the same pass (no second tokenisation, no more
+    ///   lookups), so `total_blocks` (the ratio's denominator) is the prompt's own, as upstream
+    ///   computes it.
     fn matches_for(
         &self,
         cx: &ProduceContext<'_>,
         candidates: &[usize],
         prompt: &mut TokenizedPrompt,
-    ) -> Result<(Vec<u64>, Vec<PrefixMatch>), String> {
+    ) -> Result<Matched, String> {
         let keys_fn = self.index.request_keys();
         let bs = keys_fn.block_size();
         let root = keys_fn.root(self.index.adapter_for(&cx.request.target_model));
         let (api, text, now) = (cx.request.api, &*cx.request.prompt, cx.now_ms);
+        let addrs: Vec<&str> = candidates
+            .iter()
+            .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
+            .collect();
+        let mut run = self.index.start_lookup(&addrs);
         let mut keys: Vec<u64> = Vec::new();
         let mut parent = root;
-        // Still inside the leading run of blocks some endpoint holds.
-        let mut in_run = true;
+        // Some candidate still holds every block so far.
+        let mut running = true;
         prompt.read_while(api, text, &mut |tokens| {
             let first_new = keys.len();
             let Some(rest) = tokens.get(first_new * bs..) else {
@@ -389,34 +409,30 @@ impl PrecisePrefixCacheProducer {
             if let Some(&last) = new.last() {
                 parent = last;
             }
-            if !in_run {
-                return true;
+            if running {
+                running = self.index.extend_lookup(&mut run, new, now);
             }
-            let held = new.iter().take_while(|&&k| self.index.held(k, now)).count();
-            if held == new.len() {
-                return true;
-            }
-            in_run = false;
-            first_new + held > 0
+            running || run.matches.iter().any(|m| m.blocks > 0)
         })?;
-        let addrs: Vec<&str> = candidates
-            .iter()
-            .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
-            .collect();
-        let mut found = Vec::new();
-        if !keys.is_empty() {
-            self.index.lookup(&keys, &addrs, now, &mut found);
-        }
+        let found = run.matches;
         let total = u32::try_from(keys.len()).unwrap_or(u32::MAX);
         let block_size = u32::try_from(bs).unwrap_or(u32::MAX);
         let mut matches = alloc::vec![PrefixMatch { matched_blocks: 0, total_blocks: total, block_size_tokens: block_size }; cx.endpoints.len()];
+        let mut held = alloc::vec![0u32; cx.endpoints.len()];
         for (&i, m) in candidates.iter().zip(found) {
             if let Some(out) = matches.get_mut(i) {
                 // llm-d writes int(score): the weighted sum, rounded down.
                 out.matched_blocks = m.weighted as u32;
             }
+            if let Some(h) = held.get_mut(i) {
+                *h = m.blocks;
+            }
         }
-        Ok((keys, matches))
+        Ok(Matched {
+            keys,
+            matches,
+            held,
+        })
     }
 }
 
@@ -455,8 +471,12 @@ impl DataProducer for PrecisePrefixCacheProducer {
         let Some(prompt) = cycle.get_mut::<TokenizedPrompt>(TOKENIZED_PROMPT) else {
             return;
         };
-        let (keys, matches) = match self.matches_for(cx, candidates, prompt) {
-            Ok(km) if !km.0.is_empty() => km,
+        let Matched {
+            keys,
+            matches,
+            held,
+        } = match self.matches_for(cx, candidates, prompt) {
+            Ok(m) if !m.keys.is_empty() => m,
             Ok(_) => return,
             Err(e) => {
                 log::debug!("{}: prompt not tokenised: {}", self.typed_name, e);
@@ -465,7 +485,7 @@ impl DataProducer for PrecisePrefixCacheProducer {
         };
         cycle.put(PRECISE_PREFIX_CACHE_MATCH_INFO, matches);
         if self.speculative_ttl_ms.is_some() {
-            state.put(&self.typed_name.name, Pending { keys });
+            state.put(&self.typed_name.name, Pending { keys, held });
         }
     }
 }
@@ -489,8 +509,13 @@ impl PreRequest for PrecisePrefixCacheProducer {
             .and_then(|r| r.targets.first().copied());
         for i in [primary, prefill].into_iter().flatten() {
             if let Some(ep) = cx.endpoint(i) {
+                // The leading keys it already holds (reported, or credited by an earlier
+                // pick within the TTL) are not credited again: a typical chat prompt repeats
+                // a long held prefix, and re-inserting it cost a lookup per block.
+                let from = p.held.get(i).map_or(0, |&h| h as usize);
+                let new = p.keys.get(from..).unwrap_or_default();
                 self.index
-                    .speculate(&ep.address, &p.keys, cx.now_ms.saturating_add(ttl));
+                    .speculate(&ep.address, new, cx.now_ms.saturating_add(ttl));
             }
         }
     }
