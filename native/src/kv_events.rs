@@ -1,5 +1,5 @@
-//! Decoding vLLM's KV-cache event messages (untrusted input: every malformed part is an error,
-//! never a panic).
+//! Decoding vLLM's and SGLang's KV-cache event messages (untrusted input: every malformed part
+//! is an error, never a panic).
 //!
 //! A message is ZMQ multipart `[topic, sequence, payload]`: the topic `kv@<pod>@<model>`
 //! (llm-d's convention; vLLM's default topic is empty), an 8-byte big-endian sequence number,
@@ -11,11 +11,18 @@
 //! - `["BlockRemoved", block_hashes, medium?, …]`
 //! - `["AllBlocksCleared", …]`
 //!
+//! An event may also come as a map: its tag under `type`, its fields by name (llm-d reads both
+//! forms). SGLang sends the same batches, `[ts, [event…], attn_dp_rank]`, but its `BlockStored`
+//! ends at `medium` — when a further element is present it is SGLang's own `metadata` struct,
+//! not vLLM's `lora_name`, so with [`KvEventFormat::Sglang`] nothing after `medium` is read
+//! (llm-d's SGLang adapter reads the same six fields).
+//!
 //! A block hash is an integer, or bytes of which the last 8 are read big-endian (vLLM's SHA-256
 //! hashes), as llm-d-kv-cache reads them. Event kinds this module does not know are skipped.
 
 use rmpv::Value;
 use scheduler_core::kvcache::KvEvent;
+use scheduler_core::plugin::KvEventFormat;
 
 /// Largest payload decoded, bytes (a batch of a few hundred 16-token blocks is ~10–50 KB).
 pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
@@ -63,20 +70,44 @@ fn opt_str(v: Option<&Value>) -> Result<Option<String>, String> {
     }
 }
 
-fn event(v: &Value) -> Result<Option<KvEvent>, String> {
-    let f = v.as_array().ok_or("event is not an array")?;
+/// One event's fields, from msgspec's array form (by position after the tag) or a map form
+/// (by name, the tag under `type`), as llm-d reads both.
+enum Fields<'a> {
+    Array(&'a [Value]),
+    Map(&'a [(Value, Value)]),
+}
+
+impl<'a> Fields<'a> {
+    /// Field `name`, at `pos` in the array form (the tag is position 0).
+    fn get(&self, name: &str, pos: usize) -> Option<&'a Value> {
+        match self {
+            Fields::Array(f) => f.get(pos),
+            Fields::Map(m) => m
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(name))
+                .map(|(_, v)| v),
+        }
+    }
+}
+
+fn event(v: &Value, format: KvEventFormat) -> Result<Option<KvEvent>, String> {
+    let f = match v {
+        Value::Array(a) => Fields::Array(a),
+        Value::Map(m) => Fields::Map(m),
+        _ => return Err("event is neither an array nor a map".into()),
+    };
     let tag = f
-        .first()
+        .get("type", 0)
         .and_then(Value::as_str)
         .ok_or("event has no tag")?;
     Ok(Some(match tag {
         "BlockStored" => {
-            let parent = match f.get(2) {
+            let parent = match f.get("parent_block_hash", 2) {
                 None | Some(Value::Nil) => None,
                 Some(p) => Some(hash(p)?),
             };
             let tokens = f
-                .get(3)
+                .get("token_ids", 3)
                 .and_then(Value::as_array)
                 .ok_or("token_ids is not an array")?
                 .iter()
@@ -87,35 +118,40 @@ fn event(v: &Value) -> Result<Option<KvEvent>, String> {
                 })
                 .collect::<Result<Vec<u32>, _>>()?;
             let block_size = f
-                .get(4)
+                .get("block_size", 4)
                 .and_then(Value::as_u64)
                 .and_then(|x| u32::try_from(x).ok())
                 .filter(|&x| x > 0)
                 .ok_or("block_size is not a positive integer")?;
+            // SGLang's BlockStored ends at `medium`: what follows is its own metadata.
+            let lora_name = match format {
+                KvEventFormat::Vllm => opt_str(f.get("lora_name", 7))?,
+                KvEventFormat::Sglang => None,
+            };
             KvEvent::BlockStored {
-                block_hashes: hashes(f.get(1))?,
+                block_hashes: hashes(f.get("block_hashes", 1))?,
                 parent,
                 token_ids: tokens,
                 block_size,
-                medium: opt_str(f.get(6))?,
-                lora_name: opt_str(f.get(7))?,
+                medium: opt_str(f.get("medium", 6))?,
+                lora_name,
             }
         }
         "BlockRemoved" => KvEvent::BlockRemoved {
-            block_hashes: hashes(f.get(1))?,
-            medium: opt_str(f.get(2))?,
+            block_hashes: hashes(f.get("block_hashes", 1))?,
+            medium: opt_str(f.get("medium", 2))?,
         },
         "AllBlocksCleared" => KvEvent::AllBlocksCleared,
         _ => return Ok(None),
     }))
 }
 
-/// Decodes one message's frames.
+/// Decodes one message's frames, read as `format`'s schema.
 ///
 /// # Errors
 /// Not 3 frames; a sequence frame shorter than 8 bytes; a payload over [`MAX_PAYLOAD_BYTES`],
 /// not msgpack, nested too deep or not shaped as above.
-pub fn decode(frames: &[&[u8]]) -> Result<Batch, String> {
+pub fn decode(frames: &[&[u8]], format: KvEventFormat) -> Result<Batch, String> {
     let [topic, seq, payload] = frames else {
         return Err(format!("{} frames, expected 3", frames.len()));
     };
@@ -141,7 +177,7 @@ pub fn decode(frames: &[&[u8]]) -> Result<Batch, String> {
         .and_then(Value::as_array)
         .ok_or("batch has no event list")?
         .iter()
-        .map(event)
+        .map(|e| event(e, format))
         .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Batch {
@@ -188,7 +224,11 @@ mod tests {
             Value::from(0u64),
         ]);
         let payload = enc(&batch);
-        let b = decode(&[b"kv@10.0.0.1:8000@m", &5u64.to_be_bytes(), &payload]).unwrap();
+        let b = decode(
+            &[b"kv@10.0.0.1:8000@m", &5u64.to_be_bytes(), &payload],
+            KvEventFormat::Vllm,
+        )
+        .unwrap();
         assert_eq!(b.pod, "10.0.0.1:8000");
         assert_eq!(b.seq, 5);
         assert_eq!(b.events.len(), 3, "unknown kinds are skipped");
@@ -214,21 +254,113 @@ mod tests {
         assert_eq!(b.events[2], KvEvent::AllBlocksCleared);
     }
 
+    fn vllm(frames: &[&[u8]]) -> Result<Batch, String> {
+        decode(frames, KvEventFormat::Vllm)
+    }
+
     #[test]
     fn malformed_messages_are_errors() {
         let ok = enc(&Value::Array(vec![Value::F64(0.0), Value::Array(vec![])]));
-        assert!(decode(&[b"t", &[0; 8]]).is_err(), "2 frames");
-        assert!(decode(&[b"t", &[0; 4], &ok]).is_err(), "short sequence");
-        assert!(decode(&[b"t", &[0; 8], b"\xc1"]).is_err(), "not msgpack");
+        assert!(vllm(&[b"t", &[0; 8]]).is_err(), "2 frames");
+        assert!(vllm(&[b"t", &[0; 4], &ok]).is_err(), "short sequence");
+        assert!(vllm(&[b"t", &[0; 8], b"\xc1"]).is_err(), "not msgpack");
         let deep = (0..100).fold(Value::Nil, |v, _| Value::Array(vec![v]));
-        assert!(decode(&[b"t", &[0; 8], &enc(&deep)]).is_err(), "too deep");
+        assert!(vllm(&[b"t", &[0; 8], &enc(&deep)]).is_err(), "too deep");
         let bad = enc(&Value::Array(vec![
             Value::F64(0.0),
             Value::Array(vec![Value::Array(vec!["BlockStored".into(), Value::Nil])]),
         ]));
-        assert!(decode(&[b"t", &[0; 8], &bad]).is_err(), "no hashes");
-        let b = decode(&[b"plain-topic", &[0; 8], &ok]).unwrap();
+        assert!(vllm(&[b"t", &[0; 8], &bad]).is_err(), "no hashes");
+        let b = vllm(&[b"plain-topic", &[0; 8], &ok]).unwrap();
         assert_eq!(b.pod, "plain-topic");
         assert!(b.events.is_empty());
+    }
+
+    fn stored_fields(tail: Vec<Value>) -> Value {
+        let mut f = vec![
+            Value::from("BlockStored"),
+            Value::Array(vec![Value::from(9u64)]),
+            Value::Nil,
+            Value::Array((0..4).map(|t| Value::from(t as u64)).collect()),
+            Value::from(4u64),
+            Value::from(3u64), // lora_id
+            "GPU".into(),
+        ];
+        f.extend(tail);
+        Value::Array(f)
+    }
+
+    fn one(event: Value, format: KvEventFormat) -> Result<KvEvent, String> {
+        let batch = Value::Array(vec![Value::F64(0.0), Value::Array(vec![event]), Value::Nil]);
+        let b = decode(&[b"kv@p@m", &[0; 8], &enc(&batch)], format)?;
+        b.events.into_iter().next().ok_or_else(|| "no event".into())
+    }
+
+    #[test]
+    fn sglang_events_end_at_medium_and_its_metadata_is_not_a_lora_name() {
+        // SGLang's BlockStoredWithMetadata: a metadata struct after `medium`.
+        let meta = Value::Map(vec![("cache_salt".into(), "s".into())]);
+        let ev = stored_fields(vec![meta]);
+        let KvEvent::BlockStored {
+            block_hashes,
+            lora_name,
+            medium,
+            ..
+        } = one(ev.clone(), KvEventFormat::Sglang).unwrap()
+        else {
+            panic!("not stored")
+        };
+        assert_eq!((block_hashes, lora_name), (vec![9], None));
+        assert_eq!(medium.as_deref(), Some("GPU"));
+        // Read as vLLM, that element would be lora_name, which must be a string.
+        assert!(one(ev, KvEventFormat::Vllm).is_err());
+        // The plain six fields read alike either way.
+        assert_eq!(
+            one(stored_fields(vec![]), KvEventFormat::Sglang).unwrap(),
+            one(stored_fields(vec![]), KvEventFormat::Vllm).unwrap()
+        );
+    }
+
+    #[test]
+    fn map_encoded_events_read_by_field_name() {
+        let map = |pairs: Vec<(&str, Value)>| {
+            Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+        };
+        let stored = map(vec![
+            ("block_size", Value::from(4u64)),
+            ("type", "BlockStored".into()),
+            ("block_hashes", Value::Array(vec![Value::from(9u64)])),
+            (
+                "token_ids",
+                Value::Array((0..4).map(|t| Value::from(t as u64)).collect()),
+            ),
+            ("lora_name", "sql-lora".into()),
+            ("medium", "CPU".into()),
+        ]);
+        assert_eq!(
+            one(stored, KvEventFormat::Vllm).unwrap(),
+            KvEvent::BlockStored {
+                block_hashes: vec![9],
+                parent: None,
+                token_ids: vec![0, 1, 2, 3],
+                block_size: 4,
+                lora_name: Some("sql-lora".into()),
+                medium: Some("CPU".into()),
+            }
+        );
+        let removed = map(vec![
+            ("type", "BlockRemoved".into()),
+            ("block_hashes", Value::Array(vec![Value::from(9u64)])),
+        ]);
+        assert_eq!(
+            one(removed, KvEventFormat::Sglang).unwrap(),
+            KvEvent::BlockRemoved {
+                block_hashes: vec![9],
+                medium: None
+            }
+        );
+        let untagged = map(vec![("block_hashes", Value::Array(vec![]))]);
+        assert!(one(untagged, KvEventFormat::Vllm).is_err());
+        assert!(one(Value::from(7u64), KvEventFormat::Vllm).is_err());
     }
 }

@@ -39,6 +39,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use scheduler_core::kvcache::KvEvent;
+use scheduler_core::plugin::KvEventFormat;
 use scheduler_core::Plugin;
 use tokio::task::JoinHandle;
 use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
@@ -213,7 +214,7 @@ async fn handle(
     let Some(s) = plugin.as_kv_event_sink() else {
         return false;
     };
-    let batch = match kv_events::decode(frames) {
+    let batch = match kv_events::decode(frames, s.settings().format) {
         Ok(b) => b,
         Err(e) => {
             stats.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +262,7 @@ async fn handle(
     if let (Some(from), Some(port)) = (missing_from, replay_port) {
         if from < batch.seq {
             let target = format!("tcp://{}:{port}", host_of(&address));
-            let r = replay(&target, from, batch.seq, stats, |b| {
+            let r = replay(&target, from, batch.seq, s.settings().format, stats, |b| {
                 s.apply(&address, &b.events);
             })
             .await;
@@ -299,6 +300,7 @@ async fn replay(
     target: &str,
     from: u64,
     until: u64,
+    format: KvEventFormat,
     stats: &SubscriberStats,
     mut apply: impl FnMut(kv_events::Batch),
 ) -> Replayed {
@@ -327,7 +329,7 @@ async fn replay(
             if seq == END_SEQ && payload.is_empty() {
                 return Some(());
             }
-            match kv_events::decode(&[b"", seq, payload]) {
+            match kv_events::decode(&[b"", seq, payload], format) {
                 Ok(b) if b.seq >= until => return Some(()),
                 Ok(b) if b.seq >= from => {
                     last.store(b.seq, Ordering::Relaxed);
@@ -367,7 +369,8 @@ async fn catch_up(
     let s = plugin.as_kv_event_sink()?;
     let from = next.get(endpoint).copied().unwrap_or(0);
     let target = format!("tcp://{}:{port}", host_of(endpoint));
-    let r = replay(&target, from, u64::MAX, stats, |b| {
+    let format = s.settings().format;
+    let r = replay(&target, from, u64::MAX, format, stats, |b| {
         s.apply(endpoint, &b.events)
     })
     .await;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use scheduler_core::kvcache::{KvEvent, RequestKeys};
 use scheduler_core::model::request::ApiKind;
-use scheduler_core::plugin::{PromptTokenizer, Services, TokenizerProvider, TokenizerSpec};
+use scheduler_core::plugin::{
+    KvEventFormat, PromptTokenizer, Services, TokenizerProvider, TokenizerSpec,
+};
 use scheduler_core::{
     load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64,
 };
@@ -489,4 +491,25 @@ fn where_the_events_are_read_from_follows_kv_events_config() {
     assert_eq!((s.socket_port, s.replay_port), (5557, None));
     let e = settings(r#"{"replayPort": 70000}"#).unwrap_err();
     assert!(e.contains("replayPort") && e.contains("1..65535"), "{e}");
+    assert_eq!(s.format, KvEventFormat::Vllm);
+}
+
+#[test]
+fn the_event_schema_follows_engine_type() {
+    let format = |engine: &str| {
+        let config = format!(
+            r#"{{"plugins": [
+                {{"type": "token-producer", "parameters": {{"modelName": "m"}}}},
+                {{"type": "precise-prefix-cache-producer", "parameters": {{"kvEventsConfig": {{"engineType": "{engine}"}}}}}},
+                {{"type": "prefix-cache-scorer", "parameters": {{"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}}}}],
+              "schedulingProfiles": [{{"name": "default", "plugins": [{{"pluginRef": "prefix-cache-scorer"}}]}}]}}"#
+        );
+        let (picker, _) = load(&config, &registry()).map_err(|e| e.to_string())?;
+        let sinks = picker.kv_event_sinks();
+        Ok::<_, String>(sinks[0].as_kv_event_sink().unwrap().settings().format)
+    };
+    assert_eq!(format("vllm").unwrap(), KvEventFormat::Vllm);
+    assert_eq!(format("SGLang").unwrap(), KvEventFormat::Sglang);
+    let e = format("tgi").unwrap_err();
+    assert!(e.contains("engineType") && e.contains("sglang"), "{e}");
 }

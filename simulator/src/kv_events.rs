@@ -50,8 +50,18 @@ pub enum KvEvent {
     Cleared,
 }
 
+/// Whose event schema to publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// vLLM's: `BlockStored` with `lora_name` after `medium`; batches `[ts, events]`.
+    #[default]
+    Vllm,
+    /// SGLang's: `BlockStored` ends at `medium`; batches `[ts, events, attn_dp_rank]`.
+    Sglang,
+}
+
 /// Encodes one batch at time `ts` (seconds since the Unix epoch) for blocks of `block_size`.
-pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
+pub fn encode(ts: f64, events: &[KvEvent], block_size: usize, format: Format) -> Vec<u8> {
     let hashes = |h: &[u64]| Value::Array(h.iter().map(|&x| Value::from(x)).collect());
     let events: Vec<Value> = events
         .iter()
@@ -61,16 +71,21 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
                 parent,
                 tokens,
                 lora,
-            } => Value::Array(vec![
-                Value::from("BlockStored"),
-                hashes(h),
-                parent.map_or(Value::Nil, Value::from),
-                Value::Array(tokens.iter().map(|&t| Value::from(t)).collect()),
-                Value::from(block_size as u64),
-                Value::Nil,
-                Value::from("GPU"),
-                lora.as_deref().map_or(Value::Nil, Value::from),
-            ]),
+            } => {
+                let mut f = vec![
+                    Value::from("BlockStored"),
+                    hashes(h),
+                    parent.map_or(Value::Nil, Value::from),
+                    Value::Array(tokens.iter().map(|&t| Value::from(t)).collect()),
+                    Value::from(block_size as u64),
+                    Value::Nil,
+                    Value::from("GPU"),
+                ];
+                if format == Format::Vllm {
+                    f.push(lora.as_deref().map_or(Value::Nil, Value::from));
+                }
+                Value::Array(f)
+            }
             KvEvent::Removed { hashes: h } => Value::Array(vec![
                 Value::from("BlockRemoved"),
                 hashes(h),
@@ -79,7 +94,11 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize) -> Vec<u8> {
             KvEvent::Cleared => Value::Array(vec![Value::from("AllBlocksCleared")]),
         })
         .collect();
-    let batch = Value::Array(vec![Value::F64(ts), Value::Array(events)]);
+    let mut batch = vec![Value::F64(ts), Value::Array(events)];
+    if format == Format::Sglang {
+        batch.push(Value::Nil);
+    }
+    let batch = Value::Array(batch);
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = rmpv::encode::write_value(&mut out, &batch);
@@ -103,6 +122,8 @@ pub struct PublishConfig {
     pub buffer_steps: usize,
     /// Publish every batch except every n-th (0: none skipped); skipped ones stay replayable.
     pub drop_one_in: u64,
+    /// Event schema.
+    pub format: Format,
 }
 
 /// The end-of-replay marker's sequence frame: -1 as a signed 64-bit big-endian number.
@@ -148,7 +169,7 @@ pub async fn start(cfg: PublishConfig) -> Result<Sender, String> {
                     let ts = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64());
-                    let payload = Bytes::from(encode(ts, &batch, cfg.block_size));
+                    let payload = Bytes::from(encode(ts, &batch, cfg.block_size, cfg.format));
                     let skipped = cfg.drop_one_in > 0 && (seq + 1) % cfg.drop_one_in == 0;
                     if !skipped {
                         let frames = vec![
@@ -231,6 +252,7 @@ mod tests {
                 KvEvent::Cleared,
             ],
             2,
+            Format::Vllm,
         );
         let v = rmpv::decode::read_value(&mut bytes.as_slice()).unwrap();
         let a = v.as_array().unwrap();

@@ -128,6 +128,9 @@ struct Args {
     /// dropped it; 0 publishes all.
     #[arg(long, default_value_t = 0)]
     kv_events_drop_one_in: u64,
+    /// Whose KV-event schema to publish: vLLM's or SGLang's.
+    #[arg(long, value_enum, default_value = "vllm")]
+    kv_events_format: kv_events::Format,
 }
 
 pub(crate) struct App {
@@ -511,6 +514,7 @@ async fn main() {
                 replay_endpoint: args.kv_events_replay_endpoint.clone(),
                 buffer_steps: args.kv_events_buffer_steps,
                 drop_one_in: args.kv_events_drop_one_in,
+                format: args.kv_events_format,
             };
             match kv_events::start(cfg).await {
                 Ok(tx) => Some(tx),

@@ -67,12 +67,17 @@ fn picker(tokenizer: &PathBuf, kv_port: u16) -> Value {
 
 /// [`picker`] with this `podDiscoveryConfig`.
 fn picker_with(tokenizer: &PathBuf, discovery: Value) -> Value {
+    picker_for(tokenizer, json!({"podDiscoveryConfig": discovery}))
+}
+
+/// [`picker`] with this `kvEventsConfig`.
+fn picker_for(tokenizer: &PathBuf, kv_events: Value) -> Value {
     json!({
         "plugins": [
             {"type": "token-producer", "parameters": {"modelName": "test/tiny-chat", "tokenizerPath": tokenizer}},
             {"type": "precise-prefix-cache-producer", "parameters": {
                 "tokenProcessorConfig": {"blockSize": 16},
-                "kvEventsConfig": {"podDiscoveryConfig": discovery}}},
+                "kvEventsConfig": kv_events}},
             {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
             {"type": "max-score-picker"}
         ],
@@ -296,6 +301,42 @@ fn batches_stored_before_the_proxy_started_or_lost_on_the_way_are_replayed() {
     );
     let replayed = env.stat("endpoint_picker.kv_events.replayed").unwrap_or(0);
     assert!(replayed >= 2, "replayed {replayed}\n{}", env.log());
+    assert_eq!(
+        env.stat("endpoint_picker.kv_events.decode_errors")
+            .unwrap_or(0),
+        0
+    );
+}
+
+/// SGLang publishes the same stream with its own schema (`BlockStored` ends at `medium`,
+/// batches carry a data-parallel rank): with `engineType: sglang` picks follow it the same way.
+#[test]
+fn sglang_event_streams_are_read_with_engine_type_sglang() {
+    if !e2e::native() {
+        return;
+    }
+    let tokenizer = tokenizer_dir();
+    let kv_port = free_port();
+    let extra = ["--kv-events-format".to_string(), "sglang".to_string()];
+    let backends: Vec<Backend> = (2..=3)
+        .map(|i| sim_with(i, &tokenizer, kv_port, &extra))
+        .collect();
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency: 2,
+            picker: picker_for(
+                &tokenizer,
+                json!({"engineType": "sglang", "podDiscoveryConfig": {"socketPort": kv_port}}),
+            ),
+            ..EnvSpec::default()
+        },
+    );
+    wait_stat(&env, "endpoint_picker.kv_events.connections", 2);
+    direct(&env.backends[1], &chat("direct to sim-3"));
+    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 20);
+    let served = through_envoy(env.listen, 8, "sglang");
+    assert!(served.iter().all(|p| p == "sim-3"), "{served:?}");
     assert_eq!(
         env.stat("endpoint_picker.kv_events.decode_errors")
             .unwrap_or(0),

@@ -8,6 +8,18 @@ use alloc::string::String;
 
 use crate::kvcache::{IndexStats, KvEvent};
 
+/// Which engine's event schema the servers publish (`kvEventsConfig.engineType`). Both send
+/// msgpack batches of tagged events; they differ in the fields after `medium`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvEventFormat {
+    /// vLLM: `BlockStored` goes on with `lora_name`, `extra_keys`, `group_idx`, ….
+    #[default]
+    Vllm,
+    /// SGLang: `BlockStored` ends at `medium` (a later field, when present, is SGLang's own
+    /// `metadata`, not vLLM's `lora_name`); adapters are named by id only.
+    Sglang,
+}
+
 /// Where a host finds the servers' event streams (llm-d-kv-cache's `kvEventsConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvEventsSettings {
@@ -26,6 +38,8 @@ pub struct KvEventsSettings {
     /// gap, and those a server published before the subscription began, are asked for there.
     /// `None`: no replay (a gap is only counted).
     pub replay_port: Option<u16>,
+    /// The servers' event schema (`engineType`, default `vllm`).
+    pub format: KvEventFormat,
 }
 
 impl Default for KvEventsSettings {
@@ -36,6 +50,7 @@ impl Default for KvEventsSettings {
             bind: None,
             topic_filter: "kv@".into(),
             replay_port: None,
+            format: KvEventFormat::Vllm,
         }
     }
 }

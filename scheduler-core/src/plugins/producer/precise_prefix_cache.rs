@@ -29,7 +29,7 @@
 //! | `kvEventsConfig.podDiscoveryConfig.replayPort` (ours) | — | vLLM's replay socket on every endpoint's IP: lost and earlier batches are asked for there |
 //! | `kvEventsConfig.zmqEndpoint` | — | also bind this endpoint for servers that connect |
 //! | `kvEventsConfig.topicFilter` | `kv@` | ZMQ subscription prefix |
-//! | `kvEventsConfig.engineType` | `vllm` | only vLLM's event format is read |
+//! | `kvEventsConfig.engineType` | `vllm` | `vllm` or `sglang`: the servers' event schema |
 //! | `speculativeIndexing` / `speculativeTTL` | false / 2s | credit the pick before the server reports it |
 //!
 //! Other llm-d-kv-cache fields (Redis/Valkey backends, metrics logging, `concurrency`) are
@@ -52,7 +52,7 @@ use crate::kvcache::{IndexStats, KvBlockIndex, KvEvent, RequestKeys};
 use crate::model::result::SchedulingResult;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{
-    CycleContext, CycleState, DataKey, DataProducer, KvEventCounters, KvEventSink,
+    CycleContext, CycleState, DataKey, DataProducer, KvEventCounters, KvEventFormat, KvEventSink,
     KvEventsSettings, Plugin, PreRequest, ProduceContext, RequestState, TokenizedPrompt, TypedName,
     TOKENIZED_PROMPT,
 };
@@ -164,7 +164,7 @@ pub struct KvEventsConfig {
     pub discover_pods: Option<bool>,
     /// Where to dial.
     pub pod_discovery_config: Option<PodDiscoveryConfig>,
-    /// `vllm` (default) or `sglang` (not read here).
+    /// `vllm` (default) or `sglang`.
     pub engine_type: Option<String>,
 }
 
@@ -188,7 +188,7 @@ pub struct Params {
 ///
 /// # Errors
 /// Unknown fields at the top level; a block size ≤ 0; a bound < 1; a socket port outside
-/// 1..65535; an `engineType` other than `vllm`; a bad `speculativeTTL`.
+/// 1..65535; an `engineType` other than `vllm` or `sglang`; a bad `speculativeTTL`.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
@@ -294,16 +294,17 @@ impl PrecisePrefixCacheProducer {
         }
         let ev = p.kv_events_config.unwrap_or_default();
         let ev_path = || FieldPath::key("kvEventsConfig");
-        if let Some(e) = ev
-            .engine_type
-            .as_deref()
-            .filter(|e| !e.eq_ignore_ascii_case("vllm"))
-        {
-            return Err(ConfigError::invalid(
-                ev_path().with_key("engineType"),
-                alloc::format!("'{e}': only vLLM's KV-event format is read here"),
-            ));
-        }
+        let format = match ev.engine_type.as_deref() {
+            None | Some("") => KvEventFormat::Vllm,
+            Some(e) if e.eq_ignore_ascii_case("vllm") => KvEventFormat::Vllm,
+            Some(e) if e.eq_ignore_ascii_case("sglang") => KvEventFormat::Sglang,
+            Some(e) => {
+                return Err(ConfigError::invalid(
+                    ev_path().with_key("engineType"),
+                    alloc::format!("'{e}': the KV-event formats read here are vllm and sglang"),
+                ))
+            }
+        };
         let socket_port = match ev.pod_discovery_config.as_ref().and_then(|d| d.socket_port) {
             None => 5557,
             Some(n) => u16::try_from(n).ok().filter(|&p| p > 0).ok_or_else(|| {
@@ -327,6 +328,7 @@ impl PrecisePrefixCacheProducer {
             })?),
         };
         let settings = KvEventsSettings {
+            format,
             replay_port,
             dial: ev.discover_pods.unwrap_or(true),
             socket_port,
