@@ -38,6 +38,8 @@ pub struct Batch {
     pub seq: u64,
     /// The events, in order.
     pub events: Vec<KvEvent>,
+    /// The publisher's data-parallel rank (the batch's third element), when it says.
+    pub rank: Option<u64>,
 }
 
 fn hash(v: &Value) -> Result<u64, String> {
@@ -184,6 +186,7 @@ pub fn decode(frames: &[&[u8]], format: KvEventFormat) -> Result<Batch, String> 
         pod,
         seq: u64::from_be_bytes(seq),
         events,
+        rank: batch.get(2).and_then(Value::as_u64),
     })
 }
 

@@ -195,17 +195,32 @@ async fn manage(sinks: Vec<Weak<dyn Plugin>>, stop: Arc<AtomicBool>, stats: Arc<
 /// How long one replay may take before the rest is given up (the events wait meanwhile).
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where a sequence is numbered: an endpoint, and in bind mode the publisher's data-parallel
+/// rank too (every rank of a server numbers its own batches and may share its topic).
+type Stream = (String, Option<u64>);
+
+/// What one subscription knows about the sequences it reads.
+#[derive(Default)]
+struct Streams {
+    /// Per stream, the sequence number expected next (kept across reconnects).
+    next: HashMap<Stream, u64>,
+    /// After a catch-up replay on connecting: messages numbered below it were applied from
+    /// the replay and are skipped (until one at or above it arrives).
+    replayed_below: Option<u64>,
+    /// Streams are told apart by data-parallel rank (a bound socket, which every rank of a
+    /// server may publish to).
+    by_rank: bool,
+    /// Where the servers' replay sockets are (`None`: no replay).
+    replay_port: Option<u16>,
+}
+
 /// Applies one message from `endpoint` (`None`: resolve it from the topic), after replaying
-/// what is missing before it. `next`: per endpoint, the sequence number expected next.
-/// `replayed_below`: after a catch-up replay on connecting, messages numbered below it were
-/// applied from the replay and are skipped (until one at or above it arrives).
+/// what is missing before it.
 async fn handle(
     sink: &Weak<dyn Plugin>,
     endpoint: Option<&str>,
     frames: &[&[u8]],
-    next: &mut HashMap<String, u64>,
-    replayed_below: &mut Option<u64>,
-    replay_port: Option<u16>,
+    streams: &mut Streams,
     stats: &SubscriberStats,
 ) -> bool {
     let Some(plugin) = sink.upgrade() else {
@@ -239,13 +254,15 @@ async fn handle(
             }
         }
     };
-    if let Some(below) = *replayed_below {
+    if let Some(below) = streams.replayed_below {
         if batch.seq < below {
             return true;
         }
-        *replayed_below = None;
+        streams.replayed_below = None;
     }
-    let missing_from = match next.get(&address).copied() {
+    let stream: Stream = (address, if streams.by_rank { batch.rank } else { None });
+    let address = stream.0.as_str();
+    let missing_from = match streams.next.get(&stream).copied() {
         Some(e) if batch.seq == e => None,
         Some(e) if batch.seq > e => {
             stats.gaps.fetch_add(1, Ordering::Relaxed);
@@ -253,17 +270,19 @@ async fn handle(
         }
         Some(_) => {
             stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
-            s.apply(&address, &[KvEvent::AllBlocksCleared]);
+            s.apply(address, &[KvEvent::AllBlocksCleared]);
             Some(0)
         }
         // The first message of this subscription: earlier ones may be replayable.
         None => Some(0),
     };
-    if let (Some(from), Some(port)) = (missing_from, replay_port) {
+    if let (Some(from), Some(port)) = (missing_from, streams.replay_port) {
         if from < batch.seq {
-            let target = format!("tcp://{}:{port}", host_of(&address));
+            // vLLM's data-parallel rank r binds its sockets at the base port + r.
+            let rank = stream.1.and_then(|r| u16::try_from(r).ok()).unwrap_or(0);
+            let target = format!("tcp://{}:{}", host_of(address), port.saturating_add(rank));
             let r = replay(&target, from, batch.seq, s.settings().format, stats, |b| {
-                s.apply(&address, &b.events);
+                s.apply(address, &b.events);
             })
             .await;
             stats.replayed.fetch_add(r.count, Ordering::Relaxed);
@@ -275,8 +294,8 @@ async fn handle(
             );
         }
     }
-    s.apply(&address, &batch.events);
-    next.insert(address, batch.seq.wrapping_add(1));
+    s.apply(address, &batch.events);
+    streams.next.insert(stream, batch.seq.wrapping_add(1));
     stats.batches.fetch_add(1, Ordering::Relaxed);
     true
 }
@@ -362,12 +381,13 @@ async fn catch_up(
     sink: &Weak<dyn Plugin>,
     endpoint: &str,
     port: u16,
-    next: &mut HashMap<String, u64>,
+    next: &mut HashMap<Stream, u64>,
     stats: &SubscriberStats,
 ) -> Option<u64> {
     let plugin = sink.upgrade()?;
     let s = plugin.as_kv_event_sink()?;
-    let from = next.get(endpoint).copied().unwrap_or(0);
+    let key: Stream = (endpoint.to_owned(), None);
+    let from = next.get(&key).copied().unwrap_or(0);
     let target = format!("tcp://{}:{port}", host_of(endpoint));
     let format = s.settings().format;
     let r = replay(&target, from, u64::MAX, format, stats, |b| {
@@ -384,7 +404,7 @@ async fn catch_up(
     }
     let last = r.last?;
     let below = last.wrapping_add(1);
-    next.insert(endpoint.to_owned(), below);
+    next.insert(key, below);
     Some(below)
 }
 
@@ -398,7 +418,10 @@ async fn dial(
 ) {
     // Kept across reconnects: a reconnect to the same server then shows a gap (replayed), one
     // to a restarted server a sequence that went back.
-    let mut next = HashMap::new();
+    let mut streams = Streams {
+        replay_port,
+        ..Streams::default()
+    };
     loop {
         let mut sock = SubSocket::new();
         let ready = async {
@@ -407,22 +430,13 @@ async fn dial(
         };
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), ready).await {
             stats.connected.fetch_add(1, Ordering::Relaxed);
-            let mut replayed_below = match replay_port {
-                Some(port) => catch_up(&sink, &endpoint, port, &mut next, &stats).await,
+            streams.replayed_below = match replay_port {
+                Some(port) => catch_up(&sink, &endpoint, port, &mut streams.next, &stats).await,
                 None => None,
             };
             while let Ok(msg) = sock.recv().await {
                 let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
-                let go_on = handle(
-                    &sink,
-                    Some(&endpoint),
-                    &frames,
-                    &mut next,
-                    &mut replayed_below,
-                    replay_port,
-                    &stats,
-                )
-                .await;
+                let go_on = handle(&sink, Some(&endpoint), &frames, &mut streams, &stats).await;
                 if !go_on {
                     stats.connected.fetch_sub(1, Ordering::Relaxed);
                     return;
@@ -444,7 +458,11 @@ async fn listen(
     replay_port: Option<u16>,
     stats: Arc<SubscriberStats>,
 ) {
-    let mut next = HashMap::new();
+    let mut streams = Streams {
+        by_rank: true,
+        replay_port,
+        ..Streams::default()
+    };
     loop {
         let mut sock = SubSocket::new();
         let ready = async {
@@ -455,16 +473,7 @@ async fn listen(
             Ok(()) => {
                 while let Ok(msg) = sock.recv().await {
                     let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
-                    let go_on = handle(
-                        &sink,
-                        None,
-                        &frames,
-                        &mut next,
-                        &mut None,
-                        replay_port,
-                        &stats,
-                    )
-                    .await;
+                    let go_on = handle(&sink, None, &frames, &mut streams, &stats).await;
                     if !go_on {
                         return;
                     }
@@ -681,5 +690,61 @@ mod tests {
         assert_eq!(host_of("10.0.0.1:8000"), "10.0.0.1");
         assert_eq!(host_of("[::1]:8000"), "[::1]");
         assert_eq!(host_of("pod"), "pod");
+    }
+
+    #[tokio::test]
+    async fn ranks_sharing_a_bound_socket_are_separate_sequences_and_a_lower_one_is_a_restart() {
+        let rec = Arc::new(Recorder {
+            name: TypedName::new("recorder", "recorder"),
+            settings: KvEventsSettings::default(),
+            got: Mutex::new(Vec::new()),
+        });
+        let plugin: Arc<dyn Plugin> = rec.clone();
+        let sink = Arc::downgrade(&plugin);
+        let msg = |seq: u64, rank: u64| {
+            let ev = Value::Array(vec![
+                Value::from("BlockRemoved"),
+                Value::Array(vec![Value::from(seq * 10 + rank)]),
+            ]);
+            let batch = Value::Array(vec![
+                Value::F64(0.0),
+                Value::Array(vec![ev]),
+                Value::from(rank),
+            ]);
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &batch).unwrap();
+            out
+        };
+        for by_rank in [true, false] {
+            let stats = SubscriberStats::default();
+            let mut streams = Streams {
+                by_rank,
+                ..Streams::default()
+            };
+            for seq in 0..3u64 {
+                for rank in 0..2u64 {
+                    let payload = msg(seq, rank);
+                    let frames: [&[u8]; 3] = [b"kv@p@m", &seq.to_be_bytes(), &payload];
+                    let ok =
+                        handle(&sink, Some("10.0.0.1:8000"), &frames, &mut streams, &stats).await;
+                    assert!(ok);
+                }
+            }
+            let restarts = stats.publisher_restarts.load(Ordering::Relaxed);
+            if by_rank {
+                assert_eq!((restarts, stats.gaps.load(Ordering::Relaxed)), (0, 0));
+            } else {
+                // One interleaved sequence: each rank's number looks like a step back.
+                assert!(restarts >= 2, "{restarts}");
+            }
+        }
+        let cleared = rec
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| **e == KvEvent::AllBlocksCleared)
+            .count();
+        assert!(cleared >= 2, "restarts clear the endpoint");
     }
 }
