@@ -366,4 +366,76 @@ mod tests {
         assert!(one(untagged, KvEventFormat::Vllm).is_err());
         assert!(one(Value::from(7u64), KvEventFormat::Vllm).is_err());
     }
+
+    /// Untrusted payloads: random bytes and random msgpack shaped like batches (tags, field
+    /// types and lengths drawn at random) never panic the decoder, in either schema.
+    #[test]
+    fn random_payloads_are_errors_or_batches_never_panics() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        fn value(r: &mut dyn FnMut() -> u64, depth: u32) -> Value {
+            let tags = [
+                "BlockStored",
+                "BlockRemoved",
+                "AllBlocksCleared",
+                "type",
+                "medium",
+            ];
+            match r() % if depth > 3 { 6 } else { 9 } {
+                0 => Value::Nil,
+                1 => Value::from(r()),
+                2 => Value::from(-(r() as i64 & 0xFFFF)),
+                3 => Value::F64(r() as f64),
+                4 => tags[(r() % 5) as usize].into(),
+                5 => Value::Binary((0..r() % 40).map(|_| r() as u8).collect()),
+                6 | 7 => Value::Array((0..r() % 9).map(|_| value(r, depth + 1)).collect()),
+                _ => Value::Map(
+                    (0..r() % 5)
+                        .map(|_| (value(r, depth + 1), value(r, depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let (mut ok, mut err) = (0, 0);
+        for i in 0..20_000 {
+            let payload = if i % 4 == 0 {
+                (0..next() % 64).map(|_| next() as u8).collect()
+            } else {
+                let events = (0..next() % 4)
+                    .map(|_| {
+                        let mut f = vec![Value::from(
+                            ["BlockStored", "BlockRemoved", "AllBlocksCleared"]
+                                [(next() % 3) as usize],
+                        )];
+                        f.extend((0..next() % 9).map(|_| value(&mut next, 1)));
+                        if next() % 3 == 0 {
+                            Value::Map(f.into_iter().map(|v| ("type".into(), v)).collect())
+                        } else {
+                            Value::Array(f)
+                        }
+                    })
+                    .collect();
+                enc(&Value::Array(vec![
+                    Value::F64(0.0),
+                    Value::Array(events),
+                    value(&mut next, 3),
+                ]))
+            };
+            for format in [KvEventFormat::Vllm, KvEventFormat::Sglang] {
+                match decode(&[b"kv@p@m", &[0; 8], &payload], format) {
+                    Ok(_) => ok += 1,
+                    Err(_) => err += 1,
+                }
+            }
+        }
+        assert!(
+            ok > 0 && err > 0,
+            "both outcomes exercised: {ok} ok, {err} errors"
+        );
+    }
 }
