@@ -194,6 +194,11 @@ async fn manage(sinks: Vec<Weak<dyn Plugin>>, stop: Arc<AtomicBool>, stats: Arc<
 
 /// How long one replay may take before the rest is given up (the events wait meanwhile).
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting to a replay socket may take.
+const REPLAY_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a replay socket did not answer (wrong `replayPort`, a server without replay), it is
+/// not asked again for this long, so live events are not held up by every gap.
+const REPLAY_PAUSE: Duration = Duration::from_secs(30);
 
 /// Where a sequence is numbered: an endpoint, and in bind mode the publisher's data-parallel
 /// rank too (every rank of a server numbers its own batches and may share its topic).
@@ -212,6 +217,31 @@ struct Streams {
     by_rank: bool,
     /// Where the servers' replay sockets are (`None`: no replay).
     replay_port: Option<u16>,
+    /// Replay sockets that did not answer, and until when they are not asked.
+    paused: HashMap<String, std::time::Instant>,
+}
+
+impl Streams {
+    /// Whether the replay socket at `target` may be asked now.
+    fn may_replay(&self, target: &str) -> bool {
+        self.paused
+            .get(target)
+            .is_none_or(|&t| std::time::Instant::now() >= t)
+    }
+
+    /// Records how asking `target` went.
+    fn replayed(&mut self, target: &str, r: &Replayed) {
+        if r.answered {
+            self.paused.remove(target);
+        } else if !self.paused.contains_key(target) || self.may_replay(target) {
+            log::warn!(
+                "endpoint picker: KV events: the replay socket {target} did not answer; not asking it for {} s",
+                REPLAY_PAUSE.as_secs()
+            );
+            self.paused
+                .insert(target.to_owned(), std::time::Instant::now() + REPLAY_PAUSE);
+        }
+    }
 }
 
 /// Applies one message from `endpoint` (`None`: resolve it from the topic), after replaying
@@ -281,10 +311,15 @@ async fn handle(
             // vLLM's data-parallel rank r binds its sockets at the base port + r.
             let rank = stream.1.and_then(|r| u16::try_from(r).ok()).unwrap_or(0);
             let target = format!("tcp://{}:{}", host_of(address), port.saturating_add(rank));
-            let r = replay(&target, from, batch.seq, s.settings().format, stats, |b| {
-                s.apply(address, &b.events);
-            })
-            .await;
+            let r = if streams.may_replay(&target) {
+                replay(&target, from, batch.seq, s.settings().format, stats, |b| {
+                    s.apply(address, &b.events);
+                })
+                .await
+            } else {
+                Replayed::default()
+            };
+            streams.replayed(&target, &r);
             stats.replayed.fetch_add(r.count, Ordering::Relaxed);
             stats.batches.fetch_add(r.count, Ordering::Relaxed);
             log::debug!(
@@ -310,6 +345,8 @@ struct Replayed {
     count: u64,
     /// The sequence number of the last one.
     last: Option<u64>,
+    /// The socket answered to the end (its end marker, or the batch asked up to).
+    answered: bool,
 }
 
 /// Asks the replay socket at `target` for batches `from..until` and hands each one that
@@ -326,7 +363,10 @@ async fn replay(
     let applied = AtomicU64::new(0);
     let last = AtomicU64::new(u64::MAX);
     let run = async {
-        let mut sock = DealerSocket::new();
+        // A port nobody listens on fails fast instead of retrying until the timeout.
+        let mut options = zeromq::SocketOptions::default();
+        options.connect_timeout(REPLAY_CONNECT_TIMEOUT);
+        let mut sock = DealerSocket::with_options(options);
         sock.connect(target).await.ok()?;
         let ask = vec![
             bytes::Bytes::new(),
@@ -365,11 +405,15 @@ async fn replay(
         }
     };
     // Whatever way it ends, what was applied stays applied (batches are applied as they come).
-    let _ = tokio::time::timeout(REPLAY_TIMEOUT, run).await;
+    let answered = matches!(
+        tokio::time::timeout(REPLAY_TIMEOUT, run).await,
+        Ok(Some(()))
+    );
     let last = last.load(Ordering::Relaxed);
     Replayed {
         count: applied.load(Ordering::Relaxed),
         last: (last != u64::MAX).then_some(last),
+        answered,
     }
 }
 
@@ -380,20 +424,24 @@ async fn replay(
 async fn catch_up(
     sink: &Weak<dyn Plugin>,
     endpoint: &str,
-    port: u16,
-    next: &mut HashMap<Stream, u64>,
+    streams: &mut Streams,
     stats: &SubscriberStats,
 ) -> Option<u64> {
+    let port = streams.replay_port?;
     let plugin = sink.upgrade()?;
     let s = plugin.as_kv_event_sink()?;
     let key: Stream = (endpoint.to_owned(), None);
-    let from = next.get(&key).copied().unwrap_or(0);
+    let from = streams.next.get(&key).copied().unwrap_or(0);
     let target = format!("tcp://{}:{port}", host_of(endpoint));
+    if !streams.may_replay(&target) {
+        return None;
+    }
     let format = s.settings().format;
     let r = replay(&target, from, u64::MAX, format, stats, |b| {
         s.apply(endpoint, &b.events)
     })
     .await;
+    streams.replayed(&target, &r);
     stats.replayed.fetch_add(r.count, Ordering::Relaxed);
     stats.batches.fetch_add(r.count, Ordering::Relaxed);
     if r.count > 0 {
@@ -404,7 +452,7 @@ async fn catch_up(
     }
     let last = r.last?;
     let below = last.wrapping_add(1);
-    next.insert(key, below);
+    streams.next.insert(key, below);
     Some(below)
 }
 
@@ -430,10 +478,7 @@ async fn dial(
         };
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), ready).await {
             stats.connected.fetch_add(1, Ordering::Relaxed);
-            streams.replayed_below = match replay_port {
-                Some(port) => catch_up(&sink, &endpoint, port, &mut streams.next, &stats).await,
-                None => None,
-            };
+            streams.replayed_below = catch_up(&sink, &endpoint, &mut streams, &stats).await;
             while let Ok(msg) = sock.recv().await {
                 let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
                 let go_on = handle(&sink, Some(&endpoint), &frames, &mut streams, &stats).await;
@@ -746,5 +791,42 @@ mod tests {
             .filter(|e| **e == KvEvent::AllBlocksCleared)
             .count();
         assert!(cleared >= 2, "restarts clear the endpoint");
+    }
+
+    #[tokio::test]
+    async fn a_replay_socket_that_does_not_answer_is_paused_and_events_still_flow() {
+        let rec = Arc::new(Recorder {
+            name: TypedName::new("recorder", "recorder"),
+            settings: KvEventsSettings::default(),
+            got: Mutex::new(Vec::new()),
+        });
+        let plugin: Arc<dyn Plugin> = rec.clone();
+        let sink = Arc::downgrade(&plugin);
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut streams = Streams {
+            replay_port: Some(closed),
+            ..Streams::default()
+        };
+        let stats = SubscriberStats::default();
+        for seq in [0u64, 5, 9] {
+            let p = payload(seq);
+            let frames: [&[u8]; 3] = [b"kv@p@m", &seq.to_be_bytes(), &p];
+            assert!(handle(&sink, Some("127.0.0.1:8000"), &frames, &mut streams, &stats).await);
+        }
+        assert_eq!(
+            *rec.got.lock().unwrap(),
+            [removed(0), removed(5), removed(9)]
+        );
+        assert_eq!(stats.gaps.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.replayed.load(Ordering::Relaxed), 0);
+        let target = format!("tcp://127.0.0.1:{closed}");
+        assert!(
+            !streams.may_replay(&target),
+            "paused after it did not answer"
+        );
     }
 }
