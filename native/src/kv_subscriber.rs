@@ -26,8 +26,9 @@
 //!     they stored before it (as far back as the server's replay buffer, vLLM's
 //!     `buffer_steps`). vLLM's request: one frame, the first wanted sequence number (8 bytes,
 //!     big-endian), after the empty delimiter a REQ socket sends; its answer: one message per
-//!     buffered batch from there, `[sequence, payload]` (some releases put the topic first),
-//!     then an end marker, sequence all ones and an empty payload. Without a replay port a gap
+//!     buffered batch from there, `[sequence, payload]` (publishers modelled on it may put
+//!     the topic first; both are read), then an end marker, sequence all ones and an empty
+//!     payload. Without a replay port a gap
 //!     is only counted: the index converges through later stores and removals, and it is
 //!     bounded.
 //! - Decoding (`kv_events`) treats every payload as untrusted; a bad one is counted and dropped.
@@ -39,7 +40,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use scheduler_core::kvcache::KvEvent;
-use scheduler_core::plugin::KvEventFormat;
+use scheduler_core::plugin::{KvEventFormat, KvEventSink};
 use scheduler_core::Plugin;
 use tokio::task::JoinHandle;
 use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
@@ -222,25 +223,44 @@ struct Streams {
 }
 
 impl Streams {
-    /// Whether the replay socket at `target` may be asked now.
-    fn may_replay(&self, target: &str) -> bool {
-        self.paused
-            .get(target)
-            .is_none_or(|&t| std::time::Instant::now() >= t)
-    }
-
-    /// Records how asking `target` went.
-    fn replayed(&mut self, target: &str, r: &Replayed) {
+    /// Replays batches `from..until` of `stream` from its server's replay socket into `sink`
+    /// and counts them; nothing without a replay port or while that socket is paused. vLLM's
+    /// data-parallel rank r binds its sockets at the base port + r.
+    async fn replay(
+        &mut self,
+        stream: &Stream,
+        from: u64,
+        until: u64,
+        sink: &dyn KvEventSink,
+        stats: &SubscriberStats,
+    ) -> Replayed {
+        let Some(port) = self.replay_port else {
+            return Replayed::default();
+        };
+        let (address, rank) = stream;
+        let rank = rank.and_then(|r| u16::try_from(r).ok()).unwrap_or(0);
+        let target = format!("tcp://{}:{}", host_of(address), port.saturating_add(rank));
+        let now = std::time::Instant::now();
+        if self.paused.get(&target).is_some_and(|&until| now < until) {
+            return Replayed::default();
+        }
+        let format = sink.settings().format;
+        let r = replay(&target, from, until, format, stats, |b| {
+            sink.apply(address, &b.events)
+        })
+        .await;
         if r.answered {
-            self.paused.remove(target);
-        } else if !self.paused.contains_key(target) || self.may_replay(target) {
+            self.paused.remove(&target);
+        } else {
             log::warn!(
                 "endpoint picker: KV events: the replay socket {target} did not answer; not asking it for {} s",
                 REPLAY_PAUSE.as_secs()
             );
-            self.paused
-                .insert(target.to_owned(), std::time::Instant::now() + REPLAY_PAUSE);
+            self.paused.insert(target, now + REPLAY_PAUSE);
         }
+        stats.replayed.fetch_add(r.count, Ordering::Relaxed);
+        stats.batches.fetch_add(r.count, Ordering::Relaxed);
+        r
     }
 }
 
@@ -291,7 +311,6 @@ async fn handle(
         streams.replayed_below = None;
     }
     let stream: Stream = (address, if streams.by_rank { batch.rank } else { None });
-    let address = stream.0.as_str();
     let missing_from = match streams.next.get(&stream).copied() {
         Some(e) if batch.seq == e => None,
         Some(e) if batch.seq > e => {
@@ -300,35 +319,22 @@ async fn handle(
         }
         Some(_) => {
             stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
-            s.apply(address, &[KvEvent::AllBlocksCleared]);
+            s.apply(&stream.0, &[KvEvent::AllBlocksCleared]);
             Some(0)
         }
         // The first message of this subscription: earlier ones may be replayable.
         None => Some(0),
     };
-    if let (Some(from), Some(port)) = (missing_from, streams.replay_port) {
-        if from < batch.seq {
-            // vLLM's data-parallel rank r binds its sockets at the base port + r.
-            let rank = stream.1.and_then(|r| u16::try_from(r).ok()).unwrap_or(0);
-            let target = format!("tcp://{}:{}", host_of(address), port.saturating_add(rank));
-            let r = if streams.may_replay(&target) {
-                replay(&target, from, batch.seq, s.settings().format, stats, |b| {
-                    s.apply(address, &b.events);
-                })
-                .await
-            } else {
-                Replayed::default()
-            };
-            streams.replayed(&target, &r);
-            stats.replayed.fetch_add(r.count, Ordering::Relaxed);
-            stats.batches.fetch_add(r.count, Ordering::Relaxed);
-            log::debug!(
-                "endpoint picker: KV events: replayed {} batches of {from}..{} from {target}",
-                r.count,
-                batch.seq
-            );
-        }
+    if let Some(from) = missing_from.filter(|&f| f < batch.seq) {
+        let r = streams.replay(&stream, from, batch.seq, s, stats).await;
+        log::debug!(
+            "endpoint picker: KV events: replayed {} batches of {from}..{} for {}",
+            r.count,
+            batch.seq,
+            stream.0
+        );
     }
+    let address = stream.0.as_str();
     s.apply(address, &batch.events);
     streams.next.insert(stream, batch.seq.wrapping_add(1));
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -427,26 +433,14 @@ async fn catch_up(
     streams: &mut Streams,
     stats: &SubscriberStats,
 ) -> Option<u64> {
-    let port = streams.replay_port?;
     let plugin = sink.upgrade()?;
     let s = plugin.as_kv_event_sink()?;
     let key: Stream = (endpoint.to_owned(), None);
     let from = streams.next.get(&key).copied().unwrap_or(0);
-    let target = format!("tcp://{}:{port}", host_of(endpoint));
-    if !streams.may_replay(&target) {
-        return None;
-    }
-    let format = s.settings().format;
-    let r = replay(&target, from, u64::MAX, format, stats, |b| {
-        s.apply(endpoint, &b.events)
-    })
-    .await;
-    streams.replayed(&target, &r);
-    stats.replayed.fetch_add(r.count, Ordering::Relaxed);
-    stats.batches.fetch_add(r.count, Ordering::Relaxed);
+    let r = streams.replay(&key, from, u64::MAX, s, stats).await;
     if r.count > 0 {
         log::info!(
-            "endpoint picker: KV events: caught up on {} batches from {target}",
+            "endpoint picker: KV events: caught up on {} batches from {endpoint}'s replay socket",
             r.count
         );
     }
@@ -576,13 +570,31 @@ mod tests {
         }
     }
 
+    /// A recorder, and the same as the plugin the subscriber holds weakly.
+    fn recorder() -> (Arc<Recorder>, Arc<dyn Plugin>) {
+        let rec = Arc::new(Recorder {
+            name: TypedName::new("recorder", "recorder"),
+            settings: KvEventsSettings::default(),
+            got: Mutex::new(Vec::new()),
+        });
+        let plugin: Arc<dyn Plugin> = rec.clone();
+        (rec, plugin)
+    }
+
     /// A batch removing block `n` (the block names the batch in the recording).
     fn payload(n: u64) -> Vec<u8> {
+        ranked_payload(n, None)
+    }
+
+    /// [`payload`] from data-parallel rank `rank`.
+    fn ranked_payload(n: u64, rank: Option<u64>) -> Vec<u8> {
         let ev = Value::Array(vec![
             Value::from("BlockRemoved"),
             Value::Array(vec![Value::from(n)]),
         ]);
-        let batch = Value::Array(vec![Value::F64(0.0), Value::Array(vec![ev])]);
+        let mut batch = vec![Value::F64(0.0), Value::Array(vec![ev])];
+        batch.extend(rank.map(Value::from));
+        let batch = Value::Array(batch);
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, &batch).unwrap();
         out
@@ -682,12 +694,7 @@ mod tests {
     async fn earlier_and_lost_batches_are_replayed_in_order_and_a_restart_clears() {
         let mut p = publisher().await;
         p.batch(0, 100, false).await; // before the subscriber: only the replay has it
-        let rec = Arc::new(Recorder {
-            name: TypedName::new("recorder", "recorder"),
-            settings: KvEventsSettings::default(),
-            got: Mutex::new(Vec::new()),
-        });
-        let plugin: Arc<dyn Plugin> = rec.clone();
+        let (rec, plugin) = recorder();
         let stats = Arc::new(SubscriberStats::default());
         let task = tokio::spawn(dial(
             Arc::downgrade(&plugin),
@@ -739,27 +746,8 @@ mod tests {
 
     #[tokio::test]
     async fn ranks_sharing_a_bound_socket_are_separate_sequences_and_a_lower_one_is_a_restart() {
-        let rec = Arc::new(Recorder {
-            name: TypedName::new("recorder", "recorder"),
-            settings: KvEventsSettings::default(),
-            got: Mutex::new(Vec::new()),
-        });
-        let plugin: Arc<dyn Plugin> = rec.clone();
+        let (rec, plugin) = recorder();
         let sink = Arc::downgrade(&plugin);
-        let msg = |seq: u64, rank: u64| {
-            let ev = Value::Array(vec![
-                Value::from("BlockRemoved"),
-                Value::Array(vec![Value::from(seq * 10 + rank)]),
-            ]);
-            let batch = Value::Array(vec![
-                Value::F64(0.0),
-                Value::Array(vec![ev]),
-                Value::from(rank),
-            ]);
-            let mut out = Vec::new();
-            rmpv::encode::write_value(&mut out, &batch).unwrap();
-            out
-        };
         for by_rank in [true, false] {
             let stats = SubscriberStats::default();
             let mut streams = Streams {
@@ -768,7 +756,7 @@ mod tests {
             };
             for seq in 0..3u64 {
                 for rank in 0..2u64 {
-                    let payload = msg(seq, rank);
+                    let payload = ranked_payload(seq * 10 + rank, Some(rank));
                     let frames: [&[u8]; 3] = [b"kv@p@m", &seq.to_be_bytes(), &payload];
                     let ok =
                         handle(&sink, Some("10.0.0.1:8000"), &frames, &mut streams, &stats).await;
@@ -795,12 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replay_socket_that_does_not_answer_is_paused_and_events_still_flow() {
-        let rec = Arc::new(Recorder {
-            name: TypedName::new("recorder", "recorder"),
-            settings: KvEventsSettings::default(),
-            got: Mutex::new(Vec::new()),
-        });
-        let plugin: Arc<dyn Plugin> = rec.clone();
+        let (rec, plugin) = recorder();
         let sink = Arc::downgrade(&plugin);
         // A port nobody listens on.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -825,7 +808,7 @@ mod tests {
         assert_eq!(stats.replayed.load(Ordering::Relaxed), 0);
         let target = format!("tcp://127.0.0.1:{closed}");
         assert!(
-            !streams.may_replay(&target),
+            streams.paused.contains_key(&target),
             "paused after it did not answer"
         );
     }

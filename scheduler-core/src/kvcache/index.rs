@@ -477,29 +477,9 @@ impl KvBlockIndex {
         }
     }
 
-    /// True when some endpoint holds `key` at `now_ms` (a reported block, or a speculative one
-    /// not yet expired). A key nobody holds ends every endpoint's match, so a caller building
-    /// keys block by block can stop there.
-    pub fn held(&self, key: u64, now_ms: u64) -> bool {
-        self.shard(key).is_some_and(|shard| {
-            shard.lock().blocks.get(&key).is_some_and(|holders| {
-                holders
-                    .iter()
-                    .any(|h| h.expires_ms == 0 || h.expires_ms > now_ms)
-            })
-        })
-    }
-
-    /// For each of `endpoints`, what it holds of `keys` (longest prefix without a gap) at
-    /// `now_ms`; written to `out` (resized to `endpoints.len()`).
-    pub fn lookup(&self, keys: &[u64], endpoints: &[&str], now_ms: u64, out: &mut Vec<Match>) {
-        let mut run = self.start_lookup(endpoints);
-        self.extend_lookup(&mut run, keys, now_ms);
-        *out = run.matches;
-    }
-
-    /// Starts a lookup for `endpoints` that is fed keys as they are computed
-    /// ([`Self::extend_lookup`]); the same result as [`Self::lookup`] over all the keys fed.
+    /// Starts a lookup for `endpoints`: what each holds of the keys fed to
+    /// [`Self::extend_lookup`] as they are computed (longest prefix without a gap), read from
+    /// [`LookupRun::matches`].
     pub fn start_lookup(&self, endpoints: &[&str]) -> LookupRun {
         let dir = self.dir.lock();
         let ids: Vec<Option<u32>> = endpoints.iter().map(|a| dir.id_of(a)).collect();
