@@ -28,9 +28,8 @@
 //!     big-endian), after the empty delimiter a REQ socket sends; its answer: one message per
 //!     buffered batch from there, `[sequence, payload]` (publishers modelled on it may put
 //!     the topic first; both are read), then an end marker, sequence all ones and an empty
-//!     payload. Without a replay port a gap
-//!     is only counted: the index converges through later stores and removals, and it is
-//!     bounded.
+//!     payload. Without a replay port a gap is only counted: the index converges through
+//!     later stores and removals, and it is bounded.
 //! - Decoding (`kv_events`) treats every payload as untrusted; a bad one is counted and dropped.
 
 use std::collections::HashMap;
