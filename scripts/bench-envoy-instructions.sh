@@ -8,6 +8,10 @@
 #
 #   [BENCH_WORKLOAD=get|shared|distinct] scripts/bench-envoy-instructions.sh [seconds=10]
 #
+# BENCH_PICKER_EXTRA: extra top-level fields of the picker JSON (plugins, profiles), as in
+# scripts/bench-envoy.sh. BENCH_CG_KEEP=DIR: keep the callgrind files there (read them with
+# `callgrind_annotate --inclusive=yes DIR/native/out.*` to see where the instructions go).
+#
 # Envoy runs with one worker; the scrape interval is raised to 2 s so the main thread stays
 # quiet, and the worker is the thread with the most instructions. The Wasm build is left out:
 # V8's JIT under valgrind measures valgrind more than the module.
@@ -38,7 +42,7 @@ ENVOY_BINARY=$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path
 start_fleet $N "$BASE_PORT"
 cat > "$WORK/picker.json" <<JSON
 {"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS],
-          "scrape": {"interval": "2s", "staleness": "60s"}}}
+          "scrape": {"interval": "2s", "staleness": "60s"}} ${BENCH_PICKER_EXTRA:-}}
 JSON
 
 WORKLOAD=${BENCH_WORKLOAD:-get}
@@ -62,6 +66,7 @@ count() { # $1 = round-robin | native -> "requests instructions"
   callgrind_control -d "$envoy" >/dev/null
   sleep 1
   kill "$envoy"; wait "$envoy" 2>/dev/null || true
+  if [ -n "${BENCH_CG_KEEP:-}" ]; then mkdir -p "$BENCH_CG_KEEP/$1"; cp "$WORK/cg-$1"/out.* "$BENCH_CG_KEEP/$1/"; fi
   # The dump after zeroing is part 1 of each thread's file; the worker has the most events.
   local most
   most=$(for f in "$WORK/cg-$1"/out.*.1-*; do awk '/^(summary|totals):/ {print $2; exit}' "$f"; done | sort -n | tail -1)

@@ -33,9 +33,7 @@ impl PromptTokenizer for Loaded {
     ) -> Result<bool, String> {
         match api {
             ApiKind::ChatCompletions | ApiKind::Messages => {
-                let messages: serde_json::Value =
-                    serde_json::from_str(prompt).map_err(|e| format!("messages: {e}"))?;
-                let text = self.0.render_chat(&messages).map_err(|e| e.to_string())?;
+                let text = self.0.render_chat_json(prompt).map_err(|e| e.to_string())?;
                 Ok(self.0.tokenize_rendered_while(&text, out, more))
             }
             _ => self

@@ -228,6 +228,18 @@ impl PromptTokenizer {
         t.render(messages)
     }
 
+    /// The text the chat template renders for `messages` given as JSON text (the raw
+    /// `messages` array of a request), read without an intermediate JSON tree.
+    ///
+    /// # Errors
+    /// As [`Self::tokenize_chat`], and text that is not JSON.
+    pub fn render_chat_json(&self, messages: &str) -> Result<String, Error> {
+        let t = self.template.as_ref().ok_or_else(|| {
+            err("the tokenizer has no chat template (tokenizer_config.json chat_template)")
+        })?;
+        t.render_json(messages)
+    }
+
     /// Token ids of already rendered text, no special tokens added (exactly what encoding
     /// `text` whole gives; see [`segments`]).
     pub fn tokenize_rendered(&self, text: &str) -> Vec<u32> {

@@ -90,12 +90,31 @@ impl ChatTemplate {
     /// # Errors
     /// A template error (including `raise_exception`).
     pub fn render(&self, messages: &Value) -> Result<String, Error> {
+        self.render_value(minijinja::Value::from(minijinja::value::Serde(messages)))
+    }
+
+    /// Renders `messages` given as JSON text (an array of messages) with the generation prompt:
+    /// the JSON is read straight into the template's values, with no `serde_json::Value` tree
+    /// in between (the request path's form).
+    ///
+    /// # Errors
+    /// Text that is not JSON, JSON that is not an array, a template error.
+    pub fn render_json(&self, messages: &str) -> Result<String, Error> {
+        let value: minijinja::Value =
+            serde_json::from_str(messages).map_err(|e| Error(format!("messages: {e}")))?;
+        if value.kind() != minijinja::value::ValueKind::Seq {
+            return Err(Error("'messages' is not an array".into()));
+        }
+        self.render_value(value)
+    }
+
+    fn render_value(&self, messages: minijinja::Value) -> Result<String, Error> {
         let t = self
             .env
             .get_template("chat")
             .map_err(|e| Error(format!("chat template: {e}")))?;
         t.render(minijinja::context! {
-            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            messages => messages,
             add_generation_prompt => true,
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
@@ -120,6 +139,29 @@ mod tests {
         .unwrap();
         let s = t.render(&json!([{"role": "system", "content": " Be brief. "}, {"role": "user", "content": "Hi"}])).unwrap();
         assert_eq!(s, "<s><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn json_text_renders_as_the_parsed_value_does() {
+        // Everything a message can carry: content parts, tool calls with nested arguments,
+        // numbers, null, non-ASCII and escapes.
+        let t = ChatTemplate::new(
+            "{% for m in messages %}{{ m.role }}:{% if m.content is string %}{{ m.content }}{% elif m.content %}{% for p in m.content %}[{{ p.type }}={{ p.text }}]{% endfor %}{% endif %}{% if m.tool_calls %}{{ m.tool_calls | tojson }}{% endif %}|{% endfor %}".into(),
+            String::new(),
+            String::new(),
+        )
+        .unwrap();
+        let json = r#"[{"role": "system", "content": "Sé breve.\n\"quoted\" \u00e9"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": {"x": 1, "y": [2.5, true]}}}]}]"#;
+        let parsed: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(t.render_json(json).unwrap(), t.render(&parsed).unwrap());
+        assert!(t
+            .render_json(r#"{"role": "user"}"#)
+            .unwrap_err()
+            .0
+            .contains("not an array"));
+        assert!(t.render_json("[").unwrap_err().0.contains("messages"));
     }
 
     #[test]

@@ -59,6 +59,10 @@ impl RequestKeys {
 
     /// Appends the keys of the full blocks of `tokens`, chained from `parent`, to `out`; at most
     /// `max_blocks` keys (0 = no cap). Returns how many were appended.
+    ///
+    /// Runs once per stretch of every scheduled prompt: blocks of up to
+    /// [`STACK_BLOCK_TOKENS`] tokens are laid out in a stack buffer (no allocation), larger
+    /// ones in one buffer per call.
     pub fn extend(
         &self,
         parent: u64,
@@ -66,24 +70,39 @@ impl RequestKeys {
         max_blocks: usize,
         out: &mut Vec<u64>,
     ) -> usize {
+        let full = tokens.len() / self.block_size;
+        let n = if max_blocks == 0 {
+            full
+        } else {
+            full.min(max_blocks)
+        };
+        out.reserve(n);
+        let blocks = tokens.chunks_exact(self.block_size).take(n);
+        let mut stack = [0u8; STACK_BLOCK_TOKENS * 4];
+        let mut heap = Vec::new();
+        let bytes: &mut [u8] = match stack.get_mut(..self.block_size * 4) {
+            Some(b) => b,
+            None => {
+                heap.resize(self.block_size * 4, 0);
+                &mut heap
+            }
+        };
         let mut prev = parent;
-        let mut bytes: Vec<u8> = Vec::with_capacity(self.block_size * 4);
-        let mut n = 0;
-        for block in tokens.chunks_exact(self.block_size) {
-            if max_blocks != 0 && n == max_blocks {
-                break;
+        for block in blocks {
+            // Little-endian u32s; on a little-endian target this compiles to a copy.
+            for (dst, t) in bytes.chunks_exact_mut(4).zip(block) {
+                dst.copy_from_slice(&t.to_le_bytes());
             }
-            bytes.clear();
-            for t in block {
-                bytes.extend_from_slice(&t.to_le_bytes());
-            }
-            prev = xxh3_64_with_seed(&bytes, prev);
+            prev = xxh3_64_with_seed(bytes, prev);
             out.push(prev);
-            n += 1;
         }
         n
     }
 }
+
+/// The largest block (tokens) whose bytes [`RequestKeys::extend`] lays out on the stack (512
+/// bytes, zeroed per call): vLLM's largest common block size.
+pub const STACK_BLOCK_TOKENS: usize = 128;
 
 #[cfg(test)]
 mod tests {
@@ -111,6 +130,28 @@ mod tests {
             d[1], a[1],
             "a different first block changes every later key"
         );
+    }
+
+    #[test]
+    fn keys_are_the_chained_hashes_of_little_endian_blocks_on_the_stack_or_not() {
+        // The documented chain, computed the slow way, for a block that fits the stack buffer
+        // and one that does not.
+        for bs in [16, STACK_BLOCK_TOKENS + 44] {
+            let k = RequestKeys::new(bs, "s");
+            let tokens: Vec<u32> = (0..(bs * 3 + 5) as u32)
+                .map(|t| t.wrapping_mul(2_654_435_761))
+                .collect();
+            let mut got = Vec::new();
+            assert_eq!(k.extend(k.root(""), &tokens, 0, &mut got), 3);
+            let mut want = Vec::new();
+            let mut prev = k.root("");
+            for block in tokens.chunks_exact(bs) {
+                let bytes: Vec<u8> = block.iter().flat_map(|t| t.to_le_bytes()).collect();
+                prev = xxh3_64_with_seed(&bytes, prev);
+                want.push(prev);
+            }
+            assert_eq!(got, want, "block size {bs}");
+        }
     }
 
     #[test]

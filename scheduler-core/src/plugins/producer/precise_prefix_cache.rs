@@ -397,7 +397,8 @@ impl PrecisePrefixCacheProducer {
             .filter_map(|&i| cx.endpoints.get(i).map(|e| e.address.as_str()))
             .collect();
         let mut run = self.index.start_lookup(&addrs);
-        let mut keys: Vec<u64> = Vec::new();
+        // One key per block of ~4-byte tokens: sized once for typical text.
+        let mut keys: Vec<u64> = Vec::with_capacity(text.len() / (4 * bs.max(1)) + 4);
         let mut parent = root;
         // Some candidate still holds every block so far.
         let mut running = true;
