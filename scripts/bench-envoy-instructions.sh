@@ -16,6 +16,9 @@
 # quiet, and the worker is the thread with the most instructions. The Wasm build is left out:
 # V8's JIT under valgrind measures valgrind more than the module.
 #
+# BENCH_FLOOR=1 also counts `floor`: plain Envoy with native/floor's dynamic-module filter, which
+# adds one header and nothing else (what Envoy itself charges for a dynamic-module filter).
+#
 # Needs: valgrind (installed from Debian if missing), make native envoy (done here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,13 +51,15 @@ JSON
 WORKLOAD=${BENCH_WORKLOAD:-get}
 write_workload "$WORKLOAD" "$WORK/load.lua"
 
-count() { # $1 = round-robin | native -> "requests instructions"
-  local mode=picker build=(--native)
+count() { # $1 = round-robin | native | floor -> "requests instructions"
+  local mode=picker build=(--native) modules="$PWD/dist"
   [ "$1" = round-robin ] && { mode=round-robin; build=(); }
+  [ "$1" = floor ] && { mode=round-robin; build=(); modules="$WORK/floor"; }
   target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" \
     --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
+  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml"
   mkdir -p "$WORK/cg-$1"
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" valgrind --tool=callgrind --separate-threads=yes \
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" valgrind --tool=callgrind --separate-threads=yes \
     --callgrind-out-file="$WORK/cg-$1/out.%p" "$ENVOY_BINARY" -c "$WORK/$1.yaml" --concurrency 1 \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
@@ -75,6 +80,13 @@ count() { # $1 = round-robin | native -> "requests instructions"
 
 read -r rr_n rr_ir < <(count round-robin)
 read -r nat_n nat_ir < <(count native)
+if [ "${BENCH_FLOOR:-0}" = 1 ]; then
+  cargo build -q --release -p floor-filter
+  mkdir -p "$WORK/floor" && cp target/release/libfloor_filter.so "$WORK/floor/"
+  read -r fl_n fl_ir < <(count floor)
+  awk -v a="$rr_ir" -v an="$rr_n" -v f="$fl_ir" -v fn="$fl_n" 'BEGIN {
+    printf "floor (one-header dynamic-module filter): %d requests, %.0f instructions per request (+%.0f over plain)\n", fn, f / fn, f / fn - a / an }'
+fi
 awk -v wl="$WORKLOAD" -v a="$rr_ir" -v an="$rr_n" -v b="$nat_ir" -v bn="$nat_n" 'BEGIN {
   pa = a / an; pb = b / bn
   printf "\nworkload %s, 16 endpoints, Envoy --concurrency 1, callgrind (user-space instructions of the worker thread)\n", wl

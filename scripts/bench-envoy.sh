@@ -26,6 +26,11 @@
 # out-of-process picker this project replaces. Its CPU per request counts the EPP process (every
 # thread) as well as Envoy's worker; the EPP is not pinned. Installs the EPP into target/peers.
 #
+# BENCH_FLOOR=1 adds `floor`: plain Envoy (round robin) with native/floor's dynamic-module filter,
+# which adds one request header and does nothing else. The difference to plain Envoy is what
+# Envoy charges for running any dynamic-module HTTP filter on a stream, the floor under the native
+# picker's overhead.
+#
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
 #
@@ -58,6 +63,10 @@ make -s wasm native envoy >/dev/null
 cargo build -q --release -p e2e --bin fake-model-server
 cargo build -q --release -p envoy-config --bin envoy-config
 [ "${BENCH_EPP:-0}" = 1 ] && scripts/peers-install.sh epp
+if [ "${BENCH_FLOOR:-0}" = 1 ]; then
+  cargo build -q --release -p floor-filter
+  mkdir -p "$WORK/floor" && cp target/release/libfloor_filter.so "$WORK/floor/"
+fi
 
 # shellcheck source=scripts/bench-load.sh
 . scripts/bench-load.sh
@@ -116,6 +125,8 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   local mode=$1 listen=$LISTEN_PORT extra=() build=() epp=""
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
+  local modules="$PWD/dist"
+  if [ "$1" = floor ]; then mode=round-robin; modules="$WORK/floor"; fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   if [ "$1" = epp ]; then
     target/peers/bin/epp --pool-name bench --pool-namespace bench --config-file "$WORK/epp-config.yaml" \
@@ -130,7 +141,8 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
     target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   fi
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
+  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml"
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 && break; sleep 0.1; done
@@ -197,6 +209,7 @@ read -r -a MODES <<< "${BENCH_MODES:-round-robin picker native}"
 [ "${BENCH_HOP:-0}" = 1 ] && MODES+=(picker-hop)
 [ "${BENCH_KGW:-0}" = 1 ] && MODES+=(kgw-policy)
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
+[ "${BENCH_FLOOR:-0}" = 1 ] && MODES+=(floor)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
 mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
@@ -223,6 +236,16 @@ awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0
   printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50b, p50b-p50a, p50c, p50c-p50a
   printf "| latency p99, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p99a, p99b, p99b-p99a, p99c, p99c-p99a
 }'
+if [ "${BENCH_FLOOR:-0}" = 1 ]; then
+  awk -v a="$round_robin_rps" -v f="$floor_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50f="$floor_p50" \
+      -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cf="$(cpu floor)" -v cn="$(cpu native)" 'BEGIN {
+    printf "\nthe floor: a dynamic-module filter that only adds one header (native/floor)\n"
+    printf "| | plain Envoy (round robin) | + floor filter | + native picker |\n|---|---|---|---|\n"
+    printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, f, 100*f/a, n, 100*n/a
+    printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cf, cf-ca, cn, cn-ca
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50f, p50f-p50a, p50n, p50n-p50a
+  }'
+fi
 if [ "${BENCH_HOP:-0}" = 1 ]; then
   awk -v a="$picker_rps" -v b="$picker_hop_rps" -v p50a="$picker_p50" -v p50b="$picker_hop_p50" -v p99a="$picker_p99" -v p99b="$picker_hop_p99" -v rr="$round_robin_rps" 'BEGIN {
     printf "\nkgateway shape (outer listener -> loopback -> picker listener) vs picker in the listener\n"

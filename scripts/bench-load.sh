@@ -43,3 +43,23 @@ request = function()
 end
 LUA
 }
+
+# Puts native/floor's dynamic-module filter (libfloor_filter.so: adds one request header, nothing
+# else) in front of the router of a rendered Envoy config, in place ($1). Envoy must find the
+# library on $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+floor_filter_yaml() {
+  python3 - "$1" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+router = "          - name: envoy.filters.http.router\n"
+floor = ("          - name: envoy.filters.http.dynamic_modules\n"
+         "            typed_config:\n"
+         "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n"
+         "              dynamic_module_config: { name: floor_filter, do_not_close: true }\n"
+         "              filter_name: floor\n")
+if text.count(router) != 1:
+    sys.exit("floor_filter_yaml: expected one router filter in " + path)
+open(path, "w").write(text.replace(router, floor + router))
+PY
+}

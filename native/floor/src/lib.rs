@@ -1,0 +1,150 @@
+//! `libfloor_filter.so`: an Envoy 1.40 dynamic-module HTTP filter that adds one request header
+//! (`x-gateway-destination-endpoint: 127.0.0.1:1`) and does nothing else: no body, no response
+//! hooks, no allocation. `scripts/bench-envoy-floor.sh` runs it beside plain Envoy and the
+//! picker to measure what Envoy itself charges for running a dynamic-module filter on a stream,
+//! the floor under any in-proxy picker built this way.
+//!
+//! Envoy resolves every HTTP-filter hook when a configuration loads (a missing one rejects it),
+//! so all are exported; the ones this filter does not use are no-ops. The declarations follow
+//! the same ABI as `native/src/abi.rs` (version `v0.2.0`, Envoy 1.40), reduced to what is used
+//! here: arguments a no-op ignores are left out, which the C calling convention allows (the
+//! caller passes and cleans them up). No hook can panic.
+
+#![allow(clippy::missing_safety_doc)]
+
+use core::ffi::c_void;
+
+type Ptr = *mut c_void;
+type ConstPtr = *const c_void;
+
+#[repr(C)]
+struct ModuleBuffer {
+    ptr: *const u8,
+    length: usize,
+}
+
+const HEADERS_CONTINUE: u32 = 0;
+const BODY_CONTINUE: u32 = 0;
+const TRAILERS_CONTINUE: u32 = 0;
+const LOCAL_REPLY_CONTINUE: u32 = 0;
+const REQUEST_HEADER: u32 = 0;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_add_header(
+        filter: Ptr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+}
+
+/// Any non-null pointer stands for the configuration and the per-stream filter.
+static TOKEN: u8 = 0;
+
+fn token() -> ConstPtr {
+    (&TOKEN as *const u8).cast()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const core::ffi::c_char {
+    c"v0.2.0".as_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new() -> ConstPtr {
+    token()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy() {}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new() -> ConstPtr {
+    token()
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy: Ptr,
+) -> u32 {
+    const KEY: &[u8] = b"x-gateway-destination-endpoint";
+    const VALUE: &[u8] = b"127.0.0.1:1";
+    // SAFETY: Envoy's filter pointer for this hook; both buffers are copied before it returns.
+    unsafe {
+        envoy_dynamic_module_callback_http_add_header(
+            filter_envoy,
+            REQUEST_HEADER,
+            ModuleBuffer { ptr: KEY.as_ptr(), length: KEY.len() },
+            ModuleBuffer { ptr: VALUE.as_ptr(), length: VALUE.len() },
+        );
+    }
+    HEADERS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body() -> u32 {
+    BODY_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers() -> u32 {
+    TRAILERS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers() -> u32 {
+    HEADERS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body() -> u32 {
+    BODY_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers() -> u32 {
+    TRAILERS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply() -> u32 {
+    LOCAL_REPLY_CONTINUE
+}
+
+/// The hooks without a result, all no-ops here.
+macro_rules! no_ops {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[no_mangle]
+            pub extern "C" fn $name() {}
+        )*
+    };
+}
+
+no_ops!(
+    envoy_dynamic_module_on_http_filter_stream_complete,
+    envoy_dynamic_module_on_http_filter_destroy,
+    envoy_dynamic_module_on_http_filter_http_callout_done,
+    envoy_dynamic_module_on_http_filter_http_stream_headers,
+    envoy_dynamic_module_on_http_filter_http_stream_data,
+    envoy_dynamic_module_on_http_filter_http_stream_trailers,
+    envoy_dynamic_module_on_http_filter_http_stream_complete,
+    envoy_dynamic_module_on_http_filter_http_stream_reset,
+    envoy_dynamic_module_on_http_filter_scheduled,
+    envoy_dynamic_module_on_http_filter_config_scheduled,
+    envoy_dynamic_module_on_http_filter_config_http_callout_done,
+    envoy_dynamic_module_on_http_filter_config_http_stream_headers,
+    envoy_dynamic_module_on_http_filter_config_http_stream_data,
+    envoy_dynamic_module_on_http_filter_config_http_stream_trailers,
+    envoy_dynamic_module_on_http_filter_config_http_stream_complete,
+    envoy_dynamic_module_on_http_filter_config_http_stream_reset,
+    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark,
+    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark,
+    envoy_dynamic_module_on_http_filter_per_route_config_destroy,
+);
+
+/// No per-route configuration: Envoy treats null as "none".
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new() -> ConstPtr {
+    core::ptr::null()
+}
