@@ -16,8 +16,8 @@
 # quiet, and the worker is the thread with the most instructions. The Wasm build is left out:
 # V8's JIT under valgrind measures valgrind more than the module.
 #
-# BENCH_FLOOR=1 also counts `floor`: plain Envoy with native/floor's dynamic-module filter, which
-# adds one header and nothing else (what Envoy itself charges for a dynamic-module filter).
+# BENCH_FLOOR=1 also counts `floor`: the native picker's configuration with the picker replaced by
+# native/floor's filter, which only adds the destination header (see scripts/bench-envoy.sh).
 #
 # Needs: valgrind (installed from Debian if missing), make native envoy (done here).
 set -euo pipefail
@@ -54,10 +54,10 @@ write_workload "$WORKLOAD" "$WORK/load.lua"
 count() { # $1 = round-robin | native | floor -> "requests instructions"
   local mode=picker build=(--native) modules="$PWD/dist"
   [ "$1" = round-robin ] && { mode=round-robin; build=(); }
-  [ "$1" = floor ] && { mode=round-robin; build=(); modules="$WORK/floor"; }
+  [ "$1" = floor ] && modules="$WORK/floor"
   target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" \
     --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
-  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml"
+  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "$(endpoint_list "$ENDPOINTS")"
   mkdir -p "$WORK/cg-$1"
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" valgrind --tool=callgrind --separate-threads=yes \
     --callgrind-out-file="$WORK/cg-$1/out.%p" "$ENVOY_BINARY" -c "$WORK/$1.yaml" --concurrency 1 \

@@ -26,10 +26,11 @@
 # out-of-process picker this project replaces. Its CPU per request counts the EPP process (every
 # thread) as well as Envoy's worker; the EPP is not pinned. Installs the EPP into target/peers.
 #
-# BENCH_FLOOR=1 adds `floor`: plain Envoy (round robin) with native/floor's dynamic-module filter,
-# which adds one request header and does nothing else. The difference to plain Envoy is what
-# Envoy charges for running any dynamic-module HTTP filter on a stream, the floor under the native
-# picker's overhead.
+# BENCH_FLOOR=1 adds `floor`: the native picker's Envoy configuration with the picker replaced by
+# native/floor's dynamic-module filter, which only adds x-gateway-destination-endpoint (the
+# endpoints in turn), and Envoy's round robin as the fallback balancer (scripts/bench-load.sh
+# floor_filter_yaml). Its difference to plain Envoy is what Envoy charges for any picker that is a
+# dynamic-module filter routing by that header: the floor under the native picker's overhead.
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
@@ -126,7 +127,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   if [ "$1" = picker-hop ]; then mode=picker; listen=$INNER_PORT; extra=(--config-yaml "$HOP_YAML"); fi
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
   local modules="$PWD/dist"
-  if [ "$1" = floor ]; then mode=round-robin; modules="$WORK/floor"; fi
+  if [ "$1" = floor ]; then mode=picker; build=(--native); modules="$WORK/floor"; fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   if [ "$1" = epp ]; then
     target/peers/bin/epp --pool-name bench --pool-namespace bench --config-file "$WORK/epp-config.yaml" \
@@ -141,7 +142,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
     target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   fi
-  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml"
+  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "$(endpoint_list "$ENDPOINTS")"
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
@@ -239,7 +240,7 @@ awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0
 if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   awk -v a="$round_robin_rps" -v f="$floor_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50f="$floor_p50" \
       -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cf="$(cpu floor)" -v cn="$(cpu native)" 'BEGIN {
-    printf "\nthe floor: a dynamic-module filter that only adds one header (native/floor)\n"
+    printf "\nthe floor: the native configuration with a filter that only adds the destination header (native/floor)\n"
     printf "| | plain Envoy (round robin) | + floor filter | + native picker |\n|---|---|---|---|\n"
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, f, 100*f/a, n, 100*n/a
     printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cf, cf-ca, cn, cn-ca

@@ -44,22 +44,43 @@ end
 LUA
 }
 
-# Puts native/floor's dynamic-module filter (libfloor_filter.so: adds one request header, nothing
-# else) in front of the router of a rendered Envoy config, in place ($1). Envoy must find the
-# library on $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+# Turns a native-picker render ($1, in place) into the floor under it: the same listener, routes
+# and cluster (override_host on x-gateway-destination-endpoint), with the picker filter replaced
+# by native/floor's filter (adds that header, valued $2, and does nothing else), no bootstrap
+# scraper, and Envoy's round robin as the cluster's fallback balancer. Envoy must find
+# libfloor_filter.so on $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
 floor_filter_yaml() {
-  python3 - "$1" <<'PY'
-import sys
-path = sys.argv[1]
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+path, value = sys.argv[1], sys.argv[2]
 text = open(path).read()
-router = "          - name: envoy.filters.http.router\n"
-floor = ("          - name: envoy.filters.http.dynamic_modules\n"
-         "            typed_config:\n"
-         "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n"
-         "              dynamic_module_config: { name: floor_filter, do_not_close: true }\n"
-         "              filter_name: floor\n")
-if text.count(router) != 1:
-    sys.exit("floor_filter_yaml: expected one router filter in " + path)
-open(path, "w").write(text.replace(router, floor + router))
+def swap(pattern, replacement):
+    global text
+    text, n = re.subn(pattern, replacement, text, count=1, flags=re.S | re.M)
+    if n != 1:
+        sys.exit("floor_filter_yaml: %s not found in %s" % (pattern[:60], path))
+# The scraper (a top-level block up to the next top-level key).
+swap(r"^bootstrap_extensions:\n.*?(?=^[A-Za-z_])", "")
+# The picker filter, up to the router.
+swap(r"^( +)- name: envoy\.filters\.http\.dynamic_modules\n.*?(?=^\1- name: envoy\.filters\.http\.router)",
+     lambda m: (
+         f"{m.group(1)}- name: envoy.filters.http.dynamic_modules\n"
+         f"{m.group(1)}  typed_config:\n"
+         f"{m.group(1)}    \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter\n"
+         f"{m.group(1)}    dynamic_module_config: {{ name: floor_filter, do_not_close: true }}\n"
+         f"{m.group(1)}    filter_name: floor\n"
+         f"{m.group(1)}    filter_config: {{ \"@type\": type.googleapis.com/google.protobuf.StringValue, value: \"{value}\" }}\n"))
+# The module's fallback balancer.
+swap(r"^( +)name: envoy\.load_balancing_policies\.dynamic_modules\n.*?lb_policy_name: [\w-]+\n",
+     lambda m: (
+         f"{m.group(1)}name: envoy.load_balancing_policies.round_robin\n"
+         f"{m.group(1)}typed_config:\n"
+         f"{m.group(1)}  \"@type\": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin\n"))
+open(path, "w").write(text)
 PY
+}
+
+# "a,b,c": the addresses of an ENDPOINTS JSON list ({"address": "a"},...).
+endpoint_list() {
+  echo "$1" | grep -o '"address": "[^"]*"' | cut -d'"' -f4 | paste -sd, -
 }

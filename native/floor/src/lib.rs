@@ -1,6 +1,7 @@
 //! `libfloor_filter.so`: an Envoy 1.40 dynamic-module HTTP filter that adds one request header
-//! (`x-gateway-destination-endpoint: 127.0.0.1:1`) and does nothing else: no body, no response
-//! hooks, no allocation. `scripts/bench-envoy-floor.sh` runs it beside plain Envoy and the
+//! (`x-gateway-destination-endpoint`: the addresses of the filter's configuration string,
+//! comma-separated, in turn; `127.0.0.1:1` when it has none) and does nothing else: no body, no
+//! response hooks, no allocation per stream. `scripts/bench-envoy-floor.sh` runs it beside plain Envoy and the
 //! picker to measure what Envoy itself charges for running a dynamic-module filter on a stream,
 //! the floor under any in-proxy picker built this way.
 //!
@@ -13,9 +14,16 @@
 #![allow(clippy::missing_safety_doc)]
 
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 type Ptr = *mut c_void;
 type ConstPtr = *const c_void;
+
+#[repr(C)]
+pub struct EnvoyBuffer {
+    ptr: *const u8,
+    length: usize,
+}
 
 #[repr(C)]
 struct ModuleBuffer {
@@ -38,44 +46,90 @@ extern "C" {
     ) -> bool;
 }
 
-/// Any non-null pointer stands for the configuration and the per-stream filter.
-static TOKEN: u8 = 0;
-
-fn token() -> ConstPtr {
-    (&TOKEN as *const u8).cast()
-}
+/// The header value when the configuration gives none (an address no cluster holds).
+const DEFAULT_VALUE: &[u8] = b"127.0.0.1:1";
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const core::ffi::c_char {
     c"v0.2.0".as_ptr()
 }
 
+/// The configuration: the header values, taken in turn.
+struct Floor {
+    values: Vec<Vec<u8>>,
+    next: AtomicUsize,
+}
+
+/// The configuration: the addresses of the `google.protobuf.StringValue` (its raw string),
+/// comma-separated. Its pointer also stands for every stream's filter: nothing is allocated
+/// per stream.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new() -> ConstPtr {
-    token()
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    _config_envoy: Ptr,
+    _name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> ConstPtr {
+    let raw: &[u8] = if config.ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: Envoy's buffer, valid during this hook; copied below.
+        unsafe { core::slice::from_raw_parts(config.ptr, config.length) }
+    };
+    let mut values: Vec<Vec<u8>> = raw
+        .split(|&b| b == b',')
+        .map(|v| v.trim_ascii().to_vec())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        values.push(DEFAULT_VALUE.to_vec());
+    }
+    Box::into_raw(Box::new(Floor {
+        values,
+        next: AtomicUsize::new(0),
+    })) as ConstPtr
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy() {}
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: ConstPtr) {
+    if !config.is_null() {
+        // SAFETY: made by config_new, destroyed once.
+        drop(unsafe { Box::from_raw(config as *mut Floor) });
+    }
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_new() -> ConstPtr {
-    token()
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: ConstPtr) -> ConstPtr {
+    config
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy: Ptr,
+    filter: ConstPtr,
 ) -> u32 {
     const KEY: &[u8] = b"x-gateway-destination-endpoint";
-    const VALUE: &[u8] = b"127.0.0.1:1";
+    if filter.is_null() {
+        return HEADERS_CONTINUE;
+    }
+    // SAFETY: the configuration (filter_new hands it out), alive while its streams are.
+    let floor = unsafe { &*(filter as *const Floor) };
+    let turn = floor.next.fetch_add(1, Ordering::Relaxed);
+    let Some(value) = floor.values.get(turn % floor.values.len()) else {
+        return HEADERS_CONTINUE;
+    };
     // SAFETY: Envoy's filter pointer for this hook; both buffers are copied before it returns.
     unsafe {
         envoy_dynamic_module_callback_http_add_header(
             filter_envoy,
             REQUEST_HEADER,
-            ModuleBuffer { ptr: KEY.as_ptr(), length: KEY.len() },
-            ModuleBuffer { ptr: VALUE.as_ptr(), length: VALUE.len() },
+            ModuleBuffer {
+                ptr: KEY.as_ptr(),
+                length: KEY.len(),
+            },
+            ModuleBuffer {
+                ptr: value.as_ptr(),
+                length: value.len(),
+            },
         );
     }
     HEADERS_CONTINUE
@@ -123,7 +177,6 @@ macro_rules! no_ops {
 
 no_ops!(
     envoy_dynamic_module_on_http_filter_stream_complete,
-    envoy_dynamic_module_on_http_filter_destroy,
     envoy_dynamic_module_on_http_filter_http_callout_done,
     envoy_dynamic_module_on_http_filter_http_stream_headers,
     envoy_dynamic_module_on_http_filter_http_stream_data,
@@ -142,6 +195,10 @@ no_ops!(
     envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark,
     envoy_dynamic_module_on_http_filter_per_route_config_destroy,
 );
+
+/// The filter pointer is the configuration's: nothing to free per stream.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy() {}
 
 /// No per-route configuration: Envoy treats null as "none".
 #[no_mangle]
