@@ -16,6 +16,9 @@
 # quiet, and the worker is the thread with the most instructions. The Wasm build is left out:
 # V8's JIT under valgrind measures valgrind more than the module.
 #
+# BENCH_CG_CACHE=1 adds callgrind's cache simulation (D1/LL read and write misses per function, in
+# the kept files; slower): where time and instructions disagree, it shows whose memory misses.
+#
 # BENCH_FLOOR=1 also counts `floor`: the native picker's configuration with the picker replaced by
 # native/floor's filter, which only adds the destination header (see scripts/bench-envoy.sh).
 #
@@ -59,7 +62,8 @@ count() { # $1 = round-robin | native | floor -> "requests instructions"
     --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "$(endpoint_list "$ENDPOINTS")"
   mkdir -p "$WORK/cg-$1"
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" valgrind --tool=callgrind --separate-threads=yes \
+  local cache=(); [ "${BENCH_CG_CACHE:-0}" = 1 ] && cache=(--cache-sim=yes)
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" valgrind --tool=callgrind --separate-threads=yes "${cache[@]}" \
     --callgrind-out-file="$WORK/cg-$1/out.%p" "$ENVOY_BINARY" -c "$WORK/$1.yaml" --concurrency 1 \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!

@@ -179,7 +179,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
       printf "%s epp_process_cpu_us_per_request: %.1f\n", m, (a-b)*1e6/n }' | tee -a "$WORK/epp-cpu.txt"
     kill "$epp"; wait "$epp" 2>/dev/null || true
   fi
-  if [ "$mode" = picker ]; then
+  if [ "$mode" = picker ] && [ "$1" != floor ]; then
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker(\.|_)(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies' || true
   fi
