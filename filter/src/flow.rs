@@ -704,7 +704,7 @@ impl RequestFlow {
     ) {
         let picker = &p.core().picker;
         // Plugins keep response-hook state only for requests that went through a scheduling
-        // cycle; a body-less request (routed at random) has none.
+        // cycle; a body-less request (routed in turn) has none.
         let (header_hooks, body_hooks) = (
             self.scheduled && picker.has_response_header_hooks(),
             self.scheduled && picker.has_response_body_hooks(),
@@ -1009,8 +1009,7 @@ mod tests {
             &self.core
         }
         fn route_headers_only(&self, _now_ms: u64, _explain: bool) -> Outcome {
-            self.core
-                .route_headers_only(&self.pool.borrow(), &mut SplitMix64::new(1), false)
+            self.core.route_headers_only(&self.pool.borrow(), false)
         }
         fn route_request(
             &self,
@@ -1086,10 +1085,7 @@ mod tests {
             })
             .collect();
         FakePicking {
-            core: PickerCore {
-                picker: l.picker,
-                pool: l.pool,
-            },
+            core: PickerCore::new(l.picker, l.pool),
             pool: RefCell::new(pool),
             budget_used: Cell::new(0),
             picks: RefCell::default(),

@@ -169,10 +169,7 @@ impl FilterConfig {
         Ok(FilterConfig {
             kv,
             envoy,
-            core: PickerCore {
-                picker: loaded.picker,
-                pool: loaded.pool,
-            },
+            core: PickerCore::new(loaded.picker, loaded.pool),
             buffered: AtomicUsize::new(0),
             members_seen: AtomicU64::new(0),
             stats,
@@ -220,9 +217,7 @@ impl Picking for FilterConfig {
     }
 
     fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
-        self.with_candidates(now_ms, |c, rng| {
-            self.core.route_headers_only(c, rng, explain)
-        })
+        self.with_candidates(now_ms, |c, _| self.core.route_headers_only(c, explain))
     }
 
     fn route_request(

@@ -2,6 +2,7 @@
 //! applies the [`Outcome`]. Tested natively below and end to end in real Envoy (`tests/`).
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use scheduler_core::{
     Endpoint, EndpointPicker, FailureMode, PoolConfig, RequestError, RequestState, Rng,
@@ -81,9 +82,21 @@ pub struct PickerCore {
     pub picker: EndpointPicker,
     /// The `pool` section.
     pub pool: PoolConfig,
+    /// The next turn of [`Self::route_headers_only`] (shared by every worker in the native
+    /// build, per VM in the Wasm build).
+    headers_only_turn: AtomicUsize,
 }
 
 impl PickerCore {
+    /// The picker and `pool` section of a loaded configuration.
+    pub fn new(picker: EndpointPicker, pool: PoolConfig) -> Self {
+        PickerCore {
+            picker,
+            pool,
+            headers_only_turn: AtomicUsize::new(0),
+        }
+    }
+
     /// The reply for a declared `content-length` above the body limit, if it is.
     pub fn check_declared_length(&self, content_length: Option<&str>) -> Option<Reply> {
         let n: u64 = content_length?.trim().parse().ok()?;
@@ -111,13 +124,16 @@ impl PickerCore {
     /// A request without a body (e.g. `GET /v1/models`): a uniformly random fresh endpoint.
     /// With `explain`, the route carries its explanation ([`Route::debug`]); it is made only
     /// then, as this path is the filter's fixed per-request cost.
-    pub fn route_headers_only(
-        &self,
-        candidates: &[Endpoint],
-        rng: &mut dyn Rng,
-        explain: bool,
-    ) -> Outcome {
-        match candidates.get(rng.below(candidates.len())) {
+    ///
+    /// A body-less request (`GET /v1/models`, a health probe) has no prompt to schedule on: the
+    /// candidates take it in turn. Round robin, not a random pick, because it keeps each
+    /// endpoint's upstream connections busy one request at a time: picked at random, two
+    /// requests often land on one endpoint at once and Envoy opens another connection for the
+    /// second (measured on GET with 16 endpoints and 16 client connections: 114 upstream
+    /// connections against 66, and 85 % of plain Envoy's throughput against ~100 %).
+    pub fn route_headers_only(&self, candidates: &[Endpoint], explain: bool) -> Outcome {
+        let turn = self.headers_only_turn.fetch_add(1, Ordering::Relaxed);
+        match candidates.get(turn.checked_rem(candidates.len()).unwrap_or(0)) {
             None => self.unusable(),
             Some(e) => Outcome::Route(Route {
                 destination: e.address.clone(),
@@ -252,10 +268,7 @@ mod tests {
     fn core(extra: &str) -> PickerCore {
         let json = format!(r#"{{"pool": {{"cluster": "c", "bodyLimitBytes": 1000 {extra}}}}}"#);
         let l = PickerConfig::load(&json, &Registry::with_builtins()).unwrap();
-        PickerCore {
-            picker: l.picker,
-            pool: l.pool,
-        }
+        PickerCore::new(l.picker, l.pool)
     }
 
     fn pool() -> Vec<Endpoint> {
@@ -340,10 +353,7 @@ mod tests {
             route(&c, &[], r#"{"model":"m","prompt":"x"}"#),
             Outcome::PassThrough
         );
-        assert_eq!(
-            c.route_headers_only(&[], &mut SplitMix64::new(1), false),
-            Outcome::PassThrough
-        );
+        assert_eq!(c.route_headers_only(&[], false), Outcome::PassThrough);
         // A bad body is still a 400, whatever the failure mode.
         assert!(matches!(
             route(&c, &[], "{"),
@@ -352,20 +362,22 @@ mod tests {
     }
 
     #[test]
-    fn headers_only_is_uniform_over_candidates() {
+    fn headers_only_takes_the_candidates_in_turn() {
         let c = core("");
         let eps = pool();
-        let mut rng = SplitMix64::new(5);
-        let mut counts = [0u32; 3];
-        for _ in 0..3000 {
-            let Outcome::Route(r) = c.route_headers_only(&eps, &mut rng, false) else {
-                panic!()
-            };
-            counts[eps.iter().position(|e| e.address == r.destination).unwrap()] += 1;
-        }
-        assert!(
-            counts.iter().all(|&n| (850..1150).contains(&n)),
-            "{counts:?}"
-        );
+        let picks: Vec<String> = (0..6)
+            .map(|_| match c.route_headers_only(&eps, false) {
+                Outcome::Route(r) => r.destination,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let order: Vec<String> = eps.iter().map(|e| e.address.clone()).collect();
+        assert_eq!(picks[..3], order[..], "each candidate once, in order");
+        assert_eq!(picks[3..], order[..], "then again");
+        // A pool that shrank between requests is still served (the turn wraps).
+        let Outcome::Route(r) = c.route_headers_only(&eps[..1], false) else {
+            panic!()
+        };
+        assert_eq!(r.destination, eps[0].address);
     }
 }

@@ -55,10 +55,7 @@ impl PickerShared {
             gate,
             telemetry,
             sink: RefCell::default(),
-            core: PickerCore {
-                picker: loaded.picker,
-                pool: loaded.pool,
-            },
+            core: PickerCore::new(loaded.picker, loaded.pool),
             view: RefCell::new(PoolView::new(staleness)),
             rng: RefCell::new(SplitMix64::new(seed)),
             stats: PickerStats::default(),
@@ -130,15 +127,12 @@ impl Picking for PickerShared {
     }
 
     fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
-        let (Ok(mut view), Ok(mut rng)) = (self.view.try_borrow_mut(), self.rng.try_borrow_mut())
-        else {
-            return self
-                .core
-                .route_headers_only(&[], &mut SplitMix64::new(now_ms), explain);
+        let Ok(mut view) = self.view.try_borrow_mut() else {
+            return self.core.route_headers_only(&[], explain);
         };
         self.refresh(&mut view, now_ms);
         self.core
-            .route_headers_only(view.candidates(now_ms), &mut *rng, explain)
+            .route_headers_only(view.candidates(now_ms), explain)
     }
 
     fn route_request(
