@@ -1,15 +1,17 @@
 //! `libfloor_filter.so`: an Envoy 1.40 dynamic-module HTTP filter that adds one request header
 //! (`x-gateway-destination-endpoint`: the addresses of the filter's configuration string,
 //! comma-separated, in turn; `127.0.0.1:1` when it has none) and does nothing else: no body, no
-//! response hooks, no allocation per stream. `scripts/bench-envoy-floor.sh` runs it beside plain Envoy and the
-//! picker to measure what Envoy itself charges for running a dynamic-module filter on a stream,
-//! the floor under any in-proxy picker built this way.
+//! response hooks, no allocation per stream. `BENCH_FLOOR=1 scripts/bench-envoy.sh` runs it in
+//! the native picker's own Envoy configuration, beside plain Envoy and the picker, to measure
+//! what Envoy itself charges for a dynamic-module filter that routes by that header: the floor
+//! under any in-proxy picker built this way.
 //!
 //! Envoy resolves every HTTP-filter hook when a configuration loads (a missing one rejects it),
 //! so all are exported; the ones this filter does not use are no-ops. The declarations follow
 //! the same ABI as `native/src/abi.rs` (version `v0.2.0`, Envoy 1.40), reduced to what is used
-//! here: arguments a no-op ignores are left out, which the C calling convention allows (the
-//! caller passes and cleans them up). No hook can panic.
+//! here: trailing arguments a hook ignores are left out, which the C calling conventions of
+//! x86-64 and aarch64 allow (the caller passes them in registers and cleans up). No hook can
+//! panic.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -19,6 +21,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 type Ptr = *mut c_void;
 type ConstPtr = *const c_void;
 
+/// A buffer Envoy owns, valid during the hook that receives it.
 #[repr(C)]
 pub struct EnvoyBuffer {
     ptr: *const u8,
