@@ -121,11 +121,11 @@ impl PickerCore {
         }
     }
 
-    /// A request without a body (e.g. `GET /v1/models`): a uniformly random fresh endpoint.
+    /// A request without a body (e.g. `GET /v1/models`): the next fresh endpoint in turn.
     /// With `explain`, the route carries its explanation ([`Route::debug`]); it is made only
     /// then, as this path is the filter's fixed per-request cost.
     ///
-    /// A body-less request (`GET /v1/models`, a health probe) has no prompt to schedule on: the
+    /// A body-less request (a model list, a health probe) has no prompt to schedule on: the
     /// candidates take it in turn. Round robin, not a random pick, because it keeps each
     /// endpoint's upstream connections busy one request at a time: picked at random, two
     /// requests often land on one endpoint at once and Envoy opens another connection for the
