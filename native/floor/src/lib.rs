@@ -1,7 +1,8 @@
 //! `libfloor_filter.so`: an Envoy 1.40 dynamic-module HTTP filter that adds one request header
 //! (`x-gateway-destination-endpoint`: the addresses of the filter's configuration string,
-//! comma-separated, in turn; `127.0.0.1:1` when it has none) and does nothing else: no body, no
-//! response hooks, no allocation per stream. `BENCH_FLOOR=1 scripts/bench-envoy.sh` runs it in
+//! comma-separated, in turn; `127.0.0.1:1` when it has none), after buffering the request body
+//! when there is one, and does nothing else: the body is not read, no response hooks, no
+//! allocation per stream. `BENCH_FLOOR=1 scripts/bench-envoy.sh` runs it in
 //! the native picker's own Envoy configuration, beside plain Envoy and the picker, to measure
 //! what Envoy itself charges for a dynamic-module filter that routes by that header: the floor
 //! under any in-proxy picker built this way.
@@ -35,7 +36,9 @@ struct ModuleBuffer {
 }
 
 const HEADERS_CONTINUE: u32 = 0;
+const HEADERS_STOP_ITERATION: u32 = 1;
 const BODY_CONTINUE: u32 = 0;
+const BODY_STOP_ITERATION_AND_BUFFER: u32 = 1;
 const TRAILERS_CONTINUE: u32 = 0;
 const LOCAL_REPLY_CONTINUE: u32 = 0;
 const REQUEST_HEADER: u32 = 0;
@@ -105,20 +108,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: ConstPtr) -> C
     config
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    filter_envoy: Ptr,
-    filter: ConstPtr,
-) -> u32 {
+/// Adds the destination header, the configuration's next address.
+///
+/// # Safety
+/// `filter_envoy` is the pointer of the current hook; `filter` is null or the configuration.
+unsafe fn route(filter_envoy: Ptr, filter: ConstPtr) {
     const KEY: &[u8] = b"x-gateway-destination-endpoint";
     if filter.is_null() {
-        return HEADERS_CONTINUE;
+        return;
     }
     // SAFETY: the configuration (filter_new hands it out), alive while its streams are.
     let floor = unsafe { &*(filter as *const Floor) };
     let turn = floor.next.fetch_add(1, Ordering::Relaxed);
     let Some(value) = floor.values.get(turn % floor.values.len()) else {
-        return HEADERS_CONTINUE;
+        return;
     };
     // SAFETY: Envoy's filter pointer for this hook; both buffers are copied before it returns.
     unsafe {
@@ -135,16 +138,47 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             },
         );
     }
+}
+
+/// A request without a body is routed at once; one with a body waits for all of it, as a
+/// picker that reads the prompt must (the body hook routes it).
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
+    end_of_stream: bool,
+) -> u32 {
+    if !end_of_stream {
+        return HEADERS_STOP_ITERATION;
+    }
+    // SAFETY: as this hook's arguments.
+    unsafe { route(filter_envoy, filter) };
     HEADERS_CONTINUE
 }
 
+/// Buffers the body; at its end, routes and lets the request go.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body() -> u32 {
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
+    end_of_stream: bool,
+) -> u32 {
+    if !end_of_stream {
+        return BODY_STOP_ITERATION_AND_BUFFER;
+    }
+    // SAFETY: as this hook's arguments.
+    unsafe { route(filter_envoy, filter) };
     BODY_CONTINUE
 }
 
+/// Trailers end a request whose body did not: route it here.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers() -> u32 {
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
+) -> u32 {
+    // SAFETY: as this hook's arguments.
+    unsafe { route(filter_envoy, filter) };
     TRAILERS_CONTINUE
 }
 
