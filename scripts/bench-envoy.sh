@@ -27,8 +27,8 @@
 # thread) as well as Envoy's worker; the EPP is not pinned. Installs the EPP into target/peers.
 #
 # BENCH_FLOOR=1 adds `floor`: the native picker's Envoy configuration with the picker replaced by
-# native/floor's dynamic-module filter, which only adds x-gateway-destination-endpoint (the
-# endpoints in turn), and Envoy's round robin as the fallback balancer (scripts/bench-load.sh
+# native/floor's dynamic-module filter, which only buffers the request body (when there is one)
+# and adds x-gateway-destination-endpoint (the endpoints in turn), and Envoy's round robin as the fallback balancer (scripts/bench-load.sh
 # floor_filter_yaml). Its difference to plain Envoy is what Envoy charges for any picker that is a
 # dynamic-module filter routing by that header: the floor under the native picker's overhead.
 #
@@ -240,7 +240,7 @@ awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0
 if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   awk -v a="$round_robin_rps" -v f="$floor_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50f="$floor_p50" \
       -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cf="$(cpu floor)" -v cn="$(cpu native)" 'BEGIN {
-    printf "\nthe floor: the native configuration with a filter that only adds the destination header (native/floor)\n"
+    printf "\nthe floor: the native configuration with a filter that only buffers the body and adds the destination header (native/floor)\n"
     printf "| | plain Envoy (round robin) | + floor filter | + native picker |\n|---|---|---|---|\n"
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, f, 100*f/a, n, 100*n/a
     printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cf, cf-ca, cn, cn-ca
