@@ -10,9 +10,10 @@
 //! Envoy resolves every HTTP-filter hook when a configuration loads (a missing one rejects it),
 //! so all are exported; the ones this filter does not use are no-ops. The declarations follow
 //! the same ABI as `native/src/abi.rs` (version `v0.2.0`, Envoy 1.40), reduced to what is used
-//! here: trailing arguments a hook ignores are left out, which the C calling conventions of
-//! x86-64 and aarch64 allow (the caller passes them in registers and cleans up). No hook can
-//! panic.
+//! here, and are kept apart from it on purpose: the native crate defines the picker's hooks, so
+//! linking it would export them from this library too. Trailing arguments a hook ignores are
+//! left out, which the C calling conventions of x86-64 and aarch64 allow (the caller passes them
+//! in registers and cleans up). No hook can panic.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -120,7 +121,10 @@ unsafe fn route(filter_envoy: Ptr, filter: ConstPtr) {
     // SAFETY: the configuration (filter_new hands it out), alive while its streams are.
     let floor = unsafe { &*(filter as *const Floor) };
     let turn = floor.next.fetch_add(1, Ordering::Relaxed);
-    let Some(value) = floor.values.get(turn % floor.values.len()) else {
+    let Some(value) = floor
+        .values
+        .get(turn.checked_rem(floor.values.len()).unwrap_or(0))
+    else {
         return;
     };
     // SAFETY: Envoy's filter pointer for this hook; both buffers are copied before it returns.
@@ -140,20 +144,43 @@ unsafe fn route(filter_envoy: Ptr, filter: ConstPtr) {
     }
 }
 
-/// A request without a body is routed at once; one with a body waits for all of it, as a
-/// picker that reads the prompt must (the body hook routes it).
+/// Routes at the end of the request (`end_of_stream`) and answers `go`; before it answers
+/// `wait`, so a body is buffered first, as a picker that reads the prompt must.
+///
+/// # Safety
+/// As [`route`].
+unsafe fn at_end(
+    filter_envoy: Ptr,
+    filter: ConstPtr,
+    end_of_stream: bool,
+    wait: u32,
+    go: u32,
+) -> u32 {
+    if !end_of_stream {
+        return wait;
+    }
+    // SAFETY: as this function's arguments.
+    unsafe { route(filter_envoy, filter) };
+    go
+}
+
+/// A request without a body is routed at once; one with a body waits for all of it.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy: Ptr,
     filter: ConstPtr,
     end_of_stream: bool,
 ) -> u32 {
-    if !end_of_stream {
-        return HEADERS_STOP_ITERATION;
+    // SAFETY: this hook's arguments.
+    unsafe {
+        at_end(
+            filter_envoy,
+            filter,
+            end_of_stream,
+            HEADERS_STOP_ITERATION,
+            HEADERS_CONTINUE,
+        )
     }
-    // SAFETY: as this hook's arguments.
-    unsafe { route(filter_envoy, filter) };
-    HEADERS_CONTINUE
 }
 
 /// Buffers the body; at its end, routes and lets the request go.
@@ -163,12 +190,16 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     filter: ConstPtr,
     end_of_stream: bool,
 ) -> u32 {
-    if !end_of_stream {
-        return BODY_STOP_ITERATION_AND_BUFFER;
+    // SAFETY: this hook's arguments.
+    unsafe {
+        at_end(
+            filter_envoy,
+            filter,
+            end_of_stream,
+            BODY_STOP_ITERATION_AND_BUFFER,
+            BODY_CONTINUE,
+        )
     }
-    // SAFETY: as this hook's arguments.
-    unsafe { route(filter_envoy, filter) };
-    BODY_CONTINUE
 }
 
 /// Trailers end a request whose body did not: route it here.

@@ -76,14 +76,20 @@ impl RequestKeys {
         } else {
             full.min(max_blocks)
         };
+        if n == 0 {
+            // Also keeps a configured block far larger than any prompt from sizing a buffer.
+            return 0;
+        }
         out.reserve(n);
         let blocks = tokens.chunks_exact(self.block_size).take(n);
         let mut stack = [0u8; STACK_BLOCK_TOKENS * 4];
         let mut heap = Vec::new();
-        let bytes: &mut [u8] = match stack.get_mut(..self.block_size * 4) {
+        // At least one full block exists, so this is at most 4 bytes per token of `tokens`.
+        let len = self.block_size.saturating_mul(4);
+        let bytes: &mut [u8] = match stack.get_mut(..len) {
             Some(b) => b,
             None => {
-                heap.resize(self.block_size * 4, 0);
+                heap.resize(len, 0);
                 &mut heap
             }
         };
@@ -152,6 +158,16 @@ mod tests {
             }
             assert_eq!(got, want, "block size {bs}");
         }
+    }
+
+    #[test]
+    fn a_block_larger_than_the_prompt_gives_no_keys_and_sizes_nothing() {
+        // blockSizeTokens has no upper bound in the config: a huge one must not make every
+        // request size a buffer for one block.
+        let k = RequestKeys::new(usize::MAX / 2, "");
+        let mut out = Vec::new();
+        assert_eq!(k.extend(k.root(""), &[1, 2, 3], 0, &mut out), 0);
+        assert!(out.is_empty());
     }
 
     #[test]
