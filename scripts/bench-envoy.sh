@@ -31,6 +31,9 @@
 # and adds x-gateway-destination-endpoint (the endpoints in turn), and Envoy's round robin as the fallback balancer (scripts/bench-load.sh
 # floor_filter_yaml). Its difference to plain Envoy is what Envoy charges for any picker that is a
 # dynamic-module filter routing by that header: the floor under the native picker's overhead.
+# BENCH_FLOOR_ENDPOINTS (comma-separated host:port) gives the floor its own endpoints instead of all
+# 16, e.g. the one endpoint the picker's prefix affinity sends a shared prompt to, so the floor
+# also prices where requests go.
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
@@ -142,7 +145,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
     target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   fi
-  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "$(endpoint_list "$ENDPOINTS")"
+  [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "${BENCH_FLOOR_ENDPOINTS:-$(endpoint_list "$ENDPOINTS")}"
   ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$modules" ${PIN_ENVOY[@]+"${PIN_ENVOY[@]}"} .venv/bin/envoy -c "$WORK/$1.yaml" "${extra[@]}" --concurrency "$WORKERS" \
     --disable-hot-restart --log-level warn >"$WORK/$1.log" 2>&1 &
   local envoy=$!
@@ -179,6 +182,10 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
       printf "%s epp_process_cpu_us_per_request: %.1f\n", m, (a-b)*1e6/n }' | tee -a "$WORK/epp-cpu.txt"
     kill "$epp"; wait "$epp" 2>/dev/null || true
   fi
+  # Upstream connections Envoy opened over the run, by cluster: placement that sends two requests
+  # to one endpoint at once makes Envoy open another connection, a cost outside the filter.
+  curl -s localhost:$ADMIN_PORT/stats | awk -F': ' -v m="$1" '/^cluster\.[^.]*\.upstream_cx_total:/ && $2 > 0 {
+    split($1, c, "."); printf "%s upstream connections opened: %s %s\n", m, c[2], $2 }'
   if [ "$mode" = picker ] && [ "$1" != floor ]; then
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker(\.|_)(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies' || true

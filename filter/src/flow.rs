@@ -22,6 +22,7 @@ use scheduler_core::plugin::QueuedRequest;
 use scheduler_core::plugins::flow_control::slo_deadline::SLO_TTFT_HEADERS;
 use scheduler_core::RequestState;
 
+use crate::headers::HeaderBlock;
 use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
     ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, PREFILLER, SERVED,
@@ -50,8 +51,9 @@ pub trait HttpHost {
             };
         }
     }
-    /// Every request header (names lower-case, values decoded lossily).
-    fn request_headers(&mut self) -> Vec<(String, String)>;
+    /// Every request header (names lower-case, values decoded lossily), read in one host call
+    /// into one buffer.
+    fn request_headers(&mut self) -> HeaderBlock;
     /// Replaces, or with `None` removes, a request header (only while the headers are held).
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool;
     /// Adds a request header the flow knows is absent (it removed any client value first), so
@@ -235,6 +237,9 @@ pub struct RequestFlow {
     grpc: bool,
     /// The vLLM gRPC method the request calls, if any (its response usage is read).
     grpc_method: Option<Method>,
+    /// The request headers as they arrived (less the ones the flow removed), kept from the
+    /// headers hook for the plugins once the body is complete: one host read per request.
+    headers: Option<HeaderBlock>,
 }
 
 impl Default for RequestFlow {
@@ -266,6 +271,7 @@ impl RequestFlow {
             body_size: 0,
             grpc: false,
             grpc_method: None,
+            headers: None,
         }
     }
 
@@ -411,26 +417,50 @@ impl RequestFlow {
             if end_of_stream { "" } else { "content-length" },
             "content-type",
         ];
+        // A request with a body keeps every header for the plugins (one read now serves both
+        // hooks); a body-less one is routed now and needs only these.
         let mut found: [Option<String>; 6] = Default::default();
-        host.find_request_headers(&wanted, &mut found);
-        let [destination, prefiller, encoders, debug, declared, content_type] = found;
-        self.grpc = content_type.is_some_and(|c| c.starts_with("application/grpc"));
-        for (name, value) in [
-            (DESTINATION, &destination),
-            (PREFILLER, &prefiller),
-            (ENCODERS, &encoders),
-        ] {
+        let mut block = None;
+        if end_of_stream {
+            host.find_request_headers(&wanted, &mut found);
+        } else {
+            block = Some(host.request_headers());
+        }
+        let value = |i: usize| match &block {
+            Some(b) => wanted.get(i).and_then(|n| b.get(n)),
+            None => found.get(i).and_then(Option::as_deref),
+        };
+        let [has_destination, has_prefiller, has_encoders, has_debug] =
+            [0, 1, 2, 3].map(|i| value(i).is_some());
+        self.grpc = value(5).is_some_and(|c| c.starts_with("application/grpc"));
+        // Only a request with a body declares a length (`wanted` asks for it only then).
+        let length_reply = p.core().check_declared_length(value(4));
+        let declared: usize = value(4).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let mut removed: [&str; 4] = [""; 4];
+        for (slot, (name, there)) in removed.iter_mut().zip([
+            (DESTINATION, has_destination),
+            (PREFILLER, has_prefiller),
+            (ENCODERS, has_encoders),
+        ]) {
             debug_assert!(CLIENT_FORBIDDEN.contains(&name));
-            if value.is_some() {
+            if there {
                 host.set_request_header(name, None);
+                *slot = name;
             }
         }
         // The debug header is sent only to a client that asks, and only where the config
         // allows it (`pool.debug`); the question does not go upstream.
-        if p.core().pool.debug && debug.is_some() {
+        if p.core().pool.debug && has_debug {
             self.debug_asked = true;
             host.set_request_header(DEBUG, None);
+            removed[3] = DEBUG;
         }
+        if let Some(b) = &mut block {
+            for name in removed.iter().filter(|n| !n.is_empty()) {
+                b.remove(name);
+            }
+        }
+        self.headers = block;
         self.start_us = host.now_us();
         if end_of_stream {
             let now_ms = self.start_us / 1000;
@@ -442,13 +472,12 @@ impl RequestFlow {
                 HeadersAction::Stop
             };
         }
-        if let Some(reply) = p.core().check_declared_length(declared.as_deref()) {
+        if let Some(reply) = length_reply {
             self.reply(host, p, reply);
             return HeadersAction::Stop;
         }
         // Bodies wait in this worker's memory until complete: reserve the declared size now, so
         // uploads that never finish cannot pin more than pool.maxBufferedBodyBytes.
-        let declared: usize = declared.and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         if !self.reserve_up_to(p, declared) {
             let reply = p.core().buffer_full();
             self.reply(host, p, reply);
@@ -502,14 +531,14 @@ impl RequestFlow {
         p: &P,
         size: usize,
     ) -> BodyAction {
-        let headers = host.request_headers();
-        let path = headers
-            .iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        // Read in the headers hook; a host that resumed the flow another way reads them now.
+        let block = match self.headers.take() {
+            Some(b) => b,
+            None => host.request_headers(),
+        };
+        let path = block.get(":path").unwrap_or_default();
         if self.grpc {
-            self.grpc_method = Method::of_path(&path);
+            self.grpc_method = Method::of_path(path);
         }
         let start = host.now_us();
         let now_ms = start / 1000;
@@ -554,7 +583,7 @@ impl RequestFlow {
                 }
             };
         let mut outcome = None;
-        let mut headers = Some(headers);
+        let mut headers = Some(block.iter().map(|(k, v)| (k.into(), v.into())).collect());
         let state = &mut self.state;
         let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
         let record = self.record.get_or_insert_with(RequestRecord::default);
@@ -563,7 +592,7 @@ impl RequestFlow {
         host.with_request_body(size, &mut |body| {
             let h = headers.take().unwrap_or_default();
             let input = RequestInput {
-                path: &path,
+                path,
                 headers: h,
                 body,
                 now_ms,
@@ -574,7 +603,7 @@ impl RequestFlow {
         });
         let outcome = outcome.unwrap_or_else(|| {
             let input = RequestInput {
-                path: &path,
+                path,
                 headers: Vec::new(),
                 body: &[],
                 now_ms,
@@ -917,6 +946,8 @@ mod tests {
         wakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
         pausable: bool,
         continued: bool,
+        /// Calls of `request_headers` (every header read from the host).
+        header_reads: usize,
     }
 
     struct CountWake(std::sync::Arc<std::sync::atomic::AtomicUsize>);
@@ -934,8 +965,9 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         }
-        fn request_headers(&mut self) -> Vec<(String, String)> {
-            self.request.clone()
+        fn request_headers(&mut self) -> HeaderBlock {
+            self.header_reads += 1;
+            self.request.iter().collect()
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool {
             self.request.retain(|(k, _)| k != name);
@@ -1002,6 +1034,8 @@ mod tests {
         records: RefCell<Vec<RequestRecord>>,
         gate: Option<crate::waiting::FlowGate>,
         waits: RefCell<Vec<(i32, &'static str)>>,
+        /// The request headers each scheduling cycle was given.
+        seen_headers: RefCell<Vec<Vec<(String, String)>>>,
     }
 
     impl Picking for FakePicking {
@@ -1017,6 +1051,13 @@ mod tests {
             state: &mut RequestState,
             record: &mut RequestRecord,
         ) -> Outcome {
+            self.seen_headers.borrow_mut().push(
+                input
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
             self.core.route_request(
                 &self.pool.borrow(),
                 input,
@@ -1092,6 +1133,7 @@ mod tests {
             records: RefCell::default(),
             gate,
             waits: RefCell::default(),
+            seen_headers: RefCell::default(),
         }
     }
 
@@ -1222,6 +1264,30 @@ mod tests {
             body: body.as_bytes().to_vec(),
             ..FakeHost::default()
         }
+    }
+
+    #[test]
+    fn plugins_see_every_header_read_once_less_the_ones_the_client_may_not_set() {
+        let p = picking();
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        host.request.push((PREFILLER.into(), "7.7.7.7:80".into()));
+        host.request.push((DEBUG.into(), "1".into()));
+        host.request.push(("x-tenant".into(), "blue".into()));
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        // A header that changes after the headers hook is not seen: the read is the one made
+        // then (nothing else may change them while the flow holds the request).
+        host.request.push(("x-late".into(), "1".into()));
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, body.len(), true),
+            BodyAction::Continue
+        );
+        assert_eq!(host.header_reads, 1, "one read of the request headers");
+        let seen = p.seen_headers.borrow();
+        let names: Vec<&str> = seen[0].iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, [":path", "content-length", "x-tenant"]);
+        assert_eq!(seen[0][2].1, "blue");
     }
 
     #[test]

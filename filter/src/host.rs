@@ -74,10 +74,10 @@ pub fn request_header(name: &str) -> Option<String> {
     header(abi::MAP_REQUEST_HEADERS, name)
 }
 
-/// All request headers, names and values decoded lossily.
-pub fn request_headers() -> Vec<(String, String)> {
+/// All request headers in one buffer, names and values decoded lossily.
+pub fn request_headers() -> crate::headers::HeaderBlock {
     abi::header_pairs(abi::MAP_REQUEST_HEADERS)
-        .map(|m| m.into_iter().map(|(k, v)| (lossy(k), lossy(v))).collect())
+        .map(|m| m.iter().collect())
         .unwrap_or_default()
 }
 

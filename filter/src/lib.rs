@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod flow;
+pub mod headers;
 pub mod pairs;
 pub mod picker;
 pub mod scraper;

@@ -80,6 +80,24 @@ pub struct EnvoyHttpHeader {
     pub value_length: usize,
 }
 
+impl EnvoyHttpHeader {
+    /// The name as an Envoy buffer.
+    pub fn key(&self) -> EnvoyBuffer {
+        EnvoyBuffer {
+            ptr: self.key_ptr,
+            length: self.key_length,
+        }
+    }
+
+    /// The value as an Envoy buffer.
+    pub fn value(&self) -> EnvoyBuffer {
+        EnvoyBuffer {
+            ptr: self.value_ptr,
+            length: self.value_length,
+        }
+    }
+}
+
 /// A header pair owned by the module.
 #[repr(C)]
 #[derive(Clone, Copy)]

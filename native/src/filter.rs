@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use endpoint_picker_filter::headers::HeaderBlock;
 use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
@@ -459,9 +460,10 @@ impl NativeHost {
         }
     }
 
-    /// The first value of each of `names` among the headers of `header_type`, read with one
-    /// host call for all of them (one `get_header` call per name costs ~0.4 µs each in Envoy).
-    fn find(&self, header_type: u32, names: &[&str], out: &mut [Option<String>]) {
+    /// Calls `f` with every header of `header_type` (Envoy's own buffers, valid for this hook),
+    /// read with one host call (one `get_header` call per name costs ~0.4 µs each in Envoy);
+    /// not called when there are none.
+    fn each_header(&self, header_type: u32, f: impl FnOnce(&[EnvoyHttpHeader])) {
         const NONE: EnvoyHttpHeader = EnvoyHttpHeader {
             key_ptr: core::ptr::null(),
             key_length: 0,
@@ -492,30 +494,25 @@ impl NativeHost {
                 all.as_mut_ptr(),
             )
         };
-        if !ok {
-            return;
+        if ok {
+            f(all);
         }
-        for h in all.iter() {
-            // SAFETY: Envoy filled these buffers for the current hook.
-            let key = unsafe {
-                abi::bytes(EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                })
-            };
-            for (name, slot) in names.iter().zip(out.iter_mut()) {
-                if slot.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
-                    // SAFETY: as above.
-                    let value = unsafe {
-                        abi::bytes(EnvoyBuffer {
-                            ptr: h.value_ptr,
-                            length: h.value_length,
-                        })
-                    };
-                    *slot = Some(lossy(value));
+    }
+
+    /// The first value of each of `names` among the headers of `header_type`.
+    fn find(&self, header_type: u32, names: &[&str], out: &mut [Option<String>]) {
+        self.each_header(header_type, |all| {
+            for h in all {
+                // SAFETY: Envoy filled these buffers for the current hook.
+                let key = unsafe { abi::bytes(h.key()) };
+                for (name, slot) in names.iter().zip(out.iter_mut()) {
+                    if slot.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+                        // SAFETY: as above.
+                        *slot = Some(lossy(unsafe { abi::bytes(h.value()) }));
+                    }
                 }
             }
-        }
+        });
     }
 
     /// The chunks of body `body_type` (Envoy's own buffers, valid for this hook).
@@ -561,53 +558,18 @@ impl HttpHost for NativeHost {
         self.header(abi::REQUEST_HEADER, name)
     }
 
-    fn request_headers(&mut self) -> Vec<(String, String)> {
-        // SAFETY: the filter pointer of the current hook.
-        let n = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_headers_size(
-                self.filter,
-                abi::REQUEST_HEADER,
-            )
-        };
-        let mut v = vec![
-            EnvoyHttpHeader {
-                key_ptr: core::ptr::null(),
-                key_length: 0,
-                value_ptr: core::ptr::null(),
-                value_length: 0,
-            };
-            n
-        ];
-        // SAFETY: `v` has room for the `n` headers Envoy reported.
-        let ok = n > 0
-            && unsafe {
-                abi::envoy_dynamic_module_callback_http_get_headers(
-                    self.filter,
-                    abi::REQUEST_HEADER,
-                    v.as_mut_ptr(),
-                )
-            };
-        if !ok {
-            return Vec::new();
-        }
-        v.iter()
-            .map(|h| {
+    fn request_headers(&mut self) -> HeaderBlock {
+        let mut block = HeaderBlock::default();
+        self.each_header(abi::REQUEST_HEADER, |all| {
+            let bytes = all.iter().map(|h| h.key_length + h.value_length).sum();
+            block = HeaderBlock::with_capacity(all.len(), bytes);
+            for h in all {
                 // SAFETY: Envoy filled these buffers for the current hook.
-                let (k, val) = unsafe {
-                    (
-                        abi::bytes(EnvoyBuffer {
-                            ptr: h.key_ptr,
-                            length: h.key_length,
-                        }),
-                        abi::bytes(EnvoyBuffer {
-                            ptr: h.value_ptr,
-                            length: h.value_length,
-                        }),
-                    )
-                };
-                (lossy(k), lossy(val))
-            })
-            .collect()
+                let (k, v) = unsafe { (abi::bytes(h.key()), abi::bytes(h.value())) };
+                block.push(k, v);
+            }
+        });
+        block
     }
 
     fn find_request_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {

@@ -7,7 +7,6 @@
 //! response_headers / response_body ─► ResponseHeader / ResponseBody hooks (release counters)
 //! ```
 
-use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -81,7 +80,7 @@ impl EndpointPicker {
                 .headers
                 .iter()
                 .find(|(k, v)| k == name && !v.is_empty())
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| v.as_ref())
         };
         header(FAIRNESS_ID_HEADER)
             .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
@@ -128,7 +127,7 @@ impl EndpointPicker {
         &self,
         path: &str,
         body: &'a [u8],
-        headers: Vec<(String, String)>,
+        headers: Vec<crate::model::request::Header<'a>>,
     ) -> Result<InferenceRequest<'a>, RequestError> {
         let Some(parser) = self.parser_for(path) else {
             return Err(RequestError::InvalidField(alloc::format!(
@@ -151,11 +150,11 @@ impl EndpointPicker {
             })
             .unwrap_or(0);
         let target_model = match header(MODEL_REWRITE_HEADER).filter(|m| !m.is_empty()) {
-            Some(m) => Cow::Owned(m),
+            Some(m) => m,
             None => parsed.model.clone(),
         };
         Ok(InferenceRequest {
-            request_id: Cow::Owned(header(REQUEST_ID_HEADER).unwrap_or_default()),
+            request_id: header(REQUEST_ID_HEADER).unwrap_or_default(),
             api: parsed.api,
             model: parsed.model,
             target_model,

@@ -61,10 +61,7 @@ fn schedule(
     body: &str,
     headers: &[(&str, &str)],
 ) -> Result<SchedulingResult, RequestError> {
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let headers = headers.iter().map(|&(k, v)| (k.into(), v.into())).collect();
     let req = picker.parse_request("/v1/completions", body.as_bytes(), headers)?;
     picker.schedule(
         &req,

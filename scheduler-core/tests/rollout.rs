@@ -75,10 +75,7 @@ fn run(
     seed: u64,
 ) -> Result<Run, RequestError> {
     let body = r#"{"model":"m","prompt":"hello there"}"#;
-    let hs = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let hs = headers.iter().map(|&(k, v)| (k.into(), v.into())).collect();
     let req = p
         .parse_request("/v1/completions", body.as_bytes(), hs)
         .unwrap();

@@ -57,8 +57,8 @@ pub struct Route {
 pub struct RequestInput<'a> {
     /// `:path`.
     pub path: &'a str,
-    /// Request headers (names lower-case).
-    pub headers: Vec<(String, String)>,
+    /// Request headers (names lower-case), borrowed where the host holds them.
+    pub headers: Vec<scheduler_core::model::request::Header<'a>>,
     /// The whole body.
     pub body: &'a [u8],
     /// Now, ms since the epoch.

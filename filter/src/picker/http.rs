@@ -17,6 +17,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::flow::{BodyAction, HeadersAction, HttpHost, RequestFlow};
+use crate::headers::HeaderBlock;
 use crate::host;
 use crate::picker::root::PickerShared;
 
@@ -27,7 +28,7 @@ impl HttpHost for WasmHost {
     fn request_header(&mut self, name: &str) -> Option<String> {
         host::request_header(name)
     }
-    fn request_headers(&mut self) -> Vec<(String, String)> {
+    fn request_headers(&mut self) -> HeaderBlock {
         host::request_headers()
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> bool {

@@ -2,7 +2,6 @@
 //! headers plugins may read.
 
 use alloc::borrow::Cow;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 /// Which OpenAI-compatible API the request uses, from the suffix of `:path`.
@@ -42,6 +41,10 @@ impl ApiKind {
     }
 }
 
+/// One request header: `(name, value)`, names lower-case. Borrowed from the host's buffer on
+/// the request path (no allocation per header); owned where a plugin adds one.
+pub type Header<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// A parsed inference request. Borrows the body where it can, so a 200 KiB prompt is not copied.
 #[derive(Clone, Debug)]
 pub struct InferenceRequest<'a> {
@@ -65,8 +68,9 @@ pub struct InferenceRequest<'a> {
     pub body_size_bytes: usize,
     /// Priority from the `x-gateway-inference-objective` header (0 by default); < 0 is sheddable.
     pub priority: i32,
-    /// Request headers plugins may read (lower-case names).
-    pub headers: Vec<(String, String)>,
+    /// Request headers plugins may read (lower-case names), borrowed from the host's copy where
+    /// it has one ([`Header`]).
+    pub headers: Vec<Header<'a>>,
     /// Record a per-scorer breakdown of the pick ([`crate::model::result::ProfileRunResult::breakdown`]).
     pub debug: bool,
     /// The request carries image, audio or video content (what an encode stage would process).
@@ -97,7 +101,7 @@ impl<'a> InferenceRequest<'a> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// True when the request may be shed under saturation (priority < 0).

@@ -80,7 +80,7 @@ impl Filter for HeaderBasedTestingFilter {
             .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(HEADER))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .unwrap_or("");
         for (k, &i) in keep.iter_mut().zip(candidates) {
             *k = cx.endpoint(i).is_some_and(|e| {
@@ -115,7 +115,7 @@ mod tests {
         ];
         let mut req = InferenceRequest::new("m", "p");
         if let Some(h) = header {
-            req.headers.push((String::from(HEADER), String::from(h)));
+            req.headers.push((HEADER.into(), String::from(h).into()));
         }
         let state = CycleState::new();
         let cx = CycleContext {

@@ -370,7 +370,8 @@ mod tests {
     ) -> Vec<usize> {
         let mut req = InferenceRequest::new("m", "");
         for (k, v) in headers {
-            req.headers.push((k.to_string(), v.to_string()));
+            req.headers
+                .push((k.to_string().into(), v.to_string().into()));
         }
         let state = CycleState::new();
         let cx = CycleContext {
@@ -398,7 +399,8 @@ mod tests {
     ) -> RequestState {
         let mut req = InferenceRequest::new("m", "");
         for (k, v) in headers {
-            req.headers.push((k.to_string(), v.to_string()));
+            req.headers
+                .push((k.to_string().into(), v.to_string().into()));
         }
         let state = CycleState::new();
         let cx = CycleContext {

@@ -94,10 +94,7 @@ mod tests {
     fn identity(params: Option<serde_json::Value>, headers: &[(&str, &str)]) -> Option<String> {
         let p = factory("a", params.as_ref(), &Handle::new(&[])).unwrap();
         let mut req = InferenceRequest::new("m", "hi");
-        req.headers = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        req.headers = headers.iter().map(|&(k, v)| (k.into(), v.into())).collect();
         p.as_flow_identity()
             .unwrap()
             .flow_identity(&req)
