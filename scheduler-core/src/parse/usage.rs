@@ -66,9 +66,29 @@ impl From<RawUsage> for Usage {
     }
 }
 
-/// Usage from a complete JSON response body; `None` if absent or the body is not JSON.
+/// Usage from a complete JSON response body (or one SSE event's data); `None` if absent or the
+/// body is not JSON.
+///
+/// The `usage` object is small and comes last in OpenAI-style responses (after the generated
+/// text), so it is found from the end and only it is parsed: a `"usage"` whose opening quote is
+/// not escaped and which is followed by `:` is a key, since a JSON string cannot hold an
+/// unescaped quote. Only when that finds nothing usable is the whole body parsed (top-level
+/// `usage`, else `response.usage`), as before; every body without the bytes `"usage"` is
+/// answered by one SIMD search. Parsing the whole response cost ~6,500 instructions and ~110
+/// instruction-cache misses per request in Envoy (callgrind, a ~400-byte chat completion).
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
-    if !contains(body, b"\"usage\"") {
+    const KEY: &[u8] = b"\"usage\"";
+    let finder = memchr::memmem::FinderRev::new(KEY);
+    let mut end = body.len();
+    let mut found = false;
+    while let Some(at) = body.get(..end).and_then(|h| finder.rfind(h)) {
+        found = true;
+        if let Some(u) = usage_value_after(body, at, KEY.len()) {
+            return Some(u);
+        }
+        end = at;
+    }
+    if !found {
         return None;
     }
     let env: Envelope = serde_json::from_slice(body).ok()?;
@@ -77,8 +97,23 @@ pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
         .map(Usage::from)
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The usage object of the key `"usage"` at `at` (`key_len` bytes), if that is a key (its quote
+/// not escaped, a `:` after it) whose value parses as a usage object.
+fn usage_value_after(body: &[u8], at: usize, key_len: usize) -> Option<Usage> {
+    let escapes = body
+        .get(..at)?
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    if escapes % 2 == 1 {
+        return None;
+    }
+    let rest = body.get(at + key_len..)?;
+    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    let rest = rest.strip_prefix(b":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    RawUsage::deserialize(&mut de).ok().map(Usage::from)
 }
 
 /// Incremental SSE usage parser. Feed each body chunk; read [`SseUsageParser::usage`].
@@ -103,7 +138,7 @@ impl SseUsageParser {
     /// Consumes one chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
             let (head, tail) = rest.split_at(nl);
             rest = tail.get(1..).unwrap_or(&[]);
             if self.skipping {
@@ -172,6 +207,29 @@ mod tests {
         );
         assert_eq!(usage_from_json(br#"{"usage":null}"#), None);
         assert_eq!(usage_from_json(b"garbage \"usage\""), None);
+    }
+
+    #[test]
+    fn usage_is_read_from_its_key_not_from_text_that_mentions_it() {
+        let ten = Some(Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 0,
+        });
+        // Generated text quoting the key (escaped quotes), after and before the real one.
+        let after = br#"{"usage": {"prompt_tokens":10,"completion_tokens":5}, "choices":[{"text":"say \"usage\": {\"prompt_tokens\": 99}"}]}"#;
+        assert_eq!(usage_from_json(after), ten);
+        let before = br#"{"choices":[{"text":"\"usage\":{\"prompt_tokens\":99}"}],"usage" :
+            {"prompt_tokens":10,"completion_tokens":5}}"#;
+        assert_eq!(usage_from_json(before), ten);
+        // A string that ends in an escaped backslash right before a real key.
+        let backslash = br#"{"a":"x\\","usage":{"prompt_tokens":10,"completion_tokens":5}}"#;
+        assert_eq!(usage_from_json(backslash), ten);
+        // The Responses API's nested usage, and a usage value that is not an object.
+        let nested = br#"{"response":{"usage":{"input_tokens":10,"output_tokens":5}}}"#;
+        assert_eq!(usage_from_json(nested), ten);
+        assert_eq!(usage_from_json(br#"{"usage":"n/a"}"#), None);
+        assert_eq!(usage_from_json(br#"{"usage":{"prompt_tokens":-1}}"#), None);
     }
 
     #[test]
