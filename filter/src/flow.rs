@@ -531,7 +531,9 @@ impl RequestFlow {
         p: &P,
         size: usize,
     ) -> BodyAction {
-        // Read in the headers hook; a host that resumed the flow another way reads them now.
+        // Read in the headers hook. A request the flow-control queue held is decided a second
+        // time on release and reads them again (the client's forbidden headers were removed
+        // from the host's map in the headers hook, so both reads agree).
         let block = match self.headers.take() {
             Some(b) => b,
             None => host.request_headers(),
