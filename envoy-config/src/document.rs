@@ -150,8 +150,8 @@ mod tests {
 
     #[test]
     fn file_discovery_endpoints_become_pool_endpoints() {
-        let dir = std::env::temp_dir().join(format!("fd-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new().prefix("fd-").tempdir().unwrap();
+        let dir = tmp.path();
         let file = dir.join("endpoints.yaml");
         std::fs::write(
             &file,

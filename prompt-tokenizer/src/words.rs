@@ -430,9 +430,12 @@ mod tests {
     use super::*;
 
     fn tokenizer(name: &str) -> Tokenizer {
-        let d = std::env::temp_dir().join(format!("words-{name}-{}", std::process::id()));
-        crate::train::write_test_tokenizer(&d).unwrap();
-        Tokenizer::from_file(d.join("tokenizer.json")).unwrap()
+        let d = tempfile::Builder::new()
+            .prefix(&format!("words-{name}-"))
+            .tempdir()
+            .unwrap();
+        crate::train::write_test_tokenizer(d.path()).unwrap();
+        Tokenizer::from_file(d.path().join("tokenizer.json")).unwrap()
     }
 
     #[test]
@@ -509,8 +512,12 @@ mod tests {
     fn a_split_then_byte_level_tokenizer_is_cut_here_too() {
         // The test tokenizer with Llama 3's shape of pre-tokenizer: a regex split (Llama 3's
         // pattern: digits in threes, newlines kept apart), then the byte-level map.
-        let d = std::env::temp_dir().join(format!("words-llama-{}", std::process::id()));
-        crate::train::write_test_tokenizer(&d).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("words-llama-")
+            .tempdir()
+            .unwrap();
+        let d = tmp.path();
+        crate::train::write_test_tokenizer(d).unwrap();
         let path = d.join("tokenizer.json");
         let mut json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -2,15 +2,17 @@
 //! the BOS, chat goes through the ChatML template, and encoding piece by piece (with the cache)
 //! gives exactly the ids of encoding the whole text.
 
-use std::path::PathBuf;
-
 use prompt_tokenizer::train::{write_test_tokenizer, SPECIAL_TOKENS};
 use prompt_tokenizer::{find_in_hf_cache, PromptTokenizer};
 use serde_json::json;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("prompt-tokenizer-{name}-{}", std::process::id()));
-    write_test_tokenizer(&d).unwrap();
+/// The test tokenizer in a temporary directory, removed when the guard drops.
+fn dir(name: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("prompt-tokenizer-{name}-"))
+        .tempdir()
+        .unwrap();
+    write_test_tokenizer(d.path()).unwrap();
     d
 }
 
@@ -20,8 +22,9 @@ fn system_prompt() -> String {
 
 #[test]
 fn completions_get_the_bos_and_chat_goes_through_the_template() {
-    let d = dir("basic");
-    let t = PromptTokenizer::load(&d).unwrap();
+    let tmp = dir("basic");
+    let d = tmp.path();
+    let t = PromptTokenizer::load(d).unwrap();
     assert!(t.has_chat_template());
     let ids = t.tokenize_completion("what is the model cache?").unwrap();
     assert_eq!(ids[0], 0, "{} first", SPECIAL_TOKENS[0]);
@@ -44,8 +47,9 @@ fn completions_get_the_bos_and_chat_goes_through_the_template() {
 
 #[test]
 fn piecewise_encoding_with_the_cache_equals_whole_encoding() {
-    let d = dir("pieces");
-    let t = PromptTokenizer::load(&d).unwrap();
+    let tmp = dir("pieces");
+    let d = tmp.path();
+    let t = PromptTokenizer::load(d).unwrap();
     assert!(
         t.caches_pieces(),
         "the probe found piecewise encoding exact"
@@ -81,13 +85,17 @@ fn piecewise_encoding_with_the_cache_equals_whole_encoding() {
 
 #[test]
 fn a_model_is_found_in_the_local_hugging_face_cache() {
-    let hub = std::env::temp_dir().join(format!("prompt-tokenizer-hub-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("prompt-tokenizer-hub-")
+        .tempdir()
+        .unwrap();
+    let hub = tmp.path();
     let snap = hub.join("models--acme--tiny-chat/snapshots/abc123");
     write_test_tokenizer(&snap).unwrap();
     std::fs::create_dir_all(hub.join("models--acme--tiny-chat/refs")).unwrap();
     std::fs::write(hub.join("models--acme--tiny-chat/refs/main"), "abc123\n").unwrap();
     // SAFETY-free: tests in this binary do not read HF_HUB_CACHE concurrently.
-    std::env::set_var("HF_HUB_CACHE", &hub);
+    std::env::set_var("HF_HUB_CACHE", hub);
     assert_eq!(find_in_hf_cache("acme/tiny-chat"), Some(snap.clone()));
     assert_eq!(find_in_hf_cache("acme/other"), None);
     assert!(PromptTokenizer::load(&snap).is_ok());
@@ -96,8 +104,9 @@ fn a_model_is_found_in_the_local_hugging_face_cache() {
 
 #[test]
 fn long_pieces_in_chunks_and_completions_equal_whole_encoding() {
-    let d = dir("chunks");
-    let t = PromptTokenizer::load(&d).unwrap();
+    let tmp = dir("chunks");
+    let d = tmp.path();
+    let t = PromptTokenizer::load(d).unwrap();
     assert!(t.caches_chunks(), "the probes found chunked encoding exact");
     assert!(
         t.encodes_words(),
@@ -159,8 +168,9 @@ fn mixed_text(seed: u64, words: usize) -> String {
 
 #[test]
 fn encoding_stretch_by_stretch_gives_prefixes_of_the_whole_and_stops_when_told() {
-    let d = dir("stretches");
-    let t = PromptTokenizer::load(&d).unwrap();
+    let tmp = dir("stretches");
+    let d = tmp.path();
+    let t = PromptTokenizer::load(d).unwrap();
     assert!(t.encodes_in_stretches(), "the probe found stretches exact");
     let whole = tokenizers::Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
     for round in 0..20u64 {

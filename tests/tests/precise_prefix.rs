@@ -20,9 +20,14 @@ use serde_json::{json, Value};
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
-fn tokenizer_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("e2e-precise-tokenizer-{}", std::process::id()));
-    prompt_tokenizer::train::write_test_tokenizer(&d).expect("test tokenizer");
+/// The offline test tokenizer in a temporary directory, removed when the guard drops (after
+/// the servers and Envoy it was given to: the tests declare it first, so it drops last).
+fn tokenizer_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("e2e-precise-tokenizer-")
+        .tempdir()
+        .expect("temporary directory");
+    prompt_tokenizer::train::write_test_tokenizer(d.path()).expect("test tokenizer");
     d
 }
 
@@ -158,7 +163,8 @@ fn wait_stat(env: &Env, suffix: &str, at_least: u64) {
 
 #[test]
 fn picks_follow_what_the_servers_report_in_their_kv_events() {
-    let tokenizer = tokenizer_dir();
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
     let kv_port = free_port();
     let backends: Vec<Backend> = (2..=4).map(|i| sim(i, &tokenizer, kv_port)).collect();
     let env = Env::start_over(
@@ -243,7 +249,8 @@ fn batches_stored_before_the_proxy_started_or_lost_on_the_way_are_replayed() {
     if !e2e::native() {
         return; // the Wasm build subscribes to nothing (see the test above)
     }
-    let tokenizer = tokenizer_dir();
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
     let (kv_port, replay_port) = (free_port(), free_port());
     let backends: Vec<Backend> = (2..=4)
         .map(|i| {
@@ -315,7 +322,8 @@ fn sglang_event_streams_are_read_with_engine_type_sglang() {
     if !e2e::native() {
         return;
     }
-    let tokenizer = tokenizer_dir();
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
     let kv_port = free_port();
     let extra = ["--kv-events-format".to_string(), "sglang".to_string()];
     let backends: Vec<Backend> = (2..=3)
