@@ -4,7 +4,7 @@
 # the Wasm picker and Envoy with the native picker, side by side in one run. Prints added
 # latency (p50/p99), the throughput ratio and Envoy's CPU per request.
 #
-#   [BENCH_WORKLOAD=distinct|shared|get|large] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] [BENCH_EPP=1] \
+#   [BENCH_WORKLOAD=distinct|shared|constant|get|large] [BENCH_CONCURRENCY=1] [BENCH_HOP=1] [BENCH_EPP=1] \
 #     scripts/bench-envoy.sh [seconds=15] [connections=16]
 #
 # BENCH_CONCURRENCY: Envoy worker threads (--concurrency) for every run. BENCH_ROUNDS (default 2):
@@ -42,6 +42,14 @@
 # wrk and the fake servers on CPU 1, so the load generator does not take CPU from the worker it
 # measures (on 2 shared cores this roughly halves the run-to-run spread).
 #
+# BENCH_HALT_POLL_NS: on a KVM guest with the cpuidle-haltpoll driver, how long (ns) an idle vCPU
+# polls before it halts (/sys/module/haltpoll/parameters/guest_halt_poll_ns), set for this run and
+# put back on exit; needs root. The kernel's own default is 200000; some clouds ship 0, and then
+# the vCPU halts (a VM exit) whenever Envoy waits, which on one connection is between every two
+# requests: every request then starts from caches the host has since reused, and the figure
+# measures how much code and data each request touches rather than its CPU (BENCHMARKS.md, "The
+# one-connection p50 and the VM's idle halts"). The setting in force is printed with the results.
+#
 # Needs: make wasm envoy (done here), wrk (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +62,21 @@ ADMIN_PORT=$((BASE_PORT + 81))
 INNER_PORT=$((BASE_PORT + 82))
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+HALT_POLL_WAS=$(cat "$HALT_POLL" 2>/dev/null || true)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"
+  if [ -n "${BENCH_HALT_POLL_NS:-}" ] && [ -n "$HALT_POLL_WAS" ]; then echo "$HALT_POLL_WAS" > "$HALT_POLL" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
+if [ -n "${BENCH_HALT_POLL_NS:-}" ]; then
+  [ -w "$HALT_POLL" ] || { echo "BENCH_HALT_POLL_NS: $HALT_POLL is not there or not writable (not a KVM guest with cpuidle-haltpoll, or not root)" >&2; exit 2; }
+  echo "$BENCH_HALT_POLL_NS" > "$HALT_POLL"
+fi
+idle_setting() {
+  local driver; driver=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)
+  if [ -r "$HALT_POLL" ]; then echo "cpuidle $driver, guest_halt_poll_ns=$(cat "$HALT_POLL")"; else echo "cpuidle $driver"; fi
+}
 WORKERS=${BENCH_CONCURRENCY:-1}
 PIN_ENVOY=() PIN_LOAD=()
 if [ "${BENCH_PIN:-$([ "$WORKERS" = 1 ] && [ "$(nproc)" -ge 2 ] && echo 1 || echo 0)}" = 1 ]; then
@@ -75,9 +96,10 @@ fi
 # shellcheck source=scripts/bench-load.sh
 . scripts/bench-load.sh
 start_fleet $N "$BASE_PORT" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"}
-# BENCH_PICKER_EXTRA: extra top-level fields (e.g. plugins/profiles) to compare variants.
+# BENCH_PICKER_EXTRA: extra top-level fields (e.g. plugins/profiles) to compare variants;
+# BENCH_POOL_EXTRA: extra fields of `pool` (e.g. ', "scrape": {"interval": "2s"}').
 cat > "$WORK/picker.json" <<JSON
-{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS]} ${BENCH_PICKER_EXTRA:-}}
+{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS] ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_EXTRA:-}}
 JSON
 
 # Workloads (BENCH_WORKLOAD, default distinct): see scripts/bench-load.sh.
@@ -236,8 +258,8 @@ cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt" | me
 awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0}" -v b="${picker_rps:-0}" -v c="${native_rps:-0}" \
     -v p50a="${round_robin_p50:-0}" -v p50b="${picker_p50:-0}" -v p50c="${native_p50:-0}" \
     -v p99a="${round_robin_p99:-0}" -v p99b="${picker_p99:-0}" -v p99c="${native_p99:-0}" \
-    -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" 'BEGIN {
-  printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s, mean of the rounds\n", wl, 16, secs, w
+    -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" -v idle="$(idle_setting)" 'BEGIN {
+  printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s, mean of the rounds; %s\n", wl, 16, secs, w, idle
   printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"
   printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, b, 100*b/a, c, 100*c/a
   printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cb, cb-ca, cc, cc-ca

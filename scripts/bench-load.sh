@@ -7,6 +7,7 @@
 #   distinct: a counter at the front, so every request has its own prefix (worst case for the
 #             prefix index: 64 new blocks recorded per request);
 #   shared:   one ~3.9 KiB system prompt, then a per-request question (typical chat traffic);
+#   constant: the shared workload's body with one fixed question (every block already recorded);
 #   get:      GET /v1/models, no body (the filter's fixed per-request cost);
 #   large:    a ~220 KB system prompt and a per-request question (GIE #2928's long-prompt case).
 
@@ -28,6 +29,7 @@ write_workload() {
   case "$1" in
     distinct) front='n .. " " ..'; back='"What is my balance?"' ;;
     shared)   front=''; back='"Question number " .. n .. ": what is my balance?"' ;;
+    constant) front=''; back='"Question number 1: what is my balance?"' ;;
     large)    front=''; back='"Question number " .. n .. ": what is my balance?"'; repeat=4400 ;;
     get) echo 'request = function() return wrk.format("GET", "/v1/models") end' > "$2"; return ;;
     *) echo "unknown BENCH_WORKLOAD $1" >&2; return 2 ;;
