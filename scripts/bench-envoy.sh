@@ -46,8 +46,8 @@
 # polls before it halts (/sys/module/haltpoll/parameters/guest_halt_poll_ns), set for this run and
 # put back on exit; needs root. The kernel's own default is 200000; some clouds ship 0, and then
 # the vCPU halts (a VM exit) whenever Envoy waits, which on one connection is between every two
-# requests: every request then starts from caches the host has since reused, and the figure
-# measures how much code and data each request touches rather than its CPU (BENCHMARKS.md, "The
+# requests: every request then most likely starts from caches the host has since reused, and the
+# figure grows with the code and data each request touches rather than with its CPU (BENCHMARKS.md, "The
 # one-connection p50 and the VM's idle halts"). The setting in force is printed with the results.
 #
 # Needs: make wasm envoy (done here), wrk (installed from Debian if missing).
