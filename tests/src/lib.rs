@@ -74,10 +74,27 @@ pub fn model_sim_bin() -> PathBuf {
 
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    // Never the same port twice in one test process. The port is free only until its user
+    // binds it, and the tests of one binary run in parallel: another test's `free_port` could
+    // be handed the same port in between, hold it for a moment, and a server that failed to
+    // bind would look started to `wait_for_port` (seen once: a backend refusing connections
+    // right after it "started").
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut port = 0;
+    for _ in 0..64 {
+        port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port != 0 && !seen.contains(&port) {
+            break;
+        }
+    }
+    seen.push(port);
+    port
 }
 
 fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
