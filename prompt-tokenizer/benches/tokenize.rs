@@ -27,13 +27,19 @@ fn fresh_text(seed: u64, bytes: usize) -> String {
     s
 }
 
-fn bench(c: &mut Criterion) {
+/// The offline test tokenizer, loaded from a temporary directory (removed when the guard drops).
+fn test_tokenizer() -> (tempfile::TempDir, PromptTokenizer) {
     let dir = tempfile::Builder::new()
         .prefix("prompt-tokenizer-bench-")
         .tempdir()
         .unwrap();
     write_test_tokenizer(dir.path()).unwrap();
     let t = PromptTokenizer::load(dir.path()).unwrap();
+    (dir, t)
+}
+
+fn bench(c: &mut Criterion) {
+    let (_dir, t) = test_tokenizer();
     let system = "You are a helpful assistant for the customer support team. Answer each question briefly, cite the policy document and the order history you used, and write code in rust or python when asked. ".repeat(20);
     assert!(system.len() > 3800);
     let shared = json!([{"role": "system", "content": system}, {"role": "user", "content": "How do I translate my account history to french?"}]);
@@ -108,12 +114,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn bench_first_block(c: &mut Criterion) {
-    let dir = tempfile::Builder::new()
-        .prefix("prompt-tokenizer-bench-fb-")
-        .tempdir()
-        .unwrap();
-    write_test_tokenizer(dir.path()).unwrap();
-    let t = PromptTokenizer::load(dir.path()).unwrap();
+    let (_dir, t) = test_tokenizer();
     let mut j = 0u64;
     c.bench_function("completions 4 KiB, all text new, to the first block", |b| {
         b.iter(|| {
