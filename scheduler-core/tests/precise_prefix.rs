@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use scheduler_core::kvcache::{KvEvent, RequestKeys};
+use scheduler_core::kvcache::{KvEvent, RequestKeys, StoredExtras};
 use scheduler_core::model::request::ApiKind;
 use scheduler_core::plugin::{
     KvEventFormat, PromptTokenizer, Services, TokenizerProvider, TokenizerSpec,
@@ -89,6 +89,7 @@ fn stored(engine: &[u64], parent: Option<u64>, tokens: &[u32]) -> KvEvent {
         block_size: 16,
         lora_name: None,
         medium: None,
+        extras: StoredExtras::default(),
     }
 }
 
@@ -181,6 +182,7 @@ fn a_block_chained_to_an_earlier_one_extends_the_prefix() {
         block_size: 64,
         lora_name: None,
         medium: None,
+        extras: StoredExtras::default(),
     };
     // .1 holds blocks 0–1; .2 holds 0–1 and then, in a later event chained by parent, 2–3.
     feed(&picker, "10.0.0.1:8000", &[ev(&[1, 2], None, 0..128)]);
@@ -288,6 +290,7 @@ fn the_deprecated_composite_scorer_and_the_lora_separation() {
             block_size: 16,
             lora_name: Some("sql-lora".into()),
             medium: None,
+            extras: StoredExtras::default(),
         }],
     );
     feed(
@@ -321,6 +324,119 @@ fn the_deprecated_composite_scorer_and_the_lora_separation() {
             .unwrap();
         assert_eq!(eps[r.primary_targets()[0]].address, "10.0.0.2:8000");
     }
+}
+
+/// vLLM mixes a request's `cache_salt` into its first block's hash and reports it in that
+/// block's `extra_keys` (after the LoRA name): a salted prefix is reused only by requests with
+/// the same salt, and picks follow that. Blocks whose extras the proxy cannot compute (images)
+/// are not indexed.
+#[test]
+fn salted_prefixes_match_only_the_same_salt() {
+    let cfg = r#"{
+      "plugins": [
+        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
+        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16}}},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
+    }"#;
+    let (picker, _) = load(cfg, &registry()).unwrap();
+    let t = tokens(PROMPT);
+    let salted = |engine: &[u64], salt: &str| KvEvent::BlockStored {
+        block_hashes: engine.to_vec(),
+        parent: None,
+        token_ids: t[..64].to_vec(),
+        block_size: 16,
+        lora_name: None,
+        medium: None,
+        extras: StoredExtras {
+            root: vec![salt.into()],
+            keyable_blocks: None,
+        },
+    };
+    // .1 holds the prompt under tenant-a's salt, .2 under tenant-b's, .3 unsalted.
+    feed(
+        &picker,
+        "10.0.0.1:8000",
+        &[salted(&[1, 2, 3, 4], "tenant-a")],
+    );
+    feed(
+        &picker,
+        "10.0.0.2:8000",
+        &[salted(&[5, 6, 7, 8], "tenant-b")],
+    );
+    feed(
+        &picker,
+        "10.0.0.3:8000",
+        &[stored(&[9, 10, 11, 12], None, &t[..64])],
+    );
+    // .4 stored it with an image in its third block: only the first two blocks are indexed,
+    // so it matches half the prompt and loses to a full match.
+    feed(
+        &picker,
+        "10.0.0.4:8000",
+        &[KvEvent::BlockStored {
+            block_hashes: vec![13, 14, 15, 16],
+            parent: None,
+            token_ids: t[..64].to_vec(),
+            block_size: 16,
+            lora_name: None,
+            medium: None,
+            extras: StoredExtras {
+                root: Vec::new(),
+                keyable_blocks: Some(2),
+            },
+        }],
+    );
+    let eps = pool();
+    let pick_salted = |salt: Option<&str>, seed: u64| {
+        let mut req = InferenceRequest::new("org/m", PROMPT);
+        req.cache_salt = salt.map(Into::into);
+        let r = picker
+            .schedule(
+                &req,
+                &eps,
+                1_000,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        eps[r.primary_targets()[0]].address.clone()
+    };
+    for seed in 0..10 {
+        assert_eq!(pick_salted(Some("tenant-a"), seed), "10.0.0.1:8000");
+        assert_eq!(pick_salted(Some("tenant-b"), seed), "10.0.0.2:8000");
+        assert_eq!(pick_salted(None, seed), "10.0.0.3:8000");
+        // vLLM treats an empty salt as none.
+        assert_eq!(pick_salted(Some(""), seed), "10.0.0.3:8000");
+    }
+    // A salt no server has seen matches nothing: every endpoint scores 0 and the pick is free.
+    let spread: std::collections::BTreeSet<String> = (0..40)
+        .map(|seed| pick_salted(Some("tenant-c"), seed))
+        .collect();
+    assert!(spread.len() > 1, "{spread:?}");
+    // An event that is all image blocks indexes nothing and is not an orphan.
+    let sink = picker.kv_event_sinks()[0].clone();
+    let sink = sink.as_kv_event_sink().unwrap();
+    let before = sink.counters();
+    sink.apply(
+        "10.0.0.4:8000",
+        &[KvEvent::BlockStored {
+            block_hashes: vec![17],
+            parent: Some(16),
+            token_ids: t[..16].to_vec(),
+            block_size: 16,
+            lora_name: None,
+            medium: None,
+            extras: StoredExtras {
+                root: Vec::new(),
+                keyable_blocks: Some(0),
+            },
+        }],
+    );
+    let after = sink.counters();
+    assert_eq!(after.blocks_stored, before.blocks_stored);
+    assert_eq!(after.orphans, before.orphans);
 }
 
 #[test]

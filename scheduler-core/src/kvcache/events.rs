@@ -23,6 +23,8 @@ pub enum KvEvent {
         lora_name: Option<String>,
         /// Where the blocks live (`GPU`, `CPU`…; `None`: GPU).
         medium: Option<String>,
+        /// What the event's `extra_keys` say about keying these blocks.
+        extras: StoredExtras,
     },
     /// Blocks were evicted.
     BlockRemoved {
@@ -33,4 +35,24 @@ pub enum KvEvent {
     },
     /// The server dropped its whole cache (restart, reset).
     AllBlocksCleared,
+}
+
+/// What a `BlockStored` event's `extra_keys` tell the index. vLLM (since it added the field)
+/// sends one entry per stored block: the values besides the token ids it mixed into that
+/// block's hash, in the order LoRA adapter name, multimodal item identifiers, the request's
+/// `cache_salt` (first block of a request only), prompt-embedding hashes; `None` for a block
+/// with none. The LoRA name is already in the chain's root (see [`super::keys`]), so it is
+/// left out here. Events without the field (older vLLM, SGLang) decode to the default: every
+/// block keyable, nothing extra in the root.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredExtras {
+    /// The text extras of the event's first block after the LoRA name, when that block starts
+    /// a sequence (no parent): a request's `cache_salt`, or identifiers of images in its first
+    /// block. They are mixed into the chain's root ([`super::keys::RequestKeys::root_with`]),
+    /// so a salted prefix matches only requests with the same salt, as on the server.
+    pub root: Vec<String>,
+    /// Blocks from this position on (0-based, in the event's own blocks) carry extras the
+    /// proxy cannot compute from a request (images, prompt embeddings, or any value that is
+    /// not text) and are not indexed; `None`: every block is keyable.
+    pub keyable_blocks: Option<usize>,
 }

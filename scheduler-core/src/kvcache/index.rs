@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use super::events::KvEvent;
+use super::events::{KvEvent, StoredExtras};
 use super::keys::RequestKeys;
 use crate::lock::Lock;
 
@@ -245,6 +245,7 @@ impl KvBlockIndex {
                     block_size,
                     lora_name,
                     medium,
+                    extras,
                 } => match self.stored(
                     endpoint,
                     block_hashes,
@@ -253,6 +254,7 @@ impl KvBlockIndex {
                     *block_size,
                     lora_name.as_deref(),
                     medium.as_deref(),
+                    extras,
                 ) {
                     Some(n) => applied.stored += n,
                     None => applied.orphans += 1,
@@ -281,8 +283,22 @@ impl KvBlockIndex {
         engine_block_size: u32,
         lora_name: Option<&str>,
         medium: Option<&str>,
+        extras: &StoredExtras,
     ) -> Option<usize> {
         let adapter = lora_name.unwrap_or("");
+        // Blocks carrying images or embeddings cannot be keyed from a request: index the
+        // blocks before them only (a later event continuing from one of them is an orphan).
+        let ebs = (engine_block_size as usize).max(1);
+        let (engine_keys, tokens) = match extras.keyable_blocks {
+            Some(n) => (
+                engine_keys.get(..n).unwrap_or(engine_keys),
+                tokens.get(..n.saturating_mul(ebs)).unwrap_or(tokens),
+            ),
+            None => (engine_keys, tokens),
+        };
+        if extras.keyable_blocks == Some(0) {
+            return Some(0);
+        }
         let (id, medium, parent_key) = {
             let mut dir = self.dir.lock();
             if !adapter.is_empty()
@@ -294,7 +310,7 @@ impl KvBlockIndex {
             let medium = dir.medium_id(medium);
             let id = dir.id_or_insert(endpoint)?;
             let parent_key = match parent {
-                None => self.keys.root(adapter),
+                None => self.keys.root_with(adapter, &extras.root),
                 Some(p) => *dir.endpoints.get(id as usize)?.engine.get(&p)?,
             };
             (id, medium, parent_key)
@@ -313,7 +329,6 @@ impl KvBlockIndex {
         }
         // Engine keys → request keys: block i of the server ends at token (i+1)·ebs; it maps to
         // the request block that token completes (1:1 when both block sizes agree).
-        let ebs = (engine_block_size as usize).max(1);
         let bs = self.keys.block_size();
         let mut dir = self.dir.lock();
         let max_engine = self.max_engine_keys;

@@ -10,10 +10,15 @@
 //! the same (its "request keys" vs "engine keys"; FNV-64a over CBOR there): the block size and
 //! seed here need not match the server's, only the token ids must.
 //!
-//! The chain: `k[-1] = xxh3_64(seed ‖ 0xff ‖ adapter)`, `k[i] = xxh3_64_with_seed(tokens of
-//! block i as u32 little-endian, k[i-1])`. Only full blocks are hashed (a server caches full
-//! blocks only). `adapter` is the LoRA adapter name, empty for the base model, so blocks of
-//! different adapters never match.
+//! The chain: `k[-1] = xxh3_64(seed ‖ 0xff ‖ adapter ‖ (0xfe ‖ len ‖ extra)…)`,
+//! `k[i] = xxh3_64_with_seed(tokens of block i as u32 little-endian, k[i-1])`. Only full blocks
+//! are hashed (a server caches full blocks only). `adapter` is the LoRA adapter name, empty for
+//! the base model, so blocks of different adapters never match. The extras are the request's
+//! `cache_salt` (none without one): vLLM mixes the salt into the hash of a request's first
+//! block only, and every later block inherits it through the chain, so salting the root here
+//! partitions the keys the same way: a salted prefix matches only the same salt. (`0xff` and
+//! `0xfe` never occur in UTF-8, so adapter and extras cannot run into each other; `len` is the
+//! extra's byte length as a little-endian u32.)
 
 use alloc::vec::Vec;
 
@@ -48,12 +53,27 @@ impl RequestKeys {
         self.block_size
     }
 
-    /// The key every chain of `adapter` starts from (its "parent" when a block has none).
+    /// The key every unsalted chain of `adapter` starts from (its "parent" when a block has
+    /// none).
     pub fn root(&self, adapter: &str) -> u64 {
-        let mut buf = Vec::with_capacity(self.seed.len() + 1 + adapter.len());
+        self.root_with(adapter, &[] as &[&str])
+    }
+
+    /// The key a chain of `adapter` starts from when its first block carries `extras` (a
+    /// request's `cache_salt`; the text extras of a `BlockStored` event's first block,
+    /// [`super::events::StoredExtras::root`]). No extras: [`Self::root`].
+    pub fn root_with<S: AsRef<str>>(&self, adapter: &str, extras: &[S]) -> u64 {
+        let extra_len: usize = extras.iter().map(|e| e.as_ref().len() + 5).sum();
+        let mut buf = Vec::with_capacity(self.seed.len() + 1 + adapter.len() + extra_len);
         buf.extend_from_slice(&self.seed);
         buf.push(0xff);
         buf.extend_from_slice(adapter.as_bytes());
+        for e in extras {
+            let e = e.as_ref().as_bytes();
+            buf.push(0xfe);
+            buf.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            buf.extend_from_slice(e);
+        }
         xxh3_64(&buf)
     }
 
@@ -174,6 +194,15 @@ mod tests {
     fn adapters_and_seeds_separate_chains_and_caps_apply() {
         let k = RequestKeys::new(2, "");
         assert_ne!(k.root(""), k.root("sql-lora"));
+        assert_eq!(k.root("sql-lora"), k.root_with("sql-lora", &[] as &[&str]));
+        assert_ne!(k.root(""), k.root_with("", &["tenant-a"]));
+        assert_ne!(
+            k.root_with("", &["tenant-a"]),
+            k.root_with("", &["tenant-b"])
+        );
+        // Boundaries are part of the key: one extra "ab" is not "a" then "b", nor adapter "ab".
+        assert_ne!(k.root_with("", &["ab"]), k.root_with("", &["a", "b"]));
+        assert_ne!(k.root_with("", &["ab"]), k.root("ab"));
         assert_ne!(
             RequestKeys::new(2, "1").root(""),
             RequestKeys::new(2, "2").root("")

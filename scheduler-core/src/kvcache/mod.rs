@@ -13,6 +13,6 @@ pub mod events;
 pub mod index;
 pub mod keys;
 
-pub use events::KvEvent;
+pub use events::{KvEvent, StoredExtras};
 pub use index::{IndexStats, KvBlockIndex, Match};
 pub use keys::RequestKeys;

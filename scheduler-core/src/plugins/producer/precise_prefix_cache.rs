@@ -390,7 +390,13 @@ impl PrecisePrefixCacheProducer {
     ) -> Result<Matched, String> {
         let keys_fn = self.index.request_keys();
         let bs = keys_fn.block_size();
-        let root = keys_fn.root(self.index.adapter_for(&cx.request.target_model));
+        // A salted request's blocks are cached under its salt only (see `kvcache::keys`).
+        let adapter = self.index.adapter_for(&cx.request.target_model);
+        // vLLM treats an empty salt as none.
+        let root = match cx.request.cache_salt.as_deref().filter(|s| !s.is_empty()) {
+            Some(salt) => keys_fn.root_with(adapter, &[salt]),
+            None => keys_fn.root(adapter),
+        };
         let (api, text, now) = (cx.request.api, &*cx.request.prompt, cx.now_ms);
         let addrs: Vec<&str> = candidates
             .iter()
