@@ -7,7 +7,10 @@
 //! data_parallel_rank?]`. Each event is an array led by its tag (fields by position, trailing
 //! defaults omitted; newer fields at the end are ignored):
 //! - `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id?, medium?,
-//!   lora_name?, …]`
+//!   lora_name?, extra_keys?, …]`; `extra_keys` (newer vLLM) has one entry per block, nil or
+//!   the values besides the tokens vLLM hashed into that block: the LoRA name, then image
+//!   identifiers, then the request's `cache_salt` (first block only), then prompt-embedding
+//!   hashes — read into [`StoredExtras`]
 //! - `["BlockRemoved", block_hashes, medium?, …]`
 //! - `["AllBlocksCleared", …]`
 //!
@@ -21,7 +24,7 @@
 //! hashes), as llm-d-kv-cache reads them. Event kinds this module does not know are skipped.
 
 use rmpv::Value;
-use scheduler_core::kvcache::KvEvent;
+use scheduler_core::kvcache::{KvEvent, StoredExtras};
 use scheduler_core::plugin::KvEventFormat;
 
 /// Largest payload decoded, bytes (a batch of a few hundred 16-token blocks is ~10–50 KB).
@@ -92,6 +95,52 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A vLLM `BlockStored`'s `extra_keys` (`v`) for an event of `blocks` blocks whose adapter is
+/// `lora_name`, as the index needs them: the LoRA name (first in every entry of an adapter's
+/// blocks) is dropped, as it is in the chain's root already; the text extras of a first block
+/// that starts a sequence (`parent` is `None`) go to the root (a salt, or image identifiers);
+/// any other extra ends the keyable blocks.
+///
+/// # Errors
+/// The field is neither nil nor an array, or an entry is neither nil nor an array.
+fn extras(
+    v: Option<&Value>,
+    lora_name: Option<&str>,
+    parent: Option<u64>,
+    blocks: usize,
+) -> Result<StoredExtras, String> {
+    let entries = match v {
+        None | Some(Value::Nil) => return Ok(StoredExtras::default()),
+        Some(Value::Array(a)) => a,
+        Some(other) => return Err(format!("extra_keys is {other:?}")),
+    };
+    let mut out = StoredExtras::default();
+    for (i, entry) in entries.iter().enumerate().take(blocks) {
+        let keys: &[Value] = match entry {
+            Value::Nil => continue,
+            Value::Array(k) => k,
+            other => return Err(format!("an extra_keys entry is {other:?}")),
+        };
+        let rest = match (keys.split_first(), lora_name) {
+            (Some((first, rest)), Some(l)) if first.as_str() == Some(l) => rest,
+            _ => keys,
+        };
+        if rest.is_empty() {
+            continue;
+        }
+        if i == 0 && parent.is_none() && rest.iter().all(|k| k.as_str().is_some()) {
+            out.root = rest
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            continue;
+        }
+        out.keyable_blocks = Some(i);
+        break;
+    }
+    Ok(out)
+}
+
 fn event(v: &Value, format: KvEventFormat) -> Result<Option<KvEvent>, String> {
     let f = match v {
         Value::Array(a) => Fields::Array(a),
@@ -125,18 +174,29 @@ fn event(v: &Value, format: KvEventFormat) -> Result<Option<KvEvent>, String> {
                 .and_then(|x| u32::try_from(x).ok())
                 .filter(|&x| x > 0)
                 .ok_or("block_size is not a positive integer")?;
+            let block_hashes = hashes(f.get("block_hashes", 1))?;
             // SGLang's BlockStored ends at `medium`: what follows is its own metadata.
-            let lora_name = match format {
-                KvEventFormat::Vllm => opt_str(f.get("lora_name", 7))?,
-                KvEventFormat::Sglang => None,
+            let (lora_name, extras) = match format {
+                KvEventFormat::Vllm => {
+                    let lora_name = opt_str(f.get("lora_name", 7))?;
+                    let extras = extras(
+                        f.get("extra_keys", 8),
+                        lora_name.as_deref(),
+                        parent,
+                        block_hashes.len(),
+                    )?;
+                    (lora_name, extras)
+                }
+                KvEventFormat::Sglang => (None, StoredExtras::default()),
             };
             KvEvent::BlockStored {
-                block_hashes: hashes(f.get("block_hashes", 1))?,
+                block_hashes,
                 parent,
                 token_ids: tokens,
                 block_size,
                 medium: opt_str(f.get("medium", 6))?,
                 lora_name,
+                extras,
             }
         }
         "BlockRemoved" => KvEvent::BlockRemoved {
@@ -215,7 +275,8 @@ mod tests {
                     Value::Nil,
                     "GPU".into(),
                     "sql-lora".into(),
-                    Value::Nil, // extra_keys: a newer field, ignored
+                    Value::Nil,        // extra_keys: none
+                    Value::from(0u64), // group_idx: a newer field, ignored
                 ]),
                 Value::Array(vec![
                     "BlockRemoved".into(),
@@ -242,6 +303,7 @@ mod tests {
             block_size,
             lora_name,
             medium,
+            extras,
         } = &b.events[0]
         else {
             panic!("{:?}", b.events[0]);
@@ -254,6 +316,7 @@ mod tests {
         assert_eq!((*parent, token_ids.len(), *block_size), (None, 32, 16));
         assert_eq!(lora_name.as_deref(), Some("sql-lora"));
         assert_eq!(medium.as_deref(), Some("GPU"));
+        assert_eq!(extras, &StoredExtras::default());
         assert_eq!(b.events[2], KvEvent::AllBlocksCleared);
     }
 
@@ -349,6 +412,7 @@ mod tests {
                 block_size: 4,
                 lora_name: Some("sql-lora".into()),
                 medium: Some("CPU".into()),
+                extras: StoredExtras::default(),
             }
         );
         let removed = map(vec![
@@ -365,6 +429,89 @@ mod tests {
         let untagged = map(vec![("block_hashes", Value::Array(vec![]))]);
         assert!(one(untagged, KvEventFormat::Vllm).is_err());
         assert!(one(Value::from(7u64), KvEventFormat::Vllm).is_err());
+    }
+
+    /// vLLM's `extra_keys`: per block the LoRA name (dropped), then image identifiers, the salt
+    /// (first block only), embedding hashes.
+    #[test]
+    fn extra_keys_give_the_salt_to_the_root_and_stop_at_the_first_image() {
+        let blocks = |n: u64| Value::Array((0..n).map(Value::from).collect());
+        let ev = |parent: Value, lora: Value, extra: Value| {
+            Value::Array(vec![
+                "BlockStored".into(),
+                blocks(3),
+                parent,
+                Value::Array((0..12).map(|t| Value::from(t as u64)).collect()),
+                Value::from(4u64),
+                Value::Nil,
+                "GPU".into(),
+                lora,
+                extra,
+            ])
+        };
+        let get = |e: Value| match one(e, KvEventFormat::Vllm).unwrap() {
+            KvEvent::BlockStored { extras, .. } => extras,
+            other => panic!("{other:?}"),
+        };
+        let arr = |v: Vec<Value>| Value::Array(v);
+        // A salted adapter request: [lora, salt] for block 0, [lora] for the others.
+        let salted = arr(vec![
+            arr(vec!["sql-lora".into(), "tenant-a".into()]),
+            arr(vec!["sql-lora".into()]),
+            arr(vec!["sql-lora".into()]),
+        ]);
+        assert_eq!(
+            get(ev(Value::Nil, "sql-lora".into(), salted.clone())),
+            StoredExtras {
+                root: vec!["tenant-a".into()],
+                keyable_blocks: None
+            }
+        );
+        // The same first block continuing a sequence cannot hold a salt: it is not keyable.
+        assert_eq!(
+            get(ev(Value::from(1u64), "sql-lora".into(), salted)).keyable_blocks,
+            Some(0)
+        );
+        // An image in block 1 (legacy [identifier, offset] form): blocks 0 only.
+        let image = arr(vec![
+            Value::Nil,
+            arr(vec![arr(vec!["img-1".into(), Value::from(2u64)])]),
+            Value::Nil,
+        ]);
+        assert_eq!(
+            get(ev(Value::Nil, Value::Nil, image)),
+            StoredExtras {
+                root: Vec::new(),
+                keyable_blocks: Some(1)
+            }
+        );
+        // Embedding hashes (bytes) in block 0: nothing keyable.
+        let embeds = arr(vec![
+            arr(vec![Value::Binary(vec![1; 32])]),
+            Value::Nil,
+            Value::Nil,
+        ]);
+        assert_eq!(
+            get(ev(Value::Nil, Value::Nil, embeds)).keyable_blocks,
+            Some(0)
+        );
+        // All nil: as without the field.
+        let none = arr(vec![Value::Nil, Value::Nil, Value::Nil]);
+        assert_eq!(
+            get(ev(Value::Nil, Value::Nil, none)),
+            StoredExtras::default()
+        );
+        // Malformed: an error, not a guess.
+        assert!(one(
+            ev(Value::Nil, Value::Nil, Value::from(3u64)),
+            KvEventFormat::Vllm
+        )
+        .is_err());
+        assert!(one(
+            ev(Value::Nil, Value::Nil, arr(vec![Value::from(3u64)])),
+            KvEventFormat::Vllm
+        )
+        .is_err());
     }
 
     /// Untrusted payloads: random bytes and random msgpack shaped like batches (tags, field

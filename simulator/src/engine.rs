@@ -81,6 +81,8 @@ pub struct Submission {
     pub tokens: Vec<u32>,
     /// Adapter, `None` for the base model.
     pub lora: Option<String>,
+    /// The request's `cache_salt` (vLLM: mixed into its first block's hash).
+    pub cache_salt: Option<String>,
     /// Output tokens to generate (at least 1).
     pub max_tokens: usize,
     /// Where events go.
@@ -93,6 +95,7 @@ struct Seq {
     /// Prompt token ids (kept for the `BlockStored` events).
     token_ids: Vec<u32>,
     lora: Option<String>,
+    cache_salt: Option<String>,
     max_tokens: usize,
     tx: mpsc::UnboundedSender<Event>,
     arrival: Instant,
@@ -254,10 +257,26 @@ impl Engine {
                                 continue;
                             }
                             let toks = s.token_ids.get(i * bs..(i + 1) * bs).unwrap_or_default();
+                            // vLLM's extra keys of block i: the adapter, then the salt (block 0).
+                            let extra: Vec<String> = s
+                                .lora
+                                .iter()
+                                .chain(s.cache_salt.iter().filter(|_| i == 0))
+                                .cloned()
+                                .collect();
                             match (&mut stored, new) {
-                                (Some(KvEvent::Stored { hashes, tokens, .. }), true) => {
+                                (
+                                    Some(KvEvent::Stored {
+                                        hashes,
+                                        tokens,
+                                        extra_keys,
+                                        ..
+                                    }),
+                                    true,
+                                ) => {
                                     hashes.push(*h);
                                     tokens.extend_from_slice(toks);
+                                    extra_keys.push(extra);
                                 }
                                 (None, true) => {
                                     stored = Some(KvEvent::Stored {
@@ -267,6 +286,7 @@ impl Engine {
                                             .and_then(|p| s.hashes.get(p).copied()),
                                         tokens: toks.to_vec(),
                                         lora: s.lora.clone(),
+                                        extra_keys: vec![extra],
                                     });
                                 }
                                 (_, false) => self.pending.extend(stored.take()),
@@ -437,7 +457,12 @@ impl Engine {
 
     fn enqueue(&mut self, sub: Submission) {
         let model = sub.lora.clone().unwrap_or_else(|| self.cfg.model.clone());
-        let hashes = block_hashes(&model, &sub.tokens, self.cfg.block_size);
+        let hashes = block_hashes(
+            &model,
+            sub.cache_salt.as_deref(),
+            &sub.tokens,
+            self.cfg.block_size,
+        );
         let now = Instant::now();
         let tokens = sub.tokens.len().max(1);
         // A request that can never fit is still admitted once the cache is empty; cap it.
@@ -450,6 +475,7 @@ impl Engine {
                 Vec::new()
             },
             lora: sub.lora,
+            cache_salt: sub.cache_salt,
             max_tokens: sub.max_tokens.max(1),
             tx: sub.tx,
             arrival: now,

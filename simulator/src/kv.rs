@@ -162,14 +162,26 @@ impl BlockPool {
 }
 
 /// Chained block hashes of `tokens` (full blocks only), seeded with the model (or adapter) name.
-pub fn block_hashes(model: &str, tokens: &[u32], block_size: usize) -> Vec<u64> {
+/// A request's `cache_salt` is mixed into its first block only, as vLLM does (the chain carries
+/// it to every later block), so salted and unsalted requests never share a cached block.
+pub fn block_hashes(
+    model: &str,
+    salt: Option<&str>,
+    tokens: &[u32],
+    block_size: usize,
+) -> Vec<u64> {
     let mut prev = xxhash_rust::xxh64::xxh64(model.as_bytes(), 0);
     tokens
         .chunks_exact(block_size.max(1))
-        .map(|block| {
+        .enumerate()
+        .map(|(i, block)| {
             let mut h = xxhash_rust::xxh64::Xxh64::new(prev);
             for t in block {
                 h.update(&t.to_le_bytes());
+            }
+            if let (0, Some(salt)) = (i, salt) {
+                h.update(&[0xfe]);
+                h.update(salt.as_bytes());
             }
             prev = h.digest();
             prev
@@ -204,13 +216,19 @@ mod tests {
     #[test]
     fn hashes_chain_and_depend_on_model() {
         let t: Vec<u32> = (0..40).collect();
-        let a = block_hashes("m", &t, 16);
+        let a = block_hashes("m", None, &t, 16);
         assert_eq!(a.len(), 2, "partial tail block is not hashed");
         let mut t2 = t.clone();
         t2[20] = 999;
-        let b = block_hashes("m", &t2, 16);
+        let b = block_hashes("m", None, &t2, 16);
         assert_eq!(a[0], b[0]);
         assert_ne!(a[1], b[1]);
-        assert_ne!(block_hashes("lora", &t, 16)[0], a[0]);
+        assert_ne!(block_hashes("lora", None, &t, 16)[0], a[0]);
+        let salted = block_hashes("m", Some("tenant-a"), &t, 16);
+        assert!(
+            salted[0] != a[0] && salted[1] != a[1],
+            "the salt reaches every block"
+        );
+        assert_ne!(block_hashes("m", Some("tenant-b"), &t, 16)[1], salted[1]);
     }
 }

@@ -6,8 +6,11 @@
 //! The payload is a msgpack `KVEventBatch` in msgspec's `array_like` form:
 //! `[ts, [event…]]`, each event an array whose first element is its tag:
 //! `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id, medium,
-//! lora_name]`, `["BlockRemoved", block_hashes, medium]`, `["AllBlocksCleared"]`. Block hashes
-//! are the simulator's own 64-bit chain hashes of the block's token ids (see `kv.rs`).
+//! lora_name, extra_keys?]`, `["BlockRemoved", block_hashes, medium]`, `["AllBlocksCleared"]`.
+//! Block hashes are the simulator's own 64-bit chain hashes of the block's token ids (see
+//! `kv.rs`). `extra_keys`, as newer vLLM sends it, holds per block the values besides the
+//! tokens that went into its hash — the adapter name, then the request's `cache_salt` on a
+//! request's first block — or nil; it is left out when no block has any.
 //!
 //! **Replay** (vLLM's `replay_endpoint`): with a replay endpoint, a ZMQ ROUTER socket bound
 //! there keeps the last `buffer_steps` batches (vLLM's `buffer_steps`, default 10,000). A
@@ -40,6 +43,8 @@ pub enum KvEvent {
         tokens: Vec<u32>,
         /// Adapter name, `None` for the base model.
         lora: Option<String>,
+        /// Per block, the extra keys hashed with its tokens (empty: none).
+        extra_keys: Vec<Vec<String>>,
     },
     /// Blocks evicted.
     Removed {
@@ -71,6 +76,7 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize, format: Format) ->
                 parent,
                 tokens,
                 lora,
+                extra_keys,
             } => {
                 let mut f = vec![
                     Value::from("BlockStored"),
@@ -83,6 +89,19 @@ pub fn encode(ts: f64, events: &[KvEvent], block_size: usize, format: Format) ->
                 ];
                 if format == Format::Vllm {
                     f.push(lora.as_deref().map_or(Value::Nil, Value::from));
+                    if extra_keys.iter().any(|k| !k.is_empty()) {
+                        f.push(Value::Array(
+                            extra_keys
+                                .iter()
+                                .map(|k| match k.as_slice() {
+                                    [] => Value::Nil,
+                                    k => Value::Array(
+                                        k.iter().map(|x| Value::from(x.as_str())).collect(),
+                                    ),
+                                })
+                                .collect(),
+                        ));
+                    }
                 }
                 Value::Array(f)
             }
@@ -247,6 +266,17 @@ mod tests {
                     parent: None,
                     tokens: vec![1, 2, 3, 4],
                     lora: None,
+                    extra_keys: vec![vec![], vec![]],
+                },
+                KvEvent::Stored {
+                    hashes: vec![9, 10],
+                    parent: None,
+                    tokens: vec![1, 2, 3, 4],
+                    lora: Some("sql-lora".into()),
+                    extra_keys: vec![
+                        vec!["sql-lora".into(), "tenant-a".into()],
+                        vec!["sql-lora".into()],
+                    ],
                 },
                 KvEvent::Removed { hashes: vec![7] },
                 KvEvent::Cleared,
@@ -263,7 +293,19 @@ mod tests {
         assert_eq!(stored[1].as_array().unwrap().len(), 2);
         assert!(stored[2].is_nil());
         assert_eq!(stored[4].as_u64(), Some(2));
-        assert_eq!(ev[1].as_array().unwrap()[0].as_str(), Some("BlockRemoved"));
-        assert_eq!(ev[2].as_array().unwrap().len(), 1);
+        assert_eq!(stored.len(), 8, "no extra keys: the field is left out");
+        let salted = ev[1].as_array().unwrap();
+        assert_eq!(salted[7].as_str(), Some("sql-lora"));
+        let extra = salted[8].as_array().unwrap();
+        let block0: Vec<&str> = extra[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(block0, ["sql-lora", "tenant-a"]);
+        assert_eq!(extra[1].as_array().unwrap().len(), 1);
+        assert_eq!(ev[2].as_array().unwrap()[0].as_str(), Some("BlockRemoved"));
+        assert_eq!(ev[3].as_array().unwrap().len(), 1);
     }
 }

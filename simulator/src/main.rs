@@ -292,6 +292,12 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
         .send(Command::Run(Submission {
             tokens,
             lora,
+            // vLLM hashes an empty salt as none.
+            cache_salt: body
+                .get("cache_salt")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             max_tokens,
             tx,
         }))

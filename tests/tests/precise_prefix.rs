@@ -96,10 +96,18 @@ fn system_prompt() -> String {
 }
 
 fn chat(question: &str) -> String {
-    json!({"model": MODEL, "max_tokens": 2, "messages": [
+    salted_chat(question, None)
+}
+
+/// The shared prefix and `question`, with `cache_salt` when `salt` is given.
+fn salted_chat(question: &str, salt: Option<&str>) -> String {
+    let mut body = json!({"model": MODEL, "max_tokens": 2, "messages": [
         {"role": "system", "content": system_prompt()},
-        {"role": "user", "content": question}]})
-    .to_string()
+        {"role": "user", "content": question}]});
+    if let Some(salt) = salt {
+        body["cache_salt"] = json!(salt);
+    }
+    body.to_string()
 }
 
 /// Sends `body` straight to a model server (not through Envoy).
@@ -118,9 +126,20 @@ fn direct_to(addr: SocketAddr, name: &str, body: &str) {
 /// `n` requests with the shared prefix through Envoy, over fresh connections from 4 threads
 /// (so they land on different workers); the pods that served them.
 fn through_envoy(listen: SocketAddr, n: usize, tag: &str) -> Vec<String> {
+    salted_through_envoy(listen, n, tag, None)
+}
+
+/// As [`through_envoy`], every request with `cache_salt` when `salt` is given.
+fn salted_through_envoy(
+    listen: SocketAddr,
+    n: usize,
+    tag: &str,
+    salt: Option<&str>,
+) -> Vec<String> {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let tag = tag.to_string();
+            let salt = salt.map(str::to_owned);
             std::thread::spawn(move || {
                 (0..n / 4)
                     .map(|i| {
@@ -129,8 +148,10 @@ fn through_envoy(listen: SocketAddr, n: usize, tag: &str) -> Vec<String> {
                             .post(&format!("http://{listen}/v1/chat/completions"))
                             .set("content-type", "application/json")
                             .timeout(Duration::from_secs(20))
-                            .send_string(&chat(&format!("{tag}: question {t}-{i}?")))
-                        {
+                            .send_string(&salted_chat(
+                                &format!("{tag}: question {t}-{i}?"),
+                                salt.as_deref(),
+                            )) {
                             Ok(r) => r.header("x-inference-pod").unwrap_or("").to_string(),
                             Err(e) => format!("error: {e}"),
                         }
@@ -239,6 +260,42 @@ fn picks_follow_what_the_servers_report_in_their_kv_events() {
     );
     let keys = env.stat("endpoint_picker.kv_index.keys").unwrap_or(0);
     assert!(keys > 0 && keys < 1000, "index keys {keys}");
+}
+
+/// vLLM mixes a request's `cache_salt` into its first block's hash and names the salt in that
+/// block's `extra_keys` (model-sim does both): the same prompt under two salts is two prefixes,
+/// each followed to the server that cached it, although this Envoy routed neither.
+#[test]
+fn a_salted_prefix_is_followed_only_by_requests_with_the_same_salt() {
+    if !e2e::native() {
+        return; // the Wasm build subscribes to nothing (see the first test)
+    }
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
+    let kv_port = free_port();
+    let backends: Vec<Backend> = (2..=4).map(|i| sim(i, &tokenizer, kv_port)).collect();
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency: 4,
+            picker: picker(&tokenizer, kv_port),
+            ..EnvSpec::default()
+        },
+    );
+    let (sim2, sim3) = (&env.backends[0], &env.backends[1]);
+    wait_stat(&env, "endpoint_picker.kv_events.connections", 3);
+    direct(sim3, &salted_chat("direct to sim-3", Some("tenant-a")));
+    direct(sim2, &salted_chat("direct to sim-2", Some("tenant-b")));
+    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 40);
+    let a = salted_through_envoy(env.listen, 16, "tenant a", Some("tenant-a"));
+    assert!(a.iter().all(|p| p == "sim-3"), "tenant-a on sim-3: {a:?}");
+    let b = salted_through_envoy(env.listen, 16, "tenant b", Some("tenant-b"));
+    assert!(b.iter().all(|p| p == "sim-2"), "tenant-b on sim-2: {b:?}");
+    assert_eq!(
+        env.stat("endpoint_picker.kv_events.decode_errors")
+            .unwrap_or(0),
+        0
+    );
 }
 
 /// vLLM's replay socket: what a server stored before this Envoy started is learnt on
