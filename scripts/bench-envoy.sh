@@ -33,7 +33,9 @@
 # dynamic-module filter routing by that header: the floor under the native picker's overhead.
 # BENCH_FLOOR_ENDPOINTS (comma-separated host:port) gives the floor its own endpoints instead of all
 # 16, e.g. the one endpoint the picker's prefix affinity sends a shared prompt to, so the floor
-# also prices where requests go.
+# also prices where requests go. FLOOR_SPIN_NS=N and FLOOR_TOUCH_LINES=N (exported) give the
+# floor synthetic work per request — N ns of spinning, N random 8-byte writes into a 16 MiB
+# table — to price a given cost in throughput (native/floor/src/lib.rs).
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.

@@ -7,6 +7,12 @@
 //! what Envoy itself charges for a dynamic-module filter that routes by that header: the floor
 //! under any in-proxy picker built this way.
 //!
+//! Two knobs, read from Envoy's environment when a configuration loads, add synthetic work per
+//! routed request, to measure what a given cost does to Envoy's throughput (0 or unset: none):
+//! `FLOOR_SPIN_NS` spins for that many nanoseconds (pure compute); `FLOOR_TOUCH_LINES` writes
+//! that many 8-byte words at random places of a 16 MiB table allocated once (scattered memory
+//! traffic, like a large index's inserts and evictions).
+//!
 //! Envoy resolves every HTTP-filter hook when a configuration loads (a missing one rejects it),
 //! so all are exported; the ones this filter does not use are no-ops. The declarations follow
 //! the same ABI as `native/src/abi.rs` (version `v0.2.0`, Envoy 1.40), reduced to what is used
@@ -18,7 +24,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 type Ptr = *mut c_void;
 type ConstPtr = *const c_void;
@@ -65,6 +71,24 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const core::ffi::c_
 struct Floor {
     values: Vec<Vec<u8>>,
     next: AtomicUsize,
+    /// `FLOOR_SPIN_NS`, nanoseconds.
+    spin_ns: u64,
+    /// `FLOOR_TOUCH_LINES`, words written per request.
+    touch_lines: usize,
+    /// The table those words are in: [`TOUCH_TABLE_BYTES`] when `touch_lines` > 0, else empty.
+    table: Vec<AtomicU64>,
+}
+
+/// Size of the `FLOOR_TOUCH_LINES` table, bytes: well beyond the CPU's caches, like the prefix
+/// index of a busy pool.
+const TOUCH_TABLE_BYTES: usize = 16 << 20;
+
+/// Knob `name` from the environment; 0 when unset or not a number.
+fn knob(name: &str) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 /// The configuration: the addresses of the `google.protobuf.StringValue` (its raw string),
@@ -90,9 +114,20 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     if values.is_empty() {
         values.push(DEFAULT_VALUE.to_vec());
     }
+    let touch_lines = usize::try_from(knob("FLOOR_TOUCH_LINES")).unwrap_or(0);
+    let table = if touch_lines > 0 {
+        (0..TOUCH_TABLE_BYTES / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Box::into_raw(Box::new(Floor {
         values,
         next: AtomicUsize::new(0),
+        spin_ns: knob("FLOOR_SPIN_NS"),
+        touch_lines,
+        table,
     })) as ConstPtr
 }
 
@@ -121,6 +156,7 @@ unsafe fn route(filter_envoy: Ptr, filter: ConstPtr) {
     // SAFETY: the configuration (filter_new hands it out), alive while its streams are.
     let floor = unsafe { &*(filter as *const Floor) };
     let turn = floor.next.fetch_add(1, Ordering::Relaxed);
+    synthetic_work(floor, turn);
     let Some(value) = floor
         .values
         .get(turn.checked_rem(floor.values.len()).unwrap_or(0))
@@ -141,6 +177,28 @@ unsafe fn route(filter_envoy: Ptr, filter: ConstPtr) {
                 length: value.len(),
             },
         );
+    }
+}
+
+/// The knobs' work for request number `turn` (see the module docs).
+fn synthetic_work(floor: &Floor, turn: usize) {
+    if floor.spin_ns > 0 {
+        let t = std::time::Instant::now();
+        while t.elapsed().as_nanos() < u128::from(floor.spin_ns) {
+            core::hint::spin_loop();
+        }
+    }
+    // xorshift64 from the request number: independent addresses, so the CPU can overlap the
+    // misses as it would an index's.
+    let mut x = (turn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..floor.touch_lines {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = usize::try_from(x % (floor.table.len().max(1) as u64)).unwrap_or(0);
+        if let Some(w) = floor.table.get(at) {
+            w.store(w.load(Ordering::Relaxed) ^ x, Ordering::Relaxed);
+        }
     }
 }
 
