@@ -55,9 +55,18 @@ impl HeaderBlock {
         if name.is_empty() {
             return None;
         }
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // Compare lengths from the spans first: most headers differ in length from `name`, and
+        // slicing `text` (two char-boundary checks) costs more than the comparison itself.
+        let wanted = name.len();
+        self.spans
+            .iter()
+            .filter(|&&[s, m, _]| m.saturating_sub(s) as usize == wanted)
+            .find_map(|&[s, m, e]| {
+                let key = self.text.get(s as usize..m as usize)?;
+                key.eq_ignore_ascii_case(name)
+                    .then(|| self.text.get(m as usize..e as usize))
+                    .flatten()
+            })
     }
 
     /// Forgets every value of header `name` (ASCII case-insensitive), as the host's removal does.
