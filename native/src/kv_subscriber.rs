@@ -8,8 +8,11 @@
 //! - **Dial mode** (`discoverPods`, default): every 500 ms the pool's current members are read
 //!   (the same snapshot the workers schedule over, so EDS/DNS changes are followed) and one SUB
 //!   connection per endpoint goes to `tcp://<endpoint IP>:<socketPort>`; endpoints that left
-//!   are dropped (and the plugin forgets them through `pool_changed`). A lost connection is
-//!   retried every second.
+//!   are dropped (and the plugin forgets them through `pool_changed`). A lost connection
+//!   (noticed from the socket's monitor within 500 ms) is retried every second with a new
+//!   socket, which catches up through the replay socket; when the server refused at least one
+//!   of those attempts, its process was gone, so its blocks are cleared before the new
+//!   connection's batches are applied (`kv_events.publisher_restarts`).
 //! - **Bind mode** (`zmqEndpoint`): one SUB socket bound there; a message is credited to the
 //!   pool endpoint its topic names (`kv@<ip:port>@<model>`, or an endpoint with that IP);
 //!   messages naming no pool endpoint are dropped.
@@ -42,7 +45,7 @@ use scheduler_core::kvcache::KvEvent;
 use scheduler_core::plugin::{KvEventFormat, KvEventSink};
 use scheduler_core::Plugin;
 use tokio::task::JoinHandle;
-use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend, SubSocket, ZmqMessage};
+use zeromq::{DealerSocket, Socket, SocketEvent, SocketRecv, SocketSend, SubSocket, ZmqMessage};
 
 use crate::kv_events;
 
@@ -449,6 +452,10 @@ async fn catch_up(
     Some(below)
 }
 
+/// How long a dialled subscription waits for a message before it looks at its connection's
+/// events (a publisher that went away is noticed within this).
+const LIVENESS_CHECK: Duration = Duration::from_millis(500);
+
 async fn dial(
     sink: Weak<dyn Plugin>,
     endpoint: String,
@@ -463,30 +470,71 @@ async fn dial(
         replay_port,
         ..Streams::default()
     };
+    // The publisher's connection was lost and the server has refused at least one reconnect
+    // since: its process is gone (vLLM's KV cache lives in it), whatever its new process
+    // numbers its batches from.
+    let mut lost = false;
+    let mut down = false;
     loop {
         let mut sock = SubSocket::new();
+        let mut monitor = sock.monitor();
         let ready = async {
             sock.subscribe(&filter).await?;
             sock.connect(&target).await
         };
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), ready).await {
             stats.connected.fetch_add(1, Ordering::Relaxed);
+            if down {
+                restarted(&sink, &endpoint, &mut streams, &stats);
+            }
+            (lost, down) = (false, false);
             streams.replayed_below = catch_up(&sink, &endpoint, &mut streams, &stats).await;
-            while let Ok(msg) = sock.recv().await {
-                let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
-                let go_on = handle(&sink, Some(&endpoint), &frames, &mut streams, &stats).await;
-                if !go_on {
-                    stats.connected.fetch_sub(1, Ordering::Relaxed);
-                    return;
+            // The zeromq crate reconnects a lost connection by itself, with a back-off of up to
+            // 30 s and no catch-up: a loss is handled here instead, by a new socket.
+            while !lost {
+                match tokio::time::timeout(LIVENESS_CHECK, sock.recv()).await {
+                    Ok(Ok(msg)) => {
+                        let frames: Vec<&[u8]> = msg.iter().map(|b| b.as_ref()).collect();
+                        if !handle(&sink, Some(&endpoint), &frames, &mut streams, &stats).await {
+                            stats.connected.fetch_sub(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    Ok(Err(_)) => lost = true,
+                    Err(_) => {}
+                }
+                // The socket's monitor: did the publisher's connection go since last asked?
+                while let Ok(event) = monitor.try_recv() {
+                    lost |= matches!(event, SocketEvent::Disconnected(_));
                 }
             }
             stats.connected.fetch_sub(1, Ordering::Relaxed);
+        } else if lost {
+            down = true;
         }
         if sink.strong_count() == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The server at `endpoint` came back after refusing connections: its blocks are dropped and
+/// its sequences start over (counted as a publisher restart).
+fn restarted(
+    sink: &Weak<dyn Plugin>,
+    endpoint: &str,
+    streams: &mut Streams,
+    stats: &SubscriberStats,
+) {
+    if let Some(s) = sink.upgrade() {
+        if let Some(s) = s.as_kv_event_sink() {
+            s.apply(endpoint, &[KvEvent::AllBlocksCleared]);
+        }
+    }
+    streams.next.retain(|(a, _), _| a != endpoint);
+    stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
+    log::info!("endpoint picker: KV events: {endpoint} came back after refusing connections: its blocks are cleared");
 }
 
 async fn listen(

@@ -39,6 +39,11 @@ fn sim(i: u8, tokenizer: &PathBuf, kv_port: u16) -> Backend {
 /// [`sim`] with more model-sim arguments.
 fn sim_with(i: u8, tokenizer: &PathBuf, kv_port: u16, extra: &[String]) -> Backend {
     let addr: SocketAddr = format!("127.0.0.{i}:{}", free_port()).parse().unwrap();
+    sim_at(i, addr, tokenizer, kv_port, extra)
+}
+
+/// model-sim `i` listening on `addr` (as [`sim_with`]).
+fn sim_at(i: u8, addr: SocketAddr, tokenizer: &PathBuf, kv_port: u16, extra: &[String]) -> Backend {
     let mut cmd = Command::new(model_sim_bin());
     cmd.args([
         "--listen",
@@ -295,6 +300,49 @@ fn a_salted_prefix_is_followed_only_by_requests_with_the_same_salt() {
         env.stat("endpoint_picker.kv_events.decode_errors")
             .unwrap_or(0),
         0
+    );
+}
+
+/// A server that goes away and comes back is a new process with an empty KV cache: once it has
+/// refused a reconnect, its blocks are dropped even though its new process has published
+/// nothing yet (vLLM numbers a new process's batches from 0 again, but that is only seen when
+/// one arrives).
+#[test]
+fn a_server_that_went_away_and_came_back_holds_nothing() {
+    if !e2e::native() {
+        return; // the Wasm build subscribes to nothing (see the first test)
+    }
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
+    let kv_port = free_port();
+    let backends: Vec<Backend> = (2..=3).map(|i| sim(i, &tokenizer, kv_port)).collect();
+    let mut env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency: 2,
+            picker: picker(&tokenizer, kv_port),
+            ..EnvSpec::default()
+        },
+    );
+    wait_stat(&env, "endpoint_picker.kv_events.connections", 2);
+    direct(&env.backends[1], &chat("direct to sim-3"));
+    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 20);
+    let served = through_envoy(env.listen, 8, "before the restart");
+    assert!(served.iter().all(|p| p == "sim-3"), "{served:?}");
+
+    // sim-3 goes away; the subscriber's reconnects are refused for a few seconds.
+    let addr = env.backends[1].addr;
+    env.backends[1].kill();
+    std::thread::sleep(Duration::from_secs(4));
+    let _sim3 = sim_at(3, addr, &tokenizer, kv_port, &[]);
+    wait_stat(&env, "endpoint_picker.kv_events.publisher_restarts", 1);
+    // sim-2 stores the prefix: it is the only holder now.
+    direct(&env.backends[0], &chat("direct to sim-2"));
+    std::thread::sleep(Duration::from_millis(500));
+    let served = through_envoy(env.listen, 16, "after sim-3 came back");
+    assert!(
+        served.iter().all(|p| p == "sim-2"),
+        "sim-3's blocks went with its process: {served:?}"
     );
 }
 
