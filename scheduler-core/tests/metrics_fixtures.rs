@@ -1,6 +1,8 @@
 //! Real exposition text from vLLM (V1, V1 data-parallel, 0.10 with `_created`, V0, OpenMetrics),
 //! SGLang (old and new label sets), Triton TensorRT-LLM, TGI, llm-d-inference-sim and an
-//! adversarial page, read through the public API. Fixtures come from docs/SOURCES.md#exposition-quirks.
+//! adversarial page, read through the public API. Fixtures come from docs/SOURCES.md#exposition-quirks;
+//! `vllm_0.32_cpu.txt` is a whole page captured from vLLM 0.32.0's CPU build serving a tiny
+//! model with a LoRA adapter and three requests running (`scripts/real-vllm/`, 2026-12-04).
 
 use scheduler_core::parse::engine::MetricsExtractor;
 use scheduler_core::parse::prometheus::{samples, validate};
@@ -25,6 +27,7 @@ fn extract(engine: &str, file: &str) -> scheduler_core::parse::engine::Extracted
 #[test]
 fn every_fixture_is_valid_prometheus_text() {
     for f in [
+        "vllm_0.32_cpu.txt",
         "vllm_v1.txt",
         "vllm_v1_dp.txt",
         "vllm_0.10_created.txt",
@@ -54,6 +57,21 @@ fn vllm_v1_single_engine_with_stale_lora_series() {
     assert_eq!(m.max_lora_adapters, 2);
     assert_eq!(m.cache_block_size_tokens, 16);
     assert_eq!(m.cache_num_blocks, 27215);
+}
+
+/// vLLM 0.32 still names the metrics as the mapping expects: queue, running, KV-cache usage,
+/// the newest LoRA info series, and the cache geometry (its CPU build's 32-token blocks).
+#[test]
+fn vllm_0_32_cpu_build_page() {
+    let m = extract("vllm", "vllm_0.32_cpu.txt").metrics;
+    assert_eq!(m.waiting_queue_size, 0);
+    assert_eq!(m.running_requests, 3);
+    assert!((m.kv_cache_usage - 0.003906369212927641).abs() < 1e-15);
+    assert_eq!(m.active_lora_adapters, ["sql-lora"]);
+    assert_eq!(m.waiting_lora_adapters, ["sql-lora"]);
+    assert_eq!(m.max_lora_adapters, 1);
+    assert_eq!(m.cache_block_size_tokens, 32);
+    assert_eq!(m.cache_num_blocks, 32768);
 }
 
 #[test]
