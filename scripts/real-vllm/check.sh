@@ -6,8 +6,10 @@
 # of the vLLM endpoint: the fraction of the request's blocks the server is known to hold), that
 # a prompt vLLM has cached is matched block for block (the proxy's tokenisation and keys agree
 # with the token ids vLLM reports), that a prompt cached under a `cache_salt` matches only
-# requests with that salt, that one cached for a LoRA adapter matches only that adapter, that what vLLM cached before Envoy started is learnt from its replay
-# socket, that a restarted vLLM's old blocks are dropped, and that every event decoded. Not part of `make test` (it installs ~6 GB of Python packages); ~10 min the first time.
+# requests with that salt, that one cached for a LoRA adapter matches only that adapter, that
+# what vLLM cached before Envoy started is learnt from its replay socket, that a restarted
+# vLLM's old blocks are dropped, and that every event decoded. Not part of `make test` (it
+# installs ~6 GB of Python packages); ~4 min once installed, plus the download the first time.
 #
 #   scripts/real-vllm/check.sh        (VLLM_VENV names the virtualenv, default .venv-vllm)
 #
@@ -128,8 +130,8 @@ direct sales "Which plan fits a team of ten?" tenant-l sql-lora
 sleep 1
 check "cached for the LoRA adapter under tenant-l, asked so" "$(score sales "Which plan fits a team of five?" tenant-l sql-lora)" hit
 check "cached for the LoRA adapter, asked of the base model" "$(score sales "Which plan fits a team of five?" tenant-l)" miss
-# A restarted server starts with an empty cache: its first batch (sequence back at 0) clears
-# what the index held for it.
+# A restarted server starts with an empty cache: once it has refused the subscriber's reconnect,
+# what the index held for it is cleared.
 kill "$VLLM_PID"; wait "$VLLM_PID" 2>/dev/null || true
 start_vllm
 direct returns "How do I send an item back?" ""
