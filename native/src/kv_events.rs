@@ -514,6 +514,50 @@ mod tests {
         .is_err());
     }
 
+    /// A batch captured from a real vLLM 0.32.0 (CPU build, `scripts/real-vllm/`): a chat
+    /// request for LoRA adapter `sql-lora` with `cache_salt` "tenant-l", 128 prompt tokens in
+    /// blocks of 32. vLLM 0.32 sends events as maps, with `group_idx` and
+    /// `kv_cache_spec_kind` after `extra_keys`.
+    #[test]
+    fn decodes_a_batch_from_a_real_vllm_0_32() {
+        let payload = include_bytes!("../testdata/vllm_0.32_lora_salt_batch.msgpack");
+        let b = vllm(&[
+            b"kv@127.0.0.10:18010@test/tiny-chat",
+            &0u64.to_be_bytes(),
+            payload,
+        ])
+        .unwrap();
+        assert_eq!(
+            (b.pod.as_str(), b.seq, b.rank),
+            ("127.0.0.10:18010", 0, Some(0))
+        );
+        let [KvEvent::BlockStored {
+            block_hashes,
+            parent,
+            token_ids,
+            block_size,
+            lora_name,
+            medium,
+            extras,
+        }] = b.events.as_slice()
+        else {
+            panic!("{:?}", b.events);
+        };
+        assert_eq!(
+            (block_hashes.len(), *parent, token_ids.len(), *block_size),
+            (4, None, 128, 32)
+        );
+        assert_eq!(lora_name.as_deref(), Some("sql-lora"));
+        assert_eq!(medium.as_deref(), Some("GPU"));
+        assert_eq!(
+            extras,
+            &StoredExtras {
+                root: vec!["tenant-l".into()],
+                keyable_blocks: None
+            }
+        );
+    }
+
     /// Untrusted payloads: random bytes and random msgpack shaped like batches (tags, field
     /// types and lengths drawn at random) never panic the decoder, in either schema.
     #[test]
