@@ -10,9 +10,12 @@
 //!   connection per endpoint goes to `tcp://<endpoint IP>:<socketPort>`; endpoints that left
 //!   are dropped (and the plugin forgets them through `pool_changed`). A lost connection
 //!   (noticed from the socket's monitor within 500 ms) is retried every second with a new
-//!   socket, which catches up through the replay socket; when the server refused at least one
-//!   of those attempts, its process was gone, so its blocks are cleared before the new
-//!   connection's batches are applied (`kv_events.publisher_restarts`).
+//!   socket, which catches up through the replay socket; when at least one of those attempts
+//!   failed (refused, or no answer within 2 s), the server is taken to have restarted (vLLM's
+//!   KV cache lives in its process), so its blocks are cleared before the new connection's
+//!   batches are applied (`kv_events.publisher_restarts`). A network outage of that length
+//!   clears them too: the index then relearns from new events, rather than keep blocks a new
+//!   process may not hold.
 //! - **Bind mode** (`zmqEndpoint`): one SUB socket bound there; a message is credited to the
 //!   pool endpoint its topic names (`kv@<ip:port>@<model>`, or an endpoint with that IP);
 //!   messages naming no pool endpoint are dropped.
@@ -470,8 +473,8 @@ async fn dial(
         replay_port,
         ..Streams::default()
     };
-    // The publisher's connection was lost and the server has refused at least one reconnect
-    // since: its process is gone (vLLM's KV cache lives in it), whatever its new process
+    // The publisher's connection was lost and at least one reconnect has failed since: its
+    // process is taken to be gone (vLLM's KV cache lives in it), whatever its new process
     // numbers its batches from.
     let mut lost = false;
     let mut down = false;
@@ -519,8 +522,8 @@ async fn dial(
     }
 }
 
-/// The server at `endpoint` came back after refusing connections: its blocks are dropped and
-/// its sequences start over (counted as a publisher restart).
+/// The server at `endpoint` came back after a reconnect to it failed: its blocks are dropped
+/// and its sequences start over (counted as a publisher restart).
 fn restarted(
     sink: &Weak<dyn Plugin>,
     endpoint: &str,
@@ -534,7 +537,7 @@ fn restarted(
     }
     streams.next.retain(|(a, _), _| a != endpoint);
     stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
-    log::info!("endpoint picker: KV events: {endpoint} came back after refusing connections: its blocks are cleared");
+    log::info!("endpoint picker: KV events: {endpoint} is back after a failed reconnect: its blocks are cleared");
 }
 
 async fn listen(
