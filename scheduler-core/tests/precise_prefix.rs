@@ -439,6 +439,43 @@ fn salted_prefixes_match_only_the_same_salt() {
     assert_eq!(after.orphans, before.orphans);
 }
 
+/// SGLang has no `cache_salt` (it reuses a prefix whatever the request's salt) and reports no
+/// extra keys: with `engineType: sglang` a salted request matches the unsalted blocks.
+#[test]
+fn sglang_ignores_the_salt() {
+    let cfg = r#"{
+      "plugins": [
+        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
+        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16},
+          "kvEventsConfig": {"engineType": "sglang"}}},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
+    }"#;
+    let (picker, _) = load(cfg, &registry()).unwrap();
+    let t = tokens(PROMPT);
+    feed(
+        &picker,
+        "10.0.0.2:8000",
+        &[stored(&[1, 2, 3, 4], None, &t[..64])],
+    );
+    let eps = pool();
+    for seed in 0..10 {
+        let mut req = InferenceRequest::new("org/m", PROMPT);
+        req.cache_salt = Some("tenant-a".into());
+        let r = picker
+            .schedule(
+                &req,
+                &eps,
+                1_000,
+                &mut SplitMix64::new(seed),
+                &mut RequestState::new(),
+            )
+            .unwrap();
+        assert_eq!(eps[r.primary_targets()[0]].address, "10.0.0.2:8000");
+    }
+}
+
 #[test]
 fn the_index_stays_bounded_and_forgets_endpoints_that_leave() {
     let cfg = r#"{

@@ -292,11 +292,12 @@ async fn infer(app: &App, path: &str, raw: &[u8]) -> Response {
         .send(Command::Run(Submission {
             tokens,
             lora,
-            // vLLM hashes an empty salt as none.
+            // vLLM hashes an empty salt as none; SGLang has no cache_salt (the format the
+            // simulator publishes in says which server it plays).
             cache_salt: body
                 .get("cache_salt")
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && app.args.kv_events_format == kv_events::Format::Vllm)
                 .map(str::to_owned),
             max_tokens,
             tx,

@@ -390,10 +390,15 @@ impl PrecisePrefixCacheProducer {
     ) -> Result<Matched, String> {
         let keys_fn = self.index.request_keys();
         let bs = keys_fn.block_size();
-        // A salted request's blocks are cached under its salt only (see `kvcache::keys`).
+        // A salted request's blocks are cached under its salt only on vLLM (see `kvcache::keys`);
+        // SGLang has no `cache_salt` and reports none, so its blocks stay unsalted. vLLM treats
+        // an empty salt as none.
         let adapter = self.index.adapter_for(&cx.request.target_model);
-        // vLLM treats an empty salt as none.
-        let root = match cx.request.cache_salt.as_deref().filter(|s| !s.is_empty()) {
+        let salt = match self.settings.format {
+            KvEventFormat::Vllm => cx.request.cache_salt.as_deref().filter(|s| !s.is_empty()),
+            KvEventFormat::Sglang => None,
+        };
+        let root = match salt {
             Some(salt) => keys_fn.root_with(adapter, &[salt]),
             None => keys_fn.root(adapter),
         };
