@@ -82,14 +82,25 @@ fn pool() -> Vec<Endpoint> {
 const PROMPT: &str = "You are a helpful assistant. Answer briefly and cite your sources!";
 
 fn stored(engine: &[u64], parent: Option<u64>, tokens: &[u32]) -> KvEvent {
+    stored_with(engine, parent, tokens, None, StoredExtras::default())
+}
+
+/// [`stored`] for LoRA adapter `lora` with `extras` (what vLLM's `extra_keys` said).
+fn stored_with(
+    engine: &[u64],
+    parent: Option<u64>,
+    tokens: &[u32],
+    lora: Option<&str>,
+    extras: StoredExtras,
+) -> KvEvent {
     KvEvent::BlockStored {
         block_hashes: engine.to_vec(),
         parent,
         token_ids: tokens.to_vec(),
         block_size: 16,
-        lora_name: None,
+        lora_name: lora.map(Into::into),
         medium: None,
-        extras: StoredExtras::default(),
+        extras,
     }
 }
 
@@ -104,11 +115,15 @@ fn feed(picker: &EndpointPicker, endpoint: &str, events: &[KvEvent]) {
 }
 
 fn pick(picker: &EndpointPicker, prompt: &str, seed: u64) -> String {
+    pick_request(picker, &InferenceRequest::new("m", prompt), seed)
+}
+
+/// The address `picker` sends `req` to among [`pool`]'s endpoints.
+fn pick_request(picker: &EndpointPicker, req: &InferenceRequest<'_>, seed: u64) -> String {
     let eps = pool();
-    let req = InferenceRequest::new("m", prompt);
     let r = picker
         .schedule(
-            &req,
+            req,
             &eps,
             1_000,
             &mut SplitMix64::new(seed),
@@ -116,6 +131,23 @@ fn pick(picker: &EndpointPicker, prompt: &str, seed: u64) -> String {
         )
         .unwrap();
     eps[r.primary_targets()[0]].address.clone()
+}
+
+/// llm-d's deprecated composite `precise-prefix-cache-scorer` alone (16-token blocks), its
+/// `kvEventsConfig` given by `kv_events` (a JSON object, `{}` for the defaults).
+fn composite_scorer(kv_events: &str) -> (EndpointPicker, scheduler_core::LoadReport) {
+    let cfg = format!(
+        r#"{{
+      "plugins": [
+        {{"type": "token-producer", "parameters": {{"modelName": "org/m"}}}},
+        {{"type": "precise-prefix-cache-scorer", "parameters": {{"tokenProcessorConfig": {{"blockSize": 16}},
+          "kvEventsConfig": {kv_events}}}}},
+        {{"type": "max-score-picker"}}],
+      "schedulingProfiles": [{{"name": "default", "plugins": [
+        {{"pluginRef": "precise-prefix-cache-scorer"}}, {{"pluginRef": "max-score-picker"}}]}}]
+    }}"#
+    );
+    load(&cfg, &registry()).unwrap()
 }
 
 #[test]
@@ -264,15 +296,7 @@ fn speculative_indexing_credits_the_pick_until_the_ttl() {
 
 #[test]
 fn the_deprecated_composite_scorer_and_the_lora_separation() {
-    let cfg = r#"{
-      "plugins": [
-        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
-        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16}}},
-        {"type": "max-score-picker"}],
-      "schedulingProfiles": [{"name": "default", "plugins": [
-        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
-    }"#;
-    let (picker, report) = load(cfg, &registry()).unwrap();
+    let (picker, report) = composite_scorer("{}");
     assert!(
         report.warnings.iter().any(|w| w.contains("deprecated")),
         "{:?}",
@@ -332,38 +356,34 @@ fn the_deprecated_composite_scorer_and_the_lora_separation() {
 /// are not indexed.
 #[test]
 fn salted_prefixes_match_only_the_same_salt() {
-    let cfg = r#"{
-      "plugins": [
-        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
-        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16}}},
-        {"type": "max-score-picker"}],
-      "schedulingProfiles": [{"name": "default", "plugins": [
-        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
-    }"#;
-    let (picker, _) = load(cfg, &registry()).unwrap();
+    let (picker, _) = composite_scorer("{}");
     let t = tokens(PROMPT);
-    let salted = |engine: &[u64], salt: &str| KvEvent::BlockStored {
-        block_hashes: engine.to_vec(),
-        parent: None,
-        token_ids: t[..64].to_vec(),
-        block_size: 16,
-        lora_name: None,
-        medium: None,
-        extras: StoredExtras {
-            root: vec![salt.into()],
-            keyable_blocks: None,
-        },
+    let salted = |salt: &str| StoredExtras {
+        root: vec![salt.into()],
+        keyable_blocks: None,
     };
     // .1 holds the prompt under tenant-a's salt, .2 under tenant-b's, .3 unsalted.
     feed(
         &picker,
         "10.0.0.1:8000",
-        &[salted(&[1, 2, 3, 4], "tenant-a")],
+        &[stored_with(
+            &[1, 2, 3, 4],
+            None,
+            &t[..64],
+            None,
+            salted("tenant-a"),
+        )],
     );
     feed(
         &picker,
         "10.0.0.2:8000",
-        &[salted(&[5, 6, 7, 8], "tenant-b")],
+        &[stored_with(
+            &[5, 6, 7, 8],
+            None,
+            &t[..64],
+            None,
+            salted("tenant-b"),
+        )],
     );
     feed(
         &picker,
@@ -372,36 +392,19 @@ fn salted_prefixes_match_only_the_same_salt() {
     );
     // .4 stored it with an image in its third block: only the first two blocks are indexed,
     // so it matches half the prompt and loses to a full match.
+    let image = StoredExtras {
+        root: Vec::new(),
+        keyable_blocks: Some(2),
+    };
     feed(
         &picker,
         "10.0.0.4:8000",
-        &[KvEvent::BlockStored {
-            block_hashes: vec![13, 14, 15, 16],
-            parent: None,
-            token_ids: t[..64].to_vec(),
-            block_size: 16,
-            lora_name: None,
-            medium: None,
-            extras: StoredExtras {
-                root: Vec::new(),
-                keyable_blocks: Some(2),
-            },
-        }],
+        &[stored_with(&[13, 14, 15, 16], None, &t[..64], None, image)],
     );
-    let eps = pool();
     let pick_salted = |salt: Option<&str>, seed: u64| {
         let mut req = InferenceRequest::new("org/m", PROMPT);
         req.cache_salt = salt.map(Into::into);
-        let r = picker
-            .schedule(
-                &req,
-                &eps,
-                1_000,
-                &mut SplitMix64::new(seed),
-                &mut RequestState::new(),
-            )
-            .unwrap();
-        eps[r.primary_targets()[0]].address.clone()
+        pick_request(&picker, &req, seed)
     };
     for seed in 0..10 {
         assert_eq!(pick_salted(Some("tenant-a"), seed), "10.0.0.1:8000");
@@ -419,20 +422,13 @@ fn salted_prefixes_match_only_the_same_salt() {
     let sink = picker.kv_event_sinks()[0].clone();
     let sink = sink.as_kv_event_sink().unwrap();
     let before = sink.counters();
+    let all_image = StoredExtras {
+        root: Vec::new(),
+        keyable_blocks: Some(0),
+    };
     sink.apply(
         "10.0.0.4:8000",
-        &[KvEvent::BlockStored {
-            block_hashes: vec![17],
-            parent: Some(16),
-            token_ids: t[..16].to_vec(),
-            block_size: 16,
-            lora_name: None,
-            medium: None,
-            extras: StoredExtras {
-                root: Vec::new(),
-                keyable_blocks: Some(0),
-            },
-        }],
+        &[stored_with(&[17], Some(16), &t[..16], None, all_image)],
     );
     let after = sink.counters();
     assert_eq!(after.blocks_stored, before.blocks_stored);
@@ -443,36 +439,17 @@ fn salted_prefixes_match_only_the_same_salt() {
 /// extra keys: with `engineType: sglang` a salted request matches the unsalted blocks.
 #[test]
 fn sglang_ignores_the_salt() {
-    let cfg = r#"{
-      "plugins": [
-        {"type": "token-producer", "parameters": {"modelName": "org/m"}},
-        {"type": "precise-prefix-cache-scorer", "parameters": {"tokenProcessorConfig": {"blockSize": 16},
-          "kvEventsConfig": {"engineType": "sglang"}}},
-        {"type": "max-score-picker"}],
-      "schedulingProfiles": [{"name": "default", "plugins": [
-        {"pluginRef": "precise-prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}]}]
-    }"#;
-    let (picker, _) = load(cfg, &registry()).unwrap();
+    let (picker, _) = composite_scorer(r#"{"engineType": "sglang"}"#);
     let t = tokens(PROMPT);
     feed(
         &picker,
         "10.0.0.2:8000",
         &[stored(&[1, 2, 3, 4], None, &t[..64])],
     );
-    let eps = pool();
     for seed in 0..10 {
         let mut req = InferenceRequest::new("org/m", PROMPT);
         req.cache_salt = Some("tenant-a".into());
-        let r = picker
-            .schedule(
-                &req,
-                &eps,
-                1_000,
-                &mut SplitMix64::new(seed),
-                &mut RequestState::new(),
-            )
-            .unwrap();
-        assert_eq!(eps[r.primary_targets()[0]].address, "10.0.0.2:8000");
+        assert_eq!(pick_request(&picker, &req, seed), "10.0.0.2:8000");
     }
 }
 

@@ -171,6 +171,37 @@ fn salted_through_envoy(
         .collect()
 }
 
+/// Envoy with the precise profile over model-sims `ids` (`sim-<id>` on 127.0.0.`id`), all
+/// publishing KV events on one port, with `concurrency` workers.
+struct Precise {
+    env: Env,
+    tokenizer: PathBuf,
+    kv_port: u16,
+    /// Dropped last (fields drop in order): the servers and Envoy read it until they stop.
+    _tmp: tempfile::TempDir,
+}
+
+fn precise_env(ids: std::ops::RangeInclusive<u8>, concurrency: u32) -> Precise {
+    let tmp = tokenizer_dir();
+    let tokenizer = tmp.path().to_path_buf();
+    let kv_port = free_port();
+    let backends: Vec<Backend> = ids.map(|i| sim(i, &tokenizer, kv_port)).collect();
+    let env = Env::start_over(
+        backends,
+        EnvSpec {
+            concurrency,
+            picker: picker(&tokenizer, kv_port),
+            ..EnvSpec::default()
+        },
+    );
+    Precise {
+        env,
+        tokenizer,
+        kv_port,
+        _tmp: tmp,
+    }
+}
+
 fn wait_stat(env: &Env, suffix: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -189,18 +220,7 @@ fn wait_stat(env: &Env, suffix: &str, at_least: u64) {
 
 #[test]
 fn picks_follow_what_the_servers_report_in_their_kv_events() {
-    let tmp = tokenizer_dir();
-    let tokenizer = tmp.path().to_path_buf();
-    let kv_port = free_port();
-    let backends: Vec<Backend> = (2..=4).map(|i| sim(i, &tokenizer, kv_port)).collect();
-    let env = Env::start_over(
-        backends,
-        EnvSpec {
-            concurrency: 4,
-            picker: picker(&tokenizer, kv_port),
-            ..EnvSpec::default()
-        },
-    );
+    let Precise { env, .. } = &precise_env(2..=4, 4);
     if !e2e::native() {
         // The proxy-wasm build has no tokenizer service: the configuration loads, says why
         // precise scoring is inactive, and every request is still served.
@@ -214,11 +234,11 @@ fn picks_follow_what_the_servers_report_in_their_kv_events() {
         return;
     }
     let (sim2, sim3, sim4) = (&env.backends[0], &env.backends[1], &env.backends[2]);
-    wait_stat(&env, "endpoint_picker.kv_events.connections", 3);
+    wait_stat(env, "endpoint_picker.kv_events.connections", 3);
 
     // sim-3 gets the prefix directly: this Envoy never routed it, yet it follows the event.
     direct(sim3, &chat("direct to sim-3"));
-    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 20);
+    wait_stat(env, "endpoint_picker.kv_events.blocks_stored", 20);
     let served = through_envoy(env.listen, 16, "after sim-3 stored it");
     assert!(
         served.iter().all(|p| p == "sim-3"),
@@ -237,7 +257,7 @@ fn picks_follow_what_the_servers_report_in_their_kv_events() {
         direct(sim3, &other.to_string());
     }
     wait_stat(
-        &env,
+        env,
         "endpoint_picker.kv_events.blocks_removed",
         removed_before + 60,
     );
@@ -275,23 +295,12 @@ fn a_salted_prefix_is_followed_only_by_requests_with_the_same_salt() {
     if !e2e::native() {
         return; // the Wasm build subscribes to nothing (see the first test)
     }
-    let tmp = tokenizer_dir();
-    let tokenizer = tmp.path().to_path_buf();
-    let kv_port = free_port();
-    let backends: Vec<Backend> = (2..=4).map(|i| sim(i, &tokenizer, kv_port)).collect();
-    let env = Env::start_over(
-        backends,
-        EnvSpec {
-            concurrency: 4,
-            picker: picker(&tokenizer, kv_port),
-            ..EnvSpec::default()
-        },
-    );
+    let Precise { env, .. } = &precise_env(2..=4, 4);
     let (sim2, sim3) = (&env.backends[0], &env.backends[1]);
-    wait_stat(&env, "endpoint_picker.kv_events.connections", 3);
+    wait_stat(env, "endpoint_picker.kv_events.connections", 3);
     direct(sim3, &salted_chat("direct to sim-3", Some("tenant-a")));
     direct(sim2, &salted_chat("direct to sim-2", Some("tenant-b")));
-    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 40);
+    wait_stat(env, "endpoint_picker.kv_events.blocks_stored", 40);
     let a = salted_through_envoy(env.listen, 16, "tenant a", Some("tenant-a"));
     assert!(a.iter().all(|p| p == "sim-3"), "tenant-a on sim-3: {a:?}");
     let b = salted_through_envoy(env.listen, 16, "tenant b", Some("tenant-b"));
@@ -303,8 +312,8 @@ fn a_salted_prefix_is_followed_only_by_requests_with_the_same_salt() {
     );
 }
 
-/// A server that goes away and comes back is a new process with an empty KV cache: once it has
-/// refused a reconnect, its blocks are dropped even though its new process has published
+/// A server that goes away and comes back is a new process with an empty KV cache: once a
+/// reconnect to it has failed, its blocks are dropped even though its new process has published
 /// nothing yet (vLLM numbers a new process's batches from 0 again, but that is only seen when
 /// one arrives).
 #[test]
@@ -312,21 +321,12 @@ fn a_server_that_went_away_and_came_back_holds_nothing() {
     if !e2e::native() {
         return; // the Wasm build subscribes to nothing (see the first test)
     }
-    let tmp = tokenizer_dir();
-    let tokenizer = tmp.path().to_path_buf();
-    let kv_port = free_port();
-    let backends: Vec<Backend> = (2..=3).map(|i| sim(i, &tokenizer, kv_port)).collect();
-    let mut env = Env::start_over(
-        backends,
-        EnvSpec {
-            concurrency: 2,
-            picker: picker(&tokenizer, kv_port),
-            ..EnvSpec::default()
-        },
-    );
-    wait_stat(&env, "endpoint_picker.kv_events.connections", 2);
+    let mut setup = precise_env(2..=3, 2);
+    let (tokenizer, kv_port) = (setup.tokenizer.clone(), setup.kv_port);
+    let env = &mut setup.env;
+    wait_stat(env, "endpoint_picker.kv_events.connections", 2);
     direct(&env.backends[1], &chat("direct to sim-3"));
-    wait_stat(&env, "endpoint_picker.kv_events.blocks_stored", 20);
+    wait_stat(env, "endpoint_picker.kv_events.blocks_stored", 20);
     let served = through_envoy(env.listen, 8, "before the restart");
     assert!(served.iter().all(|p| p == "sim-3"), "{served:?}");
 
@@ -335,7 +335,7 @@ fn a_server_that_went_away_and_came_back_holds_nothing() {
     env.backends[1].kill();
     std::thread::sleep(Duration::from_secs(4));
     let _sim3 = sim_at(3, addr, &tokenizer, kv_port, &[]);
-    wait_stat(&env, "endpoint_picker.kv_events.publisher_restarts", 1);
+    wait_stat(env, "endpoint_picker.kv_events.publisher_restarts", 1);
     // sim-2 stores the prefix: it is the only holder now.
     direct(&env.backends[0], &chat("direct to sim-2"));
     std::thread::sleep(Duration::from_millis(500));
