@@ -71,6 +71,17 @@ pub trait HttpHost {
             *slot = self.response_header(name);
         }
     }
+    /// Calls `f` with the first value of each response header of `names` at the same position
+    /// (`None`: absent). Hosts that can lend their own buffers override this so nothing is
+    /// copied; by default the values come from [`HttpHost::find_response_headers`].
+    fn with_response_headers(&mut self, names: &[&str], f: &mut dyn FnMut(&[Option<&str>])) {
+        let mut found: smallvec::SmallVec<[Option<String>; 4]> =
+            smallvec::smallvec![None; names.len()];
+        self.find_response_headers(names, &mut found);
+        let values: smallvec::SmallVec<[Option<&str>; 4]> =
+            found.iter().map(Option::as_deref).collect();
+        f(&values);
+    }
     /// Replaces a response header.
     fn set_response_header(&mut self, name: &str, value: &str) -> bool;
     /// Calls `f` with the current response body chunk of `size` bytes.
@@ -204,6 +215,50 @@ enum UsageReader {
     Grpc(GrpcUsageReader),
 }
 
+/// Which endpoint served the response, once its headers arrived.
+enum Served {
+    /// Not known (no response yet, or the host could not tell).
+    Unknown,
+    /// The primary endpoint the picker chose (no retry): its address is the flow's `primary`,
+    /// not copied.
+    Primary,
+    /// Another endpoint, after a retry.
+    Other(String),
+}
+
+impl Served {
+    fn address<'a>(&'a self, primary: &'a Option<String>) -> Option<&'a str> {
+        match self {
+            Served::Unknown => None,
+            Served::Primary => primary.as_deref(),
+            Served::Other(a) => Some(a),
+        }
+    }
+}
+
+/// What a response's `content-type` says about where its token usage is.
+#[derive(Clone, Copy)]
+enum Content {
+    EventStream,
+    Json,
+    Grpc,
+    Other,
+}
+
+impl Content {
+    fn of(content_type: &str) -> Content {
+        if content_type.starts_with("text/event-stream") {
+            Content::EventStream
+        } else if content_type.starts_with("application/json") {
+            Content::Json
+        } else if content_type.starts_with("application/grpc") {
+            Content::Grpc
+        } else {
+            Content::Other
+        }
+    }
+}
+
 /// One request's state across the host's callbacks. See the module docs.
 pub struct RequestFlow {
     state: RequestState,
@@ -211,7 +266,7 @@ pub struct RequestFlow {
     primary: Option<String>,
     debug: Option<String>,
     status: u16,
-    served: Option<String>,
+    served: Served,
     usage: UsageReader,
     body_seen: bool,
     reserved: usize,
@@ -257,7 +312,7 @@ impl RequestFlow {
             primary: None,
             debug: None,
             status: 0,
-            served: None,
+            served: Served::Unknown,
             usage: UsageReader::None,
             body_seen: false,
             reserved: 0,
@@ -324,7 +379,7 @@ impl RequestFlow {
                         host.set_request_header(k, Some(v));
                     }
                 }
-                p.count_pick(&r.primary, &r.profile);
+                p.count_pick(r.primary(), &r.profile);
                 if log::log_enabled!(log::Level::Debug) {
                     self.log_decision(
                         host,
@@ -335,7 +390,11 @@ impl RequestFlow {
                         ),
                     );
                 }
-                self.primary = Some(r.primary);
+                // The destination's buffer becomes the primary's: no copy.
+                let primary_len = r.primary().len();
+                let mut primary = r.destination;
+                primary.truncate(primary_len);
+                self.primary = Some(primary);
                 self.debug = if self.debug_asked { r.debug } else { None };
                 true
             }
@@ -691,7 +750,7 @@ impl RequestFlow {
         }
         let info = ResponseInfo {
             status: self.status,
-            served_endpoint: self.served.as_deref(),
+            served_endpoint: self.served.address(&self.primary),
             now_ms: host.now_us() / 1000,
         };
         let mut out = Vec::new();
@@ -711,7 +770,7 @@ impl RequestFlow {
     fn body_hooks<P: Picking + ?Sized>(&mut self, p: &P, chunk: &BodyChunk, now_ms: u64) {
         let info = ResponseInfo {
             status: self.status,
-            served_endpoint: self.served.as_deref(),
+            served_endpoint: self.served.address(&self.primary),
             now_ms,
         };
         p.core().picker.response_body(&mut self.state, &info, chunk);
@@ -749,37 +808,34 @@ impl RequestFlow {
         let reports = self.scheduled && picker.has_attribute_reporters();
         let served_needed = header_hooks || body_hooks || reports || self.debug.is_some();
         if served_needed || wants_usage {
-            let mut found: [Option<String>; 3] = Default::default();
-            host.find_response_headers(&[":status", ATTEMPT_COUNT, "content-type"], &mut found);
-            let [status, attempts, content_type] = found;
+            // Read in place (no copies): the status, the attempt count and the content type.
+            let (mut status, mut attempts, mut content) = (0u16, 0u32, Content::Other);
+            host.with_response_headers(&[":status", ATTEMPT_COUNT, "content-type"], &mut |v| {
+                let num = |i: usize| v.get(i).copied().flatten().map(str::trim);
+                status = num(0).and_then(|s| s.parse().ok()).unwrap_or(0);
+                attempts = num(1).and_then(|a| a.parse().ok()).unwrap_or(0);
+                content = Content::of(v.get(2).copied().flatten().unwrap_or_default());
+            });
             if served_needed {
-                self.status = status.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-                if let Some(primary) = &self.primary {
+                self.status = status;
+                if self.primary.is_some() {
                     // The route sets include_attempt_count_in_response: only after a retry can
                     // another endpoint have served, and only then is the (costlier) upstream
                     // address looked up.
-                    let attempts = attempts
-                        .and_then(|a| a.trim().parse::<u32>().ok())
-                        .unwrap_or(0);
                     self.served = if attempts == 1 {
-                        Some(primary.clone())
+                        Served::Primary
                     } else {
                         host.upstream_address()
+                            .map_or(Served::Unknown, Served::Other)
                     };
                 }
             }
             if wants_usage {
-                let ct = content_type.unwrap_or_default();
-                self.usage = if ct.starts_with("text/event-stream") {
-                    UsageReader::Sse(SseUsageParser::new())
-                } else if ct.starts_with("application/json") {
-                    UsageReader::Json(Vec::new())
-                } else if let (true, Some(m)) =
-                    (ct.starts_with("application/grpc"), self.grpc_method)
-                {
-                    UsageReader::Grpc(GrpcUsageReader::new(m))
-                } else {
-                    UsageReader::None
+                self.usage = match (content, self.grpc_method) {
+                    (Content::EventStream, _) => UsageReader::Sse(SseUsageParser::new()),
+                    (Content::Json, _) => UsageReader::Json(Vec::new()),
+                    (Content::Grpc, Some(m)) => UsageReader::Grpc(GrpcUsageReader::new(m)),
+                    _ => UsageReader::None,
                 };
             }
         }
@@ -787,7 +843,7 @@ impl RequestFlow {
             let mut out = Vec::new();
             let info = ResponseInfo {
                 status: self.status,
-                served_endpoint: self.served.as_deref(),
+                served_endpoint: self.served.address(&self.primary),
                 now_ms: host.now_us() / 1000,
             };
             p.core()
@@ -799,7 +855,7 @@ impl RequestFlow {
         }
         if let Some(d) = &self.debug {
             host.set_response_header(DEBUG, d);
-            if let Some(s) = &self.served {
+            if let Some(s) = self.served.address(&self.primary) {
                 host.set_response_header(SERVED, s);
             }
         }

@@ -2,6 +2,7 @@
 //! worker (one scheduler state for the whole process), [`NativeHost`] offers Envoy's callbacks to
 //! the common request flow ([`endpoint_picker_filter::flow`]).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -16,6 +17,29 @@ use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
 use crate::metrics::{Counter, FamilySink};
 use crate::pool::{self, Members};
+
+use smallvec::SmallVec;
+
+/// The first value of each of `names` (matched case-insensitively) among `all`, into the same
+/// position of `out`, borrowed unless it is not UTF-8.
+fn first_values<'a>(all: &'a [EnvoyHttpHeader], names: &[&str], out: &mut [Option<Cow<'a, str>>]) {
+    for h in all {
+        // SAFETY: Envoy filled these buffers for the current hook, which `all` lives in.
+        let key = unsafe { abi::bytes(h.key()) };
+        for (name, slot) in names.iter().zip(out.iter_mut()) {
+            if slot.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+                // SAFETY: as above.
+                *slot = Some(String::from_utf8_lossy(unsafe { abi::bytes(h.value()) }));
+            }
+        }
+    }
+}
+
+/// Body slices listed on the stack; Envoy buffers a 4 KiB request in one or two.
+const INLINE_CHUNKS: usize = 8;
+
+/// A body's slices, as Envoy holds them.
+type Chunks = SmallVec<[EnvoyBuffer; INLINE_CHUNKS]>;
 
 /// Stats of the filter, named as in the Wasm build; per-endpoint and per-status counts are
 /// labels here instead of name parts.
@@ -502,29 +526,26 @@ impl NativeHost {
     /// The first value of each of `names` among the headers of `header_type`.
     fn find(&self, header_type: u32, names: &[&str], out: &mut [Option<String>]) {
         self.each_header(header_type, |all| {
-            for h in all {
-                // SAFETY: Envoy filled these buffers for the current hook.
-                let key = unsafe { abi::bytes(h.key()) };
-                for (name, slot) in names.iter().zip(out.iter_mut()) {
-                    if slot.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
-                        // SAFETY: as above.
-                        *slot = Some(lossy(unsafe { abi::bytes(h.value()) }));
-                    }
-                }
+            let mut found: SmallVec<[Option<Cow<'_, str>>; 8]> =
+                smallvec::smallvec![None; names.len()];
+            first_values(all, names, &mut found);
+            for (slot, v) in out.iter_mut().zip(found) {
+                *slot = v.map(Cow::into_owned);
             }
         });
     }
 
-    /// The chunks of body `body_type` (Envoy's own buffers, valid for this hook).
-    fn chunks(&self, body_type: u32) -> Vec<EnvoyBuffer> {
+    /// The chunks of body `body_type` (Envoy's own buffers, valid for this hook); a body of up
+    /// to [`INLINE_CHUNKS`] slices is listed without an allocation.
+    fn chunks(&self, body_type: u32) -> Chunks {
         // SAFETY: the filter pointer of the current hook.
         let n = unsafe {
             abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.filter, body_type)
         };
         if n == 0 {
-            return Vec::new();
+            return Chunks::new();
         }
-        let mut v = vec![
+        let mut v: Chunks = smallvec::smallvec![
             EnvoyBuffer {
                 ptr: core::ptr::null(),
                 length: 0
@@ -542,7 +563,7 @@ impl NativeHost {
         if ok {
             v
         } else {
-            Vec::new()
+            Chunks::new()
         }
     }
 
@@ -600,7 +621,8 @@ impl HttpHost for NativeHost {
             chunks.extend(self.chunks(abi::RECEIVED_REQUEST_BODY));
         }
         // SAFETY: every chunk is an Envoy buffer of the current hook.
-        let slices: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
+        let slices: SmallVec<[&[u8]; INLINE_CHUNKS]> =
+            chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
         match slices.as_slice() {
             [] => f(&[]),
             [one] => f(one),
@@ -614,6 +636,25 @@ impl HttpHost for NativeHost {
 
     fn find_response_headers(&mut self, names: &[&str], out: &mut [Option<String>]) {
         self.find(abi::RESPONSE_HEADER, names, out);
+    }
+
+    fn with_response_headers(&mut self, names: &[&str], f: &mut dyn FnMut(&[Option<&str>])) {
+        let mut called = false;
+        self.each_header(abi::RESPONSE_HEADER, |all| {
+            // Borrowed from Envoy's buffers (valid for this hook); copied only when a value is
+            // not UTF-8 and has to be decoded lossily.
+            let mut found: SmallVec<[Option<Cow<'_, str>>; 8]> =
+                smallvec::smallvec![None; names.len()];
+            first_values(all, names, &mut found);
+            let values: SmallVec<[Option<&str>; 8]> = found.iter().map(|v| v.as_deref()).collect();
+            f(&values);
+            called = true;
+        });
+        if !called {
+            // No headers (or Envoy could not list them): every value absent.
+            let none: SmallVec<[Option<&str>; 8]> = smallvec::smallvec![None; names.len()];
+            f(&none);
+        }
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) -> bool {

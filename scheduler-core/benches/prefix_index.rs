@@ -38,7 +38,7 @@ fn bench_add_distinct(c: &mut Criterion) {
     });
     let matched: Vec<u64> = (0..BLOCKS as u64).map(|k| k.wrapping_mul(0x9E37)).collect();
     index.add(&addresses[0], &matched, CAPACITY);
-    let mut counts = Vec::new();
+    let mut counts = scheduler_core::scratch::Scratch::new();
     c.bench_function("prefix_index_match_64_held_blocks_16x27215", |b| {
         b.iter(|| black_box(index.match_longest_prefix(black_box(&matched), &mut counts)))
     });

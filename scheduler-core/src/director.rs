@@ -23,6 +23,7 @@ use crate::plugin::{
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
 use crate::rng::Rng;
 use crate::scheduler::Scheduler;
+use crate::scratch::Scratch;
 
 /// Header naming the request's InferenceObjective (its priority).
 pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
@@ -207,7 +208,7 @@ impl EndpointPicker {
         if endpoints.is_empty() {
             return Err(RequestError::NoCandidates);
         }
-        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let candidates: Scratch<usize> = (0..endpoints.len()).collect();
         let mut cycle = CycleState::new();
         if self.flow_control.is_some() {
             cycle.put(
@@ -257,16 +258,19 @@ impl EndpointPicker {
             }
         }
 
-        let mut candidates = candidates;
+        // Screeners take a `Vec` (their contract); only a profile with one pays for it.
+        let mut screened: Option<Vec<usize>> = None;
         for s in &self.screeners {
             if let Some(sc) = s.as_screener() {
-                sc.screen(&cx, &mut candidates, rng);
-                if candidates.is_empty() {
+                let c = screened.get_or_insert_with(|| candidates.to_vec());
+                sc.screen(&cx, c, rng);
+                if c.is_empty() {
                     return Err(RequestError::NoCandidates);
                 }
             }
         }
-        let result = self.scheduler.schedule(&cx, &candidates, rng, obs)?;
+        let candidates: &[usize] = screened.as_deref().unwrap_or(&candidates);
+        let result = self.scheduler.schedule(&cx, candidates, rng, obs)?;
         for p in &self.pre_requests {
             if let Some(pr) = p.as_pre_request() {
                 timed(obs, ExtensionPoint::PreRequest, p, || {

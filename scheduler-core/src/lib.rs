@@ -52,6 +52,7 @@ pub mod plugins;
 pub mod prefix;
 pub mod rng;
 pub mod scheduler;
+pub mod scratch;
 pub mod snapshot;
 pub mod suggest;
 

@@ -39,10 +39,9 @@ pub enum Gate {
 /// A routing decision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
-    /// Value of `x-gateway-destination-endpoint`: `ip:port`, or an ordered comma list.
+    /// Value of `x-gateway-destination-endpoint`: `ip:port`, or an ordered comma list whose
+    /// first entry is the primary endpoint ([`Route::primary`]).
     pub destination: String,
-    /// The primary endpoint.
-    pub primary: String,
     /// The scheduling profile that chose it (`""` for a body-less request, which no profile
     /// schedules).
     pub profile: String,
@@ -51,6 +50,15 @@ pub struct Route {
     /// The decision explained (pick, per-scorer scores, candidates, the best few), when asked
     /// for: the debug response header and the debug-level decision log.
     pub debug: Option<String>,
+}
+
+impl Route {
+    /// The primary endpoint: the first entry of [`Route::destination`].
+    pub fn primary(&self) -> &str {
+        self.destination
+            .split_once(',')
+            .map_or(self.destination.as_str(), |(first, _)| first)
+    }
 }
 
 /// One request with its whole body, as the host gathered it.
@@ -137,7 +145,6 @@ impl PickerCore {
             None => self.unusable(),
             Some(e) => Outcome::Route(Route {
                 destination: e.address.clone(),
-                primary: e.address.clone(),
                 profile: String::new(),
                 headers: Vec::new(),
                 debug: explain.then(|| {
@@ -196,18 +203,13 @@ impl PickerCore {
             .schedule_observed(&request, candidates, now_ms, rng, state, timing)
         {
             Err(e) => Outcome::Reply(Reply::from_error(&e)),
-            Ok(result) => self.route_for(&result, candidates),
+            Ok(result) => self.route_for(result, candidates),
         }
     }
 
-    fn route_for(&self, result: &SchedulingResult, candidates: &[Endpoint]) -> Outcome {
-        let destination = self.picker.destination(result, candidates);
-        let Some(primary) = destination
-            .split(',')
-            .next()
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-        else {
+    fn route_for(&self, mut result: SchedulingResult, candidates: &[Endpoint]) -> Outcome {
+        let destination = self.picker.destination(&result, candidates);
+        let Some(primary) = destination.split(',').next().filter(|p| !p.is_empty()) else {
             return Outcome::Reply(Reply::from_error(&RequestError::NoTargetEndpoint(
                 "no target".into(),
             )));
@@ -217,17 +219,17 @@ impl PickerCore {
             .get(result.primary_profile)
             .and_then(|(_, r)| r.as_ref())
             .filter(|r| r.candidates > 0)
-            .map(|_| debug_value(result, &primary, candidates));
+            .map(|_| debug_value(&result, primary, candidates));
+        // The result is done with: its profile name and headers move into the route.
         let profile = result
             .profile_results
-            .get(result.primary_profile)
-            .map(|(name, _)| name.clone())
+            .get_mut(result.primary_profile)
+            .map(|(name, _)| core::mem::take(name))
             .unwrap_or_default();
         Outcome::Route(Route {
             destination,
-            primary,
             profile,
-            headers: result.headers.clone(),
+            headers: core::mem::take(&mut result.headers),
             debug,
         })
     }

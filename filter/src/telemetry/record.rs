@@ -11,8 +11,9 @@ pub struct RequestRecord {
     pub model: Option<(String, String)>,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
-    /// (extension point, [`super::plugin_key`], duration) of each plugin call.
-    pub plugins: Vec<(ExtensionPoint, usize, u64)>,
+    /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical
+    /// profile's calls fit inline, in the request's own allocation.
+    pub plugins: smallvec::SmallVec<[(ExtensionPoint, usize, u64); 16]>,
     /// Status of the local error reply, if the request got one.
     pub error_status: Option<u32>,
     /// Request body size, bytes.
@@ -39,10 +40,6 @@ impl SchedulingObserver for Timing<'_> {
         Some((self.clock)())
     }
     fn plugin_ran(&mut self, point: ExtensionPoint, plugin: &Arc<dyn Plugin>, ns: u64) {
-        if self.record.plugins.capacity() == 0 {
-            // One allocation per request for a typical profile's calls.
-            self.record.plugins.reserve(16);
-        }
         self.record
             .plugins
             .push((point, super::plugin_key(plugin), ns));

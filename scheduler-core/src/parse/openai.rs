@@ -183,11 +183,18 @@ pub(crate) fn present(raw: &RawValue) -> Option<&RawValue> {
     }
 }
 
+/// A JSON string field, borrowed from the body unless it holds escapes (serde's `Cow<str>`
+/// always copies, so the borrow is tried first: a model name rarely has escapes).
 pub(crate) fn string_field(raw: &RawValue) -> Option<Cow<'_, str>> {
     if !raw.get().starts_with('"') {
         return None;
     }
-    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
+    }
 }
 
 pub(crate) fn is_non_empty_array(raw: &RawValue) -> bool {
@@ -231,6 +238,23 @@ pub(crate) fn json_msg(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_is_borrowed_unless_it_holds_escapes() {
+        let plain = parse_body("/v1/completions", br#"{"model":"llama-3","prompt":"x"}"#).unwrap();
+        assert_eq!(plain.model, "llama-3");
+        assert!(matches!(plain.model, Cow::Borrowed(_)), "no copy");
+        let escaped =
+            parse_body("/v1/completions", br#"{"model":"llama-3\/a","prompt":"x"}"#).unwrap();
+        assert_eq!(escaped.model, "llama-3/a");
+        let salt = parse_body(
+            "/v1/completions",
+            br#"{"model":"m","prompt":"x","cache_salt":"t\"1"}"#,
+        )
+        .unwrap();
+        assert_eq!(salt.cache_salt.as_deref(), Some("t\"1"));
+        assert!(parse_body("/v1/completions", br#"{"model":7,"prompt":"x"}"#).is_err());
+    }
 
     #[test]
     fn chat_prompt_is_raw_messages_json() {

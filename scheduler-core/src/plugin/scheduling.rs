@@ -101,13 +101,17 @@ pub trait Picker {
     );
 }
 
-/// Per-profile results collected during a cycle, indexed like the profile list.
+/// Profiles whose results a cycle keeps inline (no allocation) before they move to the heap.
+pub const INLINE_PROFILES: usize = 4;
+
+/// Per-profile results collected during a cycle, indexed like the profile list (slices; on the
+/// stack for up to [`INLINE_PROFILES`] profiles).
 #[derive(Clone, Debug, Default)]
 pub struct ProfileResults {
     /// Whether each profile has run.
-    pub ran: Vec<bool>,
+    pub ran: smallvec::SmallVec<[bool; INLINE_PROFILES]>,
     /// Its result, `None` when it failed or has not run.
-    pub results: Vec<Option<ProfileRunResult>>,
+    pub results: smallvec::SmallVec<[Option<ProfileRunResult>; INLINE_PROFILES]>,
 }
 
 /// Decides which profiles run and turns their results into the decision. One per scheduler.

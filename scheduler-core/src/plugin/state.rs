@@ -8,9 +8,14 @@
 //! `pending_requests` shape).
 
 use alloc::boxed::Box;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::any::Any;
+
+use smallvec::SmallVec;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Entries kept inline before a state's list moves to the heap: a typical profile stores one
+/// or two, so the list itself costs a request no allocation (each value is still boxed).
+const INLINE_ENTRIES: usize = 4;
 
 /// Names one kind of data a producer writes and a consumer reads.
 pub type DataKey = &'static str;
@@ -18,7 +23,7 @@ pub type DataKey = &'static str;
 /// Attributes produced for one scheduling cycle.
 #[derive(Default)]
 pub struct CycleState {
-    entries: Vec<(DataKey, Box<dyn Any>)>,
+    entries: SmallVec<[(DataKey, Box<dyn Any>); INLINE_ENTRIES]>,
 }
 
 impl CycleState {
@@ -56,9 +61,13 @@ impl CycleState {
 }
 
 /// State a request carries from scheduling to the end of its response.
+///
+/// Entries are keyed by the xxh3 hash of the owner's name rather than a copy of it (no
+/// allocation per entry for the key); two plugin names of one configuration sharing a 64-bit
+/// hash, and storing values of the same type, is the only way two owners could meet.
 #[derive(Default)]
 pub struct RequestState {
-    entries: Vec<(String, Box<dyn Any>)>,
+    entries: SmallVec<[(u64, Box<dyn Any>); INLINE_ENTRIES]>,
 }
 
 impl RequestState {
@@ -69,29 +78,33 @@ impl RequestState {
 
     /// Stores `value` under `owner` (a plugin instance name), replacing any previous value.
     pub fn put<T: Any>(&mut self, owner: &str, value: T) {
-        self.entries.retain(|(k, _)| k != owner);
-        self.entries.push((owner.into(), Box::new(value)));
+        let key = xxh3_64(owner.as_bytes());
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, Box::new(value)));
     }
 
     /// The value under `owner` if present and of type `T`.
     pub fn get<T: Any>(&self, owner: &str) -> Option<&T> {
+        let key = xxh3_64(owner.as_bytes());
         self.entries
             .iter()
-            .find(|(k, _)| k == owner)
+            .find(|(k, _)| *k == key)
             .and_then(|(_, v)| v.downcast_ref::<T>())
     }
 
     /// Mutable access to the value under `owner`.
     pub fn get_mut<T: Any>(&mut self, owner: &str) -> Option<&mut T> {
+        let key = xxh3_64(owner.as_bytes());
         self.entries
             .iter_mut()
-            .find(|(k, _)| k == owner)
+            .find(|(k, _)| *k == key)
             .and_then(|(_, v)| v.downcast_mut::<T>())
     }
 
     /// Removes and returns the value under `owner`.
     pub fn take<T: Any>(&mut self, owner: &str) -> Option<T> {
-        let pos = self.entries.iter().position(|(k, _)| k == owner)?;
+        let key = xxh3_64(owner.as_bytes());
+        let pos = self.entries.iter().position(|(k, _)| *k == key)?;
         let (_, v) = self.entries.swap_remove(pos);
         v.downcast::<T>().ok().map(|b| *b)
     }

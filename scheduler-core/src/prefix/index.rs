@@ -191,9 +191,14 @@ impl PrefixIndex {
 
     /// Longest-prefix match: walks `hashes` in order, stops at the first hash no endpoint holds,
     /// and adds 1 to `counts[id]` for every holder of every hash before that.
-    /// `counts` is resized to [`Self::endpoint_slots`] and zeroed first. Returns how many
-    /// leading hashes had at least one holder.
-    pub fn match_longest_prefix(&self, hashes: &[u64], counts: &mut Vec<u32>) -> usize {
+    /// `counts` is resized to [`Self::endpoint_slots`] and zeroed first (on the stack up to
+    /// [`crate::scratch::INLINE`] endpoints). Returns how many leading hashes had at least one
+    /// holder.
+    pub fn match_longest_prefix(
+        &self,
+        hashes: &[u64],
+        counts: &mut crate::scratch::Scratch<u32>,
+    ) -> usize {
         counts.clear();
         counts.resize(self.endpoints.len(), 0);
         let mut matched = 0;
@@ -345,7 +350,7 @@ mod tests {
         let mut idx = PrefixIndex::new();
         idx.add("a:1", &[1, 2, 3], 100);
         idx.add("b:1", &[1, 9], 100);
-        let mut counts = Vec::new();
+        let mut counts = crate::scratch::Scratch::new();
         let matched = idx.match_longest_prefix(&[1, 2, 4, 3], &mut counts);
         assert_eq!(matched, 2);
         assert_eq!(counts[idx.endpoint_id("a:1").unwrap() as usize], 2);
@@ -358,7 +363,7 @@ mod tests {
         idx.add("a:1", &[1, 2, 3, 4, 5], 3);
         assert_eq!(idx.blocks_of("a:1"), 3);
         assert_eq!(idx.len(), 3, "evicted blocks leave the hash map");
-        let mut counts = Vec::new();
+        let mut counts = crate::scratch::Scratch::new();
         assert_eq!(
             idx.match_longest_prefix(&[4], &mut counts),
             0,
@@ -380,7 +385,7 @@ mod tests {
         idx.add("a:1", &[1, 2, 3], 3); // recency: 1, 2, 3 (the tail is the oldest)
         idx.add("a:1", &[3], 3); // 3 is now the most recent; 2 is the oldest
         idx.add("a:1", &[4], 3);
-        let mut counts = Vec::new();
+        let mut counts = crate::scratch::Scratch::new();
         assert_eq!(idx.match_longest_prefix(&[3], &mut counts), 1);
         assert_eq!(
             idx.match_longest_prefix(&[2], &mut counts),
@@ -433,7 +438,7 @@ mod tests {
             }
         }
         for h in 0..40u64 {
-            let mut counts = Vec::new();
+            let mut counts = crate::scratch::Scratch::new();
             idx.match_longest_prefix(&[h], &mut counts);
             for (e, m) in model.iter().enumerate() {
                 let id = idx.endpoint_id(&format!("e{e}")).unwrap() as usize;

@@ -52,8 +52,8 @@ impl Scheduler {
         };
         let n = self.profiles.len();
         let mut results = ProfileResults {
-            ran: alloc::vec![false; n],
-            results: alloc::vec![None; n],
+            ran: smallvec::smallvec![false; n],
+            results: smallvec::smallvec![None; n],
         };
         // Each round runs at least one new profile, so n + 1 rounds always suffice.
         for _ in 0..=n {

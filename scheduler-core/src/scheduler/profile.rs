@@ -14,6 +14,7 @@ use crate::model::result::{ProfileRunResult, RANKED};
 use crate::observe::{timed, ExtensionPoint, SchedulingObserver};
 use crate::plugin::{CycleContext, Plugin, ScoredEndpoint};
 use crate::rng::Rng;
+use crate::scratch::Scratch;
 
 /// A configured profile.
 pub struct SchedulerProfile {
@@ -57,8 +58,8 @@ impl SchedulerProfile {
         rng: &mut dyn Rng,
         obs: &mut dyn SchedulingObserver,
     ) -> Option<ProfileRunResult> {
-        let mut cands: Vec<usize> = candidates.to_vec();
-        let mut keep: Vec<bool> = Vec::with_capacity(cands.len());
+        let mut cands: Scratch<usize> = Scratch::from_slice(candidates);
+        let mut keep: Scratch<bool> = Scratch::with_capacity(cands.len());
         for f in &self.filters {
             let Some(filter) = f.as_filter() else {
                 continue;
@@ -80,8 +81,8 @@ impl SchedulerProfile {
             }
         }
 
-        let mut totals = alloc::vec![0.0f64; cands.len()];
-        let mut one = alloc::vec![0.0f64; cands.len()];
+        let mut totals: Scratch<f64> = smallvec::smallvec![0.0f64; cands.len()];
+        let mut one: Scratch<f64> = smallvec::smallvec![0.0f64; cands.len()];
         // Debug only: every scorer's clamped scores, to report the primary's breakdown.
         let mut per_scorer: Vec<(String, Vec<f64>, f64)> = Vec::new();
         for (s, weight) in &self.scorers {
@@ -97,11 +98,11 @@ impl SchedulerProfile {
                 *t += *v * weight;
             }
             if cx.request.debug {
-                per_scorer.push((s.typed_name().name.clone(), one.clone(), *weight));
+                per_scorer.push((s.typed_name().name.clone(), one.to_vec(), *weight));
             }
         }
 
-        let mut scored: Vec<ScoredEndpoint> = cands
+        let mut scored: Scratch<ScoredEndpoint> = cands
             .iter()
             .zip(&totals)
             .map(|(&endpoint, &score)| ScoredEndpoint { endpoint, score })

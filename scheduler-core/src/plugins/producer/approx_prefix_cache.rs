@@ -26,6 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{ConfigError, FieldPath};
 use crate::model::response::ResponseInfo;
@@ -160,8 +161,9 @@ pub fn factory(
 /// What PreRequest and the response hook need from produce.
 struct Pending {
     hashes: Vec<u64>,
-    /// Endpoints already credited with the blocks (so a served-endpoint update is not repeated).
-    credited: Vec<String>,
+    /// Endpoints already credited with the blocks (so a served-endpoint update is not repeated),
+    /// as xxh3 hashes of their addresses: kept inline, no allocation per request.
+    credited: smallvec::SmallVec<[u64; 2]>,
 }
 
 /// See the module docs.
@@ -262,7 +264,7 @@ impl DataProducer for ApproxPrefixCacheProducer {
         if total > 0 {
             {
                 let idx = self.index.lock();
-                let mut counts = Vec::new();
+                let mut counts = crate::scratch::Scratch::new();
                 if idx.match_longest_prefix(&hashes, &mut counts) > 0 {
                     for &i in candidates {
                         let held = cx
@@ -283,7 +285,7 @@ impl DataProducer for ApproxPrefixCacheProducer {
             &self.typed_name.name,
             Pending {
                 hashes,
-                credited: Vec::new(),
+                credited: smallvec::SmallVec::new(),
             },
         );
     }
@@ -309,7 +311,7 @@ impl PreRequest for ApproxPrefixCacheProducer {
         for i in [primary, prefill].into_iter().flatten() {
             if let Some(ep) = cx.endpoint(i) {
                 self.record(ep, &p.hashes);
-                p.credited.push(ep.address.clone());
+                p.credited.push(xxh3_64(ep.address.as_bytes()));
             }
         }
     }
@@ -329,12 +331,12 @@ impl ResponseHeader for ApproxPrefixCacheProducer {
             return;
         };
         if p.hashes.is_empty()
-            || p.credited.iter().any(|a| a == served)
+            || p.credited.contains(&xxh3_64(served.as_bytes()))
             || !(200..300).contains(&response.status)
         {
             return;
         }
         self.index.lock().add(served, &p.hashes, self.lru_capacity);
-        p.credited.push(served.into());
+        p.credited.push(xxh3_64(served.as_bytes()));
     }
 }
