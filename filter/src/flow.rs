@@ -236,29 +236,6 @@ impl Served {
     }
 }
 
-/// What a response's `content-type` says about where its token usage is.
-#[derive(Clone, Copy)]
-enum Content {
-    EventStream,
-    Json,
-    Grpc,
-    Other,
-}
-
-impl Content {
-    fn of(content_type: &str) -> Content {
-        if content_type.starts_with("text/event-stream") {
-            Content::EventStream
-        } else if content_type.starts_with("application/json") {
-            Content::Json
-        } else if content_type.starts_with("application/grpc") {
-            Content::Grpc
-        } else {
-            Content::Other
-        }
-    }
-}
-
 /// One request's state across the host's callbacks. See the module docs.
 pub struct RequestFlow {
     state: RequestState,
@@ -809,12 +786,26 @@ impl RequestFlow {
         let served_needed = header_hooks || body_hooks || reports || self.debug.is_some();
         if served_needed || wants_usage {
             // Read in place (no copies): the status, the attempt count and the content type.
-            let (mut status, mut attempts, mut content) = (0u16, 0u32, Content::Other);
+            let grpc_method = self.grpc_method;
+            let (mut status, mut attempts, mut usage) = (0u16, 0u32, UsageReader::None);
             host.with_response_headers(&[":status", ATTEMPT_COUNT, "content-type"], &mut |v| {
                 let num = |i: usize| v.get(i).copied().flatten().map(str::trim);
                 status = num(0).and_then(|s| s.parse().ok()).unwrap_or(0);
                 attempts = num(1).and_then(|a| a.parse().ok()).unwrap_or(0);
-                content = Content::of(v.get(2).copied().flatten().unwrap_or_default());
+                if wants_usage {
+                    let ct = v.get(2).copied().flatten().unwrap_or_default();
+                    usage = if ct.starts_with("text/event-stream") {
+                        UsageReader::Sse(SseUsageParser::new())
+                    } else if ct.starts_with("application/json") {
+                        UsageReader::Json(Vec::new())
+                    } else if let (true, Some(m)) =
+                        (ct.starts_with("application/grpc"), grpc_method)
+                    {
+                        UsageReader::Grpc(GrpcUsageReader::new(m))
+                    } else {
+                        UsageReader::None
+                    };
+                }
             });
             if served_needed {
                 self.status = status;
@@ -831,12 +822,7 @@ impl RequestFlow {
                 }
             }
             if wants_usage {
-                self.usage = match (content, self.grpc_method) {
-                    (Content::EventStream, _) => UsageReader::Sse(SseUsageParser::new()),
-                    (Content::Json, _) => UsageReader::Json(Vec::new()),
-                    (Content::Grpc, Some(m)) => UsageReader::Grpc(GrpcUsageReader::new(m)),
-                    _ => UsageReader::None,
-                };
+                self.usage = usage;
             }
         }
         if header_hooks {

@@ -363,28 +363,16 @@ fn salted_prefixes_match_only_the_same_salt() {
         keyable_blocks: None,
     };
     // .1 holds the prompt under tenant-a's salt, .2 under tenant-b's, .3 unsalted.
-    feed(
-        &picker,
-        "10.0.0.1:8000",
-        &[stored_with(
-            &[1, 2, 3, 4],
-            None,
-            &t[..64],
-            None,
-            salted("tenant-a"),
-        )],
-    );
-    feed(
-        &picker,
-        "10.0.0.2:8000",
-        &[stored_with(
-            &[5, 6, 7, 8],
-            None,
-            &t[..64],
-            None,
-            salted("tenant-b"),
-        )],
-    );
+    for (address, hashes, salt) in [
+        ("10.0.0.1:8000", [1, 2, 3, 4], "tenant-a"),
+        ("10.0.0.2:8000", [5, 6, 7, 8], "tenant-b"),
+    ] {
+        feed(
+            &picker,
+            address,
+            &[stored_with(&hashes, None, &t[..64], None, salted(salt))],
+        );
+    }
     feed(
         &picker,
         "10.0.0.3:8000",

@@ -247,6 +247,10 @@ mod tests {
         let escaped =
             parse_body("/v1/completions", br#"{"model":"llama-3\/a","prompt":"x"}"#).unwrap();
         assert_eq!(escaped.model, "llama-3/a");
+        assert!(
+            matches!(escaped.model, Cow::Owned(_)),
+            "unescaped into a copy"
+        );
         let salt = parse_body(
             "/v1/completions",
             br#"{"model":"m","prompt":"x","cache_salt":"t\"1"}"#,
