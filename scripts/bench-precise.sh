@@ -36,6 +36,15 @@ if [ "$PRECISE_RV" != "0" ]; then
   RV_PLUGIN=', {"type": "prefix-rendezvous-scorer"}'
   RV_REF=", {\"pluginRef\": \"prefix-rendezvous-scorer\", \"weight\": $PRECISE_RV}"
 fi
+# BENCH_PRECISE_ACTIVE=<weight> adds llm-d's active-request-scorer (requests this replica has in
+# flight to each server, exact and shared by its workers) to the precise profile.
+PRECISE_ACTIVE=${BENCH_PRECISE_ACTIVE:-0}
+if [ "$PRECISE_ACTIVE" != "0" ]; then
+  RV_PLUGIN+=', {"type": "active-request-scorer"}'
+  RV_REF+=", {\"pluginRef\": \"active-request-scorer\", \"weight\": $PRECISE_ACTIVE}"
+fi
+# BENCH_POLICIES: which of round-robin, approx, precise, approx-1 to run (default all four).
+POLICIES=${BENCH_POLICIES:-round-robin approx precise approx-1}
 OUT=${BENCH_OUT:-bench-results/precise}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -114,24 +123,31 @@ run_policy() { # $1 name, $2 label, $3 mode, $4 picker json, $5 replicas
   wait "${envoys[@]}" "${SIM_PIDS[@]}" 2>/dev/null || true
 }
 
-run_policy round-robin "Envoy round robin" round-robin "$WORK/approx.json" 2
-run_policy approx "picker, approximate prefix cache" picker "$WORK/approx.json" 2
-run_policy precise "picker, precise prefix cache (KV events)" picker "$WORK/precise.json" 2
-run_policy approx-1 "picker, approximate, 1 replica" picker "$WORK/approx.json" 1
+wants() { [[ " $POLICIES " == *" $1 "* ]]; }
+wants round-robin && run_policy round-robin "Envoy round robin" round-robin "$WORK/approx.json" 2
+wants approx && run_policy approx "picker, approximate prefix cache" picker "$WORK/approx.json" 2
+wants precise && run_policy precise "picker, precise prefix cache (KV events)" picker "$WORK/precise.json" 2
+wants approx-1 && run_policy approx-1 "picker, approximate, 1 replica" picker "$WORK/approx.json" 1
 
-target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" \
-  "$OUT/round-robin.json" "$OUT/approx.json" "$OUT/precise.json" "$OUT/approx-1.json"
-python3 - "$OUT" <<'PY'
+RAN=()
+for p in round-robin approx precise approx-1; do wants "$p" && RAN+=("$OUT/$p.json"); done
+target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" "${RAN[@]}"
+python3 - "$OUT" $POLICIES <<'PY'
 import json, sys
-out = sys.argv[1]
+out, ran = sys.argv[1], sys.argv[2:]
 def get(n):
-    return json.load(open(f"{out}/{n}.json"))
+    try:
+        return json.load(open(f"{out}/{n}.json")) if n in ran else {}
+    except OSError:
+        return {}
 def ms(d, q):
     return 1000 * ((d.get("ttft") or {}).get(q) or 0)  # the JSON holds seconds
 a, one = get("approx"), get("approx-1")
 print("\n| policy | replicas | prefix-cache hit rate (vs approx, 1 replica) | TTFT p90 ms (× approx, 2 replicas) | TTFT p99 ms | requests/s |")
 print("|---|---|---|---|---|---|")
 for n, reps in (("round-robin", 2), ("approx", 2), ("precise", 2), ("approx-1", 1)):
+    if n not in ran:
+        continue
     d = get(n)
     hr, ref = d.get("prefix_cache_hit_rate") or 0, one.get("prefix_cache_hit_rate") or 0
     print(f"| {d.get('label', n)} | {reps} | {100*hr:.1f} % ({hr - ref:+.3f}) | "

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use endpoint_picker_filter::headers::HeaderBlock;
 use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
@@ -82,6 +82,16 @@ pub struct FilterConfig {
     telemetry: Vec<Mutex<Telemetry>>,
     /// When the shards were last flushed, ms since the epoch.
     last_flush_ms: AtomicU64,
+    /// When the main thread's tick last offered to flush ([`flush_all`]), ms since the epoch;
+    /// while it ticks, requests leave the flush to it (see [`FilterConfig::record`]).
+    main_tick_ms: AtomicU64,
+    /// False once Envoy destroyed its side of this configuration ([`FilterConfig::retire`]).
+    /// Envoy frees the configuration — and the stats scope every metric update goes through —
+    /// when its last holder lets go, which can be a worker ending the last stream of a drained
+    /// listener; the main thread's tick may hold this value alive a moment longer. Its flush
+    /// holds the read side and updates Envoy's stats only while this is true; retiring takes
+    /// the write side, so it waits for a flush in progress and no update follows it.
+    alive: RwLock<bool>,
     /// Flow control's queues, shared by every worker (`flowControl` gate).
     gate: Option<endpoint_picker_filter::waiting::FlowGate>,
     /// Filter-only mode (no bootstrap scraper): the scraper living in this configuration and
@@ -200,6 +210,8 @@ impl FilterConfig {
             stats,
             telemetry,
             last_flush_ms: AtomicU64::new(0),
+            main_tick_ms: AtomicU64::new(0),
+            alive: RwLock::new(true),
             gate,
             scraper,
         })
@@ -294,7 +306,14 @@ impl Picking for FilterConfig {
 
     fn record(&self, record: &RequestRecord, now_ms: u64) {
         self.with_shard(|t| t.record(record));
-        self.flush_if_due(now_ms);
+        // A flush sends every changed series to Envoy (hundreds of labelled updates, ~1.6M
+        // instructions with 16 endpoints): on a worker it stalls the request that wins it. The
+        // main thread's tick (the scraper's timer) flushes instead whenever it runs; a request
+        // flushes only when no tick came for a while (no scraper, or the main thread stuck).
+        let tick = self.main_tick_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(tick) > MAIN_TICK_GRACE_MS {
+            self.flush_if_due(now_ms);
+        }
     }
 
     fn flow_gate(&self) -> Option<&endpoint_picker_filter::waiting::FlowGate> {
@@ -335,6 +354,27 @@ impl FilterConfig {
     }
 }
 
+/// How long after the main thread's last tick requests take the telemetry flush back, ms (five
+/// flush intervals: a scrape interval longer than that leaves flushing to requests between
+/// ticks; both paths go through [`FilterConfig::flush_if_due`], so a flush never runs twice).
+const MAIN_TICK_GRACE_MS: u64 = 5 * FLUSH_INTERVAL_MS;
+
+/// The request families defined on the bootstrap extension's configuration, while it lives
+/// ([`set_process_sink`]). Flushes go there instead of to the filter configuration's own
+/// families: Envoy frees a replaced filter configuration's stats scope, and with it every series
+/// the new configuration has not updated yet, so totals would drop at each ECDS or LDS update.
+/// A flush holds the read side for its duration; clearing takes the write side, so no update
+/// follows the bootstrap configuration's destruction.
+static PROCESS_SINK: RwLock<Option<FamilySink>> = RwLock::new(None);
+
+/// Installs (bootstrap configuration created) or removes (destroyed) [`PROCESS_SINK`].
+pub fn set_process_sink(sink: Option<FamilySink>) {
+    match PROCESS_SINK.write() {
+        Ok(mut s) => *s = sink,
+        Err(poisoned) => *poisoned.into_inner() = sink,
+    }
+}
+
 /// Every live filter configuration, for the scraper's timer to flush (an idle worker's last
 /// records would otherwise wait for its next request).
 static CONFIGS: Mutex<Vec<Weak<FilterConfig>>> = Mutex::new(Vec::new());
@@ -354,12 +394,36 @@ pub fn flush_all(now_ms: u64) {
         Err(_) => return,
     };
     for c in live {
+        let Ok(alive) = c.alive.read() else { continue };
+        if !*alive {
+            continue;
+        }
+        c.main_tick_ms.store(now_ms, Ordering::Relaxed);
         c.flow_tick(now_ms);
         c.flush_if_due(now_ms);
+        drop(alive);
     }
 }
 
 impl FilterConfig {
+    /// Envoy is destroying its side of this configuration (the `config_destroy` hook, called
+    /// while that side is still valid; `now_ms` since the epoch): waits for a main-thread flush
+    /// in progress, sends what the shards gathered since the last flush (a configuration
+    /// replaced by ECDS would otherwise lose up to a second of counts), then keeps
+    /// [`flush_all`] from touching Envoy through it again. The request path needs no check: a
+    /// stream's filter keeps Envoy's configuration alive.
+    pub fn retire(&self, now_ms: u64) {
+        let mut alive = match self.alive.write() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *alive {
+            self.last_flush_ms.store(now_ms, Ordering::Relaxed);
+            self.flush(now_ms);
+        }
+        *alive = false;
+    }
+
     /// Runs `f` on this worker thread's telemetry shard.
     fn with_shard(&self, f: impl FnOnce(&mut Telemetry)) {
         let shard = SHARD.with(|s| *s);
@@ -380,21 +444,30 @@ impl FilterConfig {
         {
             return;
         }
-        // This worker won the flush: every shard's changes go to Envoy.
+        self.flush(now_ms);
+    }
+
+    /// Sends every shard's changes to Envoy, each shard's gathered under its lock and sent
+    /// after it is released; then the precise prefix cache's stats and the queue gauges.
+    fn flush(&self, now_ms: u64) {
+        let process = PROCESS_SINK.read().ok();
+        let families: &FamilySink = process
+            .as_ref()
+            .and_then(|s| s.as_ref())
+            .unwrap_or(&self.stats.families);
+        let mut deferred = crate::metrics::Deferred::default();
         for m in &self.telemetry {
             if let Ok(mut t) = m.lock() {
-                t.flush(now_ms, &mut &self.stats.families);
+                t.flush(now_ms, &mut deferred);
             }
+            deferred.send(&mut &*families);
         }
         if let Some(kv) = &self.kv {
             kv.stats
                 .flush(self.envoy, &kv.sinks, &kv.subscriptions.stats);
         }
         if let Some(g) = &self.gate {
-            endpoint_picker_filter::telemetry::set_queue_depths(
-                &g.depths(),
-                &mut &self.stats.families,
-            );
+            endpoint_picker_filter::telemetry::set_queue_depths(&g.depths(), &mut &*families);
         }
     }
 }

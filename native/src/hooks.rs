@@ -77,7 +77,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
     guard("http_filter_config_destroy", (), || {
         if !config.is_null() {
             // SAFETY: made by config_new with Box<Arc<FilterConfig>>, destroyed once.
-            drop(unsafe { Box::from_raw(config as *mut Arc<FilterConfig>) });
+            let config = unsafe { Box::from_raw(config as *mut Arc<FilterConfig>) };
+            // The main thread's tick may still hold the value; it must not reach Envoy's
+            // side, which is freed when this hook returns.
+            config.retire(now_ms());
         }
     })
 }
@@ -539,6 +542,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_dest
         if !p.is_null() {
             // SAFETY: made by config_new, destroyed once.
             let s = unsafe { Box::from_raw(p as *mut Scraper) };
+            // Its metrics die with it: flushes go back to the filter configurations' own.
+            crate::filter::set_process_sink(None);
             s.stop();
         }
     })

@@ -156,22 +156,42 @@ impl FamilySink {
     /// The request path's families, on an HTTP filter configuration: counters, and the
     /// flow-control queue gauges.
     pub fn filter(config: Ptr) -> FamilySink {
-        let (gauges, counters): (Vec<&'static Family>, Vec<&'static Family>) =
-            families::request_families().partition(|f| f.kind == families::Kind::Gauge);
-        let mut sink = FamilySink::define_all(
+        FamilySink::requests(
             config,
-            counters.into_iter(),
             abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
-            Some(abi::envoy_dynamic_module_callback_http_filter_config_set_gauge),
-        );
-        let gauge_ids = FamilySink::define_all(
-            config,
-            gauges.into_iter(),
             abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
             abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
-            None,
-        );
+            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+        )
+    }
+
+    /// The request path's families (as [`FamilySink::filter`]) on the bootstrap extension's
+    /// configuration, which lives as long as the process: series kept there survive the
+    /// replacement of a filter configuration, whose stats scope Envoy frees with it.
+    pub fn bootstrap_requests(config: Ptr) -> FamilySink {
+        FamilySink::requests(
+            config,
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_counter,
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
+            abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge,
+        )
+    }
+
+    /// The request families on `config`: counters through `define_counter`/`add`, the gauges
+    /// through `define_gauge`/`set`.
+    fn requests(
+        config: Ptr,
+        define_counter: Define,
+        define_gauge: Define,
+        add: Update,
+        set: Update,
+    ) -> FamilySink {
+        let (gauges, counters): (Vec<&'static Family>, Vec<&'static Family>) =
+            families::request_families().partition(|f| f.kind == families::Kind::Gauge);
+        let mut sink =
+            FamilySink::define_all(config, counters.into_iter(), define_counter, add, Some(set));
+        let gauge_ids = FamilySink::define_all(config, gauges.into_iter(), define_gauge, add, None);
         sink.ids.extend(gauge_ids.ids);
         sink.ids.sort_by_key(|(n, _)| *n);
         sink
@@ -255,5 +275,100 @@ impl StatSink for &FamilySink {
         if let Some(set) = self.set {
             self.write(set, family, labels, value);
         }
+    }
+}
+
+/// Stat updates gathered while a telemetry shard is locked and sent to Envoy once the lock is
+/// released ([`Deferred::send`]): computing a flush's deltas is quick, the labelled updates
+/// through the ABI are not (each builds a stat name in Envoy), and a worker recording its next
+/// request must not wait for them. The buffers keep their capacity between flushes.
+#[derive(Default)]
+pub struct Deferred {
+    /// (gauge rather than counter, family, number of labels, value); the labels are the next
+    /// ones in `labels`, in order.
+    updates: Vec<(bool, &'static Family, usize, u64)>,
+    labels: Vec<String>,
+}
+
+impl Deferred {
+    /// Sends every gathered update to `sink`, in the order they came, and empties the buffers.
+    pub fn send(&mut self, sink: &mut dyn StatSink) {
+        let mut at = 0;
+        let mut values: Vec<&str> = Vec::new();
+        for &(gauge, family, n, value) in &self.updates {
+            values.clear();
+            values.extend(
+                self.labels
+                    .get(at..at + n)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(String::as_str),
+            );
+            at += n;
+            if gauge {
+                sink.set(family, &values, value);
+            } else {
+                sink.add(family, &values, value);
+            }
+        }
+        self.updates.clear();
+        self.labels.clear();
+    }
+
+    fn push(&mut self, gauge: bool, family: &'static Family, labels: &[&str], value: u64) {
+        self.labels.extend(labels.iter().map(|l| String::from(*l)));
+        self.updates.push((gauge, family, labels.len(), value));
+    }
+}
+
+impl StatSink for Deferred {
+    fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
+        self.push(false, family, labels, delta);
+    }
+    fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
+        self.push(true, family, labels, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Shown(Vec<(bool, &'static str, Vec<String>, u64)>);
+
+    impl StatSink for Shown {
+        fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
+            let labels = labels.iter().map(|l| String::from(*l)).collect();
+            self.0.push((false, family.name, labels, delta));
+        }
+        fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
+            let labels = labels.iter().map(|l| String::from(*l)).collect();
+            self.0.push((true, family.name, labels, value));
+        }
+    }
+
+    #[test]
+    fn deferred_updates_arrive_in_order_with_their_labels() {
+        let counter = &families::REQUEST_TOTAL;
+        let gauge = families::POOL_FAMILIES[0];
+        let mut d = Deferred::default();
+        d.add(counter, &["m", "t"], 3);
+        d.set(gauge, &[], 7);
+        d.add(counter, &["a", "b"], 0);
+        let mut shown = Shown::default();
+        d.send(&mut shown);
+        let s = |l: &[&str]| l.iter().map(|x| String::from(*x)).collect::<Vec<_>>();
+        assert_eq!(
+            shown.0,
+            [
+                (false, counter.name, s(&["m", "t"]), 3),
+                (true, gauge.name, s(&[]), 7),
+                (false, counter.name, s(&["a", "b"]), 0),
+            ]
+        );
+        // Emptied: a second send shows nothing more.
+        d.send(&mut shown);
+        assert_eq!(shown.0.len(), 3);
     }
 }

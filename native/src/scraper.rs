@@ -139,7 +139,11 @@ impl Scraper {
             total: gauge("endpoint_picker.endpoints.total"),
             stale: gauge("endpoint_picker.endpoints.stale"),
             families: match home {
-                Home::Bootstrap(p) => FamilySink::bootstrap(p),
+                Home::Bootstrap(p) => {
+                    // The request path's families too: they outlive filter configurations here.
+                    crate::filter::set_process_sink(Some(FamilySink::bootstrap_requests(p)));
+                    FamilySink::bootstrap(p)
+                }
                 Home::Filter(p) => FamilySink::filter_pool(p),
             },
         };
