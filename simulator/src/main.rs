@@ -48,7 +48,8 @@ use metrics::{Dialect, FakeMetrics, PageInfo, Stats};
 #[derive(Parser, Debug)]
 #[command(version, about = "Step-level vLLM-like model-server simulator")]
 struct Args {
-    /// Listen address.
+    /// Listen address. Port 0 takes a free port; the address bound is printed on stdout as
+    /// `listening on ADDRESS` once the socket listens, whatever the port.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
     /// Name reported in `x-inference-pod`.
@@ -476,7 +477,18 @@ async fn reset_prefix_cache(State(app): State<Shared>) -> Response {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Bind first: with port 0 the real address names the KV-event topic and the port header.
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bind {}: {e}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        args.listen = addr;
+    }
     let mut stats = Stats::default();
     if let Some(f) = &args.fake_metrics {
         match serde_json::from_str::<FakeMetrics>(f) {
@@ -565,13 +577,12 @@ async fn main() {
         .route("/admin/fake-metrics", post(set_fake).delete(clear_fake))
         .layer(body_limit)
         .with_state(app);
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("bind {listen}: {e}");
-            std::process::exit(1);
-        }
-    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {listen}");
+        let _ = out.flush();
+    }
     // Every response byte goes out at once (as vLLM's server does): without TCP_NODELAY the
     // first streamed chunk after the headers waits for the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {

@@ -3,7 +3,7 @@
 //! cache makes requests wait; adapters beyond `--max-loras` wait; metrics can be pinned.
 //! Plus the load generator's measured TTFT/TPOT against the simulator's configured timing.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,25 +26,29 @@ impl Drop for Sim {
     }
 }
 
+/// Starts model-sim on a port of its own choosing (`--listen 127.0.0.1:0`) and reads the address
+/// it bound from its first line of output: a port picked here and released first could be taken
+/// by a parallel test's server or client before the simulator binds it.
 fn sim(args: &[&str]) -> Sim {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_model-sim"))
-        .args(["--listen", &addr.to_string(), "--name", "sim-test"])
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_model-sim"))
+        .args(["--listen", "127.0.0.1:0", "--name", "sim-test"])
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "simulator did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("simulator did not start: {line:?}"))
+        .parse()
+        .unwrap();
     Sim { addr, child }
 }
 
