@@ -2,7 +2,8 @@
 //! (proptest): independent pickers given the same snapshot pick the same endpoint; removing one
 //! of N endpoints moves only the prefixes that endpoint won, and adding one moves only prefixes
 //! to the newcomer; and on the hashing path no endpoint
-//! is handed a request while above `(1 + ε) × mean + 1` load, even when one prefix is hot.
+//! is handed a request while above `(1 + ε) × mean + 1` load, even when one prefix is hot; with
+//! `choices: 2` the less loaded of a prefix's first two endpoints takes it.
 
 use proptest::prelude::*;
 use scheduler_core::plugins::scorer::prefix_rendezvous::{prefix_key, rendezvous_order};
@@ -82,6 +83,41 @@ proptest! {
             let before = rendezvous_order(k, &eps, &before_set, 0.25)[0];
             let after = rendezvous_order(k, &eps, &after_set, 0.25)[0];
             prop_assert!(after == before || after == n, "key {} moved between old endpoints", k);
+        }
+    }
+
+    #[test]
+    fn with_two_choices_the_less_loaded_of_the_first_two_wins(
+        // Loads within the bound: at most 3 apart around a common level.
+        base in 0u32..10,
+        extra in prop::collection::vec(0u32..3, 2..16),
+        prompts in prop::collection::vec("[a-z ]{1,300}", 1..20),
+    ) {
+        let loads: Vec<(u32, u32)> = extra.iter().map(|&x| (base + x, 0)).collect();
+        let eps = pool(&loads);
+        let all: Vec<usize> = (0..eps.len()).collect();
+        // Rendezvous outweighs the queue scorer beyond its first two, which tie at 3.
+        let config = r#"{"plugins": [{"type": "prefix-rendezvous-scorer", "parameters": {"choices": 2}},
+            {"type": "queue-scorer"}, {"type": "max-score-picker"}],
+          "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "prefix-rendezvous-scorer", "weight": 3},
+            {"pluginRef": "queue-scorer", "weight": 1}, {"pluginRef": "max-score-picker"}]}]}"#;
+        let (picker, _) = load(config, &Registry::with_builtins()).unwrap();
+        let mut rng = SplitMix64::new(3);
+        for p in &prompts {
+            let req = InferenceRequest::new("m", p);
+            let first_two = rendezvous_order(prefix_key("m", None, p, 256), &eps, &all, 0.25);
+            let (a, b) = (first_two[0], first_two[1]);
+            let t = picker
+                .schedule(&req, &eps, 1_000, &mut rng, &mut RequestState::new())
+                .unwrap()
+                .primary_targets()[0];
+            prop_assert!(t == a || t == b, "{} is not one of the first two, {} and {}", t, a, b);
+            let other = if t == a { b } else { a };
+            prop_assert!(
+                eps[t].metrics.waiting_queue_size <= eps[other].metrics.waiting_queue_size,
+                "the busier of the two won"
+            );
         }
     }
 

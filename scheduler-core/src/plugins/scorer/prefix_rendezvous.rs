@@ -24,8 +24,17 @@
 //! run beside `prefix-cache-scorer`: a prefix this proxy already placed still scores there, and
 //! for a cold prefix this scorer decides where it lands, the same way in every proxy.
 //!
+//! **Two (or more) choices.** With few prefixes per endpoint one endpoint often wins a large
+//! share of them (16 system prompts hashed over 4 servers: the busiest wins ~6, and takes ~40 %
+//! of the requests), and its queue sets the fleet's TTFT tail. With `choices: d` the first `d`
+//! endpoints of the order all score 1 (the rest `0.5^(r − d + 1)`), so the load scorers beside
+//! this one choose among them: the "power of d choices" (Mitzenmacher, "The Power of Two Choices
+//! in Randomized Load Balancing", 2001), which brings the busiest endpoint's share close to the
+//! mean. Each prefix is then cached on at most `d` endpoints — every proxy still agrees on which
+//! `d` — at the price of up to `d − 1` more cold misses per prefix.
+//!
 //! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
-//! `loadFactor` (ε ≥ 0, default 0.25). Category: Affinity.
+//! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1). Category: Affinity.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -47,6 +56,7 @@ pub const TYPE: &str = "prefix-rendezvous-scorer";
 struct Params {
     prefix_tokens: i64,
     load_factor: f64,
+    choices: i64,
 }
 
 impl Default for Params {
@@ -54,6 +64,7 @@ impl Default for Params {
         Params {
             prefix_tokens: 64,
             load_factor: 0.25,
+            choices: 1,
         }
     }
 }
@@ -61,7 +72,7 @@ impl Default for Params {
 /// Builds a [`PrefixRendezvousScorer`].
 ///
 /// # Errors
-/// Unknown fields; `prefixTokens` ≤ 0; `loadFactor` negative or not finite.
+/// Unknown fields; `prefixTokens` ≤ 0; `loadFactor` negative or not finite; `choices` < 1.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
@@ -80,12 +91,19 @@ pub fn factory(
             "must be a finite number ≥ 0",
         ));
     }
+    if p.choices < 1 {
+        return Err(ConfigError::invalid(
+            FieldPath::key("choices"),
+            "must be ≥ 1",
+        ));
+    }
     Ok(Arc::new(PrefixRendezvousScorer {
         typed_name: TypedName::new(TYPE, name),
         prefix_bytes: usize::try_from(p.prefix_tokens)
             .unwrap_or(usize::MAX / CHARS_PER_TOKEN)
             .saturating_mul(CHARS_PER_TOKEN),
         load_factor: p.load_factor,
+        choices: usize::try_from(p.choices).unwrap_or(usize::MAX),
     }))
 }
 
@@ -94,6 +112,8 @@ pub struct PrefixRendezvousScorer {
     typed_name: TypedName,
     prefix_bytes: usize,
     load_factor: f64,
+    /// How many endpoints at the head of the order score 1 (≥ 1).
+    choices: usize,
 }
 
 /// The rendezvous key of a request (see the module docs).
@@ -169,16 +189,21 @@ impl Scorer for PrefixRendezvousScorer {
             self.prefix_bytes,
         );
         let order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
-        let mut weight = 1.0;
-        for i in order {
+        for (rank, i) in order.into_iter().enumerate() {
             if let Some(k) = candidates.iter().position(|&c| c == i) {
                 if let Some(s) = scores.get_mut(k) {
-                    *s = weight;
+                    *s = rank_score(rank, self.choices);
                 }
             }
-            weight *= 0.5;
         }
     }
+}
+
+/// The score of the endpoint at `rank` (0-based) of the rendezvous order when the first
+/// `choices` are equally preferred: 1 for those, then halving per rank (0.5, 0.25, …).
+fn rank_score(rank: usize, choices: usize) -> f64 {
+    let below = rank.saturating_sub(choices.saturating_sub(1));
+    0.5f64.powi(i32::try_from(below).unwrap_or(i32::MAX))
 }
 
 #[cfg(test)]
@@ -203,6 +228,24 @@ mod tests {
             a,
             prefix_key("m", Some("tenant-b"), &format!("{sys} q"), 256)
         );
+    }
+
+    #[test]
+    fn the_first_choices_score_alike_then_halve() {
+        let one: Vec<f64> = (0..4).map(|r| rank_score(r, 1)).collect();
+        assert_eq!(one, [1.0, 0.5, 0.25, 0.125]);
+        let two: Vec<f64> = (0..4).map(|r| rank_score(r, 2)).collect();
+        assert_eq!(two, [1.0, 1.0, 0.5, 0.25]);
+        assert_eq!(rank_score(3, 8), 1.0);
+    }
+
+    #[test]
+    fn choices_must_be_at_least_one() {
+        use crate::plugin::registry::Handle;
+        let bad = serde_json::json!({"choices": 0});
+        assert!(factory("r", Some(&bad), &Handle::new(&[])).is_err());
+        let good = serde_json::json!({"choices": 2, "loadFactor": 1.0});
+        assert!(factory("r", Some(&good), &Handle::new(&[])).is_ok());
     }
 
     #[test]
