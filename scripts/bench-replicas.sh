@@ -10,7 +10,9 @@
 #   nohit         the default profile plus no-hit-lru-scorer (weight 2): cold requests go to
 #                 the server that took one least recently (each replica keeps its own list)
 #   rendezvous-nohit  both scorers added
-# and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling.
+# and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling,
+# how many servers each prefix group was sent to on average (1.00: cached once in the fleet), and
+# the busiest server's share of the requests.
 # BENCH_BUILD=wasm runs the picker rows with the Wasm module (one prefix index per worker VM,
 # so workers drift apart as well as replicas). Not part of `make test`; ~5 min.
 #
@@ -122,12 +124,13 @@ def ms(d, q):
     return 1000 * ((d.get("ttft") or {}).get(q) or 0)  # the JSON holds seconds
 import os
 c = get("ceiling") if os.path.exists(f"{out}/ceiling.json") else {}
-print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s |")
-print("|---|---|---|---|---|")
+print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s | servers per prefix group | busiest server's share |")
+print("|---|---|---|---|---|---|---|")
 for n in policies:
     d = get(n)
     hr, chr_ = d.get("prefix_cache_hit_rate") or 0, c.get("prefix_cache_hit_rate") or 0
     print(f"| {d.get('label', n)} | {100*hr:.1f} % ({100*hr/chr_ if chr_ else 0:.1f} %) | "
           f"{ms(d, 'p90'):.0f} ({ms(d, 'p90')/ms(c, 'p90') if ms(c, 'p90') else 0:.2f}×) | "
-          f"{ms(d, 'p99'):.0f} ({ms(d, 'p99')/ms(c, 'p99') if ms(c, 'p99') else 0:.2f}×) | {d.get('requests_per_s', 0):.1f} |")
+          f"{ms(d, 'p99'):.0f} ({ms(d, 'p99')/ms(c, 'p99') if ms(c, 'p99') else 0:.2f}×) | {d.get('requests_per_s', 0):.1f} | "
+          f"{d.get('endpoints_per_prefix') or 0:.2f} | {100*max((d.get('share_per_endpoint') or {'': 0}).values()):.0f} % |")
 PY

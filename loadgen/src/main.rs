@@ -151,6 +151,46 @@ pub struct Sample {
     /// The request's `model` (base model or LoRA adapter).
     #[serde(default)]
     model: String,
+    /// Hash of the request's leading text ([`prefix_of`]): requests of one shared-prefix group
+    /// share it.
+    #[serde(default)]
+    prefix: u64,
+}
+
+/// Hash of what a request begins with: its first message's content (the system prompt of a
+/// `shared-prefix` group), else the first 256 bytes of its `prompt`. Two requests of one group
+/// give the same value; the hash never leaves this process.
+fn prefix_of(body: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let lead = body["messages"][0]["content"]
+        .as_str()
+        .or_else(|| body["prompt"].as_str())
+        .unwrap_or("");
+    let end = (0..=lead.len().min(256))
+        .rev()
+        .find(|&i| lead.is_char_boundary(i))
+        .unwrap_or(0);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    lead[..end].hash(&mut h);
+    h.finish()
+}
+
+/// Over the prefixes of `ok` with at least `min_requests` requests: how many endpoints served
+/// each, on average (1.0 = every such prefix stayed on one endpoint). `None` when no prefix had
+/// that many.
+fn endpoints_per_prefix(ok: &[&Sample], min_requests: usize) -> Option<f64> {
+    let mut by_prefix: BTreeMap<u64, (usize, std::collections::BTreeSet<&str>)> = BTreeMap::new();
+    for s in ok {
+        let e = by_prefix.entry(s.prefix).or_default();
+        e.0 += 1;
+        e.1.insert(&s.endpoint);
+    }
+    let spread: Vec<usize> = by_prefix
+        .values()
+        .filter(|(n, _)| *n >= min_requests)
+        .map(|(_, eps)| eps.len())
+        .collect();
+    (!spread.is_empty()).then(|| spread.iter().sum::<usize>() as f64 / spread.len() as f64)
 }
 
 /// One model's (or LoRA adapter's) requests in a run: how many, their TTFT, and which
@@ -196,6 +236,11 @@ pub struct Summary {
     /// CPU seconds the `--cpu-pids` processes used during the run, per successful request, ms.
     #[serde(default)]
     pub router_cpu_ms_per_request: Option<f64>,
+    /// Mean number of endpoints that served each prompt prefix (see [`prefix_of`]) among the
+    /// prefixes with at least 4 successful requests: 1.0 when every shared prefix stayed on one
+    /// endpoint (cached once in the fleet). `None` when no prefix repeated that often.
+    #[serde(default)]
+    pub endpoints_per_prefix: Option<f64>,
     /// Requests answered 429 (shed or refused by a gateway's flow control).
     #[serde(default)]
     pub rejected_429: usize,
@@ -287,6 +332,7 @@ async fn one_request(client: &reqwest::Client, url: &str, body: serde_json::Valu
         endpoint,
         status,
         model: String::new(),
+        prefix: 0,
     }
 }
 
@@ -398,8 +444,10 @@ async fn run(args: RunArgs) -> Summary {
                 {
                     let (path, body) = workload.lock().await.next_request();
                     let model = body["model"].as_str().unwrap_or("").to_string();
+                    let prefix = prefix_of(&body);
                     let mut s = one_request(&client, &format!("{target}{path}"), body).await;
                     s.model = model;
+                    s.prefix = prefix;
                     samples.lock().await.push(s);
                     bar.inc(1);
                 }
@@ -435,8 +483,10 @@ async fn run(args: RunArgs) -> Summary {
                 );
                 tasks.push(tokio::spawn(async move {
                     let model = body["model"].as_str().unwrap_or("").to_string();
+                    let prefix = prefix_of(&body);
                     let mut s = one_request(&client, &url, body).await;
                     s.model = model;
+                    s.prefix = prefix;
                     samples.lock().await.push(s);
                     bar.inc(1);
                 }));
@@ -508,6 +558,7 @@ async fn run(args: RunArgs) -> Summary {
         slo_ms: (args.slo_ttft_ms, args.slo_tpot_ms),
         router_cpu_ms_per_request: (!args.cpu_pids.is_empty() && !ok.is_empty())
             .then(|| cpu_used * 1e3 / ok.len() as f64),
+        endpoints_per_prefix: endpoints_per_prefix(&ok, 4),
         rejected_429: samples.iter().filter(|s| s.status == 429).count(),
         served: ok.len(),
         by_model,
@@ -561,5 +612,54 @@ async fn main() {
                 println!("chart: {path}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn served(prefix: u64, endpoint: &str) -> Sample {
+        Sample {
+            ok: true,
+            endpoint: endpoint.to_string(),
+            prefix,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn one_group_shares_a_prefix_and_a_prompt_counts_too() {
+        let chat = |sys: &str, q: &str| json!({"messages": [{"role": "system", "content": sys}, {"role": "user", "content": q}]});
+        assert_eq!(
+            prefix_of(&chat("sys A", "q1")),
+            prefix_of(&chat("sys A", "q2"))
+        );
+        assert_ne!(
+            prefix_of(&chat("sys A", "q1")),
+            prefix_of(&chat("sys B", "q1"))
+        );
+        let long = "é".repeat(200); // 400 bytes: cut at a character boundary
+        let a = prefix_of(&json!({"prompt": format!("{long} one")}));
+        assert_eq!(a, prefix_of(&json!({"prompt": format!("{long} two")})));
+    }
+
+    #[test]
+    fn endpoints_per_prefix_averages_over_repeated_prefixes() {
+        let samples = [
+            served(1, "a"),
+            served(1, "a"),
+            served(1, "b"),
+            served(1, "a"),
+            served(2, "c"),
+            served(2, "c"),
+            served(2, "c"),
+            served(2, "c"),
+            served(3, "d"), // one request: not counted
+        ];
+        let ok: Vec<&Sample> = samples.iter().collect();
+        assert_eq!(endpoints_per_prefix(&ok, 4), Some(1.5));
+        assert_eq!(endpoints_per_prefix(&ok, 5), None);
     }
 }
