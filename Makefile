@@ -34,6 +34,8 @@ test: host-test e2e kgateway-test fuzz-short soak-short
 ## Host build, unit and integration tests of every crate, and clippy (rustup toolchain).
 host-test:
 	$(CARGO) test --workspace --exclude e2e --all-targets --quiet
+	# scheduler-core alone, as the Wasm build uses it: no_std (the workspace build turns std on).
+	$(CARGO) check -p scheduler-core --quiet
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
 ## The proxy-wasm module at its documented path, and the out-of-tree example module.

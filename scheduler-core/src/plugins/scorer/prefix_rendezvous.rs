@@ -203,7 +203,8 @@ impl Scorer for PrefixRendezvousScorer {
 /// `choices` are equally preferred: 1 for those, then halving per rank (0.5, 0.25, …).
 fn rank_score(rank: usize, choices: usize) -> f64 {
     let below = rank.saturating_sub(choices.saturating_sub(1));
-    0.5f64.powi(i32::try_from(below).unwrap_or(i32::MAX))
+    // Halving 1,100 times reaches 0.0 (no_std has no `powi`).
+    (0..below.min(1_100)).fold(1.0, |s, _| s * 0.5)
 }
 
 #[cfg(test)]
