@@ -29,6 +29,7 @@ pub mod flow;
 pub mod headers;
 pub mod pairs;
 pub mod picker;
+pub mod placements;
 pub mod scraper;
 pub mod telemetry;
 pub mod time;

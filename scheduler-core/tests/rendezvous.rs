@@ -221,3 +221,73 @@ fn two_replicas_place_each_prefix_once_with_rendezvous() {
         "{busiest_with}"
     );
 }
+
+/// A placement board as a host would lend it: one map shared by every picker.
+#[derive(Default)]
+struct Board(std::sync::Mutex<std::collections::HashMap<u64, u64>>);
+
+impl scheduler_core::plugin::PlacementBoard for Board {
+    fn get(&self, key: u64) -> Option<u64> {
+        self.0.lock().unwrap().get(&key).copied()
+    }
+    fn put_if_absent(&self, key: u64, endpoint: u64) {
+        self.0.lock().unwrap().entry(key).or_insert(endpoint);
+    }
+}
+
+/// A picker (rendezvous weight 3 over a queue scorer of weight 1) whose host lends `board`.
+fn picker_with(board: Option<std::sync::Arc<Board>>) -> scheduler_core::EndpointPicker {
+    let config = r#"{"plugins": [{"type": "prefix-rendezvous-scorer"}, {"type": "queue-scorer"},
+        {"type": "max-score-picker"}],
+      "schedulingProfiles": [{"name": "default", "plugins": [
+        {"pluginRef": "prefix-rendezvous-scorer", "weight": 3},
+        {"pluginRef": "queue-scorer", "weight": 1}, {"pluginRef": "max-score-picker"}]}]}"#;
+    let mut registry = Registry::with_builtins();
+    let mut services = registry.services().clone();
+    services.placements =
+        board.map(|b| b as std::sync::Arc<dyn scheduler_core::plugin::PlacementBoard>);
+    registry.set_services(services);
+    load(config, &registry).unwrap().0
+}
+
+#[test]
+fn pickers_sharing_a_board_follow_the_first_placement() {
+    let prompt = "You are the billing assistant. ".repeat(20);
+    let req = InferenceRequest::new("m", &prompt);
+    let mut eps = pool(&[(0, 0); 4]);
+    let all: Vec<usize> = (0..4).collect();
+    let order = rendezvous_order(prefix_key("m", None, &prompt, 256), &eps, &all, 0.25);
+    let (winner, second) = (order[0], order[1]);
+    let pick = |p: &scheduler_core::EndpointPicker, eps: &[Endpoint]| {
+        p.schedule(
+            &req,
+            eps,
+            1_000,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+        .unwrap()
+        .primary_targets()[0]
+    };
+
+    // Picker A sees the rendezvous winner overloaded and places the prefix on the second.
+    let board = std::sync::Arc::new(Board::default());
+    let a = picker_with(Some(board.clone()));
+    eps[winner].metrics.waiting_queue_size = 40;
+    assert_eq!(pick(&a, &eps), second);
+
+    // Picker B (another VM of the same proxy) sees the winner idle again: it follows A's
+    // placement, while the second is within the load bound; a picker without the board goes
+    // back to the winner.
+    eps[winner].metrics.waiting_queue_size = 0;
+    eps[second].metrics.waiting_queue_size = 1;
+    let b = picker_with(Some(board.clone()));
+    assert_eq!(pick(&b, &eps), second, "B follows the board");
+    assert_eq!(pick(&picker_with(None), &eps), winner, "without a board");
+
+    // Above the bound the placement is passed over like any endpoint; the board keeps it.
+    eps[second].metrics.waiting_queue_size = 40;
+    assert_eq!(pick(&b, &eps), winner);
+    eps[second].metrics.waiting_queue_size = 0;
+    assert_eq!(pick(&b, &eps), second, "the first placement stays recorded");
+}
