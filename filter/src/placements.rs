@@ -5,8 +5,9 @@
 //! Layout: [`BUCKETS`] shared-data keys `endpoint-picker/placements/NN` (`NN` = the prefix key
 //! modulo [`BUCKETS`], two hex digits); each value is up to [`PER_BUCKET`] entries of 16 bytes
 //! — the prefix key then the endpoint id, both little-endian u64 — oldest first. A lookup copies
-//! one bucket (at most 256 bytes) out of the host; a full bucket forgets its oldest entry, so the
-//! board holds at most 1,024 prefixes. Writes go through the host's CAS and are retried once: a
+//! one bucket (at most 256 bytes) out of the host; a placement that moves is rewritten at the
+//! newest end, and a full bucket forgets its oldest entry, so the board holds at most 1,024
+//! prefixes. Writes go through the host's CAS and are retried once: a
 //! write lost to a concurrent one only leaves the rendezvous order to decide. Shared data is
 //! per VM id, so every VM of this module in the Envoy process sees the same board.
 
@@ -47,13 +48,18 @@ fn find(bucket: &[u8], key: u64) -> Option<u64> {
     })
 }
 
-/// `bucket` with `(key, endpoint)` appended, dropping its oldest entries (and any trailing
-/// partial entry) so that at most [`PER_BUCKET`] remain.
+/// `bucket` without `key`'s entry and with `(key, endpoint)` appended, dropping its oldest
+/// entries (and any trailing partial entry) so that at most [`PER_BUCKET`] remain.
 fn appended(bucket: &[u8], key: u64, endpoint: u64) -> Vec<u8> {
-    let whole = bucket.len() - bucket.len() % ENTRY;
-    let keep = whole.min((PER_BUCKET - 1) * ENTRY);
-    let mut out = Vec::with_capacity(keep + ENTRY);
-    out.extend_from_slice(bucket.get(whole - keep..whole).unwrap_or_default());
+    let kept: Vec<&[u8]> = bucket
+        .chunks_exact(ENTRY)
+        .filter(|e| e.get(..8) != Some(&key.to_le_bytes()[..]))
+        .collect();
+    let skip = kept.len().saturating_sub(PER_BUCKET - 1);
+    let mut out = Vec::with_capacity((kept.len() - skip + 1) * ENTRY);
+    for e in kept.iter().skip(skip) {
+        out.extend_from_slice(e);
+    }
     out.extend_from_slice(&key.to_le_bytes());
     out.extend_from_slice(&endpoint.to_le_bytes());
     out
@@ -67,13 +73,13 @@ impl PlacementBoard for SharedDataBoard {
         find(&data?, key)
     }
 
-    fn put_if_absent(&self, key: u64, endpoint: u64) {
+    fn put(&self, key: u64, endpoint: u64) {
         let mut buf = [0u8; PREFIX.len() + 2];
         let name = bucket_key(key, &mut buf);
         for _ in 0..2 {
             let (data, cas) = host::shared_data(name);
             let data = data.unwrap_or_default();
-            if find(&data, key).is_some() {
+            if find(&data, key) == Some(endpoint) {
                 return;
             }
             if host::set_shared_data_cas(name, &appended(&data, key, endpoint), cas) {
@@ -109,6 +115,11 @@ mod tests {
         assert_eq!(find(&bucket, 0), None);
         assert_eq!(find(&bucket, 1), Some(101));
         assert_eq!(find(&bucket, 99), Some(7));
+        // A new placement replaces the old one (moved to the newest end).
+        bucket = appended(&bucket, 1, 55);
+        assert_eq!(bucket.len(), PER_BUCKET * ENTRY);
+        assert_eq!(find(&bucket, 1), Some(55));
+        assert_eq!(find(&bucket, 2), Some(102));
         // A torn value (not a whole number of entries) loses only its partial tail.
         let mut torn = appended(&[], 5, 6);
         torn.extend_from_slice(&[1, 2, 3]);

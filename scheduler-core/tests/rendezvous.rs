@@ -230,8 +230,8 @@ impl scheduler_core::plugin::PlacementBoard for Board {
     fn get(&self, key: u64) -> Option<u64> {
         self.0.lock().unwrap().get(&key).copied()
     }
-    fn put_if_absent(&self, key: u64, endpoint: u64) {
-        self.0.lock().unwrap().entry(key).or_insert(endpoint);
+    fn put(&self, key: u64, endpoint: u64) {
+        self.0.lock().unwrap().insert(key, endpoint);
     }
 }
 
@@ -251,7 +251,7 @@ fn picker_with(board: Option<std::sync::Arc<Board>>) -> scheduler_core::Endpoint
 }
 
 #[test]
-fn pickers_sharing_a_board_follow_the_first_placement() {
+fn pickers_sharing_a_board_follow_one_placement() {
     let prompt = "You are the billing assistant. ".repeat(20);
     let req = InferenceRequest::new("m", &prompt);
     let mut eps = pool(&[(0, 0); 4]);
@@ -285,9 +285,11 @@ fn pickers_sharing_a_board_follow_the_first_placement() {
     assert_eq!(pick(&b, &eps), second, "B follows the board");
     assert_eq!(pick(&picker_with(None), &eps), winner, "without a board");
 
-    // Above the bound the placement is passed over like any endpoint; the board keeps it.
+    // Above the bound the placement is passed over like any endpoint, and the new pick
+    // becomes the placement every picker follows.
     eps[second].metrics.waiting_queue_size = 40;
     assert_eq!(pick(&b, &eps), winner);
     eps[second].metrics.waiting_queue_size = 0;
-    assert_eq!(pick(&b, &eps), second, "the first placement stays recorded");
+    eps[winner].metrics.waiting_queue_size = 1;
+    assert_eq!(pick(&a, &eps), winner, "A follows the placement B moved");
 }

@@ -17,8 +17,8 @@
 pub trait PlacementBoard: Send + Sync {
     /// The endpoint recorded for `key`, if any.
     fn get(&self, key: u64) -> Option<u64>;
-    /// Records `endpoint` for `key` unless an endpoint is already recorded for it.
-    fn put_if_absent(&self, key: u64, endpoint: u64);
+    /// Records `endpoint` as `key`'s placement, replacing the one recorded before.
+    fn put(&self, key: u64, endpoint: u64);
 }
 
 /// How an endpoint is named on a [`PlacementBoard`]: xxh64 of its address (`host:port`), seed 0.

@@ -34,11 +34,12 @@
 //! `d` — at the price of up to `d − 1` more cold misses per prefix.
 //!
 //! **One placement per process.** When the host offers a [`PlacementBoard`] (the proxy-wasm
-//! build: shared data between the VMs of one Envoy), the endpoint a prefix was first sent to by
-//! any picker of the process ranks first while it is a candidate within the load bound, and
-//! the first pick of a prefix not on the board is recorded there. The VMs of one Envoy then
-//! follow one placement, as the native build's workers (one shared index) do; the rendezvous
-//! order still makes the first placements of separate proxies agree.
+//! build: shared data between the VMs of one Envoy), the endpoint a prefix was last sent to by
+//! any picker of the process ranks first while it is a candidate within the load bound, and a
+//! pick that differs from the board's entry replaces it (the board is written only then). The
+//! VMs of one Envoy then follow one placement, moving together when the bound or the other
+//! scorers move it, as the native build's workers (one shared index) do; the rendezvous order
+//! still makes the placements of separate proxies agree.
 //!
 //! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
 //! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1). Category: Affinity.
@@ -227,14 +228,17 @@ impl PrefixRendezvousScorer {
 }
 
 impl PreRequest for PrefixRendezvousScorer {
-    /// Records the request's primary target as its prefix's placement, unless the board
-    /// already has one.
+    /// Records the request's primary target as its prefix's placement when the board names
+    /// another endpoint or none.
     fn pre_request(&self, cx: &CycleContext<'_>, result: &SchedulingResult, _: &mut RequestState) {
         let (Some(board), Some(&t)) = (&self.board, result.primary_targets().first()) else {
             return;
         };
         if let Some(e) = cx.endpoint(t) {
-            board.put_if_absent(self.key(cx), endpoint_id(&e.address));
+            let (key, id) = (self.key(cx), endpoint_id(&e.address));
+            if board.get(key) != Some(id) {
+                board.put(key, id);
+            }
         }
     }
 }
