@@ -29,7 +29,6 @@ pub mod flow;
 pub mod headers;
 pub mod pairs;
 pub mod picker;
-pub mod placements;
 pub mod scraper;
 pub mod telemetry;
 pub mod time;

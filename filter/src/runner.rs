@@ -10,7 +10,7 @@
 //! ```
 
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -39,16 +39,11 @@ fn registry() -> Option<&'static Registry> {
         return Some(r);
     }
     let mut registry = PENDING.lock().ok()?.take()?;
-    let mut services = registry.services().clone();
-    if services.entropy == 0 {
+    if registry.services().entropy == 0 {
+        let mut services = registry.services().clone();
         services.entropy = crate::abi::current_time_ns().unwrap_or(0);
+        registry.set_services(services);
     }
-    // The VMs of one Envoy share where each prompt prefix was first sent (each VM has its own
-    // prefix index; see `placements`).
-    if services.placements.is_none() {
-        services.placements = Some(Arc::new(crate::placements::SharedDataBoard));
-    }
-    registry.set_services(services);
     Some(REGISTRY.get_or_init(|| registry))
 }
 

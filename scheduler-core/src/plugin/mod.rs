@@ -25,8 +25,8 @@ use serde::Deserialize;
 pub use data_layer::{EndpointPageSource, MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use expressions::{CompiledExpression, ExprValue, ExpressionCompiler};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
-pub use kv_events::{KvEventCounters, KvEventFormat, KvEventSink, KvEventsSettings};
 pub use placements::{endpoint_id, PlacementBoard};
+pub use kv_events::{KvEventCounters, KvEventFormat, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
     Admitter, AttributeReporter, DataProducer, FlowIdentity, PreRequest, ProduceContext,

@@ -33,14 +33,6 @@
 //! mean. Each prefix is then cached on at most `d` endpoints — every proxy still agrees on which
 //! `d` — at the price of up to `d − 1` more cold misses per prefix.
 //!
-//! **One placement per process.** When the host offers a [`PlacementBoard`] (the proxy-wasm
-//! build: shared data between the VMs of one Envoy), the endpoint a prefix was last sent to by
-//! any picker of the process ranks first while it is a candidate within the load bound, and a
-//! pick that differs from the board's entry replaces it (the board is written only then). The
-//! VMs of one Envoy then follow one placement, moving together when the bound or the other
-//! scorers move it, as the native build's workers (one shared index) do; the rendezvous order
-//! still makes the placements of separate proxies agree.
-//!
 //! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
 //! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1). Category: Affinity.
 
@@ -52,12 +44,8 @@ use xxhash_rust::xxh64::{xxh64, Xxh64};
 
 use crate::error::{ConfigError, FieldPath};
 use crate::model::endpoint::Endpoint;
-use crate::model::result::SchedulingResult;
 use crate::plugin::registry::{parse_params, Handle};
-use crate::plugin::{
-    endpoint_id, CycleContext, PlacementBoard, Plugin, PreRequest, RequestState, Scorer,
-    ScorerCategory, TypedName,
-};
+use crate::plugin::{CycleContext, Plugin, Scorer, ScorerCategory, TypedName};
 use crate::plugins::producer::approx_prefix_cache::CHARS_PER_TOKEN;
 
 /// Plugin type name.
@@ -88,7 +76,7 @@ impl Default for Params {
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    handle: &Handle<'_>,
+    _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     if p.prefix_tokens <= 0 {
@@ -116,7 +104,6 @@ pub fn factory(
             .saturating_mul(CHARS_PER_TOKEN),
         load_factor: p.load_factor,
         choices: usize::try_from(p.choices).unwrap_or(usize::MAX),
-        board: handle.services().placements,
     }))
 }
 
@@ -127,8 +114,6 @@ pub struct PrefixRendezvousScorer {
     load_factor: f64,
     /// How many endpoints at the head of the order score 1 (≥ 1).
     choices: usize,
-    /// The host's placement board, if it offers one.
-    board: Option<Arc<dyn PlacementBoard>>,
 }
 
 /// The rendezvous key of a request (see the module docs).
@@ -148,21 +133,6 @@ fn load(e: &Endpoint) -> f64 {
     f64::from(e.metrics.waiting_queue_size) + f64::from(e.metrics.running_requests)
 }
 
-/// The load above which a candidate is passed over: `(1 + load_factor) × mean + 1`, the mean
-/// over `candidates` (indexes into `endpoints`) of waiting plus running requests.
-fn load_bound(endpoints: &[Endpoint], candidates: &[usize], load_factor: f64) -> f64 {
-    let total: f64 = candidates
-        .iter()
-        .map(|&i| endpoints.get(i).map_or(0.0, load))
-        .sum();
-    let mean = if candidates.is_empty() {
-        0.0
-    } else {
-        total / candidates.len() as f64
-    };
-    (1.0 + load_factor) * mean + 1.0
-}
-
 /// Candidates (indexes into `endpoints`) in preference order for `key`: those within the load
 /// bound by descending rendezvous weight, then the overloaded ones by descending weight.
 pub fn rendezvous_order(
@@ -175,7 +145,12 @@ pub fn rendezvous_order(
         .iter()
         .map(|&i| endpoints.get(i).map_or(0.0, load))
         .collect();
-    let bound = load_bound(endpoints, candidates, load_factor);
+    let mean = if loads.is_empty() {
+        0.0
+    } else {
+        loads.iter().sum::<f64>() / loads.len() as f64
+    };
+    let bound = (1.0 + load_factor) * mean + 1.0;
     let mut ranked: Vec<(bool, u64, usize)> = candidates
         .iter()
         .zip(&loads)
@@ -198,49 +173,6 @@ impl Plugin for PrefixRendezvousScorer {
     fn as_scorer(&self) -> Option<&dyn Scorer> {
         Some(self)
     }
-    fn as_pre_request(&self) -> Option<&dyn PreRequest> {
-        self.board.as_ref().map(|_| self as &dyn PreRequest)
-    }
-}
-
-impl PrefixRendezvousScorer {
-    fn key(&self, cx: &CycleContext<'_>) -> u64 {
-        let r = cx.request;
-        prefix_key(
-            &r.target_model,
-            r.cache_salt.as_deref(),
-            &r.prompt,
-            self.prefix_bytes,
-        )
-    }
-
-    /// The candidate the board names for `key`, if it is within the load bound.
-    fn placed(&self, key: u64, cx: &CycleContext<'_>, candidates: &[usize]) -> Option<usize> {
-        let id = self.board.as_ref()?.get(key)?;
-        let i = candidates.iter().copied().find(|&i| {
-            cx.endpoints
-                .get(i)
-                .is_some_and(|e| endpoint_id(&e.address) == id)
-        })?;
-        let e = cx.endpoints.get(i)?;
-        (load(e) <= load_bound(cx.endpoints, candidates, self.load_factor)).then_some(i)
-    }
-}
-
-impl PreRequest for PrefixRendezvousScorer {
-    /// Records the request's primary target as its prefix's placement when the board names
-    /// another endpoint or none.
-    fn pre_request(&self, cx: &CycleContext<'_>, result: &SchedulingResult, _: &mut RequestState) {
-        let (Some(board), Some(&t)) = (&self.board, result.primary_targets().first()) else {
-            return;
-        };
-        if let Some(e) = cx.endpoint(t) {
-            let (key, id) = (self.key(cx), endpoint_id(&e.address));
-            if board.get(key) != Some(id) {
-                board.put(key, id);
-            }
-        }
-    }
 }
 
 impl Scorer for PrefixRendezvousScorer {
@@ -249,15 +181,14 @@ impl Scorer for PrefixRendezvousScorer {
     }
 
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        let key = self.key(cx);
-        let mut order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
-        if let Some(p) = self.placed(key, cx, candidates) {
-            // The process's first placement leads; the rest keep their order.
-            if let Some(at) = order.iter().position(|&i| i == p) {
-                order.remove(at);
-                order.insert(0, p);
-            }
-        }
+        let r = cx.request;
+        let key = prefix_key(
+            &r.target_model,
+            r.cache_salt.as_deref(),
+            &r.prompt,
+            self.prefix_bytes,
+        );
+        let order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
         for (rank, i) in order.into_iter().enumerate() {
             if let Some(k) = candidates.iter().position(|&c| c == i) {
                 if let Some(s) = scores.get_mut(k) {
