@@ -10,7 +10,6 @@ pub mod data_layer;
 pub mod expressions;
 pub mod flow_control;
 pub mod kv_events;
-pub mod placements;
 pub mod registry;
 pub mod request_control;
 pub mod scheduling;
@@ -25,7 +24,6 @@ use serde::Deserialize;
 pub use data_layer::{EndpointPageSource, MetricsDataSource, MetricsExtraction, SharedExtractor};
 pub use expressions::{CompiledExpression, ExprValue, ExpressionCompiler};
 pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, UsageLimitPolicy};
-pub use placements::{endpoint_id, PlacementBoard};
 pub use kv_events::{KvEventCounters, KvEventFormat, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{

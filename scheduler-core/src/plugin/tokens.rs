@@ -154,7 +154,4 @@ pub struct Services {
     /// random source); 0 when it has none. Mixed into the seeds of hash tables keyed by
     /// client-chosen values (the prefix index), so prompts cannot be crafted to collide.
     pub entropy: u64,
-    /// Where this process's pickers first sent each prompt prefix (the proxy-wasm build: shared
-    /// data between its VMs); `None` when the pickers already share their state.
-    pub placements: Option<Arc<dyn super::PlacementBoard>>,
 }
