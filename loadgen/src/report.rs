@@ -7,8 +7,8 @@ use crate::Summary;
 /// A markdown table with one row per run.
 pub fn table(runs: &[Summary]) -> String {
     let mut s = String::from(
-        "| policy | requests | errors | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | E2E p50 / p90 / p99 (s) | output tok/s | goodput req/s | prefix-cache hit rate | router CPU ms/req | share per endpoint |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| policy | requests | errors | TTFT p50 / p90 / p99 (ms) | TPOT p50 / p90 / p99 (ms) | E2E p50 / p90 / p99 (s) | output tok/s | goodput req/s | prefix-cache hit rate | servers per prefix | router CPU ms/req | share per endpoint |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let share: Vec<String> = r
@@ -17,7 +17,7 @@ pub fn table(runs: &[Summary]) -> String {
             .map(|(k, v)| format!("{k} {:.0}%", v * 100.0))
             .collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} | {:.2} / {:.2} / {:.2} | {:.0} | {:.1} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} | {:.2} / {:.2} / {:.2} | {:.0} | {:.1} | {} | {} | {} | {} |\n",
             r.label,
             r.requests,
             r.errors,
@@ -34,6 +34,8 @@ pub fn table(runs: &[Summary]) -> String {
             r.goodput_rps,
             r.prefix_cache_hit_rate
                 .map_or("-".into(), |h| format!("{:.0}%", h * 100.0)),
+            r.endpoints_per_prefix
+                .map_or("-".into(), |n| format!("{n:.2}")),
             r.router_cpu_ms_per_request
                 .map_or("-".into(), |c| format!("{c:.2}")),
             share.join(", "),
