@@ -124,6 +124,10 @@ def ms(d, q):
     return 1000 * ((d.get("ttft") or {}).get(q) or 0)  # the JSON holds seconds
 import os
 c = get("ceiling") if os.path.exists(f"{out}/ceiling.json") else {}
+if c and "ceiling" not in policies:
+    import time
+    age = (time.time() - os.path.getmtime(f"{out}/ceiling.json")) / 3600
+    print(f"\nnote: no ceiling run this time; ratios are against {out}/ceiling.json, {age:.1f} h old")
 print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s | servers per prefix group | busiest server's share |")
 print("|---|---|---|---|---|---|---|")
 for n in policies:
