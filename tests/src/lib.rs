@@ -529,6 +529,30 @@ impl Env {
         }
     }
 
+    /// Asks Envoy to exit (admin `POST /quitquitquit`) and waits up to `within` for it: its exit
+    /// status, or `None` while it still runs (then dropping the `Env` kills it). Envoy destroys
+    /// its listeners' filter configurations and its bootstrap extensions on the way out, so
+    /// this runs the module's teardown hooks.
+    pub fn quit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = ureq::post(&format!(
+            "http://127.0.0.1:{}/quitquitquit",
+            self.admin_port
+        ))
+        .timeout(Duration::from_secs(5))
+        .call();
+        let child = self.envoy.as_mut()?;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The listener's access log so far (one JSON line per request).
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
