@@ -281,7 +281,8 @@ impl StatSink for &FamilySink {
 /// Stat updates gathered while a telemetry shard is locked and sent to Envoy once the lock is
 /// released ([`Deferred::send`]): computing a flush's deltas is quick, the labelled updates
 /// through the ABI are not (each builds a stat name in Envoy), and a worker recording its next
-/// request must not wait for them. The buffers keep their capacity between flushes.
+/// request must not wait for them. One value serves every shard of a flush, so its buffers
+/// keep their capacity from shard to shard.
 #[derive(Default)]
 pub struct Deferred {
     /// (gauge rather than counter, family, number of labels, value); the labels are the next

@@ -530,9 +530,8 @@ impl Env {
     }
 
     /// Asks Envoy to exit (admin `POST /quitquitquit`) and waits up to `within` for it: its exit
-    /// status, or `None` while it still runs (then dropping the `Env` kills it). Envoy destroys
-    /// its listeners' filter configurations and its bootstrap extensions on the way out, so
-    /// this runs the module's teardown hooks.
+    /// status, or `None` while it still runs (then dropping the `Env` kills it). This runs the
+    /// module's shutdown hooks; which destroy hooks Envoy calls on the way out is not checked.
     pub fn quit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let _ = ureq::post(&format!(
             "http://127.0.0.1:{}/quitquitquit",

@@ -129,8 +129,8 @@ fn endpoints_added_and_removed_by_xds_are_scraped_and_picked_without_restart() {
 /// The filter's configuration replaced again and again by ECDS while 4 workers serve traffic:
 /// every replacement destroys the previous configuration when its last stream ends (on a worker)
 /// while the scraper's timer keeps flushing metrics on the main thread. Envoy stays up, no
-/// request fails, and the picks counter keeps counting afterwards; in the native build it
-/// counts every request exactly across the replacements.
+/// request fails, the picks counter keeps counting afterwards (in the native build it counts
+/// every request exactly across the replacements), and Envoy then exits cleanly.
 #[test]
 fn filter_configuration_replaced_repeatedly_under_traffic() {
     let backends: Vec<Backend> = ["pod-a", "pod-b"]
@@ -178,13 +178,7 @@ fn filter_configuration_replaced_repeatedly_under_traffic() {
         "every replacement was applied: {reloads_before} → {reloads}"
     );
 
-    let picks = |e: &Env| -> u64 {
-        e.stats()
-            .lines()
-            .filter(|l| l.contains("endpoint_picker_picks"))
-            .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
-            .sum()
-    };
+    let picks = |e: &Env| e.stat_sum("endpoint_picker.picks.");
     if e2e::native() {
         // Every served request was a pick, and every pick is counted: the native build keeps
         // its request series on the bootstrap extension's configuration, which outlives the
@@ -237,9 +231,9 @@ fn filter_configuration_replaced_repeatedly_under_traffic() {
 }
 
 /// Envoy with 4 workers (as many as a production Envoy on a 4-core node: a change must reach
-/// every worker's view) and the picker's configuration from watched xDS files, once the first
-/// scrapes are in; with Envoy's process id.
-fn start_scraped(backends: Vec<Backend>, picker: Value) -> (Env, u32) {
+/// every worker's view) and the picker's configuration from watched xDS files; with Envoy's
+/// process id.
+fn start_xds(backends: Vec<Backend>, picker: Value) -> (Env, u32) {
     let opts = StartOptions {
         xds: true,
         wait_for_scrape: false,
@@ -248,6 +242,13 @@ fn start_scraped(backends: Vec<Backend>, picker: Value) -> (Env, u32) {
     };
     let mut env = Env::start_with(backends, picker, opts)
         .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    let pid = env.envoy_pid().expect("envoy runs");
+    (env, pid)
+}
+
+/// [`start_xds`], once the first scrapes are in.
+fn start_scraped(backends: Vec<Backend>, picker: Value) -> (Env, u32) {
+    let (env, pid) = start_xds(backends, picker);
     assert!(
         env.wait_until(Duration::from_secs(10), |e| {
             e.stat("endpoint_picker.scrape.success").unwrap_or(0) >= 2
@@ -257,7 +258,6 @@ fn start_scraped(backends: Vec<Backend>, picker: Value) -> (Env, u32) {
         env.log()
     );
     env.settle();
-    let pid = env.envoy_pid().expect("envoy runs");
     (env, pid)
 }
 
@@ -326,15 +326,7 @@ fn native_pool_follows_the_cluster_hosts_from_eds() {
     backends[2].set(json!({"waiting": 0, "kv": 0.0}));
     let addrs: Vec<std::net::SocketAddr> = backends.iter().map(|b| b.addr).collect();
     let picker = json!({"pool": {"cluster": "inference_pool", "debug": true}});
-    let opts = StartOptions {
-        xds: true,
-        wait_for_scrape: false,
-        concurrency: 4,
-        ..StartOptions::default()
-    };
-    let mut env = Env::start_with(backends, picker, opts)
-        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
-    let pid = env.envoy_pid().expect("envoy runs");
+    let (mut env, pid) = start_xds(backends, picker);
     assert_eq!(env.stat("endpoint_picker.endpoints.total").unwrap_or(0), 0);
 
     // The first members arrive by EDS alone.

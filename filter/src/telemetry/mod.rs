@@ -1,8 +1,7 @@
 //! The picker's GIE-named metrics: each request leaves a [`RequestRecord`]; a [`Telemetry`]
 //! aggregates records in module memory and [`Telemetry::flush`]es the changes (at most once per
 //! [`FLUSH_INTERVAL_MS`]: on the scrape tick, and in the Wasm build also on the request path) to
-//! a [`StatSink`] that
-//! turns them into Envoy stats. Aggregating keeps the per-request cost to a few additions: a
+//! a [`StatSink`] that turns them into Envoy stats. Aggregating keeps the per-request cost to a few additions: a
 //! histogram is 15–36 counters, far too many host calls to make per request.
 //!
 //! The Wasm build has one `Telemetry` per VM (per worker); the native build one per worker

@@ -31,7 +31,11 @@
 //! this one choose among them: the "power of d choices" (Mitzenmacher, "The Power of Two Choices
 //! in Randomized Load Balancing", 2001), which brings the busiest endpoint's share close to the
 //! mean. Each prefix is then cached on at most `d` endpoints — every proxy still agrees on which
-//! `d` — at the price of up to `d − 1` more cold misses per prefix.
+//! `d` — at the price of up to `d − 1` more cold misses per prefix, and of the copies a busy
+//! moment spills beyond them (at `loadFactor` ≤ 1 prefixes still reached a third endpoint).
+//! Measured across 2 Wasm replicas × 4 workers (`BENCHMARKS.md`): with `d` = 2 the busiest
+//! server's share fell from 44 % to 26–32 %, but the hit rate fell 3–5 points and TTFT p90 did
+//! not improve, so the default stays 1.
 //!
 //! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
 //! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1). Category: Affinity.
