@@ -3,13 +3,10 @@
 //! of N endpoints moves only the prefixes that endpoint won, and adding one moves only prefixes
 //! to the newcomer; and on the hashing path no endpoint
 //! is handed a request while above `(1 + ε) × mean + 1` load, even when one prefix is hot; with
-//! `choices: 2` the less loaded of a prefix's first two endpoints takes it. With
-//! `keyLoadFactor`, proxies that have seen the same prefixes in any order place them alike, and
-//! no endpoint holds more than the key bound.
+//! `choices: 2` the less loaded of a prefix's first two endpoints takes it.
 
 use proptest::prelude::*;
 use scheduler_core::plugins::scorer::prefix_rendezvous::{prefix_key, rendezvous_order};
-use scheduler_core::prefix::placement::{endpoint_id, KeyPlacement};
 use scheduler_core::{load, Endpoint, InferenceRequest, Registry, RequestState, SplitMix64};
 
 const CONFIG: &str = r#"{
@@ -148,70 +145,11 @@ proptest! {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
-    #[test]
-    fn key_placements_agree_whatever_order_the_keys_arrive_in(
-        n in 1usize..24,
-        keys in prop::collection::btree_set(any::<u64>(), 1..80),
-        eps_k in 0.0f64..1.0,
-        shuffle_seed in any::<u64>(),
-    ) {
-        let eps = pool(&vec![(0, 0); n]);
-        let keys: Vec<u64> = keys.into_iter().collect();
-        // Another proxy sees the same prefixes in another order.
-        let mut other = keys.clone();
-        let mut rng = SplitMix64::new(shuffle_seed);
-        use scheduler_core::rng::Rng;
-        for i in (1..other.len()).rev() {
-            other.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        let seen = |order: &[u64]| {
-            let mut p = KeyPlacement::new(eps_k, 4_096, 600_000);
-            let mut t = 0;
-            for _ in 0..2 {
-                for &k in order {
-                    t += 1;
-                    let _ = p.place(k, &eps, t, &[]);
-                }
-            }
-            // A request after the rebuild interval places every key seen twice.
-            let _ = p.place(order[0], &eps, t + 5_000, &[]);
-            p
-        };
-        let (a, b) = (seen(&keys), seen(&other));
-        prop_assert_eq!(a.known_keys(), keys.len());
-        for &k in &keys {
-            prop_assert_eq!(a.placed(k), b.placed(k));
-        }
-        let cap = ((1.0 + eps_k) * keys.len() as f64 / n as f64).ceil() as u32;
-        prop_assert_eq!(a.cap(), cap.max(1));
-        for e in &eps {
-            prop_assert!(a.keys_on(endpoint_id(e)) <= a.cap());
-        }
-    }
-}
-
 /// Servers each prefix group was sent to, and the most requests one server received, when
 /// `replicas` independent pickers (each with its own prefix index, as separate proxies) take
 /// turns over 8 servers whose queue grows by one per request they receive (the metrics every
 /// proxy reads): the default profile, plus `extra` as a scorer when given.
 fn placements(extra: &str, replicas: usize, groups: usize, per_group: usize) -> (Vec<usize>, u32) {
-    let (seen, busiest) = placements_with(extra, "{}", 0, replicas, groups, per_group);
-    (seen.iter().map(|s| s.len()).collect(), busiest)
-}
-
-/// [`placements`] with the extra scorer's `params` (JSON) and `step_ms` between requests; the
-/// servers of each group rather than their count.
-fn placements_with(
-    extra: &str,
-    params: &str,
-    step_ms: u64,
-    replicas: usize,
-    groups: usize,
-    per_group: usize,
-) -> (Vec<std::collections::BTreeSet<usize>>, u32) {
     let config = format!(
         r#"{{"plugins": [{{"type": "queue-scorer"}}, {{"type": "kv-cache-utilization-scorer"}},
             {{"type": "prefix-cache-scorer"}}, {{"type": "max-score-picker"}} {extra_plugin}],
@@ -221,7 +159,7 @@ fn placements_with(
         extra_plugin = if extra.is_empty() {
             String::new()
         } else {
-            format!(r#", {{"type": "{extra}", "parameters": {params}}}"#)
+            format!(r#", {{"type": "{extra}"}}"#)
         },
         extra_ref = if extra.is_empty() {
             String::new()
@@ -244,9 +182,8 @@ fn placements_with(
             // Alternate proxies per request of a group, as a client spreading over replicas does.
             let picker = &pickers[(turn + round) % replicas];
             turn += 1;
-            let now = 1_000 + turn as u64 * step_ms;
             let r = picker
-                .schedule(&req, &eps, now, &mut rng, &mut RequestState::new())
+                .schedule(&req, &eps, 1_000, &mut rng, &mut RequestState::new())
                 .unwrap();
             let t = r.primary_targets()[0];
             seen.insert(t);
@@ -258,7 +195,7 @@ fn placements_with(
         .map(|e| e.metrics.waiting_queue_size)
         .max()
         .unwrap_or(0);
-    (seen, busiest)
+    (seen.iter().map(|s| s.len()).collect(), busiest)
 }
 
 #[test]
@@ -283,72 +220,4 @@ fn two_replicas_place_each_prefix_once_with_rendezvous() {
         f64::from(busiest_with) <= 1.25 * mean + 2.0,
         "{busiest_with}"
     );
-}
-
-/// Which servers each of `groups` prefix groups went to when two independent pickers with the
-/// rendezvous scorer alone (parameters `params`) take turns, 100 ms apart, over 4 idle servers.
-fn rendezvous_only(params: &str, groups: usize, per_group: usize) -> Vec<Vec<usize>> {
-    let config = format!(
-        r#"{{"plugins": [{{"type": "prefix-rendezvous-scorer", "parameters": {params}}},
-            {{"type": "max-score-picker"}}],
-          "schedulingProfiles": [{{"name": "default", "plugins": [
-            {{"pluginRef": "prefix-rendezvous-scorer"}}, {{"pluginRef": "max-score-picker"}}]}}]}}"#
-    );
-    let pickers: Vec<_> = (0..2)
-        .map(|_| load(&config, &Registry::with_builtins()).unwrap().0)
-        .collect();
-    let eps = pool(&[(0, 0); 4]);
-    let mut rng = SplitMix64::new(5);
-    let mut sent = vec![Vec::new(); groups];
-    let mut now = 1_000;
-    for round in 0..per_group {
-        for (g, sent) in sent.iter_mut().enumerate() {
-            let text = format!(
-                "{} question {round}",
-                format!("Tenant {g} system prompt. ").repeat(20)
-            );
-            now += 100;
-            let picker = &pickers[(g + round) % 2];
-            let r = picker
-                .schedule(
-                    &InferenceRequest::new("m", &text),
-                    &eps,
-                    now,
-                    &mut rng,
-                    &mut RequestState::new(),
-                )
-                .unwrap();
-            sent.push(r.primary_targets()[0]);
-        }
-    }
-    sent
-}
-
-#[test]
-fn with_a_key_bound_two_replicas_spread_the_prefixes_evenly() {
-    // 16 groups over 4 servers: rendezvous alone gives some server more than 4 of them (with
-    // these addresses and prompts); at ε_k = 0 both pickers settle on exactly 4 per server.
-    let (groups, per_group) = (16, 12);
-    let most_groups = |sent: &[Vec<usize>]| {
-        (0..4)
-            .map(|e| sent.iter().filter(|s| s.last() == Some(&e)).count())
-            .max()
-            .unwrap_or(0)
-    };
-    let plain = rendezvous_only("{}", groups, per_group);
-    let bounded = rendezvous_only(r#"{"keyLoadFactor": 0.0}"#, groups, per_group);
-    println!(
-        "2 independent pickers, 4 idle servers, {groups} groups × {per_group}: most groups on one \
-         server {} with the key bound, {} with rendezvous alone",
-        most_groups(&bounded),
-        most_groups(&plain)
-    );
-    assert!(most_groups(&plain) > 4, "{plain:?}");
-    assert_eq!(most_groups(&bounded), 4, "{bounded:?}");
-    // Once both pickers know every group (each has seen it twice) they agree: the last
-    // requests of each group, from either picker, go to one server.
-    for s in &bounded {
-        let tail = &s[s.len() - 4..];
-        assert!(tail.iter().all(|&e| e == tail[0]), "{bounded:?}");
-    }
 }

@@ -37,16 +37,8 @@
 //! server's share fell from 44 % to 26–32 %, but the hit rate fell 3–5 points and TTFT p90 did
 //! not improve, so the default stays 1.
 //!
-//! **Balanced keys** (`keyLoadFactor: ε_k`). The load bound above only acts once a server is
-//! busy, and by then a prefix that spills has a second copy. With `keyLoadFactor` set, each proxy
-//! also bounds how many of the repeated prefixes it has seen may win one endpoint, to
-//! `⌈(1 + ε_k) · K / N⌉`, placing the keys in ascending key order so that proxies that have seen
-//! the same prefixes place them alike (`crate::prefix::placement`). The endpoint a key is placed
-//! on ranks first (while within the load bound); the rest keep their rendezvous order.
-//!
 //! Parameters: `prefixTokens` (tokens of the prompt that form the key, default 64, > 0),
-//! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1), `keyLoadFactor` (ε_k ≥ 0,
-//! default unset: no key bound). Category: Affinity.
+//! `loadFactor` (ε ≥ 0, default 0.25), `choices` (d ≥ 1, default 1). Category: Affinity.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -55,19 +47,10 @@ use serde::Deserialize;
 use xxhash_rust::xxh64::{xxh64, Xxh64};
 
 use crate::error::{ConfigError, FieldPath};
-use crate::lock::Lock;
 use crate::model::endpoint::Endpoint;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, Plugin, Scorer, ScorerCategory, TypedName};
 use crate::plugins::producer::approx_prefix_cache::CHARS_PER_TOKEN;
-use crate::prefix::placement::{endpoint_id, KeyPlacement};
-
-/// Prefix keys counted per generation of the key placement.
-const PLACEMENT_KEYS: usize = 4_096;
-
-/// Length of a generation of the key placement, milliseconds: a prefix not requested for two
-/// generations (10 to 20 minutes) is forgotten.
-const PLACEMENT_GENERATION_MS: u64 = 600_000;
 
 /// Plugin type name.
 pub const TYPE: &str = "prefix-rendezvous-scorer";
@@ -78,7 +61,6 @@ struct Params {
     prefix_tokens: i64,
     load_factor: f64,
     choices: i64,
-    key_load_factor: Option<f64>,
 }
 
 impl Default for Params {
@@ -87,7 +69,6 @@ impl Default for Params {
             prefix_tokens: 64,
             load_factor: 0.25,
             choices: 1,
-            key_load_factor: None,
         }
     }
 }
@@ -95,8 +76,7 @@ impl Default for Params {
 /// Builds a [`PrefixRendezvousScorer`].
 ///
 /// # Errors
-/// Unknown fields; `prefixTokens` ≤ 0; `loadFactor` or `keyLoadFactor` negative or not finite;
-/// `choices` < 1.
+/// Unknown fields; `prefixTokens` ≤ 0; `loadFactor` negative or not finite; `choices` < 1.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
@@ -121,14 +101,6 @@ pub fn factory(
             "must be ≥ 1",
         ));
     }
-    if let Some(k) = p.key_load_factor {
-        if !(k.is_finite() && k >= 0.0) {
-            return Err(ConfigError::invalid(
-                FieldPath::key("keyLoadFactor"),
-                "must be a finite number ≥ 0",
-            ));
-        }
-    }
     Ok(Arc::new(PrefixRendezvousScorer {
         typed_name: TypedName::new(TYPE, name),
         prefix_bytes: usize::try_from(p.prefix_tokens)
@@ -136,13 +108,6 @@ pub fn factory(
             .saturating_mul(CHARS_PER_TOKEN),
         load_factor: p.load_factor,
         choices: usize::try_from(p.choices).unwrap_or(usize::MAX),
-        placement: p.key_load_factor.map(|k| {
-            Lock::new(KeyPlacement::new(
-                k,
-                PLACEMENT_KEYS,
-                PLACEMENT_GENERATION_MS,
-            ))
-        }),
     }))
 }
 
@@ -153,8 +118,6 @@ pub struct PrefixRendezvousScorer {
     load_factor: f64,
     /// How many endpoints at the head of the order score 1 (≥ 1).
     choices: usize,
-    /// The key-count bound, when `keyLoadFactor` is set.
-    placement: Option<Lock<KeyPlacement>>,
 }
 
 /// The rendezvous key of a request (see the module docs).
@@ -182,19 +145,6 @@ pub fn rendezvous_order(
     candidates: &[usize],
     load_factor: f64,
 ) -> Vec<usize> {
-    ranked(key, endpoints, candidates, load_factor)
-        .into_iter()
-        .map(|(_, _, i)| i)
-        .collect()
-}
-
-/// [`rendezvous_order`] with each entry's over-the-bound flag and weight: `(over, weight, index)`.
-fn ranked(
-    key: u64,
-    endpoints: &[Endpoint],
-    candidates: &[usize],
-    load_factor: f64,
-) -> Vec<(bool, u64, usize)> {
     let loads: Vec<f64> = candidates
         .iter()
         .map(|&i| endpoints.get(i).map_or(0.0, load))
@@ -217,7 +167,7 @@ fn ranked(
         .collect();
     // Within the bound first (false < true), then the higher weight first.
     ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    ranked
+    ranked.into_iter().map(|(_, _, i)| i).collect()
 }
 
 impl Plugin for PrefixRendezvousScorer {
@@ -242,25 +192,8 @@ impl Scorer for PrefixRendezvousScorer {
             &r.prompt,
             self.prefix_bytes,
         );
-        let mut order = ranked(key, cx.endpoints, candidates, self.load_factor);
-        if let Some(placement) = &self.placement {
-            let ids: Vec<u64> = order
-                .iter()
-                .map(|&(_, _, i)| cx.endpoints.get(i).map_or(0, endpoint_id))
-                .collect();
-            let placed = placement.lock().place(key, cx.endpoints, cx.now_ms, &ids);
-            // The placed endpoint leads while it is within the load bound.
-            if let Some(at) = placed.and_then(|id| {
-                ids.iter()
-                    .zip(&order)
-                    .position(|(&e, &(over, _, _))| e == id && !over)
-            }) {
-                if let Some(head) = order.get_mut(..=at) {
-                    head.rotate_right(1);
-                }
-            }
-        }
-        for (rank, (_, _, i)) in order.into_iter().enumerate() {
+        let order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
+        for (rank, i) in order.into_iter().enumerate() {
             if let Some(k) = candidates.iter().position(|&c| c == i) {
                 if let Some(s) = scores.get_mut(k) {
                     *s = rank_score(rank, self.choices);
