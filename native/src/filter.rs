@@ -12,6 +12,7 @@ use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
+use scheduler_core::flowcontrol::queues::BandDepth;
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
@@ -393,7 +394,8 @@ pub fn flush_all(now_ms: u64) {
         Ok(list) => list.iter().filter_map(Weak::upgrade).collect(),
         Err(_) => return,
     };
-    for c in live {
+    let mut depths = Vec::new();
+    for c in &live {
         let Ok(alive) = c.alive.read() else { continue };
         if !*alive {
             continue;
@@ -401,8 +403,41 @@ pub fn flush_all(now_ms: u64) {
         c.main_tick_ms.store(now_ms, Ordering::Relaxed);
         c.flow_tick(now_ms);
         c.flush_if_due(now_ms);
+        if let Some(g) = &c.gate {
+            depths.push(g.depths());
+        }
         drop(alive);
     }
+    set_process_queue_depths(depths);
+}
+
+/// Priorities [`set_process_queue_depths`] has reported (main thread).
+static REPORTED_BANDS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// The flow-control queue gauges in the process-wide series (when the bootstrap configuration
+/// owns it): the sum over every live configuration's gate, so two listeners with flow control
+/// add up instead of overwriting each other; a band no gate reports any more is set to 0.
+/// Without the process-wide series each configuration sets its own at its flush.
+fn set_process_queue_depths(gates: Vec<Vec<BandDepth>>) {
+    let Ok(process) = PROCESS_SINK.read() else {
+        return;
+    };
+    let Some(families) = process.as_ref() else {
+        return;
+    };
+    let mut sum = endpoint_picker_filter::telemetry::sum_depths(gates);
+    if let Ok(mut reported) = REPORTED_BANDS.lock() {
+        for &p in reported.iter() {
+            if !sum.iter().any(|d| d.priority == p) {
+                sum.push(BandDepth {
+                    priority: p,
+                    ..BandDepth::default()
+                });
+            }
+        }
+        *reported = sum.iter().map(|d| d.priority).collect();
+    }
+    endpoint_picker_filter::telemetry::set_queue_depths(&sum, &mut &*families);
 }
 
 impl FilterConfig {
@@ -466,7 +501,9 @@ impl FilterConfig {
             kv.stats
                 .flush(self.envoy, &kv.sinks, &kv.subscriptions.stats);
         }
-        if let Some(g) = &self.gate {
+        // In the process-wide series the queue gauges are the sum over every configuration's
+        // gate, set by [`flush_all`]; a configuration only sets its own series' gauges.
+        if let (Some(g), Some(None)) = (&self.gate, process.as_ref().map(|s| s.as_ref())) {
             endpoint_picker_filter::telemetry::set_queue_depths(&g.depths(), &mut &*families);
         }
     }

@@ -14,6 +14,7 @@ mod record;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use scheduler_core::flowcontrol::queues::BandDepth;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
@@ -320,11 +321,30 @@ impl Telemetry {
     }
 }
 
+/// The queue depths of several flow-control gates as one: requests and bytes added up per
+/// priority, highest priority first (the process-wide series of the native build, where every
+/// filter configuration with flow control — one per listener or route — has its own gate).
+pub fn sum_depths<I>(gates: I) -> Vec<BandDepth>
+where
+    I: IntoIterator,
+    I::Item: IntoIterator<Item = BandDepth>,
+{
+    let mut sum: Vec<BandDepth> = Vec::new();
+    for d in gates.into_iter().flatten() {
+        match sum.iter_mut().find(|s| s.priority == d.priority) {
+            Some(s) => {
+                s.requests = s.requests.saturating_add(d.requests);
+                s.bytes = s.bytes.saturating_add(d.bytes);
+            }
+            None => sum.push(d),
+        }
+    }
+    sum.sort_unstable_by_key(|d| std::cmp::Reverse(d.priority));
+    sum
+}
+
 /// Sets the flow-control queue gauges from `depths` (every band that has held a request).
-pub fn set_queue_depths(
-    depths: &[scheduler_core::flowcontrol::queues::BandDepth],
-    sink: &mut dyn StatSink,
-) {
+pub fn set_queue_depths(depths: &[BandDepth], sink: &mut dyn StatSink) {
     for d in depths {
         let p = d.priority.to_string();
         sink.set(&families::FLOW_QUEUE_SIZE, &[&p], d.requests);

@@ -254,3 +254,28 @@ fn picks_and_replies_are_counted_in_memory_and_flushed_as_deltas() {
         Some(1)
     );
 }
+
+#[test]
+fn queue_depths_of_several_gates_add_up_per_priority() {
+    let band = |priority, requests, bytes| BandDepth {
+        priority,
+        requests,
+        bytes,
+    };
+    // Two listeners' gates: both have a band 0, only one a band 5.
+    let a = vec![band(5, 2, 2_048), band(0, 1, 100)];
+    let b = vec![band(0, 3, 300)];
+    let sum = sum_depths([a, b]);
+    assert_eq!(sum, vec![band(5, 2, 2_048), band(0, 4, 400)]);
+    let mut shown = Shown::default();
+    set_queue_depths(&sum, &mut shown);
+    assert_eq!(
+        shown.get("inference_extension_flow_control_queue_size{priority=0}"),
+        Some(4)
+    );
+    assert_eq!(
+        shown.get("inference_extension_flow_control_queue_bytes{priority=5}"),
+        Some(2_048)
+    );
+    assert!(sum_depths(Vec::<Vec<BandDepth>>::new()).is_empty());
+}
