@@ -277,8 +277,16 @@ impl ScrapeState {
             .filter(|x| x.fields_found > 0);
         match extracted {
             Some(x) => {
+                let before = &slot.endpoint.metrics;
+                let average = load_average(
+                    before.load_average,
+                    before.update_time_ms,
+                    &x.metrics,
+                    now_ms,
+                );
                 slot.endpoint.metrics = x.metrics;
                 slot.endpoint.metrics.update_time_ms = now_ms;
+                slot.endpoint.metrics.load_average = average;
                 slot.failures = 0;
                 self.dirty = true;
                 ScrapeOutcome::Ok
@@ -508,4 +516,23 @@ mod tests {
             "staying endpoint keeps its metrics"
         );
     }
+}
+
+/// The next [`EndpointMetrics::load_average`] after a sample `m` taken at `now_ms`, from the
+/// average `before` as of `before_ms` (0: none yet, the sample is the average): an exponential
+/// average in continuous time, `before + (1 − e^(−Δt/τ)) · (sample − before)`, so irregular
+/// scrape intervals weigh samples by the time they stood for.
+fn load_average(
+    before: f64,
+    before_ms: u64,
+    m: &scheduler_core::EndpointMetrics,
+    now_ms: u64,
+) -> f64 {
+    let sample = f64::from(m.waiting_queue_size) + f64::from(m.running_requests);
+    if before_ms == 0 || !before.is_finite() {
+        return sample;
+    }
+    let dt = now_ms.saturating_sub(before_ms) as f64;
+    let tau = scheduler_core::model::endpoint::LOAD_AVERAGE_MS as f64;
+    before + (1.0 - (-dt / tau).exp()) * (sample - before)
 }

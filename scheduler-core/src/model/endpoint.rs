@@ -5,6 +5,9 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+/// Time constant of [`EndpointMetrics::load_average`], milliseconds.
+pub const LOAD_AVERAGE_MS: u64 = 5_000;
+
 /// The metrics of one endpoint, as extracted from its `/metrics` page by
 /// [`crate::parse::engine::MetricsExtractor`].
 ///
@@ -30,6 +33,11 @@ pub struct EndpointMetrics {
     pub cache_num_blocks: u64,
     /// When these metrics were scraped, in milliseconds since the Unix epoch; 0 = never.
     pub update_time_ms: u64,
+    /// Waiting plus running requests, exponentially averaged by the scraper over its samples
+    /// with a time constant of [`LOAD_AVERAGE_MS`] (requests; 0 before the first scrape). Every
+    /// worker of one proxy sees the same value, and proxies scraping the same servers nearly
+    /// the same, where the last sample alone jumps with each scrape.
+    pub load_average: f64,
     /// Scalar attributes from the engine's `customMetrics` (attribute key → value), in
     /// configuration order; read by `endpoint-attribute-filter` and `endpoint-attribute-scorer`.
     pub attributes: Vec<(String, f64)>,

@@ -61,6 +61,7 @@ struct Params {
     prefix_tokens: i64,
     load_factor: f64,
     choices: i64,
+    smooth_load: bool,
 }
 
 impl Default for Params {
@@ -69,6 +70,7 @@ impl Default for Params {
             prefix_tokens: 64,
             load_factor: 0.25,
             choices: 1,
+            smooth_load: false,
         }
     }
 }
@@ -108,6 +110,7 @@ pub fn factory(
             .saturating_mul(CHARS_PER_TOKEN),
         load_factor: p.load_factor,
         choices: usize::try_from(p.choices).unwrap_or(usize::MAX),
+        smooth_load: p.smooth_load,
     }))
 }
 
@@ -118,6 +121,8 @@ pub struct PrefixRendezvousScorer {
     load_factor: f64,
     /// How many endpoints at the head of the order score 1 (≥ 1).
     choices: usize,
+    /// Bound on the scraper's load average, graduated per key.
+    smooth_load: bool,
 }
 
 /// The rendezvous key of a request (see the module docs).
@@ -135,6 +140,47 @@ pub fn prefix_key(target_model: &str, cache_salt: Option<&str>, prompt: &str, by
 
 fn load(e: &Endpoint) -> f64 {
     f64::from(e.metrics.waiting_queue_size) + f64::from(e.metrics.running_requests)
+}
+
+/// The load average, for `smoothLoad`.
+fn average_load(e: &Endpoint) -> f64 {
+    e.metrics.load_average
+}
+
+/// [`rendezvous_order`] on the load average, where each key passes over an endpoint at its own
+/// point between `(1 + ε/2) × mean + 1` and `(1 + 3ε/2) × mean + 1` (from a second hash of the
+/// key and the address), so an overloaded endpoint sheds its keys a few at a time, the same keys
+/// in every proxy, instead of all at once.
+pub fn graduated_order(
+    key: u64,
+    endpoints: &[Endpoint],
+    candidates: &[usize],
+    load_factor: f64,
+) -> Vec<usize> {
+    let loads: Vec<f64> = candidates
+        .iter()
+        .map(|&i| endpoints.get(i).map_or(0.0, average_load))
+        .collect();
+    let mean = if loads.is_empty() {
+        0.0
+    } else {
+        loads.iter().sum::<f64>() / loads.len() as f64
+    };
+    let mut ranked: Vec<(bool, u64, usize)> = candidates
+        .iter()
+        .zip(&loads)
+        .map(|(&i, &l)| {
+            let (w, u) = endpoints.get(i).map_or((0, 0.0), |e| {
+                let a = e.address.as_bytes();
+                let u = (xxh64(a, key ^ 0x9e37_79b9_7f4a_7c15) >> 11) as f64 / (1u64 << 53) as f64;
+                (xxh64(a, key), u)
+            });
+            let bound = (1.0 + load_factor * (0.5 + u)) * mean + 1.0;
+            (l > bound, w, i)
+        })
+        .collect();
+    ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    ranked.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// Candidates (indexes into `endpoints`) in preference order for `key`: those within the load
@@ -192,7 +238,11 @@ impl Scorer for PrefixRendezvousScorer {
             &r.prompt,
             self.prefix_bytes,
         );
-        let order = rendezvous_order(key, cx.endpoints, candidates, self.load_factor);
+        let order = if self.smooth_load {
+            graduated_order(key, cx.endpoints, candidates, self.load_factor)
+        } else {
+            rendezvous_order(key, cx.endpoints, candidates, self.load_factor)
+        };
         for (rank, i) in order.into_iter().enumerate() {
             if let Some(k) = candidates.iter().position(|&c| c == i) {
                 if let Some(s) = scores.get_mut(k) {
