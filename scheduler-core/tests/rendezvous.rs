@@ -3,10 +3,13 @@
 //! of N endpoints moves only the prefixes that endpoint won, and adding one moves only prefixes
 //! to the newcomer; and on the hashing path no endpoint
 //! is handed a request while above `(1 + ε) × mean + 1` load, even when one prefix is hot; with
-//! `choices: 2` the less loaded of a prefix's first two endpoints takes it.
+//! `choices: 2` the less loaded of a prefix's first two endpoints takes it; and on the scraper's
+//! load average (the default) nobody is handed a request above the widest per-key bound.
 
 use proptest::prelude::*;
-use scheduler_core::plugins::scorer::prefix_rendezvous::{prefix_key, rendezvous_order};
+use scheduler_core::plugins::scorer::prefix_rendezvous::{
+    order, prefix_key, rendezvous_order, LoadSignal,
+};
 use scheduler_core::{load, Endpoint, InferenceRequest, Registry, RequestState, SplitMix64};
 
 const CONFIG: &str = r#"{
@@ -106,7 +109,8 @@ proptest! {
         let mut rng = SplitMix64::new(3);
         for p in &prompts {
             let req = InferenceRequest::new("m", p);
-            let first_two = rendezvous_order(prefix_key("m", None, p, 256), &eps, &all, 0.25);
+            let key = prefix_key("m", None, p, 256);
+            let first_two = order(key, &eps, &all, 0.25, LoadSignal::Average);
             let (a, b) = (first_two[0], first_two[1]);
             let t = picker
                 .schedule(&req, &eps, 1_000, &mut rng, &mut RequestState::new())
@@ -141,6 +145,30 @@ proptest! {
             let l = f64::from(eps[chosen].metrics.waiting_queue_size);
             prop_assert!(l <= (1.0 + eps_factor) * mean + 1.0, "load {l}, mean {mean}");
             eps[chosen].metrics.waiting_queue_size += 1;
+        }
+    }
+
+    #[test]
+    fn on_the_load_average_the_hashing_path_respects_the_widest_bound(
+        n in 2usize..24,
+        eps_factor in 0.0f64..1.0,
+        hot_share in 0.5f64..1.0,
+        seed in any::<u64>(),
+    ) {
+        // The scraper's average, here raised by one per request (no decay): no endpoint is
+        // handed a request while above (1 + 3ε/2) × mean + 1, the highest per-key threshold.
+        let mut eps = pool(&vec![(0, 0); n]);
+        let all: Vec<usize> = (0..n).collect();
+        let hot = prefix_key("m", None, "the hot system prompt", 256);
+        let mut rng = SplitMix64::new(seed);
+        use scheduler_core::rng::Rng;
+        for _ in 0..(n * 20) {
+            let key = if rng.next_f64() < hot_share { hot } else { rng.next_u64() };
+            let mean = eps.iter().map(|e| e.metrics.load_average).sum::<f64>() / n as f64;
+            let chosen = order(key, &eps, &all, eps_factor, LoadSignal::Average)[0];
+            let l = eps[chosen].metrics.load_average;
+            prop_assert!(l <= (1.0 + 1.5 * eps_factor) * mean + 1.0, "load {l}, mean {mean}");
+            eps[chosen].metrics.load_average += 1.0;
         }
     }
 }

@@ -349,6 +349,25 @@ impl ScrapeState {
     }
 }
 
+/// The next [`EndpointMetrics::load_average`] after a sample `m` taken at `now_ms`, from the
+/// average `before` as of `before_ms` (0: none yet, the sample is the average): an exponential
+/// average in continuous time, `before + (1 − e^(−Δt/τ)) · (sample − before)`, so irregular
+/// scrape intervals weigh samples by the time they stood for.
+fn load_average(
+    before: f64,
+    before_ms: u64,
+    m: &scheduler_core::EndpointMetrics,
+    now_ms: u64,
+) -> f64 {
+    let sample = f64::from(m.waiting_queue_size) + f64::from(m.running_requests);
+    if before_ms == 0 || !before.is_finite() {
+        return sample;
+    }
+    let dt = now_ms.saturating_sub(before_ms) as f64;
+    let tau = scheduler_core::model::endpoint::LOAD_AVERAGE_MS as f64;
+    before + (1.0 - (-dt / tau).exp()) * (sample - before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +476,38 @@ mod tests {
     }
 
     #[test]
+    fn the_load_average_follows_the_samples_by_the_time_they_stood_for() {
+        let mut s = state();
+        let x = MetricsExtractor::default();
+        let page = |w: u32, r: u32| {
+            format!("vllm:num_requests_waiting {w}\nvllm:num_requests_running {r}\n")
+        };
+        let avg = |s: &mut ScrapeState| {
+            s.snapshot_if_changed(1_000_000, 1_000_000)
+                .unwrap()
+                .endpoints[0]
+                .endpoint
+                .metrics
+                .load_average
+        };
+        // The first sample is the average.
+        s.record_body(0, &x, page(4, 2).as_bytes(), 1_000);
+        assert_eq!(avg(&mut s), 6.0);
+        // One time constant later the average has moved 1 − 1/e of the way to the new sample.
+        let tau = scheduler_core::model::endpoint::LOAD_AVERAGE_MS;
+        s.record_body(0, &x, page(0, 0).as_bytes(), 1_000 + tau);
+        let before = avg(&mut s);
+        assert!(
+            (before - 6.0 / std::f64::consts::E).abs() < 1e-9,
+            "{before}"
+        );
+        // A sample 50 ms later barely moves it (~1 %).
+        s.record_body(0, &x, page(40, 0).as_bytes(), 1_050 + tau);
+        let after = avg(&mut s);
+        assert!(after > before && after < before + 0.5, "{before} → {after}");
+    }
+
+    #[test]
     fn a_takeover_keeps_the_published_metrics() {
         let mut a = state();
         let x = MetricsExtractor::default();
@@ -516,23 +567,4 @@ mod tests {
             "staying endpoint keeps its metrics"
         );
     }
-}
-
-/// The next [`EndpointMetrics::load_average`] after a sample `m` taken at `now_ms`, from the
-/// average `before` as of `before_ms` (0: none yet, the sample is the average): an exponential
-/// average in continuous time, `before + (1 − e^(−Δt/τ)) · (sample − before)`, so irregular
-/// scrape intervals weigh samples by the time they stood for.
-fn load_average(
-    before: f64,
-    before_ms: u64,
-    m: &scheduler_core::EndpointMetrics,
-    now_ms: u64,
-) -> f64 {
-    let sample = f64::from(m.waiting_queue_size) + f64::from(m.running_requests);
-    if before_ms == 0 || !before.is_finite() {
-        return sample;
-    }
-    let dt = now_ms.saturating_sub(before_ms) as f64;
-    let tau = scheduler_core::model::endpoint::LOAD_AVERAGE_MS as f64;
-    before + (1.0 - (-dt / tau).exp()) * (sample - before)
 }
