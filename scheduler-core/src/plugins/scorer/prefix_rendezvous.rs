@@ -27,7 +27,7 @@
 //!    times a second, each proxy sees those crossings at other moments, and every crossing sends
 //!    requests (and a copy of the prefix) to the next endpoints: across 2 Wasm replicas × 4
 //!    workers prefixes ended on 1.94–2.06 servers each, against 1.31–1.44 with the average
-//!    (hit rate 96.7–97.1 % → 99.0–99.2 % of one picker's, TTFT p90 1.28–1.36× → 1.07–1.15×;
+//!    (hit rate 96.7–97.1 % → 98.8–99.2 % of one picker's, TTFT p90 1.28–1.36× → 1.07–1.16×;
 //!    `BENCHMARKS.md`). The price is a slower answer to one hot prefix: it moves between servers
 //!    whole as the average crosses its threshold, where the last-sample bound splits it request
 //!    by request (Zipf 1.2: TTFT p99 4.7× one picker's, against ~2.6×); `loadAverage: false` for
