@@ -411,12 +411,13 @@ pub fn flush_all(now_ms: u64) {
     set_process_queue_depths(depths);
 }
 
-/// Priorities [`set_process_queue_depths`] has reported (main thread).
-static REPORTED_BANDS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// The queue depths [`set_process_queue_depths`] last set (main thread).
+static REPORTED_DEPTHS: Mutex<Vec<BandDepth>> = Mutex::new(Vec::new());
 
 /// The flow-control queue gauges in the process-wide series (when the bootstrap configuration
 /// owns it): the sum over every live configuration's gate, so two listeners with flow control
 /// add up instead of overwriting each other; a band no gate reports any more is set to 0.
+/// Only bands whose depth changed since the last tick are sent (each is a labelled update).
 /// Without the process-wide series each configuration sets its own at its flush.
 fn set_process_queue_depths(gates: Vec<Vec<BandDepth>>) {
     let Ok(process) = PROCESS_SINK.read() else {
@@ -425,19 +426,25 @@ fn set_process_queue_depths(gates: Vec<Vec<BandDepth>>) {
     let Some(families) = process.as_ref() else {
         return;
     };
+    let Ok(mut reported) = REPORTED_DEPTHS.lock() else {
+        return;
+    };
     let mut sum = endpoint_picker_filter::telemetry::sum_depths(gates);
-    if let Ok(mut reported) = REPORTED_BANDS.lock() {
-        for &p in reported.iter() {
-            if !sum.iter().any(|d| d.priority == p) {
-                sum.push(BandDepth {
-                    priority: p,
-                    ..BandDepth::default()
-                });
-            }
+    for d in reported.iter() {
+        if !sum.iter().any(|s| s.priority == d.priority) {
+            sum.push(BandDepth {
+                priority: d.priority,
+                ..BandDepth::default()
+            });
         }
-        *reported = sum.iter().map(|d| d.priority).collect();
     }
-    endpoint_picker_filter::telemetry::set_queue_depths(&sum, &mut &*families);
+    let changed: Vec<BandDepth> = sum
+        .iter()
+        .filter(|d| !reported.contains(d))
+        .copied()
+        .collect();
+    endpoint_picker_filter::telemetry::set_queue_depths(&changed, &mut &*families);
+    *reported = sum;
 }
 
 impl FilterConfig {

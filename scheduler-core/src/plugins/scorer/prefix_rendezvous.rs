@@ -176,6 +176,14 @@ impl LoadSignal {
         }
     }
 
+    /// The smallest value [`LoadSignal::slack`] takes.
+    fn min_slack(self) -> f64 {
+        match self {
+            LoadSignal::LastSample => 1.0,
+            LoadSignal::Average => 0.5,
+        }
+    }
+
     /// The multiple of ε where `key` passes over the endpoint at `address`: 1, or a point in
     /// [0.5, 1.5) from a second hash.
     fn slack(self, key: u64, address: &[u8]) -> f64 {
@@ -224,16 +232,18 @@ pub fn order(
     } else {
         loads.iter().sum::<f64>() / loads.len() as f64
     };
+    let bound = |slack: f64| (1.0 + load_factor * slack) * mean + 1.0;
+    // Below the lowest threshold no key passes an endpoint over: its own is not computed.
+    let lowest = bound(signal.min_slack());
     let mut ranked: Vec<(bool, u64, usize)> = candidates
         .iter()
         .zip(&loads)
         .map(|(&i, &l)| {
-            let (w, slack) = endpoints.get(i).map_or((0, 1.0), |e| {
-                let a = e.address.as_bytes();
-                (xxh64(a, key), signal.slack(key, a))
-            });
-            let bound = (1.0 + load_factor * slack) * mean + 1.0;
-            (l > bound, w, i)
+            let Some(a) = endpoints.get(i).map(|e| e.address.as_bytes()) else {
+                return (false, 0, i);
+            };
+            let over = l > lowest && l > bound(signal.slack(key, a));
+            (over, xxh64(a, key), i)
         })
         .collect();
     // Within the bound first (false < true), then the higher weight first.
