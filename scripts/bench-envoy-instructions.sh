@@ -22,6 +22,9 @@
 # BENCH_FLOOR=1 also counts `floor`: the native picker's configuration with the picker replaced by
 # native/floor's filter, which only adds the destination header (see scripts/bench-envoy.sh).
 #
+# BENCH_NATIVE_ALT=<dir> also counts `native-alt`: the native configuration with the
+# libendpoint_picker.so in <dir> (e.g. the plain build beside the profile-guided one in dist/).
+#
 # Needs: valgrind (installed from Debian if missing), make native envoy (done here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +61,7 @@ count() { # $1 = round-robin | native | floor -> "requests instructions"
   local mode=picker build=(--native) modules="$PWD/dist"
   [ "$1" = round-robin ] && { mode=round-robin; build=(); }
   [ "$1" = floor ] && modules="$WORK/floor"
+  [ "$1" = native-alt ] && modules="$(cd "$BENCH_NATIVE_ALT" && pwd)"
   target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" \
     --wasm dist/endpoint_picker.wasm --listen 127.0.0.1:$LISTEN_PORT --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "$(endpoint_list "$ENDPOINTS")"
@@ -90,6 +94,11 @@ if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   read -r fl_n fl_ir < <(count floor)
   awk -v a="$rr_ir" -v an="$rr_n" -v f="$fl_ir" -v fn="$fl_n" 'BEGIN {
     printf "floor (one-header dynamic-module filter): %d requests, %.0f instructions per request (+%.0f over plain)\n", fn, f / fn, f / fn - a / an }'
+fi
+if [ -n "${BENCH_NATIVE_ALT:-}" ]; then
+  read -r alt_n alt_ir < <(count native-alt)
+  awk -v a="$rr_ir" -v an="$rr_n" -v x="$alt_ir" -v xn="$alt_n" -v dir="$BENCH_NATIVE_ALT" 'BEGIN {
+    printf "native-alt (the module from %s): %d requests, %.0f instructions per request (+%.0f over plain)\n", dir, xn, x / xn, x / xn - a / an }'
 fi
 awk -v wl="$WORKLOAD" -v a="$rr_ir" -v an="$rr_n" -v b="$nat_ir" -v bn="$nat_n" 'BEGIN {
   pa = a / an; pb = b / bn

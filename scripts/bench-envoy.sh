@@ -37,6 +37,10 @@
 # floor synthetic work per request — N ns of spinning, N random 8-byte writes into a 16 MiB
 # table — to price a given cost in throughput (native/floor/src/lib.rs).
 #
+# BENCH_NATIVE_ALT=<dir> adds `native-alt`: the native configuration with the libendpoint_picker.so
+# found in <dir> instead of dist/ (e.g. a profile-guided build, scripts/native-pgo.sh), so two builds
+# of the module compare side by side in one run.
+#
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
 #
@@ -155,6 +159,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
   local modules="$PWD/dist"
   if [ "$1" = floor ]; then mode=picker; build=(--native); modules="$WORK/floor"; fi
+  if [ "$1" = native-alt ]; then mode=picker; build=(--native); modules="$(cd "$BENCH_NATIVE_ALT" && pwd)"; fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   if [ "$1" = epp ]; then
     target/peers/bin/epp --pool-name bench --pool-namespace bench --config-file "$WORK/epp-config.yaml" \
@@ -242,6 +247,7 @@ read -r -a MODES <<< "${BENCH_MODES:-round-robin picker native}"
 [ "${BENCH_KGW:-0}" = 1 ] && MODES+=(kgw-policy)
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
 [ "${BENCH_FLOOR:-0}" = 1 ] && MODES+=(floor)
+[ -n "${BENCH_NATIVE_ALT:-}" ] && MODES+=(native-alt)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
 mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
@@ -276,6 +282,16 @@ if [ "${BENCH_FLOOR:-0}" = 1 ]; then
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, f, 100*f/a, n, 100*n/a
     printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cf, cf-ca, cn, cn-ca
     printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50f, p50f-p50a, p50n, p50n-p50a
+  }'
+fi
+if [ -n "${BENCH_NATIVE_ALT:-}" ]; then
+  awk -v a="$round_robin_rps" -v x="$native_alt_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50x="$native_alt_p50" \
+      -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cx="$(cpu native-alt)" -v cn="$(cpu native)" -v dir="$BENCH_NATIVE_ALT" 'BEGIN {
+    printf "\nnative-alt: the native configuration with the module from %s\n", dir
+    printf "| | plain Envoy (round robin) | + native picker (dist/) | + native picker (%s) |\n|---|---|---|---|\n", dir
+    printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, n, 100*n/a, x, 100*x/a
+    printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cn, cn-ca, cx, cx-ca
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50n, p50n-p50a, p50x, p50x-p50a
   }'
 fi
 if [ "${BENCH_HOP:-0}" = 1 ]; then
