@@ -12,7 +12,9 @@
 #   rendezvous-nohit  both scorers added
 # and prints a table with the prefix-cache hit rate and TTFT of each, relative to the ceiling,
 # how many servers each prefix group was sent to on average (1.00: cached once in the fleet), and
-# the busiest server's share of the requests.
+# the busiest server's share of the requests. A run whose BENCH_POLICIES leave out `ceiling`
+# compares against the results directory's last ceiling, and only when that ceiling was measured
+# under the same workload and fleet (kept in ceiling.workload); otherwise its ratios are left out.
 # BENCH_BUILD=wasm runs the picker rows with the Wasm module (one prefix index per worker VM,
 # so workers drift apart as well as replicas). Not part of `make test`; ~5 min.
 #
@@ -113,11 +115,15 @@ for p in $POLICIES; do
   esac
   jsons+=("$OUT/$p.json")
 done
+# What the ceiling was measured under (workload and fleet): a later run without `ceiling` compares
+# against it only when its own workload is the same.
+WORKLOAD_SIG="${SIM_ARGS[*]} | ${LOAD_ARGS[*]}"
+case " $POLICIES " in *" ceiling "*) echo "$WORKLOAD_SIG" > "$OUT/ceiling.workload" ;; esac
 
 target/release/loadgen report --markdown "$OUT/results.md" --svg "$OUT/ttft.svg" "${jsons[@]}"
-python3 - "$OUT" "$POLICIES" <<'PY'
+python3 - "$OUT" "$POLICIES" "$WORKLOAD_SIG" <<'PY'
 import json, sys
-out, policies = sys.argv[1], sys.argv[2].split()
+out, policies, workload = sys.argv[1], sys.argv[2].split(), sys.argv[3]
 def get(n):
     return json.load(open(f"{out}/{n}.json"))
 def ms(d, q):
@@ -127,14 +133,25 @@ c = get("ceiling") if os.path.exists(f"{out}/ceiling.json") else {}
 if c and "ceiling" not in policies:
     import time
     age = (time.time() - os.path.getmtime(f"{out}/ceiling.json")) / 3600
-    print(f"\nnote: no ceiling run this time; ratios are against {out}/ceiling.json, {age:.1f} h old")
+    try:
+        ceiling_workload = open(f"{out}/ceiling.workload").read().strip()
+    except OSError:
+        ceiling_workload = None
+    if ceiling_workload != workload:
+        print(f"\nnote: no ceiling run this time, and {out}/ceiling.json was measured under another "
+              f"workload ({ceiling_workload or 'not recorded'}); ratios left out (run with ceiling)")
+        c = {}
+    else:
+        print(f"\nnote: no ceiling run this time; ratios are against {out}/ceiling.json, {age:.1f} h old")
 print("\n| policy | prefix-cache hit rate (% of ceiling) | TTFT p90 ms (× ceiling) | TTFT p99 ms (× ceiling) | requests/s | servers per prefix group | busiest server's share |")
 print("|---|---|---|---|---|---|---|")
 for n in policies:
     d = get(n)
     hr, chr_ = d.get("prefix_cache_hit_rate") or 0, c.get("prefix_cache_hit_rate") or 0
-    print(f"| {d.get('label', n)} | {100*hr:.1f} % ({100*hr/chr_ if chr_ else 0:.1f} %) | "
-          f"{ms(d, 'p90'):.0f} ({ms(d, 'p90')/ms(c, 'p90') if ms(c, 'p90') else 0:.2f}×) | "
-          f"{ms(d, 'p99'):.0f} ({ms(d, 'p99')/ms(c, 'p99') if ms(c, 'p99') else 0:.2f}×) | {d.get('requests_per_s', 0):.1f} | "
+    def ratio(a, b, fmt):
+        return format(a / b, fmt) if b else "—"
+    print(f"| {d.get('label', n)} | {100*hr:.1f} % ({ratio(100*hr, chr_, '.1f')} %) | "
+          f"{ms(d, 'p90'):.0f} ({ratio(ms(d, 'p90'), ms(c, 'p90'), '.2f')}×) | "
+          f"{ms(d, 'p99'):.0f} ({ratio(ms(d, 'p99'), ms(c, 'p99'), '.2f')}×) | {d.get('requests_per_s', 0):.1f} | "
           f"{d.get('endpoints_per_prefix') or 0:.2f} | {100*max((d.get('share_per_endpoint') or {'': 0}).values()):.0f} % |")
 PY
