@@ -372,3 +372,103 @@ fn program_aware_fairness_serves_the_least_served_tenant_first() {
         }
     }
 }
+
+/// Two listeners with the picker (two filter configurations, each with its own flow-control
+/// queues) in one Envoy: with the bootstrap scraper both flush into one process-wide series, and
+/// the queue-depth gauge is the sum of their queues rather than whichever flushed last. Native
+/// build (the Wasm build has no process-wide series: each VM sets its own).
+#[test]
+fn queue_gauges_add_up_across_two_listeners() {
+    if !e2e::native() {
+        return;
+    }
+    let backend = e2e::Backend::spawn("pod-a");
+    let picker = json!({
+        "pool": {"cluster": "inference_pool", "endpoints": [{"address": backend.addr.to_string()}]},
+        "featureGates": ["flowControl"],
+        "plugins": [
+            {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+            {"type": "queue-scorer"},
+            {"type": "max-score-picker"}
+        ],
+        "saturationDetector": {"pluginRef": "concurrency-detector"},
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+        ]}],
+        "flowControl": {"defaultRequestTTL": "30s"}
+    });
+    // The rendered listener, twice: the copy on its own port and under its own name.
+    let second_port = e2e::free_port();
+    let opts = e2e::StartOptions {
+        concurrency: 1,
+        edit_yaml: Some(Box::new(move |y: String| {
+            let (Some(start), Some(end)) =
+                (y.find("  - name: inference\n"), y.find("  clusters:\n"))
+            else {
+                return y;
+            };
+            let listener = &y[start..end];
+            let port_at = listener
+                .find("port_value: ")
+                .map(|i| i + "port_value: ".len());
+            let copy = match port_at {
+                Some(i) => {
+                    let digits = listener[i..]
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(0);
+                    format!("{}{second_port}{}", &listener[..i], &listener[i + digits..])
+                }
+                None => return y,
+            }
+            .replacen("  - name: inference\n", "  - name: inference-second\n", 1);
+            format!("{}{copy}{}", &y[..end], &y[end..])
+        })),
+        ..e2e::StartOptions::default()
+    };
+    let env = Env::start_with(vec![backend], picker, opts).unwrap_or_else(|log| panic!("{log}"));
+    let second: std::net::SocketAddr = ([127, 0, 0, 1], second_port).into();
+    env.backend("pod-a").set(json!({"delay_ms": 1500}));
+    let send = |to: std::net::SocketAddr, prompt: &'static str| {
+        std::thread::spawn(move || {
+            let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": 3}).to_string();
+            match ureq::post(&format!("http://{to}/v1/completions"))
+                .set("content-type", "application/json")
+                .timeout(Duration::from_secs(30))
+                .send_string(&body)
+            {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(s, _)) => s,
+                Err(e) => panic!("{prompt}: {e}"),
+            }
+        })
+    };
+    // One request in flight per listener saturates each configuration's pool (its own in-flight
+    // counts); the next one on each waits in that configuration's queue.
+    let mut clients = vec![send(env.listen, "first-1"), send(second, "first-2")];
+    std::thread::sleep(Duration::from_millis(200));
+    clients.push(send(env.listen, "queued-1"));
+    clients.push(send(second, "queued-2"));
+    let queued = || -> u64 {
+        env.prometheus()
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#') && l.contains("inference_extension_flow_control_queue_size")
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .map(|v| v as u64)
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_millis(1000);
+    let mut seen = 0;
+    while Instant::now() < deadline && seen < 2 {
+        std::thread::sleep(Duration::from_millis(50));
+        seen = queued();
+    }
+    assert_eq!(seen, 2, "both listeners' waiting requests in the one gauge");
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    env.settle_stats();
+    assert_eq!(queued(), 0, "queues empty at the end");
+    assert_eq!(env.stat_sum("picks"), 4, "{}", env.stats());
+}
