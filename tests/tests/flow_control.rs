@@ -27,24 +27,30 @@ fn start_with(flow_control: Value, workers: u32) -> Env {
     Env::start(EnvSpec {
         backends: vec!["pod-a".into()],
         concurrency: workers,
-        picker: json!({
-            "featureGates": ["flowControl"],
-            "plugins": [
-                {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
-                {"type": "queue-scorer"},
-                {"type": "max-score-picker"}
-            ],
-            "saturationDetector": {"pluginRef": "concurrency-detector"},
-            "schedulingProfiles": [{"name": "default", "plugins": [
-                {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
-            ]}],
-            "inferenceObjectives": [
-                {"name": "critical", "priority": 10},
-                {"name": "batch", "priority": -1}
-            ],
-            "flowControl": flow_control
-        }),
+        picker: picker(flow_control),
         ..EnvSpec::default()
+    })
+}
+
+/// The picker JSON of these tests (without `pool`): flow control on, one request in flight
+/// saturates an endpoint, two objectives with priorities.
+fn picker(flow_control: Value) -> Value {
+    json!({
+        "featureGates": ["flowControl"],
+        "plugins": [
+            {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+            {"type": "queue-scorer"},
+            {"type": "max-score-picker"}
+        ],
+        "saturationDetector": {"pluginRef": "concurrency-detector"},
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+        ]}],
+        "inferenceObjectives": [
+            {"name": "critical", "priority": 10},
+            {"name": "batch", "priority": -1}
+        ],
+        "flowControl": flow_control
     })
 }
 
@@ -383,20 +389,9 @@ fn queue_gauges_add_up_across_two_listeners() {
         return;
     }
     let backend = e2e::Backend::spawn("pod-a");
-    let picker = json!({
-        "pool": {"cluster": "inference_pool", "endpoints": [{"address": backend.addr.to_string()}]},
-        "featureGates": ["flowControl"],
-        "plugins": [
-            {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
-            {"type": "queue-scorer"},
-            {"type": "max-score-picker"}
-        ],
-        "saturationDetector": {"pluginRef": "concurrency-detector"},
-        "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
-        ]}],
-        "flowControl": {"defaultRequestTTL": "30s"}
-    });
+    let mut config = picker(json!({"defaultRequestTTL": "30s"}));
+    config["pool"] =
+        json!({"cluster": "inference_pool", "endpoints": [{"address": backend.addr.to_string()}]});
     // The rendered listener, twice: the copy on its own port and under its own name.
     let second_port = e2e::free_port();
     let opts = e2e::StartOptions {
@@ -425,7 +420,7 @@ fn queue_gauges_add_up_across_two_listeners() {
         })),
         ..e2e::StartOptions::default()
     };
-    let env = Env::start_with(vec![backend], picker, opts).unwrap_or_else(|log| panic!("{log}"));
+    let env = Env::start_with(vec![backend], config, opts).unwrap_or_else(|log| panic!("{log}"));
     let second: std::net::SocketAddr = ([127, 0, 0, 1], second_port).into();
     env.backend("pod-a").set(json!({"delay_ms": 1500}));
     let send = |to: std::net::SocketAddr, prompt: &'static str| {
