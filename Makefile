@@ -82,8 +82,9 @@ prometheus:
 ## $$ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
 native: $(NATIVE) $(EXAMPLE_NATIVE)
 
-# Profile-guided: built instrumented, trained in Envoy, built again (scripts/native-pgo.sh, ~6 min
-# from cold; NATIVE_PGO=0 for the plain build, ~1.5 min).
+# Profile-guided: built instrumented, trained in Envoy, built again (scripts/native-pgo.sh: ~6–7 min
+# after a source change, 11 min from a fresh clone with Envoy's install; NATIVE_PGO=0 for the
+# plain build, ~1.5 min).
 $(NATIVE): $(NATIVE_SOURCES) | $(ENVOY)
 	mkdir -p dist
 	CARGO="$(CARGO)" scripts/native-pgo.sh $@

@@ -73,7 +73,7 @@ for _ in $(seq 1 100); do curl -sf localhost:$ADMIN_PORT/ready >/dev/null 2>&1 &
 curl -sf localhost:$ADMIN_PORT/ready >/dev/null || fallback "Envoy with the instrumented module did not start ($(tail -3 "$WORK/envoy.log"))"
 sleep 1
 # The mix: shares roughly as a chat fleet sees them (the workloads of scripts/bench-load.sh, plus
-# streaming and completions, which only this script sends).
+# streaming and completions, which those workloads do not send).
 cat > "$WORK/mix.lua" <<'LUA'
 local filler = string.rep("You are a helpful assistant for the billing team. ", 78)
 local n = 0
