@@ -12,6 +12,9 @@
 //! eviction; the table's records point at those nodes. Touch, insert and evict are O(1).
 //!
 //! Endpoints are keyed by their `ip:port` address; each gets a small integer id on first insert.
+//! An endpoint that leaves the pool gives back its LRU's memory and its id, which the next new
+//! endpoint reuses: under pod churn (every rollout or scale event brings new addresses) the
+//! index stays the size of the pool it serves, not of every address it ever saw.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -131,12 +134,21 @@ impl EndpointLru {
         .take(n)
     }
 
-    fn clear(&mut self) {
-        self.nodes.clear();
-        self.free.clear();
+    /// Forgets every block and gives the list's memory back (the endpoint left the pool).
+    fn release(&mut self) {
+        self.nodes = Vec::new();
+        self.free = Vec::new();
+        self.address = String::new();
         self.head = NIL;
         self.tail = NIL;
         self.len = 0;
+    }
+
+    /// Heap bytes held, by capacity.
+    fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * core::mem::size_of::<Node>()
+            + self.free.capacity() * core::mem::size_of::<u32>()
+            + self.address.capacity()
     }
 }
 
@@ -145,6 +157,8 @@ pub struct PrefixIndex {
     blocks: BlockTable,
     endpoints: Vec<EndpointLru>,
     ids: HashMap<String, u32>,
+    /// Ids of endpoints that left the pool, free for the next new address.
+    vacant: Vec<u32>,
 }
 
 impl Default for PrefixIndex {
@@ -176,6 +190,7 @@ impl PrefixIndex {
             blocks: BlockTable::new(table_seed(entropy)),
             endpoints: Vec::new(),
             ids: HashMap::new(),
+            vacant: Vec::new(),
         }
     }
 
@@ -184,7 +199,8 @@ impl PrefixIndex {
         self.ids.get(address).copied()
     }
 
-    /// Number of endpoint slots (ids are below this).
+    /// Number of endpoint slots (ids are below this): the most endpoints held at one time, not
+    /// every address ever seen (ids of removed endpoints are reused).
     pub fn endpoint_slots(&self) -> usize {
         self.endpoints.len()
     }
@@ -220,8 +236,18 @@ impl PrefixIndex {
         if let Some(&id) = self.ids.get(address) {
             return id;
         }
-        let id = self.endpoints.len() as u32;
-        self.endpoints.push(EndpointLru::new(address));
+        let id = match self.vacant.pop() {
+            Some(id) => {
+                if let Some(e) = self.endpoints.get_mut(id as usize) {
+                    *e = EndpointLru::new(address);
+                }
+                id
+            }
+            None => {
+                self.endpoints.push(EndpointLru::new(address));
+                (self.endpoints.len() - 1) as u32
+            }
+        };
         self.ids.insert(address.into(), id);
         id
     }
@@ -287,9 +313,10 @@ impl PrefixIndex {
         }
     }
 
-    /// Forgets every block of `address` (the endpoint left the pool).
+    /// Forgets `address` and every block it held (the endpoint left the pool); its memory is
+    /// freed and its id is reused by the next new endpoint.
     pub fn remove_endpoint(&mut self, address: &str) {
-        let Some(&id) = self.ids.get(address) else {
+        let Some(id) = self.ids.remove(address) else {
             return;
         };
         let Some(ep) = self.endpoints.get_mut(id as usize) else {
@@ -301,19 +328,20 @@ impl PrefixIndex {
             hashes.push(n.hash);
             i = n.next;
         }
-        ep.clear();
+        ep.release();
         for h in hashes {
             self.blocks.remove(h, id);
         }
+        self.vacant.push(id);
     }
 
     /// Forgets every endpoint whose address is not in `addresses`.
     pub fn retain_endpoints<'a>(&mut self, addresses: impl Iterator<Item = &'a str> + Clone) {
         let gone: Vec<String> = self
-            .endpoints
-            .iter()
-            .filter(|e| e.len > 0 && !addresses.clone().any(|a| a == e.address))
-            .map(|e| e.address.clone())
+            .ids
+            .keys()
+            .filter(|known| !addresses.clone().any(|a| a == known.as_str()))
+            .cloned()
             .collect();
         for a in gone {
             self.remove_endpoint(&a);
@@ -336,6 +364,21 @@ impl PrefixIndex {
     /// True when no block is tracked.
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
+    }
+
+    /// Heap bytes the index holds, by capacity: the block table, every endpoint's LRU list and
+    /// the address map (its keys, and per bucket a `(String, u32)` entry and a control byte:
+    /// an estimate of hashbrown's layout). Grows with the blocks held, up to `capacity` per endpoint, and shrinks when an
+    /// endpoint leaves.
+    pub fn memory_bytes(&self) -> usize {
+        let lists: usize = self.endpoints.iter().map(EndpointLru::heap_bytes).sum();
+        let ids: usize = self.ids.keys().map(|k| k.capacity()).sum::<usize>()
+            + self.ids.capacity() * (core::mem::size_of::<(String, u32)>() + 1);
+        self.blocks.heap_bytes()
+            + lists
+            + self.endpoints.capacity() * core::mem::size_of::<EndpointLru>()
+            + self.vacant.capacity() * core::mem::size_of::<u32>()
+            + ids
     }
 }
 
@@ -408,6 +451,47 @@ mod tests {
             1,
             "a returning endpoint starts empty and works"
         );
+    }
+
+    /// Pod churn: each round a new address joins with a full list and the oldest leaves. The
+    /// index keeps as many endpoint slots as endpoints held at once and no more memory than
+    /// after the first rounds; an address that takes over a freed id starts empty.
+    #[test]
+    fn churn_reuses_ids_and_memory() {
+        let cap = 500;
+        let live = 4;
+        let mut idx = PrefixIndex::new();
+        let mut after_warm_up = 0;
+        for round in 0..300u64 {
+            let hashes: Vec<u64> = (0..cap as u64).map(|k| round * 1_000_000 + k).collect();
+            idx.add(
+                &format!("10.0.{}.{}:8000", round / 256, round % 256),
+                &hashes,
+                cap,
+            );
+            let keep: Vec<String> = (round.saturating_sub(live - 1)..=round)
+                .map(|r| format!("10.0.{}.{}:8000", r / 256, r % 256))
+                .collect();
+            idx.retain_endpoints(keep.iter().map(String::as_str));
+            assert!(idx.endpoint_slots() <= live as usize + 1);
+            assert_eq!(idx.len(), keep.len() * cap);
+            if round == 20 {
+                after_warm_up = idx.memory_bytes();
+            }
+        }
+        assert!(
+            idx.memory_bytes() <= after_warm_up,
+            "{} bytes after 300 rounds, {after_warm_up} after 20",
+            idx.memory_bytes()
+        );
+        // The newest endpoint's blocks match; a departed one's do not, under any id.
+        let mut counts = crate::scratch::Scratch::new();
+        assert_eq!(
+            idx.match_longest_prefix(&[299_000_000, 299_000_001], &mut counts),
+            2
+        );
+        assert_eq!(idx.match_longest_prefix(&[100_000_000], &mut counts), 0);
+        assert_eq!(idx.blocks_of("10.0.0.100:8000"), 0);
     }
 
     /// Compares against a plain model (one Vec per endpoint, most recent last) over random

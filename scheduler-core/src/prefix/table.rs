@@ -70,6 +70,11 @@ impl BlockTable {
         self.len == 0
     }
 
+    /// Heap bytes of the slot array (16 bytes a slot; at most half of them hold records).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Slot>()
+    }
+
     fn home(&self, hash: u64) -> usize {
         // Multiply-shift: the top bits of the product depend on every bit of the input.
         let mixed = (hash ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
