@@ -13,6 +13,12 @@
 //!   endpoint, refreshed on every request, moved to the new pick when the bound endpoint is no
 //!   longer in the pool, dropped after `evictionTtlSeconds` (300) unused (swept every
 //!   `evictionSweepSeconds`, 10, from the request path). Nothing is written to the client.
+//!   The session id comes from the client, so what it may cost is bounded here (upstream bounds
+//!   it by the TTL alone): bindings are keyed by a seeded 64-bit hash of the id, not the id
+//!   itself (a header value can be tens of KiB), and at most `sessionIdConfig.maxBindings`
+//!   (ours, default [`DEFAULT_MAX_BINDINGS`]; ~80 bytes each) are held. When the table is full a
+//!   new session is routed as if it had none until a sweep frees room, and the next sweep logs
+//!   how many went unbound. Known sessions keep their binding.
 //!   `attribute` sources (values other plugins publish) are accepted and skipped with a warning:
 //!   request attributes of other plugins do not reach this filter here.
 //! - `profileName`: the profile whose pick is remembered (e.g. `prefill`); default the primary.
@@ -46,6 +52,8 @@ pub const MULTICLUSTER_TYPE: &str = "multicluster-session-affinity-filter";
 pub const DEFAULT_TOKEN_HEADER: &str = "x-session-token";
 /// Default header of `session_id`.
 pub const DEFAULT_SESSION_ID_HEADER: &str = "x-session-id";
+/// Default `sessionIdConfig.maxBindings`: sessions bound at once (~8 MiB at most).
+pub const DEFAULT_MAX_BINDINGS: usize = 100_000;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -68,6 +76,8 @@ struct SessionIdConfig {
     sources: Vec<Source>,
     eviction_ttl_seconds: f64,
     eviction_sweep_seconds: f64,
+    /// Ours: the most sessions bound at once (0: [`DEFAULT_MAX_BINDINGS`]).
+    max_bindings: usize,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,14 +97,19 @@ struct SessionIds {
     headers: Vec<String>,
     ttl_ms: u64,
     sweep_ms: u64,
+    max_bindings: usize,
+    /// Seed of the session-id hash (the host's entropy: clients cannot aim for collisions).
+    seed: u64,
     bindings: Lock<Bindings>,
 }
 
 #[derive(Default)]
 struct Bindings {
-    /// Session id → (endpoint address, last used ms).
-    by_id: HashMap<String, (String, u64)>,
+    /// xxh3 of the session id → (endpoint address, last used ms).
+    by_id: HashMap<u64, (String, u64)>,
     last_sweep_ms: u64,
+    /// New sessions left unbound since the last sweep because the table was full.
+    refused: u64,
 }
 
 /// Builds a [`SessionAffinityFilter`] (either type name).
@@ -105,7 +120,7 @@ struct Bindings {
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    _: &Handle<'_>,
+    handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
     let strategy = match p.strategy.as_deref().unwrap_or("encoded_endpoint_header") {
@@ -153,6 +168,11 @@ pub fn factory(
                 headers,
                 ttl_ms: secs(c.eviction_ttl_seconds, 300.0, "evictionTtlSeconds")?,
                 sweep_ms: secs(c.eviction_sweep_seconds, 10.0, "evictionSweepSeconds")?,
+                max_bindings: match c.max_bindings {
+                    0 => DEFAULT_MAX_BINDINGS,
+                    n => n,
+                },
+                seed: handle.services().entropy,
                 bindings: Lock::new(Bindings::default()),
             })
         }
@@ -201,13 +221,17 @@ fn session_target(f: &SessionAffinityFilter, cx: &CycleContext<'_>) -> Option<St
             String::from_utf8(bytes).ok()
         }
         Strategy::SessionId(s) => {
-            let id = s.session_id(cx)?;
-            s.bindings.lock().by_id.get(id).map(|(a, _)| a.clone())
+            let id = s.key(s.session_id(cx)?);
+            s.bindings.lock().by_id.get(&id).map(|(a, _)| a.clone())
         }
     }
 }
 
 impl SessionIds {
+    fn key(&self, session_id: &str) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(session_id.as_bytes(), self.seed)
+    }
+
     fn session_id<'r>(&self, cx: &'r CycleContext<'_>) -> Option<&'r str> {
         self.headers.iter().find_map(|h| {
             cx.request
@@ -296,7 +320,9 @@ impl PreRequest for SessionAffinityFilter {
                 }
             }
             Strategy::SessionId(s) => {
-                let Some(id) = s.session_id(cx) else { return };
+                let Some(id) = s.session_id(cx).map(|id| s.key(id)) else {
+                    return;
+                };
                 let now = cx.now_ms;
                 let mut b = s.bindings.lock();
                 if now >= b.last_sweep_ms.saturating_add(s.sweep_ms) {
@@ -304,9 +330,17 @@ impl PreRequest for SessionAffinityFilter {
                     let ttl = s.ttl_ms;
                     b.by_id
                         .retain(|_, (_, seen)| now.saturating_sub(*seen) <= ttl);
+                    if b.refused > 0 {
+                        log::warn!(
+                            "{}: {} new sessions were not bound (the table holds at most {} sessions, sessionIdConfig.maxBindings)",
+                            self.typed_name.name, b.refused, s.max_bindings
+                        );
+                        b.refused = 0;
+                    }
                 }
                 let in_pool = |a: &str| cx.endpoints.iter().any(|e| e.address == a);
-                match b.by_id.get_mut(id) {
+                let full = b.by_id.len() >= s.max_bindings;
+                match b.by_id.get_mut(&id) {
                     Some((addr, seen)) if addr == picked || !in_pool(addr) => {
                         // Same endpoint: refresh. Bound endpoint gone from the pool: move.
                         *addr = picked.to_string();
@@ -317,8 +351,9 @@ impl PreRequest for SessionAffinityFilter {
                         // filter dropped it this time): keep the binding.
                         *seen = now;
                     }
+                    None if full => b.refused += 1,
                     None => {
-                        b.by_id.insert(id.to_string(), (picked.to_string(), now));
+                        b.by_id.insert(id, (picked.to_string(), now));
                     }
                 }
             }
@@ -492,6 +527,36 @@ mod tests {
         assert!(
             f.as_response_header().is_none(),
             "nothing is written to the client"
+        );
+    }
+
+    /// Client-chosen session ids cannot grow the table past `maxBindings`: a new session is
+    /// then routed unbound, known ones keep their endpoint, and a sweep makes room again.
+    #[test]
+    fn session_table_is_bounded() {
+        let f = build(serde_json::json!({"strategy": "session_id",
+            "sessionIdConfig": {"evictionTtlSeconds": 10, "evictionSweepSeconds": 1, "maxBindings": 3}}));
+        let eps = eps();
+        let long = "x".repeat(50_000);
+        for (i, id) in ["a", "b", long.as_str(), "d", "e"].iter().enumerate() {
+            served(&f, &eps, &[("x-session-id", id)], i % 3, 0);
+        }
+        assert_eq!(kept(&f, &eps, &[("x-session-id", "a")], 0), vec![0]);
+        assert_eq!(
+            kept(&f, &eps, &[("x-session-id", long.as_str())], 0),
+            vec![2]
+        );
+        assert_eq!(
+            kept(&f, &eps, &[("x-session-id", "d")], 0),
+            vec![0, 1, 2],
+            "the table was full: unbound"
+        );
+        // After the TTL the next request's sweep frees the table and the session binds.
+        served(&f, &eps, &[("x-session-id", "d")], 1, 20_000);
+        assert_eq!(kept(&f, &eps, &[("x-session-id", "d")], 20_000), vec![1]);
+        assert_eq!(
+            kept(&f, &eps, &[("x-session-id", "a")], 20_000),
+            vec![0, 1, 2]
         );
     }
 
