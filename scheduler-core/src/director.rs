@@ -73,7 +73,9 @@ impl EndpointPicker {
 
     /// The request's fairness id (its flow in flow control, the program of
     /// `program-aware-fairness`): the `x-llm-d-inference-fairness-id` header (or its older
-    /// name), else the identity a configured identity plugin finds, else `default-flow`.
+    /// name), else the identity a configured identity plugin finds, else `default-flow`; cut to
+    /// [`crate::flowcontrol::queues::MAX_FAIRNESS_ID_BYTES`], so the flow's queue and the
+    /// program's attained service are keyed alike.
     pub fn fairness_id<'r>(&self, request: &'r InferenceRequest<'_>) -> &'r str {
         use crate::flowcontrol::{DEFAULT_FAIRNESS_ID, FAIRNESS_ID_HEADER, OLD_FAIRNESS_ID_HEADER};
         let header = |name: &str| {
@@ -83,10 +85,12 @@ impl EndpointPicker {
                 .find(|(k, v)| k == name && !v.is_empty())
                 .map(|(_, v)| v.as_ref())
         };
-        header(FAIRNESS_ID_HEADER)
-            .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
-            .or_else(|| self.flow_identity(request))
-            .unwrap_or(DEFAULT_FAIRNESS_ID)
+        crate::flowcontrol::queues::cut_fairness_id(
+            header(FAIRNESS_ID_HEADER)
+                .or_else(|| header(OLD_FAIRNESS_ID_HEADER))
+                .or_else(|| self.flow_identity(request))
+                .unwrap_or(DEFAULT_FAIRNESS_ID),
+        )
     }
 
     /// The parser for `path` (llm-d's parser registry): the only one when one is configured;

@@ -261,7 +261,7 @@ impl<W> FlowQueues<W> {
         let ticket = self.next_seq;
         req.seq = ticket;
         req.enqueued_ms = now_ms;
-        let id = cut(&key.fairness_id);
+        let id = cut_fairness_id(&key.fairness_id);
         let flow = match band.flows.iter().position(|f| f.id == id) {
             Some(i) => i,
             None => {
@@ -430,7 +430,7 @@ impl<W> FlowQueues<W> {
 }
 
 /// `id` cut to [`MAX_FAIRNESS_ID_BYTES`] at a character boundary.
-fn cut(id: &str) -> &str {
+pub fn cut_fairness_id(id: &str) -> &str {
     if id.len() <= MAX_FAIRNESS_ID_BYTES {
         return id;
     }

@@ -24,6 +24,12 @@
 //! dropped. Programs with nothing in flight and no completion for `evictionTtlSeconds` (3600) are
 //! forgotten, checked every `evictionSweepSeconds` (300) from the request path.
 //!
+//! **Bounds.** Programs are named by the client (the fairness-id header), so at most
+//! [`MAX_PROGRAMS`] are tracked, each by its id cut to 128 bytes as the flow queues cut it (the
+//! two must agree: a longer id would otherwise never find its service and always count as
+//! unserved). A program first seen while the table is full is not tracked and counts as
+//! unserved, as any new program does; sweeps make room again.
+//!
 //! Parameters: `strategy` (`las`, the only one), `lasWeightService`, `lasWeightHeadWait`,
 //! `lasHalfLifeSeconds`, `evictionTtlSeconds`, `evictionSweepSeconds` (> 0); negative values are
 //! errors. Upstream's Prometheus series (per-program average wait, attained service, Jain's
@@ -37,6 +43,7 @@ use hashbrown::HashMap;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldPath};
+use crate::flowcontrol::queues::cut_fairness_id;
 use crate::flowcontrol::{DEFAULT_FAIRNESS_ID, FAIRNESS_ID};
 use crate::lock::Lock;
 use crate::model::response::{BodyChunk, ResponseInfo};
@@ -162,10 +169,23 @@ impl Program {
     }
 }
 
+/// Programs tracked at once (each ~200 bytes at most: ~20 MiB).
+pub const MAX_PROGRAMS: usize = 100_000;
+
 #[derive(Default)]
 struct Programs {
     by_id: HashMap<String, Program>,
     last_sweep_ms: u64,
+}
+
+impl Programs {
+    /// `program`'s entry, made if there is room (see [`MAX_PROGRAMS`]).
+    fn tracked(&mut self, program: &str) -> Option<&mut Program> {
+        if !self.by_id.contains_key(program) && self.by_id.len() >= MAX_PROGRAMS {
+            return None;
+        }
+        Some(self.by_id.entry_ref(program).or_default())
+    }
 }
 
 /// See the module docs.
@@ -309,17 +329,18 @@ impl Drop for InFlight {
 
 impl PreRequest for ProgramAware {
     fn pre_request(&self, cx: &CycleContext<'_>, _: &SchedulingResult, state: &mut RequestState) {
-        let program = cx
-            .state
-            .get::<String>(FAIRNESS_ID)
-            .cloned()
-            .unwrap_or_else(|| String::from(DEFAULT_FAIRNESS_ID));
+        let program = String::from(cut_fairness_id(
+            cx.state
+                .get::<String>(FAIRNESS_ID)
+                .map_or(DEFAULT_FAIRNESS_ID, String::as_str),
+        ));
         {
             let mut programs = self.programs.lock();
             self.sweep(&mut programs, cx.now_ms);
-            let p = programs.by_id.entry(program.clone()).or_default();
-            p.in_flight += 1;
-            p.last_seen_ms = p.last_seen_ms.max(cx.now_ms);
+            if let Some(p) = programs.tracked(&program) {
+                p.in_flight += 1;
+                p.last_seen_ms = p.last_seen_ms.max(cx.now_ms);
+            }
         }
         state.put(
             &self.typed_name.name,
@@ -347,14 +368,15 @@ impl ResponseBody for ProgramAware {
         let now = response.now_ms;
         {
             let mut programs = self.programs.lock();
-            let p = programs.by_id.entry(flight.program.clone()).or_default();
-            if let Some(u) = chunk.usage {
-                let cost = WEIGHT_INPUT_TOKEN * u.prompt_tokens as f64
-                    + WEIGHT_OUTPUT_TOKEN * u.completion_tokens as f64;
-                p.service = p.service_at(now, self.half_life_ms) + cost;
-                p.anchor_ms = Some(p.anchor_ms.map_or(now, |a| a.max(now)));
+            if let Some(p) = programs.tracked(&flight.program) {
+                if let Some(u) = chunk.usage {
+                    let cost = WEIGHT_INPUT_TOKEN * u.prompt_tokens as f64
+                        + WEIGHT_OUTPUT_TOKEN * u.completion_tokens as f64;
+                    p.service = p.service_at(now, self.half_life_ms) + cost;
+                    p.anchor_ms = Some(p.anchor_ms.map_or(now, |a| a.max(now)));
+                }
+                p.last_seen_ms = p.last_seen_ms.max(now);
             }
-            p.last_seen_ms = p.last_seen_ms.max(now);
         }
         drop(flight);
     }
@@ -453,6 +475,33 @@ mod tests {
         let no_decay = build(serde_json::json!({"lasHalfLifeSeconds": 0}));
         serve(&no_decay, "a", 0, 0, usage(100, 0));
         assert_eq!(no_decay.attained_service("a", 10_000_000), 100.0);
+    }
+
+    /// A fairness id longer than the queues keep is cut alike here, so the flow finds its
+    /// service (before, such a program always counted as unserved and always went first).
+    #[test]
+    fn a_long_fairness_id_finds_its_service() {
+        let p = build(serde_json::json!({}));
+        let long = "t".repeat(300);
+        serve(&p, &long, 0, 1_000, usage(10_000, 1_000));
+        serve(&p, "light", 0, 1_000, usage(10, 1));
+        let flow_id = cut_fairness_id(&long);
+        assert_eq!(p.attained_service(flow_id, 1_000), 12_000.0);
+        assert_eq!(pick(&p, &[(flow_id, Some(9)), ("light", Some(9))]), Some(1));
+    }
+
+    /// Client-chosen ids cannot grow the table past [`MAX_PROGRAMS`]; a program beyond it counts
+    /// as unserved, and tracked ones keep their service.
+    #[test]
+    fn the_program_table_is_bounded() {
+        let p = build(serde_json::json!({}));
+        serve(&p, "first", 0, 0, usage(100, 0));
+        for i in 1..MAX_PROGRAMS + 10 {
+            serve(&p, &i.to_string(), 0, 0, usage(1, 0));
+        }
+        assert_eq!(p.tracked_programs(), MAX_PROGRAMS);
+        assert_eq!(p.attained_service("first", 0), 100.0);
+        assert_eq!(p.attained_service(&(MAX_PROGRAMS + 5).to_string(), 0), 0.0);
     }
 
     #[test]
