@@ -48,8 +48,8 @@ impl MetricType {
 
 const PREFIX: &str = "endpoint_picker";
 
-/// Most (endpoint, profile) pick series one VM defines (the pool is bounded by configuration;
-/// this only guards against a pathological churn of addresses).
+/// Most (endpoint, profile) pick series one VM looks up at once; when churn of addresses fills
+/// it, it is emptied and series are defined again as they are picked.
 const MAX_PICK_SERIES: usize = 4096;
 
 /// A metric defined on first use; a host refusal leaves it undefined (and silent).
@@ -166,7 +166,10 @@ impl PickerStats {
                 return;
             }
             if self.pick_series.get() >= MAX_PICK_SERIES {
-                return;
+                // Pod churn filled the table: start it afresh. The counters live in Envoy, so a
+                // series defined again continues where it was; only the lookups are rebuilt.
+                m.clear();
+                self.pick_series.set(0);
             }
             self.pick_series.set(self.pick_series.get() + 1);
             let name = labelled_name(&families::PICKS, &[endpoint, profile]);

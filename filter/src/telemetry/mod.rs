@@ -32,8 +32,10 @@ pub const MAX_MODEL_PAIRS: usize = 256;
 /// Label value standing for every model pair beyond [`MAX_MODEL_PAIRS`].
 pub const OTHER_MODEL: &str = "_other";
 
-/// Distinct endpoints kept in the pick counts; picks of further endpoints (after much pool
-/// churn) are counted under [`OTHER_MODEL`]'s label value.
+/// Distinct endpoints kept in the pick counts; picks of further endpoints are counted under
+/// [`OTHER_MODEL`]'s label value. Pod churn alone does not reach it: once more than half of it is
+/// in use, a flush drops the endpoints not picked since the previous flush (their counts are
+/// already sent, and Envoy keeps the series, so nothing is lost if they return).
 pub const MAX_PICK_ENDPOINTS: usize = 4096;
 
 /// Where flushed values go: Envoy stats in each build.
@@ -273,15 +275,19 @@ impl Telemetry {
     /// Sends every change since the previous flush to `sink`.
     pub fn flush(&mut self, now_ms: u64, sink: &mut dyn StatSink) {
         self.last_flush_ms = now_ms;
-        for (endpoint, by_profile) in &mut self.picks {
-            for (profile, c) in by_profile {
+        let prune_idle = self.picks.len() > MAX_PICK_ENDPOINTS / 2;
+        self.picks.retain(|endpoint, by_profile| {
+            let mut picked = false;
+            for (profile, c) in by_profile.iter_mut() {
+                picked |= c.total != c.flushed;
                 c.flush(
                     &families::PICKS,
                     &[endpoint.as_str(), profile.as_str()],
                     sink,
                 );
             }
-        }
+            picked || !prune_idle
+        });
         for (status, c) in &mut self.replies {
             if c.total != c.flushed {
                 c.flush(&families::LOCAL_REPLIES, &[&status.to_string()], sink);

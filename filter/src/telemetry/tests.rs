@@ -255,6 +255,32 @@ fn picks_and_replies_are_counted_in_memory_and_flushed_as_deltas() {
     );
 }
 
+/// Pod churn: more addresses over time than the pick series hold at once. Idle endpoints are
+/// dropped after their counts are sent, so every new address still gets its own series and
+/// the totals stay exact when an address returns.
+#[test]
+fn pick_series_follow_pod_churn() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    let picks = |s: &Shown, ep: &str| s.get(&Shown::key(&families::PICKS, &[ep, "default"]));
+    for round in 0..3 * MAX_PICK_ENDPOINTS {
+        // Four pods serve at a time; each round one is replaced by a new address.
+        for k in 0..4 {
+            t.pick(&format!("pod-{}", round + k), "default");
+        }
+        t.flush(round as u64 * 1000, &mut shown);
+    }
+    let last = 3 * MAX_PICK_ENDPOINTS - 1;
+    assert_eq!(picks(&shown, &format!("pod-{}", last + 3)), Some(1));
+    assert_eq!(picks(&shown, &format!("pod-{last}")), Some(4));
+    assert_eq!(picks(&shown, OTHER_MODEL), None, "no pick fell into _other");
+    // A pod dropped long ago comes back: its series continues.
+    t.pick("pod-7", "default");
+    t.flush(u64::MAX / 2, &mut shown);
+    assert_eq!(picks(&shown, "pod-7"), Some(5));
+}
+
 #[test]
 fn queue_depths_of_several_gates_add_up_per_priority() {
     let band = |priority, requests, bytes| BandDepth {
