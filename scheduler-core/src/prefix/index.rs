@@ -368,8 +368,8 @@ impl PrefixIndex {
 
     /// Heap bytes the index holds, by capacity: the block table, every endpoint's LRU list and
     /// the address map (its keys, and per bucket a `(String, u32)` entry and a control byte:
-    /// an estimate of hashbrown's layout). Grows with the blocks held, up to `capacity` per endpoint, and shrinks when an
-    /// endpoint leaves.
+    /// an estimate of hashbrown's layout). Grows with the blocks held, up to `capacity` per
+    /// endpoint, and shrinks when an endpoint leaves.
     pub fn memory_bytes(&self) -> usize {
         let lists: usize = self.endpoints.iter().map(EndpointLru::heap_bytes).sum();
         let ids: usize = self.ids.keys().map(|k| k.capacity()).sum::<usize>()

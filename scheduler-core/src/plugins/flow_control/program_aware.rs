@@ -317,10 +317,15 @@ impl FairnessPolicy for ProgramAware {
 struct InFlight {
     programs: Arc<Lock<Programs>>,
     program: String,
+    /// Whether PreRequest counted it (not when the table was full then).
+    counted: bool,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         if let Some(p) = self.programs.lock().by_id.get_mut(&self.program) {
             p.in_flight = p.in_flight.saturating_sub(1);
         }
@@ -334,19 +339,21 @@ impl PreRequest for ProgramAware {
                 .get::<String>(FAIRNESS_ID)
                 .map_or(DEFAULT_FAIRNESS_ID, String::as_str),
         ));
-        {
+        let counted = {
             let mut programs = self.programs.lock();
             self.sweep(&mut programs, cx.now_ms);
-            if let Some(p) = programs.tracked(&program) {
+            programs.tracked(&program).map(|p| {
                 p.in_flight += 1;
                 p.last_seen_ms = p.last_seen_ms.max(cx.now_ms);
-            }
+            })
         }
+        .is_some();
         state.put(
             &self.typed_name.name,
             InFlight {
                 programs: self.programs.clone(),
                 program,
+                counted,
             },
         );
     }
