@@ -82,21 +82,50 @@ impl EndpointLru {
         self.head = i;
     }
 
-    fn touch(&mut self, i: u32) {
-        if self.head != i {
-            self.unlink(i);
-            self.link_front(i);
+    /// Links node `i` right after node `anchor` (which is linked).
+    fn link_after(&mut self, anchor: u32, i: u32) {
+        let Some(next) = self.nodes.get(anchor as usize).map(|a| a.next) else {
+            return;
+        };
+        if let Some(n) = self.nodes.get_mut(i as usize) {
+            n.prev = anchor;
+            n.next = next;
+        }
+        if let Some(a) = self.nodes.get_mut(anchor as usize) {
+            a.next = i;
+        }
+        match self.nodes.get_mut(next as usize) {
+            Some(x) => x.prev = i,
+            None => self.tail = i,
         }
     }
 
-    /// Adds `hash` at the front; returns its node index.
-    fn push_front(&mut self, hash: u64) -> u32 {
+    /// How many of `hashes`, from the first, are already this list's most recent blocks in
+    /// that order, and the node of the last of them.
+    fn front_run(&self, hashes: &[u64]) -> (usize, u32) {
+        let (mut k, mut at, mut last) = (0, self.head, NIL);
+        for &h in hashes {
+            match self.nodes.get(at as usize) {
+                Some(n) if n.hash == h => {
+                    k += 1;
+                    last = at;
+                    at = n.next;
+                }
+                _ => break,
+            }
+        }
+        (k, last)
+    }
+
+    /// Takes a slot for `hash` (unlinked); the caller links it.
+    fn alloc(&mut self, hash: u64) -> u32 {
         let node = Node {
             hash,
             prev: NIL,
             next: NIL,
         };
-        let i = match self.free.pop() {
+        self.len += 1;
+        match self.free.pop() {
             Some(i) => {
                 if let Some(slot) = self.nodes.get_mut(i as usize) {
                     *slot = node;
@@ -107,9 +136,20 @@ impl EndpointLru {
                 self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
-        };
+        }
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.link_front(i);
+        }
+    }
+
+    /// Adds `hash` at the front; returns its node index.
+    fn push_front(&mut self, hash: u64) -> u32 {
+        let i = self.alloc(hash);
         self.link_front(i);
-        self.len += 1;
         i
     }
 
@@ -284,6 +324,9 @@ impl PrefixIndex {
         while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
             self.evict_one(id);
         }
+        if self.add_after_front_run(id, hashes, cap) {
+            return;
+        }
         // Fetch the cache lines this call will need together: the records of the new blocks and
         // of the blocks that may be evicted for them (the oldest of this endpoint's list).
         self.blocks.touch(hashes.iter().copied());
@@ -311,6 +354,58 @@ impl PrefixIndex {
             let node = ep.push_front(h);
             self.blocks.insert(h, id, node);
         }
+    }
+
+    /// The common case of typical chat, done without touching the shared part: the prompt's
+    /// leading blocks are already the endpoint's most recent, in order (the previous request
+    /// with this system prompt went here), and no block after them is held yet. Those blocks go
+    /// right after the run, which leaves the list exactly as the general path in [`Self::add`]
+    /// would (each block moved to the front, last first), without its ~60 table lookups and
+    /// list moves for the run. Returns false, having changed nothing, when the case does not
+    /// apply: no run, a later block already held, or a capacity not above the prompt's length
+    /// (an eviction could then reach the run).
+    fn add_after_front_run(&mut self, id: u32, hashes: &[u64], cap: usize) -> bool {
+        let Some(ep) = self.endpoints.get(id as usize) else {
+            return false;
+        };
+        let (k, anchor) = ep.front_run(hashes);
+        let Some(rest) = hashes.get(k..) else {
+            return false;
+        };
+        if k == 0 || cap <= hashes.len() {
+            return false;
+        }
+        // As in `add`: the lines of the new blocks and of the blocks evicted for them, together.
+        self.blocks.touch(rest.iter().copied());
+        let evictions = (ep.len + rest.len()).saturating_sub(cap);
+        self.blocks.touch(ep.oldest(evictions));
+        if rest.iter().any(|&h| self.blocks.find(h, id).is_some()) {
+            return false;
+        }
+        for &h in rest.iter().rev() {
+            // Held now only if `rest` repeats it (placed a moment ago): move it, as `add` would.
+            if let Some(node) = self.blocks.find(h, id) {
+                if let Some(ep) = self.endpoints.get_mut(id as usize) {
+                    ep.unlink(node);
+                    ep.link_after(anchor, node);
+                }
+                continue;
+            }
+            if self
+                .endpoints
+                .get(id as usize)
+                .is_some_and(|e| e.len >= cap)
+            {
+                self.evict_one(id);
+            }
+            let Some(ep) = self.endpoints.get_mut(id as usize) else {
+                return true;
+            };
+            let node = ep.alloc(h);
+            ep.link_after(anchor, node);
+            self.blocks.insert(h, id, node);
+        }
+        true
     }
 
     /// Forgets `address` and every block it held (the endpoint left the pool); its memory is
@@ -492,6 +587,61 @@ mod tests {
         );
         assert_eq!(idx.match_longest_prefix(&[100_000_000], &mut counts), 0);
         assert_eq!(idx.blocks_of("10.0.0.100:8000"), 0);
+    }
+
+    /// Chat-shaped traffic (a few shared system prompts, then short questions that repeat
+    /// blocks now and then) takes the front-run path of `add` most of the time; the list must
+    /// come out in exactly the order of a plain LRU model, every step.
+    #[test]
+    fn front_run_path_keeps_exact_lru_order() {
+        let mut rng = SplitMix64::new(7);
+        let mut idx = PrefixIndex::new();
+        let cap = 12;
+        let mut model: Vec<Vec<u64>> = vec![Vec::new(); 2];
+        let prefixes: [&[u64]; 3] = [&[1, 2, 3, 4], &[1, 2, 5], &[6, 7, 8, 9]];
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let ep = rng.below(2);
+            let mut hashes: Vec<u64> = prefixes[rng.below(3)].to_vec();
+            for _ in 0..rng.below(4) {
+                hashes.push(100 + rng.below(30) as u64);
+            }
+            let addr = format!("e{ep}");
+            let run = idx
+                .endpoint_id(&addr)
+                .and_then(|id| idx.endpoints.get(id as usize))
+                .map_or(0, |e| e.front_run(&hashes).0);
+            fast += usize::from(run > 0);
+            idx.add(&addr, &hashes, cap);
+            let m = &mut model[ep];
+            for &h in hashes.iter().rev() {
+                m.retain(|&x| x != h);
+                if m.len() == cap {
+                    m.remove(0);
+                }
+                m.push(h);
+            }
+            for (e, m) in model.iter().enumerate() {
+                let Some(id) = idx.endpoint_id(&format!("e{e}")) else {
+                    continue;
+                };
+                let lru = &idx.endpoints[id as usize];
+                let mut order = Vec::new();
+                let mut i = lru.head;
+                while let Some(n) = lru.nodes.get(i as usize) {
+                    order.push(n.hash);
+                    i = n.next;
+                }
+                let want: Vec<u64> = m.iter().rev().copied().collect();
+                assert_eq!(order, want, "endpoint {e}");
+                assert_eq!(lru.len, m.len());
+                for &h in m {
+                    assert!(idx.blocks.find(h, id).is_some());
+                }
+            }
+        }
+        assert!(fast > 5_000, "the front-run path was taken {fast} times");
+        assert_eq!(idx.len(), model.iter().map(Vec::len).sum::<usize>());
     }
 
     /// Compares against a plain model (one Vec per endpoint, most recent last) over random
