@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use scheduler_core::{load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64};
+use scheduler_core::{
+    load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64,
+};
 
 const NOW_MS: u64 = 10_000;
 

@@ -46,58 +46,6 @@ impl<T> Lock<T> {
     }
 }
 
-/// A value read on every request and written rarely (the prefix index's endpoint ids): readers
-/// share it, a writer waits for them. The OS reader-writer lock with the `std` feature, a spin
-/// lock without it (never contended there, as for [`Lock`]); poisoning is ignored as for
-/// [`Lock`].
-#[derive(Default)]
-pub struct ReadMostly<T> {
-    #[cfg(feature = "std")]
-    inner: std::sync::RwLock<T>,
-    #[cfg(not(feature = "std"))]
-    inner: spin::RwLock<T>,
-}
-
-impl<T> ReadMostly<T> {
-    /// Wraps `value`.
-    pub fn new(value: T) -> Self {
-        ReadMostly {
-            #[cfg(feature = "std")]
-            inner: std::sync::RwLock::new(value),
-            #[cfg(not(feature = "std"))]
-            inner: spin::RwLock::new(value),
-        }
-    }
-
-    /// Shared access, beside other readers.
-    pub fn read(&self) -> impl core::ops::Deref<Target = T> + '_ {
-        #[cfg(feature = "std")]
-        {
-            self.inner
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            self.inner.read()
-        }
-    }
-
-    /// Exclusive access.
-    pub fn write(&self) -> impl DerefMut<Target = T> + '_ {
-        #[cfg(feature = "std")]
-        {
-            self.inner
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        }
-        #[cfg(not(feature = "std"))]
-        {
-            self.inner.write()
-        }
-    }
-}
-
 /// A loaded picker is shared by every worker thread of the native module: it must stay
 /// `Send + Sync` (a plugin with a `Cell`/`RefCell`/`Rc` inside fails to compile here).
 const _: fn() = || {

@@ -318,21 +318,8 @@ impl PrefixIndex {
         if hashes.is_empty() {
             return;
         }
-        let id = self.id_for(address);
-        self.add_for(id, hashes, capacity);
-    }
-
-    /// [`Self::add`] for endpoint `id` as the caller numbers endpoints (a shard of
-    /// [`super::SharedPrefixIndex`], whose ids this index's own address map never sees); the
-    /// list for `id` is made on first use.
-    pub(crate) fn add_for(&mut self, id: u32, hashes: &[u64], capacity: usize) {
-        if hashes.is_empty() {
-            return;
-        }
         let cap = capacity.max(1);
-        while self.endpoints.len() <= id as usize {
-            self.endpoints.push(EndpointLru::new(""));
-        }
+        let id = self.id_for(address);
         // Capacity learned later (autoTune from `num_gpu_blocks`) or reconfigured smaller.
         while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
             self.evict_one(id);
@@ -427,13 +414,6 @@ impl PrefixIndex {
         let Some(id) = self.ids.remove(address) else {
             return;
         };
-        self.forget(id);
-        self.vacant.push(id);
-    }
-
-    /// Drops every block of endpoint `id` and frees its list's memory; the id itself is the
-    /// caller's to reuse.
-    pub(crate) fn forget(&mut self, id: u32) {
         let Some(ep) = self.endpoints.get_mut(id as usize) else {
             return;
         };
@@ -447,16 +427,7 @@ impl PrefixIndex {
         for h in hashes {
             self.blocks.remove(h, id);
         }
-    }
-
-    /// Blocks tracked for endpoint `id`.
-    pub(crate) fn blocks_of_id(&self, id: u32) -> usize {
-        self.endpoints.get(id as usize).map_or(0, |e| e.len)
-    }
-
-    /// Calls `f` with the id of every endpoint holding `hash`; returns how many there are.
-    pub(crate) fn holders(&self, hash: u64, f: impl FnMut(u32)) -> usize {
-        self.blocks.holders(hash, f)
+        self.vacant.push(id);
     }
 
     /// Forgets every endpoint whose address is not in `addresses`.

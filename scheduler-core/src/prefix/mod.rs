@@ -1,14 +1,11 @@
 //! Approximate prefix-cache tracking: the xxh64 block chain a prompt hashes to ([`hash`]) and
 //! the per-endpoint LRU index of blocks each endpoint is believed to hold ([`index`], over the
-//! flat record table of [`table`]), split into shards by block hash when worker threads share it
-//! ([`shared`]).
+//! flat record table of [`table`]).
 //! The algorithm and its defaults are GIE's (docs/SOURCES.md#gie-prefix, `approximateprefix/` at GIE@1748e829).
 
 pub mod hash;
 pub mod index;
-pub mod shared;
 pub mod table;
 
 pub use hash::prefix_hashes;
 pub use index::PrefixIndex;
-pub use shared::SharedPrefixIndex;

@@ -21,6 +21,7 @@
 
 use alloc::sync::Arc;
 
+use crate::lock::Lock;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -35,8 +36,7 @@ use crate::plugin::{
     CycleContext, CycleState, DataKey, DataProducer, Plugin, PreRequest, ProduceContext,
     RequestState, ResponseHeader, TypedName,
 };
-use crate::prefix::shared::shards_for;
-use crate::prefix::{prefix_hashes, SharedPrefixIndex};
+use crate::prefix::{prefix_hashes, PrefixIndex};
 
 /// Plugin type name.
 pub const TYPE: &str = "approx-prefix-cache-producer";
@@ -154,10 +154,7 @@ pub fn factory(
         max_blocks: p.max_prefix_blocks_to_match as usize,
         max_tokens: p.max_prefix_tokens_to_match as usize,
         lru_capacity: p.lru_capacity_per_server as usize,
-        index: SharedPrefixIndex::new(
-            handle.services().entropy,
-            shards_for(p.lru_capacity_per_server as usize),
-        ),
+        index: Lock::new(PrefixIndex::with_entropy(handle.services().entropy)),
     }))
 }
 
@@ -177,9 +174,7 @@ pub struct ApproxPrefixCacheProducer {
     max_blocks: usize,
     max_tokens: usize,
     lru_capacity: usize,
-    /// Shared by every worker of a native module; in shards when `lruCapacityPerServer` is
-    /// large enough ([`crate::prefix::shared`]).
-    index: SharedPrefixIndex,
+    index: Lock<PrefixIndex>,
 }
 
 impl ApproxPrefixCacheProducer {
@@ -207,12 +202,12 @@ impl ApproxPrefixCacheProducer {
 
     /// Blocks tracked for `address` (tests and stats).
     pub fn blocks_of(&self, address: &str) -> usize {
-        self.index.blocks_of(address)
+        self.index.lock().blocks_of(address)
     }
 
     fn record(&self, endpoint: &crate::model::endpoint::Endpoint, hashes: &[u64]) {
         let cap = self.capacity_for(endpoint);
-        self.index.add(&endpoint.address, hashes, cap);
+        self.index.lock().add(&endpoint.address, hashes, cap);
     }
 }
 
@@ -233,7 +228,9 @@ impl Plugin for ApproxPrefixCacheProducer {
         &[PREFIX_CACHE_MATCH_INFO]
     }
     fn pool_changed(&self, addresses: &[&str]) {
-        self.index.retain_endpoints(addresses.iter().copied());
+        self.index
+            .lock()
+            .retain_endpoints(addresses.iter().copied());
     }
 }
 
@@ -265,23 +262,20 @@ impl DataProducer for ApproxPrefixCacheProducer {
         let total = hashes.len() as u32;
         let mut matches = alloc::vec![PrefixMatch { matched_blocks: 0, total_blocks: total, block_size_tokens: bst }; cx.endpoints.len()];
         if total > 0 {
-            let mut counts = crate::scratch::Scratch::new();
-            if self.index.match_longest_prefix(&hashes, &mut counts) > 0 {
-                let mut ids = crate::scratch::Scratch::new();
-                self.index.endpoint_ids(
-                    candidates
-                        .iter()
-                        .filter_map(|&i| cx.endpoints.get(i))
-                        .map(|e| e.address.as_str()),
-                    &mut ids,
-                );
-                let found = candidates.iter().filter(|&&i| i < cx.endpoints.len());
-                for (&i, id) in found.zip(&ids) {
-                    let held = id
-                        .and_then(|id| counts.get(id as usize).copied())
-                        .unwrap_or(0);
-                    if let Some(m) = matches.get_mut(i) {
-                        m.matched_blocks = held;
+            {
+                let idx = self.index.lock();
+                let mut counts = crate::scratch::Scratch::new();
+                if idx.match_longest_prefix(&hashes, &mut counts) > 0 {
+                    for &i in candidates {
+                        let held = cx
+                            .endpoints
+                            .get(i)
+                            .and_then(|e| idx.endpoint_id(&e.address))
+                            .and_then(|id| counts.get(id as usize).copied())
+                            .unwrap_or(0);
+                        if let Some(m) = matches.get_mut(i) {
+                            m.matched_blocks = held;
+                        }
                     }
                 }
             }
@@ -342,7 +336,7 @@ impl ResponseHeader for ApproxPrefixCacheProducer {
         {
             return;
         }
-        self.index.add(served, &p.hashes, self.lru_capacity);
+        self.index.lock().add(served, &p.hashes, self.lru_capacity);
         p.credited.push(xxh3_64(served.as_bytes()));
     }
 }

@@ -20,7 +20,7 @@ use crate::plugin::{
     CycleContext, Plugin, PreRequest, RequestState, ResponseBody, Scorer, TypedName,
 };
 use crate::plugins::producer::inflight_load::{
-    charge_first_targets, release_on_chunk, InflightCounters, InflightGuard,
+    charge_first_targets, release_on_chunk, InflightCounters, InflightGuard, InflightLoad,
 };
 
 /// Plugin type name.
@@ -103,17 +103,22 @@ impl Plugin for ActiveRequestScorer {
 
 impl Scorer for ActiveRequestScorer {
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        let count = |i: usize| {
-            cx.endpoint(i)
-                .map_or(0, |e| self.counters.load(&e.address).requests)
-        };
-        let max = candidates.iter().map(|&i| count(i)).max().unwrap_or(0);
-        for (s, &i) in scores.iter_mut().zip(candidates) {
-            let n = count(i);
+        // One snapshot of the counts: read per endpoint, another worker's charge between the
+        // two passes could make a count exceed the maximum (`max - n` would wrap).
+        let mut loads: crate::scratch::Scratch<InflightLoad> = crate::scratch::Scratch::new();
+        self.counters.loads(
+            candidates
+                .iter()
+                .map(|&i| cx.endpoint(i).map_or("", |e| e.address.as_str())),
+            &mut loads,
+        );
+        let max = loads.iter().map(|l| l.requests).max().unwrap_or(0);
+        for (s, l) in scores.iter_mut().zip(&loads) {
+            let n = l.requests;
             *s = if n <= self.idle_threshold || max == 0 {
                 1.0
             } else {
-                self.max_busy_score * ((max - n) as f64) / (max as f64)
+                self.max_busy_score * (max.saturating_sub(n) as f64) / (max as f64)
             };
         }
     }
