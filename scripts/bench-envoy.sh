@@ -267,13 +267,17 @@ cpu() { awk -v m="$1" '$1==m {split($3,a,"="); print a[2]}' "$WORK/cpu.txt" | me
 awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0}" -v b="${picker_rps:-0}" -v c="${native_rps:-0}" \
     -v p50a="${round_robin_p50:-0}" -v p50b="${picker_p50:-0}" -v p50c="${native_p50:-0}" \
     -v p99a="${round_robin_p99:-0}" -v p99b="${picker_p99:-0}" -v p99c="${native_p99:-0}" \
-    -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" -v idle="$(idle_setting)" 'BEGIN {
+    -v ca="$(cpu round-robin)" -v cb="$(cpu picker)" -v cc="$(cpu native)" -v idle="$(idle_setting)" '
+  # A mode left out of BENCH_MODES prints "not run" rather than zeros.
+  function ratio(ran, v, base) { return ran ? sprintf("%.0f (%.1f %%)", v, 100*v/base) : "not run" }
+  function added(ran, v, base, f) { return ran ? sprintf(f, v) " (" sprintf("%+" substr(f, 2), v-base) ")" : "not run" }
+  BEGIN {
   printf "\nworkload %s, %d endpoints, %s s per run, Envoy --concurrency %s, mean of the rounds; %s\n", wl, 16, secs, w, idle
   printf "| | plain Envoy (round robin) | Envoy + Wasm picker | Envoy + native picker |\n|---|---|---|---|\n"
-  printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, b, 100*b/a, c, 100*c/a
-  printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cb, cb-ca, cc, cc-ca
-  printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50b, p50b-p50a, p50c, p50c-p50a
-  printf "| latency p99, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p99a, p99b, p99b-p99a, p99c, p99c-p99a
+  printf "| throughput (req/s) | %.0f | %s | %s |\n", a, ratio(b > 0, b, a), ratio(c > 0, c, a)
+  printf "| worker CPU per request (µs) | %.1f | %s | %s |\n", ca, added(b > 0, cb, ca, "%.1f"), added(c > 0, cc, ca, "%.1f")
+  printf "| latency p50, 1 connection (µs) | %.0f | %s | %s |\n", p50a, added(b > 0, p50b, p50a, "%.0f"), added(c > 0, p50c, p50a, "%.0f")
+  printf "| latency p99, 1 connection (µs) | %.0f | %s | %s |\n", p99a, added(b > 0, p99b, p99a, "%.0f"), added(c > 0, p99c, p99a, "%.0f")
 }'
 if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   awk -v a="$round_robin_rps" -v f="$floor_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50f="$floor_p50" \
