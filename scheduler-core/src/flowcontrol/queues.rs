@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use crate::error::RequestError;
 use crate::flowcontrol::settings::{BandSettings, FlowControl};
 use crate::plugin::{FlowHead, OrderingPolicy, QueuedRequest};
+use crate::scratch::Scratch;
 
 /// Identifies one queued request.
 pub type Ticket = u64;
@@ -210,8 +211,8 @@ impl<W> FlowQueues<W> {
 
     /// The ceilings of `priorities` (every band that has held a request, highest first; bands
     /// are never dropped, where upstream forgets a band idle for ten minutes) at `saturation`.
-    fn ceilings(&self, saturation: f64, priorities: &[i32]) -> Vec<f64> {
-        let mut ceilings = alloc::vec![1.0; priorities.len()];
+    fn ceilings(&self, saturation: f64, priorities: &[i32]) -> Scratch<f64> {
+        let mut ceilings = Scratch::from_elem(1.0, priorities.len());
         if let Some(u) = self.settings.usage_limit() {
             u.ceilings(saturation, priorities, &mut ceilings);
         }
@@ -236,7 +237,7 @@ impl<W> FlowQueues<W> {
         // policy's ceilings may depend on how many there are).
         if self.in_transit.is_empty() && !self.queued_at_or_above(key.priority) {
             let sat = saturation();
-            let priorities: Vec<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
+            let priorities: Scratch<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
             let ceilings = self.ceilings(sat, &priorities);
             if ceilings.iter().take(b + 1).all(|&c| sat < c) {
                 return Admission::Dispatch;
@@ -293,7 +294,7 @@ impl<W> FlowQueues<W> {
             return None;
         }
         let sat = saturation();
-        let priorities: Vec<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
+        let priorities: Scratch<i32> = self.bands.iter().map(|b| b.settings.priority).collect();
         let ceilings = self.ceilings(sat, &priorities);
         for (b, ceiling) in ceilings.iter().enumerate() {
             if sat >= *ceiling {
@@ -311,9 +312,9 @@ impl<W> FlowQueues<W> {
             else {
                 continue;
             };
-            let heads: Vec<Option<usize>> =
+            let heads: Scratch<Option<usize>> =
                 band.flows.iter().map(|f| head_index(f, ordering)).collect();
-            let views: Vec<FlowHead<'_>> = band
+            let views: Scratch<FlowHead<'_>> = band
                 .flows
                 .iter()
                 .zip(&heads)
@@ -324,6 +325,8 @@ impl<W> FlowQueues<W> {
                 .collect();
             let mut cursor = band.cursor.clone();
             let picked = fairness.pick(&views, ordering, &mut cursor);
+            // The views borrow the band (and an inline list is dropped at the end of scope).
+            drop(views);
             let (Some(flow), Some(band)) = (picked, self.bands.get_mut(b)) else {
                 continue;
             };
