@@ -88,9 +88,10 @@ fn admitting_into_an_idle_pool_allocates_nothing() {
             Admission::Dispatch
         );
     }
-    let per_request = (allocations() - before) as f64 / 1000.0;
-    println!("fast-path admission: {per_request} allocations per request");
-    assert_eq!(allocations() - before, 0);
+    // Counted before printing: printing allocates (the test harness captures output).
+    let total = allocations() - before;
+    println!("fast-path admission: {total} allocations for 1000 requests");
+    assert_eq!(total, 0);
 }
 
 #[test]
