@@ -46,6 +46,9 @@ pub struct InflightLoad {
     pub tokens: u64,
 }
 
+/// Endpoints read per lock acquisition by [`InflightCounters::loads`].
+pub const LOADS_PER_LOCK: usize = 64;
+
 /// Per-endpoint in-flight counters shared by a plugin and the guards of its requests.
 #[derive(Clone, Default)]
 pub struct InflightCounters(Arc<Lock<HashMap<String, InflightLoad>>>);
@@ -56,16 +59,25 @@ impl InflightCounters {
         self.0.lock().get(address).copied().unwrap_or_default()
     }
 
-    /// The loads of `addresses`, in order, read under one lock: one consistent snapshot (other
-    /// workers of a native module charge and release between calls of [`Self::load`]), and one
-    /// lock round trip per request instead of one per endpoint.
+    /// The loads of `addresses`, in order, each read once (other workers of a native module
+    /// charge and release between reads, so a caller that needs a count twice keeps it from
+    /// here). The lock is taken once per [`LOADS_PER_LOCK`] endpoints: one round trip for a
+    /// typical pool, and never held for a whole large pool while workers wait to charge.
     pub fn loads<'a>(
         &self,
         addresses: impl Iterator<Item = &'a str>,
         out: &mut impl Extend<InflightLoad>,
     ) {
-        let m = self.0.lock();
-        out.extend(addresses.map(|a| m.get(a).copied().unwrap_or_default()));
+        let mut addresses = addresses.peekable();
+        while addresses.peek().is_some() {
+            let m = self.0.lock();
+            out.extend(
+                addresses
+                    .by_ref()
+                    .take(LOADS_PER_LOCK)
+                    .map(|a| m.get(a).copied().unwrap_or_default()),
+            );
+        }
     }
 
     /// Charges `address` with one request of `tokens` and returns the guard that releases it.
@@ -306,6 +318,17 @@ mod tests {
         let requests: alloc::vec::Vec<u64> = out.iter().map(|l| l.requests).collect();
         assert_eq!(requests, [2, 0, 1]);
         assert_eq!(out[0].tokens, 12);
+        // A pool larger than one lock's share is read whole, in order.
+        let many: alloc::vec::Vec<alloc::string::String> = (0..LOADS_PER_LOCK * 2 + 3)
+            .map(|i| alloc::format!("10.0.{}.{}:8000", i / 256, i % 256))
+            .collect();
+        let _c = c.charge(&many[LOADS_PER_LOCK + 1], 1, false);
+        out.clear();
+        c.loads(many.iter().map(|a| a.as_str()), &mut out);
+        assert_eq!(out.len(), many.len());
+        let busy: alloc::vec::Vec<usize> =
+            (0..out.len()).filter(|&i| out[i].requests > 0).collect();
+        assert_eq!(busy, [LOADS_PER_LOCK + 1]);
     }
 
     #[test]

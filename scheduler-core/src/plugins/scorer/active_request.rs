@@ -103,8 +103,8 @@ impl Plugin for ActiveRequestScorer {
 
 impl Scorer for ActiveRequestScorer {
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
-        // One snapshot of the counts: read per endpoint, another worker's charge between the
-        // two passes could make a count exceed the maximum (`max - n` would wrap).
+        // Each count read once: read again for the score, another worker's charge in between
+        // could make a count exceed the maximum (`max - n` would wrap).
         let mut loads: crate::scratch::Scratch<InflightLoad> = crate::scratch::Scratch::new();
         self.counters.loads(
             candidates
