@@ -3,29 +3,10 @@
 //! to hash and with a 4 KiB chat prompt. Run: `cargo bench -p scheduler-core --bench scheduling`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use scheduler_core::{load, Endpoint, InferenceRequest, Registry, RequestState, SplitMix64};
+use scheduler_core::{load, InferenceRequest, Registry, RequestState, SplitMix64};
 
-const NOW_MS: u64 = 10_000;
-
-fn pool(n: usize) -> Vec<Endpoint> {
-    (0..n)
-        .map(|i| {
-            let mut e = Endpoint::new(format!(
-                "10.{}.{}.{}:8000",
-                i / 65536,
-                (i / 256) % 256,
-                i % 256
-            ));
-            e.metrics.waiting_queue_size = (i * 7 % 11) as u32;
-            e.metrics.running_requests = (i * 5 % 13) as u32;
-            e.metrics.kv_cache_usage = (i * 37 % 100) as f64 / 100.0;
-            e.metrics.cache_block_size_tokens = 16;
-            e.metrics.cache_num_blocks = 27_215;
-            e.metrics.update_time_ms = NOW_MS - 20;
-            e
-        })
-        .collect()
-}
+mod common;
+use common::{pool, NOW_MS};
 
 /// A ~4 KiB chat `messages` array, as the parser hands it to the prefix producer.
 fn chat_prompt_4k() -> String {

@@ -16,22 +16,8 @@ use scheduler_core::{
     load, Endpoint, EndpointPicker, InferenceRequest, Registry, RequestState, SplitMix64,
 };
 
-const NOW_MS: u64 = 10_000;
-
-fn pool(n: usize) -> Vec<Endpoint> {
-    (0..n)
-        .map(|i| {
-            let mut e = Endpoint::new(format!("10.0.0.{i}:8000"));
-            e.metrics.waiting_queue_size = (i * 7 % 11) as u32;
-            e.metrics.running_requests = (i * 5 % 13) as u32;
-            e.metrics.kv_cache_usage = (i * 37 % 100) as f64 / 100.0;
-            e.metrics.cache_block_size_tokens = 16;
-            e.metrics.cache_num_blocks = 27_215;
-            e.metrics.update_time_ms = NOW_MS - 20;
-            e
-        })
-        .collect()
-}
+mod common;
+use common::{pool, NOW_MS};
 
 /// ~4 KiB: one shared system prompt and a short question (typical chat).
 fn system_prompt() -> String {

@@ -146,13 +146,6 @@ impl EndpointLru {
         }
     }
 
-    /// Adds `hash` at the front; returns its node index.
-    fn push_front(&mut self, hash: u64) -> u32 {
-        let i = self.alloc(hash);
-        self.link_front(i);
-        i
-    }
-
     /// Removes the least recently used block; returns its hash and frees its slot.
     fn pop_back(&mut self) -> Option<u64> {
         let i = self.tail;
@@ -292,6 +285,29 @@ impl PrefixIndex {
         id
     }
 
+    /// Records the new block `hash` for `id`: evicts `id`'s least recently used block when its
+    /// list holds `cap`, then links the block at the front, or right after node `after`. False
+    /// when `id` has no list.
+    fn insert_new(&mut self, id: u32, hash: u64, cap: usize, after: Option<u32>) -> bool {
+        if self
+            .endpoints
+            .get(id as usize)
+            .is_some_and(|e| e.len >= cap)
+        {
+            self.evict_one(id);
+        }
+        let Some(ep) = self.endpoints.get_mut(id as usize) else {
+            return false;
+        };
+        let node = ep.alloc(hash);
+        match after {
+            Some(anchor) => ep.link_after(anchor, node),
+            None => ep.link_front(node),
+        }
+        self.blocks.insert(hash, id, node);
+        true
+    }
+
     /// Evicts `id`'s least recently used block.
     fn evict_one(&mut self, id: u32) {
         let Some(hash) = self
@@ -341,18 +357,9 @@ impl PrefixIndex {
                 }
                 continue;
             }
-            if self
-                .endpoints
-                .get(id as usize)
-                .is_some_and(|e| e.len >= cap)
-            {
-                self.evict_one(id);
-            }
-            let Some(ep) = self.endpoints.get_mut(id as usize) else {
+            if !self.insert_new(id, h, cap, None) {
                 return;
-            };
-            let node = ep.push_front(h);
-            self.blocks.insert(h, id, node);
+            }
         }
     }
 
@@ -391,19 +398,9 @@ impl PrefixIndex {
                 }
                 continue;
             }
-            if self
-                .endpoints
-                .get(id as usize)
-                .is_some_and(|e| e.len >= cap)
-            {
-                self.evict_one(id);
-            }
-            let Some(ep) = self.endpoints.get_mut(id as usize) else {
+            if !self.insert_new(id, h, cap, Some(anchor)) {
                 return true;
-            };
-            let node = ep.alloc(h);
-            ep.link_after(anchor, node);
-            self.blocks.insert(h, id, node);
+            }
         }
         true
     }
