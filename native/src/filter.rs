@@ -182,7 +182,8 @@ impl FilterConfig {
                 json,
                 registry,
             )?);
-            match crate::scraper::Ticker::start(envoy, loaded.pool.scrape.interval_ms) {
+            let period = loaded.pool.scrape.interval_ms / crate::scraper::FILTER_TICKS_PER_INTERVAL;
+            match crate::scraper::Ticker::start(envoy, period) {
                 Some(t) => {
                     if let Ok(mut a) = ACTIVE_SCRAPER.lock() {
                         *a = Some(Arc::downgrade(&s));

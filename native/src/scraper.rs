@@ -1,6 +1,7 @@
-//! The `metrics-scraper` bootstrap extension of the native module. On the main thread: a timer
-//! every `pool.scrape.interval`, one `/metrics` callout per endpoint without one in flight, the
-//! same bookkeeping as the Wasm scraper ([`endpoint_picker_filter::scraper::state`]), and every
+//! The `metrics-scraper` bootstrap extension of the native module. On the main thread: one
+//! `/metrics` callout per endpoint per `pool.scrape.interval`, staggered over the interval (a
+//! timer that wakes when the next endpoint's turn comes; none while its last callout is in
+//! flight), the same bookkeeping as the Wasm scraper ([`endpoint_picker_filter::scraper::state`]), and every
 //! new snapshot handed to the workers through [`crate::pool`] (an `Arc` swap: no encoding, no
 //! copy per reader).
 //!
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use endpoint_picker_filter::picker::headers::DESTINATION;
-use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState};
+use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState, SCRAPES_PER_WAKE};
 use scheduler_core::config::pool::PoolConfig;
 use scheduler_core::plugin::SharedExtractor;
 use scheduler_core::{ConfigError, PickerConfig, Registry};
@@ -51,6 +52,8 @@ struct Inner {
     /// The cluster host list last applied (pool from the cluster).
     hosts: Option<hosts::HostList>,
     gauges: PoolGauges,
+    /// When the snapshot was last considered for publishing, ms since the Unix epoch.
+    last_publish_ms: u64,
 }
 
 /// Where a scraper lives: which Envoy configuration defines its stats and issues its callouts.
@@ -169,6 +172,7 @@ impl Scraper {
                 members: None,
                 hosts: None,
                 gauges: PoolGauges::new(&loaded.pool.cluster),
+                last_publish_ms: 0,
             }),
             pool: loaded.pool,
             pages,
@@ -202,15 +206,22 @@ impl Scraper {
         self.tick();
     }
 
-    /// One tick: follow the member list, publish what changed, dispatch due scrapes, re-arm.
+    /// One tick: follow the member list, publish what changed (at most once per interval, at
+    /// once after a membership change), dispatch the scrapes due now (staggered over the
+    /// interval, [`ScrapeState::take_due`]) and the due second pages, and re-arm the timer for the
+    /// next of them (a filter-only scraper's [`Ticker`] keeps its own fixed period instead).
     pub fn tick(&self) {
-        crate::filter::flush_all(now_ms());
+        let now = now_ms();
+        crate::filter::flush_all(now);
+        let interval = self.pool.scrape.interval_ms.max(1);
         let mut inner = self.inner();
-        self.follow_members(&mut inner);
-        self.publish(&mut inner);
+        let joined_or_left = self.follow_members(&mut inner);
+        if joined_or_left || now.saturating_sub(inner.last_publish_ms) >= interval {
+            inner.last_publish_ms = now;
+            self.publish(&mut inner);
+        }
         let timeout = self.pool.scrape.timeout_ms;
         if !self.pages.is_empty() {
-            let now = now_ms();
             let fetches = self.pages.fetches();
             for (i, j, address) in inner.state.due_pages(now, &fetches) {
                 let Some(f) = fetches.get(j) else { continue };
@@ -220,8 +231,9 @@ impl Scraper {
                 }
             }
         }
+        let mut wake = inner.last_publish_ms.saturating_add(interval);
         if self.enabled {
-            for (i, address) in inner.state.due() {
+            for (i, address) in inner.state.take_due(now, interval, SCRAPES_PER_WAKE) {
                 match self.dispatch(&self.path, &address, timeout) {
                     Some(id) => inner.state.started(i, id),
                     None => {
@@ -230,13 +242,17 @@ impl Scraper {
                     }
                 }
             }
+            if let Some(due) = inner.state.next_due_ms(now) {
+                wake = wake.min(due);
+            }
         }
+        let delay = wake.saturating_sub(now).clamp(1, interval);
         if !inner.timer.is_null() {
             // SAFETY: our timer, on the main thread.
             unsafe {
                 abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
                     inner.timer,
-                    self.pool.scrape.interval_ms.max(1),
+                    delay,
                 );
             }
         }
@@ -378,18 +394,20 @@ impl Scraper {
         }
     }
 
-    fn follow_members(&self, inner: &mut Inner) {
+    /// Applies the newest member list; true if the pool changed.
+    fn follow_members(&self, inner: &mut Inner) -> bool {
         if self.pool.endpoints.is_empty() {
-            self.follow_cluster(inner);
-            return;
+            return self.follow_cluster(inner);
         }
-        let Some(m) = pool::members() else { return };
+        let Some(m) = pool::members() else {
+            return false;
+        };
         if inner
             .members
             .as_ref()
             .is_some_and(|seen| Arc::ptr_eq(seen, &m))
         {
-            return;
+            return false;
         }
         inner.members = Some(m.clone());
         if m.cluster != self.pool.cluster {
@@ -398,9 +416,10 @@ impl Scraper {
                 m.cluster,
                 self.pool.cluster
             );
-            return;
+            return false;
         }
-        if inner.state.set_members(&m.endpoints) {
+        let changed = inner.state.set_members(&m.endpoints);
+        if changed {
             log::info!(
                 "endpoint picker scraper: pool '{}' now has {} endpoints (filter configuration)",
                 m.cluster,
@@ -408,24 +427,26 @@ impl Scraper {
             );
             self.stats.membership.add(self.envoy, &[], 1);
         }
+        changed
     }
 
     /// The pool is the cluster's hosts (no `pool.endpoints`): apply the newest list the
-    /// `pool-membership` balancers reported.
-    fn follow_cluster(&self, inner: &mut Inner) {
+    /// `pool-membership` balancers reported; true if the pool changed.
+    fn follow_cluster(&self, inner: &mut Inner) -> bool {
         let Some(list) = hosts::of(&self.pool.cluster) else {
-            return;
+            return false;
         };
         if inner
             .hosts
             .as_ref()
             .is_some_and(|seen| Arc::ptr_eq(seen, &list))
         {
-            return;
+            return false;
         }
         let members = hosts::members(&list, self.pool.metrics_port);
         inner.hosts = Some(list);
-        if inner.state.set_members(&members) {
+        let changed = inner.state.set_members(&members);
+        if changed {
             log::info!(
                 "endpoint picker scraper: pool '{}' now has {} endpoints (cluster hosts)",
                 self.pool.cluster,
@@ -433,6 +454,7 @@ impl Scraper {
             );
             self.stats.membership.add(self.envoy, &[], 1);
         }
+        changed
     }
 
     fn publish(&self, inner: &mut Inner) {
@@ -462,10 +484,15 @@ impl Scraper {
     }
 }
 
+/// Sub-ticks per scrape interval in filter-only mode: its [`Ticker`] keeps a fixed period (the
+/// bootstrap scraper's timer instead wakes exactly when the next scrape is due), so the
+/// staggered scrapes leave in up to this many groups per interval rather than all at once.
+pub const FILTER_TICKS_PER_INTERVAL: u64 = 8;
+
 /// The event id of a filter-only scrape tick.
 pub const TICK_EVENT: u64 = 1;
 
-/// Ticks a filter-only scraper: a thread that, every interval, posts [`TICK_EVENT`] to the main
+/// Ticks a filter-only scraper: a thread that, every period, posts [`TICK_EVENT`] to the main
 /// thread through Envoy's filter-configuration scheduler (an HTTP filter configuration has no
 /// timer of its own). Dropping it stops the thread at once and waits for it.
 pub struct Ticker {
@@ -488,7 +515,7 @@ impl Drop for ConfigScheduler {
 }
 
 impl Ticker {
-    /// Starts ticking the filter configuration `config` every `interval_ms` (called while Envoy
+    /// Starts ticking the filter configuration `config` every `interval_ms` (≥ 1; called while Envoy
     /// creates the configuration, on the main thread). `None` if Envoy gave no scheduler or the
     /// thread could not start.
     pub(crate) fn start(config: Ptr, interval_ms: u64) -> Option<Ticker> {

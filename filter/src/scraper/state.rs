@@ -11,6 +11,11 @@ use scheduler_core::plugin::MetricsExtraction;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::Endpoint;
 
+/// Endpoints scraped per wake-up of the staggered scraper ([`ScrapeState::take_due`]): a burst
+/// of four responses holds the main thread ~0.2 ms, and four callouts per wake keep the
+/// wake-ups' own cost to about a quarter of the callouts'.
+pub const SCRAPES_PER_WAKE: u64 = 4;
+
 /// What one scrape produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScrapeOutcome {
@@ -33,6 +38,9 @@ struct Slot {
     failures: u32,
     /// One per page source (`dataLayer` second pages, e.g. DCGM), in source order.
     pages: Vec<PageSlot>,
+    /// When the next staggered scrape is due, ms since the Unix epoch (0: at once; see
+    /// [`ScrapeState::take_due`]).
+    next_ms: u64,
 }
 
 /// A page source's fetch state for one endpoint.
@@ -53,6 +61,7 @@ impl Slot {
             in_flight: None,
             failures: 0,
             pages: vec![PageSlot::default(); pages],
+            next_ms: 0,
         }
     }
 
@@ -190,6 +199,55 @@ impl ScrapeState {
             .filter(|(_, s)| s.in_flight.is_none())
             .map(|(i, s)| (i, s.member.metrics_address.clone()))
             .collect()
+    }
+
+    /// Staggered scraping: the endpoints whose scrape is due at `now_ms` (no callout in flight,
+    /// and never scraped or their time has come), each with its next time set.
+    ///
+    /// The pool is cut into groups of `per_wake` endpoints (in slot order), and group `g` of `G`
+    /// is scraped `g · interval_ms / G` ms after each multiple of `interval_ms` since the Unix
+    /// epoch, so the callouts leave in `G` small groups spread over the interval instead of all
+    /// together. Each endpoint still gets one scrape per interval; the host wakes at
+    /// [`ScrapeState::next_due_ms`]. Why: the responses are read on Envoy's main thread, and a
+    /// burst of `n` of them (~50 µs of main-thread CPU each, mostly Envoy's HTTP client) stalls
+    /// a worker sharing that core for `n` times as long; each wake-up costs about as much as one
+    /// callout, hence groups rather than one endpoint per wake (BENCHMARKS.md, "Scrape bursts and
+    /// the tail"). GIE's EPP spreads its scrapes too, in effect: one collector loop per endpoint,
+    /// started when the endpoint joined.
+    pub fn take_due(
+        &mut self,
+        now_ms: u64,
+        interval_ms: u64,
+        per_wake: u64,
+    ) -> Vec<(usize, String)> {
+        let interval = interval_ms.max(1);
+        let n = (self.slots.len() as u64).max(1);
+        let per_wake = per_wake.max(1);
+        let groups = n.div_ceil(per_wake);
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.in_flight.is_some() || s.next_ms > now_ms {
+                continue;
+            }
+            let group = i as u64 / per_wake;
+            let phase = interval.saturating_mul(group) / groups;
+            s.next_ms = next_on_grid(now_ms, phase, interval);
+            out.push((i, s.member.metrics_address.clone()));
+        }
+        out
+    }
+
+    /// The earliest time after `now_ms` a scrape [`ScrapeState::take_due`] would return falls
+    /// due, ms since the Unix epoch. An endpoint whose callout is still in flight counts with its
+    /// next turn while that is ahead (so a pool whose callouts are all out, as right after a
+    /// round, keeps its spread); once its turn has passed it is left out until the callout ends
+    /// (it goes at the host's next wake-up). `None`: none is waiting.
+    pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter(|s| s.in_flight.is_none() || s.next_ms > now_ms)
+            .map(|s| s.next_ms)
+            .min()
     }
 
     /// The page fetches due at `now_ms` for `sources` (same order as configured): `(slot,
@@ -349,6 +407,16 @@ impl ScrapeState {
     }
 }
 
+/// The first time after `now_ms` that is `phase_ms` past a multiple of `interval_ms` (all ms).
+fn next_on_grid(now_ms: u64, phase_ms: u64, interval_ms: u64) -> u64 {
+    let since = now_ms.saturating_sub(phase_ms);
+    phase_ms.saturating_add(
+        (since / interval_ms)
+            .saturating_add(1)
+            .saturating_mul(interval_ms),
+    )
+}
+
 /// The next [`EndpointMetrics::load_average`] after a sample `m` taken at `now_ms`, from the
 /// average `before` as of `before_ms` (0: none yet, the sample is the average): an exponential
 /// average in continuous time, `before + (1 − e^(−Δt/τ)) · (sample − before)`, so irregular
@@ -437,6 +505,78 @@ mod tests {
         assert_eq!(s.finished(11), Some(0));
         assert_eq!(s.finished(11), None);
         assert_eq!(s.due().len(), 2);
+    }
+
+    #[test]
+    fn staggered_scrapes_spread_over_the_interval() {
+        let c = PickerConfig::from_json(
+            r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:8000"}, {"address": "10.0.0.2:8000"}, {"address": "10.0.0.3:8000"}, {"address": "10.0.0.4:8000"}]}}"#,
+        )
+        .unwrap();
+        let mut s = ScrapeState::new(&c.pool);
+        // Never scraped: every endpoint at once, each then on its own quarter of the interval.
+        let start = 1_000_000;
+        assert_eq!(s.take_due(start, 100, 1).len(), 4);
+        assert!(s.take_due(start, 100, 1).is_empty(), "not due again yet");
+        assert_eq!(
+            s.next_due_ms(start),
+            Some(start + 25),
+            "slot 1's phase, its callout still out"
+        );
+        let mut times = Vec::new();
+        let mut now = start;
+        for _ in 0..40 {
+            now = s.next_due_ms(now).unwrap();
+            for (i, _) in s.take_due(now, 100, 1) {
+                times.push((now, i));
+            }
+        }
+        // After the first round each tick dispatches one endpoint, 25 ms apart, in turn.
+        assert!(times.windows(2).all(|w| w[1].0 - w[0].0 == 25), "{times:?}");
+        assert_eq!(
+            times.iter().take(8).map(|t| t.1).collect::<Vec<_>>(),
+            [1, 2, 3, 0, 1, 2, 3, 0]
+        );
+        // Each endpoint once per interval: 10 intervals, 10 scrapes each.
+        assert_eq!(now - start, 1_000);
+        for i in 0..4 {
+            assert_eq!(times.iter().filter(|t| t.1 == i).count(), 10);
+        }
+        // One in flight is skipped and does not hold the wake-up back.
+        let mut s2 = state();
+        let due = s2.take_due(start, 100, 1);
+        s2.started(due[0].0, 7);
+        assert_eq!(s2.next_due_ms(start), Some(start + 50));
+        assert_eq!(
+            s2.next_due_ms(start + 100),
+            Some(start + 50),
+            "slot 0's turn passed with its callout out: only slot 1 counts"
+        );
+        assert!(s2
+            .take_due(start + 100, 100, 1)
+            .iter()
+            .all(|(i, _)| *i == 1));
+        // Two per wake: slots 0 and 1 on the interval's start, 2 and 3 half-way.
+        let mut pairs = ScrapeState::new(&c.pool);
+        assert_eq!(pairs.take_due(start, 100, 2).len(), 4);
+        assert_eq!(pairs.next_due_ms(start), Some(start + 50));
+        let firsts: Vec<usize> = pairs
+            .take_due(start + 50, 100, 2)
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(firsts, [2, 3]);
+        let seconds: Vec<usize> = pairs
+            .take_due(start + 100, 100, 2)
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(seconds, [0, 1]);
+        // A host that wakes late scrapes once and returns to the grid.
+        let late = s.take_due(now + 1_000, 100, 1);
+        assert_eq!(late.len(), 4);
+        let next = s.next_due_ms(now + 1_000).unwrap();
+        assert!(next > now + 1_000 && next <= now + 1_100);
     }
 
     #[test]
