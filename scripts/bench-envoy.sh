@@ -281,22 +281,24 @@ awk -v wl="$WORKLOAD" -v secs="$SECS" -v w="$WORKERS" -v a="${round_robin_rps:-0
 }'
 if [ "${BENCH_FLOOR:-0}" = 1 ]; then
   awk -v a="$round_robin_rps" -v f="$floor_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50f="$floor_p50" \
-      -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cf="$(cpu floor)" -v cn="$(cpu native)" 'BEGIN {
+      -v p50n="${native_p50:-0}" -v p99a="$round_robin_p99" -v p99f="$floor_p99" -v p99n="${native_p99:-0}" -v ca="$(cpu round-robin)" -v cf="$(cpu floor)" -v cn="$(cpu native)" 'BEGIN {
     printf "\nthe floor: the native configuration with a filter that only buffers the body and adds the destination header (native/floor)\n"
     printf "| | plain Envoy (round robin) | + floor filter | + native picker |\n|---|---|---|---|\n"
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, f, 100*f/a, n, 100*n/a
-    printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cf, cf-ca, cn, cn-ca
-    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50f, p50f-p50a, p50n, p50n-p50a
+    printf "| worker CPU per request (µs) | %.1f | %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, cf, cf-ca, cn, cn-ca
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p50a, p50f, p50f-p50a, p50n, p50n-p50a
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p99a, p99f, p99f-p99a, p99n, p99n-p99a
   }'
 fi
 if [ -n "${BENCH_NATIVE_ALT:-}" ]; then
   awk -v a="$round_robin_rps" -v x="$native_alt_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50x="$native_alt_p50" \
-      -v p50n="${native_p50:-0}" -v ca="$(cpu round-robin)" -v cx="$(cpu native-alt)" -v cn="$(cpu native)" -v dir="$BENCH_NATIVE_ALT" 'BEGIN {
+      -v p50n="${native_p50:-0}" -v p99a="$round_robin_p99" -v p99x="$native_alt_p99" -v p99n="${native_p99:-0}" -v ca="$(cpu round-robin)" -v cx="$(cpu native-alt)" -v cn="$(cpu native)" -v dir="$BENCH_NATIVE_ALT" 'BEGIN {
     printf "\nnative-alt: the native configuration with the module from %s\n", dir
     printf "| | plain Envoy (round robin) | + native picker (dist/) | + native picker (%s) |\n|---|---|---|---|\n", dir
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, n, 100*n/a, x, 100*x/a
-    printf "| worker CPU per request (µs) | %.1f | %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, cn, cn-ca, cx, cx-ca
-    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (+%.0f) | %.0f (+%.0f) |\n", p50a, p50n, p50n-p50a, p50x, p50x-p50a
+    printf "| worker CPU per request (µs) | %.1f | %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, cn, cn-ca, cx, cx-ca
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p50a, p50n, p50n-p50a, p50x, p50x-p50a
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p99a, p99n, p99n-p99a, p99x, p99x-p99a
   }'
 fi
 if [ "${BENCH_HOP:-0}" = 1 ]; then
@@ -304,8 +306,8 @@ if [ "${BENCH_HOP:-0}" = 1 ]; then
     printf "\nkgateway shape (outer listener -> loopback -> picker listener) vs picker in the listener\n"
     printf "| | Envoy + picker | + loopback hop (kgateway) | difference |\n|---|---|---|---|\n"
     printf "| throughput (req/s) | %.0f | %.0f | ratio %.1f %% (%.1f %% of plain Envoy) |\n", a, b, 100*b/a, 100*b/rr
-    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p50a, p50b, p50b-p50a
-    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | +%.0f µs |\n", p99a, p99b, p99b-p99a
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | %+.0f µs |\n", p50a, p50b, p50b-p50a
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | %+.0f µs |\n", p99a, p99b, p99b-p99a
   }'
 fi
 if [ "${BENCH_KGW:-0}" = 1 ]; then
@@ -317,8 +319,8 @@ if [ "${BENCH_KGW:-0}" = 1 ]; then
     printf "\nkgateway: EndpointPickerPolicy (filter in kgateway'"'"'s listener) vs the overlay (loopback hop), Wasm build\n"
     printf "| | plain Envoy (round robin) | picker in the listener (envoy-config render) | kgateway policy (our controller build) | kgateway overlay (loopback hop) |\n|---|---|---|---|---|\n"
     printf "| throughput (req/s) | %.0f | %.0f | %.0f (%.1f %% of plain) | %s |\n", rr, a, k, 100*k/rr, (h > 0 ? sprintf("%.0f (%.1f %% of plain)", h, 100*h/rr) : "not run (BENCH_HOP=1)")
-    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | %.0f (+%.0f) | %s |\n", p50r, p50a, p50k, p50k-p50r, (h > 0 ? sprintf("%.0f (+%.0f)", p50h, p50h-p50r) : "")
-    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | %.0f (+%.0f) | %s |\n", p99r, p99a, p99k, p99k-p99r, (h > 0 ? sprintf("%.0f (+%.0f)", p99h, p99h-p99r) : "")
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f | %.0f (%+.0f) | %s |\n", p50r, p50a, p50k, p50k-p50r, (h > 0 ? sprintf("%.0f (%+.0f)", p50h, p50h-p50r) : "")
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f | %.0f (%+.0f) | %s |\n", p99r, p99a, p99k, p99k-p99r, (h > 0 ? sprintf("%.0f (%+.0f)", p99h, p99h-p99r) : "")
     printf "| worker CPU per request (µs) | %.1f | %.1f | %.1f | %s |\n", cr, ca, ck, (h > 0 ? sprintf("%.1f", ch) : "")
   }'
 fi
@@ -333,8 +335,8 @@ if [ "${BENCH_EPP:-0}" = 1 ]; then
     printf "\nworkload %s: the out-of-process EPP (ext_proc) against the native picker\n", wl
     printf "| | plain Envoy (round robin) | Envoy + llm-d-router EPP (ext_proc) | Envoy + native picker |\n|---|---|---|---|\n"
     printf "| throughput (req/s, %d connections) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", c, a, e, 100*e/a, n, 100*n/a
-    printf "| CPU per request (µs): Envoy worker + EPP process | %.1f | %.1f + %.1f (+%.1f) | %.1f (+%.1f) |\n", ca, ce, ee, ce+ee-ca, cn, cn-ca
-    printf "| latency p50 / p99, 1 connection (µs) | %.0f / %.0f | %.0f / %.0f (+%.0f / +%.0f) | %.0f / %.0f (+%.0f / +%.0f) |\n", p50a, p99a, p50e, p99e, p50e-p50a, p99e-p99a, p50n, p99n, p50n-p50a, p99n-p99a
+    printf "| CPU per request (µs): Envoy worker + EPP process | %.1f | %.1f + %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, ce, ee, ce+ee-ca, cn, cn-ca
+    printf "| latency p50 / p99, 1 connection (µs) | %.0f / %.0f | %.0f / %.0f (%+.0f / %+.0f) | %.0f / %.0f (%+.0f / %+.0f) |\n", p50a, p99a, p50e, p99e, p50e-p50a, p99e-p99a, p50n, p99n, p50n-p50a, p99n-p99a
     printf "| latency p50 / p99, %d connections (µs) | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", c, l50a, l99a, l50e, l99e, l50n, l99n
   }'
 fi
