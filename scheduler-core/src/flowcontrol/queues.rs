@@ -11,6 +11,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 use crate::error::RequestError;
 use crate::flowcontrol::settings::{BandSettings, FlowControl};
@@ -83,7 +84,9 @@ struct Band<W> {
     flows: Vec<Flow<W>>,
     len: u64,
     bytes: u64,
-    cursor: Option<String>,
+    /// The fairness policy's state (e.g. the last flow served). A `Cell` so a dispatch cycle can
+    /// lend it to the policy while the flows are borrowed, without copying it.
+    cursor: Cell<Option<String>>,
 }
 
 /// Queue depth of one band.
@@ -195,7 +198,7 @@ impl<W> FlowQueues<W> {
                 flows: Vec::new(),
                 len: 0,
                 bytes: 0,
-                cursor: None,
+                cursor: Cell::new(None),
             },
         );
         at
@@ -323,14 +326,14 @@ impl<W> FlowQueues<W> {
                     head: h.and_then(|i| f.items.get(i)).map(|e| &e.req),
                 })
                 .collect();
-            let mut cursor = band.cursor.clone();
+            let mut cursor = band.cursor.take();
             let picked = fairness.pick(&views, ordering, &mut cursor);
+            band.cursor.set(cursor);
             // The views borrow the band (and an inline list is dropped at the end of scope).
             drop(views);
-            let (Some(flow), Some(band)) = (picked, self.bands.get_mut(b)) else {
+            let Some(flow) = picked else {
                 continue;
             };
-            band.cursor = cursor;
             let Some(item) = heads.get(flow).copied().flatten() else {
                 continue;
             };

@@ -5,7 +5,6 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
@@ -51,32 +50,35 @@ impl FairnessPolicy for RoundRobin {
         _: &dyn OrderingPolicy,
         cursor: &mut Option<String>,
     ) -> Option<usize> {
-        // Flows in fairness-id order; start after the last one served.
-        let mut order: Vec<usize> = (0..flows.len()).collect();
-        order.sort_by(|&a, &b| {
-            let id = |i: usize| flows.get(i).map_or("", |f| f.id);
-            id(a).cmp(id(b))
-        });
-        let start = cursor
-            .as_deref()
-            .and_then(|last| {
-                order
-                    .iter()
-                    .position(|&i| flows.get(i).is_some_and(|f| f.id > last))
-            })
-            .unwrap_or(0);
-        let n = order.len();
-        for k in 0..n {
-            let Some(&i) = order.get((start + k) % n) else {
+        // The next flow with a request after the last one served, in fairness-id order, wrapping
+        // to the first; one pass over the flows, no sorting and no allocation (the cursor's
+        // buffer is reused). Equal ids: the lower index.
+        let last = cursor.as_deref();
+        let mut after: Option<(usize, &str)> = None;
+        let mut first: Option<(usize, &str)> = None;
+        for (i, f) in flows.iter().enumerate() {
+            if f.head.is_none() {
                 continue;
-            };
-            if let Some(f) = flows.get(i).filter(|f| f.head.is_some()) {
-                *cursor = Some(String::from(f.id));
-                return Some(i);
+            }
+            if first.is_none_or(|(_, id)| f.id < id) {
+                first = Some((i, f.id));
+            }
+            if last.is_some_and(|l| f.id > l) && after.is_none_or(|(_, id)| f.id < id) {
+                after = Some((i, f.id));
             }
         }
-        *cursor = None;
-        None
+        let Some((i, id)) = after.or(first) else {
+            *cursor = None;
+            return None;
+        };
+        match cursor {
+            Some(c) => {
+                c.clear();
+                c.push_str(id);
+            }
+            None => *cursor = Some(String::from(id)),
+        }
+        Some(i)
     }
 }
 
@@ -86,6 +88,7 @@ mod tests {
     use crate::plugin::Handle;
     use crate::plugin::QueuedRequest;
     use crate::plugins::flow_control::fcfs;
+    use alloc::vec::Vec;
 
     fn handle_for_tests() -> Handle<'static> {
         Handle::new(&[])
@@ -123,6 +126,41 @@ mod tests {
         assert_eq!(pick(), Some(0));
         assert_eq!(pick(), Some(1));
         assert_eq!(pick(), Some(0));
+    }
+
+    /// The order the policy must keep, written the plain way: sort the flows by id, start after
+    /// the last one served, take the first with a request.
+    fn reference(ids: &[(&str, bool)], last: Option<&str>) -> Option<usize> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by(|&a, &b| ids[a].0.cmp(ids[b].0));
+        let start = last
+            .and_then(|l| order.iter().position(|&i| ids[i].0 > l))
+            .unwrap_or(0);
+        (0..order.len())
+            .map(|k| order[(start + k) % order.len()])
+            .find(|&i| ids[i].1)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn picks_as_the_sorted_turn_does(
+            flows in proptest::collection::vec(("[a-d]{0,2}", proptest::bool::ANY), 0..8),
+            last in proptest::option::of("[a-d]{0,2}"),
+        ) {
+            let p = factory(TYPE, None, &handle_for_tests()).unwrap();
+            let o = fcfs::factory("o", None, &handle_for_tests()).unwrap();
+            let r = QueuedRequest::default();
+            let ids: Vec<(&str, bool)> = flows.iter().map(|(id, h)| (id.as_str(), *h)).collect();
+            let heads: Vec<FlowHead<'_>> = ids
+                .iter()
+                .map(|(id, h)| FlowHead { id, head: h.then_some(&r) })
+                .collect();
+            let mut cursor = last.clone();
+            let got = p.as_fairness_policy().unwrap().pick(&heads, o.as_ordering_policy().unwrap(), &mut cursor);
+            let want = reference(&ids, last.as_deref());
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(cursor.as_deref(), want.map(|i| ids[i].0));
+        }
     }
 
     #[test]
