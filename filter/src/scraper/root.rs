@@ -1,5 +1,7 @@
-//! The scraper's root context: on each tick, publish what changed and send one `/metrics`
-//! callout to every endpoint that has none in flight.
+//! The scraper's root context: one `/metrics` callout per endpoint per scrape interval, in
+//! groups spread over the interval (the tick period follows the next group;
+//! [`ScrapeState::take_due`]), none while the endpoint's last one is in flight; what changed is
+//! published at most once per interval.
 //!
 //! Callouts go to `pool.metricsCluster` (default `pool.cluster`) with the endpoint's metrics
 //! address in `x-gateway-destination-endpoint`, which both an ORIGINAL_DST cluster
@@ -23,7 +25,7 @@ use scheduler_core::{ConfigError, PickerConfig, Registry};
 use crate::host;
 use crate::picker::headers::DESTINATION;
 use crate::scraper::lease::{claim, holder, next_instance, INSTANCE_COUNTER_KEY, LEASE_KEY};
-use crate::scraper::state::{ScrapeOutcome, ScrapeState};
+use crate::scraper::state::{ScrapeOutcome, ScrapeState, SCRAPES_PER_WAKE};
 use crate::stats::{ScraperStats, WasmSink};
 use crate::telemetry::PoolGauges;
 
@@ -45,6 +47,10 @@ pub struct ScraperRoot {
     /// GIE's pool gauges, set on each publish.
     gauges: PoolGauges,
     sink: WasmSink,
+    /// When the snapshot was last considered for publishing, ms since the Unix epoch.
+    last_publish_ms: u64,
+    /// The tick period last set, ms.
+    tick_ms: u64,
 }
 
 impl ScraperRoot {
@@ -70,6 +76,7 @@ impl ScraperRoot {
             loaded.pool.scrape.interval_ms
         );
         let gauges = PoolGauges::new(&loaded.pool.cluster);
+        let tick_ms = loaded.pool.scrape.interval_ms;
         let pages = crate::scraper::PageSources::of(&loaded);
         Ok(ScraperRoot {
             state: ScrapeState::with_pages(&loaded.pool, pages.len()),
@@ -84,6 +91,8 @@ impl ScraperRoot {
             active: false,
             gauges,
             sink: WasmSink::default(),
+            last_publish_ms: 0,
+            tick_ms,
         })
     }
 
@@ -117,38 +126,58 @@ impl ScraperRoot {
         won
     }
 
-    /// One tick: if this instance is the active scraper, publish, then dispatch due scrapes.
+    /// One tick: if this instance is the active scraper, publish what changed (at most once per
+    /// interval, at once after a membership change), dispatch the scrapes due now (in groups
+    /// spread over the interval, [`ScrapeState::take_due`]) and the due second pages, and set the
+    /// tick period to the time until the next group. A standby keeps the interval as its period.
     pub fn on_tick(&mut self) {
         let now = host::now_ms();
+        let interval = self.pool.scrape.interval_ms.max(1);
         if !self.hold_lease(now) {
+            self.set_period(interval);
             return;
         }
-        self.follow_membership();
-        self.publish(now);
-        if !self.enabled {
-            return;
+        let joined_or_left = self.follow_membership();
+        if joined_or_left || now.saturating_sub(self.last_publish_ms) >= interval {
+            self.last_publish_ms = now;
+            self.publish(now);
         }
-        let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
-        self.dispatch_pages(now, timeout);
-        for (i, address) in self.state.due() {
-            let headers = [
-                (":method", "GET"),
-                (":path", self.path.as_str()),
-                (":authority", address.as_str()),
-                (DESTINATION, address.as_str()),
-                ("accept", "text/plain;version=0.0.4"),
-            ];
-            match host::dispatch_http_call(&self.pool.metrics_cluster, &headers, timeout) {
-                Ok(token) => self.state.started(i, u64::from(token)),
-                Err(s) => {
-                    log::warn!(
-                        "endpoint picker scraper: cannot call cluster '{}': status {s}",
-                        self.pool.metrics_cluster
-                    );
-                    self.state.record_failure(i);
-                    self.stats.scrape(false);
+        let mut wake = self.last_publish_ms.saturating_add(interval);
+        if self.enabled {
+            let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
+            self.dispatch_pages(now, timeout);
+            for (i, address) in self.state.take_due(now, interval, SCRAPES_PER_WAKE) {
+                let headers = [
+                    (":method", "GET"),
+                    (":path", self.path.as_str()),
+                    (":authority", address.as_str()),
+                    (DESTINATION, address.as_str()),
+                    ("accept", "text/plain;version=0.0.4"),
+                ];
+                match host::dispatch_http_call(&self.pool.metrics_cluster, &headers, timeout) {
+                    Ok(token) => self.state.started(i, u64::from(token)),
+                    Err(s) => {
+                        log::warn!(
+                            "endpoint picker scraper: cannot call cluster '{}': status {s}",
+                            self.pool.metrics_cluster
+                        );
+                        self.state.record_failure(i);
+                        self.stats.scrape(false);
+                    }
                 }
             }
+            if let Some(due) = self.state.next_due_ms(now) {
+                wake = wake.min(due);
+            }
+        }
+        self.set_period(wake.saturating_sub(now).clamp(1, interval));
+    }
+
+    /// Sets this root context's tick period to `ms` when it differs from the current one.
+    fn set_period(&mut self, ms: u64) {
+        if self.tick_ms != ms {
+            self.tick_ms = ms;
+            host::set_tick_period(Duration::from_millis(ms));
         }
     }
 
@@ -236,22 +265,26 @@ impl ScraperRoot {
     }
 
     /// Adopts the member list the picker filter published, if it changed since the last tick
-    /// (one small CAS read otherwise).
-    fn follow_membership(&mut self) {
+    /// (one small CAS read otherwise); true if the pool changed.
+    fn follow_membership(&mut self) -> bool {
         let (bytes, cas) = host::shared_data(MEMBERSHIP_KEY);
         if cas.is_none() || cas == self.membership_cas {
-            return;
+            return false;
         }
         self.membership_cas = cas;
-        let Some(bytes) = bytes else { return };
+        let Some(bytes) = bytes else { return false };
         match Membership::decode(&bytes) {
-            Ok(m) if m.cluster != self.pool.cluster => log::warn!(
-                "endpoint picker scraper: ignoring the member list of cluster '{}' (this scraper serves '{}')",
-                m.cluster,
-                self.pool.cluster
-            ),
+            Ok(m) if m.cluster != self.pool.cluster => {
+                log::warn!(
+                    "endpoint picker scraper: ignoring the member list of cluster '{}' (this scraper serves '{}')",
+                    m.cluster,
+                    self.pool.cluster
+                );
+                false
+            }
             Ok(m) => {
-                if self.state.set_members(&m.endpoints) {
+                let changed = self.state.set_members(&m.endpoints);
+                if changed {
                     log::info!(
                         "endpoint picker scraper: pool '{}' now has {} endpoints (filter configuration update)",
                         m.cluster,
@@ -259,8 +292,12 @@ impl ScraperRoot {
                     );
                     self.stats.membership_changed();
                 }
+                changed
             }
-            Err(e) => log::warn!("endpoint picker scraper: ignoring the published member list: {e}"),
+            Err(e) => {
+                log::warn!("endpoint picker scraper: ignoring the published member list: {e}");
+                false
+            }
         }
     }
 

@@ -191,16 +191,6 @@ impl ScrapeState {
         self.dirty = true;
     }
 
-    /// Indices and metrics addresses of the endpoints with no callout in flight.
-    pub fn due(&self) -> Vec<(usize, String)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.in_flight.is_none())
-            .map(|(i, s)| (i, s.member.metrics_address.clone()))
-            .collect()
-    }
-
     /// Staggered scraping: the endpoints whose scrape is due at `now_ms` (no callout in flight,
     /// and never scraped or their time has come), each with its next time set.
     ///
@@ -497,14 +487,18 @@ mod tests {
     fn one_callout_per_endpoint_and_metrics_port() {
         let mut s = state();
         assert_eq!(
-            s.due(),
+            s.take_due(1_000, 50, SCRAPES_PER_WAKE),
             [(0, "127.0.0.1:1".into()), (1, "127.0.0.1:9".into())]
         );
         s.started(0, 11);
-        assert_eq!(s.due().len(), 1);
+        assert_eq!(
+            s.take_due(1_050, 50, SCRAPES_PER_WAKE).len(),
+            1,
+            "one in flight"
+        );
         assert_eq!(s.finished(11), Some(0));
         assert_eq!(s.finished(11), None);
-        assert_eq!(s.due().len(), 2);
+        assert_eq!(s.take_due(1_100, 50, SCRAPES_PER_WAKE).len(), 2);
     }
 
     #[test]
@@ -693,7 +687,7 @@ mod tests {
             "the removed endpoint's callout is dropped"
         );
         assert_eq!(
-            s.due(),
+            s.take_due(1_200, 50, SCRAPES_PER_WAKE),
             [(0, "127.0.0.1:3".into()), (1, "127.0.0.1:1".into())]
         );
         let snap = s
