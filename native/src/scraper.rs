@@ -1,9 +1,9 @@
 //! The `metrics-scraper` bootstrap extension of the native module. On the main thread: one
-//! `/metrics` callout per endpoint per `pool.scrape.interval`, staggered over the interval (a
-//! timer that wakes when the next endpoint's turn comes; none while its last callout is in
-//! flight), the same bookkeeping as the Wasm scraper ([`endpoint_picker_filter::scraper::state`]), and every
-//! new snapshot handed to the workers through [`crate::pool`] (an `Arc` swap: no encoding, no
-//! copy per reader).
+//! `/metrics` callout per endpoint per `pool.scrape.interval`, in groups spread over the
+//! interval (a timer that wakes when the next group's turn comes; none while an endpoint's last
+//! callout is in flight), the same bookkeeping as the Wasm scraper
+//! ([`endpoint_picker_filter::scraper::state`]), and every new snapshot handed to the workers
+//! through [`crate::pool`] (an `Arc` swap: no encoding, no copy per reader).
 //!
 //! A callout that did not end in `Success` (reset, connection closed mid-body, over the buffer
 //! limit) is a failed scrape; so is a non-200 status (Envoy's synthetic 503/504 for refused and

@@ -552,20 +552,12 @@ mod tests {
             .all(|(i, _)| *i == 1));
         // Two per wake: slots 0 and 1 on the interval's start, 2 and 3 half-way.
         let mut pairs = ScrapeState::new(&c.pool);
-        assert_eq!(pairs.take_due(start, 100, 2).len(), 4);
-        assert_eq!(pairs.next_due_ms(start), Some(start + 50));
-        let firsts: Vec<usize> = pairs
-            .take_due(start + 50, 100, 2)
-            .into_iter()
-            .map(|d| d.0)
-            .collect();
-        assert_eq!(firsts, [2, 3]);
-        let seconds: Vec<usize> = pairs
-            .take_due(start + 100, 100, 2)
-            .into_iter()
-            .map(|d| d.0)
-            .collect();
-        assert_eq!(seconds, [0, 1]);
+        let mut slots_at =
+            |t: u64| -> Vec<usize> { pairs.take_due(t, 100, 2).into_iter().map(|d| d.0).collect() };
+        assert_eq!(slots_at(start), [0, 1, 2, 3]);
+        assert_eq!(slots_at(start + 50), [2, 3]);
+        assert_eq!(slots_at(start + 100), [0, 1]);
+        assert_eq!(pairs.next_due_ms(start + 100), Some(start + 150));
         // A host that wakes late scrapes once and returns to the grid.
         let late = s.take_due(now + 1_000, 100, 1);
         assert_eq!(late.len(), 4);
