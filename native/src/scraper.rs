@@ -52,8 +52,6 @@ struct Inner {
     /// The cluster host list last applied (pool from the cluster).
     hosts: Option<hosts::HostList>,
     gauges: PoolGauges,
-    /// When the snapshot was last considered for publishing, ms since the Unix epoch.
-    last_publish_ms: u64,
 }
 
 /// Where a scraper lives: which Envoy configuration defines its stats and issues its callouts.
@@ -172,7 +170,6 @@ impl Scraper {
                 members: None,
                 hosts: None,
                 gauges: PoolGauges::new(&loaded.pool.cluster),
-                last_publish_ms: 0,
             }),
             pool: loaded.pool,
             pages,
@@ -216,8 +213,7 @@ impl Scraper {
         let interval = self.pool.scrape.interval_ms.max(1);
         let mut inner = self.inner();
         let joined_or_left = self.follow_members(&mut inner);
-        if joined_or_left || now.saturating_sub(inner.last_publish_ms) >= interval {
-            inner.last_publish_ms = now;
+        if inner.state.publish_due(now, interval, joined_or_left) {
             self.publish(&mut inner);
         }
         let timeout = self.pool.scrape.timeout_ms;
@@ -231,7 +227,6 @@ impl Scraper {
                 }
             }
         }
-        let mut wake = inner.last_publish_ms.saturating_add(interval);
         if self.enabled {
             for (i, address) in inner.state.take_due(now, interval, SCRAPES_PER_WAKE) {
                 match self.dispatch(&self.path, &address, timeout) {
@@ -242,11 +237,8 @@ impl Scraper {
                     }
                 }
             }
-            if let Some(due) = inner.state.next_due_ms(now) {
-                wake = wake.min(due);
-            }
         }
-        let delay = wake.saturating_sub(now).clamp(1, interval);
+        let delay = inner.state.next_tick_in_ms(now, interval, self.enabled);
         if !inner.timer.is_null() {
             // SAFETY: our timer, on the main thread.
             unsafe {

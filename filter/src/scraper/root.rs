@@ -47,8 +47,6 @@ pub struct ScraperRoot {
     /// GIE's pool gauges, set on each publish.
     gauges: PoolGauges,
     sink: WasmSink,
-    /// When the snapshot was last considered for publishing, ms since the Unix epoch.
-    last_publish_ms: u64,
     /// The tick period last set, ms.
     tick_ms: u64,
 }
@@ -91,7 +89,6 @@ impl ScraperRoot {
             active: false,
             gauges,
             sink: WasmSink::default(),
-            last_publish_ms: 0,
             tick_ms,
         })
     }
@@ -138,11 +135,9 @@ impl ScraperRoot {
             return;
         }
         let joined_or_left = self.follow_membership();
-        if joined_or_left || now.saturating_sub(self.last_publish_ms) >= interval {
-            self.last_publish_ms = now;
+        if self.state.publish_due(now, interval, joined_or_left) {
             self.publish(now);
         }
-        let mut wake = self.last_publish_ms.saturating_add(interval);
         if self.enabled {
             let timeout = Duration::from_millis(self.pool.scrape.timeout_ms);
             self.dispatch_pages(now, timeout);
@@ -166,11 +161,8 @@ impl ScraperRoot {
                     }
                 }
             }
-            if let Some(due) = self.state.next_due_ms(now) {
-                wake = wake.min(due);
-            }
         }
-        self.set_period(wake.saturating_sub(now).clamp(1, interval));
+        self.set_period(self.state.next_tick_in_ms(now, interval, self.enabled));
     }
 
     /// Sets this root context's tick period to `ms` when it differs from the current one.

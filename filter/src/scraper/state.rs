@@ -114,6 +114,9 @@ pub struct ScrapeState {
     generation: u64,
     dirty: bool,
     last_stale: Vec<bool>,
+    /// When a host last considered publishing ([`ScrapeState::publish_due`]), ms since the
+    /// Unix epoch.
+    last_publish_ms: u64,
 }
 
 impl ScrapeState {
@@ -130,6 +133,7 @@ impl ScrapeState {
             generation: 0,
             dirty: true,
             last_stale: Vec::new(),
+            last_publish_ms: 0,
         }
     }
 
@@ -198,7 +202,7 @@ impl ScrapeState {
     /// is scraped `g · interval_ms / G` ms after each multiple of `interval_ms` since the Unix
     /// epoch, so the callouts leave in `G` small groups spread over the interval instead of all
     /// together. Each endpoint still gets one scrape per interval; the host wakes at
-    /// [`ScrapeState::next_due_ms`]. Why: the responses are read on Envoy's main thread, and a
+    /// [`ScrapeState::next_tick_in_ms`]. Why: the responses are read on Envoy's main thread, and a
     /// burst of `n` of them (~50 µs of main-thread CPU each, mostly Envoy's HTTP client) stalls
     /// a worker sharing that core for `n` times as long; each wake-up costs about as much as one
     /// callout, hence groups rather than one endpoint per wake (BENCHMARKS.md, "Scrape bursts and
@@ -227,12 +231,36 @@ impl ScrapeState {
         out
     }
 
+    /// Whether a host ticking at `now_ms` should publish (build the snapshot with
+    /// [`ScrapeState::snapshot_if_changed`]): at once when the pool changed, otherwise once per
+    /// `interval_ms`, however often the staggered scrapes wake it. Records the time when true.
+    pub fn publish_due(&mut self, now_ms: u64, interval_ms: u64, pool_changed: bool) -> bool {
+        let due = pool_changed || now_ms.saturating_sub(self.last_publish_ms) >= interval_ms;
+        if due {
+            self.last_publish_ms = now_ms;
+        }
+        due
+    }
+
+    /// How long a host that ticked at `now_ms` sleeps before its next tick, ms (1 to
+    /// `interval_ms`): until the next group of scrapes falls due or the next publish, whichever
+    /// comes first (`scraping` false: no metrics are scraped, only the publish counts).
+    pub fn next_tick_in_ms(&self, now_ms: u64, interval_ms: u64, scraping: bool) -> u64 {
+        let interval = interval_ms.max(1);
+        let publish = self.last_publish_ms.saturating_add(interval);
+        let wake = match self.next_due_ms(now_ms).filter(|_| scraping) {
+            Some(due) => due.min(publish),
+            None => publish,
+        };
+        wake.saturating_sub(now_ms).clamp(1, interval)
+    }
+
     /// The earliest time after `now_ms` a scrape [`ScrapeState::take_due`] would return falls
     /// due, ms since the Unix epoch. An endpoint whose callout is still in flight counts with its
     /// next turn while that is ahead (so a pool whose callouts are all out, as right after a
     /// round, keeps its spread); once its turn has passed it is left out until the callout ends
     /// (it goes at the host's next wake-up). `None`: none is waiting.
-    pub fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
+    fn next_due_ms(&self, now_ms: u64) -> Option<u64> {
         self.slots
             .iter()
             .filter(|s| s.in_flight.is_none() || s.next_ms > now_ms)
@@ -563,6 +591,26 @@ mod tests {
         assert_eq!(late.len(), 4);
         let next = s.next_due_ms(now + 1_000).unwrap();
         assert!(next > now + 1_000 && next <= now + 1_100);
+    }
+
+    #[test]
+    fn publishing_once_per_interval_and_the_next_tick() {
+        let mut s = state();
+        let start = 1_000_000;
+        assert!(s.publish_due(start, 100, false), "never published");
+        assert!(!s.publish_due(start + 30, 100, false));
+        assert!(
+            s.publish_due(start + 30, 100, true),
+            "a pool change at once"
+        );
+        assert!(!s.publish_due(start + 129, 100, false));
+        assert!(s.publish_due(start + 130, 100, false));
+        // Two endpoints, one per wake: slot 1's turn (50 ms in) comes before the next publish.
+        s.take_due(start + 130, 100, 1);
+        assert_eq!(s.next_tick_in_ms(start + 130, 100, true), 20);
+        // Not scraping: only the publish wakes the host; never less than 1 ms.
+        assert_eq!(s.next_tick_in_ms(start + 130, 100, false), 100);
+        assert_eq!(s.next_tick_in_ms(start + 400, 100, false), 1);
     }
 
     #[test]
