@@ -137,6 +137,14 @@ pub trait ProfileHandler {
         None
     }
 
+    /// The refusal when [`Self::pick_profiles`] ran no profile at all (then
+    /// [`Self::process_results`] is not called). By default 429 "no profile ran"; a handler
+    /// that picks by what the request asked for names the bad request instead (400).
+    fn no_profile_ran(&self, cx: &CycleContext<'_>, profile_names: &[String]) -> RequestError {
+        let _ = (cx, profile_names);
+        RequestError::NoTargetEndpoint("no profile ran".into())
+    }
+
     /// The decision from the collected results.
     ///
     /// # Errors

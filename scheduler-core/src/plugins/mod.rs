@@ -64,6 +64,7 @@ pub const BUILTINS: &[E] = &[
     E::alpha(filter::endpoint_attribute::TYPE, "endpointAttribute", filter::endpoint_attribute::factory),
     E::alpha(filter::session_affinity::TYPE, "sessionAffinityFilter", filter::session_affinity::factory),
     E::alpha(filter::topology_affinity::TYPE, "topologyAffinity", filter::topology_affinity::factory),
+    E::alpha(filter::utilization::TYPE, "utilizationFilter", filter::utilization::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),
     E::stable(picker::random::TYPE, picker::random::factory),
@@ -74,6 +75,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(profile::pd_decider::PREFIX_BASED_TYPE, "disaggregatedServing", profile::pd_decider::prefix_based_factory),
     E::beta(profile::pd_decider::ALWAYS_TYPE, "disaggregatedServing", profile::pd_decider::always_factory),
     E::beta(profile::mm_decider::TYPE, "disaggregatedServing", profile::mm_decider::factory),
+    E::alpha(profile::header::TYPE, "headerProfileHandler", profile::header::factory),
     // GIE conformance-test plugins
     E::beta(conformance::header_filter::TYPE, "conformanceTesting", conformance::header_filter::factory),
     E::beta(conformance::served_verifier::TYPE, "conformanceTesting", conformance::served_verifier::factory),

@@ -85,7 +85,7 @@ impl Scheduler {
             }
         }
         if !results.ran.iter().any(|&r| r) {
-            return Err(RequestError::NoTargetEndpoint("no profile ran".into()));
+            return Err(handler.no_profile_ran(cx, &self.names));
         }
         timed(
             obs,

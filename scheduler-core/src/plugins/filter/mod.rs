@@ -8,4 +8,5 @@ pub mod prefix_cache_affinity;
 pub mod role;
 pub mod session_affinity;
 pub mod topology_affinity;
+pub mod utilization;
 pub mod utilization_detector;
