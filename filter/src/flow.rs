@@ -353,7 +353,8 @@ impl RequestFlow {
                     if CLIENT_FORBIDDEN.contains(&k.as_str()) {
                         host.add_request_header(k, v);
                     } else {
-                        host.set_request_header(k, Some(v));
+                        // An empty value removes the client's own (a plugin's "not this time").
+                        host.set_request_header(k, (!v.is_empty()).then_some(v.as_str()));
                     }
                 }
                 p.count_pick(r.primary(), &r.profile);

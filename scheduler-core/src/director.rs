@@ -274,7 +274,7 @@ impl EndpointPicker {
             }
         }
         let candidates: &[usize] = screened.as_deref().unwrap_or(&candidates);
-        let result = self.scheduler.schedule(&cx, candidates, rng, obs)?;
+        let mut result = self.scheduler.schedule(&cx, candidates, rng, obs)?;
         for p in &self.pre_requests {
             if let Some(pr) = p.as_pre_request() {
                 timed(obs, ExtensionPoint::PreRequest, p, || {
@@ -282,6 +282,12 @@ impl EndpointPicker {
                 });
             }
         }
+        // Headers the hooks set for this decision (a `Vec` that stays unallocated when none do).
+        let mut extra = Vec::new();
+        for pr in self.pre_requests.iter().filter_map(|p| p.as_pre_request()) {
+            pr.request_headers(&cx, &result, state, &mut extra);
+        }
+        result.headers.append(&mut extra);
         Ok(result)
     }
 

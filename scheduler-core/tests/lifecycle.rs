@@ -366,6 +366,33 @@ fn default_producer_must_produce_its_key() {
 }
 
 #[test]
+fn sglang_generate_goes_to_its_parser_beside_openai() {
+    let cfg = r#"{
+      "plugins": [{"type": "openai-parser"}, {"type": "sglanghttp-parser"}, {"type": "queue-scorer"}],
+      "requestHandler": {"parsers": [{"pluginRef": "openai-parser"}, {"pluginRef": "sglanghttp-parser"}]}
+    }"#;
+    let (picker, _) = load(cfg, &Registry::with_builtins()).unwrap();
+    let generate = br#"{"input_ids":[101,2009,2003],"extra_key":"tenant-a","sampling_params":{"max_new_tokens":16}}"#;
+    let r = picker.parse_request("/generate", generate, vec![]).unwrap();
+    assert_eq!(r.prompt, "[101,2009,2003]");
+    assert_eq!(r.cache_salt.as_deref(), Some("tenant-a"));
+    assert_eq!(r.model, "");
+    // The OpenAI paths still go to openai-parser, which needs a model.
+    let chat = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let r = picker
+        .parse_request("/v1/chat/completions", chat, vec![])
+        .unwrap();
+    assert_eq!(r.model, "m");
+    // A /generate body without a prompt is the SGLang parser's 400, naming the field.
+    let e = picker
+        .parse_request("/generate", br#"{"sampling_params":{}}"#, vec![])
+        .err()
+        .unwrap();
+    assert_eq!(e.status(), 400);
+    assert!(e.to_string().contains("input_ids"), "{e}");
+}
+
+#[test]
 fn request_handler_parsers_are_chosen_by_path() {
     let cfg = r#"{
       "plugins": [{"name": "oai", "type": "openai-parser"}, {"name": "anth", "type": "anthropic-parser"},

@@ -113,3 +113,32 @@ fn upstream_configs_load_unchanged() {
         failures.join("\n")
     );
 }
+
+/// Every type llm-d-router's EPP registers at the followed commit is known here: built, or a
+/// `not_built` entry whose error says why (`testdata/llm-d-router-plugin-types.txt`).
+#[test]
+fn every_llm_d_router_plugin_type_is_known() {
+    let registry = Registry::with_builtins();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/llm-d-router-plugin-types.txt");
+    let list = std::fs::read_to_string(path).unwrap();
+    let types: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(types.len() > 90, "{} types", types.len());
+    let unknown: Vec<&str> = types
+        .iter()
+        .copied()
+        .filter(|t| registry.get(t).is_none())
+        .collect();
+    assert!(unknown.is_empty(), "not in the registry: {unknown:?}");
+    let built = types
+        .iter()
+        .filter(|t| registry.get(t).is_some_and(|e| e.stability().is_some()))
+        .count();
+    println!(
+        "{built} of {} llm-d-router plugin types are built",
+        types.len()
+    );
+}

@@ -31,7 +31,8 @@ pub struct SchedulingResult {
     pub profile_results: Vec<(String, Option<ProfileRunResult>)>,
     /// Index into `profile_results` of the profile whose targets receive the request.
     pub primary_profile: usize,
-    /// Request headers to set besides the destination (e.g. `x-prefiller-host-port`).
+    /// Request headers to set besides the destination (e.g. `x-prefiller-host-port`); an empty
+    /// value removes that header from the request instead.
     pub headers: Vec<(String, String)>,
 }
 

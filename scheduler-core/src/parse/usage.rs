@@ -66,6 +66,32 @@ impl From<RawUsage> for Usage {
     }
 }
 
+/// SGLang's `/generate` response: usage lives in `meta_info`, cumulative in every streamed chunk
+/// (SGLang `GenerateReqInput` responses; docs/SOURCES.md#usage-shapes).
+#[derive(Deserialize)]
+struct MetaInfo {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl MetaInfo {
+    /// `None` when it carries neither token count (not a usage report).
+    fn usage(self) -> Option<Usage> {
+        if self.prompt_tokens.is_none() && self.completion_tokens.is_none() {
+            return None;
+        }
+        Some(Usage {
+            prompt_tokens: self.prompt_tokens.unwrap_or(0),
+            completion_tokens: self.completion_tokens.unwrap_or(0),
+            cached_tokens: self.cached_tokens.unwrap_or(0),
+        })
+    }
+}
+
 /// Usage from a complete JSON response body (or one SSE event's data); `None` if absent or the
 /// body is not JSON.
 ///
@@ -77,30 +103,51 @@ impl From<RawUsage> for Usage {
 /// answered by one SIMD search. Measured in Envoy on the typical-chat benchmark (callgrind): the
 /// whole-response parse cost ~6,500 instructions per request, this one ~2,250 (its
 /// instruction-cache misses barely moved, ~114 → ~101: serde's code is cold either way).
+/// A body with no usable `usage` is searched the same way for SGLang's `meta_info` (one more
+/// SIMD search).
 pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
     const KEY: &[u8] = b"\"usage\"";
-    let finder = memchr::memmem::FinderRev::new(KEY);
-    let mut end = body.len();
     let mut found = false;
+    if let Some(u) = last_keyed::<RawUsage>(body, KEY, &mut found) {
+        return Some(u.into());
+    }
+    if found {
+        let whole = serde_json::from_slice::<Envelope>(body)
+            .ok()
+            .and_then(|env| env.usage.or(env.response.and_then(|r| r.usage)));
+        if let Some(u) = whole {
+            return Some(u.into());
+        }
+    }
+    last_keyed::<MetaInfo>(body, b"\"meta_info\"", &mut found).and_then(MetaInfo::usage)
+}
+
+/// The value of the last key `key` (quoted) in `body` that parses as a `T`, searching from the
+/// end; `found` is set when the bytes of `key` occur at all.
+fn last_keyed<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    key: &[u8],
+    found: &mut bool,
+) -> Option<T> {
+    let finder = memchr::memmem::FinderRev::new(key);
+    let mut end = body.len();
     while let Some(at) = body.get(..end).and_then(|h| finder.rfind(h)) {
-        found = true;
-        if let Some(u) = usage_value_after(body, at, KEY.len()) {
-            return Some(u);
+        *found = true;
+        if let Some(v) = value_after::<T>(body, at, key.len()) {
+            return Some(v);
         }
         end = at;
     }
-    if !found {
-        return None;
-    }
-    let env: Envelope = serde_json::from_slice(body).ok()?;
-    env.usage
-        .or(env.response.and_then(|r| r.usage))
-        .map(Usage::from)
+    None
 }
 
-/// The usage object of the key `"usage"` at `at` (`key_len` bytes), if that is a key (its quote
-/// not escaped, a `:` after it) whose value parses as a usage object.
-fn usage_value_after(body: &[u8], at: usize, key_len: usize) -> Option<Usage> {
+/// The value of the key at `at` (`key_len` bytes), if that is a key (its quote not escaped, a
+/// `:` after it) whose value parses as a `T`.
+fn value_after<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    at: usize,
+    key_len: usize,
+) -> Option<T> {
     let escapes = body
         .get(..at)?
         .iter()
@@ -114,7 +161,7 @@ fn usage_value_after(body: &[u8], at: usize, key_len: usize) -> Option<Usage> {
     let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
     let rest = rest.strip_prefix(b":")?;
     let mut de = serde_json::Deserializer::from_slice(rest);
-    RawUsage::deserialize(&mut de).ok().map(Usage::from)
+    T::deserialize(&mut de).ok()
 }
 
 /// Incremental SSE usage parser. Feed each body chunk; read [`SseUsageParser::usage`].
@@ -266,6 +313,30 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n
                 cached_tokens: 1
             })
         );
+    }
+
+    #[test]
+    fn sglang_meta_info_whole_and_streamed() {
+        let u = |p, c, k| {
+            Some(Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+                cached_tokens: k,
+            })
+        };
+        // SGLang /generate: usage under meta_info, with the generated text before it.
+        let body = br#"{"text":"Paris. \"meta_info\": {\"prompt_tokens\": 99}","output_ids":[1,2],"meta_info":{"id":"r1","finish_reason":{"type":"length","length":2},"prompt_tokens":6,"completion_tokens":2,"cached_tokens":4,"e2e_latency":0.1}}"#;
+        assert_eq!(usage_from_json(body), u(6, 2, 4));
+        assert_eq!(usage_from_json(br#"{"meta_info":{"id":"r1"}}"#), None);
+        // An OpenAI-style usage wins over a meta_info elsewhere in the body.
+        let both = br#"{"meta_info":{"prompt_tokens":1},"usage":{"prompt_tokens":10,"completion_tokens":5}}"#;
+        assert_eq!(usage_from_json(both), u(10, 5, 0));
+        // Streamed: every chunk carries the running totals; the last one is the answer.
+        let mut p = SseUsageParser::new();
+        p.feed(b"data: {\"text\":\"Pa\",\"meta_info\":{\"finish_reason\":null,\"prompt_tokens\":6,\"completion_tokens\":1,\"cached_tokens\":4}}\n\n");
+        p.feed(b"data: {\"text\":\"Paris\",\"meta_info\":{\"finish_reason\":{\"type\":\"stop\"},\"prompt_tokens\":6,\"completion_tokens\":3,\"cached_tokens\":4}}\n\ndata: [DONE]\n\n");
+        p.finish();
+        assert_eq!(p.usage(), u(6, 3, 4));
     }
 
     #[test]

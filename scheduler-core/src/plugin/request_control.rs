@@ -90,6 +90,20 @@ pub trait PreRequest {
         result: &SchedulingResult,
         request_state: &mut RequestState,
     );
+
+    /// Request headers this hook sets for the decision, pushed to `out` as `(name, value)`
+    /// (lower-case names); an empty value removes the header the client sent. Called after
+    /// every [`PreRequest::pre_request`] ran; they join [`SchedulingResult::headers`]. None by
+    /// default.
+    fn request_headers(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+        request_state: &RequestState,
+        out: &mut Vec<(String, String)>,
+    ) {
+        let _ = (cx, result, request_state, out);
+    }
 }
 
 /// Runs on the response headers.

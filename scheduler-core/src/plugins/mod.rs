@@ -95,11 +95,14 @@ pub const BUILTINS: &[E] = &[
         .deprecated("'tokenizer' is the older name of 'token-producer' (same parameters)"),
     E::beta(producer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", producer::mm_embeddings_cache::factory).default_producer_for(MM_ENCODER_CACHE_MATCH_INFO),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
+    E::beta(producer::session_id::TYPE, "sessionIdProducer", producer::session_id::factory),
+    E::alpha(producer::p2p_source::TYPE, "p2pSourceProducer", producer::p2p_source::factory),
     // parsers
     E::stable(parser::openai::TYPE, parser::openai::factory),
     E::beta(parser::passthrough::TYPE, "passthroughParser", parser::passthrough::factory),
     E::beta(parser::anthropic::TYPE, "anthropicParser", parser::anthropic::factory),
     E::beta(parser::vllm_http::TYPE, "vllmHttpParser", parser::vllm_http::factory),
+    E::beta(parser::sglang_http::TYPE, "sglangHttpParser", parser::sglang_http::factory),
     E::beta(parser::vertexai::TYPE, "vertexaiParser", parser::vertexai::factory),
     E::beta(parser::vllm_grpc::TYPE, "vllmgrpcParser", parser::vllm_grpc::factory),
     // flow-control policies (used when the `flowControl` gate is on)
@@ -150,10 +153,20 @@ pub const BUILTINS: &[E] = &[
     E::not_built("latency-scorer", LATENCY_PREDICTOR),
     E::not_built("slo-headroom-tier-filter", LATENCY_PREDICTOR),
     E::not_built("latency-slo-admitter", LATENCY_PREDICTOR),
-    E::not_built("burst-prefix-cache-producer", NEWER_LLMD),
+    E::not_built("burst-prefix-cache-producer", BURST_BATCHING),
     E::not_built("thunder-agent", NEWER_LLMD),
     E::not_built("dp-rank-header-handler", NEWER_LLMD),
+    E::not_built("k8s-notification-source", K8S_WATCH),
+    E::not_built("sheddable-eviction-filter", IN_FLIGHT_EVICTION),
+    E::not_built("priority-then-time-eviction-order-policy", IN_FLIGHT_EVICTION),
 ];
+
+/// Why llm-d's burst co-location producer is missing.
+const BURST_BATCHING: &str = "it holds every request for a batch window (windowDurationMs) and places the whole batch at once; this engine schedules each request as it arrives on its own Envoy worker and does not batch across requests; prefix-rendezvous-scorer sends prompt-sharing requests that arrive together to one endpoint without waiting";
+/// Why llm-d's Kubernetes watch source is missing.
+const K8S_WATCH: &str = "it watches a Kubernetes API group/version/kind for out-of-tree extractors written in Go; this engine runs inside Envoy with no API-server client, and no built-in extractor reads such events (endpoint-notification-source, which follows the pool, is built)";
+/// Why llm-d's in-flight eviction policies are missing.
+const IN_FLIGHT_EVICTION: &str = "llm-d builds these itself for flowControl.enableEviction (cancelling sheddable requests already sent to a server); in-flight eviction is not implemented here, so flowControl.enableEviction is ignored with a warning and queued requests still expire at their TTL";
 
 /// Why llm-d's latency-predictor family is missing.
 const LATENCY_PREDICTOR: &str = "llm-d's latency predictor trains and serves its models in a separate Python service (llm-d-latency-predictor) that this engine does not talk to; use the load scorers (queue-scorer, kv-cache-utilization-scorer) and slo-deadline-ordering-policy instead";

@@ -3,5 +3,7 @@
 pub mod approx_prefix_cache;
 pub mod inflight_load;
 pub mod mm_embeddings_cache;
+pub mod p2p_source;
 pub mod precise_prefix_cache;
+pub mod session_id;
 pub mod token;
