@@ -1335,6 +1335,62 @@ mod tests {
         assert_eq!(seen[0][2].1, "blue");
     }
 
+    /// Routes one completion of `prompt` with these extra client headers; the host after it.
+    fn routed(p: &FakePicking, prompt: &str, extra: &[(&str, &str)]) -> FakeHost {
+        let body = format!(r#"{{"model":"m","prompt":"{prompt}"}}"#);
+        let mut host = request(&body);
+        for &(k, v) in extra {
+            host.request.push((k.into(), v.into()));
+        }
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, p, false);
+        assert_eq!(
+            flow.on_request_body(&mut host, p, body.len(), true),
+            BodyAction::Continue
+        );
+        host
+    }
+
+    #[test]
+    fn a_plugin_header_is_set_and_an_empty_one_removes_the_clients() {
+        // p2p-source-producer: the KV-source header names the holder of the prefix when the
+        // request is computed elsewhere, and a client's own value is removed otherwise.
+        const KV: &str = "x-kv-cache-source-host-port";
+        let p = picking_with(
+            r#", "plugins": [{"type": "approx-prefix-cache-producer"}, {"type": "p2p-source-producer"},
+                {"type": "queue-scorer"}, {"type": "max-score-picker"}],
+              "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"},
+                {"pluginRef": "max-score-picker"}]}]"#,
+        );
+        let prompt = "You are a helpful assistant for the billing team. Answer briefly and cite the invoice number every time.";
+        let mut first = routed(&p, prompt, &[]);
+        assert_eq!(
+            first.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
+        );
+        assert_eq!(first.request_header(KV), None);
+        // The holder is busy now: the other endpoint computes it and may pull from the holder.
+        for (e, q) in p.pool.borrow_mut().iter_mut().zip([0, 9]) {
+            e.metrics.waiting_queue_size = q;
+        }
+        let mut second = routed(&p, prompt, &[(KV, "6.6.6.6:1")]);
+        assert_eq!(
+            second.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.1:8000")
+        );
+        assert_eq!(second.request_header(KV).as_deref(), Some("10.0.0.2:8000"));
+        let mut fresh = routed(
+            &p,
+            "nothing cached anywhere for this one",
+            &[(KV, "6.6.6.6:1")],
+        );
+        assert_eq!(
+            fresh.request_header(KV),
+            None,
+            "the client's value is removed"
+        );
+    }
+
     #[test]
     fn a_body_request_is_held_then_routed_with_the_forged_header_replaced() {
         let p = picking();
