@@ -14,7 +14,7 @@
 //!   it) and `request_timeout` (the whole request, body included, must arrive within it; it does
 //!   not limit a streamed response, which `stream_idle_timeout` and the route timeout cover);
 //! - routes for [`INFERENCE_PATHS`] (exact) and [`INFERENCE_PREFIXES`] plus any
-//!   [`Limits::extra_prefixes`]; every other path gets a local 404 with an OpenAI-style JSON
+//!   [`Limits::extra_paths`] and [`Limits::extra_prefixes`]; every other path gets a local 404 with an OpenAI-style JSON
 //!   error body and never reaches a model server;
 //! - an overload manager: a fixed-heap monitor with Envoy's heap-pressure actions (shrink the
 //!   heap at 90 %, reset the streams holding the most buffered bytes from 85 % to 95 %, stop
@@ -51,6 +51,9 @@ pub struct Limits {
     /// Further path prefixes to route to the model servers (e.g. `/v1/` for everything under
     /// it, or `/` to restore a catch-all).
     pub extra_prefixes: Vec<String>,
+    /// Further exact paths to route (the paths the configured parsers claim beyond the OpenAI
+    /// API, e.g. SGLang's `/generate`; filled in by the renderer).
+    pub extra_paths: Vec<String>,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_heap_bytes: 1 << 30,
             extra_prefixes: Vec::new(),
+            extra_paths: Vec::new(),
         }
     }
 }
@@ -109,6 +113,11 @@ impl Limits {
         };
         for p in INFERENCE_PATHS {
             add("path", p);
+        }
+        for p in &self.extra_paths {
+            if !INFERENCE_PATHS.contains(&p.as_str()) {
+                add("path", p);
+            }
         }
         for p in INFERENCE_PREFIXES {
             add("prefix", p);

@@ -267,6 +267,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 max_connections,
                 max_heap_bytes,
                 extra_prefixes: route_prefixes,
+                extra_paths: Vec::new(),
             };
             let input = |picker: serde_json::Value, wasm_path: String| RenderInput {
                 picker,

@@ -108,6 +108,10 @@ pub struct Prepared {
     /// picker's own `bodyLimitBytes` (so the picker answers 413 with its JSON body), 1 MiB at
     /// least.
     pub buffer_limit: u64,
+    /// Exact request paths the configured parsers need routed beyond the OpenAI API (e.g.
+    /// `/generate` for `sglanghttp-parser`); empty when the document does not load with the
+    /// built-in registry.
+    pub parser_routes: Vec<String>,
 }
 
 /// Checks the `pool` section and the document's shape, and pretty-prints the JSON.
@@ -123,16 +127,27 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
     // A page source on its own port (a DCGM exporter beside each server) is fetched from
     // addresses outside the serving cluster too. Out-of-tree plugin types fail this load;
     // their configs then get the ORIGINAL_DST cluster only through `metricsPort`.
-    let page_ports =
-        scheduler_core::PickerConfig::load(&text, &scheduler_core::Registry::with_builtins())
-            .map(|l| {
-                l.picker
-                    .page_sources()
-                    .iter()
-                    .filter_map(|p| p.as_page_source())
-                    .any(|s| s.port().is_some())
-            })
-            .unwrap_or(false);
+    // The same load gives the paths the configured parsers need routed (SGLang's `/generate`,
+    // Anthropic's `/v1/messages`, ...).
+    let loaded =
+        scheduler_core::PickerConfig::load(&text, &scheduler_core::Registry::with_builtins()).ok();
+    let page_ports = loaded.as_ref().is_some_and(|l| {
+        l.picker
+            .page_sources()
+            .iter()
+            .filter_map(|p| p.as_page_source())
+            .any(|s| s.port().is_some())
+    });
+    let parser_routes: Vec<String> = loaded
+        .as_ref()
+        .map(|l| {
+            l.picker
+                .parser_routes()
+                .iter()
+                .map(|r| r.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     // An h2c pool (gRPC model servers) is dialled over HTTP/2; its metrics pages are HTTP/1.1
     // (vLLM and llm-d-inference-sim serve both on one port, telling them apart by protocol), so
     // the scrape goes through the HTTP/1.1 scrape-only cluster.
@@ -158,6 +173,7 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
         json,
         separate_metrics,
         buffer_limit,
+        parser_routes,
     })
 }
 
@@ -468,6 +484,7 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     };
     // gRPC model servers are called on `/<package>.<Service>/<Method>`: route vLLM's gRPC API.
     let mut limits = input.limits.clone();
+    limits.extra_paths.extend(p.parser_routes.iter().cloned());
     if pool.app_protocol == scheduler_core::AppProtocol::H2c {
         limits.extra_prefixes.push(VLLM_GRPC_PREFIX.into());
     }

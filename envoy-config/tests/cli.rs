@@ -277,3 +277,53 @@ fn an_h2c_pool_is_dialled_over_http2_and_scraped_over_http1() {
     assert!(err.contains("appProtocol"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_paths_configured_parsers_claim_are_routed() {
+    let dir = std::env::temp_dir().join(format!("parser-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("picker.json");
+    let picker = |parsers: &[&str]| {
+        let plugins: Vec<_> = parsers
+            .iter()
+            .map(|p| serde_json::json!({"type": p}))
+            .chain([serde_json::json!({"type": "queue-scorer"})])
+            .collect();
+        let refs: Vec<_> = parsers
+            .iter()
+            .map(|p| serde_json::json!({"pluginRef": p}))
+            .collect();
+        serde_json::json!({
+            "pool": {"cluster": "inference_pool", "endpoints": [{"address": "127.0.0.1:8000"}]},
+            "plugins": plugins,
+            "requestHandler": {"parsers": refs},
+            "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"}]}]
+        })
+        .to_string()
+    };
+    let render = |parsers: &[&str]| {
+        std::fs::write(&config, picker(parsers)).unwrap();
+        let path = config.to_str().unwrap();
+        let (ok, out, err) = cli(&["render", "--config", path, "--module-elsewhere"], None);
+        assert!(ok, "{err}");
+        out
+    };
+    let routed = |out: &str, p: &str| out.contains(&format!("- match: {{ path: \"{p}\" }}"));
+    let out = render(&["openai-parser", "sglanghttp-parser", "anthropic-parser"]);
+    for p in [
+        "/v1/completions",
+        "/generate",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+    ] {
+        assert!(routed(&out, p), "{p} not routed:\n{out}");
+    }
+    // Only what a configured parser claims: the OpenAI parser alone adds nothing.
+    let out = render(&["openai-parser"]);
+    assert!(routed(&out, "/v1/completions") && !routed(&out, "/generate"));
+    assert!(routed(
+        &render(&["vllmhttp-parser"]),
+        "/inference/v1/generate"
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -328,6 +328,37 @@ fn h2c_pools_are_dialled_over_http2_and_route_vllm_grpc() {
     }
 }
 
+/// A picker whose parsers take SGLang's `/generate` gets that path routed by every gateway
+/// (kgateway's overlay route, the HTTPRoute of Envoy Gateway and Istio), and still validates.
+#[test]
+fn a_parsers_own_path_is_routed_by_every_gateway() {
+    let mut picker: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("envoy-config/deploy/picker.json")).unwrap(),
+    )
+    .unwrap();
+    let plugins = picker["plugins"].as_array_mut().unwrap();
+    plugins.push(serde_json::json!({"type": "openai-parser"}));
+    plugins.push(serde_json::json!({"type": "sglanghttp-parser"}));
+    picker["requestHandler"] = serde_json::json!({"parsers": [
+        {"pluginRef": "openai-parser"}, {"pluginRef": "sglanghttp-parser"}]});
+    let crds = crds();
+    for gateway in Gateway::ALL {
+        let input = envoy_config::deploy::DeployInput::example(picker.clone(), "i:1");
+        let text = envoy_config::deploy::render(gateway, &input).unwrap();
+        let want = if gateway == Gateway::Kgateway {
+            "match: { path: \"/generate\" }"
+        } else {
+            "path: { type: Exact, value: /generate }"
+        };
+        assert!(text.contains(want), "{}:\n{text}", gateway.name());
+        for doc in documents(&text).unwrap() {
+            if let Err(e) = crds.validate(&doc) {
+                panic!("{}: {e:?}", gateway.name());
+            }
+        }
+    }
+}
+
 /// The committed example picker JSON with llm-d's precise prefix-cache plugins and profile.
 fn precise_picker() -> Value {
     let mut picker: Value = serde_json::from_str(

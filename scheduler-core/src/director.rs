@@ -93,6 +93,21 @@ impl EndpointPicker {
         )
     }
 
+    /// The request paths the configured parsers need routed to the model servers beyond the
+    /// OpenAI ones ([`crate::plugin::RequestParser::routes`]), in configuration order, without
+    /// repeats.
+    pub fn parser_routes(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for p in self.parsers.iter().filter_map(|p| p.as_parser()) {
+            for r in p.routes() {
+                if !out.contains(r) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
     /// The parser for `path` (llm-d's parser registry): the only one when one is configured;
     /// else, among the parsers up to the first fallback (a parser claiming no path; any after it
     /// are never reached), the one claiming the longest matching path suffix, else that

@@ -74,7 +74,10 @@ load_assignment:
 "#,
         port = input.port,
     );
-    let mut limits = Limits::default();
+    let mut limits = Limits {
+        extra_paths: super::parser_routes(input),
+        ..Limits::default()
+    };
     if super::h2c(input) {
         limits
             .extra_prefixes

@@ -295,6 +295,14 @@ spec:
 
 /// True when the pool's model servers speak gRPC over HTTP/2 without TLS
 /// (`pool.appProtocol: kubernetes.io/h2c`).
+/// The exact paths the picker's parsers need routed beyond the OpenAI API
+/// ([`crate::render::Prepared::parser_routes`]); none when the picker JSON does not prepare.
+fn parser_routes(input: &DeployInput) -> Vec<String> {
+    crate::render::prepare(&input.picker)
+        .map(|p| p.parser_routes)
+        .unwrap_or_default()
+}
+
 fn h2c(input: &DeployInput) -> bool {
     input
         .picker
@@ -380,12 +388,17 @@ spec:
     )
 }
 
-/// HTTPRoute `matches` (column 0) for [`INFERENCE_PATHS`] (Exact) and [`INFERENCE_PREFIXES`],
-/// and vLLM's gRPC service for an h2c pool.
+/// HTTPRoute `matches` (column 0) for [`INFERENCE_PATHS`] and the parsers' own paths (Exact),
+/// [`INFERENCE_PREFIXES`], and vLLM's gRPC service for an h2c pool.
 fn route_matches(input: &DeployInput) -> String {
     let mut out = String::new();
     for p in INFERENCE_PATHS {
         out.push_str(&format!("- path: {{ type: Exact, value: {p} }}\n"));
+    }
+    for p in parser_routes(input) {
+        if !INFERENCE_PATHS.contains(&p.as_str()) {
+            out.push_str(&format!("- path: {{ type: Exact, value: {p} }}\n"));
+        }
     }
     for p in INFERENCE_PREFIXES {
         out.push_str(&format!("- path: {{ type: PathPrefix, value: {p} }}\n"));

@@ -169,6 +169,14 @@ pub trait RequestParser {
     fn claimed_paths(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Full request paths of this API (exact, e.g. `/generate`) that a proxy configuration must
+    /// route to the model servers for this parser to see them. `envoy-config render` routes the
+    /// OpenAI paths and these; every other path is answered 404 there. Empty by default (the
+    /// OpenAI paths, or a fallback parser that takes whatever a route sends it).
+    fn routes(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// True when `path` (query string ignored, trailing `/` trimmed) ends with `/` + `suffix`.

@@ -2,7 +2,8 @@
 //! vLLM V1 `/metrics` page whose values are pinned through `POST /admin/state`, and switches that
 //! make `/metrics` or inference misbehave. Every response names the server
 //! (`x-inference-pod`, `x-inference-port`) and echoes the routing headers it received
-//! (`x-seen-destination`, `x-seen-prefiller`, `x-seen-encoders`) so tests can see what Envoy forwarded.
+//! (`x-seen-destination`, `x-seen-prefiller`, `x-seen-encoders`, `x-seen-kv-source`) so tests can
+//! see what Envoy forwarded. `POST /generate` answers in SGLang's shape (usage in `meta_info`).
 //!
 //! Not a performance model: the simulator of issue 4 is. This one answers at once.
 
@@ -247,6 +248,7 @@ fn seen(h: &HeaderMap, name: &str) -> String {
 
 async fn inference(
     State(app): State<Shared>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -263,6 +265,10 @@ async fn inference(
         ),
         ("x-seen-prefiller", seen(&headers, "x-prefiller-host-port")),
         ("x-seen-encoders", seen(&headers, "x-encoder-hosts-ports")),
+        (
+            "x-seen-kv-source",
+            seen(&headers, "x-kv-cache-source-host-port"),
+        ),
         ("x-seen-body-bytes", body.len().to_string()),
     ];
     if s.inference == "500" {
@@ -281,7 +287,9 @@ async fn inference(
     let stream = req.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
     let prompt_tokens = (body.len() / 4).max(1);
     let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3});
-    let mut resp = if stream {
+    let mut resp = if uri.path() == "/generate" {
+        sglang_generate(&req, stream)
+    } else if stream {
         let mut sse = String::new();
         for t in ["Hello", " from", " fake"] {
             sse.push_str(&format!(
@@ -312,6 +320,38 @@ async fn inference(
         }
     }
     resp
+}
+
+/// SGLang's `/generate` answer: text and `meta_info` (usage there, not under `usage`);
+/// streamed, each chunk carries the running totals and `finish_reason` is null until the last.
+/// prompt_tokens = the number of `input_ids` (or the text's bytes / 4), cached_tokens = 2.
+fn sglang_generate(req: &serde_json::Value, stream: bool) -> Response {
+    let prompt_tokens = match req.get("input_ids").and_then(|v| v.as_array()) {
+        Some(ids) => ids.len(),
+        None => (req.get("text").and_then(|t| t.as_str()).unwrap_or("").len() / 4).max(1),
+    };
+    let meta = |done: bool, completion: usize| {
+        serde_json::json!({"id": "gen-fake", "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion, "cached_tokens": 2,
+            "finish_reason": if done { serde_json::json!({"type": "stop"}) } else { serde_json::Value::Null }})
+    };
+    if !stream {
+        return Json(serde_json::json!({"text": "Hello from fake", "output_ids": [1, 2, 3], "meta_info": meta(true, 3)}))
+            .into_response();
+    }
+    let mut sse = String::new();
+    for (i, t) in ["Hello", "Hello from", "Hello from fake"]
+        .iter()
+        .enumerate()
+    {
+        let chunk = serde_json::json!({"text": t, "meta_info": meta(i == 2, i + 1)});
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(sse))
+        .unwrap_or_default()
 }
 
 async fn models(State(app): State<Shared>) -> Response {
@@ -352,6 +392,8 @@ async fn main() {
         .route("/v1/completions", post(inference))
         .route("/v1/chat/completions", post(inference))
         .route("/v1/embeddings", post(inference))
+        // SGLang's native API.
+        .route("/generate", post(inference))
         // Above the picker's 4 MiB default body limit, so the picker's limit is what is tested.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .with_state(app.clone());

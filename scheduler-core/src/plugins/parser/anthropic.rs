@@ -52,4 +52,7 @@ impl RequestParser for AnthropicParser {
     fn claimed_paths(&self) -> &'static [&'static str] {
         PATHS
     }
+    fn routes(&self) -> &'static [&'static str] {
+        &["/v1/messages", "/v1/messages/count_tokens"]
+    }
 }

@@ -147,6 +147,9 @@ impl RequestParser for SglangHttpParser {
     fn claimed_paths(&self) -> &'static [&'static str] {
         PATHS
     }
+    fn routes(&self) -> &'static [&'static str] {
+        &["/generate"]
+    }
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ impl RequestParser for VllmHttpParser {
     fn claimed_paths(&self) -> &'static [&'static str] {
         PATHS
     }
+    fn routes(&self) -> &'static [&'static str] {
+        &["/inference/v1/generate"]
+    }
 }
 
 #[cfg(test)]
