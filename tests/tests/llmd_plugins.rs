@@ -1,7 +1,8 @@
 //! llm-d plugin types in real Envoy, both builds: `sglanghttp-parser` routes SGLang's native
 //! `/generate` and reads its usage from `meta_info`; `header-profile-handler` runs the stage a
 //! request header names; `p2p-source-producer` tells the computing server which peer holds the
-//! prompt's prefix (`x-kv-cache-source-host-port`), and removes a client's own value.
+//! prompt's prefix (`x-kv-cache-source-host-port`), and removes a client's own value;
+//! `utilization-filter` drops endpoints whose scraped load is over its caps.
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
@@ -137,4 +138,34 @@ fn the_kv_source_header_names_the_prefix_holder() {
     );
     assert_eq!(fresh.status, 200, "{fresh:?}");
     assert_eq!(fresh.header("x-seen-kv-source"), Some(""), "{fresh:?}");
+}
+
+#[test]
+fn utilization_filter_keeps_requests_off_an_endpoint_over_its_cap() {
+    let env = Env::start(EnvSpec {
+        picker: json!({
+            "plugins": [
+                {"type": "utilization-filter", "parameters": {"conditions": [
+                    {"metric": "waiting-queue", "maxValue": 2},
+                    {"metric": "kv-cache-utilization", "maxValue": 0.9}]}},
+                {"type": "random-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "utilization-filter"}, {"pluginRef": "random-picker"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    // pod-a's queue and pod-b's KV cache are over their caps (scraped); only pod-c is left.
+    env.backends[0].set(json!({"waiting": 3}));
+    env.backends[1].set(json!({"kv": 0.95}));
+    env.settle();
+    for i in 0..20 {
+        let r = env.complete("m", &format!("question {i}"), &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.pod(), "pod-c", "{r:?}");
+    }
+    // Every endpoint over a cap: no target (429), as upstream without fallbackOnEmpty.
+    env.backends[2].set(json!({"waiting": 7}));
+    env.settle();
+    let r = env.complete("m", "one more", &[]);
+    assert_eq!(r.status, 429, "{r:?}");
 }
