@@ -86,6 +86,19 @@ impl RequestParser for VertexAiParser {
         // by `/`; `parse` checks the whole `PredictionService/<method>` suffix.
         &["ChatCompletions", "StreamRawPredict", "RawPredict"]
     }
+
+    fn routes(&self) -> &'static [&'static str] {
+        // Vertex AI's `PredictionService` in both published API versions (llm-d reads the
+        // v1beta1 messages; v1 carries the same methods and fields).
+        &[
+            "/google.cloud.aiplatform.v1.PredictionService/ChatCompletions",
+            "/google.cloud.aiplatform.v1.PredictionService/StreamRawPredict",
+            "/google.cloud.aiplatform.v1.PredictionService/RawPredict",
+            "/google.cloud.aiplatform.v1beta1.PredictionService/ChatCompletions",
+            "/google.cloud.aiplatform.v1beta1.PredictionService/StreamRawPredict",
+            "/google.cloud.aiplatform.v1beta1.PredictionService/RawPredict",
+        ]
+    }
 }
 
 /// A gRPC frame of a `…Request` message whose `HttpBody` carries `json` (for the tests).
