@@ -325,5 +325,9 @@ fn the_paths_configured_parsers_claim_are_routed() {
         &render(&["vllmhttp-parser"]),
         "/inference/v1/generate"
     ));
+    assert!(routed(
+        &render(&["vertexai-parser"]),
+        "/google.cloud.aiplatform.v1.PredictionService/ChatCompletions"
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
