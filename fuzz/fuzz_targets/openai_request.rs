@@ -1,13 +1,25 @@
-//! The OpenAI request parser, then a scheduling cycle on what it accepted.
+//! The HTTP JSON request parsers (OpenAI, Anthropic, vLLM's and SGLang's generate), then a
+//! scheduling cycle on what they accepted. The first byte picks the path, and so the parser; the
+//! rest is the body.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use scheduler_core::{load, Endpoint, Registry, RequestState, SplitMix64};
 
+const CONFIG: &str = r#"{"plugins": [{"type": "openai-parser"}, {"type": "anthropic-parser"},
+    {"type": "vllmhttp-parser"}, {"type": "sglanghttp-parser"}, {"type": "queue-scorer"}],
+  "requestHandler": {"parsers": [{"pluginRef": "openai-parser"}, {"pluginRef": "anthropic-parser"},
+    {"pluginRef": "vllmhttp-parser"}, {"pluginRef": "sglanghttp-parser"}]},
+  "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"}]}]}"#;
+
 fuzz_target!(|data: &[u8]| {
-    let paths = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/conversations"];
-    let path = paths[data.first().map_or(0, |b| *b as usize % paths.len())];
-    let Ok((picker, _)) = load("{}", &Registry::with_builtins()) else { return };
-    if let Ok(req) = picker.parse_request(path, data, vec![]) {
+    let paths = [
+        "/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/conversations",
+        "/v1/messages", "/inference/v1/generate", "/generate",
+    ];
+    let Some((sel, body)) = data.split_first() else { return };
+    let path = paths[*sel as usize % paths.len()];
+    let Ok((picker, _)) = load(CONFIG, &Registry::with_builtins()) else { return };
+    if let Ok(req) = picker.parse_request(path, body, vec![]) {
         // The multimodal encoder-cache producer reads the media parts of the same prompt.
         let _ = scheduler_core::parse::media::media_items(&req.prompt);
         let pool = vec![Endpoint::new("10.0.0.1:8000"), Endpoint::new("10.0.0.2:8000")];
