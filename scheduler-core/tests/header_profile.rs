@@ -115,6 +115,21 @@ fn one_configured_profile_always_runs() {
 
 #[test]
 fn a_default_profile_that_is_not_configured_is_reported() {
+    // At load, as a warning (upstream loads such a config too)...
+    let cfg = r#"{"plugins": [{"type": "encode-filter"}, {"type": "prefill-filter"},
+        {"type": "header-profile-handler"}],
+        "schedulingProfiles": [{"name": "encode", "plugins": [{"pluginRef": "encode-filter"}]},
+                               {"name": "prefill", "plugins": [{"pluginRef": "prefill-filter"}]}]}"#;
+    let (_, report) = load(cfg, &Registry::with_builtins()).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("defaultProfile 'decode' is not a configured")),
+        "{:?}",
+        report.warnings
+    );
+    // ... and on each request that needs it.
     let p = picker(r#"{"defaultProfile": "decode"}"#, &["encode", "prefill"]);
     let err = role_for(&p, &[]).unwrap_err();
     assert_eq!(err.status(), 429);

@@ -137,6 +137,13 @@ pub trait ProfileHandler {
         None
     }
 
+    /// Checks the handler's own parameters against the configured profile names at load; each
+    /// returned message becomes a load warning (e.g. a default profile that is not configured).
+    fn check_profiles(&self, profile_names: &[String]) -> Vec<String> {
+        let _ = profile_names;
+        Vec::new()
+    }
+
     /// The refusal when [`Self::pick_profiles`] ran no profile at all (then
     /// [`Self::process_results`] is not called). By default 429 "no profile ran"; a handler
     /// that picks by what the request asked for names the bad request instead (400).

@@ -95,6 +95,14 @@ pub(super) fn build(
             ))
         }
     };
+    if let Some(h) = handler.as_profile_handler() {
+        for w in h.check_profiles(&names) {
+            loader.warn(alloc::format!(
+                "{profiles_path}: {}: {w}",
+                handler.typed_name()
+            ));
+        }
+    }
     if handler.typed_name().type_name == profile::single::TYPE && specs.len() > 1 {
         return Err(ConfigError::new(
             profiles_path,

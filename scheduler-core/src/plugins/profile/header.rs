@@ -13,8 +13,8 @@
 //! - a value that names no configured profile is refused with **400** (`invalid_field`) naming
 //!   the header and the value. Upstream answers 429 here only because its profile-handler
 //!   interface cannot carry a typed error (its README says 400 is the right status).
-//! - a `defaultProfile` that is not configured is refused with 429 (no target endpoint) and a
-//!   message saying so: a configuration mistake, reported on the first request that needs it.
+//! - a `defaultProfile` that is not configured is a load warning (upstream loads such a config),
+//!   and each request that needs it is refused with 429 (no target endpoint) saying so.
 //!
 //! Unlike `disagg-profile-handler` it sets no `x-prefiller-host-port` header: one call, one stage.
 //!
@@ -123,6 +123,16 @@ impl ProfileHandler for HeaderProfileHandler {
             return Vec::new();
         }
         self.chosen(cx, names).into_iter().collect()
+    }
+
+    fn check_profiles(&self, names: &[String]) -> Vec<String> {
+        if names.len() > 1 && !names.contains(&self.default_profile) {
+            return Vec::from([format!(
+                "defaultProfile '{}' is not a configured scheduling profile: requests without the '{}' header will be refused",
+                self.default_profile, self.header
+            )]);
+        }
+        Vec::new()
     }
 
     fn no_profile_ran(&self, cx: &CycleContext<'_>, names: &[String]) -> RequestError {
