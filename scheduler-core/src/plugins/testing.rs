@@ -42,6 +42,26 @@ pub fn scores_for_request(ty: &str, eps: &[Endpoint], req: &InferenceRequest<'_>
     scores
 }
 
+/// Which of `eps` filter `plugin` keeps for a plain request, with `state` as the cycle state
+/// (what the producers wrote) and every endpoint a candidate.
+pub fn kept(plugin: &dyn crate::plugin::Plugin, eps: &[Endpoint], state: &CycleState) -> Vec<bool> {
+    let req = InferenceRequest::new("m", "");
+    let cx = CycleContext {
+        request: &req,
+        endpoints: eps,
+        state,
+        now_ms: 1,
+        peer: None,
+    };
+    let candidates: Vec<usize> = (0..eps.len()).collect();
+    let mut keep = alloc::vec![false; eps.len()];
+    plugin
+        .as_filter()
+        .unwrap()
+        .filter(&cx, &candidates, &mut keep, &mut SplitMix64::new(1));
+    keep
+}
+
 /// Scores of scorer `ty` for a plain request.
 pub fn scores_of(ty: &str, eps: &[Endpoint]) -> Vec<f64> {
     scores_for_request(ty, eps, &InferenceRequest::new("m", ""))

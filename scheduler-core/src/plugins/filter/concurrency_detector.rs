@@ -201,8 +201,6 @@ mod tests {
     use crate::model::endpoint::Endpoint;
     use crate::model::request::InferenceRequest;
     use crate::plugin::CycleState;
-    use crate::rng::SplitMix64;
-    use alloc::vec;
 
     fn detector(params: serde_json::Value) -> Arc<dyn Plugin> {
         factory("d", Some(&params), &Handle::new(&[])).unwrap()
@@ -232,13 +230,9 @@ mod tests {
             peer: None,
         };
         let c: Vec<usize> = (0..eps.len()).collect();
-        let mut keep = vec![false; eps.len()];
-        d.as_filter()
-            .unwrap()
-            .filter(&cx, &c, &mut keep, &mut SplitMix64::new(1));
         (
             d.as_saturation_detector().unwrap().saturation(&cx, &c),
-            keep,
+            crate::plugins::testing::kept(&*d, &eps, &state),
         )
     }
 

@@ -197,10 +197,7 @@ impl Filter for UtilizationFilter {
 mod tests {
     use super::*;
     use crate::model::endpoint::EndpointMetrics;
-    use crate::model::request::InferenceRequest;
     use crate::plugin::CycleState;
-    use crate::rng::SplitMix64;
-    use alloc::vec;
     use serde_json::json;
 
     /// Kept flags for endpoints with (running, waiting, kv, in-flight requests).
@@ -227,20 +224,7 @@ mod tests {
                 })
                 .collect::<Vec<_>>(),
         );
-        let req = InferenceRequest::new("m", "");
-        let cx = CycleContext {
-            request: &req,
-            endpoints: &endpoints,
-            state: &state,
-            now_ms: 1,
-            peer: None,
-        };
-        let c: Vec<usize> = (0..endpoints.len()).collect();
-        let mut keep = vec![false; endpoints.len()];
-        f.as_filter()
-            .unwrap()
-            .filter(&cx, &c, &mut keep, &mut SplitMix64::new(1));
-        keep
+        crate::plugins::testing::kept(&*f, &endpoints, &state)
     }
 
     #[test]
