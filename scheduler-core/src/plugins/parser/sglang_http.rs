@@ -10,7 +10,9 @@
 //!   (a list of prompts, SGLang's batch form, is still refused: one request, one destination);
 //! - `extra_key` (docs/SOURCES.md#sglang-generate): a string SGLang mixes into its prefix-cache
 //!   keys, so requests with different keys share no cached blocks; here it is the request's
-//!   cache salt, mixed into the prefix-hash seed as vLLM's `cache_salt` is;
+//!   cache salt, mixed into the approximate prefix index's hash seed as vLLM's `cache_salt` is
+//!   (the precise index cannot: SGLang's KV events do not carry it,
+//!   docs/SOURCES.md#sglang-kv-salt);
 //! - `stream`: a boolean; `sampling_params` and the rest are forwarded untouched.
 //!
 //! There is no `model` field: the request's model is empty (LoRA affinity has nothing to match).

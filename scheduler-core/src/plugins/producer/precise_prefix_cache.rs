@@ -390,9 +390,10 @@ impl PrecisePrefixCacheProducer {
     ) -> Result<Matched, String> {
         let keys_fn = self.index.request_keys();
         let bs = keys_fn.block_size();
-        // A salted request's blocks are cached under its salt only on vLLM (see `kvcache::keys`);
-        // SGLang has no `cache_salt` and reports none, so its blocks stay unsalted. vLLM treats
-        // an empty salt as none.
+        // A salted request's blocks are keyed by its salt only on vLLM (see `kvcache::keys`).
+        // SGLang keeps salted prefixes apart in its own cache, but its KV events leave the salt
+        // out of the block hashes and carry no field for it (docs/SOURCES.md#sglang-kv-salt), so
+        // its blocks can only be indexed unsalted. vLLM treats an empty salt as none.
         let adapter = self.index.adapter_for(&cx.request.target_model);
         let salt = match self.settings.format {
             KvEventFormat::Vllm => cx.request.cache_salt.as_deref().filter(|s| !s.is_empty()),
