@@ -20,7 +20,9 @@
 //! otherwise the client's own value of the header, if any, is removed (an empty header value in
 //! [`crate::model::result::SchedulingResult::headers`]). Our prefix producers report no
 //! per-tier (GPU/CPU) counts, so every cached block counts as pullable; upstream counts only
-//! CPU-tier blocks when its producer reports tiers.
+//! CPU-tier blocks when its producer reports tiers. With `precise-prefix-cache-producer` the
+//! matched blocks are its medium-weighted score (a CPU block counts 0.8 by default), the same on
+//! both sides of the comparison.
 //!
 //! Parameters: `prefixMatchInfoProducerName` (the producer to read, as for
 //! `prefix-cache-scorer`; default the approximate producer), `minCachedTokenDelta` (tokens,
