@@ -42,8 +42,7 @@ use crate::plugin::{
     CycleContext, CycleState, DataKey, DataProducer, Plugin, PreRequest, ProduceContext,
     RequestState, TypedName,
 };
-use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
-use crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO;
+use crate::plugins::producer::approx_prefix_cache::PrefixMatch;
 use crate::plugins::scorer::prefix_cache::match_key_for;
 
 /// Plugin type name.
@@ -179,11 +178,7 @@ impl Plugin for P2pSourceProducer {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        if self.key == PRECISE_PREFIX_CACHE_MATCH_INFO {
-            &[PRECISE_PREFIX_CACHE_MATCH_INFO]
-        } else {
-            &[PREFIX_CACHE_MATCH_INFO]
-        }
+        crate::plugins::scorer::prefix_cache::consumed(self.key)
     }
 }
 

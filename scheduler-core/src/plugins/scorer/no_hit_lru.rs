@@ -29,8 +29,7 @@ use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{
     CycleContext, DataKey, Plugin, PreRequest, RequestState, Scorer, ScorerCategory, TypedName,
 };
-use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
-use crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO;
+use crate::plugins::producer::approx_prefix_cache::PrefixMatch;
 
 /// Plugin type name.
 pub const TYPE: &str = "no-hit-lru-scorer";
@@ -132,11 +131,7 @@ impl Plugin for NoHitLruScorer {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        if self.key == PRECISE_PREFIX_CACHE_MATCH_INFO {
-            &[PRECISE_PREFIX_CACHE_MATCH_INFO]
-        } else {
-            &[PREFIX_CACHE_MATCH_INFO]
-        }
+        crate::plugins::scorer::prefix_cache::consumed(self.key)
     }
 }
 
@@ -217,6 +212,7 @@ mod tests {
     use crate::model::endpoint::Endpoint;
     use crate::model::request::InferenceRequest;
     use crate::plugin::CycleState;
+    use crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO;
 
     fn scorer() -> NoHitLruScorer {
         NoHitLruScorer {

@@ -45,6 +45,16 @@ pub fn match_key_for(producer: Option<&str>, handle: &Handle<'_>) -> DataKey {
     }
 }
 
+/// What a consumer of match key `key` (from [`match_key_for`]) declares in
+/// [`Plugin::consumes`]: that key, as a `'static` slice.
+pub fn consumed(key: DataKey) -> &'static [DataKey] {
+    if key == PRECISE_PREFIX_CACHE_MATCH_INFO {
+        &[PRECISE_PREFIX_CACHE_MATCH_INFO]
+    } else {
+        &[PREFIX_CACHE_MATCH_INFO]
+    }
+}
+
 /// Plugin type name.
 pub const TYPE: &str = "prefix-cache-scorer";
 
@@ -88,11 +98,7 @@ impl Plugin for PrefixCacheScorer {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        if self.key == PRECISE_PREFIX_CACHE_MATCH_INFO {
-            &[PRECISE_PREFIX_CACHE_MATCH_INFO]
-        } else {
-            &[PREFIX_CACHE_MATCH_INFO]
-        }
+        consumed(self.key)
     }
 }
 
