@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::error::{ConfigError, FieldPath};
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, DataKey, Filter, Plugin, SaturationDetector, TypedName};
-use crate::plugins::producer::inflight_load::{InflightLoad, INFLIGHT_LOAD};
+use crate::plugins::producer::inflight_load::{load_of, InflightLoad, INFLIGHT_LOAD};
 use crate::rng::Rng;
 
 /// Plugin type name.
@@ -136,11 +136,6 @@ impl ConcurrencyDetector {
             Mode::Hybrid => l.requests < self.request_limit && l.tokens < self.token_limit,
         }
     }
-}
-
-/// The in-flight load of candidate `i` (zero when the producer wrote nothing).
-fn load_of(loads: Option<&Vec<InflightLoad>>, i: usize) -> InflightLoad {
-    loads.and_then(|l| l.get(i)).copied().unwrap_or_default()
 }
 
 impl Plugin for ConcurrencyDetector {

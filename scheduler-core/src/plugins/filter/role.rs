@@ -133,9 +133,7 @@ impl Filter for RoleFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::request::InferenceRequest;
     use crate::plugin::{CycleState, Handle};
-    use crate::rng::SplitMix64;
     use alloc::vec::Vec;
 
     fn kept(factory: crate::plugin::registry::Factory) -> Vec<&'static str> {
@@ -158,21 +156,7 @@ mod tests {
             })
             .collect();
         let plugin = factory("f", None, &Handle::new(&[])).unwrap();
-        let req = InferenceRequest::new("m", "");
-        let state = CycleState::new();
-        let cx = CycleContext {
-            request: &req,
-            endpoints: &eps,
-            state: &state,
-            now_ms: 1,
-            peer: None,
-        };
-        let candidates: Vec<usize> = (0..eps.len()).collect();
-        let mut keep = alloc::vec![false; eps.len()];
-        plugin
-            .as_filter()
-            .unwrap()
-            .filter(&cx, &candidates, &mut keep, &mut SplitMix64::new(1));
+        let keep = crate::plugins::testing::kept(&*plugin, &eps, &CycleState::new());
         ROLES
             .iter()
             .zip(keep)

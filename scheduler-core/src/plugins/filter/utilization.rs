@@ -30,7 +30,7 @@ use crate::error::{ConfigError, FieldPath};
 use crate::model::endpoint::Endpoint;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, DataKey, Filter, Plugin, TypedName};
-use crate::plugins::producer::inflight_load::{InflightLoad, INFLIGHT_LOAD};
+use crate::plugins::producer::inflight_load::{load_of, InflightLoad, INFLIGHT_LOAD};
 use crate::rng::Rng;
 
 /// Plugin type name.
@@ -133,17 +133,10 @@ pub fn factory(
         }
         conditions.push((metric, max));
     }
-    let consumes: &'static [DataKey] =
-        if conditions.iter().any(|&(m, _)| m == Metric::ActiveRequests) {
-            &[INFLIGHT_LOAD]
-        } else {
-            &[]
-        };
     Ok(Arc::new(UtilizationFilter {
         typed_name: TypedName::new(TYPE, name),
         conditions,
         fallback_on_empty: p.fallback_on_empty,
-        consumes,
     }))
 }
 
@@ -153,7 +146,6 @@ pub struct UtilizationFilter {
     /// `(signal, cap)`: kept while every signal ≤ its cap.
     conditions: Vec<(Metric, f64)>,
     fallback_on_empty: bool,
-    consumes: &'static [DataKey],
 }
 
 impl Plugin for UtilizationFilter {
@@ -164,7 +156,16 @@ impl Plugin for UtilizationFilter {
         Some(self)
     }
     fn consumes(&self) -> &'static [DataKey] {
-        self.consumes
+        // The in-flight counts only when a condition reads them (scraped signals need none).
+        if self
+            .conditions
+            .iter()
+            .any(|&(m, _)| m == Metric::ActiveRequests)
+        {
+            &[INFLIGHT_LOAD]
+        } else {
+            &[]
+        }
     }
 }
 
@@ -179,7 +180,7 @@ impl Filter for UtilizationFilter {
         let loads = cx.state.get::<Vec<InflightLoad>>(INFLIGHT_LOAD);
         let mut any = false;
         for (k, &i) in keep.iter_mut().zip(candidates) {
-            let inflight = loads.and_then(|l| l.get(i)).copied().unwrap_or_default();
+            let inflight = load_of(loads, i);
             *k = cx.endpoints.get(i).is_some_and(|e| {
                 self.conditions
                     .iter()

@@ -215,6 +215,12 @@ impl Plugin for InflightLoadProducer {
     }
 }
 
+/// The in-flight load of pool index `i` in what [`InflightLoadProducer`] wrote under
+/// [`INFLIGHT_LOAD`] (`loads`); zero when it wrote nothing for it.
+pub fn load_of(loads: Option<&Vec<InflightLoad>>, i: usize) -> InflightLoad {
+    loads.and_then(|l| l.get(i)).copied().unwrap_or_default()
+}
+
 impl DataProducer for InflightLoadProducer {
     fn produce(
         &self,
