@@ -25,7 +25,7 @@ use scheduler_core::RequestState;
 use crate::headers::HeaderBlock;
 use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
-    ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, PREFILLER, SERVED,
+    ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, KV_SOURCE, PREFILLER, SERVED,
 };
 use crate::telemetry::RequestRecord;
 #[cfg(test)]
@@ -347,11 +347,14 @@ impl RequestFlow {
         match outcome {
             Outcome::Route(r) => {
                 // The client's values of these headers were removed with the request headers
-                // (CLIENT_FORBIDDEN), so they are added, not replaced.
+                // (CLIENT_FORBIDDEN), so they are added, not replaced; an empty value (a
+                // plugin's "not this time") has nothing left to remove.
                 host.add_request_header(DESTINATION, &r.destination);
                 for (k, v) in &r.headers {
                     if CLIENT_FORBIDDEN.contains(&k.as_str()) {
-                        host.add_request_header(k, v);
+                        if !v.is_empty() {
+                            host.add_request_header(k, v);
+                        }
                     } else {
                         // An empty value removes the client's own (a plugin's "not this time").
                         host.set_request_header(k, (!v.is_empty()).then_some(v.as_str()));
@@ -450,13 +453,14 @@ impl RequestFlow {
             DESTINATION,
             PREFILLER,
             ENCODERS,
+            KV_SOURCE,
             if p.core().pool.debug { DEBUG } else { "" },
             if end_of_stream { "" } else { "content-length" },
             "content-type",
         ];
         // A request with a body keeps every header for the plugins (one read now serves both
         // hooks); a body-less one is routed now and needs only these.
-        let mut found: [Option<String>; 6] = Default::default();
+        let mut found: [Option<String>; 7] = Default::default();
         let mut block = None;
         if end_of_stream {
             host.find_request_headers(&wanted, &mut found);
@@ -467,17 +471,18 @@ impl RequestFlow {
             Some(b) => wanted.get(i).and_then(|n| b.get(n)),
             None => found.get(i).and_then(Option::as_deref),
         };
-        let [has_destination, has_prefiller, has_encoders, has_debug] =
-            [0, 1, 2, 3].map(|i| value(i).is_some());
-        self.grpc = value(5).is_some_and(|c| c.starts_with("application/grpc"));
+        let [has_destination, has_prefiller, has_encoders, has_kv_source, has_debug] =
+            [0, 1, 2, 3, 4].map(|i| value(i).is_some());
+        self.grpc = value(6).is_some_and(|c| c.starts_with("application/grpc"));
         // Only a request with a body declares a length (`wanted` asks for it only then).
-        let length_reply = p.core().check_declared_length(value(4));
-        let declared: usize = value(4).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        let mut removed: [&str; 4] = [""; 4];
+        let length_reply = p.core().check_declared_length(value(5));
+        let declared: usize = value(5).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let mut removed: [&str; 5] = [""; 5];
         for (slot, (name, there)) in removed.iter_mut().zip([
             (DESTINATION, has_destination),
             (PREFILLER, has_prefiller),
             (ENCODERS, has_encoders),
+            (KV_SOURCE, has_kv_source),
         ]) {
             debug_assert!(CLIENT_FORBIDDEN.contains(&name));
             if there {
@@ -490,7 +495,7 @@ impl RequestFlow {
         if p.core().pool.debug && has_debug {
             self.debug_asked = true;
             host.set_request_header(DEBUG, None);
-            removed[3] = DEBUG;
+            removed[4] = DEBUG;
         }
         if let Some(b) = &mut block {
             for name in removed.iter().filter(|n| !n.is_empty()) {
@@ -1317,6 +1322,7 @@ mod tests {
         let body = r#"{"model":"m","prompt":"hello"}"#;
         let mut host = request(body);
         host.request.push((PREFILLER.into(), "7.7.7.7:80".into()));
+        host.request.push((KV_SOURCE.into(), "6.6.6.6:1".into()));
         host.request.push((DEBUG.into(), "1".into()));
         host.request.push(("x-tenant".into(), "blue".into()));
         let mut flow = RequestFlow::new();
@@ -1551,9 +1557,17 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_body_is_routed_at_the_headers() {
+    fn a_request_without_body_is_routed_at_the_headers_less_the_clients_routing_headers() {
         let p = picking();
-        let mut host = FakeHost::default();
+        // A client's value of every header it may not set (here on a GET, which no plugin
+        // sees): none reaches the model server.
+        let mut host = FakeHost {
+            request: CLIENT_FORBIDDEN
+                .iter()
+                .map(|&h| (h.into(), "6.6.6.6:1".into()))
+                .collect(),
+            ..FakeHost::default()
+        };
         let mut flow = RequestFlow::new();
         assert_eq!(
             flow.on_request_headers(&mut host, &p, true),
@@ -1564,5 +1578,9 @@ mod tests {
             panic!("routed")
         };
         assert!(p.pool.borrow().iter().any(|e| e.address == d));
+        for h in [PREFILLER, ENCODERS, KV_SOURCE] {
+            assert_eq!(host.request_header(h), None, "{h} removed");
+        }
+        assert_eq!(host.request.len(), 1, "only the picked destination is left");
     }
 }

@@ -1,6 +1,8 @@
 //! A client can never choose the destination: forged `x-gateway-destination-endpoint` (single,
-//! list, with spaces, duplicated) and forged `x-prefiller-host-port` never reach the host they
-//! name, whether that host is a busy pool member or outside the pool.
+//! list, with spaces, duplicated) and forged `x-prefiller-host-port`, `x-encoder-hosts-ports` and
+//! `x-kv-cache-source-host-port` never reach the host they name (nor the model server, which would
+//! call it), whether that host is a busy pool member or outside the pool, with a body or
+//! without.
 
 use e2e::{Backend, Env, EnvSpec};
 use serde_json::json;
@@ -34,6 +36,8 @@ fn forged_destination_headers_never_steer_the_request() {
             &[
                 ("x-gateway-destination-endpoint", f),
                 ("x-prefiller-host-port", &out),
+                ("x-encoder-hosts-ports", &out),
+                ("x-kv-cache-source-host-port", &out),
             ],
         );
         assert_eq!(r.status, 200, "{f}: {r:?}");
@@ -44,11 +48,9 @@ fn forged_destination_headers_never_steer_the_request() {
             env.backends[0].addr.to_string(),
             "only the picker's value reaches the server"
         );
-        assert_eq!(
-            r.header("x-seen-prefiller"),
-            Some(""),
-            "forged prefiller header stripped"
-        );
+        for seen in ["x-seen-prefiller", "x-seen-encoders", "x-seen-kv-source"] {
+            assert_eq!(r.header(seen), Some(""), "{seen}: forged header stripped");
+        }
     }
 
     // The header twice, on a raw connection (clients can send duplicates).
@@ -62,8 +64,18 @@ fn forged_destination_headers_never_steer_the_request() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("x-inference-pod"), Some("pod-a"));
 
-    // A request without a body cannot steer either.
-    let raw = format!("GET /v1/models HTTP/1.1\r\nHost: x\r\nx-gateway-destination-endpoint: {out}\r\nConnection: close\r\n\r\n");
+    // A request without a body cannot steer either, and its forged headers do not reach the
+    // server.
+    let raw = format!(
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nx-gateway-destination-endpoint: {out}\r\n\
+         x-prefiller-host-port: {out}\r\nx-encoder-hosts-ports: {out}\r\n\
+         x-kv-cache-source-host-port: {out}\r\nConnection: close\r\n\r\n"
+    );
     let r = env.raw(raw.as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
     assert_ne!(r.header("x-inference-pod"), Some("outsider"));
+    assert_ne!(r.header("x-seen-destination"), Some(out.as_str()), "{r:?}");
+    for seen in ["x-seen-prefiller", "x-seen-encoders", "x-seen-kv-source"] {
+        assert_eq!(r.header(seen), Some(""), "{seen}: {r:?}");
+    }
 }

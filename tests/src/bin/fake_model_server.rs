@@ -354,7 +354,7 @@ fn sglang_generate(req: &serde_json::Value, stream: bool) -> Response {
         .unwrap_or_default()
 }
 
-async fn models(State(app): State<Shared>) -> Response {
+async fn models(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let models = app.state.lock().await.models.clone();
     let base = models.first().cloned().unwrap_or_default();
     let data: Vec<serde_json::Value> = models
@@ -371,6 +371,17 @@ async fn models(State(app): State<Shared>) -> Response {
     let mut r = Json(serde_json::json!({"object": "list", "data": data})).into_response();
     if let Ok(v) = app.name.parse() {
         r.headers_mut().insert("x-inference-pod", v);
+    }
+    // The routing headers that reached this server, as `inference` reports them.
+    for (k, name) in [
+        ("x-seen-destination", "x-gateway-destination-endpoint"),
+        ("x-seen-prefiller", "x-prefiller-host-port"),
+        ("x-seen-encoders", "x-encoder-hosts-ports"),
+        ("x-seen-kv-source", "x-kv-cache-source-host-port"),
+    ] {
+        if let Ok(v) = seen(&headers, name).parse() {
+            r.headers_mut().insert(k, v);
+        }
     }
     r
 }
