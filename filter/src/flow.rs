@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use scheduler_core::flowcontrol::eviction::Tracked;
 use scheduler_core::flowcontrol::queues::Outcome as WaitOutcome;
 use scheduler_core::flowcontrol::{Admission, FlowKey, Ticket};
 use scheduler_core::model::request::InferenceRequest;
@@ -258,8 +259,13 @@ pub struct RequestFlow {
     scheduled: bool,
     /// Flow control: the queue ticket while the request waits or is released.
     ticket: Option<Ticket>,
-    /// Flow control: where the queue leaves the end of the wait.
+    /// Flow control: where the queue leaves the end of the wait (or, for a sheddable request
+    /// in flight with `enableEviction`, its eviction).
     slot: Option<Arc<crate::waiting::WaitSlot>>,
+    /// Flow control: the request's priority, once admission has read it.
+    priority: Option<i32>,
+    /// `enableEviction`: the routed request is tracked as in flight until it ends.
+    tracked: Option<Tracked>,
     /// Flow control let this request through (it is not asked again).
     admitted: bool,
     /// The buffered body size when the request was queued, bytes.
@@ -299,6 +305,8 @@ impl RequestFlow {
             scheduled: false,
             ticket: None,
             slot: None,
+            priority: None,
+            tracked: None,
             admitted: false,
             body_size: 0,
             grpc: false,
@@ -309,6 +317,12 @@ impl RequestFlow {
 
     /// True while the request waits in the flow-control queue.
     pub fn queued(&self) -> bool {
+        self.ticket.is_some()
+    }
+
+    /// True while flow control may wake this request: it is queued, or it is a sheddable
+    /// request in flight that eviction may cut short (the host keeps it reachable).
+    pub fn wakeable(&self) -> bool {
         self.slot.is_some()
     }
 
@@ -390,10 +404,13 @@ impl RequestFlow {
                 if let Some(r) = &mut self.record {
                     r.error_status = Some(reply.status);
                 }
-                let extra: &[(&str, &str)] = if reply.retry {
-                    &[("retry-after", RETRY_AFTER_S)]
-                } else {
-                    &[]
+                let dropped = reply
+                    .dropped_reason
+                    .map(|r| [(crate::picker::reply::DROPPED_REASON_HEADER, r)]);
+                let extra: &[(&str, &str)] = match (&dropped, reply.retry) {
+                    (Some(d), _) => d,
+                    (None, true) => &[("retry-after", RETRY_AFTER_S)],
+                    (None, false) => &[],
                 };
                 if self.grpc {
                     host.send_grpc_reply(reply.status, reply.grpc_status(), &reply.message, extra);
@@ -595,6 +612,7 @@ impl RequestFlow {
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
         let mut rejected = false;
+        let mut priority = None;
         let picker = &p.core().picker;
         let mut admit =
             |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
@@ -614,7 +632,9 @@ impl RequestFlow {
                 };
                 // Saturation of the candidates this request sees (no second snapshot read).
                 let mut saturation = || picker.pool_saturation(candidates, now_ms);
-                match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
+                let key = flow_key(req, picker);
+                priority = Some(key.priority);
+                match g.admit(&key, q, waiter, now_ms, &mut saturation) {
                     Admission::Dispatch => Gate::Go,
                     Admission::Queued(t) => {
                         queued = Some((t, slot));
@@ -659,6 +679,9 @@ impl RequestFlow {
         if rejected {
             p.record_queue_wait(0, "RejectedCapacity", 0);
         }
+        if priority.is_some() {
+            self.priority = priority;
+        }
         if let (Outcome::Queued, Some((ticket, slot))) = (&outcome, queued) {
             // Paused with the body buffered until the queue releases it (`on_wake`).
             self.scheduled = false;
@@ -672,9 +695,45 @@ impl RequestFlow {
         }
         record.scheduling_ns = Some(host.now_us().saturating_sub(start) * 1000);
         if self.apply(host, p, outcome) {
+            if self.primary.is_some() {
+                self.track(host, p, now_ms);
+            }
             BodyAction::Continue
         } else {
             BodyAction::StopAndBuffer
+        }
+    }
+
+    /// With `enableEviction`: tracks the routed request as in flight; a sheddable one leaves a
+    /// way to wake it, to be answered if it is evicted.
+    fn track<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        now_ms: u64,
+    ) {
+        let evicts = p
+            .core()
+            .picker
+            .flow_control()
+            .is_some_and(|fc| fc.eviction.is_some());
+        let (true, Some(g), Some(priority), None) =
+            (evicts, p.flow_gate(), self.priority, self.tracked)
+        else {
+            return;
+        };
+        let waiter = if priority < 0 {
+            host.waker().map(|wake| crate::waiting::Waiter {
+                slot: Arc::new(crate::waiting::WaitSlot::default()),
+                wake,
+            })
+        } else {
+            None
+        };
+        let slot = waiter.as_ref().map(|w| w.slot.clone());
+        self.tracked = g.track(priority, now_ms, waiter);
+        if self.tracked.is_some() {
+            self.slot = slot;
         }
     }
 
@@ -691,6 +750,17 @@ impl RequestFlow {
             return false;
         };
         self.slot = None;
+        if end.outcome == WaitOutcome::Evicted {
+            // In flight, not queued: answered now (Envoy also resets the stream to the model
+            // server, or, if the response has begun, the stream to the client). Its tracking
+            // ends with the stream, which tells eviction the capacity is back.
+            self.reply(
+                host,
+                p,
+                crate::picker::reply::Reply::from_error(&scheduler_core::RequestError::Evicted),
+            );
+            return false;
+        }
         let ticket = self.ticket.take();
         p.record_queue_wait(
             end.priority,
@@ -716,6 +786,7 @@ impl RequestFlow {
                 self.reply(host, p, crate::picker::reply::Reply::from_error(&e));
                 false
             }
+            WaitOutcome::Evicted => false,
         }
     }
 
@@ -962,6 +1033,10 @@ impl RequestFlow {
             if self.scheduled {
                 self.state = RequestState::new();
             }
+            // After the in-flight counts: a victim's end confirms its eviction.
+            if let Some(t) = self.tracked.take() {
+                g.untrack(t, now_ms);
+            }
             if !g.is_empty() {
                 g.pump(now_ms, &mut || p.saturation(now_ms));
             }
@@ -1163,7 +1238,7 @@ mod tests {
         let gate = l
             .picker
             .flow_control()
-            .map(|fc| crate::waiting::FlowGate::new(fc.clone()));
+            .map(|fc| crate::waiting::FlowGate::new(fc.clone(), l.pool.scrape.lag_ms()));
         let pool = [(3u32, 0.2), (0, 0.1)]
             .iter()
             .enumerate()
@@ -1266,6 +1341,76 @@ mod tests {
         assert_eq!(status, 429);
         assert!(reply.contains("queue_timeout"), "{reply}");
         assert!(p.waits.borrow().contains(&(0, "EvictedTTL")));
+    }
+
+    const EVICTION: &str = r#", "featureGates": ["flowControl"],
+        "flowControl": {"defaultRequestTTL": "5s", "enableEviction": true},
+        "inferenceObjectives": [{"name": "critical", "priority": 10}, {"name": "batch", "priority": -1}]"#;
+
+    /// A request of `objective` with a pausable host, through its body.
+    fn sent(p: &FakePicking, objective: &str) -> (RequestFlow, FakeHost, BodyAction) {
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        host.pausable = true;
+        host.request
+            .push(("x-gateway-inference-objective".into(), objective.into()));
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, p, false);
+        let action = flow.on_request_body(&mut host, p, body.len(), true);
+        (flow, host, action)
+    }
+
+    #[test]
+    fn a_sheddable_request_in_flight_is_evicted_for_a_waiting_critical_one() {
+        let p = picking_with(EVICTION);
+        let g = p.gate.as_ref().unwrap();
+        let wakes = |h: &FakeHost| h.wakes.load(std::sync::atomic::Ordering::SeqCst);
+        // With room, a batch and a critical request go through; only the batch one can be
+        // evicted, so only it keeps a way to be woken.
+        let (mut batch, mut host_b, action) = sent(&p, "batch");
+        assert_eq!(action, BodyAction::Continue);
+        assert!(batch.wakeable() && !batch.queued());
+        let (mut early, _, action) = sent(&p, "critical");
+        assert_eq!(action, BodyAction::Continue);
+        assert!(!early.wakeable());
+        // Saturated: the next critical request waits, and the batch one is evicted for it.
+        saturate(&p, true);
+        let (mut critical, mut host_c, action) = sent(&p, "critical");
+        assert_eq!(action, BodyAction::StopAndBuffer);
+        assert!(critical.queued());
+        assert_eq!(wakes(&host_b), 1, "the victim is woken on its worker");
+        assert!(!batch.on_wake(&mut host_b, &p));
+        let (status, body) = host_b.reply.clone().unwrap();
+        assert_eq!(status, 429);
+        assert!(body.contains("\"code\":\"evicted\""), "{body}");
+        assert_eq!(
+            host_b.reply_headers,
+            [(
+                "x-llm-d-request-dropped-reason".to_string(),
+                "evicted".to_string()
+            )]
+        );
+        assert_eq!(g.eviction_counts().unwrap().issued, 1);
+        // Nothing more is evicted before the victim's stream has ended and its grace passed
+        // (a scraped detector: scrape interval + staleness + 250 ms).
+        g.tick(1001, false, &mut || p.saturation(1001));
+        assert_eq!(g.eviction_counts().unwrap().issued, 1);
+        batch.finish(&p, 1002);
+        batch.finish(&p, 1003);
+        assert_eq!(g.eviction_counts().unwrap().confirmed, 1, "ended once");
+        // Capacity is back: the critical request goes (the fake pool's metrics are from 1000).
+        saturate(&p, false);
+        g.tick(2000, false, &mut || p.saturation(1000));
+        assert_eq!(wakes(&host_c), 1);
+        assert!(critical.on_wake(&mut host_c, &p));
+        assert!(host_c.continued);
+        early.finish(&p, 2001);
+        critical.finish(&p, 2002);
+        assert_eq!(
+            g.eviction_counts().unwrap().issued,
+            1,
+            "no critical request is a victim"
+        );
     }
 
     #[test]

@@ -11,9 +11,15 @@
 //! Dispatch cycles run when a request is queued, when a released request has been scheduled,
 //! when a request's response ends (its endpoint has capacity again), and on the host's tick
 //! (which also expires TTLs). Wakers run after the lock is released.
+//!
+//! With `enableEviction` the gate also tracks every request it let through until the request
+//! ends ([`FlowGate::track`]); a sheddable one leaves a [`Waiter`] too, and a dispatch cycle held
+//! by saturation may evict it: its slot gets [`Outcome::Evicted`] and it is woken like a queued
+//! request, to be answered 429 on its own worker.
 
 use std::sync::{Arc, Mutex};
 
+use scheduler_core::flowcontrol::eviction::{EvictionCounts, Tracked};
 use scheduler_core::flowcontrol::queues::{BandDepth, Outcome};
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
@@ -66,6 +72,7 @@ pub fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Dispatched => "Dispatched",
         Outcome::Expired(scheduler_core::RequestError::NoCandidates) => "EvictedNoEndpoints",
         Outcome::Expired(_) => "EvictedTTL",
+        Outcome::Evicted => "Evicted",
     }
 }
 
@@ -75,11 +82,40 @@ pub struct FlowGate {
 }
 
 impl FlowGate {
-    /// A gate with `settings`.
-    pub fn new(settings: Arc<FlowControl>) -> Self {
+    /// A gate with `settings`; `scrape_lag_ms` is the pool's scrape interval plus its staleness
+    /// limit (it paces eviction under a scraped saturation detector).
+    pub fn new(settings: Arc<FlowControl>, scrape_lag_ms: u64) -> Self {
         FlowGate {
-            queues: Mutex::new(FlowQueues::new(settings)),
+            queues: Mutex::new(FlowQueues::new(settings, scrape_lag_ms)),
         }
+    }
+
+    /// True when `enableEviction` is on: routed requests are to be tracked.
+    pub fn evicts(&self) -> bool {
+        self.queues.lock().is_ok_and(|q| q.evicts())
+    }
+
+    /// Tracks a routed request of `priority` at `now_ms` (see [`FlowQueues::track`]); a
+    /// sheddable one passes the `waiter` that answers it if it is evicted.
+    pub fn track(&self, priority: i32, now_ms: u64, waiter: Option<Waiter>) -> Option<Tracked> {
+        match self.queues.lock() {
+            Ok(mut q) => q.track(priority, now_ms, waiter),
+            Err(_) => None,
+        }
+    }
+
+    /// The tracked request `t` ended at `now_ms`.
+    pub fn untrack(&self, t: Tracked, now_ms: u64) {
+        // A waiter handed back is dropped after the lock.
+        let _waiter = match self.queues.lock() {
+            Ok(mut q) => q.untrack(t, now_ms),
+            Err(_) => None,
+        };
+    }
+
+    /// What eviction has done, when it is on.
+    pub fn eviction_counts(&self) -> Option<EvictionCounts> {
+        self.queues.lock().ok().and_then(|q| q.eviction_counts())
     }
 
     /// Admits one request (see [`FlowQueues::admit`]); `saturation` is the pool's, asked only
@@ -100,10 +136,16 @@ impl FlowGate {
 
     /// Runs a dispatch cycle; wakes what it released. Returns how many it released.
     pub fn pump(&self, now_ms: u64, saturation: &mut dyn FnMut() -> f64) -> usize {
-        let released = match self.queues.lock() {
-            Ok(mut q) => q.dispatch(now_ms, saturation),
-            Err(_) => None,
+        let (released, evicted) = match self.queues.lock() {
+            Ok(mut q) => {
+                let r = q.dispatch(now_ms, saturation);
+                (r, q.take_evicted())
+            }
+            Err(_) => (None, Vec::new()),
         };
+        for v in evicted {
+            deliver(v);
+        }
         match released {
             Some(r) => {
                 deliver(r);

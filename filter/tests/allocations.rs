@@ -170,7 +170,10 @@ fn queues() -> FlowQueues<u32> {
 
 fn queues_with(json: &str) -> FlowQueues<u32> {
     let (picker, _) = scheduler_core::load(json, &Registry::with_builtins()).expect("config loads");
-    FlowQueues::new(Arc::clone(picker.flow_control().expect("flow control on")))
+    FlowQueues::new(
+        Arc::clone(picker.flow_control().expect("flow control on")),
+        250,
+    )
 }
 
 fn key(id: &str, priority: i32) -> FlowKey {

@@ -169,10 +169,9 @@ impl FilterConfig {
         let telemetry = (0..SHARDS)
             .map(|_| Mutex::new(Telemetry::new(&loaded.picker)))
             .collect();
-        let gate = loaded
-            .picker
-            .flow_control()
-            .map(|fc| endpoint_picker_filter::waiting::FlowGate::new(fc.clone()));
+        let gate = loaded.picker.flow_control().map(|fc| {
+            endpoint_picker_filter::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms())
+        });
         // Filter-only mode: no bootstrap scraper in this Envoy, so this configuration scrapes.
         let scraper = if crate::scraper::bootstrap_present() {
             None

@@ -386,6 +386,10 @@ pub enum RequestError {
     /// Flow control: the request waited its whole queue-wait budget (`defaultRequestTTL`) while
     /// the pool stayed saturated (429; upstream's `ErrTTLExpired`).
     QueueTimeout,
+    /// Flow control with `enableEviction`: this sheddable request, already sent to a model
+    /// server, was cut short for higher-priority requests waiting on a saturated pool (429, as
+    /// llm-d-router answers it).
+    Evicted,
 }
 
 impl RequestError {
@@ -402,7 +406,8 @@ impl RequestError {
             | RequestError::Saturated
             | RequestError::Shed(_)
             | RequestError::QueueFull
-            | RequestError::QueueTimeout => 429,
+            | RequestError::QueueTimeout
+            | RequestError::Evicted => 429,
             RequestError::AdmissionDenied(_) => 500,
             RequestError::NoCandidates | RequestError::NoSnapshot | RequestError::BufferFull(_) => {
                 503
@@ -438,6 +443,7 @@ impl RequestError {
             RequestError::BufferFull(_) => "body_buffer_full",
             RequestError::QueueFull => "queue_full",
             RequestError::QueueTimeout => "queue_timeout",
+            RequestError::Evicted => "evicted",
         }
     }
 }
@@ -474,6 +480,9 @@ impl fmt::Display for RequestError {
             }
             RequestError::QueueTimeout => f.write_str(
                 "flow control: the pool stayed saturated for the request's whole queue-wait budget; retry later",
+            ),
+            RequestError::Evicted => f.write_str(
+                "request evicted by flow control: higher-priority requests needed its capacity",
             ),
         }
     }

@@ -114,7 +114,7 @@ fn bad_sections_are_errors_naming_the_field() {
 
 #[test]
 fn idle_pool_dispatches_at_once_and_saturated_pool_queues() {
-    let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
     assert_eq!(
         q.admit(&key("a", 0), req(10), 1, 0, &mut || 0.2),
         Admission::Dispatch
@@ -135,7 +135,7 @@ fn idle_pool_dispatches_at_once_and_saturated_pool_queues() {
 
 #[test]
 fn higher_priority_leaves_first_and_blocks_lower_bands() {
-    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
     let sat = &mut || 1.0;
     for (name, prio) in [("low-1", -1), ("low-2", -1), ("mid", 0), ("high", 10)] {
         assert!(matches!(
@@ -159,7 +159,7 @@ fn higher_priority_leaves_first_and_blocks_lower_bands() {
 
 #[test]
 fn one_release_in_transit_at_a_time() {
-    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
     for w in 0..3 {
         q.admit(&key("t", 0), req(1), w, 0, &mut || 1.0);
     }
@@ -179,7 +179,7 @@ fn round_robin_shares_dispatches_between_tenants() {
         r#"{{ {GATE}, "plugins": [{{"type": "round-robin-fairness-policy"}}],
             "flowControl": {{"defaultPriorityBand": {{"fairnessPolicyRef": "round-robin-fairness-policy"}}}} }}"#
     ));
-    let mut q: FlowQueues<&str> = FlowQueues::new(s);
+    let mut q: FlowQueues<&str> = FlowQueues::new(s, 250);
     for _ in 0..10 {
         q.admit(&key("big", 0), req(1), "big", 0, &mut || 1.0);
     }
@@ -194,7 +194,7 @@ fn round_robin_shares_dispatches_between_tenants() {
     assert_eq!(first_four, ["big", "small", "big", "small"]);
 
     // Global strict: arrival order whatever the tenant.
-    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")));
+    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
     for _ in 0..3 {
         q.admit(&key("big", 0), req(1), "big", 0, &mut || 1.0);
     }
@@ -209,9 +209,12 @@ fn round_robin_shares_dispatches_between_tenants() {
 
 #[test]
 fn limits_refuse_with_queue_full() {
-    let mut q: FlowQueues<()> = FlowQueues::new(settings(&format!(
-        r#"{{ {GATE}, "flowControl": {{"maxBytes": 100, "priorityBands": [{{"priority": 0, "maxRequests": 2}}]}} }}"#
-    )));
+    let mut q: FlowQueues<()> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"maxBytes": 100, "priorityBands": [{{"priority": 0, "maxRequests": 2}}]}} }}"#
+        )),
+        250,
+    );
     let full = &mut || 1.0;
     assert!(matches!(
         q.admit(&key("t", 0), req(10), (), 0, full),
@@ -244,9 +247,12 @@ fn limits_refuse_with_queue_full() {
 
 #[test]
 fn ttl_expiry_and_the_empty_pool_budget() {
-    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!(
-        r#"{{ {GATE}, "flowControl": {{"defaultRequestTTL": "1s", "noEndpointRequestTTL": "5s"}} }}"#
-    )));
+    let mut q: FlowQueues<u8> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"defaultRequestTTL": "1s", "noEndpointRequestTTL": "5s"}} }}"#
+        )),
+        250,
+    );
     q.admit(&key("t", 0), req(1), 1, 0, &mut || 1.0);
     q.admit(&key("t", 0), req(1), 2, 600, &mut || 1.0);
     assert!(q.expire(999).is_empty());
@@ -271,9 +277,12 @@ fn ttl_expiry_and_the_empty_pool_budget() {
 
 #[test]
 fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
-    let mut q: FlowQueues<u8> = FlowQueues::new(settings(&format!(
-        r#"{{ {GATE}, "flowControl": {{"maxRequests": 1}} }}"#
-    )));
+    let mut q: FlowQueues<u8> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"maxRequests": 1}} }}"#
+        )),
+        250,
+    );
     let Admission::Queued(t) = q.admit(&key("t", 0), req(1), 1, 0, &mut || 1.0) else {
         panic!()
     };
@@ -296,10 +305,13 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
 
 #[test]
 fn priority_holdback_keeps_room_for_the_higher_band() {
-    let mut q: FlowQueues<&str> = FlowQueues::new(settings(&format!(
-        r#"{{ {GATE}, "plugins": [{{"type": "priority-holdback-policy", "parameters": {{"minCeiling": 0.5}}}}],
+    let mut q: FlowQueues<&str> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "priority-holdback-policy", "parameters": {{"minCeiling": 0.5}}}}],
             "flowControl": {{"usageLimitPolicyPluginRef": "priority-holdback-policy"}} }}"#
-    )));
+        )),
+        250,
+    );
     // Both bands known; the pool is 60 % full: above the low band's ceiling (0.5), below the
     // high band's (1.0).
     q.admit(&key("t", 10), req(1), "high-0", 0, &mut || 1.0);
@@ -323,10 +335,13 @@ fn priority_holdback_keeps_room_for_the_higher_band() {
 
 #[test]
 fn soft_reflective_ceiling_lets_the_low_band_through_one_cycle_in_period() {
-    let mut q: FlowQueues<u32> = FlowQueues::new(settings(&format!(
-        r#"{{ {GATE}, "plugins": [{{"type": "soft-reflective-ceiling-policy"}}],
+    let mut q: FlowQueues<u32> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "soft-reflective-ceiling-policy"}}],
             "flowControl": {{"usageLimitPolicyPluginRef": "soft-reflective-ceiling-policy"}} }}"#
-    )));
+        )),
+        250,
+    );
     // Two bands known; the pool stays 75 % saturated: the low band's reflective ceiling is
     // 1 − 0.75 = 0.25, so it alternates with period round(0.75 / 0.25) = 3.
     q.admit(&key("t", 10), req(1), 0, 0, &mut || 1.0);
@@ -405,7 +420,7 @@ fn program_aware_fairness_serves_the_program_that_consumed_least() {
         );
     }
     // Now both queue behind a saturated pool, "batch" first; when it drains, "chat" leaves first.
-    let mut q: FlowQueues<&str> = FlowQueues::new(picker.flow_control().unwrap().clone());
+    let mut q: FlowQueues<&str> = FlowQueues::new(picker.flow_control().unwrap().clone(), 250);
     for (id, w, at) in [
         ("batch", "batch-0", 3_000),
         ("batch", "batch-1", 3_001),
@@ -422,4 +437,76 @@ fn program_aware_fairness_serves_the_program_that_consumed_least() {
         q.scheduled(r.ticket);
     }
     assert_eq!(order, ["chat-0", "batch-0", "batch-1"]);
+}
+
+#[test]
+fn enable_eviction_is_paced_by_how_the_detector_sees_freed_capacity() {
+    use scheduler_core::flowcontrol::eviction::Sensor;
+    assert_eq!(settings(&format!("{{ {GATE} }}")).eviction, None);
+    let on = r#""flowControl": {"enableEviction": true}"#;
+    assert_eq!(
+        settings(&format!("{{ {GATE}, {on} }}")).eviction,
+        Some(Sensor::Scraped),
+        "utilization-detector by default: freed capacity shows in a later scrape"
+    );
+    let s = settings(&format!(
+        r#"{{ {GATE}, {on}, "plugins": [{{"type": "concurrency-detector"}}],
+            "saturationDetector": {{"pluginRef": "concurrency-detector"}} }}"#
+    ));
+    assert_eq!(s.eviction, Some(Sensor::Leading));
+    let bad = format!(r#"{{ {GATE}, "flowControl": {{"enableEviction": "yes"}} }}"#);
+    let err = load(&bad, &Registry::with_builtins())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("flowControl.enableEviction"), "{err}");
+}
+
+#[test]
+fn waiting_demand_evicts_lower_priority_sheddable_requests_in_flight() {
+    let mut q: FlowQueues<&str> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"enableEviction": true}} }}"#
+        )),
+        250,
+    );
+    // In flight: two sheddable (-5 older, -1), one of no priority; only sheddable ones with a
+    // handle can be victims.
+    let old = q.track(-5, 10, Some("old-5")).unwrap();
+    q.track(-1, 20, Some("new-1")).unwrap();
+    q.track(0, 30, Some("default")).unwrap();
+    // A sheddable request waiting (priority -1) evicts only what is strictly below it.
+    assert!(matches!(
+        q.admit(&key("t", -1), req(1), "waiting-1", 100, &mut || 1.0),
+        Admission::Queued(_)
+    ));
+    assert!(q.dispatch(100, &mut || 1.0).is_none());
+    let evicted = q.take_evicted();
+    let names: Vec<&str> = evicted.iter().map(|r| r.waker).collect();
+    assert_eq!(
+        names,
+        ["old-5"],
+        "the -1 in flight is not below the -1 demand"
+    );
+    assert!(evicted.iter().all(|r| r.outcome == Outcome::Evicted));
+    // Nothing more until the victim ends and the grace (250 + 250 ms) passes.
+    assert!(q.dispatch(101, &mut || 1.0).is_none());
+    assert!(q.take_evicted().is_empty());
+    assert_eq!(
+        q.untrack(old, 110),
+        None,
+        "the victim was handed out already"
+    );
+    assert!(q.dispatch(500, &mut || 1.0).is_none());
+    assert!(q.take_evicted().is_empty(), "still within the grace");
+    // A critical request arrives: now the -1 in flight is below the demand.
+    q.admit(&key("t", 10), req(1), "critical", 600, &mut || 1.0);
+    assert!(q.dispatch(700, &mut || 1.0).is_none());
+    let names: Vec<&str> = q.take_evicted().iter().map(|r| r.waker).collect();
+    assert_eq!(names, ["new-1"]);
+    let c = q.eviction_counts().unwrap();
+    assert_eq!((c.issued, c.confirmed), (2, 1));
+    // Without enableEviction nothing is tracked.
+    let mut off: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
+    assert_eq!(off.track(-1, 0, Some("x")), None);
 }

@@ -163,7 +163,7 @@ impl PickerHttp {
         let out = match self.flow.try_borrow_mut() {
             Ok(mut flow) => {
                 let r = f(&mut flow, &self.shared);
-                if flow.queued() {
+                if flow.wakeable() {
                     let weak = Rc::downgrade(&self.flow);
                     WAITING.with(|w| {
                         if let Ok(mut w) = w.try_borrow_mut() {

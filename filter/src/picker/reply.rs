@@ -15,7 +15,12 @@ pub struct Reply {
     pub message: String,
     /// Send `Retry-After` (flow control's 429s: the queue is full or the wait timed out).
     pub retry: bool,
+    /// The value of [`DROPPED_REASON_HEADER`], when flow control dropped a request in flight.
+    pub dropped_reason: Option<&'static str>,
 }
+
+/// Response header naming why flow control dropped a request (llm-d-router's), e.g. `evicted`.
+pub const DROPPED_REASON_HEADER: &str = "x-llm-d-request-dropped-reason";
 
 impl Reply {
     /// The reply for `err`; status and type come from [`RequestError::status`] and
@@ -34,6 +39,7 @@ impl Reply {
             body: body.to_string(),
             message,
             retry: matches!(err, RequestError::QueueFull | RequestError::QueueTimeout),
+            dropped_reason: matches!(err, RequestError::Evicted).then_some("evicted"),
         }
     }
 

@@ -50,7 +50,7 @@ impl PickerShared {
         let gate = loaded
             .picker
             .flow_control()
-            .map(|fc| crate::waiting::FlowGate::new(fc.clone()));
+            .map(|fc| crate::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms()));
         Ok(PickerShared {
             gate,
             telemetry,

@@ -163,6 +163,14 @@ pub struct ScrapeConfig {
     pub max_body_bytes: usize,
 }
 
+impl ScrapeConfig {
+    /// The longest a change on a model server can take to reach the picker's view (ms): one
+    /// interval until the next scrape plus the staleness limit.
+    pub fn lag_ms(&self) -> u64 {
+        self.interval_ms.saturating_add(self.staleness_ms)
+    }
+}
+
 /// The validated `pool` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {

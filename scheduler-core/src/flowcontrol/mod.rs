@@ -29,7 +29,10 @@
 //!   endpoints the budget is `noEndpointRequestTTL` (default: the same), counted from when the pool
 //!   emptied, and expiry gives 503. A request refused while the pool is empty gets 503 too.
 //! - Sheddable requests (priority < 0) are queued like any other, not refused at once.
+//! - With `enableEviction`, sheddable requests already sent to a server may be cut short when
+//!   higher-priority requests wait on a saturated pool ([`eviction`]).
 
+pub mod eviction;
 pub mod quantity;
 pub mod queues;
 pub mod settings;

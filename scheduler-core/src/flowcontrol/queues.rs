@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 
 use crate::error::RequestError;
+use crate::flowcontrol::eviction::{EvictionCounts, InFlight, Tracked};
 use crate::flowcontrol::settings::{BandSettings, FlowControl};
 use crate::plugin::{FlowHead, OrderingPolicy, QueuedRequest};
 use crate::scratch::Scratch;
@@ -51,6 +52,9 @@ pub enum Outcome {
     Dispatched,
     /// Waited its whole budget: 429 `queue_timeout`, or 503 when the pool had no endpoints.
     Expired(RequestError),
+    /// Not queued: a sheddable request already sent to a server, cut short for waiting
+    /// higher-priority requests (`enableEviction`; 429 `evicted`).
+    Evicted,
 }
 
 /// A request leaving the queue, for the host to wake.
@@ -112,6 +116,10 @@ pub struct FlowQueues<W> {
     in_transit: Vec<Ticket>,
     /// Since when the pool has had no endpoints (ms), if it has none.
     empty_since: Option<u64>,
+    /// The requests flow control let through, with `enableEviction`.
+    in_flight: Option<InFlight<W>>,
+    /// Victims of the last eviction decision, for the host to answer.
+    evicted: Vec<Released<W>>,
 }
 
 /// The index of the next request of `flow` by `ordering`.
@@ -129,8 +137,13 @@ fn head_index<W>(flow: &Flow<W>, ordering: &dyn OrderingPolicy) -> Option<usize>
 }
 
 impl<W> FlowQueues<W> {
-    /// Empty queues with `settings`.
-    pub fn new(settings: Arc<FlowControl>) -> Self {
+    /// Empty queues with `settings`. `scrape_lag_ms` (the pool's scrape interval plus its
+    /// staleness limit) paces eviction decisions when the saturation detector reads scraped
+    /// metrics ([`crate::flowcontrol::eviction::Sensor::grace_ms`]).
+    pub fn new(settings: Arc<FlowControl>, scrape_lag_ms: u64) -> Self {
+        let in_flight = settings
+            .eviction
+            .map(|sensor| InFlight::new(sensor.grace_ms(scrape_lag_ms)));
         FlowQueues {
             settings,
             bands: Vec::new(),
@@ -139,6 +152,81 @@ impl<W> FlowQueues<W> {
             next_seq: 0,
             in_transit: Vec::new(),
             empty_since: None,
+            in_flight,
+            evicted: Vec::new(),
+        }
+    }
+
+    /// With `enableEviction`, starts tracking a request of `priority` routed at `now_ms`;
+    /// `victim` is the handle that resumes it on its worker to be answered if it is evicted
+    /// (only a sheddable request, priority < 0, needs one). `None` (and the handle dropped) when
+    /// eviction is off. End the tracking with [`FlowQueues::untrack`] when the request ends.
+    pub fn track(&mut self, priority: i32, now_ms: u64, victim: Option<W>) -> Option<Tracked> {
+        self.in_flight
+            .as_mut()
+            .map(|f| f.track(priority, now_ms, victim))
+    }
+
+    /// The tracked request `t` ended at `now_ms`; returns its handle if it was still evictable.
+    pub fn untrack(&mut self, t: Tracked, now_ms: u64) -> Option<W> {
+        self.in_flight.as_mut().and_then(|f| f.untrack(t, now_ms))
+    }
+
+    /// True when eviction is on (a host then tracks what it routes).
+    pub fn evicts(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The victims of the eviction decisions since the last call ([`Outcome::Evicted`]), for
+    /// the host to wake and answer.
+    pub fn take_evicted(&mut self) -> Vec<Released<W>> {
+        core::mem::take(&mut self.evicted)
+    }
+
+    /// What eviction has done, when it is on.
+    pub fn eviction_counts(&self) -> Option<EvictionCounts> {
+        self.in_flight.as_ref().map(InFlight::counts)
+    }
+
+    /// At a dispatch cycle held at band `held` (the saturation reached its ceiling): the
+    /// eviction trigger of [`crate::flowcontrol::eviction`]; victims go to `self.evicted`.
+    fn maybe_evict(
+        &mut self,
+        now_ms: u64,
+        sat: f64,
+        priorities: &[i32],
+        ceilings: &[f64],
+        held: usize,
+    ) {
+        let Some(f) = self.in_flight.as_mut() else {
+            return;
+        };
+        if !f.gate_open(now_ms) {
+            return;
+        }
+        let Some(victim) = f.victim_priority() else {
+            return;
+        };
+        for (j, (&priority, &ceiling)) in priorities.iter().zip(ceilings).enumerate().skip(held) {
+            if priority <= victim {
+                return;
+            }
+            if ceiling <= 0.0 || sat < ceiling {
+                continue;
+            }
+            if self.bands.get(j).is_none_or(|b| b.len == 0) {
+                continue;
+            }
+            let victims = f.reclaim(now_ms, sat, ceiling, priority);
+            self.evicted
+                .extend(victims.into_iter().map(|(t, waker)| Released {
+                    waker,
+                    ticket: 0,
+                    priority: t.priority(),
+                    waited_ms: 0,
+                    outcome: Outcome::Evicted,
+                }));
+            return;
         }
     }
 
@@ -301,7 +389,9 @@ impl<W> FlowQueues<W> {
         let ceilings = self.ceilings(sat, &priorities);
         for (b, ceiling) in ceilings.iter().enumerate() {
             if sat >= *ceiling {
-                // This band is held; no lower band may overtake it.
+                // This band is held; no lower band may overtake it. Waiting demand may evict
+                // sheddable requests in flight.
+                self.maybe_evict(now_ms, sat, &priorities, &ceilings, b);
                 return None;
             }
             let Some(band) = self.bands.get(b) else {

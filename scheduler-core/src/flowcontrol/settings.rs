@@ -4,6 +4,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use crate::flowcontrol::eviction::Sensor;
 use crate::plugin::{FairnessPolicy, OrderingPolicy, Plugin, UsageLimitPolicy};
 
 /// A band's request limit when the config gives none (llm-d-router `registry/config.go`).
@@ -58,6 +59,9 @@ pub struct FlowControl {
     pub default_negative_band: Option<BandSettings>,
     /// Sets each band's saturation ceiling (a plugin with [`Plugin::as_usage_limit_policy`]).
     pub usage_limit: Arc<dyn Plugin>,
+    /// In-flight eviction (`enableEviction`), with how the saturation detector sees freed
+    /// capacity; `None` when off.
+    pub eviction: Option<Sensor>,
 }
 
 impl FlowControl {

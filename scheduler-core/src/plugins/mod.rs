@@ -165,8 +165,8 @@ pub const BUILTINS: &[E] = &[
 const BURST_BATCHING: &str = "it holds every request for a batch window (windowDurationMs) and places the whole batch at once; this engine schedules each request as it arrives on its own Envoy worker and does not batch across requests; prefix-rendezvous-scorer sends prompt-sharing requests that arrive together to one endpoint without waiting";
 /// Why llm-d's Kubernetes watch source is missing.
 const K8S_WATCH: &str = "it watches a Kubernetes API group/version/kind for out-of-tree extractors written in Go; this engine runs inside Envoy with no API-server client, and no built-in extractor reads such events (endpoint-notification-source, which follows the pool, is built)";
-/// Why llm-d's in-flight eviction policies are missing.
-const IN_FLIGHT_EVICTION: &str = "llm-d builds these itself for flowControl.enableEviction (cancelling sheddable requests already sent to a server); in-flight eviction is not implemented here, so flowControl.enableEviction is ignored with a warning and queued requests still expire at their TTL";
+/// Why llm-d's in-flight eviction policies are not plugin types here.
+const IN_FLIGHT_EVICTION: &str = "llm-d's runner builds its own instance of these two for flowControl.enableEviction and never reads one configured under plugins; here flowControl.enableEviction applies the same two rules (only sheddable requests, priority < 0; lowest priority, then the newest, first) without a plugin instance, so leave this entry out of plugins";
 
 /// Why llm-d's latency-predictor family is missing.
 const LATENCY_PREDICTOR: &str = "llm-d's latency predictor trains and serves its models in a separate Python service (llm-d-latency-predictor) that this engine does not talk to; use the load scorers (queue-scorer, kv-cache-utilization-scorer) and slo-deadline-ordering-policy instead";

@@ -11,7 +11,8 @@
 //!
 //! The three default policies are created when no plugin of that name exists (upstream's
 //! `ensureFlowControlLayer`). `saturationDetector` is read by the wiring stage. `enableEviction`
-//! and unknown keys are warned and ignored.
+//! (bool, default false) turns on in-flight eviction, paced by how the chosen detector sees freed
+//! capacity ([`crate::flowcontrol::eviction`]). Unknown keys are warned and ignored.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -22,12 +23,14 @@ use serde_json::Value;
 use crate::config::duration::parse_duration_ms;
 use crate::config::EndpointPickerConfig;
 use crate::error::{ConfigError, FieldPath};
+use crate::flowcontrol::eviction::Sensor;
 use crate::flowcontrol::quantity::parse_quantity;
 use crate::flowcontrol::settings::{
     BandSettings, FlowControl, DEFAULT_BAND_MAX_BYTES, DEFAULT_BAND_MAX_REQUESTS,
     DEFAULT_REQUEST_TTL_MS,
 };
 use crate::plugin::Plugin;
+use crate::plugins::filter::concurrency_detector;
 use crate::plugins::flow_control::{fcfs, global_strict, static_usage_limit};
 
 use super::instantiate::Loader;
@@ -67,6 +70,7 @@ pub(super) fn gate_on(cfg: &EndpointPickerConfig) -> bool {
 pub(super) fn build(
     loader: &mut Loader<'_>,
     cfg: &EndpointPickerConfig,
+    detector: &dyn Plugin,
 ) -> Result<Option<Arc<FlowControl>>, ConfigError> {
     if !gate_on(cfg) {
         return Ok(None);
@@ -78,12 +82,22 @@ pub(super) fn build(
         return Err(ConfigError::invalid(at, "must be an object"));
     }
     warn_unknown(loader, fc, KEYS, &at);
-    if fc.get("enableEviction").and_then(Value::as_bool) == Some(true) {
-        loader.warn(format!(
-            "{}: in-flight eviction is not implemented here; ignored (queued requests still expire at their TTL)",
-            at.clone().with_key("enableEviction")
-        ));
-    }
+    let eviction = match fc.get("enableEviction") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(
+            if detector.typed_name().type_name == concurrency_detector::TYPE {
+                Sensor::Leading
+            } else {
+                Sensor::Scraped
+            },
+        ),
+        Some(_) => {
+            return Err(ConfigError::invalid(
+                at.clone().with_key("enableEviction"),
+                "must be a boolean",
+            ))
+        }
+    };
     let max_requests = quantity(fc, "maxRequests", &at)?;
     let max_bytes = quantity(fc, "maxBytes", &at)?;
     let request_ttl_ms = duration(fc, "defaultRequestTTL", &at)?.unwrap_or(DEFAULT_REQUEST_TTL_MS);
@@ -155,6 +169,7 @@ pub(super) fn build(
         default_band,
         default_negative_band,
         usage_limit,
+        eviction,
     })))
 }
 

@@ -110,7 +110,7 @@ pub fn load_config(
         wiring::saturation_detector(&mut loader, &cfg, header.fc_detector.as_ref())?;
     let parsers = wiring::parsers(&mut loader, &cfg)?;
     let (metrics_source, extractor, page_sources) = data_layer::data_layer(&mut loader, &cfg)?;
-    let flow_control = flow_control::build(&mut loader, &cfg)?;
+    let flow_control = flow_control::build(&mut loader, &cfg, saturation_detector.as_ref())?;
     let producers = producers::complete_and_order(&mut loader)?;
 
     let all = |f: fn(&dyn Plugin) -> bool| -> Vec<Arc<dyn Plugin>> {
