@@ -1,6 +1,8 @@
 //! Flow control in real Envoy (issue 12), against both builds: requests wait in the proxy while
 //! the pool is saturated and leave by priority; a wait that runs out its TTL gets 429 with an
-//! OpenAI-style body and `Retry-After`; a client that leaves while queued frees its place.
+//! OpenAI-style body and `Retry-After`; a client that leaves while queued frees its place; with
+//! `enableEviction` a sheddable request already at the server is answered 429 `evicted` (and its
+//! upstream stream reset) so a waiting critical request can go.
 //!
 //! The pool is one fake model server that holds every response for `delay_ms`, and the saturation
 //! detector is `concurrency-detector` with `maxConcurrency: 1`, so one request in flight
@@ -466,4 +468,85 @@ fn queue_gauges_add_up_across_two_listeners() {
     env.settle_stats();
     assert_eq!(queued(), 0, "queues empty at the end");
     assert_eq!(env.stat_sum("picks"), 4, "{}", env.stats());
+}
+
+#[test]
+fn a_sheddable_request_in_flight_is_evicted_for_a_waiting_critical_one() {
+    eviction(1);
+}
+
+/// Native: the victim and the request it makes room for arrive on different connections (so,
+/// likely, different workers); the victim is answered on its own worker.
+#[test]
+fn native_eviction_reaches_a_request_on_another_worker() {
+    if !e2e::native() {
+        return;
+    }
+    eviction(4);
+}
+
+fn eviction(workers: u32) {
+    let env = Arc::new(start_with(
+        json!({"defaultRequestTTL": "30s", "enableEviction": true}),
+        workers,
+    ));
+    env.backend("pod-a").set(json!({"delay_ms": 2000}));
+    let t0 = Instant::now();
+    // A batch request (priority -1) takes the pool's one slot; the server holds it for 2 s.
+    let batch = {
+        let env = env.clone();
+        std::thread::spawn(move || {
+            let r = env.complete(
+                MODEL,
+                "batch",
+                &[("x-gateway-inference-objective", "batch")],
+            );
+            (r, t0.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // A critical request waits on the saturated pool: the batch request is evicted for it.
+    let critical = env.complete(
+        MODEL,
+        "critical",
+        &[("x-gateway-inference-objective", "critical")],
+    );
+    let critical_at = t0.elapsed();
+    let (batch, batch_at) = batch.join().unwrap();
+    assert_eq!(batch.status, 429, "{:?}", batch.body);
+    assert_eq!(batch.json()["error"]["code"], "evicted");
+    assert_eq!(batch.json()["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(
+        batch.header("x-llm-d-request-dropped-reason"),
+        Some("evicted")
+    );
+    assert!(
+        batch_at < Duration::from_millis(1500),
+        "evicted at once, not after the server's 2 s: {batch_at:?}"
+    );
+    assert_eq!(critical.status, 200, "{:?}", critical.body);
+    assert_eq!(critical.pod(), "pod-a");
+    // Served as soon as the victim's slot was free: its own 2 s, not the 2 s of the batch too.
+    assert!(
+        critical_at < Duration::from_millis(300 + 2000 + 1200),
+        "{critical_at:?}"
+    );
+    // Envoy reset the victim's stream to the model server (over HTTP/1.1 it closes the
+    // connection with the request still active, which a vLLM server sees as an abort), rather
+    // than letting it run to the end.
+    let stats = env.stats();
+    let closed = stats
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cluster.inference_pool.upstream_cx_destroy_local_with_active_rq: ")
+        })
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(closed, Some(1), "upstream connections closed mid-request");
+    // A critical request is never a victim: a second one waits for the first and is served.
+    let later = env.complete(
+        MODEL,
+        "critical again",
+        &[("x-gateway-inference-objective", "critical")],
+    );
+    assert_eq!(later.status, 200, "{:?}", later.body);
 }
