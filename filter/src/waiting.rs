@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use scheduler_core::flowcontrol::eviction::{EvictionCounts, Tracked};
+use scheduler_core::flowcontrol::eviction::{EvictionCounts, EvictionReport, Tracked};
 use scheduler_core::flowcontrol::queues::{BandDepth, Outcome};
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
@@ -90,11 +90,6 @@ impl FlowGate {
         }
     }
 
-    /// True when `enableEviction` is on: routed requests are to be tracked.
-    pub fn evicts(&self) -> bool {
-        self.queues.lock().is_ok_and(|q| q.evicts())
-    }
-
     /// Tracks a routed request of `priority` at `now_ms` (see [`FlowQueues::track`]); a
     /// sheddable one passes the `waiter` that answers it if it is evicted.
     pub fn track(&self, priority: i32, now_ms: u64, waiter: Option<Waiter>) -> Option<Tracked> {
@@ -116,6 +111,14 @@ impl FlowGate {
     /// What eviction has done, when it is on.
     pub fn eviction_counts(&self) -> Option<EvictionCounts> {
         self.queues.lock().ok().and_then(|q| q.eviction_counts())
+    }
+
+    /// What eviction did since the last call, for the metrics flush.
+    pub fn take_eviction_report(&self) -> Option<EvictionReport> {
+        self.queues
+            .lock()
+            .ok()
+            .and_then(|mut q| q.take_eviction_report())
     }
 
     /// Admits one request (see [`FlowQueues::admit`]); `saturation` is the pool's, asked only

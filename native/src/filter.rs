@@ -513,6 +513,16 @@ impl FilterConfig {
         if let (Some(g), Some(None)) = (&self.gate, process.as_ref().map(|s| s.as_ref())) {
             endpoint_picker_filter::telemetry::set_queue_depths(&g.depths(), &mut &*families);
         }
+        // Eviction counters are counters: every configuration adds its own to whichever series
+        // it writes, and the process-wide one sums them.
+        if let Some(r) = self
+            .gate
+            .as_ref()
+            .and_then(|g| g.take_eviction_report())
+            .filter(|r| !r.is_empty())
+        {
+            endpoint_picker_filter::telemetry::add_eviction_report(&r, &mut &*families);
+        }
     }
 }
 

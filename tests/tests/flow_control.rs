@@ -542,6 +542,25 @@ fn eviction(workers: u32) {
         })
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert_eq!(closed, Some(1), "upstream connections closed mid-request");
+    // The eviction counters (flushed at most once a second).
+    env.settle_stats();
+    let text = env.prometheus();
+    let value = |needles: &[&str]| {
+        text.lines()
+            .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value(&["flow_control_revocations_issued_total", "priority=\"10\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&["flow_control_revocations_total", "outcome=\"confirmed\""]),
+        Some(1.0),
+        "{text}"
+    );
     // A critical request is never a victim: a second one waits for the first and is served.
     let later = env.complete(
         MODEL,

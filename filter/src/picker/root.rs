@@ -116,6 +116,9 @@ impl PickerShared {
             t.flush(now_ms, &mut *sink);
             if let Some(g) = &self.gate {
                 crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
+                if let Some(r) = g.take_eviction_report().filter(|r| !r.is_empty()) {
+                    crate::telemetry::add_eviction_report(&r, &mut *sink);
+                }
             }
         }
     }

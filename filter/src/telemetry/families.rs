@@ -400,6 +400,23 @@ pub static FLOW_QUEUE_BYTES: Family = Family {
     labels: &["priority"],
 };
 
+/// `llm_d_epp_flow_control_revocations_issued_total{priority}`: sheddable requests in flight
+/// evicted (`enableEviction`), by the priority of the waiting band they made room for
+/// (llm-d-router's name; its `inference_pool` label is the Envoy configuration here).
+pub static REVOCATIONS_ISSUED: Family = Family {
+    name: "llm_d_epp_flow_control_revocations_issued_total",
+    kind: Kind::Counter,
+    labels: &["priority"],
+};
+
+/// `llm_d_epp_flow_control_revocations_total{outcome}`: evictions by how they ended —
+/// `confirmed` (the victim's stream ended) or `timed_out` (it had not after 10 s).
+pub static REVOCATIONS: Family = Family {
+    name: "llm_d_epp_flow_control_revocations_total",
+    kind: Kind::Counter,
+    labels: &["outcome"],
+};
+
 /// Every histogram family.
 pub static HISTOGRAMS: [&HistogramFamily; 8] = [
     &SCHEDULER_E2E,
@@ -421,6 +438,8 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &LOCAL_REPLIES,
         &FLOW_QUEUE_SIZE,
         &FLOW_QUEUE_BYTES,
+        &REVOCATIONS_ISSUED,
+        &REVOCATIONS,
     ]
     .into_iter()
     .chain(

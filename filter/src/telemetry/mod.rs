@@ -349,6 +349,21 @@ where
     sum
 }
 
+/// Adds what in-flight eviction did since the last flush to its counters.
+pub fn add_eviction_report(
+    r: &scheduler_core::flowcontrol::eviction::EvictionReport,
+    sink: &mut dyn StatSink,
+) {
+    for (priority, n) in &r.issued {
+        sink.add(&families::REVOCATIONS_ISSUED, &[&priority.to_string()], *n);
+    }
+    for (outcome, n) in [("confirmed", r.confirmed), ("timed_out", r.timed_out)] {
+        if n > 0 {
+            sink.add(&families::REVOCATIONS, &[outcome], n);
+        }
+    }
+}
+
 /// Sets the flow-control queue gauges from `depths` (every band that has held a request).
 pub fn set_queue_depths(depths: &[BandDepth], sink: &mut dyn StatSink) {
     for d in depths {

@@ -97,7 +97,27 @@ struct Revocation {
     issued_ms: u64,
 }
 
-/// Counts of what eviction did, for the host's metrics.
+/// What eviction did since the last [`InFlight::take_report`], for the host's metrics
+/// (llm-d-router's `flow_control_revocations_issued_total{priority}` and
+/// `flow_control_revocations_total{outcome}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvictionReport {
+    /// Evictions issued, by the priority of the band they made room for.
+    pub issued: Vec<(i32, u64)>,
+    /// Evicted requests whose stream then ended (`confirmed`).
+    pub confirmed: u64,
+    /// Evicted requests counted as ended after [`CONFIRMATION_TIMEOUT_MS`] (`timed_out`).
+    pub timed_out: u64,
+}
+
+impl EvictionReport {
+    /// True when nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.issued.is_empty() && self.confirmed == 0 && self.timed_out == 0
+    }
+}
+
+/// Counts of what eviction did since the start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvictionCounts {
     /// Requests evicted.
@@ -121,6 +141,7 @@ pub struct InFlight<V> {
     cooling: Vec<(f64, u64)>,
     pending: f64,
     counts: EvictionCounts,
+    report: EvictionReport,
 }
 
 impl<V> InFlight<V> {
@@ -135,6 +156,7 @@ impl<V> InFlight<V> {
             cooling: Vec::new(),
             pending: 0.0,
             counts: EvictionCounts::default(),
+            report: EvictionReport::default(),
         }
     }
 
@@ -162,6 +184,7 @@ impl<V> InFlight<V> {
         if let Some(i) = self.outstanding.iter().position(|r| r.token == t.token) {
             let r = self.outstanding.swap_remove(i);
             self.counts.confirmed += 1;
+            self.report.confirmed += 1;
             self.cooling
                 .push((r.credit, now_ms.saturating_add(self.grace_ms)));
         }
@@ -188,6 +211,11 @@ impl<V> InFlight<V> {
         self.counts
     }
 
+    /// What eviction did since the last call.
+    pub fn take_report(&mut self) -> EvictionReport {
+        core::mem::take(&mut self.report)
+    }
+
     /// The priority of the next victim, if any.
     pub fn victim_priority(&self) -> Option<i32> {
         self.evictable.values().next().map(|(t, _)| t.priority)
@@ -202,6 +230,7 @@ impl<V> InFlight<V> {
             if now_ms.saturating_sub(r.issued_ms) >= CONFIRMATION_TIMEOUT_MS {
                 let r = self.outstanding.swap_remove(i);
                 self.counts.timed_out += 1;
+                self.report.timed_out += 1;
                 self.cooling.push((r.credit, now_ms.saturating_add(grace)));
             } else {
                 i += 1;
@@ -268,6 +297,18 @@ impl<V> InFlight<V> {
             self.counts.issued += 1;
             out.push((t, v));
         }
+        if !out.is_empty() {
+            let n = out.len() as u64;
+            match self
+                .report
+                .issued
+                .iter_mut()
+                .find(|(p, _)| *p == demand_priority)
+            {
+                Some((_, c)) => *c += n,
+                None => self.report.issued.push((demand_priority, n)),
+            }
+        }
         out
     }
 }
@@ -301,6 +342,9 @@ mod tests {
             .collect();
         assert_eq!(v, ["lowest", "new"]);
         assert_eq!(f.counts().issued, 2);
+        let r = f.take_report();
+        assert_eq!(r.issued, [(0, 2)], "by the demand band's priority");
+        assert!(f.take_report().is_empty(), "reported once");
     }
 
     #[test]

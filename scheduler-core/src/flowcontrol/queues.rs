@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 
 use crate::error::RequestError;
-use crate::flowcontrol::eviction::{EvictionCounts, InFlight, Tracked};
+use crate::flowcontrol::eviction::{EvictionCounts, EvictionReport, InFlight, Tracked};
 use crate::flowcontrol::settings::{BandSettings, FlowControl};
 use crate::plugin::{FlowHead, OrderingPolicy, QueuedRequest};
 use crate::scratch::Scratch;
@@ -186,6 +186,11 @@ impl<W> FlowQueues<W> {
     /// What eviction has done, when it is on.
     pub fn eviction_counts(&self) -> Option<EvictionCounts> {
         self.in_flight.as_ref().map(InFlight::counts)
+    }
+
+    /// What eviction did since the last call (for metrics), when it is on.
+    pub fn take_eviction_report(&mut self) -> Option<EvictionReport> {
+        self.in_flight.as_mut().map(InFlight::take_report)
     }
 
     /// At a dispatch cycle held at band `held` (the saturation reached its ceiling): the
