@@ -13,6 +13,13 @@
 # llm-d's priority-holdback-policy (`on-holdback`: the lower band stops at 75 % of the slots;
 # `on-holdback-50`: at 50 %).
 #
+# BENCH_FC_MODES picks the runs (default: off on on-holdback on-holdback-50). Two more show
+# in-flight eviction: in `on-batch` and `on-evict` both tenants' requests are sheddable
+# (objective `batch`, priority -1) under one ceiling; `on-evict` adds `enableEviction`, so a
+# waiting high-priority request has a batch request at a server cut short (429 `evicted`, or a
+# reset stream once its response has begun, counted as an error by loadgen) instead of waiting
+# for a slot to free.
+#
 # First it measures the fleet's capacity (one server in a closed loop with one client per batch
 # slot, times the number of servers) and the high
 # band's unloaded TTFT (alone at 10 % of capacity). It prints one table: high-priority TTFT p90
@@ -44,9 +51,9 @@ cargo build -q --release -p model-sim -p loadgen -p envoy-config
 endpoints=""
 for i in $(seq 1 $N); do endpoints+="{\"address\": \"127.0.0.1:$((BASE_PORT + i))\"},"; done
 POOL="\"pool\": {\"cluster\": \"inference_pool\", \"endpoints\": [${endpoints%,}]}"
-OBJECTIVES='"inferenceObjectives": [{"name": "critical", "priority": 10}]'
+OBJECTIVES='"inferenceObjectives": [{"name": "critical", "priority": 10}, {"name": "batch", "priority": -1}]'
 echo "{$POOL, $OBJECTIVES}" > "$WORK/off.json"
-on_config() { # $1 maxConcurrency per endpoint, $2 usage-limit plugin
+on_config() { # $1 maxConcurrency per endpoint, $2 usage-limit plugin, $3 more flowControl fields
 cat <<JSON
 {$POOL, $OBJECTIVES,
  "featureGates": ["flowControl"],
@@ -59,7 +66,7 @@ cat <<JSON
    {"pluginRef": "queue-scorer", "weight": 2}, {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
    {"pluginRef": "prefix-cache-scorer", "weight": 3}]}],
  "flowControl": {"defaultRequestTTL": "10s", "usageLimitPolicyPluginRef": "usage-limit",
-                 "defaultPriorityBand": {"fairnessPolicyRef": "round-robin-fairness-policy"}}}
+                 "defaultPriorityBand": {"fairnessPolicyRef": "round-robin-fairness-policy"}${3:-}}}
 JSON
 }
 STATIC='{"type": "static-usage-limit-policy", "name": "usage-limit"}'
@@ -69,6 +76,9 @@ holdback() { echo "{\"type\": \"priority-holdback-policy\", \"name\": \"usage-li
 on_config $SEQS "$STATIC" > "$WORK/on.json"
 on_config $SEQS "$(holdback 0.75)" > "$WORK/on-holdback.json"
 on_config $SEQS "$(holdback 0.5)" > "$WORK/on-holdback-50.json"
+on_config $SEQS "$STATIC" > "$WORK/on-batch.json"
+on_config $SEQS "$STATIC" ', "enableEviction": true' > "$WORK/on-evict.json"
+MODES=(${BENCH_FC_MODES:-off on on-holdback on-holdback-50})
 
 LISTEN=$((BASE_PORT + 80)); ADMIN=$((BASE_PORT + 81))
 start() { # $1 picker json
@@ -112,25 +122,27 @@ echo "== unloaded: the high band alone at $HIGH req/s =="
 load unloaded "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical"
 stop
 
-for mode in off on on-holdback on-holdback-50; do
+for mode in "${MODES[@]}"; do
   echo "== overload, flow control $mode: 3 clients, $SECS s =="
   start "$WORK/$mode.json"
+  tenant=()
+  case $mode in on-batch|on-evict) tenant=(--header "x-gateway-inference-objective: batch") ;; esac
   load "$mode-high" "$HIGH" --seed 11 --header "x-gateway-inference-objective: critical" &
   a=$!
-  load "$mode-big" "$BIG" --seed 12 --header "x-gateway-inference-fairness-id: tenant-big" &
+  load "$mode-big" "$BIG" --seed 12 --header "x-gateway-inference-fairness-id: tenant-big" ${tenant[@]+"${tenant[@]}"} &
   b=$!
-  load "$mode-small" "$SMALL" --seed 13 --header "x-gateway-inference-fairness-id: tenant-small" &
+  load "$mode-small" "$SMALL" --seed 13 --header "x-gateway-inference-fairness-id: tenant-small" ${tenant[@]+"${tenant[@]}"} &
   c=$!
   wait $a $b $c
-  # The picker's own view: how long each band's requests waited in the queue.
-  curl -s "localhost:$ADMIN/stats/prometheus" | grep 'flow_control_request_queue_duration_seconds_bucket' \
+  # The picker's own view: how long each band's requests waited in the queue, and evictions.
+  curl -s "localhost:$ADMIN/stats/prometheus" | grep 'flow_control_request_queue_duration_seconds_bucket\|flow_control_revocations' \
     > "$OUT/$mode-queue.txt" || true
   stop
 done
 
-python3 - "$OUT" "$CAP" <<'PY'
+python3 - "$OUT" "$CAP" "${MODES[@]}" <<'PY'
 import json, sys
-out, cap = sys.argv[1], float(sys.argv[2])
+out, cap, modes = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 def get(n):
     return json.load(open(f"{out}/{n}.json"))
 unloaded = get("unloaded")["ttft"]["p90"] * 1000
@@ -151,9 +163,18 @@ def queue_p90_ms(mode, priority):
         return None
     total = buckets[-1][1]
     return next(le for le, c in buckets if c >= 0.9 * total) * 1000
-print("| flow control | high TTFT p90 ms (× unloaded) | high queue wait p90 ms (picker) | high served | big tenant served / asked | small tenant served / asked | goodput req/s (all) | 429s |")
-print("|---|---|---|---|---|---|---|---|")
-for mode in ("off", "on", "on-holdback", "on-holdback-50"):
+def evicted(mode):
+    n = 0
+    try:
+        for line in open(f"{out}/{mode}-queue.txt"):
+            if "revocations_issued_total" in line and not line.startswith("#"):
+                n += float(line.split()[-1])
+    except OSError:
+        pass
+    return int(n)
+print("| flow control | high TTFT p90 ms (× unloaded) | high queue wait p90 ms (picker) | high served | big tenant served / asked | small tenant served / asked | goodput req/s (all) | 429s | errors | evicted |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for mode in modes:
     h, b, s = get(f"{mode}-high"), get(f"{mode}-big"), get(f"{mode}-small")
     p90 = h["ttft"]["p90"] * 1000
     frac = lambda d: f"{d['served']}/{d['requests']} ({100 * d['served'] / max(d['requests'], 1):.0f} %)"
@@ -161,5 +182,6 @@ for mode in ("off", "on", "on-holdback", "on-holdback-50"):
     rej = sum(d.get("rejected_429", 0) for d in (h, b, s))
     q = queue_p90_ms(mode, 10)
     qs = "—" if q is None else f"≤ {q:g}"
-    print(f"| {mode} | {p90:.0f} ({p90 / unloaded:.2f}×) | {qs} | {frac(h)} | {frac(b)} | {frac(s)} | {good:.1f} | {rej} |")
+    err = sum(d.get("errors", 0) - d.get("rejected_429", 0) for d in (h, b, s))
+    print(f"| {mode} | {p90:.0f} ({p90 / unloaded:.2f}×) | {qs} | {frac(h)} | {frac(b)} | {frac(s)} | {good:.1f} | {rej} | {err} | {evicted(mode)} |")
 PY
