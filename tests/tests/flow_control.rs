@@ -569,3 +569,43 @@ fn eviction(workers: u32) {
     );
     assert_eq!(later.status, 200, "{:?}", later.body);
 }
+
+/// A victim whose response is already streaming cannot be answered 429: Envoy resets its stream,
+/// so the client's stream ends early, without `[DONE]`, and the waiting critical request goes.
+#[test]
+fn an_evicted_request_whose_response_has_begun_is_cut_mid_stream() {
+    let env = Arc::new(start(
+        json!({"defaultRequestTTL": "30s", "enableEviction": true}),
+    ));
+    // Five events 700 ms apart: a whole stream takes ~2.8 s.
+    env.backend("pod-a").set(json!({"stream_gap_ms": 700}));
+    let t0 = Instant::now();
+    let batch = {
+        let env = env.clone();
+        std::thread::spawn(move || {
+            let body = json!({"model": MODEL, "prompt": "batch", "max_tokens": 3, "stream": true});
+            let r = env.post(
+                "/v1/completions",
+                &body.to_string(),
+                &[("x-gateway-inference-objective", "batch")],
+            );
+            (r, t0.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let critical = env.complete(
+        MODEL,
+        "critical",
+        &[("x-gateway-inference-objective", "critical")],
+    );
+    let (batch, batch_at) = batch.join().unwrap();
+    assert_eq!(batch.status, 200, "the response had begun: {batch:?}");
+    assert!(batch.body.starts_with("data: "), "{:?}", batch.body);
+    assert!(
+        !batch.body.contains("[DONE]"),
+        "cut short: {:?}",
+        batch.body
+    );
+    assert!(batch_at < Duration::from_millis(2000), "{batch_at:?}");
+    assert_eq!(critical.status, 200, "{:?}", critical.body);
+}

@@ -53,6 +53,9 @@ struct FakeState {
     inference: String,
     /// Milliseconds before an inference response starts (holds the request in flight).
     delay_ms: u64,
+    /// Milliseconds between the events of a streamed chat/completions response (0: all at
+    /// once), so a test can act while a response is under way.
+    stream_gap_ms: u64,
     /// GPU utilisation (percent) of each GPU on the DCGM page.
     gpu_util: Vec<f64>,
     /// Model ids `GET /v1/models` lists (base model first, then LoRA adapters).
@@ -71,6 +74,7 @@ impl Default for FakeState {
             metrics: "ok".into(),
             inference: "ok".into(),
             delay_ms: 0,
+            stream_gap_ms: 0,
             gpu_util: vec![10.0, 20.0],
             models: vec!["meta-llama/Llama-3.1-8B-Instruct".into()],
         }
@@ -302,9 +306,26 @@ async fn inference(
             serde_json::json!({"choices": [], "usage": usage})
         ));
         sse.push_str("data: [DONE]\n\n");
+        let body = if s.stream_gap_ms == 0 {
+            Body::from(sse)
+        } else {
+            use futures_util::StreamExt;
+            let gap = Duration::from_millis(s.stream_gap_ms);
+            let events: Vec<String> = sse.split_inclusive("\n\n").map(String::from).collect();
+            Body::from_stream(
+                futures_util::stream::iter(events.into_iter().enumerate()).then(
+                    move |(i, e)| async move {
+                        if i > 0 {
+                            tokio::time::sleep(gap).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(e))
+                    },
+                ),
+            )
+        };
         Response::builder()
             .header("content-type", "text/event-stream")
-            .body(Body::from(sse))
+            .body(body)
             .unwrap_or_default()
     } else {
         let v = serde_json::json!({
