@@ -616,6 +616,10 @@ impl RequestFlow {
         let picker = &p.core().picker;
         let mut admit =
             |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
+                if gate.is_some() {
+                    // Kept for eviction's tracking, even when this host cannot queue.
+                    priority = Some(req.priority);
+                }
                 let (Some(g), Some(wake)) = (gate, waker.take()) else {
                     return Gate::Go;
                 };
@@ -632,9 +636,7 @@ impl RequestFlow {
                 };
                 // Saturation of the candidates this request sees (no second snapshot read).
                 let mut saturation = || picker.pool_saturation(candidates, now_ms);
-                let key = flow_key(req, picker);
-                priority = Some(key.priority);
-                match g.admit(&key, q, waiter, now_ms, &mut saturation) {
+                match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
                     Admission::Dispatch => Gate::Go,
                     Admission::Queued(t) => {
                         queued = Some((t, slot));
