@@ -266,6 +266,8 @@ pub struct RequestFlow {
     priority: Option<i32>,
     /// `enableEviction`: the routed request is tracked as in flight until it ends.
     tracked: Option<Tracked>,
+    /// [`RequestFlow::finish`] ran (a host may report the end twice).
+    finished: bool,
     /// Flow control let this request through (it is not asked again).
     admitted: bool,
     /// The buffered body size when the request was queued, bytes.
@@ -307,6 +309,7 @@ impl RequestFlow {
             slot: None,
             priority: None,
             tracked: None,
+            finished: false,
             admitted: false,
             body_size: 0,
             grpc: false,
@@ -324,6 +327,11 @@ impl RequestFlow {
     /// request in flight that eviction may cut short (the host keeps it reachable).
     pub fn wakeable(&self) -> bool {
         self.slot.is_some()
+    }
+
+    /// True once [`RequestFlow::finish`] ran.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 
     /// True once the request was routed, answered or passed through.
@@ -1019,8 +1027,11 @@ impl RequestFlow {
     /// it any in-flight count) is released when the flow is dropped.
     /// The request's metrics are recorded once, here.
     ///
-    /// `now_ms`: the time, ms since the Unix epoch.
+    /// `now_ms`: the time, ms since the Unix epoch. A second call does nothing.
     pub fn finish<P: Picking + ?Sized>(&mut self, p: &P, now_ms: u64) {
+        if core::mem::replace(&mut self.finished, true) {
+            return;
+        }
         self.release(p);
         if let Some(g) = p.flow_gate() {
             // A client that left while queued frees its place at once; a request that was

@@ -289,7 +289,11 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: Con
             // SAFETY: made by filter_new, destroyed once. Dropping the flow releases the body
             // budget and the request's in-flight counts (also after a reset).
             let mut s = unsafe { Box::from_raw(filter as *mut Stream) };
-            s.flow.finish(&*s.config, now_ms());
+            // stream_complete has usually finished the flow already: then no clock read and
+            // no second pass.
+            if !s.flow.finished() {
+                s.flow.finish(&*s.config, now_ms());
+            }
         }
     })
 }
