@@ -412,18 +412,20 @@ impl RequestFlow {
                 if let Some(r) = &mut self.record {
                     r.error_status = Some(reply.status);
                 }
-                let dropped = reply
-                    .dropped_reason
-                    .map(|r| [(crate::picker::reply::DROPPED_REASON_HEADER, r)]);
-                let extra: &[(&str, &str)] = match (&dropped, reply.retry) {
-                    (Some(d), _) => d,
-                    (None, true) => &[("retry-after", RETRY_AFTER_S)],
-                    (None, false) => &[],
-                };
+                // An error path: the list allocates only when there is a header to send.
+                let extra: Vec<(&str, &str)> = [
+                    reply
+                        .dropped_reason
+                        .map(|r| (crate::picker::reply::DROPPED_REASON_HEADER, r)),
+                    reply.retry.then_some(("retry-after", RETRY_AFTER_S)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
                 if self.grpc {
-                    host.send_grpc_reply(reply.status, reply.grpc_status(), &reply.message, extra);
+                    host.send_grpc_reply(reply.status, reply.grpc_status(), &reply.message, &extra);
                 } else {
-                    host.send_json_reply(reply.status, &reply.body, extra);
+                    host.send_json_reply(reply.status, &reply.body, &extra);
                 }
                 false
             }
@@ -1342,9 +1344,18 @@ mod tests {
         let (status, reply) = host_c.reply.clone().unwrap();
         assert_eq!(status, 429);
         assert!(reply.contains("queue_full"), "{reply}");
+        fn headers(h: &FakeHost) -> Vec<(&str, &str)> {
+            h.reply_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        }
         assert_eq!(
-            host_c.reply_headers,
-            [("retry-after".to_string(), "1".to_string())]
+            headers(&host_c),
+            [
+                ("x-llm-d-request-dropped-reason", "rejected-saturated"),
+                ("retry-after", "1")
+            ]
         );
         // 2 s later the queued ones expire.
         let g = p.gate.as_ref().unwrap();
@@ -1353,6 +1364,13 @@ mod tests {
         let (status, reply) = host_a.reply.clone().unwrap();
         assert_eq!(status, 429);
         assert!(reply.contains("queue_timeout"), "{reply}");
+        assert_eq!(
+            headers(&host_a),
+            [
+                ("x-llm-d-request-dropped-reason", "rejected-ttl-expired"),
+                ("retry-after", "1")
+            ]
+        );
         assert!(p.waits.borrow().contains(&(0, "EvictedTTL")));
     }
 

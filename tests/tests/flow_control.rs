@@ -143,6 +143,10 @@ fn a_wait_past_the_ttl_gets_429_with_a_json_body_and_retry_after() {
     assert_eq!(r.json()["error"]["code"], "queue_timeout");
     assert_eq!(r.json()["error"]["type"], "rate_limit_exceeded");
     assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        r.header("x-llm-d-request-dropped-reason"),
+        Some("rejected-ttl-expired")
+    );
     assert_eq!(r.pod(), "", "never reached the server");
     // The TTL (300 ms) plus at most a tick or two of the expiry sweep.
     assert!(

@@ -96,11 +96,12 @@ fn everything_filtered_is_429() {
         }),
         ..EnvSpec::default()
     });
-    assert_error(
-        &env.complete(MODEL, "x", &[]),
-        429,
-        "rate_limit_exceeded",
-        "no_target_endpoint",
+    let r = env.complete(MODEL, "x", &[]);
+    assert_error(&r, 429, "rate_limit_exceeded", "no_target_endpoint");
+    // llm-d's label for a refusal for load.
+    assert_eq!(
+        r.header("x-llm-d-request-dropped-reason"),
+        Some("rejected-saturated")
     );
 }
 

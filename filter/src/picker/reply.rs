@@ -15,12 +15,27 @@ pub struct Reply {
     pub message: String,
     /// Send `Retry-After` (flow control's 429s: the queue is full or the wait timed out).
     pub retry: bool,
-    /// The value of [`DROPPED_REASON_HEADER`], when flow control dropped a request in flight.
+    /// The value of [`DROPPED_REASON_HEADER`] ([`dropped_reason`]), if the error has one.
     pub dropped_reason: Option<&'static str>,
 }
 
-/// Response header naming why flow control dropped a request (llm-d-router's), e.g. `evicted`.
+/// Response header naming why a request was dropped (llm-d-router's), e.g. `evicted`.
 pub const DROPPED_REASON_HEADER: &str = "x-llm-d-request-dropped-reason";
+
+/// llm-d-router's [`DROPPED_REASON_HEADER`] value for the errors it labels (its admission,
+/// director and scheduler): a refusal for load — queue full, or every endpoint filtered out —
+/// is `rejected-saturated`; a queue wait that ran out `rejected-ttl-expired`; no endpoint at all
+/// `rejected-no-endpoints`; a request cut short in flight `evicted`. Other errors carry none
+/// (upstream's legacy sheddable drop has none either).
+pub fn dropped_reason(err: &RequestError) -> Option<&'static str> {
+    match err {
+        RequestError::QueueFull | RequestError::NoTargetEndpoint(_) => Some("rejected-saturated"),
+        RequestError::QueueTimeout => Some("rejected-ttl-expired"),
+        RequestError::NoCandidates => Some("rejected-no-endpoints"),
+        RequestError::Evicted => Some("evicted"),
+        _ => None,
+    }
+}
 
 impl Reply {
     /// The reply for `err`; status and type come from [`RequestError::status`] and
@@ -39,7 +54,7 @@ impl Reply {
             body: body.to_string(),
             message,
             retry: matches!(err, RequestError::QueueFull | RequestError::QueueTimeout),
-            dropped_reason: matches!(err, RequestError::Evicted).then_some("evicted"),
+            dropped_reason: dropped_reason(err),
         }
     }
 
@@ -90,6 +105,24 @@ mod tests {
             (RequestError::MissingPrompt("text"), 3),
         ] {
             assert_eq!(Reply::from_error(&err).grpc_status(), want, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn drops_are_labelled_as_llm_d_labels_them() {
+        for (err, want) in [
+            (RequestError::QueueFull, Some("rejected-saturated")),
+            (
+                RequestError::NoTargetEndpoint("all filtered".into()),
+                Some("rejected-saturated"),
+            ),
+            (RequestError::QueueTimeout, Some("rejected-ttl-expired")),
+            (RequestError::NoCandidates, Some("rejected-no-endpoints")),
+            (RequestError::Evicted, Some("evicted")),
+            (RequestError::Saturated, None),
+            (RequestError::MissingModel, None),
+        ] {
+            assert_eq!(Reply::from_error(&err).dropped_reason, want, "{err:?}");
         }
     }
 }
