@@ -762,23 +762,10 @@ impl RequestFlow {
             return false;
         };
         self.slot = None;
-        if end.outcome == WaitOutcome::Evicted {
-            // In flight, not queued: answered now (Envoy also resets the stream to the model
-            // server, or, if the response has begun, the stream to the client). Its tracking
-            // ends with the stream, which tells eviction the capacity is back.
-            self.reply(
-                host,
-                p,
-                crate::picker::reply::Reply::from_error(&scheduler_core::RequestError::Evicted),
-            );
-            return false;
-        }
         let ticket = self.ticket.take();
-        p.record_queue_wait(
-            end.priority,
-            crate::waiting::outcome_label(&end.outcome),
-            end.waited_ms,
-        );
+        if let Some(label) = crate::waiting::outcome_label(&end.outcome) {
+            p.record_queue_wait(end.priority, label, end.waited_ms);
+        }
         match end.outcome {
             WaitOutcome::Dispatched => {
                 self.admitted = true;
@@ -798,7 +785,14 @@ impl RequestFlow {
                 self.reply(host, p, crate::picker::reply::Reply::from_error(&e));
                 false
             }
-            WaitOutcome::Evicted => false,
+            WaitOutcome::Evicted => {
+                // In flight, not queued: answered now (Envoy also resets the stream to the model
+                // server, or, if the response has begun, the stream to the client). Its
+                // tracking ends with the stream, which tells eviction the capacity is back.
+                let e = scheduler_core::RequestError::Evicted;
+                self.reply(host, p, crate::picker::reply::Reply::from_error(&e));
+                false
+            }
         }
     }
 

@@ -66,13 +66,14 @@ pub struct Waiter {
     pub wake: Box<dyn Wake>,
 }
 
-/// Upstream's outcome label for a wait that ended with `o`.
-pub fn outcome_label(o: &Outcome) -> &'static str {
+/// Upstream's outcome label for a queue wait that ended with `o`; `None` for an eviction in
+/// flight, which ends no queue wait.
+pub fn outcome_label(o: &Outcome) -> Option<&'static str> {
     match o {
-        Outcome::Dispatched => "Dispatched",
-        Outcome::Expired(scheduler_core::RequestError::NoCandidates) => "EvictedNoEndpoints",
-        Outcome::Expired(_) => "EvictedTTL",
-        Outcome::Evicted => "Evicted",
+        Outcome::Dispatched => Some("Dispatched"),
+        Outcome::Expired(scheduler_core::RequestError::NoCandidates) => Some("EvictedNoEndpoints"),
+        Outcome::Expired(_) => Some("EvictedTTL"),
+        Outcome::Evicted => None,
     }
 }
 

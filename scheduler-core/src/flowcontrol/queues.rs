@@ -172,11 +172,6 @@ impl<W> FlowQueues<W> {
         self.in_flight.as_mut().and_then(|f| f.untrack(t, now_ms))
     }
 
-    /// True when eviction is on (a host then tracks what it routes).
-    pub fn evicts(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
     /// The victims of the eviction decisions since the last call ([`Outcome::Evicted`]), for
     /// the host to wake and answer.
     pub fn take_evicted(&mut self) -> Vec<Released<W>> {
