@@ -42,6 +42,7 @@ pub mod director;
 pub mod error;
 pub mod flowcontrol;
 pub mod kvcache;
+pub mod latency;
 pub mod lock;
 pub mod membership;
 pub mod model;

@@ -24,6 +24,7 @@ use crate::plugin::TOKENIZED_PROMPT;
 use crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO;
 use crate::plugins::producer::inflight_load::INFLIGHT_LOAD;
 use crate::plugins::producer::mm_embeddings_cache::MM_ENCODER_CACHE_MATCH_INFO;
+use crate::plugins::producer::predicted_latency::LATENCY_PREDICTION_INFO;
 
 /// Parameters of a plugin that takes none: any field is an "unknown field" error.
 #[derive(Default, Deserialize)]
@@ -51,6 +52,7 @@ pub const BUILTINS: &[E] = &[
     E::alpha(scorer::endpoint_attribute::TYPE, "endpointAttribute", scorer::endpoint_attribute::factory),
     E::alpha(scorer::header_label_affinity::TYPE, "headerLabelAffinity", scorer::header_label_affinity::factory),
     E::alpha(scorer::topology_affinity::TYPE, "topologyAffinity", scorer::topology_affinity::factory),
+    E::beta(scorer::latency::TYPE, "predictedLatency", scorer::latency::factory),
     E::beta(scorer::precise_prefix_cache::TYPE, "precisePrefixCache", scorer::precise_prefix_cache::factory)
         .deprecated("use 'precise-prefix-cache-producer' with 'prefix-cache-scorer' (prefixMatchInfoProducerName: precise-prefix-cache-producer)"),
     // filters
@@ -65,6 +67,7 @@ pub const BUILTINS: &[E] = &[
     E::alpha(filter::session_affinity::TYPE, "sessionAffinityFilter", filter::session_affinity::factory),
     E::alpha(filter::topology_affinity::TYPE, "topologyAffinity", filter::topology_affinity::factory),
     E::alpha(filter::utilization::TYPE, "utilizationFilter", filter::utilization::factory),
+    E::beta(filter::slo_headroom_tier::TYPE, "predictedLatency", filter::slo_headroom_tier::factory),
     // pickers
     E::stable(picker::max_score::TYPE, picker::max_score::factory),
     E::stable(picker::random::TYPE, picker::random::factory),
@@ -81,6 +84,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(conformance::served_verifier::TYPE, "conformanceTesting", conformance::served_verifier::factory),
     // admitters
     E::beta(admitter::probabilistic::TYPE, "probabilisticAdmitter", admitter::probabilistic::factory),
+    E::beta(admitter::latency_slo::TYPE, "predictedLatency", admitter::latency_slo::factory),
     // request-header processors
     E::alpha(request::agent_identity::TYPE, "agentIdentity", request::agent_identity::factory),
     // screeners
@@ -95,6 +99,7 @@ pub const BUILTINS: &[E] = &[
         .deprecated("'tokenizer' is the older name of 'token-producer' (same parameters)"),
     E::beta(producer::mm_embeddings_cache::TYPE, "mmEmbeddingsCache", producer::mm_embeddings_cache::factory).default_producer_for(MM_ENCODER_CACHE_MATCH_INFO),
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
+    E::beta(producer::predicted_latency::TYPE, "predictedLatency", producer::predicted_latency::factory).default_producer_for(LATENCY_PREDICTION_INFO),
     E::beta(producer::session_id::TYPE, "sessionIdProducer", producer::session_id::factory),
     E::alpha(producer::p2p_source::TYPE, "p2pSourceProducer", producer::p2p_source::factory),
     // parsers
@@ -149,10 +154,6 @@ pub const BUILTINS: &[E] = &[
     E::stable(profile::legacy::DATA_PARALLEL_TYPE, profile::legacy::data_parallel_factory)
         .deprecated("use 'single-profile-handler': each data-parallel rank is its own endpoint (ip:port) here, so primaryPort is not needed; loaded as one"),
     // upstream types not built here: a clear error instead of "not registered"
-    E::not_built("predicted-latency-producer", LATENCY_PREDICTOR),
-    E::not_built("latency-scorer", LATENCY_PREDICTOR),
-    E::not_built("slo-headroom-tier-filter", LATENCY_PREDICTOR),
-    E::not_built("latency-slo-admitter", LATENCY_PREDICTOR),
     E::not_built("burst-prefix-cache-producer", BURST_BATCHING),
     E::not_built("thunder-agent", NEWER_LLMD),
     E::not_built("dp-rank-header-handler", NEWER_LLMD),
@@ -168,8 +169,6 @@ const K8S_WATCH: &str = "it watches a Kubernetes API group/version/kind for out-
 /// Why llm-d's in-flight eviction policies are not plugin types here.
 const IN_FLIGHT_EVICTION: &str = "llm-d's runner builds its own instance of these two for flowControl.enableEviction and never reads one configured under plugins; here flowControl.enableEviction applies the same two rules (only sheddable requests, priority < 0; lowest priority, then the newest, first) without a plugin instance, so leave this entry out of plugins";
 
-/// Why llm-d's latency-predictor family is missing.
-const LATENCY_PREDICTOR: &str = "llm-d's latency predictor trains and serves its models in a separate Python service (llm-d-latency-predictor) that this engine does not talk to; use the load scorers (queue-scorer, kv-cache-utilization-scorer) and slo-deadline-ordering-policy instead";
 /// Why the newest llm-d-router types are missing.
 const NEWER_LLMD: &str = "added to llm-d-router after the llm-d version this engine follows (see README, 'What does not')";
 

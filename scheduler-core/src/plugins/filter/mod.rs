@@ -7,6 +7,7 @@ pub mod label_selector;
 pub mod prefix_cache_affinity;
 pub mod role;
 pub mod session_affinity;
+pub mod slo_headroom_tier;
 pub mod topology_affinity;
 pub mod utilization;
 pub mod utilization_detector;

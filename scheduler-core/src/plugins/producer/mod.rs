@@ -5,5 +5,6 @@ pub mod inflight_load;
 pub mod mm_embeddings_cache;
 pub mod p2p_source;
 pub mod precise_prefix_cache;
+pub mod predicted_latency;
 pub mod session_id;
 pub mod token;

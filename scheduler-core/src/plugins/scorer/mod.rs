@@ -5,6 +5,7 @@ pub mod context_length_aware;
 pub mod endpoint_attribute;
 pub mod header_label_affinity;
 pub mod kv_cache_utilization;
+pub mod latency;
 pub mod load_aware;
 pub mod lora_affinity;
 pub mod mm_embeddings_cache;

@@ -1,0 +1,685 @@
+//! `predicted-latency-producer` (llm-d): predicts each candidate's TTFT and TPOT for the request,
+//! compares them with the request's latency objectives, and learns from every response.
+//!
+//! **Deliberate difference:** llm-d trains its models in a sidecar service and asks it over
+//! HTTP on every request; here the model is in the picker ([`crate::latency`]: Bayesian linear
+//! regression updated online, one model per process in the native build, per worker VM in the
+//! Wasm build), so there is no sidecar to deploy and no network call per request. Until the
+//! model has learnt from [`crate::latency::MIN_SAMPLES`] responses it predicts nothing, and the
+//! consumers fall back as upstream's do when the predictor is unavailable.
+//!
+//! Behaviour (llm-d-router `requestcontrol/dataproducer/predictedlatency/`, in our words):
+//! - **Objectives** from the request headers, milliseconds: TTFT from `x-llm-d-slo-ttft-ms`
+//!   (or the older `x-slo-ttft-ms`), TPOT from `x-llm-d-slo-tpot-ms` (or `x-slo-tpot-ms`); a
+//!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
+//!   consumers prefer the lowest predicted latency.
+//! - **Produce:** for every candidate, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`]
+//!   (a `Vec<Option<LatencyPrediction>>` indexed by pool index): predicted TTFT and TPOT,
+//!   `ttft_headroom = objective − predicted` (valid when the prediction is below the objective),
+//!   and, in `streamingMode`, `tpot_headroom = objective × sloBufferFactor − predicted`.
+//!   Outside `streamingMode`, and on endpoints whose `endpointRoleLabel` label is `prefill`, TPOT
+//!   is neutral (valid, headroom 0). The in-flight request count comes from
+//!   `inflight-load-producer` (created when missing).
+//! - **Learning:** the chosen endpoint's inputs are kept with the request. Without
+//!   `streamingMode` the whole response time (dispatch to end of stream) trains the TTFT model,
+//!   as upstream trains end-to-end latency in that mode. In `streamingMode` a streamed request
+//!   (`"stream": true`) trains TTFT at its first response chunk and TPOT at its end:
+//!   (end − first chunk) / (completion tokens − 1), from the response's `usage`. Only 2xx
+//!   responses served by the chosen endpoint (no retry elsewhere) teach.
+//!
+//! Parameters: `sloBufferFactor` (> 0, default 1), `streamingMode` (default false),
+//! `endpointRoleLabel`, `predictInProduce` (default true; false learns without predicting),
+//! `prefixMatchInfoProducerName` (as `prefix-cache-scorer`'s). Accepted and ignored, as
+//! upstream ignores or does not need them here: `samplingMean`,
+//! `maxDecodeTokenSamplesForPrediction`, `contextTTL` (the inputs live with the request),
+//! `inFlightLoadProducerName`, `useEncoderCacheFeatures`, `encoderCacheMatchInfoProducerName`.
+//! Not built: upstream's per-endpoint queue of running requests' TPOT objectives, which
+//! tightens an endpoint's TPOT objective to the strictest one it is serving.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, FieldPath};
+use crate::latency::{
+    tpot_features, ttft_features, Inputs, OnlineRidge, FORGETTING, PRIOR_PRECISION, TPOT_FEATURES,
+    TTFT_FEATURES,
+};
+use crate::lock::Lock;
+use crate::model::request::InferenceRequest;
+use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::result::SchedulingResult;
+use crate::plugin::registry::{parse_params, Handle};
+use crate::plugin::{
+    CycleContext, CycleState, DataKey, DataProducer, Plugin, PreRequest, ProduceContext,
+    RequestState, ResponseBody, TypedName,
+};
+use crate::plugins::producer::approx_prefix_cache::PrefixMatch;
+use crate::plugins::producer::inflight_load::{load_of, InflightLoad, INFLIGHT_LOAD};
+use crate::plugins::scorer::prefix_cache;
+
+/// Plugin type name.
+pub const TYPE: &str = "predicted-latency-producer";
+
+/// Cycle-state key of the per-endpoint `Vec<Option<LatencyPrediction>>` (llm-d's
+/// `LatencyPredictionInfoDataKey`).
+pub const LATENCY_PREDICTION_INFO: DataKey = "LatencyPredictionInfoDataKey";
+
+/// Request headers carrying the TTFT objective, ms (the first present wins).
+pub const SLO_TTFT_HEADERS: [&str; 2] =
+    crate::plugins::flow_control::slo_deadline::SLO_TTFT_HEADERS;
+/// Request headers carrying the TPOT objective, ms (the first present wins).
+pub const SLO_TPOT_HEADERS: [&str; 2] = ["x-llm-d-slo-tpot-ms", "x-slo-tpot-ms"];
+
+/// One candidate's predicted latency for the request and how it compares with the objectives.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LatencyPrediction {
+    /// Predicted time to first token, ms (end-to-end latency outside `streamingMode`).
+    pub ttft_ms: f64,
+    /// Predicted time per output token, ms (0 outside `streamingMode`).
+    pub tpot_ms: f64,
+    /// TTFT objective − prediction, ms (negative: the objective is missed).
+    pub ttft_headroom_ms: f64,
+    /// Buffered TPOT objective − prediction, ms (0 where TPOT is neutral).
+    pub tpot_headroom_ms: f64,
+    /// The TTFT prediction is below the objective.
+    pub ttft_valid: bool,
+    /// The TPOT prediction is below the buffered objective (true where TPOT is neutral).
+    pub tpot_valid: bool,
+    /// Requests this picker has in flight on the endpoint.
+    pub dispatched: u64,
+}
+
+impl LatencyPrediction {
+    /// Both objectives are met.
+    pub fn is_valid(&self) -> bool {
+        self.ttft_valid && self.tpot_valid
+    }
+}
+
+/// What [`PredictedLatencyProducer`] writes under [`LATENCY_PREDICTION_INFO`]: indexed by pool
+/// index, `None` for endpoints it did not predict.
+pub type Predictions = Vec<Option<LatencyPrediction>>;
+
+/// The objective in the first of `names` the request carries, ms; 0 when none is a positive
+/// number.
+pub fn objective_ms(request: &InferenceRequest<'_>, names: &[&str]) -> f64 {
+    names
+        .iter()
+        .find_map(|n| request.header(n))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(0.0)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct Params {
+    slo_buffer_factor: f64,
+    streaming_mode: bool,
+    endpoint_role_label: String,
+    predict_in_produce: bool,
+    prefix_match_info_producer_name: Option<String>,
+    // Accepted and ignored (module docs).
+    sampling_mean: Option<serde_json::Value>,
+    max_decode_token_samples_for_prediction: Option<serde_json::Value>,
+    #[serde(rename = "contextTTL")]
+    context_ttl: Option<serde_json::Value>,
+    in_flight_load_producer_name: Option<serde_json::Value>,
+    use_encoder_cache_features: Option<serde_json::Value>,
+    encoder_cache_match_info_producer_name: Option<serde_json::Value>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            slo_buffer_factor: 1.0,
+            streaming_mode: false,
+            endpoint_role_label: String::new(),
+            predict_in_produce: true,
+            prefix_match_info_producer_name: None,
+            sampling_mean: None,
+            max_decode_token_samples_for_prediction: None,
+            context_ttl: None,
+            in_flight_load_producer_name: None,
+            use_encoder_cache_features: None,
+            encoder_cache_match_info_producer_name: None,
+        }
+    }
+}
+
+/// Builds a [`PredictedLatencyProducer`].
+///
+/// # Errors
+/// Unknown fields; `sloBufferFactor` not > 0.
+pub fn factory(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    handle: &Handle<'_>,
+) -> Result<Arc<dyn Plugin>, ConfigError> {
+    Ok(Arc::new(build(name, params, handle)?))
+}
+
+/// The producer [`factory`] builds.
+///
+/// # Errors
+/// As [`factory`].
+pub fn build(
+    name: &str,
+    params: Option<&serde_json::Value>,
+    handle: &Handle<'_>,
+) -> Result<PredictedLatencyProducer, ConfigError> {
+    let p: Params = parse_params(params)?;
+    if !(p.slo_buffer_factor.is_finite() && p.slo_buffer_factor > 0.0) {
+        return Err(ConfigError::invalid(
+            FieldPath::key("sloBufferFactor"),
+            alloc::format!("must be > 0, got {}", p.slo_buffer_factor),
+        ));
+    }
+    if p.use_encoder_cache_features == Some(serde_json::Value::Bool(true)) {
+        log::warn!("{TYPE} '{name}': useEncoderCacheFeatures is not built here; the model uses text features only");
+    }
+    let prefix_key =
+        prefix_cache::match_key_for(p.prefix_match_info_producer_name.as_deref(), handle);
+    Ok(PredictedLatencyProducer {
+        typed_name: TypedName::new(TYPE, name),
+        models: Arc::new(Lock::new(Models::new())),
+        buffer_factor: p.slo_buffer_factor,
+        streaming: p.streaming_mode,
+        role_label: p.endpoint_role_label,
+        predict: p.predict_in_produce,
+        prefix_key,
+        consumes: consumed(prefix_key),
+    })
+}
+
+/// The keys a producer reading prefix matches under `key` consumes.
+fn consumed(key: DataKey) -> &'static [DataKey] {
+    if key == crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO {
+        &[
+            crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO,
+            INFLIGHT_LOAD,
+        ]
+    } else {
+        &[
+            crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO,
+            INFLIGHT_LOAD,
+        ]
+    }
+}
+
+/// The two models, learnt together.
+struct Models {
+    ttft: OnlineRidge<TTFT_FEATURES>,
+    tpot: OnlineRidge<TPOT_FEATURES>,
+}
+
+impl Models {
+    fn new() -> Self {
+        Models {
+            ttft: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
+            tpot: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
+        }
+    }
+}
+
+/// The candidates' inputs, kept from Produce to PreRequest: `(pool index, inputs)`.
+struct CandidateInputs(Vec<(usize, Inputs)>);
+
+/// The chosen endpoint's inputs, kept from PreRequest to the end of the response.
+struct Dispatched {
+    address: String,
+    inputs: Inputs,
+    /// When the request was dispatched, ms since the Unix epoch.
+    at_ms: u64,
+    /// The request asked for a streamed response.
+    stream: bool,
+    /// When its first response chunk arrived, ms since the Unix epoch.
+    first_ms: Option<u64>,
+}
+
+/// See the module docs.
+pub struct PredictedLatencyProducer {
+    typed_name: TypedName,
+    models: Arc<Lock<Models>>,
+    buffer_factor: f64,
+    streaming: bool,
+    role_label: String,
+    predict: bool,
+    prefix_key: DataKey,
+    consumes: &'static [DataKey],
+}
+
+impl PredictedLatencyProducer {
+    /// Responses learnt so far: `(TTFT model, TPOT model)`.
+    pub fn samples(&self) -> (u64, u64) {
+        let m = self.models.lock();
+        (m.ttft.samples(), m.tpot.samples())
+    }
+
+    fn is_prefill(&self, labels: &[(String, String)]) -> bool {
+        !self.role_label.is_empty()
+            && labels
+                .iter()
+                .any(|(k, v)| *k == self.role_label && v == "prefill")
+    }
+
+    fn learn(&self, d: &Dispatched, now_ms: u64, completion_tokens: Option<u64>) {
+        let mut m = self.models.lock();
+        if !self.streaming {
+            let e2e = now_ms.saturating_sub(d.at_ms) as f64;
+            m.ttft.update(&ttft_features(&d.inputs), e2e);
+            return;
+        }
+        if !d.stream {
+            return;
+        }
+        let Some(first) = d.first_ms else { return };
+        if let Some(n) = completion_tokens.filter(|&n| n > 1) {
+            let tpot = now_ms.saturating_sub(first) as f64 / (n - 1) as f64;
+            m.tpot.update(&tpot_features(&d.inputs), tpot);
+        }
+    }
+}
+
+impl Plugin for PredictedLatencyProducer {
+    fn typed_name(&self) -> &TypedName {
+        &self.typed_name
+    }
+    fn as_data_producer(&self) -> Option<&dyn DataProducer> {
+        Some(self)
+    }
+    fn as_pre_request(&self) -> Option<&dyn PreRequest> {
+        Some(self)
+    }
+    fn as_response_body(&self) -> Option<&dyn ResponseBody> {
+        Some(self)
+    }
+    fn produces(&self) -> &'static [DataKey] {
+        &[LATENCY_PREDICTION_INFO]
+    }
+    fn consumes(&self) -> &'static [DataKey] {
+        self.consumes
+    }
+}
+
+impl DataProducer for PredictedLatencyProducer {
+    fn produce(
+        &self,
+        cx: &ProduceContext<'_>,
+        candidates: &[usize],
+        cycle: &mut CycleState,
+        request_state: &mut RequestState,
+    ) {
+        let loads = cycle.get::<Vec<InflightLoad>>(INFLIGHT_LOAD);
+        let matches = cycle.get::<Vec<PrefixMatch>>(self.prefix_key);
+        let input_tokens = cx.request.estimated_prompt_tokens() as f64;
+        let inputs: Vec<(usize, Inputs)> = candidates
+            .iter()
+            .filter_map(|&i| {
+                let e = cx.endpoints.get(i)?;
+                let load = load_of(loads, i);
+                Some((
+                    i,
+                    Inputs {
+                        kv_cache_usage: e.metrics.kv_cache_usage,
+                        waiting: f64::from(e.metrics.waiting_queue_size),
+                        running: if loads.is_some() {
+                            load.requests as f64
+                        } else {
+                            f64::from(e.metrics.running_requests)
+                        },
+                        input_tokens,
+                        prefix_hit: matches
+                            .and_then(|m| m.get(i))
+                            .map_or(0.0, PrefixMatch::ratio),
+                        prefill_tokens_in_flight: load.tokens as f64,
+                    },
+                ))
+            })
+            .collect();
+        if self.predict {
+            // Weights copied out, predictions made outside the lock.
+            let (ttft_w, tpot_w, ttft_warm, tpot_warm) = {
+                let m = self.models.lock();
+                (
+                    m.ttft.weights(),
+                    m.tpot.weights(),
+                    m.ttft.is_warm(),
+                    m.tpot.is_warm(),
+                )
+            };
+            if ttft_warm {
+                let slo_ttft = objective_ms(cx.request, &SLO_TTFT_HEADERS);
+                let slo_tpot = objective_ms(cx.request, &SLO_TPOT_HEADERS) * self.buffer_factor;
+                let mut out: Predictions = alloc::vec![None; cx.endpoints.len()];
+                for (i, x) in &inputs {
+                    let Some(e) = cx.endpoints.get(*i) else {
+                        continue;
+                    };
+                    let ttft = OnlineRidge::predict_with(&ttft_w, &ttft_features(x));
+                    let neutral = !self.streaming || !tpot_warm || self.is_prefill(&e.labels);
+                    let tpot = if neutral {
+                        0.0
+                    } else {
+                        OnlineRidge::predict_with(&tpot_w, &tpot_features(x))
+                    };
+                    if let Some(slot) = out.get_mut(*i) {
+                        *slot = Some(LatencyPrediction {
+                            ttft_ms: ttft,
+                            tpot_ms: tpot,
+                            ttft_headroom_ms: slo_ttft - ttft,
+                            tpot_headroom_ms: if neutral { 0.0 } else { slo_tpot - tpot },
+                            ttft_valid: ttft < slo_ttft,
+                            tpot_valid: neutral || tpot < slo_tpot,
+                            dispatched: load_of(loads, *i).requests,
+                        });
+                    }
+                }
+                cycle.put(LATENCY_PREDICTION_INFO, out);
+            }
+        }
+        request_state.put(&self.typed_name.name, CandidateInputs(inputs));
+    }
+}
+
+impl PreRequest for PredictedLatencyProducer {
+    fn pre_request(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+        request_state: &mut RequestState,
+    ) {
+        let Some(CandidateInputs(inputs)) =
+            request_state.take::<CandidateInputs>(&self.typed_name.name)
+        else {
+            return;
+        };
+        let Some(&primary) = result.primary_targets().first() else {
+            return;
+        };
+        let (Some(e), Some((_, x))) = (
+            cx.endpoint(primary),
+            inputs.iter().find(|(i, _)| *i == primary),
+        ) else {
+            return;
+        };
+        request_state.put(
+            &self.typed_name.name,
+            Dispatched {
+                address: e.address.clone(),
+                inputs: *x,
+                at_ms: cx.now_ms,
+                stream: cx.request.stream,
+                first_ms: None,
+            },
+        );
+    }
+}
+
+impl ResponseBody for PredictedLatencyProducer {
+    fn response_body(
+        &self,
+        request_state: &mut RequestState,
+        response: &ResponseInfo<'_>,
+        chunk: &BodyChunk,
+    ) {
+        let name = &self.typed_name.name;
+        let Some(d) = request_state.get_mut::<Dispatched>(name) else {
+            return;
+        };
+        let teaches = (200..300).contains(&response.status)
+            && response.served_endpoint.is_none_or(|s| s == d.address);
+        if !teaches {
+            request_state.take::<Dispatched>(name);
+            return;
+        }
+        if d.first_ms.is_none() {
+            d.first_ms = Some(response.now_ms);
+            if self.streaming && d.stream {
+                let ttft = response.now_ms.saturating_sub(d.at_ms) as f64;
+                self.models
+                    .lock()
+                    .ttft
+                    .update(&ttft_features(&d.inputs), ttft);
+            }
+        }
+        if chunk.end_of_stream {
+            if let Some(d) = request_state.take::<Dispatched>(name) {
+                self.learn(
+                    &d,
+                    response.now_ms,
+                    chunk.usage.map(|u| u.completion_tokens),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::endpoint::Endpoint;
+    use crate::model::response::Usage;
+    use crate::model::result::ProfileRunResult;
+
+    fn producer(params: serde_json::Value) -> PredictedLatencyProducer {
+        build("pl", Some(&params), &Handle::new(&[])).unwrap()
+    }
+
+    fn pool() -> Vec<Endpoint> {
+        let mut a = Endpoint::new("10.0.0.1:8000");
+        a.metrics.waiting_queue_size = 0;
+        let mut b = Endpoint::new("10.0.0.2:8000");
+        b.metrics.waiting_queue_size = 6;
+        alloc::vec![a, b]
+    }
+
+    fn result_for(i: usize) -> SchedulingResult {
+        SchedulingResult {
+            profile_results: alloc::vec![(
+                "default".into(),
+                Some(ProfileRunResult {
+                    targets: alloc::vec![i],
+                    ..ProfileRunResult::default()
+                }),
+            )],
+            ..SchedulingResult::default()
+        }
+    }
+
+    /// One request through produce, pre_request and a response dispatched at `start` (first
+    /// chunk `ttft` ms later, the end `ms` ms after `start` with `tokens` completion tokens).
+    fn serve(
+        p: &PredictedLatencyProducer,
+        req: &InferenceRequest<'_>,
+        endpoints: &[Endpoint],
+        pick: usize,
+        (start, ttft, ms, tokens): (u64, u64, u64, u64),
+    ) -> CycleState {
+        let mut cycle = CycleState::new();
+        let mut state = RequestState::new();
+        let candidates = [0, 1];
+        let pcx = ProduceContext {
+            request: req,
+            endpoints,
+            now_ms: start,
+        };
+        p.as_data_producer()
+            .unwrap()
+            .produce(&pcx, &candidates, &mut cycle, &mut state);
+        let cx = CycleContext {
+            request: req,
+            endpoints,
+            state: &cycle,
+            now_ms: start,
+            peer: None,
+        };
+        p.as_pre_request()
+            .unwrap()
+            .pre_request(&cx, &result_for(pick), &mut state);
+        let body = p.as_response_body().unwrap();
+        let info = |now_ms| ResponseInfo {
+            status: 200,
+            served_endpoint: endpoints.get(pick).map(|e| e.address.as_str()),
+            now_ms,
+        };
+        body.response_body(
+            &mut state,
+            &info(start + ttft),
+            &BodyChunk {
+                first: true,
+                end_of_stream: false,
+                usage: None,
+            },
+        );
+        body.response_body(
+            &mut state,
+            &info(start + ms),
+            &BodyChunk {
+                first: false,
+                end_of_stream: true,
+                usage: Some(Usage {
+                    prompt_tokens: 100,
+                    completion_tokens: tokens,
+                    cached_tokens: 0,
+                }),
+            },
+        );
+        cycle
+    }
+
+    #[test]
+    fn predicts_nothing_until_warm_then_learns_which_endpoint_is_slow() {
+        let p = producer(serde_json::json!({}));
+        let endpoints = pool();
+        let req = InferenceRequest::new("m", "hello there");
+        // Endpoint 1 has 6 waiting requests and answers in 400 ms; endpoint 0 in 50 ms.
+        let first = serve(&p, &req, &endpoints, 0, (1_000, 50, 50, 10));
+        assert!(
+            first.get::<Predictions>(LATENCY_PREDICTION_INFO).is_none(),
+            "cold model"
+        );
+        for k in 0..40u64 {
+            let (pick, ms) = if k % 2 == 0 { (0, 50) } else { (1, 400) };
+            serve(&p, &req, &endpoints, pick, (2_000 + k * 1_000, ms, ms, 10));
+        }
+        assert_eq!(p.samples(), (41, 0), "end-to-end time trains TTFT only");
+        let cycle = serve(&p, &req, &endpoints, 0, (90_000, 50, 50, 10));
+        let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap();
+        let (fast, slow) = (pred[0].unwrap(), pred[1].unwrap());
+        assert!((fast.ttft_ms - 50.0).abs() < 10.0, "{fast:?}");
+        assert!((slow.ttft_ms - 400.0).abs() < 20.0, "{slow:?}");
+        // No objective: headroom is minus the prediction, TPOT neutral.
+        assert!(!fast.ttft_valid && fast.ttft_headroom_ms < 0.0);
+        assert!(fast.tpot_valid && fast.tpot_headroom_ms == 0.0);
+    }
+
+    #[test]
+    fn objectives_from_headers_and_streaming_tpot() {
+        let p = producer(serde_json::json!({"streamingMode": true, "sloBufferFactor": 0.5}));
+        let endpoints = pool();
+        let mut req = InferenceRequest::new("m", "hello there");
+        req.stream = true;
+        for k in 0..30u64 {
+            // TTFT 40 ms; 11 tokens over 200 ms after the first: TPOT 20 ms.
+            serve(
+                &p,
+                &req,
+                &endpoints,
+                (k % 2) as usize,
+                (k * 1_000, 40, 240, 11),
+            );
+        }
+        assert_eq!(p.samples(), (30, 30));
+        req.headers = alloc::vec![
+            ("x-slo-ttft-ms".into(), "100".into()),
+            ("x-llm-d-slo-tpot-ms".into(), "30".into()),
+        ];
+        let cycle = serve(&p, &req, &endpoints, 0, (50_000, 40, 240, 11));
+        let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap()[0].unwrap();
+        assert!(
+            (pred.ttft_ms - 40.0).abs() < 5.0 && (pred.tpot_ms - 20.0).abs() < 3.0,
+            "{pred:?}"
+        );
+        assert!(pred.ttft_valid && (pred.ttft_headroom_ms - 60.0).abs() < 5.0);
+        // 30 ms × 0.5 = 15 ms buffered objective: missed.
+        assert!(!pred.tpot_valid && pred.tpot_headroom_ms < 0.0);
+        assert!(!pred.is_valid());
+    }
+
+    #[test]
+    fn failed_or_retried_responses_teach_nothing() {
+        let p = producer(serde_json::json!({}));
+        let endpoints = pool();
+        let req = InferenceRequest::new("m", "hi");
+        for (status, served) in [(503u16, "10.0.0.1:8000"), (200, "10.0.0.2:8000")] {
+            let mut cycle = CycleState::new();
+            let mut state = RequestState::new();
+            let pcx = ProduceContext {
+                request: &req,
+                endpoints: &endpoints,
+                now_ms: 1,
+            };
+            p.as_data_producer()
+                .unwrap()
+                .produce(&pcx, &[0, 1], &mut cycle, &mut state);
+            let cx = CycleContext {
+                request: &req,
+                endpoints: &endpoints,
+                state: &cycle,
+                now_ms: 1,
+                peer: None,
+            };
+            p.as_pre_request()
+                .unwrap()
+                .pre_request(&cx, &result_for(0), &mut state);
+            p.as_response_body().unwrap().response_body(
+                &mut state,
+                &ResponseInfo {
+                    status,
+                    served_endpoint: Some(served),
+                    now_ms: 80,
+                },
+                &BodyChunk {
+                    first: true,
+                    end_of_stream: true,
+                    usage: None,
+                },
+            );
+        }
+        assert_eq!(p.samples(), (0, 0));
+    }
+
+    #[test]
+    fn parameters_are_checked_and_upstream_ones_accepted() {
+        assert!(factory(
+            "x",
+            Some(&serde_json::json!({"sloBufferFactor": 0})),
+            &Handle::new(&[])
+        )
+        .is_err());
+        assert!(factory(
+            "x",
+            Some(&serde_json::json!({"bogus": 1})),
+            &Handle::new(&[])
+        )
+        .is_err());
+        let ok = serde_json::json!({"samplingMean": 1000, "maxDecodeTokenSamplesForPrediction": 0,
+            "contextTTL": 300000000000u64, "endpointRoleLabel": "llm-d.ai/role", "predictInProduce": false,
+            "inFlightLoadProducerName": "x", "useEncoderCacheFeatures": false});
+        assert!(factory("x", Some(&ok), &Handle::new(&[])).is_ok());
+    }
+
+    #[test]
+    fn objective_headers_parse_as_positive_milliseconds() {
+        let mut req = InferenceRequest::new("m", "p");
+        assert_eq!(objective_ms(&req, &SLO_TTFT_HEADERS), 0.0);
+        req.headers = alloc::vec![("x-slo-ttft-ms".into(), " 250.5 ".into())];
+        assert_eq!(objective_ms(&req, &SLO_TTFT_HEADERS), 250.5);
+        req.headers = alloc::vec![("x-llm-d-slo-ttft-ms".into(), "-3".into())];
+        assert_eq!(objective_ms(&req, &SLO_TTFT_HEADERS), 0.0);
+    }
+}
