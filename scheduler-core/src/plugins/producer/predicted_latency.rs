@@ -13,12 +13,14 @@
 //!   (or the older `x-slo-ttft-ms`), TPOT from `x-llm-d-slo-tpot-ms` (or `x-slo-tpot-ms`); a
 //!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
 //!   consumers prefer the lowest predicted latency.
-//! - **Produce:** for every candidate, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`]
-//!   (a `Vec<Option<LatencyPrediction>>` indexed by pool index): predicted TTFT and TPOT,
+//! - **Produce:** for every candidate whose state the model knows
+//!   ([`OnlineRidge::knows`]: near what it has learnt from), [`LatencyPrediction`] under
+//!   [`LATENCY_PREDICTION_INFO`] (a `Vec<Option<LatencyPrediction>>` indexed by pool index;
+//!   `None` for the others, which `latency-scorer` then tries): predicted TTFT and TPOT,
 //!   `ttft_headroom = objective − predicted` (valid when the prediction is below the objective),
 //!   and, in `streamingMode`, `tpot_headroom = objective × sloBufferFactor − predicted`.
-//!   Outside `streamingMode`, and on endpoints whose `endpointRoleLabel` label is `prefill`, TPOT
-//!   is neutral (valid, headroom 0). The in-flight request count comes from
+//!   Outside `streamingMode`, on endpoints whose `endpointRoleLabel` label is `prefill`, and
+//!   where the TPOT model does not know the state yet, TPOT is neutral (valid, headroom 0). The in-flight request count comes from
 //!   `inflight-load-producer` (created when missing).
 //! - **Learning:** the chosen endpoint's inputs are kept with the request. Without
 //!   `streamingMode` the whole response time (dispatch to end of stream) trains the TTFT model,
