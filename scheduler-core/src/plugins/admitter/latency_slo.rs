@@ -1,13 +1,13 @@
 //! `latency-slo-admitter` (llm-d): denies a sheddable request (priority < 0) that carries a
 //! latency objective when no candidate can serve it in time.
 //!
-//! Rules (llm-d-router `requestcontrol/admitter/latencyslo/`, in our words): requests with
-//! priority ≥ 0, requests without a TTFT or TPOT objective header, and requests scheduled while
-//! `predicted-latency-producer` (created when missing) has no prediction are always admitted. A
-//! sheddable request is admitted when at least one candidate is predicted to meet both
-//! objectives, is idle (the server reports no running request), or is cold (KV-cache usage below
-//! 2 %, where predictions are least reliable); otherwise it is denied with HTTP 500, the status
-//! llm-d's director gives every admission denial.
+//! Rules (llm-d-router `requestcontrol/admitter/latencyslo/`, in our words;
+//! docs/SOURCES.md#predicted-latency): requests with priority ≥ 0, requests without a TTFT or TPOT
+//! objective header, and requests scheduled while `predicted-latency-producer` (created when
+//! missing) has no prediction are always admitted. A sheddable request is admitted when at least
+//! one candidate is predicted to meet both objectives, is idle (the server reports no running
+//! request), or is cold (KV-cache usage below 2 %, where predictions are least reliable); otherwise
+//! it is denied with HTTP 500, the status llm-d's director gives every admission denial.
 //!
 //! Parameters: `latencyPredictionInfoProducerName` (accepted; one producer's predictions are
 //! read).

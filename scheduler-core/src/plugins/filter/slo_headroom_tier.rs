@@ -1,8 +1,9 @@
 //! `slo-headroom-tier-filter` (llm-d): keeps the candidates predicted to meet the request's
 //! latency objectives, with a little exploration of the others.
 //!
-//! Rules (llm-d-router `scheduling/filter/sloheadroomtier/`, in our words), on the
-//! [`LatencyPrediction`]s of `predicted-latency-producer` (created when missing):
+//! Rules (llm-d-router `scheduling/filter/sloheadroomtier/`, in our words;
+//! docs/SOURCES.md#predicted-latency), on the [`LatencyPrediction`]s of
+//! `predicted-latency-producer` (created when missing):
 //! - the positive tier is the candidates with TTFT and TPOT headroom ≥ 0; every other
 //!   candidate, one without a prediction included, is in the negative tier;
 //! - with both tiers present the filter keeps the positive one, except with probability

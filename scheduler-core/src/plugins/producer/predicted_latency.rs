@@ -8,7 +8,8 @@
 //! model has learnt from [`crate::latency::MIN_SAMPLES`] responses it predicts nothing, and the
 //! consumers fall back as upstream's do when the predictor is unavailable.
 //!
-//! Behaviour (llm-d-router `requestcontrol/dataproducer/predictedlatency/`, in our words):
+//! Behaviour (llm-d-router `requestcontrol/dataproducer/predictedlatency/`, in our words;
+//! docs/SOURCES.md#predicted-latency):
 //! - **Objectives** from the request headers, milliseconds: TTFT from `x-llm-d-slo-ttft-ms`
 //!   (or the older `x-slo-ttft-ms`), TPOT from `x-llm-d-slo-tpot-ms` (or `x-slo-tpot-ms`); a
 //!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
@@ -343,17 +344,12 @@ impl DataProducer for PredictedLatencyProducer {
             })
             .collect();
         if self.predict {
-            // Weights copied out, predictions made outside the lock.
-            let (ttft_w, tpot_w, ttft_warm, tpot_warm) = {
+            // The models copied out (~0.7 KB), predictions made outside the lock.
+            let (ttft_m, tpot_m) = {
                 let m = self.models.lock();
-                (
-                    m.ttft.weights(),
-                    m.tpot.weights(),
-                    m.ttft.is_warm(),
-                    m.tpot.is_warm(),
-                )
+                (m.ttft.clone(), m.tpot.clone())
             };
-            if ttft_warm {
+            if ttft_m.is_warm() {
                 let slo_ttft = objective_ms(cx.request, &SLO_TTFT_HEADERS);
                 let slo_tpot = objective_ms(cx.request, &SLO_TPOT_HEADERS) * self.buffer_factor;
                 let mut out: Predictions = alloc::vec![None; cx.endpoints.len()];
@@ -361,13 +357,15 @@ impl DataProducer for PredictedLatencyProducer {
                     let Some(e) = cx.endpoints.get(*i) else {
                         continue;
                     };
-                    let ttft = OnlineRidge::predict_with(&ttft_w, &ttft_features(x));
-                    let neutral = !self.streaming || !tpot_warm || self.is_prefill(&e.labels);
-                    let tpot = if neutral {
-                        0.0
-                    } else {
-                        OnlineRidge::predict_with(&tpot_w, &tpot_features(x))
-                    };
+                    let tx = ttft_features(x);
+                    if !ttft_m.knows(&tx) {
+                        continue;
+                    }
+                    let ttft = ttft_m.predict(&tx);
+                    let px = tpot_features(x);
+                    let neutral =
+                        !self.streaming || !tpot_m.knows(&px) || self.is_prefill(&e.labels);
+                    let tpot = if neutral { 0.0 } else { tpot_m.predict(&px) };
                     if let Some(slot) = out.get_mut(*i) {
                         *slot = Some(LatencyPrediction {
                             ttft_ms: ttft,

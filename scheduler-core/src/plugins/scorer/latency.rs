@@ -1,7 +1,8 @@
 //! `latency-scorer` (llm-d): scores candidates by their predicted latency headroom
 //! ([`LatencyPrediction`] from `predicted-latency-producer`, created when missing).
 //!
-//! Rules (llm-d-router `scheduling/scorer/latency/`, in our words):
+//! Rules (llm-d-router `scheduling/scorer/latency/`, in our words;
+//! docs/SOURCES.md#predicted-latency):
 //! - Candidates meeting both objectives (headroom ≥ 0 on TTFT and TPOT, or no prediction) are
 //!   the only ones scored when there are any; the others get 0.
 //! - When every candidate misses: those with no request in flight (this picker's count) are the
