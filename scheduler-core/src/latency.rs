@@ -16,7 +16,9 @@
 //! in flight — arranged for a linear model: the prompt is split into the part the endpoint
 //! likely holds and the part it must prefill (llm-d's tree models learn that interaction; a
 //! linear one needs it as a feature), token counts in thousands so every feature is of order 1.
-//! Targets are milliseconds.
+//! Targets are milliseconds. The model has no notion of which endpoint served: endpoints
+//! differ only through their load. `predicted-latency-producer` adds each endpoint's own speed
+//! (actual over predicted, averaged) on top, for fleets of mixed hardware.
 //!
 //! Cost: a prediction is one dot product (7 or 5 terms); an update is O(D²) (49 multiply-adds).
 
@@ -28,14 +30,6 @@ pub const TPOT_FEATURES: usize = 5;
 /// Observations a model needs before its predictions are used (before that the consumers fall
 /// back as llm-d's do when the predictor is unavailable).
 pub const MIN_SAMPLES: u64 = 10;
-
-/// Largest [`OnlineRidge::uncertainty`] at which a prediction is given: the variance of one
-/// observation. Beyond it the model says nothing, so a candidate whose state it has not seen
-/// is not judged by extrapolation (which would keep routing to where it has already been: a
-/// linear fit on one point predicts the same for every direction it has not seen, and tiny
-/// differences are then stretched by the scorers' normalisation); `latency-scorer` treats such a
-/// candidate as meeting the objectives, so it gets tried and the model learns it.
-pub const MAX_UNCERTAINTY: f64 = 1.0;
 
 /// Prior precision `α` of every weight (per unit feature): weak, so a few observations
 /// dominate it.
@@ -145,23 +139,6 @@ impl<const D: usize> OnlineRidge<D> {
     /// The weights (posterior mean), e.g. to predict outside a lock.
     pub fn weights(&self) -> [f64; D] {
         self.w
-    }
-
-    /// How uncertain the model is at `x`: `xᵀ P x`, the variance of its prediction there in
-    /// units of the observation noise's. About `1/n` where `n` observations like `x` were
-    /// learnt; about `|x|² / α` in a direction no observation has explored.
-    pub fn uncertainty(&self, x: &[f64; D]) -> f64 {
-        self.p
-            .iter()
-            .zip(x)
-            .map(|(row, xr)| xr * row.iter().zip(x).map(|(a, b)| a * b).sum::<f64>())
-            .sum()
-    }
-
-    /// True when the model has learnt enough near `x` to predict there: its
-    /// [`Self::uncertainty`] is at most [`MAX_UNCERTAINTY`] (at most one observation's noise).
-    pub fn knows(&self, x: &[f64; D]) -> bool {
-        self.is_warm() && self.uncertainty(x) <= MAX_UNCERTAINTY
     }
 
     /// The prediction for `x` with weights `w`, never below 0 (a latency).
@@ -312,32 +289,6 @@ mod tests {
         m.update(&[f64::INFINITY; TPOT_FEATURES], 1.0);
         assert_eq!(m.samples(), n);
         assert!((m.predict(&x) - 12.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn it_knows_only_the_states_it_has_seen() {
-        let mut m = OnlineRidge::<TTFT_FEATURES>::new(PRIOR_PRECISION, FORGETTING);
-        let idle = Inputs {
-            kv_cache_usage: 0.1,
-            input_tokens: 1_000.0,
-            ..Inputs::default()
-        };
-        let loaded = Inputs {
-            waiting: 8.0,
-            kv_cache_usage: 0.6,
-            ..idle
-        };
-        for _ in 0..20 {
-            m.update(&ttft_features(&idle), 200.0);
-        }
-        assert!(m.knows(&ttft_features(&idle)));
-        assert!(m.uncertainty(&ttft_features(&idle)) < 0.1);
-        assert!(!m.knows(&ttft_features(&loaded)), "never saw a queue");
-        for _ in 0..20 {
-            m.update(&ttft_features(&loaded), 5.0);
-        }
-        assert!(m.knows(&ttft_features(&loaded)) && m.knows(&ttft_features(&idle)));
-        assert!(m.predict(&ttft_features(&loaded)) < m.predict(&ttft_features(&idle)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The latency family loaded from a config and driven through the picker's own hooks (schedule,
 //! then the response): the scorer leaves the load composite once the model has learnt, tries the
-//! endpoint it has not seen, and then keeps to the one that answers fast.
+//! endpoint it has not heard from, and then keeps to the one that answers fast.
 
 use scheduler_core::model::response::{BodyChunk, ResponseInfo};
 use scheduler_core::{load, Endpoint, InferenceRequest, Registry, RequestState, SplitMix64};
@@ -44,7 +44,7 @@ fn the_scorer_moves_to_the_endpoint_that_answered_fast() {
         })
         .collect();
     // Cold: the composite prefers the idle-looking endpoint; after 10 responses the model knows
-    // it (~150 ms), the other is a state it has not seen and is tried, then chosen for good.
+    // it (~150 ms), the other has not answered yet and is tried, then chosen for good.
     assert!(picks[..10].iter().all(|&i| i == 0), "{picks:?}");
     assert!(picks[10..].iter().all(|&i| i == 1), "{picks:?}");
 }

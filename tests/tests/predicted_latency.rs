@@ -43,7 +43,7 @@ fn requests_go_where_responses_were_fast_not_where_the_metrics_look_idle() {
     // Cold (fewer than 10 responses learnt): the load composite, which prefers the idle-looking
     // server.
     assert!(pods[..10].iter().all(|p| p == "slow"), "{pods:?}");
-    // Then the model knows "slow" takes ~150 ms, tries "fast" (a state it has not seen) and
+    // Then the model knows "slow" takes ~150 ms, tries "fast" (an endpoint it has not heard from) and
     // learns it is quicker: from there on every request goes there.
     assert!(pods[25..].iter().all(|p| p == "fast"), "{pods:?}");
 }

@@ -14,14 +14,17 @@
 //!   (or the older `x-slo-ttft-ms`), TPOT from `x-llm-d-slo-tpot-ms` (or `x-slo-tpot-ms`); a
 //!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
 //!   consumers prefer the lowest predicted latency.
-//! - **Produce:** for every candidate whose state the model knows
-//!   ([`OnlineRidge::knows`]: near what it has learnt from), [`LatencyPrediction`] under
-//!   [`LATENCY_PREDICTION_INFO`] (a `Vec<Option<LatencyPrediction>>` indexed by pool index;
-//!   `None` for the others, which `latency-scorer` then tries): predicted TTFT and TPOT,
+//! - **Produce:** for every candidate that has taught the model [`MIN_ENDPOINT_RESPONSES`]
+//!   responses, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`] (a
+//!   `Vec<Option<LatencyPrediction>>` indexed by pool index; `None` for the others, which
+//!   `latency-scorer` then tries): predicted TTFT and TPOT — the shared model's prediction for
+//!   the candidate's load times the endpoint's own speed (**ours**: actual over predicted,
+//!   averaged over its responses, so a fleet of two GPU generations is told apart; upstream's
+//!   model sees load only) —
 //!   `ttft_headroom = objective − predicted` (valid when the prediction is below the objective),
 //!   and, in `streamingMode`, `tpot_headroom = objective × sloBufferFactor − predicted`.
 //!   Outside `streamingMode`, on endpoints whose `endpointRoleLabel` label is `prefill`, and
-//!   where the TPOT model does not know the state yet, TPOT is neutral (valid, headroom 0). The in-flight request count comes from
+//!   while the TPOT model is still learning, TPOT is neutral (valid, headroom 0). The in-flight request count comes from
 //!   `inflight-load-producer` (created when missing).
 //! - **Learning:** the chosen endpoint's inputs are kept with the request. Without
 //!   `streamingMode` the whole response time (dispatch to end of stream) trains the TTFT model,
@@ -43,6 +46,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use hashbrown::HashMap;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldPath};
@@ -213,10 +217,53 @@ fn consumed(key: DataKey) -> &'static [DataKey] {
     }
 }
 
-/// The two models, learnt together.
+/// Responses an endpoint must have taught before it gets predictions; until then it gets none,
+/// so `latency-scorer` tries it (a model that has only heard from some endpoints would otherwise
+/// judge the others by extrapolation and keep routing where it has already been).
+pub const MIN_ENDPOINT_RESPONSES: u32 = 2;
+
+/// Weight of a new observation in an endpoint's speed (exponential average).
+pub const SPEED_ALPHA: f64 = 0.1;
+
+/// Largest factor an endpoint's speed may differ from the shared model by, either way.
+const MAX_SPEED_FACTOR: f64 = 20.0;
+
+/// What the producer knows of one endpoint apart from the shared models.
+#[derive(Clone, Copy, Debug)]
+struct EndpointSpeed {
+    /// Actual / predicted TTFT, averaged ([`SPEED_ALPHA`]): 1 for an endpoint as fast as the
+    /// fleet's model says, 3 for one three times slower.
+    ttft: f64,
+    /// The same for TPOT.
+    tpot: f64,
+    /// Responses it has taught, saturating.
+    responses: u32,
+}
+
+impl Default for EndpointSpeed {
+    fn default() -> Self {
+        EndpointSpeed {
+            ttft: 1.0,
+            tpot: 1.0,
+            responses: 0,
+        }
+    }
+}
+
+/// Moves `speed` toward `actual / predicted` (no change while the prediction is under 1 ms).
+fn follow(speed: &mut f64, actual: f64, predicted: f64) {
+    if predicted >= 1.0 && actual.is_finite() {
+        let r = (actual / predicted).clamp(1.0 / MAX_SPEED_FACTOR, MAX_SPEED_FACTOR);
+        *speed += SPEED_ALPHA * (r - *speed);
+    }
+}
+
+/// The two shared models and each endpoint's speed, learnt together under one lock.
 struct Models {
     ttft: OnlineRidge<TTFT_FEATURES>,
     tpot: OnlineRidge<TPOT_FEATURES>,
+    /// By endpoint address; only pool members (see `pool_changed`).
+    speeds: HashMap<String, EndpointSpeed>,
 }
 
 impl Models {
@@ -224,7 +271,36 @@ impl Models {
         Models {
             ttft: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
             tpot: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
+            speeds: HashMap::new(),
         }
+    }
+
+    fn speed_mut(&mut self, address: &str) -> &mut EndpointSpeed {
+        // Allocates the key only for an endpoint not seen before.
+        self.speeds.entry_ref(address).or_default()
+    }
+
+    /// Learns that the TTFT model's input `x` on `address` took `y` ms.
+    fn learn_ttft(&mut self, address: &str, x: &[f64; TTFT_FEATURES], y: f64) {
+        let predicted = self.ttft.predict(x);
+        let warm = self.ttft.is_warm();
+        let s = self.speed_mut(address);
+        if warm {
+            follow(&mut s.ttft, y, predicted);
+        }
+        s.responses = s.responses.saturating_add(1);
+        self.ttft.update(x, y);
+    }
+
+    /// Learns that the TPOT model's input `x` on `address` took `y` ms per token.
+    fn learn_tpot(&mut self, address: &str, x: &[f64; TPOT_FEATURES], y: f64) {
+        let predicted = self.tpot.predict(x);
+        let warm = self.tpot.is_warm();
+        let s = self.speed_mut(address);
+        if warm {
+            follow(&mut s.tpot, y, predicted);
+        }
+        self.tpot.update(x, y);
     }
 }
 
@@ -273,7 +349,7 @@ impl PredictedLatencyProducer {
         let mut m = self.models.lock();
         if !self.streaming {
             let e2e = now_ms.saturating_sub(d.at_ms) as f64;
-            m.ttft.update(&ttft_features(&d.inputs), e2e);
+            m.learn_ttft(&d.address, &ttft_features(&d.inputs), e2e);
             return;
         }
         if !d.stream {
@@ -282,7 +358,7 @@ impl PredictedLatencyProducer {
         let Some(first) = d.first_ms else { return };
         if let Some(n) = completion_tokens.filter(|&n| n > 1) {
             let tpot = now_ms.saturating_sub(first) as f64 / (n - 1) as f64;
-            m.tpot.update(&tpot_features(&d.inputs), tpot);
+            m.learn_tpot(&d.address, &tpot_features(&d.inputs), tpot);
         }
     }
 }
@@ -305,6 +381,12 @@ impl Plugin for PredictedLatencyProducer {
     }
     fn consumes(&self) -> &'static [DataKey] {
         self.consumes
+    }
+    fn pool_changed(&self, addresses: &[&str]) {
+        self.models
+            .lock()
+            .speeds
+            .retain(|a, _| addresses.contains(&a.as_str()));
     }
 }
 
@@ -344,28 +426,43 @@ impl DataProducer for PredictedLatencyProducer {
             })
             .collect();
         if self.predict {
-            // The models copied out (~0.7 KB), predictions made outside the lock.
-            let (ttft_m, tpot_m) = {
+            // Weights and the candidates' speeds copied out under one lock, predictions made
+            // outside it. `None`: an endpoint that has not taught enough yet.
+            let (ttft_w, tpot_w, ttft_warm, tpot_warm, speeds) = {
                 let m = self.models.lock();
-                (m.ttft.clone(), m.tpot.clone())
+                let speeds: Vec<Option<EndpointSpeed>> = inputs
+                    .iter()
+                    .map(|(i, _)| {
+                        let e = cx.endpoints.get(*i)?;
+                        m.speeds
+                            .get(e.address.as_str())
+                            .copied()
+                            .filter(|s| s.responses >= MIN_ENDPOINT_RESPONSES)
+                    })
+                    .collect();
+                (
+                    m.ttft.weights(),
+                    m.tpot.weights(),
+                    m.ttft.is_warm(),
+                    m.tpot.is_warm(),
+                    speeds,
+                )
             };
-            if ttft_m.is_warm() {
+            if ttft_warm {
                 let slo_ttft = objective_ms(cx.request, &SLO_TTFT_HEADERS);
                 let slo_tpot = objective_ms(cx.request, &SLO_TPOT_HEADERS) * self.buffer_factor;
                 let mut out: Predictions = alloc::vec![None; cx.endpoints.len()];
-                for (i, x) in &inputs {
-                    let Some(e) = cx.endpoints.get(*i) else {
+                for ((i, x), speed) in inputs.iter().zip(&speeds) {
+                    let (Some(e), Some(speed)) = (cx.endpoints.get(*i), speed) else {
                         continue;
                     };
-                    let tx = ttft_features(x);
-                    if !ttft_m.knows(&tx) {
-                        continue;
-                    }
-                    let ttft = ttft_m.predict(&tx);
-                    let px = tpot_features(x);
-                    let neutral =
-                        !self.streaming || !tpot_m.knows(&px) || self.is_prefill(&e.labels);
-                    let tpot = if neutral { 0.0 } else { tpot_m.predict(&px) };
+                    let ttft = OnlineRidge::predict_with(&ttft_w, &ttft_features(x)) * speed.ttft;
+                    let neutral = !self.streaming || !tpot_warm || self.is_prefill(&e.labels);
+                    let tpot = if neutral {
+                        0.0
+                    } else {
+                        OnlineRidge::predict_with(&tpot_w, &tpot_features(x)) * speed.tpot
+                    };
                     if let Some(slot) = out.get_mut(*i) {
                         *slot = Some(LatencyPrediction {
                             ttft_ms: ttft,
@@ -442,8 +539,7 @@ impl ResponseBody for PredictedLatencyProducer {
                 let ttft = response.now_ms.saturating_sub(d.at_ms) as f64;
                 self.models
                     .lock()
-                    .ttft
-                    .update(&ttft_features(&d.inputs), ttft);
+                    .learn_ttft(&d.address, &ttft_features(&d.inputs), ttft);
             }
         }
         if chunk.end_of_stream {
@@ -575,6 +671,40 @@ mod tests {
         // No objective: headroom is minus the prediction, TPOT neutral.
         assert!(!fast.ttft_valid && fast.ttft_headroom_ms < 0.0);
         assert!(fast.tpot_valid && fast.tpot_headroom_ms == 0.0);
+    }
+
+    #[test]
+    fn a_slower_endpoint_under_the_same_load_is_told_apart_and_an_unheard_one_gets_none() {
+        let p = producer(serde_json::json!({}));
+        let mut endpoints = pool();
+        endpoints[1].metrics.waiting_queue_size = 0;
+        let req = InferenceRequest::new("m", "hello there");
+        // Same load figures; endpoint 1 is three times slower.
+        for k in 0..60u64 {
+            let (pick, ms) = if k % 2 == 0 { (0, 40) } else { (1, 120) };
+            serve(&p, &req, &endpoints, pick, (k * 1_000, ms, ms, 10));
+        }
+        let cycle = serve(&p, &req, &endpoints, 0, (90_000, 40, 40, 10));
+        let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap();
+        let (fast, slow) = (pred[0].unwrap().ttft_ms, pred[1].unwrap().ttft_ms);
+        assert!(
+            slow > 2.0 * fast && (fast - 40.0).abs() < 15.0,
+            "{fast} / {slow}"
+        );
+        // A third endpoint joins: no prediction until it has answered twice.
+        endpoints.push(Endpoint::new("10.0.0.3:8000"));
+        let mut cycle = CycleState::new();
+        let pcx = ProduceContext {
+            request: &req,
+            endpoints: &endpoints,
+            now_ms: 95_000,
+        };
+        p.produce(&pcx, &[0, 1, 2], &mut cycle, &mut RequestState::new());
+        let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap();
+        assert!(pred[0].is_some() && pred[2].is_none());
+        // Leaving the pool forgets an endpoint's speed.
+        p.pool_changed(&["10.0.0.1:8000"]);
+        assert_eq!(p.models.lock().speeds.len(), 1);
     }
 
     #[test]
