@@ -91,3 +91,44 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
     let r = env.complete("m", "hello", &[("x-llm-d-slo-ttft-ms", "20")]);
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+#[test]
+fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["steady".into(), "choppy".into()],
+        picker: json!({
+            "plugins": [{"type": "predicted-latency-producer", "parameters": {"streamingMode": true}},
+                        {"type": "slo-headroom-tier-filter", "parameters": {"epsilonExploreNeg": 0}},
+                        {"type": "latency-scorer"}, {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "slo-headroom-tier-filter"}, {"pluginRef": "latency-scorer"},
+                {"pluginRef": "max-score-picker"}]}]
+        }),
+        concurrency: 1,
+        ..EnvSpec::default()
+    });
+    // Both start streaming at once; "steady" sends an event every 5 ms, "choppy" every 100 ms
+    // (3 tokens, then the usage event and [DONE], one gap apart).
+    env.backend("steady").set(json!({"stream_gap_ms": 5}));
+    env.backend("choppy").set(json!({"stream_gap_ms": 100}));
+    env.settle();
+    let body = json!({"model": "m", "prompt": "Tell me a story", "stream": true, "max_tokens": 3})
+        .to_string();
+    let objectives = [
+        ("x-llm-d-slo-ttft-ms", "1000"),
+        ("x-llm-d-slo-tpot-ms", "50"),
+    ];
+    let pods: Vec<String> = (0..40)
+        .map(|_| {
+            let r = env.post("/v1/completions", &body, &objectives);
+            assert_eq!(r.status, 200, "{r:?}");
+            assert!(r.body.contains("[DONE]"), "{r:?}");
+            r.pod().to_string()
+        })
+        .collect();
+    // Until both models have heard enough, both servers are used; once TPOT is learnt (4 gaps
+    // over 2 token intervals: ~10 ms per token against ~200 ms), only "steady" meets the 60 ms
+    // objective and the tier filter keeps it alone.
+    assert!(pods.iter().any(|p| p == "choppy"), "{pods:?}");
+    assert!(pods[30..].iter().all(|p| p == "steady"), "{pods:?}");
+}

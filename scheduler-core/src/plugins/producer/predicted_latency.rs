@@ -24,7 +24,8 @@
 //!   `ttft_headroom = objective − predicted` (valid when the prediction is below the objective),
 //!   and, in `streamingMode`, `tpot_headroom = objective × sloBufferFactor − predicted`.
 //!   Outside `streamingMode`, on endpoints whose `endpointRoleLabel` label is `prefill`, and
-//!   while the TPOT model is still learning, TPOT is neutral (valid, headroom 0). The in-flight request count comes from
+//!   while the TPOT model or the endpoint has not taught TPOT enough, TPOT is neutral (valid,
+//!   headroom 0), so an endpoint is not kept from the requests that would teach it. The in-flight request count comes from
 //!   `inflight-load-producer` (created when missing).
 //! - **Learning:** the chosen endpoint's inputs are kept with the request. Without
 //!   `streamingMode` the whole response time (dispatch to end of stream) trains the TTFT model,
@@ -222,40 +223,50 @@ fn consumed(key: DataKey) -> &'static [DataKey] {
 /// judge the others by extrapolation and keep routing where it has already been).
 pub const MIN_ENDPOINT_RESPONSES: u32 = 2;
 
-/// Weight of a new observation in an endpoint's speed (exponential average).
+/// Weight of a new observation in an endpoint's speed once it has [`1 / SPEED_ALPHA`] of them
+/// (an exponential average; before that the plain mean of what it has, so a few responses
+/// already place an endpoint).
 pub const SPEED_ALPHA: f64 = 0.1;
 
 /// Largest factor an endpoint's speed may differ from the shared model by, either way.
 const MAX_SPEED_FACTOR: f64 = 20.0;
 
-/// What the producer knows of one endpoint apart from the shared models.
+/// Actual over predicted latency of one endpoint, averaged.
 #[derive(Clone, Copy, Debug)]
-struct EndpointSpeed {
-    /// Actual / predicted TTFT, averaged ([`SPEED_ALPHA`]): 1 for an endpoint as fast as the
-    /// fleet's model says, 3 for one three times slower.
-    ttft: f64,
-    /// The same for TPOT.
-    tpot: f64,
-    /// Responses it has taught, saturating.
-    responses: u32,
+struct Ratio {
+    /// 1 for an endpoint as fast as the fleet's model says, 3 for one three times slower.
+    value: f64,
+    /// Observations averaged, saturating.
+    n: u32,
 }
 
-impl Default for EndpointSpeed {
+impl Default for Ratio {
     fn default() -> Self {
-        EndpointSpeed {
-            ttft: 1.0,
-            tpot: 1.0,
-            responses: 0,
+        Ratio { value: 1.0, n: 0 }
+    }
+}
+
+impl Ratio {
+    /// Moves toward `actual / predicted` (no change while the prediction is under 1 ms).
+    fn follow(&mut self, actual: f64, predicted: f64) {
+        if predicted >= 1.0 && actual.is_finite() {
+            let r = (actual / predicted).clamp(1.0 / MAX_SPEED_FACTOR, MAX_SPEED_FACTOR);
+            self.n = self.n.saturating_add(1);
+            let alpha = SPEED_ALPHA.max(1.0 / f64::from(self.n));
+            self.value += alpha * (r - self.value);
         }
     }
 }
 
-/// Moves `speed` toward `actual / predicted` (no change while the prediction is under 1 ms).
-fn follow(speed: &mut f64, actual: f64, predicted: f64) {
-    if predicted >= 1.0 && actual.is_finite() {
-        let r = (actual / predicted).clamp(1.0 / MAX_SPEED_FACTOR, MAX_SPEED_FACTOR);
-        *speed += SPEED_ALPHA * (r - *speed);
-    }
+/// What the producer knows of one endpoint apart from the shared models.
+#[derive(Clone, Copy, Debug, Default)]
+struct EndpointSpeed {
+    ttft: Ratio,
+    tpot: Ratio,
+    /// Responses that taught the TTFT model, saturating.
+    ttft_responses: u32,
+    /// Responses that taught the TPOT model, saturating.
+    tpot_responses: u32,
 }
 
 /// The two shared models and each endpoint's speed, learnt together under one lock.
@@ -286,9 +297,9 @@ impl Models {
         let warm = self.ttft.is_warm();
         let s = self.speed_mut(address);
         if warm {
-            follow(&mut s.ttft, y, predicted);
+            s.ttft.follow(y, predicted);
         }
-        s.responses = s.responses.saturating_add(1);
+        s.ttft_responses = s.ttft_responses.saturating_add(1);
         self.ttft.update(x, y);
     }
 
@@ -298,8 +309,9 @@ impl Models {
         let warm = self.tpot.is_warm();
         let s = self.speed_mut(address);
         if warm {
-            follow(&mut s.tpot, y, predicted);
+            s.tpot.follow(y, predicted);
         }
+        s.tpot_responses = s.tpot_responses.saturating_add(1);
         self.tpot.update(x, y);
     }
 }
@@ -437,7 +449,7 @@ impl DataProducer for PredictedLatencyProducer {
                         m.speeds
                             .get(e.address.as_str())
                             .copied()
-                            .filter(|s| s.responses >= MIN_ENDPOINT_RESPONSES)
+                            .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES)
                     })
                     .collect();
                 (
@@ -456,12 +468,17 @@ impl DataProducer for PredictedLatencyProducer {
                     let (Some(e), Some(speed)) = (cx.endpoints.get(*i), speed) else {
                         continue;
                     };
-                    let ttft = OnlineRidge::predict_with(&ttft_w, &ttft_features(x)) * speed.ttft;
-                    let neutral = !self.streaming || !tpot_warm || self.is_prefill(&e.labels);
+                    let ttft =
+                        OnlineRidge::predict_with(&ttft_w, &ttft_features(x)) * speed.ttft.value;
+                    // TPOT says nothing until the model and this endpoint have taught it.
+                    let neutral = !self.streaming
+                        || !tpot_warm
+                        || speed.tpot_responses < MIN_ENDPOINT_RESPONSES
+                        || self.is_prefill(&e.labels);
                     let tpot = if neutral {
                         0.0
                     } else {
-                        OnlineRidge::predict_with(&tpot_w, &tpot_features(x)) * speed.tpot
+                        OnlineRidge::predict_with(&tpot_w, &tpot_features(x)) * speed.tpot.value
                     };
                     if let Some(slot) = out.get_mut(*i) {
                         *slot = Some(LatencyPrediction {
