@@ -16,7 +16,9 @@ use scheduler_core::flowcontrol::eviction::Tracked;
 use scheduler_core::flowcontrol::queues::Outcome as WaitOutcome;
 use scheduler_core::flowcontrol::{Admission, FlowKey, Ticket};
 use scheduler_core::model::request::InferenceRequest;
-use scheduler_core::model::response::{BodyChunk, ResponseInfo, Usage};
+use scheduler_core::model::response::{
+    BodyChunk, LatencyOutcome, ResponseInfo, Usage, LATENCY_OUTCOME,
+};
 use scheduler_core::parse::usage::{usage_from_json, SseUsageParser};
 use scheduler_core::parse::vllm_grpc::{GrpcUsageReader, Method};
 use scheduler_core::plugin::QueuedRequest;
@@ -1007,6 +1009,12 @@ impl RequestFlow {
         };
         self.body_seen = true;
         self.body_hooks(p, &chunk, host.now_us() / 1000);
+        if end_of_stream {
+            let outcome = self.state.take::<LatencyOutcome>(LATENCY_OUTCOME);
+            if let (Some(r), Some(o)) = (&mut self.record, outcome) {
+                r.latency = Some(o);
+            }
+        }
     }
 
     /// The response trailers arrived: the body is complete (gRPC ends every response this way,

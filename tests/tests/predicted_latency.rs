@@ -90,6 +90,46 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
     assert_eq!(r.status, 200, "{r:?}");
     let r = env.complete("m", "hello", &[("x-llm-d-slo-ttft-ms", "20")]);
     assert_eq!(r.status, 200, "{r:?}");
+    // llm-d's predictor series in Envoy's Prometheus page: the 18 served responses measured
+    // (outside streaming mode the producer measures end-to-end time), the warm ones' predictions,
+    // and the two requests with a 20 ms objective that were served in ~100 ms.
+    // Flushed within a second (on a request or the scrape tick).
+    let (measured, violations) = (
+        (
+            "inference_objective_request_ttft_seconds_count",
+            "model_name=\"m\"",
+        ),
+        ("llm_d_epp_request_slo_violation_total", "type=\"ttft\""),
+    );
+    let mut text = String::new();
+    env.wait_until(std::time::Duration::from_secs(6), |e| {
+        text = e.prometheus();
+        sum(&text, measured) == 18.0 && sum(&text, violations) == 2.0
+    });
+    let shown = || {
+        text.lines()
+            .filter(|l| l.contains("ttft") || l.contains("slo_violation"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(sum(&text, measured), 18.0, "{}", shown());
+    let predicted = sum(
+        &text,
+        (
+            "llm_d_epp_request_predicted_ttft_seconds_count",
+            "plugin_type=\"predicted-latency-producer\"",
+        ),
+    );
+    assert!((3.0..=8.0).contains(&predicted), "{predicted}: {}", shown());
+    assert_eq!(sum(&text, violations), 2.0, "{}", shown());
+}
+
+/// The sum of the Prometheus samples named `name` whose labels contain `label`.
+fn sum(text: &str, (name, label): (&str, &str)) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -131,4 +171,21 @@ fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective(
     // objective and the tier filter keeps it alone.
     assert!(pods.iter().any(|p| p == "choppy"), "{pods:?}");
     assert!(pods[30..].iter().all(|p| p == "steady"), "{pods:?}");
+    // Every stream's TPOT was measured, and each one "choppy" served (~200 ms per token)
+    // missed the 50 ms objective; "steady"'s (~10 ms) did not.
+    let choppy = pods.iter().filter(|p| *p == "choppy").count() as f64;
+    let (measured, violations) = (
+        (
+            "inference_objective_request_tpot_seconds_count",
+            "model_name=\"m\"",
+        ),
+        ("llm_d_epp_request_slo_violation_total", "type=\"tpot\""),
+    );
+    let mut text = String::new();
+    env.wait_until(std::time::Duration::from_secs(6), |e| {
+        text = e.prometheus();
+        sum(&text, measured) == 40.0 && sum(&text, violations) == choppy
+    });
+    assert_eq!(sum(&text, measured), 40.0, "{text}");
+    assert_eq!(sum(&text, violations), choppy, "{text}");
 }

@@ -156,6 +156,52 @@ pub static REQUEST_SECONDS: Buckets = Buckets {
     ],
 };
 
+/// Time per output token: llm-d's predictor bounds, 0.5 ms … 6 min.
+pub static TPOT_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.0005", "0.00205", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.125",
+        "0.15", "0.2", "0.3", "0.4", "0.5", "0.6", "0.8", "1", "1.5", "2", "3", "4.5", "6", "12",
+        "18", "24", "30", "36", "48", "60", "90", "120", "180", "270", "360",
+    ],
+    limits: &[
+        500_000,
+        2_050_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        40_000_000,
+        60_000_000,
+        80_000_000,
+        100_000_000,
+        125_000_000,
+        150_000_000,
+        200_000_000,
+        300_000_000,
+        400_000_000,
+        500_000_000,
+        600_000_000,
+        800_000_000,
+        1_000_000_000,
+        1_500_000_000,
+        2_000_000_000,
+        3_000_000_000,
+        4_500_000_000,
+        6_000_000_000,
+        12_000_000_000,
+        18_000_000_000,
+        24_000_000_000,
+        30_000_000_000,
+        36_000_000_000,
+        48_000_000_000,
+        60_000_000_000,
+        90_000_000_000,
+        120_000_000_000,
+        180_000_000_000,
+        270_000_000_000,
+        360_000_000_000,
+    ],
+};
+
 /// Request body sizes, bytes: 64 B … 1 GiB (GIE's bounds).
 pub static REQUEST_BYTES: Buckets = Buckets {
     le: &[
@@ -302,6 +348,66 @@ histogram!(
     sum
 );
 
+/// llm-d's predictor series (`predicted-latency-producer`): labels of the predicted-latency
+/// histograms, then of the objective-violation counter (`type`: `ttft` or `tpot`).
+const PREDICTOR: &[&str] = &[
+    "plugin_name",
+    "plugin_type",
+    "model_name",
+    "target_model_name",
+];
+const PREDICTOR_LE: &[&str] = &[
+    "plugin_name",
+    "plugin_type",
+    "model_name",
+    "target_model_name",
+    "le",
+];
+const PREDICTOR_TYPE: &[&str] = &[
+    "plugin_name",
+    "plugin_type",
+    "model_name",
+    "target_model_name",
+    "type",
+];
+histogram!(
+    REQUEST_TTFT,
+    "inference_objective_request_ttft_seconds",
+    MODEL,
+    MODEL_LE,
+    REQUEST_SECONDS
+);
+histogram!(
+    REQUEST_TPOT,
+    "inference_objective_request_tpot_seconds",
+    MODEL,
+    MODEL_LE,
+    TPOT_SECONDS
+);
+histogram!(
+    PREDICTED_TTFT,
+    "llm_d_epp_request_predicted_ttft_seconds",
+    PREDICTOR,
+    PREDICTOR_LE,
+    REQUEST_SECONDS
+);
+histogram!(
+    PREDICTED_TPOT,
+    "llm_d_epp_request_predicted_tpot_seconds",
+    PREDICTOR,
+    PREDICTOR_LE,
+    TPOT_SECONDS
+);
+
+/// `llm_d_epp_request_slo_violation_total{plugin_name,plugin_type,model_name,target_model_name,type}`:
+/// responses whose measured TTFT (`type="ttft"`) or TPOT (`type="tpot"`) exceeded the request's
+/// objective header.
+pub static SLO_VIOLATIONS: Family = Family {
+    name: "llm_d_epp_request_slo_violation_total",
+    kind: Kind::Counter,
+    labels: PREDICTOR_TYPE,
+};
+
 /// `inference_objective_request_total{model_name,target_model_name}`: requests whose body was
 /// parsed (routed or answered locally).
 pub static REQUEST_TOTAL: Family = Family {
@@ -418,7 +524,7 @@ pub static REVOCATIONS: Family = Family {
 };
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 8] = [
+pub static HISTOGRAMS: [&HistogramFamily; 12] = [
     &SCHEDULER_E2E,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
@@ -427,6 +533,10 @@ pub static HISTOGRAMS: [&HistogramFamily; 8] = [
     &INPUT_TOKENS_HIST,
     &OUTPUT_TOKENS_HIST,
     &FLOW_QUEUE_DURATION,
+    &REQUEST_TTFT,
+    &REQUEST_TPOT,
+    &PREDICTED_TTFT,
+    &PREDICTED_TPOT,
 ];
 
 /// Every family a request-path sink defines (the histograms' series included).
@@ -440,6 +550,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &FLOW_QUEUE_BYTES,
         &REVOCATIONS_ISSUED,
         &REVOCATIONS,
+        &SLO_VIOLATIONS,
     ]
     .into_iter()
     .chain(

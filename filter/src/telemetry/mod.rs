@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use scheduler_core::flowcontrol::queues::BandDepth;
+use scheduler_core::model::response::LatencyOutcome;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
@@ -91,6 +92,27 @@ struct ModelSeries {
     response_sizes: Histogram,
     input_tokens: Histogram,
     output_tokens: Histogram,
+    /// Measured TTFT and TPOT, from the first response a latency-predicting plugin measured.
+    ttft: Option<Histogram>,
+    tpot: Option<Histogram>,
+    /// One entry per latency-predicting plugin instance (normally one).
+    predictors: Vec<PredictorSeries>,
+}
+
+/// llm-d's predictor series of one plugin instance for one model pair.
+struct PredictorSeries {
+    plugin_name: Arc<str>,
+    plugin_type: &'static str,
+    predicted_ttft: Histogram,
+    predicted_tpot: Histogram,
+    ttft_violations: Count,
+    tpot_violations: Count,
+}
+
+/// Milliseconds (a model's output: possibly negative or not finite) as whole nanoseconds.
+fn ms_to_ns(ms: f64) -> u64 {
+    // `as` saturates: negative and NaN become 0, huge values u64::MAX.
+    (ms * 1e6) as u64
 }
 
 impl ModelSeries {
@@ -103,7 +125,51 @@ impl ModelSeries {
             response_sizes: Histogram::new(&families::RESPONSE_SIZES),
             input_tokens: Histogram::new(&families::INPUT_TOKENS_HIST),
             output_tokens: Histogram::new(&families::OUTPUT_TOKENS_HIST),
+            ttft: None,
+            tpot: None,
+            predictors: Vec::new(),
         }
+    }
+
+    /// Adds what a latency-predicting plugin measured and had predicted for one response.
+    fn latency(&mut self, o: &LatencyOutcome) {
+        self.ttft
+            .get_or_insert_with(|| Histogram::new(&families::REQUEST_TTFT))
+            .record(ms_to_ns(o.ttft_ms));
+        if let Some(t) = o.tpot_ms {
+            self.tpot
+                .get_or_insert_with(|| Histogram::new(&families::REQUEST_TPOT))
+                .record(ms_to_ns(t));
+        }
+        let i = match self
+            .predictors
+            .iter()
+            .position(|p| p.plugin_name == o.plugin_name && p.plugin_type == o.plugin_type)
+        {
+            Some(i) => i,
+            None => {
+                self.predictors.push(PredictorSeries {
+                    plugin_name: o.plugin_name.clone(),
+                    plugin_type: o.plugin_type,
+                    predicted_ttft: Histogram::new(&families::PREDICTED_TTFT),
+                    predicted_tpot: Histogram::new(&families::PREDICTED_TPOT),
+                    ttft_violations: Count::default(),
+                    tpot_violations: Count::default(),
+                });
+                self.predictors.len() - 1
+            }
+        };
+        let Some(p) = self.predictors.get_mut(i) else {
+            return;
+        };
+        if let Some(t) = o.predicted_ttft_ms {
+            p.predicted_ttft.record(ms_to_ns(t));
+        }
+        if let Some(t) = o.predicted_tpot_ms {
+            p.predicted_tpot.record(ms_to_ns(t));
+        }
+        p.ttft_violations.total += u64::from(o.ttft_violated());
+        p.tpot_violations.total += u64::from(o.tpot_violated());
     }
 }
 
@@ -241,6 +307,9 @@ impl Telemetry {
             m.input_tokens.record(input);
             m.output_tokens.record(output);
         }
+        if let Some(o) = &r.latency {
+            m.latency(o);
+        }
     }
 
     fn model_series(&mut self, model: Option<&(String, String)>) -> Option<&mut ModelSeries> {
@@ -322,6 +391,24 @@ impl Telemetry {
                 &mut m.output_tokens,
             ] {
                 h.flush(&labels, sink);
+            }
+            for h in [&mut m.ttft, &mut m.tpot].into_iter().flatten() {
+                h.flush(&labels, sink);
+            }
+            for p in &mut m.predictors {
+                let labels = [&*p.plugin_name, p.plugin_type, model, target];
+                p.predicted_ttft.flush(&labels, sink);
+                p.predicted_tpot.flush(&labels, sink);
+                for (c, kind) in [
+                    (&mut p.ttft_violations, "ttft"),
+                    (&mut p.tpot_violations, "tpot"),
+                ] {
+                    c.flush(
+                        &families::SLO_VIOLATIONS,
+                        &[&*p.plugin_name, p.plugin_type, model, target, kind],
+                        sink,
+                    );
+                }
             }
         }
     }

@@ -305,3 +305,107 @@ fn queue_depths_of_several_gates_add_up_per_priority() {
     );
     assert!(sum_depths(Vec::<Vec<BandDepth>>::new()).is_empty());
 }
+
+#[test]
+fn latency_outcomes_become_llm_d_predictor_series() {
+    use scheduler_core::model::response::LatencyOutcome;
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    let outcome = |ttft_ms: f64, predicted: Option<f64>, tpot_ms: Option<f64>| LatencyOutcome {
+        plugin_name: "pl".into(),
+        plugin_type: "predicted-latency-producer",
+        ttft_ms,
+        predicted_ttft_ms: predicted,
+        ttft_objective_ms: 100.0,
+        tpot_ms,
+        predicted_tpot_ms: tpot_ms.map(|t| t * 0.9),
+        tpot_objective_ms: 30.0,
+    };
+    // Cold (no prediction), then 80 ms predicted as 60 ms, then 150 ms against a 100 ms
+    // objective with a 50 ms TPOT against 30 ms; a response without a measurement adds nothing.
+    for o in [
+        Some(outcome(40.0, None, None)),
+        Some(outcome(80.0, Some(60.0), Some(10.0))),
+        Some(outcome(150.0, Some(-5.0), Some(50.0))),
+        None,
+    ] {
+        t.record(&RequestRecord {
+            latency: o,
+            ..routed("m", 10_000)
+        });
+    }
+    t.flush(0, &mut shown);
+    let m = "model_name=m,target_model_name=m";
+    let pl = "plugin_name=pl,plugin_type=predicted-latency-producer";
+    let get = |k: String| shown.get(&k).unwrap_or_else(|| panic!("{k} missing"));
+    assert_eq!(
+        get(format!(
+            "inference_objective_request_ttft_seconds_count{{{m}}}"
+        )),
+        3
+    );
+    assert_eq!(
+        get(format!(
+            "inference_objective_request_ttft_seconds_bucket{{{m},le=0.05}}"
+        )),
+        1
+    );
+    assert_eq!(
+        get(format!(
+            "inference_objective_request_ttft_seconds_bucket{{{m},le=0.1}}"
+        )),
+        2
+    );
+    assert_eq!(
+        get(format!(
+            "inference_objective_request_tpot_seconds_count{{{m}}}"
+        )),
+        2
+    );
+    assert_eq!(
+        get(format!(
+            "inference_objective_request_tpot_seconds_bucket{{{m},le=0.01}}"
+        )),
+        1
+    );
+    // Two predictions; a negative one counts in the lowest bucket.
+    assert_eq!(
+        get(format!(
+            "llm_d_epp_request_predicted_ttft_seconds_count{{{pl},{m}}}"
+        )),
+        2
+    );
+    assert_eq!(
+        get(format!(
+            "llm_d_epp_request_predicted_ttft_seconds_bucket{{{pl},{m},le=0.005}}"
+        )),
+        1
+    );
+    assert_eq!(
+        get(format!(
+            "llm_d_epp_request_predicted_tpot_seconds_count{{{pl},{m}}}"
+        )),
+        2
+    );
+    assert_eq!(
+        get(format!(
+            "llm_d_epp_request_slo_violation_total{{{pl},{m},type=ttft}}"
+        )),
+        1
+    );
+    assert_eq!(
+        get(format!(
+            "llm_d_epp_request_slo_violation_total{{{pl},{m},type=tpot}}"
+        )),
+        1
+    );
+    // Nothing new: the next flush sends nothing.
+    let mut again = Shown::default();
+    t.flush(1_000, &mut again);
+    assert!(
+        again.0.keys().all(|k| !k.contains("predicted")),
+        "{:?}",
+        again.0
+    );
+}

@@ -33,6 +33,9 @@
 //!   (`"stream": true`) trains TTFT at its first response chunk and TPOT at its end:
 //!   (end − first chunk) / (completion tokens − 1), from the response's `usage`. Only 2xx
 //!   responses served by the chosen endpoint (no retry elsewhere) teach.
+//! - **Metrics:** each response that teaches leaves a [`LatencyOutcome`] (measured TTFT and
+//!   TPOT, what was predicted for the endpoint that served, the objectives) in the request's
+//!   state under [`LATENCY_OUTCOME`]; the host exports llm-d's predictor series from it.
 //!
 //! Parameters: `sloBufferFactor` (> 0, default 1), `streamingMode` (default false),
 //! `endpointRoleLabel`, `predictInProduce` (default true; false learns without predicting),
@@ -57,7 +60,7 @@ use crate::latency::{
 };
 use crate::lock::Lock;
 use crate::model::request::InferenceRequest;
-use crate::model::response::{BodyChunk, ResponseInfo};
+use crate::model::response::{BodyChunk, LatencyOutcome, ResponseInfo, LATENCY_OUTCOME};
 use crate::model::result::SchedulingResult;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{
@@ -193,6 +196,7 @@ pub fn build(
         prefix_cache::match_key_for(p.prefix_match_info_producer_name.as_deref(), handle);
     Ok(PredictedLatencyProducer {
         typed_name: TypedName::new(TYPE, name),
+        name: Arc::from(name),
         models: Arc::new(Lock::new(Models::new())),
         buffer_factor: p.slo_buffer_factor,
         streaming: p.streaming_mode,
@@ -316,13 +320,25 @@ impl Models {
     }
 }
 
-/// The candidates' inputs, kept from Produce to PreRequest: `(pool index, inputs)`.
-struct CandidateInputs(Vec<(usize, Inputs)>);
+/// What was predicted for one candidate: (TTFT ms, TPOT ms where TPOT was not neutral).
+type Predicted = (f64, Option<f64>);
+
+/// The candidates' inputs and predictions, kept from Produce to PreRequest.
+struct CandidateInputs {
+    /// `(pool index, inputs, prediction if one was made)`.
+    candidates: Vec<(usize, Inputs, Option<Predicted>)>,
+    /// The request's objectives, ms (0: none; TPOT before the buffer factor).
+    objectives: (f64, f64),
+}
 
 /// The chosen endpoint's inputs, kept from PreRequest to the end of the response.
 struct Dispatched {
     address: String,
     inputs: Inputs,
+    /// What was predicted for it when it was chosen.
+    predicted: Option<Predicted>,
+    /// The request's objectives, ms: (TTFT, TPOT).
+    objectives: (f64, f64),
     /// When the request was dispatched, ms since the Unix epoch.
     at_ms: u64,
     /// The request asked for a streamed response.
@@ -334,6 +350,8 @@ struct Dispatched {
 /// See the module docs.
 pub struct PredictedLatencyProducer {
     typed_name: TypedName,
+    /// The instance name again, shared with every [`LatencyOutcome`] at no copy.
+    name: Arc<str>,
     models: Arc<Lock<Models>>,
     buffer_factor: f64,
     streaming: bool,
@@ -357,21 +375,44 @@ impl PredictedLatencyProducer {
                 .any(|(k, v)| *k == self.role_label && v == "prefill")
     }
 
-    fn learn(&self, d: &Dispatched, now_ms: u64, completion_tokens: Option<u64>) {
-        let mut m = self.models.lock();
+    /// Learns from the end of a response that teaches, and says what was measured against what
+    /// was predicted (`None` for a response this mode does not learn from).
+    fn learn(
+        &self,
+        d: &Dispatched,
+        now_ms: u64,
+        completion_tokens: Option<u64>,
+    ) -> Option<LatencyOutcome> {
+        let outcome = |ttft_ms: f64, tpot_ms: Option<f64>| LatencyOutcome {
+            plugin_name: self.name.clone(),
+            plugin_type: TYPE,
+            ttft_ms,
+            predicted_ttft_ms: d.predicted.map(|p| p.0),
+            ttft_objective_ms: d.objectives.0,
+            tpot_ms,
+            predicted_tpot_ms: d.predicted.and_then(|p| p.1),
+            tpot_objective_ms: d.objectives.1,
+        };
         if !self.streaming {
             let e2e = now_ms.saturating_sub(d.at_ms) as f64;
-            m.learn_ttft(&d.address, &ttft_features(&d.inputs), e2e);
-            return;
+            self.models
+                .lock()
+                .learn_ttft(&d.address, &ttft_features(&d.inputs), e2e);
+            return Some(outcome(e2e, None));
         }
         if !d.stream {
-            return;
+            return None;
         }
-        let Some(first) = d.first_ms else { return };
-        if let Some(n) = completion_tokens.filter(|&n| n > 1) {
-            let tpot = now_ms.saturating_sub(first) as f64 / (n - 1) as f64;
-            m.learn_tpot(&d.address, &tpot_features(&d.inputs), tpot);
+        let first = d.first_ms?;
+        let tpot = completion_tokens
+            .filter(|&n| n > 1)
+            .map(|n| now_ms.saturating_sub(first) as f64 / (n - 1) as f64);
+        if let Some(tpot) = tpot {
+            self.models
+                .lock()
+                .learn_tpot(&d.address, &tpot_features(&d.inputs), tpot);
         }
+        Some(outcome(first.saturating_sub(d.at_ms) as f64, tpot))
     }
 }
 
@@ -413,7 +454,9 @@ impl DataProducer for PredictedLatencyProducer {
         let loads = cycle.get::<Vec<InflightLoad>>(INFLIGHT_LOAD);
         let matches = cycle.get::<Vec<PrefixMatch>>(self.prefix_key);
         let input_tokens = cx.request.estimated_prompt_tokens() as f64;
-        let inputs: Vec<(usize, Inputs)> = candidates
+        let slo_ttft = objective_ms(cx.request, &SLO_TTFT_HEADERS);
+        let slo_tpot = objective_ms(cx.request, &SLO_TPOT_HEADERS);
+        let mut inputs: Vec<(usize, Inputs, Option<Predicted>)> = candidates
             .iter()
             .filter_map(|&i| {
                 let e = cx.endpoints.get(i)?;
@@ -434,6 +477,7 @@ impl DataProducer for PredictedLatencyProducer {
                             .map_or(0.0, PrefixMatch::ratio),
                         prefill_tokens_in_flight: load.tokens as f64,
                     },
+                    None,
                 ))
             })
             .collect();
@@ -444,7 +488,7 @@ impl DataProducer for PredictedLatencyProducer {
                 let m = self.models.lock();
                 let speeds: Vec<Option<EndpointSpeed>> = inputs
                     .iter()
-                    .map(|(i, _)| {
+                    .map(|(i, _, _)| {
                         let e = cx.endpoints.get(*i)?;
                         m.speeds
                             .get(e.address.as_str())
@@ -461,10 +505,9 @@ impl DataProducer for PredictedLatencyProducer {
                 )
             };
             if ttft_warm {
-                let slo_ttft = objective_ms(cx.request, &SLO_TTFT_HEADERS);
-                let slo_tpot = objective_ms(cx.request, &SLO_TPOT_HEADERS) * self.buffer_factor;
+                let slo_tpot = slo_tpot * self.buffer_factor;
                 let mut out: Predictions = alloc::vec![None; cx.endpoints.len()];
-                for ((i, x), speed) in inputs.iter().zip(&speeds) {
+                for ((i, x, predicted), speed) in inputs.iter_mut().zip(&speeds) {
                     let (Some(e), Some(speed)) = (cx.endpoints.get(*i), speed) else {
                         continue;
                     };
@@ -480,6 +523,7 @@ impl DataProducer for PredictedLatencyProducer {
                     } else {
                         OnlineRidge::predict_with(&tpot_w, &tpot_features(x)) * speed.tpot.value
                     };
+                    *predicted = Some((ttft, (!neutral).then_some(tpot)));
                     if let Some(slot) = out.get_mut(*i) {
                         *slot = Some(LatencyPrediction {
                             ttft_ms: ttft,
@@ -495,7 +539,13 @@ impl DataProducer for PredictedLatencyProducer {
                 cycle.put(LATENCY_PREDICTION_INFO, out);
             }
         }
-        request_state.put(&self.typed_name.name, CandidateInputs(inputs));
+        request_state.put(
+            &self.typed_name.name,
+            CandidateInputs {
+                candidates: inputs,
+                objectives: (slo_ttft, slo_tpot),
+            },
+        );
     }
 }
 
@@ -506,17 +556,19 @@ impl PreRequest for PredictedLatencyProducer {
         result: &SchedulingResult,
         request_state: &mut RequestState,
     ) {
-        let Some(CandidateInputs(inputs)) =
-            request_state.take::<CandidateInputs>(&self.typed_name.name)
+        let Some(CandidateInputs {
+            candidates,
+            objectives,
+        }) = request_state.take::<CandidateInputs>(&self.typed_name.name)
         else {
             return;
         };
         let Some(&primary) = result.primary_targets().first() else {
             return;
         };
-        let (Some(e), Some((_, x))) = (
+        let (Some(e), Some((_, x, predicted))) = (
             cx.endpoint(primary),
-            inputs.iter().find(|(i, _)| *i == primary),
+            candidates.iter().find(|(i, _, _)| *i == primary),
         ) else {
             return;
         };
@@ -525,6 +577,8 @@ impl PreRequest for PredictedLatencyProducer {
             Dispatched {
                 address: e.address.clone(),
                 inputs: *x,
+                predicted: *predicted,
+                objectives,
                 at_ms: cx.now_ms,
                 stream: cx.request.stream,
                 first_ms: None,
@@ -561,11 +615,10 @@ impl ResponseBody for PredictedLatencyProducer {
         }
         if chunk.end_of_stream {
             if let Some(d) = request_state.take::<Dispatched>(name) {
-                self.learn(
-                    &d,
-                    response.now_ms,
-                    chunk.usage.map(|u| u.completion_tokens),
-                );
+                let usage = chunk.usage.map(|u| u.completion_tokens);
+                if let Some(o) = self.learn(&d, response.now_ms, usage) {
+                    request_state.put(LATENCY_OUTCOME, o);
+                }
             }
         }
     }
@@ -610,8 +663,19 @@ mod tests {
         req: &InferenceRequest<'_>,
         endpoints: &[Endpoint],
         pick: usize,
-        (start, ttft, ms, tokens): (u64, u64, u64, u64),
+        timing: (u64, u64, u64, u64),
     ) -> CycleState {
+        serve_with_state(p, req, endpoints, pick, timing).0
+    }
+
+    /// [`serve`], also returning the request's state after the response.
+    fn serve_with_state(
+        p: &PredictedLatencyProducer,
+        req: &InferenceRequest<'_>,
+        endpoints: &[Endpoint],
+        pick: usize,
+        (start, ttft, ms, tokens): (u64, u64, u64, u64),
+    ) -> (CycleState, RequestState) {
         let mut cycle = CycleState::new();
         let mut state = RequestState::new();
         let candidates = [0, 1];
@@ -661,7 +725,7 @@ mod tests {
                 }),
             },
         );
-        cycle
+        (cycle, state)
     }
 
     #[test]
@@ -755,6 +819,38 @@ mod tests {
         // 30 ms × 0.5 = 15 ms buffered objective: missed.
         assert!(!pred.tpot_valid && pred.tpot_headroom_ms < 0.0);
         assert!(!pred.is_valid());
+        // The response leaves what it measured beside what was predicted, for the metrics:
+        // TTFT 150 ms against a 100 ms objective; 11 tokens over 500 ms after it, TPOT 50 ms
+        // against 30 ms (the objective as sent, before the buffer factor).
+        let (_, mut state) = serve_with_state(&p, &req, &endpoints, 0, (60_000, 150, 650, 11));
+        let o = state.take::<LatencyOutcome>(LATENCY_OUTCOME).unwrap();
+        assert_eq!(
+            (o.ttft_ms, o.ttft_objective_ms, o.tpot_objective_ms),
+            (150.0, 100.0, 30.0)
+        );
+        assert!((o.tpot_ms.unwrap() - 50.0).abs() < 1e-9);
+        assert!((o.predicted_ttft_ms.unwrap() - 40.0).abs() < 5.0, "{o:?}");
+        assert!((o.predicted_tpot_ms.unwrap() - 20.0).abs() < 3.0, "{o:?}");
+        assert!(o.ttft_violated() && o.tpot_violated());
+        assert_eq!((&*o.plugin_name, o.plugin_type), ("pl", TYPE));
+        // A request that did not stream teaches nothing in streaming mode and leaves nothing.
+        req.stream = false;
+        let (_, mut state) = serve_with_state(&p, &req, &endpoints, 0, (70_000, 40, 40, 1));
+        assert!(state.take::<LatencyOutcome>(LATENCY_OUTCOME).is_none());
+    }
+
+    #[test]
+    fn outcome_outside_streaming_mode_is_end_to_end_and_cold_requests_have_no_prediction() {
+        let p = producer(serde_json::json!({}));
+        let endpoints = pool();
+        let req = InferenceRequest::new("m", "hello there");
+        let (_, mut state) = serve_with_state(&p, &req, &endpoints, 0, (1_000, 10, 80, 5));
+        let o = state.take::<LatencyOutcome>(LATENCY_OUTCOME).unwrap();
+        assert_eq!(
+            (o.ttft_ms, o.predicted_ttft_ms, o.tpot_ms),
+            (80.0, None, None)
+        );
+        assert!(!o.ttft_violated() && !o.tpot_violated(), "no objectives");
     }
 
     #[test]

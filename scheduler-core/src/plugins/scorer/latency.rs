@@ -179,18 +179,20 @@ impl Plugin for LatencyScorer {
 }
 
 impl LatencyScorer {
-    /// Scores the candidate positions in `group` (into `scores`, by position).
-    fn score_group(
-        &self,
-        group: &[(usize, LatencyPrediction)],
-        force_least: bool,
-        scores: &mut [f64],
-    ) {
+    /// Scores `group` (`(position in candidates, prediction)`) by normalised headroom; a
+    /// missed objective is scored `least` whatever the strategy (`force_least`). Iterated three
+    /// times: no list is built.
+    fn score_group<I>(&self, group: I, force_least: bool, scores: &mut [f64])
+    where
+        I: Iterator<Item = (usize, LatencyPrediction)> + Clone,
+    {
         let range = |f: fn(&LatencyPrediction) -> f64| {
-            group.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, p)| {
-                let h = libm::fabs(f(p));
-                (lo.min(h), hi.max(h))
-            })
+            group
+                .clone()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), (_, p)| {
+                    let h = libm::fabs(f(&p));
+                    (lo.min(h), hi.max(h))
+                })
         };
         let (t_lo, t_hi) = range(|p| p.ttft_headroom_ms);
         let (p_lo, p_hi) = range(|p| p.tpot_headroom_ms);
@@ -212,7 +214,7 @@ impl LatencyScorer {
         for (pos, p) in group {
             let combined = a * norm(p.ttft_headroom_ms, t_lo, t_range)
                 + b * norm(p.tpot_headroom_ms, p_lo, p_range);
-            if let Some(s) = scores.get_mut(*pos) {
+            if let Some(s) = scores.get_mut(pos) {
                 *s = quantized(if most { combined } else { 1.0 - combined });
             }
         }
@@ -255,57 +257,43 @@ impl Scorer for LatencyScorer {
             self.composite_scores(cx, candidates, scores);
             return;
         }
-        let misses = |p: &LatencyPrediction| p.ttft_headroom_ms < 0.0 || p.tpot_headroom_ms < 0.0;
-        // A candidate without a prediction counts as meeting the objectives (upstream's rule),
-        // scored as if its headroom were 0.
-        let meeting: Vec<(usize, LatencyPrediction)> = candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(pos, &i)| match of(i) {
-                Some(p) if misses(&p) => None,
-                p => Some((pos, p.unwrap_or_default())),
-            })
-            .collect();
-        if !meeting.is_empty() {
-            self.score_group(&meeting, false, scores);
+        // Only the best group is scored (the rest keep 0): see the module docs for the order.
+        let Some(best) = candidates.iter().map(|&i| group_of(of(i))).min() else {
             return;
-        }
-        let missing: Vec<(usize, LatencyPrediction)> = candidates
-            .iter()
-            .enumerate()
-            .filter_map(|(pos, &i)| of(i).map(|p| (pos, p)))
-            .collect();
-        let idle: Vec<(usize, LatencyPrediction)> = missing
-            .iter()
-            .copied()
-            .filter(|(_, p)| p.dispatched == 0)
-            .collect();
-        if !idle.is_empty() {
-            self.score_group(&idle, true, scores);
-            return;
-        }
-        let tpot_only =
-            |p: &LatencyPrediction| p.tpot_headroom_ms < 0.0 && p.ttft_headroom_ms >= 0.0;
-        let ttft_only =
-            |p: &LatencyPrediction| p.ttft_headroom_ms < 0.0 && p.tpot_headroom_ms >= 0.0;
-        for group in [
-            missing
-                .iter()
-                .copied()
-                .filter(|(_, p)| tpot_only(p))
-                .collect::<Vec<_>>(),
-            missing
-                .iter()
-                .copied()
-                .filter(|(_, p)| ttft_only(p))
-                .collect(),
-        ] {
-            if !group.is_empty() {
-                self.score_group(&group, true, scores);
-                return;
-            }
-        }
-        self.score_group(&missing, true, scores);
+        };
+        let group = candidates.iter().enumerate().filter_map(|(pos, &i)| {
+            let p = of(i);
+            (group_of(p) == best).then(|| (pos, p.unwrap_or_default()))
+        });
+        self.score_group(group, best != Group::Meeting, scores);
+    }
+}
+
+/// The groups of the module docs, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    /// Meets both objectives, or has no prediction (an endpoint still to be tried).
+    Meeting,
+    /// Misses an objective but has no request in flight.
+    Idle,
+    /// Misses TPOT only.
+    TpotMissed,
+    /// Misses TTFT only.
+    TtftMissed,
+    /// Misses both.
+    BothMissed,
+}
+
+fn group_of(p: Option<LatencyPrediction>) -> Group {
+    let Some(p) = p else {
+        return Group::Meeting;
+    };
+    match (p.ttft_headroom_ms < 0.0, p.tpot_headroom_ms < 0.0) {
+        (false, false) => Group::Meeting,
+        _ if p.dispatched == 0 => Group::Idle,
+        (false, true) => Group::TpotMissed,
+        (true, false) => Group::TtftMissed,
+        (true, true) => Group::BothMissed,
     }
 }
 
