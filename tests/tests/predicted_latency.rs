@@ -124,9 +124,11 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
     assert_eq!(sum(&text, violations), 2.0, "{}", shown());
 }
 
-/// The sum of the Prometheus samples named `name` whose labels contain `label`.
+/// The sum of the Prometheus samples named `name` whose labels contain `label` (the native
+/// build's series carry Envoy's `envoy_dynamicmodulescustom_` prefix).
 fn sum(text: &str, (name, label): (&str, &str)) -> f64 {
     text.lines()
+        .map(|l| l.trim_start_matches("envoy_dynamicmodulescustom_"))
         .filter(|l| !l.starts_with('#') && l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -15,7 +15,7 @@
 //!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
 //!   consumers prefer the lowest predicted latency.
 //! - **Produce:** for every candidate that has taught the model [`MIN_ENDPOINT_RESPONSES`]
-//!   responses, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`] (a
+//!   responses since the model was warm, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`] (a
 //!   `Vec<Option<LatencyPrediction>>` indexed by pool index; `None` for the others, which
 //!   `latency-scorer` then tries): predicted TTFT and TPOT — the shared model's prediction for
 //!   the candidate's load times the endpoint's own speed (**ours**: actual over predicted,
@@ -222,7 +222,8 @@ fn consumed(key: DataKey) -> &'static [DataKey] {
     }
 }
 
-/// Responses an endpoint must have taught before it gets predictions; until then it gets none,
+/// Responses an endpoint must have taught a warm model before it gets predictions (its speed is
+/// learnt from those only); until then it gets none,
 /// so `latency-scorer` tries it (a model that has only heard from some endpoints would otherwise
 /// judge the others by extrapolation and keep routing where it has already been).
 pub const MIN_ENDPOINT_RESPONSES: u32 = 2;
@@ -267,9 +268,11 @@ impl Ratio {
 struct EndpointSpeed {
     ttft: Ratio,
     tpot: Ratio,
-    /// Responses that taught the TTFT model, saturating.
+    /// Responses that taught the TTFT model once it was warm (so its speed could follow
+    /// them), saturating. Responses before that do not count: an endpoint heard only then has
+    /// no speed of its own yet and must be tried again.
     ttft_responses: u32,
-    /// Responses that taught the TPOT model, saturating.
+    /// The same for the TPOT model.
     tpot_responses: u32,
 }
 
@@ -302,8 +305,8 @@ impl Models {
         let s = self.speed_mut(address);
         if warm {
             s.ttft.follow(y, predicted);
+            s.ttft_responses = s.ttft_responses.saturating_add(1);
         }
-        s.ttft_responses = s.ttft_responses.saturating_add(1);
         self.ttft.update(x, y);
     }
 
@@ -314,8 +317,8 @@ impl Models {
         let s = self.speed_mut(address);
         if warm {
             s.tpot.follow(y, predicted);
+            s.tpot_responses = s.tpot_responses.saturating_add(1);
         }
-        s.tpot_responses = s.tpot_responses.saturating_add(1);
         self.tpot.update(x, y);
     }
 }
