@@ -43,8 +43,13 @@
 //! upstream ignores or does not need them here: `samplingMean`,
 //! `maxDecodeTokenSamplesForPrediction`, `contextTTL` (the inputs live with the request),
 //! `inFlightLoadProducerName`, `useEncoderCacheFeatures`, `encoderCacheMatchInfoProducerName`.
-//! Not built: upstream's per-endpoint queue of running requests' TPOT objectives, which
-//! tightens an endpoint's TPOT objective to the strictest one it is serving.
+//! - **Running requests' TPOT objectives** (`streamingMode`): while a streamed request with a
+//!   TPOT objective runs on an endpoint, that endpoint's TPOT headroom for later requests is
+//!   computed against the strictest such objective if it is below the new request's own, so a
+//!   request is not placed where its decoding would slow one with a tighter objective. The
+//!   objective is released when the response ends or the request is dropped. **Differs:**
+//!   upstream also counts requests without an objective, as 0, which switches the tightening off
+//!   for the whole endpoint while one of them runs; here they are not counted.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -282,6 +287,10 @@ struct Models {
     tpot: OnlineRidge<TPOT_FEATURES>,
     /// By endpoint address; only pool members (see `pool_changed`).
     speeds: HashMap<String, EndpointSpeed>,
+    /// By endpoint address: the TPOT objectives (ms, > 0) of the streamed requests this
+    /// producer sent there that are still running (one entry per request; an address leaves
+    /// with its last request).
+    running_tpot: HashMap<String, Vec<f64>>,
 }
 
 impl Models {
@@ -290,6 +299,27 @@ impl Models {
             ttft: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
             tpot: OnlineRidge::new(PRIOR_PRECISION, FORGETTING),
             speeds: HashMap::new(),
+            running_tpot: HashMap::new(),
+        }
+    }
+
+    /// The strictest TPOT objective among the requests running on `address`, ms (0: none).
+    fn strictest_tpot(&self, address: &str) -> f64 {
+        self.running_tpot
+            .get(address)
+            .and_then(|v| v.iter().copied().reduce(f64::min))
+            .unwrap_or(0.0)
+    }
+
+    /// Takes one request's TPOT objective off `address`.
+    fn release_tpot(&mut self, address: &str, objective: f64) {
+        if let Some(v) = self.running_tpot.get_mut(address) {
+            if let Some(i) = v.iter().position(|&o| o == objective) {
+                v.swap_remove(i);
+            }
+            if v.is_empty() {
+                self.running_tpot.remove(address);
+            }
         }
     }
 
@@ -348,6 +378,17 @@ struct Dispatched {
     stream: bool,
     /// When its first response chunk arrived, ms since the Unix epoch.
     first_ms: Option<u64>,
+    /// Where its TPOT objective is held among the endpoint's running requests, if it is; taken
+    /// off when this is dropped (end of the response, or the request's state dropped).
+    held_tpot: Option<Arc<Lock<Models>>>,
+}
+
+impl Drop for Dispatched {
+    fn drop(&mut self) {
+        if let Some(models) = self.held_tpot.take() {
+            models.lock().release_tpot(&self.address, self.objectives.1);
+        }
+    }
 }
 
 /// See the module docs.
@@ -489,14 +530,24 @@ impl DataProducer for PredictedLatencyProducer {
             // outside it. `None`: an endpoint that has not taught enough yet.
             let (ttft_w, tpot_w, ttft_warm, tpot_warm, speeds) = {
                 let m = self.models.lock();
-                let speeds: Vec<Option<EndpointSpeed>> = inputs
+                let speeds: Vec<(Option<EndpointSpeed>, f64)> = inputs
                     .iter()
                     .map(|(i, _, _)| {
-                        let e = cx.endpoints.get(*i)?;
-                        m.speeds
-                            .get(e.address.as_str())
+                        let Some(e) = cx.endpoints.get(*i) else {
+                            return (None, 0.0);
+                        };
+                        let address = e.address.as_str();
+                        let speed = m
+                            .speeds
+                            .get(address)
                             .copied()
-                            .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES)
+                            .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES);
+                        let strictest = if self.streaming {
+                            m.strictest_tpot(address)
+                        } else {
+                            0.0
+                        };
+                        (speed, strictest)
                     })
                     .collect();
                 (
@@ -508,12 +559,17 @@ impl DataProducer for PredictedLatencyProducer {
                 )
             };
             if ttft_warm {
-                let slo_tpot = slo_tpot * self.buffer_factor;
                 let mut out: Predictions = alloc::vec![None; cx.endpoints.len()];
-                for ((i, x, predicted), speed) in inputs.iter_mut().zip(&speeds) {
+                for ((i, x, predicted), (speed, strictest)) in inputs.iter_mut().zip(&speeds) {
                     let (Some(e), Some(speed)) = (cx.endpoints.get(*i), speed) else {
                         continue;
                     };
+                    // The endpoint's running requests may hold a stricter TPOT objective.
+                    let slo_tpot = if *strictest > 0.0 {
+                        slo_tpot.min(*strictest)
+                    } else {
+                        slo_tpot
+                    } * self.buffer_factor;
                     let ttft =
                         OnlineRidge::predict_with(&ttft_w, &ttft_features(x)) * speed.ttft.value;
                     // TPOT says nothing until the model and this endpoint have taught it.
@@ -575,6 +631,17 @@ impl PreRequest for PredictedLatencyProducer {
         ) else {
             return;
         };
+        // A streamed request's TPOT objective tightens its endpoint's for the requests that
+        // follow while it runs (upstream's running-request queue).
+        let hold = self.streaming && cx.request.stream && objectives.1 > 0.0;
+        if hold {
+            self.models
+                .lock()
+                .running_tpot
+                .entry_ref(e.address.as_str())
+                .or_default()
+                .push(objectives.1);
+        }
         request_state.put(
             &self.typed_name.name,
             Dispatched {
@@ -585,6 +652,7 @@ impl PreRequest for PredictedLatencyProducer {
                 at_ms: cx.now_ms,
                 stream: cx.request.stream,
                 first_ms: None,
+                held_tpot: hold.then(|| self.models.clone()),
             },
         );
     }
@@ -840,6 +908,81 @@ mod tests {
         req.stream = false;
         let (_, mut state) = serve_with_state(&p, &req, &endpoints, 0, (70_000, 40, 40, 1));
         assert!(state.take::<LatencyOutcome>(LATENCY_OUTCOME).is_none());
+    }
+
+    #[test]
+    fn a_running_request_with_a_stricter_tpot_objective_tightens_its_endpoint() {
+        let p = producer(serde_json::json!({"streamingMode": true}));
+        let endpoints = pool();
+        let mut req = InferenceRequest::new("m", "hello there");
+        req.stream = true;
+        for k in 0..30u64 {
+            // TPOT 20 ms on both.
+            serve(
+                &p,
+                &req,
+                &endpoints,
+                (k % 2) as usize,
+                (k * 1_000, 40, 240, 11),
+            );
+        }
+        let with_tpot = |ms: &'static str| {
+            let mut r = req.clone();
+            r.headers = alloc::vec![("x-llm-d-slo-tpot-ms".into(), ms.into())];
+            r
+        };
+        let headroom = |r: &InferenceRequest<'_>| {
+            let mut cycle = CycleState::new();
+            let pcx = ProduceContext {
+                request: r,
+                endpoints: &endpoints,
+                now_ms: 50_000,
+            };
+            p.produce(&pcx, &[0, 1], &mut cycle, &mut RequestState::new());
+            let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap();
+            (
+                pred[0].unwrap().tpot_headroom_ms,
+                pred[1].unwrap().tpot_headroom_ms,
+            )
+        };
+        let loose = with_tpot("100");
+        let (h0, h1) = headroom(&loose);
+        assert!(
+            (h0 - 80.0).abs() < 5.0 && (h1 - 80.0).abs() < 5.0,
+            "{h0} {h1}"
+        );
+        // A request with a 25 ms objective is dispatched to endpoint 0 and still runs.
+        let strict = with_tpot("25");
+        let mut state = RequestState::new();
+        let mut cycle = CycleState::new();
+        let pcx = ProduceContext {
+            request: &strict,
+            endpoints: &endpoints,
+            now_ms: 50_000,
+        };
+        p.produce(&pcx, &[0, 1], &mut cycle, &mut state);
+        let cx = CycleContext {
+            request: &strict,
+            endpoints: &endpoints,
+            state: &cycle,
+            now_ms: 50_000,
+            peer: None,
+        };
+        p.pre_request(&cx, &result_for(0), &mut state);
+        // The loose request now sees 25 − 20 on endpoint 0, still 100 − 20 on endpoint 1.
+        let (h0, h1) = headroom(&loose);
+        assert!(
+            (h0 - 5.0).abs() < 5.0 && (h1 - 80.0).abs() < 5.0,
+            "{h0} {h1}"
+        );
+        // A request without a TPOT objective keeps minus its prediction.
+        let (h0, _) = headroom(&req);
+        assert!(h0 < 0.0, "{h0}");
+        // The strict request ends without a response (client gone): its objective is released.
+        drop(state);
+        let (h0, _) = headroom(&loose);
+        assert!((h0 - 80.0).abs() < 5.0, "{h0}");
+        assert!(p.models.lock().running_tpot.is_empty());
     }
 
     #[test]
