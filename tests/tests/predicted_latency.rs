@@ -3,7 +3,10 @@
 //! forwards; `latency-scorer` then sends requests to the endpoint it learnt is fast even when
 //! that endpoint's scraped load says otherwise; `latency-slo-admitter` turns away a sheddable
 //! request no endpoint can serve within its TTFT objective, and admits it before the model has
-//! learnt anything.
+//! learnt anything. In `streamingMode` TPOT is learnt from real SSE streams, and a running
+//! stream's strict TPOT objective keeps looser requests off its endpoint until the stream goes.
+//! llm-d's predictor series (measured vs predicted, objectives missed) reach Envoy's Prometheus
+//! page.
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
@@ -190,4 +193,76 @@ fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective(
     });
     assert_eq!(sum(&text, measured), 40.0, "{text}");
     assert_eq!(sum(&text, violations), choppy, "{text}");
+}
+
+#[test]
+fn a_running_stream_with_a_strict_tpot_objective_keeps_looser_requests_off_its_endpoint() {
+    // The scorer judges TPOT only and prefers the most headroom, so without the running
+    // request's objective every request would go to the faster server.
+    let env = Env::start(EnvSpec {
+        backends: vec!["fast".into(), "slow".into()],
+        picker: json!({
+            "plugins": [{"type": "predicted-latency-producer", "parameters": {"streamingMode": true}},
+                        {"type": "slo-headroom-tier-filter", "parameters": {"epsilonExploreNeg": 0}},
+                        {"type": "latency-scorer", "parameters": {"ttftWeight": 0, "tpotWeight": 1,
+                            "headroomSelectionStrategy": "most"}},
+                        {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "slo-headroom-tier-filter"}, {"pluginRef": "latency-scorer"},
+                {"pluginRef": "max-score-picker"}]}]
+        }),
+        concurrency: 1,
+        ..EnvSpec::default()
+    });
+    // An event every 5 ms and every 10 ms: ~10 and ~20 ms per token as the producer measures.
+    env.backend("fast").set(json!({"stream_gap_ms": 5}));
+    env.backend("slow").set(json!({"stream_gap_ms": 10}));
+    env.settle();
+    let body = json!({"model": "m", "prompt": "Tell me a story", "stream": true, "max_tokens": 3})
+        .to_string();
+    // Warm-up without objectives: every prediction misses, so the tier filter keeps every
+    // candidate and the scorer tries the endpoint it has not heard from (with objectives the
+    // filter would keep only the endpoints predicted to meet them, and an unheard one would
+    // wait for the filter's exploration).
+    let warm: Vec<String> = (0..30)
+        .map(|_| {
+            let r = env.post("/v1/completions", &body, &[]);
+            assert_eq!(r.status, 200, "{r:?}");
+            r.pod().to_string()
+        })
+        .collect();
+    assert!(
+        warm.iter().any(|p| p == "fast") && warm.iter().any(|p| p == "slow"),
+        "{warm:?}"
+    );
+    let loose = [
+        ("x-llm-d-slo-ttft-ms", "1000"),
+        ("x-llm-d-slo-tpot-ms", "1000"),
+    ];
+    assert_eq!(env.post("/v1/completions", &body, &loose).pod(), "fast");
+    // A stream with a 7 ms TPOT objective, which neither server meets, goes to the one that
+    // misses it least and would run there for ~1 s (its own 250 ms gaps). While it runs, that
+    // server's TPOT objective is 7 ms for every request: requests with a 1 s objective go to
+    // the other server. The client then leaves mid-stream; the objective is released with the
+    // request, and requests go back to the faster server.
+    use std::io::{Read, Write};
+    let mut strict = std::net::TcpStream::connect(env.listen).expect("connect");
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-llm-d-slo-ttft-ms: 1000\r\nx-llm-d-slo-tpot-ms: 7\r\nx-fake-stream-gap-ms: 250\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    strict.write_all(head.as_bytes()).expect("send");
+    let mut first = [0u8; 512];
+    let n = strict.read(&mut first).expect("response headers");
+    let headers = String::from_utf8_lossy(&first[..n]).to_lowercase();
+    assert!(headers.contains("x-inference-pod: fast"), "{headers}");
+    let during: Vec<String> = (0..6)
+        .map(|_| env.post("/v1/completions", &body, &loose).pod().to_string())
+        .collect();
+    assert!(during.iter().all(|p| p == "slow"), "{during:?}");
+    drop(strict);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(env.post("/v1/completions", &body, &loose).pod(), "fast");
 }

@@ -54,7 +54,8 @@ struct FakeState {
     /// Milliseconds before an inference response starts (holds the request in flight).
     delay_ms: u64,
     /// Milliseconds between the events of a streamed chat/completions response (0: all at
-    /// once), so a test can act while a response is under way.
+    /// once), so a test can act while a response is under way; a request's
+    /// `x-fake-stream-gap-ms` header overrides it for that request.
     stream_gap_ms: u64,
     /// GPU utilisation (percent) of each GPU on the DCGM page.
     gpu_util: Vec<f64>,
@@ -257,6 +258,11 @@ async fn inference(
     body: axum::body::Bytes,
 ) -> Response {
     let s = app.state.lock().await.clone();
+    // One request may ask for its own gap (a long stream beside short ones).
+    let stream_gap_ms = headers
+        .get("x-fake-stream-gap-ms")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(s.stream_gap_ms);
     if s.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(s.delay_ms)).await;
     }
@@ -306,11 +312,11 @@ async fn inference(
             serde_json::json!({"choices": [], "usage": usage})
         ));
         sse.push_str("data: [DONE]\n\n");
-        let body = if s.stream_gap_ms == 0 {
+        let body = if stream_gap_ms == 0 {
             Body::from(sse)
         } else {
             use futures_util::StreamExt;
-            let gap = Duration::from_millis(s.stream_gap_ms);
+            let gap = Duration::from_millis(stream_gap_ms);
             let events: Vec<String> = sse.split_inclusive("\n\n").map(String::from).collect();
             Body::from_stream(
                 futures_util::stream::iter(events.into_iter().enumerate()).then(
