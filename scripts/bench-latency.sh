@@ -82,7 +82,7 @@ start_envoy() { # $1 policy
   local mode=(--mode picker --native --config "$WORK/$1.json")
   [ "$1" = round-robin ] && mode=(--mode round-robin --config "$WORK/default.json")
   target/release/envoy-config render "${mode[@]}" --listen 127.0.0.1:$LISTEN --admin-port $ADMIN --out "$WORK/envoy.yaml"
-  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$PWD/dist" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency 2 \
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH="${BENCH_MODULE_DIR:-$PWD/dist}" .venv/bin/envoy -c "$WORK/envoy.yaml" --concurrency 2 \
     --disable-hot-restart --log-level warn >"$WORK/envoy.log" 2>&1 &
   ENVOY=$!; PIDS+=($!)
   for _ in $(seq 1 100); do curl -sf localhost:$ADMIN/ready >/dev/null 2>&1 && break; sleep 0.1; done

@@ -15,7 +15,7 @@
 //!   missing or invalid one counts as 0, so its headroom is minus the prediction and the
 //!   consumers prefer the lowest predicted latency.
 //! - **Produce:** for every candidate that has taught the model [`MIN_ENDPOINT_RESPONSES`]
-//!   responses since the model was warm, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`] (a
+//!   responses, [`LatencyPrediction`] under [`LATENCY_PREDICTION_INFO`] (a
 //!   `Vec<Option<LatencyPrediction>>` indexed by pool index; `None` for the others, which
 //!   `latency-scorer` then tries): predicted TTFT and TPOT — the shared model's prediction for
 //!   the candidate's load times the endpoint's own speed (**ours**: actual over predicted,
@@ -24,7 +24,8 @@
 //!   `ttft_headroom = objective − predicted` (valid when the prediction is below the objective),
 //!   and, in `streamingMode`, `tpot_headroom = objective × sloBufferFactor − predicted`.
 //!   Outside `streamingMode`, on endpoints whose `endpointRoleLabel` label is `prefill`, and
-//!   while the TPOT model or the endpoint has not taught TPOT enough, TPOT is neutral (valid,
+//!   while the TPOT model or the endpoint has not taught TPOT enough (twice, and once since the
+//!   model was warm, so the endpoint's own speed has been measured), TPOT is neutral (valid,
 //!   headroom 0), so an endpoint is not kept from the requests that would teach it. The in-flight request count comes from
 //!   `inflight-load-producer` (created when missing).
 //! - **Learning:** the chosen endpoint's inputs are kept with the request. Without
@@ -227,8 +228,7 @@ fn consumed(key: DataKey) -> &'static [DataKey] {
     }
 }
 
-/// Responses an endpoint must have taught a warm model before it gets predictions (its speed is
-/// learnt from those only); until then it gets none,
+/// Responses an endpoint must have taught before it gets predictions; until then it gets none,
 /// so `latency-scorer` tries it (a model that has only heard from some endpoints would otherwise
 /// judge the others by extrapolation and keep routing where it has already been).
 pub const MIN_ENDPOINT_RESPONSES: u32 = 2;
@@ -273,11 +273,9 @@ impl Ratio {
 struct EndpointSpeed {
     ttft: Ratio,
     tpot: Ratio,
-    /// Responses that taught the TTFT model once it was warm (so its speed could follow
-    /// them), saturating. Responses before that do not count: an endpoint heard only then has
-    /// no speed of its own yet and must be tried again.
+    /// Responses that taught the TTFT model, saturating.
     ttft_responses: u32,
-    /// The same for the TPOT model.
+    /// Responses that taught the TPOT model, saturating.
     tpot_responses: u32,
 }
 
@@ -335,8 +333,8 @@ impl Models {
         let s = self.speed_mut(address);
         if warm {
             s.ttft.follow(y, predicted);
-            s.ttft_responses = s.ttft_responses.saturating_add(1);
         }
+        s.ttft_responses = s.ttft_responses.saturating_add(1);
         self.ttft.update(x, y);
     }
 
@@ -347,8 +345,8 @@ impl Models {
         let s = self.speed_mut(address);
         if warm {
             s.tpot.follow(y, predicted);
-            s.tpot_responses = s.tpot_responses.saturating_add(1);
         }
+        s.tpot_responses = s.tpot_responses.saturating_add(1);
         self.tpot.update(x, y);
     }
 }
@@ -573,9 +571,12 @@ impl DataProducer for PredictedLatencyProducer {
                     let ttft =
                         OnlineRidge::predict_with(&ttft_w, &ttft_features(x)) * speed.ttft.value;
                     // TPOT says nothing until the model and this endpoint have taught it.
+                    // Nor while its own TPOT speed has learnt nothing (it answered only while the
+                    // model was cold): the shared model alone would misjudge a slower endpoint.
                     let neutral = !self.streaming
                         || !tpot_warm
                         || speed.tpot_responses < MIN_ENDPOINT_RESPONSES
+                        || speed.tpot.n == 0
                         || self.is_prefill(&e.labels);
                     let tpot = if neutral {
                         0.0
