@@ -14,7 +14,8 @@
 # Prints TTFT/E2E percentiles, the share of requests the fast servers took and the prefix-cache
 # hit rate (from the servers). Not part of `make test`; ~6 min.
 #
-#   scripts/bench-latency.sh     (BENCH_SECONDS, BENCH_SLOW, BENCH_LOAD, BENCH_POLICIES)
+#   scripts/bench-latency.sh     (BENCH_SECONDS, BENCH_SLOW, BENCH_LOAD, BENCH_POLICIES,
+#                                 BENCH_MODULE_DIR: where libendpoint_picker.so is, default dist/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-40}
