@@ -740,6 +740,53 @@ mod tests {
         serve_with_state(p, req, endpoints, pick, timing).0
     }
 
+    /// A producer with `params` after 30 streamed responses over both endpoints of [`pool`]
+    /// (TTFT 40 ms; 11 tokens over 200 ms after the first: TPOT 20 ms), and the request used.
+    fn warmed_streaming(
+        params: serde_json::Value,
+    ) -> (
+        PredictedLatencyProducer,
+        Vec<Endpoint>,
+        InferenceRequest<'static>,
+    ) {
+        let p = producer(params);
+        let endpoints = pool();
+        let mut req = InferenceRequest::new("m", "hello there");
+        req.stream = true;
+        for k in 0..30u64 {
+            let timing = (k * 1_000, 40, 240, 11);
+            serve(&p, &req, &endpoints, (k % 2) as usize, timing);
+        }
+        (p, endpoints, req)
+    }
+
+    /// Produce and PreRequest for `req` sent to `pick` at `now_ms`, no response yet.
+    fn dispatch(
+        p: &PredictedLatencyProducer,
+        req: &InferenceRequest<'_>,
+        endpoints: &[Endpoint],
+        pick: usize,
+        now_ms: u64,
+    ) -> (CycleState, RequestState) {
+        let mut cycle = CycleState::new();
+        let mut state = RequestState::new();
+        let pcx = ProduceContext {
+            request: req,
+            endpoints,
+            now_ms,
+        };
+        p.produce(&pcx, &[0, 1], &mut cycle, &mut state);
+        let cx = CycleContext {
+            request: req,
+            endpoints,
+            state: &cycle,
+            now_ms,
+            peer: None,
+        };
+        p.pre_request(&cx, &result_for(pick), &mut state);
+        (cycle, state)
+    }
+
     /// [`serve`], also returning the request's state after the response.
     fn serve_with_state(
         p: &PredictedLatencyProducer,
@@ -748,27 +795,7 @@ mod tests {
         pick: usize,
         (start, ttft, ms, tokens): (u64, u64, u64, u64),
     ) -> (CycleState, RequestState) {
-        let mut cycle = CycleState::new();
-        let mut state = RequestState::new();
-        let candidates = [0, 1];
-        let pcx = ProduceContext {
-            request: req,
-            endpoints,
-            now_ms: start,
-        };
-        p.as_data_producer()
-            .unwrap()
-            .produce(&pcx, &candidates, &mut cycle, &mut state);
-        let cx = CycleContext {
-            request: req,
-            endpoints,
-            state: &cycle,
-            now_ms: start,
-            peer: None,
-        };
-        p.as_pre_request()
-            .unwrap()
-            .pre_request(&cx, &result_for(pick), &mut state);
+        let (cycle, mut state) = dispatch(p, req, endpoints, pick, start);
         let body = p.as_response_body().unwrap();
         let info = |now_ms| ResponseInfo {
             status: 200,
@@ -862,20 +889,8 @@ mod tests {
 
     #[test]
     fn objectives_from_headers_and_streaming_tpot() {
-        let p = producer(serde_json::json!({"streamingMode": true, "sloBufferFactor": 0.5}));
-        let endpoints = pool();
-        let mut req = InferenceRequest::new("m", "hello there");
-        req.stream = true;
-        for k in 0..30u64 {
-            // TTFT 40 ms; 11 tokens over 200 ms after the first: TPOT 20 ms.
-            serve(
-                &p,
-                &req,
-                &endpoints,
-                (k % 2) as usize,
-                (k * 1_000, 40, 240, 11),
-            );
-        }
+        let (p, endpoints, mut req) =
+            warmed_streaming(serde_json::json!({"streamingMode": true, "sloBufferFactor": 0.5}));
         assert_eq!(p.samples(), (30, 30));
         req.headers = alloc::vec![
             ("x-slo-ttft-ms".into(), "100".into()),
@@ -913,20 +928,7 @@ mod tests {
 
     #[test]
     fn a_running_request_with_a_stricter_tpot_objective_tightens_its_endpoint() {
-        let p = producer(serde_json::json!({"streamingMode": true}));
-        let endpoints = pool();
-        let mut req = InferenceRequest::new("m", "hello there");
-        req.stream = true;
-        for k in 0..30u64 {
-            // TPOT 20 ms on both.
-            serve(
-                &p,
-                &req,
-                &endpoints,
-                (k % 2) as usize,
-                (k * 1_000, 40, 240, 11),
-            );
-        }
+        let (p, endpoints, req) = warmed_streaming(serde_json::json!({"streamingMode": true}));
         let with_tpot = |ms: &'static str| {
             let mut r = req.clone();
             r.headers = alloc::vec![("x-llm-d-slo-tpot-ms".into(), ms.into())];
@@ -954,22 +956,7 @@ mod tests {
         );
         // A request with a 25 ms objective is dispatched to endpoint 0 and still runs.
         let strict = with_tpot("25");
-        let mut state = RequestState::new();
-        let mut cycle = CycleState::new();
-        let pcx = ProduceContext {
-            request: &strict,
-            endpoints: &endpoints,
-            now_ms: 50_000,
-        };
-        p.produce(&pcx, &[0, 1], &mut cycle, &mut state);
-        let cx = CycleContext {
-            request: &strict,
-            endpoints: &endpoints,
-            state: &cycle,
-            now_ms: 50_000,
-            peer: None,
-        };
-        p.pre_request(&cx, &result_for(0), &mut state);
+        let (_, state) = dispatch(&p, &strict, &endpoints, 0, 50_000);
         // The loose request now sees 25 − 20 on endpoint 0, still 100 − 20 on endpoint 1.
         let (h0, h1) = headroom(&loose);
         assert!(
