@@ -96,7 +96,6 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
     // llm-d's predictor series in Envoy's Prometheus page: the 18 served responses measured
     // (outside streaming mode the producer measures end-to-end time), the warm ones' predictions,
     // and the two requests with a 20 ms objective that were served in ~100 ms.
-    // Flushed within a second (on a request or the scrape tick).
     let (measured, violations) = (
         (
             "inference_objective_request_ttft_seconds_count",
@@ -104,11 +103,7 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
         ),
         ("llm_d_epp_request_slo_violation_total", "type=\"ttft\""),
     );
-    let mut text = String::new();
-    env.wait_until(std::time::Duration::from_secs(6), |e| {
-        text = e.prometheus();
-        sum(&text, measured) == 18.0 && sum(&text, violations) == 2.0
-    });
+    let text = prometheus_when(&env, &[(measured, 18.0), (violations, 2.0)]);
     let shown = || {
         text.lines()
             .filter(|l| l.contains("ttft") || l.contains("slo_violation"))
@@ -127,6 +122,47 @@ fn a_sheddable_request_no_endpoint_can_serve_in_time_is_denied_once_the_model_kn
     assert_eq!(sum(&text, violations), 2.0, "{}", shown());
 }
 
+/// Two servers streaming an event every `gap` ms each, behind the producer in `streamingMode`,
+/// the tier filter without exploration, `latency-scorer` with `scorer` parameters and
+/// max-score (one worker).
+fn streaming_env(gaps: [(&str, u64); 2], scorer: serde_json::Value) -> Env {
+    let env = Env::start(EnvSpec {
+        backends: gaps.iter().map(|(b, _)| b.to_string()).collect(),
+        picker: json!({
+            "plugins": [{"type": "predicted-latency-producer", "parameters": {"streamingMode": true}},
+                        {"type": "slo-headroom-tier-filter", "parameters": {"epsilonExploreNeg": 0}},
+                        {"type": "latency-scorer", "parameters": scorer},
+                        {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "slo-headroom-tier-filter"}, {"pluginRef": "latency-scorer"},
+                {"pluginRef": "max-score-picker"}]}]
+        }),
+        concurrency: 1,
+        ..EnvSpec::default()
+    });
+    for (b, gap) in gaps {
+        env.backend(b).set(json!({"stream_gap_ms": gap}));
+    }
+    env.settle();
+    env
+}
+
+/// A streamed completion request of 3 tokens.
+fn stream_body() -> String {
+    json!({"model": "m", "prompt": "Tell me a story", "stream": true, "max_tokens": 3}).to_string()
+}
+
+/// Envoy's Prometheus page once every `(series, label)` sums to its expected value, or after 6 s
+/// (the module flushes its series within a second, on a request or the scrape tick).
+fn prometheus_when(env: &Env, expected: &[((&str, &str), f64)]) -> String {
+    let mut text = String::new();
+    env.wait_until(std::time::Duration::from_secs(6), |e| {
+        text = e.prometheus();
+        expected.iter().all(|&(series, v)| sum(&text, series) == v)
+    });
+    text
+}
+
 /// The sum of the Prometheus samples named `name` whose labels contain `label` (the native
 /// build's series carry Envoy's `envoy_dynamicmodulescustom_` prefix).
 fn sum(text: &str, (name, label): (&str, &str)) -> f64 {
@@ -139,26 +175,10 @@ fn sum(text: &str, (name, label): (&str, &str)) -> f64 {
 
 #[test]
 fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective() {
-    let env = Env::start(EnvSpec {
-        backends: vec!["steady".into(), "choppy".into()],
-        picker: json!({
-            "plugins": [{"type": "predicted-latency-producer", "parameters": {"streamingMode": true}},
-                        {"type": "slo-headroom-tier-filter", "parameters": {"epsilonExploreNeg": 0}},
-                        {"type": "latency-scorer"}, {"type": "max-score-picker"}],
-            "schedulingProfiles": [{"name": "default", "plugins": [
-                {"pluginRef": "slo-headroom-tier-filter"}, {"pluginRef": "latency-scorer"},
-                {"pluginRef": "max-score-picker"}]}]
-        }),
-        concurrency: 1,
-        ..EnvSpec::default()
-    });
     // Both start streaming at once; "steady" sends an event every 5 ms, "choppy" every 100 ms
     // (3 tokens, then the usage event and [DONE], one gap apart).
-    env.backend("steady").set(json!({"stream_gap_ms": 5}));
-    env.backend("choppy").set(json!({"stream_gap_ms": 100}));
-    env.settle();
-    let body = json!({"model": "m", "prompt": "Tell me a story", "stream": true, "max_tokens": 3})
-        .to_string();
+    let env = streaming_env([("steady", 5), ("choppy", 100)], json!({}));
+    let body = stream_body();
     let objectives = [
         ("x-llm-d-slo-ttft-ms", "1000"),
         ("x-llm-d-slo-tpot-ms", "50"),
@@ -186,11 +206,7 @@ fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective(
         ),
         ("llm_d_epp_request_slo_violation_total", "type=\"tpot\""),
     );
-    let mut text = String::new();
-    env.wait_until(std::time::Duration::from_secs(6), |e| {
-        text = e.prometheus();
-        sum(&text, measured) == 40.0 && sum(&text, violations) == choppy
-    });
+    let text = prometheus_when(&env, &[(measured, 40.0), (violations, choppy)]);
     assert_eq!(sum(&text, measured), 40.0, "{text}");
     assert_eq!(sum(&text, violations), choppy, "{text}");
 }
@@ -199,27 +215,12 @@ fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective(
 fn a_running_stream_with_a_strict_tpot_objective_keeps_looser_requests_off_its_endpoint() {
     // The scorer judges TPOT only and prefers the most headroom, so without the running
     // request's objective every request would go to the faster server.
-    let env = Env::start(EnvSpec {
-        backends: vec!["fast".into(), "slow".into()],
-        picker: json!({
-            "plugins": [{"type": "predicted-latency-producer", "parameters": {"streamingMode": true}},
-                        {"type": "slo-headroom-tier-filter", "parameters": {"epsilonExploreNeg": 0}},
-                        {"type": "latency-scorer", "parameters": {"ttftWeight": 0, "tpotWeight": 1,
-                            "headroomSelectionStrategy": "most"}},
-                        {"type": "max-score-picker"}],
-            "schedulingProfiles": [{"name": "default", "plugins": [
-                {"pluginRef": "slo-headroom-tier-filter"}, {"pluginRef": "latency-scorer"},
-                {"pluginRef": "max-score-picker"}]}]
-        }),
-        concurrency: 1,
-        ..EnvSpec::default()
-    });
     // An event every 5 ms and every 10 ms: ~10 and ~20 ms per token as the producer measures.
-    env.backend("fast").set(json!({"stream_gap_ms": 5}));
-    env.backend("slow").set(json!({"stream_gap_ms": 10}));
-    env.settle();
-    let body = json!({"model": "m", "prompt": "Tell me a story", "stream": true, "max_tokens": 3})
-        .to_string();
+    let env = streaming_env(
+        [("fast", 5), ("slow", 10)],
+        json!({"ttftWeight": 0, "tpotWeight": 1, "headroomSelectionStrategy": "most"}),
+    );
+    let body = stream_body();
     // Warm-up without objectives: every prediction misses, so the tier filter keeps every
     // candidate and the scorer tries the endpoint it has not heard from (with objectives the
     // filter would keep only the endpoints predicted to meet them, and an unheard one would
