@@ -122,6 +122,27 @@ struct ScrapeSpec {
     staleness: Option<String>,
     #[serde(default)]
     max_body_bytes: Option<u64>,
+    #[serde(default)]
+    transport: ScrapeTransport,
+}
+
+/// How the scraper reaches each endpoint's metrics page (`pool.scrape.transport`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ScrapeTransport {
+    /// `cluster` (the default): an HTTP callout from Envoy's main thread through
+    /// `pool.metricsCluster`, so the cluster's TLS, mTLS and upstream settings apply. The only
+    /// transport of the Wasm build.
+    #[default]
+    #[serde(rename = "cluster")]
+    Cluster,
+    /// `direct` (native build): the module's own HTTP/1.1 client on a thread of its own, plain
+    /// HTTP to each endpoint's metrics address over kept-alive connections, as GIE's EPP scrapes
+    /// by default. Envoy's main thread does no scraping and each scrape costs about half the CPU
+    /// of a callout; no TLS. The Wasm build, and the native build without a bootstrap scraper,
+    /// fall back to `cluster` with a warning.
+    #[serde(rename = "direct")]
+    Direct,
 }
 
 /// One pool member. Serializable because the picker filter publishes its members for the
@@ -161,6 +182,8 @@ pub struct ScrapeConfig {
     pub staleness_ms: u64,
     /// Largest metrics page accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How the pages are fetched.
+    pub transport: ScrapeTransport,
 }
 
 impl ScrapeConfig {
@@ -387,6 +410,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
             timeout_ms,
             staleness_ms,
             max_body_bytes,
+            transport: spec.scrape.transport,
         },
         failure_mode: spec.failure_mode,
         body_limit_bytes,
@@ -406,6 +430,7 @@ mod tests {
         assert_eq!(c.pool.scrape.interval_ms, 50);
         assert_eq!(c.pool.scrape.timeout_ms, 1000);
         assert_eq!(c.pool.scrape.staleness_ms, 2000);
+        assert_eq!(c.pool.scrape.transport, ScrapeTransport::Cluster);
         assert_eq!(c.pool.failure_mode, FailureMode::FailClose);
         assert_eq!(c.pool.metrics_cluster, "c");
         assert_eq!(c.pool.endpoints[0].metrics_address, "10.0.0.1:9000");
@@ -421,6 +446,7 @@ mod tests {
             (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:1"}, {"address": "10.0.0.1:1"}]}}"#, "pool.endpoints[1].address: duplicate endpoint '10.0.0.1:1'"),
             (r#"{"pool": {"cluster": "c", "scrape": {"interval": "3s"}}}"#, "pool.scrape.staleness: staleness (2000 ms) must be longer than the scrape interval (3000 ms)"),
             (r#"{"pool": {"cluster": "c", "scrape": {"timeout": "fast"}}}"#, "pool.scrape.timeout: must be a positive duration such as \"50ms\" or \"2s\""),
+            (r#"{"pool": {"cluster": "c", "scrape": {"transport": "udp"}}}"#, "pool.scrape.transport: invalid JSON: unknown variant `udp`, expected `cluster` or `direct`"),
             (r#"{"pool": {"cluster": "c", "failureMode": "Maybe"}}"#, "pool.failureMode: invalid JSON: unknown variant `Maybe`, expected `FailClose` or `FailOpen`"),
             (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:1", "weight": 2}]}}"#, "pool.endpoints[0].weight: unknown field 'weight'"),
             (r#"{"pool": {"cluster": "c"}, "plugins": [{"type": "nope"}]}"#, "plugins[0].type: plugin type 'nope' is not registered"),
