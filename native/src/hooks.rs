@@ -525,7 +525,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_new(
         // SAFETY: Envoy's buffers of this hook.
         let (name, json) = unsafe { (text(name), text(config)) };
         match Scraper::new(config_envoy, &json, crate::registry()) {
-            Ok(s) => Box::into_raw(Box::new(s)) as ConstPtr,
+            // Shared: the direct transport's thread holds it weakly.
+            Ok(s) => Arc::into_raw(Arc::new(s)) as ConstPtr,
             Err(e) => {
                 log::error!("endpoint picker ({name}): invalid configuration: {e}");
                 core::ptr::null()
@@ -540,12 +541,25 @@ unsafe fn scraper<'a>(p: ConstPtr) -> Option<&'a Scraper> {
     (!p.is_null()).then(|| unsafe { &*(p as *const Scraper) })
 }
 
+/// A new reference to the scraper behind a bootstrap configuration pointer.
+unsafe fn scraper_arc(p: ConstPtr) -> Option<Arc<Scraper>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: made by `Arc::into_raw` in config_new; the configuration's own reference lives
+    // until config_destroy, so this one is added to a live count.
+    unsafe {
+        Arc::increment_strong_count(p as *const Scraper);
+        Some(Arc::from_raw(p as *const Scraper))
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_config_destroy(p: ConstPtr) {
     guard("bootstrap_config_destroy", (), || {
         if !p.is_null() {
             // SAFETY: made by config_new, destroyed once.
-            let s = unsafe { Box::from_raw(p as *mut Scraper) };
+            let s = unsafe { Arc::from_raw(p as *const Scraper) };
             // Its metrics die with it: flushes go back to the filter configurations' own.
             crate::filter::set_process_sink(None);
             s.stop();
@@ -577,8 +591,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_server_init
         // SAFETY: made by extension_new.
         let ext = unsafe { &*(extension as *const Extension) };
         // SAFETY: the configuration outlives its extension.
-        if let Some(s) = unsafe { scraper(ext.scraper as ConstPtr) } {
+        if let Some(s) = unsafe { scraper_arc(ext.scraper as ConstPtr) } {
             s.start();
+            s.start_direct();
         }
     })
 }

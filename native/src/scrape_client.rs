@@ -206,9 +206,10 @@ impl Connections {
 async fn dial(address: &str) -> Option<Sender> {
     let stream = tokio::net::TcpStream::connect(address).await.ok()?;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .ok()?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
     // The connection's I/O runs beside the requests; it ends when the sender is dropped.
     tokio::task::spawn_local(async move {
         let _ = conn.await;
@@ -315,7 +316,11 @@ mod tests {
     }
 
     fn page(body: &str) -> Vec<u8> {
-        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     }
 
     /// Fetches `/metrics` from `address` once per `(max_body_bytes, timeout_ms)`, in turn, on
@@ -360,7 +365,16 @@ mod tests {
             b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n".to_vec(),
             page(&"x".repeat(100)),
         ]);
-        let mut out = run(&address, &[(1 << 20, 1000), (1 << 20, 1000), (1 << 20, 1000), (10, 1000)]).into_iter();
+        let mut out = run(
+            &address,
+            &[
+                (1 << 20, 1000),
+                (1 << 20, 1000),
+                (1 << 20, 1000),
+                (10, 1000),
+            ],
+        )
+        .into_iter();
         assert_eq!(out.next().and_then(body).as_deref(), Some("a 1\n"));
         assert_eq!(out.next().and_then(body).as_deref(), Some("b 2\n"));
         assert!(matches!(out.next(), Some(Fetched::Failed)));
@@ -386,13 +400,19 @@ mod tests {
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = free.local_addr().unwrap().to_string();
         drop(free);
-        assert!(matches!(run(&address, &[(1 << 20, 1000)])[..], [Fetched::Failed]));
+        assert!(matches!(
+            run(&address, &[(1 << 20, 1000)])[..],
+            [Fetched::Failed]
+        ));
         // A server that sends headers and then nothing.
         let (address, _) = serve(vec![
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial".to_vec(),
         ]);
         let start = Instant::now();
-        assert!(matches!(run(&address, &[(1 << 20, 200)])[..], [Fetched::Failed]));
+        assert!(matches!(
+            run(&address, &[(1 << 20, 200)])[..],
+            [Fetched::Failed]
+        ));
         assert!(start.elapsed() < Duration::from_secs(2));
     }
 
@@ -431,7 +451,8 @@ mod tests {
             left: Mutex::new(2),
             pages: Mutex::new(Vec::new()),
         });
-        let weak: Weak<dyn ScrapeDriver> = Arc::downgrade(&(driver.clone() as Arc<dyn ScrapeDriver>));
+        let weak: Weak<dyn ScrapeDriver> =
+            Arc::downgrade(&(driver.clone() as Arc<dyn ScrapeDriver>));
         let thread = DirectScraper::start(
             weak,
             Limits {
@@ -449,7 +470,10 @@ mod tests {
         pages.sort();
         assert_eq!(
             pages,
-            vec![(0, Some("two\n".to_string())), (1, Some("one\n".to_string()))]
+            vec![
+                (0, Some("two\n".to_string())),
+                (1, Some("one\n".to_string()))
+            ]
         );
     }
 }

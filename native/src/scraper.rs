@@ -12,24 +12,32 @@
 //! ([`crate::pool::members`]) when it names the same `pool.cluster`; with no `pool.endpoints` it
 //! follows the cluster's hosts as the `pool-membership` balancers report them ([`crate::hosts`]).
 //!
+//! With `pool.scrape.transport: "direct"` the same bookkeeping runs on the module's own scrape
+//! thread ([`crate::scrape_client`]) instead: it decides what is due, fetches over its own
+//! HTTP/1.1 connections, records and publishes; the main thread's timer then only moves the
+//! counts and gauges into Envoy's stats (Envoy's stats are touched from Envoy's threads only)
+//! and flushes the workers' telemetry, every [`DIRECT_MAIN_TICK_MS`].
+//!
 //! Filter-only mode (no bootstrap extension configured): the same scraper lives in the HTTP
 //! filter configuration ([`Home::Filter`]), ticked by [`Ticker`] through Envoy's configuration
 //! scheduler (which runs the tick on the main thread), with its callouts issued from the filter
 //! configuration. [`bootstrap_present`] tells the filter whether a bootstrap scraper exists.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use endpoint_picker_filter::picker::headers::DESTINATION;
 use endpoint_picker_filter::scraper::state::{ScrapeOutcome, ScrapeState, SCRAPES_PER_WAKE};
-use scheduler_core::config::pool::PoolConfig;
+use scheduler_core::config::pool::{PoolConfig, ScrapeTransport};
 use scheduler_core::plugin::SharedExtractor;
+use scheduler_core::snapshot::PoolSnapshot;
 use scheduler_core::{ConfigError, PickerConfig, Registry};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
 use crate::hosts;
 use crate::metrics::{Counter, FamilySink, Gauge};
 use crate::pool::{self, Members, PoolState};
+use crate::scrape_client::{DirectScraper, Fetch, Fetched, Limits, ScrapeDriver};
 use endpoint_picker_filter::telemetry::PoolGauges;
 
 struct ScraperStats {
@@ -45,14 +53,30 @@ struct ScraperStats {
     families: FamilySink,
 }
 
+/// What the scraper counted since the main thread last moved it into Envoy's stats (the
+/// direct transport counts on its own thread, which must not call Envoy).
+#[derive(Default)]
+struct Counts {
+    success: AtomicU64,
+    failure: AtomicU64,
+    page_failure: AtomicU64,
+    publishes: AtomicU64,
+    membership: AtomicU64,
+}
+
 struct Inner {
     state: ScrapeState,
     timer: Ptr,
     members: Option<Arc<Members>>,
     /// The cluster host list last applied (pool from the cluster).
     hosts: Option<hosts::HostList>,
-    gauges: PoolGauges,
+    /// The newest published snapshot whose gauges the main thread has not set yet.
+    gauges_due: Option<PoolSnapshot>,
 }
+
+/// The main thread's timer period (ms) while the direct transport scrapes: how often counts and
+/// gauges reach Envoy's stats and the workers' telemetry is offered a flush.
+pub const DIRECT_MAIN_TICK_MS: u64 = 250;
 
 /// Where a scraper lives: which Envoy configuration defines its stats and issues its callouts.
 #[derive(Clone, Copy)]
@@ -91,11 +115,21 @@ pub struct Scraper {
     path: String,
     enabled: bool,
     stats: ScraperStats,
+    counts: Counts,
     inner: Mutex<Inner>,
+    /// GIE's pool gauges (main thread).
+    gauges: Mutex<PoolGauges>,
+    /// The direct transport is in use (`pool.scrape.transport: "direct"`, bootstrap scraper).
+    direct: bool,
+    /// Its thread, once started; dropped (stopped and joined) by [`Scraper::stop`].
+    direct_thread: Mutex<Option<DirectScraper>>,
+    /// The last id given to a direct fetch.
+    next_id: AtomicU64,
 }
 
 // SAFETY: `envoy` and the timer are Envoy objects used only on the main thread, where every
-// bootstrap hook runs; the rest is Send + Sync.
+// bootstrap hook runs (the direct transport's thread calls only `plan` without callouts and
+// `finish`, which touch neither); the rest is Send + Sync.
 unsafe impl Send for Scraper {}
 // SAFETY: as above.
 unsafe impl Sync for Scraper {}
@@ -157,6 +191,14 @@ impl Scraper {
             loaded.pool.scrape.interval_ms
         );
         let pages = endpoint_picker_filter::scraper::PageSources::of(&loaded);
+        let direct = loaded.pool.scrape.transport == ScrapeTransport::Direct;
+        if direct && matches!(home, Home::Filter(_)) {
+            log::warn!(
+                "endpoint picker scraper: pool.scrape.transport \"direct\" needs the metrics-scraper bootstrap extension; scraping through cluster '{}' instead",
+                loaded.pool.metrics_cluster
+            );
+        }
+        let direct = direct && matches!(home, Home::Bootstrap(_));
         Ok(Scraper {
             envoy,
             home,
@@ -164,13 +206,18 @@ impl Scraper {
             extractor: loaded.picker.metrics_extractor().clone(),
             path,
             stats,
+            counts: Counts::default(),
             inner: Mutex::new(Inner {
                 state: ScrapeState::with_pages(&loaded.pool, pages.len()),
                 timer: core::ptr::null_mut(),
                 members: None,
                 hosts: None,
-                gauges: PoolGauges::new(&loaded.pool.cluster),
+                gauges_due: None,
             }),
+            gauges: Mutex::new(PoolGauges::new(&loaded.pool.cluster)),
+            direct,
+            direct_thread: Mutex::new(None),
+            next_id: AtomicU64::new(0),
             pool: loaded.pool,
             pages,
         })
@@ -203,51 +250,116 @@ impl Scraper {
         self.tick();
     }
 
-    /// One tick: follow the member list, publish what changed (at most once per interval, at
-    /// once after a membership change), dispatch the scrapes due now (staggered over the
-    /// interval, [`ScrapeState::take_due`]) and the due second pages, and re-arm the timer for the
-    /// next of them (a filter-only scraper's [`Ticker`] keeps its own fixed period instead).
+    /// Starts the direct transport's thread (`pool.scrape.transport: "direct"`; nothing
+    /// otherwise). Call once the scraper is shared, after [`Scraper::start`].
+    pub fn start_direct(self: &Arc<Self>) {
+        if !self.direct {
+            return;
+        }
+        let mut slot = self
+            .direct_thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            let driver: Weak<dyn ScrapeDriver> =
+                Arc::downgrade(&(self.clone() as Arc<dyn ScrapeDriver>));
+            let limits = Limits {
+                timeout: std::time::Duration::from_millis(self.pool.scrape.timeout_ms.max(1)),
+                max_body_bytes: self.pool.scrape.max_body_bytes,
+            };
+            *slot = DirectScraper::start(driver, limits);
+        }
+    }
+
+    /// One tick of the main thread's timer: flush the workers' telemetry, move counts and
+    /// gauges into Envoy's stats, and (callout transport) scrape: see [`Scraper::plan`]. Re-arms
+    /// the timer for the next group of scrapes, or [`DIRECT_MAIN_TICK_MS`] with the direct
+    /// transport (a filter-only scraper's [`Ticker`] keeps its own fixed period instead).
     pub fn tick(&self) {
         let now = now_ms();
         crate::filter::flush_all(now);
+        let delay = if self.direct {
+            DIRECT_MAIN_TICK_MS
+        } else {
+            let timeout = self.pool.scrape.timeout_ms;
+            self.plan(now, &mut |path, address| {
+                self.dispatch(path, address, timeout)
+            })
+        };
+        self.sync_stats();
+        let timer = self.inner().timer;
+        if !timer.is_null() {
+            // SAFETY: our timer, on the main thread.
+            unsafe {
+                abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(timer, delay);
+            }
+        }
+    }
+
+    /// Follows the member list, publishes what changed (at most once per interval, at once after
+    /// a membership change), starts the scrapes due now (staggered over the interval,
+    /// [`ScrapeState::take_due`]) and the due second pages through `start` (`None`: could not
+    /// start, a failed scrape), and returns how long (ms) until the next group is due.
+    fn plan(&self, now: u64, start: &mut dyn FnMut(&str, &str) -> Option<u64>) -> u64 {
         let interval = self.pool.scrape.interval_ms.max(1);
         let mut inner = self.inner();
         let joined_or_left = self.follow_members(&mut inner);
         if inner.state.publish_due(now, interval, joined_or_left) {
             self.publish(&mut inner);
         }
-        let timeout = self.pool.scrape.timeout_ms;
         if !self.pages.is_empty() {
             let fetches = self.pages.fetches();
             for (i, j, address) in inner.state.due_pages(now, &fetches) {
                 let Some(f) = fetches.get(j) else { continue };
-                match self.dispatch(f.path, &address, timeout) {
+                match start(f.path, &address) {
                     Some(id) => inner.state.started_page(i, j, id, now),
-                    None => self.stats.page_failure.add(self.envoy, &[], 1),
+                    None => {
+                        self.counts.page_failure.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
         if self.enabled {
             for (i, address) in inner.state.take_due(now, interval, SCRAPES_PER_WAKE) {
-                match self.dispatch(&self.path, &address, timeout) {
+                match start(&self.path, &address) {
                     Some(id) => inner.state.started(i, id),
                     None => {
                         inner.state.record_failure(i);
-                        self.stats.failure.add(self.envoy, &[], 1);
+                        self.counts.failure.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
         }
-        let delay = inner.state.next_tick_in_ms(now, interval, self.enabled);
-        if !inner.timer.is_null() {
-            // SAFETY: our timer, on the main thread.
-            unsafe {
-                abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
-                    inner.timer,
-                    delay,
-                );
+        inner.state.next_tick_in_ms(now, interval, self.enabled)
+    }
+
+    /// Moves what was counted since the last call into Envoy's stats, and sets the gauges of the
+    /// newest snapshot if one was published since (main thread).
+    fn sync_stats(&self) {
+        let e = self.envoy;
+        for (n, c) in [
+            (&self.counts.success, &self.stats.success),
+            (&self.counts.failure, &self.stats.failure),
+            (&self.counts.page_failure, &self.stats.page_failure),
+            (&self.counts.publishes, &self.stats.publishes),
+            (&self.counts.membership, &self.stats.membership),
+        ] {
+            let n = n.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                c.add(e, &[], n);
             }
         }
+        let Some(snap) = self.inner().gauges_due.take() else {
+            return;
+        };
+        let total = snap.endpoints.len() as u64;
+        let stale = snap.endpoints.iter().filter(|e| e.stale).count() as u64;
+        self.gauges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .publish(&snap, &mut &self.stats.families);
+        self.stats.total.set(e, total);
+        self.stats.stale.set(e, stale);
     }
 
     fn dispatch(&self, path: &str, address: &str, timeout_ms: u64) -> Option<u64> {
@@ -303,16 +415,6 @@ impl Scraper {
         body: *const EnvoyBuffer,
         body_size: usize,
     ) {
-        let mut inner = self.inner();
-        let page = inner.state.finished_page(id);
-        let main = if page.is_none() {
-            inner.state.finished(id)
-        } else {
-            None
-        };
-        if page.is_none() && main.is_none() {
-            return;
-        }
         let headers: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
             &[]
         } else {
@@ -345,45 +447,59 @@ impl Scraper {
             unsafe { core::slice::from_raw_parts(body, body_size) }
         };
         let total: usize = chunks.iter().map(|c| c.length).sum();
-        if let Some((i, j)) = page {
-            let read = (ok && total <= self.pool.scrape.max_body_bytes)
-                .then(|| {
-                    // SAFETY: Envoy's buffers of this hook.
-                    let parts: Vec<&[u8]> =
-                        chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
-                    let body = parts.concat();
-                    let e = inner.state.endpoint(i)?;
-                    self.pages.read(j, e, &body)
-                })
-                .flatten();
+        let fetched = if !ok {
+            Fetched::Failed
+        } else if total > self.pool.scrape.max_body_bytes {
+            Fetched::TooLarge
+        } else {
+            // SAFETY: Envoy's buffers of this hook.
+            let parts: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
+            Fetched::Page(parts.concat().into())
+        };
+        self.finish(id, fetched);
+    }
+
+    /// Records how the page fetch `id` ended (either transport).
+    fn finish(&self, id: u64, fetched: Fetched) {
+        let mut inner = self.inner();
+        if let Some((i, j)) = inner.state.finished_page(id) {
+            let read = match &fetched {
+                Fetched::Page(body) => inner
+                    .state
+                    .endpoint(i)
+                    .and_then(|e| self.pages.read(j, e, body)),
+                Fetched::Failed | Fetched::TooLarge => None,
+            };
             match read {
                 Some(attributes) => inner.state.record_page(i, j, attributes),
-                None => self.stats.page_failure.add(self.envoy, &[], 1),
+                None => {
+                    self.counts.page_failure.fetch_add(1, Ordering::Relaxed);
+                }
             }
             return;
         }
-        let Some(i) = main else { return };
-        let outcome = if !ok {
-            inner.state.record_failure(i);
-            ScrapeOutcome::BadStatus
-        } else {
-            if total > self.pool.scrape.max_body_bytes {
+        let Some(i) = inner.state.finished(id) else {
+            return;
+        };
+        let outcome = match fetched {
+            Fetched::Page(page) => inner
+                .state
+                .record_body(i, &*self.extractor, &page, now_ms()),
+            Fetched::Failed => {
+                inner.state.record_failure(i);
+                ScrapeOutcome::BadStatus
+            }
+            Fetched::TooLarge => {
                 inner.state.record_failure(i);
                 ScrapeOutcome::TooLarge
-            } else {
-                // SAFETY: Envoy's buffers of this hook.
-                let parts: Vec<&[u8]> = chunks.iter().map(|c| unsafe { abi::bytes(*c) }).collect();
-                let page = parts.concat();
-                inner
-                    .state
-                    .record_body(i, &*self.extractor, &page, now_ms())
             }
         };
-        if outcome == ScrapeOutcome::Ok {
-            self.stats.success.add(self.envoy, &[], 1);
+        let counter = if outcome == ScrapeOutcome::Ok {
+            &self.counts.success
         } else {
-            self.stats.failure.add(self.envoy, &[], 1);
-        }
+            &self.counts.failure
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Applies the newest member list; true if the pool changed.
@@ -417,7 +533,7 @@ impl Scraper {
                 m.cluster,
                 m.endpoints.len()
             );
-            self.stats.membership.add(self.envoy, &[], 1);
+            self.counts.membership.fetch_add(1, Ordering::Relaxed);
         }
         changed
     }
@@ -444,7 +560,7 @@ impl Scraper {
                 self.pool.cluster,
                 members.len()
             );
-            self.stats.membership.add(self.envoy, &[], 1);
+            self.counts.membership.fetch_add(1, Ordering::Relaxed);
         }
         changed
     }
@@ -456,23 +572,49 @@ impl Scraper {
         else {
             return;
         };
-        let total = snap.endpoints.len() as u64;
-        let stale = snap.endpoints.iter().filter(|e| e.stale).count() as u64;
-        inner.gauges.publish(&snap, &mut &self.stats.families);
+        // The gauges are set by the main thread (sync_stats), from the newest snapshot.
+        inner.gauges_due = Some(snap.clone());
         pool::publish(PoolState::new(snap, self.pool.scrape.staleness_ms));
-        self.stats.publishes.add(self.envoy, &[], 1);
-        self.stats.total.set(self.envoy, total);
-        self.stats.stale.set(self.envoy, stale);
+        self.counts.publishes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stops the timer (the extension is going away).
+    /// Stops the timer and the direct transport's thread (the extension is going away).
     pub fn stop(&self) {
+        // Not under `inner`: the thread may be waiting for it.
+        let thread = self
+            .direct_thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(thread);
         let mut inner = self.inner();
         let timer = core::mem::replace(&mut inner.timer, core::ptr::null_mut());
         if !timer.is_null() {
             // SAFETY: our timer, deleted once, on the main thread.
             unsafe { abi::envoy_dynamic_module_callback_bootstrap_extension_timer_delete(timer) };
         }
+    }
+}
+
+/// The direct transport's side: the same bookkeeping, on the scrape thread. Calls no Envoy
+/// function (the counts and gauges wait for the main thread's [`Scraper::tick`]).
+impl ScrapeDriver for Scraper {
+    fn due(&self, now_ms: u64) -> (Vec<Fetch>, u64) {
+        let mut fetches = Vec::new();
+        let delay = self.plan(now_ms, &mut |path, address| {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            fetches.push(Fetch {
+                id,
+                address: address.to_string(),
+                path: path.to_string(),
+            });
+            Some(id)
+        });
+        (fetches, delay)
+    }
+
+    fn done(&self, id: u64, fetched: Fetched) {
+        self.finish(id, fetched);
     }
 }
 

@@ -1,7 +1,9 @@
 //! `/metrics` responses that break after their headers, and metric values that are not
 //! readings (issue 17). For each fault on one of three endpoints: no panic in Envoy's log, the
 //! scraper keeps scraping the healthy endpoints, 6 of 6 requests succeed, the bad endpoint leaves
-//! the candidates and comes back once it answers properly again.
+//! the candidates and comes back once it answers properly again. The same faults against the
+//! native build's `direct` scrape transport (its own HTTP client instead of Envoy's callouts),
+//! and that transport's other promise: Envoy's cluster carries no scrape.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +27,27 @@ const FAULTS: &[&str] = &[
 
 #[test]
 fn broken_metrics_responses_never_take_the_scraper_down() {
+    survives_every_fault(json!({}));
+}
+
+#[test]
+fn the_direct_transport_survives_broken_metrics_responses() {
+    if !e2e::native() {
+        println!("skipped: the direct scrape transport is the native build's");
+        return;
+    }
+    survives_every_fault(json!({"transport": "direct"}));
+}
+
+/// Every fault of [`FAULTS`] on one endpoint, with `scrape` merged into `pool.scrape`.
+fn survives_every_fault(scrape: serde_json::Value) {
+    let mut spec = json!({"staleness": "1s", "timeout": "300ms"});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), scrape.as_object()) {
+        s.extend(extra.clone());
+    }
     let env = Env::start(EnvSpec {
         // Staleness 1 s, and a scrape timeout short enough that a stalled body fails fast.
-        pool: json!({"scrape": {"staleness": "1s", "timeout": "300ms"}}),
+        pool: json!({ "scrape": spec }),
         ..EnvSpec::default()
     });
     let bad = &env.backends[0];
@@ -141,4 +161,65 @@ fn without_a_bootstrap_scraper_the_filter_scrapes() {
         assert!(env.stat("endpoint_picker.snapshot.generation").unwrap_or(0) > 0);
         assert!(env.stat("endpoint_picker.snapshot.age_ms").is_some());
     }
+}
+
+/// The native build's `direct` transport: the scrape thread fetches the pages itself, so the
+/// pool's cluster sees only inference requests; routing follows the metrics it reads, a server
+/// that stops answering leaves the candidates and comes back when it answers again.
+#[test]
+fn the_direct_transport_scrapes_around_envoy() {
+    if !e2e::native() {
+        println!("skipped: the direct scrape transport is the native build's");
+        return;
+    }
+    let (backends, picker) = e2e::three_backends(
+        json!({"scrape": {"transport": "direct", "staleness": "1s", "timeout": "300ms"}}),
+    );
+    let env = Env::start_with(backends, picker, e2e::StartOptions::default())
+        .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    // Scraped for a while with no inference traffic: every scrape went around Envoy.
+    std::thread::sleep(Duration::from_millis(600));
+    env.settle_stats();
+    let scraped = env.stat("endpoint_picker.scrape.success").unwrap_or(0);
+    assert!(
+        scraped >= 3 * 5,
+        "the scrape thread scraped ({scraped})\n{}",
+        env.log()
+    );
+    assert_eq!(
+        env.stat("cluster.inference_pool.upstream_rq_total")
+            .unwrap_or(0),
+        0,
+        "no scrape went through Envoy's cluster"
+    );
+    assert_eq!(env.stat("endpoint_picker.endpoints.total"), Some(3));
+
+    // Routing follows what the thread reads.
+    env.backends[1].set(json!({"waiting": 0, "kv": 0.0}));
+    env.backends[0].set(json!({"waiting": 5, "kv": 0.5}));
+    env.backends[2].set(json!({"waiting": 5, "kv": 0.5}));
+    let on_b = env.wait_until(Duration::from_secs(5), |e| {
+        e.complete(MODEL, "follow", &[]).pod() == "pod-b"
+    });
+    assert!(on_b.is_some(), "the least loaded server is picked");
+    for i in 0..6 {
+        assert_eq!(env.complete(MODEL, &format!("q{i}"), &[]).pod(), "pod-b");
+    }
+
+    // A server that answers its metrics with errors leaves the candidates, and returns.
+    env.backends[1].set(json!({"waiting": 0, "kv": 0.0, "metrics": "500-cut"}));
+    let gone = e2e::time_until_no_traffic(&env, MODEL, "pod-b", Duration::from_secs(6));
+    assert!(
+        gone.is_some_and(|d| d < Duration::from_secs(2)),
+        "a server whose scrapes fail leaves the candidates ({gone:?})"
+    );
+    env.backends[1].set(json!({"waiting": 0, "kv": 0.0}));
+    let back = env.wait_until(Duration::from_secs(5), |e| {
+        e.complete(MODEL, "back", &[]).pod() == "pod-b"
+    });
+    assert!(back.is_some(), "it returns once its metrics are good again");
+    env.settle_stats();
+    assert!(env.stat("endpoint_picker.scrape.failure").unwrap_or(0) > 0);
+    let log = env.log();
+    assert!(!log.contains("panic"), "{log}");
 }

@@ -64,6 +64,12 @@ impl ScraperRoot {
                 "endpoint picker scraper: dataLayer has no sources; metrics are not scraped"
             );
         }
+        if loaded.pool.scrape.transport == scheduler_core::config::pool::ScrapeTransport::Direct {
+            log::warn!(
+                "endpoint picker scraper: pool.scrape.transport \"direct\" is a native-build transport (a Wasm VM has no threads or sockets); scraping through cluster '{}'",
+                loaded.pool.metrics_cluster
+            );
+        }
         host::set_tick_period(Duration::from_millis(loaded.pool.scrape.interval_ms));
         log::info!(
             "endpoint picker {} ({}) scraper (proxy-wasm): {} endpoints via cluster '{}', every {} ms, path {path}",
