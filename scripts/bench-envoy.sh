@@ -37,6 +37,10 @@
 # floor synthetic work per request — N ns of spinning, N random 8-byte writes into a 16 MiB
 # table — to price a given cost in throughput (native/floor/src/lib.rs).
 #
+# BENCH_DIRECT=1 adds `native-direct`: the native configuration with `pool.scrape.transport:
+# "direct"` (the module's own scrape thread instead of Envoy callouts from the main thread); its
+# table adds the scraping CPU per request (main thread plus the scrape thread).
+#
 # BENCH_NATIVE_ALT=<dir> adds `native-alt`: the native configuration with the libendpoint_picker.so
 # found in <dir> instead of dist/ (e.g. a profile-guided build, scripts/native-pgo.sh), so two builds
 # of the module compare side by side in one run.
@@ -108,6 +112,10 @@ start_fleet $N "$BASE_PORT" ${PIN_LOAD[@]+"${PIN_LOAD[@]}"}
 cat > "$WORK/picker.json" <<JSON
 {"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS] ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_EXTRA:-}}
 JSON
+# BENCH_DIRECT=1 (native-direct; BENCH_POOL_EXTRA must then not set `scrape`).
+cat > "$WORK/picker-direct.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS], "scrape": {"transport": "direct"} ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_EXTRA:-}}
+JSON
 
 # Workloads (BENCH_WORKLOAD, default distinct): see scripts/bench-load.sh.
 WORKLOAD=${BENCH_WORKLOAD:-distinct}
@@ -161,6 +169,8 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   local modules="$PWD/dist"
   if [ "$1" = floor ]; then mode=picker; build=(--native); modules="$WORK/floor"; fi
   if [ "$1" = native-alt ]; then mode=picker; build=(--native); modules="$(cd "$BENCH_NATIVE_ALT" && pwd)"; fi
+  local config="$WORK/picker.json"
+  if [ "$1" = native-direct ]; then mode=picker; build=(--native); config="$WORK/picker-direct.json"; fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   if [ "$1" = epp ]; then
     target/peers/bin/epp --pool-name bench --pool-namespace bench --config-file "$WORK/epp-config.yaml" \
@@ -172,7 +182,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
     mode=picker
     cp "$WORK/kgw-policy.json" "$WORK/$1.yaml"
   else
-    target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$WORK/picker.json" --wasm dist/endpoint_picker.wasm \
+    target/release/envoy-config render --mode "$mode" "${build[@]}" --access-log none --config "$config" --wasm dist/endpoint_picker.wasm \
       --listen 127.0.0.1:$listen --admin-port $ADMIN_PORT --out "$WORK/$1.yaml"
   fi
   [ "$1" = floor ] && floor_filter_yaml "$WORK/$1.yaml" "${BENCH_FLOOR_ENDPOINTS:-$(endpoint_list "$ENDPOINTS")}"
@@ -203,10 +213,11 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c1 -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.lat"
-  # Envoy CPU per request, by thread: the worker serves requests, the main thread runs the scraper.
+  # Envoy CPU per request, by thread: the worker serves requests, the main thread runs the scraper
+  # (the direct transport's own thread, when it is used).
   awk -v b="$before" -v a="$after" -v n="$reqs" -v m="$1" 'BEGIN {
     split(b, B, " "); split(a, A, " ");
-    printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n }' | tee -a "$WORK/cpu.txt"
+    printf "%s envoy_cpu_us_per_request: worker=%.1f main=%.1f scrape=%.1f\n", m, (A[1]-B[1])*1e6/n, (A[2]-B[2])*1e6/n, (A[3]-B[3])*1e6/n }' | tee -a "$WORK/cpu.txt"
   if [ -n "$epp" ]; then
     awk -v b="$epp_before" -v a="$epp_after" -v n="$reqs" -v m="$1" 'BEGIN {
       printf "%s epp_process_cpu_us_per_request: %.1f\n", m, (a-b)*1e6/n }' | tee -a "$WORK/epp-cpu.txt"
@@ -223,13 +234,14 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   kill $envoy; wait $envoy 2>/dev/null || true
 }
 
-# CPU seconds used so far by Envoy's worker threads and by its main thread: "worker main".
+# CPU seconds used so far by Envoy's worker threads, by its main thread and by the native
+# module's direct-transport scrape thread (`picker-scrape`): "worker main scrape".
 thread_cpu() {
   local pid=$1 tck; tck=$(getconf CLK_TCK)
   awk -v t="$tck" -v main="$pid" '{ # /proc/<pid>/task/<tid>/stat: field 14 utime, 15 stime; 2 comm
     split(FILENAME, p, "/"); tid = p[5]; cpu = ($14 + $15) / t;
-    if (tid == main) m += cpu; else if ($2 ~ /wrk:worker/) w += cpu }
-    END { printf "%f %f", w, m }' /proc/$pid/task/*/stat
+    if (tid == main) m += cpu; else if ($2 ~ /wrk:worker/) w += cpu; else if ($2 ~ /picker-scrape/) s += cpu }
+    END { printf "%f %f %f", w, m, s }' /proc/$pid/task/*/stat
 }
 
 # CPU seconds used so far by every thread of a process.
@@ -249,6 +261,7 @@ read -r -a MODES <<< "${BENCH_MODES:-round-robin picker native}"
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
 [ "${BENCH_FLOOR:-0}" = 1 ] && MODES+=(floor)
 [ -n "${BENCH_NATIVE_ALT:-}" ] && MODES+=(native-alt)
+[ "${BENCH_DIRECT:-0}" = 1 ] && MODES+=(native-direct)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
 mean() { awk '{s+=$1; n++} END {if (n) printf "%.2f", s/n}'; }
@@ -338,5 +351,19 @@ if [ "${BENCH_EPP:-0}" = 1 ]; then
     printf "| CPU per request (µs): Envoy worker + EPP process | %.1f | %.1f + %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, ce, ee, ce+ee-ca, cn, cn-ca
     printf "| latency p50 / p99, 1 connection (µs) | %.0f / %.0f | %.0f / %.0f (%+.0f / %+.0f) | %.0f / %.0f (%+.0f / %+.0f) |\n", p50a, p99a, p50e, p99e, p50e-p50a, p99e-p99a, p50n, p99n, p50n-p50a, p99n-p99a
     printf "| latency p50 / p99, %d connections (µs) | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", c, l50a, l99a, l50e, l99e, l50n, l99n
+  }'
+fi
+if [ "${BENCH_DIRECT:-0}" = 1 ]; then
+  scrape_cpu() { awk -v m="$1" '$1==m {split($4,a,"="); split($5,b,"="); print a[2]+b[2]}' "$WORK/cpu.txt" | mean; }
+  awk -v a="$round_robin_rps" -v d="$native_direct_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50d="$native_direct_p50" \
+      -v p50n="${native_p50:-0}" -v p99a="$round_robin_p99" -v p99d="$native_direct_p99" -v p99n="${native_p99:-0}" \
+      -v ca="$(cpu round-robin)" -v cd="$(cpu native-direct)" -v cn="$(cpu native)" -v sn="$(scrape_cpu native)" -v sd="$(scrape_cpu native-direct)" 'BEGIN {
+    printf "\nnative-direct: the native configuration with pool.scrape.transport \"direct\"\n"
+    printf "| | plain Envoy (round robin) | + native picker (callouts) | + native picker (direct) |\n|---|---|---|---|\n"
+    printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, n, 100*n/a, d, 100*d/a
+    printf "| worker CPU per request (µs) | %.1f | %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, cn, cn-ca, cd, cd-ca
+    printf "| scraping CPU per request, main + scrape thread (µs) | 0 | %.2f | %.2f |\n", sn, sd
+    printf "| latency p50, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p50a, p50n, p50n-p50a, p50d, p50d-p50a
+    printf "| latency p99, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p99a, p99n, p99n-p99a, p99d, p99d-p99a
   }'
 fi
