@@ -317,6 +317,22 @@ fn native_pool_follows_the_cluster_hosts_from_eds() {
         println!("wasm build: the pool comes from pool.endpoints (ECDS), see the test above");
         return;
     }
+    follows_cluster_hosts(json!({}));
+}
+
+/// The same with the scrapes on the module's own thread (`pool.scrape.transport: "direct"`),
+/// which learns the cluster's hosts from the same balancers.
+#[test]
+fn native_pool_follows_the_cluster_hosts_with_direct_scrapes() {
+    if !e2e::native() {
+        println!("wasm build: the direct scrape transport is the native build's");
+        return;
+    }
+    follows_cluster_hosts(json!({"transport": "direct"}));
+}
+
+/// Scale up and down by EDS alone, under traffic, with `scrape` as `pool.scrape`.
+fn follows_cluster_hosts(scrape: Value) {
     let backends: Vec<Backend> = ["pod-a", "pod-b", "pod-c"]
         .iter()
         .map(|n| Backend::spawn(n))
@@ -325,7 +341,7 @@ fn native_pool_follows_the_cluster_hosts_from_eds() {
     backends[1].set(json!({"waiting": 20, "kv": 0.8}));
     backends[2].set(json!({"waiting": 0, "kv": 0.0}));
     let addrs: Vec<std::net::SocketAddr> = backends.iter().map(|b| b.addr).collect();
-    let picker = json!({"pool": {"cluster": "inference_pool", "debug": true}});
+    let picker = json!({"pool": {"cluster": "inference_pool", "debug": true, "scrape": scrape}});
     let (mut env, pid) = start_xds(backends, picker);
     assert_eq!(env.stat("endpoint_picker.endpoints.total").unwrap_or(0), 0);
 
