@@ -233,6 +233,14 @@ fn consumed(key: DataKey) -> &'static [DataKey] {
 /// judge the others by extrapolation and keep routing where it has already been).
 pub const MIN_ENDPOINT_RESPONSES: u32 = 2;
 
+/// Requests in flight (the `running` input: this proxy's in-flight count when an in-flight
+/// producer runs, the scraped running requests otherwise) from which an endpoint that has not
+/// taught [`MIN_ENDPOINT_RESPONSES`] yet is predicted like an endpoint of the fleet's average
+/// speed under its load, instead of getting none. Without it a newcomer (a scaled-up Deployment)
+/// would be sent every request until its first answers arrived: `latency-scorer` prefers an
+/// endpoint with no prediction. Ours: upstream predicts every endpoint from one model.
+pub const UNHEARD_IN_FLIGHT: u32 = MIN_ENDPOINT_RESPONSES;
+
 /// Weight of a new observation in an endpoint's speed once it has [`1 / SPEED_ALPHA`] of them
 /// (an exponential average; before that the plain mean of what it has, so a few responses
 /// already place an endpoint).
@@ -530,16 +538,23 @@ impl DataProducer for PredictedLatencyProducer {
                 let m = self.models.lock();
                 let speeds: Vec<(Option<EndpointSpeed>, f64)> = inputs
                     .iter()
-                    .map(|(i, _, _)| {
+                    .map(|(i, x, _)| {
                         let Some(e) = cx.endpoints.get(*i) else {
                             return (None, 0.0);
                         };
                         let address = e.address.as_str();
-                        let speed = m
-                            .speeds
-                            .get(address)
-                            .copied()
-                            .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES);
+                        let heard = m.speeds.get(address).copied();
+                        let speed = heard
+                            .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES)
+                            .or_else(|| {
+                                // Tried with a few requests at a time, not the whole stream.
+                                (x.running >= f64::from(UNHEARD_IN_FLIGHT))
+                                    .then(|| heard.unwrap_or_default())
+                                    .map(|s| EndpointSpeed {
+                                        ttft: Ratio::default(),
+                                        ..s
+                                    })
+                            });
                         let strictest = if self.streaming {
                             m.strictest_tpot(address)
                         } else {
@@ -871,17 +886,37 @@ mod tests {
             slow > 2.0 * fast && (fast - 40.0).abs() < 15.0,
             "{fast} / {slow}"
         );
-        // A third endpoint joins: no prediction until it has answered twice.
+        // A third endpoint joins: no prediction until it has answered twice...
         endpoints.push(Endpoint::new("10.0.0.3:8000"));
-        let mut cycle = CycleState::new();
-        let pcx = ProduceContext {
-            request: &req,
-            endpoints: &endpoints,
-            now_ms: 95_000,
+        let produce = |endpoints: &[Endpoint]| {
+            let mut cycle = CycleState::new();
+            let pcx = ProduceContext {
+                request: &req,
+                endpoints,
+                now_ms: 95_000,
+            };
+            p.produce(&pcx, &[0, 1, 2], &mut cycle, &mut RequestState::new());
+            cycle
+                .get::<Predictions>(LATENCY_PREDICTION_INFO)
+                .unwrap()
+                .clone()
         };
-        p.produce(&pcx, &[0, 1, 2], &mut cycle, &mut RequestState::new());
-        let pred = cycle.get::<Predictions>(LATENCY_PREDICTION_INFO).unwrap();
+        let pred = produce(&endpoints);
         assert!(pred[0].is_some() && pred[2].is_none());
+        endpoints[2].metrics.running_requests = UNHEARD_IN_FLIGHT - 1;
+        assert!(produce(&endpoints)[2].is_none());
+        // ...unless it already runs that many requests: then it is predicted as the fleet's
+        // model predicts an endpoint of average speed under the same load, between the fast
+        // and the slow one (the model learnt from both).
+        for e in &mut endpoints {
+            e.metrics.running_requests = UNHEARD_IN_FLIGHT;
+        }
+        let pred = produce(&endpoints);
+        let [fast, slow, newcomer] = [0, 1, 2].map(|i| pred[i].unwrap().ttft_ms);
+        assert!(
+            fast < newcomer && newcomer < slow,
+            "{fast} / {slow} / {newcomer}"
+        );
         // Leaving the pool forgets an endpoint's speed.
         p.pool_changed(&["10.0.0.1:8000"]);
         assert_eq!(p.models.lock().speeds.len(), 1);
