@@ -592,8 +592,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_bootstrap_extension_server_init
         let ext = unsafe { &*(extension as *const Extension) };
         // SAFETY: the configuration outlives its extension.
         if let Some(s) = unsafe { scraper_arc(ext.scraper as ConstPtr) } {
-            s.start();
             s.start_direct();
+            s.start();
         }
     })
 }

@@ -117,6 +117,16 @@ impl DirectScraper {
     }
 }
 
+impl DirectScraper {
+    /// True once the thread has ended (it ends by itself only when it could not build its
+    /// runtime, after a panic it caught, or when its driver is gone).
+    pub fn is_finished(&self) -> bool {
+        self.thread
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+}
+
 impl Drop for DirectScraper {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -119,7 +119,8 @@ pub struct Scraper {
     inner: Mutex<Inner>,
     /// GIE's pool gauges (main thread).
     gauges: Mutex<PoolGauges>,
-    /// The direct transport is in use (`pool.scrape.transport: "direct"`, bootstrap scraper).
+    /// The direct transport is configured (`pool.scrape.transport: "direct"`, bootstrap
+    /// scraper); it is in use while its thread runs ([`Scraper::direct_running`]).
     direct: bool,
     /// Its thread, once started; dropped (stopped and joined) by [`Scraper::stop`].
     direct_thread: Mutex<Option<DirectScraper>>,
@@ -251,7 +252,8 @@ impl Scraper {
     }
 
     /// Starts the direct transport's thread (`pool.scrape.transport: "direct"`; nothing
-    /// otherwise). Call once the scraper is shared, after [`Scraper::start`].
+    /// otherwise). Call before [`Scraper::start`], whose first tick then leaves the scraping to
+    /// the thread; if the thread cannot start, the callouts scrape.
     pub fn start_direct(self: &Arc<Self>) {
         if !self.direct {
             return;
@@ -278,7 +280,7 @@ impl Scraper {
     pub fn tick(&self) {
         let now = now_ms();
         crate::filter::flush_all(now);
-        let delay = if self.direct {
+        let delay = if self.direct_running() {
             DIRECT_MAIN_TICK_MS
         } else {
             let timeout = self.pool.scrape.timeout_ms;
@@ -293,6 +295,32 @@ impl Scraper {
             unsafe {
                 abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(timer, delay);
             }
+        }
+    }
+
+    /// True while the direct transport's thread scrapes. A thread that ended on its own (it
+    /// could not build its runtime, or a panic it caught) hands the scraping back to the
+    /// callouts: its fetches in flight are forgotten, so they are due again at once.
+    fn direct_running(&self) -> bool {
+        if !self.direct {
+            return false;
+        }
+        let mut slot = self
+            .direct_thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(t) if t.is_finished() => {
+                *slot = None;
+                log::error!(
+                    "endpoint picker scraper: the direct scrape thread stopped; scraping through cluster '{}' instead",
+                    self.pool.metrics_cluster
+                );
+                self.inner().state.abandon_in_flight();
+                false
+            }
+            Some(_) => true,
+            None => false,
         }
     }
 

@@ -327,6 +327,17 @@ impl ScrapeState {
         }
     }
 
+    /// Forgets every fetch in flight (their outcomes will never come: the transport that ran
+    /// them stopped), so each endpoint and page is due again on its turn.
+    pub fn abandon_in_flight(&mut self) {
+        for s in &mut self.slots {
+            s.in_flight = None;
+            for p in &mut s.pages {
+                p.in_flight = None;
+            }
+        }
+    }
+
     /// The slot whose callout `token` just finished (and clears it).
     pub fn finished(&mut self, token: u64) -> Option<usize> {
         let i = self.slots.iter().position(|s| s.in_flight == Some(token))?;
@@ -527,6 +538,25 @@ mod tests {
         assert_eq!(s.finished(11), Some(0));
         assert_eq!(s.finished(11), None);
         assert_eq!(s.take_due(1_100, 50, SCRAPES_PER_WAKE).len(), 2);
+    }
+
+    #[test]
+    fn abandoned_fetches_are_due_again() {
+        let mut s = state();
+        assert_eq!(s.take_due(1_000, 50, SCRAPES_PER_WAKE).len(), 2);
+        s.started(0, 11);
+        s.started(1, 12);
+        assert!(
+            s.take_due(2_000, 50, SCRAPES_PER_WAKE).is_empty(),
+            "both in flight"
+        );
+        s.abandon_in_flight();
+        assert_eq!(s.take_due(2_000, 50, SCRAPES_PER_WAKE).len(), 2);
+        assert_eq!(
+            s.finished(11),
+            None,
+            "a late outcome of an abandoned fetch is ignored"
+        );
     }
 
     #[test]
