@@ -94,28 +94,11 @@ pub fn start(sinks: &[Arc<dyn Plugin>]) -> Option<Subscriptions> {
     let stats = Arc::new(SubscriberStats::default());
     let weak: Vec<Weak<dyn Plugin>> = sinks.iter().map(Arc::downgrade).collect();
     let (t_stop, t_stats) = (stop.clone(), stats.clone());
-    let spawned = std::thread::Builder::new()
-        .name("picker-kv-events".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    log::error!("endpoint picker: KV events: no runtime: {e}");
-                    return;
-                }
-            };
-            rt.block_on(manage(weak, t_stop, t_stats));
-        });
-    match spawned {
-        Ok(_) => Some(Subscriptions { stop, stats }),
-        Err(e) => {
-            log::error!("endpoint picker: KV events: cannot start the subscriber thread: {e}");
-            None
-        }
-    }
+    crate::runtime_thread::spawn("picker-kv-events", "KV events", move |rt| {
+        rt.block_on(manage(weak, t_stop, t_stats));
+    })
+    .ok()?;
+    Some(Subscriptions { stop, stats })
 }
 
 fn members() -> Vec<String> {

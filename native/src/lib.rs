@@ -40,6 +40,7 @@ pub mod lb;
 pub mod logger;
 pub mod metrics;
 pub mod pool;
+pub mod runtime_thread;
 pub mod scrape_client;
 pub mod scraper;
 pub mod tokenizer;

@@ -76,48 +76,24 @@ pub struct DirectScraper {
 }
 
 impl DirectScraper {
-    /// Starts the thread for `driver`. `None` (logged) when the thread or its runtime cannot
-    /// start.
+    /// Starts the thread for `driver`. `None` (logged) when the thread cannot start; a thread
+    /// that could not build its runtime ends at once ([`DirectScraper::is_finished`]).
     pub fn start(driver: Weak<dyn ScrapeDriver>, limits: Limits) -> Option<DirectScraper> {
         let stop = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let (t_stop, t_wake) = (stop.clone(), wake.clone());
-        let spawned = std::thread::Builder::new()
-            .name("picker-scrape".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        log::error!("endpoint picker scraper: no runtime for direct scrapes: {e}");
-                        return;
-                    }
-                };
-                let local = tokio::task::LocalSet::new();
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    local.block_on(&rt, drive(driver, limits, t_stop, t_wake));
-                }));
-                if run.is_err() {
-                    log::error!("endpoint picker scraper: the direct scrape thread panicked; metrics go stale");
-                }
-            });
-        match spawned {
-            Ok(t) => Some(DirectScraper {
-                stop,
-                wake,
-                thread: Some(t),
-            }),
-            Err(e) => {
-                log::error!("endpoint picker scraper: cannot start the direct scrape thread: {e}");
-                None
-            }
-        }
+        let thread = crate::runtime_thread::spawn("picker-scrape", "direct scrapes", move |rt| {
+            // Per-address connection state is shared by the fetches through `Rc`: a LocalSet.
+            tokio::task::LocalSet::new().block_on(rt, drive(driver, limits, t_stop, t_wake));
+        })
+        .ok()?;
+        Some(DirectScraper {
+            stop,
+            wake,
+            thread: Some(thread),
+        })
     }
-}
 
-impl DirectScraper {
     /// True once the thread has ended (it ends by itself only when it could not build its
     /// runtime, after a panic it caught, or when its driver is gone).
     pub fn is_finished(&self) -> bool {
