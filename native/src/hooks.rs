@@ -18,6 +18,7 @@ use endpoint_picker_filter::flow::{BodyAction, HeadersAction, RequestFlow};
 use crate::abi::{self, ConstPtr, EnvoyBuffer, EnvoyHttpHeader, Ptr};
 use crate::filter::{FilterConfig, NativeHost, Stream};
 use crate::lb::Balancer;
+use crate::now_ms;
 use crate::scraper::Scraper;
 
 /// Runs `f`; on a panic logs it and returns `fallback`.
@@ -381,11 +382,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
             s.flow.on_wake(&mut host, &*s.config);
         }
     })
-}
-
-/// Now, ms since the Unix epoch.
-fn now_ms() -> u64 {
-    endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
 }
 
 /// The filter configuration of a hook.

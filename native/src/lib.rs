@@ -29,6 +29,11 @@
     )
 )]
 
+/// Now, ms since the Unix epoch (the scraper, its thread and the hooks).
+pub(crate) fn now_ms() -> u64 {
+    endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
+}
+
 pub mod abi;
 pub mod filter;
 pub mod hooks;

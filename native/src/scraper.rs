@@ -36,6 +36,7 @@ use scheduler_core::{ConfigError, PickerConfig, Registry};
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
 use crate::hosts;
 use crate::metrics::{Counter, FamilySink, Gauge};
+use crate::now_ms;
 use crate::pool::{self, Members, PoolState};
 use crate::scrape_client::{DirectScraper, Fetch, Fetched, Limits, ScrapeDriver};
 use endpoint_picker_filter::telemetry::PoolGauges;
@@ -134,10 +135,6 @@ pub struct Scraper {
 unsafe impl Send for Scraper {}
 // SAFETY: as above.
 unsafe impl Sync for Scraper {}
-
-fn now_ms() -> u64 {
-    endpoint_picker_filter::time::to_ms(std::time::SystemTime::now())
-}
 
 impl Scraper {
     /// Loads the picker JSON (the same document the filter gets).

@@ -311,7 +311,8 @@ pub struct Env {
     envoy: Option<Child>,
 }
 
-fn merge(into: &mut Value, from: &Value) {
+/// Sets every field of the object `from` in the object `into` (one level, replacing).
+pub fn merge(into: &mut Value, from: &Value) {
     if let (Some(a), Some(b)) = (into.as_object_mut(), from.as_object()) {
         for (k, v) in b {
             a.insert(k.clone(), v.clone());

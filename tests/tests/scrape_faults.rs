@@ -42,9 +42,7 @@ fn the_direct_transport_survives_broken_metrics_responses() {
 /// Every fault of [`FAULTS`] on one endpoint, with `scrape` merged into `pool.scrape`.
 fn survives_every_fault(scrape: serde_json::Value) {
     let mut spec = json!({"staleness": "1s", "timeout": "300ms"});
-    if let (Some(s), Some(extra)) = (spec.as_object_mut(), scrape.as_object()) {
-        s.extend(extra.clone());
-    }
+    e2e::merge(&mut spec, &scrape);
     let env = Env::start(EnvSpec {
         // Staleness 1 s, and a scrape timeout short enough that a stalled body fails fast.
         pool: json!({ "scrape": spec }),

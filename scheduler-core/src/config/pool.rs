@@ -138,8 +138,8 @@ pub enum ScrapeTransport {
     Cluster,
     /// `direct` (native build): the module's own HTTP/1.1 client on a thread of its own, plain
     /// HTTP to each endpoint's metrics address over kept-alive connections, as GIE's EPP scrapes
-    /// by default. Envoy's main thread does no scraping and each scrape costs about half the CPU
-    /// of a callout; no TLS. The Wasm build, and the native build without a bootstrap scraper,
+    /// by default. Envoy's main thread does no scraping and each scrape costs 35–45 % less CPU
+    /// than a callout (measured, BENCHMARKS.md); no TLS. The Wasm build, and the native build without a bootstrap scraper,
     /// fall back to `cluster` with a warning.
     #[serde(rename = "direct")]
     Direct,

@@ -546,14 +546,12 @@ impl DataProducer for PredictedLatencyProducer {
                         let heard = m.speeds.get(address).copied();
                         let speed = heard
                             .filter(|s| s.ttft_responses >= MIN_ENDPOINT_RESPONSES)
+                            // Tried with a few requests at a time, not the whole stream.
                             .or_else(|| {
-                                // Tried with a few requests at a time, not the whole stream.
-                                (x.running >= f64::from(UNHEARD_IN_FLIGHT))
-                                    .then(|| heard.unwrap_or_default())
-                                    .map(|s| EndpointSpeed {
-                                        ttft: Ratio::default(),
-                                        ..s
-                                    })
+                                (x.running >= f64::from(UNHEARD_IN_FLIGHT)).then(|| EndpointSpeed {
+                                    ttft: Ratio::default(),
+                                    ..heard.unwrap_or_default()
+                                })
                             });
                         let strictest = if self.streaming {
                             m.strictest_tpot(address)
