@@ -156,6 +156,15 @@ pub trait Picking {
     fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
         None
     }
+    /// The burst window's batch, when a `burst-prefix-cache-producer` is configured.
+    fn burst_gate(&self) -> Option<&crate::burst::BurstGate> {
+        None
+    }
+    /// A request was held in a burst batch that opened at `now_ms` and seals at
+    /// `deadline_ms`: the native module's sealer is told; the Wasm module seals on its tick.
+    fn burst_opened(&self, deadline_ms: u64) {
+        let _ = deadline_ms;
+    }
     /// The pool's saturation at `now_ms` by the configured detector over the current candidates
     /// (0 idle, ≥ 1.0 saturated).
     fn saturation(&self, now_ms: u64) -> f64 {
@@ -282,6 +291,10 @@ pub struct RequestFlow {
     /// The request headers as they arrived (less the ones the flow removed), kept from the
     /// headers hook for the plugins once the body is complete: one host read per request.
     headers: Option<HeaderBlock>,
+    /// Burst window: where the batch leaves this request's placement while it is held.
+    burst: Option<Arc<crate::burst::BurstSlot>>,
+    /// Burst window: the request went through its batch (it is not held again).
+    batched: bool,
 }
 
 impl Default for RequestFlow {
@@ -317,6 +330,8 @@ impl RequestFlow {
             grpc: false,
             grpc_method: None,
             headers: None,
+            burst: None,
+            batched: false,
         }
     }
 
@@ -325,10 +340,11 @@ impl RequestFlow {
         self.ticket.is_some()
     }
 
-    /// True while flow control may wake this request: it is queued, or it is a sheddable
-    /// request in flight that eviction may cut short (the host keeps it reachable).
+    /// True while flow control or the burst window may wake this request: it is queued or held
+    /// in a batch, or it is a sheddable request in flight that eviction may cut short (the host
+    /// keeps it reachable).
     pub fn wakeable(&self) -> bool {
-        self.slot.is_some()
+        self.slot.is_some() || self.burst.is_some()
     }
 
     /// True once [`RequestFlow::finish`] ran.
@@ -621,20 +637,26 @@ impl RequestFlow {
             Some(_) => host.waker(),
             None => None,
         };
+        // The burst window holds a request once, after flow control let it through.
+        let burst = p.burst_gate().filter(|_| !self.batched);
+        let mut burst_waker = match burst {
+            Some(_) => host.waker(),
+            None => None,
+        };
+        let mut held: Option<(Arc<crate::burst::BurstSlot>, bool)> = None;
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
         let mut rejected = false;
         let mut priority = None;
         let picker = &p.core().picker;
-        let mut admit =
-            |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
-                if gate.is_some() {
-                    // Kept for eviction's tracking, even when this host cannot queue.
-                    priority = Some(req.priority);
-                }
-                let (Some(g), Some(wake)) = (gate, waker.take()) else {
-                    return Gate::Go;
-                };
+        let mut admit = |req: &InferenceRequest<'_>,
+                         candidates: &[scheduler_core::Endpoint]|
+         -> Gate {
+            if gate.is_some() {
+                // Kept for eviction's tracking, even when this host cannot queue.
+                priority = Some(req.priority);
+            }
+            if let (Some(g), Some(wake)) = (gate, waker.take()) {
                 let q = QueuedRequest {
                     received_ms,
                     slo_ttft_ms: slo_ttft_ms(req),
@@ -649,17 +671,34 @@ impl RequestFlow {
                 // Saturation of the candidates this request sees (no second snapshot read).
                 let mut saturation = || picker.pool_saturation(candidates, now_ms);
                 match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
-                    Admission::Dispatch => Gate::Go,
+                    Admission::Dispatch => {}
                     Admission::Queued(t) => {
                         queued = Some((t, slot));
-                        Gate::Wait
+                        return Gate::Wait;
                     }
                     Admission::Rejected(e) => {
                         rejected = true;
-                        Gate::Reject(e)
+                        return Gate::Reject(e);
                     }
                 }
-            };
+            }
+            if let (Some(b), Some(wake)) = (burst, burst_waker.take()) {
+                let mut key = Vec::new();
+                if let Some(w) = b.window() {
+                    w.batch_key(req, &mut key);
+                }
+                match b.join(key, candidates, wake, now_ms) {
+                        Ok(h) => {
+                            held = Some(h);
+                            return Gate::Wait;
+                        }
+                        Err(e) => log::debug!(
+                            "endpoint picker: burst window not holding the request ({e:?}); it goes on with no placement"
+                        ),
+                    }
+            }
+            Gate::Go
+        };
         let mut outcome = None;
         let mut headers = Some(block.iter().map(|(k, v)| (k.into(), v.into())).collect());
         let state = &mut self.state;
@@ -695,6 +734,20 @@ impl RequestFlow {
         }
         if priority.is_some() {
             self.priority = priority;
+        }
+        if let (Outcome::Queued, Some((slot, opened))) = (&outcome, held.take()) {
+            // Paused with the body buffered until the batch seals (`on_wake`). Flow control, if
+            // on, already let it through.
+            self.scheduled = false;
+            self.admitted = true;
+            self.burst = Some(slot);
+            self.body_size = size;
+            if opened {
+                if let Some(d) = p.burst_gate().and_then(|b| b.deadline_ms()) {
+                    p.burst_opened(d);
+                }
+            }
+            return BodyAction::StopAndBuffer;
         }
         if let (Outcome::Queued, Some((ticket, slot))) = (&outcome, queued) {
             // Paused with the body buffered until the queue releases it (`on_wake`).
@@ -760,6 +813,9 @@ impl RequestFlow {
         host: &mut H,
         p: &P,
     ) -> bool {
+        if let Some(placed) = self.burst.as_ref().and_then(|s| s.take()) {
+            return self.on_burst_end(host, p, placed);
+        }
         let Some(end) = self.slot.as_ref().and_then(|s| s.take()) else {
             return false;
         };
@@ -796,6 +852,31 @@ impl RequestFlow {
                 false
             }
         }
+    }
+
+    /// The burst batch this request was held in sealed: hand the plugin its placement, schedule
+    /// the request and let it go on (`true`), or answer it (`false`).
+    fn on_burst_end<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        placed: crate::burst::BurstEnd,
+    ) -> bool {
+        self.burst = None;
+        self.batched = true;
+        if let Some(w) = p.burst_gate().and_then(|b| b.window()) {
+            w.placed(&mut self.state, placed.endpoint.as_deref(), placed.blocks);
+        }
+        log::debug!(
+            "endpoint picker: burst batch sealed after {} ms, placement {}",
+            placed.waited_ms,
+            placed.endpoint.as_deref().unwrap_or("none")
+        );
+        let go_on = self.decide_with_body(host, p, self.body_size) == BodyAction::Continue;
+        if go_on {
+            host.continue_request();
+        }
+        go_on
     }
 
     /// Runs the attribute reporters on the finished response and hands what they report to the
@@ -1175,6 +1256,7 @@ mod tests {
         picks: RefCell<Vec<String>>,
         records: RefCell<Vec<RequestRecord>>,
         gate: Option<crate::waiting::FlowGate>,
+        burst: Option<crate::burst::BurstGate>,
         waits: RefCell<Vec<(i32, &'static str)>>,
         /// The request headers each scheduling cycle was given.
         seen_headers: RefCell<Vec<Vec<(String, String)>>>,
@@ -1233,6 +1315,9 @@ mod tests {
         fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
             self.gate.as_ref()
         }
+        fn burst_gate(&self) -> Option<&crate::burst::BurstGate> {
+            self.burst.as_ref()
+        }
         fn saturation(&self, now_ms: u64) -> f64 {
             self.core
                 .picker
@@ -1267,8 +1352,13 @@ mod tests {
                 e
             })
             .collect();
+        let burst = l
+            .picker
+            .batch_window()
+            .and_then(|w| crate::burst::BurstGate::new(w.clone()));
         FakePicking {
             core: PickerCore::new(l.picker, l.pool),
+            burst,
             pool: RefCell::new(pool),
             budget_used: Cell::new(0),
             picks: RefCell::default(),
@@ -1479,6 +1569,94 @@ mod tests {
         assert_eq!(
             flow.on_request_body(&mut host, &p, body.len(), true),
             BodyAction::Continue
+        );
+    }
+
+    /// A burst window of 50 ms whose placement outweighs the queue scorer (which prefers
+    /// 10.0.0.2, the endpoint with no queue).
+    const BURST: &str = r#", "plugins": [
+        {"type": "burst-prefix-cache-producer", "parameters": {"windowDurationMs": 50, "blockSizeTokens": 1}},
+        {"type": "prefix-cache-scorer", "parameters": {"prefixMatchInfoProducerName": "burst-prefix-cache-producer"}},
+        {"type": "queue-scorer"}, {"type": "max-score-picker"}],
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "prefix-cache-scorer", "weight": 10}, {"pluginRef": "queue-scorer", "weight": 1},
+            {"pluginRef": "max-score-picker"}]}]"#;
+
+    /// A request through its body with a pausable host; asserts it is held.
+    fn held_request(p: &FakePicking, body: &str) -> (RequestFlow, FakeHost) {
+        let mut host = request(body);
+        host.pausable = true;
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, p, false);
+        assert_eq!(
+            flow.on_request_body(&mut host, p, body.len(), true),
+            BodyAction::StopAndBuffer
+        );
+        assert!(host.reply.is_none(), "{:?}", host.reply);
+        assert!(flow.wakeable() && !flow.decided());
+        (flow, host)
+    }
+
+    #[test]
+    fn a_burst_of_one_prompt_is_held_for_the_window_then_sent_to_one_endpoint() {
+        let p = picking_with(BURST);
+        let shared = r#"{"model":"m","prompt":"the same long system prompt and question"}"#;
+        let (mut a, mut host_a) = held_request(&p, shared);
+        let (mut b, mut host_b) = held_request(&p, shared);
+        let (mut lone, mut host_lone) =
+            held_request(&p, r#"{"model":"m","prompt":"something else"}"#);
+        let g = p.burst.as_ref().unwrap();
+        assert_eq!(g.len(), 3);
+        // The fake host's clock reads 1000 ms: the batch seals at 1050.
+        assert_eq!(g.seal_due(1049), 0);
+        assert_eq!(g.seal_due(1050), 3);
+        for (flow, host) in [
+            (&mut a, &mut host_a),
+            (&mut b, &mut host_b),
+            (&mut lone, &mut host_lone),
+        ] {
+            assert_eq!(host.wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+            assert!(flow.on_wake(host, &p));
+            assert!(host.continued && flow.decided());
+            // Woken once: a second wake does nothing.
+            assert!(!flow.on_wake(host, &p));
+        }
+        // The pair goes to the first endpoint by address (the batch's tie-break), against the
+        // queue scorer; the lone prompt has no placement and the queue scorer decides.
+        for host in [&mut host_a, &mut host_b] {
+            assert_eq!(
+                host.request_header(DESTINATION).as_deref(),
+                Some("10.0.0.1:8000")
+            );
+        }
+        assert_eq!(
+            host_lone.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
+        );
+    }
+
+    #[test]
+    fn a_burst_behind_flow_control_is_admitted_once_and_a_host_that_cannot_pause_is_not_held() {
+        let p = picking_with(&format!("{BURST}{FLOW}"));
+        let body = r#"{"model":"m","prompt":"hello there"}"#;
+        let (mut flow, mut host) = held_request(&p, body);
+        p.burst.as_ref().unwrap().seal_due(2000);
+        assert!(flow.on_wake(&mut host, &p));
+        assert!(host.continued);
+        // Flow control admitted it at once and was not asked again after the window.
+        assert!(p.waits.borrow().is_empty(), "{:?}", p.waits.borrow());
+        assert!(p.gate.as_ref().unwrap().is_empty());
+        // A host that cannot pause a request routes it at once with no placement.
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        assert_eq!(
+            flow.on_request_body(&mut host, &p, body.len(), true),
+            BodyAction::Continue
+        );
+        assert_eq!(
+            host.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
         );
     }
 

@@ -25,6 +25,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod burst;
 pub mod flow;
 pub mod headers;
 pub mod pairs;

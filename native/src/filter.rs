@@ -95,6 +95,12 @@ pub struct FilterConfig {
     alive: RwLock<bool>,
     /// Flow control's queues, shared by every worker (`flowControl` gate).
     gate: Option<endpoint_picker_filter::waiting::FlowGate>,
+    /// The burst window's batch, shared by every worker, and the thread that seals it
+    /// (`burst-prefix-cache-producer`). The sealer is dropped first (it stops and joins).
+    burst: Option<(
+        Option<crate::burst_sealer::Sealer>,
+        Arc<endpoint_picker_filter::burst::BurstGate>,
+    )>,
     /// Filter-only mode (no bootstrap scraper): the scraper living in this configuration and
     /// the thread that ticks it. The ticker is dropped first (it stops and joins its thread).
     scraper: Option<(crate::scraper::Ticker, Arc<crate::scraper::Scraper>)>,
@@ -196,6 +202,14 @@ impl FilterConfig {
                 }
             }
         };
+        let burst = loaded
+            .picker
+            .batch_window()
+            .and_then(|w| endpoint_picker_filter::burst::BurstGate::new(w.clone()))
+            .map(|g| {
+                let g = Arc::new(g);
+                (crate::burst_sealer::Sealer::start(g.clone()), g)
+            });
         let sinks = loaded.picker.kv_event_sinks();
         let kv = crate::kv_subscriber::start(&sinks).map(|subscriptions| KvFeed {
             sinks,
@@ -214,6 +228,7 @@ impl FilterConfig {
             main_tick_ms: AtomicU64::new(0),
             alive: RwLock::new(true),
             gate,
+            burst,
             scraper,
         })
     }
@@ -321,6 +336,16 @@ impl Picking for FilterConfig {
         self.gate.as_ref()
     }
 
+    fn burst_gate(&self) -> Option<&endpoint_picker_filter::burst::BurstGate> {
+        self.burst.as_ref().map(|(_, g)| &**g)
+    }
+
+    fn burst_opened(&self, _deadline_ms: u64) {
+        if let Some((Some(s), _)) = &self.burst {
+            s.opened();
+        }
+    }
+
     fn saturation(&self, now_ms: u64) -> f64 {
         self.with_candidates(now_ms, |c, _| self.core.picker.pool_saturation(c, now_ms))
     }
@@ -348,6 +373,12 @@ impl FilterConfig {
     /// Flow control's tick (the scraper's timer, main thread): expires waits that ran out and
     /// releases what the pool has room for.
     fn flow_tick(&self, now_ms: u64) {
+        // Without its thread (it could not start, or stopped) the burst window seals here.
+        if let Some((sealer, b)) = &self.burst {
+            if !sealer.as_ref().is_some_and(|s| s.running()) {
+                b.seal_due(now_ms);
+            }
+        }
         if let Some(g) = &self.gate {
             let empty = self.with_candidates(now_ms, |c, _| c.is_empty());
             g.tick(now_ms, empty, &mut || self.saturation(now_ms));

@@ -35,6 +35,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 pub mod abi;
+pub mod burst_sealer;
 pub mod filter;
 pub mod hooks;
 pub mod hosts;

@@ -306,6 +306,15 @@ impl EndpointPicker {
         Ok(result)
     }
 
+    /// The configured batch window (`burst-prefix-cache-producer`), if any: the host holds
+    /// each request with a body in it before scheduling (see [`crate::plugin::BatchWindow`]).
+    /// The plugin, to keep alongside the host's batch; [`Plugin::as_batch_window`] is `Some`.
+    pub fn batch_window(&self) -> Option<&Arc<dyn Plugin>> {
+        self.producers
+            .iter()
+            .find(|p| p.as_batch_window().is_some())
+    }
+
     /// The flow-control layer's settings, when the `flowControl` gate is on.
     pub fn flow_control(&self) -> Option<&Arc<crate::flowcontrol::FlowControl>> {
         self.flow_control.as_ref()

@@ -30,6 +30,8 @@ pub struct PickerShared {
     sink: RefCell<WasmSink>,
     /// This VM's flow-control queues (`flowControl` gate).
     gate: Option<crate::waiting::FlowGate>,
+    /// This VM's burst batch (`burst-prefix-cache-producer`), sealed on the tick.
+    burst: Option<crate::burst::BurstGate>,
 }
 
 impl PickerShared {
@@ -51,8 +53,22 @@ impl PickerShared {
             .picker
             .flow_control()
             .map(|fc| crate::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms()));
+        let burst = loaded
+            .picker
+            .batch_window()
+            .and_then(|w| crate::burst::BurstGate::new(w.clone()));
+        if let Some(w) = burst.as_ref().and_then(|b| b.window()) {
+            if w.window_ms() < loaded.pool.scrape.interval_ms {
+                log::warn!(
+                    "endpoint picker: the burst window ({} ms) is shorter than the scrape interval ({} ms), which paces this Wasm module's tick: a batch is sealed on the first tick or request after its window, so requests may wait up to the interval",
+                    w.window_ms(),
+                    loaded.pool.scrape.interval_ms
+                );
+            }
+        }
         Ok(PickerShared {
             gate,
+            burst,
             telemetry,
             sink: RefCell::default(),
             core: PickerCore::new(loaded.picker, loaded.pool),
@@ -101,6 +117,11 @@ impl PickerShared {
         drop(view);
         if let Some(g) = &self.gate {
             g.tick(now_ms, empty, &mut || self.saturation(now_ms));
+        }
+        if let Some(b) = &self.burst {
+            b.seal_due(now_ms);
+        }
+        if self.gate.is_some() || self.burst.is_some() {
             crate::picker::http::drain_ready(self, None);
         }
         if let Ok(mut t) = self.telemetry.try_borrow_mut() {
@@ -206,6 +227,10 @@ impl Picking for PickerShared {
 
     fn flow_gate(&self) -> Option<&crate::waiting::FlowGate> {
         self.gate.as_ref()
+    }
+
+    fn burst_gate(&self) -> Option<&crate::burst::BurstGate> {
+        self.burst.as_ref()
     }
 
     fn saturation(&self, now_ms: u64) -> f64 {

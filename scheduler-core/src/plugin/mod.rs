@@ -27,8 +27,9 @@ pub use flow_control::{FairnessPolicy, FlowHead, OrderingPolicy, QueuedRequest, 
 pub use kv_events::{KvEventCounters, KvEventFormat, KvEventSink, KvEventsSettings};
 pub use registry::{Factory, Handle, Registry, RegistryEntry};
 pub use request_control::{
-    Admitter, AttributeReporter, DataProducer, FlowIdentity, PreRequest, ProduceContext,
-    ReportedAttribute, RequestParser, ResponseBody, ResponseHeader, SaturationDetector, Screener,
+    Admitter, AttributeReporter, BatchWindow, DataProducer, FlowIdentity, PreRequest,
+    ProduceContext, ReportedAttribute, RequestParser, ResponseBody, ResponseHeader,
+    SaturationDetector, Screener,
 };
 pub use scheduling::{
     CycleContext, Filter, PdDecider, Picker, ProfileHandler, ProfileResults, ScoredEndpoint,
@@ -118,6 +119,10 @@ pub trait Plugin: Send + Sync {
     }
     /// This plugin as a data producer.
     fn as_data_producer(&self) -> Option<&dyn DataProducer> {
+        None
+    }
+    /// This plugin as a batch window (the host holds requests to place them together).
+    fn as_batch_window(&self) -> Option<&dyn BatchWindow> {
         None
     }
     /// This plugin as an admitter.

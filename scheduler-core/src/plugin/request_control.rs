@@ -41,6 +41,32 @@ pub trait DataProducer {
     );
 }
 
+/// Holds each request for a short window and places the window's requests together before any
+/// of them is scheduled (llm-d's burst co-location, `burst-prefix-cache-producer`).
+///
+/// The host keeps one open batch per picker state: the first request opens it, it seals
+/// [`BatchWindow::window_ms`] later, and the host then calls [`BatchWindow::place`] once for the
+/// whole batch, hands each request its placement with [`BatchWindow::placed`] and schedules it;
+/// the plugin's [`DataProducer`] turns the placement into match data. Flow control, when on,
+/// admits a request first.
+pub trait BatchWindow {
+    /// How long a batch stays open after its first request, ms (≥ 1).
+    fn window_ms(&self) -> u64;
+    /// Most requests one batch takes; a request that finds the batch full goes on at once with
+    /// no placement. `None`: unbounded.
+    fn max_batch(&self) -> Option<usize>;
+    /// Writes the request's placement key into `out` (cleared first): its prompt's block-hash
+    /// chain; empty when it has no prompt (it waits with the batch but gets no placement).
+    fn batch_key(&self, request: &InferenceRequest<'_>, out: &mut Vec<u64>);
+    /// Places a sealed batch over `endpoints` (the candidates when the batch sealed): for the
+    /// member with key `keys[i]`, the index into `endpoints` of its endpoint, or `None` (no
+    /// affinity). Returns one entry per key.
+    fn place(&self, keys: &[&[u64]], endpoints: &[Endpoint]) -> Vec<Option<usize>>;
+    /// Gives one request its placement before it is scheduled: the endpoint's address (`None`:
+    /// none) and how many blocks its key has.
+    fn placed(&self, state: &mut RequestState, endpoint: Option<&str>, key_blocks: usize);
+}
+
 /// May deny a request before scheduling. Every admitter must admit.
 pub trait Admitter {
     /// `Err` denies the request: [`RequestError::AdmissionDenied`] (HTTP 500, as GIE answers a

@@ -101,6 +101,7 @@ pub const BUILTINS: &[E] = &[
     E::beta(producer::inflight_load::TYPE, "inflightLoadProducer", producer::inflight_load::factory).default_producer_for(INFLIGHT_LOAD),
     E::beta(producer::predicted_latency::TYPE, "predictedLatency", producer::predicted_latency::factory).default_producer_for(LATENCY_PREDICTION_INFO),
     E::beta(producer::session_id::TYPE, "sessionIdProducer", producer::session_id::factory),
+    E::alpha(producer::burst_prefix_cache::TYPE, "burstPrefixCache", producer::burst_prefix_cache::factory),
     E::alpha(producer::p2p_source::TYPE, "p2pSourceProducer", producer::p2p_source::factory),
     // parsers
     E::stable(parser::openai::TYPE, parser::openai::factory),
@@ -154,7 +155,6 @@ pub const BUILTINS: &[E] = &[
     E::stable(profile::legacy::DATA_PARALLEL_TYPE, profile::legacy::data_parallel_factory)
         .deprecated("use 'single-profile-handler': each data-parallel rank is its own endpoint (ip:port) here, so primaryPort is not needed; loaded as one"),
     // upstream types not built here: a clear error instead of "not registered"
-    E::not_built("burst-prefix-cache-producer", BURST_BATCHING),
     E::not_built("thunder-agent", NEWER_LLMD),
     E::not_built("dp-rank-header-handler", NEWER_LLMD),
     E::not_built("k8s-notification-source", K8S_WATCH),
@@ -162,8 +162,6 @@ pub const BUILTINS: &[E] = &[
     E::not_built("priority-then-time-eviction-order-policy", IN_FLIGHT_EVICTION),
 ];
 
-/// Why llm-d's burst co-location producer is missing.
-const BURST_BATCHING: &str = "it holds every request for a batch window (windowDurationMs) and places the whole batch at once; this engine schedules each request as it arrives on its own Envoy worker and does not batch across requests; prefix-rendezvous-scorer sends prompt-sharing requests that arrive together to one endpoint without waiting";
 /// Why llm-d's Kubernetes watch source is missing.
 const K8S_WATCH: &str = "it watches a Kubernetes API group/version/kind for out-of-tree extractors written in Go; this engine runs inside Envoy with no API-server client, and no built-in extractor reads such events (endpoint-notification-source, which follows the pool, is built)";
 /// Why llm-d's in-flight eviction policies are not plugin types here.

@@ -1,6 +1,7 @@
 //! Data producers: per-request, per-endpoint data that scorers and filters consume.
 
 pub mod approx_prefix_cache;
+pub mod burst_prefix_cache;
 pub mod inflight_load;
 pub mod mm_embeddings_cache;
 pub mod p2p_source;

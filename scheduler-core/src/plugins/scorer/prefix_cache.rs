@@ -5,8 +5,9 @@
 //! there is no match info or the prompt produced no blocks. Consumes
 //! [`PREFIX_CACHE_MATCH_INFO`], so the producer is created automatically when missing.
 //! Category: Affinity. Parameters: `prefixMatchInfoProducerName` (llm-d): the producer whose
-//! match to read; naming a `precise-prefix-cache-producer` (declared before this plugin) reads
-//! [`PRECISE_PREFIX_CACHE_MATCH_INFO`] instead. Tuning goes on the producer, as in GIE.
+//! match to read; naming a `precise-prefix-cache-producer` or a `burst-prefix-cache-producer`
+//! (declared before this plugin) reads [`PRECISE_PREFIX_CACHE_MATCH_INFO`] or
+//! [`BURST_PREFIX_CACHE_MATCH_INFO`] instead. Tuning goes on the producer, as in GIE.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -15,6 +16,7 @@ use crate::error::ConfigError;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, DataKey, Plugin, Scorer, ScorerCategory, TypedName};
 use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
+use crate::plugins::producer::burst_prefix_cache::{self, BURST_PREFIX_CACHE_MATCH_INFO};
 use crate::plugins::producer::precise_prefix_cache::{self, PRECISE_PREFIX_CACHE_MATCH_INFO};
 use serde::Deserialize;
 
@@ -27,21 +29,25 @@ pub struct Params {
 }
 
 /// Which match key a consumer of prefix-match info reads, given llm-d's
-/// `prefixMatchInfoProducerName`: the precise producer's when the named plugin (declared
-/// earlier) produces it, or when the name is the precise producer's type name; else the
-/// approximate producer's.
+/// `prefixMatchInfoProducerName`: the named plugin's (declared earlier) when it produces the
+/// precise or the burst producer's match, else the one of the producer type the name spells;
+/// else the approximate producer's.
 pub fn match_key_for(producer: Option<&str>, handle: &Handle<'_>) -> DataKey {
     let Some(name) = producer.filter(|n| !n.is_empty()) else {
         return PREFIX_CACHE_MATCH_INFO;
     };
-    let precise = match handle.plugin(name) {
-        Some(p) => p.produces().contains(&PRECISE_PREFIX_CACHE_MATCH_INFO),
-        None => name == precise_prefix_cache::TYPE,
-    };
-    if precise {
-        PRECISE_PREFIX_CACHE_MATCH_INFO
-    } else {
-        PREFIX_CACHE_MATCH_INFO
+    let named = [
+        PRECISE_PREFIX_CACHE_MATCH_INFO,
+        BURST_PREFIX_CACHE_MATCH_INFO,
+    ];
+    match handle.plugin(name) {
+        Some(p) => named
+            .into_iter()
+            .find(|k| p.produces().contains(k))
+            .unwrap_or(PREFIX_CACHE_MATCH_INFO),
+        None if name == precise_prefix_cache::TYPE => PRECISE_PREFIX_CACHE_MATCH_INFO,
+        None if name == burst_prefix_cache::TYPE => BURST_PREFIX_CACHE_MATCH_INFO,
+        None => PREFIX_CACHE_MATCH_INFO,
     }
 }
 
@@ -50,6 +56,8 @@ pub fn match_key_for(producer: Option<&str>, handle: &Handle<'_>) -> DataKey {
 pub fn consumed(key: DataKey) -> &'static [DataKey] {
     if key == PRECISE_PREFIX_CACHE_MATCH_INFO {
         &[PRECISE_PREFIX_CACHE_MATCH_INFO]
+    } else if key == BURST_PREFIX_CACHE_MATCH_INFO {
+        &[BURST_PREFIX_CACHE_MATCH_INFO]
     } else {
         &[PREFIX_CACHE_MATCH_INFO]
     }
