@@ -215,9 +215,11 @@ fn in_streaming_mode_tpot_is_learnt_from_the_stream_and_routes_by_its_objective(
 fn a_running_stream_with_a_strict_tpot_objective_keeps_looser_requests_off_its_endpoint() {
     // The scorer judges TPOT only and prefers the most headroom, so without the running
     // request's objective every request would go to the faster server.
-    // An event every 5 ms and every 10 ms: ~10 and ~20 ms per token as the producer measures.
+    // An event every 5 ms and every 40 ms: ~10 and ~80 ms per token as the producer measures.
+    // (With 10 ms against 5 ms, CPU contention in CI once blurred the two in warm-up and the
+    // first loose request went to "slow"; 8× apart they cannot cross.)
     let env = streaming_env(
-        [("fast", 5), ("slow", 10)],
+        [("fast", 5), ("slow", 40)],
         json!({"ttftWeight": 0, "tpotWeight": 1, "headroomSelectionStrategy": "most"}),
     );
     let body = stream_body();
