@@ -60,11 +60,21 @@ struct Member {
 
 /// The open batch.
 struct Batch {
+    /// Its window, ms.
+    window_ms: u64,
     /// When it seals, ms since the epoch.
     deadline_ms: u64,
     /// The candidates when it opened: what it is placed over.
     endpoints: Vec<Endpoint>,
     members: Vec<Member>,
+}
+
+impl Batch {
+    /// True at or after the deadline, and also when the deadline is more than a window ahead:
+    /// the wall clock stepped back, and the batch must not wait for it to catch up.
+    fn due(&self, now_ms: u64) -> bool {
+        self.deadline_ms <= now_ms || self.deadline_ms > now_ms.saturating_add(self.window_ms)
+    }
 }
 
 /// Why a request was not held.
@@ -121,11 +131,12 @@ impl BurstGate {
             };
             let overdue = open
                 .as_ref()
-                .is_some_and(|b| b.deadline_ms <= now_ms)
+                .is_some_and(|b| b.due(now_ms))
                 .then(|| open.take())
                 .flatten();
             let opened = open.is_none();
             let batch = open.get_or_insert_with(|| Batch {
+                window_ms: window.window_ms(),
                 deadline_ms: now_ms.saturating_add(window.window_ms()),
                 endpoints: candidates.to_vec(),
                 members: Vec::new(),
@@ -159,14 +170,15 @@ impl BurstGate {
             .and_then(|o| o.as_ref().map(|b| b.deadline_ms))
     }
 
-    /// Seals the open batch if its deadline is `now_ms` or earlier: places it and wakes every
-    /// request in it. Returns how many it released.
+    /// Seals the open batch if its deadline is `now_ms` or earlier (or more than a window
+    /// ahead: the clock stepped back): places it and wakes every request in it. Returns how many
+    /// it released.
     pub fn seal_due(&self, now_ms: u64) -> usize {
         let Some(window) = self.window() else {
             return 0;
         };
         let due = match self.open.lock() {
-            Ok(mut open) if open.as_ref().is_some_and(|b| b.deadline_ms <= now_ms) => open.take(),
+            Ok(mut open) if open.as_ref().is_some_and(|b| b.due(now_ms)) => open.take(),
             _ => None,
         };
         due.map_or(0, |b| self.release(window, b, now_ms))
@@ -280,6 +292,18 @@ mod tests {
         assert!(first.take().is_some(), "the overdue batch sealed");
         assert!(second.take().is_none());
         assert_eq!(g.deadline_ms(), Some(125));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_hold_a_batch_until_it_catches_up() {
+        let g = gate(serde_json::json!({"windowDurationMs": 100}));
+        let woken = Arc::new(AtomicUsize::new(0));
+        let (slot, _) = g
+            .join(vec![1], &pool(), Box::new(Count(woken.clone())), 10_000_000)
+            .unwrap();
+        // An hour earlier by the wall clock: the batch is sealed, not kept for an hour.
+        assert_eq!(g.seal_due(10_000_000 - 3_600_000), 1);
+        assert!(slot.take().is_some());
     }
 
     #[test]
