@@ -1584,14 +1584,7 @@ mod tests {
 
     /// A request through its body with a pausable host; asserts it is held.
     fn held_request(p: &FakePicking, body: &str) -> (RequestFlow, FakeHost) {
-        let mut host = request(body);
-        host.pausable = true;
-        let mut flow = RequestFlow::new();
-        flow.on_request_headers(&mut host, p, false);
-        assert_eq!(
-            flow.on_request_body(&mut host, p, body.len(), true),
-            BodyAction::StopAndBuffer
-        );
+        let (flow, host) = queued_request(p, body);
         assert!(host.reply.is_none(), "{:?}", host.reply);
         assert!(flow.wakeable() && !flow.decided());
         (flow, host)

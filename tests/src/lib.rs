@@ -21,6 +21,17 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// A real upstream `EndpointPickerConfig` document of `scheduler-core/testdata/upstream/`
+/// (`file`), parsed as it is, ready to give the picker.
+pub fn upstream_config(file: &str) -> Value {
+    let path = repo_root()
+        .join("scheduler-core/testdata/upstream")
+        .join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    envoy_config::document::parse(file, &text).unwrap_or_else(|e| panic!("parsing {file}: {e}"))
+}
+
 /// The Envoy binary.
 pub fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN")

@@ -13,14 +13,7 @@ const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
 /// llm-d-router's sample (`deploy/config/epp-burst-prefix-cache-config.yaml`), unchanged.
 fn upstream_sample() -> Value {
-    let file = "llm-d-router__deploy__config__epp-burst-prefix-cache-config.yaml";
-    let text = std::fs::read_to_string(
-        e2e::repo_root()
-            .join("scheduler-core/testdata/upstream")
-            .join(file),
-    )
-    .unwrap();
-    envoy_config::document::parse(file, &text).unwrap()
+    e2e::upstream_config("llm-d-router__deploy__config__epp-burst-prefix-cache-config.yaml")
 }
 
 /// The sample with its batch window set to `window_ms`.

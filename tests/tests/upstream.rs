@@ -13,15 +13,7 @@ use serde_json::json;
 
 const MODEL: &str = "meta-llama/Llama-3.1-8B-Instruct";
 
-fn upstream(file: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(
-        e2e::repo_root()
-            .join("scheduler-core/testdata/upstream")
-            .join(file),
-    )
-    .unwrap();
-    envoy_config::document::parse(file, &text).unwrap()
-}
+use e2e::upstream_config as upstream;
 
 fn pd_sample() -> serde_json::Value {
     upstream("llm-d-router__deploy__config__pd-epp-config.yaml")
