@@ -160,8 +160,8 @@ pub trait Picking {
     fn burst_gate(&self) -> Option<&crate::burst::BurstGate> {
         None
     }
-    /// A request was held in a burst batch that opened at `now_ms` and seals at
-    /// `deadline_ms`: the native module's sealer is told; the Wasm module seals on its tick.
+    /// A request opened a burst batch that seals at `deadline_ms` (ms since the epoch): the
+    /// native module's sealer is told; the Wasm module seals on its tick.
     fn burst_opened(&self, deadline_ms: u64) {
         let _ = deadline_ms;
     }
@@ -335,9 +335,9 @@ impl RequestFlow {
         }
     }
 
-    /// True while the request waits in the flow-control queue.
+    /// True while the request waits paused: in the flow-control queue, or in a burst batch.
     pub fn queued(&self) -> bool {
-        self.ticket.is_some()
+        self.ticket.is_some() || self.burst.is_some()
     }
 
     /// True while flow control or the burst window may wake this request: it is queued or held
@@ -649,56 +649,53 @@ impl RequestFlow {
         let mut rejected = false;
         let mut priority = None;
         let picker = &p.core().picker;
-        let mut admit = |req: &InferenceRequest<'_>,
-                         candidates: &[scheduler_core::Endpoint]|
-         -> Gate {
-            if gate.is_some() {
-                // Kept for eviction's tracking, even when this host cannot queue.
-                priority = Some(req.priority);
-            }
-            if let (Some(g), Some(wake)) = (gate, waker.take()) {
-                let q = QueuedRequest {
-                    received_ms,
-                    slo_ttft_ms: slo_ttft_ms(req),
-                    bytes: req.body_size_bytes as u64,
-                    ..Default::default()
-                };
-                let slot = Arc::new(crate::waiting::WaitSlot::default());
-                let waiter = crate::waiting::Waiter {
-                    slot: slot.clone(),
-                    wake,
-                };
-                // Saturation of the candidates this request sees (no second snapshot read).
-                let mut saturation = || picker.pool_saturation(candidates, now_ms);
-                match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
-                    Admission::Dispatch => {}
-                    Admission::Queued(t) => {
-                        queued = Some((t, slot));
-                        return Gate::Wait;
-                    }
-                    Admission::Rejected(e) => {
-                        rejected = true;
-                        return Gate::Reject(e);
+        let mut admit =
+            |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
+                if gate.is_some() {
+                    // Kept for eviction's tracking, even when this host cannot queue.
+                    priority = Some(req.priority);
+                }
+                if let (Some(g), Some(wake)) = (gate, waker.take()) {
+                    let q = QueuedRequest {
+                        received_ms,
+                        slo_ttft_ms: slo_ttft_ms(req),
+                        bytes: req.body_size_bytes as u64,
+                        ..Default::default()
+                    };
+                    let slot = Arc::new(crate::waiting::WaitSlot::default());
+                    let waiter = crate::waiting::Waiter {
+                        slot: slot.clone(),
+                        wake,
+                    };
+                    // Saturation of the candidates this request sees (no second snapshot read).
+                    let mut saturation = || picker.pool_saturation(candidates, now_ms);
+                    match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
+                        Admission::Dispatch => {}
+                        Admission::Queued(t) => {
+                            queued = Some((t, slot));
+                            return Gate::Wait;
+                        }
+                        Admission::Rejected(e) => {
+                            rejected = true;
+                            return Gate::Reject(e);
+                        }
                     }
                 }
-            }
-            if let (Some(b), Some(wake)) = (burst, burst_waker.take()) {
-                let mut key = Vec::new();
-                if let Some(w) = b.window() {
-                    w.batch_key(req, &mut key);
-                }
-                match b.join(key, candidates, wake, now_ms) {
+                if let (Some(b), Some(wake)) = (burst, burst_waker.take()) {
+                    let mut key = Vec::new();
+                    if let Some(w) = b.window() {
+                        w.batch_key(req, &mut key);
+                    }
+                    match b.join(key, candidates, wake, now_ms) {
                         Ok(h) => {
                             held = Some(h);
                             return Gate::Wait;
                         }
-                        Err(e) => log::debug!(
-                            "endpoint picker: burst window not holding the request ({e:?}); it goes on with no placement"
-                        ),
+                        Err(e) => log::debug!("endpoint picker: burst window not holding ({e:?})"),
                     }
-            }
-            Gate::Go
-        };
+                }
+                Gate::Go
+            };
         let mut outcome = None;
         let mut headers = Some(block.iter().map(|(k, v)| (k.into(), v.into())).collect());
         let state = &mut self.state;
@@ -828,11 +825,13 @@ impl RequestFlow {
             WaitOutcome::Dispatched => {
                 self.admitted = true;
                 let action = self.decide_with_body(host, p, self.body_size);
-                if let (Some(g), Some(t)) = (p.flow_gate(), ticket) {
-                    g.scheduled(t);
-                    let now_ms = host.now_us() / 1000;
-                    g.pump(now_ms, &mut || p.saturation(now_ms));
+                if self.burst.is_some() {
+                    // Held in a burst batch: flow control counts it released but not yet
+                    // scheduled (so it releases no more in its place) until the batch seals.
+                    self.ticket = ticket;
+                    return false;
                 }
+                self.scheduled_by_flow_control(host, p, ticket);
                 let go_on = action == BodyAction::Continue;
                 if go_on {
                     host.continue_request();
@@ -851,6 +850,21 @@ impl RequestFlow {
                 self.reply(host, p, crate::picker::reply::Reply::from_error(&e));
                 false
             }
+        }
+    }
+
+    /// Tells flow control its released request `ticket` went through scheduling, and runs a
+    /// dispatch cycle.
+    fn scheduled_by_flow_control<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+        &mut self,
+        host: &mut H,
+        p: &P,
+        ticket: Option<Ticket>,
+    ) {
+        if let (Some(g), Some(t)) = (p.flow_gate(), ticket) {
+            g.scheduled(t);
+            let now_ms = host.now_us() / 1000;
+            g.pump(now_ms, &mut || p.saturation(now_ms));
         }
     }
 
@@ -873,6 +887,8 @@ impl RequestFlow {
             placed.endpoint.as_deref().unwrap_or("none")
         );
         let go_on = self.decide_with_body(host, p, self.body_size) == BodyAction::Continue;
+        let ticket = self.ticket.take();
+        self.scheduled_by_flow_control(host, p, ticket);
         if go_on {
             host.continue_request();
         }
@@ -1651,6 +1667,36 @@ mod tests {
             host.request_header(DESTINATION).as_deref(),
             Some("10.0.0.2:8000")
         );
+    }
+
+    #[test]
+    fn a_request_flow_control_released_into_a_burst_batch_keeps_its_place_until_it_is_scheduled() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let p = picking_with(&format!("{BURST}{FLOW}"));
+        saturate(&p, true);
+        let body = r#"{"model":"m","prompt":"hello there"}"#;
+        let (mut a, mut host_a) = queued_request(&p, body);
+        let (b, host_b) = queued_request(&p, body);
+        assert!(a.queued() && b.queued());
+        let g = p.gate.as_ref().unwrap();
+        saturate(&p, false);
+        g.tick(1000, false, &mut || p.saturation(1000));
+        assert_eq!(
+            (host_a.wakes.load(SeqCst), host_b.wakes.load(SeqCst)),
+            (1, 0)
+        );
+        // Released into the burst batch: still paused, and still counted as released but not
+        // scheduled, so flow control lets no other request go in its place.
+        assert!(!a.on_wake(&mut host_a, &p));
+        assert!(a.queued() && !host_a.continued);
+        g.pump(1000, &mut || p.saturation(1000));
+        assert_eq!(host_b.wakes.load(SeqCst), 0);
+        // The batch seals: `a` is scheduled, and flow control releases `b`.
+        p.burst.as_ref().unwrap().seal_due(2000);
+        assert!(a.on_wake(&mut host_a, &p));
+        assert!(host_a.continued && !a.queued());
+        assert_eq!(host_b.wakes.load(SeqCst), 1);
+        assert!(b.queued());
     }
 
     fn request(body: &str) -> FakeHost {
