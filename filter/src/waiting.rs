@@ -19,7 +19,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use scheduler_core::flowcontrol::eviction::{EvictionCounts, EvictionReport, Tracked};
+use scheduler_core::flowcontrol::eviction::{
+    EvictionCounts, EvictionGauges, EvictionReport, Tracked,
+};
 use scheduler_core::flowcontrol::queues::{BandDepth, Outcome};
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
@@ -112,6 +114,11 @@ impl FlowGate {
     /// What eviction has done, when it is on.
     pub fn eviction_counts(&self) -> Option<EvictionCounts> {
         self.queues.lock().ok().and_then(|q| q.eviction_counts())
+    }
+
+    /// Eviction's sizing state, when it is on.
+    pub fn eviction_gauges(&self) -> Option<EvictionGauges> {
+        self.queues.lock().ok().and_then(|q| q.eviction_gauges())
     }
 
     /// What eviction did since the last call, for the metrics flush.

@@ -12,6 +12,7 @@ use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
+use scheduler_core::flowcontrol::eviction::EvictionGauges;
 use scheduler_core::flowcontrol::queues::BandDepth;
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
@@ -426,6 +427,7 @@ pub fn flush_all(now_ms: u64) {
         Err(_) => return,
     };
     let mut depths = Vec::new();
+    let mut eviction: Option<EvictionGauges> = None;
     for c in &live {
         let Ok(alive) = c.alive.read() else { continue };
         if !*alive {
@@ -436,10 +438,39 @@ pub fn flush_all(now_ms: u64) {
         c.flush_if_due(now_ms);
         if let Some(g) = &c.gate {
             depths.push(g.depths());
+            if let Some(e) = g.eviction_gauges() {
+                let sum = eviction.get_or_insert_with(EvictionGauges::default);
+                sum.reclaim_target += e.reclaim_target;
+                sum.pending_reclaim += e.pending_reclaim;
+            }
         }
         drop(alive);
     }
     set_process_queue_depths(depths);
+    set_process_eviction_gauges(eviction);
+}
+
+/// The eviction gauges [`set_process_eviction_gauges`] last set (main thread).
+static REPORTED_EVICTION: Mutex<Option<EvictionGauges>> = Mutex::new(None);
+
+/// Eviction's sizing gauges in the process-wide series (when the bootstrap configuration owns
+/// it): the sum over every live configuration with eviction on, sent when it changed. Without
+/// the process-wide series each configuration sets its own at its flush.
+fn set_process_eviction_gauges(sum: Option<EvictionGauges>) {
+    let Some(sum) = sum else { return };
+    let Ok(process) = PROCESS_SINK.read() else {
+        return;
+    };
+    let Some(families) = process.as_ref() else {
+        return;
+    };
+    let Ok(mut reported) = REPORTED_EVICTION.lock() else {
+        return;
+    };
+    if *reported != Some(sum) {
+        endpoint_picker_filter::telemetry::set_eviction_gauges(&sum, &mut &*families);
+        *reported = Some(sum);
+    }
 }
 
 /// The queue depths [`set_process_queue_depths`] last set (main thread).
@@ -543,6 +574,9 @@ impl FilterConfig {
         // gate, set by [`flush_all`]; a configuration only sets its own series' gauges.
         if let (Some(g), Some(None)) = (&self.gate, process.as_ref().map(|s| s.as_ref())) {
             endpoint_picker_filter::telemetry::set_queue_depths(&g.depths(), &mut &*families);
+            if let Some(e) = g.eviction_gauges() {
+                endpoint_picker_filter::telemetry::set_eviction_gauges(&e, &mut &*families);
+            }
         }
         // Eviction counters are counters: every configuration adds its own to whichever series
         // it writes, and the process-wide one sums them.

@@ -565,6 +565,27 @@ fn eviction(workers: u32) {
         Some(1.0),
         "{text}"
     );
+    // llm-d's confirmation-time histogram (the victim's stream ended within a second of its
+    // eviction) and the sizing gauges, in millionths of the detector's unit.
+    assert_eq!(
+        value(&["flow_control_revocation_confirmation_seconds_count"]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&[
+            "flow_control_revocation_confirmation_seconds_bucket",
+            "le=\"1\""
+        ]),
+        Some(1.0),
+        "{text}"
+    );
+    for gauge in [
+        "endpoint_picker_flow_control_reclaim_target_ppm",
+        "endpoint_picker_flow_control_pending_reclaim_ppm",
+    ] {
+        assert!(value(&[gauge]).is_some(), "{gauge}: {text}");
+    }
     // A critical request is never a victim: a second one waits for the first and is served.
     let later = env.complete(
         MODEL,

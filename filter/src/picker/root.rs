@@ -140,6 +140,9 @@ impl PickerShared {
                 if let Some(r) = g.take_eviction_report().filter(|r| !r.is_empty()) {
                     crate::telemetry::add_eviction_report(&r, &mut *sink);
                 }
+                if let Some(e) = g.eviction_gauges() {
+                    crate::telemetry::set_eviction_gauges(&e, &mut *sink);
+                }
             }
         }
     }

@@ -523,8 +523,54 @@ pub static REVOCATIONS: Family = Family {
     labels: &["outcome"],
 };
 
+/// `endpoint_picker_flow_control_reclaim_target_ppm`: eviction's last computed deficit
+/// (saturation − the blocked band's ceiling) in millionths of the saturation detector's unit;
+/// llm-d-router's `llm_d_epp_flow_control_reclaim_target` (a fraction cannot be an Envoy stat;
+/// `dashboards/recording-rules.yaml` derives upstream's name).
+pub static RECLAIM_TARGET_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_reclaim_target_ppm",
+    kind: Kind::Gauge,
+    labels: NONE,
+};
+
+/// `endpoint_picker_flow_control_pending_reclaim_ppm`: capacity eviction still expects from its
+/// victims (not yet ended, or in their grace), same unit; llm-d-router's
+/// `llm_d_epp_flow_control_pending_reclaim`.
+pub static PENDING_RECLAIM_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_pending_reclaim_ppm",
+    kind: Kind::Gauge,
+    labels: NONE,
+};
+
+/// Eviction to the victim's end: llm-d-router's bounds, 5 ms … 10 s.
+pub static REVOCATION_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+    ],
+    limits: &[
+        5_000_000,
+        10_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        250_000_000,
+        500_000_000,
+        1_000_000_000,
+        2_500_000_000,
+        5_000_000_000,
+        10_000_000_000,
+    ],
+};
+histogram!(
+    REVOCATION_CONFIRMATION,
+    "llm_d_epp_flow_control_revocation_confirmation_seconds",
+    NONE,
+    LE,
+    REVOCATION_SECONDS
+);
+
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 12] = [
+pub static HISTOGRAMS: [&HistogramFamily; 13] = [
     &SCHEDULER_E2E,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
@@ -537,6 +583,7 @@ pub static HISTOGRAMS: [&HistogramFamily; 12] = [
     &REQUEST_TPOT,
     &PREDICTED_TTFT,
     &PREDICTED_TPOT,
+    &REVOCATION_CONFIRMATION,
 ];
 
 /// Every family a request-path sink defines (the histograms' series included).
@@ -550,6 +597,8 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &FLOW_QUEUE_BYTES,
         &REVOCATIONS_ISSUED,
         &REVOCATIONS,
+        &RECLAIM_TARGET_PPM,
+        &PENDING_RECLAIM_PPM,
         &SLO_VIOLATIONS,
     ]
     .into_iter()

@@ -436,7 +436,9 @@ where
     sum
 }
 
-/// Adds what in-flight eviction did since the last flush to its counters.
+/// Adds what in-flight eviction did since the last flush to its counters and to the
+/// confirmation-time histogram (whose series are counters, so this flush's observations are
+/// added as they are).
 pub fn add_eviction_report(
     r: &scheduler_core::flowcontrol::eviction::EvictionReport,
     sink: &mut dyn StatSink,
@@ -449,6 +451,30 @@ pub fn add_eviction_report(
             sink.add(&families::REVOCATIONS, &[outcome], n);
         }
     }
+    if !r.confirmation_ms.is_empty() {
+        let mut h = Histogram::new(&families::REVOCATION_CONFIRMATION);
+        for ms in &r.confirmation_ms {
+            h.record(ms.saturating_mul(1_000_000));
+        }
+        h.flush(&[], sink);
+    }
+}
+
+/// Sets eviction's sizing gauges (millionths of the saturation detector's unit; a negative
+/// deficit shows as 0).
+pub fn set_eviction_gauges(
+    g: &scheduler_core::flowcontrol::eviction::EvictionGauges,
+    sink: &mut dyn StatSink,
+) {
+    let ppm = |v: f64| {
+        if v.is_finite() && v > 0.0 {
+            (v * 1e6).round() as u64
+        } else {
+            0
+        }
+    };
+    sink.set(&families::RECLAIM_TARGET_PPM, &[], ppm(g.reclaim_target));
+    sink.set(&families::PENDING_RECLAIM_PPM, &[], ppm(g.pending_reclaim));
 }
 
 /// Sets the flow-control queue gauges from `depths` (every band that has held a request).

@@ -108,6 +108,9 @@ pub struct EvictionReport {
     pub confirmed: u64,
     /// Evicted requests counted as ended after [`CONFIRMATION_TIMEOUT_MS`] (`timed_out`).
     pub timed_out: u64,
+    /// For each `confirmed` one, the time from its eviction to its stream's end, ms
+    /// (llm-d-router's `flow_control_revocation_confirmation_seconds`).
+    pub confirmation_ms: Vec<u64>,
 }
 
 impl EvictionReport {
@@ -115,6 +118,17 @@ impl EvictionReport {
     pub fn is_empty(&self) -> bool {
         self.issued.is_empty() && self.confirmed == 0 && self.timed_out == 0
     }
+}
+
+/// Eviction's sizing state now, in the saturation detector's units (llm-d-router's
+/// `flow_control_reclaim_target` and `flow_control_pending_reclaim` gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EvictionGauges {
+    /// The last computed deficit: saturation − the blocked band's ceiling (0 before any
+    /// decision).
+    pub reclaim_target: f64,
+    /// Capacity expected from victims not yet ended or still in their grace.
+    pub pending_reclaim: f64,
 }
 
 /// Counts of what eviction did since the start.
@@ -140,6 +154,8 @@ pub struct InFlight<V> {
     /// Debits of ended victims, until their grace ends (credit, until ms).
     cooling: Vec<(f64, u64)>,
     pending: f64,
+    /// The last sizing decision's deficit (saturation − ceiling).
+    reclaim_target: f64,
     counts: EvictionCounts,
     report: EvictionReport,
 }
@@ -155,6 +171,7 @@ impl<V> InFlight<V> {
             outstanding: Vec::new(),
             cooling: Vec::new(),
             pending: 0.0,
+            reclaim_target: 0.0,
             counts: EvictionCounts::default(),
             report: EvictionReport::default(),
         }
@@ -185,6 +202,9 @@ impl<V> InFlight<V> {
             let r = self.outstanding.swap_remove(i);
             self.counts.confirmed += 1;
             self.report.confirmed += 1;
+            self.report
+                .confirmation_ms
+                .push(now_ms.saturating_sub(r.issued_ms));
             self.cooling
                 .push((r.credit, now_ms.saturating_add(self.grace_ms)));
         }
@@ -209,6 +229,14 @@ impl<V> InFlight<V> {
     /// What eviction has done so far.
     pub fn counts(&self) -> EvictionCounts {
         self.counts
+    }
+
+    /// The sizing state now (see [`EvictionGauges`]).
+    pub fn gauges(&self) -> EvictionGauges {
+        EvictionGauges {
+            reclaim_target: self.reclaim_target,
+            pending_reclaim: self.pending,
+        }
     }
 
     /// What eviction did since the last call.
@@ -270,7 +298,8 @@ impl<V> InFlight<V> {
         if !credit.is_finite() || credit <= 0.0 {
             return out;
         }
-        let net = saturation - ceiling - self.pending;
+        self.reclaim_target = saturation - ceiling;
+        let net = self.reclaim_target - self.pending;
         if net < 0.0 || (net == 0.0 && self.pending > 0.0) {
             return out;
         }
@@ -357,13 +386,27 @@ mod tests {
         // Just at the ceiling: one victim, so the band can move.
         let v = f.reclaim(5, 1.0, 1.0, 0);
         assert_eq!(v.len(), 1);
+        // One request's share of saturation 1.0 over 3 in flight is pending; the deficit is 0.
+        let g = f.gauges();
+        assert_eq!(g.reclaim_target, 0.0);
+        assert!((g.pending_reclaim - 1.0 / 3.0).abs() < 1e-9, "{g:?}");
         assert!(!f.gate_open(6), "a victim is still running");
         let (t, _) = v[0];
         assert_ne!(t, a, "the newest goes first");
         assert_eq!(f.untrack(t, 8), None, "no longer evictable");
         assert_eq!(f.counts().confirmed, 1);
+        assert_eq!(
+            f.take_report().confirmation_ms,
+            [3],
+            "evicted at 5, ended at 8"
+        );
         assert!(!f.gate_open(17), "within the grace");
+        assert!(
+            f.gauges().pending_reclaim > 0.0,
+            "still debited in the grace"
+        );
         assert!(f.gate_open(18));
+        assert_eq!(f.gauges().pending_reclaim, 0.0);
         assert_eq!(
             f.untrack(a, 20),
             Some(1),

@@ -14,7 +14,9 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 
 use crate::error::RequestError;
-use crate::flowcontrol::eviction::{EvictionCounts, EvictionReport, InFlight, Tracked};
+use crate::flowcontrol::eviction::{
+    EvictionCounts, EvictionGauges, EvictionReport, InFlight, Tracked,
+};
 use crate::flowcontrol::settings::{BandSettings, FlowControl};
 use crate::plugin::{FlowHead, OrderingPolicy, QueuedRequest};
 use crate::scratch::Scratch;
@@ -181,6 +183,11 @@ impl<W> FlowQueues<W> {
     /// What eviction has done, when it is on.
     pub fn eviction_counts(&self) -> Option<EvictionCounts> {
         self.in_flight.as_ref().map(InFlight::counts)
+    }
+
+    /// Eviction's sizing state (for metrics), when it is on.
+    pub fn eviction_gauges(&self) -> Option<EvictionGauges> {
+        self.in_flight.as_ref().map(InFlight::gauges)
     }
 
     /// What eviction did since the last call (for metrics), when it is on.
