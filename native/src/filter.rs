@@ -428,6 +428,10 @@ pub fn flush_all(now_ms: u64) {
     };
     let mut depths = Vec::new();
     let mut eviction: Option<EvictionGauges> = None;
+    // The highest saturation of any configuration with flow control, at the flush cadence.
+    let saturation_due =
+        now_ms.saturating_sub(LAST_SATURATION_MS.load(Ordering::Relaxed)) >= FLUSH_INTERVAL_MS;
+    let mut saturation: Option<f64> = None;
     for c in &live {
         let Ok(alive) = c.alive.read() else { continue };
         if !*alive {
@@ -438,6 +442,10 @@ pub fn flush_all(now_ms: u64) {
         c.flush_if_due(now_ms);
         if let Some(g) = &c.gate {
             depths.push(g.depths());
+            if saturation_due {
+                let s = c.saturation(now_ms);
+                saturation = Some(saturation.map_or(s, |m: f64| m.max(s)));
+            }
             if let Some(e) = g.eviction_gauges() {
                 let sum = eviction.get_or_insert_with(EvictionGauges::default);
                 sum.reclaim_target += e.reclaim_target;
@@ -448,7 +456,18 @@ pub fn flush_all(now_ms: u64) {
     }
     set_process_queue_depths(depths);
     set_process_eviction_gauges(eviction);
+    if saturation_due {
+        LAST_SATURATION_MS.store(now_ms, Ordering::Relaxed);
+        if let (Some(s), Ok(process)) = (saturation, PROCESS_SINK.read()) {
+            if let Some(families) = process.as_ref() {
+                endpoint_picker_filter::telemetry::set_pool_saturation(s, &mut &*families);
+            }
+        }
+    }
 }
+
+/// When [`flush_all`] last set the process-wide pool saturation, ms since the epoch.
+static LAST_SATURATION_MS: AtomicU64 = AtomicU64::new(0);
 
 /// The eviction gauges [`set_process_eviction_gauges`] last set (main thread).
 static REPORTED_EVICTION: Mutex<Option<EvictionGauges>> = Mutex::new(None);
@@ -577,6 +596,10 @@ impl FilterConfig {
             if let Some(e) = g.eviction_gauges() {
                 endpoint_picker_filter::telemetry::set_eviction_gauges(&e, &mut &*families);
             }
+            endpoint_picker_filter::telemetry::set_pool_saturation(
+                self.saturation(now_ms),
+                &mut &*families,
+            );
         }
         // Eviction counters are counters: every configuration adds its own to whichever series
         // it writes, and the process-wide one sums them.

@@ -566,7 +566,8 @@ fn eviction(workers: u32) {
         "{text}"
     );
     // llm-d's confirmation-time histogram (the victim's stream ended within a second of its
-    // eviction) and the sizing gauges, in millionths of the detector's unit.
+    // eviction), the sizing gauges and the pool's saturation, in millionths of the detector's
+    // unit.
     assert_eq!(
         value(&["flow_control_revocation_confirmation_seconds_count"]),
         Some(1.0),
@@ -583,6 +584,7 @@ fn eviction(workers: u32) {
     for gauge in [
         "endpoint_picker_flow_control_reclaim_target_ppm",
         "endpoint_picker_flow_control_pending_reclaim_ppm",
+        "endpoint_picker_flow_control_pool_saturation_ppm",
     ] {
         assert!(value(&[gauge]).is_some(), "{gauge}: {text}");
     }

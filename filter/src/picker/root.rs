@@ -143,6 +143,15 @@ impl PickerShared {
                 if let Some(e) = g.eviction_gauges() {
                     crate::telemetry::set_eviction_gauges(&e, &mut *sink);
                 }
+                // Not while a scheduling cycle holds the view (a flush from the request path).
+                if let Ok(mut view) = self.view.try_borrow_mut() {
+                    self.refresh(&mut view, now_ms);
+                    let s = self
+                        .core
+                        .picker
+                        .pool_saturation(view.candidates(now_ms), now_ms);
+                    crate::telemetry::set_pool_saturation(s, &mut *sink);
+                }
             }
         }
     }

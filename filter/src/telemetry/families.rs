@@ -542,6 +542,17 @@ pub static PENDING_RECLAIM_PPM: Family = Family {
     labels: NONE,
 };
 
+/// `endpoint_picker_flow_control_pool_saturation_ppm`: the saturation detector's reading of the
+/// pool that gates flow control, in millionths (10⁶ is the set point, above it oversubscribed;
+/// an empty pool reads 10⁶), set at each metrics flush while flow control is on; GIE's
+/// `inference_extension_flow_control_pool_saturation{stage="effective"}` and llm-d's
+/// `llm_d_epp_flow_control_pool_saturation` (recording rules).
+pub static POOL_SATURATION_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_pool_saturation_ppm",
+    kind: Kind::Gauge,
+    labels: NONE,
+};
+
 /// Eviction to the victim's end: llm-d-router's bounds, 5 ms … 10 s.
 pub static REVOCATION_SECONDS: Buckets = Buckets {
     le: &[
@@ -599,6 +610,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &REVOCATIONS,
         &RECLAIM_TARGET_PPM,
         &PENDING_RECLAIM_PPM,
+        &POOL_SATURATION_PPM,
         &SLO_VIOLATIONS,
     ]
     .into_iter()

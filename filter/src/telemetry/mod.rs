@@ -466,15 +466,22 @@ pub fn set_eviction_gauges(
     g: &scheduler_core::flowcontrol::eviction::EvictionGauges,
     sink: &mut dyn StatSink,
 ) {
-    let ppm = |v: f64| {
-        if v.is_finite() && v > 0.0 {
-            (v * 1e6).round() as u64
-        } else {
-            0
-        }
-    };
     sink.set(&families::RECLAIM_TARGET_PPM, &[], ppm(g.reclaim_target));
     sink.set(&families::PENDING_RECLAIM_PPM, &[], ppm(g.pending_reclaim));
+}
+
+/// Sets the flow-control pool saturation gauge (millionths: 10⁶ is the gating set point).
+pub fn set_pool_saturation(saturation: f64, sink: &mut dyn StatSink) {
+    sink.set(&families::POOL_SATURATION_PPM, &[], ppm(saturation));
+}
+
+/// `v` in millionths, for a gauge (Envoy stats are integers); negative or not finite: 0.
+fn ppm(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        (v * 1e6).round() as u64
+    } else {
+        0
+    }
 }
 
 /// Sets the flow-control queue gauges from `depths` (every band that has held a request).

@@ -409,3 +409,54 @@ fn latency_outcomes_become_llm_d_predictor_series() {
         again.0
     );
 }
+
+#[test]
+fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_histogram() {
+    use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
+    let mut shown = Shown::default();
+    set_pool_saturation(1.25, &mut shown);
+    set_eviction_gauges(
+        &EvictionGauges {
+            reclaim_target: -0.5,
+            pending_reclaim: 0.333_333_4,
+        },
+        &mut shown,
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{}"),
+        Some(1_250_000)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_reclaim_target_ppm{}"),
+        Some(0),
+        "a negative deficit shows as 0"
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pending_reclaim_ppm{}"),
+        Some(333_333)
+    );
+    set_pool_saturation(f64::NAN, &mut shown);
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{}"),
+        Some(0)
+    );
+    let report = EvictionReport {
+        confirmed: 2,
+        confirmation_ms: vec![30, 3_000],
+        ..EvictionReport::default()
+    };
+    add_eviction_report(&report, &mut shown);
+    let bucket = |le: &str| {
+        shown.get(&format!(
+            "llm_d_epp_flow_control_revocation_confirmation_seconds_bucket{{le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (bucket("0.025"), bucket("0.05"), bucket("2.5"), bucket("5")),
+        (Some(0), Some(1), Some(1), Some(2))
+    );
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_revocation_confirmation_seconds_count{}"),
+        Some(2)
+    );
+}
