@@ -34,21 +34,7 @@ pub struct BurstEnd {
 }
 
 /// Where the gate leaves a held request's [`BurstEnd`].
-#[derive(Default)]
-pub struct BurstSlot(Mutex<Option<BurstEnd>>);
-
-impl BurstSlot {
-    /// Takes the placement, if the batch sealed.
-    pub fn take(&self) -> Option<BurstEnd> {
-        self.0.lock().ok().and_then(|mut s| s.take())
-    }
-
-    fn put(&self, end: BurstEnd) {
-        if let Ok(mut s) = self.0.lock() {
-            *s = Some(end);
-        }
-    }
-}
+pub type BurstSlot = crate::waiting::Slot<BurstEnd>;
 
 /// One held request.
 struct Member {
@@ -109,8 +95,8 @@ impl BurstGate {
 
     /// Holds a request with placement `key` in the open batch (opening one over `candidates`
     /// if none is open, or if the open one is past its deadline — that one is sealed first).
-    /// Returns the request's slot and whether it opened the batch (the native sealer is then
-    /// told of the new deadline).
+    /// Returns the request's slot and, when it opened the batch, the batch's deadline (ms since
+    /// the epoch; the native sealer is then told).
     ///
     /// # Errors
     /// [`NotHeld`]: the request goes on at once with no placement.
@@ -120,7 +106,7 @@ impl BurstGate {
         candidates: &[Endpoint],
         wake: Box<dyn Wake>,
         now_ms: u64,
-    ) -> Result<(Arc<BurstSlot>, bool), NotHeld> {
+    ) -> Result<(Arc<BurstSlot>, Option<u64>), NotHeld> {
         let Some(window) = self.window() else {
             return Err(NotHeld::Unavailable);
         };
@@ -154,7 +140,7 @@ impl BurstGate {
                 slot: slot.clone(),
                 wake,
             });
-            (overdue, opened)
+            (overdue, opened.then_some(batch.deadline_ms))
         };
         if let Some(b) = overdue {
             self.release(window, b, now_ms);
@@ -260,9 +246,9 @@ mod tests {
                 .unwrap()
         };
         let (a1, opened) = join(vec![1, 2], 1000);
-        assert!(opened);
+        assert_eq!(opened, Some(1050));
         let (a2, opened) = join(vec![1, 2], 1020);
-        assert!(!opened);
+        assert_eq!(opened, None);
         let (lone, _) = join(vec![9], 1030);
         assert_eq!(g.deadline_ms(), Some(1050));
         assert_eq!(g.seal_due(1049), 0, "not before the deadline");
@@ -288,7 +274,7 @@ mod tests {
         let (second, opened) = g
             .join(vec![1], &pool(), Box::new(Count(woken.clone())), 115)
             .unwrap();
-        assert!(opened);
+        assert_eq!(opened, Some(125));
         assert!(first.take().is_some(), "the overdue batch sealed");
         assert!(second.take().is_none());
         assert_eq!(g.deadline_ms(), Some(125));

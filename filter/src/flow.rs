@@ -643,7 +643,7 @@ impl RequestFlow {
             Some(_) => host.waker(),
             None => None,
         };
-        let mut held: Option<(Arc<crate::burst::BurstSlot>, bool)> = None;
+        let mut held: Option<(Arc<crate::burst::BurstSlot>, Option<u64>)> = None;
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
         let mut rejected = false;
@@ -739,10 +739,8 @@ impl RequestFlow {
             self.admitted = true;
             self.burst = Some(slot);
             self.body_size = size;
-            if opened {
-                if let Some(d) = p.burst_gate().and_then(|b| b.deadline_ms()) {
-                    p.burst_opened(d);
-                }
+            if let Some(deadline_ms) = opened {
+                p.burst_opened(deadline_ms);
             }
             return BodyAction::StopAndBuffer;
         }

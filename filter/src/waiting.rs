@@ -43,22 +43,31 @@ pub struct WaitEnd {
     pub waited_ms: u64,
 }
 
-/// Where the gate leaves a queued request's [`WaitEnd`] for it to read.
-#[derive(Default)]
-pub struct WaitSlot(Mutex<Option<WaitEnd>>);
+/// Where a gate leaves a paused request's outcome (`T`) for the request to read on its own
+/// worker: flow control's [`WaitSlot`], the burst window's [`crate::burst::BurstSlot`].
+pub struct Slot<T>(Mutex<Option<T>>);
 
-impl WaitSlot {
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(Mutex::new(None))
+    }
+}
+
+impl<T> Slot<T> {
     /// Takes the outcome, if the wait ended.
-    pub fn take(&self) -> Option<WaitEnd> {
+    pub fn take(&self) -> Option<T> {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
 
-    fn put(&self, end: WaitEnd) {
+    pub(crate) fn put(&self, end: T) {
         if let Ok(mut s) = self.0.lock() {
             *s = Some(end);
         }
     }
 }
+
+/// Where the gate leaves a queued request's [`WaitEnd`] for it to read.
+pub type WaitSlot = Slot<WaitEnd>;
 
 /// What the gate keeps of a queued request.
 pub struct Waiter {
