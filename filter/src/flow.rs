@@ -646,7 +646,8 @@ impl RequestFlow {
         let mut held: Option<(Arc<crate::burst::BurstSlot>, Option<u64>)> = None;
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
-        let mut rejected = false;
+        let mut rejected: Option<&'static str> = None;
+        let mut dispatched = false;
         let mut priority = None;
         let picker = &p.core().picker;
         let mut admit =
@@ -670,13 +671,16 @@ impl RequestFlow {
                     // Saturation of the candidates this request sees (no second snapshot read).
                     let mut saturation = || picker.pool_saturation(candidates, now_ms);
                     match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
-                        Admission::Dispatch => {}
+                        Admission::Dispatch => dispatched = true,
                         Admission::Queued(t) => {
                             queued = Some((t, slot));
                             return Gate::Wait;
                         }
                         Admission::Rejected(e) => {
-                            rejected = true;
+                            rejected = Some(match e {
+                                scheduler_core::RequestError::NoCandidates => "RejectedNoEndpoints",
+                                _ => "RejectedCapacity",
+                            });
                             return Gate::Reject(e);
                         }
                     }
@@ -726,8 +730,13 @@ impl RequestFlow {
             };
             p.route_request(input, state, record)
         });
-        if rejected {
-            p.record_queue_wait(0, "RejectedCapacity", 0);
+        // Every request flow control decided counts once by how it ended (the queued ones when
+        // their wait ends); one let through at once waited 0 ms, as upstream records it.
+        let band = priority.unwrap_or(0);
+        if let Some(label) = rejected {
+            p.record_queue_wait(band, label, 0);
+        } else if dispatched {
+            p.record_queue_wait(band, "Dispatched", 0);
         }
         if priority.is_some() {
             self.priority = priority;
@@ -1167,6 +1176,12 @@ mod tests {
     use core::cell::{Cell, RefCell};
     use scheduler_core::{Endpoint, PickerConfig, Registry, SplitMix64};
 
+    /// A clock for the flow-control gate's timings: 1.5 µs later at every call.
+    fn fake_ns() -> u64 {
+        static NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        NS.fetch_add(1_500, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A host that records what the flow did.
     #[derive(Default)]
     struct FakeHost {
@@ -1354,7 +1369,7 @@ mod tests {
         let gate = l
             .picker
             .flow_control()
-            .map(|fc| crate::waiting::FlowGate::new(fc.clone(), l.pool.scrape.lag_ms()));
+            .map(|fc| crate::waiting::FlowGate::new(fc.clone(), l.pool.scrape.lag_ms(), fake_ns));
         let pool = [(3u32, 0.2), (0, 0.1)]
             .iter()
             .enumerate()
@@ -1478,6 +1493,44 @@ mod tests {
             ]
         );
         assert!(p.waits.borrow().contains(&(0, "EvictedTTL")));
+        // The refused one counted once, under upstream's outcome name.
+        assert_eq!(
+            p.waits
+                .borrow()
+                .iter()
+                .filter(|w| w.1 == "RejectedCapacity")
+                .count(),
+            1
+        );
+        // The gate timed the three admissions by band and outcome, and its dispatch cycles.
+        let mut shown = Vec::new();
+        struct Names<'a>(&'a mut Vec<String>);
+        impl crate::telemetry::StatSink for Names<'_> {
+            fn add(&mut self, f: &'static crate::telemetry::families::Family, l: &[&str], d: u64) {
+                if d > 0 {
+                    self.0.push(format!("{}{l:?} {d}", f.name));
+                }
+            }
+            fn set(&mut self, _: &'static crate::telemetry::families::Family, _: &[&str], _: u64) {}
+        }
+        g.take_timings().flush(&mut Names(&mut shown));
+        let enqueue = "llm_d_epp_flow_control_request_enqueue_duration_seconds_count";
+        assert!(
+            shown.contains(&format!(r#"{enqueue}["0", "NotYetFinalized"] 2"#)),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&format!(r#"{enqueue}["0", "RejectedCapacity"] 1"#)),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s
+                    .starts_with("llm_d_epp_flow_control_dispatch_cycle_duration_seconds_count")),
+            "{shown:?}"
+        );
+        assert!(g.take_timings().is_empty(), "handed over whole");
     }
 
     const EVICTION: &str = r#", "featureGates": ["flowControl"],
@@ -1650,8 +1703,9 @@ mod tests {
         p.burst.as_ref().unwrap().seal_due(2000);
         assert!(flow.on_wake(&mut host, &p));
         assert!(host.continued);
-        // Flow control admitted it at once and was not asked again after the window.
-        assert!(p.waits.borrow().is_empty(), "{:?}", p.waits.borrow());
+        // Flow control admitted it at once (counted once, as a wait of 0 ms) and was not asked
+        // again after the window.
+        assert_eq!(*p.waits.borrow(), [(0, "Dispatched")]);
         assert!(p.gate.as_ref().unwrap().is_empty());
         // A host that cannot pause a request routes it at once with no placement.
         let mut host = request(body);

@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use scheduler_core::flowcontrol::eviction::{
     EvictionCounts, EvictionGauges, EvictionReport, Tracked,
 };
-use scheduler_core::flowcontrol::queues::{BandDepth, Outcome};
+use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization, Outcome};
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
+
+use crate::telemetry::FlowTimings;
 
 /// Resumes one paused request on its own worker. Called from any thread.
 pub trait Wake: Send {
@@ -88,25 +90,65 @@ pub fn outcome_label(o: &Outcome) -> Option<&'static str> {
     }
 }
 
+/// Upstream's enqueue outcome label for an admission: `NotYetFinalized` for a request left
+/// waiting (llm-d-router labels an item still in its queue so), else how it ended.
+fn enqueue_label(a: &Admission) -> &'static str {
+    match a {
+        Admission::Dispatch => "Dispatched",
+        Admission::Queued(_) => "NotYetFinalized",
+        Admission::Rejected(scheduler_core::RequestError::NoCandidates) => "RejectedNoEndpoints",
+        Admission::Rejected(_) => "RejectedCapacity",
+    }
+}
+
+/// What the gate's lock guards: the queues and the timings of work done on them.
+struct Guarded {
+    queues: FlowQueues<Waiter>,
+    timings: FlowTimings,
+}
+
 /// The queues of one picker state; see the module docs.
 pub struct FlowGate {
-    queues: Mutex<FlowQueues<Waiter>>,
+    state: Mutex<Guarded>,
+    /// A monotonic clock in nanoseconds, for the timings (the host's).
+    clock_ns: fn() -> u64,
 }
 
 impl FlowGate {
     /// A gate with `settings`; `scrape_lag_ms` is the pool's scrape interval plus its staleness
-    /// limit (it paces eviction under a scraped saturation detector).
-    pub fn new(settings: Arc<FlowControl>, scrape_lag_ms: u64) -> Self {
+    /// limit (it paces eviction under a scraped saturation detector); `clock_ns` times each
+    /// admission and dispatch cycle (nanoseconds; steps back count as 0).
+    pub fn new(settings: Arc<FlowControl>, scrape_lag_ms: u64, clock_ns: fn() -> u64) -> Self {
         FlowGate {
-            queues: Mutex::new(FlowQueues::new(settings, scrape_lag_ms)),
+            state: Mutex::new(Guarded {
+                queues: FlowQueues::new(settings, scrape_lag_ms),
+                timings: FlowTimings::default(),
+            }),
+            clock_ns,
         }
+    }
+
+    /// The timings recorded since the last call, for the metrics flush.
+    pub fn take_timings(&self) -> FlowTimings {
+        self.state
+            .lock()
+            .map(|mut g| std::mem::take(&mut g.timings))
+            .unwrap_or_default()
+    }
+
+    /// How full the queues are against their limits.
+    pub fn capacity_utilization(&self) -> CapacityUtilization {
+        self.state
+            .lock()
+            .map(|g| g.queues.capacity_utilization())
+            .unwrap_or_default()
     }
 
     /// Tracks a routed request of `priority` at `now_ms` (see [`FlowQueues::track`]); a
     /// sheddable one passes the `waiter` that answers it if it is evicted.
     pub fn track(&self, priority: i32, now_ms: u64, waiter: Option<Waiter>) -> Option<Tracked> {
-        match self.queues.lock() {
-            Ok(mut q) => q.track(priority, now_ms, waiter),
+        match self.state.lock() {
+            Ok(mut g) => g.queues.track(priority, now_ms, waiter),
             Err(_) => None,
         }
     }
@@ -114,32 +156,39 @@ impl FlowGate {
     /// The tracked request `t` ended at `now_ms`.
     pub fn untrack(&self, t: Tracked, now_ms: u64) {
         // A waiter handed back is dropped after the lock.
-        let _waiter = match self.queues.lock() {
-            Ok(mut q) => q.untrack(t, now_ms),
+        let _waiter = match self.state.lock() {
+            Ok(mut g) => g.queues.untrack(t, now_ms),
             Err(_) => None,
         };
     }
 
     /// What eviction has done, when it is on.
     pub fn eviction_counts(&self) -> Option<EvictionCounts> {
-        self.queues.lock().ok().and_then(|q| q.eviction_counts())
+        self.state
+            .lock()
+            .ok()
+            .and_then(|g| g.queues.eviction_counts())
     }
 
     /// Eviction's sizing state, when it is on.
     pub fn eviction_gauges(&self) -> Option<EvictionGauges> {
-        self.queues.lock().ok().and_then(|q| q.eviction_gauges())
+        self.state
+            .lock()
+            .ok()
+            .and_then(|g| g.queues.eviction_gauges())
     }
 
     /// What eviction did since the last call, for the metrics flush.
     pub fn take_eviction_report(&self) -> Option<EvictionReport> {
-        self.queues
+        self.state
             .lock()
             .ok()
-            .and_then(|mut q| q.take_eviction_report())
+            .and_then(|mut g| g.queues.take_eviction_report())
     }
 
     /// Admits one request (see [`FlowQueues::admit`]); `saturation` is the pool's, asked only
-    /// when nothing waits ahead of it. A poisoned lock admits (never loses a request).
+    /// when nothing waits ahead of it. A poisoned lock admits (never loses a request). The
+    /// admission is timed, by band and outcome.
     pub fn admit(
         &self,
         key: &FlowKey,
@@ -148,18 +197,27 @@ impl FlowGate {
         now_ms: u64,
         saturation: &mut dyn FnMut() -> f64,
     ) -> Admission {
-        match self.queues.lock() {
-            Ok(mut q) => q.admit(key, req, waiter, now_ms, saturation),
+        match self.state.lock() {
+            Ok(mut g) => {
+                let start = (self.clock_ns)();
+                let a = g.queues.admit(key, req, waiter, now_ms, saturation);
+                let ns = (self.clock_ns)().saturating_sub(start);
+                g.timings.enqueue(key.priority, enqueue_label(&a), ns);
+                a
+            }
             Err(_) => Admission::Dispatch,
         }
     }
 
-    /// Runs a dispatch cycle; wakes what it released. Returns how many it released.
+    /// Runs a dispatch cycle (timed); wakes what it released. Returns how many it released.
     pub fn pump(&self, now_ms: u64, saturation: &mut dyn FnMut() -> f64) -> usize {
-        let (released, evicted) = match self.queues.lock() {
-            Ok(mut q) => {
-                let r = q.dispatch(now_ms, saturation);
-                (r, q.take_evicted())
+        let (released, evicted) = match self.state.lock() {
+            Ok(mut g) => {
+                let start = (self.clock_ns)();
+                let r = g.queues.dispatch(now_ms, saturation);
+                let ns = (self.clock_ns)().saturating_sub(start);
+                g.timings.dispatch_cycle(ns);
+                (r, g.queues.take_evicted())
             }
             Err(_) => (None, Vec::new()),
         };
@@ -178,10 +236,10 @@ impl FlowGate {
     /// Expires the requests whose budget ran out, wakes them, then runs a dispatch cycle (the
     /// host's tick). `empty_pool` says whether the pool has endpoints now.
     pub fn tick(&self, now_ms: u64, empty_pool: bool, saturation: &mut dyn FnMut() -> f64) {
-        let expired = match self.queues.lock() {
-            Ok(mut q) => {
-                q.set_pool_empty(empty_pool, now_ms);
-                q.expire(now_ms)
+        let expired = match self.state.lock() {
+            Ok(mut g) => {
+                g.queues.set_pool_empty(empty_pool, now_ms);
+                g.queues.expire(now_ms)
             }
             Err(_) => Vec::new(),
         };
@@ -193,8 +251,8 @@ impl FlowGate {
 
     /// The released request `ticket` went through scheduling.
     pub fn scheduled(&self, ticket: Ticket) {
-        if let Ok(mut q) = self.queues.lock() {
-            q.scheduled(ticket);
+        if let Ok(mut g) = self.state.lock() {
+            g.queues.scheduled(ticket);
         }
     }
 
@@ -202,8 +260,8 @@ impl FlowGate {
     /// (ms) when it was still waiting.
     pub fn cancel(&self, ticket: Ticket, now_ms: u64) -> Option<(i32, u64)> {
         // The waiter (and with it the host's wake handle) is dropped after the lock.
-        let released = match self.queues.lock() {
-            Ok(mut q) => q.cancel(ticket, now_ms),
+        let released = match self.state.lock() {
+            Ok(mut g) => g.queues.cancel(ticket, now_ms),
             Err(_) => None,
         };
         released.map(|r| (r.priority, r.waited_ms))
@@ -211,12 +269,15 @@ impl FlowGate {
 
     /// Queue depth per band.
     pub fn depths(&self) -> Vec<BandDepth> {
-        self.queues.lock().map(|q| q.depths()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|g| g.queues.depths())
+            .unwrap_or_default()
     }
 
     /// Requests waiting.
     pub fn len(&self) -> u64 {
-        self.queues.lock().map(|q| q.len()).unwrap_or(0)
+        self.state.lock().map(|g| g.queues.len()).unwrap_or(0)
     }
 
     /// True when nothing waits.

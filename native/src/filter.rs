@@ -177,7 +177,11 @@ impl FilterConfig {
             .map(|_| Mutex::new(Telemetry::new(&loaded.picker)))
             .collect();
         let gate = loaded.picker.flow_control().map(|fc| {
-            endpoint_picker_filter::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms())
+            endpoint_picker_filter::waiting::FlowGate::new(
+                fc.clone(),
+                loaded.pool.scrape.lag_ms(),
+                monotonic_ns,
+            )
         });
         // Filter-only mode: no bootstrap scraper in this Envoy, so this configuration scrapes.
         let scraper = if crate::scraper::bootstrap_present() {
@@ -357,6 +361,17 @@ impl Picking for FilterConfig {
 }
 
 impl FilterConfig {
+    /// The saturation detector's name and how many of the pool's endpoints (fresh or not) it
+    /// scores saturated for missing or stale metrics; `None` when it reads no scraped metrics.
+    fn stale_endpoints(&self, now_ms: u64) -> Option<(String, usize)> {
+        let snap = pool::current();
+        let endpoints = snap.as_ref().map_or(&[][..], |s| &s.endpoints[..]);
+        self.core
+            .picker
+            .pool_stale_endpoints(endpoints, now_ms)
+            .map(|(d, n)| (d.to_string(), n))
+    }
+
     /// Filter-only mode: one scrape tick (main thread, from the configuration scheduler).
     pub fn scrape_tick(&self) {
         if let Some((_, s)) = &self.scraper {
@@ -427,6 +442,8 @@ pub fn flush_all(now_ms: u64) {
         Err(_) => return,
     };
     let mut depths = Vec::new();
+    let mut utilization = Vec::new();
+    let mut stale: Vec<(String, usize)> = Vec::new();
     let mut eviction: Option<EvictionGauges> = None;
     // The highest saturation of any configuration with flow control, at the flush cadence.
     let saturation_due =
@@ -445,6 +462,13 @@ pub fn flush_all(now_ms: u64) {
             if saturation_due {
                 let s = c.saturation(now_ms);
                 saturation = Some(saturation.map_or(s, |m: f64| m.max(s)));
+                utilization.push(g.capacity_utilization());
+                if let Some((detector, n)) = c.stale_endpoints(now_ms) {
+                    match stale.iter_mut().find(|(d, _)| *d == detector) {
+                        Some((_, m)) => *m = (*m).max(n),
+                        None => stale.push((detector, n)),
+                    }
+                }
             }
             if let Some(e) = g.eviction_gauges() {
                 let sum = eviction.get_or_insert_with(EvictionGauges::default);
@@ -461,6 +485,16 @@ pub fn flush_all(now_ms: u64) {
         if let (Some(s), Ok(process)) = (saturation, PROCESS_SINK.read()) {
             if let Some(families) = process.as_ref() {
                 endpoint_picker_filter::telemetry::set_pool_saturation(s, &mut &*families);
+                // The fullest gate per band, and per detector the most stale endpoints.
+                let u = endpoint_picker_filter::telemetry::max_utilization(utilization);
+                endpoint_picker_filter::telemetry::set_capacity_utilization(&u, &mut &*families);
+                for (detector, n) in &stale {
+                    endpoint_picker_filter::telemetry::set_stale_endpoints(
+                        detector,
+                        *n,
+                        &mut &*families,
+                    );
+                }
             }
         }
     }
@@ -600,6 +634,26 @@ impl FilterConfig {
                 self.saturation(now_ms),
                 &mut &*families,
             );
+            endpoint_picker_filter::telemetry::set_capacity_utilization(
+                &g.capacity_utilization(),
+                &mut &*families,
+            );
+            if let Some((detector, n)) = self.stale_endpoints(now_ms) {
+                endpoint_picker_filter::telemetry::set_stale_endpoints(
+                    &detector,
+                    n,
+                    &mut &*families,
+                );
+            }
+        }
+        // Timings are counters too: each configuration adds its own.
+        if let Some(t) = self
+            .gate
+            .as_ref()
+            .map(|g| g.take_timings())
+            .filter(|t| !t.is_empty())
+        {
+            t.flush(&mut &*families);
         }
         // Eviction counters are counters: every configuration adds its own to whichever series
         // it writes, and the process-wide one sums them.

@@ -361,6 +361,29 @@ impl EndpointPicker {
         detector.saturation(&cx, &candidates)
     }
 
+    /// The saturation detector's name and how many of `endpoints` it scores as saturated for
+    /// missing or stale metrics at `now_ms` ([`crate::plugin::SaturationDetector::stale_endpoints`]);
+    /// `None` when the detector reads no scraped metrics.
+    pub fn pool_stale_endpoints(
+        &self,
+        endpoints: &[Endpoint],
+        now_ms: u64,
+    ) -> Option<(&str, usize)> {
+        let detector = self.saturation_detector.as_saturation_detector()?;
+        let request = InferenceRequest::new("", "");
+        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let cycle = CycleState::new();
+        let cx = CycleContext {
+            request: &request,
+            endpoints,
+            state: &cycle,
+            now_ms,
+            peer: None,
+        };
+        let n = detector.stale_endpoints(&cx, &candidates)?;
+        Some((&self.saturation_detector.typed_name().name, n))
+    }
+
     /// The comma-separated destination value for a result: the primary profile's targets,
     /// primary first (`ip:port,ip:port`).
     pub fn destination(&self, result: &SchedulingResult, endpoints: &[Endpoint]) -> String {

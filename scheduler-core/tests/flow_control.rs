@@ -510,3 +510,75 @@ fn waiting_demand_evicts_lower_priority_sheddable_requests_in_flight() {
     let mut off: FlowQueues<&str> = FlowQueues::new(settings(&format!("{{ {GATE} }}")), 250);
     assert_eq!(off.track(-1, 0, Some("x")), None);
 }
+
+#[test]
+fn capacity_utilization_is_queued_over_each_limit() {
+    let mut q: FlowQueues<()> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"maxBytes": 1000, "priorityBands": [{{"priority": 0, "maxRequests": 4}}, {{"priority": 7, "maxRequests": 10, "maxBytes": 500}}]}} }}"#
+        )),
+        250,
+    );
+    // Configured bands report before their first request; the global request limit is unset.
+    let u = q.capacity_utilization();
+    assert_eq!(
+        u.bands.iter().map(|b| b.priority).collect::<Vec<_>>(),
+        [7, 0]
+    );
+    assert!(u.bands.iter().all(|b| b.requests == Some(0.0)));
+    assert_eq!(u.requests, None);
+    assert_eq!(u.bytes, Some(0.0));
+    let full = &mut || 1.0;
+    for _ in 0..3 {
+        q.admit(&key("t", 0), req(100), (), 0, full);
+    }
+    q.admit(&key("t", 7), req(250), (), 0, full);
+    // A band no config names takes the default limits (5,000 requests, 10⁹ bytes).
+    q.admit(&key("t", -1), req(50), (), 0, full);
+    let u = q.capacity_utilization();
+    let band = |p: i32| *u.bands.iter().find(|b| b.priority == p).unwrap();
+    assert_eq!(band(0).requests, Some(0.75));
+    assert_eq!(band(0).bytes, Some(300.0 / 1e9));
+    assert_eq!(band(7).requests, Some(0.1));
+    assert_eq!(band(7).bytes, Some(0.5));
+    assert_eq!(band(-1).requests, Some(1.0 / 5000.0));
+    assert_eq!(
+        u.bands.iter().map(|b| b.priority).collect::<Vec<_>>(),
+        [7, 0, -1]
+    );
+    assert_eq!(u.bytes, Some(0.6));
+}
+
+#[test]
+fn the_utilization_detector_counts_endpoints_it_scores_saturated_for_stale_metrics() {
+    let (picker, _) = load(
+        &format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "utilization-detector", "name": "util", "parameters": {{"metricsStalenessThreshold": "1s"}}}}], "saturationDetector": {{"pluginRef": "util"}} }}"#
+        ),
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    let now = 100_000;
+    let mut fresh = scheduler_core::Endpoint::new("10.0.0.1:8000");
+    fresh.metrics.update_time_ms = now - 100;
+    let mut old = scheduler_core::Endpoint::new("10.0.0.2:8000");
+    old.metrics.update_time_ms = now - 5_000;
+    let never = scheduler_core::Endpoint::new("10.0.0.3:8000");
+    let pool = [fresh, old, never];
+    assert_eq!(picker.pool_stale_endpoints(&pool, now), Some(("util", 2)));
+    // Those two read as fully saturated: (0 + 1 + 1) / 3.
+    assert!((picker.pool_saturation(&pool, now) - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(
+        picker.pool_stale_endpoints(&pool[..1], now),
+        Some(("util", 0))
+    );
+    // The concurrency detector reads in-flight counts, not scraped metrics.
+    let (picker, _) = load(
+        &format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "concurrency-detector"}}], "saturationDetector": {{"pluginRef": "concurrency-detector"}} }}"#
+        ),
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    assert_eq!(picker.pool_stale_endpoints(&pool, now), None);
+}

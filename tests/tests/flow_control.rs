@@ -115,8 +115,45 @@ fn priority_order(workers: u32) {
     // They were held, not sent to the server at once: each waited for the one before.
     let at = |l: &str| done.iter().find(|(x, _, _)| *x == l).unwrap().2;
     assert!(at("low-2") >= Duration::from_millis(4 * 700), "{done:?}");
-    env.settle_stats();
+    // Both builds flush at most once a second (the Wasm VM on its tick).
+    std::thread::sleep(Duration::from_millis(1500));
     let text = env.prometheus();
+    // Each request counted once by its band and outcome; the queued ones' admissions are timed
+    // under upstream's label for an item left waiting.
+    let flow: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("flow_control"))
+        .collect();
+    let value = |needles: &[&str]| {
+        flow.iter()
+            .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    for (band, outcome, n) in [
+        ("0", "Dispatched", 1.0),
+        ("-1", "Dispatched", 2.0),
+        ("10", "Dispatched", 1.0),
+    ] {
+        let (band, outcome) = (
+            format!("priority=\"{band}\""),
+            format!("outcome=\"{outcome}\""),
+        );
+        assert_eq!(
+            value(&["llm_d_epp_flow_control_requests_total{", &band, &outcome]),
+            Some(n),
+            "{band} {outcome}: {flow:#?}"
+        );
+    }
+    assert_eq!(
+        value(&[
+            "llm_d_epp_flow_control_request_enqueue_duration_seconds_count",
+            "outcome=\"NotYetFinalized\"",
+            "priority=\"-1\""
+        ]),
+        Some(2.0),
+        "{flow:#?}"
+    );
     assert!(
         text.contains("inference_extension_flow_control_request_queue_duration_seconds_count")
             && text.contains("outcome=\"Dispatched\""),
@@ -238,6 +275,87 @@ fn the_flow_control_guides_configuration_loads_and_serves() {
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert!(!r.pod().is_empty());
     }
+    // llm-d's flow-control series: every request counted by outcome and band, the admissions and
+    // dispatch cycles timed, and each band's fill against its limits — the configured band 100
+    // before its first request, the global byte limit, no global request series (no limit).
+    // Both builds flush at most once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = env.prometheus();
+    let flow: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("flow_control") && !l.starts_with('#'))
+        .collect();
+    let value = |needles: &[&str]| {
+        flow.iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value(&[
+            "llm_d_epp_flow_control_requests_total{",
+            "outcome=\"Dispatched\"",
+            "priority=\"0\""
+        ]),
+        Some(4.0),
+        "{flow:#?}"
+    );
+    assert_eq!(
+        value(&[
+            "llm_d_epp_flow_control_request_enqueue_duration_seconds_count",
+            "outcome=\"Dispatched\"",
+            "priority=\"0\""
+        ]),
+        Some(4.0),
+        "{flow:#?}"
+    );
+    for series in [
+        "endpoint_picker_flow_control_capacity_utilization_bytes_ppm{priority=\"100\"}",
+        "endpoint_picker_flow_control_capacity_utilization_requests_ppm{priority=\"100\"}",
+        "endpoint_picker_flow_control_capacity_utilization_requests_ppm{priority=\"0\"}",
+        "endpoint_picker_flow_control_global_capacity_utilization_ppm{resource=\"bytes\"}",
+    ] {
+        assert_eq!(value(&[series]), Some(0.0), "{series}: {flow:#?}");
+    }
+    assert_eq!(
+        value(&["global_capacity_utilization_ppm{resource=\"requests\"}"]),
+        None,
+        "{flow:#?}"
+    );
+    assert!(
+        value(&["llm_d_epp_flow_control_dispatch_cycle_duration_seconds_count"])
+            .is_some_and(|n| n >= 1.0),
+        "{flow:#?}"
+    );
+}
+
+/// With the default saturation detector (`utilization-detector`, which reads scraped
+/// metrics), llm-d's `flow_control_stale_endpoints` gauge says how many endpoints it scores
+/// saturated for stale metrics: none while the scraper keeps them fresh.
+#[test]
+fn the_utilization_detector_reports_its_stale_endpoints() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["pod-a".into(), "pod-b".into()],
+        concurrency: 1,
+        picker: json!({"featureGates": ["flowControl"]}),
+        ..EnvSpec::default()
+    });
+    let r = env.complete(MODEL, "hello", &[]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = env.prometheus();
+    let line = text
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("llm_d_epp_flow_control_stale_endpoints{"))
+        .unwrap_or_default();
+    assert!(
+        line.ends_with("{detector=\"utilization-detector\"} 0"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("flow_control"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// `agent-identity` (llm-d) gives each coding-agent session its own flow: with round-robin

@@ -49,10 +49,9 @@ impl PickerShared {
         // Seeded per VM from the clock: tie-breaks differ between workers, as they should.
         let seed = host::now_us() ^ 0x5DEE_CE66_D1CE_5EED;
         let telemetry = RefCell::new(Telemetry::new(&loaded.picker));
-        let gate = loaded
-            .picker
-            .flow_control()
-            .map(|fc| crate::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms()));
+        let gate = loaded.picker.flow_control().map(|fc| {
+            crate::waiting::FlowGate::new(fc.clone(), loaded.pool.scrape.lag_ms(), host::clock_ns)
+        });
         let burst = loaded
             .picker
             .batch_window()
@@ -137,6 +136,11 @@ impl PickerShared {
             t.flush(now_ms, &mut *sink);
             if let Some(g) = &self.gate {
                 crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
+                crate::telemetry::set_capacity_utilization(&g.capacity_utilization(), &mut *sink);
+                let timings = g.take_timings();
+                if !timings.is_empty() {
+                    timings.flush(&mut *sink);
+                }
                 if let Some(r) = g.take_eviction_report().filter(|r| !r.is_empty()) {
                     crate::telemetry::add_eviction_report(&r, &mut *sink);
                 }
@@ -151,6 +155,11 @@ impl PickerShared {
                         .picker
                         .pool_saturation(view.candidates(now_ms), now_ms);
                     crate::telemetry::set_pool_saturation(s, &mut *sink);
+                    let all = view.all_endpoints();
+                    if let Some((detector, n)) = self.core.picker.pool_stale_endpoints(&all, now_ms)
+                    {
+                        crate::telemetry::set_stale_endpoints(detector, n, &mut *sink);
+                    }
                 }
             }
         }

@@ -580,8 +580,91 @@ histogram!(
     REVOCATION_SECONDS
 );
 
+/// `llm_d_epp_flow_control_requests_total{outcome,priority}`: every request flow control
+/// decided, by how it ended (`Dispatched` — at once or after waiting —, `RejectedCapacity`,
+/// `RejectedNoEndpoints`, `EvictedTTL`, `EvictedNoEndpoints`, `EvictedContextCancelled`;
+/// llm-d-router's outcome names). Upstream also labels the pool, here the Envoy configuration.
+pub static FLOW_REQUESTS: Family = Family {
+    name: "llm_d_epp_flow_control_requests_total",
+    kind: Kind::Counter,
+    labels: &["outcome", "priority"],
+};
+
+/// `endpoint_picker_flow_control_capacity_utilization_requests_ppm{priority}`: requests queued
+/// in a band over its request limit, in millionths (10⁶ = full); every configured band and
+/// every band that has held a request. llm-d-router's
+/// `llm_d_epp_flow_control_capacity_utilization_requests` (recording rules).
+pub static CAPACITY_REQUESTS_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_capacity_utilization_requests_ppm",
+    kind: Kind::Gauge,
+    labels: &["priority"],
+};
+
+/// `endpoint_picker_flow_control_capacity_utilization_bytes_ppm{priority}`: the same for
+/// request-body bytes; llm-d's `llm_d_epp_flow_control_capacity_utilization_bytes`.
+pub static CAPACITY_BYTES_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_capacity_utilization_bytes_ppm",
+    kind: Kind::Gauge,
+    labels: &["priority"],
+};
+
+/// `endpoint_picker_flow_control_global_capacity_utilization_ppm{resource}`: requests
+/// (`resource="requests"`) or body bytes (`"bytes"`) queued over all bands against the global
+/// limit, in millionths, set only when that limit is configured (as upstream, which leaves the
+/// series out rather than report 0; a labelled family, because Envoy shows a label-less stat
+/// of a dynamic module from its definition on). llm-d's
+/// `llm_d_epp_flow_control_global_capacity_utilization_requests` / `_bytes` (recording rules).
+pub static GLOBAL_CAPACITY_PPM: Family = Family {
+    name: "endpoint_picker_flow_control_global_capacity_utilization_ppm",
+    kind: Kind::Gauge,
+    labels: &["resource"],
+};
+
+/// `llm_d_epp_flow_control_stale_endpoints{detector}`: endpoints the saturation detector (by
+/// its plugin name) scored as fully saturated at the last flush because their metrics were
+/// missing or stale — a dispatch stall with this above 0 is a scraping problem, not overload.
+/// Only for detectors that read scraped metrics (`utilization-detector`).
+pub static STALE_ENDPOINTS: Family = Family {
+    name: "llm_d_epp_flow_control_stale_endpoints",
+    kind: Kind::Gauge,
+    labels: &["detector"],
+};
+
+/// Flow control's own work per call: llm-d-router's bounds, 100 µs … 100 ms.
+pub static FLOW_WORK_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.0001", "0.0002", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1",
+    ],
+    limits: &[
+        100_000,
+        200_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        50_000_000,
+        100_000_000,
+    ],
+};
+histogram!(
+    FLOW_DISPATCH_CYCLE,
+    "llm_d_epp_flow_control_dispatch_cycle_duration_seconds",
+    NONE,
+    LE,
+    FLOW_WORK_SECONDS
+);
+histogram!(
+    FLOW_ENQUEUE,
+    "llm_d_epp_flow_control_request_enqueue_duration_seconds",
+    FLOW_OUTCOME,
+    FLOW_OUTCOME_LE,
+    FLOW_WORK_SECONDS
+);
+
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 13] = [
+pub static HISTOGRAMS: [&HistogramFamily; 15] = [
     &SCHEDULER_E2E,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
@@ -595,6 +678,8 @@ pub static HISTOGRAMS: [&HistogramFamily; 13] = [
     &PREDICTED_TTFT,
     &PREDICTED_TPOT,
     &REVOCATION_CONFIRMATION,
+    &FLOW_DISPATCH_CYCLE,
+    &FLOW_ENQUEUE,
 ];
 
 /// Every family a request-path sink defines (the histograms' series included).
@@ -612,6 +697,11 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &PENDING_RECLAIM_PPM,
         &POOL_SATURATION_PPM,
         &SLO_VIOLATIONS,
+        &FLOW_REQUESTS,
+        &CAPACITY_REQUESTS_PPM,
+        &CAPACITY_BYTES_PPM,
+        &GLOBAL_CAPACITY_PPM,
+        &STALE_ENDPOINTS,
     ]
     .into_iter()
     .chain(
@@ -666,6 +756,8 @@ mod tests {
             &RESPONSE_BYTES,
             &INPUT_TOKENS,
             &OUTPUT_TOKENS,
+            &REVOCATION_SECONDS,
+            &FLOW_WORK_SECONDS,
         ] {
             assert_eq!(b.le.len(), b.limits.len());
             assert!(b.limits.windows(2).all(|w| w[0] < w[1]), "ascending");

@@ -42,12 +42,13 @@ impl Histogram {
     }
 
     /// Sends what changed since the last flush; `labels` are the family's labels without `le`.
-    pub(super) fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) {
+    /// Returns how many observations were new.
+    pub(super) fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) -> u64 {
         let total: u64 = self.counts.iter().sum();
         let before = self.flushed.last().copied().unwrap_or(0);
         // Nothing new, or never observed (no series until the first observation).
         if total == before {
-            return;
+            return 0;
         }
         let mut with_le: Vec<&str> = Vec::with_capacity(labels.len() + 1);
         with_le.extend_from_slice(labels);
@@ -71,5 +72,6 @@ impl Histogram {
         }
         self.flushed_sum = self.sum;
         self.defined = true;
+        total - before
     }
 }

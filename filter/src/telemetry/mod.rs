@@ -8,18 +8,22 @@
 //! shard. Envoy sums the counters of all of them, as the stats share names.
 
 pub mod families;
+mod flow_control;
 mod histogram;
 mod record;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use scheduler_core::flowcontrol::queues::BandDepth;
 use scheduler_core::model::response::LatencyOutcome;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
 use families::Family;
+pub use flow_control::{
+    add_eviction_report, max_utilization, ppm, set_capacity_utilization, set_eviction_gauges,
+    set_pool_saturation, set_queue_depths, set_stale_endpoints, sum_depths, FlowTimings,
+};
 use histogram::Histogram;
 pub use record::{RequestRecord, Timing};
 
@@ -364,7 +368,11 @@ impl Telemetry {
         }
         self.scheduler.flush(&[], sink);
         for ((priority, outcome), h) in &mut self.queue_waits {
-            h.flush(&[&priority.to_string(), outcome], sink);
+            let p = priority.to_string();
+            let n = h.flush(&[&p, outcome], sink);
+            if n > 0 {
+                sink.add(&families::FLOW_REQUESTS, &[outcome, &p], n);
+            }
         }
         for p in &mut self.plugins {
             for (point, h) in ExtensionPoint::ALL.iter().zip(p.by_point.iter_mut()) {
@@ -411,85 +419,6 @@ impl Telemetry {
                 }
             }
         }
-    }
-}
-
-/// The queue depths of several flow-control gates as one: requests and bytes added up per
-/// priority, highest priority first (the process-wide series of the native build, where every
-/// filter configuration with flow control — one per listener or route — has its own gate).
-pub fn sum_depths<I>(gates: I) -> Vec<BandDepth>
-where
-    I: IntoIterator,
-    I::Item: IntoIterator<Item = BandDepth>,
-{
-    let mut sum: Vec<BandDepth> = Vec::new();
-    for d in gates.into_iter().flatten() {
-        match sum.iter_mut().find(|s| s.priority == d.priority) {
-            Some(s) => {
-                s.requests = s.requests.saturating_add(d.requests);
-                s.bytes = s.bytes.saturating_add(d.bytes);
-            }
-            None => sum.push(d),
-        }
-    }
-    sum.sort_unstable_by_key(|d| std::cmp::Reverse(d.priority));
-    sum
-}
-
-/// Adds what in-flight eviction did since the last flush to its counters and to the
-/// confirmation-time histogram (whose series are counters, so this flush's observations are
-/// added as they are).
-pub fn add_eviction_report(
-    r: &scheduler_core::flowcontrol::eviction::EvictionReport,
-    sink: &mut dyn StatSink,
-) {
-    for (priority, n) in &r.issued {
-        sink.add(&families::REVOCATIONS_ISSUED, &[&priority.to_string()], *n);
-    }
-    for (outcome, n) in [("confirmed", r.confirmed), ("timed_out", r.timed_out)] {
-        if n > 0 {
-            sink.add(&families::REVOCATIONS, &[outcome], n);
-        }
-    }
-    if !r.confirmation_ms.is_empty() {
-        let mut h = Histogram::new(&families::REVOCATION_CONFIRMATION);
-        for ms in &r.confirmation_ms {
-            h.record(ms.saturating_mul(1_000_000));
-        }
-        h.flush(&[], sink);
-    }
-}
-
-/// Sets eviction's sizing gauges (millionths of the saturation detector's unit; a negative
-/// deficit shows as 0).
-pub fn set_eviction_gauges(
-    g: &scheduler_core::flowcontrol::eviction::EvictionGauges,
-    sink: &mut dyn StatSink,
-) {
-    sink.set(&families::RECLAIM_TARGET_PPM, &[], ppm(g.reclaim_target));
-    sink.set(&families::PENDING_RECLAIM_PPM, &[], ppm(g.pending_reclaim));
-}
-
-/// Sets the flow-control pool saturation gauge (millionths: 10⁶ is the gating set point).
-pub fn set_pool_saturation(saturation: f64, sink: &mut dyn StatSink) {
-    sink.set(&families::POOL_SATURATION_PPM, &[], ppm(saturation));
-}
-
-/// `v` in millionths, for a gauge (Envoy stats are integers); negative or not finite: 0.
-fn ppm(v: f64) -> u64 {
-    if v.is_finite() && v > 0.0 {
-        (v * 1e6).round() as u64
-    } else {
-        0
-    }
-}
-
-/// Sets the flow-control queue gauges from `depths` (every band that has held a request).
-pub fn set_queue_depths(depths: &[BandDepth], sink: &mut dyn StatSink) {
-    for d in depths {
-        let p = d.priority.to_string();
-        sink.set(&families::FLOW_QUEUE_SIZE, &[&p], d.requests);
-        sink.set(&families::FLOW_QUEUE_BYTES, &[&p], d.bytes);
     }
 }
 

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use scheduler_core::flowcontrol::queues::{BandDepth, BandUtilization, CapacityUtilization};
 use scheduler_core::{PickerConfig, Registry};
 
 use super::*;
@@ -458,5 +459,142 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
     assert_eq!(
         shown.get("llm_d_epp_flow_control_revocation_confirmation_seconds_count{}"),
         Some(2)
+    );
+}
+
+#[test]
+fn every_flow_control_outcome_counts_once_in_requests_total() {
+    let (picker, _) =
+        PickerConfig::load(r#"{"pool": {"cluster": "c"}}"#, &Registry::with_builtins())
+            .map(|l| (l.picker, ()))
+            .unwrap();
+    let mut t = Telemetry::new(&picker);
+    t.queue_wait(0, "Dispatched", 0);
+    t.queue_wait(0, "Dispatched", 120);
+    t.queue_wait(-1, "RejectedCapacity", 0);
+    let mut shown = Shown::default();
+    t.flush(1_000, &mut shown);
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_requests_total{outcome=Dispatched,priority=0}"),
+        Some(2)
+    );
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_requests_total{outcome=RejectedCapacity,priority=-1}"),
+        Some(1)
+    );
+    // The queue-duration histogram counts the same requests.
+    assert_eq!(
+        shown.get(
+            "inference_extension_flow_control_request_queue_duration_seconds_count{priority=0,outcome=Dispatched}"
+        ),
+        Some(2)
+    );
+    // Only what is new is added at the next flush.
+    t.queue_wait(0, "EvictedTTL", 60_000);
+    t.flush(2_000, &mut shown);
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_requests_total{outcome=Dispatched,priority=0}"),
+        Some(2)
+    );
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_requests_total{outcome=EvictedTTL,priority=0}"),
+        Some(1)
+    );
+}
+
+#[test]
+fn capacity_utilization_stale_endpoints_and_flow_timings() {
+    let mut shown = Shown::default();
+    let u = CapacityUtilization {
+        bands: vec![
+            BandUtilization {
+                priority: 10,
+                requests: Some(0.25),
+                bytes: None,
+            },
+            BandUtilization {
+                priority: 0,
+                requests: Some(0.0),
+                bytes: Some(0.5),
+            },
+        ],
+        requests: None,
+        bytes: Some(0.125),
+    };
+    set_capacity_utilization(&u, &mut shown);
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_capacity_utilization_requests_ppm{priority=10}"),
+        Some(250_000)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_capacity_utilization_requests_ppm{priority=0}"),
+        Some(0)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_capacity_utilization_bytes_ppm{priority=10}"),
+        None,
+        "a band without a byte limit has no byte series"
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_global_capacity_utilization_ppm{resource=bytes}"),
+        Some(125_000)
+    );
+    assert_eq!(
+        shown
+            .get("endpoint_picker_flow_control_global_capacity_utilization_ppm{resource=requests}"),
+        None,
+        "no global request limit, no series"
+    );
+    // Several gates: the fullest per band and globally.
+    let other = CapacityUtilization {
+        bands: vec![BandUtilization {
+            priority: 0,
+            requests: Some(0.75),
+            bytes: Some(0.25),
+        }],
+        requests: Some(0.5),
+        bytes: None,
+    };
+    let m = max_utilization([u, other]);
+    assert_eq!(m.bands.len(), 2);
+    assert_eq!(m.bands[1].priority, 0);
+    assert_eq!(
+        (m.bands[1].requests, m.bands[1].bytes),
+        (Some(0.75), Some(0.5))
+    );
+    assert_eq!((m.requests, m.bytes), (Some(0.5), Some(0.125)));
+
+    set_stale_endpoints("util;x", 3, &mut shown);
+    assert_eq!(
+        shown.get("llm_d_epp_flow_control_stale_endpoints{detector=util_x}"),
+        Some(3),
+        "the plugin name is made safe as a label value"
+    );
+
+    let mut timings = FlowTimings::default();
+    assert!(timings.is_empty());
+    timings.dispatch_cycle(50_000);
+    timings.dispatch_cycle(3_000_000);
+    timings.enqueue(0, "NotYetFinalized", 150_000);
+    timings.flush(&mut shown);
+    let cycle = |le: &str| {
+        shown.get(&format!(
+            "llm_d_epp_flow_control_dispatch_cycle_duration_seconds_bucket{{le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (
+            cycle("0.0001"),
+            cycle("0.002"),
+            cycle("0.005"),
+            cycle("+Inf")
+        ),
+        (Some(1), Some(1), Some(2), Some(2))
+    );
+    assert_eq!(
+        shown.get(
+            "llm_d_epp_flow_control_request_enqueue_duration_seconds_bucket{priority=0,outcome=NotYetFinalized,le=0.0002}"
+        ),
+        Some(1)
     );
 }

@@ -106,6 +106,36 @@ pub struct BandDepth {
     pub bytes: u64,
 }
 
+/// How full one band's queue is against its limits, each a fraction 0..1 (llm-d-router's
+/// `flow_control_capacity_utilization_requests` / `_bytes`: queued over the band's limit, a
+/// band without its own limit using the default one, [`crate::flowcontrol::settings`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BandUtilization {
+    /// The band's priority.
+    pub priority: i32,
+    /// Requests queued / the band's request limit; `None` when the band has no limit (0).
+    pub requests: Option<f64>,
+    /// Body bytes queued / the band's byte limit; `None` when it has none.
+    pub bytes: Option<f64>,
+}
+
+/// How full the queues are (llm-d-router's capacity-utilization gauges).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapacityUtilization {
+    /// Every configured band and every band that has held a request, highest priority first.
+    pub bands: Vec<BandUtilization>,
+    /// Requests queued over all bands / the global request limit; `None` when there is none
+    /// (upstream leaves the all-bands series out rather than report 0).
+    pub requests: Option<f64>,
+    /// Body bytes queued over all bands / the global byte limit; `None` when there is none.
+    pub bytes: Option<f64>,
+}
+
+/// `used / limit` as a fraction, `None` for no limit (0).
+fn fraction(used: u64, limit: u64) -> Option<f64> {
+    (limit > 0).then(|| used as f64 / limit as f64)
+}
+
 /// The queues; see the module docs.
 pub struct FlowQueues<W> {
     settings: Arc<FlowControl>,
@@ -262,6 +292,35 @@ impl<W> FlowQueues<W> {
                 bytes: b.bytes,
             })
             .collect()
+    }
+
+    /// How full every band and the whole layer are against their limits.
+    pub fn capacity_utilization(&self) -> CapacityUtilization {
+        let mut bands: Vec<BandUtilization> = self
+            .bands
+            .iter()
+            .map(|b| BandUtilization {
+                priority: b.settings.priority,
+                requests: fraction(b.len, b.settings.max_requests),
+                bytes: fraction(b.bytes, b.settings.max_bytes),
+            })
+            .collect();
+        // A configured band reports before its first request, as upstream's do.
+        for c in &self.settings.bands {
+            if !bands.iter().any(|b| b.priority == c.priority) {
+                bands.push(BandUtilization {
+                    priority: c.priority,
+                    requests: fraction(0, c.max_requests),
+                    bytes: fraction(0, c.max_bytes),
+                });
+            }
+        }
+        bands.sort_unstable_by_key(|b| core::cmp::Reverse(b.priority));
+        CapacityUtilization {
+            bands,
+            requests: fraction(self.len, self.settings.max_requests),
+            bytes: fraction(self.bytes, self.settings.max_bytes),
+        }
     }
 
     /// Tells the queues whether the pool has endpoints (it changes which TTL applies).

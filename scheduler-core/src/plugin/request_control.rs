@@ -178,6 +178,13 @@ pub trait AttributeReporter {
 pub trait SaturationDetector {
     /// Saturation of `candidates`: 0 idle, ≥ 1.0 saturated (sheddable requests are rejected).
     fn saturation(&self, cx: &CycleContext<'_>, candidates: &[usize]) -> f64;
+
+    /// How many of `candidates` [`Self::saturation`] scores as fully saturated because their
+    /// metrics are missing or older than the detector's staleness limit (fail-closed; llm-d's
+    /// `flow_control_stale_endpoints`). `None` for a detector that reads no scraped metrics.
+    fn stale_endpoints(&self, _cx: &CycleContext<'_>, _candidates: &[usize]) -> Option<usize> {
+        None
+    }
 }
 
 /// Turns a request body into the fields the scheduler uses.

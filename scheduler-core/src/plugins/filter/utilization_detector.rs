@@ -140,6 +140,18 @@ impl SaturationDetector for UtilizationDetector {
             .sum();
         sum / candidates.len() as f64
     }
+
+    fn stale_endpoints(&self, cx: &CycleContext<'_>, candidates: &[usize]) -> Option<usize> {
+        Some(
+            candidates
+                .iter()
+                .filter(|&&i| {
+                    cx.endpoint(i)
+                        .is_none_or(|e| e.metrics.is_stale(cx.now_ms, self.staleness_ms))
+                })
+                .count(),
+        )
+    }
 }
 
 impl Filter for UtilizationDetector {
