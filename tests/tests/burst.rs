@@ -1,7 +1,8 @@
 //! llm-d's burst co-location (`burst-prefix-cache-producer`) in real Envoy: requests that arrive
 //! together are held for the batch window, placed together, and the samples of one prompt are
 //! served by one server. The native build shares one batch across Envoy's 4 workers; the Wasm
-//! build batches per worker VM, so it runs with one worker here.
+//! build batches per worker VM, so it runs with one worker here. The last test measures what
+//! the window adds over GIE's default profile in the native build (BENCHMARKS.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Barrier;
@@ -115,4 +116,61 @@ fn the_upstream_sample_loads_unchanged_and_serves_lone_and_body_less_requests() 
     let prompts: Vec<String> = (0..6).map(|i| format!("lone question {i}")).collect();
     let served = send_together(&env, &prompts);
     assert!(served.iter().all(|p| p.starts_with("pod-")), "{served:?}");
+}
+
+/// Rounds of [`burst_rounds`]: `(groups on one server, rounds with both groups on one
+/// server)` out of 20 groups and 10 rounds. Each round sends 6 samples each of 2 new prompts at
+/// once on 12 connections.
+fn burst_rounds(env: &Env) -> (usize, usize) {
+    let (mut whole, mut together) = (0, 0);
+    for round in 0..10 {
+        let a = format!(
+            "{} Solve: 17 * 23.",
+            format!("Round {round} group A system prompt. ").repeat(30)
+        );
+        let b = format!(
+            "{} A haiku.",
+            format!("Round {round} group B system prompt. ").repeat(30)
+        );
+        let prompts: Vec<String> = (0..12)
+            .map(|i| if i % 2 == 0 { a.clone() } else { b.clone() })
+            .collect();
+        let served = send_together(env, &prompts);
+        let mut groups: BTreeMap<bool, BTreeSet<&str>> = BTreeMap::new();
+        for (p, pod) in prompts.iter().zip(&served) {
+            groups.entry(*p == a).or_default().insert(pod.as_str());
+        }
+        whole += groups.values().filter(|g| g.len() == 1).count();
+        if groups.values().all(|g| g.len() == 1) && groups[&true] == groups[&false] {
+            together += 1;
+        }
+    }
+    (whole, together)
+}
+
+/// What the batch window adds in the native build, where every worker schedules against one
+/// prefix index that records each request as it is scheduled: GIE's default profile (no
+/// window) already sends most samples of a prompt sent together to one server, as the first
+/// sample's record steers the rest; the burst sample places every group whole and spreads the
+/// groups over the servers. (The Wasm build keeps an index and a batch per worker VM, so with
+/// several workers neither holds there.)
+#[test]
+fn without_a_window_the_shared_index_already_keeps_most_simultaneous_samples_together() {
+    if !e2e::native() {
+        return;
+    }
+    let default = start(json!({}));
+    let (default_whole, default_together) = burst_rounds(&default);
+    drop(default);
+    let burst = start(upstream_sample());
+    let (burst_whole, burst_together) = burst_rounds(&burst);
+    println!(
+        "native, 4 workers, 3 servers, 10 rounds of 2 prompts x 6 samples sent together: \
+         GIE default profile {default_whole}/20 groups on one server, both groups on the same \
+         server in {default_together}/10 rounds; burst sample {burst_whole}/20, \
+         {burst_together}/10"
+    );
+    assert_eq!((burst_whole, burst_together), (20, 0));
+    // Seen 39 of 40 over two runs; a loaded machine may race more schedulings.
+    assert!(default_whole >= 15, "{default_whole}/20");
 }
