@@ -361,6 +361,13 @@ impl Picking for FilterConfig {
 }
 
 impl FilterConfig {
+    /// The pool's saturation per stage, for the metrics.
+    fn saturation_by_stage(&self, now_ms: u64) -> scheduler_core::PoolSaturation {
+        self.with_candidates(now_ms, |c, _| {
+            self.core.picker.pool_saturation_by_stage(c, now_ms)
+        })
+    }
+
     /// The saturation detector's name and how many of the pool's endpoints (fresh or not) it
     /// scores saturated for missing or stale metrics; `None` when it reads no scraped metrics.
     fn stale_endpoints(&self, now_ms: u64) -> Option<(String, usize)> {
@@ -448,7 +455,7 @@ pub fn flush_all(now_ms: u64) {
     // The highest saturation of any configuration with flow control, at the flush cadence.
     let saturation_due =
         now_ms.saturating_sub(LAST_SATURATION_MS.load(Ordering::Relaxed)) >= FLUSH_INTERVAL_MS;
-    let mut saturation: Option<f64> = None;
+    let mut saturation: Option<scheduler_core::PoolSaturation> = None;
     for c in &live {
         let Ok(alive) = c.alive.read() else { continue };
         if !*alive {
@@ -460,8 +467,10 @@ pub fn flush_all(now_ms: u64) {
         if let Some(g) = &c.gate {
             depths.push(g.depths());
             if saturation_due {
-                let s = c.saturation(now_ms);
-                saturation = Some(saturation.map_or(s, |m: f64| m.max(s)));
+                let s = c.saturation_by_stage(now_ms);
+                saturation = Some(saturation.map_or(s, |m| {
+                    endpoint_picker_filter::telemetry::max_saturation(m, s)
+                }));
                 utilization.push(g.capacity_utilization());
                 if let Some((detector, n)) = c.stale_endpoints(now_ms) {
                     match stale.iter_mut().find(|(d, _)| *d == detector) {
@@ -484,7 +493,7 @@ pub fn flush_all(now_ms: u64) {
         LAST_SATURATION_MS.store(now_ms, Ordering::Relaxed);
         if let (Some(s), Ok(process)) = (saturation, PROCESS_SINK.read()) {
             if let Some(families) = process.as_ref() {
-                endpoint_picker_filter::telemetry::set_pool_saturation(s, &mut &*families);
+                endpoint_picker_filter::telemetry::set_pool_saturation(&s, &mut &*families);
                 // The fullest gate per band, and per detector the most stale endpoints.
                 let u = endpoint_picker_filter::telemetry::max_utilization(utilization);
                 endpoint_picker_filter::telemetry::set_capacity_utilization(&u, &mut &*families);
@@ -631,7 +640,7 @@ impl FilterConfig {
                 endpoint_picker_filter::telemetry::set_eviction_gauges(&e, &mut &*families);
             }
             endpoint_picker_filter::telemetry::set_pool_saturation(
-                self.saturation(now_ms),
+                &self.saturation_by_stage(now_ms),
                 &mut &*families,
             );
             endpoint_picker_filter::telemetry::set_capacity_utilization(

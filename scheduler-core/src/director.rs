@@ -21,6 +21,7 @@ use crate::plugin::{
     CycleContext, CycleState, Plugin, ProduceContext, ReportedAttribute, RequestState,
 };
 use crate::plugins::datalayer::metrics_source::MetricsSourceParams;
+use crate::plugins::filter::role::{stages_of, Stages};
 use crate::rng::Rng;
 use crate::scheduler::Scheduler;
 use crate::scratch::Scratch;
@@ -31,6 +32,35 @@ pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
 pub const MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
 /// Request id header.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The pool's saturation per pipeline stage (0 idle, ≥ 1.0 saturated), from
+/// [`EndpointPicker::pool_saturation_by_stage`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoolSaturation {
+    /// What flow control gates on: the higher of the stages' (or the whole pool's when no
+    /// endpoint prefills or decodes; 1.0 for an empty pool).
+    pub effective: f64,
+    /// Over the endpoints that prefill; `None` when none does.
+    pub prefill: Option<f64>,
+    /// Over the endpoints that decode (every endpoint without a role label does); `None` when
+    /// none does.
+    pub decode: Option<f64>,
+}
+
+impl PoolSaturation {
+    /// No saturation detector: never saturated.
+    pub const IDLE: PoolSaturation = PoolSaturation {
+        effective: 0.0,
+        prefill: None,
+        decode: None,
+    };
+    /// An empty pool: saturated.
+    pub const EMPTY: PoolSaturation = PoolSaturation {
+        effective: 1.0,
+        prefill: None,
+        decode: None,
+    };
+}
 
 /// A loaded, immutable endpoint picker: build it once with [`crate::config::loader::load`] and
 /// share it; every method takes `&self`.
@@ -320,16 +350,27 @@ impl EndpointPicker {
         self.flow_control.as_ref()
     }
 
-    /// The pool's saturation (0 idle, ≥ 1.0 saturated) by the configured saturation detector
-    /// over every endpoint of `endpoints` at `now_ms`, outside any request: the data producers
-    /// whose output the detector reads run first for an empty request (the in-flight counts for
-    /// `concurrency-detector`). An empty pool is saturated (1.0).
+    /// The pool's saturation (0 idle, ≥ 1.0 saturated) as flow control gates on it: the
+    /// effective figure of [`Self::pool_saturation_by_stage`].
     pub fn pool_saturation(&self, endpoints: &[Endpoint], now_ms: u64) -> f64 {
+        self.pool_saturation_by_stage(endpoints, now_ms).effective
+    }
+
+    /// The pool's saturation by the configured saturation detector at `now_ms`, per pipeline
+    /// stage, outside any request: the data producers whose output the detector reads run
+    /// first for an empty request (the in-flight counts for `concurrency-detector`), then the
+    /// detector measures the endpoints that prefill and those that decode apart (by role label,
+    /// [`crate::plugins::filter::role::Stages`]; an endpoint serving both counts in both). The
+    /// effective saturation is the higher of the two, so a saturated decode tier holds requests
+    /// however idle the prefill tier is (llm-d-router's flow control gates so); a pool with
+    /// neither stage is measured whole, and an empty pool is saturated (1.0). Without a
+    /// detector, 0.
+    pub fn pool_saturation_by_stage(&self, endpoints: &[Endpoint], now_ms: u64) -> PoolSaturation {
         let Some(detector) = self.saturation_detector.as_saturation_detector() else {
-            return 0.0;
+            return PoolSaturation::IDLE;
         };
         if endpoints.is_empty() {
-            return 1.0;
+            return PoolSaturation::EMPTY;
         }
         let request = InferenceRequest::new("", "");
         let candidates: Vec<usize> = (0..endpoints.len()).collect();
@@ -358,7 +399,30 @@ impl EndpointPicker {
             now_ms,
             peer: None,
         };
-        detector.saturation(&cx, &candidates)
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for (i, e) in endpoints.iter().enumerate() {
+            match stages_of(e) {
+                Stages::Prefill => prefill.push(i),
+                Stages::Decode => decode.push(i),
+                Stages::Both => {
+                    prefill.push(i);
+                    decode.push(i);
+                }
+                Stages::Neither => {}
+            }
+        }
+        let stage =
+            |members: &[usize]| (!members.is_empty()).then(|| detector.saturation(&cx, members));
+        let (prefill, decode) = (stage(&prefill), stage(&decode));
+        let effective = match (prefill, decode) {
+            (None, None) => detector.saturation(&cx, &candidates),
+            (p, d) => p.unwrap_or(0.0).max(d.unwrap_or(0.0)),
+        };
+        PoolSaturation {
+            effective,
+            prefill,
+            decode,
+        }
     }
 
     /// The saturation detector's name and how many of `endpoints` it scores as saturated for

@@ -60,7 +60,7 @@ pub mod suggest;
 pub use config::loader::{load, load_config, LoadReport};
 pub use config::pool::{AppProtocol, FailureMode, PickerConfig, PoolConfig};
 pub use config::EndpointPickerConfig;
-pub use director::EndpointPicker;
+pub use director::{EndpointPicker, PoolSaturation};
 pub use error::{ConfigError, Error, RequestError};
 pub use model::endpoint::{Endpoint, EndpointMetrics};
 pub use model::request::InferenceRequest;

@@ -582,3 +582,56 @@ fn the_utilization_detector_counts_endpoints_it_scores_saturated_for_stale_metri
     .unwrap();
     assert_eq!(picker.pool_stale_endpoints(&pool, now), None);
 }
+
+#[test]
+fn pool_saturation_is_the_higher_of_the_prefill_and_decode_tiers() {
+    let (picker, _) = load(
+        &format!(
+            r#"{{ {GATE}, "plugins": [{{"type": "utilization-detector", "parameters": {{"queueDepthThreshold": 4, "kvCacheUtilThreshold": 0.8}}}}], "saturationDetector": {{"pluginRef": "utilization-detector"}} }}"#
+        ),
+        &Registry::with_builtins(),
+    )
+    .unwrap();
+    let now = 10_000;
+    let ep = |addr: &str, role: Option<&str>, waiting: u32| {
+        let mut e = scheduler_core::Endpoint::new(addr);
+        if let Some(r) = role {
+            e = e.with_label("llm-d.ai/role", r);
+        }
+        e.metrics.update_time_ms = now;
+        e.metrics.waiting_queue_size = waiting;
+        e
+    };
+    // An idle prefill tier and a saturated decode tier: the pool is saturated, where the
+    // average over all four endpoints (0.5) would let requests through.
+    let pd = [
+        ep("10.0.0.1:8000", Some("prefill"), 0),
+        ep("10.0.0.2:8000", Some("prefill"), 0),
+        ep("10.0.0.3:8000", Some("decode"), 4),
+        ep("10.0.0.4:8000", Some("decode"), 4),
+    ];
+    let s = picker.pool_saturation_by_stage(&pd, now);
+    assert_eq!((s.prefill, s.decode), (Some(0.0), Some(1.0)));
+    assert_eq!(s.effective, 1.0);
+    assert_eq!(picker.pool_saturation(&pd, now), 1.0);
+    // An endpoint serving both stages counts in both; an encode-only one in neither; one with
+    // no role label decodes.
+    let mixed = [
+        ep("10.0.0.1:8000", Some("prefill"), 0),
+        ep("10.0.0.2:8000", Some("prefill-decode"), 2),
+        ep("10.0.0.3:8000", Some("encode"), 4),
+        ep("10.0.0.4:8000", None, 0),
+    ];
+    let s = picker.pool_saturation_by_stage(&mixed, now);
+    assert_eq!((s.prefill, s.decode), (Some(0.25), Some(0.25)));
+    assert_eq!(s.effective, 0.25);
+    // A fleet without roles is one decode tier: the whole pool's figure, as before.
+    let plain = [ep("10.0.0.1:8000", None, 0), ep("10.0.0.2:8000", None, 2)];
+    let s = picker.pool_saturation_by_stage(&plain, now);
+    assert_eq!((s.prefill, s.decode, s.effective), (None, Some(0.25), 0.25));
+    // Only encode workers: measured whole. No endpoints: saturated.
+    let encode = [ep("10.0.0.1:8000", Some("encode"), 2)];
+    let s = picker.pool_saturation_by_stage(&encode, now);
+    assert_eq!((s.prefill, s.decode, s.effective), (None, None, 0.5));
+    assert_eq!(picker.pool_saturation(&[], now), 1.0);
+}

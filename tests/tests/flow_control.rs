@@ -754,3 +754,57 @@ fn an_evicted_request_whose_response_has_begun_is_cut_mid_stream() {
     assert!(batch_at < Duration::from_millis(2000), "{batch_at:?}");
     assert_eq!(critical.status, 200, "{:?}", critical.body);
 }
+
+/// A disaggregated pool is as saturated as its busier stage: with the prefill server idle and
+/// the decode server at the utilization detector's queue threshold, a request waits (and here
+/// times out with 429), although the pool's average would let it through; once the decode
+/// server drains it is served. The saturation gauge shows each stage.
+#[test]
+fn a_saturated_decode_tier_holds_requests_however_idle_the_prefill_tier_is() {
+    let env = Env::start(EnvSpec {
+        backends: vec!["pod-p".into(), "pod-d".into()],
+        labels: vec![
+            json!({"llm-d.ai/role": "prefill"}),
+            json!({"llm-d.ai/role": "decode"}),
+        ],
+        concurrency: 1,
+        picker: json!({
+            "featureGates": ["flowControl"],
+            "plugins": [{"type": "utilization-detector",
+                         "parameters": {"queueDepthThreshold": 4, "metricsStalenessThreshold": "2s"}}],
+            "saturationDetector": {"pluginRef": "utilization-detector"},
+            "flowControl": {"defaultRequestTTL": "400ms"}
+        }),
+        ..EnvSpec::default()
+    });
+    env.backend("pod-p").set(json!({"waiting": 0, "kv": 0.1}));
+    env.backend("pod-d").set(json!({"waiting": 4, "kv": 0.1}));
+    env.settle();
+    let start = Instant::now();
+    let r = env.complete(MODEL, "held by the decode tier", &[]);
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert!(r.body.contains("queue_timeout"), "{}", r.body);
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1200));
+    let text = env.prometheus();
+    let gauge = |stage: &str| {
+        text.lines()
+            .find(|l| {
+                !l.starts_with('#')
+                    && l.contains("endpoint_picker_flow_control_pool_saturation_ppm{")
+                    && l.contains(&format!("stage=\"{stage}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // Prefill: its KV cache at 0.1 over the detector's 0.8; decode: 4 waiting over 4.
+    assert_eq!(
+        (gauge("prefill"), gauge("decode"), gauge("effective")),
+        (Some(125_000.0), Some(1e6), Some(1e6)),
+        "{text}"
+    );
+    env.backend("pod-d").set(json!({"waiting": 0, "kv": 0.1}));
+    env.settle();
+    let r = env.complete(MODEL, "the decode tier drained", &[]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

@@ -153,8 +153,8 @@ impl PickerShared {
                     let s = self
                         .core
                         .picker
-                        .pool_saturation(view.candidates(now_ms), now_ms);
-                    crate::telemetry::set_pool_saturation(s, &mut *sink);
+                        .pool_saturation_by_stage(view.candidates(now_ms), now_ms);
+                    crate::telemetry::set_pool_saturation(&s, &mut *sink);
                     let all = view.all_endpoints();
                     if let Some((detector, n)) = self.core.picker.pool_stale_endpoints(&all, now_ms)
                     {

@@ -542,15 +542,17 @@ pub static PENDING_RECLAIM_PPM: Family = Family {
     labels: NONE,
 };
 
-/// `endpoint_picker_flow_control_pool_saturation_ppm`: the saturation detector's reading of the
-/// pool that gates flow control, in millionths (10⁶ is the set point, above it oversubscribed;
-/// an empty pool reads 10⁶), set at each metrics flush while flow control is on; GIE's
-/// `inference_extension_flow_control_pool_saturation{stage="effective"}` and llm-d's
+/// `endpoint_picker_flow_control_pool_saturation_ppm{stage}`: the saturation detector's reading
+/// of the pool, in millionths (10⁶ is the set point, above it oversubscribed; an empty pool
+/// reads 10⁶), set at each metrics flush while flow control is on: `stage="prefill"` and
+/// `"decode"` over the endpoints of each stage (while the pool has any), `"effective"` the
+/// higher of them, which gates flow control. GIE's
+/// `inference_extension_flow_control_pool_saturation` and llm-d's
 /// `llm_d_epp_flow_control_pool_saturation` (recording rules).
 pub static POOL_SATURATION_PPM: Family = Family {
     name: "endpoint_picker_flow_control_pool_saturation_ppm",
     kind: Kind::Gauge,
-    labels: NONE,
+    labels: &["stage"],
 };
 
 /// Eviction to the victim's end: llm-d-router's bounds, 5 ms … 10 s.

@@ -5,6 +5,7 @@
 
 use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
 use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization};
+use scheduler_core::PoolSaturation;
 
 use super::families;
 use super::histogram::Histogram;
@@ -61,8 +62,35 @@ pub fn set_eviction_gauges(g: &EvictionGauges, sink: &mut dyn StatSink) {
 }
 
 /// Sets the flow-control pool saturation gauge (millionths: 10⁶ is the gating set point).
-pub fn set_pool_saturation(saturation: f64, sink: &mut dyn StatSink) {
-    sink.set(&families::POOL_SATURATION_PPM, &[], ppm(saturation));
+pub fn set_pool_saturation(s: &PoolSaturation, sink: &mut dyn StatSink) {
+    sink.set(
+        &families::POOL_SATURATION_PPM,
+        &["effective"],
+        ppm(s.effective),
+    );
+    for (stage, v) in [("prefill", s.prefill), ("decode", s.decode)] {
+        if let Some(v) = v {
+            sink.set(&families::POOL_SATURATION_PPM, &[stage], ppm(v));
+        }
+    }
+}
+
+/// The saturation of several configurations' pools as one: per stage the highest (the native
+/// build's process-wide series).
+pub fn max_saturation(a: PoolSaturation, b: PoolSaturation) -> PoolSaturation {
+    PoolSaturation {
+        effective: a.effective.max(b.effective),
+        prefill: max_of(a.prefill, b.prefill),
+        decode: max_of(a.decode, b.decode),
+    }
+}
+
+/// The larger of two optional values; either when only one is there.
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
 }
 
 /// `v` in millionths, for a gauge (Envoy stats are integers); negative or not finite: 0.
@@ -109,25 +137,19 @@ pub fn max_utilization<I>(gates: I) -> CapacityUtilization
 where
     I: IntoIterator<Item = CapacityUtilization>,
 {
-    fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-        match (a, b) {
-            (Some(x), Some(y)) => Some(x.max(y)),
-            (x, y) => x.or(y),
-        }
-    }
     let mut out = CapacityUtilization::default();
     for g in gates {
         for b in g.bands {
             match out.bands.iter_mut().find(|o| o.priority == b.priority) {
                 Some(o) => {
-                    o.requests = max(o.requests, b.requests);
-                    o.bytes = max(o.bytes, b.bytes);
+                    o.requests = max_of(o.requests, b.requests);
+                    o.bytes = max_of(o.bytes, b.bytes);
                 }
                 None => out.bands.push(b),
             }
         }
-        out.requests = max(out.requests, g.requests);
-        out.bytes = max(out.bytes, g.bytes);
+        out.requests = max_of(out.requests, g.requests);
+        out.bytes = max_of(out.bytes, g.bytes);
     }
     out.bands
         .sort_unstable_by_key(|b| std::cmp::Reverse(b.priority));

@@ -21,8 +21,9 @@ use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
 use families::Family;
 pub use flow_control::{
-    add_eviction_report, max_utilization, ppm, set_capacity_utilization, set_eviction_gauges,
-    set_pool_saturation, set_queue_depths, set_stale_endpoints, sum_depths, FlowTimings,
+    add_eviction_report, max_saturation, max_utilization, ppm, set_capacity_utilization,
+    set_eviction_gauges, set_pool_saturation, set_queue_depths, set_stale_endpoints, sum_depths,
+    FlowTimings,
 };
 use histogram::Histogram;
 pub use record::{RequestRecord, Timing};

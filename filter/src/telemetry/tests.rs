@@ -415,7 +415,14 @@ fn latency_outcomes_become_llm_d_predictor_series() {
 fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_histogram() {
     use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
     let mut shown = Shown::default();
-    set_pool_saturation(1.25, &mut shown);
+    set_pool_saturation(
+        &scheduler_core::PoolSaturation {
+            effective: 1.25,
+            prefill: None,
+            decode: Some(1.25),
+        },
+        &mut shown,
+    );
     set_eviction_gauges(
         &EvictionGauges {
             reclaim_target: -0.5,
@@ -424,8 +431,17 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
         &mut shown,
     );
     assert_eq!(
-        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{}"),
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=effective}"),
         Some(1_250_000)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=decode}"),
+        Some(1_250_000)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=prefill}"),
+        None,
+        "no prefill endpoint, no prefill series"
     );
     assert_eq!(
         shown.get("endpoint_picker_flow_control_reclaim_target_ppm{}"),
@@ -436,10 +452,30 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
         shown.get("endpoint_picker_flow_control_pending_reclaim_ppm{}"),
         Some(333_333)
     );
-    set_pool_saturation(f64::NAN, &mut shown);
+    let nan = scheduler_core::PoolSaturation {
+        effective: f64::NAN,
+        ..scheduler_core::PoolSaturation::IDLE
+    };
+    set_pool_saturation(&nan, &mut shown);
     assert_eq!(
-        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{}"),
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=effective}"),
         Some(0)
+    );
+    let m = max_saturation(
+        scheduler_core::PoolSaturation {
+            effective: 0.5,
+            prefill: Some(0.5),
+            decode: Some(0.25),
+        },
+        scheduler_core::PoolSaturation {
+            effective: 0.75,
+            prefill: None,
+            decode: Some(0.75),
+        },
+    );
+    assert_eq!(
+        (m.effective, m.prefill, m.decode),
+        (0.75, Some(0.5), Some(0.75))
     );
     let report = EvictionReport {
         confirmed: 2,

@@ -45,6 +45,34 @@ pub fn role_of(e: &Endpoint) -> Option<&str> {
     e.label(ROLE_LABEL).or_else(|| e.label("role"))
 }
 
+/// The pipeline stages an endpoint serves, as flow control splits the pool to measure its
+/// saturation per stage (llm-d-router's flow-control processor does the same with the role
+/// label): no role, an empty one or `decode` decodes; `prefill` and `encode-prefill` prefill;
+/// `prefill-decode` (and its old name `both`) and `encode-prefill-decode` serve both; an
+/// encode-only or unknown role serves neither (it gets no prefill or decode traffic, so
+/// counting it would dilute the signal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stages {
+    /// Prefill only.
+    Prefill,
+    /// Decode only.
+    Decode,
+    /// Both stages.
+    Both,
+    /// Neither.
+    Neither,
+}
+
+/// The stages `e` serves (see [`Stages`]).
+pub fn stages_of(e: &Endpoint) -> Stages {
+    match role_of(e) {
+        None | Some("" | "decode") => Stages::Decode,
+        Some("prefill" | "encode-prefill") => Stages::Prefill,
+        Some("prefill-decode" | "both" | "encode-prefill-decode") => Stages::Both,
+        Some(_) => Stages::Neither,
+    }
+}
+
 /// Builds a decode [`RoleFilter`].
 ///
 /// # Errors
