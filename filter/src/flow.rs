@@ -1058,6 +1058,7 @@ impl RequestFlow {
         if let Some(r) = &mut self.record {
             r.duration_ns = Some(now.saturating_sub(self.start_us) * 1000);
             r.tokens = tokens;
+            r.cached_tokens = usage.and_then(|u| u.cached_tokens);
         }
     }
 

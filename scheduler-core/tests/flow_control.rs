@@ -407,7 +407,7 @@ fn program_aware_fairness_serves_the_program_that_consumed_least() {
         let usage = Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            cached_tokens: 0,
+            cached_tokens: None,
         };
         picker.response_body(
             &mut state,

@@ -2,7 +2,8 @@
 //! response's `usage` reaches Envoy as dynamic metadata `envoy.lb` /
 //! `x-gateway-inference-request-cost` (native build) or as the filter state
 //! `wasm.envoy.lb.x-gateway-inference-request-cost` (proxy-wasm build), read here from the
-//! access log; a false condition reports nothing.
+//! access log; a false condition reports nothing. And GIE's usage-derived series: the prompt
+//! tokens the server read from its cache, and the normalized time per output token.
 
 use e2e::{Backend, Env, StartOptions};
 use serde_json::{json, Value};
@@ -124,5 +125,55 @@ fn usage_cost_reaches_envoy() {
         None,
         "{:?}",
         by_size(big.len())
+    );
+}
+
+/// `inference_objective_prompt_cached_tokens` counts what the server reported as read from its
+/// prefix cache (responses that do not report it add nothing), and
+/// `inference_objective_normalized_time_per_output_token_seconds` one observation per response
+/// with completion tokens.
+#[test]
+fn cached_prompt_tokens_and_ntpot_from_the_responses_usage() {
+    let env = Env::start(e2e::EnvSpec::default());
+    let model = "meta-llama/Llama-3.1-8B-Instruct";
+    for b in &env.backends {
+        b.set(json!({"cached_tokens": 12}));
+    }
+    let r = env.complete(model, "cached prefix one", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = env.complete(model, "cached prefix two", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    for b in &env.backends {
+        b.set(json!({}));
+    }
+    let r = env.complete(model, "nothing reported", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Both builds flush at most once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let text = env.prometheus();
+    let value = |name: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("inference_objective"))
+        .collect();
+    assert_eq!(
+        value("inference_objective_prompt_cached_tokens_count"),
+        2.0,
+        "{series:#?}"
+    );
+    assert_eq!(
+        value("inference_objective_prompt_cached_tokens_sum"),
+        24.0,
+        "{series:#?}"
+    );
+    assert_eq!(
+        value("inference_objective_normalized_time_per_output_token_seconds_count"),
+        3.0,
+        "{series:#?}"
     );
 }

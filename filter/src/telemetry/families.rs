@@ -347,6 +347,47 @@ histogram!(
     OUTPUT_TOKENS,
     sum
 );
+// Prompt tokens the server read from its prefix cache (`prompt_tokens_details.cached_tokens`,
+// recorded only when the response reports it): GIE's bounds, those of the input tokens.
+histogram!(
+    PROMPT_CACHED_TOKENS,
+    "inference_objective_prompt_cached_tokens",
+    MODEL,
+    MODEL_LE,
+    INPUT_TOKENS,
+    sum
+);
+
+/// Normalized time per output token: GIE's bounds, 1 ms … 10 s.
+pub static NTPOT_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1", "2", "5", "10",
+    ],
+    limits: &[
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        50_000_000,
+        100_000_000,
+        200_000_000,
+        500_000_000,
+        1_000_000_000,
+        2_000_000_000,
+        5_000_000_000,
+        10_000_000_000,
+    ],
+};
+// A request's whole duration (request headers to the response's end) over its completion
+// tokens, for responses that report at least one.
+histogram!(
+    REQUEST_NTPOT,
+    "inference_objective_normalized_time_per_output_token_seconds",
+    MODEL,
+    MODEL_LE,
+    NTPOT_SECONDS
+);
 
 /// llm-d's predictor series (`predicted-latency-producer`): labels of the predicted-latency
 /// histograms, then of the objective-violation counter (`type`: `ttft` or `tpot`).
@@ -666,7 +707,7 @@ histogram!(
 );
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 15] = [
+pub static HISTOGRAMS: [&HistogramFamily; 17] = [
     &SCHEDULER_E2E,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
@@ -674,6 +715,8 @@ pub static HISTOGRAMS: [&HistogramFamily; 15] = [
     &RESPONSE_SIZES,
     &INPUT_TOKENS_HIST,
     &OUTPUT_TOKENS_HIST,
+    &PROMPT_CACHED_TOKENS,
+    &REQUEST_NTPOT,
     &FLOW_QUEUE_DURATION,
     &REQUEST_TTFT,
     &REQUEST_TPOT,
@@ -760,6 +803,7 @@ mod tests {
             &OUTPUT_TOKENS,
             &REVOCATION_SECONDS,
             &FLOW_WORK_SECONDS,
+            &NTPOT_SECONDS,
         ] {
             assert_eq!(b.le.len(), b.limits.len());
             assert!(b.limits.windows(2).all(|w| w[0] < w[1]), "ascending");

@@ -97,6 +97,10 @@ struct ModelSeries {
     response_sizes: Histogram,
     input_tokens: Histogram,
     output_tokens: Histogram,
+    /// Prompt tokens read from the server's prefix cache, as responses report them.
+    cached_tokens: Histogram,
+    /// Duration over completion tokens (GIE's NTPOT).
+    ntpot: Histogram,
     /// Measured TTFT and TPOT, from the first response a latency-predicting plugin measured.
     ttft: Option<Histogram>,
     tpot: Option<Histogram>,
@@ -130,6 +134,8 @@ impl ModelSeries {
             response_sizes: Histogram::new(&families::RESPONSE_SIZES),
             input_tokens: Histogram::new(&families::INPUT_TOKENS_HIST),
             output_tokens: Histogram::new(&families::OUTPUT_TOKENS_HIST),
+            cached_tokens: Histogram::new(&families::PROMPT_CACHED_TOKENS),
+            ntpot: Histogram::new(&families::REQUEST_NTPOT),
             ttft: None,
             tpot: None,
             predictors: Vec::new(),
@@ -311,6 +317,12 @@ impl Telemetry {
         if let Some((input, output)) = r.tokens {
             m.input_tokens.record(input);
             m.output_tokens.record(output);
+            if let (Some(ns), true) = (r.duration_ns, output > 0) {
+                m.ntpot.record(ns / output);
+            }
+        }
+        if let Some(cached) = r.cached_tokens {
+            m.cached_tokens.record(cached);
         }
         if let Some(o) = &r.latency {
             m.latency(o);
@@ -398,6 +410,8 @@ impl Telemetry {
                 &mut m.response_sizes,
                 &mut m.input_tokens,
                 &mut m.output_tokens,
+                &mut m.cached_tokens,
+                &mut m.ntpot,
             ] {
                 h.flush(&labels, sink);
             }

@@ -24,6 +24,8 @@ pub struct RequestRecord {
     pub duration_ns: Option<u64>,
     /// (prompt tokens, completion tokens) from the response's `usage`.
     pub tokens: Option<(u64, u64)>,
+    /// Prompt tokens the server read from its prefix cache, when its `usage` reported them.
+    pub cached_tokens: Option<u64>,
     /// Measured against predicted latency, when a latency-predicting plugin learnt from the
     /// response.
     pub latency: Option<scheduler_core::model::response::LatencyOutcome>,

@@ -500,11 +500,7 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
 
 #[test]
 fn every_flow_control_outcome_counts_once_in_requests_total() {
-    let (picker, _) =
-        PickerConfig::load(r#"{"pool": {"cluster": "c"}}"#, &Registry::with_builtins())
-            .map(|l| (l.picker, ()))
-            .unwrap();
-    let mut t = Telemetry::new(&picker);
+    let mut t = Telemetry::new(&picker());
     t.queue_wait(0, "Dispatched", 0);
     t.queue_wait(0, "Dispatched", 120);
     t.queue_wait(-1, "RejectedCapacity", 0);
@@ -632,5 +628,49 @@ fn capacity_utilization_stale_endpoints_and_flow_timings() {
             "llm_d_epp_flow_control_request_enqueue_duration_seconds_bucket{priority=0,outcome=NotYetFinalized,le=0.0002}"
         ),
         Some(1)
+    );
+}
+
+#[test]
+fn cached_prompt_tokens_and_ntpot_per_model() {
+    let mut t = Telemetry::new(&picker());
+    // 150 ms over 7 completion tokens: 21.4 ms a token; 16 of 20 prompt tokens were cached.
+    t.record(&RequestRecord {
+        cached_tokens: Some(16),
+        ..routed("m", 10_000)
+    });
+    // A response that does not report cached tokens adds no observation; one without
+    // completion tokens has no NTPOT.
+    t.record(&routed("m", 10_000));
+    t.record(&RequestRecord {
+        tokens: Some((20, 0)),
+        ..routed("m", 10_000)
+    });
+    let mut shown = Shown::default();
+    t.flush(0, &mut shown);
+    let cached = |le: &str| {
+        shown.get(&format!(
+            "inference_objective_prompt_cached_tokens_bucket{{model_name=m,target_model_name=m,le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (cached("8"), cached("16"), cached("+Inf")),
+        (Some(0), Some(1), Some(1))
+    );
+    assert_eq!(
+        shown.get("inference_objective_prompt_cached_tokens_sum{model_name=m,target_model_name=m}"),
+        Some(16)
+    );
+    let ntpot = |le: &str| {
+        shown.get(&format!(
+            "inference_objective_normalized_time_per_output_token_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+        ))
+    };
+    assert_eq!((ntpot("0.02"), ntpot("0.05")), (Some(0), Some(2)));
+    assert_eq!(
+        shown.get(
+            "inference_objective_normalized_time_per_output_token_seconds_count{model_name=m,target_model_name=m}"
+        ),
+        Some(2)
     );
 }

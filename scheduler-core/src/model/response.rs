@@ -7,8 +7,10 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// `completion_tokens`.
     pub completion_tokens: u64,
-    /// `prompt_tokens_details.cached_tokens`, 0 when absent.
-    pub cached_tokens: u64,
+    /// `prompt_tokens_details.cached_tokens` (prompt tokens the server read from its prefix
+    /// cache); `None` when the server did not report it (vLLM only does with
+    /// `--enable-prompt-tokens-details`).
+    pub cached_tokens: Option<u64>,
 }
 
 /// The response as seen at its headers.

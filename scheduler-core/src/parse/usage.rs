@@ -61,7 +61,7 @@ impl From<RawUsage> for Usage {
         Usage {
             prompt_tokens: u.prompt_tokens.or(u.input_tokens).unwrap_or(0),
             completion_tokens: u.completion_tokens.or(u.output_tokens).unwrap_or(0),
-            cached_tokens: details.cached_tokens.unwrap_or(0),
+            cached_tokens: details.cached_tokens,
         }
     }
 }
@@ -87,7 +87,7 @@ impl MetaInfo {
         Some(Usage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
-            cached_tokens: self.cached_tokens.unwrap_or(0),
+            cached_tokens: self.cached_tokens,
         })
     }
 }
@@ -250,7 +250,7 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 10,
                 completion_tokens: 5,
-                cached_tokens: 8
+                cached_tokens: Some(8)
             })
         );
         assert_eq!(usage_from_json(br#"{"usage":null}"#), None);
@@ -262,7 +262,7 @@ mod tests {
         let ten = Some(Usage {
             prompt_tokens: 10,
             completion_tokens: 5,
-            cached_tokens: 0,
+            cached_tokens: None,
         });
         // Generated text quoting the key (escaped quotes), after and before the real one.
         let after = br#"{"usage": {"prompt_tokens":10,"completion_tokens":5}, "choices":[{"text":"say \"usage\": {\"prompt_tokens\": 99}"}]}"#;
@@ -294,7 +294,7 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n
                 Some(Usage {
                     prompt_tokens: 7,
                     completion_tokens: 3,
-                    cached_tokens: 0
+                    cached_tokens: None
                 }),
                 "split at {split}"
             );
@@ -310,7 +310,7 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n
             Some(Usage {
                 prompt_tokens: 4,
                 completion_tokens: 2,
-                cached_tokens: 1
+                cached_tokens: Some(1)
             })
         );
     }
@@ -326,17 +326,17 @@ data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n
         };
         // SGLang /generate: usage under meta_info, with the generated text before it.
         let body = br#"{"text":"Paris. \"meta_info\": {\"prompt_tokens\": 99}","output_ids":[1,2],"meta_info":{"id":"r1","finish_reason":{"type":"length","length":2},"prompt_tokens":6,"completion_tokens":2,"cached_tokens":4,"e2e_latency":0.1}}"#;
-        assert_eq!(usage_from_json(body), u(6, 2, 4));
+        assert_eq!(usage_from_json(body), u(6, 2, Some(4)));
         assert_eq!(usage_from_json(br#"{"meta_info":{"id":"r1"}}"#), None);
         // An OpenAI-style usage wins over a meta_info elsewhere in the body.
         let both = br#"{"meta_info":{"prompt_tokens":1},"usage":{"prompt_tokens":10,"completion_tokens":5}}"#;
-        assert_eq!(usage_from_json(both), u(10, 5, 0));
+        assert_eq!(usage_from_json(both), u(10, 5, None));
         // Streamed: every chunk carries the running totals; the last one is the answer.
         let mut p = SseUsageParser::new();
         p.feed(b"data: {\"text\":\"Pa\",\"meta_info\":{\"finish_reason\":null,\"prompt_tokens\":6,\"completion_tokens\":1,\"cached_tokens\":4}}\n\n");
         p.feed(b"data: {\"text\":\"Paris\",\"meta_info\":{\"finish_reason\":{\"type\":\"stop\"},\"prompt_tokens\":6,\"completion_tokens\":3,\"cached_tokens\":4}}\n\ndata: [DONE]\n\n");
         p.finish();
-        assert_eq!(p.usage(), u(6, 3, 4));
+        assert_eq!(p.usage(), u(6, 3, Some(4)));
     }
 
     #[test]

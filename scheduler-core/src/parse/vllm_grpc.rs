@@ -154,7 +154,11 @@ pub fn parse_request(method: Method, message: &[u8]) -> Result<VllmRequest<'_>, 
 /// `(prompt, completion, cached)` token counts of a `GenerateStreamChunk` or `GenerateComplete`
 /// whose count fields start at `first`.
 fn counts(message: &[u8], first: u64) -> Result<Usage, WireError> {
-    let mut u = Usage::default();
+    // Proto3 leaves a 0 out of the wire: an absent cached count is 0, not unreported.
+    let mut u = Usage {
+        cached_tokens: Some(0),
+        ..Usage::default()
+    };
     for f in fields(message) {
         if let (n, Value::Varint(v)) = f? {
             if n == first {
@@ -162,7 +166,7 @@ fn counts(message: &[u8], first: u64) -> Result<Usage, WireError> {
             } else if n == first + 1 {
                 u.completion_tokens = v;
             } else if n == first + 2 {
-                u.cached_tokens = v;
+                u.cached_tokens = Some(v);
             }
         }
     }
@@ -399,7 +403,7 @@ mod tests {
         let u = |p, c, k| Usage {
             prompt_tokens: p,
             completion_tokens: c,
-            cached_tokens: k,
+            cached_tokens: Some(k),
         };
         assert_eq!(
             response_usage(Method::Generate, &chunk(10, 2, 4)).unwrap(),
@@ -419,7 +423,11 @@ mod tests {
         put_uint(&mut e, 3, 1);
         assert_eq!(
             response_usage(Method::Embed, &e).unwrap(),
-            Some(u(33, 0, 0))
+            Some(Usage {
+                prompt_tokens: 33,
+                ..Usage::default()
+            }),
+            "an embedding reports no cached count"
         );
     }
 
@@ -439,7 +447,7 @@ mod tests {
                 Some(Usage {
                     prompt_tokens: 10,
                     completion_tokens: 3,
-                    cached_tokens: 2
+                    cached_tokens: Some(2)
                 }),
                 "split {split}"
             );

@@ -61,6 +61,9 @@ struct FakeState {
     gpu_util: Vec<f64>,
     /// Model ids `GET /v1/models` lists (base model first, then LoRA adapters).
     models: Vec<String>,
+    /// Reported as `usage.prompt_tokens_details.cached_tokens` of OpenAI-shaped responses
+    /// (left out when unset, as vLLM does without `--enable-prompt-tokens-details`).
+    cached_tokens: Option<u64>,
 }
 
 impl Default for FakeState {
@@ -78,6 +81,7 @@ impl Default for FakeState {
             stream_gap_ms: 0,
             gpu_util: vec![10.0, 20.0],
             models: vec!["meta-llama/Llama-3.1-8B-Instruct".into()],
+            cached_tokens: None,
         }
     }
 }
@@ -296,7 +300,10 @@ async fn inference(
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = req.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
     let prompt_tokens = (body.len() / 4).max(1);
-    let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3});
+    let mut usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3});
+    if let Some(cached) = s.cached_tokens {
+        usage["prompt_tokens_details"] = serde_json::json!({ "cached_tokens": cached });
+    }
     let mut resp = if uri.path() == "/generate" {
         sglang_generate(&req, stream)
     } else if stream {

@@ -441,7 +441,7 @@ mod tests {
         Some(Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            cached_tokens: 0,
+            cached_tokens: None,
         })
     }
 

@@ -833,7 +833,7 @@ mod tests {
                 usage: Some(Usage {
                     prompt_tokens: 100,
                     completion_tokens: tokens,
-                    cached_tokens: 0,
+                    cached_tokens: None,
                 }),
             },
         );

@@ -164,9 +164,9 @@ pub fn usage_value(usage: &Usage) -> Value {
         "total_tokens".into(),
         num(usage.prompt_tokens.saturating_add(usage.completion_tokens)),
     );
-    if usage.cached_tokens > 0 {
+    if let Some(cached) = usage.cached_tokens.filter(|&c| c > 0) {
         let mut d = Map::new();
-        d.insert("cached_tokens".into(), num(usage.cached_tokens));
+        d.insert("cached_tokens".into(), num(cached));
         m.insert("prompt_tokens_details".into(), Value::Object(d));
     }
     Value::Object(m)
@@ -310,7 +310,7 @@ mod tests {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            cached_tokens: cached,
+            cached_tokens: Some(cached),
         }
     }
 
