@@ -22,12 +22,12 @@ NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/m
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
 E2E_BOTH := flow_control reporting rollout attributes routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
-	out_of_tree native_abi llmd_sim precise_prefix
+	out_of_tree native_abi llmd_sim precise_prefix burst predicted_latency llmd_plugins
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 
 .PHONY: kgateway-test kgateway-generate test host-test e2e e2e-native native wasm envoy bench bench-peers real-vllm llmd-sim clean demo fuzz fuzz-short cargo-fuzz soak soak-short \
-	deploy-manifests check-manifests oci prometheus run release
+	deploy-manifests check-manifests oci prometheus openssl run release
 
 test: host-test e2e kgateway-test fuzz-short soak-short
 
@@ -78,6 +78,12 @@ prometheus:
 		{ DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null || \
 		  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null; }; }
 
+## openssl (Debian's package), which makes the certificate of the e2e test's TLS model server.
+openssl:
+	@command -v openssl >/dev/null || \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl >/dev/null || \
+		  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl >/dev/null; }; }
+
 ## The native module at its documented path (Envoy loads lib<name>.so from
 ## $$ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
 native: $(NATIVE) $(EXAMPLE_NATIVE)
@@ -113,7 +119,7 @@ oci: $(MODULE) $(NATIVE)
 
 ## End-to-end tests: real Envoy with the module and model-server processes on loopback; the
 ## Wasm build first (every suite), then the native build (every suite that applies to it).
-e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus llmd-sim
+e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci prometheus openssl llmd-sim
 	$(CARGO) build --quiet -p model-sim
 	ENVOY_BIN=$(abspath $(ENVOY)) PICKER_WASM=$(abspath $(MODULE)) OUT_OF_TREE_WASM=$(abspath $(EXAMPLE_MODULE)) \
 		PICKER_NATIVE_DIR=$(abspath dist) OCI_LAYOUT=$(abspath $(OCI_LAYOUT)) \
@@ -121,7 +127,7 @@ e2e: $(MODULE) $(EXAMPLE_MODULE) $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) oci promet
 		$(CARGO) test -p e2e --quiet -- --test-threads=2
 	$(MAKE) e2e-native
 
-e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus llmd-sim
+e2e-native: $(NATIVE) $(EXAMPLE_NATIVE) $(ENVOY) prometheus openssl llmd-sim
 	$(CARGO) build --quiet -p model-sim
 	E2E_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) PICKER_NATIVE_DIR=$(abspath dist) \
 		$(CARGO) test -p e2e --quiet $(addprefix --test ,$(E2E_BOTH)) -- --test-threads=2

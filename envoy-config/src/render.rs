@@ -112,6 +112,9 @@ pub struct Prepared {
     /// `/generate` for `sglanghttp-parser`); empty when the document does not load with the
     /// built-in registry.
     pub parser_routes: Vec<String>,
+    /// The metrics source's `scheme: https`: `Some(verify)`, where `verify` is false for
+    /// `insecureSkipVerify` (GIE's default); `None` for plain HTTP.
+    pub metrics_tls: Option<bool>,
 }
 
 /// Checks the `pool` section and the document's shape, and pretty-prints the JSON.
@@ -166,6 +169,11 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
             );
         }
     }
+    let metrics_tls = loaded
+        .as_ref()
+        .and_then(|l| l.picker.metrics_source())
+        .filter(|m| m.scheme == "https")
+        .map(|m| !m.insecure_skip_verify);
     let json = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
     let buffer_limit = pool.body_limit_bytes.saturating_mul(2).max(1 << 20) as u64;
     Ok(Prepared {
@@ -174,6 +182,7 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
         separate_metrics,
         buffer_limit,
         parser_routes,
+        metrics_tls,
     })
 }
 
@@ -214,8 +223,8 @@ typed_extension_protocol_options:
 }
 
 /// The scrape-only ORIGINAL_DST cluster (a list item, column 0) for endpoints whose metrics
-/// port differs from the serving port.
-pub fn metrics_cluster() -> String {
+/// port differs from the serving port; `tls` as [`upstream_tls`] (empty for plain HTTP).
+pub fn metrics_cluster(tls: &str) -> String {
     format!(
         r#"# Scrape-only cluster: each callout names its endpoint's metrics address in
 # x-gateway-destination-endpoint. No route points here; only the scraper's callouts use it.
@@ -226,7 +235,39 @@ pub fn metrics_cluster() -> String {
   original_dst_lb_config:
     use_http_header: true
     http_header_name: x-gateway-destination-endpoint
-"#
+{tls}"#,
+        tls = indent(tls, 2)
+    )
+}
+
+/// The system CA bundle on Debian-based images (Envoy's official images included), which
+/// verifies the metrics servers' certificates when `insecureSkipVerify` is false.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The cluster fields (column 0) that make Envoy dial the cluster the scraper uses over TLS,
+/// for the metrics source's `scheme: https`. With `verify` the servers' certificate chains are
+/// checked against [`SYSTEM_CA_BUNDLE`] (names are not matched: endpoints are dialled by IP);
+/// without it (`insecureSkipVerify`, GIE's default) they are not checked, as Envoy does for an
+/// upstream TLS context without a validation context.
+pub fn upstream_tls(verify: bool) -> String {
+    let validation = if verify {
+        format!("\n    common_tls_context:\n      validation_context:\n        trusted_ca: {{ filename: {SYSTEM_CA_BUNDLE} }}")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"# The metrics source's scheme is https: the scraper's callouts (and, on a shared cluster,
+# inference requests) go over TLS{note}.
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext{validation}
+"#,
+        note = if verify {
+            ", certificates checked against the system CA bundle"
+        } else {
+            " without checking certificates (insecureSkipVerify)"
+        },
     )
 }
 
@@ -482,6 +523,10 @@ pub fn render(input: &RenderInput) -> Result<String, String> {
     } else {
         String::new()
     };
+    // TLS goes on the cluster the scraper fetches pages through.
+    let tls = p.metrics_tls.map(upstream_tls).unwrap_or_default();
+    let scrape_alone = p.separate_metrics && picker_mode;
+    let pool_tls = if scrape_alone { "" } else { tls.as_str() };
     // gRPC model servers are called on `/<package>.<Service>/<Method>`: route vLLM's gRPC API.
     let mut limits = input.limits.clone();
     limits.extra_paths.extend(p.parser_routes.iter().cloned());
@@ -541,12 +586,12 @@ static_resources:
             2
         ),
         pool = indent(
-            &pool_cluster(&pool.cluster, &format!("{members}{h2c}"), &lb),
+            &pool_cluster(&pool.cluster, &format!("{members}{h2c}{pool_tls}"), &lb),
             2
         ),
     );
-    if p.separate_metrics && picker_mode {
-        out.push_str(&indent(&metrics_cluster(), 2));
+    if scrape_alone {
+        out.push_str(&indent(&metrics_cluster(&tls), 2));
     }
     Ok(out)
 }

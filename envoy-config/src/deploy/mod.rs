@@ -247,15 +247,22 @@ fn tokenizer_mount(input: &DeployInput) -> String {
 }
 
 /// The bootstrap addition every gateway needs (column 0): the scraper extension and the
-/// scrape cluster, after `clusters` (more cluster list items, column 0).
+/// scrape cluster (over TLS when the metrics source's scheme is https), after `clusters` (more
+/// cluster list items, column 0).
 fn bootstrap_addition(module: &Module, json: &str, clusters: &str) -> String {
+    let tls = serde_json::from_str(json)
+        .ok()
+        .and_then(|v| crate::render::prepare(&v).ok())
+        .and_then(|p| p.metrics_tls)
+        .map(crate::render::upstream_tls)
+        .unwrap_or_default();
     format!(
         "bootstrap_extensions:\n{}{}{}static_resources:\n  clusters:\n{}{}",
         module.scraper_extension(json),
         Limits::default().overload_manager(false),
         endpoint_picker_filter::telemetry::stats_config_yaml(),
         indent(clusters, 2),
-        indent(&metrics_cluster(), 2)
+        indent(&metrics_cluster(&tls), 2)
     )
 }
 

@@ -289,6 +289,15 @@ impl PickerConfig {
     pub fn load(json: &str, registry: &Registry) -> Result<LoadedPickerConfig, ConfigError> {
         let cfg = PickerConfig::from_json(json)?;
         let (picker, report) = load_config(cfg.scheduler, registry)?;
+        // The direct transport is a plain HTTP/1.1 client: it cannot fetch an https page.
+        if cfg.pool.scrape.transport == ScrapeTransport::Direct
+            && picker.metrics_source().is_some_and(|m| m.scheme == "https")
+        {
+            return Err(ConfigError::invalid(
+                FieldPath::key("pool").with_key("scrape").with_key("transport"),
+                "\"direct\" fetches pages over plain HTTP; the metrics source's scheme is https: use \"cluster\" (the cluster's transport socket speaks TLS)",
+            ));
+        }
         Ok(LoadedPickerConfig {
             pool: cfg.pool,
             picker,
@@ -438,6 +447,20 @@ mod tests {
     }
 
     #[test]
+    fn an_https_metrics_source_loads_through_the_cluster_transport() {
+        let l = PickerConfig::load(
+            r#"{"pool": {"cluster": "c"}, "plugins": [{"type": "metrics-data-source", "parameters": {"scheme": "https", "insecureSkipVerify": false}}]}"#,
+            &Registry::with_builtins(),
+        )
+        .unwrap();
+        let m = l.picker.metrics_source().unwrap();
+        assert_eq!(
+            (m.scheme.as_str(), m.insecure_skip_verify),
+            ("https", false)
+        );
+    }
+
+    #[test]
     fn errors_name_the_pool_field() {
         let cases = [
             (r#"{}"#, "pool: the 'pool' section is required"),
@@ -450,6 +473,8 @@ mod tests {
             (r#"{"pool": {"cluster": "c", "failureMode": "Maybe"}}"#, "pool.failureMode: invalid JSON: unknown variant `Maybe`, expected `FailClose` or `FailOpen`"),
             (r#"{"pool": {"cluster": "c", "endpoints": [{"address": "10.0.0.1:1", "weight": 2}]}}"#, "pool.endpoints[0].weight: unknown field 'weight'"),
             (r#"{"pool": {"cluster": "c"}, "plugins": [{"type": "nope"}]}"#, "plugins[0].type: plugin type 'nope' is not registered"),
+            (r#"{"pool": {"cluster": "c", "scrape": {"transport": "direct"}}, "plugins": [{"type": "metrics-data-source", "parameters": {"scheme": "https"}}]}"#, "pool.scrape.transport: \"direct\" fetches pages over plain HTTP; the metrics source's scheme is https: use \"cluster\" (the cluster's transport socket speaks TLS)"),
+            (r#"{"pool": {"cluster": "c"}, "plugins": [{"type": "metrics-data-source", "parameters": {"scheme": "ftp"}}]}"#, "plugins[0].parameters.scheme: 'ftp' must be http or https"),
         ];
         for (json, want) in cases {
             let got = PickerConfig::load(json, &Registry::with_builtins())

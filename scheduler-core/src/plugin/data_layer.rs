@@ -9,10 +9,14 @@ use crate::model::endpoint::{Endpoint, Extracted};
 
 /// Where each endpoint's metrics page is (GIE's metrics `DataSource`).
 pub trait MetricsDataSource {
-    /// URL scheme of the page (`http`).
+    /// URL scheme of the page (`http` or `https`).
     fn scheme(&self) -> &str;
     /// Path of the page (`/metrics`).
     fn path(&self) -> &str;
+    /// With `https`: whether the server's certificate is left unverified (GIE's default).
+    fn insecure_skip_verify(&self) -> bool {
+        true
+    }
 }
 
 /// Turns one endpoint's metrics page into its metrics (GIE's metrics `Extractor`). Shared by the

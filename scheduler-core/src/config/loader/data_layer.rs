@@ -31,7 +31,7 @@ fn params_of(s: &dyn MetricsDataSource) -> MetricsSourceParams {
     MetricsSourceParams {
         scheme: s.scheme().into(),
         path: s.path().into(),
-        ..MetricsSourceParams::default()
+        insecure_skip_verify: s.insecure_skip_verify(),
     }
 }
 

@@ -1,8 +1,14 @@
 //! `metrics-data-source`: scrape settings of each endpoint's metrics page.
 //!
-//! Parameters (GIE `datalayer/source/metrics`): `scheme` (`http` only here: the scraper runs
-//! inside Envoy over plain callouts; TLS to model servers is the cluster's job), `path`
-//! (default `/metrics`), `insecureSkipVerify` (accepted, default true).
+//! Parameters (GIE `datalayer/source/metrics`): `scheme` (`http` or `https`), `path` (default
+//! `/metrics`), `insecureSkipVerify` (default true).
+//!
+//! The scraper fetches pages through an Envoy cluster, so TLS is that cluster's transport
+//! socket: `envoy-config render` gives the scraping cluster an upstream TLS context for
+//! `https` (verifying the server's certificate against the system CA bundle when
+//! `insecureSkipVerify` is false), and a hand-written Envoy configuration must do the same. The
+//! native build's `direct` transport speaks plain HTTP, so `https` with it is refused when the
+//! pool loads.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -24,7 +30,7 @@ pub struct MetricsSourceParams {
     pub scheme: String,
     /// Path of the metrics page.
     pub path: String,
-    /// Accepted for GIE compatibility.
+    /// With `https`, leave the server's certificate unverified.
     pub insecure_skip_verify: bool,
 }
 
@@ -41,18 +47,24 @@ impl Default for MetricsSourceParams {
 /// Builds a [`MetricsSource`].
 ///
 /// # Errors
-/// Unknown fields; a scheme other than http; a path not starting with `/`.
+/// Unknown fields; a scheme other than http or https; a path not starting with `/`.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: MetricsSourceParams = parse_params(params)?;
-    if p.scheme != "http" {
-        return Err(ConfigError::invalid(
-            FieldPath::key("scheme"),
-            "only 'http' is supported (TLS to endpoints belongs on the Envoy cluster)",
-        ));
+    match p.scheme.as_str() {
+        "http" => {}
+        "https" => log::warn!(
+            "{TYPE} '{name}': scheme https: pages are fetched through the pool's Envoy cluster, whose transport socket must speak TLS (envoy-config render adds it)"
+        ),
+        other => {
+            return Err(ConfigError::invalid(
+                FieldPath::key("scheme"),
+                alloc::format!("'{other}' must be http or https"),
+            ))
+        }
     }
     if !p.path.starts_with('/') {
         return Err(ConfigError::invalid(
@@ -98,5 +110,8 @@ impl MetricsDataSource for MetricsSource {
     }
     fn path(&self) -> &str {
         &self.params.path
+    }
+    fn insecure_skip_verify(&self) -> bool {
+        self.params.insecure_skip_verify
     }
 }
