@@ -158,10 +158,22 @@ impl Backend {
 
     /// Pins its metrics and behaviour (fields of the fake server's `FakeState`).
     pub fn set(&self, state: Value) {
-        ureq::post(&format!("http://{}/admin/state", self.addr))
-            .set("content-type", "application/json")
-            .send_string(&state.to_string())
-            .expect("admin/state");
+        // A refused connection is tried again for a moment (seen once right after start on a
+        // loaded machine); a server that stays away fails the test.
+        let mut tries = 0;
+        loop {
+            let r = ureq::post(&format!("http://{}/admin/state", self.addr))
+                .set("content-type", "application/json")
+                .send_string(&state.to_string());
+            match r {
+                Ok(_) => return,
+                Err(ureq::Error::Transport(_)) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("admin/state of {}: {e}", self.name),
+            }
+        }
     }
 
     /// Kills the process (SIGKILL).

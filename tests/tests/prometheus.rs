@@ -195,6 +195,11 @@ fn rule_files_pass_promtool() {
 #[test]
 fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     let env = Env::start(EnvSpec::default());
+    // The servers report cached prompt tokens, as vLLM does with
+    // `--enable-prompt-tokens-details` (the prefix-cache panel reads them).
+    for b in &env.backends {
+        b.set(serde_json::json!({"cached_tokens": 8}));
+    }
     env.settle();
     let prom = Prometheus::start(env.admin_port);
 
