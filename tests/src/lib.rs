@@ -108,6 +108,29 @@ pub fn free_port() -> u16 {
     port
 }
 
+/// Runs `envoy --mode validate` with `args` (the native module found in [`native_dir`]).
+///
+/// # Errors
+/// Envoy's output when it refuses the configuration.
+pub fn envoy_validate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(), String> {
+    let out = Command::new(envoy_bin())
+        .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir())
+        .args(["--mode", "validate", "--log-level", "warn"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("run envoy: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.contains("OK") {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
 fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
