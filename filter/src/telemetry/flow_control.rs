@@ -184,18 +184,12 @@ impl FlowTimings {
     /// (`Dispatched` at once, `NotYetFinalized` — queued, upstream's label for an item still
     /// waiting —, `RejectedCapacity`, `RejectedNoEndpoints`).
     pub fn enqueue(&mut self, priority: i32, outcome: &'static str, ns: u64) {
-        let key = (priority, outcome);
-        let i = match self.enqueues.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                self.enqueues
-                    .push((key, Histogram::new(&families::FLOW_ENQUEUE)));
-                self.enqueues.len() - 1
-            }
-        };
-        if let Some((_, h)) = self.enqueues.get_mut(i) {
-            h.record(ns);
-        }
+        super::histogram::record_keyed(
+            &mut self.enqueues,
+            (priority, outcome),
+            &families::FLOW_ENQUEUE,
+            ns,
+        );
     }
 
     /// True when nothing was recorded.

@@ -19,6 +19,24 @@ pub(super) struct Histogram {
     defined: bool,
 }
 
+/// Records `v` in the histogram of `key` in `list`, adding one of `family` for a new key (a
+/// short list: a few bands × outcomes).
+pub(super) fn record_keyed<K: PartialEq>(
+    list: &mut Vec<(K, Histogram)>,
+    key: K,
+    family: &'static HistogramFamily,
+    v: u64,
+) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, h)) => h.record(v),
+        None => {
+            let mut h = Histogram::new(family);
+            h.record(v);
+            list.push((key, h));
+        }
+    }
+}
+
 impl Histogram {
     pub(super) fn new(family: &'static HistogramFamily) -> Self {
         let n = family.buckets.limits.len() + 1;

@@ -264,18 +264,12 @@ impl Telemetry {
     /// `outcome` (upstream's names: `Dispatched`, `EvictedTTL`, `EvictedNoEndpoints`,
     /// `EvictedContextCancelled`, `RejectedCapacity`, `RejectedNoEndpoints`).
     pub fn queue_wait(&mut self, priority: i32, outcome: &'static str, waited_ms: u64) {
-        let key = (priority, outcome);
-        let i = match self.queue_waits.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                self.queue_waits
-                    .push((key, Histogram::new(&families::FLOW_QUEUE_DURATION)));
-                self.queue_waits.len() - 1
-            }
-        };
-        if let Some((_, h)) = self.queue_waits.get_mut(i) {
-            h.record(waited_ms.saturating_mul(1_000_000));
-        }
+        histogram::record_keyed(
+            &mut self.queue_waits,
+            (priority, outcome),
+            &families::FLOW_QUEUE_DURATION,
+            waited_ms.saturating_mul(1_000_000),
+        );
     }
 
     /// Adds one finished request.
