@@ -373,7 +373,7 @@ impl EndpointPicker {
             return PoolSaturation::EMPTY;
         }
         let request = InferenceRequest::new("", "");
-        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let candidates: Scratch<usize> = (0..endpoints.len()).collect();
         let mut cycle = CycleState::new();
         let consumes = self.saturation_detector.consumes();
         if !consumes.is_empty() {
@@ -399,7 +399,7 @@ impl EndpointPicker {
             now_ms,
             peer: None,
         };
-        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        let (mut prefill, mut decode) = (Scratch::<usize>::new(), Scratch::<usize>::new());
         for (i, e) in endpoints.iter().enumerate() {
             match stages_of(e) {
                 Stages::Prefill => prefill.push(i),
@@ -435,7 +435,7 @@ impl EndpointPicker {
     ) -> Option<(&str, usize)> {
         let detector = self.saturation_detector.as_saturation_detector()?;
         let request = InferenceRequest::new("", "");
-        let candidates: Vec<usize> = (0..endpoints.len()).collect();
+        let candidates: Scratch<usize> = (0..endpoints.len()).collect();
         let cycle = CycleState::new();
         let cx = CycleContext {
             request: &request,
