@@ -37,12 +37,20 @@ fn gie_dashboard() -> Vec<String> {
     all.into_iter().filter(|e| !e.contains("vllm:")).collect()
 }
 
-/// Beyond the dashboard: the metrics issue 14 names.
+/// Beyond the dashboard: the metrics issue 14 names, and flow control's series under GIE's and
+/// llm-d's names (flow control is on in the test, and every request passes it).
 const MORE: &[&str] = &[
     "inference_extension_scheduler_e2e_duration_seconds_bucket",
     "inference_extension_plugin_duration_seconds_bucket{extension_point=\"Scorer\"}",
     "inference_pool_ready_pods",
     "inference_extension_info",
+    "llm_d_epp_flow_control_requests_total{outcome=\"Dispatched\"}",
+    "histogram_quantile(0.99, sum by (le) (rate(inference_extension_flow_control_dispatch_cycle_duration_seconds_bucket[1m]))) > 0",
+    "histogram_quantile(0.99, sum by (le) (rate(inference_extension_flow_control_request_enqueue_duration_seconds_bucket[1m]))) > 0",
+    "max by(inference_pool) (inference_extension_flow_control_pool_saturation)",
+    "llm_d_epp_flow_control_pool_saturation{stage=\"effective\"}",
+    "llm_d_epp_flow_control_capacity_utilization_requests",
+    "llm_d_epp_flow_control_request_queue_duration_seconds_count",
 ];
 
 fn tool(env_var: &str, name: &str) -> PathBuf {
@@ -194,7 +202,10 @@ fn rule_files_pass_promtool() {
 
 #[test]
 fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
-    let env = Env::start(EnvSpec::default());
+    let env = Env::start(EnvSpec {
+        picker: serde_json::json!({"featureGates": ["flowControl"]}),
+        ..EnvSpec::default()
+    });
     // The servers report cached prompt tokens, as vLLM does with
     // `--enable-prompt-tokens-details` (the prefix-cache panel reads them).
     for b in &env.backends {
@@ -271,8 +282,8 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // The alerts, the rules giving GIE's names, the rules giving llm-d's names.
-    assert_eq!(groups.len(), 3, "{rules}");
+    // The alerts, the rules giving GIE's names, llm-d's names, and GIE's flow-control names.
+    assert_eq!(groups.len(), 4, "{rules}");
     for g in &groups {
         for r in g["rules"].as_array().into_iter().flatten() {
             assert_eq!(r["health"], "ok", "{r}");
