@@ -169,11 +169,16 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
             );
         }
     }
-    let metrics_tls = loaded
-        .as_ref()
-        .and_then(|l| l.picker.metrics_source())
-        .filter(|m| m.scheme == "https")
-        .map(|m| !m.insecure_skip_verify);
+    // A document with out-of-tree plugin types does not load here: its metrics source is read
+    // from the JSON then, so an https source never renders a plain-HTTP scrape cluster.
+    let metrics_tls = match &loaded {
+        Some(l) => l
+            .picker
+            .metrics_source()
+            .filter(|m| m.scheme == "https")
+            .map(|m| !m.insecure_skip_verify),
+        None => https_metrics_source(&picker),
+    };
     let json = serde_json::to_string_pretty(&picker).map_err(|e| e.to_string())?;
     let buffer_limit = pool.body_limit_bytes.saturating_mul(2).max(1 << 20) as u64;
     Ok(Prepared {
@@ -184,6 +189,25 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
         parser_routes,
         metrics_tls,
     })
+}
+
+/// The TLS setting of the first `metrics-data-source` in `picker`'s `plugins` with
+/// `scheme: https`, read from the JSON (for documents the built-in registry cannot load):
+/// `Some(verify)`, `verify` false for `insecureSkipVerify` (default true).
+fn https_metrics_source(picker: &Value) -> Option<bool> {
+    picker
+        .get("plugins")?
+        .as_array()?
+        .iter()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("metrics-data-source"))
+        .filter_map(|p| p.get("parameters"))
+        .find(|params| params.get("scheme").and_then(Value::as_str) == Some("https"))
+        .map(|params| {
+            !params
+                .get("insecureSkipVerify")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        })
 }
 
 /// The `lb_endpoints` list of the pool (column 0), one entry per `pool.endpoints[]`.
@@ -594,4 +618,27 @@ static_resources:
         out.push_str(&indent(&metrics_cluster(&tls), 2));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_https_metrics_source_asks_for_tls_whether_or_not_the_document_loads_here() {
+        let source = serde_json::json!({"type": "metrics-data-source",
+            "parameters": {"scheme": "https", "insecureSkipVerify": false}});
+        let built_in = serde_json::json!({"pool": {"cluster": "c"}, "plugins": [source]});
+        assert_eq!(prepare(&built_in).unwrap().metrics_tls, Some(true));
+        // An out-of-tree plugin type: the built-in registry cannot load the document.
+        let out_of_tree = serde_json::json!({"pool": {"cluster": "c"},
+            "plugins": [source, {"type": "my-own-scorer"}]});
+        assert_eq!(prepare(&out_of_tree).unwrap().metrics_tls, Some(true));
+        let plain =
+            serde_json::json!({"pool": {"cluster": "c"}, "plugins": [{"type": "my-own-scorer"}]});
+        assert_eq!(prepare(&plain).unwrap().metrics_tls, None);
+        let skip = serde_json::json!({"pool": {"cluster": "c"}, "plugins": [
+            {"type": "metrics-data-source", "parameters": {"scheme": "https"}}, {"type": "my-own-scorer"}]});
+        assert_eq!(prepare(&skip).unwrap().metrics_tls, Some(false));
+    }
 }

@@ -646,60 +646,60 @@ impl RequestFlow {
         let mut held: Option<(Arc<crate::burst::BurstSlot>, Option<u64>)> = None;
         let received_ms = self.start_us / 1000;
         let mut queued: Option<(Ticket, Arc<crate::waiting::WaitSlot>)> = None;
-        let mut rejected: Option<&'static str> = None;
-        let mut dispatched = false;
+        // How flow control ended the request at admission, when it did (let through or refused).
+        let mut decided: Option<&'static str> = None;
         let mut priority = None;
         let picker = &p.core().picker;
-        let mut admit =
-            |req: &InferenceRequest<'_>, candidates: &[scheduler_core::Endpoint]| -> Gate {
-                if gate.is_some() {
-                    // Kept for eviction's tracking, even when this host cannot queue.
-                    priority = Some(req.priority);
-                }
-                if let (Some(g), Some(wake)) = (gate, waker.take()) {
-                    let q = QueuedRequest {
-                        received_ms,
-                        slo_ttft_ms: slo_ttft_ms(req),
-                        bytes: req.body_size_bytes as u64,
-                        ..Default::default()
-                    };
-                    let slot = Arc::new(crate::waiting::WaitSlot::default());
-                    let waiter = crate::waiting::Waiter {
-                        slot: slot.clone(),
-                        wake,
-                    };
-                    // Saturation of the candidates this request sees (no second snapshot read).
-                    let mut saturation = || picker.pool_saturation(candidates, now_ms);
-                    match g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation) {
-                        Admission::Dispatch => dispatched = true,
-                        Admission::Queued(t) => {
-                            queued = Some((t, slot));
-                            return Gate::Wait;
-                        }
-                        Admission::Rejected(e) => {
-                            rejected = Some(match e {
-                                scheduler_core::RequestError::NoCandidates => "RejectedNoEndpoints",
-                                _ => "RejectedCapacity",
-                            });
-                            return Gate::Reject(e);
-                        }
+        let mut admit = |req: &InferenceRequest<'_>,
+                         candidates: &[scheduler_core::Endpoint]|
+         -> Gate {
+            if gate.is_some() {
+                // Kept for eviction's tracking, even when this host cannot queue.
+                priority = Some(req.priority);
+            }
+            if let (Some(g), Some(wake)) = (gate, waker.take()) {
+                let q = QueuedRequest {
+                    received_ms,
+                    slo_ttft_ms: slo_ttft_ms(req),
+                    bytes: req.body_size_bytes as u64,
+                    ..Default::default()
+                };
+                let slot = Arc::new(crate::waiting::WaitSlot::default());
+                let waiter = crate::waiting::Waiter {
+                    slot: slot.clone(),
+                    wake,
+                };
+                // Saturation of the candidates this request sees (no second snapshot read).
+                let mut saturation = || picker.pool_saturation(candidates, now_ms);
+                let admission = g.admit(&flow_key(req, picker), q, waiter, now_ms, &mut saturation);
+                let label = crate::waiting::admission_label(&admission);
+                match admission {
+                    Admission::Dispatch => decided = Some(label),
+                    Admission::Queued(t) => {
+                        queued = Some((t, slot));
+                        return Gate::Wait;
+                    }
+                    Admission::Rejected(e) => {
+                        decided = Some(label);
+                        return Gate::Reject(e);
                     }
                 }
-                if let (Some(b), Some(wake)) = (burst, burst_waker.take()) {
-                    let mut key = Vec::new();
-                    if let Some(w) = b.window() {
-                        w.batch_key(req, &mut key);
-                    }
-                    match b.join(key, candidates, wake, now_ms) {
-                        Ok(h) => {
-                            held = Some(h);
-                            return Gate::Wait;
-                        }
-                        Err(e) => log::debug!("endpoint picker: burst window not holding ({e:?})"),
-                    }
+            }
+            if let (Some(b), Some(wake)) = (burst, burst_waker.take()) {
+                let mut key = Vec::new();
+                if let Some(w) = b.window() {
+                    w.batch_key(req, &mut key);
                 }
-                Gate::Go
-            };
+                match b.join(key, candidates, wake, now_ms) {
+                    Ok(h) => {
+                        held = Some(h);
+                        return Gate::Wait;
+                    }
+                    Err(e) => log::debug!("endpoint picker: burst window not holding ({e:?})"),
+                }
+            }
+            Gate::Go
+        };
         let mut outcome = None;
         let mut headers = Some(block.iter().map(|(k, v)| (k.into(), v.into())).collect());
         let state = &mut self.state;
@@ -732,11 +732,8 @@ impl RequestFlow {
         });
         // Every request flow control decided counts once by how it ended (the queued ones when
         // their wait ends); one let through at once waited 0 ms, as upstream records it.
-        let band = priority.unwrap_or(0);
-        if let Some(label) = rejected {
-            p.record_queue_wait(band, label, 0);
-        } else if dispatched {
-            p.record_queue_wait(band, "Dispatched", 0);
+        if let Some(label) = decided {
+            p.record_queue_wait(priority.unwrap_or(0), label, 0);
         }
         if priority.is_some() {
             self.priority = priority;

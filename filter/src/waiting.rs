@@ -90,9 +90,10 @@ pub fn outcome_label(o: &Outcome) -> Option<&'static str> {
     }
 }
 
-/// Upstream's enqueue outcome label for an admission: `NotYetFinalized` for a request left
-/// waiting (llm-d-router labels an item still in its queue so), else how it ended.
-fn enqueue_label(a: &Admission) -> &'static str {
+/// Upstream's outcome label for an admission: `NotYetFinalized` for a request left waiting
+/// (llm-d-router labels an item still in its queue so), else how it ended (`Dispatched`,
+/// `RejectedNoEndpoints`, `RejectedCapacity`).
+pub fn admission_label(a: &Admission) -> &'static str {
     match a {
         Admission::Dispatch => "Dispatched",
         Admission::Queued(_) => "NotYetFinalized",
@@ -202,7 +203,7 @@ impl FlowGate {
                 let start = (self.clock_ns)();
                 let a = g.queues.admit(key, req, waiter, now_ms, saturation);
                 let ns = (self.clock_ns)().saturating_sub(start);
-                g.timings.enqueue(key.priority, enqueue_label(&a), ns);
+                g.timings.enqueue(key.priority, admission_label(&a), ns);
                 a
             }
             Err(_) => Admission::Dispatch,

@@ -656,13 +656,8 @@ impl FilterConfig {
             }
         }
         // Timings are counters too: each configuration adds its own.
-        if let Some(t) = self
-            .gate
-            .as_ref()
-            .map(|g| g.take_timings())
-            .filter(|t| !t.is_empty())
-        {
-            t.flush(&mut &*families);
+        if let Some(g) = &self.gate {
+            g.take_timings().flush(&mut &*families);
         }
         // Eviction counters are counters: every configuration adds its own to whichever series
         // it writes, and the process-wide one sums them.

@@ -236,9 +236,7 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
 
     // Traffic: routed chat and completion requests (JSON and streamed, with usage), and bad
     // bodies answered by the picker (400). Spread over several scrapes so rates exist.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let mut i = 0;
-    while Instant::now() < deadline {
+    let send_pair = |i: u32| {
         let r = env.complete(
             MODEL,
             &format!("question {i} about the same long system prompt"),
@@ -251,6 +249,11 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
             &[("content-type", "application/json")],
         );
         assert_eq!(bad.status, 400);
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut i = 0;
+    while Instant::now() < deadline {
+        send_pair(i);
         i += 1;
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -260,7 +263,9 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     expressions.extend(dashboard_expressions());
     expressions.extend(gie_flow_control_dashboard());
     expressions.extend(MORE.iter().map(|e| e.to_string()));
-    // Wait for the flushes (≤ 1 s), two scrapes and a rule evaluation to land.
+    // Wait for the flushes (≤ 1 s), two scrapes and a rule evaluation to land. Traffic goes on
+    // meanwhile: a series a recording rule derives is born at a rule evaluation, and a rate over
+    // it needs growth after that (the rules run every 5 s; the first burst may end before).
     let start = Instant::now();
     let mut missing: Vec<&String>;
     loop {
@@ -271,6 +276,8 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
         if missing.is_empty() || start.elapsed() > Duration::from_secs(45) {
             break;
         }
+        send_pair(i);
+        i += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(missing.is_empty(), "no series for: {missing:#?}");

@@ -137,10 +137,7 @@ impl PickerShared {
             if let Some(g) = &self.gate {
                 crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
                 crate::telemetry::set_capacity_utilization(&g.capacity_utilization(), &mut *sink);
-                let timings = g.take_timings();
-                if !timings.is_empty() {
-                    timings.flush(&mut *sink);
-                }
+                g.take_timings().flush(&mut *sink);
                 if let Some(r) = g.take_eviction_report().filter(|r| !r.is_empty()) {
                     crate::telemetry::add_eviction_report(&r, &mut *sink);
                 }

@@ -94,7 +94,7 @@ fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// `v` in millionths, for a gauge (Envoy stats are integers); negative or not finite: 0.
-pub fn ppm(v: f64) -> u64 {
+pub(super) fn ppm(v: f64) -> u64 {
     if v.is_finite() && v > 0.0 {
         (v * 1e6).round() as u64
     } else {

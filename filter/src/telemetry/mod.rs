@@ -21,7 +21,7 @@ use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
 use families::Family;
 pub use flow_control::{
-    add_eviction_report, max_saturation, max_utilization, ppm, set_capacity_utilization,
+    add_eviction_report, max_saturation, max_utilization, set_capacity_utilization,
     set_eviction_gauges, set_pool_saturation, set_queue_depths, set_stale_endpoints, sum_depths,
     FlowTimings,
 };
@@ -488,11 +488,7 @@ impl PoolGauges {
             .map(|e| f64::from(e.endpoint.metrics.waiting_queue_size))
             .sum::<f64>()
             / n;
-        sink.set(
-            &families::POOL_AVG_KV_PPM,
-            &[name],
-            (kv * 1e6).round() as u64,
-        );
+        sink.set(&families::POOL_AVG_KV_PPM, &[name], flow_control::ppm(kv));
         sink.set(
             &families::POOL_AVG_QUEUE_MILLI,
             &[name],
