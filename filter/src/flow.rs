@@ -146,6 +146,10 @@ pub trait Picking {
     /// One request routed to `primary` by the scheduling profile `profile` (`""` when no
     /// profile ran: a body-less request).
     fn count_pick(&self, primary: &str, profile: &str);
+    /// One request of the pair `model` (model, target model) went to its endpoint and now
+    /// runs until [`Picking::record`] gets its record; `false` when it could not be counted
+    /// (its record must then not end the count).
+    fn count_running(&self, model: &(String, String)) -> bool;
     /// One local reply with `status`.
     fn count_reply(&self, status: u32);
     /// One FailOpen pass-through.
@@ -401,6 +405,11 @@ impl RequestFlow {
                     }
                 }
                 p.count_pick(r.primary(), &r.profile);
+                if let Some(rec) = &mut self.record {
+                    if let Some(model) = &rec.model {
+                        rec.running = p.count_running(model);
+                    }
+                }
                 if log::log_enabled!(log::Level::Debug) {
                     self.log_decision(
                         host,
@@ -1281,6 +1290,8 @@ mod tests {
         pool: RefCell<Vec<Endpoint>>,
         budget_used: Cell<usize>,
         picks: RefCell<Vec<String>>,
+        /// Models of the requests counted as running.
+        running: RefCell<Vec<String>>,
         records: RefCell<Vec<RequestRecord>>,
         gate: Option<crate::waiting::FlowGate>,
         burst: Option<crate::burst::BurstGate>,
@@ -1333,6 +1344,10 @@ mod tests {
         }
         fn count_pick(&self, primary: &str, _profile: &str) {
             self.picks.borrow_mut().push(primary.into());
+        }
+        fn count_running(&self, model: &(String, String)) -> bool {
+            self.running.borrow_mut().push(model.0.clone());
+            true
         }
         fn count_reply(&self, _status: u32) {}
         fn count_fail_open(&self) {}
@@ -1389,6 +1404,7 @@ mod tests {
             pool: RefCell::new(pool),
             budget_used: Cell::new(0),
             picks: RefCell::default(),
+            running: RefCell::default(),
             records: RefCell::default(),
             gate,
             waits: RefCell::default(),
@@ -1510,6 +1526,13 @@ mod tests {
                 }
             }
             fn set(&mut self, _: &'static crate::telemetry::families::Family, _: &[&str], _: u64) {}
+            fn adjust(
+                &mut self,
+                _: &'static crate::telemetry::families::Family,
+                _: &[&str],
+                _: i64,
+            ) {
+            }
         }
         g.take_timings().flush(&mut Names(&mut shown));
         let enqueue = "llm_d_epp_flow_control_request_enqueue_duration_seconds_count";
@@ -1889,6 +1912,11 @@ mod tests {
         let records = p.records.borrow();
         let r = records.first().expect("one record");
         assert_eq!(r.model, Some(("m".into(), "m".into())));
+        assert!(
+            r.running,
+            "counted as running when routed; its record ends that"
+        );
+        assert_eq!(*p.running.borrow(), ["m"]);
         assert_eq!(r.request_bytes, body.len() as u64);
         assert!(r.plugins.len() >= 3, "plugin timings: {:?}", r.plugins);
 

@@ -122,6 +122,10 @@ impl StatSink for WasmSink {
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
         self.metric(family, labels).set(value);
     }
+    fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64) {
+        // proxy-wasm's increment on a gauge adds a positive offset and subtracts a negative one.
+        self.metric(family, labels).add(delta);
+    }
 }
 
 /// Stats of the picker filter.

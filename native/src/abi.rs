@@ -324,6 +324,20 @@ extern "C" {
         label_values_length: usize,
         value: u64,
     ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_gauge(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_decrement_gauge(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
     pub fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
         config: Ptr,
         id: usize,
@@ -387,6 +401,20 @@ extern "C" {
         value: u64,
     ) -> u32;
     pub fn envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_increment_gauge(
+        config: Ptr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_decrement_gauge(
         config: Ptr,
         id: usize,
         label_values: *mut ModuleBuffer,

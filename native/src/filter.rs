@@ -317,6 +317,16 @@ impl Picking for FilterConfig {
         self.with_shard(|t| t.pick(primary, profile));
     }
 
+    fn count_running(&self, model: &(String, String)) -> bool {
+        // The stream ends on this worker, so its record reaches the same shard.
+        let mut counted = false;
+        self.with_shard(|t| {
+            t.started(model);
+            counted = true;
+        });
+        counted
+    }
+
     fn count_reply(&self, status: u32) {
         self.with_shard(|t| t.reply(status));
     }

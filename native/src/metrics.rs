@@ -135,6 +135,36 @@ impl Gauge {
     }
 }
 
+/// The metric callbacks of one kind of configuration (HTTP filter or bootstrap extension).
+struct ConfigAbi {
+    define_counter: Define,
+    define_gauge: Define,
+    add: Update,
+    set: Update,
+    raise: Update,
+    lower: Update,
+}
+
+/// Metrics defined on an HTTP filter configuration.
+static FILTER_ABI: ConfigAbi = ConfigAbi {
+    define_counter: abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+    define_gauge: abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+    add: abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+    set: abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+    raise: abi::envoy_dynamic_module_callback_http_filter_config_increment_gauge,
+    lower: abi::envoy_dynamic_module_callback_http_filter_config_decrement_gauge,
+};
+
+/// Metrics defined on the bootstrap extension's configuration.
+static BOOTSTRAP_ABI: ConfigAbi = ConfigAbi {
+    define_counter: abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_counter,
+    define_gauge: abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
+    add: abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
+    set: abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge,
+    raise: abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_gauge,
+    lower: abi::envoy_dynamic_module_callback_bootstrap_extension_config_decrement_gauge,
+};
+
 /// The telemetry families ([`endpoint_picker_filter::telemetry::families`]) as labelled Envoy
 /// stats of one configuration: every family is defined when the configuration is created (the
 /// ABI defines metrics only then) and updated with label values from any thread.
@@ -142,8 +172,7 @@ pub struct FamilySink {
     envoy: Ptr,
     /// (family name, id) sorted by name.
     ids: Vec<(&'static str, Option<usize>)>,
-    add: Update,
-    set: Option<Update>,
+    abi: &'static ConfigAbi,
 }
 
 // SAFETY: `envoy` is the configuration pointer, which outlives this value; Envoy's metric
@@ -153,60 +182,22 @@ unsafe impl Send for FamilySink {}
 unsafe impl Sync for FamilySink {}
 
 impl FamilySink {
-    /// The request path's families, on an HTTP filter configuration: counters, and the
-    /// flow-control queue gauges.
+    /// The request path's families, on an HTTP filter configuration.
     pub fn filter(config: Ptr) -> FamilySink {
-        FamilySink::requests(
-            config,
-            abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
-            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
-            abi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
-        )
+        FamilySink::define_all(config, families::request_families(), &FILTER_ABI)
     }
 
     /// The request path's families (as [`FamilySink::filter`]) on the bootstrap extension's
     /// configuration, which lives as long as the process: series kept there survive the
     /// replacement of a filter configuration, whose stats scope Envoy frees with it.
     pub fn bootstrap_requests(config: Ptr) -> FamilySink {
-        FamilySink::requests(
-            config,
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_counter,
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge,
-        )
-    }
-
-    /// The request families on `config`: counters through `define_counter`/`add`, the gauges
-    /// through `define_gauge`/`set`.
-    fn requests(
-        config: Ptr,
-        define_counter: Define,
-        define_gauge: Define,
-        add: Update,
-        set: Update,
-    ) -> FamilySink {
-        let (gauges, counters): (Vec<&'static Family>, Vec<&'static Family>) =
-            families::request_families().partition(|f| f.kind == families::Kind::Gauge);
-        let mut sink =
-            FamilySink::define_all(config, counters.into_iter(), define_counter, add, Some(set));
-        let gauge_ids = FamilySink::define_all(config, gauges.into_iter(), define_gauge, add, None);
-        sink.ids.extend(gauge_ids.ids);
-        sink.ids.sort_by_key(|(n, _)| *n);
-        sink
+        FamilySink::define_all(config, families::request_families(), &BOOTSTRAP_ABI)
     }
 
     /// The pool gauges, on an HTTP filter configuration (filter-only mode: the scraper runs in
     /// the filter configuration).
     pub fn filter_pool(config: Ptr) -> FamilySink {
-        FamilySink::define_all(
-            config,
-            families::POOL_FAMILIES.iter().copied(),
-            abi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
-            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
-            Some(abi::envoy_dynamic_module_callback_http_filter_config_set_gauge),
-        )
+        FamilySink::define_all(config, families::POOL_FAMILIES.iter().copied(), &FILTER_ABI)
     }
 
     /// The pool gauges, on the bootstrap extension configuration.
@@ -214,30 +205,28 @@ impl FamilySink {
         FamilySink::define_all(
             config,
             families::POOL_FAMILIES.iter().copied(),
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_define_gauge,
-            abi::envoy_dynamic_module_callback_bootstrap_extension_config_increment_counter,
-            Some(abi::envoy_dynamic_module_callback_bootstrap_extension_config_set_gauge),
+            &BOOTSTRAP_ABI,
         )
     }
 
-    /// Defines every family of `all` with `define` on `envoy`; updates go through `add` / `set`.
+    /// Defines every family of `all` on `envoy` (a counter or a gauge, by its kind) through
+    /// `abi`, which also carries the updates.
     fn define_all(
         envoy: Ptr,
         all: impl Iterator<Item = &'static Family>,
-        define_fn: Define,
-        add: Update,
-        set: Option<Update>,
+        abi: &'static ConfigAbi,
     ) -> FamilySink {
         let mut ids: Vec<(&'static str, Option<usize>)> = all
-            .map(|f| (f.name, define(define_fn, envoy, f.name, f.labels)))
+            .map(|f| {
+                let define_fn = match f.kind {
+                    families::Kind::Counter => abi.define_counter,
+                    families::Kind::Gauge => abi.define_gauge,
+                };
+                (f.name, define(define_fn, envoy, f.name, f.labels))
+            })
             .collect();
         ids.sort_by_key(|(n, _)| *n);
-        FamilySink {
-            envoy,
-            ids,
-            add,
-            set,
-        }
+        FamilySink { envoy, ids, abi }
     }
 
     fn id(&self, family: &Family) -> Option<usize> {
@@ -250,7 +239,7 @@ impl FamilySink {
 
     /// The counter `family{labels}` (a family of the request path) grows by `n`.
     pub fn add_to(&self, family: &'static Family, labels: &[&str], n: u64) {
-        self.write(self.add, family, labels, n);
+        self.write(self.abi.add, family, labels, n);
     }
 
     /// Calls `f` with clean label values (copies only when one needs cleaning).
@@ -272,9 +261,15 @@ impl StatSink for &FamilySink {
         self.add_to(family, labels, delta);
     }
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
-        if let Some(set) = self.set {
-            self.write(set, family, labels, value);
-        }
+        self.write(self.abi.set, family, labels, value);
+    }
+    fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64) {
+        let f = if delta < 0 {
+            self.abi.lower
+        } else {
+            self.abi.raise
+        };
+        self.write(f, family, labels, delta.unsigned_abs());
     }
 }
 
@@ -285,10 +280,18 @@ impl StatSink for &FamilySink {
 /// keep their capacity from shard to shard.
 #[derive(Default)]
 pub struct Deferred {
-    /// (gauge rather than counter, family, number of labels, value); the labels are the next
-    /// ones in `labels`, in order.
-    updates: Vec<(bool, &'static Family, usize, u64)>,
+    /// (what to do, family, number of labels); the labels are the next ones in `labels`, in
+    /// order.
+    updates: Vec<(Op, &'static Family, usize)>,
     labels: Vec<String>,
+}
+
+/// One gathered update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Add(u64),
+    Set(u64),
+    Adjust(i64),
 }
 
 impl Deferred {
@@ -296,7 +299,7 @@ impl Deferred {
     pub fn send(&mut self, sink: &mut dyn StatSink) {
         let mut at = 0;
         let mut values: Vec<&str> = Vec::new();
-        for &(gauge, family, n, value) in &self.updates {
+        for &(op, family, n) in &self.updates {
             values.clear();
             values.extend(
                 self.labels
@@ -306,28 +309,31 @@ impl Deferred {
                     .map(String::as_str),
             );
             at += n;
-            if gauge {
-                sink.set(family, &values, value);
-            } else {
-                sink.add(family, &values, value);
+            match op {
+                Op::Add(v) => sink.add(family, &values, v),
+                Op::Set(v) => sink.set(family, &values, v),
+                Op::Adjust(d) => sink.adjust(family, &values, d),
             }
         }
         self.updates.clear();
         self.labels.clear();
     }
 
-    fn push(&mut self, gauge: bool, family: &'static Family, labels: &[&str], value: u64) {
+    fn push(&mut self, op: Op, family: &'static Family, labels: &[&str]) {
         self.labels.extend(labels.iter().map(|l| String::from(*l)));
-        self.updates.push((gauge, family, labels.len(), value));
+        self.updates.push((op, family, labels.len()));
     }
 }
 
 impl StatSink for Deferred {
     fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
-        self.push(false, family, labels, delta);
+        self.push(Op::Add(delta), family, labels);
     }
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
-        self.push(true, family, labels, value);
+        self.push(Op::Set(value), family, labels);
+    }
+    fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64) {
+        self.push(Op::Adjust(delta), family, labels);
     }
 }
 
@@ -336,16 +342,24 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Shown(Vec<(bool, &'static str, Vec<String>, u64)>);
+    struct Shown(Vec<(Op, &'static str, Vec<String>)>);
+
+    impl Shown {
+        fn push(&mut self, op: Op, family: &'static Family, labels: &[&str]) {
+            let labels = labels.iter().map(|l| String::from(*l)).collect();
+            self.0.push((op, family.name, labels));
+        }
+    }
 
     impl StatSink for Shown {
         fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64) {
-            let labels = labels.iter().map(|l| String::from(*l)).collect();
-            self.0.push((false, family.name, labels, delta));
+            self.push(Op::Add(delta), family, labels);
         }
         fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
-            let labels = labels.iter().map(|l| String::from(*l)).collect();
-            self.0.push((true, family.name, labels, value));
+            self.push(Op::Set(value), family, labels);
+        }
+        fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64) {
+            self.push(Op::Adjust(delta), family, labels);
         }
     }
 
@@ -357,19 +371,21 @@ mod tests {
         d.add(counter, &["m", "t"], 3);
         d.set(gauge, &[], 7);
         d.add(counter, &["a", "b"], 0);
+        d.adjust(&families::RUNNING_REQUESTS, &["m"], -2);
         let mut shown = Shown::default();
         d.send(&mut shown);
         let s = |l: &[&str]| l.iter().map(|x| String::from(*x)).collect::<Vec<_>>();
         assert_eq!(
             shown.0,
             [
-                (false, counter.name, s(&["m", "t"]), 3),
-                (true, gauge.name, s(&[]), 7),
-                (false, counter.name, s(&["a", "b"]), 0),
+                (Op::Add(3), counter.name, s(&["m", "t"])),
+                (Op::Set(7), gauge.name, s(&[])),
+                (Op::Add(0), counter.name, s(&["a", "b"])),
+                (Op::Adjust(-2), families::RUNNING_REQUESTS.name, s(&["m"])),
             ]
         );
         // Emptied: a second send shows nothing more.
         d.send(&mut shown);
-        assert_eq!(shown.0.len(), 3);
+        assert_eq!(shown.0.len(), 4);
     }
 }

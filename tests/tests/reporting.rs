@@ -3,7 +3,8 @@
 //! `x-gateway-inference-request-cost` (native build) or as the filter state
 //! `wasm.envoy.lb.x-gateway-inference-request-cost` (proxy-wasm build), read here from the
 //! access log; a false condition reports nothing. And GIE's usage-derived series: the prompt
-//! tokens the server read from its cache, and the normalized time per output token.
+//! tokens the server read from its cache, and the normalized time per output token; and its
+//! gauge of the requests in flight per model, which every worker moves.
 
 use e2e::{Backend, Env, StartOptions};
 use serde_json::{json, Value};
@@ -176,4 +177,62 @@ fn cached_prompt_tokens_and_ntpot_from_the_responses_usage() {
         3.0,
         "{series:#?}"
     );
+}
+
+/// `inference_objective_running_requests{model_name}` as Envoy shows it (the native build's
+/// name carries Envoy's dynamic-module prefix), if the series exists.
+fn running(text: &str, model: &str) -> Option<f64> {
+    let label = format!("model_name=\"{model}\"");
+    text.lines()
+        .filter(|l| l.contains("inference_objective_running_requests{") && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls Envoy's stats until `want` holds (both builds send the gauge's changes at most once a
+/// second); the last text when it never did.
+fn until(env: &Env, want: impl Fn(&str) -> bool) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    loop {
+        let text = env.prometheus();
+        if want(&text) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(text
+                .lines()
+                .filter(|l| l.contains("running_requests"))
+                .collect::<Vec<_>>()
+                .join("\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn running_requests_gauge_counts_each_models_requests_in_flight() {
+    // Envoy's 2 workers each hold a share (a Wasm VM or a native shard apiece, by connection);
+    // the gauge is their sum.
+    let env = Env::start(e2e::EnvSpec::default());
+    for b in &env.backends {
+        b.set(json!({"delay_ms": 5000}));
+    }
+    std::thread::scope(|s| {
+        let env = &env;
+        let calls: Vec<_> = [("model-a", "one"), ("model-a", "two"), ("model-b", "three")]
+            .into_iter()
+            .map(|(model, prompt)| s.spawn(move || env.complete(model, prompt, &[])))
+            .collect();
+        let held = until(env, |t| {
+            running(t, "model-a") == Some(2.0) && running(t, "model-b") == Some(1.0)
+        });
+        for c in calls {
+            let r = c.join().expect("client thread");
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        held.expect("2 requests of model-a and 1 of model-b in flight");
+    });
+    until(&env, |t| {
+        running(t, "model-a") == Some(0.0) && running(t, "model-b") == Some(0.0)
+    })
+    .expect("0 once every response ended");
 }

@@ -226,6 +226,15 @@ impl Picking for PickerShared {
         self.stats.pick(primary, profile);
     }
 
+    fn count_running(&self, model: &(String, String)) -> bool {
+        // This VM's share; every VM moves the same Envoy gauge by its changes.
+        let Ok(mut t) = self.telemetry.try_borrow_mut() else {
+            return false;
+        };
+        t.started(model);
+        true
+    }
+
     fn count_reply(&self, status: u32) {
         self.stats.reply(status);
     }

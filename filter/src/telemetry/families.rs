@@ -14,7 +14,7 @@
 pub enum Kind {
     /// Only grows; the sink adds deltas.
     Counter,
-    /// Set to a value.
+    /// Set to a value, or moved up and down by the sink (see [`super::StatSink::adjust`]).
     Gauge,
 }
 
@@ -467,6 +467,16 @@ pub static REQUEST_ERROR_TOTAL: Family = Family {
     labels: &["model_name", "target_model_name", "error_code"],
 };
 
+/// `inference_objective_running_requests{model_name}`: requests routed upstream and not yet
+/// finished, by the model the client asked for (GIE's gauge: raised when the request goes to
+/// its endpoint, lowered when its stream ends). Each worker's share reaches Envoy as a change
+/// at the next telemetry flush, so the value lags by up to [`super::FLUSH_INTERVAL_MS`].
+pub static RUNNING_REQUESTS: Family = Family {
+    name: "inference_objective_running_requests",
+    kind: Kind::Gauge,
+    labels: &["model_name"],
+};
+
 /// `endpoint_picker_picks{endpoint,profile}`: requests routed to an endpoint (primary) by a
 /// profile (`""` for body-less requests).
 pub static PICKS: Family = Family {
@@ -732,6 +742,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
     [
         &REQUEST_TOTAL,
         &REQUEST_ERROR_TOTAL,
+        &RUNNING_REQUESTS,
         &PICKS,
         &LOCAL_REPLIES,
         &FLOW_QUEUE_SIZE,

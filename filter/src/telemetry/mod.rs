@@ -51,6 +51,10 @@ pub trait StatSink {
     fn add(&mut self, family: &'static Family, labels: &[&str], delta: u64);
     /// Sets the gauge `family{labels}` to `value`.
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64);
+    /// Moves the gauge `family{labels}` by `delta` (up or down; 0 defines the series). Every
+    /// writer's changes add up in Envoy, so a gauge several worker VMs or shards share is
+    /// written this way, never [`StatSink::set`].
+    fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64);
 }
 
 /// A counter between flushes.
@@ -88,9 +92,36 @@ where
     }
 }
 
+/// Requests of one model pair routed upstream (`started`) and finished since (`ended`), and
+/// the difference last sent to the running-requests gauge (`None` before the first flush).
+#[derive(Default)]
+struct Running {
+    started: u64,
+    ended: u64,
+    flushed: Option<i64>,
+}
+
+impl Running {
+    /// Moves `inference_objective_running_requests{model}` by the change since the last flush;
+    /// the first flush sends even no change, which defines the series (requests that all
+    /// ended between two flushes must still show as 0).
+    fn flush(&mut self, model: &str, sink: &mut dyn StatSink) {
+        if self.started == 0 {
+            return; // a pair never routed (refused, or counted only as requests)
+        }
+        let now = self.started.wrapping_sub(self.ended) as i64;
+        let before = self.flushed.unwrap_or(0);
+        if self.flushed.is_none() || now != before {
+            sink.adjust(&families::RUNNING_REQUESTS, &[model], now - before);
+            self.flushed = Some(now);
+        }
+    }
+}
+
 /// The series of one (model, target model) pair.
 struct ModelSeries {
     requests: Count,
+    running: Running,
     errors: Vec<(&'static str, Count)>,
     duration: Histogram,
     request_sizes: Histogram,
@@ -128,6 +159,7 @@ impl ModelSeries {
     fn new() -> Self {
         ModelSeries {
             requests: Count::default(),
+            running: Running::default(),
             errors: Vec::new(),
             duration: Histogram::new(&families::REQUEST_DURATION),
             request_sizes: Histogram::new(&families::REQUEST_SIZES),
@@ -272,6 +304,15 @@ impl Telemetry {
         );
     }
 
+    /// One request of the pair `model` (model, target model) went to its endpoint: it counts
+    /// in `inference_objective_running_requests` until [`Telemetry::record`] gets its record
+    /// with [`RequestRecord::running`] set.
+    pub fn started(&mut self, model: &(String, String)) {
+        if let Some(m) = self.model_series(Some(model)) {
+            m.running.started += 1;
+        }
+    }
+
     /// Adds one finished request.
     pub fn record(&mut self, r: &RequestRecord) {
         if let Some(ns) = r.scheduling_ns {
@@ -295,6 +336,9 @@ impl Telemetry {
         let Some(m) = self.model_series(r.model.as_ref()) else {
             return;
         };
+        if r.running {
+            m.running.ended += 1;
+        }
         if r.model.is_some() {
             m.requests.total += 1;
             m.request_sizes.record(r.request_bytes);
@@ -391,6 +435,7 @@ impl Telemetry {
         for ((model, target), m) in &mut self.series {
             let labels = [model.as_str(), target.as_str()];
             m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
+            m.running.flush(model, sink);
             for (code, c) in &mut m.errors {
                 c.flush(
                     &families::REQUEST_ERROR_TOTAL,

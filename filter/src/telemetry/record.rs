@@ -9,6 +9,9 @@ use scheduler_core::{ExtensionPoint, Plugin, SchedulingObserver};
 pub struct RequestRecord {
     /// (model, target model) once the body was parsed.
     pub model: Option<(String, String)>,
+    /// The request went to its endpoint and was counted as running
+    /// ([`super::Telemetry::started`]); its record ends that count.
+    pub running: bool,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
     /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical

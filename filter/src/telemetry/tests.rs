@@ -32,6 +32,12 @@ impl StatSink for Shown {
     fn set(&mut self, family: &'static Family, labels: &[&str], value: u64) {
         self.0.insert(Shown::key(family, labels), value);
     }
+    fn adjust(&mut self, family: &'static Family, labels: &[&str], delta: i64) {
+        let v = self.0.entry(Shown::key(family, labels)).or_default();
+        *v = v
+            .checked_add_signed(delta)
+            .expect("a gauge never goes below 0");
+    }
 }
 
 fn picker() -> scheduler_core::EndpointPicker {
@@ -672,5 +678,79 @@ fn cached_prompt_tokens_and_ntpot_per_model() {
             "inference_objective_normalized_time_per_output_token_seconds_count{model_name=m,target_model_name=m}"
         ),
         Some(2)
+    );
+}
+
+#[test]
+fn running_requests_rise_when_routed_and_fall_when_recorded() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    let pair = |m: &str, target: &str| (String::from(m), String::from(target));
+    let gauge = |shown: &Shown, m: &str| {
+        shown.get(&format!(
+            "inference_objective_running_requests{{model_name={m}}}"
+        ))
+    };
+    // Two requests for "a" (to two target models) and one for "b" go upstream.
+    t.started(&pair("a", "a"));
+    t.started(&pair("a", "a-lora"));
+    t.started(&pair("b", "b"));
+    t.flush(0, &mut shown);
+    assert_eq!(gauge(&shown, "a"), Some(2), "summed over target models");
+    assert_eq!(gauge(&shown, "b"), Some(1));
+    // One of "a" finishes; a request refused locally (never counted) changes nothing.
+    let mut done = routed("a", 1_000);
+    done.running = true;
+    t.record(&done);
+    t.record(&RequestRecord {
+        model: Some(pair("b", "b")),
+        error_status: Some(429),
+        ..RequestRecord::default()
+    });
+    t.flush(1_000, &mut shown);
+    assert_eq!(gauge(&shown, "a"), Some(1));
+    assert_eq!(gauge(&shown, "b"), Some(1));
+    // The rest finish (the second "a" went to its adapter): back to 0 for both.
+    let mut lora = routed("a", 1_000);
+    lora.model = Some(pair("a", "a-lora"));
+    lora.running = true;
+    let mut b = routed("b", 1_000);
+    b.running = true;
+    t.record(&lora);
+    t.record(&b);
+    t.flush(2_000, &mut shown);
+    assert_eq!(gauge(&shown, "a"), Some(0));
+    assert_eq!(gauge(&shown, "b"), Some(0));
+    // A model whose requests all start and end between two flushes still gets its series (0).
+    t.started(&pair("c", "c"));
+    let mut c = routed("c", 1_000);
+    c.running = true;
+    t.record(&c);
+    t.flush(3_000, &mut shown);
+    assert_eq!(gauge(&shown, "c"), Some(0));
+}
+
+#[test]
+fn running_requests_beyond_the_pair_limit_start_and_end_under_other() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    for i in 0..MAX_MODEL_PAIRS {
+        t.record(&routed(&format!("m{i}"), 1_000));
+    }
+    let late = (String::from("late"), String::from("late"));
+    t.started(&late);
+    t.flush(0, &mut shown);
+    let other = format!("inference_objective_running_requests{{model_name={OTHER_MODEL}}}");
+    assert_eq!(shown.get(&other), Some(1));
+    let mut done = routed("late", 1_000);
+    done.running = true;
+    t.record(&done);
+    t.flush(1_000, &mut shown);
+    assert_eq!(shown.get(&other), Some(0));
+    assert_eq!(
+        shown.get("inference_objective_running_requests{model_name=late}"),
+        None
     );
 }
