@@ -146,10 +146,11 @@ pub trait Picking {
     /// One request routed to `primary` by the scheduling profile `profile` (`""` when no
     /// profile ran: a body-less request).
     fn count_pick(&self, primary: &str, profile: &str);
-    /// One request of the pair `model` (model, target model) went to its endpoint and now
-    /// runs until [`Picking::record`] gets its record; `false` when it could not be counted
-    /// (its record must then not end the count).
-    fn count_running(&self, model: &(String, String)) -> bool;
+    /// One scheduled request of the pair `model` (model, target model) went to the endpoint
+    /// `primary`: a successful scheduling attempt, and a request that runs until
+    /// [`Picking::record`] gets its record; `false` when it could not be counted (its record
+    /// must then not end the count).
+    fn count_routed(&self, model: &(String, String), primary: &str) -> bool;
     /// One local reply with `status`.
     fn count_reply(&self, status: u32);
     /// One FailOpen pass-through.
@@ -407,7 +408,7 @@ impl RequestFlow {
                 p.count_pick(r.primary(), &r.profile);
                 if let Some(rec) = &mut self.record {
                     if let Some(model) = &rec.model {
-                        rec.running = p.count_running(model);
+                        rec.running = p.count_routed(model, r.primary());
                     }
                 }
                 if log::log_enabled!(log::Level::Debug) {
@@ -1345,7 +1346,7 @@ mod tests {
         fn count_pick(&self, primary: &str, _profile: &str) {
             self.picks.borrow_mut().push(primary.into());
         }
-        fn count_running(&self, model: &(String, String)) -> bool {
+        fn count_routed(&self, model: &(String, String), _primary: &str) -> bool {
             self.running.borrow_mut().push(model.0.clone());
             true
         }

@@ -317,11 +317,11 @@ impl Picking for FilterConfig {
         self.with_shard(|t| t.pick(primary, profile));
     }
 
-    fn count_running(&self, model: &(String, String)) -> bool {
+    fn count_routed(&self, model: &(String, String), primary: &str) -> bool {
         // The stream ends on this worker, so its record reaches the same shard.
         let mut counted = false;
         self.with_shard(|t| {
-            t.started(model);
+            t.started(model, primary);
             counted = true;
         });
         counted

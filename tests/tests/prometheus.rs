@@ -71,6 +71,9 @@ const MORE: &[&str] = &[
     "llm_d_epp_flow_control_pool_saturation{stage=\"effective\"}",
     "llm_d_epp_flow_control_capacity_utilization_requests",
     "llm_d_epp_flow_control_request_queue_duration_seconds_count",
+    "inference_extension_scheduler_attempts_total{status=\"success\",namespace=\"\",port!=\"\"}",
+    "inference_pool_average_running_requests",
+    "inference_objective_running_requests",
 ];
 
 fn tool(env_var: &str, name: &str) -> PathBuf {

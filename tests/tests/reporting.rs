@@ -209,7 +209,7 @@ fn until(env: &Env, want: impl Fn(&str) -> bool) -> Result<(), String> {
 }
 
 #[test]
-fn running_requests_gauge_counts_each_models_requests_in_flight() {
+fn running_requests_and_scheduling_attempts_by_model() {
     // Envoy's 2 workers each hold a share (a Wasm VM or a native shard apiece, by connection);
     // the gauge is their sum.
     let env = Env::start(e2e::EnvSpec::default());
@@ -235,4 +235,20 @@ fn running_requests_gauge_counts_each_models_requests_in_flight() {
         running(t, "model-a") == Some(0.0) && running(t, "model-b") == Some(0.0)
     })
     .expect("0 once every response ended");
+    // Each was a successful scheduling attempt on the endpoint it went to (sent in the flush
+    // that counted it as running, so already shown).
+    let text = env.prometheus();
+    let attempts = |model: &str| -> f64 {
+        let target = format!("target_model_name=\"{model}\"");
+        text.lines()
+            .filter(|l| {
+                l.contains("inference_extension_scheduler_attempts_total{")
+                    && l.contains("status=\"success\"")
+                    && l.contains(&target)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(attempts("model-a"), 2.0, "{text}");
+    assert_eq!(attempts("model-b"), 1.0, "{text}");
 }

@@ -202,8 +202,15 @@ impl PickerCore {
             .picker
             .schedule_observed(&request, candidates, now_ms, rng, state, timing)
         {
-            Err(e) => Outcome::Reply(Reply::from_error(&e)),
-            Ok(result) => self.route_for(result, candidates),
+            Err(e) => {
+                timing.record.scheduling_failed = true;
+                Outcome::Reply(Reply::from_error(&e))
+            }
+            Ok(result) => {
+                let outcome = self.route_for(result, candidates);
+                timing.record.scheduling_failed = matches!(outcome, Outcome::Reply(_));
+                outcome
+            }
         }
     }
 
@@ -346,6 +353,51 @@ mod tests {
             route(&c, &[], r#"{"model":"m","prompt":"x"}"#),
             Outcome::Reply(Reply { status: 503, .. })
         ));
+    }
+
+    #[test]
+    fn a_scheduling_cycle_that_finds_no_endpoint_is_a_failed_attempt() {
+        let l = PickerConfig::load(
+            r#"{"pool": {"cluster": "c"},
+              "plugins": [{"type": "by-label", "parameters": {"label": "tier", "validValues": ["gold"]}},
+                {"type": "max-score-picker"}],
+              "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "by-label"},
+                {"pluginRef": "max-score-picker"}]}]}"#,
+            &Registry::with_builtins(),
+        )
+        .unwrap();
+        let c = PickerCore::new(l.picker, l.pool);
+        let attempt = |eps: &[Endpoint]| {
+            let mut record = RequestRecord::default();
+            let outcome = c.route_request(
+                eps,
+                RequestInput {
+                    path: "/v1/completions",
+                    headers: vec![],
+                    body: br#"{"model":"m","prompt":"x"}"#,
+                    now_ms: 1000,
+                    explain: false,
+                    admit: None,
+                },
+                &mut SplitMix64::new(1),
+                &mut RequestState::new(),
+                &mut Timing {
+                    clock: &|| 0,
+                    record: &mut record,
+                },
+            );
+            (outcome, record.scheduling_failed)
+        };
+        let (outcome, failed) = attempt(&pool());
+        assert!(matches!(outcome, Outcome::Reply(_)), "{outcome:?}");
+        assert!(failed, "no endpoint has tier=gold");
+        let mut gold = pool();
+        gold[1].labels.push(("tier".into(), "gold".into()));
+        let (outcome, failed) = attempt(&gold);
+        assert!(matches!(outcome, Outcome::Route(_)), "{outcome:?}");
+        assert!(!failed);
+        // Refused before any cycle (no candidates at all): not an attempt.
+        assert!(!attempt(&[]).1);
     }
 
     #[test]

@@ -226,12 +226,12 @@ impl Picking for PickerShared {
         self.stats.pick(primary, profile);
     }
 
-    fn count_running(&self, model: &(String, String)) -> bool {
+    fn count_routed(&self, model: &(String, String), primary: &str) -> bool {
         // This VM's share; every VM moves the same Envoy gauge by its changes.
         let Ok(mut t) = self.telemetry.try_borrow_mut() else {
             return false;
         };
-        t.started(model);
+        t.started(model, primary);
         true
     }
 

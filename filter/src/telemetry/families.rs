@@ -477,6 +477,23 @@ pub static RUNNING_REQUESTS: Family = Family {
     labels: &["model_name"],
 };
 
+/// `inference_extension_scheduler_attempts_total{status,target_model_name,pod_name,namespace,port}`:
+/// scheduling cycles of requests with a body. `success` carries the endpoint the request went to
+/// (the primary profile's first pick): `pod_name` its host (the address without the port; this
+/// engine knows endpoints by address), `namespace` empty, `port` its port. `failure` (no
+/// endpoint passed the profile's filters, or none was picked) has the three empty, as GIE's.
+pub static SCHEDULER_ATTEMPTS: Family = Family {
+    name: "inference_extension_scheduler_attempts_total",
+    kind: Kind::Counter,
+    labels: &[
+        "status",
+        "target_model_name",
+        "pod_name",
+        "namespace",
+        "port",
+    ],
+};
+
 /// `endpoint_picker_picks{endpoint,profile}`: requests routed to an endpoint (primary) by a
 /// profile (`""` for body-less requests).
 pub static PICKS: Family = Family {
@@ -520,6 +537,15 @@ pub static POOL_AVG_KV_PPM: Family = Family {
 /// `inference_pool_average_queue_size` through the same recording rules).
 pub static POOL_AVG_QUEUE_MILLI: Family = Family {
     name: "endpoint_picker_pool_average_queue_size_milli",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `endpoint_picker_pool_average_running_requests_milli{name}`: mean running requests of the
+/// fresh endpoints ×1000 (GIE's `inference_pool_average_running_requests` through the same
+/// recording rules).
+pub static POOL_AVG_RUNNING_MILLI: Family = Family {
+    name: "endpoint_picker_pool_average_running_requests_milli",
     kind: Kind::Gauge,
     labels: &["name"],
 };
@@ -743,6 +769,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &REQUEST_TOTAL,
         &REQUEST_ERROR_TOTAL,
         &RUNNING_REQUESTS,
+        &SCHEDULER_ATTEMPTS,
         &PICKS,
         &LOCAL_REPLIES,
         &FLOW_QUEUE_SIZE,
@@ -769,11 +796,12 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
 }
 
 /// Every family the scraper sets.
-pub static POOL_FAMILIES: [&Family; 5] = [
+pub static POOL_FAMILIES: [&Family; 6] = [
     &POOL_READY,
     &POOL_POD_QUEUE,
     &POOL_AVG_KV_PPM,
     &POOL_AVG_QUEUE_MILLI,
+    &POOL_AVG_RUNNING_MILLI,
     &INFO,
 ];
 

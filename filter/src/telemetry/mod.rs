@@ -118,10 +118,19 @@ impl Running {
     }
 }
 
+/// Endpoints kept per model pair in the scheduling-attempt counts; attempts on further
+/// endpoints count under [`OTHER_MODEL`]. Past half of it, a flush drops the endpoints that had
+/// no attempt since the previous flush (their counts are sent; Envoy keeps the series).
+pub const MAX_ATTEMPT_ENDPOINTS: usize = 1024;
+
 /// The series of one (model, target model) pair.
 struct ModelSeries {
     requests: Count,
     running: Running,
+    /// Successful scheduling attempts by the endpoint picked.
+    attempts: HashMap<String, Count>,
+    /// Scheduling attempts that found no endpoint.
+    failed_attempts: Count,
     errors: Vec<(&'static str, Count)>,
     duration: Histogram,
     request_sizes: Histogram,
@@ -160,6 +169,8 @@ impl ModelSeries {
         ModelSeries {
             requests: Count::default(),
             running: Running::default(),
+            attempts: HashMap::new(),
+            failed_attempts: Count::default(),
             errors: Vec::new(),
             duration: Histogram::new(&families::REQUEST_DURATION),
             request_sizes: Histogram::new(&families::REQUEST_SIZES),
@@ -304,13 +315,25 @@ impl Telemetry {
         );
     }
 
-    /// One request of the pair `model` (model, target model) went to its endpoint: it counts
-    /// in `inference_objective_running_requests` until [`Telemetry::record`] gets its record
-    /// with [`RequestRecord::running`] set.
-    pub fn started(&mut self, model: &(String, String)) {
-        if let Some(m) = self.model_series(Some(model)) {
-            m.running.started += 1;
+    /// One request of the pair `model` (model, target model) was scheduled to `endpoint` and
+    /// went there: a successful scheduling attempt, and a request that counts in
+    /// `inference_objective_running_requests` until [`Telemetry::record`] gets its record with
+    /// [`RequestRecord::running`] set. A known endpoint costs no allocation.
+    pub fn started(&mut self, model: &(String, String), endpoint: &str) {
+        let Some(m) = self.model_series(Some(model)) else {
+            return;
+        };
+        m.running.started += 1;
+        if let Some(c) = m.attempts.get_mut(endpoint) {
+            c.total += 1;
+            return;
         }
+        let key = if m.attempts.len() < MAX_ATTEMPT_ENDPOINTS {
+            endpoint
+        } else {
+            OTHER_MODEL
+        };
+        m.attempts.entry(key.to_string()).or_default().total += 1;
     }
 
     /// Adds one finished request.
@@ -338,6 +361,9 @@ impl Telemetry {
         };
         if r.running {
             m.running.ended += 1;
+        }
+        if r.scheduling_failed {
+            m.failed_attempts.total += 1;
         }
         if r.model.is_some() {
             m.requests.total += 1;
@@ -436,6 +462,24 @@ impl Telemetry {
             let labels = [model.as_str(), target.as_str()];
             m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
             m.running.flush(model, sink);
+            m.failed_attempts.flush(
+                &families::SCHEDULER_ATTEMPTS,
+                &["failure", target, "", "", ""],
+                sink,
+            );
+            let prune_idle = m.attempts.len() > MAX_ATTEMPT_ENDPOINTS / 2;
+            m.attempts.retain(|endpoint, c| {
+                let attempted = c.total != c.flushed;
+                if attempted {
+                    let (host, port) = endpoint.rsplit_once(':').unwrap_or((endpoint, ""));
+                    c.flush(
+                        &families::SCHEDULER_ATTEMPTS,
+                        &["success", target, host, "", port],
+                        sink,
+                    );
+                }
+                attempted || !prune_idle
+            });
             for (code, c) in &mut m.errors {
                 c.flush(
                     &families::REQUEST_ERROR_TOTAL,
@@ -528,16 +572,20 @@ impl PoolGauges {
             .map(|e| e.endpoint.metrics.kv_cache_usage.clamp(0.0, 1.0))
             .sum::<f64>()
             / n;
-        let queue: f64 = fresh
-            .iter()
-            .map(|e| f64::from(e.endpoint.metrics.waiting_queue_size))
-            .sum::<f64>()
-            / n;
+        let mean =
+            |f: fn(&EndpointState) -> u32| fresh.iter().map(|e| f64::from(f(e))).sum::<f64>() / n;
+        let queue = mean(|e| e.endpoint.metrics.waiting_queue_size);
+        let running = mean(|e| e.endpoint.metrics.running_requests);
         sink.set(&families::POOL_AVG_KV_PPM, &[name], flow_control::ppm(kv));
         sink.set(
             &families::POOL_AVG_QUEUE_MILLI,
             &[name],
             (queue * 1e3).round() as u64,
+        );
+        sink.set(
+            &families::POOL_AVG_RUNNING_MILLI,
+            &[name],
+            (running * 1e3).round() as u64,
         );
     }
 }

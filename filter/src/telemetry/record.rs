@@ -12,6 +12,8 @@ pub struct RequestRecord {
     /// The request went to its endpoint and was counted as running
     /// ([`super::Telemetry::started`]); its record ends that count.
     pub running: bool,
+    /// The scheduling cycle ran and found no endpoint (a failed scheduling attempt).
+    pub scheduling_failed: bool,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
     /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical

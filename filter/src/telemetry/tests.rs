@@ -188,6 +188,7 @@ fn pool_gauges_and_label_values() {
     let state = |addr: &str, queue: u32, kv: f64, stale: bool| {
         let mut endpoint = Endpoint::new(addr.to_string());
         endpoint.metrics.waiting_queue_size = queue;
+        endpoint.metrics.running_requests = queue + 1;
         endpoint.metrics.kv_cache_usage = kv;
         EndpointState {
             endpoint,
@@ -214,6 +215,11 @@ fn pool_gauges_and_label_values() {
     assert_eq!(
         shown.get("endpoint_picker_pool_average_queue_size_milli{name=pool}"),
         Some(3000)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_pool_average_running_requests_milli{name=pool}"),
+        Some(4000),
+        "fresh endpoints only: (5 + 3) / 2"
     );
     assert!(shown
         .0
@@ -693,9 +699,9 @@ fn running_requests_rise_when_routed_and_fall_when_recorded() {
         ))
     };
     // Two requests for "a" (to two target models) and one for "b" go upstream.
-    t.started(&pair("a", "a"));
-    t.started(&pair("a", "a-lora"));
-    t.started(&pair("b", "b"));
+    t.started(&pair("a", "a"), "10.0.0.1:8000");
+    t.started(&pair("a", "a-lora"), "10.0.0.2:8000");
+    t.started(&pair("b", "b"), "10.0.0.1:8000");
     t.flush(0, &mut shown);
     assert_eq!(gauge(&shown, "a"), Some(2), "summed over target models");
     assert_eq!(gauge(&shown, "b"), Some(1));
@@ -723,7 +729,7 @@ fn running_requests_rise_when_routed_and_fall_when_recorded() {
     assert_eq!(gauge(&shown, "a"), Some(0));
     assert_eq!(gauge(&shown, "b"), Some(0));
     // A model whose requests all start and end between two flushes still gets its series (0).
-    t.started(&pair("c", "c"));
+    t.started(&pair("c", "c"), "10.0.0.1:8000");
     let mut c = routed("c", 1_000);
     c.running = true;
     t.record(&c);
@@ -740,7 +746,7 @@ fn running_requests_beyond_the_pair_limit_start_and_end_under_other() {
         t.record(&routed(&format!("m{i}"), 1_000));
     }
     let late = (String::from("late"), String::from("late"));
-    t.started(&late);
+    t.started(&late, "10.0.0.1:8000");
     t.flush(0, &mut shown);
     let other = format!("inference_objective_running_requests{{model_name={OTHER_MODEL}}}");
     assert_eq!(shown.get(&other), Some(1));
@@ -753,4 +759,38 @@ fn running_requests_beyond_the_pair_limit_start_and_end_under_other() {
         shown.get("inference_objective_running_requests{model_name=late}"),
         None
     );
+}
+
+#[test]
+fn scheduling_attempts_by_outcome_target_model_and_endpoint() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    let pair = (String::from("m"), String::from("m-lora"));
+    t.started(&pair, "10.0.0.1:8000");
+    t.started(&pair, "10.0.0.1:8000");
+    t.started(&pair, "[fd00::2]:9000");
+    t.record(&RequestRecord {
+        model: Some(pair.clone()),
+        scheduling_failed: true,
+        error_status: Some(503),
+        ..RequestRecord::default()
+    });
+    t.flush(0, &mut shown);
+    let attempts = |shown: &Shown, status: &str, pod: &str, port: &str| {
+        shown.get(&format!(
+            "inference_extension_scheduler_attempts_total{{status={status},target_model_name=m-lora,pod_name={pod},namespace=,port={port}}}"
+        ))
+    };
+    assert_eq!(attempts(&shown, "success", "10.0.0.1", "8000"), Some(2));
+    assert_eq!(attempts(&shown, "success", "[fd00::2]", "9000"), Some(1));
+    assert_eq!(attempts(&shown, "failure", "", ""), Some(1));
+    // A request refused before scheduling (no failed attempt) adds none.
+    t.record(&RequestRecord {
+        model: Some(pair.clone()),
+        error_status: Some(429),
+        ..RequestRecord::default()
+    });
+    t.flush(1_000, &mut shown);
+    assert_eq!(attempts(&shown, "failure", "", ""), Some(1));
 }
