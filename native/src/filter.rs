@@ -466,6 +466,8 @@ pub fn flush_all(now_ms: u64) {
     let saturation_due =
         now_ms.saturating_sub(LAST_SATURATION_MS.load(Ordering::Relaxed)) >= FLUSH_INTERVAL_MS;
     let mut saturation: Option<scheduler_core::PoolSaturation> = None;
+    // Blocks of every configuration's prefix index (each its own), at the same cadence.
+    let mut index_blocks: Option<usize> = None;
     for c in &live {
         let Ok(alive) = c.alive.read() else { continue };
         if !*alive {
@@ -474,6 +476,11 @@ pub fn flush_all(now_ms: u64) {
         c.main_tick_ms.store(now_ms, Ordering::Relaxed);
         c.flow_tick(now_ms);
         c.flush_if_due(now_ms);
+        if saturation_due {
+            if let Some(n) = c.core.picker.prefix_index_blocks() {
+                *index_blocks.get_or_insert(0) += n;
+            }
+        }
         if let Some(g) = &c.gate {
             depths.push(g.depths());
             if saturation_due {
@@ -501,6 +508,11 @@ pub fn flush_all(now_ms: u64) {
     set_process_eviction_gauges(eviction);
     if saturation_due {
         LAST_SATURATION_MS.store(now_ms, Ordering::Relaxed);
+        if let (Some(n), Ok(process)) = (index_blocks, PROCESS_SINK.read()) {
+            if let Some(families) = process.as_ref() {
+                set_index_size(families, n);
+            }
+        }
         if let (Some(s), Ok(process)) = (saturation, PROCESS_SINK.read()) {
             if let Some(families) = process.as_ref() {
                 endpoint_picker_filter::telemetry::set_pool_saturation(&s, &mut &*families);
@@ -517,6 +529,13 @@ pub fn flush_all(now_ms: u64) {
             }
         }
     }
+}
+
+/// Sets `inference_extension_prefix_indexer_size` to `blocks`.
+fn set_index_size(families: &FamilySink, blocks: usize) {
+    use endpoint_picker_filter::telemetry::{families::PREFIX_INDEXER_SIZE, StatSink};
+    let mut sink = families;
+    sink.set(&PREFIX_INDEXER_SIZE, &[], blocks as u64);
 }
 
 /// When [`flush_all`] last set the process-wide pool saturation, ms since the epoch.
@@ -664,6 +683,13 @@ impl FilterConfig {
                     &mut &*families,
                 );
             }
+        }
+        // Without the process-wide series each configuration sets its own index size.
+        if let (Some(n), Some(None)) = (
+            self.core.picker.prefix_index_blocks(),
+            process.as_ref().map(|s| s.as_ref()),
+        ) {
+            set_index_size(families, n);
         }
         // Timings are counters too: each configuration adds its own.
         if let Some(g) = &self.gate {

@@ -331,6 +331,9 @@ impl EndpointPicker {
         let mut extra = Vec::new();
         for pr in self.pre_requests.iter().filter_map(|p| p.as_pre_request()) {
             pr.request_headers(&cx, &result, state, &mut extra);
+            if let Some(hit) = pr.prefix_hit(&cx, &result) {
+                obs.prefix_hit(hit);
+            }
         }
         result.headers.append(&mut extra);
         Ok(result)
@@ -561,6 +564,15 @@ impl EndpointPicker {
     /// Every plugin instance by name.
     pub fn plugins(&self) -> &[(String, Arc<dyn Plugin>)] {
         &self.plugins
+    }
+
+    /// Blocks held by the prefix indexes of this picker's plugins
+    /// ([`Plugin::prefix_index_blocks`]), summed; `None` when no plugin keeps one.
+    pub fn prefix_index_blocks(&self) -> Option<usize> {
+        self.plugins
+            .iter()
+            .filter_map(|(_, p)| p.prefix_index_blocks())
+            .reduce(|a, b| a + b)
     }
 
     /// The plugins that take the model servers' KV-cache events

@@ -65,6 +65,6 @@ pub use error::{ConfigError, Error, RequestError};
 pub use model::endpoint::{Endpoint, EndpointMetrics};
 pub use model::request::InferenceRequest;
 pub use model::result::SchedulingResult;
-pub use observe::{ExtensionPoint, NoObserver, SchedulingObserver};
+pub use observe::{ExtensionPoint, NoObserver, PrefixHit, SchedulingObserver};
 pub use plugin::{Plugin, Registry, RequestState, Stability};
 pub use rng::{Rng, SplitMix64};

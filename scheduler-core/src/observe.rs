@@ -1,6 +1,8 @@
 //! How a host learns what each plugin cost: the scheduler reports every plugin call at the
 //! extension points GIE times (`inference_extension_plugin_duration_seconds`), with the host's
-//! clock. The default [`NoObserver`] reads no clock, so a caller that does not ask pays nothing.
+//! clock, and what the prefix lookup found for the endpoint chosen (GIE's prefix-indexer hit
+//! series). The default [`NoObserver`] reads no clock, so a caller that does not ask pays
+//! nothing.
 
 use alloc::sync::Arc;
 
@@ -68,6 +70,29 @@ pub trait SchedulingObserver {
     fn now_ns(&mut self) -> Option<u64>;
     /// `plugin` ran at `point` and took `ns` nanoseconds.
     fn plugin_ran(&mut self, point: ExtensionPoint, plugin: &Arc<dyn Plugin>, ns: u64);
+    /// A pre-request hook says how much of the prompt the chosen endpoint was believed to hold
+    /// ([`crate::plugin::PreRequest::prefix_hit`]). Ignored by default.
+    fn prefix_hit(&mut self, hit: PrefixHit) {
+        let _ = hit;
+    }
+}
+
+/// How much of a request's prompt the endpoint it goes to was believed to hold in its prefix
+/// cache, in prompt bytes as GIE counts them (matched blocks × block size in tokens × 4
+/// characters per token; GIE's `RecordPrefixCacheMatch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixHit {
+    /// Bytes of the prompt's leading blocks the endpoint holds.
+    pub matched_bytes: u64,
+    /// Bytes of every block the prompt was cut into (the lookup's whole length).
+    pub total_bytes: u64,
+}
+
+impl PrefixHit {
+    /// `matched / total` as a fraction 0..1, or `None` when the prompt had no block.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.total_bytes > 0).then(|| self.matched_bytes as f64 / self.total_bytes as f64)
+    }
 }
 
 /// Times nothing.

@@ -473,3 +473,92 @@ fn prefix_chat_growth_and_stickiness_through_the_default_profile() {
         );
     }
 }
+
+/// Keeps what [`scheduler_core::SchedulingObserver::prefix_hit`] reports (no clock).
+#[derive(Default)]
+struct Hits(Vec<scheduler_core::PrefixHit>);
+
+impl scheduler_core::SchedulingObserver for Hits {
+    fn now_ns(&mut self) -> Option<u64> {
+        None
+    }
+    fn plugin_ran(
+        &mut self,
+        _: scheduler_core::ExtensionPoint,
+        _: &std::sync::Arc<dyn scheduler_core::Plugin>,
+        _: u64,
+    ) {
+    }
+    fn prefix_hit(&mut self, hit: scheduler_core::PrefixHit) {
+        self.0.push(hit);
+    }
+}
+
+#[test]
+fn the_prefix_lookup_reports_what_the_chosen_endpoint_held_in_gies_bytes() {
+    // GIE's RecordPrefixCacheMatch: matched and total blocks × block size (16 tokens by
+    // default) × 4 characters per token, for the endpoint the request goes to, as the lookup
+    // found it before the request was recorded there.
+    let ep = load("{}", &Registry::with_builtins()).unwrap().0;
+    let pool: Vec<Endpoint> = (0..4).map(|i| p(i, 1, 0.3, &[])).collect();
+    let prompt = "You are helpful. ".repeat(40); // 680 bytes: 11 blocks of 64 (the last partial)
+    let run = |prompt: &str| {
+        let body = format!(r#"{{"model":"m","prompt":"{prompt}"}}"#);
+        let req = ep
+            .parse_request("/v1/completions", body.as_bytes(), vec![])
+            .unwrap();
+        let mut hits = Hits::default();
+        ep.schedule_observed(
+            &req,
+            &pool,
+            NOW_MS,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+            &mut hits,
+        )
+        .unwrap();
+        assert_eq!(hits.0.len(), 1, "one report per scheduled request");
+        hits.0[0]
+    };
+    let first = run(&prompt);
+    assert_eq!(first.matched_bytes, 0, "nothing recorded yet");
+    assert_eq!(first.total_bytes, 11 * 64);
+    assert_eq!(first.ratio(), Some(0.0));
+    let again = run(&prompt);
+    assert_eq!(
+        again.matched_bytes,
+        11 * 64,
+        "the same endpoint, every block held"
+    );
+    assert_eq!(again.ratio(), Some(1.0));
+    // A profile without a prefix index reports nothing.
+    let no_index = load(
+        r#"{"plugins": [{"type": "queue-scorer"}, {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "queue-scorer"},
+              {"pluginRef": "max-score-picker"}]}]}"#,
+        &Registry::with_builtins(),
+    )
+    .unwrap()
+    .0;
+    let req = no_index
+        .parse_request("/v1/completions", br#"{"model":"m","prompt":"x"}"#, vec![])
+        .unwrap();
+    let mut hits = Hits::default();
+    no_index
+        .schedule_observed(
+            &req,
+            &pool,
+            NOW_MS,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+            &mut hits,
+        )
+        .unwrap();
+    assert!(hits.0.is_empty());
+    assert_eq!(no_index.prefix_index_blocks(), None);
+    assert_eq!(
+        ep.prefix_index_blocks(),
+        Some(11),
+        "one endpoint holds the 11 blocks"
+    );
+}

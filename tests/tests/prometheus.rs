@@ -74,6 +74,7 @@ const MORE: &[&str] = &[
     "inference_extension_scheduler_attempts_total{status=\"success\",namespace=\"\",port!=\"\"}",
     "inference_pool_average_running_requests",
     "inference_objective_running_requests",
+    "inference_extension_prefix_indexer_hit_bytes_sum",
 ];
 
 fn tool(env_var: &str, name: &str) -> PathBuf {
@@ -239,10 +240,13 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
 
     // Traffic: routed chat and completion requests (JSON and streamed, with usage), and bad
     // bodies answered by the picker (400). Spread over several scrapes so rates exist.
+    // One shared system prompt, long enough for whole prefix blocks (the prefix-indexer hit
+    // ratio has an observation only for a prompt of at least one block).
+    let system = "You are a helpful assistant for the billing team. ".repeat(8);
     let send_pair = |i: u32| {
         let r = env.complete(
             MODEL,
-            &format!("question {i} about the same long system prompt"),
+            &format!("{system}Question {i}: what is my balance?"),
             &[],
         );
         assert_eq!(r.status, 200, "{r:?}");
@@ -305,6 +309,19 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
         .value("histogram_quantile(0.99, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket[1m])))")
         .unwrap_or(f64::NAN);
     assert!(p99 > 0.0 && p99 < 0.1, "scheduling p99 {p99} s");
+    // The shared system prompt is held after the first request, so the typical request finds
+    // most of its prompt at the endpoint it goes to, and the index holds blocks.
+    let hit_p50 = prom
+        .value("histogram_quantile(0.5, sum by (le) (rate(inference_extension_prefix_indexer_hit_ratio_bucket[1m])))")
+        .unwrap_or(f64::NAN);
+    assert!(
+        hit_p50 > 0.5 && hit_p50 <= 1.0,
+        "prefix hit ratio p50 {hit_p50}"
+    );
+    let blocks = prom
+        .value("sum(inference_extension_prefix_indexer_size)")
+        .unwrap_or(0.0);
+    assert!(blocks >= 6.0, "prefix index blocks {blocks}");
 
     // Every rule group loaded and evaluates.
     let rules: Value =

@@ -203,7 +203,8 @@ impl PickerCore {
             .schedule_observed(&request, candidates, now_ms, rng, state, timing)
         {
             Err(e) => {
-                timing.record.scheduling_failed = true;
+                // GIE counts the scheduler's own failures, not admission's refusals.
+                timing.record.scheduling_failed = matches!(e, RequestError::NoTargetEndpoint(_));
                 Outcome::Reply(Reply::from_error(&e))
             }
             Ok(result) => {

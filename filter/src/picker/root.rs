@@ -32,6 +32,8 @@ pub struct PickerShared {
     gate: Option<crate::waiting::FlowGate>,
     /// This VM's burst batch (`burst-prefix-cache-producer`), sealed on the tick.
     burst: Option<crate::burst::BurstGate>,
+    /// This VM's prefix-index size as last added to the shared gauge (`None`: not yet).
+    index_blocks: Cell<Option<i64>>,
 }
 
 impl PickerShared {
@@ -75,6 +77,7 @@ impl PickerShared {
             rng: RefCell::new(SplitMix64::new(seed)),
             stats: PickerStats::default(),
             buffered: Cell::new(0),
+            index_blocks: Cell::new(None),
         })
     }
 
@@ -134,6 +137,20 @@ impl PickerShared {
     fn flush_to(&self, t: &mut Telemetry, now_ms: u64) {
         if let Ok(mut sink) = self.sink.try_borrow_mut() {
             t.flush(now_ms, &mut *sink);
+            // Each worker VM has its own prefix index; the gauge is their sum, so a VM moves it
+            // by its own change.
+            if let Some(n) = self.core.picker.prefix_index_blocks() {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                let before = self.index_blocks.replace(Some(n));
+                if before != Some(n) {
+                    use crate::telemetry::StatSink;
+                    sink.adjust(
+                        &crate::telemetry::families::PREFIX_INDEXER_SIZE,
+                        &[],
+                        n - before.unwrap_or(0),
+                    );
+                }
+            }
             if let Some(g) = &self.gate {
                 crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
                 crate::telemetry::set_capacity_utilization(&g.capacity_utilization(), &mut *sink);

@@ -283,6 +283,29 @@ pub static INPUT_TOKENS: Buckets = Buckets {
     ],
 };
 
+/// Fraction of the prompt a prefix lookup matched, 0 … 1 in steps of 0.1 (GIE's bounds),
+/// recorded in millionths.
+pub static HIT_RATIO: Buckets = Buckets {
+    le: &[
+        "0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1",
+    ],
+    limits: &[
+        0, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000, 700_000, 800_000, 900_000,
+        1_000_000,
+    ],
+};
+
+/// Prompt bytes a prefix lookup matched, 0 … 64 KiB (GIE's bounds).
+pub static HIT_BYTES: Buckets = Buckets {
+    le: &[
+        "0", "16", "32", "64", "128", "256", "512", "1024", "2048", "4096", "8192", "16384",
+        "32768", "65536",
+    ],
+    limits: &[
+        0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
+    ],
+};
+
 /// Completion tokens (GIE's bounds, 1 … 8192).
 pub static OUTPUT_TOKENS: Buckets = Buckets {
     le: &[
@@ -300,6 +323,21 @@ histogram!(
     NONE,
     LE,
     FAST_SECONDS
+);
+histogram!(
+    PREFIX_HIT_RATIO,
+    "inference_extension_prefix_indexer_hit_ratio",
+    NONE,
+    LE,
+    HIT_RATIO
+);
+histogram!(
+    PREFIX_HIT_BYTES,
+    "inference_extension_prefix_indexer_hit_bytes",
+    NONE,
+    LE,
+    HIT_BYTES,
+    sum
 );
 histogram!(
     PLUGIN_DURATION,
@@ -541,6 +579,16 @@ pub static POOL_AVG_QUEUE_MILLI: Family = Family {
     labels: &["name"],
 };
 
+/// `inference_extension_prefix_indexer_size`: blocks the approximate prefix index holds, over
+/// all endpoints (GIE's name; upstream's help text says megabytes, its code sets the entry
+/// count, as here). The native build's index is one per process; in the Wasm build each worker
+/// VM has its own and the gauge is their sum.
+pub static PREFIX_INDEXER_SIZE: Family = Family {
+    name: "inference_extension_prefix_indexer_size",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
 /// `endpoint_picker_pool_average_running_requests_milli{name}`: mean running requests of the
 /// fresh endpoints ×1000 (GIE's `inference_pool_average_running_requests` through the same
 /// recording rules).
@@ -743,8 +791,10 @@ histogram!(
 );
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 17] = [
+pub static HISTOGRAMS: [&HistogramFamily; 19] = [
     &SCHEDULER_E2E,
+    &PREFIX_HIT_RATIO,
+    &PREFIX_HIT_BYTES,
     &PLUGIN_DURATION,
     &REQUEST_DURATION,
     &REQUEST_SIZES,
@@ -770,6 +820,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &REQUEST_ERROR_TOTAL,
         &RUNNING_REQUESTS,
         &SCHEDULER_ATTEMPTS,
+        &PREFIX_INDEXER_SIZE,
         &PICKS,
         &LOCAL_REPLIES,
         &FLOW_QUEUE_SIZE,
@@ -843,13 +894,20 @@ mod tests {
             &REVOCATION_SECONDS,
             &FLOW_WORK_SECONDS,
             &NTPOT_SECONDS,
+            &HIT_RATIO,
+            &HIT_BYTES,
         ] {
             assert_eq!(b.le.len(), b.limits.len());
             assert!(b.limits.windows(2).all(|w| w[0] < w[1]), "ascending");
-            let seconds = b.limits.first() != b.le.first().and_then(|s| s.parse().ok()).as_ref();
+            // The recorded unit per exported one: 1 (bytes, tokens), 1e6 (fractions in
+            // millionths) or 1e9 (seconds in nanoseconds), read off the largest bound.
+            let last: f64 = b.le.last().unwrap().parse().unwrap();
+            let unit = [1.0, 1e6, 1e9]
+                .into_iter()
+                .find(|u| (last * u - *b.limits.last().unwrap() as f64).abs() < 0.5)
+                .expect("a known unit");
             for (le, &limit) in b.le.iter().zip(b.limits) {
                 let v: f64 = le.parse().unwrap();
-                let unit = if seconds { 1e9 } else { 1.0 };
                 assert!(((v * unit) - limit as f64).abs() < 0.5, "{le} vs {limit}");
             }
         }

@@ -239,6 +239,9 @@ struct PluginSeries {
 pub struct Telemetry {
     plugins: Vec<PluginSeries>,
     scheduler: Histogram,
+    /// What the prefix lookup found for each request's endpoint: fraction (millionths), bytes.
+    prefix_hit_ratio: Histogram,
+    prefix_hit_bytes: Histogram,
     /// (model, target model) → index into `series`: a known pair is found without copying it.
     models: HashMap<(String, String), usize>,
     series: Vec<((String, String), ModelSeries)>,
@@ -273,6 +276,8 @@ impl Telemetry {
         Telemetry {
             plugins,
             scheduler: Histogram::new(&families::SCHEDULER_E2E),
+            prefix_hit_ratio: Histogram::new(&families::PREFIX_HIT_RATIO),
+            prefix_hit_bytes: Histogram::new(&families::PREFIX_HIT_BYTES),
             models: HashMap::new(),
             series: Vec::new(),
             picks: HashMap::new(),
@@ -340,6 +345,12 @@ impl Telemetry {
     pub fn record(&mut self, r: &RequestRecord) {
         if let Some(ns) = r.scheduling_ns {
             self.scheduler.record(ns);
+        }
+        if let Some(hit) = r.prefix_hit {
+            self.prefix_hit_bytes.record(hit.matched_bytes);
+            if let Some(ratio) = hit.ratio() {
+                self.prefix_hit_ratio.record(flow_control::ppm(ratio));
+            }
         }
         for &(point, key, ns) in &r.plugins {
             if let Ok(i) = self.plugins.binary_search_by_key(&key, |p| p.key) {
@@ -444,6 +455,8 @@ impl Telemetry {
             }
         }
         self.scheduler.flush(&[], sink);
+        self.prefix_hit_ratio.flush(&[], sink);
+        self.prefix_hit_bytes.flush(&[], sink);
         for ((priority, outcome), h) in &mut self.queue_waits {
             let p = priority.to_string();
             let n = h.flush(&[&p, outcome], sink);

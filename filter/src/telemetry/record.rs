@@ -14,6 +14,8 @@ pub struct RequestRecord {
     pub running: bool,
     /// The scheduling cycle ran and found no endpoint (a failed scheduling attempt).
     pub scheduling_failed: bool,
+    /// What the prefix lookup found for the endpoint chosen, when a prefix index ran.
+    pub prefix_hit: Option<scheduler_core::PrefixHit>,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
     /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical
@@ -53,5 +55,8 @@ impl SchedulingObserver for Timing<'_> {
         self.record
             .plugins
             .push((point, super::plugin_key(plugin), ns));
+    }
+    fn prefix_hit(&mut self, hit: scheduler_core::PrefixHit) {
+        self.record.prefix_hit = Some(hit);
     }
 }

@@ -794,3 +794,49 @@ fn scheduling_attempts_by_outcome_target_model_and_endpoint() {
     t.flush(1_000, &mut shown);
     assert_eq!(attempts(&shown, "failure", "", ""), Some(1));
 }
+
+#[test]
+fn prefix_hits_as_gies_ratio_and_bytes_histograms() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    let hit = |matched_bytes, total_bytes| RequestRecord {
+        prefix_hit: Some(scheduler_core::PrefixHit {
+            matched_bytes,
+            total_bytes,
+        }),
+        ..routed("m", 1_000)
+    };
+    t.record(&hit(0, 4096)); // a miss
+    t.record(&hit(2048, 4096)); // half
+    t.record(&hit(4096, 4096)); // all
+    t.record(&hit(0, 0)); // no block: bytes only, no ratio
+    t.record(&routed("m", 1_000)); // no prefix index: nothing
+    t.flush(0, &mut shown);
+    let ratio = |le: &str| {
+        shown.get(&format!(
+            "inference_extension_prefix_indexer_hit_ratio_bucket{{le={le}}}"
+        ))
+    };
+    assert_eq!(ratio("0"), Some(1));
+    assert_eq!(ratio("0.4"), Some(1));
+    assert_eq!(ratio("0.5"), Some(2));
+    assert_eq!(ratio("0.9"), Some(2));
+    assert_eq!(ratio("1"), Some(3));
+    assert_eq!(
+        shown.get("inference_extension_prefix_indexer_hit_ratio_count{}"),
+        Some(3)
+    );
+    let bytes = |le: &str| {
+        shown.get(&format!(
+            "inference_extension_prefix_indexer_hit_bytes_bucket{{le={le}}}"
+        ))
+    };
+    assert_eq!(bytes("0"), Some(2));
+    assert_eq!(bytes("2048"), Some(3));
+    assert_eq!(bytes("4096"), Some(4));
+    assert_eq!(
+        shown.get("inference_extension_prefix_indexer_hit_bytes_sum{}"),
+        Some(6144)
+    );
+}

@@ -187,6 +187,11 @@ pub trait Plugin: Send + Sync {
     fn pool_changed(&self, addresses: &[&str]) {
         let _ = addresses;
     }
+    /// Blocks held by this plugin's prefix index over all endpoints, for a plugin that keeps
+    /// one (GIE's `inference_extension_prefix_indexer_size`). `None` by default.
+    fn prefix_index_blocks(&self) -> Option<usize> {
+        None
+    }
     /// This plugin as a receiver of the model servers' KV-cache events (e.g.
     /// `precise-prefix-cache-producer`).
     fn as_kv_event_sink(&self) -> Option<&dyn KvEventSink> {

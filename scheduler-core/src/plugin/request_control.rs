@@ -130,6 +130,19 @@ pub trait PreRequest {
     ) {
         let _ = (cx, result, request_state, out);
     }
+
+    /// How much of the prompt the decision's endpoint (the primary profile's first target) was
+    /// believed to hold, for a hook that keeps a prefix index; the host exports it as GIE's
+    /// `inference_extension_prefix_indexer_hit_ratio` and `_hit_bytes`. Called after every
+    /// [`PreRequest::pre_request`] ran. `None` by default.
+    fn prefix_hit(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+    ) -> Option<crate::PrefixHit> {
+        let _ = (cx, result);
+        None
+    }
 }
 
 /// Runs on the response headers.

@@ -232,6 +232,9 @@ impl Plugin for ApproxPrefixCacheProducer {
             .lock()
             .retain_endpoints(addresses.iter().copied());
     }
+    fn prefix_index_blocks(&self) -> Option<usize> {
+        Some(self.index.lock().len())
+    }
 }
 
 impl DataProducer for ApproxPrefixCacheProducer {
@@ -314,6 +317,25 @@ impl PreRequest for ApproxPrefixCacheProducer {
                 p.credited.push(xxh3_64(ep.address.as_bytes()));
             }
         }
+    }
+
+    /// The primary target's match as this cycle's lookup found it (before `pre_request`
+    /// recorded the prompt there), in GIE's bytes: blocks × block size × 4.
+    fn prefix_hit(
+        &self,
+        cx: &CycleContext<'_>,
+        result: &SchedulingResult,
+    ) -> Option<crate::PrefixHit> {
+        let &primary = result.primary_targets().first()?;
+        let m = cx
+            .state
+            .get::<Vec<PrefixMatch>>(PREFIX_CACHE_MATCH_INFO)?
+            .get(primary)?;
+        let block_bytes = u64::from(m.block_size_tokens) * CHARS_PER_TOKEN as u64;
+        Some(crate::PrefixHit {
+            matched_bytes: u64::from(m.matched_blocks) * block_bytes,
+            total_bytes: u64::from(m.total_blocks) * block_bytes,
+        })
     }
 }
 
