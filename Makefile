@@ -21,7 +21,7 @@ NATIVE_SOURCES := $(shell find scheduler-core/src filter/src native/src native/m
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs native/Cargo.toml native/module/Cargo.toml examples/out_of_tree_scorer/Cargo.toml Cargo.toml
 # The e2e suites that run against both builds (the rest are Wasm-specific: the OCI image of
 # the .wasm, the out-of-tree Wasm module, the Wasm-based gateway manifests).
-E2E_BOTH := flow_control reporting rollout attributes routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
+E2E_BOTH := flow_control reporting model_rewrite rollout attributes routing local_replies hostile security faults scrape_faults limits pool_update workers config upstream prometheus \
 	out_of_tree native_abi llmd_sim precise_prefix burst predicted_latency llmd_plugins
 WASM_SOURCES := $(shell find scheduler-core/src filter/src examples/out_of_tree_scorer/src -name '*.rs') \
 	scheduler-core/Cargo.toml filter/Cargo.toml filter/build.rs examples/out_of_tree_scorer/Cargo.toml Cargo.toml

@@ -65,6 +65,13 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_data: *mut *mut u8,
@@ -210,6 +217,16 @@ pub fn buffer(buffer_type: u32, start: usize, max_size: usize) -> Result<Option<
     let code =
         unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) };
     value(code, data, size)
+}
+
+/// Replaces bytes `start..start + size` of buffer `buffer_type` with `data` (from 0 with a
+/// `size` at least the buffer's length: the whole buffer).
+///
+/// # Errors
+/// The host's status (e.g. `BadArgument` when the buffer does not exist in this callback).
+pub fn set_buffer(buffer_type: u32, start: usize, size: usize, data: &[u8]) -> Result<(), Status> {
+    // SAFETY: `data` is a live slice for the call; the host copies it.
+    status(unsafe { proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len()) })
 }
 
 /// Every pair of header map `map_type`, names and values as bytes.

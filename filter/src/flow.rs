@@ -66,6 +66,9 @@ pub trait HttpHost {
     }
     /// Calls `f` with the whole buffered request body of `size` bytes (at most), contiguous.
     fn with_request_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8]));
+    /// Replaces the whole buffered request body (`size` bytes) with `body` before it is
+    /// forwarded (only while the request is held); `false` when the host could not.
+    fn replace_request_body(&mut self, size: usize, body: &[u8]) -> bool;
     /// First value of a response header.
     fn response_header(&mut self, name: &str) -> Option<String>;
     /// Like [`HttpHost::find_request_headers`], for the response headers.
@@ -405,6 +408,9 @@ impl RequestFlow {
                         host.set_request_header(k, (!v.is_empty()).then_some(v.as_str()));
                     }
                 }
+                if let Some(body) = &r.body {
+                    self.forward_body(host, body);
+                }
                 p.count_pick(r.primary(), &r.profile);
                 if let Some(rec) = &mut self.record {
                     if let Some(model) = &rec.model {
@@ -468,6 +474,21 @@ impl RequestFlow {
                 p.count_fail_open();
                 true
             }
+        }
+    }
+
+    /// Forwards `body` in place of the client's (its model rewritten), with a matching
+    /// `content-length` when the client sent one. A host that cannot replace the body forwards
+    /// the client's, and says so in the log.
+    fn forward_body<H: HttpHost + ?Sized>(&mut self, host: &mut H, body: &[u8]) {
+        if !host.replace_request_body(self.body_size, body) {
+            log::warn!(
+                "endpoint picker: the request body could not be rewritten; forwarded as sent"
+            );
+            return;
+        }
+        if host.request_header("content-length").is_some() {
+            host.set_request_header("content-length", Some(&body.len().to_string()));
         }
     }
 
@@ -628,6 +649,8 @@ impl RequestFlow {
         p: &P,
         size: usize,
     ) -> BodyAction {
+        // The buffered body's size, which a rewritten body replaces whole.
+        self.body_size = size;
         // Read in the headers hook. A request the flow-control queue held is decided a second
         // time on release and reads them again (the client's forbidden headers were removed
         // from the host's map in the headers hook, so both reads agree).
@@ -1239,6 +1262,13 @@ mod tests {
         fn with_request_body(&mut self, size: usize, f: &mut dyn FnMut(&[u8])) {
             f(&self.body[..size.min(self.body.len())]);
         }
+        fn replace_request_body(&mut self, size: usize, body: &[u8]) -> bool {
+            // As proxy-wasm's buffer replacement: `size` bytes from the start give way to
+            // `body` (a short `size` would leave the rest of the client's body behind).
+            self.body
+                .splice(..size.min(self.body.len()), body.iter().copied());
+            true
+        }
         fn response_header(&mut self, name: &str) -> Option<String> {
             self.response
                 .iter()
@@ -1824,6 +1854,24 @@ mod tests {
             BodyAction::Continue
         );
         host
+    }
+
+    #[test]
+    fn a_rewritten_model_is_the_one_forwarded() {
+        let p = picking();
+        let host = routed(&p, "hello", &[("x-gateway-model-name-rewrite", "m-lora")]);
+        let body = String::from_utf8(host.body.clone()).unwrap();
+        assert_eq!(body, r#"{"model":"m-lora","prompt":"hello"}"#);
+        assert_eq!(
+            host.request
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.as_str()),
+            Some(body.len().to_string().as_str())
+        );
+        // No rewrite: the client's bytes go on untouched.
+        let host = routed(&p, "hello", &[]);
+        assert_eq!(host.body, br#"{"model":"m","prompt":"hello"}"#);
     }
 
     #[test]

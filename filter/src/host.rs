@@ -116,6 +116,17 @@ pub fn request_body(size: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Replaces the whole buffered request body (`size` bytes, at least) with `body`.
+pub fn replace_request_body(size: usize, body: &[u8]) -> bool {
+    match abi::set_buffer(abi::BUFFER_REQUEST_BODY, 0, size, body) {
+        Ok(()) => true,
+        Err(s) => {
+            log::warn!("could not replace the request body: status {s}");
+            false
+        }
+    }
+}
+
 /// `size` bytes of the current response body chunk.
 pub fn response_body(size: usize) -> Option<Vec<u8>> {
     abi::buffer(abi::BUFFER_RESPONSE_BODY, 0, size)

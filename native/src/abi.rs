@@ -235,6 +235,16 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_body_size(filter: Ptr, body_type: u32) -> usize;
+    pub fn envoy_dynamic_module_callback_http_append_body(
+        filter: Ptr,
+        body_type: u32,
+        data: ModuleBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_drain_body(
+        filter: Ptr,
+        body_type: u32,
+        number_of_bytes: usize,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter: Ptr,
         status_code: u32,

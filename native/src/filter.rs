@@ -939,6 +939,36 @@ impl HttpHost for NativeHost {
         }
     }
 
+    fn replace_request_body(&mut self, _size: usize, body: &[u8]) -> bool {
+        // As in `with_request_body`: the body is the buffer plus, in the body hook, this hook's
+        // frame. Both are emptied; the new body goes where the next part would have gone.
+        let target = if self.in_body_hook {
+            abi::RECEIVED_REQUEST_BODY
+        } else {
+            abi::BUFFERED_REQUEST_BODY
+        };
+        let mut ok = true;
+        for body_type in [abi::BUFFERED_REQUEST_BODY, abi::RECEIVED_REQUEST_BODY] {
+            if body_type == abi::RECEIVED_REQUEST_BODY && !self.in_body_hook {
+                continue;
+            }
+            let size = self.body_size(body_type);
+            // SAFETY: the filter pointer of the current hook.
+            ok &= size == 0
+                || unsafe {
+                    abi::envoy_dynamic_module_callback_http_drain_body(self.filter, body_type, size)
+                };
+        }
+        // SAFETY: as above; `body` is borrowed for the call and Envoy copies it.
+        ok && unsafe {
+            abi::envoy_dynamic_module_callback_http_append_body(
+                self.filter,
+                target,
+                ModuleBuffer::of(body),
+            )
+        }
+    }
+
     fn response_header(&mut self, name: &str) -> Option<String> {
         self.header(abi::RESPONSE_HEADER, name)
     }

@@ -83,6 +83,8 @@ pub struct EndpointPicker {
     /// `requestHandler.parsers` (or `parser`) in configuration order; never empty.
     pub(crate) parsers: Vec<Arc<dyn Plugin>>,
     pub(crate) objectives: Vec<(String, i32)>,
+    /// `inferenceModelRewrites`: the model a request is sent as ([`crate::rewrite`]).
+    pub(crate) model_rewrites: crate::rewrite::ModelRewrites,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
     pub(crate) extractor: crate::plugin::SharedExtractor,
     /// The flow-control layer's settings, when the `flowControl` gate is on.
@@ -217,6 +219,22 @@ impl EndpointPicker {
             debug: false,
             multimodal: parsed.multimodal,
         })
+    }
+
+    /// Applies the model rewrite rule for `request`'s model, if one applies: its target model
+    /// becomes the target drawn with `rng` (overriding `x-gateway-model-name-rewrite`, as GIE
+    /// does). Returns the name of the InferenceModelRewrite whose rule applied.
+    pub fn rewrite_model(
+        &self,
+        request: &mut InferenceRequest<'_>,
+        rng: &mut dyn Rng,
+    ) -> Option<Arc<str>> {
+        if self.model_rewrites.is_empty() {
+            return None;
+        }
+        let r = self.model_rewrites.choose(&request.model, rng)?;
+        request.target_model = alloc::borrow::Cow::Owned(String::from(r.target));
+        Some(r.rewrite.clone())
     }
 
     /// Schedules `request` over `endpoints` (the pool snapshot) at `now_ms`.

@@ -51,6 +51,7 @@ pub mod parse;
 pub mod plugin;
 pub mod plugins;
 pub mod prefix;
+pub mod rewrite;
 pub mod rng;
 pub mod scheduler;
 pub mod scratch;

@@ -50,6 +50,9 @@ pub struct Route {
     /// The decision explained (pick, per-scorer scores, candidates, the best few), when asked
     /// for: the debug response header and the debug-level decision log.
     pub debug: Option<String>,
+    /// The request body to forward instead of the client's: its `model` rewritten to the
+    /// target model ([`scheduler_core::parse::model_field`]); `None` to forward it unchanged.
+    pub body: Option<Vec<u8>>,
 }
 
 impl Route {
@@ -154,6 +157,7 @@ impl PickerCore {
                         candidates.len()
                     )
                 }),
+                body: None,
             }),
         }
     }
@@ -183,6 +187,7 @@ impl PickerCore {
             Ok(r) => r,
             Err(e) => return Outcome::Reply(Reply::from_error(&e)),
         };
+        timing.record.rewrite = self.picker.rewrite_model(&mut request, rng);
         timing.record.model = Some((
             request.model.as_ref().to_string(),
             request.target_model.as_ref().to_string(),
@@ -208,8 +213,17 @@ impl PickerCore {
                 Outcome::Reply(Reply::from_error(&e))
             }
             Ok(result) => {
-                let outcome = self.route_for(result, candidates);
+                let mut outcome = self.route_for(result, candidates);
                 timing.record.scheduling_failed = matches!(outcome, Outcome::Reply(_));
+                if let Outcome::Route(r) = &mut outcome {
+                    // The server must see the model it is to serve (GIE rewrites the body too).
+                    if request.target_model != request.model {
+                        r.body = scheduler_core::parse::model_field::rewrite_model(
+                            body,
+                            &request.target_model,
+                        );
+                    }
+                }
                 outcome
             }
         }
@@ -239,6 +253,7 @@ impl PickerCore {
             profile,
             headers: core::mem::take(&mut result.headers),
             debug,
+            body: None,
         })
     }
 }
@@ -399,6 +414,58 @@ mod tests {
         assert!(!failed);
         // Refused before any cycle (no candidates at all): not an attempt.
         assert!(!attempt(&[]).1);
+    }
+
+    #[test]
+    fn a_model_rewrite_rule_picks_the_target_and_the_body_carries_it() {
+        let l = PickerConfig::load(
+            r#"{"pool": {"cluster": "c"},
+              "inferenceModelRewrites": [{"name": "canary", "rules": [
+                {"matches": [{"model": {"value": "m"}}], "targets": [{"modelRewrite": "m-v2"}]}]}]}"#,
+            &Registry::with_builtins(),
+        )
+        .unwrap();
+        let c = PickerCore::new(l.picker, l.pool);
+        let send = |body: &str, headers: Vec<(&'static str, &'static str)>| {
+            let mut record = RequestRecord::default();
+            let outcome = c.route_request(
+                &pool(),
+                RequestInput {
+                    path: "/v1/completions",
+                    headers: headers
+                        .into_iter()
+                        .map(|(k, v)| (k.into(), v.into()))
+                        .collect(),
+                    body: body.as_bytes(),
+                    now_ms: 1000,
+                    explain: false,
+                    admit: None,
+                },
+                &mut SplitMix64::new(1),
+                &mut RequestState::new(),
+                &mut Timing {
+                    clock: &|| 0,
+                    record: &mut record,
+                },
+            );
+            let Outcome::Route(r) = outcome else {
+                panic!("{outcome:?}")
+            };
+            (r.body.map(|b| String::from_utf8(b).unwrap()), record)
+        };
+        let (body, record) = send(r#"{"model":"m","prompt":"hi"}"#, vec![]);
+        assert_eq!(body.as_deref(), Some(r#"{"model":"m-v2","prompt":"hi"}"#));
+        assert_eq!(record.model, Some(("m".into(), "m-v2".into())));
+        assert_eq!(record.rewrite.as_deref(), Some("canary"));
+        // The rule wins over the rewrite header (as in GIE); another model keeps its body.
+        let (body, _) = send(
+            r#"{"model":"m","prompt":"hi"}"#,
+            vec![("x-gateway-model-name-rewrite", "other")],
+        );
+        assert_eq!(body.as_deref(), Some(r#"{"model":"m-v2","prompt":"hi"}"#));
+        let (body, record) = send(r#"{"model":"n","prompt":"hi"}"#, vec![]);
+        assert_eq!(body, None);
+        assert_eq!(record.rewrite, None);
     }
 
     #[test]

@@ -38,6 +38,9 @@ impl HttpHost for WasmHost {
         // proxy-wasm copies the buffered body into the VM.
         f(&host::request_body(size).unwrap_or_default());
     }
+    fn replace_request_body(&mut self, size: usize, body: &[u8]) -> bool {
+        host::replace_request_body(size, body)
+    }
     fn response_header(&mut self, name: &str) -> Option<String> {
         host::response_header(name)
     }

@@ -532,6 +532,14 @@ pub static SCHEDULER_ATTEMPTS: Family = Family {
     ],
 };
 
+/// `inference_extension_model_rewrite_decisions_total{model_rewrite_name,model_name,target_model}`:
+/// requests whose target model a model rewrite rule chose.
+pub static MODEL_REWRITE_DECISIONS: Family = Family {
+    name: "inference_extension_model_rewrite_decisions_total",
+    kind: Kind::Counter,
+    labels: &["model_rewrite_name", "model_name", "target_model"],
+};
+
 /// `endpoint_picker_picks{endpoint,profile}`: requests routed to an endpoint (primary) by a
 /// profile (`""` for body-less requests).
 pub static PICKS: Family = Family {
@@ -821,6 +829,7 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
         &RUNNING_REQUESTS,
         &SCHEDULER_ATTEMPTS,
         &PREFIX_INDEXER_SIZE,
+        &MODEL_REWRITE_DECISIONS,
         &PICKS,
         &LOCAL_REPLIES,
         &FLOW_QUEUE_SIZE,

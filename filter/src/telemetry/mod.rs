@@ -131,6 +131,8 @@ struct ModelSeries {
     attempts: HashMap<String, Count>,
     /// Scheduling attempts that found no endpoint.
     failed_attempts: Count,
+    /// Requests a model rewrite rule sent to this pair's target, by the rewrite's name.
+    rewrites: Vec<(Arc<str>, Count)>,
     errors: Vec<(&'static str, Count)>,
     duration: Histogram,
     request_sizes: Histogram,
@@ -171,6 +173,7 @@ impl ModelSeries {
             running: Running::default(),
             attempts: HashMap::new(),
             failed_attempts: Count::default(),
+            rewrites: Vec::new(),
             errors: Vec::new(),
             duration: Histogram::new(&families::REQUEST_DURATION),
             request_sizes: Histogram::new(&families::REQUEST_SIZES),
@@ -376,6 +379,9 @@ impl Telemetry {
         if r.scheduling_failed {
             m.failed_attempts.total += 1;
         }
+        if let Some(name) = &r.rewrite {
+            count_one(&mut m.rewrites, &**name, || name.clone());
+        }
         if r.model.is_some() {
             m.requests.total += 1;
             m.request_sizes.record(r.request_bytes);
@@ -475,6 +481,13 @@ impl Telemetry {
             let labels = [model.as_str(), target.as_str()];
             m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
             m.running.flush(model, sink);
+            for (name, c) in &mut m.rewrites {
+                c.flush(
+                    &families::MODEL_REWRITE_DECISIONS,
+                    &[name, model, target],
+                    sink,
+                );
+            }
             m.failed_attempts.flush(
                 &families::SCHEDULER_ATTEMPTS,
                 &["failure", target, "", "", ""],

@@ -16,6 +16,8 @@ pub struct RequestRecord {
     pub scheduling_failed: bool,
     /// What the prefix lookup found for the endpoint chosen, when a prefix index ran.
     pub prefix_hit: Option<scheduler_core::PrefixHit>,
+    /// The InferenceModelRewrite whose rule chose the target model, if one applied.
+    pub rewrite: Option<Arc<str>>,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
     /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical

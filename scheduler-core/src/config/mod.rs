@@ -1,7 +1,8 @@
 //! GIE's `EndpointPickerConfig` as JSON: the same field names (`plugins[].name/type/parameters`,
 //! `schedulingProfiles[].name/plugins[].pluginRef/weight`, `featureGates`, `saturationDetector`,
-//! `parser`, `dataLayer`, …), plus two fields of ours: `minStability` and
-//! `inferenceObjectives`. Unknown fields are rejected with their path.
+//! `parser`, `dataLayer`, …), plus fields of ours: `minStability`, `inferenceObjectives` and
+//! `inferenceModelRewrites` (GIE's InferenceObjective and InferenceModelRewrite objects, which
+//! upstream reads from Kubernetes). Unknown fields are rejected with their path.
 //!
 //! [`loader::load`] turns a config into an [`crate::EndpointPicker`]; defaults are GIE's
 //! ([`defaults`]).
@@ -10,6 +11,7 @@ pub mod defaults;
 pub mod duration;
 pub mod loader;
 pub mod pool;
+pub mod rewrite;
 #[cfg(feature = "schema")]
 pub mod schema;
 
@@ -79,6 +81,9 @@ pub struct EndpointPickerConfig {
     /// (GIE's InferenceObjective; priority < 0 is sheddable).
     #[serde(default)]
     pub inference_objectives: Vec<ObjectiveSpec>,
+    /// GIE's InferenceModelRewrite objects, oldest first ([`crate::rewrite`]).
+    #[serde(default)]
+    pub inference_model_rewrites: Vec<rewrite::ModelRewriteSpec>,
 }
 
 /// `featureGates` in either spelling.

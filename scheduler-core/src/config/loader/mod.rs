@@ -129,6 +129,7 @@ pub fn load_config(
     let response_bodies = all(|p| p.as_response_body().is_some());
     let reporters = all(|p| p.as_attribute_reporter().is_some());
     let objectives = objectives(&cfg)?;
+    let model_rewrites = crate::rewrite::ModelRewrites::from_specs(&cfg.inference_model_rewrites)?;
 
     let picker = EndpointPicker {
         scheduler: Scheduler {
@@ -148,6 +149,7 @@ pub fn load_config(
         saturation_detector,
         parsers,
         objectives,
+        model_rewrites,
         metrics_source,
         extractor,
         flow_control,
