@@ -145,3 +145,50 @@ fn a_body_sent_in_several_frames_is_rewritten_whole() {
         );
     }
 }
+
+#[test]
+fn a_request_held_by_flow_control_is_rewritten_when_released() {
+    // One request in flight saturates the single endpoint; the second waits paused in Envoy
+    // and is rewritten when the queue releases it (outside the body callback it arrived in).
+    let env = std::sync::Arc::new(Env::start(EnvSpec {
+        backends: vec!["pod-a".into()],
+        picker: json!({
+            "featureGates": ["flowControl"],
+            "plugins": [
+                {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+                {"type": "queue-scorer"},
+                {"type": "max-score-picker"}
+            ],
+            "saturationDetector": {"pluginRef": "concurrency-detector"},
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+            ]}],
+            "flowControl": {"defaultRequestTTL": "30s"}
+        }),
+        ..EnvSpec::default()
+    }));
+    env.backend("pod-a").set(json!({"delay_ms": 600}));
+    let first = {
+        let env = env.clone();
+        std::thread::spawn(move || env.complete("base", "first", &[]))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let t0 = std::time::Instant::now();
+    let body = json!({"model": "base", "prompt": "q".repeat(5_000), "max_tokens": 3}).to_string();
+    let held = env.post(
+        "/v1/completions",
+        &body,
+        &[("x-gateway-model-name-rewrite", "base-lora-a")],
+    );
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(300),
+        "it waited for the first to finish"
+    );
+    assert_eq!(held.status, 200, "{}", held.body);
+    let rewritten = body.replacen("\"base\"", "\"base-lora-a\"", 1);
+    assert_eq!(
+        served(&held.body),
+        ("base-lora-a".into(), (rewritten.len() / 4) as u64)
+    );
+    assert_eq!(served(&first.join().unwrap().body).0, "base");
+}
