@@ -78,6 +78,8 @@ pub struct FilterConfig {
     core: PickerCore,
     /// Request-body bytes reserved by streams waiting for their body (process-wide).
     buffered: AtomicUsize,
+    /// The saturation stages this configuration's own series has a gauge for.
+    stages_shown: std::sync::atomic::AtomicU8,
     /// [`pool::PoolState::members`] last passed to `pool_changed`.
     members_seen: AtomicU64,
     stats: FilterStats,
@@ -226,6 +228,7 @@ impl FilterConfig {
             envoy,
             core: PickerCore::new(loaded.picker, loaded.pool),
             buffered: AtomicUsize::new(0),
+            stages_shown: std::sync::atomic::AtomicU8::new(0),
             members_seen: AtomicU64::new(0),
             stats,
             telemetry,
@@ -515,7 +518,11 @@ pub fn flush_all(now_ms: u64) {
         }
         if let (Some(s), Ok(process)) = (saturation, PROCESS_SINK.read()) {
             if let Some(families) = process.as_ref() {
-                endpoint_picker_filter::telemetry::set_pool_saturation(&s, &mut &*families);
+                endpoint_picker_filter::telemetry::set_pool_saturation(
+                    &s,
+                    &PROCESS_STAGES_SHOWN,
+                    &mut &*families,
+                );
                 // The fullest gate per band, and per detector the most stale endpoints.
                 let u = endpoint_picker_filter::telemetry::max_utilization(utilization);
                 endpoint_picker_filter::telemetry::set_capacity_utilization(&u, &mut &*families);
@@ -537,6 +544,9 @@ fn set_index_size(families: &FamilySink, blocks: usize) {
     let mut sink = families;
     sink.set(&PREFIX_INDEXER_SIZE, &[], blocks as u64);
 }
+
+/// The saturation stages the process-wide series has a gauge for.
+static PROCESS_STAGES_SHOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// When [`flush_all`] last set the process-wide pool saturation, ms since the epoch.
 static LAST_SATURATION_MS: AtomicU64 = AtomicU64::new(0);
@@ -670,6 +680,7 @@ impl FilterConfig {
             }
             endpoint_picker_filter::telemetry::set_pool_saturation(
                 &self.saturation_by_stage(now_ms),
+                &self.stages_shown,
                 &mut &*families,
             );
             endpoint_picker_filter::telemetry::set_capacity_utilization(

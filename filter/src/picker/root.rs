@@ -34,6 +34,8 @@ pub struct PickerShared {
     burst: Option<crate::burst::BurstGate>,
     /// This VM's prefix-index size as last added to the shared gauge (`None`: not yet).
     index_blocks: Cell<Option<i64>>,
+    /// The saturation stages this VM has set a gauge for.
+    stages_shown: std::sync::atomic::AtomicU8,
 }
 
 impl PickerShared {
@@ -78,6 +80,7 @@ impl PickerShared {
             stats: PickerStats::default(),
             buffered: Cell::new(0),
             index_blocks: Cell::new(None),
+            stages_shown: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
@@ -168,7 +171,7 @@ impl PickerShared {
                         .core
                         .picker
                         .pool_saturation_by_stage(view.candidates(now_ms), now_ms);
-                    crate::telemetry::set_pool_saturation(&s, &mut *sink);
+                    crate::telemetry::set_pool_saturation(&s, &self.stages_shown, &mut *sink);
                     let all = view.all_endpoints();
                     if let Some((detector, n)) = self.core.picker.pool_stale_endpoints(&all, now_ms)
                     {

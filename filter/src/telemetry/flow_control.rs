@@ -6,6 +6,7 @@
 use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
 use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization};
 use scheduler_core::PoolSaturation;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::families;
 use super::histogram::Histogram;
@@ -62,17 +63,34 @@ pub fn set_eviction_gauges(g: &EvictionGauges, sink: &mut dyn StatSink) {
 }
 
 /// Sets the flow-control pool saturation gauge (millionths: 10⁶ is the gating set point).
-pub fn set_pool_saturation(s: &PoolSaturation, sink: &mut dyn StatSink) {
+/// `shown` remembers which stage series this writer set before (bit 0 prefill, bit 1 decode):
+/// a stage that lost its last endpoint drops to 0 (upstream deletes the series; an Envoy stat
+/// cannot be deleted), instead of keeping its last value.
+pub fn set_pool_saturation(s: &PoolSaturation, shown: &AtomicU8, sink: &mut dyn StatSink) {
     sink.set(
         &families::POOL_SATURATION_PPM,
         &["effective"],
         ppm(s.effective),
     );
-    for (stage, v) in [("prefill", s.prefill), ("decode", s.decode)] {
-        if let Some(v) = v {
-            sink.set(&families::POOL_SATURATION_PPM, &[stage], ppm(v));
+    let mut bits = shown.load(Ordering::Relaxed);
+    for (i, (stage, v)) in [("prefill", s.prefill), ("decode", s.decode)]
+        .into_iter()
+        .enumerate()
+    {
+        let bit = 1u8 << i;
+        match v {
+            Some(v) => {
+                sink.set(&families::POOL_SATURATION_PPM, &[stage], ppm(v));
+                bits |= bit;
+            }
+            None if bits & bit != 0 => {
+                sink.set(&families::POOL_SATURATION_PPM, &[stage], 0);
+                bits &= !bit;
+            }
+            None => {}
         }
     }
+    shown.store(bits, Ordering::Relaxed);
 }
 
 /// The saturation of several configurations' pools as one: per stage the highest (the native

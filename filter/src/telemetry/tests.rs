@@ -427,12 +427,14 @@ fn latency_outcomes_become_llm_d_predictor_series() {
 fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_histogram() {
     use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
     let mut shown = Shown::default();
+    let stages = std::sync::atomic::AtomicU8::new(0);
     set_pool_saturation(
         &scheduler_core::PoolSaturation {
             effective: 1.25,
             prefill: None,
             decode: Some(1.25),
         },
+        &stages,
         &mut shown,
     );
     set_eviction_gauges(
@@ -468,10 +470,20 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
         effective: f64::NAN,
         ..scheduler_core::PoolSaturation::IDLE
     };
-    set_pool_saturation(&nan, &mut shown);
+    set_pool_saturation(&nan, &stages, &mut shown);
     assert_eq!(
         shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=effective}"),
         Some(0)
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=decode}"),
+        Some(0),
+        "the decode stage lost its endpoints: 0, not its last value"
+    );
+    assert_eq!(
+        shown.get("endpoint_picker_flow_control_pool_saturation_ppm{stage=prefill}"),
+        None,
+        "a stage never shown is not created"
     );
     let m = max_saturation(
         scheduler_core::PoolSaturation {
