@@ -9,6 +9,7 @@ pub mod crd;
 pub mod deploy;
 pub mod document;
 pub mod limits;
+pub mod objects;
 pub mod render;
 pub mod slices;
 pub mod validate;

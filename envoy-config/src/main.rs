@@ -38,6 +38,21 @@ enum Command {
     /// Print the JSON Schema of the picker configuration (the committed
     /// `envoy-config/picker.schema.json` is this output).
     Schema,
+    /// Turn GIE's InferenceObjective and InferenceModelRewrite manifests (YAML, several
+    /// documents per file) into the picker configuration's `inferenceObjectives` and
+    /// `inferenceModelRewrites`, which upstream's EPP reads from the cluster instead. Prints the
+    /// picker JSON with them (`--into`), or the two fields alone; the result is validated.
+    Objects {
+        /// Manifest files (`-` for stdin).
+        #[arg(required = true)]
+        manifests: Vec<String>,
+        /// Keep only the objects whose `spec.poolRef.name` is this pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// A picker configuration (JSON or YAML) to put them into.
+        #[arg(long)]
+        into: Option<String>,
+    },
     /// Render a complete Envoy configuration (YAML) for a picker JSON.
     Render {
         /// The picker configuration (JSON or YAML, `-` for stdin). A bare EndpointPickerConfig
@@ -216,6 +231,32 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Schema => {
             let schema = scheduler_core::config::schema::json_schema();
             let text = serde_json::to_string_pretty(&schema).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
+        Command::Objects {
+            manifests,
+            pool,
+            into,
+        } => {
+            let files = manifests
+                .iter()
+                .map(|m| Ok((m.clone(), read(m)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            let objects = envoy_config::objects::read_all(&files, pool.as_deref())?;
+            for (kind, name, why) in &objects.skipped {
+                eprintln!("skipped {kind} '{name}': {why}");
+            }
+            let base = match &into {
+                Some(path) => envoy_config::document::parse(path, &read(path)?)?,
+                None => serde_json::json!({}),
+            };
+            let doc = envoy_config::objects::merge_into(base, &objects);
+            // The loader's own checks (weights, match types, names), at the field's path.
+            for w in envoy_config::validate::validate_document(&doc)? {
+                eprintln!("warning: {w}");
+            }
+            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
             println!("{text}");
             Ok(())
         }

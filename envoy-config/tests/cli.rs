@@ -331,3 +331,55 @@ fn the_paths_configured_parsers_claim_are_routed() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn objects_turn_gie_manifests_into_objectives_and_rewrites() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let manifests = format!("{root}/envoy-config/testdata/model-objects.yaml");
+    let example = format!("{root}/envoy-config/picker.example.json");
+    let (ok, out, err) = cli(
+        &[
+            "objects",
+            "--pool",
+            "chat-pool",
+            "--into",
+            &example,
+            &manifests,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["inferenceObjectives"],
+        serde_json::json!([{"name": "interactive", "priority": 10}, {"name": "batch", "priority": -1}])
+    );
+    let names: Vec<&str> = doc["inferenceModelRewrites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["default-model", "support-bot-canary"],
+        "oldest first"
+    );
+    assert!(doc["pool"].is_object(), "the picker it went into is kept");
+    assert!(
+        err.contains("skipped InferenceObjective 'elsewhere': of pool 'other-pool'"),
+        "{err}"
+    );
+    assert!(err.contains("skipped ConfigMap 'unrelated'"), "{err}");
+    // The result loads (the module's own checks ran), and the module takes it unchanged.
+    let (ok, out, err) = cli(&["validate", "-"], Some(&doc.to_string()));
+    assert!(ok && out.contains("valid"), "{out}{err}");
+    // A rewrite the loader refuses is an error at its field.
+    let bad = "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModelRewrite\nmetadata: {name: r}\nspec:\n  rules:\n  - targets: [{modelRewrite: a, weight: 0}]\n";
+    let (ok, _, err) = cli(&["objects", "-"], Some(bad));
+    assert!(!ok);
+    assert!(
+        err.contains("inferenceModelRewrites[0].rules[0].targets[0].weight"),
+        "{err}"
+    );
+}
