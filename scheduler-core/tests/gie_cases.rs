@@ -494,6 +494,29 @@ impl scheduler_core::SchedulingObserver for Hits {
     }
 }
 
+/// The prefix hits `picker` reports while scheduling the completion `body` over `pool`.
+fn prefix_hits(
+    picker: &EndpointPicker,
+    pool: &[Endpoint],
+    body: &str,
+) -> Vec<scheduler_core::PrefixHit> {
+    let req = picker
+        .parse_request("/v1/completions", body.as_bytes(), vec![])
+        .unwrap();
+    let mut hits = Hits::default();
+    picker
+        .schedule_observed(
+            &req,
+            pool,
+            NOW_MS,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+            &mut hits,
+        )
+        .unwrap();
+    hits.0
+}
+
 #[test]
 fn the_prefix_lookup_reports_what_the_chosen_endpoint_held_in_gies_bytes() {
     // GIE's RecordPrefixCacheMatch: matched and total blocks × block size (16 tokens by
@@ -502,29 +525,17 @@ fn the_prefix_lookup_reports_what_the_chosen_endpoint_held_in_gies_bytes() {
     let ep = load("{}", &Registry::with_builtins()).unwrap().0;
     let pool: Vec<Endpoint> = (0..4).map(|i| p(i, 1, 0.3, &[])).collect();
     let prompt = "You are helpful. ".repeat(40); // 680 bytes: 11 blocks of 64 (the last partial)
-    let run = |prompt: &str| {
-        let body = format!(r#"{{"model":"m","prompt":"{prompt}"}}"#);
-        let req = ep
-            .parse_request("/v1/completions", body.as_bytes(), vec![])
-            .unwrap();
-        let mut hits = Hits::default();
-        ep.schedule_observed(
-            &req,
-            &pool,
-            NOW_MS,
-            &mut SplitMix64::new(1),
-            &mut RequestState::new(),
-            &mut hits,
-        )
-        .unwrap();
-        assert_eq!(hits.0.len(), 1, "one report per scheduled request");
-        hits.0[0]
+    let body = format!(r#"{{"model":"m","prompt":"{prompt}"}}"#);
+    let run = || {
+        let hits = prefix_hits(&ep, &pool, &body);
+        assert_eq!(hits.len(), 1, "one report per scheduled request");
+        hits[0]
     };
-    let first = run(&prompt);
+    let first = run();
     assert_eq!(first.matched_bytes, 0, "nothing recorded yet");
     assert_eq!(first.total_bytes, 11 * 64);
     assert_eq!(first.ratio(), Some(0.0));
-    let again = run(&prompt);
+    let again = run();
     assert_eq!(
         again.matched_bytes,
         11 * 64,
@@ -540,21 +551,7 @@ fn the_prefix_lookup_reports_what_the_chosen_endpoint_held_in_gies_bytes() {
     )
     .unwrap()
     .0;
-    let req = no_index
-        .parse_request("/v1/completions", br#"{"model":"m","prompt":"x"}"#, vec![])
-        .unwrap();
-    let mut hits = Hits::default();
-    no_index
-        .schedule_observed(
-            &req,
-            &pool,
-            NOW_MS,
-            &mut SplitMix64::new(1),
-            &mut RequestState::new(),
-            &mut hits,
-        )
-        .unwrap();
-    assert!(hits.0.is_empty());
+    assert!(prefix_hits(&no_index, &pool, r#"{"model":"m","prompt":"x"}"#).is_empty());
     assert_eq!(no_index.prefix_index_blocks(), None);
     assert_eq!(
         ep.prefix_index_blocks(),

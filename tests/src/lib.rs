@@ -21,6 +21,30 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// A picker JSON (without `pool`) with flow control on (`flow_control` is its `flowControl`
+/// section) in which one request in flight saturates an endpoint (`concurrency-detector`,
+/// `maxConcurrency` 1), so the next one waits; objectives `critical` (priority 10) and `batch`
+/// (-1, sheddable).
+pub fn one_in_flight_picker(flow_control: Value) -> Value {
+    json!({
+        "featureGates": ["flowControl"],
+        "plugins": [
+            {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
+            {"type": "queue-scorer"},
+            {"type": "max-score-picker"}
+        ],
+        "saturationDetector": {"pluginRef": "concurrency-detector"},
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
+        ]}],
+        "inferenceObjectives": [
+            {"name": "critical", "priority": 10},
+            {"name": "batch", "priority": -1}
+        ],
+        "flowControl": flow_control
+    })
+}
+
 /// A real upstream `EndpointPickerConfig` document of `scheduler-core/testdata/upstream/`
 /// (`file`), parsed as it is, ready to give the picker.
 pub fn upstream_config(file: &str) -> Value {

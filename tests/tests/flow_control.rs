@@ -34,26 +34,9 @@ fn start_with(flow_control: Value, workers: u32) -> Env {
     })
 }
 
-/// The picker JSON of these tests (without `pool`): flow control on, one request in flight
-/// saturates an endpoint, two objectives with priorities.
+/// The picker JSON of these tests (without `pool`): see [`e2e::one_in_flight_picker`].
 fn picker(flow_control: Value) -> Value {
-    json!({
-        "featureGates": ["flowControl"],
-        "plugins": [
-            {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
-            {"type": "queue-scorer"},
-            {"type": "max-score-picker"}
-        ],
-        "saturationDetector": {"pluginRef": "concurrency-detector"},
-        "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
-        ]}],
-        "inferenceObjectives": [
-            {"name": "critical", "priority": 10},
-            {"name": "batch", "priority": -1}
-        ],
-        "flowControl": flow_control
-    })
+    e2e::one_in_flight_picker(flow_control)
 }
 
 /// Sends a completion in the background; the status and the time it finished (since `t0`) go to

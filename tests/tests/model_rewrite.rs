@@ -152,19 +152,7 @@ fn a_request_held_by_flow_control_is_rewritten_when_released() {
     // and is rewritten when the queue releases it (outside the body callback it arrived in).
     let env = std::sync::Arc::new(Env::start(EnvSpec {
         backends: vec!["pod-a".into()],
-        picker: json!({
-            "featureGates": ["flowControl"],
-            "plugins": [
-                {"type": "concurrency-detector", "parameters": {"maxConcurrency": 1}},
-                {"type": "queue-scorer"},
-                {"type": "max-score-picker"}
-            ],
-            "saturationDetector": {"pluginRef": "concurrency-detector"},
-            "schedulingProfiles": [{"name": "default", "plugins": [
-                {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}
-            ]}],
-            "flowControl": {"defaultRequestTTL": "30s"}
-        }),
+        picker: e2e::one_in_flight_picker(json!({"defaultRequestTTL": "30s"})),
         ..EnvSpec::default()
     }));
     env.backend("pod-a").set(json!({"delay_ms": 600}));

@@ -311,11 +311,22 @@ mod tests {
     }
 
     fn route(c: &PickerCore, eps: &[Endpoint], body: &str) -> Outcome {
-        c.route_request(
+        route_recorded(c, eps, body, &[]).0
+    }
+
+    /// Routes `body` with `headers`; also returns what the request left for the metrics.
+    fn route_recorded(
+        c: &PickerCore,
+        eps: &[Endpoint],
+        body: &str,
+        headers: &[(&'static str, &'static str)],
+    ) -> (Outcome, RequestRecord) {
+        let mut record = RequestRecord::default();
+        let outcome = c.route_request(
             eps,
             RequestInput {
                 path: "/v1/completions",
-                headers: vec![],
+                headers: headers.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
                 body: body.as_bytes(),
                 now_ms: 1000,
                 explain: true,
@@ -325,9 +336,16 @@ mod tests {
             &mut RequestState::new(),
             &mut Timing {
                 clock: &|| 0,
-                record: &mut RequestRecord::default(),
+                record: &mut record,
             },
-        )
+        );
+        (outcome, record)
+    }
+
+    /// A core from a whole picker JSON.
+    fn core_of(json: &str) -> PickerCore {
+        let l = PickerConfig::load(json, &Registry::with_builtins()).unwrap();
+        PickerCore::new(l.picker, l.pool)
     }
 
     #[test]
@@ -373,35 +391,15 @@ mod tests {
 
     #[test]
     fn a_scheduling_cycle_that_finds_no_endpoint_is_a_failed_attempt() {
-        let l = PickerConfig::load(
+        let c = core_of(
             r#"{"pool": {"cluster": "c"},
               "plugins": [{"type": "by-label", "parameters": {"label": "tier", "validValues": ["gold"]}},
                 {"type": "max-score-picker"}],
               "schedulingProfiles": [{"name": "default", "plugins": [{"pluginRef": "by-label"},
                 {"pluginRef": "max-score-picker"}]}]}"#,
-            &Registry::with_builtins(),
-        )
-        .unwrap();
-        let c = PickerCore::new(l.picker, l.pool);
+        );
         let attempt = |eps: &[Endpoint]| {
-            let mut record = RequestRecord::default();
-            let outcome = c.route_request(
-                eps,
-                RequestInput {
-                    path: "/v1/completions",
-                    headers: vec![],
-                    body: br#"{"model":"m","prompt":"x"}"#,
-                    now_ms: 1000,
-                    explain: false,
-                    admit: None,
-                },
-                &mut SplitMix64::new(1),
-                &mut RequestState::new(),
-                &mut Timing {
-                    clock: &|| 0,
-                    record: &mut record,
-                },
-            );
+            let (outcome, record) = route_recorded(&c, eps, r#"{"model":"m","prompt":"x"}"#, &[]);
             (outcome, record.scheduling_failed)
         };
         let (outcome, failed) = attempt(&pool());
@@ -418,52 +416,29 @@ mod tests {
 
     #[test]
     fn a_model_rewrite_rule_picks_the_target_and_the_body_carries_it() {
-        let l = PickerConfig::load(
+        let c = core_of(
             r#"{"pool": {"cluster": "c"},
               "inferenceModelRewrites": [{"name": "canary", "rules": [
                 {"matches": [{"model": {"value": "m"}}], "targets": [{"modelRewrite": "m-v2"}]}]}]}"#,
-            &Registry::with_builtins(),
-        )
-        .unwrap();
-        let c = PickerCore::new(l.picker, l.pool);
-        let send = |body: &str, headers: Vec<(&'static str, &'static str)>| {
-            let mut record = RequestRecord::default();
-            let outcome = c.route_request(
-                &pool(),
-                RequestInput {
-                    path: "/v1/completions",
-                    headers: headers
-                        .into_iter()
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect(),
-                    body: body.as_bytes(),
-                    now_ms: 1000,
-                    explain: false,
-                    admit: None,
-                },
-                &mut SplitMix64::new(1),
-                &mut RequestState::new(),
-                &mut Timing {
-                    clock: &|| 0,
-                    record: &mut record,
-                },
-            );
+        );
+        let send = |body: &str, headers: &[(&'static str, &'static str)]| {
+            let (outcome, record) = route_recorded(&c, &pool(), body, headers);
             let Outcome::Route(r) = outcome else {
                 panic!("{outcome:?}")
             };
             (r.body.map(|b| String::from_utf8(b).unwrap()), record)
         };
-        let (body, record) = send(r#"{"model":"m","prompt":"hi"}"#, vec![]);
+        let (body, record) = send(r#"{"model":"m","prompt":"hi"}"#, &[]);
         assert_eq!(body.as_deref(), Some(r#"{"model":"m-v2","prompt":"hi"}"#));
         assert_eq!(record.model, Some(("m".into(), "m-v2".into())));
         assert_eq!(record.rewrite.as_deref(), Some("canary"));
         // The rule wins over the rewrite header (as in GIE); another model keeps its body.
         let (body, _) = send(
             r#"{"model":"m","prompt":"hi"}"#,
-            vec![("x-gateway-model-name-rewrite", "other")],
+            &[("x-gateway-model-name-rewrite", "other")],
         );
         assert_eq!(body.as_deref(), Some(r#"{"model":"m-v2","prompt":"hi"}"#));
-        let (body, record) = send(r#"{"model":"n","prompt":"hi"}"#, vec![]);
+        let (body, record) = send(r#"{"model":"n","prompt":"hi"}"#, &[]);
         assert_eq!(body, None);
         assert_eq!(record.rewrite, None);
     }
