@@ -1,6 +1,7 @@
 //! The HTTP JSON request parsers (OpenAI, Anthropic, vLLM's and SGLang's generate), then a
-//! scheduling cycle on what they accepted. The first byte picks the path, and so the parser; the
-//! rest is the body.
+//! scheduling cycle on what they accepted, and the rewrite of the body's model (the rewritten
+//! body must still read as the same request with the new model). The first byte picks the path,
+//! and so the parser; the rest is the body.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use scheduler_core::{load, Endpoint, Registry, RequestState, SplitMix64};
@@ -24,5 +25,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = scheduler_core::parse::media::media_items(&req.prompt);
         let pool = vec![Endpoint::new("10.0.0.1:8000"), Endpoint::new("10.0.0.2:8000")];
         let _ = picker.schedule(&req, &pool, 1, &mut SplitMix64::new(1), &mut RequestState::new());
+        let rewrite = (!req.model.is_empty())
+            .then(|| scheduler_core::parse::model_field::rewrite_model(body, "m\"2"))
+            .flatten();
+        if let Some(rewritten) = rewrite {
+            let again = picker.parse_request(path, &rewritten, vec![]);
+            assert_eq!(again.map(|r| r.model.into_owned()).ok().as_deref(), Some("m\"2"));
+        }
     }
 });
