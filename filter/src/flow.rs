@@ -649,7 +649,8 @@ impl RequestFlow {
         p: &P,
         size: usize,
     ) -> BodyAction {
-        // The buffered body's size, which a rewritten body replaces whole.
+        // The buffered body's size: a request held here is decided again with it on release,
+        // and a rewritten body replaces that many bytes.
         self.body_size = size;
         // Read in the headers hook. A request the flow-control queue held is decided a second
         // time on release and reads them again (the client's forbidden headers were removed
@@ -777,7 +778,6 @@ impl RequestFlow {
             self.scheduled = false;
             self.admitted = true;
             self.burst = Some(slot);
-            self.body_size = size;
             if let Some(deadline_ms) = opened {
                 p.burst_opened(deadline_ms);
             }
@@ -788,7 +788,6 @@ impl RequestFlow {
             self.scheduled = false;
             self.ticket = Some(ticket);
             self.slot = Some(slot);
-            self.body_size = size;
             if let Some(g) = p.flow_gate() {
                 g.pump(now_ms, &mut || p.saturation(now_ms));
             }

@@ -958,11 +958,13 @@ impl HttpHost for NativeHost {
         } else {
             abi::BUFFERED_REQUEST_BODY
         };
+        let parts: &[u32] = if self.in_body_hook {
+            &[abi::BUFFERED_REQUEST_BODY, abi::RECEIVED_REQUEST_BODY]
+        } else {
+            &[abi::BUFFERED_REQUEST_BODY]
+        };
         let mut ok = true;
-        for body_type in [abi::BUFFERED_REQUEST_BODY, abi::RECEIVED_REQUEST_BODY] {
-            if body_type == abi::RECEIVED_REQUEST_BODY && !self.in_body_hook {
-                continue;
-            }
+        for &body_type in parts {
             let size = self.body_size(body_type);
             // SAFETY: the filter pointer of the current hook.
             ok &= size == 0

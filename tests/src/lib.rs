@@ -158,8 +158,15 @@ pub fn envoy_validate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<(), Strin
 fn wait_for_port(addr: SocketAddr, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return true;
+        // A connection to itself does not count: the ports handed out are in the ephemeral
+        // range, so while nothing listens yet, Linux can pick the same port as the source of
+        // a connect attempt and join the socket to itself ("simultaneous open"). That made a
+        // server that was still starting look started (seen in CI: its first request refused,
+        // each time the first run after a rebuild, when the binary starts slowly).
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            if s.local_addr().ok() != s.peer_addr().ok() {
+                return true;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,7 +1,7 @@
 //! Model rewrites in real Envoy, both builds: the model server receives the model the request
 //! is sent as — named by `x-gateway-model-name-rewrite` or drawn by an
 //! `inferenceModelRewrites` rule (GIE's InferenceModelRewrite) — in a body that is otherwise
-//! the client's, with a matching length, whether it came in one frame or many; and
+//! the client's, with a matching length, whether it came in one write or several; and
 //! `inference_extension_model_rewrite_decisions_total` counts the rule's decisions.
 
 use e2e::{Env, EnvSpec};
@@ -103,8 +103,8 @@ fn a_rewrite_rule_splits_a_models_traffic_by_weight() {
     }
 }
 
-/// Sends `body` to Envoy in `parts` writes a few milliseconds apart (so the filter sees the
-/// body as several frames), with the rewrite header; returns the raw response.
+/// Sends `body` to Envoy in `parts` writes 30 ms apart (so it likely reaches the filter
+/// in several parts rather than one), with the rewrite header; returns the raw response.
 fn send_in_parts(env: &Env, body: &str, parts: usize) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(env.listen).expect("connect");
@@ -126,7 +126,7 @@ fn send_in_parts(env: &Env, body: &str, parts: usize) -> String {
 }
 
 #[test]
-fn a_body_sent_in_several_frames_is_rewritten_whole() {
+fn a_body_sent_in_several_writes_is_rewritten_whole() {
     let env = Env::start(EnvSpec::default());
     for parts in [1, 2, 5] {
         let body =

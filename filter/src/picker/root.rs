@@ -32,8 +32,6 @@ pub struct PickerShared {
     gate: Option<crate::waiting::FlowGate>,
     /// This VM's burst batch (`burst-prefix-cache-producer`), sealed on the tick.
     burst: Option<crate::burst::BurstGate>,
-    /// This VM's prefix-index size as last added to the shared gauge (`None`: not yet).
-    index_blocks: Cell<Option<i64>>,
     /// The saturation stages this VM has set a gauge for.
     stages_shown: std::sync::atomic::AtomicU8,
 }
@@ -79,7 +77,6 @@ impl PickerShared {
             rng: RefCell::new(SplitMix64::new(seed)),
             stats: PickerStats::default(),
             buffered: Cell::new(0),
-            index_blocks: Cell::new(None),
             stages_shown: std::sync::atomic::AtomicU8::new(0),
         })
     }
@@ -140,19 +137,9 @@ impl PickerShared {
     fn flush_to(&self, t: &mut Telemetry, now_ms: u64) {
         if let Ok(mut sink) = self.sink.try_borrow_mut() {
             t.flush(now_ms, &mut *sink);
-            // Each worker VM has its own prefix index; the gauge is their sum, so a VM moves it
-            // by its own change.
+            // Each worker VM has its own prefix index; the gauge is their sum.
             if let Some(n) = self.core.picker.prefix_index_blocks() {
-                let n = i64::try_from(n).unwrap_or(i64::MAX);
-                let before = self.index_blocks.replace(Some(n));
-                if before != Some(n) {
-                    use crate::telemetry::StatSink;
-                    sink.adjust(
-                        &crate::telemetry::families::PREFIX_INDEXER_SIZE,
-                        &[],
-                        n - before.unwrap_or(0),
-                    );
-                }
+                t.share_index_blocks(n, &mut *sink);
             }
             if let Some(g) = &self.gate {
                 crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);

@@ -92,29 +92,48 @@ where
     }
 }
 
+/// This writer's share of a gauge that several writers (worker VMs, native shards) move
+/// together with [`StatSink::adjust`]: the value it last added (`None` before its first report).
+#[derive(Default)]
+struct GaugeShare(Option<i64>);
+
+impl GaugeShare {
+    /// Moves `family{labels}` by the change from this writer's last value to `now`; the first
+    /// report sends even no change, which defines the series (a share that is 0 when first
+    /// reported must still show).
+    fn report(
+        &mut self,
+        family: &'static Family,
+        labels: &[&str],
+        now: i64,
+        sink: &mut dyn StatSink,
+    ) {
+        let before = self.0.unwrap_or(0);
+        if self.0.is_none() || now != before {
+            sink.adjust(family, labels, now.saturating_sub(before));
+            self.0 = Some(now);
+        }
+    }
+}
+
 /// Requests of one model pair routed upstream (`started`) and finished since (`ended`), and
-/// the difference last sent to the running-requests gauge (`None` before the first flush).
+/// this writer's share of the running-requests gauge.
 #[derive(Default)]
 struct Running {
     started: u64,
     ended: u64,
-    flushed: Option<i64>,
+    share: GaugeShare,
 }
 
 impl Running {
-    /// Moves `inference_objective_running_requests{model}` by the change since the last flush;
-    /// the first flush sends even no change, which defines the series (requests that all
-    /// ended between two flushes must still show as 0).
+    /// Moves `inference_objective_running_requests{model}` by the change since the last flush.
     fn flush(&mut self, model: &str, sink: &mut dyn StatSink) {
         if self.started == 0 {
             return; // a pair never routed (refused, or counted only as requests)
         }
-        let now = self.started.wrapping_sub(self.ended) as i64;
-        let before = self.flushed.unwrap_or(0);
-        if self.flushed.is_none() || now != before {
-            sink.adjust(&families::RUNNING_REQUESTS, &[model], now - before);
-            self.flushed = Some(now);
-        }
+        let now = i64::try_from(self.started.saturating_sub(self.ended)).unwrap_or(i64::MAX);
+        self.share
+            .report(&families::RUNNING_REQUESTS, &[model], now, sink);
     }
 }
 
@@ -254,6 +273,8 @@ pub struct Telemetry {
     replies: Vec<(u32, Count)>,
     /// (band priority, outcome) → queue waits of flow control.
     queue_waits: Vec<((i32, &'static str), Histogram)>,
+    /// This writer's share of `inference_extension_prefix_indexer_size` (Wasm: one per VM).
+    index_blocks: GaugeShare,
     last_flush_ms: u64,
 }
 
@@ -286,6 +307,7 @@ impl Telemetry {
             picks: HashMap::new(),
             replies: Vec::new(),
             queue_waits: Vec::new(),
+            index_blocks: GaugeShare::default(),
             last_flush_ms: 0,
         }
     }
@@ -432,6 +454,15 @@ impl Telemetry {
             }
         };
         self.series.get_mut(i).map(|(_, m)| m)
+    }
+
+    /// Reports `blocks`, the size of this writer's own prefix index, as its share of
+    /// `inference_extension_prefix_indexer_size`: a build with one index per worker VM sums
+    /// them this way (the native build, one index per process, sets the gauge instead).
+    pub fn share_index_blocks(&mut self, blocks: usize, sink: &mut dyn StatSink) {
+        let now = i64::try_from(blocks).unwrap_or(i64::MAX);
+        self.index_blocks
+            .report(&families::PREFIX_INDEXER_SIZE, &[], now, sink);
     }
 
     /// Whether a flush is due at `now_ms`.

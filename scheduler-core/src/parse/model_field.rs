@@ -38,7 +38,11 @@ pub fn rewrite_model(body: &[u8], target: &str) -> Option<Vec<u8>> {
     let start = (raw.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
     let end = start.checked_add(raw.len())?;
     let replacement = serde_json::to_string(target).ok()?;
-    let mut out = Vec::with_capacity(body.len() - raw.len() + replacement.len());
+    let mut out = Vec::with_capacity(
+        body.len()
+            .saturating_sub(raw.len())
+            .saturating_add(replacement.len()),
+    );
     out.extend_from_slice(body.get(..start)?);
     out.extend_from_slice(replacement.as_bytes());
     out.extend_from_slice(body.get(end..)?);
