@@ -5,7 +5,14 @@
 //! docs/SOURCES.md#predicted-latency), on the [`LatencyPrediction`]s of
 //! `predicted-latency-producer` (created when missing):
 //! - the positive tier is the candidates with TTFT and TPOT headroom ≥ 0; every other
-//!   candidate, one without a prediction included, is in the negative tier;
+//!   candidate is in the negative tier;
+//! - a candidate without a prediction while others have one is, upstream, in the negative tier
+//!   (its prediction failed). Ours is in the positive tier: our producer leaves out exactly the
+//!   endpoints it has not heard from yet (per-endpoint speeds are ours; upstream predicts every
+//!   endpoint from one shared model, as an average endpoint), and `latency-scorer` counts such
+//!   an endpoint with those meeting their objectives so that it gets tried. In the negative tier
+//!   it would never be tried with `epsilonExploreNeg` 0, and only by that chance otherwise, so
+//!   an endpoint that joined while every request carried objectives would stay unused;
 //! - with both tiers present the filter keeps the positive one, except with probability
 //!   `epsilonExploreNeg` (default 0.01) where it keeps only the negative one, so an endpoint
 //!   recovering from overload still gets an occasional request and fresh observations;
@@ -90,8 +97,10 @@ impl Plugin for SloHeadroomTierFilter {
     }
 }
 
+/// In the positive tier: meets both objectives, or not predicted (not heard from yet; see the
+/// module docs).
 fn positive(p: Option<LatencyPrediction>) -> bool {
-    p.is_some_and(|p| p.ttft_headroom_ms >= 0.0 && p.tpot_headroom_ms >= 0.0)
+    p.is_none_or(|p| p.ttft_headroom_ms >= 0.0 && p.tpot_headroom_ms >= 0.0)
 }
 
 impl Filter for SloHeadroomTierFilter {
@@ -167,7 +176,7 @@ mod tests {
 
     #[test]
     fn keeps_the_positive_tier_and_explores_the_negative_one_at_epsilon() {
-        let preds = alloc::vec![pred(10.0, 0.0), pred(-1.0, 0.0), None];
+        let preds = alloc::vec![pred(10.0, 0.0), pred(-1.0, 0.0), pred(5.0, -0.5)];
         assert_eq!(kept(0.0, Some(preds.clone()), 1), [true, false, false]);
         assert_eq!(kept(1.0, Some(preds.clone()), 1), [false, true, true]);
         let explored = (0..2_000)
@@ -177,13 +186,27 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_not_heard_from_yet_is_kept_with_the_positive_tier() {
+        let preds = alloc::vec![pred(10.0, 0.0), pred(-1.0, 0.0), None];
+        assert_eq!(kept(0.0, Some(preds.clone()), 1), [true, false, true]);
+        assert_eq!(kept(1.0, Some(preds), 1), [false, true, false]);
+        // Every endpoint heard from misses: the one not heard from yet is tried.
+        let preds = alloc::vec![pred(-1.0, 0.0), pred(-9.0, -1.0), None];
+        assert_eq!(kept(0.0, Some(preds), 1), [false, false, true]);
+    }
+
+    #[test]
     fn one_tier_or_no_prediction_keeps_everything() {
         assert_eq!(kept(0.5, None, 3), [true; 3]);
         assert_eq!(kept(0.5, Some(alloc::vec![None, None, None]), 3), [true; 3]);
         assert_eq!(
             kept(
                 0.5,
-                Some(alloc::vec![pred(-1.0, 0.0), pred(-9.0, -1.0), None]),
+                Some(alloc::vec![
+                    pred(-1.0, 0.0),
+                    pred(-9.0, -1.0),
+                    pred(-2.0, 0.0)
+                ]),
                 3
             ),
             [true; 3]
