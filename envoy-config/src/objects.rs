@@ -1,5 +1,6 @@
 //! GIE's per-model Kubernetes objects as picker configuration: InferenceObjective (a priority
-//! per objective name, chosen by the `x-gateway-inference-objective` header) and
+//! per objective name, chosen by the `x-llm-d-inference-objective` header or its older name
+//! `x-gateway-inference-objective`) and
 //! InferenceModelRewrite (weighted model rewrites). Upstream's EPP watches them in the cluster;
 //! the picker runs inside Envoy without an API-server client, so their manifests are turned into
 //! the configuration's `inferenceObjectives` and `inferenceModelRewrites` instead.

@@ -129,7 +129,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     cpu_pids: Vec<u32>,
     /// Request header `name: value` sent with every request (repeatable), e.g. a tenant's
-    /// `x-gateway-inference-fairness-id` or an objective's `x-gateway-inference-objective`.
+    /// `x-llm-d-inference-fairness-id` or an objective's `x-llm-d-inference-objective`.
     #[arg(long = "header")]
     headers: Vec<String>,
     /// Hide the progress bar.

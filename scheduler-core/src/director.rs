@@ -26,10 +26,15 @@ use crate::rng::Rng;
 use crate::scheduler::Scheduler;
 use crate::scratch::Scratch;
 
-/// Header naming the request's InferenceObjective (its priority).
-pub const OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
-/// Header presetting the target model.
-pub const MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
+/// Header naming the request's InferenceObjective (its priority): llm-d-router's name, read
+/// first.
+pub const OBJECTIVE_HEADER: &str = "x-llm-d-inference-objective";
+/// GIE's name of [`OBJECTIVE_HEADER`], still read (llm-d-router keeps it as an alias).
+pub const OLD_OBJECTIVE_HEADER: &str = "x-gateway-inference-objective";
+/// Header presetting the target model: llm-d-router's name, read first.
+pub const MODEL_REWRITE_HEADER: &str = "x-llm-d-model-name-rewrite";
+/// GIE's name of [`MODEL_REWRITE_HEADER`], still read (llm-d-router keeps it as an alias).
+pub const OLD_MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
 /// Request id header.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -170,8 +175,11 @@ impl EndpointPicker {
     /// Parses a request body into an [`InferenceRequest`] that borrows `body`.
     ///
     /// `headers` are the request headers plugins may read (lower-case names). The priority comes
-    /// from the objective named by `x-gateway-inference-objective` (0 when absent or unknown); the
-    /// target model from `x-gateway-model-name-rewrite`, else the body's `model`.
+    /// from the objective named by `x-llm-d-inference-objective` (or GIE's
+    /// `x-gateway-inference-objective` when that is absent; 0 when neither names a configured
+    /// objective); the target model from `x-llm-d-model-name-rewrite` (or GIE's
+    /// `x-gateway-model-name-rewrite`), else the body's `model`. As in llm-d-router, the first of
+    /// the two names present wins, even when its value is not usable.
     ///
     /// # Errors
     /// The parser's 400-class [`RequestError`].
@@ -193,7 +201,8 @@ impl EndpointPicker {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        let priority = header(OBJECTIVE_HEADER)
+        let aliased = |name: &str, old: &str| header(name).or_else(|| header(old));
+        let priority = aliased(OBJECTIVE_HEADER, OLD_OBJECTIVE_HEADER)
             .and_then(|o| {
                 self.objectives
                     .iter()
@@ -201,7 +210,9 @@ impl EndpointPicker {
                     .map(|(_, p)| *p)
             })
             .unwrap_or(0);
-        let target_model = match header(MODEL_REWRITE_HEADER).filter(|m| !m.is_empty()) {
+        let target_model = match aliased(MODEL_REWRITE_HEADER, OLD_MODEL_REWRITE_HEADER)
+            .filter(|m| !m.is_empty())
+        {
             Some(m) => m,
             None => parsed.model.clone(),
         };

@@ -7,7 +7,8 @@
 //! the oldest object's wins, then the first in its list; among generic rules likewise. Objects
 //! are listed oldest first in the configuration (GIE orders them by creation time). The rule's
 //! target is drawn with probability weight / sum of weights (all weights unset: equal shares).
-//! A rule applies after `x-gateway-model-name-rewrite`: it overrides that header, as in GIE
+//! A rule applies after the `x-llm-d-model-name-rewrite` header (older name
+//! `x-gateway-model-name-rewrite`): it overrides that header, as in GIE
 //! (docs/SOURCES.md#gie-model-rewrite).
 
 use alloc::string::String;

@@ -205,6 +205,52 @@ fn sheddable_request_is_rejected_when_saturated() {
 }
 
 #[test]
+fn objective_and_model_rewrite_headers_under_both_names() {
+    // llm-d-router's names are read first; GIE's older names still work alone (llm-d-router
+    // keeps them as aliases).
+    let ep = picker(HERMETIC_CONFIG);
+    let parse = |headers: &[(&'static str, &'static str)]| {
+        let headers = headers.iter().map(|&(k, v)| (k.into(), v.into())).collect();
+        let r = ep
+            .parse_request("/v1/completions", br#"{"model":"m","prompt":"x"}"#, headers)
+            .unwrap();
+        (r.priority, r.target_model.to_string())
+    };
+    assert_eq!(parse(&[]), (0, "m".into()));
+    assert_eq!(
+        parse(&[("x-llm-d-inference-objective", "batch")]),
+        (-1, "m".into())
+    );
+    assert_eq!(
+        parse(&[("x-gateway-inference-objective", "batch")]),
+        (-1, "m".into())
+    );
+    // Both present: the new name wins, even naming no configured objective.
+    assert_eq!(
+        parse(&[
+            ("x-gateway-inference-objective", "batch"),
+            ("x-llm-d-inference-objective", "unknown"),
+        ]),
+        (0, "m".into())
+    );
+    assert_eq!(
+        parse(&[("x-llm-d-model-name-rewrite", "m-lora")]),
+        (0, "m-lora".into())
+    );
+    assert_eq!(
+        parse(&[("x-gateway-model-name-rewrite", "m-lora")]),
+        (0, "m-lora".into())
+    );
+    assert_eq!(
+        parse(&[
+            ("x-gateway-model-name-rewrite", "old"),
+            ("x-llm-d-model-name-rewrite", "new"),
+        ]),
+        (0, "new".into())
+    );
+}
+
+#[test]
 fn error_status_mapping() {
     let ep = picker(HERMETIC_CONFIG);
     let pool = vec![p(0, 0, 0.1, &[])];

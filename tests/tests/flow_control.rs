@@ -52,7 +52,7 @@ fn send(
     let done = done.clone();
     std::thread::spawn(move || {
         let headers: Vec<(&str, &str)> = objective
-            .map(|o| vec![("x-gateway-inference-objective", o)])
+            .map(|o| vec![("x-llm-d-inference-objective", o)])
             .unwrap_or_default();
         let r = env.complete(MODEL, label, &headers);
         done.lock().unwrap().push((label, r.status, t0.elapsed()));

@@ -1,7 +1,8 @@
 //! Model rewrites in real Envoy, both builds: the model server receives the model the request
-//! is sent as — named by `x-gateway-model-name-rewrite` or drawn by an
-//! `inferenceModelRewrites` rule (GIE's InferenceModelRewrite) — in a body that is otherwise
-//! the client's, with a matching length, whether it came in one write or several; and
+//! is sent as — named by `x-llm-d-model-name-rewrite` (or its older name
+//! `x-gateway-model-name-rewrite`) or drawn by an `inferenceModelRewrites` rule (GIE's
+//! InferenceModelRewrite) — in a body that is otherwise the client's, with a matching length,
+//! whether it came in one write or several; and
 //! `inference_extension_model_rewrite_decisions_total` counts the rule's decisions.
 
 use e2e::{Env, EnvSpec};
@@ -26,7 +27,7 @@ fn the_rewrite_header_names_the_model_the_server_receives() {
         let r = env.post(
             "/v1/completions",
             &body,
-            &[("x-gateway-model-name-rewrite", "base-lora-a")],
+            &[("x-llm-d-model-name-rewrite", "base-lora-a")],
         );
         assert_eq!(
             r.status,

@@ -77,8 +77,9 @@ pub struct EndpointPickerConfig {
     /// `Alpha`, i.e. gates decide).
     #[serde(default)]
     pub min_stability: Option<Stability>,
-    /// Priority per objective name, chosen by the `x-gateway-inference-objective` header
-    /// (GIE's InferenceObjective; priority < 0 is sheddable).
+    /// Priority per objective name, chosen by the `x-llm-d-inference-objective` header
+    /// (or GIE's older `x-gateway-inference-objective`; GIE's InferenceObjective; priority < 0 is
+    /// sheddable).
     #[serde(default)]
     pub inference_objectives: Vec<ObjectiveSpec>,
     /// GIE's InferenceModelRewrite objects, oldest first ([`crate::rewrite`]).

@@ -54,7 +54,8 @@ pub struct InferenceRequest<'a> {
     pub api: ApiKind,
     /// `model` from the body.
     pub model: Cow<'a, str>,
-    /// Model after rewrite (`x-gateway-model-name-rewrite`), else `model`. LoRA affinity and
+    /// Model after rewrite (`x-llm-d-model-name-rewrite` or `x-gateway-model-name-rewrite`, or
+    /// an `inferenceModelRewrites` rule), else `model`. LoRA affinity and
     /// the prefix-hash seed use this.
     pub target_model: Cow<'a, str>,
     /// The text hashed for prefix-cache matching: the completions prompt, the raw JSON of chat
@@ -66,7 +67,8 @@ pub struct InferenceRequest<'a> {
     pub cache_salt: Option<Cow<'a, str>>,
     /// Size of the request body in bytes.
     pub body_size_bytes: usize,
-    /// Priority from the `x-gateway-inference-objective` header (0 by default); < 0 is sheddable.
+    /// Priority of the objective the `x-llm-d-inference-objective` header (or the older
+    /// `x-gateway-inference-objective`) names (0 by default); < 0 is sheddable.
     pub priority: i32,
     /// Request headers plugins may read (lower-case names), borrowed from the host's copy where
     /// it has one ([`Header`]).
