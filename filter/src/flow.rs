@@ -1040,6 +1040,9 @@ impl RequestFlow {
                 }
             }
             if wants_usage {
+                if let (Some(r), UsageReader::Sse(_)) = (&mut self.record, &usage) {
+                    r.streaming = true;
+                }
                 self.usage = usage;
             }
         }
@@ -1101,6 +1104,9 @@ impl RequestFlow {
     ) {
         if let Some(r) = &mut self.record {
             r.response_bytes += size as u64;
+            if size > 0 && r.first_byte_ns.is_none() && r.model.is_some() {
+                r.first_byte_ns = Some(host.now_us().saturating_sub(self.start_us) * 1000);
+            }
         }
         match &mut self.usage {
             UsageReader::Sse(parser) => {
@@ -1230,6 +1236,8 @@ mod tests {
         continued: bool,
         /// Calls of `request_headers` (every header read from the host).
         header_reads: usize,
+        /// Microseconds past the clock's start (1 s), moved by a test.
+        elapsed_us: u64,
     }
 
     struct CountWake(std::sync::Arc<std::sync::atomic::AtomicUsize>);
@@ -1303,7 +1311,7 @@ mod tests {
             self.grpc_reply = Some((http_status, grpc_status, message.into()));
         }
         fn now_us(&mut self) -> u64 {
-            1_000_000
+            1_000_000 + self.elapsed_us
         }
         fn waker(&mut self) -> Option<Box<dyn crate::waiting::Wake>> {
             self.pausable
@@ -2075,6 +2083,35 @@ mod tests {
         flow.finish(&p, 0);
         let records = p.records.borrow();
         assert_eq!(records.first().and_then(|r| r.tokens), Some((7, 3)));
+    }
+
+    #[test]
+    fn the_first_response_byte_and_an_sse_response_are_recorded_for_ttft() {
+        let p = picking();
+        // A request that did not ask for a stream, answered with SSE: streamed, as llm-d counts
+        // it; its first body byte 40 ms after the request headers, the end at 150 ms.
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        flow.on_request_body(&mut host, &p, body.len(), true);
+        host.response.push((":status".into(), "200".into()));
+        host.response
+            .push(("content-type".into(), "text/event-stream".into()));
+        flow.on_response_headers(&mut host, &p, false);
+        host.elapsed_us = 40_000;
+        host.response_body = b"data: {}\n\n".to_vec();
+        let n = host.response_body.len();
+        flow.on_response_body(&mut host, &p, n, false);
+        host.elapsed_us = 150_000;
+        flow.on_response_body(&mut host, &p, 0, true);
+        flow.finish(&p, 0);
+        let records = p.records.borrow();
+        let r = records.first().expect("one record");
+        assert_eq!(
+            (r.first_byte_ns, r.duration_ns, r.streaming),
+            (Some(40_000_000), Some(150_000_000), true)
+        );
     }
 
     #[test]

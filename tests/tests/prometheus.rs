@@ -75,6 +75,18 @@ const MORE: &[&str] = &[
     "inference_pool_average_running_requests",
     "inference_objective_running_requests",
     "inference_extension_prefix_indexer_hit_bytes_sum",
+    // llm-d-router's own names: exported (TTFT, streaming TPOT) or through the recording rules.
+    "llm_d_epp_request_ttft_seconds_bucket{streaming=\"false\"}",
+    "llm_d_epp_request_ttft_seconds_bucket{streaming=\"true\"}",
+    "llm_d_epp_request_streaming_tpot_seconds_count",
+    "llm_d_epp_request_total",
+    "llm_d_epp_request_duration_seconds_count",
+    "llm_d_epp_request_input_tokens_sum",
+    "llm_d_epp_scheduler_attempts_total{endpoint_name!=\"\"}",
+    "llm_d_epp_ready_endpoints",
+    "llm_d_epp_average_queue_size",
+    "llm_d_epp_std_dev_queue_size",
+    "llm_d_epp_std_dev_kv_cache_utilization",
 ];
 
 fn tool(env_var: &str, name: &str) -> PathBuf {
@@ -250,6 +262,12 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
             &[],
         );
         assert_eq!(r.status, 200, "{r:?}");
+        // Streamed (SSE with a usage event): llm-d's streaming TTFT and TPOT.
+        let streamed = serde_json::json!({
+            "model": MODEL, "prompt": format!("{system}Story {i}"), "stream": true, "max_tokens": 3
+        });
+        let r = env.post("/v1/completions", &streamed.to_string(), &[]);
+        assert!(r.status == 200 && r.body.contains("[DONE]"), "{r:?}");
         let bad = env.post(
             "/v1/completions",
             "{not json",

@@ -192,6 +192,7 @@ impl PickerCore {
             request.model.as_ref().to_string(),
             request.target_model.as_ref().to_string(),
         ));
+        timing.record.streaming = request.stream;
         if let Some(admit) = admit {
             match admit(&request, candidates) {
                 Gate::Go => {}

@@ -427,6 +427,90 @@ histogram!(
     NTPOT_SECONDS
 );
 
+/// Time to first token at the gateway: llm-d's bounds, 5 ms … 120 s.
+pub static TTFT_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.005", "0.025", "0.05", "0.1", "0.2", "0.4", "0.6", "0.8", "1", "1.25", "1.5", "2", "3",
+        "4", "5", "6", "8", "10", "15", "20", "30", "45", "60", "120",
+    ],
+    limits: &[
+        5_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        200_000_000,
+        400_000_000,
+        600_000_000,
+        800_000_000,
+        1_000_000_000,
+        1_250_000_000,
+        1_500_000_000,
+        2_000_000_000,
+        3_000_000_000,
+        4_000_000_000,
+        5_000_000_000,
+        6_000_000_000,
+        8_000_000_000,
+        10_000_000_000,
+        15_000_000_000,
+        20_000_000_000,
+        30_000_000_000,
+        45_000_000_000,
+        60_000_000_000,
+        120_000_000_000,
+    ],
+};
+
+/// Time per output token of a streamed response: llm-d's bounds, 0.5 ms … 2 s.
+pub static STREAMING_TPOT_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.0005", "0.00205", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.125",
+        "0.15", "0.2", "0.3", "0.4", "0.5", "0.6", "0.8", "1", "2",
+    ],
+    limits: &[
+        500_000,
+        2_050_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        40_000_000,
+        60_000_000,
+        80_000_000,
+        100_000_000,
+        125_000_000,
+        150_000_000,
+        200_000_000,
+        300_000_000,
+        400_000_000,
+        500_000_000,
+        600_000_000,
+        800_000_000,
+        1_000_000_000,
+        2_000_000_000,
+    ],
+};
+
+const MODEL_STREAMING: &[&str] = &["model_name", "target_model_name", "streaming"];
+const MODEL_STREAMING_LE: &[&str] = &["model_name", "target_model_name", "streaming", "le"];
+// From the request headers to the first byte of the response body, every response that has one
+// (llm-d's series; `streaming` "true" for a streamed request or an SSE response, else "false").
+histogram!(
+    FIRST_BYTE,
+    "llm_d_epp_request_ttft_seconds",
+    MODEL_STREAMING,
+    MODEL_STREAMING_LE,
+    TTFT_SECONDS
+);
+// A streamed response's (duration − TTFT) / (completion tokens − 1), when it reported two or
+// more completion tokens (llm-d's series).
+histogram!(
+    STREAMING_TPOT,
+    "llm_d_epp_request_streaming_tpot_seconds",
+    MODEL,
+    MODEL_LE,
+    STREAMING_TPOT_SECONDS
+);
+
 /// llm-d's predictor series (`predicted-latency-producer`): labels of the predicted-latency
 /// histograms, then of the objective-violation counter (`type`: `ttft` or `tpot`).
 const PREDICTOR: &[&str] = &[
@@ -602,6 +686,31 @@ pub static PREFIX_INDEXER_SIZE: Family = Family {
 /// recording rules).
 pub static POOL_AVG_RUNNING_MILLI: Family = Family {
     name: "endpoint_picker_pool_average_running_requests_milli",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `endpoint_picker_pool_std_dev_kv_cache_utilization_ppm{name}`: the sample standard deviation
+/// of the fresh endpoints' KV-cache use (n − 1 in the denominator, 0 for one endpoint), parts
+/// per million (llm-d's `llm_d_epp_std_dev_kv_cache_utilization` through the recording rules).
+pub static POOL_STD_DEV_KV_PPM: Family = Family {
+    name: "endpoint_picker_pool_std_dev_kv_cache_utilization_ppm",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `endpoint_picker_pool_std_dev_queue_size_milli{name}`: the same for the waiting queues, ×1000
+/// (llm-d's `llm_d_epp_std_dev_queue_size`).
+pub static POOL_STD_DEV_QUEUE_MILLI: Family = Family {
+    name: "endpoint_picker_pool_std_dev_queue_size_milli",
+    kind: Kind::Gauge,
+    labels: &["name"],
+};
+
+/// `endpoint_picker_pool_std_dev_running_requests_milli{name}`: the same for the servers'
+/// running requests, ×1000 (llm-d's `llm_d_epp_std_dev_running_requests`).
+pub static POOL_STD_DEV_RUNNING_MILLI: Family = Family {
+    name: "endpoint_picker_pool_std_dev_running_requests_milli",
     kind: Kind::Gauge,
     labels: &["name"],
 };
@@ -799,7 +908,7 @@ histogram!(
 );
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 19] = [
+pub static HISTOGRAMS: [&HistogramFamily; 21] = [
     &SCHEDULER_E2E,
     &PREFIX_HIT_RATIO,
     &PREFIX_HIT_BYTES,
@@ -811,6 +920,8 @@ pub static HISTOGRAMS: [&HistogramFamily; 19] = [
     &OUTPUT_TOKENS_HIST,
     &PROMPT_CACHED_TOKENS,
     &REQUEST_NTPOT,
+    &FIRST_BYTE,
+    &STREAMING_TPOT,
     &FLOW_QUEUE_DURATION,
     &REQUEST_TTFT,
     &REQUEST_TPOT,
@@ -856,12 +967,15 @@ pub fn request_families() -> impl Iterator<Item = &'static Family> {
 }
 
 /// Every family the scraper sets.
-pub static POOL_FAMILIES: [&Family; 6] = [
+pub static POOL_FAMILIES: [&Family; 9] = [
     &POOL_READY,
     &POOL_POD_QUEUE,
     &POOL_AVG_KV_PPM,
     &POOL_AVG_QUEUE_MILLI,
     &POOL_AVG_RUNNING_MILLI,
+    &POOL_STD_DEV_KV_PPM,
+    &POOL_STD_DEV_QUEUE_MILLI,
+    &POOL_STD_DEV_RUNNING_MILLI,
     &INFO,
 ];
 
@@ -903,6 +1017,9 @@ mod tests {
             &REVOCATION_SECONDS,
             &FLOW_WORK_SECONDS,
             &NTPOT_SECONDS,
+            &TTFT_SECONDS,
+            &STREAMING_TPOT_SECONDS,
+            &TPOT_SECONDS,
             &HIT_RATIO,
             &HIT_BYTES,
         ] {

@@ -162,6 +162,10 @@ struct ModelSeries {
     cached_tokens: Histogram,
     /// Duration over completion tokens (GIE's NTPOT).
     ntpot: Histogram,
+    /// Time to the first response byte, by `streaming` (false, true).
+    first_byte: [Histogram; 2],
+    /// (Duration − TTFT) / (completion tokens − 1) of streamed responses.
+    streaming_tpot: Histogram,
     /// Measured TTFT and TPOT, from the first response a latency-predicting plugin measured.
     ttft: Option<Histogram>,
     tpot: Option<Histogram>,
@@ -201,6 +205,11 @@ impl ModelSeries {
             output_tokens: Histogram::new(&families::OUTPUT_TOKENS_HIST),
             cached_tokens: Histogram::new(&families::PROMPT_CACHED_TOKENS),
             ntpot: Histogram::new(&families::REQUEST_NTPOT),
+            first_byte: [
+                Histogram::new(&families::FIRST_BYTE),
+                Histogram::new(&families::FIRST_BYTE),
+            ],
+            streaming_tpot: Histogram::new(&families::STREAMING_TPOT),
             ttft: None,
             tpot: None,
             predictors: Vec::new(),
@@ -417,11 +426,22 @@ impl Telemetry {
             m.duration.record(ns);
             m.response_sizes.record(r.response_bytes);
         }
+        if let Some(first) = r.first_byte_ns {
+            if let Some(h) = m.first_byte.get_mut(usize::from(r.streaming)) {
+                h.record(first);
+            }
+        }
         if let Some((input, output)) = r.tokens {
             m.input_tokens.record(input);
             m.output_tokens.record(output);
             if let (Some(ns), true) = (r.duration_ns, output > 0) {
                 m.ntpot.record(ns / output);
+            }
+            // llm-d's streaming TPOT: the decode time over the tokens after the first.
+            if let (true, Some(ns), Some(first)) = (r.streaming, r.duration_ns, r.first_byte_ns) {
+                if output > 1 && ns > first {
+                    m.streaming_tpot.record((ns - first) / (output - 1));
+                }
             }
         }
         if let Some(cached) = r.cached_tokens {
@@ -555,6 +575,10 @@ impl Telemetry {
             ] {
                 h.flush(&labels, sink);
             }
+            m.streaming_tpot.flush(&labels, sink);
+            for (streaming, h) in ["false", "true"].into_iter().zip(&mut m.first_byte) {
+                h.flush(&[model.as_str(), target.as_str(), streaming], sink);
+            }
             for h in [&mut m.ttft, &mut m.tpot].into_iter().flatten() {
                 h.flush(&labels, sink);
             }
@@ -633,6 +657,14 @@ impl PoolGauges {
             |f: fn(&EndpointState) -> u32| fresh.iter().map(|e| f64::from(f(e))).sum::<f64>() / n;
         let queue = mean(|e| e.endpoint.metrics.waiting_queue_size);
         let running = mean(|e| e.endpoint.metrics.running_requests);
+        // llm-d's pool spread: the sample standard deviation (n − 1, at least 1).
+        let std_dev = |value: &dyn Fn(&EndpointState) -> f64, mean: f64| {
+            let squares: f64 = fresh.iter().map(|e| (value(e) - mean).powi(2)).sum();
+            (squares / (n - 1.0).max(1.0)).sqrt()
+        };
+        let kv_sd = std_dev(&|e| e.endpoint.metrics.kv_cache_usage.clamp(0.0, 1.0), kv);
+        let queue_sd = std_dev(&|e| f64::from(e.endpoint.metrics.waiting_queue_size), queue);
+        let running_sd = std_dev(&|e| f64::from(e.endpoint.metrics.running_requests), running);
         sink.set(&families::POOL_AVG_KV_PPM, &[name], flow_control::ppm(kv));
         sink.set(
             &families::POOL_AVG_QUEUE_MILLI,
@@ -644,6 +676,17 @@ impl PoolGauges {
             &[name],
             (running * 1e3).round() as u64,
         );
+        sink.set(
+            &families::POOL_STD_DEV_KV_PPM,
+            &[name],
+            flow_control::ppm(kv_sd),
+        );
+        for (family, v) in [
+            (&families::POOL_STD_DEV_QUEUE_MILLI, queue_sd),
+            (&families::POOL_STD_DEV_RUNNING_MILLI, running_sd),
+        ] {
+            sink.set(family, &[name], (v * 1e3).round() as u64);
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub struct RequestRecord {
     pub response_bytes: u64,
     /// From the request headers to the end of the response, when the response completed.
     pub duration_ns: Option<u64>,
+    /// From the request headers to the first response body byte (TTFT as the gateway sees it).
+    pub first_byte_ns: Option<u64>,
+    /// The request asked for a stream (`stream: true`) or the response is an SSE stream.
+    pub streaming: bool,
     /// (prompt tokens, completion tokens) from the response's `usage`.
     pub tokens: Option<(u64, u64)>,
     /// Prompt tokens the server read from its prefix cache, when its `usage` reported them.

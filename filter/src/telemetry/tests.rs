@@ -221,6 +221,21 @@ fn pool_gauges_and_label_values() {
         Some(4000),
         "fresh endpoints only: (5 + 3) / 2"
     );
+    // llm-d's spread: sample standard deviation of the fresh endpoints, sqrt(2 / 1) for the
+    // queues 4 and 2 and the running requests 5 and 3; sqrt(2 × 0.125² / 1) for KV 0.5, 0.25.
+    for (gauge, want) in [
+        ("queue_size_milli", 1414),
+        ("running_requests_milli", 1414),
+        ("kv_cache_utilization_ppm", 176_777),
+    ] {
+        assert_eq!(
+            shown.get(&format!(
+                "endpoint_picker_pool_std_dev_{gauge}{{name=pool}}"
+            )),
+            Some(want),
+            "{gauge}"
+        );
+    }
     assert!(shown
         .0
         .keys()
@@ -235,8 +250,68 @@ fn pool_gauges_and_label_values() {
         Some(0),
         "an endpoint that left shows 0"
     );
+    assert_eq!(
+        shown.get("endpoint_picker_pool_std_dev_queue_size_milli{name=pool}"),
+        Some(0),
+        "one endpoint: no spread"
+    );
     assert_eq!(label_value("a;b=c\n"), "a_b_c_");
     assert_eq!(label_value(&"é".repeat(100)).len(), 128);
+}
+
+#[test]
+fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
+    let p = picker();
+    let mut t = Telemetry::new(&p);
+    let mut shown = Shown::default();
+    // Not streamed: first byte at 150 ms (the whole response), no streaming TPOT.
+    t.record(&RequestRecord {
+        first_byte_ns: Some(150_000_000),
+        ..routed("m", 1_000)
+    });
+    // Streamed: first byte at 40 ms, done at 150 ms with 7 completion tokens: 110 ms over the
+    // 6 tokens after the first, ~18.3 ms each.
+    t.record(&RequestRecord {
+        first_byte_ns: Some(40_000_000),
+        streaming: true,
+        ..routed("m", 1_000)
+    });
+    // Streamed with one token: no TPOT to speak of.
+    t.record(&RequestRecord {
+        first_byte_ns: Some(40_000_000),
+        streaming: true,
+        tokens: Some((20, 1)),
+        ..routed("m", 1_000)
+    });
+    t.flush(0, &mut shown);
+    let ttft = |streaming: &str, le: &str| {
+        shown.get(&format!(
+            "llm_d_epp_request_ttft_seconds_bucket{{model_name=m,target_model_name=m,streaming={streaming},le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (ttft("false", "0.1"), ttft("false", "0.2")),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        (ttft("true", "0.025"), ttft("true", "0.05")),
+        (Some(0), Some(2))
+    );
+    let tpot = |le: &str| {
+        shown.get(&format!(
+            "llm_d_epp_request_streaming_tpot_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (tpot("0.01"), tpot("0.02"), tpot("+Inf")),
+        (Some(0), Some(1), Some(1))
+    );
+    assert_eq!(
+        shown.get(
+            "llm_d_epp_request_streaming_tpot_seconds_count{model_name=m,target_model_name=m}"
+        ),
+        Some(1)
+    );
 }
 
 #[test]
