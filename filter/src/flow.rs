@@ -303,6 +303,9 @@ pub struct RequestFlow {
     burst: Option<Arc<crate::burst::BurstSlot>>,
     /// Burst window: the request went through its batch (it is not held again).
     batched: bool,
+    /// When the last response body chunk of a streamed inference request arrived, µs since the
+    /// epoch (the gaps between chunks are llm-d's inter-token latency).
+    last_chunk_us: Option<u64>,
 }
 
 impl Default for RequestFlow {
@@ -340,6 +343,7 @@ impl RequestFlow {
             headers: None,
             burst: None,
             batched: false,
+            last_chunk_us: None,
         }
     }
 
@@ -1104,8 +1108,19 @@ impl RequestFlow {
     ) {
         if let Some(r) = &mut self.record {
             r.response_bytes += size as u64;
-            if size > 0 && r.first_byte_ns.is_none() && r.model.is_some() {
-                r.first_byte_ns = Some(host.now_us().saturating_sub(self.start_us) * 1000);
+            // llm-d's TTFT (the first body byte) and, for a stream, the gaps between chunks: one
+            // clock read per chunk, only for parsed inference requests.
+            if size > 0 && r.model.is_some() && (r.first_byte_ns.is_none() || r.streaming) {
+                let now = host.now_us();
+                if r.first_byte_ns.is_none() {
+                    r.first_byte_ns = Some(now.saturating_sub(self.start_us) * 1000);
+                }
+                if r.streaming {
+                    if let Some(last) = self.last_chunk_us {
+                        r.chunk_gap(now.saturating_sub(last) * 1000);
+                    }
+                    self.last_chunk_us = Some(now);
+                }
             }
         }
         match &mut self.usage {
@@ -2103,6 +2118,11 @@ mod tests {
         host.response_body = b"data: {}\n\n".to_vec();
         let n = host.response_body.len();
         flow.on_response_body(&mut host, &p, n, false);
+        // The next chunk 60 ms later, then 5 ms later; the end carries no bytes.
+        host.elapsed_us = 100_000;
+        flow.on_response_body(&mut host, &p, n, false);
+        host.elapsed_us = 105_000;
+        flow.on_response_body(&mut host, &p, n, false);
         host.elapsed_us = 150_000;
         flow.on_response_body(&mut host, &p, 0, true);
         flow.finish(&p, 0);
@@ -2112,6 +2132,9 @@ mod tests {
             (r.first_byte_ns, r.duration_ns, r.streaming),
             (Some(40_000_000), Some(150_000_000), true)
         );
+        // Buckets ≤ 1, 5, 10, 20, 40, 60 ms …: one gap in "≤ 5 ms", one in "≤ 60 ms".
+        assert_eq!(r.chunk_gaps[..7], [0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(r.chunk_gaps.iter().sum::<u32>(), 2);
     }
 
     #[test]

@@ -490,6 +490,35 @@ pub static STREAMING_TPOT_SECONDS: Buckets = Buckets {
     ],
 };
 
+/// Gap between a stream's consecutive response chunks: llm-d's bounds, 1 ms … 2 s.
+pub static ITL_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.15", "0.2", "0.3",
+        "0.5", "0.75", "1", "2",
+    ],
+    limits: &[
+        1_000_000,
+        5_000_000,
+        10_000_000,
+        20_000_000,
+        40_000_000,
+        60_000_000,
+        80_000_000,
+        100_000_000,
+        150_000_000,
+        200_000_000,
+        300_000_000,
+        500_000_000,
+        750_000_000,
+        1_000_000_000,
+        2_000_000_000,
+    ],
+};
+
+/// Buckets of [`ITL_SECONDS`], `+Inf` included: a request counts its gaps in an array of this
+/// size (no allocation) and the telemetry adds it to the model's histogram.
+pub const ITL_BUCKETS: usize = 16;
+
 const MODEL_STREAMING: &[&str] = &["model_name", "target_model_name", "streaming"];
 const MODEL_STREAMING_LE: &[&str] = &["model_name", "target_model_name", "streaming", "le"];
 // From the request headers to the first byte of the response body, every response that has one
@@ -500,6 +529,14 @@ histogram!(
     MODEL_STREAMING,
     MODEL_STREAMING_LE,
     TTFT_SECONDS
+);
+// The gaps between a streamed response's consecutive body chunks (llm-d's series).
+histogram!(
+    STREAMING_ITL,
+    "llm_d_epp_request_streaming_itl_seconds",
+    MODEL,
+    MODEL_LE,
+    ITL_SECONDS
 );
 // A streamed response's (duration − TTFT) / (completion tokens − 1), when it reported two or
 // more completion tokens (llm-d's series).
@@ -908,7 +945,7 @@ histogram!(
 );
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 21] = [
+pub static HISTOGRAMS: [&HistogramFamily; 22] = [
     &SCHEDULER_E2E,
     &PREFIX_HIT_RATIO,
     &PREFIX_HIT_BYTES,
@@ -922,6 +959,7 @@ pub static HISTOGRAMS: [&HistogramFamily; 21] = [
     &REQUEST_NTPOT,
     &FIRST_BYTE,
     &STREAMING_TPOT,
+    &STREAMING_ITL,
     &FLOW_QUEUE_DURATION,
     &REQUEST_TTFT,
     &REQUEST_TPOT,
@@ -1006,6 +1044,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn itl_bucket_count_covers_every_bound() {
+        assert_eq!(ITL_BUCKETS, ITL_SECONDS.limits.len() + 1);
+    }
+
+    #[test]
     fn bucket_labels_and_limits_agree() {
         for b in [
             &FAST_SECONDS,
@@ -1019,6 +1062,7 @@ mod tests {
             &NTPOT_SECONDS,
             &TTFT_SECONDS,
             &STREAMING_TPOT_SECONDS,
+            &ITL_SECONDS,
             &TPOT_SECONDS,
             &HIT_RATIO,
             &HIT_BYTES,

@@ -59,6 +59,14 @@ impl Histogram {
         self.sum = self.sum.saturating_add(v);
     }
 
+    /// Adds observations already counted per bucket (`counts[i]` in bucket `i`); the sum is
+    /// not kept (for families without `_sum`).
+    pub(super) fn record_counts(&mut self, counts: &[u32]) {
+        for (c, n) in self.counts.iter_mut().zip(counts) {
+            *c += u64::from(*n);
+        }
+    }
+
     /// Sends what changed since the last flush; `labels` are the family's labels without `le`.
     /// Returns how many observations were new.
     pub(super) fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) -> u64 {

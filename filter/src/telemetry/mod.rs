@@ -166,6 +166,8 @@ struct ModelSeries {
     first_byte: [Histogram; 2],
     /// (Duration − TTFT) / (completion tokens − 1) of streamed responses.
     streaming_tpot: Histogram,
+    /// Gaps between a stream's consecutive response chunks.
+    streaming_itl: Histogram,
     /// Measured TTFT and TPOT, from the first response a latency-predicting plugin measured.
     ttft: Option<Histogram>,
     tpot: Option<Histogram>,
@@ -210,6 +212,7 @@ impl ModelSeries {
                 Histogram::new(&families::FIRST_BYTE),
             ],
             streaming_tpot: Histogram::new(&families::STREAMING_TPOT),
+            streaming_itl: Histogram::new(&families::STREAMING_ITL),
             ttft: None,
             tpot: None,
             predictors: Vec::new(),
@@ -426,6 +429,9 @@ impl Telemetry {
             m.duration.record(ns);
             m.response_sizes.record(r.response_bytes);
         }
+        if r.chunk_gaps.iter().any(|&n| n > 0) {
+            m.streaming_itl.record_counts(&r.chunk_gaps);
+        }
         if let Some(first) = r.first_byte_ns {
             if let Some(h) = m.first_byte.get_mut(usize::from(r.streaming)) {
                 h.record(first);
@@ -576,6 +582,7 @@ impl Telemetry {
                 h.flush(&labels, sink);
             }
             m.streaming_tpot.flush(&labels, sink);
+            m.streaming_itl.flush(&labels, sink);
             for (streaming, h) in ["false", "true"].into_iter().zip(&mut m.first_byte) {
                 h.flush(&[model.as_str(), target.as_str(), streaming], sink);
             }

@@ -35,6 +35,9 @@ pub struct RequestRecord {
     pub first_byte_ns: Option<u64>,
     /// The request asked for a stream (`stream: true`) or the response is an SSE stream.
     pub streaming: bool,
+    /// A stream's gaps between consecutive response body chunks, counted per bucket of
+    /// [`super::families::ITL_SECONDS`] (the last slot above every bound).
+    pub chunk_gaps: [u32; super::families::ITL_BUCKETS],
     /// (prompt tokens, completion tokens) from the response's `usage`.
     pub tokens: Option<(u64, u64)>,
     /// Prompt tokens the server read from its prefix cache, when its `usage` reported them.
@@ -51,6 +54,18 @@ pub struct Timing<'a> {
     pub clock: &'a dyn Fn() -> u64,
     /// Where durations go.
     pub record: &'a mut RequestRecord,
+}
+
+impl RequestRecord {
+    /// Counts a gap of `ns` between two response chunks of a stream.
+    pub fn chunk_gap(&mut self, ns: u64) {
+        let i = super::families::ITL_SECONDS
+            .limits
+            .partition_point(|&l| l < ns);
+        if let Some(c) = self.chunk_gaps.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
+    }
 }
 
 impl SchedulingObserver for Timing<'_> {

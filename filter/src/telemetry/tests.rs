@@ -276,11 +276,15 @@ fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
         streaming: true,
         ..routed("m", 1_000)
     });
-    // Streamed with one token: no TPOT to speak of.
+    // Streamed with one token: no TPOT to speak of; its chunks came 3 ms and 70 ms apart.
+    let mut gaps = RequestRecord::default();
+    gaps.chunk_gap(3_000_000);
+    gaps.chunk_gap(70_000_000);
     t.record(&RequestRecord {
         first_byte_ns: Some(40_000_000),
         streaming: true,
         tokens: Some((20, 1)),
+        chunk_gaps: gaps.chunk_gaps,
         ..routed("m", 1_000)
     });
     t.flush(0, &mut shown);
@@ -311,6 +315,21 @@ fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
             "llm_d_epp_request_streaming_tpot_seconds_count{model_name=m,target_model_name=m}"
         ),
         Some(1)
+    );
+    let itl = |le: &str| {
+        shown.get(&format!(
+            "llm_d_epp_request_streaming_itl_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+        ))
+    };
+    assert_eq!(
+        (
+            itl("0.001"),
+            itl("0.005"),
+            itl("0.06"),
+            itl("0.08"),
+            itl("+Inf")
+        ),
+        (Some(0), Some(1), Some(1), Some(2), Some(2))
     );
 }
 
