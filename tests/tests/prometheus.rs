@@ -256,18 +256,23 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     // One shared system prompt, long enough for whole prefix blocks (the prefix-indexer hit
     // ratio has an observation only for a prompt of at least one block).
     let system = "You are a helpful assistant for the billing team. ".repeat(8);
-    let send_pair = |i: u32| {
+    let send_round = |i: u32| {
         let r = env.complete(
             MODEL,
             &format!("{system}Question {i}: what is my balance?"),
             &[],
         );
         assert_eq!(r.status, 200, "{r:?}");
-        // Streamed (SSE with a usage event): llm-d's streaming TTFT and TPOT.
+        // Streamed (SSE with a usage event), its events 5 ms apart: llm-d's streaming TTFT,
+        // TPOT and inter-token latency.
         let streamed = serde_json::json!({
             "model": MODEL, "prompt": format!("{system}Story {i}"), "stream": true, "max_tokens": 3
         });
-        let r = env.post("/v1/completions", &streamed.to_string(), &[]);
+        let r = env.post(
+            "/v1/completions",
+            &streamed.to_string(),
+            &[("x-fake-stream-gap-ms", "5")],
+        );
         assert!(r.status == 200 && r.body.contains("[DONE]"), "{r:?}");
         let bad = env.post(
             "/v1/completions",
@@ -279,7 +284,7 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut i = 0;
     while Instant::now() < deadline {
-        send_pair(i);
+        send_round(i);
         i += 1;
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -302,7 +307,7 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
         if missing.is_empty() || start.elapsed() > Duration::from_secs(45) {
             break;
         }
-        send_pair(i);
+        send_round(i);
         i += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -312,17 +317,27 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
     // bad body under BadRequest. The last requests land within a flush (≤ 1 s) and a scrape.
     let total_expr = format!("sum(inference_objective_request_total{{model_name=\"{MODEL}\"}})");
     let errors_expr = "sum(inference_objective_request_error_total{error_code=\"BadRequest\"})";
-    let want = f64::from(i);
+    // Each round sent two routed requests (one streamed) and one bad body.
+    let (routed, bad) = (f64::from(2 * i), f64::from(i));
     let counted = |e: &str| prom.value(e).unwrap_or(0.0);
     let start = Instant::now();
-    while (counted(&total_expr) < want || counted(errors_expr) < want)
+    while (counted(&total_expr) < routed || counted(errors_expr) < bad)
         && start.elapsed() < Duration::from_secs(15)
     {
         std::thread::sleep(Duration::from_millis(250));
     }
     let (total, errors) = (counted(&total_expr), counted(errors_expr));
-    assert_eq!(total, want, "{total} of {i} routed requests counted");
-    assert_eq!(errors, want, "{errors} of {i} bad requests counted");
+    assert_eq!(total, routed, "{total} of {routed} routed requests counted");
+    assert_eq!(errors, bad, "{errors} of {bad} bad requests counted");
+    // llm-d's name for the same counter, through the recording rules (evaluated every 5 s).
+    let llm_d_total = format!("sum(llm_d_epp_request_total{{model_name=\"{MODEL}\"}})");
+    while counted(&llm_d_total) < routed && start.elapsed() < Duration::from_secs(25) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(counted(&llm_d_total), routed, "llm_d_epp_request_total");
+    // Half the routed requests were streamed, each with a first byte and 3 tokens 5 ms apart.
+    let streamed_ttft = "sum(llm_d_epp_request_ttft_seconds_count{streaming=\"true\"})";
+    assert_eq!(counted(streamed_ttft), bad, "{streamed_ttft}");
     // Scheduling time is in seconds: the p99 of an in-proxy decision is well under 100 ms.
     let p99 = prom
         .value("histogram_quantile(0.99, sum by (le) (rate(inference_extension_scheduler_e2e_duration_seconds_bucket[1m])))")
@@ -349,8 +364,9 @@ fn gie_and_our_dashboard_queries_return_series_from_a_real_prometheus() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // The alerts, the rules giving GIE's names, llm-d's names, and GIE's flow-control names.
-    assert_eq!(groups.len(), 4, "{rules}");
+    // The alerts, the rules giving GIE's names, llm-d's flow-control names, GIE's flow-control
+    // names, and llm-d's request, scheduler and pool names.
+    assert_eq!(groups.len(), 5, "{rules}");
     for g in &groups {
         for r in g["rules"].as_array().into_iter().flatten() {
             assert_eq!(r["health"], "ok", "{r}");
