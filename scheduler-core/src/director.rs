@@ -37,6 +37,45 @@ pub const MODEL_REWRITE_HEADER: &str = "x-llm-d-model-name-rewrite";
 pub const OLD_MODEL_REWRITE_HEADER: &str = "x-gateway-model-name-rewrite";
 /// Request id header.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// RFC 7240's request header of preferences; [`PREFER_IF_AVAILABLE`] among them asks for a
+/// conditional decode.
+pub const PREFER_HEADER: &str = "prefer";
+/// The `Prefer` token llm-d's coordinator sends on a speculative early-decode attempt: route
+/// only to an endpoint that already holds some of the prompt's prefix, else answer 412
+/// ([`RequestError::PreconditionFailed`]) so the caller restarts at prefill.
+pub const PREFER_IF_AVAILABLE: &str = "if-available";
+
+/// Whether `request` carries `Prefer: if-available`: a comma-separated list of preference
+/// tokens, each with optional `;` parameters, the token matched case-insensitively (RFC 7240),
+/// in any `prefer` header.
+pub fn prefers_if_available(request: &InferenceRequest<'_>) -> bool {
+    request
+        .headers
+        .iter()
+        .filter(|(k, _)| k == PREFER_HEADER)
+        .flat_map(|(_, v)| v.split(','))
+        .any(|pref| {
+            let token = pref.split(';').next().unwrap_or_default();
+            token.trim().eq_ignore_ascii_case(PREFER_IF_AVAILABLE)
+        })
+}
+
+/// Whether the decision's endpoint (the primary profile's first target) holds at least one
+/// block of the prompt's prefix, as the cycle's prefix lookup found it: the approximate index's
+/// match, else the precise index's (llm-d-router reads the approximate producer's attribute;
+/// a deployment with only the precise producer would otherwise never pass).
+fn primary_holds_prefix(cx: &CycleContext<'_>, result: &SchedulingResult) -> bool {
+    use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, PREFIX_CACHE_MATCH_INFO};
+    use crate::plugins::producer::precise_prefix_cache::PRECISE_PREFIX_CACHE_MATCH_INFO;
+    let Some(&primary) = result.primary_targets().first() else {
+        return false;
+    };
+    [PREFIX_CACHE_MATCH_INFO, PRECISE_PREFIX_CACHE_MATCH_INFO]
+        .into_iter()
+        .find_map(|key| cx.state.get::<Vec<PrefixMatch>>(key))
+        .and_then(|matches| matches.get(primary))
+        .is_some_and(|m| m.matched_blocks > 0)
+}
 
 /// The pool's saturation per pipeline stage (0 idle, ≥ 1.0 saturated), from
 /// [`EndpointPicker::pool_saturation_by_stage`].
@@ -257,7 +296,9 @@ impl EndpointPicker {
     /// # Errors
     /// [`RequestError::NoCandidates`] (503) for an empty pool; [`RequestError::Saturated`] (429)
     /// for a sheddable request while saturated; [`RequestError::AdmissionDenied`] (500);
-    /// [`RequestError::NoTargetEndpoint`] (429) when every candidate was filtered out.
+    /// [`RequestError::NoTargetEndpoint`] (429) when every candidate was filtered out;
+    /// [`RequestError::PreconditionFailed`] (412) for a request with `Prefer: if-available`
+    /// whose chosen endpoint holds none of its prefix ([`prefers_if_available`]).
     pub fn schedule(
         &self,
         request: &InferenceRequest<'_>,
@@ -349,6 +390,11 @@ impl EndpointPicker {
         }
         let candidates: &[usize] = screened.as_deref().unwrap_or(&candidates);
         let mut result = self.scheduler.schedule(&cx, candidates, rng, obs)?;
+        // llm-d's conditional decode: checked before the pre-request hooks, so a refused
+        // request is recorded nowhere (no prefix-index entry, no in-flight count).
+        if prefers_if_available(request) && !primary_holds_prefix(&cx, &result) {
+            return Err(RequestError::PreconditionFailed);
+        }
         for p in &self.pre_requests {
             if let Some(pr) = p.as_pre_request() {
                 timed(obs, ExtensionPoint::PreRequest, p, || {

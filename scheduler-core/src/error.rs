@@ -390,6 +390,10 @@ pub enum RequestError {
     /// server, was cut short for higher-priority requests waiting on a saturated pool (429, as
     /// llm-d-router answers it).
     Evicted,
+    /// The request carries `Prefer: if-available` (a speculative early decode) and the endpoint
+    /// chosen holds none of its prompt's prefix (412, llm-d-router's `PreconditionFailed`: the
+    /// caller runs the full pipeline instead).
+    PreconditionFailed,
 }
 
 impl RequestError {
@@ -402,6 +406,7 @@ impl RequestError {
             | RequestError::MissingPrompt(_)
             | RequestError::InvalidField(_) => 400,
             RequestError::BodyTooLarge(_) => 413,
+            RequestError::PreconditionFailed => 412,
             RequestError::NoTargetEndpoint(_)
             | RequestError::Saturated
             | RequestError::Shed(_)
@@ -419,6 +424,7 @@ impl RequestError {
     pub fn error_type(&self) -> &'static str {
         match self.status() {
             400 | 413 => "invalid_request_error",
+            412 => "precondition_failed",
             429 => "rate_limit_exceeded",
             500 => "server_error",
             _ => "service_unavailable",
@@ -444,6 +450,7 @@ impl RequestError {
             RequestError::QueueFull => "queue_full",
             RequestError::QueueTimeout => "queue_timeout",
             RequestError::Evicted => "evicted",
+            RequestError::PreconditionFailed => "no_cached_prefix",
         }
     }
 }
@@ -483,6 +490,9 @@ impl fmt::Display for RequestError {
             ),
             RequestError::Evicted => f.write_str(
                 "request evicted by flow control: higher-priority requests needed its capacity",
+            ),
+            RequestError::PreconditionFailed => f.write_str(
+                "Prefer: if-available: the chosen endpoint holds none of the prompt's prefix cache",
             ),
         }
     }

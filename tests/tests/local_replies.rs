@@ -106,6 +106,42 @@ fn everything_filtered_is_429() {
 }
 
 #[test]
+fn a_conditional_decode_without_a_cached_prefix_is_412() {
+    // llm-d's coordinator marks a speculative early decode with `Prefer: if-available`: the
+    // picker routes it only to an endpoint believed to hold some of its prompt.
+    // One worker: the Wasm build keeps one prefix index per worker VM.
+    let env = Env::start(EnvSpec {
+        concurrency: 1,
+        ..EnvSpec::default()
+    });
+    let prompt = "You are a support agent for the billing team. ".repeat(40);
+    let prefer = [("prefer", "if-available")];
+    let r = env.complete(MODEL, &prompt, &prefer);
+    assert_error(&r, 412, "precondition_failed", "no_cached_prefix");
+    // Routed once without it, the prompt's blocks are recorded where it went, and the
+    // conditional decode of a longer prompt with that prefix goes there.
+    let first = env.complete(MODEL, &prompt, &[]);
+    assert_eq!(first.status, 200, "{first:?}");
+    let again = env.complete(MODEL, &format!("{prompt} And my balance?"), &prefer);
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.pod(), first.pod());
+    // Counted under llm-d's error code for it (the module flushes its series within a second).
+    let counted = |text: &str| {
+        text.lines().any(|l| {
+            l.contains("inference_objective_request_error_total")
+                && l.contains("error_code=\"PreconditionFailed\"")
+                && l.ends_with(" 1")
+        })
+    };
+    let mut text = String::new();
+    env.wait_until(std::time::Duration::from_secs(5), |e| {
+        text = e.prometheus();
+        counted(&text)
+    });
+    assert!(counted(&text), "{text}");
+}
+
+#[test]
 fn no_usable_metrics_fail_close_and_fail_open() {
     // Every /metrics fails: after the staleness threshold there are no candidates.
     let close = Env::start(EnvSpec {

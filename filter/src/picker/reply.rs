@@ -60,12 +60,14 @@ impl Reply {
 
     /// The gRPC status code for this reply's HTTP status, chosen by meaning (gRPC's status
     /// codes: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE, 5 NOT_FOUND,
-    /// 2 UNKNOWN): a bad request is the caller's error, not INTERNAL as gRPC's generic HTTP
-    /// mapping would have it; 429 is a quota or queue limit; 503 no endpoint now.
+    /// 9 FAILED_PRECONDITION, 2 UNKNOWN): a bad request is the caller's error, not INTERNAL as
+    /// gRPC's generic HTTP mapping would have it; 429 is a quota or queue limit; 503 no endpoint
+    /// now; 412 a conditional decode whose endpoint holds no prefix.
     pub fn grpc_status(&self) -> u32 {
         match self.status {
             400 | 422 => 3,
             404 => 5,
+            412 => 9,
             413 | 429 => 8,
             502..=504 => 14,
             500 => 13,
@@ -103,6 +105,7 @@ mod tests {
             (RequestError::BodyTooLarge(10), 8),
             (RequestError::QueueFull, 8),
             (RequestError::MissingPrompt("text"), 3),
+            (RequestError::PreconditionFailed, 9),
         ] {
             assert_eq!(Reply::from_error(&err).grpc_status(), want, "{err:?}");
         }

@@ -1028,10 +1028,12 @@ pub fn label_names() -> Vec<&'static str> {
     out
 }
 
-/// GIE's error code for a local reply status (`pkg/common/error` codes; 413 is a bad request).
+/// GIE's error code for a local reply status (`pkg/common/error` codes; 413 is a bad request;
+/// 412 is llm-d-router's conditional-decode refusal).
 pub fn error_code(status: u32) -> &'static str {
     match status {
         400 | 413 => "BadRequest",
+        412 => "PreconditionFailed",
         429 => "ResourceExhausted",
         503 => "ServiceUnavailable",
         500 => "Internal",
