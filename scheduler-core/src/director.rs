@@ -255,6 +255,14 @@ impl EndpointPicker {
             Some(m) => m,
             None => parsed.model.clone(),
         };
+        // A body that must name a model and does not, nor the header: only a rewrite rule for
+        // it (a generic one) can still name it, in [`Self::rewrite_model`].
+        if parsed.model_required
+            && target_model.is_empty()
+            && !self.model_rewrites.applies_to(&parsed.model)
+        {
+            return Err(RequestError::MissingModel);
+        }
         Ok(InferenceRequest {
             request_id: header(REQUEST_ID_HEADER).unwrap_or_default(),
             api: parsed.api,
@@ -272,16 +280,14 @@ impl EndpointPicker {
     }
 
     /// Applies the model rewrite rule for `request`'s model, if one applies: its target model
-    /// becomes the target drawn with `rng` (overriding `x-gateway-model-name-rewrite`, as GIE
-    /// does). Returns the name of the InferenceModelRewrite whose rule applied.
+    /// becomes the target drawn with `rng` (overriding the rewrite header, as GIE does). A
+    /// generic rule also names the model of a body without one (llm-d-router). Returns the name
+    /// of the InferenceModelRewrite whose rule applied.
     pub fn rewrite_model(
         &self,
         request: &mut InferenceRequest<'_>,
         rng: &mut dyn Rng,
     ) -> Option<Arc<str>> {
-        if self.model_rewrites.is_empty() {
-            return None;
-        }
         let r = self.model_rewrites.choose(&request.model, rng)?;
         request.target_model = alloc::borrow::Cow::Owned(String::from(r.target));
         Some(r.rewrite.clone())

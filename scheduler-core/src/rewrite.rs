@@ -154,6 +154,12 @@ impl ModelRewrites {
         self.exact.is_empty() && self.generic.is_empty()
     }
 
+    /// Whether a rule applies to a request for `model` (an exact rule naming it, or a generic
+    /// rule): [`Self::choose`] then draws a target.
+    pub fn applies_to(&self, model: &str) -> bool {
+        !self.generic.is_empty() || self.exact.iter().any(|(m, _)| m == model)
+    }
+
     /// The rule that applies to a request for `model`, and the target drawn with `rng`; `None`
     /// when no rule applies.
     pub fn choose(&self, model: &str, rng: &mut dyn Rng) -> Option<Rewrite<'_>> {

@@ -2,8 +2,8 @@
 //! is sent as — named by `x-llm-d-model-name-rewrite` (or its older name
 //! `x-gateway-model-name-rewrite`) or drawn by an `inferenceModelRewrites` rule (GIE's
 //! InferenceModelRewrite) — in a body that is otherwise the client's, with a matching length,
-//! whether it came in one write or several; and
-//! `inference_extension_model_rewrite_decisions_total` counts the rule's decisions.
+//! whether it came in one write or several (a body without `model` gets the generic rule's);
+//! and `inference_extension_model_rewrite_decisions_total` counts the rule's decisions.
 
 use e2e::{Env, EnvSpec};
 use serde_json::{json, Value};
@@ -180,4 +180,29 @@ fn a_request_held_by_flow_control_is_rewritten_when_released() {
         ("base-lora-a".into(), (rewritten.len() / 4) as u64)
     );
     assert_eq!(served(&first.join().unwrap().body).0, "base");
+}
+
+#[test]
+fn a_body_without_model_is_sent_as_the_generic_rule_s_target() {
+    // llm-d-router: a generic rule (no matches) names the model of a request that omits it.
+    let env = Env::start(EnvSpec {
+        picker: json!({"inferenceModelRewrites": [{"name": "default-model", "rules": [{
+            "targets": [{"modelRewrite": "base-lora-a"}]
+        }]}]}),
+        ..EnvSpec::default()
+    });
+    let target = "\"base-lora-a\"";
+    // (body, its length as the server receives it: the member inserted, or the null replaced)
+    let absent = json!({"prompt": "no model here", "max_tokens": 3}).to_string();
+    let null = json!({"model": null, "prompt": "a null model", "max_tokens": 3}).to_string();
+    for (body, received) in [
+        (&absent, absent.len() + "\"model\":,".len() + target.len()),
+        (&null, null.len() - "null".len() + target.len()),
+    ] {
+        let r = env.post("/v1/completions", body, &[]);
+        assert_eq!(r.status, 200, "{}\n{}", r.body, env.access_log());
+        let (model, tokens) = served(&r.body);
+        assert_eq!(model, "base-lora-a", "{body}");
+        assert_eq!(tokens, received as u64 / 4, "{body}");
+    }
 }

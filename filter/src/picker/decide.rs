@@ -445,6 +445,60 @@ mod tests {
     }
 
     #[test]
+    fn a_body_without_model_gets_the_generic_rule_s_target_or_a_400() {
+        let with_rule = core_of(
+            r#"{"pool": {"cluster": "c"},
+              "inferenceModelRewrites": [{"name": "default-model", "rules": [
+                {"targets": [{"modelRewrite": "base"}]}]}]}"#,
+        );
+        let (outcome, record) = route_recorded(
+            &with_rule,
+            &pool(),
+            r#"{"prompt":"hi","stream":false}"#,
+            &[],
+        );
+        let Outcome::Route(r) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            r.body.map(|b| String::from_utf8(b).unwrap()).as_deref(),
+            Some(r#"{"model":"base","prompt":"hi","stream":false}"#)
+        );
+        assert_eq!(record.model, Some(("".into(), "base".into())));
+        // Without a rule: llm-d's 400; the rewrite header alone names the model too.
+        let without = core("");
+        let (outcome, _) = route_recorded(&without, &pool(), r#"{"prompt":"hi"}"#, &[]);
+        assert!(
+            matches!(&outcome, Outcome::Reply(Reply { status: 400, body, .. }) if body.contains("model_not_found_in_body")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = route_recorded(
+            &without,
+            &pool(),
+            r#"{"prompt":"hi"}"#,
+            &[("x-llm-d-model-name-rewrite", "m-lora")],
+        );
+        let Outcome::Route(r) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            r.body.map(|b| String::from_utf8(b).unwrap()).as_deref(),
+            Some(r#"{"model":"m-lora","prompt":"hi"}"#)
+        );
+        // Rules that name only other models leave a model-less body refused.
+        let exact_only = core_of(
+            r#"{"pool": {"cluster": "c"},
+              "inferenceModelRewrites": [{"name": "canary", "rules": [
+                {"matches": [{"model": {"value": "m"}}], "targets": [{"modelRewrite": "m-v2"}]}]}]}"#,
+        );
+        let (outcome, _) = route_recorded(&exact_only, &pool(), r#"{"prompt":"hi"}"#, &[]);
+        assert!(
+            matches!(outcome, Outcome::Reply(Reply { status: 400, .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
     fn fail_open_passes_through_without_candidates() {
         let c = core(r#", "failureMode": "FailOpen""#);
         assert_eq!(

@@ -132,6 +132,11 @@ pub struct ParsedBody<'a> {
     pub cache_salt: Option<Cow<'a, str>>,
     /// The request carries image, audio or video content (`crate::parse::media`).
     pub multimodal: bool,
+    /// The request must end up with a model, and its JSON body can be given one: the OpenAI
+    /// APIs. A body without `model` then takes the rewrite header's or a generic rewrite rule's,
+    /// and is refused (400) when neither names one (llm-d-router). False for bodies that name
+    /// no model by design (gRPC messages, token-id generate requests, pass-through).
+    pub model_required: bool,
 }
 
 impl ParsedBody<'static> {
@@ -145,6 +150,7 @@ impl ParsedBody<'static> {
             stream: false,
             cache_salt: None,
             multimodal: false,
+            model_required: false,
         }
     }
 }

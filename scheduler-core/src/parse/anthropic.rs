@@ -74,6 +74,7 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         stream,
         cache_salt: None,
         multimodal,
+        model_required: true,
     })
 }
 

@@ -4,7 +4,7 @@
 //! Extracts `model`, `stream`, `cache_salt` and the text used for prefix hashing without copying
 //! the prompt: the text borrows the body (the raw JSON of chat `messages`, the completions
 //! prompt string). Rules follow GIE's `openai-parser` (docs/SOURCES.md#gie-openai-parser): the body must be a
-//! JSON object with a non-empty `model`; chat needs ≥ 1 message, completions a `prompt`,
+//! JSON object whose `model`, if present, is a string; chat needs ≥ 1 message, completions a `prompt`,
 //! embeddings and responses an `input`, conversations `items`. Violations are 400-class
 //! [`RequestError`]s. serde_json caps nesting at 128 levels, so deep bodies are errors, not stack
 //! overflows.
@@ -47,21 +47,21 @@ struct Body<'a> {
 ///
 /// # Errors
 /// [`RequestError::InvalidJson`] (not JSON or not UTF-8), [`RequestError::NotAnObject`],
-/// [`RequestError::MissingModel`], [`RequestError::MissingPrompt`] or
-/// [`RequestError::InvalidField`] — all HTTP 400.
+/// [`RequestError::MissingModel`] (a `model` that is not a string), [`RequestError::MissingPrompt`]
+/// or [`RequestError::InvalidField`] — all HTTP 400. A body without `model` (absent, null or
+/// empty) parses with an empty model: a generic model rewrite rule or the rewrite header may
+/// name one, and [`crate::EndpointPicker::parse_request`] /
+/// [`crate::EndpointPicker::rewrite_model`] refuse the request when none does (llm-d-router).
 pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, RequestError> {
     let api = ApiKind::from_path(path);
     expect_object(body)?;
     let b: Body<'a> =
         serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(json_msg(&e)))?;
 
-    let model = match b.model.map(present) {
-        Some(Some(raw)) => string_field(raw).ok_or(RequestError::MissingModel)?,
-        _ => return Err(RequestError::MissingModel),
+    let model = match b.model.and_then(present) {
+        Some(raw) => string_field(raw).ok_or(RequestError::MissingModel)?,
+        None => Cow::Borrowed(""),
     };
-    if model.is_empty() {
-        return Err(RequestError::MissingModel);
-    }
     let stream = stream_flag(b.stream)?;
     let cache_salt =
         match b.cache_salt.and_then(present) {
@@ -142,6 +142,7 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         stream,
         cache_salt,
         multimodal,
+        model_required: true,
     })
 }
 
@@ -240,6 +241,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_body_without_model_parses_with_an_empty_one() {
+        // Left to a generic model rewrite rule or the rewrite header (the picker refuses the
+        // request when neither names a model).
+        for body in [
+            &br#"{"prompt":"x"}"#[..],
+            br#"{"model":null,"prompt":"x"}"#,
+            br#"{"model":"","prompt":"x"}"#,
+        ] {
+            assert_eq!(parse_body("/v1/completions", body).unwrap().model, "");
+        }
+    }
+
+    #[test]
     fn model_is_borrowed_unless_it_holds_escapes() {
         let plain = parse_body("/v1/completions", br#"{"model":"llama-3","prompt":"x"}"#).unwrap();
         assert_eq!(plain.model, "llama-3");
@@ -292,16 +306,6 @@ mod tests {
                 RequestError::InvalidJson(String::new()),
             ),
             ("/v1/completions", b"[1,2]", RequestError::NotAnObject),
-            (
-                "/v1/completions",
-                br#"{"prompt":"x"}"#,
-                RequestError::MissingModel,
-            ),
-            (
-                "/v1/completions",
-                br#"{"model":"","prompt":"x"}"#,
-                RequestError::MissingModel,
-            ),
             (
                 "/v1/completions",
                 br#"{"model":7,"prompt":"x"}"#,

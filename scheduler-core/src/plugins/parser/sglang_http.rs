@@ -139,6 +139,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         stream: stream_flag(b.stream)?,
         cache_salt,
         multimodal: false,
+        model_required: false,
     })
 }
 

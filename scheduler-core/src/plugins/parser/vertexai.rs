@@ -78,7 +78,16 @@ impl RequestParser for VertexAiParser {
         let json = last_bytes(http_body, 2)
             .map_err(|e| bad(e.as_str()))?
             .unwrap_or_default();
-        crate::parse::openai::parse_body(openai_path, json)
+        // The JSON sits inside a gRPC frame, which the picker does not rewrite: it must name
+        // its model itself.
+        let parsed = crate::parse::openai::parse_body(openai_path, json)?;
+        if parsed.model.is_empty() {
+            return Err(RequestError::MissingModel);
+        }
+        Ok(ParsedBody {
+            model_required: false,
+            ..parsed
+        })
     }
 
     fn claimed_paths(&self) -> &'static [&'static str] {

@@ -83,6 +83,7 @@ impl RequestParser for VllmGrpcParser {
             stream: r.stream,
             cache_salt: None,
             multimodal: r.multimodal,
+            model_required: false,
         })
     }
 
@@ -115,6 +116,7 @@ mod tests {
                 stream: b.stream,
                 cache_salt: None,
                 multimodal: b.multimodal,
+                model_required: false,
             })
     }
 
@@ -137,6 +139,7 @@ mod tests {
                 stream,
                 cache_salt: None,
                 multimodal: false,
+                model_required: false,
             })
         };
         type Case = (

@@ -96,6 +96,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         stream,
         cache_salt: None,
         multimodal: false,
+        model_required: false,
     })
 }
 
