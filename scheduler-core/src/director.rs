@@ -276,6 +276,7 @@ impl EndpointPicker {
             headers,
             debug: false,
             multimodal: parsed.multimodal,
+            max_output_tokens: parsed.max_output_tokens,
         })
     }
 

@@ -77,6 +77,9 @@ pub struct InferenceRequest<'a> {
     pub debug: bool,
     /// The request carries image, audio or video content (what an encode stage would process).
     pub multimodal: bool,
+    /// The client's cap on output tokens (`max_completion_tokens`, `max_tokens` or
+    /// `max_output_tokens` of the body), if it set one.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl<'a> InferenceRequest<'a> {
@@ -95,6 +98,7 @@ impl<'a> InferenceRequest<'a> {
             headers: Vec::new(),
             debug: false,
             multimodal: false,
+            max_output_tokens: None,
         }
     }
 
@@ -137,6 +141,9 @@ pub struct ParsedBody<'a> {
     /// and is refused (400) when neither names one (llm-d-router). False for bodies that name
     /// no model by design (gRPC messages, token-id generate requests, pass-through).
     pub model_required: bool,
+    /// The client's cap on output tokens, if the body sets one (see
+    /// [`InferenceRequest::max_output_tokens`]).
+    pub max_output_tokens: Option<u64>,
 }
 
 impl ParsedBody<'static> {
@@ -151,6 +158,7 @@ impl ParsedBody<'static> {
             cache_salt: None,
             multimodal: false,
             model_required: false,
+            max_output_tokens: None,
         }
     }
 }

@@ -29,6 +29,8 @@ struct Body<'a> {
     system: Option<&'a RawValue>,
     #[serde(default, borrow)]
     stream: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    max_tokens: Option<&'a RawValue>,
 }
 
 /// Parses a Messages API body.
@@ -75,6 +77,7 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         cache_salt: None,
         multimodal,
         model_required: true,
+        max_output_tokens: crate::parse::openai::output_cap(&[b.max_tokens]),
     })
 }
 

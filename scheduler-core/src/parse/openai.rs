@@ -26,6 +26,12 @@ struct Body<'a> {
     #[serde(default, borrow)]
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
     messages: Option<&'a RawValue>,
     #[serde(default, borrow)]
     prompt: Option<&'a RawValue>,
@@ -143,7 +149,23 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         cache_salt,
         multimodal,
         model_required: true,
+        max_output_tokens: output_cap(&[
+            b.max_completion_tokens,
+            b.max_tokens,
+            b.max_output_tokens,
+        ]),
     })
+}
+
+/// The first of `fields` holding a non-negative integer: the client's cap on output tokens
+/// (chat's `max_completion_tokens` or older `max_tokens`, completions' `max_tokens`, the
+/// Responses API's `max_output_tokens`). Another value is not an error: the picker only uses the
+/// cap for its load estimate, and the server judges the field.
+pub(crate) fn output_cap(fields: &[Option<&RawValue>]) -> Option<u64> {
+    fields
+        .iter()
+        .flatten()
+        .find_map(|raw| serde_json::from_str::<u64>(raw.get()).ok())
 }
 
 /// `Ok` when `body` starts as a JSON object; else `NotAnObject` for valid JSON of another

@@ -140,6 +140,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         cache_salt,
         multimodal: false,
         model_required: false,
+        max_output_tokens: None,
     })
 }
 

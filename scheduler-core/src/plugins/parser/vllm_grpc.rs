@@ -84,6 +84,7 @@ impl RequestParser for VllmGrpcParser {
             cache_salt: None,
             multimodal: r.multimodal,
             model_required: false,
+            max_output_tokens: None,
         })
     }
 
@@ -117,6 +118,7 @@ mod tests {
                 cache_salt: None,
                 multimodal: b.multimodal,
                 model_required: false,
+                max_output_tokens: None,
             })
     }
 
@@ -140,6 +142,7 @@ mod tests {
                 cache_salt: None,
                 multimodal: false,
                 model_required: false,
+                max_output_tokens: None,
             })
         };
         type Case = (

@@ -97,6 +97,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         cache_salt: None,
         multimodal: false,
         model_required: false,
+        max_output_tokens: None,
     })
 }
 

@@ -1,17 +1,25 @@
 //! `inflight-load-producer`: requests and tokens in flight to each endpoint, counted by the
 //! picker itself (fresher than any scrape).
 //!
-//! Behaviour (GIE `dataproducer/inflightload/`, docs/SOURCES.md#gie-inflight-load):
+//! Behaviour (llm-d-router `dataproducer/inflightload/`, docs/SOURCES.md#gie-inflight-load):
 //! - Produce: writes an [`InflightLoad`] per endpoint under [`INFLIGHT_LOAD`].
-//! - PreRequest: adds one request and the token estimate to the first target of **each** profile
-//!   result. Tokens: input = body bytes / 4 (at least 1), output = round(1.5 × input).
-//! - ResponseBody: the `prefill` profile's endpoint is released on the first chunk, the others at
-//!   end of stream.
+//! - PreRequest: adds one request and a token estimate to the first target of **each** profile
+//!   result. Tokens: the prompt tokens that endpoint must compute — input (body bytes / 4, at
+//!   least 1) less the blocks the cycle's prefix lookup believes it holds — plus, with
+//!   `addEstimatedOutputTokens`, min(round(`outputRatio` × input), the client's output cap,
+//!   `maxEstimatedOutputTokens`).
+//! - ResponseBody: on the first chunk the `prefill` profile's endpoint is released, and without
+//!   `addEstimatedOutputTokens` every endpoint's tokens too (the prompt has been computed); the
+//!   requests (and any output estimate) at end of stream.
 //! - Released also when the request state is dropped (reset, client gone): the counts are held
 //!   by an [`InflightGuard`] whose `Drop` releases them, so counters never leak and, because
 //!   release saturates at zero and each charge is released once, never go negative.
 //!
-//! Parameters: none.
+//! Parameters (llm-d's): `addEstimatedOutputTokens` (default false), `outputRatio` (≥ 0,
+//! default 1.5), `maxEstimatedOutputTokens` (≥ 0, none by default), `prefixMatchInfoProducerName`
+//! (which prefix producer's match discounts the prompt; the approximate one by default),
+//! `syncCrossReplicaState` (accepted: each proxy counts what it sent; the native build's counts
+//! are process-wide).
 
 use alloc::sync::Arc;
 
@@ -29,7 +37,9 @@ use crate::plugin::{
     CycleContext, CycleState, DataKey, DataProducer, Plugin, PreRequest, ProduceContext,
     RequestState, ResponseBody, TypedName,
 };
-use crate::plugins::NoParams;
+use crate::plugins::producer::approx_prefix_cache::PrefixMatch;
+use crate::plugins::scorer::prefix_cache::match_key_for;
+use serde::Deserialize;
 
 /// Plugin type name.
 pub const TYPE: &str = "inflight-load-producer";
@@ -95,6 +105,13 @@ impl InflightCounters {
         }
     }
 
+    /// Releases the tokens of `c` only (its request stays counted).
+    fn release_tokens(&self, c: &Charge) {
+        if let Some(l) = self.0.lock().get_mut(c.address.as_str()) {
+            l.tokens = l.tokens.saturating_sub(c.tokens);
+        }
+    }
+
     fn release(&self, c: &Charge) {
         {
             let mut m = self.0.lock();
@@ -149,6 +166,15 @@ impl InflightGuard {
             !c.prefill
         });
     }
+
+    /// Releases the tokens of every remaining charge now; their requests stay counted until
+    /// the guard is dropped.
+    pub fn release_tokens(&mut self) {
+        for c in &mut self.charges {
+            self.counters.release_tokens(c);
+            c.tokens = 0;
+        }
+    }
 }
 
 impl Drop for InflightGuard {
@@ -159,25 +185,89 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Token estimate for a request of `body_bytes` bytes: input + round(1.5 × input).
-pub fn estimate_tokens(body_bytes: usize) -> u64 {
-    let input = ((body_bytes / 4) as u64).max(1);
-    input + (input * 3).div_ceil(2)
+/// Input tokens of a request of `body_bytes` bytes: bytes / 4, at least 1 (4 characters per
+/// token, GIE's estimate).
+pub fn input_tokens(body_bytes: usize) -> u64 {
+    ((body_bytes / 4) as u64).max(1)
 }
 
-/// Builds an [`InflightLoadProducer`]; takes no parameters.
+/// llm-d's output estimate: round(`ratio` × `input`), capped by the client's own limit
+/// (`client_cap`) and by `max`, each when set.
+pub fn output_tokens(input: u64, ratio: f64, client_cap: Option<u64>, max: Option<u64>) -> u64 {
+    // `as` saturates (a huge ratio gives u64::MAX, then the caps apply).
+    let est = libm::round(input as f64 * ratio) as u64;
+    [client_cap, max].into_iter().flatten().fold(est, u64::min)
+}
+
+/// The prompt tokens an endpoint must compute: `input` less the leading blocks `held` says it
+/// holds (llm-d's uncached input: the indexed blocks not held, plus the part of the prompt past
+/// the indexed ones).
+pub fn uncached_tokens(input: u64, held: Option<&PrefixMatch>) -> u64 {
+    let Some(m) = held.filter(|m| m.block_size_tokens > 0) else {
+        return input;
+    };
+    let block = u64::from(m.block_size_tokens);
+    let indexed = u64::from(m.total_blocks).saturating_mul(block);
+    let not_held = u64::from(m.total_blocks.saturating_sub(m.matched_blocks)).saturating_mul(block);
+    not_held.saturating_add(input.saturating_sub(indexed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct Params {
+    add_estimated_output_tokens: bool,
+    output_ratio: f64,
+    max_estimated_output_tokens: Option<i64>,
+    prefix_match_info_producer_name: Option<String>,
+    sync_cross_replica_state: Option<bool>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            add_estimated_output_tokens: false,
+            output_ratio: 1.5,
+            max_estimated_output_tokens: None,
+            prefix_match_info_producer_name: None,
+            sync_cross_replica_state: None,
+        }
+    }
+}
+
+/// Builds an [`InflightLoadProducer`].
 ///
 /// # Errors
-/// Any parameter field.
+/// Unknown fields; a negative or non-finite `outputRatio`; a negative
+/// `maxEstimatedOutputTokens`.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
-    _: &Handle<'_>,
+    handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
-    parse_params::<NoParams>(params)?;
+    let p: Params = parse_params(params)?;
+    if !(p.output_ratio.is_finite() && p.output_ratio >= 0.0) {
+        return Err(ConfigError::invalid(
+            crate::error::FieldPath::key("outputRatio"),
+            alloc::format!("must be a non-negative number, got {}", p.output_ratio),
+        ));
+    }
+    let max_output = match p.max_estimated_output_tokens {
+        Some(n) => Some(u64::try_from(n).map_err(|_| {
+            ConfigError::invalid(
+                crate::error::FieldPath::key("maxEstimatedOutputTokens"),
+                alloc::format!("must be non-negative, got {n}"),
+            )
+        })?),
+        None => None,
+    };
+    let _ = p.sync_cross_replica_state;
     Ok(Arc::new(InflightLoadProducer {
         typed_name: TypedName::new(TYPE, name),
         counters: InflightCounters::default(),
+        add_output: p.add_estimated_output_tokens,
+        output_ratio: p.output_ratio,
+        max_output,
+        prefix_key: match_key_for(p.prefix_match_info_producer_name.as_deref(), handle),
     }))
 }
 
@@ -185,6 +275,14 @@ pub fn factory(
 pub struct InflightLoadProducer {
     typed_name: TypedName,
     counters: InflightCounters,
+    /// `addEstimatedOutputTokens`.
+    add_output: bool,
+    /// `outputRatio`.
+    output_ratio: f64,
+    /// `maxEstimatedOutputTokens`.
+    max_output: Option<u64>,
+    /// Where the prefix producer chosen by `prefixMatchInfoProducerName` writes its matches.
+    prefix_key: DataKey,
 }
 
 impl InflightLoadProducer {
@@ -243,8 +341,21 @@ impl PreRequest for InflightLoadProducer {
         result: &SchedulingResult,
         state: &mut RequestState,
     ) {
-        let tokens = estimate_tokens(cx.request.body_size_bytes);
-        let charges = charge_first_targets(&self.counters, cx, result, tokens);
+        let input = input_tokens(cx.request.body_size_bytes);
+        let output = if self.add_output {
+            output_tokens(
+                input,
+                self.output_ratio,
+                cx.request.max_output_tokens,
+                self.max_output,
+            )
+        } else {
+            0
+        };
+        let held = cx.state.get::<Vec<PrefixMatch>>(self.prefix_key);
+        let charges = charge_first_targets(&self.counters, cx, result, |i| {
+            uncached_tokens(input, held.and_then(|m| m.get(i))).saturating_add(output)
+        });
         state.put(
             &self.typed_name.name,
             InflightGuard::new(self.counters.clone(), charges),
@@ -252,12 +363,13 @@ impl PreRequest for InflightLoadProducer {
     }
 }
 
-/// Charges the first target of each profile result; the `prefill` profile's charge is marked.
+/// Charges the first target of each profile result with the tokens `tokens` gives for its pool
+/// index; the `prefill` profile's charge is marked.
 pub(crate) fn charge_first_targets(
     counters: &InflightCounters,
     cx: &CycleContext<'_>,
     result: &SchedulingResult,
-    tokens: u64,
+    tokens: impl Fn(usize) -> u64,
 ) -> Vec<Charge> {
     result
         .profile_results
@@ -265,24 +377,35 @@ pub(crate) fn charge_first_targets(
         .filter_map(|(name, r)| {
             let first = *r.as_ref()?.targets.first()?;
             let ep = cx.endpoint(first)?;
-            Some(counters.charge(&ep.address, tokens, name == "prefill"))
+            Some(counters.charge(&ep.address, tokens(first), name == "prefill"))
         })
         .collect()
 }
 
 impl ResponseBody for InflightLoadProducer {
     fn response_body(&self, state: &mut RequestState, _: &ResponseInfo<'_>, chunk: &BodyChunk) {
-        release_on_chunk(state, &self.typed_name.name, chunk);
+        // Without an output estimate the tokens are the prompt's, computed once the first
+        // chunk arrives.
+        release_on_chunk(state, &self.typed_name.name, chunk, !self.add_output);
     }
 }
 
-/// Releases prefill charges on the first chunk and everything at end of stream.
-pub(crate) fn release_on_chunk(state: &mut RequestState, owner: &str, chunk: &BodyChunk) {
+/// Releases prefill charges on the first chunk (and, with `tokens_at_first`, every charge's
+/// tokens) and everything at end of stream.
+pub(crate) fn release_on_chunk(
+    state: &mut RequestState,
+    owner: &str,
+    chunk: &BodyChunk,
+    tokens_at_first: bool,
+) {
     if chunk.end_of_stream {
         drop(state.take::<InflightGuard>(owner));
     } else if chunk.first {
         if let Some(g) = state.get_mut::<InflightGuard>(owner) {
             g.release_prefill();
+            if tokens_at_first {
+                g.release_tokens();
+            }
         }
     }
 }
@@ -290,6 +413,211 @@ pub(crate) fn release_on_chunk(state: &mut RequestState, owner: &str, chunk: &Bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llm_d_s_token_estimates() {
+        // Output: round(ratio × input), capped by the client's limit and the configured one.
+        assert_eq!(output_tokens(100, 1.5, None, None), 150);
+        assert_eq!(output_tokens(100, 1.5, Some(20), None), 20);
+        assert_eq!(output_tokens(100, 1.5, Some(90), Some(30)), 30);
+        assert_eq!(output_tokens(100, 0.0, None, None), 0);
+        assert_eq!(output_tokens(u64::MAX, 1e300, None, Some(7)), 7);
+        // Uncached input: 10 blocks of 16 tokens indexed, 4 held, 40 tokens past the index.
+        let held = PrefixMatch {
+            matched_blocks: 4,
+            total_blocks: 10,
+            block_size_tokens: 16,
+        };
+        assert_eq!(uncached_tokens(200, Some(&held)), 6 * 16 + 40);
+        assert_eq!(uncached_tokens(200, None), 200);
+        let all = PrefixMatch {
+            matched_blocks: 10,
+            ..held
+        };
+        assert_eq!(uncached_tokens(160, Some(&all)), 0);
+    }
+
+    /// Runs the producer's PreRequest for a request of 400 body bytes (100 input tokens) with
+    /// `max_tokens` sent to endpoint 1 (decode) and endpoint 0 (prefill), where endpoint 1 is
+    /// believed to hold 2 of 5 blocks of 16 tokens; returns the producer and the request state.
+    fn charged(
+        params: serde_json::Value,
+        max_tokens: Option<u64>,
+    ) -> (Arc<dyn Plugin>, RequestState) {
+        use crate::model::endpoint::Endpoint;
+        use crate::model::request::InferenceRequest;
+        use crate::model::result::ProfileRunResult;
+        let plugin = factory("load", Some(&params), &Handle::new(&[])).unwrap();
+        let endpoints: Vec<Endpoint> = (0..2)
+            .map(|i| Endpoint::new(alloc::format!("10.0.0.{i}:8000")))
+            .collect();
+        let prompt = "p".repeat(400);
+        let mut request = InferenceRequest::new("m", &prompt);
+        request.max_output_tokens = max_tokens;
+        let mut cycle = CycleState::new();
+        let block = |matched| PrefixMatch {
+            matched_blocks: matched,
+            total_blocks: 5,
+            block_size_tokens: 16,
+        };
+        cycle.put(
+            crate::plugins::producer::approx_prefix_cache::PREFIX_CACHE_MATCH_INFO,
+            alloc::vec![block(0), block(2)],
+        );
+        let cx = CycleContext {
+            request: &request,
+            endpoints: &endpoints,
+            state: &cycle,
+            now_ms: 0,
+            peer: None,
+        };
+        let target = |i| {
+            Some(ProfileRunResult {
+                targets: alloc::vec![i],
+                ..ProfileRunResult::default()
+            })
+        };
+        let result = SchedulingResult {
+            profile_results: alloc::vec![
+                ("decode".into(), target(1)),
+                ("prefill".into(), target(0))
+            ],
+            primary_profile: 0,
+            headers: Vec::new(),
+        };
+        let mut state = RequestState::new();
+        plugin
+            .as_pre_request()
+            .unwrap()
+            .pre_request(&cx, &result, &mut state);
+        (plugin, state)
+    }
+
+    fn loads(plugin: &Arc<dyn Plugin>) -> [InflightLoad; 2] {
+        let mut cycle = CycleState::new();
+        let endpoints: Vec<crate::model::endpoint::Endpoint> = (0..2)
+            .map(|i| crate::model::endpoint::Endpoint::new(alloc::format!("10.0.0.{i}:8000")))
+            .collect();
+        let request = crate::model::request::InferenceRequest::new("m", "p");
+        let pcx = ProduceContext {
+            request: &request,
+            endpoints: &endpoints,
+            now_ms: 0,
+        };
+        plugin.as_data_producer().unwrap().produce(
+            &pcx,
+            &[0, 1],
+            &mut cycle,
+            &mut RequestState::new(),
+        );
+        let l = cycle.get::<Vec<InflightLoad>>(INFLIGHT_LOAD).unwrap();
+        [l[0], l[1]]
+    }
+
+    #[test]
+    fn by_default_the_uncached_prompt_is_counted_until_the_first_chunk() {
+        let (plugin, mut state) = charged(serde_json::json!({}), Some(10));
+        // Decode endpoint: 3 of 5 blocks not held (48) + 20 tokens past the index; prefill: all.
+        assert_eq!(
+            loads(&plugin),
+            [
+                InflightLoad {
+                    requests: 1,
+                    tokens: 100
+                },
+                InflightLoad {
+                    requests: 1,
+                    tokens: 68
+                }
+            ]
+        );
+        let info = ResponseInfo {
+            status: 200,
+            served_endpoint: None,
+            now_ms: 0,
+        };
+        let chunk = |first, end_of_stream| BodyChunk {
+            first,
+            end_of_stream,
+            usage: None,
+        };
+        let hooks = plugin.as_response_body().unwrap();
+        hooks.response_body(&mut state, &info, &chunk(true, false));
+        // The prompt is computed: prefill released, the decode endpoint keeps its request.
+        assert_eq!(
+            loads(&plugin),
+            [
+                InflightLoad::default(),
+                InflightLoad {
+                    requests: 1,
+                    tokens: 0
+                }
+            ]
+        );
+        hooks.response_body(&mut state, &info, &chunk(false, true));
+        assert_eq!(loads(&plugin), [InflightLoad::default(); 2]);
+    }
+
+    #[test]
+    fn with_the_output_estimate_tokens_stay_until_the_end() {
+        // round(2 × 100) capped by the client's max_tokens 30, then by maxEstimatedOutputTokens.
+        let params = serde_json::json!({"addEstimatedOutputTokens": true, "outputRatio": 2});
+        let (plugin, mut state) = charged(params, Some(30));
+        assert_eq!(
+            loads(&plugin)[1],
+            InflightLoad {
+                requests: 1,
+                tokens: 68 + 30
+            }
+        );
+        let info = ResponseInfo {
+            status: 200,
+            served_endpoint: None,
+            now_ms: 0,
+        };
+        plugin.as_response_body().unwrap().response_body(
+            &mut state,
+            &info,
+            &BodyChunk {
+                first: true,
+                end_of_stream: false,
+                usage: None,
+            },
+        );
+        assert_eq!(
+            loads(&plugin),
+            [
+                InflightLoad::default(),
+                InflightLoad {
+                    requests: 1,
+                    tokens: 98
+                }
+            ]
+        );
+        drop(state);
+        assert_eq!(loads(&plugin), [InflightLoad::default(); 2]);
+        let capped =
+            serde_json::json!({"addEstimatedOutputTokens": true, "maxEstimatedOutputTokens": 5});
+        let (plugin, _state) = charged(capped, None);
+        assert_eq!(loads(&plugin)[1].tokens, 68 + 5);
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        for bad in [
+            serde_json::json!({"outputRatio": -1}),
+            serde_json::json!({"maxEstimatedOutputTokens": -3}),
+            serde_json::json!({"outputRatios": 1}),
+        ] {
+            assert!(
+                factory("x", Some(&bad), &Handle::new(&[])).is_err(),
+                "{bad}"
+            );
+        }
+        let upstream = serde_json::json!({"addEstimatedOutputTokens": false, "outputRatio": 1.2,
+            "prefixMatchInfoProducerName": "approx-prefix-cache-producer", "syncCrossReplicaState": true});
+        assert!(factory("x", Some(&upstream), &Handle::new(&[])).is_ok());
+    }
 
     #[test]
     fn guard_releases_on_drop_and_never_goes_negative() {
@@ -338,9 +666,9 @@ mod tests {
     }
 
     #[test]
-    fn token_estimate() {
-        // 400 bytes → 100 input tokens + 150 output.
-        assert_eq!(estimate_tokens(400), 250);
-        assert_eq!(estimate_tokens(0), 1 + 2);
+    fn input_estimate() {
+        // 4 characters per token, at least one.
+        assert_eq!(input_tokens(400), 100);
+        assert_eq!(input_tokens(0), 1);
     }
 }

@@ -131,7 +131,7 @@ impl PreRequest for ActiveRequestScorer {
         result: &SchedulingResult,
         state: &mut RequestState,
     ) {
-        let charges = charge_first_targets(&self.counters, cx, result, 0);
+        let charges = charge_first_targets(&self.counters, cx, result, |_| 0);
         state.put(
             &self.typed_name.name,
             InflightGuard::new(self.counters.clone(), charges),
@@ -141,6 +141,6 @@ impl PreRequest for ActiveRequestScorer {
 
 impl ResponseBody for ActiveRequestScorer {
     fn response_body(&self, state: &mut RequestState, _: &ResponseInfo<'_>, chunk: &BodyChunk) {
-        release_on_chunk(state, &self.typed_name.name, chunk);
+        release_on_chunk(state, &self.typed_name.name, chunk, false);
     }
 }
