@@ -277,6 +277,7 @@ impl EndpointPicker {
             debug: false,
             multimodal: parsed.multimodal,
             max_output_tokens: parsed.max_output_tokens,
+            tools: parsed.tools,
         })
     }
 

@@ -605,3 +605,57 @@ fn the_prefix_lookup_reports_what_the_chosen_endpoint_held_in_gies_bytes() {
         "one endpoint holds the 11 blocks"
     );
 }
+
+#[test]
+fn chat_tools_are_part_of_the_prefix() {
+    // llm-d's approximate prefix hashes a chat request's tools ahead of its messages (the
+    // server's template renders them first): conversations that share a long tool list share
+    // those blocks even when their messages differ from the first word.
+    let ep = load("{}", &Registry::with_builtins()).unwrap().0;
+    let pool: Vec<Endpoint> = (0..4).map(|i| p(i, 1, 0.3, &[])).collect();
+    let tool = |name: &str, does: &str| {
+        serde_json::json!({"type": "function", "function": {"name": name,
+            "description": does.repeat(4),
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}})
+    };
+    let chat = |tools: &serde_json::Value, question: &str| {
+        serde_json::json!({"model": "m", "tools": tools,
+            "messages": [{"role": "user", "content": question}]})
+        .to_string()
+    };
+    let hits = |body: &str| {
+        let req = ep
+            .parse_request("/v1/chat/completions", body.as_bytes(), vec![])
+            .unwrap();
+        let mut hits = Hits::default();
+        ep.schedule_observed(
+            &req,
+            &pool,
+            NOW_MS,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+            &mut hits,
+        )
+        .unwrap();
+        hits.0[0]
+    };
+    let billing = serde_json::json!([
+        tool(
+            "lookup_order",
+            "Looks up an order in the billing system by its identifier."
+        ),
+        tool(
+            "refund_order",
+            "Refunds an order in the billing system by its identifier."
+        ),
+    ]);
+    let tools_len = billing.to_string().len() as u64;
+    assert!(tools_len > 4 * 64, "{tools_len}");
+    assert_eq!(hits(&chat(&billing, "Where is order 1?")).matched_bytes, 0);
+    // Another question with the same tools: every whole block of the tools is held.
+    let second = hits(&chat(&billing, "Refund order 2."));
+    assert!(second.matched_bytes >= tools_len / 64 * 64, "{second:?}");
+    // Other tools, the first question again: nothing in common from the first block.
+    let other = serde_json::json!([tool("book_flight", "Books a flight for the traveller.")]);
+    assert_eq!(hits(&chat(&other, "Where is order 1?")).matched_bytes, 0);
+}

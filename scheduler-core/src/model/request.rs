@@ -80,6 +80,10 @@ pub struct InferenceRequest<'a> {
     /// The client's cap on output tokens (`max_completion_tokens`, `max_tokens` or
     /// `max_output_tokens` of the body), if it set one.
     pub max_output_tokens: Option<u64>,
+    /// A chat or Messages request's `tools` (raw JSON), which the server's chat template
+    /// renders ahead of the messages: the approximate prefix index hashes them before
+    /// [`Self::prompt`] (llm-d-router's approximate prefix does too). `None` without tools.
+    pub tools: Option<Cow<'a, str>>,
 }
 
 impl<'a> InferenceRequest<'a> {
@@ -99,6 +103,7 @@ impl<'a> InferenceRequest<'a> {
             debug: false,
             multimodal: false,
             max_output_tokens: None,
+            tools: None,
         }
     }
 
@@ -144,6 +149,8 @@ pub struct ParsedBody<'a> {
     /// The client's cap on output tokens, if the body sets one (see
     /// [`InferenceRequest::max_output_tokens`]).
     pub max_output_tokens: Option<u64>,
+    /// Chat tools hashed ahead of the prompt (see [`InferenceRequest::tools`]).
+    pub tools: Option<Cow<'a, str>>,
 }
 
 impl ParsedBody<'static> {
@@ -159,6 +166,7 @@ impl ParsedBody<'static> {
             multimodal: false,
             model_required: false,
             max_output_tokens: None,
+            tools: None,
         }
     }
 }

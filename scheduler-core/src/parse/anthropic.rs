@@ -31,6 +31,8 @@ struct Body<'a> {
     stream: Option<&'a RawValue>,
     #[serde(default, borrow)]
     max_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tools: Option<&'a RawValue>,
 }
 
 /// Parses a Messages API body.
@@ -78,6 +80,7 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         multimodal,
         model_required: true,
         max_output_tokens: crate::parse::openai::output_cap(&[b.max_tokens]),
+        tools: b.tools.and_then(present).map(|t| Cow::Borrowed(t.get())),
     })
 }
 

@@ -154,6 +154,11 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
             b.max_tokens,
             b.max_output_tokens,
         ]),
+        // The Responses API's tools are in its prompt text already.
+        tools: match api {
+            ApiKind::ChatCompletions => b.tools.and_then(present).map(|t| Cow::Borrowed(t.get())),
+            _ => None,
+        },
     })
 }
 
@@ -261,6 +266,28 @@ pub(crate) fn json_msg(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_tools_and_the_output_cap_are_read() {
+        let chat = br#"{"model":"m","messages":[{"role":"user","content":"x"}],
+            "tools":[{"type":"function"}],"max_tokens":7,"max_completion_tokens":9}"#;
+        let p = parse_body("/v1/chat/completions", chat).unwrap();
+        assert_eq!(p.tools.as_deref(), Some(r#"[{"type":"function"}]"#));
+        assert_eq!(p.max_output_tokens, Some(9), "max_completion_tokens first");
+        // Completions have no tools; a cap that is not a count is left to the server.
+        let p = parse_body(
+            "/v1/completions",
+            br#"{"model":"m","prompt":"x","tools":[1],"max_tokens":"8"}"#,
+        )
+        .unwrap();
+        assert_eq!((p.tools, p.max_output_tokens), (None, None));
+        let p = parse_body(
+            "/v1/responses",
+            br#"{"model":"m","input":"x","max_output_tokens":5}"#,
+        )
+        .unwrap();
+        assert_eq!(p.max_output_tokens, Some(5));
+    }
 
     #[test]
     fn a_body_without_model_parses_with_an_empty_one() {

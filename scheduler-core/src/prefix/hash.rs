@@ -34,12 +34,40 @@ pub fn prefix_hashes(
     max_blocks: usize,
     out: &mut Vec<u64>,
 ) {
+    prefix_hashes_of(
+        target_model,
+        cache_salt,
+        [&[], text],
+        block_chars,
+        max_blocks,
+        out,
+    );
+}
+
+/// [`prefix_hashes`] of the text `parts[0] ‖ parts[1]` without joining them: a chat request's
+/// tools (which the server's chat template renders before the messages), then its messages.
+/// The one block that straddles the two parts is gathered in a small buffer; every other block
+/// is hashed in place.
+pub fn prefix_hashes_of(
+    target_model: &str,
+    cache_salt: Option<&str>,
+    parts: [&[u8]; 2],
+    block_chars: usize,
+    max_blocks: usize,
+    out: &mut Vec<u64>,
+) {
     out.clear();
-    if block_chars == 0 || max_blocks == 0 || text.len() < block_chars {
+    let [head, tail] = parts;
+    let len = head.len().saturating_add(tail.len());
+    if block_chars == 0 || max_blocks == 0 || len < block_chars {
         return;
     }
-    let limit = max_blocks.saturating_mul(block_chars).min(text.len());
-    let text = text.get(..limit).unwrap_or(text);
+    // The cut to `max_blocks` blocks, applied to the head first.
+    let limit = max_blocks.saturating_mul(block_chars).min(len);
+    let head = head.get(..limit.min(head.len())).unwrap_or(head);
+    let tail = tail
+        .get(..limit.saturating_sub(head.len()).min(tail.len()))
+        .unwrap_or(tail);
 
     let mut seed = Xxh64::new(0);
     seed.update(target_model.as_bytes());
@@ -47,11 +75,29 @@ pub fn prefix_hashes(
         seed.update(salt.as_bytes());
     }
     let mut prev = seed.digest();
-
-    out.reserve(text.len().div_ceil(block_chars));
-    for block in text.chunks(block_chars) {
+    out.reserve((head.len() + tail.len()).div_ceil(block_chars));
+    let mut hash = |block: &[u8]| {
         prev = xxh3_64_with_seed(block, prev);
         out.push(prev);
+    };
+
+    let whole = head.len() - head.len() % block_chars;
+    let (head_blocks, head_rest) = head.split_at(whole);
+    for block in head_blocks.chunks(block_chars) {
+        hash(block);
+    }
+    let tail = if head_rest.is_empty() {
+        tail
+    } else {
+        let (fill, rest) = tail.split_at((block_chars - head_rest.len()).min(tail.len()));
+        let mut straddling: smallvec::SmallVec<[u8; 512]> = smallvec::SmallVec::new();
+        straddling.extend_from_slice(head_rest);
+        straddling.extend_from_slice(fill);
+        hash(&straddling);
+        rest
+    };
+    for block in tail.chunks(block_chars) {
+        hash(block);
     }
 }
 
@@ -98,6 +144,20 @@ mod tests {
         assert_eq!(a[..2], b[..2]);
         assert_ne!(a[2], b[2]);
         assert_ne!(a[0], c[0], "the model seeds the chain");
+    }
+
+    #[test]
+    fn two_parts_hash_as_their_concatenation() {
+        let text = b"ttttttmmmmmmmmmmmm";
+        for split in 0..=text.len() {
+            for (block, max) in [(4, 256), (4, 2), (5, 3), (1, 256), (30, 256)] {
+                let (mut joined, mut parts) = (Vec::new(), Vec::new());
+                prefix_hashes("m", Some("s"), text, block, max, &mut joined);
+                let (head, tail) = text.split_at(split);
+                prefix_hashes_of("m", Some("s"), [head, tail], block, max, &mut parts);
+                assert_eq!(joined, parts, "split {split}, block {block}, max {max}");
+            }
+        }
     }
 
     #[test]

@@ -7,5 +7,5 @@ pub mod hash;
 pub mod index;
 pub mod table;
 
-pub use hash::prefix_hashes;
+pub use hash::{prefix_hashes, prefix_hashes_of};
 pub use index::PrefixIndex;

@@ -85,6 +85,7 @@ impl RequestParser for VllmGrpcParser {
             multimodal: r.multimodal,
             model_required: false,
             max_output_tokens: None,
+            tools: None,
         })
     }
 
@@ -119,6 +120,7 @@ mod tests {
                 multimodal: b.multimodal,
                 model_required: false,
                 max_output_tokens: None,
+                tools: None,
             })
     }
 
@@ -143,6 +145,7 @@ mod tests {
                 multimodal: false,
                 model_required: false,
                 max_output_tokens: None,
+                tools: None,
             })
         };
         type Case = (

@@ -98,6 +98,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         multimodal: false,
         model_required: false,
         max_output_tokens: None,
+        tools: None,
     })
 }
 

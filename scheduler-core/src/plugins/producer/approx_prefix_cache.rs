@@ -36,7 +36,7 @@ use crate::plugin::{
     CycleContext, CycleState, DataKey, DataProducer, Plugin, PreRequest, ProduceContext,
     RequestState, ResponseHeader, TypedName,
 };
-use crate::prefix::{prefix_hashes, PrefixIndex};
+use crate::prefix::{prefix_hashes_of, PrefixIndex};
 
 /// Plugin type name.
 pub const TYPE: &str = "approx-prefix-cache-producer";
@@ -254,10 +254,14 @@ impl DataProducer for ApproxPrefixCacheProducer {
         };
         let mut hashes = Vec::new();
         let r = cx.request;
-        prefix_hashes(
+        // Chat tools first: the server's template renders them ahead of the messages.
+        prefix_hashes_of(
             &r.target_model,
             r.cache_salt.as_deref(),
-            r.prompt.as_bytes(),
+            [
+                r.tools.as_deref().unwrap_or_default().as_bytes(),
+                r.prompt.as_bytes(),
+            ],
             block_chars,
             max_blocks,
             &mut hashes,

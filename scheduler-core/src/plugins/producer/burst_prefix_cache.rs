@@ -59,7 +59,7 @@ use crate::plugin::{
     BatchWindow, CycleState, DataKey, DataProducer, Plugin, ProduceContext, RequestState, TypedName,
 };
 use crate::plugins::producer::approx_prefix_cache::{PrefixMatch, CHARS_PER_TOKEN};
-use crate::prefix::prefix_hashes;
+use crate::prefix::prefix_hashes_of;
 
 /// Plugin type name.
 pub const TYPE: &str = "burst-prefix-cache-producer";
@@ -285,14 +285,16 @@ impl BatchWindow for BurstPrefixCacheProducer {
     }
 
     fn batch_key(&self, request: &InferenceRequest<'_>, out: &mut Vec<u64>) {
+        // Chat tools first, as the approximate producer hashes them.
+        let tools = request.tools.as_deref().unwrap_or_default().as_bytes();
         let text = request.prompt.as_bytes();
         let block_chars = (self.block_size_tokens as usize).saturating_mul(CHARS_PER_TOKEN);
         // A prompt shorter than one block is one (short) block, as a token block would be.
-        let block_chars = block_chars.min(text.len());
-        prefix_hashes(
+        let block_chars = block_chars.min(tools.len() + text.len());
+        prefix_hashes_of(
             &request.target_model,
             request.cache_salt.as_deref(),
-            text,
+            [tools, text],
             block_chars,
             self.max_blocks,
             out,

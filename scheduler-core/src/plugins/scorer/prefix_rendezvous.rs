@@ -143,14 +143,28 @@ pub struct PrefixRendezvousScorer {
 
 /// The rendezvous key of a request (see the module docs).
 pub fn prefix_key(target_model: &str, cache_salt: Option<&str>, prompt: &str, bytes: usize) -> u64 {
-    let text = prompt.as_bytes();
-    let head = text.get(..bytes.min(text.len())).unwrap_or(text);
+    prefix_key_of(target_model, cache_salt, ["", prompt], bytes)
+}
+
+/// [`prefix_key`] of the text `parts[0] ‖ parts[1]` (a chat request's tools, then its
+/// messages: the order the server's template renders them in).
+pub fn prefix_key_of(
+    target_model: &str,
+    cache_salt: Option<&str>,
+    parts: [&str; 2],
+    bytes: usize,
+) -> u64 {
     let mut h = Xxh64::new(0);
     h.update(target_model.as_bytes());
     h.update(&[0]);
     h.update(cache_salt.unwrap_or("").as_bytes());
     h.update(&[0]);
-    h.update(head);
+    let mut left = bytes;
+    for part in parts.map(str::as_bytes) {
+        let take = part.get(..left.min(part.len())).unwrap_or(part);
+        h.update(take);
+        left -= take.len();
+    }
     h.digest()
 }
 
@@ -267,10 +281,10 @@ impl Scorer for PrefixRendezvousScorer {
 
     fn score(&self, cx: &CycleContext<'_>, candidates: &[usize], scores: &mut [f64]) {
         let r = cx.request;
-        let key = prefix_key(
+        let key = prefix_key_of(
             &r.target_model,
             r.cache_salt.as_deref(),
-            &r.prompt,
+            [r.tools.as_deref().unwrap_or_default(), &r.prompt],
             self.prefix_bytes,
         );
         let signal = if self.load_average {
@@ -311,6 +325,11 @@ mod tests {
     #[test]
     fn a_shared_beginning_is_one_key() {
         let sys = "You are the billing assistant. ".repeat(20);
+        // Tools then messages key as their concatenation.
+        assert_eq!(
+            prefix_key_of("m", None, ["tools:", "messages"], 9),
+            prefix_key("m", None, "tools:messages", 9)
+        );
         let a = prefix_key("m", None, &format!("{sys} question 1"), 256);
         let b = prefix_key("m", None, &format!("{sys} question 2"), 256);
         assert_eq!(a, b);
