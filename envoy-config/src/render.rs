@@ -126,7 +126,6 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
     let mut picker = picker.clone();
     let text = serde_json::to_string(&picker).map_err(|e| e.to_string())?;
     let config = PickerConfig::from_json(&text).map_err(|e| e.to_string())?;
-    let pool = &config.pool;
     // A page source on its own port (a DCGM exporter beside each server) is fetched from
     // addresses outside the serving cluster too. Out-of-tree plugin types fail this load;
     // their configs then get the ORIGINAL_DST cluster only through `metricsPort`.
@@ -134,6 +133,8 @@ pub fn prepare(picker: &Value) -> Result<Prepared, String> {
     // Anthropic's `/v1/messages`, ...).
     let loaded =
         scheduler_core::PickerConfig::load(&text, &scheduler_core::Registry::with_builtins()).ok();
+    // The loaded pool has the metrics source's `port` and `interval` applied.
+    let pool = loaded.as_ref().map_or(&config.pool, |l| &l.pool);
     let page_ports = loaded.as_ref().is_some_and(|l| {
         l.picker
             .page_sources()

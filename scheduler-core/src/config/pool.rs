@@ -169,6 +169,14 @@ impl PoolEndpoint {
     }
 }
 
+/// The settings a `pool` section left at their defaults (by position in `endpoints` for the
+/// per-endpoint metrics port).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Unset {
+    interval: bool,
+    endpoint_metrics_ports: Vec<bool>,
+}
+
 /// Scrape timing, all in milliseconds or bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScrapeConfig {
@@ -194,6 +202,51 @@ impl ScrapeConfig {
     }
 }
 
+impl PoolConfig {
+    /// Fills what the section left unset from the metrics source (llm-d-router's
+    /// `metrics-data-source` `port` and `interval`): the metrics port of the listed endpoints
+    /// without their own `metricsPort` and of discovered ones (`pool.metricsPort`), and the
+    /// scrape interval.
+    ///
+    /// # Errors
+    /// An interval that is not a duration, or that reaches `pool.scrape.staleness`.
+    fn apply_source(
+        &mut self,
+        port: Option<u16>,
+        interval: Option<&str>,
+    ) -> Result<(), ConfigError> {
+        if let Some(port) = port {
+            self.metrics_port.get_or_insert(port);
+            for (e, unset) in self
+                .endpoints
+                .iter_mut()
+                .zip(&self.unset.endpoint_metrics_ports)
+            {
+                if let (true, Ok(addr)) = (*unset, e.address.parse::<SocketAddr>()) {
+                    e.metrics_address = alloc::format!("{}", SocketAddr::new(addr.ip(), port));
+                }
+            }
+        }
+        if let (true, Some(s)) = (self.unset.interval, interval.filter(|s| !s.is_empty())) {
+            let at = FieldPath::key("plugins")
+                .with_key("metrics-data-source")
+                .with_key("interval");
+            let ms = duration(at.clone(), Some(s), self.scrape.interval_ms)?;
+            if ms >= self.scrape.staleness_ms {
+                return Err(ConfigError::invalid(
+                    at,
+                    alloc::format!(
+                        "the scrape interval ({ms} ms) must be shorter than pool.scrape.staleness ({} ms)",
+                        self.scrape.staleness_ms
+                    ),
+                ));
+            }
+            self.scrape.interval_ms = ms;
+        }
+        Ok(())
+    }
+}
+
 /// The validated `pool` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -208,6 +261,8 @@ pub struct PoolConfig {
     pub metrics_port: Option<u16>,
     /// `pool.appProtocol`: the protocol the model servers speak.
     pub app_protocol: AppProtocol,
+    /// What the section left unset, which the metrics source's `port` and `interval` fill.
+    unset: Unset,
     /// Scrape timing.
     pub scrape: ScrapeConfig,
     /// What to do without a usable snapshot.
@@ -287,8 +342,12 @@ impl PickerConfig {
     /// # Errors
     /// As [`Self::from_json`] and [`load_config`].
     pub fn load(json: &str, registry: &Registry) -> Result<LoadedPickerConfig, ConfigError> {
-        let cfg = PickerConfig::from_json(json)?;
+        let mut cfg = PickerConfig::from_json(json)?;
         let (picker, report) = load_config(cfg.scheduler, registry)?;
+        if let Some(source) = picker.metrics_source() {
+            cfg.pool
+                .apply_source(source.port, source.interval.as_deref())?;
+        }
         // The direct transport is a plain HTTP/1.1 client: it cannot fetch an https page.
         if cfg.pool.scrape.transport == ScrapeTransport::Direct
             && picker.metrics_source().is_some_and(|m| m.scheme == "https")
@@ -315,6 +374,14 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         )
     })?;
     let mut endpoints: Vec<PoolEndpoint> = Vec::with_capacity(spec.endpoints.len());
+    let unset = Unset {
+        interval: spec.scrape.interval.is_none(),
+        endpoint_metrics_ports: spec
+            .endpoints
+            .iter()
+            .map(|e| e.metrics_port.is_none())
+            .collect(),
+    };
     for (i, e) in spec.endpoints.into_iter().enumerate() {
         let path = base.clone().with_key("endpoints").with_index(i);
         let addr: SocketAddr = e.address.parse().map_err(|_| {
@@ -406,6 +473,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
     }
     Ok(PoolConfig {
         endpoints,
+        unset,
         metrics_port: spec.metrics_port,
         app_protocol: spec.app_protocol,
         metrics_cluster: spec
@@ -458,6 +526,60 @@ mod tests {
             (m.scheme.as_str(), m.insecure_skip_verify),
             ("https", false)
         );
+    }
+
+    #[test]
+    fn the_metrics_source_port_and_interval_fill_what_the_pool_leaves_unset() {
+        let load = |pool: &str, params: &str| {
+            PickerConfig::load(
+                &alloc::format!(
+                    r#"{{"pool": {pool}, "plugins": [{{"type": "metrics-data-source", "parameters": {params}}}]}}"#
+                ),
+                &Registry::with_builtins(),
+            )
+        };
+        let l = load(
+            r#"{"cluster": "c", "endpoints": [{"address": "10.0.0.1:8000"}, {"address": "10.0.0.2:8000", "metricsPort": 9100}]}"#,
+            r#"{"port": 9090, "interval": "200ms"}"#,
+        )
+        .unwrap();
+        let metrics: Vec<&str> = l
+            .pool
+            .endpoints
+            .iter()
+            .map(|e| e.metrics_address.as_str())
+            .collect();
+        assert_eq!(
+            metrics,
+            ["10.0.0.1:9090", "10.0.0.2:9100"],
+            "an endpoint's own port wins"
+        );
+        assert_eq!(
+            (l.pool.metrics_port, l.pool.scrape.interval_ms),
+            (Some(9090), 200)
+        );
+        // The pool's own settings win.
+        let l = load(
+            r#"{"cluster": "c", "metricsPort": 7000, "scrape": {"interval": "100ms"}}"#,
+            r#"{"port": 9090, "interval": "200ms"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (l.pool.metrics_port, l.pool.scrape.interval_ms),
+            (Some(7000), 100)
+        );
+        // Checked: a port of 0, an interval that is not a duration or reaches the staleness.
+        for (params, field) in [
+            (r#"{"port": 0}"#, "port"),
+            (r#"{"interval": "often"}"#, "interval"),
+            (r#"{"interval": "5s"}"#, "interval"),
+        ] {
+            let e = load(r#"{"cluster": "c"}"#, params)
+                .err()
+                .expect(params)
+                .to_string();
+            assert!(e.contains(field), "{params}: {e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub trait MetricsDataSource {
     fn insecure_skip_verify(&self) -> bool {
         true
     }
+    /// The metrics port, when it is not the serving port; `None` by default.
+    fn port(&self) -> Option<u16> {
+        None
+    }
+    /// How often to scrape (a duration as written), if the source says; `None` by default.
+    fn interval(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Turns one endpoint's metrics page into its metrics (GIE's metrics `Extractor`). Shared by the

@@ -32,6 +32,9 @@ fn params_of(s: &dyn MetricsDataSource) -> MetricsSourceParams {
         scheme: s.scheme().into(),
         path: s.path().into(),
         insecure_skip_verify: s.insecure_skip_verify(),
+        port: s.port(),
+        interval: s.interval().map(Into::into),
+        ..MetricsSourceParams::default()
     }
 }
 

@@ -1,7 +1,11 @@
 //! `metrics-data-source`: scrape settings of each endpoint's metrics page.
 //!
-//! Parameters (GIE `datalayer/source/metrics`): `scheme` (`http` or `https`), `path` (default
-//! `/metrics`), `insecureSkipVerify` (default true).
+//! Parameters (GIE `datalayer/source/metrics`, llm-d-router's additions): `scheme` (`http` or
+//! `https`), `path` (default `/metrics`), `insecureSkipVerify` (default true), `port` (the
+//! metrics port when it differs from the serving port, e.g. a sidecar in front of the server;
+//! a pool endpoint's own `metricsPort` and `pool.metricsPort` win over it), `interval` (how
+//! often to scrape; `pool.scrape.interval` wins over it), `caCertPath`, `clientCertPath`,
+//! `clientKeyPath` (accepted with a warning: TLS is the Envoy cluster's, below).
 //!
 //! The scraper fetches pages through an Envoy cluster, so TLS is that cluster's transport
 //! socket: `envoy-config render` gives the scraping cluster an upstream TLS context for
@@ -32,6 +36,16 @@ pub struct MetricsSourceParams {
     pub path: String,
     /// With `https`, leave the server's certificate unverified.
     pub insecure_skip_verify: bool,
+    /// The metrics port, when the page is not on the serving port (1..65535).
+    pub port: Option<u16>,
+    /// How often to scrape (a duration), if set.
+    pub interval: Option<String>,
+    /// Accepted, not applied (TLS is the Envoy cluster's).
+    pub ca_cert_path: String,
+    /// Accepted, not applied.
+    pub client_cert_path: String,
+    /// Accepted, not applied.
+    pub client_key_path: String,
 }
 
 impl Default for MetricsSourceParams {
@@ -40,6 +54,11 @@ impl Default for MetricsSourceParams {
             scheme: "http".into(),
             path: "/metrics".into(),
             insecure_skip_verify: true,
+            port: None,
+            interval: None,
+            ca_cert_path: String::new(),
+            client_cert_path: String::new(),
+            client_key_path: String::new(),
         }
     }
 }
@@ -47,29 +66,26 @@ impl Default for MetricsSourceParams {
 /// Builds a [`MetricsSource`].
 ///
 /// # Errors
-/// Unknown fields; a scheme other than http or https; a path not starting with `/`.
+/// Unknown fields; a scheme other than http or https; a path not starting with `/`; a port of 0;
+/// an interval that is not a duration.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     _: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: MetricsSourceParams = parse_params(params)?;
-    match p.scheme.as_str() {
-        "http" => {}
-        "https" => log::warn!(
-            "{TYPE} '{name}': scheme https: pages are fetched through the pool's Envoy cluster, whose transport socket must speak TLS (envoy-config render adds it)"
-        ),
-        other => {
-            return Err(ConfigError::invalid(
-                FieldPath::key("scheme"),
-                alloc::format!("'{other}' must be http or https"),
-            ))
-        }
-    }
-    if !p.path.starts_with('/') {
+    super::http_source::check(&super::http_source::HttpSourceParams {
+        type_name: TYPE,
+        name,
+        scheme: &p.scheme,
+        path: &p.path,
+        cert_paths: [&p.ca_cert_path, &p.client_cert_path, &p.client_key_path],
+        interval: p.interval.as_deref(),
+    })?;
+    if p.port == Some(0) {
         return Err(ConfigError::invalid(
-            FieldPath::key("path"),
-            "must start with '/'",
+            FieldPath::key("port"),
+            "must be 1..65535",
         ));
     }
     Ok(Arc::new(MetricsSource {
@@ -113,5 +129,11 @@ impl MetricsDataSource for MetricsSource {
     }
     fn insecure_skip_verify(&self) -> bool {
         self.params.insecure_skip_verify
+    }
+    fn port(&self) -> Option<u16> {
+        self.params.port
+    }
+    fn interval(&self) -> Option<&str> {
+        self.params.interval.as_deref()
     }
 }
