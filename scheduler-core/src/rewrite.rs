@@ -154,21 +154,25 @@ impl ModelRewrites {
         self.exact.is_empty() && self.generic.is_empty()
     }
 
-    /// Whether a rule applies to a request for `model` (an exact rule naming it, or a generic
-    /// rule): [`Self::choose`] then draws a target.
+    /// The rule for a request for `model`: the first exact rule naming it, else the first
+    /// generic rule.
+    fn rule_for(&self, model: &str) -> Option<&Arc<Rule>> {
+        self.exact
+            .iter()
+            .find(|(m, _)| m == model)
+            .map(|(_, r)| r)
+            .or_else(|| self.generic.first())
+    }
+
+    /// Whether a rule applies to a request for `model`: [`Self::choose`] then draws a target.
     pub fn applies_to(&self, model: &str) -> bool {
-        !self.generic.is_empty() || self.exact.iter().any(|(m, _)| m == model)
+        self.rule_for(model).is_some()
     }
 
     /// The rule that applies to a request for `model`, and the target drawn with `rng`; `None`
     /// when no rule applies.
     pub fn choose(&self, model: &str, rng: &mut dyn Rng) -> Option<Rewrite<'_>> {
-        let rule = self
-            .exact
-            .iter()
-            .find(|(m, _)| m == model)
-            .map(|(_, r)| r)
-            .or_else(|| self.generic.first())?;
+        let rule = self.rule_for(model)?;
         Some(Rewrite {
             rewrite: &rule.rewrite,
             target: rule.draw(rng)?,

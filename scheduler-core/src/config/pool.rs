@@ -228,15 +228,16 @@ impl PoolConfig {
             }
         }
         if let (true, Some(s)) = (self.unset.interval, interval.filter(|s| !s.is_empty())) {
-            let at = FieldPath::key("plugins")
-                .with_key("metrics-data-source")
+            // Reported where the scrape interval lives: setting it there overrides the source's.
+            let at = FieldPath::key("pool")
+                .with_key("scrape")
                 .with_key("interval");
             let ms = duration(at.clone(), Some(s), self.scrape.interval_ms)?;
             if ms >= self.scrape.staleness_ms {
                 return Err(ConfigError::invalid(
                     at,
                     alloc::format!(
-                        "the scrape interval ({ms} ms) must be shorter than pool.scrape.staleness ({} ms)",
+                        "metrics-data-source's interval ({ms} ms) must be shorter than pool.scrape.staleness ({} ms)",
                         self.scrape.staleness_ms
                     ),
                 ));
