@@ -180,40 +180,84 @@ pub struct Backend {
     /// Listen address.
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// Where the process's standard error goes (read when it stops answering).
+    stderr_log: Option<PathBuf>,
 }
 
 impl Backend {
-    /// Starts one on a free port and waits until it accepts connections.
+    /// Starts one on a port the kernel picks when the server binds (`--listen 127.0.0.1:0`); the
+    /// server prints the address it bound, which is read back here. No port is chosen ahead of
+    /// the bind, so no other process can take it in between (a chosen port is only free until
+    /// someone binds it; that race once left a backend that looked started but had exited).
     pub fn spawn(name: &str) -> Backend {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut cmd = Command::new(fake_server_bin());
-        cmd.args(["--listen", &addr.to_string(), "--name", name]);
-        Backend::spawn_command(name, addr, cmd)
+        let log = stderr_log_path(name);
+        let mut child = Command::new(fake_server_bin())
+            .args(["--listen", "127.0.0.1:0", "--name", name])
+            .stdout(Stdio::piped())
+            .stderr(log_file(&log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if let Some(out) = stdout {
+                let mut out = std::io::BufReader::new(out);
+                let _ = std::io::BufRead::read_line(&mut out, &mut line);
+                let _ = tx.send(line);
+                // Drained until the server exits, so a later print never meets a closed pipe.
+                let _ = std::io::copy(&mut out, &mut std::io::sink());
+            } else {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "backend {name} did not start (printed {line:?}); its stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        Backend {
+            name: name.into(),
+            addr,
+            child: Some(child),
+            stderr_log: Some(log),
+        }
     }
 
     /// Starts `cmd`, a model server that listens on `addr`, and waits until it accepts
-    /// connections (its output is discarded).
+    /// connections (its standard output is discarded, its standard error kept in a file that
+    /// a failing [`Backend::set`] prints).
     pub fn spawn_command(name: &str, addr: SocketAddr, mut cmd: Command) -> Backend {
+        let log = stderr_log_path(name);
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(&log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
         assert!(
             wait_for_port(addr, Duration::from_secs(10)),
-            "backend {name} did not start"
+            "backend {name} did not start; its stderr:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         Backend {
             name: name.into(),
             addr,
             child: Some(child),
+            stderr_log: Some(log),
         }
     }
 
     /// Pins its metrics and behaviour (fields of the fake server's `FakeState`).
     pub fn set(&self, state: Value) {
         // A refused connection is tried again for a moment (seen once right after start on a
-        // loaded machine); a server that stays away fails the test.
+        // loaded machine); a server that stays away fails the test with what it printed.
         let mut tries = 0;
         loop {
             let r = ureq::post(&format!("http://{}/admin/state", self.addr))
@@ -225,7 +269,14 @@ impl Backend {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => panic!("admin/state of {}: {e}", self.name),
+                Err(e) => panic!(
+                    "admin/state of {}: {e}; its stderr:\n{}",
+                    self.name,
+                    self.stderr_log
+                        .as_ref()
+                        .and_then(|p| std::fs::read_to_string(p).ok())
+                        .unwrap_or_default()
+                ),
             }
         }
     }
@@ -242,7 +293,26 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
+        if let Some(p) = self.stderr_log.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
+}
+
+/// A fresh file for a model server's standard error, in the temporary directory.
+fn stderr_log_path(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "e2e-backend-{}-{n}-{}.stderr",
+        std::process::id(),
+        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    ))
+}
+
+/// `path` created for a child's output; the output is discarded when it cannot be.
+fn log_file(path: &Path) -> Stdio {
+    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 /// An HTTP response as the tests read it.

@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 #[derive(Parser)]
 struct Args {
-    /// Listen address.
+    /// Listen address (port 0: the kernel picks one; the bound address is printed first).
     #[arg(long, default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
     /// Name reported in x-inference-pod.
@@ -467,6 +467,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // The bound address on the first line of standard output: with `--listen 127.0.0.1:0` the
+    // kernel picks the port, and the test harness learns it from here.
+    match listener.local_addr() {
+        Ok(a) => println!("listening on {a}"),
+        Err(e) => {
+            eprintln!("local address: {e}");
+            std::process::exit(1);
+        }
+    }
     // Every response byte goes out at once (as vLLM's server does): without TCP_NODELAY the
     // first streamed chunk after the headers waits for the client's delayed ACK (~40 ms).
     let listener = listener.tap_io(|tcp| {
