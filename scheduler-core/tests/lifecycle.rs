@@ -542,15 +542,163 @@ fn encode_stage_runs_for_media_and_names_the_encoders() {
     let r = schedule(text);
     assert_eq!(r.primary_targets(), [1]);
     assert!(r.headers.is_empty(), "{:?}", r.headers);
-    // prefill-first is not built: refused, not silently run decode-first.
-    let err = load(
-        r#"{"plugins": [{"type": "disagg-profile-handler", "parameters": {"stageOrder": "prefill-first"}}]}"#,
+}
+
+/// A chat request with `words` words of prompt (about 5 characters, so 1.25 tokens, each).
+fn chat(words: usize) -> String {
+    format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "word ".repeat(words)
+    )
+}
+
+/// Schedules `body` over `pool` and returns the decode endpoint and the prefill header.
+fn pd_pick(
+    picker: &scheduler_core::EndpointPicker,
+    pool: &[Endpoint],
+    body: &str,
+) -> (Vec<usize>, Option<String>) {
+    let req = picker
+        .parse_request("/v1/chat/completions", body.as_bytes(), vec![])
+        .unwrap();
+    let r = picker
+        .schedule(
+            &req,
+            pool,
+            1,
+            &mut SplitMix64::new(1),
+            &mut RequestState::new(),
+        )
+        .unwrap();
+    let prefill = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-prefiller-host-port")
+        .map(|(_, v)| v.clone());
+    (r.primary_targets().to_vec(), prefill)
+}
+
+/// An endpoint with `role` (`llm-d.ai/role`) on node `host`, `waiting` requests queued.
+fn pd_server(addr: &str, role: &str, host: &str, waiting: u32) -> Endpoint {
+    let mut e = Endpoint::new(addr)
+        .with_label("llm-d.ai/role", role)
+        .with_label("kubernetes.io/hostname", host);
+    e.metrics.waiting_queue_size = waiting;
+    e.metrics.update_time_ms = 1;
+    e
+}
+
+/// `prefix-based-pd-decider` as llm-d-router decides: `nonCachedTokens` 0 turns it off,
+/// `promptTokens` keeps short prompts on decode alone, and a long uncached prompt is split.
+#[test]
+fn prefix_based_decider_thresholds() {
+    let picker = |decider: &str| {
+        let cfg = format!(
+            r#"{{"plugins": [
+            {{"type": "prefill-filter"}}, {{"type": "decode-filter"}}, {{"type": "queue-scorer"}},
+            {{"type": "max-score-picker"}}, {{"type": "prefix-cache-scorer"}},
+            {{"type": "prefix-based-pd-decider", "parameters": {decider}}},
+            {{"type": "disagg-profile-handler", "parameters": {{"deciders": {{"prefill": "prefix-based-pd-decider"}}}}}}],
+          "schedulingProfiles": [
+            {{"name": "prefill", "plugins": [{{"pluginRef": "prefill-filter"}}, {{"pluginRef": "queue-scorer"}}, {{"pluginRef": "max-score-picker"}}]}},
+            {{"name": "decode", "plugins": [{{"pluginRef": "decode-filter"}}, {{"pluginRef": "prefix-cache-scorer"}}, {{"pluginRef": "max-score-picker"}}]}}]}}"#
+        );
+        let (p, report) = load(&cfg, &Registry::with_builtins()).unwrap();
+        assert!(
+            !report
+                .warnings
+                .iter()
+                .any(|w| w.contains("unknown parameter")),
+            "{:?}",
+            report.warnings
+        );
+        p
+    };
+    let pool = vec![
+        pd_server("10.0.0.1:8000", "decode", "h1", 0),
+        pd_server("10.0.0.2:8000", "prefill", "h1", 0),
+    ];
+    let split = |p: &scheduler_core::EndpointPicker, words: usize| {
+        pd_pick(p, &pool, &chat(words)).1.is_some()
+    };
+    // 0 (and no parameters at all) turns the decider off, even for a long new prompt.
+    assert!(!split(&picker(r#"{"nonCachedTokens": 0}"#), 400));
+    assert!(!split(&picker("null"), 400));
+    // ~125 tokens, all uncached: split at a threshold of 16, not at 200.
+    assert!(split(&picker(r#"{"nonCachedTokens": 16}"#), 100));
+    assert!(!split(&picker(r#"{"nonCachedTokens": 200}"#), 100));
+    // promptTokens: a prompt shorter than it stays on decode whatever its cache state.
+    let gated = picker(r#"{"nonCachedTokens": 16, "promptTokens": 500}"#);
+    assert!(!split(&gated, 100), "~125 tokens < promptTokens 500");
+    assert!(split(&gated, 420), "~525 tokens ≥ promptTokens 500");
+    // Negative values are refused at load, as upstream refuses them.
+    for bad in [r#"{"nonCachedTokens": -1}"#, r#"{"promptTokens": -1}"#] {
+        let cfg = format!(
+            r#"{{"plugins": [{{"type": "prefix-based-pd-decider", "parameters": {bad}}}]}}"#
+        );
+        assert!(load(&cfg, &Registry::with_builtins()).is_err(), "{bad}");
+    }
+}
+
+/// `stageOrder: prefill-first`: prefill runs for every request (even a one-word prompt), then
+/// decode, which runs against the prefill pick: `topology-affinity-filter` in the decode profile
+/// keeps decode on the prefill server's node. A prefill decider is refused in this order.
+#[test]
+fn prefill_first_picks_prefill_then_decode_next_to_it() {
+    let cfg = r#"{"plugins": [
+        {"type": "prefill-filter"}, {"type": "decode-filter"}, {"type": "queue-scorer"},
+        {"type": "max-score-picker"}, {"type": "topology-extractor"}, {"type": "topology-affinity-filter"},
+        {"type": "disagg-profile-handler", "parameters": {"stageOrder": "prefill-first"}}],
+      "schedulingProfiles": [
+        {"name": "prefill", "plugins": [{"pluginRef": "prefill-filter"}, {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}]},
+        {"name": "decode", "plugins": [{"pluginRef": "decode-filter"}, {"pluginRef": "topology-affinity-filter"}, {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}]}]}"#;
+    let (picker, _) = load(cfg, &Registry::with_builtins()).unwrap();
+    // The idle prefill server is on h2; decode follows it there although h1's decode server
+    // has the shorter queue.
+    let pool = vec![
+        pd_server("10.0.0.1:8000", "decode", "h1", 0),
+        pd_server("10.0.0.2:8000", "decode", "h2", 4),
+        pd_server("10.0.0.3:8000", "prefill", "h1", 6),
+        pd_server("10.0.0.4:8000", "prefill", "h2", 0),
+    ];
+    let (decode, prefill) = pd_pick(&picker, &pool, &chat(1));
+    assert_eq!(prefill.as_deref(), Some("10.0.0.4:8000"));
+    assert_eq!(decode, [1], "decode on the prefill pick's node");
+    // The same pool decode-first: decode picks h1's idle server first.
+    let (picker, _) = load(
+        &cfg.replace(
+            r#""stageOrder": "prefill-first""#,
+            r#""stageOrder": "Decode_First""#,
+        ),
         &Registry::with_builtins(),
     )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(err.contains("stageOrder"), "{err}");
+    .unwrap();
+    let (decode, _) = pd_pick(&picker, &pool, &chat(1));
+    assert_eq!(decode, [0]);
+    // No prefill server left: the request still goes to decode, without a prefill header.
+    let (picker, _) = load(cfg, &Registry::with_builtins()).unwrap();
+    let (decode, prefill) = pd_pick(&picker, &pool[..2], &chat(1));
+    assert_eq!(prefill, None);
+    assert_eq!(decode, [0], "no peer: topology filter passes everything");
+    // A prefill decider cannot be used in this order; an unknown order is refused.
+    for (params, at) in [
+        (
+            r#"{"stageOrder": "prefill", "deciders": {"prefill": "always-disagg-pd-decider"}}"#,
+            "deciders.prefill",
+        ),
+        (r#"{"stageOrder": "sideways"}"#, "stageOrder"),
+    ] {
+        let err = load(
+            &format!(
+                r#"{{"plugins": [{{"type": "always-disagg-pd-decider"}}, {{"type": "disagg-profile-handler", "parameters": {params}}}]}}"#
+            ),
+            &Registry::with_builtins(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains(at), "{err}");
+    }
 }
 
 /// llm-d's P/D topology sample (`deploy/config/pd-topology-epp-config.yaml`): the prefill pick

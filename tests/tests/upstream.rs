@@ -7,6 +7,9 @@
 //! `disagg-profile-handler` is listed before the `prefix-based-pd-decider` it names (so the
 //! loader must build it after the rest), and the pool mixes llm-d's role labels: `decode`,
 //! `prefill`, and `prefill-decode` (an endpoint that can do both).
+//!
+//! Beside them, llm-d-router's other stage order (`stageOrder: prefill-first`), which no
+//! upstream sample uses yet.
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
@@ -75,6 +78,70 @@ fn llm_d_pd_sample_routes_decode_with_a_prefill_header() {
         "{} build: llm-d's P/D sample routed decode + prefill header as upstream does",
         if e2e::native() { "native" } else { "wasm" }
     );
+}
+
+/// `disagg-profile-handler` with `stageOrder: prefill-first`: prefill is picked first, for
+/// every request (a one-word prompt too), and decode next to it: `topology-affinity-filter` in
+/// the decode profile keeps decode on the prefill pick's node although the other node's decode
+/// server is idler.
+#[test]
+fn prefill_first_places_decode_next_to_the_prefill_pick() {
+    let role_host =
+        |role: &str, host: &str| json!({"llm-d.ai/role": role, "kubernetes.io/hostname": host});
+    let env = Env::start(EnvSpec {
+        backends: vec![
+            "decode-a".into(),
+            "decode-b".into(),
+            "prefill-a".into(),
+            "prefill-b".into(),
+        ],
+        labels: vec![
+            role_host("decode", "h1"),
+            role_host("decode", "h2"),
+            role_host("prefill", "h1"),
+            role_host("prefill", "h2"),
+        ],
+        picker: json!({
+            "plugins": [
+                {"type": "prefill-filter"}, {"type": "decode-filter"}, {"type": "queue-scorer"},
+                {"type": "max-score-picker"}, {"type": "topology-extractor"},
+                {"type": "topology-affinity-filter"},
+                {"type": "disagg-profile-handler", "parameters": {"stageOrder": "prefill-first"}}],
+            "schedulingProfiles": [
+                {"name": "prefill", "plugins": [{"pluginRef": "prefill-filter"},
+                    {"pluginRef": "queue-scorer"}, {"pluginRef": "max-score-picker"}]},
+                {"name": "decode", "plugins": [{"pluginRef": "decode-filter"},
+                    {"pluginRef": "topology-affinity-filter"}, {"pluginRef": "queue-scorer"},
+                    {"pluginRef": "max-score-picker"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    for (name, waiting) in [
+        ("decode-a", 0),
+        ("decode-b", 4),
+        ("prefill-a", 6),
+        ("prefill-b", 0),
+    ] {
+        env.backend(name).set(json!({"waiting": waiting}));
+    }
+    env.settle();
+    let prefill = env.backend("prefill-b").addr.to_string();
+    for prompt in ["hi", &"Summarise the quarterly report. ".repeat(40)] {
+        let r = env.complete(MODEL, prompt, &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.pod(),
+            "decode-b",
+            "decode on prefill-b's node: {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.header("x-seen-prefiller"),
+            Some(prefill.as_str()),
+            "{:?}",
+            r.headers
+        );
+    }
 }
 
 /// llm-d's E/PD sample (`deploy/config/sim-e-pd-epp-config.yaml`): a chat request with an

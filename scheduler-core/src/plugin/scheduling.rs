@@ -166,7 +166,9 @@ pub trait ProfileHandler {
 
 /// Decides whether a request should be prefilled on a separate endpoint (llm-d P/D deciders).
 pub trait PdDecider {
-    /// True to run the prefill profile for a request whose decode target is pool index
-    /// `decode_endpoint`.
-    fn disaggregate(&self, cx: &CycleContext<'_>, decode_endpoint: usize) -> bool;
+    /// True to run the stage this decider guards (prefill, or encode) for a request whose
+    /// decode target is pool index `decode_endpoint`; `None` when the stage is decided before
+    /// decode has picked (`disagg-profile-handler`'s `prefill-first` order asks its encode
+    /// decider that way).
+    fn disaggregate(&self, cx: &CycleContext<'_>, decode_endpoint: Option<usize>) -> bool;
 }

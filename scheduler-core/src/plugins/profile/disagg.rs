@@ -1,9 +1,18 @@
 //! `disagg-profile-handler` (llm-d): encode/prefill/decode disaggregation.
 //!
-//! Stages run decode first (llm-d's default `stageOrder: decode-first`): the decode profile;
-//! then, when an encode decider is configured and says so for the request, the encode profile;
-//! then the prefill decider is asked whether to split prefill off for the chosen decode endpoint,
-//! and if so the prefill profile runs. The decode endpoint receives the request (primary); the
+//! Two stage orders, as llm-d-router's `stageOrder` names them:
+//! - `decode-first` (default): the decode profile; then, when an encode decider is configured
+//!   and says so for the request, the encode profile; then the prefill decider is asked whether
+//!   to split prefill off for the chosen decode endpoint, and if so the prefill profile runs
+//!   against the decode pick (its peer, for topology filters and scorers).
+//! - `prefill-first`: the prefill profile whenever it is configured (no prefill decider: one is
+//!   refused at load, as upstream refuses it, since no decode endpoint is known yet to judge
+//!   the cache by); then the encode profile when the encode decider says so (asked with no
+//!   decode endpoint); then the decode profile against the prefill pick (its peer). For pools
+//!   where the prefill placement matters more than the decode one (scarce prefill servers,
+//!   topology anchored on them).
+//!
+//! In both orders the decode endpoint receives the request (primary); the
 //! prefill endpoint goes in the `x-prefiller-host-port` request header and the encode endpoints
 //! (every target of the encode profile, comma-separated `ip:port`) in `x-encoder-hosts-ports`,
 //! for the decode side to call. If the prefill or encode profile finds nothing, the request
@@ -16,7 +25,8 @@
 //!   is always split off when a prefill profile exists;
 //! - `deciders.encode`: a decider plugin (e.g. `always-disagg-multimodal-decider`); without it
 //!   no encode stage runs;
-//! - `stageOrder`: `decode-first` (default); `prefill-first` is refused (not built).
+//! - `stageOrder`: `decode-first` (default) or `prefill-first`; llm-d's spellings are accepted
+//!   (case-insensitive, `-`/`_` ignored, `decode` / `prefill` alone).
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -81,43 +91,59 @@ pub struct Params {
     /// Decider references.
     #[serde(default)]
     pub deciders: Deciders,
-    /// `decode-first` (default) or `prefill-first` (refused).
+    /// `decode-first` (default) or `prefill-first`.
     #[serde(default, rename = "stageOrder")]
     pub stage_order: Option<String>,
+}
+
+/// Which stage picks its endpoint first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageOrder {
+    /// Decode, then encode and prefill against the decode pick.
+    DecodeFirst,
+    /// Prefill, then encode, then decode against the prefill pick.
+    PrefillFirst,
+}
+
+/// `stageOrder` as llm-d spells it: case-insensitive, `-`/`_` ignored, the first word alone
+/// allowed; absent or empty is `decode-first`.
+fn stage_order(order: Option<&str>) -> Result<StageOrder, ConfigError> {
+    let Some(order) = order else {
+        return Ok(StageOrder::DecodeFirst);
+    };
+    let norm: String = order
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    match norm.as_str() {
+        "" | "decodefirst" | "decode" => Ok(StageOrder::DecodeFirst),
+        "prefillfirst" | "prefill" => Ok(StageOrder::PrefillFirst),
+        _ => Err(ConfigError::invalid(
+            FieldPath::key("stageOrder"),
+            alloc::format!("'{order}' is not 'decode-first' or 'prefill-first'"),
+        )),
+    }
 }
 
 /// Builds a [`DisaggProfileHandler`].
 ///
 /// # Errors
-/// Unknown fields; a decider reference to an undefined plugin or to one that is not a decider.
+/// Unknown fields; an unknown `stageOrder`; a prefill decider with `prefill-first`; a decider
+/// reference to an undefined plugin or to one that is not a decider.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
     handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
-    if let Some(order) = &p.stage_order {
-        // llm-d's spellings: case-insensitive, `-`/`_` ignored, the first word alone allowed.
-        let norm: String = order
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .flat_map(char::to_lowercase)
-            .collect();
-        match norm.as_str() {
-            "" | "decodefirst" | "decode" => {}
-            "prefillfirst" | "prefill" => {
-                return Err(ConfigError::new(
-                    FieldPath::key("stageOrder"),
-                    ConfigErrorKind::Unsupported("stageOrder 'prefill-first'".into()),
-                ))
-            }
-            _ => {
-                return Err(ConfigError::invalid(
-                    FieldPath::key("stageOrder"),
-                    alloc::format!("'{order}' is not 'decode-first' or 'prefill-first'"),
-                ))
-            }
-        }
+    let order = stage_order(p.stage_order.as_deref())?;
+    if order == StageOrder::PrefillFirst && p.deciders.prefill.is_some() {
+        return Err(ConfigError::invalid(
+            FieldPath::key("deciders").with_key("prefill"),
+            "a prefill decider cannot be used with stageOrder 'prefill-first': prefill runs \
+             first, before any decode endpoint is known to decide by",
+        ));
     }
     let decider = |which: &'static str, r: &Option<String>| -> Result<_, ConfigError> {
         let Some(d) = r else { return Ok(None) };
@@ -142,6 +168,7 @@ pub fn factory(
     };
     Ok(Arc::new(DisaggProfileHandler {
         typed_name: TypedName::new(TYPE, name),
+        order,
         decider: decider("prefill", &p.deciders.prefill)?,
         encode_decider: decider("encode", &p.deciders.encode)?,
         decode: p.profiles.decode,
@@ -153,6 +180,7 @@ pub fn factory(
 /// See the module docs.
 pub struct DisaggProfileHandler {
     typed_name: TypedName,
+    order: StageOrder,
     decode: String,
     prefill: String,
     encode: String,
@@ -173,26 +201,41 @@ fn position(names: &[String], name: &str) -> Option<usize> {
     names.iter().position(|n| n == name)
 }
 
-impl ProfileHandler for DisaggProfileHandler {
-    /// The prefill profile runs against the decode pick (topology-aware prefill selection).
-    fn peer_for(
+/// The first target of profile `i`, when it ran and found one.
+fn first_target(results: &ProfileResults, i: usize) -> Option<usize> {
+    results
+        .results
+        .get(i)
+        .and_then(|r| r.as_ref())
+        .and_then(|r| r.targets.first().copied())
+}
+
+/// True when profile `i` has run (a profile missing from the results counts as run).
+fn ran(results: &ProfileResults, i: usize) -> bool {
+    results.ran.get(i).copied().unwrap_or(true)
+}
+
+impl DisaggProfileHandler {
+    /// True when the encode stage should run next: configured, not run yet, and its decider
+    /// says so for `decode_endpoint` (`None` before decode has picked).
+    fn encode_next(
         &self,
-        profile: usize,
-        names: &[String],
+        cx: &CycleContext<'_>,
+        e: Option<usize>,
         results: &ProfileResults,
-    ) -> Option<usize> {
-        if position(names, &self.prefill) != Some(profile) {
-            return None;
-        }
-        let d = position(names, &self.decode)?;
-        results
-            .results
-            .get(d)
-            .and_then(|r| r.as_ref())
-            .and_then(|r| r.targets.first().copied())
+        decode_endpoint: Option<usize>,
+    ) -> bool {
+        let (Some(e), Some(dec)) = (e, &self.encode_decider) else {
+            return false;
+        };
+        !ran(results, e)
+            && dec
+                .as_pd_decider()
+                .is_some_and(|x| x.disaggregate(cx, decode_endpoint))
     }
 
-    fn pick_profiles(
+    /// Decode, then encode, then prefill (each optional after decode).
+    fn decode_first(
         &self,
         cx: &CycleContext<'_>,
         names: &[String],
@@ -201,44 +244,88 @@ impl ProfileHandler for DisaggProfileHandler {
         let Some(d) = position(names, &self.decode) else {
             return Vec::new();
         };
-        if !results.ran.get(d).copied().unwrap_or(true) {
+        if !ran(results, d) {
             return alloc::vec![d];
         }
-        let Some(target) = results
-            .results
-            .get(d)
-            .and_then(|r| r.as_ref())
-            .and_then(|r| r.targets.first().copied())
-        else {
+        let Some(target) = first_target(results, d) else {
             return Vec::new();
         };
-        // Encode stage, between decode and prefill.
-        if let (Some(e), Some(dec)) = (position(names, &self.encode), &self.encode_decider) {
-            let ran = results.ran.get(e).copied().unwrap_or(true);
-            if !ran
-                && dec
-                    .as_pd_decider()
-                    .is_some_and(|x| x.disaggregate(cx, target))
-            {
-                return alloc::vec![e];
-            }
+        let e = position(names, &self.encode);
+        if self.encode_next(cx, e, results, Some(target)) {
+            return e.into_iter().collect();
         }
         let Some(p) = position(names, &self.prefill) else {
             return Vec::new();
         };
-        if results.ran.get(p).copied().unwrap_or(true) {
+        if ran(results, p) {
             return Vec::new();
         }
         let split = match &self.decider {
             None => true,
             Some(dp) => dp
                 .as_pd_decider()
-                .is_some_and(|x| x.disaggregate(cx, target)),
+                .is_some_and(|x| x.disaggregate(cx, Some(target))),
         };
         if split {
             alloc::vec![p]
         } else {
             Vec::new()
+        }
+    }
+
+    /// Prefill (when configured), then encode (when its decider says so), then decode.
+    fn prefill_first(
+        &self,
+        cx: &CycleContext<'_>,
+        names: &[String],
+        results: &ProfileResults,
+    ) -> Vec<usize> {
+        let Some(d) = position(names, &self.decode) else {
+            return Vec::new();
+        };
+        if ran(results, d) {
+            return Vec::new();
+        }
+        if let Some(p) = position(names, &self.prefill).filter(|&p| !ran(results, p)) {
+            return alloc::vec![p];
+        }
+        let e = position(names, &self.encode);
+        if self.encode_next(cx, e, results, None) {
+            return e.into_iter().collect();
+        }
+        alloc::vec![d]
+    }
+}
+
+impl ProfileHandler for DisaggProfileHandler {
+    /// The stage that runs second against the first one's pick (topology-aware selection):
+    /// prefill against the decode pick (`decode-first`), decode against the prefill pick
+    /// (`prefill-first`).
+    fn peer_for(
+        &self,
+        profile: usize,
+        names: &[String],
+        results: &ProfileResults,
+    ) -> Option<usize> {
+        let (second, first) = match self.order {
+            StageOrder::DecodeFirst => (&self.prefill, &self.decode),
+            StageOrder::PrefillFirst => (&self.decode, &self.prefill),
+        };
+        if position(names, second) != Some(profile) {
+            return None;
+        }
+        first_target(results, position(names, first)?)
+    }
+
+    fn pick_profiles(
+        &self,
+        cx: &CycleContext<'_>,
+        names: &[String],
+        results: &ProfileResults,
+    ) -> Vec<usize> {
+        match self.order {
+            StageOrder::DecodeFirst => self.decode_first(cx, names, results),
+            StageOrder::PrefillFirst => self.prefill_first(cx, names, results),
         }
     }
 
@@ -261,13 +348,7 @@ impl ProfileHandler for DisaggProfileHandler {
         }
         let mut headers = Vec::new();
         if let Some(p) = position(names, &self.prefill) {
-            if let Some(ep) = results
-                .results
-                .get(p)
-                .and_then(|r| r.as_ref())
-                .and_then(|r| r.targets.first())
-                .and_then(|&i| cx.endpoint(i))
-            {
+            if let Some(ep) = first_target(&results, p).and_then(|i| cx.endpoint(i)) {
                 headers.push((PREFILLER_HEADER.into(), ep.address.clone()));
             }
         }

@@ -44,7 +44,7 @@ impl Plugin for AlwaysDisaggMultimodalDecider {
 }
 
 impl PdDecider for AlwaysDisaggMultimodalDecider {
-    fn disaggregate(&self, cx: &CycleContext<'_>, _: usize) -> bool {
+    fn disaggregate(&self, cx: &CycleContext<'_>, _: Option<usize>) -> bool {
         cx.request.multimodal
     }
 }
