@@ -91,7 +91,14 @@ pub(super) fn instantiate_all(
         }) {
             let path = FieldPath::key("plugins").with_index(i);
             let t = crate::plugins::producer::approx_prefix_cache::TYPE;
-            let p = loader.instantiate(t, t, Some(params), &path, true)?;
+            // The scorer's own parameters stay with the scorer.
+            let mut params = params.clone();
+            if let Some(m) = params.as_object_mut() {
+                for k in crate::plugins::scorer::prefix_cache::OWN_PARAMS {
+                    m.remove(k);
+                }
+            }
+            let p = loader.instantiate(t, t, Some(&params), &path, true)?;
             loader.plugins.push((t.into(), p));
         }
     }
