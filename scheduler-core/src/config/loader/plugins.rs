@@ -22,6 +22,7 @@ pub(super) fn instantiate_all(
     specs: &[PluginSpec],
 ) -> Result<(), ConfigError> {
     let mut deferred: Vec<(usize, String, String)> = Vec::new();
+    let forwarding = forwarding_scorer(specs);
     for (i, spec) in specs.iter().enumerate() {
         let path = FieldPath::key("plugins").with_index(i);
         let type_name = spec.type_name.as_deref().filter(|t| !t.is_empty());
@@ -43,7 +44,17 @@ pub(super) fn instantiate_all(
         }
         // A plugin that names another defined later in the list (llm-d's samples put a
         // profile handler before its deciders) is built once the rest exist.
-        match loader.instantiate(t, name, spec.parameters.as_ref(), &path, false) {
+        // The scorer whose parameters configure the producer created for it keeps only its
+        // own; the rest are the producer's, not parameters it ignores.
+        let own;
+        let params = match (&forwarding, spec.parameters.as_ref()) {
+            (Some((at, _)), Some(v)) if *at == i => {
+                own = own_scorer_params(v);
+                Some(&own)
+            }
+            (_, v) => v,
+        };
+        match loader.instantiate(t, name, params, &path, false) {
             Ok(p) => loader.plugins.push((name.into(), p)),
             Err(e) if matches!(e.kind, K::UndefinedPluginRef(_)) => {
                 deferred.push((i, String::from(t), String::from(name)));
@@ -82,13 +93,7 @@ pub(super) fn instantiate_all(
     if !loader.plugins.iter().any(|(_, p)| {
         p.typed_name().type_name == crate::plugins::producer::approx_prefix_cache::TYPE
     }) {
-        if let Some((i, params)) = specs.iter().enumerate().find_map(|(i, s)| {
-            let params = s.parameters.as_ref()?;
-            let names_producer = params.get("prefixMatchInfoProducerName").is_some();
-            (s.type_name.as_deref() == Some(crate::plugins::scorer::prefix_cache::TYPE)
-                && !names_producer)
-                .then_some((i, params))
-        }) {
+        if let Some((i, params)) = forwarding {
             let path = FieldPath::key("plugins").with_index(i);
             let t = crate::plugins::producer::approx_prefix_cache::TYPE;
             // The scorer's own parameters stay with the scorer.
@@ -104,4 +109,35 @@ pub(super) fn instantiate_all(
     }
 
     Ok(())
+}
+
+/// The `prefix-cache-scorer` whose parameters configure the `approx-prefix-cache-producer`
+/// created for it (index and parameters): the first one with parameters that do not name a
+/// producer, when the list has no approximate producer.
+fn forwarding_scorer(specs: &[PluginSpec]) -> Option<(usize, &serde_json::Value)> {
+    use crate::plugins::producer::approx_prefix_cache;
+    let has_producer = specs.iter().any(|s| {
+        s.type_name
+            .as_deref()
+            .is_some_and(|t| t.ends_with(approx_prefix_cache::TYPE))
+    });
+    if has_producer {
+        return None;
+    }
+    specs.iter().enumerate().find_map(|(i, s)| {
+        let params = s.parameters.as_ref()?;
+        let names_producer = params.get("prefixMatchInfoProducerName").is_some();
+        (s.type_name.as_deref() == Some(crate::plugins::scorer::prefix_cache::TYPE)
+            && !names_producer)
+            .then_some((i, params))
+    })
+}
+
+/// The members of `params` that are `prefix-cache-scorer`'s own.
+fn own_scorer_params(params: &serde_json::Value) -> serde_json::Value {
+    let mut own = params.clone();
+    if let Some(m) = own.as_object_mut() {
+        m.retain(|k, _| crate::plugins::scorer::prefix_cache::OWN_PARAMS.contains(&k.as_str()));
+    }
+    own
 }
