@@ -825,3 +825,55 @@ fn mm_embeddings_cache_sends_the_same_image_back_to_the_endpoint_that_encoded_it
     let spread: std::collections::HashSet<usize> = (0..40).map(|s| pick(text, s)).collect();
     assert!(spread.len() > 1, "{spread:?}");
 }
+
+/// `disagg-profile-handler`'s deprecated flat parameters load as llm-d loads them: each names
+/// what its nested form names, `deciderPluginName` stands in for `prefillDeciderPluginName`,
+/// and with any flat field present the nested `profiles`/`deciders` are not read.
+#[test]
+fn disagg_flat_parameters_load_as_the_nested_ones() {
+    let picker = |handler_params: &str| {
+        let cfg = format!(
+            r#"{{"plugins": [
+            {{"type": "prefill-filter"}}, {{"type": "decode-filter"}}, {{"type": "max-score-picker"}},
+            {{"type": "always-disagg-pd-decider"}}, {{"name": "never", "type": "prefix-based-pd-decider"}},
+            {{"type": "disagg-profile-handler", "parameters": {handler_params}}}],
+          "schedulingProfiles": [
+            {{"name": "p", "plugins": [{{"pluginRef": "prefill-filter"}}, {{"pluginRef": "max-score-picker"}}]}},
+            {{"name": "d", "plugins": [{{"pluginRef": "decode-filter"}}, {{"pluginRef": "max-score-picker"}}]}}]}}"#
+        );
+        let (p, report) = load(&cfg, &Registry::with_builtins()).unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        p
+    };
+    let pool = vec![
+        pd_server("10.0.0.1:8000", "decode", "h1", 0),
+        pd_server("10.0.0.2:8000", "prefill", "h1", 0),
+    ];
+    let split = |params: &str| {
+        let (decode, prefill) = pd_pick(&picker(params), &pool, &chat(50));
+        assert_eq!(decode, [0], "{params}");
+        prefill.is_some()
+    };
+    // The nested form and each flat spelling of it.
+    assert!(split(
+        r#"{"profiles": {"decode": "d", "prefill": "p"}, "deciders": {"prefill": "always-disagg-pd-decider"}}"#
+    ));
+    assert!(split(
+        r#"{"decodeProfile": "d", "prefillProfile": "p", "prefillDeciderPluginName": "always-disagg-pd-decider"}"#
+    ));
+    assert!(split(
+        r#"{"decodeProfile": "d", "prefillProfile": "p", "deciderPluginName": "always-disagg-pd-decider"}"#
+    ));
+    // prefillDeciderPluginName wins over deciderPluginName ("never": nonCachedTokens 0).
+    assert!(!split(
+        r#"{"decodeProfile": "d", "prefillProfile": "p", "prefillDeciderPluginName": "never", "deciderPluginName": "always-disagg-pd-decider"}"#
+    ));
+    // A flat field present: the nested deciders are not read, so the nested "always" does not
+    // count and with no decider the decode-first order never runs prefill.
+    assert!(!split(
+        r#"{"decodeProfile": "d", "prefillProfile": "p", "deciders": {"prefill": "always-disagg-pd-decider"}}"#
+    ));
+    // A flat decider naming no plugin is refused as the nested one is.
+    let cfg = r#"{"plugins": [{"type": "disagg-profile-handler", "parameters": {"prefillDeciderPluginName": "nope"}}]}"#;
+    assert!(load(cfg, &Registry::with_builtins()).is_err());
+}

@@ -21,12 +21,20 @@
 //! Parameters:
 //! - `profiles.decode` / `profiles.prefill` / `profiles.encode`: profile names (default
 //!   `decode` / `prefill` / `encode`);
-//! - `deciders.prefill`: a decider plugin (e.g. `prefix-based-pd-decider`); without it, prefill
-//!   is always split off when a prefill profile exists;
+//! - `deciders.prefill`: a decider plugin (e.g. `prefix-based-pd-decider`, or
+//!   `always-disagg-pd-decider` to split every request); without it the decode-first order
+//!   never runs prefill (llm-d-router: "P/D disaggregation disabled");
 //! - `deciders.encode`: a decider plugin (e.g. `always-disagg-multimodal-decider`); without it
 //!   no encode stage runs;
 //! - `stageOrder`: `decode-first` (default) or `prefill-first`; llm-d's spellings are accepted
 //!   (case-insensitive, `-`/`_` ignored, `decode` / `prefill` alone).
+//!
+//! llm-d's deprecated flat form still loads, as upstream loads it: `decodeProfile`,
+//! `prefillProfile`, `encodeProfile`, `prefillDeciderPluginName` (or the older
+//! `deciderPluginName`, used when the former is absent) and `encodeDeciderPluginName`. When any
+//! of them is given, the flat form is the configuration and nested `profiles`/`deciders` are
+//! ignored (upstream reads the flat form only once the nested one fails to parse); each is
+//! logged as deprecated.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -94,6 +102,76 @@ pub struct Params {
     /// `decode-first` (default) or `prefill-first`.
     #[serde(default, rename = "stageOrder")]
     pub stage_order: Option<String>,
+    /// Deprecated flat form of `profiles.decode`.
+    #[serde(default, rename = "decodeProfile")]
+    pub decode_profile: Option<String>,
+    /// Deprecated flat form of `profiles.prefill`.
+    #[serde(default, rename = "prefillProfile")]
+    pub prefill_profile: Option<String>,
+    /// Deprecated flat form of `profiles.encode`.
+    #[serde(default, rename = "encodeProfile")]
+    pub encode_profile: Option<String>,
+    /// Deprecated flat form of `deciders.prefill`.
+    #[serde(default, rename = "prefillDeciderPluginName")]
+    pub prefill_decider_plugin_name: Option<String>,
+    /// Deprecated flat form of `deciders.encode`.
+    #[serde(default, rename = "encodeDeciderPluginName")]
+    pub encode_decider_plugin_name: Option<String>,
+    /// `pd-profile-handler`'s name for `deciders.prefill`, used when
+    /// `prefillDeciderPluginName` is absent.
+    #[serde(default, rename = "deciderPluginName")]
+    pub decider_plugin_name: Option<String>,
+}
+
+impl Params {
+    /// The nested form the deprecated flat fields stand for, or `None` when none is set (empty
+    /// strings count as unset, as upstream treats them). Logs each deprecated field used.
+    fn to_nested(&self, name: &str) -> Option<(Profiles, Deciders)> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let fields = [
+            ("decodeProfile", "profiles.decode", &self.decode_profile),
+            ("prefillProfile", "profiles.prefill", &self.prefill_profile),
+            ("encodeProfile", "profiles.encode", &self.encode_profile),
+            (
+                "prefillDeciderPluginName",
+                "deciders.prefill",
+                &self.prefill_decider_plugin_name,
+            ),
+            (
+                "encodeDeciderPluginName",
+                "deciders.encode",
+                &self.encode_decider_plugin_name,
+            ),
+            (
+                "deciderPluginName",
+                "deciders.prefill",
+                &self.decider_plugin_name,
+            ),
+        ];
+        let mut any = false;
+        for (old, new, v) in fields {
+            if set(v).is_some() {
+                any = true;
+                log::warn!("{TYPE} '{name}': parameter '{old}' is deprecated, use '{new}'");
+            }
+        }
+        if !any {
+            return None;
+        }
+        let defaults = Profiles::default();
+        Some((
+            Profiles {
+                decode: set(&self.decode_profile).unwrap_or(defaults.decode),
+                prefill: set(&self.prefill_profile).unwrap_or(defaults.prefill),
+                encode: set(&self.encode_profile).unwrap_or(defaults.encode),
+            },
+            Deciders {
+                prefill: set(&self.prefill_decider_plugin_name)
+                    .or_else(|| set(&self.decider_plugin_name)),
+                encode: set(&self.encode_decider_plugin_name),
+            },
+        ))
+    }
 }
 
 /// Which stage picks its endpoint first.
@@ -136,7 +214,11 @@ pub fn factory(
     params: Option<&serde_json::Value>,
     handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
-    let p: Params = parse_params(params)?;
+    let mut p: Params = parse_params(params)?;
+    if let Some((profiles, deciders)) = p.to_nested(name) {
+        p.profiles = profiles;
+        p.deciders = deciders;
+    }
     let order = stage_order(p.stage_order.as_deref())?;
     if order == StageOrder::PrefillFirst && p.deciders.prefill.is_some() {
         return Err(ConfigError::invalid(
@@ -260,12 +342,10 @@ impl DisaggProfileHandler {
         if ran(results, p) {
             return Vec::new();
         }
-        let split = match &self.decider {
-            None => true,
-            Some(dp) => dp
-                .as_pd_decider()
-                .is_some_and(|x| x.disaggregate(cx, Some(target))),
-        };
+        let split = self.decider.as_ref().is_some_and(|dp| {
+            dp.as_pd_decider()
+                .is_some_and(|x| x.disaggregate(cx, Some(target)))
+        });
         if split {
             alloc::vec![p]
         } else {
