@@ -3,9 +3,10 @@
 //! [`EndpointMetrics`](crate::model::endpoint::EndpointMetrics) from a page.
 //!
 //! Built-in engines (docs/SOURCES.md#gie-metrics): `vllm` (default), `sglang`,
-//! `trtllm-serve`, `triton-tensorrt-llm`. The engine of an endpoint comes from its
-//! `inference.networking.k8s.io/engine-type` label (key configurable; a plain `engine-type` label
-//! is accepted too). `engineConfigs` in `core-metrics-extractor`'s parameters replace a built-in
+//! `trtllm-serve`, `triton-tensorrt-llm`, `triton` (Triton for non-LLM models: its queue only). The engine of an endpoint comes from its `llm-d.ai/engine-type` label (key
+//! configurable; llm-d-router's default since its v0.8, when the key left GIE's prefix), then
+//! GIE's `inference.networking.k8s.io/engine-type` (upstream's deprecated fallback), then a
+//! plain `engine-type`; an empty value counts as absent. `engineConfigs` in `core-metrics-extractor`'s parameters replace a built-in
 //! engine of the same name or add one; an empty spec disables that metric.
 //!
 //! Rules:
@@ -17,8 +18,11 @@
 //!   `running_lora_adapters`/`waiting_lora_adapters` are comma lists (trimmed, empties dropped,
 //!   `""` = none); `max_lora` is an integer.
 //! - Cache info: `block_size`/`num_gpu_blocks` labels (vLLM) or `page_size`/`num_pages` (SGLang)
-//!   of the cache-info series; engines that publish them as gauges use `blockSizeSpec` and
-//!   `numBlocksSpec`. A value like `"None"` leaves the field unknown (0).
+//!   of the cache-info series, or the labels `cacheBlockSizeLabelName`/`cacheNumBlocksLabelName`
+//!   name (llm-d-router's overrides; then only those); engines that publish them as gauges use
+//!   `cacheBlockSizeSpec` and `cacheNumBlocksSpec` (llm-d-router's names; `blockSizeSpec` and
+//!   `numBlocksSpec`, our earlier names, still load). A value like `"None"` leaves the field
+//!   unknown (0).
 //! - A queue, running or KV-cache sample that is `NaN`, `±Inf` or negative makes the whole page
 //!   an error ([`MetricsParseError`]): the scrape fails for that endpoint, which keeps its last
 //!   good metrics and leaves the candidates once they are stale. Read as 0 such a value would make
@@ -37,8 +41,11 @@ use crate::model::endpoint::Endpoint;
 pub use crate::model::endpoint::Extracted;
 use crate::parse::prometheus::{samples, Sample};
 
-/// Default label key naming an endpoint's engine (GIE `DefaultEngineTypeLabelKey`).
-pub const DEFAULT_ENGINE_LABEL_KEY: &str = "inference.networking.k8s.io/engine-type";
+/// Default label key naming an endpoint's engine (llm-d-router's `DefaultEngineTypeLabelKey`).
+pub const DEFAULT_ENGINE_LABEL_KEY: &str = "llm-d.ai/engine-type";
+/// GIE's label key for the engine, read after the configured one (llm-d-router keeps it as a
+/// deprecated fallback).
+pub const GIE_ENGINE_LABEL_KEY: &str = "inference.networking.k8s.io/engine-type";
 /// Short label key accepted as well.
 pub const SHORT_ENGINE_LABEL_KEY: &str = "engine-type";
 /// Engine used for endpoints with no engine label.
@@ -133,6 +140,10 @@ pub struct EngineMapping {
     pub lora: Option<MetricSpec>,
     /// Cache-info series (labels `block_size`/`num_gpu_blocks` or `page_size`/`num_pages`).
     pub cache_info: Option<MetricSpec>,
+    /// The cache-info label holding the block size, when configured (else either default).
+    pub block_size_label: Option<String>,
+    /// The cache-info label holding the number of blocks, when configured (else either default).
+    pub num_blocks_label: Option<String>,
     /// Block size in tokens as a gauge value.
     pub block_size: Option<MetricSpec>,
     /// Number of KV blocks as a gauge value.
@@ -141,7 +152,7 @@ pub struct EngineMapping {
     pub custom: Vec<(String, MetricSpec)>,
 }
 
-/// One entry of `engineConfigs` (GIE `engineConfigParams`, plus two gauge specs of ours).
+/// One entry of `engineConfigs` (llm-d-router's `engineConfigParams`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EngineConfigParams {
@@ -162,12 +173,19 @@ pub struct EngineConfigParams {
     /// Selector for the cache-info series.
     #[serde(default)]
     pub cache_info_spec: String,
+    /// Cache-info label holding the block size (default: `block_size`, or `page_size`).
+    #[serde(default)]
+    pub cache_block_size_label_name: String,
+    /// Cache-info label holding the number of blocks (default: `num_gpu_blocks`, or
+    /// `num_pages`).
+    #[serde(default)]
+    pub cache_num_blocks_label_name: String,
     /// Selector for a block-size gauge (tokens per block).
-    #[serde(default)]
-    pub block_size_spec: String,
+    #[serde(default, alias = "blockSizeSpec")]
+    pub cache_block_size_spec: String,
     /// Selector for a number-of-blocks gauge.
-    #[serde(default)]
-    pub num_blocks_spec: String,
+    #[serde(default, alias = "numBlocksSpec")]
+    pub cache_num_blocks_spec: String,
     /// llm-d's custom metrics: each maps a selector to an endpoint attribute key.
     #[serde(default)]
     pub custom_metrics: Vec<CustomMetricParams>,
@@ -192,6 +210,7 @@ impl EngineMapping {
         let spec = |field: &str, s: &str| {
             MetricSpec::parse(s).map_err(|m| ConfigError::invalid(FieldPath::key(field), m))
         };
+        let label = |s: &str| Some(String::from(s.trim())).filter(|s| !s.is_empty());
         if p.name.is_empty() {
             return Err(ConfigError::invalid(
                 FieldPath::key("name"),
@@ -223,8 +242,10 @@ impl EngineMapping {
             kv_usage: spec("kvUsageSpec", &p.kv_usage_spec)?,
             lora: spec("loraSpec", &p.lora_spec)?,
             cache_info: spec("cacheInfoSpec", &p.cache_info_spec)?,
-            block_size: spec("blockSizeSpec", &p.block_size_spec)?,
-            num_blocks: spec("numBlocksSpec", &p.num_blocks_spec)?,
+            block_size_label: label(&p.cache_block_size_label_name),
+            num_blocks_label: label(&p.cache_num_blocks_label_name),
+            block_size: spec("cacheBlockSizeSpec", &p.cache_block_size_spec)?,
+            num_blocks: spec("cacheNumBlocksSpec", &p.cache_num_blocks_spec)?,
         })
     }
 }
@@ -239,8 +260,10 @@ pub fn builtin_engine_configs() -> Vec<EngineConfigParams> {
             kv_usage_spec: kv.into(),
             lora_spec: lora.into(),
             cache_info_spec: ci.into(),
-            block_size_spec: bs.into(),
-            num_blocks_spec: nb.into(),
+            cache_block_size_label_name: String::new(),
+            cache_num_blocks_label_name: String::new(),
+            cache_block_size_spec: bs.into(),
+            cache_num_blocks_spec: nb.into(),
             custom_metrics: Vec::new(),
         }
     };
@@ -284,6 +307,19 @@ pub fn builtin_engine_configs() -> Vec<EngineConfigParams> {
             "",
             "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"tokens_per\"}",
             "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"max\"}",
+        ),
+        // llm-d-router maps running requests to `nv_inference_exec_count`, a cumulative count
+        // of executions: read as a gauge it would grow without bound and make the longest-lived
+        // server look the busiest. Left unmapped here (an `engineConfigs` entry can set it).
+        e(
+            "triton",
+            "nv_inference_pending_request_count",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
         ),
     ]
 }
@@ -346,9 +382,10 @@ impl MetricsExtractor {
 
     /// The mapping for `endpoint` (by its engine label), falling back to the default engine.
     pub fn mapping_for(&self, endpoint: &Endpoint) -> Option<&EngineMapping> {
-        let name = endpoint
-            .label(&self.engine_label_key)
-            .or_else(|| endpoint.label(SHORT_ENGINE_LABEL_KEY))
+        let label = |k: &str| endpoint.label(k).filter(|v| !v.is_empty());
+        let name = label(&self.engine_label_key)
+            .or_else(|| label(GIE_ENGINE_LABEL_KEY))
+            .or_else(|| label(SHORT_ENGINE_LABEL_KEY))
             .unwrap_or(&self.default_engine);
         self.engine(name)
             .or_else(|| self.engine(&self.default_engine))
@@ -449,14 +486,17 @@ fn extract(m: &EngineMapping, text: &str) -> Result<Extracted, MetricsParseError
         out.fields_found += 1;
     }
     if let Some(s) = cache_info {
-        let int = |a: &str, b: &str| {
-            s.label(a)
-                .or_else(|| s.label(b))
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        // The configured label alone, else vLLM's then SGLang's.
+        let int = |configured: &Option<String>, a: &str, b: &str| {
+            match configured {
+                Some(l) => s.label(l),
+                None => s.label(a).or_else(|| s.label(b)),
+            }
+            .and_then(|v| v.trim().parse::<u64>().ok())
         };
-        mx.cache_block_size_tokens =
-            int("block_size", "page_size").map_or(0, |v| v.min(u64::from(u32::MAX)) as u32);
-        mx.cache_num_blocks = int("num_gpu_blocks", "num_pages").unwrap_or(0);
+        mx.cache_block_size_tokens = int(&m.block_size_label, "block_size", "page_size")
+            .map_or(0, |v| v.min(u64::from(u32::MAX)) as u32);
+        mx.cache_num_blocks = int(&m.num_blocks_label, "num_gpu_blocks", "num_pages").unwrap_or(0);
         out.fields_found += 1;
     }
     if let Some(v) = block_size {
@@ -503,6 +543,71 @@ mod tests {
         let x = MetricsExtractor::default();
         for name in ["vllm", "sglang", "trtllm-serve", "triton-tensorrt-llm"] {
             assert!(x.engine(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_engine_label_is_llm_ds_then_gies_then_the_short_one() {
+        let x = MetricsExtractor::default();
+        let engine = |labels: &[(&str, &str)]| {
+            let e = labels
+                .iter()
+                .fold(Endpoint::new("a:1"), |e, (k, v)| e.with_label(k, v));
+            x.mapping_for(&e)
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(engine(&[]), "vllm");
+        assert_eq!(engine(&[("llm-d.ai/engine-type", "sglang")]), "sglang");
+        assert_eq!(
+            engine(&[("inference.networking.k8s.io/engine-type", "trtllm-serve")]),
+            "trtllm-serve"
+        );
+        assert_eq!(engine(&[("engine-type", "triton")]), "triton");
+        assert_eq!(
+            engine(&[
+                ("engine-type", "triton"),
+                ("inference.networking.k8s.io/engine-type", "trtllm-serve"),
+                ("llm-d.ai/engine-type", "sglang"),
+            ]),
+            "sglang"
+        );
+        // An empty value is no value; an unknown engine falls back to the default.
+        assert_eq!(
+            engine(&[
+                ("llm-d.ai/engine-type", ""),
+                ("inference.networking.k8s.io/engine-type", "sglang")
+            ]),
+            "sglang"
+        );
+        assert_eq!(engine(&[("llm-d.ai/engine-type", "mystery")]), "vllm");
+    }
+
+    #[test]
+    fn cache_geometry_from_configured_labels_and_gauges() {
+        let engine = |cfg: serde_json::Value| {
+            let p: EngineConfigParams = serde_json::from_value(cfg).unwrap();
+            MetricsExtractor::new(DEFAULT_ENGINE_LABEL_KEY, "vllm", &[p]).unwrap()
+        };
+        // llm-d-router's label-name overrides: only the named labels are read.
+        let x = engine(serde_json::json!({
+            "name": "custom", "cacheInfoSpec": "srv:cache_info",
+            "cacheBlockSizeLabelName": "tokens_per_block", "cacheNumBlocksLabelName": "blocks"}));
+        let page = "srv:cache_info{tokens_per_block=\"32\",blocks=\"900\",block_size=\"16\"} 1\n";
+        let got = x.extract(x.engine("custom").unwrap(), page).unwrap();
+        assert_eq!(got.metrics.cache_block_size_tokens, 32);
+        assert_eq!(got.metrics.cache_num_blocks, 900);
+        // llm-d-router's gauge names, and our earlier ones as aliases.
+        let page = "kv_block_tokens 64\nkv_blocks 1200\n";
+        for (bs, nb) in [
+            ("cacheBlockSizeSpec", "cacheNumBlocksSpec"),
+            ("blockSizeSpec", "numBlocksSpec"),
+        ] {
+            let x = engine(serde_json::json!({
+                "name": "gauges", bs: "kv_block_tokens", nb: "kv_blocks"}));
+            let got = x.extract(x.engine("gauges").unwrap(), page).unwrap();
+            assert_eq!(got.metrics.cache_block_size_tokens, 64, "{bs}");
+            assert_eq!(got.metrics.cache_num_blocks, 1200, "{nb}");
         }
     }
 

@@ -1,9 +1,11 @@
 //! `core-metrics-extractor`: maps each engine's Prometheus series to endpoint metrics.
 //!
-//! Parameters (GIE `datalayer/extractor/metrics/factories.go`): `engineLabelKey` (default
-//! `inference.networking.k8s.io/engine-type`), `defaultEngine` (default `vllm`),
-//! `engineConfigs[]` of `{name, queuedRequestsSpec, runningRequestsSpec, kvUsageSpec, loraSpec,
-//! cacheInfoSpec}` plus our `blockSizeSpec`/`numBlocksSpec` gauges. An entry replaces the
+//! Parameters (llm-d-router `datalayer/extractor/metrics/factories.go`): `engineLabelKey`
+//! (default `llm-d.ai/engine-type`; GIE's `inference.networking.k8s.io/engine-type` is read
+//! after it), `defaultEngine` (default `vllm`), `engineConfigs[]` of `{name,
+//! queuedRequestsSpec, runningRequestsSpec, kvUsageSpec, loraSpec, cacheInfoSpec,
+//! cacheBlockSizeLabelName, cacheNumBlocksLabelName, cacheBlockSizeSpec, cacheNumBlocksSpec,
+//! customMetrics}`. An entry replaces the
 //! built-in engine of the same name. See [`crate::parse::engine`] for the reading rules.
 
 use alloc::string::String;
