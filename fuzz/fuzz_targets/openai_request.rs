@@ -29,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(!named || !req.target_model.is_empty());
         // The multimodal encoder-cache producer reads the media parts of the same prompt.
         let _ = scheduler_core::parse::media::media_items(&req.prompt);
+        // Image headers as the media token estimate reads them (inline images' first bytes).
+        let _ = scheduler_core::parse::media_tokens::image_size(body);
         let pool = vec![Endpoint::new("10.0.0.1:8000"), Endpoint::new("10.0.0.2:8000")];
         let _ = picker.schedule(&req, &pool, 1, &mut SplitMix64::new(1), &mut RequestState::new());
         // Every body whose parser reads `model`: the OpenAI APIs (a missing one inserted) and

@@ -7,6 +7,7 @@
 //! response_headers / response_body ─► ResponseHeader / ResponseBody hooks (release counters)
 //! ```
 
+use crate::parse::media_tokens::{media_tokens, VideoMeta};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -129,6 +130,8 @@ pub struct EndpointPicker {
     pub(crate) objectives: Vec<(String, i32)>,
     /// `inferenceModelRewrites`: the model a request is sent as ([`crate::rewrite`]).
     pub(crate) model_rewrites: crate::rewrite::ModelRewrites,
+    /// How media parts count in token estimates (`token-producer`'s `estimate`).
+    pub(crate) media_estimate: crate::parse::media_tokens::EstimateParams,
     pub(crate) metrics_source: Option<MetricsSourceParams>,
     pub(crate) extractor: crate::plugin::SharedExtractor,
     /// The flow-control layer's settings, when the `flowControl` gate is on.
@@ -263,6 +266,16 @@ impl EndpointPicker {
         {
             return Err(RequestError::MissingModel);
         }
+        // Only a multimodal request pays for reading its media parts again.
+        let media_tokens = parsed.multimodal.then(|| {
+            let meta = VideoMeta::from_headers(|n| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.as_ref())
+            });
+            media_tokens(&parsed.prompt, &self.media_estimate, &meta)
+        });
         Ok(InferenceRequest {
             request_id: header(REQUEST_ID_HEADER).unwrap_or_default(),
             api: parsed.api,
@@ -276,6 +289,7 @@ impl EndpointPicker {
             headers,
             debug: false,
             multimodal: parsed.multimodal,
+            media_tokens,
             max_output_tokens: parsed.max_output_tokens,
             tools: parsed.tools,
         })

@@ -2,7 +2,8 @@
 //! `/generate` and reads its usage from `meta_info`; `header-profile-handler` runs the stage a
 //! request header names; `p2p-source-producer` tells the computing server which peer holds the
 //! prompt's prefix (`x-kv-cache-source-host-port`), and removes a client's own value;
-//! `utilization-filter` drops endpoints whose scraped load is over its caps.
+//! `utilization-filter` drops endpoints whose scraped load is over its caps; media count as
+//! the tokens they stand for in `context-length-aware`.
 
 use e2e::{Env, EnvSpec};
 use serde_json::json;
@@ -168,4 +169,58 @@ fn utilization_filter_keeps_requests_off_an_endpoint_over_its_cap() {
     env.settle();
     let r = env.complete("m", "one more", &[]);
     assert_eq!(r.status, 429, "{r:?}");
+}
+
+/// `context-length-aware` with filtering over a chat request carrying a 600 KB inline image:
+/// the image counts as the tokens its pixels stand for (llm-d's estimate), not as 200,000
+/// tokens of base64, so the request stays on the short-context server; a ten-minute video (its
+/// length in `x-llm-d-video-duration-seconds`) goes to the long-context one.
+#[test]
+fn media_count_as_their_tokens_in_the_context_length() {
+    use base64::Engine as _;
+    let env = Env::start(EnvSpec {
+        backends: vec!["short".into(), "long".into()],
+        labels: vec![
+            json!({"llm-d.ai/context-length-range": "0-8192"}),
+            json!({"llm-d.ai/context-length-range": "8193-1000000"}),
+        ],
+        picker: json!({
+            "plugins": [
+                {"type": "context-length-aware", "parameters": {"enableFiltering": true}},
+                {"type": "max-score-picker"}],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "context-length-aware"}, {"pluginRef": "max-score-picker"}]}]
+        }),
+        ..EnvSpec::default()
+    });
+    env.settle();
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&1024u32.to_be_bytes());
+    png.extend_from_slice(&768u32.to_be_bytes());
+    png.resize(600_000, 0x5a);
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    let image = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": url}}]}]})
+    .to_string();
+    let r = env.post("/v1/chat/completions", &image, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "short", "{:?}", r.headers);
+
+    let video = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Summarise the talk."},
+        {"type": "video_url", "video_url": {"url": "https://example.com/talk.mp4"}}]}]})
+    .to_string();
+    let r = env.post("/v1/chat/completions", &video, &[]);
+    assert_eq!(r.pod(), "short", "10 s by default: 4,500 tokens");
+    let r = env.post(
+        "/v1/chat/completions",
+        &video,
+        &[("x-llm-d-video-duration-seconds", "600")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.pod(), "long", "1,200 frames × 225 tokens");
 }

@@ -77,6 +77,9 @@ pub struct InferenceRequest<'a> {
     pub debug: bool,
     /// The request carries image, audio or video content (what an encode stage would process).
     pub multimodal: bool,
+    /// For a multimodal request, its media parts' bytes and the tokens they stand for
+    /// ([`crate::parse::media_tokens`]); `None` otherwise.
+    pub media_tokens: Option<crate::parse::media_tokens::MediaTokens>,
     /// The client's cap on output tokens (`max_completion_tokens`, `max_tokens` or
     /// `max_output_tokens` of the body), if it set one.
     pub max_output_tokens: Option<u64>,
@@ -102,6 +105,7 @@ impl<'a> InferenceRequest<'a> {
             headers: Vec::new(),
             debug: false,
             multimodal: false,
+            media_tokens: None,
             max_output_tokens: None,
             tools: None,
         }
@@ -120,9 +124,20 @@ impl<'a> InferenceRequest<'a> {
         self.priority < 0
     }
 
-    /// Estimated prompt length in tokens: characters / 4 (GIE's `averageCharactersPerToken`).
+    /// Estimated prompt length in tokens: characters / 4 (GIE's `averageCharactersPerToken`),
+    /// with media parts counted as the tokens they stand for ([`Self::tokens_of_text`]).
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        (self.prompt.len() as u64) / 4
+        self.tokens_of_text(self.prompt.len())
+    }
+
+    /// Tokens in `bytes` of this request's text (its prompt, or its whole body): bytes / 4,
+    /// except that the bytes of media parts are replaced by their placeholder tokens (a
+    /// base64 image is not text).
+    pub fn tokens_of_text(&self, bytes: usize) -> u64 {
+        match &self.media_tokens {
+            None => bytes as u64 / 4,
+            Some(m) => (bytes as u64).saturating_sub(m.payload_bytes) / 4 + m.placeholder_tokens,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dcgm;
 pub mod engine;
 pub mod label_selector;
 pub mod media;
+pub mod media_tokens;
 pub mod model_field;
 pub mod openai;
 pub mod prometheus;

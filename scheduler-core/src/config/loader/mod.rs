@@ -130,6 +130,7 @@ pub fn load_config(
     let reporters = all(|p| p.as_attribute_reporter().is_some());
     let objectives = objectives(&cfg)?;
     let model_rewrites = crate::rewrite::ModelRewrites::from_specs(&cfg.inference_model_rewrites)?;
+    let media_estimate = crate::plugins::producer::token::media_estimate(&cfg.plugins);
 
     let picker = EndpointPicker {
         scheduler: Scheduler {
@@ -150,6 +151,7 @@ pub fn load_config(
         parsers,
         objectives,
         model_rewrites,
+        media_estimate,
         metrics_source,
         extractor,
         flow_control,

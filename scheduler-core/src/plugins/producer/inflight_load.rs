@@ -24,6 +24,7 @@
 use alloc::sync::Arc;
 
 use crate::lock::Lock;
+use crate::model::request::InferenceRequest;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -185,10 +186,10 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Input tokens of a request of `body_bytes` bytes: bytes / 4, at least 1 (4 characters per
-/// token, GIE's estimate).
-pub fn input_tokens(body_bytes: usize) -> u64 {
-    ((body_bytes / 4) as u64).max(1)
+/// Input tokens of `request`: its body's bytes / 4 (GIE's 4 characters per token), its media
+/// parts counted as the tokens they stand for, at least 1.
+pub fn input_tokens(request: &InferenceRequest<'_>) -> u64 {
+    request.tokens_of_text(request.body_size_bytes).max(1)
 }
 
 /// llm-d's output estimate: round(`ratio` × `input`), capped by the client's own limit
@@ -341,7 +342,7 @@ impl PreRequest for InflightLoadProducer {
         result: &SchedulingResult,
         state: &mut RequestState,
     ) {
-        let input = input_tokens(cx.request.body_size_bytes);
+        let input = input_tokens(cx.request);
         let output = if self.add_output {
             output_tokens(
                 input,
@@ -668,7 +669,15 @@ mod tests {
     #[test]
     fn input_estimate() {
         // 4 characters per token, at least one.
-        assert_eq!(input_tokens(400), 100);
-        assert_eq!(input_tokens(0), 1);
+        let text = "x".repeat(400);
+        assert_eq!(input_tokens(&InferenceRequest::new("m", &text)), 100);
+        assert_eq!(input_tokens(&InferenceRequest::new("m", "")), 1);
+        // Media parts count as their placeholder tokens, not their bytes.
+        let mut r = InferenceRequest::new("m", &text);
+        r.media_tokens = Some(crate::parse::media_tokens::MediaTokens {
+            payload_bytes: 300,
+            placeholder_tokens: 225,
+        });
+        assert_eq!(input_tokens(&r), 25 + 225);
     }
 }

@@ -16,7 +16,8 @@
 //! |---|---|
 //! | `modelName` | the model's Hugging Face id (`org/name`); its tokenizer is looked up in the local Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`) |
 //! | `tokenizerPath` | ours: a directory with `tokenizer.json` (and `tokenizer_config.json` for the chat template) or the file itself; wins over `modelName`, and a failure to load it is a config error |
-//! | `vllm`, `udsTokenizerConfig`, `estimate` | llm-d's remote tokenizer settings: accepted and unused (tokenisation is local) |
+//! | `vllm`, `udsTokenizerConfig` | llm-d's remote tokenizer settings: accepted and unused (tokenisation is local) |
+//! | `estimate` | llm-d's multimodal placeholder estimates (`image`, `video`): how every token estimate of the picker counts media parts, whatever tokenizes (`crate::parse::media_tokens`) |
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -48,8 +49,21 @@ pub struct Params {
     pub vllm: Option<serde_json::Value>,
     /// llm-d: UDS tokenizer pool (unused here).
     pub uds_tokenizer_config: Option<serde_json::Value>,
-    /// llm-d: multimodal token estimates (unused here).
-    pub estimate: Option<serde_json::Value>,
+    /// llm-d: multimodal token estimates.
+    pub estimate: Option<crate::parse::media_tokens::EstimateParams>,
+}
+
+/// The media estimate of the first `token-producer` (or `tokenizer`) in `plugins` that has an
+/// `estimate` section, else the defaults; the factory has checked it.
+pub fn media_estimate(
+    plugins: &[crate::config::PluginSpec],
+) -> crate::parse::media_tokens::EstimateParams {
+    plugins
+        .iter()
+        .filter(|s| matches!(s.type_name.as_deref(), Some(TYPE | ALIAS)))
+        .filter_map(|s| s.parameters.as_ref()?.get("estimate"))
+        .find_map(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// Builds a [`TokenProducer`].
@@ -62,6 +76,10 @@ pub fn factory(
     handle: &Handle<'_>,
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     let p: Params = parse_params(params)?;
+    if let Some(e) = &p.estimate {
+        e.validate()
+            .map_err(|e| e.prefixed(&FieldPath::key("estimate")))?;
+    }
     let spec = TokenizerSpec {
         model_name: p.model_name.clone(),
         path: p.tokenizer_path.clone().filter(|s| !s.is_empty()),

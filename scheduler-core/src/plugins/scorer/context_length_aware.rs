@@ -4,7 +4,8 @@
 //!
 //! Each endpoint may carry a label (default `llm-d.ai/context-length-range`) of the form
 //! `min-max` in tokens. The request's context length is its prompt length estimated at 4
-//! characters per token (GIE's estimate; llm-d's tokenizer-free `estimate` backend). Scores:
+//! characters per token, media parts counted as the tokens they stand for (GIE's estimate;
+//! llm-d's tokenizer-free `estimate` backend; `crate::parse::media_tokens`). Scores:
 //! - in range: `0.3 + 0.7 · (0.7 · 1/(1 + width/10000) + 0.3 · (max − length)/width)` — above
 //!   0.3, higher for tighter ranges and for more headroom; a zero-width range that matches
 //!   scores 1;
@@ -24,7 +25,7 @@ use crate::error::ConfigError;
 use crate::model::endpoint::Endpoint;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, Filter, Plugin, Scorer, ScorerCategory, TypedName};
-use crate::plugins::producer::approx_prefix_cache::CHARS_PER_TOKEN;
+
 use crate::rng::Rng;
 
 /// Plugin type name.
@@ -111,7 +112,7 @@ impl ContextLengthAware {
 }
 
 fn tokens(cx: &CycleContext<'_>) -> u64 {
-    (cx.request.prompt.len() / CHARS_PER_TOKEN) as u64
+    cx.request.estimated_prompt_tokens()
 }
 
 impl Plugin for ContextLengthAware {
@@ -167,6 +168,7 @@ mod tests {
     use super::*;
     use crate::model::request::InferenceRequest;
     use crate::plugin::CycleState;
+    use crate::plugins::producer::approx_prefix_cache::CHARS_PER_TOKEN;
     use crate::rng::SplitMix64;
     use alloc::vec::Vec;
 
