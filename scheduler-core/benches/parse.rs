@@ -1,7 +1,9 @@
 //! Parsing costs on the request path and the scrape path:
 //! - an OpenAI chat body of 4 KiB and of 200 KiB (GIE #2928's prompt size);
 //! - a 30 KiB vLLM V1 `/metrics` page (`testdata/metrics/vllm_v1_full_30k.txt`), extracted with
-//!   the vLLM mapping.
+//!   the vLLM mapping;
+//! - a chat body with a 600 KB inline PNG: the body parse (which finds the media) and the media
+//!   token estimate (`parse::media_tokens`, multimodal requests only).
 //!
 //! Run: `cargo bench -p scheduler-core --bench parse`.
 
@@ -34,6 +36,44 @@ fn bench_request(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `messages` JSON of a question about an inline PNG of 600,000 bytes.
+fn image_messages() -> String {
+    use base64::Engine as _;
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend_from_slice(&1024u32.to_be_bytes());
+    png.extend_from_slice(&768u32.to_be_bytes());
+    png.resize(600_000, 0x5a);
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
+    format!(
+        r#"[{{"role":"user","content":[{{"type":"text","text":"What is in this picture?"}},{{"type":"image_url","image_url":{{"url":"{url}"}}}}]}}]"#
+    )
+}
+
+fn bench_media(c: &mut Criterion) {
+    use scheduler_core::parse::media_tokens::{media_tokens, EstimateParams, VideoMeta};
+    let messages = image_messages();
+    let body = format!(r#"{{"model":"m","messages":{messages}}}"#).into_bytes();
+    let mut g = c.benchmark_group("media");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("parse_chat_image_600KB", |b| {
+        b.iter(|| black_box(parse_body("/v1/chat/completions", black_box(&body)).unwrap()))
+    });
+    let params = EstimateParams::default();
+    g.bench_function("media_tokens_image_600KB", |b| {
+        b.iter(|| {
+            black_box(media_tokens(
+                black_box(&messages),
+                &params,
+                &VideoMeta::default(),
+            ))
+        })
+    });
+    g.finish();
+}
+
 fn bench_metrics(c: &mut Criterion) {
     let page = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -50,5 +90,5 @@ fn bench_metrics(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_request, bench_metrics);
+criterion_group!(benches, bench_request, bench_metrics, bench_media);
 criterion_main!(benches);

@@ -404,11 +404,11 @@ fn walk(
                 return;
             };
             *parts += 1;
-            // Compact JSON text: the raw part can be a little longer (spaces), never much.
-            let text = v.to_string();
-            out.payload_bytes += text.len() as u64;
+            // Its length as compact JSON text: the raw part can be a little longer (spaces).
+            let len = json_len(v, 0) as u64;
+            out.payload_bytes += len;
             let tokens = if t.contains("audio") {
-                (text.len() as u64).div_ceil(4).max(1)
+                len.div_ceil(4).max(1)
             } else if t.contains("video") {
                 params.video_tokens(meta)
             } else {
@@ -423,6 +423,45 @@ fn walk(
         }
         _ => {}
     }
+}
+
+/// The length of `v` written as compact JSON, without writing it (a 600 KB image's text is not
+/// copied again). Nesting beyond the walk's bound counts as empty.
+fn json_len(v: &Value, depth: usize) -> usize {
+    if depth > 16 {
+        return 0;
+    }
+    match v {
+        Value::Null => 4,
+        Value::Bool(b) => {
+            if *b {
+                4
+            } else {
+                5
+            }
+        }
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => string_len(s),
+        Value::Array(a) => {
+            let commas = a.len().saturating_sub(1);
+            2 + commas + a.iter().map(|x| json_len(x, depth + 1)).sum::<usize>()
+        }
+        Value::Object(m) => {
+            let commas = m.len().saturating_sub(1);
+            let members: usize = m
+                .iter()
+                .map(|(k, x)| string_len(k) + 1 + json_len(x, depth + 1))
+                .sum();
+            2 + commas + members
+        }
+    }
+}
+
+/// The length of `s` as a JSON string: quotes, and one extra byte per `"` or `\` (written
+/// `\"`, `\\`). Other characters that JSON escapes (control characters) are rare in media
+/// parts and not counted. memchr's SIMD search: base64 text has neither byte.
+fn string_len(s: &str) -> usize {
+    s.len() + 2 + memchr::memchr2_iter(b'"', b'\\', s.as_bytes()).count()
 }
 
 /// Where an image part keeps its image: OpenAI chat `image_url.url` (or `image_url` as a
@@ -662,6 +701,13 @@ mod tests {
         ];
         let meta = VideoMeta::from_headers(|n| bad.iter().find(|(k, _)| *k == n).map(|(_, v)| *v));
         assert_eq!(meta, VideoMeta::default());
+    }
+
+    #[test]
+    fn json_len_is_the_compact_text_length() {
+        let v = serde_json::json!({"type": "image_url", "image_url": {"url": "data:x",
+            "detail": null, "n": [1, 2.5, -3, true, false], "e": {}, "a": []}, "q": "a\"b\\c"});
+        assert_eq!(json_len(&v, 0), v.to_string().len());
     }
 
     #[test]
