@@ -306,6 +306,9 @@ pub struct RequestFlow {
     /// When the last response body chunk of a streamed inference request arrived, µs since the
     /// epoch (the gaps between chunks are llm-d's inter-token latency).
     last_chunk_us: Option<u64>,
+    /// When the response headers of an inference request arrived, µs since the epoch (the
+    /// start of llm-d's response processing time).
+    response_start_us: Option<u64>,
 }
 
 impl Default for RequestFlow {
@@ -344,6 +347,7 @@ impl RequestFlow {
             burst: None,
             batched: false,
             last_chunk_us: None,
+            response_start_us: None,
         }
     }
 
@@ -797,7 +801,11 @@ impl RequestFlow {
             }
             return BodyAction::StopAndBuffer;
         }
-        record.scheduling_ns = Some(host.now_us().saturating_sub(start) * 1000);
+        let end = host.now_us();
+        record.scheduling_ns = Some(end.saturating_sub(start) * 1000);
+        if matches!(outcome, Outcome::Route(_)) {
+            record.request_processing_ns = Some(end.saturating_sub(self.start_us) * 1000);
+        }
         if self.apply(host, p, outcome) {
             if self.primary.is_some() {
                 self.track(host, p, now_ms);
@@ -1002,6 +1010,9 @@ impl RequestFlow {
         // (one with a model) has.
         let wants_usage =
             self.primary.is_some() && self.record.as_ref().is_some_and(|r| r.model.is_some());
+        if wants_usage {
+            self.response_start_us = Some(host.now_us());
+        }
         // Each host read costs a call into the host: read only what a hook, debug or the
         // metrics need, all in one call.
         let reports = self.scheduled && picker.has_attribute_reporters();
@@ -1093,6 +1104,9 @@ impl RequestFlow {
         let now = host.now_us();
         if let Some(r) = &mut self.record {
             r.duration_ns = Some(now.saturating_sub(self.start_us) * 1000);
+            if let (Some(at), false) = (self.response_start_us, r.streaming) {
+                r.response_processing_ns = Some(now.saturating_sub(at) * 1000);
+            }
             r.tokens = tokens;
             r.cached_tokens = usage.and_then(|u| u.cached_tokens);
         }
@@ -2135,6 +2149,35 @@ mod tests {
         // Buckets ≤ 1, 5, 10, 20, 40, 60 ms …: one gap in "≤ 5 ms", one in "≤ 60 ms".
         assert_eq!(r.chunk_gaps[..7], [0, 1, 0, 0, 0, 1, 0]);
         assert_eq!(r.chunk_gaps.iter().sum::<u32>(), 2);
+        assert_eq!(r.response_processing_ns, None, "not measured for a stream");
+    }
+
+    #[test]
+    fn request_and_response_processing_times_are_recorded() {
+        let p = picking();
+        // The body completes 3 ms after the headers and is routed then; the JSON response's
+        // headers come at 50 ms and its end at 58 ms.
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut host = request(body);
+        let mut flow = RequestFlow::new();
+        flow.on_request_headers(&mut host, &p, false);
+        host.elapsed_us = 3_000;
+        flow.on_request_body(&mut host, &p, body.len(), true);
+        host.response.push((":status".into(), "200".into()));
+        host.response
+            .push(("content-type".into(), "application/json".into()));
+        host.elapsed_us = 50_000;
+        flow.on_response_headers(&mut host, &p, false);
+        host.response_body = br#"{"usage":{"prompt_tokens":2,"completion_tokens":1}}"#.to_vec();
+        let n = host.response_body.len();
+        host.elapsed_us = 58_000;
+        flow.on_response_body(&mut host, &p, n, true);
+        flow.finish(&p, 0);
+        let records = p.records.borrow();
+        let r = records.first().expect("one record");
+        assert_eq!(r.request_processing_ns, Some(3_000_000));
+        assert_eq!(r.response_processing_ns, Some(8_000_000));
+        assert!(!r.streaming);
     }
 
     #[test]

@@ -80,6 +80,8 @@ const MORE: &[&str] = &[
     "llm_d_epp_request_ttft_seconds_bucket{streaming=\"true\"}",
     "llm_d_epp_request_streaming_tpot_seconds_count",
     "llm_d_epp_request_streaming_itl_seconds_count",
+    "llm_d_epp_request_processing_duration_seconds_count",
+    "llm_d_epp_response_processing_duration_seconds_count",
     "llm_d_epp_request_total",
     "llm_d_epp_request_duration_seconds_count",
     "llm_d_epp_request_input_tokens_sum",

@@ -110,6 +110,57 @@ pub static FAST_SECONDS: Buckets = Buckets {
     ],
 };
 
+/// llm-d-router's request-processing bounds, 0.5 ms … 10 s.
+pub static REQUEST_PROCESSING_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.0005", "0.001", "0.002", "0.005", "0.01", "0.015", "0.025", "0.04", "0.06", "0.1",
+        "0.25", "0.5", "1", "2.5", "5", "10",
+    ],
+    limits: &[
+        500_000,
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        15_000_000,
+        25_000_000,
+        40_000_000,
+        60_000_000,
+        100_000_000,
+        250_000_000,
+        500_000_000,
+        1_000_000_000,
+        2_500_000_000,
+        5_000_000_000,
+        10_000_000_000,
+    ],
+};
+
+/// llm-d-router's response-processing bounds, 0.1 ms … 5 s.
+pub static RESPONSE_PROCESSING_SECONDS: Buckets = Buckets {
+    le: &[
+        "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+        "0.25", "0.5", "1", "2.5", "5",
+    ],
+    limits: &[
+        100_000,
+        250_000,
+        500_000,
+        1_000_000,
+        2_500_000,
+        5_000_000,
+        10_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        250_000_000,
+        500_000_000,
+        1_000_000_000,
+        2_500_000_000,
+        5_000_000_000,
+    ],
+};
+
 /// Request latency: GIE's general latency bounds, 5 ms … 1 h.
 pub static REQUEST_SECONDS: Buckets = Buckets {
     le: &[
@@ -323,6 +374,20 @@ histogram!(
     NONE,
     LE,
     FAST_SECONDS
+);
+histogram!(
+    REQUEST_PROCESSING,
+    "llm_d_epp_request_processing_duration_seconds",
+    NONE,
+    LE,
+    REQUEST_PROCESSING_SECONDS
+);
+histogram!(
+    RESPONSE_PROCESSING,
+    "llm_d_epp_response_processing_duration_seconds",
+    NONE,
+    LE,
+    RESPONSE_PROCESSING_SECONDS
 );
 histogram!(
     PREFIX_HIT_RATIO,
@@ -945,8 +1010,10 @@ histogram!(
 );
 
 /// Every histogram family.
-pub static HISTOGRAMS: [&HistogramFamily; 22] = [
+pub static HISTOGRAMS: [&HistogramFamily; 24] = [
     &SCHEDULER_E2E,
+    &REQUEST_PROCESSING,
+    &RESPONSE_PROCESSING,
     &PREFIX_HIT_RATIO,
     &PREFIX_HIT_BYTES,
     &PLUGIN_DURATION,

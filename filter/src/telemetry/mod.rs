@@ -273,6 +273,9 @@ struct PluginSeries {
 pub struct Telemetry {
     plugins: Vec<PluginSeries>,
     scheduler: Histogram,
+    /// llm-d-router's request and response processing times.
+    request_processing: Histogram,
+    response_processing: Histogram,
     /// What the prefix lookup found for each request's endpoint: fraction (millionths), bytes.
     prefix_hit_ratio: Histogram,
     prefix_hit_bytes: Histogram,
@@ -312,6 +315,8 @@ impl Telemetry {
         Telemetry {
             plugins,
             scheduler: Histogram::new(&families::SCHEDULER_E2E),
+            request_processing: Histogram::new(&families::REQUEST_PROCESSING),
+            response_processing: Histogram::new(&families::RESPONSE_PROCESSING),
             prefix_hit_ratio: Histogram::new(&families::PREFIX_HIT_RATIO),
             prefix_hit_bytes: Histogram::new(&families::PREFIX_HIT_BYTES),
             models: HashMap::new(),
@@ -382,6 +387,12 @@ impl Telemetry {
     pub fn record(&mut self, r: &RequestRecord) {
         if let Some(ns) = r.scheduling_ns {
             self.scheduler.record(ns);
+        }
+        if let Some(ns) = r.request_processing_ns {
+            self.request_processing.record(ns);
+        }
+        if let Some(ns) = r.response_processing_ns {
+            self.response_processing.record(ns);
         }
         if let Some(hit) = r.prefix_hit {
             self.prefix_hit_bytes.record(hit.matched_bytes);
@@ -518,6 +529,8 @@ impl Telemetry {
             }
         }
         self.scheduler.flush(&[], sink);
+        self.request_processing.flush(&[], sink);
+        self.response_processing.flush(&[], sink);
         self.prefix_hit_ratio.flush(&[], sink);
         self.prefix_hit_bytes.flush(&[], sink);
         for ((priority, outcome), h) in &mut self.queue_waits {

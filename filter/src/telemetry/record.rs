@@ -20,6 +20,14 @@ pub struct RequestRecord {
     pub rewrite: Option<Arc<str>>,
     /// Parse + schedule time.
     pub scheduling_ns: Option<u64>,
+    /// From the request headers until the request went on upstream with its decision (body
+    /// receipt, flow control's wait and scheduling included): llm-d-router's request
+    /// processing time.
+    pub request_processing_ns: Option<u64>,
+    /// From the response headers to the response's end, for a response that is not a stream
+    /// (llm-d-router's response processing time for such responses; its per-chunk handler time
+    /// of a stream is not measured here, as it would cost two clock reads per chunk).
+    pub response_processing_ns: Option<u64>,
     /// (extension point, [`super::plugin_key`], duration) of each plugin call; a typical
     /// profile's calls fit inline, in the request's own allocation.
     pub plugins: smallvec::SmallVec<[(ExtensionPoint, usize, u64); 16]>,
