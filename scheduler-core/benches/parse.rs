@@ -36,17 +36,12 @@ fn bench_request(c: &mut Criterion) {
     g.finish();
 }
 
+#[path = "../tests/support/images.rs"]
+mod images;
+
 /// The `messages` JSON of a question about an inline PNG of 600,000 bytes.
 fn image_messages() -> String {
-    use base64::Engine as _;
-    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-    png.extend_from_slice(&1024u32.to_be_bytes());
-    png.extend_from_slice(&768u32.to_be_bytes());
-    png.resize(600_000, 0x5a);
-    let url = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(&png)
-    );
+    let url = images::png_data_url(1024, 768, 600_000);
     format!(
         r#"[{{"role":"user","content":[{{"type":"text","text":"What is in this picture?"}},{{"type":"image_url","image_url":{{"url":"{url}"}}}}]}}]"#
     )

@@ -736,24 +736,7 @@ fn prefill_stays_near_the_decode_pick() {
             r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
             format!("tell me a story about {story} ").repeat(40)
         );
-        let req = picker
-            .parse_request("/v1/chat/completions", body.as_bytes(), vec![])
-            .unwrap();
-        let r = picker
-            .schedule(
-                &req,
-                pool,
-                1,
-                &mut SplitMix64::new(1),
-                &mut RequestState::new(),
-            )
-            .unwrap();
-        let prefill = r
-            .headers
-            .iter()
-            .find(|(k, _)| k == "x-prefiller-host-port")
-            .map(|(_, v)| v.clone());
-        (r.primary_targets().to_vec(), prefill)
+        pd_pick(&picker, pool, &body)
     };
     let pool = vec![
         server("10.0.0.1:8000", "decode", "h1", "r1", 0),

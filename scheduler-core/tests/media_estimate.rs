@@ -5,25 +5,15 @@
 
 use scheduler_core::{load, Endpoint, EndpointPicker, Registry, RequestState, SplitMix64};
 
-use base64::Engine as _;
+mod support {
+    pub mod images;
+}
 
 const NOW_MS: u64 = 1_000_000;
 
-/// A PNG header claiming `w` × `h` pixels, padded to `bytes` bytes of "pixel data".
-fn png(w: u32, h: u32, bytes: usize) -> Vec<u8> {
-    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-    b.extend_from_slice(&w.to_be_bytes());
-    b.extend_from_slice(&h.to_be_bytes());
-    b.resize(bytes, 0x5a);
-    b
-}
-
 /// A chat body asking about an inline PNG of `w` × `h` pixels and `bytes` bytes.
 fn chat_with_image(w: u32, h: u32, bytes: usize) -> String {
-    let url = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(png(w, h, bytes))
-    );
+    let url = support::images::png_data_url(w, h, bytes);
     serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": url}}]}]})

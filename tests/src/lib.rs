@@ -190,13 +190,9 @@ impl Backend {
     /// the bind, so no other process can take it in between (a chosen port is only free until
     /// someone binds it; that race once left a backend that looked started but had exited).
     pub fn spawn(name: &str) -> Backend {
-        let log = stderr_log_path(name);
-        let mut child = Command::new(fake_server_bin())
-            .args(["--listen", "127.0.0.1:0", "--name", name])
-            .stdout(Stdio::piped())
-            .stderr(log_file(&log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
+        let mut cmd = Command::new(fake_server_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--name", name]);
+        let (mut child, log) = launch(name, cmd, Stdio::piped());
         let stdout = child.stdout.take();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -220,7 +216,7 @@ impl Backend {
                 let _ = child.kill();
                 panic!(
                     "backend {name} did not start (printed {line:?}); its stderr:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    read_log(&log)
                 )
             });
         Backend {
@@ -234,17 +230,12 @@ impl Backend {
     /// Starts `cmd`, a model server that listens on `addr`, and waits until it accepts
     /// connections (its standard output is discarded, its standard error kept in a file that
     /// a failing [`Backend::set`] prints).
-    pub fn spawn_command(name: &str, addr: SocketAddr, mut cmd: Command) -> Backend {
-        let log = stderr_log_path(name);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(log_file(&log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
+    pub fn spawn_command(name: &str, addr: SocketAddr, cmd: Command) -> Backend {
+        let (child, log) = launch(name, cmd, Stdio::null());
         assert!(
             wait_for_port(addr, Duration::from_secs(10)),
             "backend {name} did not start; its stderr:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            read_log(&log)
         );
         Backend {
             name: name.into(),
@@ -272,10 +263,7 @@ impl Backend {
                 Err(e) => panic!(
                     "admin/state of {}: {e}; its stderr:\n{}",
                     self.name,
-                    self.stderr_log
-                        .as_ref()
-                        .and_then(|p| std::fs::read_to_string(p).ok())
-                        .unwrap_or_default()
+                    self.stderr_log.as_deref().map(read_log).unwrap_or_default()
                 ),
             }
         }
@@ -297,6 +285,23 @@ impl Drop for Backend {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Spawns model server `name` from `cmd` with `stdout`, its standard error going to a fresh
+/// file (returned with the child).
+fn launch(name: &str, mut cmd: Command, stdout: Stdio) -> (Child, PathBuf) {
+    let log = stderr_log_path(name);
+    let child = cmd
+        .stdout(stdout)
+        .stderr(log_file(&log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn model server {name}: {e}"));
+    (child, log)
+}
+
+/// What a child wrote to its log file `path` so far (empty when unreadable).
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// A fresh file for a model server's standard error, in the temporary directory.

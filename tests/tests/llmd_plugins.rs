@@ -8,6 +8,9 @@
 use e2e::{Env, EnvSpec};
 use serde_json::json;
 
+#[path = "../../scheduler-core/tests/support/images.rs"]
+mod images;
+
 /// Sum of the picker's `inference_objective_input_tokens` histogram sums.
 fn input_tokens(env: &Env) -> f64 {
     env.prometheus()
@@ -177,7 +180,6 @@ fn utilization_filter_keeps_requests_off_an_endpoint_over_its_cap() {
 /// length in `x-llm-d-video-duration-seconds`) goes to the long-context one.
 #[test]
 fn media_count_as_their_tokens_in_the_context_length() {
-    use base64::Engine as _;
     let env = Env::start(EnvSpec {
         backends: vec!["short".into(), "long".into()],
         labels: vec![
@@ -194,14 +196,7 @@ fn media_count_as_their_tokens_in_the_context_length() {
         ..EnvSpec::default()
     });
     env.settle();
-    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-    png.extend_from_slice(&1024u32.to_be_bytes());
-    png.extend_from_slice(&768u32.to_be_bytes());
-    png.resize(600_000, 0x5a);
-    let url = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(&png)
-    );
+    let url = images::png_data_url(1024, 768, 600_000);
     let image = json!({"model": "m", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": url}}]}]})
