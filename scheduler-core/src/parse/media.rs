@@ -68,15 +68,24 @@ pub struct MediaItem {
 /// thousands of parts costs a bounded amount of work).
 pub const MAX_MEDIA_ITEMS: usize = 256;
 
-/// The media items of the JSON text `raw` (messages, input or items), each distinct hash once,
-/// in order of appearance, at most [`MAX_MEDIA_ITEMS`]. Empty for text-only requests (the same
-/// cheap checks as [`has_media`] come first).
+/// The JSON values `raw` holds one after another, up to the first that does not parse. A
+/// request's prompt text is one value (chat `messages`) or several written back to back
+/// (Anthropic's `system` then `messages`; Responses' `instructions`, `tools`, `input`).
+pub fn json_values(raw: &str) -> impl Iterator<Item = Value> + '_ {
+    serde_json::Deserializer::from_str(raw)
+        .into_iter::<Value>()
+        .map_while(Result::ok)
+}
+
+/// The media items of the JSON text `raw` (a prompt: see [`json_values`]), each distinct hash
+/// once, in order of appearance, at most [`MAX_MEDIA_ITEMS`]. Empty for text-only requests (the
+/// same cheap checks as [`has_media`] come first).
 pub fn media_items(raw: &str) -> alloc::vec::Vec<MediaItem> {
     let mut out = alloc::vec::Vec::new();
     if !raw.contains("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
         return out;
     }
-    if let Ok(v) = serde_json::from_str::<Value>(raw) {
+    for v in json_values(raw) {
         collect(&v, 0, &mut out);
     }
     out
@@ -129,6 +138,20 @@ fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_items_of_a_prompt_joined_from_several_values() {
+        // Anthropic's `system` before its messages; Responses' instructions before its input.
+        let image = r#"{"type":"image","source":{"type":"url","url":"https://x/a.png"}}"#;
+        for raw in [
+            alloc::format!(r#""Be brief."[{{"role":"user","content":[{image}]}}]"#),
+            alloc::string::String::from(
+                r#""Describe it."[{"type":"input_image","image_url":"https://x/a.png"}]"#,
+            ),
+        ] {
+            assert_eq!(media_items(&raw).len(), 1, "{raw}");
+        }
+    }
 
     #[test]
     fn media_items_are_bounded() {

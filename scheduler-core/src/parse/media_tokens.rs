@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ConfigError, FieldPath};
-use crate::parse::media::MEDIA_PART_TYPES;
+use crate::parse::media::{json_values, MEDIA_PART_TYPES};
 
 /// Request header: the videos' length in seconds (float).
 pub const VIDEO_DURATION_HEADER: &str = "x-llm-d-video-duration-seconds";
@@ -368,13 +368,13 @@ pub struct MediaTokens {
     pub placeholder_tokens: u64,
 }
 
-/// The media parts of the JSON text `raw` (messages, input or items), counted with `params`
-/// and the request's video `meta`. At most [`MAX_PARTS`] parts are read; text that is not
-/// JSON has none.
+/// The media parts of the JSON text `raw` (a request's prompt: one JSON value or several back
+/// to back, [`json_values`]), counted with `params` and the request's video `meta`. At most
+/// [`MAX_PARTS`] parts are read; text that is not JSON has none.
 pub fn media_tokens(raw: &str, params: &EstimateParams, meta: &VideoMeta) -> MediaTokens {
     let mut out = MediaTokens::default();
-    if let Ok(v) = serde_json::from_str::<Value>(raw) {
-        let mut parts = 0;
+    let mut parts = 0;
+    for v in json_values(raw) {
         walk(&v, 0, params, meta, &mut out, &mut parts);
     }
     out
@@ -701,6 +701,18 @@ mod tests {
         ];
         let meta = VideoMeta::from_headers(|n| bad.iter().find(|(k, _)| *k == n).map(|(_, v)| *v));
         assert_eq!(meta, VideoMeta::default());
+    }
+
+    #[test]
+    fn a_prompt_of_several_json_values_is_read_whole() {
+        // Anthropic's system text, then its messages, as the parser joins them.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png(800, 600));
+        let raw = alloc::format!(
+            r#""Be brief."[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{b64}"}}}}]}}]"#
+        );
+        let m = media_tokens(&raw, &EstimateParams::default(), &VideoMeta::default());
+        assert_eq!(m.placeholder_tokens, 800 * 600 / 1024);
+        assert!(m.payload_bytes > b64.len() as u64);
     }
 
     #[test]
