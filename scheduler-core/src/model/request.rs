@@ -136,7 +136,8 @@ impl<'a> InferenceRequest<'a> {
     pub fn tokens_of_text(&self, bytes: usize) -> u64 {
         match &self.media_tokens {
             None => bytes as u64 / 4,
-            Some(m) => (bytes as u64).saturating_sub(m.payload_bytes) / 4 + m.placeholder_tokens,
+            Some(m) => ((bytes as u64).saturating_sub(m.payload_bytes) / 4)
+                .saturating_add(m.placeholder_tokens),
         }
     }
 }

@@ -18,6 +18,8 @@
 //!   `x-llm-d-video-fps` when they parse, else from the configuration, else the defaults.
 //! - **audio**: its payload's length / 4, rounded up (upstream has no audio model either).
 //!
+//! Each part counts for at most [`MAX_PART_TOKENS`] (ours: the headers are the client's word).
+//!
 //! The picker's estimates are text length / 4 ([`InferenceRequest::estimated_prompt_tokens`]),
 //! so here each media part's JSON text is taken out of the length and its placeholder count
 //! added: [`MediaTokens`].
@@ -58,6 +60,9 @@ const DEFAULT_SOURCE_FPS: f64 = 24.0;
 const IMAGE_HEADER_BYTES: usize = 64 * 1024;
 /// Media parts read from one request; a hostile body with thousands costs bounded work.
 const MAX_PARTS: usize = 256;
+/// Most tokens one media part counts for (2^24, above any model's context): a request that
+/// claims a billion-second video must not push an endpoint's token load to the counter's limit.
+pub const MAX_PART_TOKENS: u64 = 1 << 24;
 
 /// A width and height in pixels.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -414,7 +419,9 @@ fn walk(
             } else {
                 params.image_tokens(image_url(m).and_then(inline_image_size))
             };
-            out.placeholder_tokens = out.placeholder_tokens.saturating_add(tokens);
+            out.placeholder_tokens = out
+                .placeholder_tokens
+                .saturating_add(tokens.min(MAX_PART_TOKENS));
         }
         Value::Array(a) => {
             for x in a {
@@ -694,6 +701,13 @@ mod tests {
             8 * 256,
             "10 s × 24 fps / 30 = 8"
         );
+        // An absurd claim is bounded: one video counts for at most MAX_PART_TOKENS.
+        let huge = [(VIDEO_DURATION_HEADER, "1e300")];
+        let meta = VideoMeta::from_headers(|n| huge.iter().find(|(k, _)| *k == n).map(|(_, v)| *v));
+        assert_eq!(d.video_tokens(&meta), u64::MAX, "saturated, not wrapped");
+        let raw = r#"[{"type":"video_url","video_url":{"url":"https://v"}}]"#;
+        let m = media_tokens(raw, &d, &meta);
+        assert_eq!(m.placeholder_tokens, MAX_PART_TOKENS);
         // Unusable headers fall back.
         let bad = [
             (VIDEO_DURATION_HEADER, "-3"),
