@@ -219,12 +219,7 @@ impl Backend {
                     read_log(&log)
                 )
             });
-        Backend {
-            name: name.into(),
-            addr,
-            child: Some(child),
-            stderr_log: Some(log),
-        }
+        Backend::running(name, addr, child, log)
     }
 
     /// Starts `cmd`, a model server that listens on `addr`, and waits until it accepts
@@ -237,6 +232,11 @@ impl Backend {
             "backend {name} did not start; its stderr:\n{}",
             read_log(&log)
         );
+        Backend::running(name, addr, child, log)
+    }
+
+    /// A started server `child` named `name`, listening on `addr`, its stderr in `log`.
+    fn running(name: &str, addr: SocketAddr, child: Child, log: PathBuf) -> Backend {
         Backend {
             name: name.into(),
             addr,

@@ -202,13 +202,13 @@ impl EstimateParams {
     /// # Errors
     /// A mode other than the two its field allows (path relative to `estimate`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |mode: &str, allowed: [&str; 2], at: FieldPath| {
-            if mode.is_empty() || allowed.contains(&mode) {
+        let check = |mode: &str, [a, b]: [&str; 2], at: FieldPath| {
+            if mode.is_empty() || mode == a || mode == b {
                 Ok(())
             } else {
                 Err(ConfigError::invalid(
                     at,
-                    alloc::format!("'{mode}' is not '{}' or '{}'", allowed[0], allowed[1]),
+                    alloc::format!("'{mode}' is not '{a}' or '{b}'"),
                 ))
             }
         };

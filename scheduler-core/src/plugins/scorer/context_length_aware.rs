@@ -25,7 +25,6 @@ use crate::error::ConfigError;
 use crate::model::endpoint::Endpoint;
 use crate::plugin::registry::{parse_params, Handle};
 use crate::plugin::{CycleContext, Filter, Plugin, Scorer, ScorerCategory, TypedName};
-
 use crate::rng::Rng;
 
 /// Plugin type name.
