@@ -195,3 +195,53 @@ fn slow_and_stalled_uploads_are_cut_off_and_memory_stays_bounded() {
     let log = env.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// The approximate prefix index inside Envoy stays within `maxIndexBlocks` when the servers'
+/// metrics say their caches are enormous (`num_gpu_blocks` 50 million, which `autoTune` takes as
+/// each endpoint's capacity) and every prompt is new: the gauge of the blocks it holds fills to
+/// the limit and stops there. One worker, so one index in either build.
+#[test]
+fn the_prefix_index_stays_within_its_limit_when_servers_report_huge_caches() {
+    let limit = 500;
+    let env = Env::start(EnvSpec {
+        concurrency: 1,
+        picker: json!({
+            "plugins": [
+                {"type": "prefix-cache-scorer", "parameters": {"maxIndexBlocks": limit}},
+                {"type": "max-score-picker"}
+            ],
+            "schedulingProfiles": [{"name": "default", "plugins": [
+                {"pluginRef": "prefix-cache-scorer"}, {"pluginRef": "max-score-picker"}
+            ]}]
+        }),
+        ..EnvSpec::default()
+    });
+    for b in &env.backends {
+        b.set(json!({"num_gpu_blocks": 50_000_000u64}));
+    }
+    env.settle();
+    // 40 prompts of ~4 KiB, none like another: ~64 blocks of 16 tokens each, ~2,500 records.
+    for i in 0..40u64 {
+        let prompt: String = (0..240)
+            .map(|k| {
+                format!(
+                    "{:016x} ",
+                    (i << 32 | k).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                )
+            })
+            .collect();
+        let r = env.complete(MODEL, &prompt, &[]);
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    // The gauge is set on the module's periodic flush: wait for it to show the fill.
+    let held = |e: &Env| {
+        e.stat("inference_extension_prefix_indexer_size")
+            .unwrap_or(0)
+    };
+    env.wait_until(Duration::from_secs(10), |e| held(e) >= limit * 9 / 10);
+    let blocks = held(&env);
+    assert!(
+        (limit * 9 / 10..=limit).contains(&blocks),
+        "the index holds {blocks} blocks; its limit is {limit}"
+    );
+}

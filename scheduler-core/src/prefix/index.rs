@@ -11,6 +11,15 @@
 //! LRU is an intrusive doubly linked list in a slab (`Vec<Node>`) whose slots are reused on
 //! eviction; the table's records point at those nodes. Touch, insert and evict are O(1).
 //!
+//! Bounded in all, not only per endpoint: at most `max_blocks` records (a block held by two
+//! endpoints is two records), each endpoint's list capped at its share, `max_blocks` divided by
+//! the endpoints it holds lists for. A per-endpoint capacity alone bounds nothing: it comes from
+//! a server's own metrics page (`num_gpu_blocks`, millions on a large GPU or on SGLang with
+//! one-token pages), and it multiplies with the pool. Filled by clients with new prompts, such an
+//! index outgrew the Wasm VM's linear memory (1 GiB by default in Envoy) and aborted the VM. When
+//! the pool grows, endpoints holding more than the new share give blocks back as room is needed:
+//! a new block is recorded only after a record was freed, so the total never passes the limit.
+//!
 //! Endpoints are keyed by their `ip:port` address; each gets a small integer id on first insert.
 //! An endpoint that leaves the pool gives back its LRU's memory and its id, which the next new
 //! endpoint reuses: under pod churn (every rollout or scale event brings new addresses) the
@@ -192,6 +201,10 @@ pub struct PrefixIndex {
     ids: HashMap<String, u32>,
     /// Ids of endpoints that left the pool, free for the next new address.
     vacant: Vec<u32>,
+    /// Records held at most, over all endpoints.
+    max_blocks: usize,
+    /// Where the next search for an endpoint above its share starts.
+    cursor: usize,
 }
 
 impl Default for PrefixIndex {
@@ -224,7 +237,22 @@ impl PrefixIndex {
             endpoints: Vec::new(),
             ids: HashMap::new(),
             vacant: Vec::new(),
+            max_blocks: usize::MAX,
+            cursor: 0,
         }
+    }
+
+    /// The same index holding at most `max_blocks` records (block × endpoint) in all; at least
+    /// one. Each endpoint's list is then capped at `max_blocks` / endpoints as well as by the
+    /// capacity [`Self::add`] is given. Without it the index is bounded per endpoint only.
+    pub fn with_max_blocks(mut self, max_blocks: usize) -> Self {
+        self.max_blocks = max_blocks.max(1);
+        self
+    }
+
+    /// The most blocks one endpoint may hold now: its share of `max_blocks`.
+    fn share(&self) -> usize {
+        (self.max_blocks / self.ids.len().max(1)).max(1)
     }
 
     /// The id of `address`, if it was ever inserted.
@@ -286,8 +314,9 @@ impl PrefixIndex {
     }
 
     /// Records the new block `hash` for `id`: evicts `id`'s least recently used block when its
-    /// list holds `cap`, then links the block at the front, or right after node `after`. False
-    /// when `id` has no list.
+    /// list holds `cap`, or another endpoint's when the index holds `max_blocks`, then links the
+    /// block at the front, or right after node `after`. False when `id` has no list, or when no
+    /// record could be freed for it (the limit is below the number of endpoints).
     fn insert_new(&mut self, id: u32, hash: u64, cap: usize, after: Option<u32>) -> bool {
         if self
             .endpoints
@@ -295,6 +324,8 @@ impl PrefixIndex {
             .is_some_and(|e| e.len >= cap)
         {
             self.evict_one(id);
+        } else if self.blocks.len() >= self.max_blocks && !self.evict_above_share(id) {
+            return false;
         }
         let Some(ep) = self.endpoints.get_mut(id as usize) else {
             return false;
@@ -306,6 +337,28 @@ impl PrefixIndex {
         }
         self.blocks.insert(hash, id, node);
         true
+    }
+
+    /// Evicts the least recently used block of an endpoint other than `except` that holds more
+    /// than its share (after the pool grew, until the lists have shrunk to their new shares),
+    /// searching round robin from where the last search stopped. False when none does: then
+    /// every endpoint is within its share, which can only be when `max_blocks` is below the
+    /// number of endpoints (each share is at least one block). `except` is the endpoint being
+    /// added to; its own list is never touched here, as its recent nodes anchor the insert.
+    fn evict_above_share(&mut self, except: u32) -> bool {
+        let share = self.share();
+        let n = self.endpoints.len();
+        for step in 0..n {
+            let j = (self.cursor + step) % n;
+            let above =
+                j != except as usize && self.endpoints.get(j).is_some_and(|e| e.len > share);
+            if above {
+                self.cursor = j;
+                self.evict_one(j as u32);
+                return true;
+            }
+        }
+        false
     }
 
     /// Evicts `id`'s least recently used block.
@@ -321,7 +374,8 @@ impl PrefixIndex {
     }
 
     /// Records that `address` now holds every block in `hashes` (a prompt's block chain, first
-    /// block first), evicting its least recently used blocks beyond `capacity` (at least 1).
+    /// block first), evicting its least recently used blocks beyond `capacity` (at least 1) or
+    /// beyond its share of the index's limit ([`Self::with_max_blocks`]), whichever is smaller.
     ///
     /// The blocks are touched last first, so a prompt's leading blocks are its most recent and
     /// its trailing blocks go first under eviction. That is the order vLLM frees a finished
@@ -334,9 +388,10 @@ impl PrefixIndex {
         if hashes.is_empty() {
             return;
         }
-        let cap = capacity.max(1);
         let id = self.id_for(address);
-        // Capacity learned later (autoTune from `num_gpu_blocks`) or reconfigured smaller.
+        let cap = capacity.max(1).min(self.share());
+        // Capacity learned later (autoTune from `num_gpu_blocks`), reconfigured smaller, or a
+        // share that shrank as the pool grew.
         while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
             self.evict_one(id);
         }
@@ -676,5 +731,136 @@ mod tests {
                 assert_eq!(counts[id] == 1, m.contains(&h), "block {h} endpoint {e}");
             }
         }
+    }
+
+    /// Every list's nodes are the endpoint's records in the table, and the table holds no
+    /// others: the index's own invariant, checked after cross-endpoint evictions.
+    fn assert_consistent(idx: &PrefixIndex) {
+        let mut listed = 0;
+        for (id, lru) in idx.endpoints.iter().enumerate() {
+            let mut i = lru.head;
+            let mut n = 0;
+            while let Some(node) = lru.nodes.get(i as usize) {
+                assert_eq!(idx.blocks.find(node.hash, id as u32), Some(i));
+                n += 1;
+                i = node.next;
+            }
+            assert_eq!(n, lru.len, "endpoint {id}");
+            listed += n;
+        }
+        assert_eq!(listed, idx.len());
+    }
+
+    /// A capacity from a server's metrics page can be anything; with a limit the index holds at
+    /// most `max_blocks` records whatever it is told, and each endpoint its share.
+    #[test]
+    fn the_limit_caps_every_endpoint_at_its_share() {
+        let mut idx = PrefixIndex::new().with_max_blocks(400);
+        for round in 0..10u64 {
+            for ep in 0..4u64 {
+                let hashes: Vec<u64> = (0..100).map(|k| (ep << 40) | (round << 20) | k).collect();
+                idx.add(&format!("e{ep}"), &hashes, usize::MAX);
+                assert!(idx.len() <= 400);
+            }
+        }
+        for ep in 0..4 {
+            assert_eq!(idx.blocks_of(&format!("e{ep}")), 100);
+        }
+        assert_consistent(&idx);
+    }
+
+    /// The pool grows under a full index: the first endpoint holds the whole limit, then three
+    /// more join. The total never passes the limit, not even for one `add`, and the first
+    /// endpoint gives blocks back (its oldest first) until it is down to its share.
+    #[test]
+    fn a_growing_pool_takes_room_from_endpoints_above_their_share() {
+        let mut idx = PrefixIndex::new().with_max_blocks(1_000);
+        let first: Vec<u64> = (0..1_000).collect();
+        idx.add("a", &first, usize::MAX);
+        assert_eq!(idx.blocks_of("a"), 1_000);
+        for round in 0..10u64 {
+            for ep in ["b", "c", "d"] {
+                let hashes: Vec<u64> = (0..50)
+                    .map(|k| 1_000_000 * (round + 1) + k + 1_000 * u64::from(ep.as_bytes()[0]))
+                    .collect();
+                idx.add(ep, &hashes, usize::MAX);
+                assert!(idx.len() <= 1_000, "{} records", idx.len());
+            }
+        }
+        assert_eq!(idx.len(), 1_000);
+        assert_eq!(idx.blocks_of("a"), 250, "down to a quarter");
+        for ep in ["b", "c", "d"] {
+            assert_eq!(idx.blocks_of(ep), 250);
+        }
+        // `a` gave back its oldest blocks (the chain's tail, added last first): its head remains.
+        let mut counts = crate::scratch::Scratch::new();
+        assert_eq!(idx.match_longest_prefix(&first, &mut counts), 250);
+        assert_consistent(&idx);
+    }
+
+    /// Random adds over a pool that grows and shrinks, capacities anywhere from 1 to unbounded:
+    /// the total stays within the limit after every operation and the table matches the lists.
+    #[test]
+    fn random_traffic_and_churn_stay_within_the_limit() {
+        let mut rng = SplitMix64::new(5);
+        let limit = 300;
+        let mut idx = PrefixIndex::new().with_max_blocks(limit);
+        for step in 0..20_000u64 {
+            let ep = rng.below(8);
+            let n = 1 + rng.below(40);
+            let start = rng.below(200) as u64;
+            let hashes: Vec<u64> = (0..n as u64).map(|k| start + k).collect();
+            let cap = [1, 50, 1_000, usize::MAX][rng.below(4)];
+            idx.add(&format!("e{ep}"), &hashes, cap);
+            assert!(idx.len() <= limit, "step {step}: {} records", idx.len());
+            if rng.below(500) == 0 {
+                let keep: Vec<String> = (0..8)
+                    .filter(|_| rng.below(2) == 0)
+                    .map(|e| format!("e{e}"))
+                    .collect();
+                idx.retain_endpoints(keep.iter().map(String::as_str));
+            }
+            if step % 1_000 == 0 {
+                assert_consistent(&idx);
+            }
+        }
+        assert_consistent(&idx);
+    }
+
+    /// Fewer records allowed than endpoints: each endpoint's share is one block; a block that
+    /// finds no room is not recorded, and nothing else breaks.
+    #[test]
+    fn a_limit_below_the_pool_size_records_what_fits() {
+        let mut idx = PrefixIndex::new().with_max_blocks(2);
+        for ep in 0..5u64 {
+            idx.add(&format!("e{ep}"), &[ep, ep + 100], usize::MAX);
+            assert!(idx.len() <= 2);
+        }
+        assert_consistent(&idx);
+    }
+
+    /// What a record costs: an index filled to a limit of 2^16 records over 16 endpoints, by
+    /// 64-block prompts as a chat workload sends them, holds about 60 bytes per record (the table
+    /// slot at a load of one half to one quarter, the list node, the free-list entry).
+    #[test]
+    fn memory_per_record_at_the_limit() {
+        let limit = 1 << 16;
+        let mut idx = PrefixIndex::new().with_max_blocks(limit);
+        let mut rng = SplitMix64::new(3);
+        for _ in 0..4 * limit / 64 {
+            let base = rng.next_u64();
+            let hashes: Vec<u64> = (0..64).map(|k| base.wrapping_add(k)).collect();
+            idx.add(
+                &format!("10.0.0.{}:8000", rng.below(16)),
+                &hashes,
+                usize::MAX,
+            );
+        }
+        assert_eq!(idx.len(), limit);
+        let per_record = idx.memory_bytes() / limit;
+        assert!(
+            (32..=96).contains(&per_record),
+            "{per_record} bytes per record"
+        );
     }
 }

@@ -64,6 +64,9 @@ struct FakeState {
     /// Reported as `usage.prompt_tokens_details.cached_tokens` of OpenAI-shaped responses
     /// (left out when unset, as vLLM does without `--enable-prompt-tokens-details`).
     cached_tokens: Option<u64>,
+    /// `num_gpu_blocks` of `vllm:cache_config_info` (the KV-cache blocks this server says it
+    /// has; a picker with `autoTune` takes it as the endpoint's prefix-index capacity).
+    num_gpu_blocks: u64,
 }
 
 impl Default for FakeState {
@@ -79,6 +82,7 @@ impl Default for FakeState {
             inference: "ok".into(),
             delay_ms: 0,
             stream_gap_ms: 0,
+            num_gpu_blocks: 27215,
             gpu_util: vec![10.0, 20.0],
             models: vec!["meta-llama/Llama-3.1-8B-Instruct".into()],
             cached_tokens: None,
@@ -114,7 +118,7 @@ fn metrics_text(s: &FakeState) -> String {
          vllm:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\",waiting_lora_adapters=\"{}\"}} 1.7395575723949368e+09\n\
          # HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n\
          # TYPE vllm:cache_config_info gauge\n\
-         vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"27215\"}} 1.0\n\
+         vllm:cache_config_info{{block_size=\"16\",engine=\"0\",num_gpu_blocks=\"{}\"}} 1.0\n\
          # HELP llm_d_epp_average_kv_cache_utilization Pool average KV-cache utilisation (as a cluster's picker exports it).\n\
          # TYPE llm_d_epp_average_kv_cache_utilization gauge\n\
          llm_d_epp_average_kv_cache_utilization {}\n\
@@ -127,6 +131,7 @@ fn metrics_text(s: &FakeState) -> String {
         s.max_lora,
         s.running_loras.join(","),
         s.waiting_loras.join(","),
+        s.num_gpu_blocks,
         s.kv,
         s.waiting,
     )

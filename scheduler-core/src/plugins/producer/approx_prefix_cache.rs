@@ -18,6 +18,15 @@
 //! | `maxPrefixBlocksToMatch` | 256 | blocks hashed at most |
 //! | `maxPrefixTokensToMatch` | 0 | if > 0, overrides the block cap: tokens / block size |
 //! | `lruCapacityPerServer` | 31250 | blocks tracked per endpoint (honoured, unlike GIE@1748e829) |
+//! | `maxIndexBlocks` | 4194304 | ours: records (block × endpoint) the index holds at most, over the whole pool; each endpoint's list is also capped at this divided by the endpoints indexed |
+//!
+//! `maxIndexBlocks` is not a GIE or llm-d parameter. Their index is bounded per endpoint only,
+//! by `lruCapacityPerServer` or, with `autoTune`, by each server's own `num_gpu_blocks`, which
+//! can be millions; in a separate EPP process that is a memory question, inside Envoy it is the
+//! proxy's. A record costs ~48 bytes at a limit that is a power of two (~80 just after the
+//! table doubles), so the default (2^22, GIE's default capacity for 134 endpoints) holds the
+//! index under ~200 MiB, well within a Wasm VM's 1 GiB of linear memory (one index per worker
+//! VM; one per process in the native build). See [`PrefixIndex::with_max_blocks`].
 
 use alloc::sync::Arc;
 
@@ -74,6 +83,10 @@ impl PrefixMatch {
     }
 }
 
+/// Default of `maxIndexBlocks`: records (block × endpoint) the index holds at most, ~48 bytes
+/// each (see the module docs).
+pub const DEFAULT_MAX_INDEX_BLOCKS: usize = 1 << 22;
+
 /// Parameters; see the module docs.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -90,6 +103,8 @@ pub struct Params {
     pub max_prefix_tokens_to_match: i64,
     /// Blocks tracked per endpoint.
     pub lru_capacity_per_server: i64,
+    /// Records held at most over the whole pool (ours).
+    pub max_index_blocks: i64,
 }
 
 impl Default for Params {
@@ -101,6 +116,7 @@ impl Default for Params {
             max_prefix_blocks_to_match: 256,
             max_prefix_tokens_to_match: 0,
             lru_capacity_per_server: 31_250,
+            max_index_blocks: DEFAULT_MAX_INDEX_BLOCKS as i64,
         }
     }
 }
@@ -109,7 +125,7 @@ impl Default for Params {
 ///
 /// # Errors
 /// Unknown fields; `blockSize` without `blockSizeTokens`; non-positive block size with
-/// `autoTune: false`; negative caps; a capacity below 1.
+/// `autoTune: false`; negative caps; a capacity or `maxIndexBlocks` below 1.
 pub fn factory(
     name: &str,
     params: Option<&serde_json::Value>,
@@ -147,6 +163,12 @@ pub fn factory(
             "must be ≥ 1",
         ));
     }
+    if p.max_index_blocks < 1 {
+        return Err(ConfigError::invalid(
+            FieldPath::key("maxIndexBlocks"),
+            "must be ≥ 1",
+        ));
+    }
     Ok(Arc::new(ApproxPrefixCacheProducer {
         typed_name: TypedName::new(TYPE, name),
         auto_tune: p.auto_tune,
@@ -154,7 +176,10 @@ pub fn factory(
         max_blocks: p.max_prefix_blocks_to_match as usize,
         max_tokens: p.max_prefix_tokens_to_match as usize,
         lru_capacity: p.lru_capacity_per_server as usize,
-        index: Lock::new(PrefixIndex::with_entropy(handle.services().entropy)),
+        index: Lock::new(
+            PrefixIndex::with_entropy(handle.services().entropy)
+                .with_max_blocks(usize::try_from(p.max_index_blocks).unwrap_or(usize::MAX)),
+        ),
     }))
 }
 
