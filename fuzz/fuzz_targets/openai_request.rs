@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         let named = path.starts_with("/v1/");
         let _ = picker.rewrite_model(&mut req, &mut SplitMix64::new(2));
         assert!(!named || !req.target_model.is_empty());
+        // These parsers cannot know media for certain: a request is multimodal exactly when the
+        // read of its parts found one, and then it has their token estimate.
+        assert_eq!(req.multimodal, req.media_tokens.is_some_and(|m| m.parts > 0));
+        assert_eq!(req.multimodal, req.media_tokens.is_some());
         // The multimodal encoder-cache producer reads the media parts of the same prompt.
         let _ = scheduler_core::parse::media::media_items(&req.prompt);
         // Image headers as the media token estimate reads them (inline images' first bytes).

@@ -2,8 +2,9 @@
 //! - an OpenAI chat body of 4 KiB and of 200 KiB (GIE #2928's prompt size);
 //! - a 30 KiB vLLM V1 `/metrics` page (`testdata/metrics/vllm_v1_full_30k.txt`), extracted with
 //!   the vLLM mapping;
-//! - a chat body with a 600 KB inline PNG: the body parse (which finds the media) and the media
-//!   token estimate (`parse::media_tokens`, multimodal requests only).
+//! - a chat body with a 600 KB inline PNG: the body parse (which only searches the prompt for a
+//!   media part type's name) and the read of its parts (`parse::media_tokens`: their token
+//!   estimate, and whether there is one; bodies that name a media type only).
 //!
 //! Run: `cargo bench -p scheduler-core --bench parse`.
 

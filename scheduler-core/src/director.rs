@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 
 use crate::error::RequestError;
 use crate::model::endpoint::Endpoint;
-use crate::model::request::InferenceRequest;
+use crate::model::request::{InferenceRequest, MediaParts};
 use crate::model::response::{BodyChunk, ResponseInfo, Usage};
 use crate::model::result::SchedulingResult;
 use crate::observe::{timed, ExtensionPoint, NoObserver, SchedulingObserver};
@@ -266,8 +266,9 @@ impl EndpointPicker {
         {
             return Err(RequestError::MissingModel);
         }
-        // Only a multimodal request pays for reading its media parts again.
-        let media_tokens = parsed.multimodal.then(|| {
+        // Only a body whose text names a media part type pays for reading its parts: once, for
+        // their token estimate and for whether there is one at all.
+        let read_parts = || {
             let meta = VideoMeta::from_headers(|n| {
                 headers
                     .iter()
@@ -275,7 +276,13 @@ impl EndpointPicker {
                     .map(|(_, v)| v.as_ref())
             });
             media_tokens(&parsed.prompt, &self.media_estimate, &meta)
-        });
+        };
+        let media_tokens = match parsed.media {
+            MediaParts::None => None,
+            MediaParts::Present => Some(read_parts()),
+            MediaParts::Possible => Some(read_parts()).filter(|m| m.parts > 0),
+        };
+        let multimodal = parsed.media == MediaParts::Present || media_tokens.is_some();
         Ok(InferenceRequest {
             request_id: header(REQUEST_ID_HEADER).unwrap_or_default(),
             api: parsed.api,
@@ -288,7 +295,7 @@ impl EndpointPicker {
             priority,
             headers,
             debug: false,
-            multimodal: parsed.multimodal,
+            multimodal,
             media_tokens,
             max_output_tokens: parsed.max_output_tokens,
             tools: parsed.tools,

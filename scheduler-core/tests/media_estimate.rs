@@ -115,3 +115,25 @@ fn a_bad_estimate_mode_is_refused_at_load() {
     .to_string();
     assert!(err.contains("estimate.image.mode"), "{err}");
 }
+
+/// Whether a request is multimodal is settled by the same read of its parts as their token
+/// estimate: a real image part makes it multimodal; a media type's name in a text part (which
+/// the parser's substring search cannot tell from a part) does not, and costs no estimate.
+#[test]
+fn one_read_of_the_parts_settles_multimodal() {
+    let picker = picker("");
+    // (multimodal, parts read) of a chat body.
+    let read = |body: &str| {
+        let r = picker
+            .parse_request("/v1/chat/completions", body.as_bytes(), Vec::new())
+            .unwrap();
+        (r.multimodal, r.media_tokens.map(|m| m.parts))
+    };
+    assert_eq!(read(&chat_with_image(64, 64, 2_000)), (true, Some(1)));
+    let words = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What does an image_url part look like?"}]}]})
+    .to_string();
+    assert_eq!(read(&words), (false, None));
+    let plain = r#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#;
+    assert_eq!(read(plain), (false, None));
+}

@@ -142,6 +142,20 @@ impl<'a> InferenceRequest<'a> {
     }
 }
 
+/// What a parser found out about a body's media content parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaParts {
+    /// None: a text-only body, or a kind of body without content parts.
+    None,
+    /// Media for certain (a gRPC prompt with multimodal placeholder tokens).
+    Present,
+    /// A media part type's name occurs in the prompt's JSON (a substring search,
+    /// [`crate::parse::media::may_have_media`]). Whether one names a content part is settled
+    /// when the parts are read for their token estimate ([`crate::parse::media_tokens`]), so a
+    /// multimodal body's media are parsed once for both.
+    Possible,
+}
+
 /// What the parser extracts from a body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParsedBody<'a> {
@@ -155,8 +169,9 @@ pub struct ParsedBody<'a> {
     pub stream: bool,
     /// `cache_salt`, if present.
     pub cache_salt: Option<Cow<'a, str>>,
-    /// The request carries image, audio or video content (`crate::parse::media`).
-    pub multimodal: bool,
+    /// Whether the request carries image, audio or video content, as far as the parser could
+    /// tell cheaply (`crate::parse::media`).
+    pub media: MediaParts,
     /// The request must end up with a model, and its JSON body can be given one: the OpenAI
     /// APIs. A body without `model` then takes the rewrite header's or a generic rewrite rule's,
     /// and is refused (400) when neither names one (llm-d-router). False for bodies that name
@@ -179,7 +194,7 @@ impl ParsedBody<'static> {
             prompt: Cow::Borrowed(""),
             stream: false,
             cache_salt: None,
-            multimodal: false,
+            media: MediaParts::None,
             model_required: false,
             max_output_tokens: None,
             tools: None,

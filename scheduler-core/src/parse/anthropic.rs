@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::RequestError;
-use crate::model::request::ApiKind;
+use crate::model::request::{ApiKind, MediaParts};
 use crate::parse::openai::{
     expect_object, is_non_empty_array, json_msg, present, stream_flag, string_field, ParsedBody,
 };
@@ -70,14 +70,18 @@ pub fn parse_body(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
             ))
         }
     };
-    let multimodal = crate::parse::media::has_media(messages.get());
+    let media = if crate::parse::media::may_have_media(messages.get()) {
+        MediaParts::Possible
+    } else {
+        MediaParts::None
+    };
     Ok(ParsedBody {
         api: ApiKind::Messages,
         model,
         prompt,
         stream,
         cache_salt: None,
-        multimodal,
+        media,
         model_required: true,
         max_output_tokens: crate::parse::openai::output_cap(&[b.max_tokens]),
         tools: b.tools.and_then(present).map(|t| Cow::Borrowed(t.get())),

@@ -5,9 +5,12 @@
 //! `input_audio`; Responses' `input_image`; Anthropic's `image`; vLLM's `audio_url`,
 //! `video_url`).
 //!
-//! Cost: one substring search for `"type"` on the raw JSON (a text-only chat has no content
-//! parts, so no `"type"` key: the common case ends there), then a search for the media type
-//! names, and a parse only when one occurs. A `type` key spelled with JSON escapes is not seen.
+//! Cost: [`may_have_media`] runs on every chat body: one substring search for `"type"` on the
+//! raw JSON (a text-only chat has no content parts, so no `"type"` key: the common case ends
+//! there), then a search for the media type names. Only when one occurs are the parts parsed,
+//! once, by [`crate::parse::media_tokens`] (which counts them and settles whether the request is
+//! multimodal) and, with the mm-embeddings producer, by [`media_items`]. A `type` key spelled
+//! with JSON escapes is not seen.
 
 use alloc::string::ToString;
 
@@ -24,33 +27,15 @@ pub const MEDIA_PART_TYPES: [&str; 7] = [
     "input_video",
 ];
 
-/// True when the JSON text `raw` (messages, input or items) has a content part of a media type.
-pub fn has_media(raw: &str) -> bool {
+/// False when the JSON text `raw` (messages, input or items) cannot have a content part of a
+/// media type: it has no `"type"` key, or none of [`MEDIA_PART_TYPES`] occurs in it. True does
+/// not mean it has one (the name may be in the text); reading the parts settles that.
+pub fn may_have_media(raw: &str) -> bool {
     // This runs on every chat request: one search for a `"type"` key ends the common case
     // instead of seven name searches over the whole body. memchr's SIMD search: `str::contains`
     // cost ~2,600 instructions over a 4 KiB prompt.
     let has = |needle: &str| memchr::memmem::find(raw.as_bytes(), needle.as_bytes()).is_some();
-    if !has("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| has(t)) {
-        return false;
-    }
-    serde_json::from_str::<Value>(raw).is_ok_and(|v| walk(&v, 0))
-}
-
-fn walk(v: &Value, depth: usize) -> bool {
-    // Content parts sit a few levels down (messages[i].content[j]); bound the recursion.
-    if depth > 8 {
-        return false;
-    }
-    match v {
-        Value::Object(m) => {
-            m.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| MEDIA_PART_TYPES.contains(&t))
-                || m.values().any(|x| walk(x, depth + 1))
-        }
-        Value::Array(a) => a.iter().any(|x| walk(x, depth + 1)),
-        _ => false,
-    }
+    has("\"type\"") && MEDIA_PART_TYPES.iter().any(|t| has(t))
 }
 
 /// One media item of a request: a hash of its content and its modality.
@@ -78,11 +63,11 @@ pub fn json_values(raw: &str) -> impl Iterator<Item = Value> + '_ {
 }
 
 /// The media items of the JSON text `raw` (a prompt: see [`json_values`]), each distinct hash
-/// once, in order of appearance, at most [`MAX_MEDIA_ITEMS`]. Empty for text-only requests (the
-/// same cheap checks as [`has_media`] come first).
+/// once, in order of appearance, at most [`MAX_MEDIA_ITEMS`]. Empty for text-only requests
+/// ([`may_have_media`] comes first).
 pub fn media_items(raw: &str) -> alloc::vec::Vec<MediaItem> {
     let mut out = alloc::vec::Vec::new();
-    if !raw.contains("\"type\"") || !MEDIA_PART_TYPES.iter().any(|t| raw.contains(t)) {
+    if !may_have_media(raw) {
         return out;
     }
     for v in json_values(raw) {
@@ -181,21 +166,41 @@ mod tests {
         assert!(media_items(r#"[{"role":"user","content":"an image_url"}]"#).is_empty());
     }
 
+    /// The cheap check passes every body with a media part and stops most text-only ones;
+    /// reading the parts (`media_tokens`) settles the rest.
     #[test]
     fn content_parts_of_media_types() {
-        assert!(has_media(
-            r#"[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAA"}}]}]"#
-        ));
-        assert!(has_media(
-            r#"[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}]}]"#
-        ));
-        // Text only, even when a media type name appears in the text.
-        assert!(!has_media(
-            r#"[{"role":"user","content":"describe an image_url field"}]"#
-        ));
-        assert!(!has_media(
-            r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#
-        ));
-        assert!(!has_media("not json image_url"));
+        use crate::parse::media_tokens::{media_tokens, EstimateParams, VideoMeta};
+        let parts = |raw: &str| {
+            may_have_media(raw)
+                .then(|| media_tokens(raw, &EstimateParams::default(), &VideoMeta::default()).parts)
+        };
+        assert_eq!(
+            parts(
+                r#"[{"role":"user","content":[{"type":"text","text":"what is this"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAA"}}]}]"#
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            parts(
+                r#"[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}]}]"#
+            ),
+            Some(1)
+        );
+        // Text only: no `"type"` key at all, or no media type name ...
+        assert_eq!(
+            parts(r#"[{"role":"user","content":"describe an image_url field"}]"#),
+            None
+        );
+        assert_eq!(
+            parts(r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#),
+            None
+        );
+        // ... or the name only in the text, which the parts show.
+        assert_eq!(
+            parts(r#"[{"role":"user","content":[{"type":"text","text":"an image_url"}]}]"#),
+            Some(0)
+        );
+        assert_eq!(parts(r#"not json "type" image_url"#), Some(0));
     }
 }

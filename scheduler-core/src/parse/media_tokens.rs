@@ -59,7 +59,7 @@ const DEFAULT_SOURCE_FPS: f64 = 24.0;
 /// metadata segments, which stay within 64 KiB in practice.
 const IMAGE_HEADER_BYTES: usize = 64 * 1024;
 /// Media parts read from one request; a hostile body with thousands costs bounded work.
-const MAX_PARTS: usize = 256;
+pub const MAX_PARTS: usize = 256;
 /// Most tokens one media part counts for (2^24, above any model's context): a request that
 /// claims a billion-second video must not push an endpoint's token load to the counter's limit.
 pub const MAX_PART_TOKENS: u64 = 1 << 24;
@@ -371,6 +371,8 @@ pub struct MediaTokens {
     pub payload_bytes: u64,
     /// Placeholder tokens those parts stand for.
     pub placeholder_tokens: u64,
+    /// Media parts read (at most [`MAX_PARTS`]); 0: the request is not multimodal.
+    pub parts: u32,
 }
 
 /// The media parts of the JSON text `raw` (a request's prompt: one JSON value or several back
@@ -382,6 +384,7 @@ pub fn media_tokens(raw: &str, params: &EstimateParams, meta: &VideoMeta) -> Med
     for v in json_values(raw) {
         walk(&v, 0, params, meta, &mut out, &mut parts);
     }
+    out.parts = u32::try_from(parts).unwrap_or(u32::MAX);
     out
 }
 

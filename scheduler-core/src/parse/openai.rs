@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::RequestError;
-use crate::model::request::ApiKind;
+use crate::model::request::{ApiKind, MediaParts};
 
 pub use crate::model::request::ParsedBody;
 
@@ -131,14 +131,14 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         }
     };
 
-    let multimodal = match api {
+    let may_have_media = match api {
         ApiKind::ChatCompletions | ApiKind::Messages | ApiKind::Conversations => {
-            crate::parse::media::has_media(&prompt)
+            crate::parse::media::may_have_media(&prompt)
         }
         ApiKind::Responses => b
             .input
             .and_then(present)
-            .is_some_and(|raw| crate::parse::media::has_media(raw.get())),
+            .is_some_and(|raw| crate::parse::media::may_have_media(raw.get())),
         ApiKind::Completions | ApiKind::Embeddings => false,
     };
     Ok(ParsedBody {
@@ -147,7 +147,11 @@ pub fn parse_body<'a>(path: &str, body: &'a [u8]) -> Result<ParsedBody<'a>, Requ
         prompt,
         stream,
         cache_salt,
-        multimodal,
+        media: if may_have_media {
+            MediaParts::Possible
+        } else {
+            MediaParts::None
+        },
         model_required: true,
         max_output_tokens: output_cap(&[
             b.max_completion_tokens,

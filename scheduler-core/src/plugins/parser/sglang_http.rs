@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, RequestError};
-use crate::model::request::ApiKind;
+use crate::model::request::{ApiKind, MediaParts};
 use crate::parse::openai::{
     expect_object, json_msg, present, stream_flag, string_field, ParsedBody,
 };
@@ -138,7 +138,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         prompt,
         stream: stream_flag(b.stream)?,
         cache_salt,
-        multimodal: false,
+        media: MediaParts::None,
         model_required: false,
         max_output_tokens: None,
         tools: None,

@@ -16,7 +16,7 @@ use alloc::borrow::Cow;
 use alloc::sync::Arc;
 
 use crate::error::{ConfigError, RequestError};
-use crate::model::request::{ApiKind, ParsedBody};
+use crate::model::request::{ApiKind, MediaParts, ParsedBody};
 use crate::parse::protobuf::grpc_message;
 use crate::parse::vllm_grpc::{parse_request, Method, VllmRequestError};
 use crate::plugin::registry::{parse_params, Handle};
@@ -82,7 +82,7 @@ impl RequestParser for VllmGrpcParser {
             prompt: r.prompt,
             stream: r.stream,
             cache_salt: None,
-            multimodal: r.multimodal,
+            media: media_of(r.multimodal),
             model_required: false,
             max_output_tokens: None,
             tools: None,
@@ -93,6 +93,15 @@ impl RequestParser for VllmGrpcParser {
         // The last path segment (a gRPC path's service is preceded by its package, not by `/`);
         // `parse` checks the whole `vllm.grpc.engine.VllmEngine/<method>` suffix.
         &["Generate", "Embed"]
+    }
+}
+
+/// A gRPC request's placeholder tokens say for certain whether it carries media.
+fn media_of(multimodal: bool) -> MediaParts {
+    if multimodal {
+        MediaParts::Present
+    } else {
+        MediaParts::None
     }
 }
 
@@ -117,7 +126,7 @@ mod tests {
                 prompt: Cow::Owned(b.prompt.into_owned()),
                 stream: b.stream,
                 cache_salt: None,
-                multimodal: b.multimodal,
+                media: b.media,
                 model_required: false,
                 max_output_tokens: None,
                 tools: None,
@@ -142,7 +151,7 @@ mod tests {
                 prompt: Cow::Owned(prompt.into()),
                 stream,
                 cache_salt: None,
-                multimodal: false,
+                media: MediaParts::None,
                 model_required: false,
                 max_output_tokens: None,
                 tools: None,

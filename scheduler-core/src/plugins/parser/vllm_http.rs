@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, RequestError};
-use crate::model::request::ApiKind;
+use crate::model::request::{ApiKind, MediaParts};
 use crate::parse::openai::{
     expect_object, is_non_empty_array, json_msg, present, stream_flag, string_field, ParsedBody,
 };
@@ -95,7 +95,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ParsedBody<'_>, RequestError> {
         prompt: Cow::Borrowed(tokens.get()),
         stream,
         cache_salt: None,
-        multimodal: false,
+        media: MediaParts::None,
         model_required: false,
         max_output_tokens: None,
         tools: None,

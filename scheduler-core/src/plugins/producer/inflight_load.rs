@@ -677,6 +677,7 @@ mod tests {
         r.media_tokens = Some(crate::parse::media_tokens::MediaTokens {
             payload_bytes: 300,
             placeholder_tokens: 225,
+            parts: 1,
         });
         assert_eq!(input_tokens(&r), 25 + 225);
     }
