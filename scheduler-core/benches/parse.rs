@@ -4,7 +4,8 @@
 //!   the vLLM mapping;
 //! - a chat body with a 600 KB inline PNG: the body parse (which only searches the prompt for a
 //!   media part type's name) and the read of its parts (`parse::media_tokens`: their token
-//!   estimate, and whether there is one; bodies that name a media type only).
+//!   estimate, and whether there is one; bodies that name a media type only), and the
+//!   mm-embeddings producer's read of them (`parse::media::media_items`: a hash of each).
 //!
 //! Run: `cargo bench -p scheduler-core --bench parse`.
 
@@ -65,6 +66,13 @@ fn bench_media(c: &mut Criterion) {
                 &params,
                 &VideoMeta::default(),
             ))
+        })
+    });
+    g.bench_function("media_items_image_600KB", |b| {
+        b.iter(|| {
+            black_box(scheduler_core::parse::media::media_items(black_box(
+                &messages,
+            )))
         })
     });
     g.finish();

@@ -15,6 +15,7 @@
 use alloc::string::ToString;
 
 use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3;
 
 /// Content-part types that are media.
 pub const MEDIA_PART_TYPES: [&str; 7] = [
@@ -41,9 +42,10 @@ pub fn may_have_media(raw: &str) -> bool {
 /// One media item of a request: a hash of its content and its modality.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediaItem {
-    /// xxh3-64 of the part's payload as JSON text (the value under the part's type key, e.g.
-    /// `image_url: {"url": …}`; the whole part when that key is absent). The same image sent
-    /// twice, by URL or inline data, gives the same hash.
+    /// xxh3-64 of the part's payload (the value under the part's type key, e.g.
+    /// `image_url: {"url": …}`; the whole part when that key is absent), fed to the hasher as
+    /// [`feed`] spells a JSON value. The same image sent twice, by URL or inline data, gives the
+    /// same hash.
     pub hash: u64,
     /// `image`, `audio` or `video`.
     pub modality: &'static str,
@@ -97,8 +99,9 @@ fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
                 .and_then(Value::as_str)
                 .filter(|t| MEDIA_PART_TYPES.contains(t))
             {
-                let payload = m.get(t).map_or_else(|| v.to_string(), |p| p.to_string());
-                let hash = xxhash_rust::xxh3::xxh3_64(payload.as_bytes());
+                let mut h = Xxh3::new();
+                feed(m.get(t).unwrap_or(v), 0, &mut h);
+                let hash = h.digest();
                 if !out.iter().any(|i| i.hash == hash) {
                     out.push(MediaItem {
                         hash,
@@ -117,6 +120,51 @@ fn collect(v: &Value, depth: usize, out: &mut alloc::vec::Vec<MediaItem>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Feeds `v` to `h` as a byte sequence no other value gives: a tag byte per kind, each string
+/// and container preceded by its length, strings as their UTF-8 (unescaped), numbers as their
+/// text; an object's members in the map's order. The payload is not written out as JSON text to
+/// be hashed: for a 600 KB inline image that copy was ~1 ms of the request path. Nesting beyond
+/// the walk's bound is fed as one marker.
+fn feed(v: &Value, depth: usize, h: &mut Xxh3) {
+    let len = |h: &mut Xxh3, n: usize| h.update(&(n as u64).to_le_bytes());
+    if depth > 16 {
+        h.update(b"~");
+        return;
+    }
+    match v {
+        Value::Null => h.update(b"n"),
+        Value::Bool(true) => h.update(b"t"),
+        Value::Bool(false) => h.update(b"f"),
+        Value::Number(n) => {
+            let text = n.to_string();
+            h.update(b"#");
+            len(h, text.len());
+            h.update(text.as_bytes());
+        }
+        Value::String(s) => {
+            h.update(b"s");
+            len(h, s.len());
+            h.update(s.as_bytes());
+        }
+        Value::Array(a) => {
+            h.update(b"[");
+            len(h, a.len());
+            for x in a {
+                feed(x, depth + 1, h);
+            }
+        }
+        Value::Object(m) => {
+            h.update(b"{");
+            len(h, m.len());
+            for (k, x) in m {
+                len(h, k.len());
+                h.update(k.as_bytes());
+                feed(x, depth + 1, h);
+            }
+        }
     }
 }
 
@@ -202,5 +250,41 @@ mod tests {
             Some(0)
         );
         assert_eq!(parts(r#"not json "type" image_url"#), Some(0));
+    }
+
+    /// Values that would collide if strings or containers were fed without their lengths or
+    /// kinds give different hashes; equal values give equal ones.
+    #[test]
+    fn fed_values_keep_their_shape() {
+        let hash = |v: serde_json::Value| {
+            let mut h = Xxh3::new();
+            feed(&v, 0, &mut h);
+            h.digest()
+        };
+        use serde_json::json;
+        let distinct = [
+            json!(["ab"]),
+            json!(["a", "b"]),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!("1"),
+            json!(1),
+            json!([[]]),
+            json!([{}]),
+            json!(null),
+            json!(""),
+            json!({"url": "data:image/png;base64,AAAA"}),
+            json!({"url": "data:image/png;base64,AAAB"}),
+        ];
+        let hashes: alloc::vec::Vec<u64> = distinct.iter().cloned().map(hash).collect();
+        for (i, a) in hashes.iter().enumerate() {
+            for b in hashes.iter().skip(i + 1) {
+                assert_ne!(a, b, "{:?}", distinct.get(i));
+            }
+        }
+        assert_eq!(
+            hash(json!({"url": "https://x/a.png", "detail": "low"})),
+            hash(serde_json::from_str(r#"{ "detail":"low", "url":"https:\/\/x/a.png" }"#).unwrap())
+        );
     }
 }
