@@ -17,8 +17,9 @@
 //! a server's own metrics page (`num_gpu_blocks`, millions on a large GPU or on SGLang with
 //! one-token pages), and it multiplies with the pool. Filled by clients with new prompts, such an
 //! index outgrew the Wasm VM's linear memory (1 GiB by default in Envoy) and aborted the VM. When
-//! the pool grows, endpoints holding more than the new share give blocks back as room is needed:
-//! a new block is recorded only after a record was freed, so the total never passes the limit.
+//! the pool grows, endpoints holding more than the new share give blocks back as room is needed
+//! and a step at a time on their own adds: a new block is recorded only after a record was
+//! freed, so the total never passes the limit.
 //!
 //! Endpoints are keyed by their `ip:port` address; each gets a small integer id on first insert.
 //! An endpoint that leaves the pool gives back its LRU's memory and its id, which the next new
@@ -34,6 +35,10 @@ use hashbrown::HashMap;
 use super::table::BlockTable;
 
 const NIL: u32 = u32::MAX;
+
+/// Blocks an `add` evicts from its endpoint's list beyond the prompt's own, when the list is
+/// above its capacity or share (it then shrinks by at least this much per add).
+const TRIM_STEP: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -391,9 +396,16 @@ impl PrefixIndex {
         let id = self.id_for(address);
         let cap = capacity.max(1).min(self.share());
         // Capacity learned later (autoTune from `num_gpu_blocks`), reconfigured smaller, or a
-        // share that shrank as the pool grew.
-        while self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
+        // share that shrank as the pool grew: trimmed a step per add, so no one request pays
+        // for a whole list's shrink (a 17th endpoint joining 16 that fill the default limit
+        // takes ~15,000 blocks from each list; at the prefix_index bench's 4.7–7.7 µs for 64
+        // inserts and 64 evictions that is up to 1–2 ms, under the lock every worker shares in
+        // the native build). A list above `cap` does not grow meanwhile: `insert_new` evicts
+        // one of its own blocks for each new one.
+        let mut trim = hashes.len() + TRIM_STEP;
+        while trim > 0 && self.endpoints.get(id as usize).is_some_and(|e| e.len > cap) {
             self.evict_one(id);
+            trim -= 1;
         }
         if self.add_after_front_run(id, hashes, cap) {
             return;
@@ -795,6 +807,31 @@ mod tests {
         // `a` gave back its oldest blocks (the chain's tail, added last first): its head remains.
         let mut counts = crate::scratch::Scratch::new();
         assert_eq!(idx.match_longest_prefix(&first, &mut counts), 250);
+        assert_consistent(&idx);
+    }
+
+    /// A list left above its share when the pool grew shrinks a step per add, never grows, and
+    /// reaches its share; the total stays within the limit throughout.
+    #[test]
+    fn a_list_above_its_share_shrinks_a_step_per_add() {
+        let mut idx = PrefixIndex::new().with_max_blocks(1_000);
+        idx.add("a", &(0..1_000).collect::<Vec<u64>>(), usize::MAX);
+        idx.add("b", &[5_000], usize::MAX); // share now 500; `b` took one block of `a`'s
+        assert_eq!(idx.blocks_of("a"), 999);
+        let mut sizes = Vec::new();
+        for k in 0..20u64 {
+            idx.add("a", &[10_000 + k], usize::MAX);
+            sizes.push(idx.blocks_of("a"));
+            assert!(idx.len() <= 1_000);
+        }
+        // 1 + TRIM_STEP evicted ahead of the new block, which then replaces one more of its own.
+        assert_eq!(
+            sizes.first(),
+            Some(&(999 - 1 - TRIM_STEP)),
+            "one step: {sizes:?}"
+        );
+        assert!(sizes.windows(2).all(|w| w[1] <= w[0]), "{sizes:?}");
+        assert_eq!(sizes.last(), Some(&500));
         assert_consistent(&idx);
     }
 

@@ -23,8 +23,8 @@
 //! `maxIndexBlocks` is not a GIE or llm-d parameter. Their index is bounded per endpoint only,
 //! by `lruCapacityPerServer` or, with `autoTune`, by each server's own `num_gpu_blocks`, which
 //! can be millions; in a separate EPP process that is a memory question, inside Envoy it is the
-//! proxy's. A record costs ~48 bytes at a limit that is a power of two (~80 just after the
-//! table doubles), so the default (2^22, GIE's default capacity for 134 endpoints) holds the
+//! proxy's. A record costs ~48 bytes at a limit that is a power of two (measured; by the layout
+//! up to ~80 just after the table doubles), so the default (2^22, GIE's default capacity for 134 endpoints) holds the
 //! index under ~200 MiB, well within a Wasm VM's 1 GiB of linear memory (one index per worker
 //! VM; one per process in the native build). See [`PrefixIndex::with_max_blocks`].
 
