@@ -23,10 +23,12 @@
 //! `maxIndexBlocks` is not a GIE or llm-d parameter. Their index is bounded per endpoint only,
 //! by `lruCapacityPerServer` or, with `autoTune`, by each server's own `num_gpu_blocks`, which
 //! can be millions; in a separate EPP process that is a memory question, inside Envoy it is the
-//! proxy's. A record costs ~48 bytes at a limit that is a power of two (measured; by the layout
-//! up to ~80 just after the table doubles), so the default (2^22, GIE's default capacity for 134 endpoints) holds the
-//! index under ~200 MiB, well within a Wasm VM's 1 GiB of linear memory (one index per worker
-//! VM; one per process in the native build). See [`PrefixIndex::with_max_blocks`].
+//! proxy's. A record costs ~48 bytes at a limit that is a power of two (measured at 2^16
+//! records, `memory_per_record_at_the_limit`), so the default (2^22, GIE's default capacity for
+//! 134 endpoints) comes to ~200 MiB by that figure, and by the layout to at most ~1/3 more after
+//! the pool grows (an endpoint's node slab keeps the capacity of its larger share, reused, not
+//! freed): well within a Wasm VM's 1 GiB of linear memory (one index per worker VM; one per
+//! process in the native build). See [`PrefixIndex::with_max_blocks`].
 
 use alloc::sync::Arc;
 
