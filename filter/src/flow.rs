@@ -30,9 +30,9 @@ use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
     ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, KV_SOURCE, PREFILLER, SERVED,
 };
-use crate::telemetry::RequestRecord;
 #[cfg(test)]
 use crate::telemetry::Timing;
+use crate::telemetry::{RequestLabels, RequestRecord};
 
 /// Largest JSON response body kept for usage parsing (bytes); larger bodies are not parsed.
 pub const MAX_JSON_RESPONSE_BYTES: usize = 1 << 20;
@@ -149,11 +149,10 @@ pub trait Picking {
     /// One request routed to `primary` by the scheduling profile `profile` (`""` when no
     /// profile ran: a body-less request).
     fn count_pick(&self, primary: &str, profile: &str);
-    /// One scheduled request of the pair `model` (model, target model) went to the endpoint
-    /// `primary`: a successful scheduling attempt, and a request that runs until
-    /// [`Picking::record`] gets its record; `false` when it could not be counted (its record
-    /// must then not end the count).
-    fn count_routed(&self, model: &(String, String), primary: &str) -> bool;
+    /// One scheduled request labelled `labels` went to the endpoint `primary`: a successful
+    /// scheduling attempt, and a request that runs until [`Picking::record`] gets its record;
+    /// `false` when it could not be counted (its record must then not end the count).
+    fn count_routed(&self, labels: &RequestLabels, primary: &str) -> bool;
     /// One local reply with `status`.
     fn count_reply(&self, status: u32);
     /// One FailOpen pass-through.
@@ -179,10 +178,17 @@ pub trait Picking {
         let _ = now_ms;
         0.0
     }
-    /// One request left the flow-control queue of band `priority` after `waited_ms` with
-    /// `outcome` (see [`crate::telemetry::Telemetry::queue_wait`]).
-    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
-        let _ = (priority, outcome, waited_ms);
+    /// One request of the flow `fairness_id` (`None`: the default flow) left the flow-control
+    /// queue of band `priority` after `waited_ms` with `outcome` (see
+    /// [`crate::telemetry::Telemetry::queue_wait`]).
+    fn record_queue_wait(
+        &self,
+        fairness_id: Option<&str>,
+        priority: i32,
+        outcome: &'static str,
+        waited_ms: u64,
+    ) {
+        let _ = (fairness_id, priority, outcome, waited_ms);
     }
 }
 
@@ -311,6 +317,13 @@ pub struct RequestFlow {
     response_start_us: Option<u64>,
 }
 
+/// The fairness id a request's record carries (`None`: the default flow, or not parsed).
+fn fairness_of(record: Option<&RequestRecord>) -> Option<&str> {
+    record
+        .and_then(|r| r.labels.as_ref())
+        .and_then(|l| l.fairness_id.as_deref())
+}
+
 impl Default for RequestFlow {
     fn default() -> Self {
         RequestFlow::new()
@@ -421,8 +434,8 @@ impl RequestFlow {
                 }
                 p.count_pick(r.primary(), &r.profile);
                 if let Some(rec) = &mut self.record {
-                    if let Some(model) = &rec.model {
-                        rec.running = p.count_routed(model, r.primary());
+                    if let Some(labels) = &rec.labels {
+                        rec.running = p.count_routed(labels, r.primary());
                     }
                 }
                 if log::log_enabled!(log::Level::Debug) {
@@ -506,8 +519,8 @@ impl RequestFlow {
         let (model, target) = self
             .record
             .as_ref()
-            .and_then(|r| r.model.as_ref())
-            .map_or(("", ""), |(m, t)| (m.as_str(), t.as_str()));
+            .and_then(|r| r.labels.as_ref())
+            .map_or(("", ""), |l| (l.model.as_str(), l.target_model.as_str()));
         log::debug!(
             "endpoint picker decision: request_id={id} model={model} target_model={target} {what}"
         );
@@ -775,7 +788,7 @@ impl RequestFlow {
         // Every request flow control decided counts once by how it ended (the queued ones when
         // their wait ends); one let through at once waited 0 ms, as upstream records it.
         if let Some(label) = decided {
-            p.record_queue_wait(priority.unwrap_or(0), label, 0);
+            p.record_queue_wait(fairness_of(Some(record)), priority.unwrap_or(0), label, 0);
         }
         if priority.is_some() {
             self.priority = priority;
@@ -867,7 +880,8 @@ impl RequestFlow {
         self.slot = None;
         let ticket = self.ticket.take();
         if let Some(label) = crate::waiting::outcome_label(&end.outcome) {
-            p.record_queue_wait(end.priority, label, end.waited_ms);
+            let fairness = fairness_of(self.record.as_ref());
+            p.record_queue_wait(fairness, end.priority, label, end.waited_ms);
         }
         match end.outcome {
             WaitOutcome::Dispatched => {
@@ -1009,7 +1023,7 @@ impl RequestFlow {
         // Token counts come from the response's `usage`, which only a parsed inference request
         // (one with a model) has.
         let wants_usage =
-            self.primary.is_some() && self.record.as_ref().is_some_and(|r| r.model.is_some());
+            self.primary.is_some() && self.record.as_ref().is_some_and(|r| r.labels.is_some());
         if wants_usage {
             self.response_start_us = Some(host.now_us());
         }
@@ -1124,7 +1138,7 @@ impl RequestFlow {
             r.response_bytes += size as u64;
             // llm-d's TTFT (the first body byte) and, for a stream, the gaps between chunks: one
             // clock read per chunk, only for parsed inference requests.
-            if size > 0 && r.model.is_some() && (r.first_byte_ns.is_none() || r.streaming) {
+            if size > 0 && r.labels.is_some() && (r.first_byte_ns.is_none() || r.streaming) {
                 let now = host.now_us();
                 if r.first_byte_ns.is_none() {
                     r.first_byte_ns = Some(now.saturating_sub(self.start_us) * 1000);
@@ -1213,7 +1227,8 @@ impl RequestFlow {
             self.slot = None;
             if let Some(t) = self.ticket.take() {
                 if let Some((priority, waited_ms)) = g.cancel(t, now_ms) {
-                    p.record_queue_wait(priority, "EvictedContextCancelled", waited_ms);
+                    let fairness = fairness_of(self.record.as_ref());
+                    p.record_queue_wait(fairness, priority, "EvictedContextCancelled", waited_ms);
                 }
             }
             if self.scheduled {
@@ -1412,8 +1427,8 @@ mod tests {
         fn count_pick(&self, primary: &str, _profile: &str) {
             self.picks.borrow_mut().push(primary.into());
         }
-        fn count_routed(&self, model: &(String, String), _primary: &str) -> bool {
-            self.running.borrow_mut().push(model.0.clone());
+        fn count_routed(&self, labels: &RequestLabels, _primary: &str) -> bool {
+            self.running.borrow_mut().push(labels.model.clone());
             true
         }
         fn count_reply(&self, _status: u32) {}
@@ -1432,7 +1447,13 @@ mod tests {
                 .picker
                 .pool_saturation(&self.pool.borrow(), now_ms)
         }
-        fn record_queue_wait(&self, priority: i32, outcome: &'static str, _waited_ms: u64) {
+        fn record_queue_wait(
+            &self,
+            _fairness_id: Option<&str>,
+            priority: i32,
+            outcome: &'static str,
+            _waited_ms: u64,
+        ) {
             self.waits.borrow_mut().push((priority, outcome));
         }
     }
@@ -1604,11 +1625,15 @@ mod tests {
         g.take_timings().flush(&mut Names(&mut shown));
         let enqueue = "llm_d_epp_flow_control_request_enqueue_duration_seconds_count";
         assert!(
-            shown.contains(&format!(r#"{enqueue}["0", "NotYetFinalized"] 2"#)),
+            shown.contains(&format!(
+                r#"{enqueue}["default-flow", "0", "NotYetFinalized"] 2"#
+            )),
             "{shown:?}"
         );
         assert!(
-            shown.contains(&format!(r#"{enqueue}["0", "RejectedCapacity"] 1"#)),
+            shown.contains(&format!(
+                r#"{enqueue}["default-flow", "0", "RejectedCapacity"] 1"#
+            )),
             "{shown:?}"
         );
         assert!(
@@ -1996,7 +2021,12 @@ mod tests {
         flow.finish(&p, 0);
         let records = p.records.borrow();
         let r = records.first().expect("one record");
-        assert_eq!(r.model, Some(("m".into(), "m".into())));
+        let labels = r.labels.as_ref().expect("labelled once parsed");
+        assert_eq!(
+            (labels.model.as_str(), labels.target_model.as_str()),
+            ("m", "m")
+        );
+        assert_eq!((labels.fairness(), labels.priority), ("default-flow", 0));
         assert!(
             r.running,
             "counted as running when routed; its record ends that"

@@ -26,7 +26,7 @@ use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization, Outcom
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
 
-use crate::telemetry::FlowTimings;
+use crate::telemetry::{FairnessLabels, FlowTimings};
 
 /// Resumes one paused request on its own worker. Called from any thread.
 pub trait Wake: Send {
@@ -102,10 +102,12 @@ pub fn admission_label(a: &Admission) -> &'static str {
     }
 }
 
-/// What the gate's lock guards: the queues and the timings of work done on them.
+/// What the gate's lock guards: the queues, the timings of work done on them and the fairness
+/// ids those timings are labelled with.
 struct Guarded {
     queues: FlowQueues<Waiter>,
     timings: FlowTimings,
+    flows: FairnessLabels,
 }
 
 /// The queues of one picker state; see the module docs.
@@ -124,6 +126,7 @@ impl FlowGate {
             state: Mutex::new(Guarded {
                 queues: FlowQueues::new(settings, scrape_lag_ms),
                 timings: FlowTimings::default(),
+                flows: FairnessLabels::default(),
             }),
             clock_ns,
         }
@@ -203,7 +206,9 @@ impl FlowGate {
                 let start = (self.clock_ns)();
                 let a = g.queues.admit(key, req, waiter, now_ms, saturation);
                 let ns = (self.clock_ns)().saturating_sub(start);
-                g.timings.enqueue(key.priority, admission_label(&a), ns);
+                let Guarded { timings, flows, .. } = &mut *g;
+                let fairness = flows.label(&key.fairness_id);
+                timings.enqueue(fairness, key.priority, admission_label(&a), ns);
                 a
             }
             Err(_) => Admission::Dispatch,

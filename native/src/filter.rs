@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use endpoint_picker_filter::headers::HeaderBlock;
-use endpoint_picker_filter::telemetry::{RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS};
+use endpoint_picker_filter::telemetry::{
+    RequestLabels, RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS,
+};
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
@@ -320,11 +322,11 @@ impl Picking for FilterConfig {
         self.with_shard(|t| t.pick(primary, profile));
     }
 
-    fn count_routed(&self, model: &(String, String), primary: &str) -> bool {
+    fn count_routed(&self, labels: &RequestLabels, primary: &str) -> bool {
         // The stream ends on this worker, so its record reaches the same shard.
         let mut counted = false;
         self.with_shard(|t| {
-            t.started(model, primary);
+            t.started(labels, primary);
             counted = true;
         });
         counted
@@ -368,8 +370,14 @@ impl Picking for FilterConfig {
         self.with_candidates(now_ms, |c, _| self.core.picker.pool_saturation(c, now_ms))
     }
 
-    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
-        self.with_shard(|t| t.queue_wait(priority, outcome, waited_ms));
+    fn record_queue_wait(
+        &self,
+        fairness_id: Option<&str>,
+        priority: i32,
+        outcome: &'static str,
+        waited_ms: u64,
+    ) {
+        self.with_shard(|t| t.queue_wait(fairness_id, priority, outcome, waited_ms));
     }
 }
 

@@ -179,13 +179,15 @@ fn cached_prompt_tokens_and_ntpot_from_the_responses_usage() {
     );
 }
 
-/// `inference_objective_running_requests{model_name}` as Envoy shows it (the native build's
-/// name carries Envoy's dynamic-module prefix), if the series exists.
+/// `inference_objective_running_requests` of `model` as Envoy shows it (the native build's
+/// name carries Envoy's dynamic-module prefix), summed over its series (flows, priorities), if
+/// one exists.
 fn running(text: &str, model: &str) -> Option<f64> {
     let label = format!("model_name=\"{model}\"");
     text.lines()
         .filter(|l| l.contains("inference_objective_running_requests{") && l.contains(&label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
 }
 
 /// Polls Envoy's stats until `want` holds (both builds send the gauge's changes at most once a
@@ -218,10 +220,17 @@ fn running_requests_and_scheduling_attempts_by_model() {
     }
     std::thread::scope(|s| {
         let env = &env;
-        let calls: Vec<_> = [("model-a", "one"), ("model-a", "two"), ("model-b", "three")]
-            .into_iter()
-            .map(|(model, prompt)| s.spawn(move || env.complete(model, prompt, &[])))
-            .collect();
+        // One of model-a's requests is a tenant's (its own flow): its series carry its
+        // fairness id.
+        let tenant: &[(&str, &str)] = &[("x-llm-d-inference-fairness-id", "tenant-a")];
+        let calls: Vec<_> = [
+            ("model-a", "one", &[][..]),
+            ("model-a", "two", tenant),
+            ("model-b", "three", &[][..]),
+        ]
+        .into_iter()
+        .map(|(model, prompt, headers)| s.spawn(move || env.complete(model, prompt, headers)))
+        .collect();
         let held = until(env, |t| {
             running(t, "model-a") == Some(2.0) && running(t, "model-b") == Some(1.0)
         });
@@ -251,4 +260,20 @@ fn running_requests_and_scheduling_attempts_by_model() {
     };
     assert_eq!(attempts("model-a"), 2.0, "{text}");
     assert_eq!(attempts("model-b"), 1.0, "{text}");
+    // llm-d-router's request labels: the flow (the header's, else `default-flow`) and the
+    // priority (0: no objective named).
+    let requests = |flow: &str| -> f64 {
+        let labels = format!("fairness_id=\"{flow}\"");
+        text.lines()
+            .filter(|l| {
+                l.contains("inference_objective_request_total{")
+                    && l.contains("model_name=\"model-a\"")
+                    && l.contains(&labels)
+                    && l.contains("priority=\"0\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(requests("tenant-a"), 1.0, "{text}");
+    assert_eq!(requests("default-flow"), 1.0, "{text}");
 }

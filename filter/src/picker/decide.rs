@@ -10,7 +10,7 @@ use scheduler_core::{
 };
 
 use crate::picker::reply::Reply;
-use crate::telemetry::Timing;
+use crate::telemetry::{RequestLabels, Timing};
 
 /// What the filter does with one request.
 #[derive(Clone, Debug, PartialEq)]
@@ -188,10 +188,15 @@ impl PickerCore {
             Err(e) => return Outcome::Reply(Reply::from_error(&e)),
         };
         timing.record.rewrite = self.picker.rewrite_model(&mut request, rng);
-        timing.record.model = Some((
-            request.model.as_ref().to_string(),
-            request.target_model.as_ref().to_string(),
-        ));
+        let fairness_id = self.picker.fairness_id(&request);
+        timing.record.labels = Some(RequestLabels {
+            model: request.model.as_ref().to_string(),
+            target_model: request.target_model.as_ref().to_string(),
+            // The default flow is labelled without a copy of its name.
+            fairness_id: (fairness_id != scheduler_core::flowcontrol::DEFAULT_FAIRNESS_ID)
+                .then(|| fairness_id.to_string()),
+            priority: request.priority,
+        });
         timing.record.streaming = request.stream;
         if let Some(admit) = admit {
             match admit(&request, candidates) {
@@ -431,7 +436,8 @@ mod tests {
         };
         let (body, record) = send(r#"{"model":"m","prompt":"hi"}"#, &[]);
         assert_eq!(body.as_deref(), Some(r#"{"model":"m-v2","prompt":"hi"}"#));
-        assert_eq!(record.model, Some(("m".into(), "m-v2".into())));
+        let labels = record.labels.expect("labelled");
+        assert_eq!((&*labels.model, &*labels.target_model), ("m", "m-v2"));
         assert_eq!(record.rewrite.as_deref(), Some("canary"));
         // The rule wins over the rewrite header (as in GIE); another model keeps its body.
         let (body, _) = send(
@@ -442,6 +448,35 @@ mod tests {
         let (body, record) = send(r#"{"model":"n","prompt":"hi"}"#, &[]);
         assert_eq!(body, None);
         assert_eq!(record.rewrite, None);
+    }
+
+    #[test]
+    fn the_record_is_labelled_with_the_flow_and_the_objective_s_priority() {
+        let c = core_of(
+            r#"{"pool": {"cluster": "c"},
+              "inferenceObjectives": [{"name": "critical", "priority": 10}]}"#,
+        );
+        let labels = |headers: &[(&'static str, &'static str)]| {
+            let (_, record) =
+                route_recorded(&c, &pool(), r#"{"model":"m","prompt":"hi"}"#, headers);
+            record.labels.expect("labelled once parsed")
+        };
+        let tenant = labels(&[
+            ("x-llm-d-inference-fairness-id", "tenant-a"),
+            ("x-llm-d-inference-objective", "critical"),
+        ]);
+        assert_eq!(tenant.fairness_id.as_deref(), Some("tenant-a"));
+        assert_eq!((tenant.fairness(), tenant.priority), ("tenant-a", 10));
+        // GIE's older header names; an unknown objective is priority 0.
+        let old = labels(&[
+            ("x-gateway-inference-fairness-id", "tenant-b"),
+            ("x-gateway-inference-objective", "unknown"),
+        ]);
+        assert_eq!((old.fairness(), old.priority), ("tenant-b", 0));
+        // The default flow is named without a copy.
+        let default = labels(&[]);
+        assert_eq!(default.fairness_id, None);
+        assert_eq!((default.fairness(), default.priority), ("default-flow", 0));
     }
 
     #[test]
@@ -464,7 +499,8 @@ mod tests {
             r.body.map(|b| String::from_utf8(b).unwrap()).as_deref(),
             Some(r#"{"model":"base","prompt":"hi","stream":false}"#)
         );
-        assert_eq!(record.model, Some(("".into(), "base".into())));
+        let labels = record.labels.expect("labelled");
+        assert_eq!((&*labels.model, &*labels.target_model), ("", "base"));
         // Without a rule: llm-d's 400; the rewrite header alone names the model too.
         let without = core("");
         let (outcome, _) = route_recorded(&without, &pool(), r#"{"prompt":"hi"}"#, &[]);

@@ -12,7 +12,7 @@ use crate::host;
 use crate::picker::decide::{Outcome, PickerCore, RequestInput};
 use crate::picker::view::PoolView;
 use crate::stats::{PickerStats, WasmSink};
-use crate::telemetry::{RequestRecord, Telemetry, Timing};
+use crate::telemetry::{RequestLabels, RequestRecord, Telemetry, Timing};
 
 /// See the module docs.
 pub struct PickerShared {
@@ -233,12 +233,12 @@ impl Picking for PickerShared {
         self.stats.pick(primary, profile);
     }
 
-    fn count_routed(&self, model: &(String, String), primary: &str) -> bool {
+    fn count_routed(&self, labels: &RequestLabels, primary: &str) -> bool {
         // This VM's share; every VM moves the same Envoy gauge by its changes.
         let Ok(mut t) = self.telemetry.try_borrow_mut() else {
             return false;
         };
-        t.started(model, primary);
+        t.started(labels, primary);
         true
     }
 
@@ -281,9 +281,15 @@ impl Picking for PickerShared {
         }
     }
 
-    fn record_queue_wait(&self, priority: i32, outcome: &'static str, waited_ms: u64) {
+    fn record_queue_wait(
+        &self,
+        fairness_id: Option<&str>,
+        priority: i32,
+        outcome: &'static str,
+        waited_ms: u64,
+    ) {
         if let Ok(mut t) = self.telemetry.try_borrow_mut() {
-            t.queue_wait(priority, outcome, waited_ms);
+            t.queue_wait(fairness_id, priority, outcome, waited_ms);
         }
     }
 }

@@ -53,6 +53,16 @@ pub struct HistogramFamily {
 
 const MODEL: &[&str] = &["model_name", "target_model_name"];
 const MODEL_LE: &[&str] = &["model_name", "target_model_name", "le"];
+/// A request's series: llm-d-router's request labels (model, target model, the flow-control
+/// fairness id and the priority; see [`super::RequestLabels`]).
+const REQUEST: &[&str] = &["model_name", "target_model_name", "fairness_id", "priority"];
+const REQUEST_LE: &[&str] = &[
+    "model_name",
+    "target_model_name",
+    "fairness_id",
+    "priority",
+    "le",
+];
 const PLUGIN: &[&str] = &["extension_point", "plugin_type", "plugin_name"];
 const PLUGIN_LE: &[&str] = &["extension_point", "plugin_type", "plugin_name", "le"];
 
@@ -414,39 +424,39 @@ histogram!(
 histogram!(
     REQUEST_DURATION,
     "inference_objective_request_duration_seconds",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     REQUEST_SECONDS
 );
 histogram!(
     REQUEST_SIZES,
     "inference_objective_request_sizes",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     REQUEST_BYTES,
     sum
 );
 histogram!(
     RESPONSE_SIZES,
     "inference_objective_response_sizes",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     RESPONSE_BYTES,
     sum
 );
 histogram!(
     INPUT_TOKENS_HIST,
     "inference_objective_input_tokens",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     INPUT_TOKENS,
     sum
 );
 histogram!(
     OUTPUT_TOKENS_HIST,
     "inference_objective_output_tokens",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     OUTPUT_TOKENS,
     sum
 );
@@ -455,8 +465,8 @@ histogram!(
 histogram!(
     PROMPT_CACHED_TOKENS,
     "inference_objective_prompt_cached_tokens",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     INPUT_TOKENS,
     sum
 );
@@ -487,8 +497,8 @@ pub static NTPOT_SECONDS: Buckets = Buckets {
 histogram!(
     REQUEST_NTPOT,
     "inference_objective_normalized_time_per_output_token_seconds",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     NTPOT_SECONDS
 );
 
@@ -584,23 +594,36 @@ pub static ITL_SECONDS: Buckets = Buckets {
 /// size (no allocation) and the telemetry adds it to the model's histogram.
 pub const ITL_BUCKETS: usize = 16;
 
-const MODEL_STREAMING: &[&str] = &["model_name", "target_model_name", "streaming"];
-const MODEL_STREAMING_LE: &[&str] = &["model_name", "target_model_name", "streaming", "le"];
+const REQUEST_STREAMING: &[&str] = &[
+    "model_name",
+    "target_model_name",
+    "fairness_id",
+    "priority",
+    "streaming",
+];
+const REQUEST_STREAMING_LE: &[&str] = &[
+    "model_name",
+    "target_model_name",
+    "fairness_id",
+    "priority",
+    "streaming",
+    "le",
+];
 // From the request headers to the first byte of the response body, every response that has one
 // (llm-d's series; `streaming` "true" for a streamed request or an SSE response, else "false").
 histogram!(
     FIRST_BYTE,
     "llm_d_epp_request_ttft_seconds",
-    MODEL_STREAMING,
-    MODEL_STREAMING_LE,
+    REQUEST_STREAMING,
+    REQUEST_STREAMING_LE,
     TTFT_SECONDS
 );
 // The gaps between a streamed response's consecutive body chunks (llm-d's series).
 histogram!(
     STREAMING_ITL,
     "llm_d_epp_request_streaming_itl_seconds",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     ITL_SECONDS
 );
 // A streamed response's (duration − TTFT) / (completion tokens − 1), when it reported two or
@@ -608,8 +631,8 @@ histogram!(
 histogram!(
     STREAMING_TPOT,
     "llm_d_epp_request_streaming_tpot_seconds",
-    MODEL,
-    MODEL_LE,
+    REQUEST,
+    REQUEST_LE,
     STREAMING_TPOT_SECONDS
 );
 
@@ -673,32 +696,39 @@ pub static SLO_VIOLATIONS: Family = Family {
     labels: PREDICTOR_TYPE,
 };
 
-/// `inference_objective_request_total{model_name,target_model_name}`: requests whose body was
-/// parsed (routed or answered locally).
+/// `inference_objective_request_total{model_name,target_model_name,fairness_id,priority}`:
+/// requests whose body was parsed (routed or answered locally).
 pub static REQUEST_TOTAL: Family = Family {
     name: "inference_objective_request_total",
     kind: Kind::Counter,
-    labels: MODEL,
+    labels: REQUEST,
 };
 
-/// `inference_objective_request_error_total{model_name,target_model_name,error_code}`: local
-/// error replies; `error_code` is GIE's code for the status (BadRequest, ResourceExhausted,
-/// Internal, ServiceUnavailable). Requests refused before their model was read have empty model
-/// labels.
+/// `inference_objective_request_error_total{model_name,target_model_name,fairness_id,priority,error_code}`:
+/// local error replies; `error_code` is GIE's code for the status (BadRequest,
+/// ResourceExhausted, Internal, ServiceUnavailable). Requests refused before their body was
+/// read have empty model labels, the default flow and priority 0.
 pub static REQUEST_ERROR_TOTAL: Family = Family {
     name: "inference_objective_request_error_total",
     kind: Kind::Counter,
-    labels: &["model_name", "target_model_name", "error_code"],
+    labels: &[
+        "model_name",
+        "target_model_name",
+        "fairness_id",
+        "priority",
+        "error_code",
+    ],
 };
 
-/// `inference_objective_running_requests{model_name}`: requests routed upstream and not yet
-/// finished, by the model the client asked for (GIE's gauge: raised when the request goes to
-/// its endpoint, lowered when its stream ends). Each worker's share reaches Envoy as a change
+/// `inference_objective_running_requests{model_name,target_model_name,fairness_id,priority}`:
+/// requests routed upstream and not yet finished (GIE's gauge, labelled by model only there;
+/// llm-d-router's `llm_d_epp_request_running` carries these four labels): raised when the
+/// request goes to its endpoint, lowered when its stream ends. Each worker's share reaches Envoy as a change
 /// at the next telemetry flush, so the value lags by up to [`super::FLUSH_INTERVAL_MS`].
 pub static RUNNING_REQUESTS: Family = Family {
     name: "inference_objective_running_requests",
     kind: Kind::Gauge,
-    labels: &["model_name"],
+    labels: REQUEST,
 };
 
 /// `inference_extension_scheduler_attempts_total{status,target_model_name,pod_name,namespace,port}`:
@@ -824,19 +854,19 @@ pub static INFO: Family = Family {
     labels: &["commit", "build_ref", "version"],
 };
 
-const FLOW_OUTCOME: &[&str] = &["priority", "outcome"];
-const FLOW_OUTCOME_LE: &[&str] = &["priority", "outcome", "le"];
+const FLOW_FAIRNESS_OUTCOME: &[&str] = &["fairness_id", "priority", "outcome"];
+const FLOW_FAIRNESS_OUTCOME_LE: &[&str] = &["fairness_id", "priority", "outcome", "le"];
 histogram!(
     FLOW_QUEUE_DURATION,
     "inference_extension_flow_control_request_queue_duration_seconds",
-    FLOW_OUTCOME,
-    FLOW_OUTCOME_LE,
+    FLOW_FAIRNESS_OUTCOME,
+    FLOW_FAIRNESS_OUTCOME_LE,
     REQUEST_SECONDS
 );
 
 /// `inference_extension_flow_control_queue_size{priority}`: requests waiting in the flow-control
-/// queues of a priority band (GIE's name; upstream also labels fairness id and model, which are
-/// untrusted request values, so this build keeps the band only).
+/// queues of a priority band (GIE's name; upstream also labels fairness id, pool and model; the
+/// queues report their depth per band, so this build labels the band only).
 pub static FLOW_QUEUE_SIZE: Family = Family {
     name: "inference_extension_flow_control_queue_size",
     kind: Kind::Gauge,
@@ -1004,8 +1034,8 @@ histogram!(
 histogram!(
     FLOW_ENQUEUE,
     "llm_d_epp_flow_control_request_enqueue_duration_seconds",
-    FLOW_OUTCOME,
-    FLOW_OUTCOME_LE,
+    FLOW_FAIRNESS_OUTCOME,
+    FLOW_FAIRNESS_OUTCOME_LE,
     FLOW_WORK_SECONDS
 );
 

@@ -187,7 +187,8 @@ pub fn set_stale_endpoints(detector: &str, n: usize, sink: &mut dyn StatSink) {
 #[derive(Default)]
 pub struct FlowTimings {
     dispatch_cycles: Option<Histogram>,
-    enqueues: Vec<((i32, &'static str), Histogram)>,
+    /// (fairness id label value, band priority, outcome) → admission times.
+    enqueues: Vec<((String, i32, &'static str), Histogram)>,
 }
 
 impl FlowTimings {
@@ -198,16 +199,24 @@ impl FlowTimings {
             .record(ns);
     }
 
-    /// One admission to band `priority` that took `ns` nanoseconds and ended `outcome`
-    /// (`Dispatched` at once, `NotYetFinalized` — queued, upstream's label for an item still
-    /// waiting —, `RejectedCapacity`, `RejectedNoEndpoints`).
-    pub fn enqueue(&mut self, priority: i32, outcome: &'static str, ns: u64) {
-        super::histogram::record_keyed(
-            &mut self.enqueues,
-            (priority, outcome),
-            &families::FLOW_ENQUEUE,
-            ns,
-        );
+    /// One admission of the flow labelled `fairness` (a [`super::FairnessLabels`] value) to
+    /// band `priority` that took `ns` nanoseconds and ended `outcome` (`Dispatched` at once,
+    /// `NotYetFinalized` — queued, upstream's label for an item still waiting —,
+    /// `RejectedCapacity`, `RejectedNoEndpoints`). Allocates once per flow between flushes.
+    pub fn enqueue(&mut self, fairness: &str, priority: i32, outcome: &'static str, ns: u64) {
+        match self
+            .enqueues
+            .iter_mut()
+            .find(|((f, p, o), _)| f == fairness && *p == priority && *o == outcome)
+        {
+            Some((_, h)) => h.record(ns),
+            None => super::histogram::record_keyed(
+                &mut self.enqueues,
+                (fairness.to_string(), priority, outcome),
+                &families::FLOW_ENQUEUE,
+                ns,
+            ),
+        }
     }
 
     /// True when nothing was recorded.
@@ -220,8 +229,8 @@ impl FlowTimings {
         if let Some(h) = &mut self.dispatch_cycles {
             h.flush(&[], sink);
         }
-        for ((priority, outcome), h) in &mut self.enqueues {
-            h.flush(&[&priority.to_string(), outcome], sink);
+        for ((fairness, priority, outcome), h) in &mut self.enqueues {
+            h.flush(&[fairness, &priority.to_string(), outcome], sink);
         }
     }
 }

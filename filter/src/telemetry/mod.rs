@@ -7,18 +7,22 @@
 //! The Wasm build has one `Telemetry` per VM (per worker); the native build one per worker
 //! shard. Envoy sums the counters of all of them, as the stats share names.
 
+mod fairness;
 pub mod families;
 mod flow_control;
 mod histogram;
 mod record;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use scheduler_core::flowcontrol::DEFAULT_FAIRNESS_ID;
 use std::sync::Arc;
 
 use scheduler_core::model::response::LatencyOutcome;
 use scheduler_core::snapshot::{EndpointState, PoolSnapshot};
 use scheduler_core::{EndpointPicker, ExtensionPoint, Plugin};
 
+pub use fairness::{FairnessLabels, MAX_FAIRNESS_IDS};
 use families::Family;
 pub use flow_control::{
     add_eviction_report, max_saturation, max_utilization, set_capacity_utilization,
@@ -26,7 +30,7 @@ pub use flow_control::{
     FlowTimings,
 };
 use histogram::Histogram;
-pub use record::{RequestRecord, Timing};
+pub use record::{RequestLabels, RequestRecord, Timing};
 
 /// Longest time a record waits in module memory before its stats are flushed, ms (while
 /// requests keep coming; an idle Wasm VM flushes on its scrape tick).
@@ -35,8 +39,15 @@ pub const FLUSH_INTERVAL_MS: u64 = 1000;
 /// Distinct (model, target model) label pairs kept; further pairs are counted under
 /// [`OTHER_MODEL`] (model names come from request bodies: untrusted, so bounded).
 pub const MAX_MODEL_PAIRS: usize = 256;
-/// Label value standing for every model pair beyond [`MAX_MODEL_PAIRS`].
+/// Label value standing for every model pair beyond [`MAX_MODEL_PAIRS`] (and every fairness id
+/// beyond [`MAX_FAIRNESS_IDS`]).
 pub const OTHER_MODEL: &str = "_other";
+
+/// Distinct request label sets (model pair, fairness id, priority) kept per writer; a further
+/// set counts under its pair and priority with the fairness id [`OTHER_MODEL`]. With
+/// [`MAX_MODEL_PAIRS`] it bounds the request series: at most this many sets, plus one
+/// overflow set per pair and configured priority.
+pub const MAX_REQUEST_SERIES: usize = 512;
 
 /// Distinct endpoints kept in the pick counts; picks of further endpoints are counted under
 /// [`OTHER_MODEL`]'s label value. Pod churn alone does not reach it: once more than half of it is
@@ -126,14 +137,14 @@ struct Running {
 }
 
 impl Running {
-    /// Moves `inference_objective_running_requests{model}` by the change since the last flush.
-    fn flush(&mut self, model: &str, sink: &mut dyn StatSink) {
+    /// Moves `inference_objective_running_requests{labels}` by the change since the last flush.
+    fn flush(&mut self, labels: &[&str], sink: &mut dyn StatSink) {
         if self.started == 0 {
-            return; // a pair never routed (refused, or counted only as requests)
+            return; // a label set never routed (refused, or counted only as requests)
         }
         let now = i64::try_from(self.started.saturating_sub(self.ended)).unwrap_or(i64::MAX);
         self.share
-            .report(&families::RUNNING_REQUESTS, &[model], now, sink);
+            .report(&families::RUNNING_REQUESTS, labels, now, sink);
     }
 }
 
@@ -142,7 +153,26 @@ impl Running {
 /// no attempt since the previous flush (their counts are sent; Envoy keeps the series).
 pub const MAX_ATTEMPT_ENDPOINTS: usize = 1024;
 
-/// The series of one (model, target model) pair.
+/// The label values of one request series, as exported (see [`RequestLabels`]).
+struct SeriesLabels {
+    model: String,
+    target: String,
+    fairness: String,
+    priority: String,
+}
+
+impl SeriesLabels {
+    fn of(l: &RequestLabels) -> Self {
+        SeriesLabels {
+            model: l.model.clone(),
+            target: l.target_model.clone(),
+            fairness: l.fairness().to_string(),
+            priority: l.priority.to_string(),
+        }
+    }
+}
+
+/// The series of one request label set ([`RequestLabels`]).
 struct ModelSeries {
     requests: Count,
     running: Running,
@@ -279,15 +309,19 @@ pub struct Telemetry {
     /// What the prefix lookup found for each request's endpoint: fraction (millionths), bytes.
     prefix_hit_ratio: Histogram,
     prefix_hit_bytes: Histogram,
-    /// (model, target model) → index into `series`: a known pair is found without copying it.
-    models: HashMap<(String, String), usize>,
-    series: Vec<((String, String), ModelSeries)>,
+    /// Request labels → index into `series`: a known set is found without copying it.
+    models: HashMap<RequestLabels, usize>,
+    series: Vec<(SeriesLabels, ModelSeries)>,
+    /// (model, target model) pairs and fairness ids with series of their own, each bounded
+    /// ([`MAX_MODEL_PAIRS`], [`MAX_FAIRNESS_IDS`]).
+    pairs: HashSet<(String, String)>,
+    flows: FairnessLabels,
     /// endpoint → (profile, picks): `endpoint_picker_picks{endpoint,profile}`.
     picks: HashMap<String, Vec<(String, Count)>>,
     /// status → local replies: `endpoint_picker_local_replies{status}`.
     replies: Vec<(u32, Count)>,
-    /// (band priority, outcome) → queue waits of flow control.
-    queue_waits: Vec<((i32, &'static str), Histogram)>,
+    /// (fairness id, band priority, outcome) → queue waits of flow control.
+    queue_waits: Vec<((String, i32, &'static str), Histogram)>,
     /// This writer's share of `inference_extension_prefix_indexer_size` (Wasm: one per VM).
     index_blocks: GaugeShare,
     last_flush_ms: u64,
@@ -321,6 +355,8 @@ impl Telemetry {
             prefix_hit_bytes: Histogram::new(&families::PREFIX_HIT_BYTES),
             models: HashMap::new(),
             series: Vec::new(),
+            pairs: HashSet::new(),
+            flows: FairnessLabels::default(),
             picks: HashMap::new(),
             replies: Vec::new(),
             queue_waits: Vec::new(),
@@ -350,24 +386,41 @@ impl Telemetry {
         count_one(&mut self.replies, &status, || status);
     }
 
-    /// One request left the flow-control queue of band `priority` after `waited_ms` with
-    /// `outcome` (upstream's names: `Dispatched`, `EvictedTTL`, `EvictedNoEndpoints`,
-    /// `EvictedContextCancelled`, `RejectedCapacity`, `RejectedNoEndpoints`).
-    pub fn queue_wait(&mut self, priority: i32, outcome: &'static str, waited_ms: u64) {
+    /// One request of the flow `fairness_id` (`None`: the default flow) left the flow-control
+    /// queue of band `priority` after `waited_ms` with `outcome` (upstream's names:
+    /// `Dispatched`, `EvictedTTL`, `EvictedNoEndpoints`, `EvictedContextCancelled`,
+    /// `RejectedCapacity`, `RejectedNoEndpoints`). A known flow costs no allocation.
+    pub fn queue_wait(
+        &mut self,
+        fairness_id: Option<&str>,
+        priority: i32,
+        outcome: &'static str,
+        waited_ms: u64,
+    ) {
+        let ns = waited_ms.saturating_mul(1_000_000);
+        let fairness = self.flows.label(fairness_id.unwrap_or(DEFAULT_FAIRNESS_ID));
+        if let Some((_, h)) = self
+            .queue_waits
+            .iter_mut()
+            .find(|((f, p, o), _)| f == fairness && *p == priority && *o == outcome)
+        {
+            h.record(ns);
+            return;
+        }
         histogram::record_keyed(
             &mut self.queue_waits,
-            (priority, outcome),
+            (fairness.to_string(), priority, outcome),
             &families::FLOW_QUEUE_DURATION,
-            waited_ms.saturating_mul(1_000_000),
+            ns,
         );
     }
 
-    /// One request of the pair `model` (model, target model) was scheduled to `endpoint` and
-    /// went there: a successful scheduling attempt, and a request that counts in
-    /// `inference_objective_running_requests` until [`Telemetry::record`] gets its record with
-    /// [`RequestRecord::running`] set. A known endpoint costs no allocation.
-    pub fn started(&mut self, model: &(String, String), endpoint: &str) {
-        let Some(m) = self.model_series(Some(model)) else {
+    /// One request labelled `labels` was scheduled to `endpoint` and went there: a successful
+    /// scheduling attempt, and a request that counts in `inference_objective_running_requests`
+    /// until [`Telemetry::record`] gets its record with [`RequestRecord::running`] set. A known
+    /// label set and endpoint cost no allocation.
+    pub fn started(&mut self, labels: &RequestLabels, endpoint: &str) {
+        let Some(m) = self.model_series(Some(labels)) else {
             return;
         };
         m.running.started += 1;
@@ -412,10 +465,10 @@ impl Telemetry {
                 }
             }
         }
-        if r.model.is_none() && r.error_status.is_none() {
+        if r.labels.is_none() && r.error_status.is_none() {
             return; // never parsed and not refused: a body-less request or a pass-through
         }
-        let Some(m) = self.model_series(r.model.as_ref()) else {
+        let Some(m) = self.model_series(r.labels.as_ref()) else {
             return;
         };
         if r.running {
@@ -427,7 +480,7 @@ impl Telemetry {
         if let Some(name) = &r.rewrite {
             count_one(&mut m.rewrites, &**name, || name.clone());
         }
-        if r.model.is_some() {
+        if r.labels.is_some() {
             m.requests.total += 1;
             m.request_sizes.record(r.request_bytes);
         }
@@ -469,28 +522,57 @@ impl Telemetry {
         }
     }
 
-    fn model_series(&mut self, model: Option<&(String, String)>) -> Option<&mut ModelSeries> {
-        let none = (String::new(), String::new());
-        let pair = model.unwrap_or(&none);
-        let i = match self.models.get(pair) {
+    /// The series of `labels` (`None`: a request refused before its body was read), created
+    /// on first use within the bounds: a pair beyond [`MAX_MODEL_PAIRS`] counts as
+    /// ([`OTHER_MODEL`], [`OTHER_MODEL`]), a fairness id beyond [`MAX_FAIRNESS_IDS`], or any new
+    /// set beyond [`MAX_REQUEST_SERIES`], under the fairness id [`OTHER_MODEL`].
+    fn model_series(&mut self, labels: Option<&RequestLabels>) -> Option<&mut ModelSeries> {
+        let none = RequestLabels::default();
+        let key = labels.unwrap_or(&none);
+        let i = match self.models.get(key) {
             Some(&i) => i,
             None => {
-                let key = if self.series.len() < MAX_MODEL_PAIRS || model.is_none() {
-                    pair.clone()
-                } else {
-                    (OTHER_MODEL.to_string(), OTHER_MODEL.to_string())
-                };
-                match self.models.get(&key) {
+                let bounded = self.bounded(key, labels.is_none());
+                match self.models.get(&bounded) {
                     Some(&i) => i,
                     None => {
-                        self.models.insert(key.clone(), self.series.len());
-                        self.series.push((key, ModelSeries::new()));
+                        self.series
+                            .push((SeriesLabels::of(&bounded), ModelSeries::new()));
+                        self.models.insert(bounded, self.series.len() - 1);
                         self.series.len() - 1
                     }
                 }
             }
         };
         self.series.get_mut(i).map(|(_, m)| m)
+    }
+
+    /// `key` as it may be kept (see [`Telemetry::model_series`]); admits its pair and fairness
+    /// id when there is room. The key of a refused request (`unparsed`) is always kept.
+    fn bounded(&mut self, key: &RequestLabels, unparsed: bool) -> RequestLabels {
+        let pair = (key.model.clone(), key.target_model.clone());
+        let (model, target_model) = if unparsed || self.pairs.contains(&pair) {
+            pair
+        } else if self.pairs.len() < MAX_MODEL_PAIRS {
+            self.pairs.insert(pair.clone());
+            pair
+        } else {
+            (OTHER_MODEL.to_string(), OTHER_MODEL.to_string())
+        };
+        let fairness_id = key
+            .fairness_id
+            .as_deref()
+            .map(|f| self.flows.label(f).to_string());
+        let mut bounded = RequestLabels {
+            model,
+            target_model,
+            fairness_id,
+            priority: key.priority,
+        };
+        if self.series.len() >= MAX_REQUEST_SERIES && !self.models.contains_key(&bounded) {
+            bounded.fairness_id = Some(OTHER_MODEL.to_string());
+        }
+        bounded
     }
 
     /// Reports `blocks`, the size of this writer's own prefix index, as its share of
@@ -533,9 +615,9 @@ impl Telemetry {
         self.response_processing.flush(&[], sink);
         self.prefix_hit_ratio.flush(&[], sink);
         self.prefix_hit_bytes.flush(&[], sink);
-        for ((priority, outcome), h) in &mut self.queue_waits {
+        for ((fairness, priority, outcome), h) in &mut self.queue_waits {
             let p = priority.to_string();
-            let n = h.flush(&[&p, outcome], sink);
+            let n = h.flush(&[fairness, &p, outcome], sink);
             if n > 0 {
                 sink.add(&families::FLOW_REQUESTS, &[outcome, &p], n);
             }
@@ -547,10 +629,12 @@ impl Telemetry {
                 }
             }
         }
-        for ((model, target), m) in &mut self.series {
-            let labels = [model.as_str(), target.as_str()];
+        for (l, m) in &mut self.series {
+            let (model, target) = (l.model.as_str(), l.target.as_str());
+            let pair = [model, target];
+            let labels = [model, target, l.fairness.as_str(), l.priority.as_str()];
             m.requests.flush(&families::REQUEST_TOTAL, &labels, sink);
-            m.running.flush(model, sink);
+            m.running.flush(&labels, sink);
             for (name, c) in &mut m.rewrites {
                 c.flush(
                     &families::MODEL_REWRITE_DECISIONS,
@@ -577,9 +661,10 @@ impl Telemetry {
                 attempted || !prune_idle
             });
             for (code, c) in &mut m.errors {
+                let [model, target, fairness, priority] = labels;
                 c.flush(
                     &families::REQUEST_ERROR_TOTAL,
-                    &[model.as_str(), target.as_str(), code],
+                    &[model, target, fairness, priority, code],
                     sink,
                 );
             }
@@ -597,10 +682,11 @@ impl Telemetry {
             m.streaming_tpot.flush(&labels, sink);
             m.streaming_itl.flush(&labels, sink);
             for (streaming, h) in ["false", "true"].into_iter().zip(&mut m.first_byte) {
-                h.flush(&[model.as_str(), target.as_str(), streaming], sink);
+                let [model, target, fairness, priority] = labels;
+                h.flush(&[model, target, fairness, priority, streaming], sink);
             }
             for h in [&mut m.ttft, &mut m.tpot].into_iter().flatten() {
-                h.flush(&labels, sink);
+                h.flush(&pair, sink);
             }
             for p in &mut m.predictors {
                 let labels = [&*p.plugin_name, p.plugin_type, model, target];

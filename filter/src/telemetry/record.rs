@@ -4,11 +4,35 @@ use std::sync::Arc;
 
 use scheduler_core::{ExtensionPoint, Plugin, SchedulingObserver};
 
+/// The labels of a request's series, as llm-d-router labels its request metrics: the model the
+/// client asked for, the model it was sent to, its flow-control fairness id and its priority.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+pub struct RequestLabels {
+    /// The model the body named.
+    pub model: String,
+    /// The model the request went to (after any InferenceModelRewrite).
+    pub target_model: String,
+    /// The request's fairness id (its flow), cut as flow control cuts it; `None` for the
+    /// default flow (`default-flow`), which needs no copy.
+    pub fairness_id: Option<String>,
+    /// The request's priority (its InferenceObjective's; 0 without one).
+    pub priority: i32,
+}
+
+impl RequestLabels {
+    /// The `fairness_id` label value.
+    pub fn fairness(&self) -> &str {
+        self.fairness_id
+            .as_deref()
+            .unwrap_or(scheduler_core::flowcontrol::DEFAULT_FAIRNESS_ID)
+    }
+}
+
 /// One request's contribution to [`super::Telemetry`]. All times in nanoseconds.
 #[derive(Debug, Default, Clone)]
 pub struct RequestRecord {
-    /// (model, target model) once the body was parsed.
-    pub model: Option<(String, String)>,
+    /// The request's labels once the body was parsed.
+    pub labels: Option<RequestLabels>,
     /// The request went to its endpoint and was counted as running
     /// ([`super::Telemetry::started`]); its record ends that count.
     pub running: bool,

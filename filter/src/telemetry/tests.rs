@@ -46,9 +46,18 @@ fn picker() -> scheduler_core::EndpointPicker {
         .picker
 }
 
+/// The labels of a request of the default flow at priority 0.
+fn labels(model: &str, target: &str) -> RequestLabels {
+    RequestLabels {
+        model: model.into(),
+        target_model: target.into(),
+        ..RequestLabels::default()
+    }
+}
+
 fn routed(model: &str, sched_ns: u64) -> RequestRecord {
     RequestRecord {
-        model: Some((model.into(), model.into())),
+        labels: Some(labels(model, model)),
         scheduling_ns: Some(sched_ns),
         request_bytes: 300,
         response_bytes: 900,
@@ -84,16 +93,16 @@ fn flushes_cumulative_buckets_as_deltas_and_counts_per_model() {
         [0, 1, 1, 2, 2]
     );
     assert_eq!(
-        shown.get("inference_objective_request_total{model_name=m,target_model_name=m}"),
+        shown.get("inference_objective_request_total{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"),
         Some(2)
     );
     assert_eq!(
-        shown.get("inference_objective_input_tokens_sum{model_name=m,target_model_name=m}"),
+        shown.get("inference_objective_input_tokens_sum{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"),
         Some(40)
     );
     assert_eq!(
         shown.get(
-            "inference_objective_request_duration_seconds_bucket{model_name=m,target_model_name=m,le=0.2}"
+            "inference_objective_request_duration_seconds_bucket{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,le=0.2}"
         ),
         Some(2)
     );
@@ -104,7 +113,7 @@ fn flushes_cumulative_buckets_as_deltas_and_counts_per_model() {
     assert_eq!(b(&shown, "2e-05"), 2);
     assert_eq!(b(&shown, "+Inf"), 3);
     assert_eq!(
-        shown.get("inference_objective_request_total{model_name=m,target_model_name=m}"),
+        shown.get("inference_objective_request_total{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"),
         Some(3)
     );
 }
@@ -119,7 +128,7 @@ fn errors_carry_gie_codes_and_model_pairs_are_bounded() {
         ..RequestRecord::default()
     });
     t.record(&RequestRecord {
-        model: Some(("a".into(), "b".into())),
+        labels: Some(labels("a", "b")),
         error_status: Some(429),
         ..RequestRecord::default()
     });
@@ -129,13 +138,13 @@ fn errors_carry_gie_codes_and_model_pairs_are_bounded() {
     t.flush(0, &mut shown);
     assert_eq!(
         shown.get(
-            "inference_objective_request_error_total{model_name=,target_model_name=,error_code=BadRequest}"
+            "inference_objective_request_error_total{model_name=,target_model_name=,fairness_id=default-flow,priority=0,error_code=BadRequest}"
         ),
         Some(1)
     );
     assert_eq!(
         shown.get(
-            "inference_objective_request_error_total{model_name=a,target_model_name=b,error_code=ResourceExhausted}"
+            "inference_objective_request_error_total{model_name=a,target_model_name=b,fairness_id=default-flow,priority=0,error_code=ResourceExhausted}"
         ),
         Some(1)
     );
@@ -144,13 +153,126 @@ fn errors_carry_gie_codes_and_model_pairs_are_bounded() {
         .keys()
         .filter(|k| k.starts_with("inference_objective_request_total{"))
         .count();
-    assert!(
-        pairs <= MAX_MODEL_PAIRS,
-        "bounded, the overflow shares one pair: {pairs}"
+    assert_eq!(
+        pairs,
+        MAX_MODEL_PAIRS + 1,
+        "bounded: the pairs kept, and the overflow's one"
     );
     assert!(shown
-        .get("inference_objective_request_total{model_name=_other,target_model_name=_other}")
+        .get("inference_objective_request_total{model_name=_other,target_model_name=_other,fairness_id=default-flow,priority=0}")
         .is_some());
+}
+
+#[test]
+fn request_series_carry_the_flow_and_priority() {
+    let mut t = Telemetry::new(&picker());
+    let mut shown = Shown::default();
+    let tenant = RequestLabels {
+        fairness_id: Some("tenant-a".into()),
+        priority: 10,
+        ..labels("m", "m")
+    };
+    t.started(&tenant, "10.0.0.1:8000");
+    t.record(&RequestRecord {
+        labels: Some(tenant.clone()),
+        ..routed("m", 1_000)
+    });
+    t.record(&routed("m", 1_000));
+    t.queue_wait(Some("tenant-a"), 10, "Dispatched", 30);
+    t.queue_wait(None, 0, "Dispatched", 0);
+    t.flush(0, &mut shown);
+    let total = |flow: &str, priority: i32| {
+        shown.get(&format!(
+            "inference_objective_request_total{{model_name=m,target_model_name=m,fairness_id={flow},priority={priority}}}"
+        ))
+    };
+    assert_eq!(total("tenant-a", 10), Some(1));
+    assert_eq!(total("default-flow", 0), Some(1));
+    assert_eq!(
+        shown.get("inference_objective_running_requests{model_name=m,target_model_name=m,fairness_id=tenant-a,priority=10}"),
+        Some(1)
+    );
+    assert_eq!(
+        shown.get("inference_objective_input_tokens_sum{model_name=m,target_model_name=m,fairness_id=tenant-a,priority=10}"),
+        Some(20)
+    );
+    for (flow, priority) in [("tenant-a", 10), ("default-flow", 0)] {
+        assert_eq!(
+            shown.get(&format!(
+                "inference_extension_flow_control_request_queue_duration_seconds_count{{fairness_id={flow},priority={priority},outcome=Dispatched}}"
+            )),
+            Some(1),
+            "{flow}"
+        );
+    }
+}
+
+#[test]
+fn fairness_ids_and_label_sets_are_bounded() {
+    let mut t = Telemetry::new(&picker());
+    let mut shown = Shown::default();
+    let flow = |m: &str, f: String| RequestRecord {
+        labels: Some(RequestLabels {
+            fairness_id: Some(f),
+            ..labels(m, m)
+        }),
+        ..routed(m, 1_000)
+    };
+    // More flows than kept: the first ones keep their names, the rest count under `_other`,
+    // and every request is counted once.
+    let n = MAX_FAIRNESS_IDS + 20;
+    for i in 0..n {
+        t.record(&flow("m", format!("tenant-{i}")));
+    }
+    t.queue_wait(Some(&format!("tenant-{}", n - 1)), 0, "Dispatched", 0);
+    t.flush(0, &mut shown);
+    let series: Vec<(&String, u64)> = shown
+        .0
+        .iter()
+        .filter(|(k, _)| k.starts_with("inference_objective_request_total{"))
+        .map(|(k, &v)| (k, v))
+        .collect();
+    assert_eq!(series.len(), MAX_FAIRNESS_IDS + 1, "{series:?}");
+    assert_eq!(series.iter().map(|(_, v)| v).sum::<u64>(), n as u64);
+    assert_eq!(
+        shown.get(&format!(
+            "inference_objective_request_total{{model_name=m,target_model_name=m,fairness_id={OTHER_MODEL},priority=0}}"
+        )),
+        Some(20)
+    );
+    assert_eq!(
+        shown.get(&format!(
+            "inference_extension_flow_control_request_queue_duration_seconds_count{{fairness_id={OTHER_MODEL},priority=0,outcome=Dispatched}}"
+        )),
+        Some(1)
+    );
+    // Label sets: models × the flows kept reach the limit; further sets keep their model but
+    // not their flow.
+    let mut t = Telemetry::new(&picker());
+    let mut shown = Shown::default();
+    let models = MAX_REQUEST_SERIES / MAX_FAIRNESS_IDS + 2;
+    for m in 0..models {
+        for f in 0..MAX_FAIRNESS_IDS {
+            t.record(&flow(&format!("m{m}"), format!("tenant-{f}")));
+        }
+    }
+    t.flush(0, &mut shown);
+    let sets = shown
+        .0
+        .keys()
+        .filter(|k| k.starts_with("inference_objective_request_total{"))
+        .count();
+    assert!(
+        sets <= MAX_REQUEST_SERIES + models,
+        "at most the limit and one overflow set per pair and priority: {sets}"
+    );
+    let last = models - 1;
+    assert_eq!(
+        shown.get(&format!(
+            "inference_objective_request_total{{model_name=m{last},target_model_name=m{last},fairness_id={OTHER_MODEL},priority=0}}"
+        )),
+        Some(MAX_FAIRNESS_IDS as u64)
+    );
 }
 
 #[test]
@@ -290,7 +412,7 @@ fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
     t.flush(0, &mut shown);
     let ttft = |streaming: &str, le: &str| {
         shown.get(&format!(
-            "llm_d_epp_request_ttft_seconds_bucket{{model_name=m,target_model_name=m,streaming={streaming},le={le}}}"
+            "llm_d_epp_request_ttft_seconds_bucket{{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,streaming={streaming},le={le}}}"
         ))
     };
     assert_eq!(
@@ -303,7 +425,7 @@ fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
     );
     let tpot = |le: &str| {
         shown.get(&format!(
-            "llm_d_epp_request_streaming_tpot_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+            "llm_d_epp_request_streaming_tpot_seconds_bucket{{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,le={le}}}"
         ))
     };
     assert_eq!(
@@ -312,13 +434,13 @@ fn ttft_by_streaming_and_the_streamed_tpot_follow_llm_d() {
     );
     assert_eq!(
         shown.get(
-            "llm_d_epp_request_streaming_tpot_seconds_count{model_name=m,target_model_name=m}"
+            "llm_d_epp_request_streaming_tpot_seconds_count{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"
         ),
         Some(1)
     );
     let itl = |le: &str| {
         shown.get(&format!(
-            "llm_d_epp_request_streaming_itl_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+            "llm_d_epp_request_streaming_itl_seconds_bucket{{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,le={le}}}"
         ))
     };
     assert_eq!(
@@ -619,9 +741,9 @@ fn eviction_and_saturation_gauges_are_millionths_and_confirmations_fill_the_hist
 #[test]
 fn every_flow_control_outcome_counts_once_in_requests_total() {
     let mut t = Telemetry::new(&picker());
-    t.queue_wait(0, "Dispatched", 0);
-    t.queue_wait(0, "Dispatched", 120);
-    t.queue_wait(-1, "RejectedCapacity", 0);
+    t.queue_wait(None, 0, "Dispatched", 0);
+    t.queue_wait(None, 0, "Dispatched", 120);
+    t.queue_wait(None, -1, "RejectedCapacity", 0);
     let mut shown = Shown::default();
     t.flush(1_000, &mut shown);
     assert_eq!(
@@ -635,12 +757,12 @@ fn every_flow_control_outcome_counts_once_in_requests_total() {
     // The queue-duration histogram counts the same requests.
     assert_eq!(
         shown.get(
-            "inference_extension_flow_control_request_queue_duration_seconds_count{priority=0,outcome=Dispatched}"
+            "inference_extension_flow_control_request_queue_duration_seconds_count{fairness_id=default-flow,priority=0,outcome=Dispatched}"
         ),
         Some(2)
     );
     // Only what is new is added at the next flush.
-    t.queue_wait(0, "EvictedTTL", 60_000);
+    t.queue_wait(None, 0, "EvictedTTL", 60_000);
     t.flush(2_000, &mut shown);
     assert_eq!(
         shown.get("llm_d_epp_flow_control_requests_total{outcome=Dispatched,priority=0}"),
@@ -725,7 +847,8 @@ fn capacity_utilization_stale_endpoints_and_flow_timings() {
     assert!(timings.is_empty());
     timings.dispatch_cycle(50_000);
     timings.dispatch_cycle(3_000_000);
-    timings.enqueue(0, "NotYetFinalized", 150_000);
+    timings.enqueue("default-flow", 0, "NotYetFinalized", 150_000);
+    timings.enqueue("tenant-a", 0, "NotYetFinalized", 150_000);
     timings.flush(&mut shown);
     let cycle = |le: &str| {
         shown.get(&format!(
@@ -743,10 +866,24 @@ fn capacity_utilization_stale_endpoints_and_flow_timings() {
     );
     assert_eq!(
         shown.get(
-            "llm_d_epp_flow_control_request_enqueue_duration_seconds_bucket{priority=0,outcome=NotYetFinalized,le=0.0002}"
+            "llm_d_epp_flow_control_request_enqueue_duration_seconds_bucket{fairness_id=default-flow,priority=0,outcome=NotYetFinalized,le=0.0002}"
         ),
         Some(1)
     );
+    assert_eq!(
+        shown.get(
+            "llm_d_epp_flow_control_request_enqueue_duration_seconds_count{fairness_id=tenant-a,priority=0,outcome=NotYetFinalized}"
+        ),
+        Some(1)
+    );
+    // A writer keeps a bounded number of flows' names; the default flow is always its own.
+    let mut flows = FairnessLabels::default();
+    for i in 0..MAX_FAIRNESS_IDS {
+        assert_eq!(flows.label(&format!("tenant-{i}")), format!("tenant-{i}"));
+    }
+    assert_eq!(flows.label("one-too-many"), OTHER_MODEL);
+    assert_eq!(flows.label("tenant-0"), "tenant-0");
+    assert_eq!(flows.label("default-flow"), "default-flow");
 }
 
 #[test]
@@ -768,7 +905,7 @@ fn cached_prompt_tokens_and_ntpot_per_model() {
     t.flush(0, &mut shown);
     let cached = |le: &str| {
         shown.get(&format!(
-            "inference_objective_prompt_cached_tokens_bucket{{model_name=m,target_model_name=m,le={le}}}"
+            "inference_objective_prompt_cached_tokens_bucket{{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,le={le}}}"
         ))
     };
     assert_eq!(
@@ -776,18 +913,18 @@ fn cached_prompt_tokens_and_ntpot_per_model() {
         (Some(0), Some(1), Some(1))
     );
     assert_eq!(
-        shown.get("inference_objective_prompt_cached_tokens_sum{model_name=m,target_model_name=m}"),
+        shown.get("inference_objective_prompt_cached_tokens_sum{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"),
         Some(16)
     );
     let ntpot = |le: &str| {
         shown.get(&format!(
-            "inference_objective_normalized_time_per_output_token_seconds_bucket{{model_name=m,target_model_name=m,le={le}}}"
+            "inference_objective_normalized_time_per_output_token_seconds_bucket{{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0,le={le}}}"
         ))
     };
     assert_eq!((ntpot("0.02"), ntpot("0.05")), (Some(0), Some(2)));
     assert_eq!(
         shown.get(
-            "inference_objective_normalized_time_per_output_token_seconds_count{model_name=m,target_model_name=m}"
+            "inference_objective_normalized_time_per_output_token_seconds_count{model_name=m,target_model_name=m,fairness_id=default-flow,priority=0}"
         ),
         Some(2)
     );
@@ -798,49 +935,50 @@ fn running_requests_rise_when_routed_and_fall_when_recorded() {
     let p = picker();
     let mut t = Telemetry::new(&p);
     let mut shown = Shown::default();
-    let pair = |m: &str, target: &str| (String::from(m), String::from(target));
-    let gauge = |shown: &Shown, m: &str| {
+    let gauge = |shown: &Shown, m: &str, target: &str| {
         shown.get(&format!(
-            "inference_objective_running_requests{{model_name={m}}}"
+            "inference_objective_running_requests{{model_name={m},target_model_name={target},fairness_id=default-flow,priority=0}}"
         ))
     };
     // Two requests for "a" (to two target models) and one for "b" go upstream.
-    t.started(&pair("a", "a"), "10.0.0.1:8000");
-    t.started(&pair("a", "a-lora"), "10.0.0.2:8000");
-    t.started(&pair("b", "b"), "10.0.0.1:8000");
+    t.started(&labels("a", "a"), "10.0.0.1:8000");
+    t.started(&labels("a", "a-lora"), "10.0.0.2:8000");
+    t.started(&labels("b", "b"), "10.0.0.1:8000");
     t.flush(0, &mut shown);
-    assert_eq!(gauge(&shown, "a"), Some(2), "summed over target models");
-    assert_eq!(gauge(&shown, "b"), Some(1));
+    assert_eq!(gauge(&shown, "a", "a"), Some(1));
+    assert_eq!(gauge(&shown, "a", "a-lora"), Some(1));
+    assert_eq!(gauge(&shown, "b", "b"), Some(1));
     // One of "a" finishes; a request refused locally (never counted) changes nothing.
     let mut done = routed("a", 1_000);
     done.running = true;
     t.record(&done);
     t.record(&RequestRecord {
-        model: Some(pair("b", "b")),
+        labels: Some(labels("b", "b")),
         error_status: Some(429),
         ..RequestRecord::default()
     });
     t.flush(1_000, &mut shown);
-    assert_eq!(gauge(&shown, "a"), Some(1));
-    assert_eq!(gauge(&shown, "b"), Some(1));
+    assert_eq!(gauge(&shown, "a", "a"), Some(0));
+    assert_eq!(gauge(&shown, "a", "a-lora"), Some(1));
+    assert_eq!(gauge(&shown, "b", "b"), Some(1));
     // The rest finish (the second "a" went to its adapter): back to 0 for both.
     let mut lora = routed("a", 1_000);
-    lora.model = Some(pair("a", "a-lora"));
+    lora.labels = Some(labels("a", "a-lora"));
     lora.running = true;
     let mut b = routed("b", 1_000);
     b.running = true;
     t.record(&lora);
     t.record(&b);
     t.flush(2_000, &mut shown);
-    assert_eq!(gauge(&shown, "a"), Some(0));
-    assert_eq!(gauge(&shown, "b"), Some(0));
+    assert_eq!(gauge(&shown, "a", "a-lora"), Some(0));
+    assert_eq!(gauge(&shown, "b", "b"), Some(0));
     // A model whose requests all start and end between two flushes still gets its series (0).
-    t.started(&pair("c", "c"), "10.0.0.1:8000");
+    t.started(&labels("c", "c"), "10.0.0.1:8000");
     let mut c = routed("c", 1_000);
     c.running = true;
     t.record(&c);
     t.flush(3_000, &mut shown);
-    assert_eq!(gauge(&shown, "c"), Some(0));
+    assert_eq!(gauge(&shown, "c", "c"), Some(0));
 }
 
 #[test]
@@ -851,10 +989,9 @@ fn running_requests_beyond_the_pair_limit_start_and_end_under_other() {
     for i in 0..MAX_MODEL_PAIRS {
         t.record(&routed(&format!("m{i}"), 1_000));
     }
-    let late = (String::from("late"), String::from("late"));
-    t.started(&late, "10.0.0.1:8000");
+    t.started(&labels("late", "late"), "10.0.0.1:8000");
     t.flush(0, &mut shown);
-    let other = format!("inference_objective_running_requests{{model_name={OTHER_MODEL}}}");
+    let other = format!("inference_objective_running_requests{{model_name={OTHER_MODEL},target_model_name={OTHER_MODEL},fairness_id=default-flow,priority=0}}");
     assert_eq!(shown.get(&other), Some(1));
     let mut done = routed("late", 1_000);
     done.running = true;
@@ -862,7 +999,7 @@ fn running_requests_beyond_the_pair_limit_start_and_end_under_other() {
     t.flush(1_000, &mut shown);
     assert_eq!(shown.get(&other), Some(0));
     assert_eq!(
-        shown.get("inference_objective_running_requests{model_name=late}"),
+        shown.get("inference_objective_running_requests{model_name=late,target_model_name=late,fairness_id=default-flow,priority=0}"),
         None
     );
 }
@@ -872,12 +1009,12 @@ fn scheduling_attempts_by_outcome_target_model_and_endpoint() {
     let p = picker();
     let mut t = Telemetry::new(&p);
     let mut shown = Shown::default();
-    let pair = (String::from("m"), String::from("m-lora"));
+    let pair = labels("m", "m-lora");
     t.started(&pair, "10.0.0.1:8000");
     t.started(&pair, "10.0.0.1:8000");
     t.started(&pair, "[fd00::2]:9000");
     t.record(&RequestRecord {
-        model: Some(pair.clone()),
+        labels: Some(pair.clone()),
         scheduling_failed: true,
         error_status: Some(503),
         ..RequestRecord::default()
@@ -893,7 +1030,7 @@ fn scheduling_attempts_by_outcome_target_model_and_endpoint() {
     assert_eq!(attempts(&shown, "failure", "", ""), Some(1));
     // A request refused before scheduling (no failed attempt) adds none.
     t.record(&RequestRecord {
-        model: Some(pair.clone()),
+        labels: Some(pair.clone()),
         error_status: Some(429),
         ..RequestRecord::default()
     });
