@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex};
 use scheduler_core::flowcontrol::eviction::{
     EvictionCounts, EvictionGauges, EvictionReport, Tracked,
 };
-use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization, Outcome};
+use scheduler_core::flowcontrol::queues::{CapacityUtilization, FlowDepth, Outcome};
 use scheduler_core::flowcontrol::{Admission, FlowControl, FlowKey, FlowQueues, Released, Ticket};
 use scheduler_core::plugin::QueuedRequest;
 
-use crate::telemetry::{FairnessLabels, FlowTimings};
+use crate::telemetry::{FairnessLabels, FlowTimings, QueueGauges, StatSink};
 
 /// Resumes one paused request on its own worker. Called from any thread.
 pub trait Wake: Send {
@@ -113,6 +113,9 @@ struct Guarded {
 /// The queues of one picker state; see the module docs.
 pub struct FlowGate {
     state: Mutex<Guarded>,
+    /// This gate's share of the queue gauges (apart from `state`: no stat is sent under the
+    /// queues' lock).
+    gauges: Mutex<QueueGauges>,
     /// A monotonic clock in nanoseconds, for the timings (the host's).
     clock_ns: fn() -> u64,
 }
@@ -128,6 +131,7 @@ impl FlowGate {
                 timings: FlowTimings::default(),
                 flows: FairnessLabels::default(),
             }),
+            gauges: Mutex::default(),
             clock_ns,
         }
     }
@@ -273,12 +277,20 @@ impl FlowGate {
         released.map(|r| (r.priority, r.waited_ms))
     }
 
-    /// Queue depth per band.
-    pub fn depths(&self) -> Vec<BandDepth> {
+    /// Queue depth per flow ([`FlowQueues::depths`]).
+    pub fn depths(&self) -> Vec<FlowDepth> {
         self.state
             .lock()
             .map(|g| g.queues.depths())
             .unwrap_or_default()
+    }
+
+    /// Moves the queue gauges by this gate's changes since its last call (the flush's).
+    pub fn publish_depths(&self, sink: &mut dyn StatSink) {
+        let depths = self.depths();
+        if let Ok(mut g) = self.gauges.lock() {
+            g.publish(depths, sink);
+        }
     }
 
     /// Requests waiting.

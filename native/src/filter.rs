@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use endpoint_picker_filter::headers::HeaderBlock;
 use endpoint_picker_filter::telemetry::{
-    RequestLabels, RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS,
+    QueueGauges, RequestLabels, RequestRecord, Telemetry, Timing, FLUSH_INTERVAL_MS,
 };
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
 use scheduler_core::flowcontrol::eviction::EvictionGauges;
-use scheduler_core::flowcontrol::queues::BandDepth;
+use scheduler_core::flowcontrol::queues::FlowDepth;
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
 
 use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader, Ptr};
@@ -582,40 +582,27 @@ fn set_process_eviction_gauges(sum: Option<EvictionGauges>) {
     }
 }
 
-/// The queue depths [`set_process_queue_depths`] last set (main thread).
-static REPORTED_DEPTHS: Mutex<Vec<BandDepth>> = Mutex::new(Vec::new());
+/// The process-wide series' share of the queue gauges (main thread).
+static PROCESS_QUEUE_GAUGES: Mutex<Option<QueueGauges>> = Mutex::new(None);
 
 /// The flow-control queue gauges in the process-wide series (when the bootstrap configuration
 /// owns it): the sum over every live configuration's gate, so two listeners with flow control
-/// add up instead of overwriting each other; a band no gate reports any more is set to 0.
-/// Only bands whose depth changed since the last tick are sent (each is a labelled update).
-/// Without the process-wide series each configuration sets its own at its flush.
-fn set_process_queue_depths(gates: Vec<Vec<BandDepth>>) {
+/// add up instead of overwriting each other; a flow no gate reports any more drops to 0. Only
+/// flows whose depth changed since the last tick are sent (each is a labelled update). Without
+/// the process-wide series each configuration's gate moves its own at its flush.
+fn set_process_queue_depths(gates: Vec<Vec<FlowDepth>>) {
     let Ok(process) = PROCESS_SINK.read() else {
         return;
     };
     let Some(families) = process.as_ref() else {
         return;
     };
-    let Ok(mut reported) = REPORTED_DEPTHS.lock() else {
+    let Ok(mut gauges) = PROCESS_QUEUE_GAUGES.lock() else {
         return;
     };
-    let mut sum = endpoint_picker_filter::telemetry::sum_depths(gates);
-    for d in reported.iter() {
-        if !sum.iter().any(|s| s.priority == d.priority) {
-            sum.push(BandDepth {
-                priority: d.priority,
-                ..BandDepth::default()
-            });
-        }
-    }
-    let changed: Vec<BandDepth> = sum
-        .iter()
-        .filter(|d| !reported.contains(d))
-        .copied()
-        .collect();
-    endpoint_picker_filter::telemetry::set_queue_depths(&changed, &mut &*families);
-    *reported = sum;
+    gauges
+        .get_or_insert_with(QueueGauges::default)
+        .publish(gates.into_iter().flatten(), &mut &*families);
 }
 
 impl FilterConfig {
@@ -682,7 +669,7 @@ impl FilterConfig {
         // In the process-wide series the queue gauges are the sum over every configuration's
         // gate, set by [`flush_all`]; a configuration only sets its own series' gauges.
         if let (Some(g), Some(None)) = (&self.gate, process.as_ref().map(|s| s.as_ref())) {
-            endpoint_picker_filter::telemetry::set_queue_depths(&g.depths(), &mut &*families);
+            g.publish_depths(&mut &*families);
             if let Some(e) = g.eviction_gauges() {
                 endpoint_picker_filter::telemetry::set_eviction_gauges(&e, &mut &*families);
             }

@@ -304,6 +304,43 @@ fn cancel_frees_the_slot_of_a_waiting_or_released_request() {
 }
 
 #[test]
+fn depths_are_per_flow_and_every_band_shows_its_default_flow() {
+    let mut q: FlowQueues<u32> = FlowQueues::new(
+        settings(&format!(
+            r#"{{ {GATE}, "flowControl": {{"priorityBands": [{{"priority": 10}}]}} }}"#
+        )),
+        0,
+    );
+    let depth = |q: &FlowQueues<u32>, id: &str, priority: i32| {
+        q.depths()
+            .into_iter()
+            .find(|d| d.fairness_id == id && d.priority == priority)
+            .map(|d| (d.requests, d.bytes))
+    };
+    // Before any wait, the configured band's default flow shows 0.
+    assert_eq!(depth(&q, "default-flow", 10), Some((0, 0)));
+    // Saturated: two tenants' requests wait in band 0.
+    for (i, (id, bytes)) in [("a", 100), ("a", 50), ("b", 7)].into_iter().enumerate() {
+        let queued = q.admit(&key(id, 0), req(bytes), i as u32, 0, &mut || 1.0);
+        assert!(matches!(queued, Admission::Queued(_)), "{queued:?}");
+    }
+    assert_eq!(depth(&q, "a", 0), Some((2, 150)));
+    assert_eq!(depth(&q, "b", 0), Some((1, 7)));
+    assert_eq!(
+        depth(&q, "default-flow", 0),
+        None,
+        "a band with flows waiting"
+    );
+    assert_eq!(depth(&q, "default-flow", 10), Some((0, 0)));
+    // Released one by one: an emptied flow leaves the list, the emptied band shows 0 again.
+    while let Some(r) = q.dispatch(1, &mut || 0.0) {
+        q.scheduled(r.ticket);
+    }
+    assert_eq!(depth(&q, "a", 0), None);
+    assert_eq!(depth(&q, "default-flow", 0), Some((0, 0)));
+}
+
+#[test]
 fn priority_holdback_keeps_room_for_the_higher_band() {
     let mut q: FlowQueues<&str> = FlowQueues::new(
         settings(&format!(

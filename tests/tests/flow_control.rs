@@ -181,21 +181,44 @@ fn a_wait_past_the_ttl_gets_429_with_a_json_body_and_retry_after() {
 fn a_client_that_leaves_while_queued_leaves_no_slot_behind() {
     // One request may wait: if the one that left kept its place, the next would be refused.
     let env = Arc::new(start(json!({"defaultRequestTTL": "30s", "maxRequests": 1})));
-    env.backend("pod-a").set(json!({"delay_ms": 1500}));
+    env.backend("pod-a").set(json!({"delay_ms": 3000}));
     let t0 = Instant::now();
     let done = Arc::new(Mutex::new(Vec::new()));
     let first = send(&env, "first", None, t0, &done);
     std::thread::sleep(Duration::from_millis(150));
-    // A queued request whose client hangs up.
+    // A queued request of a tenant's flow whose client hangs up.
     let body = json!({"model": MODEL, "prompt": "gone"}).to_string();
     let mut s = TcpStream::connect(env.listen).unwrap();
     write!(
         s,
-        "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST /v1/completions HTTP/1.1\r\nhost: x\r\nx-llm-d-inference-fairness-id: tenant-x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    // While it waits, the queue gauge shows it under its flow (the gauges move at each
+    // metrics flush, at most a second apart).
+    let waiting = |text: &str| {
+        text.lines().any(|l| {
+            l.contains("inference_extension_flow_control_queue_size{")
+                && l.contains("fairness_id=\"tenant-x\"")
+                && l.ends_with(" 1")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(1800);
+    let mut text = env.prometheus();
+    while !waiting(&text) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        text = env.prometheus();
+    }
+    assert!(
+        waiting(&text),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("queue_size"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
     let mut buf = [0u8; 64];
     assert!(s.read(&mut buf).is_err(), "still queued: no answer yet");
@@ -214,15 +237,25 @@ fn a_client_that_leaves_while_queued_leaves_no_slot_behind() {
             .unwrap_or_default()
     };
     assert!(
-        line(&["_count", "outcome=\"EvictedContextCancelled\""]).ends_with(" 1"),
+        line(&[
+            "_count",
+            "outcome=\"EvictedContextCancelled\"",
+            "fairness_id=\"tenant-x\""
+        ])
+        .ends_with(" 1"),
         "{}",
         text.lines()
             .filter(|l| l.contains("flow_control"))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let size = line(&["inference_extension_flow_control_queue_size"]);
-    assert!(size.ends_with(" 0"), "queue empty at the end: {size}");
+    for flow in ["tenant-x", "default-flow"] {
+        let size = line(&[
+            "inference_extension_flow_control_queue_size",
+            &format!("fairness_id=\"{flow}\""),
+        ]);
+        assert!(size.ends_with(" 0"), "queue empty at the end: {size}");
+    }
     // Only the two served requests reached the server.
     assert_eq!(env.stat_sum("picks"), 2, "{}", env.stats());
 }

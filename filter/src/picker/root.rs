@@ -142,7 +142,7 @@ impl PickerShared {
                 t.share_index_blocks(n, &mut *sink);
             }
             if let Some(g) = &self.gate {
-                crate::telemetry::set_queue_depths(&g.depths(), &mut *sink);
+                g.publish_depths(&mut *sink);
                 crate::telemetry::set_capacity_utilization(&g.capacity_utilization(), &mut *sink);
                 g.take_timings().flush(&mut *sink);
                 if let Some(r) = g.take_eviction_report().filter(|r| !r.is_empty()) {

@@ -864,20 +864,22 @@ histogram!(
     REQUEST_SECONDS
 );
 
-/// `inference_extension_flow_control_queue_size{priority}`: requests waiting in the flow-control
-/// queues of a priority band (GIE's name; upstream also labels fairness id, pool and model; the
-/// queues report their depth per band, so this build labels the band only).
+/// `inference_extension_flow_control_queue_size{fairness_id,priority}`: requests waiting in the
+/// flow-control queue of a flow (GIE's name; upstream also labels the pool and model). Every
+/// band shows its default flow (0 while nothing of it waits). Each writer moves the gauges by
+/// its own changes ([`super::QueueGauges`]), so several gates add up.
 pub static FLOW_QUEUE_SIZE: Family = Family {
     name: "inference_extension_flow_control_queue_size",
     kind: Kind::Gauge,
-    labels: &["priority"],
+    labels: &["fairness_id", "priority"],
 };
 
-/// `inference_extension_flow_control_queue_bytes{priority}`: their request-body bytes.
+/// `inference_extension_flow_control_queue_bytes{fairness_id,priority}`: their request-body
+/// bytes.
 pub static FLOW_QUEUE_BYTES: Family = Family {
     name: "inference_extension_flow_control_queue_bytes",
     kind: Kind::Gauge,
-    labels: &["priority"],
+    labels: &["fairness_id", "priority"],
 };
 
 /// `llm_d_epp_flow_control_revocations_issued_total{priority}`: sheddable requests in flight

@@ -4,35 +4,13 @@
 //! turn it into stat updates at each flush.
 
 use scheduler_core::flowcontrol::eviction::{EvictionGauges, EvictionReport};
-use scheduler_core::flowcontrol::queues::{BandDepth, CapacityUtilization};
+use scheduler_core::flowcontrol::queues::{CapacityUtilization, FlowDepth};
 use scheduler_core::PoolSaturation;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::families;
 use super::histogram::Histogram;
-use super::StatSink;
-
-/// The queue depths of several flow-control gates as one: requests and bytes added up per
-/// priority, highest priority first (the process-wide series of the native build, where every
-/// filter configuration with flow control — one per listener or route — has its own gate).
-pub fn sum_depths<I>(gates: I) -> Vec<BandDepth>
-where
-    I: IntoIterator,
-    I::Item: IntoIterator<Item = BandDepth>,
-{
-    let mut sum: Vec<BandDepth> = Vec::new();
-    for d in gates.into_iter().flatten() {
-        match sum.iter_mut().find(|s| s.priority == d.priority) {
-            Some(s) => {
-                s.requests = s.requests.saturating_add(d.requests);
-                s.bytes = s.bytes.saturating_add(d.bytes);
-            }
-            None => sum.push(d),
-        }
-    }
-    sum.sort_unstable_by_key(|d| std::cmp::Reverse(d.priority));
-    sum
-}
+use super::{FairnessLabels, StatSink};
 
 /// Adds what in-flight eviction did since the last flush to its counters and to the
 /// confirmation-time histogram (whose series are counters, so this flush's observations are
@@ -120,12 +98,65 @@ pub(super) fn ppm(v: f64) -> u64 {
     }
 }
 
-/// Sets the flow-control queue gauges from `depths` (every band that has held a request).
-pub fn set_queue_depths(depths: &[BandDepth], sink: &mut dyn StatSink) {
-    for d in depths {
-        let p = d.priority.to_string();
-        sink.set(&families::FLOW_QUEUE_SIZE, &[&p], d.requests);
-        sink.set(&families::FLOW_QUEUE_BYTES, &[&p], d.bytes);
+/// One writer's share of the flow-control queue gauges (`queue_size`, `queue_bytes` by fairness
+/// id and priority): what it last reported per flow, so each publish moves a gauge by this
+/// writer's change ([`StatSink::adjust`]) and the gauges are the sum over writers (Wasm worker
+/// VMs, native gates). A flow no longer reported drops to 0 and is forgotten; fairness ids are
+/// bounded as the request series' are ([`FairnessLabels`]).
+#[derive(Default)]
+pub struct QueueGauges {
+    flows: FairnessLabels,
+    /// ((fairness id label, priority), (requests, bytes)) as last reported.
+    shown: Vec<((String, i32), (u64, u64))>,
+}
+
+impl QueueGauges {
+    /// Reports `depths` (of one gate, or of several: flows that share a label add up), sending
+    /// only the flows whose depth changed.
+    pub fn publish<I: IntoIterator<Item = FlowDepth>>(
+        &mut self,
+        depths: I,
+        sink: &mut dyn StatSink,
+    ) {
+        let mut now: Vec<((String, i32), (u64, u64))> = Vec::new();
+        for d in depths {
+            let label = self.flows.label(&d.fairness_id);
+            match now
+                .iter_mut()
+                .find(|((f, p), _)| f == label && *p == d.priority)
+            {
+                Some((_, (requests, bytes))) => {
+                    *requests = requests.saturating_add(d.requests);
+                    *bytes = bytes.saturating_add(d.bytes);
+                }
+                None => now.push(((label.to_string(), d.priority), (d.requests, d.bytes))),
+            }
+        }
+        let delta = |now: u64, before: u64| {
+            i64::try_from(now)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(i64::try_from(before).unwrap_or(i64::MAX))
+        };
+        for (key, before) in &self.shown {
+            if !now.iter().any(|(k, _)| k == key) {
+                let p = key.1.to_string();
+                let labels = [key.0.as_str(), p.as_str()];
+                sink.adjust(&families::FLOW_QUEUE_SIZE, &labels, delta(0, before.0));
+                sink.adjust(&families::FLOW_QUEUE_BYTES, &labels, delta(0, before.1));
+            }
+        }
+        for (key, (requests, bytes)) in &now {
+            let before = self.shown.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+            if before == Some((*requests, *bytes)) {
+                continue;
+            }
+            let (r0, b0) = before.unwrap_or((0, 0));
+            let p = key.1.to_string();
+            let labels = [key.0.as_str(), p.as_str()];
+            sink.adjust(&families::FLOW_QUEUE_SIZE, &labels, delta(*requests, r0));
+            sink.adjust(&families::FLOW_QUEUE_BYTES, &labels, delta(*bytes, b0));
+        }
+        self.shown = now;
     }
 }
 

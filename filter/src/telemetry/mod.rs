@@ -26,8 +26,7 @@ pub use fairness::{FairnessLabels, MAX_FAIRNESS_IDS};
 use families::Family;
 pub use flow_control::{
     add_eviction_report, max_saturation, max_utilization, set_capacity_utilization,
-    set_eviction_gauges, set_pool_saturation, set_queue_depths, set_stale_endpoints, sum_depths,
-    FlowTimings,
+    set_eviction_gauges, set_pool_saturation, set_stale_endpoints, FlowTimings, QueueGauges,
 };
 use histogram::Histogram;
 pub use record::{RequestLabels, RequestRecord, Timing};

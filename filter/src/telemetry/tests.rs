@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use scheduler_core::flowcontrol::queues::{BandDepth, BandUtilization, CapacityUtilization};
+use scheduler_core::flowcontrol::queues::{BandUtilization, CapacityUtilization, FlowDepth};
 use scheduler_core::{PickerConfig, Registry};
 
 use super::*;
@@ -511,28 +511,53 @@ fn pick_series_follow_pod_churn() {
 }
 
 #[test]
-fn queue_depths_of_several_gates_add_up_per_priority() {
-    let band = |priority, requests, bytes| BandDepth {
+fn queue_gauges_per_flow_add_up_over_gates_and_writers_and_drop_to_zero() {
+    let flow = |id: &str, priority, requests, bytes| FlowDepth {
+        fairness_id: id.into(),
         priority,
         requests,
         bytes,
     };
-    // Two listeners' gates: both have a band 0, only one a band 5.
-    let a = vec![band(5, 2, 2_048), band(0, 1, 100)];
-    let b = vec![band(0, 3, 300)];
-    let sum = sum_depths([a, b]);
-    assert_eq!(sum, vec![band(5, 2, 2_048), band(0, 4, 400)]);
+    let size = |shown: &Shown, id: &str, p: i32| {
+        shown.get(&format!(
+            "inference_extension_flow_control_queue_size{{fairness_id={id},priority={p}}}"
+        ))
+    };
+    // Two listeners' gates reported as one: tenant a waits in both; b only in band 5.
     let mut shown = Shown::default();
-    set_queue_depths(&sum, &mut shown);
+    let mut process = QueueGauges::default();
+    let a = vec![flow("a", 0, 1, 100), flow("b", 5, 2, 2_048)];
+    let b = vec![flow("a", 0, 3, 300), flow("default-flow", 5, 0, 0)];
+    process.publish(a.into_iter().chain(b), &mut shown);
+    assert_eq!(size(&shown, "a", 0), Some(4));
+    assert_eq!(size(&shown, "b", 5), Some(2));
     assert_eq!(
-        shown.get("inference_extension_flow_control_queue_size{priority=0}"),
-        Some(4)
+        size(&shown, "default-flow", 5),
+        Some(0),
+        "a band's empty default flow shows"
     );
     assert_eq!(
-        shown.get("inference_extension_flow_control_queue_bytes{priority=5}"),
-        Some(2_048)
+        shown.get("inference_extension_flow_control_queue_bytes{fairness_id=a,priority=0}"),
+        Some(400)
     );
-    assert!(sum_depths(Vec::<Vec<BandDepth>>::new()).is_empty());
+    // A second writer (another worker VM) adds its own share to the same gauge.
+    let mut vm = QueueGauges::default();
+    vm.publish([flow("a", 0, 2, 20)], &mut shown);
+    assert_eq!(size(&shown, "a", 0), Some(6));
+    // b's requests left: its gauge drops to 0; a's is moved by the change only.
+    process.publish([flow("a", 0, 5, 500)], &mut shown);
+    assert_eq!(size(&shown, "b", 5), Some(0));
+    assert_eq!(size(&shown, "a", 0), Some(7));
+    vm.publish([], &mut shown);
+    assert_eq!(size(&shown, "a", 0), Some(5));
+    // Fairness ids beyond the bound add up under `_other`.
+    let mut shown = Shown::default();
+    let mut many = QueueGauges::default();
+    many.publish(
+        (0..MAX_FAIRNESS_IDS + 3).map(|i| flow(&format!("t{i}"), 0, 1, 1)),
+        &mut shown,
+    );
+    assert_eq!(size(&shown, OTHER_MODEL, 0), Some(3));
 }
 
 #[test]

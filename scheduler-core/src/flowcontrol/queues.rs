@@ -95,9 +95,11 @@ struct Band<W> {
     cursor: Cell<Option<String>>,
 }
 
-/// Queue depth of one band.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BandDepth {
+/// Queue depth of one flow: a fairness id in a band.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowDepth {
+    /// The flow's fairness id (cut as [`cut_fairness_id`] cuts it).
+    pub fairness_id: String,
     /// The band's priority.
     pub priority: i32,
     /// Requests waiting.
@@ -282,16 +284,39 @@ impl<W> FlowQueues<W> {
         self.in_transit.len()
     }
 
-    /// Depth of every band that has held a request, highest priority first.
-    pub fn depths(&self) -> Vec<BandDepth> {
-        self.bands
-            .iter()
-            .map(|b| BandDepth {
-                priority: b.settings.priority,
-                requests: b.len,
-                bytes: b.bytes,
-            })
-            .collect()
+    /// Depth of every flow with requests waiting, band by band, and of
+    /// the default flow of every band that has none waiting but is configured or has held a
+    /// request (0: the band's series exist before its first wait, as upstream's do).
+    pub fn depths(&self) -> Vec<FlowDepth> {
+        let mut out = Vec::new();
+        let empty_band = |priority| FlowDepth {
+            fairness_id: String::from(super::DEFAULT_FAIRNESS_ID),
+            priority,
+            ..FlowDepth::default()
+        };
+        for b in &self.bands {
+            let priority = b.settings.priority;
+            out.extend(
+                b.flows
+                    .iter()
+                    .filter(|f| !f.items.is_empty())
+                    .map(|f| FlowDepth {
+                        fairness_id: f.id.clone(),
+                        priority,
+                        requests: f.items.len() as u64,
+                        bytes: f.items.iter().map(|e| e.req.bytes).sum(),
+                    }),
+            );
+            if !out.iter().any(|d| d.priority == priority) {
+                out.push(empty_band(priority));
+            }
+        }
+        for c in &self.settings.bands {
+            if !self.bands.iter().any(|b| b.settings.priority == c.priority) {
+                out.push(empty_band(c.priority));
+            }
+        }
+        out
     }
 
     /// How full every band and the whole layer are against their limits.
