@@ -195,11 +195,12 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   local before; before=$(thread_cpu $envoy)
   local epp_before=0; [ -n "$epp" ] && epp_before=$(proc_cpu $epp)
   # BENCH_PERF=1: hardware counters of Envoy's process over the throughput run (perf stat; a VM
-  # may not expose them). BENCH_PERF=record: a cpu-clock profile of it, kept in
+  # may not expose them), and its page faults and context switches (software events, which
+  # every VM has). BENCH_PERF=record: a cpu-clock profile of it, kept in
   # bench-results/perf/<run>.data (read with perf report -i).
   local perf=""
   if [ "${BENCH_PERF:-0}" = 1 ]; then
-    perf stat -e cycles,instructions,cache-misses,dTLB-load-misses,dTLB-loads -p $envoy -o "$WORK/$1.$R.perf" &
+    perf stat -e cycles,instructions,cache-misses,dTLB-load-misses,dTLB-loads,page-faults,context-switches -p $envoy -o "$WORK/$1.$R.perf" &
     perf=$!
   elif [ "${BENCH_PERF:-0}" = record ]; then
     mkdir -p bench-results/perf
@@ -208,7 +209,7 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   fi
   ${PIN_LOAD[@]+"${PIN_LOAD[@]}"} wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/chat.lua" http://127.0.0.1:$LISTEN_PORT > "$WORK/$1.$R.wrk"
   local after; after=$(thread_cpu $envoy)
-  if [ -n "$perf" ]; then kill -INT $perf; wait $perf 2>/dev/null || true; [ -f "$WORK/$1.$R.perf" ] && grep -E 'cycles|instructions|misses|loads' "$WORK/$1.$R.perf" | sed "s/^/$1 perf: /"; fi
+  if [ -n "$perf" ]; then kill -INT $perf; wait $perf 2>/dev/null || true; [ -f "$WORK/$1.$R.perf" ] && grep -E 'cycles|instructions|misses|loads|faults|switches' "$WORK/$1.$R.perf" | sed "s/^/$1 perf: /"; fi
   local epp_after=0; [ -n "$epp" ] && epp_after=$(proc_cpu $epp)
   local reqs; reqs=$(awk '/requests in/ {print $1}' "$WORK/$1.$R.wrk")
   # Latency without queueing: one connection, one request at a time.
