@@ -247,33 +247,41 @@ fn running_requests_and_scheduling_attempts_by_model() {
     // Each was a successful scheduling attempt on the endpoint it went to (sent in the flush
     // that counted it as running, so already shown).
     let text = env.prometheus();
-    let attempts = |model: &str| -> f64 {
+    let attempts = |model: &str| {
         let target = format!("target_model_name=\"{model}\"");
-        text.lines()
-            .filter(|l| {
-                l.contains("inference_extension_scheduler_attempts_total{")
-                    && l.contains("status=\"success\"")
-                    && l.contains(&target)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        summed(
+            &text,
+            &[
+                "inference_extension_scheduler_attempts_total{",
+                "status=\"success\"",
+                &target,
+            ],
+        )
     };
     assert_eq!(attempts("model-a"), 2.0, "{text}");
     assert_eq!(attempts("model-b"), 1.0, "{text}");
     // llm-d-router's request labels: the flow (the header's, else `default-flow`) and the
     // priority (0: no objective named).
-    let requests = |flow: &str| -> f64 {
-        let labels = format!("fairness_id=\"{flow}\"");
-        text.lines()
-            .filter(|l| {
-                l.contains("inference_objective_request_total{")
-                    && l.contains("model_name=\"model-a\"")
-                    && l.contains(&labels)
-                    && l.contains("priority=\"0\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+    let requests = |flow: &str| {
+        let fairness = format!("fairness_id=\"{flow}\"");
+        summed(
+            &text,
+            &[
+                "inference_objective_request_total{",
+                "model_name=\"model-a\"",
+                &fairness,
+                "priority=\"0\"",
+            ],
+        )
     };
     assert_eq!(requests("tenant-a"), 1.0, "{text}");
     assert_eq!(requests("default-flow"), 1.0, "{text}");
+}
+
+/// The sum of the values of the Prometheus lines of `text` that contain every one of `needles`.
+fn summed(text: &str, needles: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
