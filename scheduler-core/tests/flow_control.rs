@@ -332,6 +332,10 @@ fn depths_are_per_flow_and_every_band_shows_its_default_flow() {
         "a band with flows waiting"
     );
     assert_eq!(depth(&q, "default-flow", 10), Some((0, 0)));
+    // The first request released (a's, first in): a's depth and bytes drop by it.
+    let first = q.dispatch(1, &mut || 0.0).expect("released");
+    q.scheduled(first.ticket);
+    assert_eq!(depth(&q, "a", 0), Some((1, 50)));
     // Released one by one: an emptied flow leaves the list, the emptied band shows 0 again.
     while let Some(r) = q.dispatch(1, &mut || 0.0) {
         q.scheduled(r.ticket);

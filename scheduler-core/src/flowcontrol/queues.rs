@@ -83,6 +83,8 @@ struct Entry<W> {
 struct Flow<W> {
     id: String,
     items: VecDeque<Entry<W>>,
+    /// Body bytes of `items`, kept as they come and go (the gauges read it on every tick).
+    bytes: u64,
 }
 
 struct Band<W> {
@@ -304,7 +306,7 @@ impl<W> FlowQueues<W> {
                         fairness_id: f.id.clone(),
                         priority,
                         requests: f.items.len() as u64,
-                        bytes: f.items.iter().map(|e| e.req.bytes).sum(),
+                        bytes: f.bytes,
                     }),
             );
             if !out.iter().any(|d| d.priority == priority) {
@@ -451,11 +453,13 @@ impl<W> FlowQueues<W> {
                 band.flows.push(Flow {
                     id: String::from(id),
                     items: VecDeque::new(),
+                    bytes: 0,
                 });
                 band.flows.len() - 1
             }
         };
         if let Some(f) = band.flows.get_mut(flow) {
+            f.bytes = f.bytes.saturating_add(req.bytes);
             f.items.push_back(Entry { ticket, req, waker });
         }
         band.len += 1;
@@ -537,6 +541,7 @@ impl<W> FlowQueues<W> {
         let band = self.bands.get_mut(b)?;
         let f = band.flows.get_mut(flow)?;
         let e = f.items.remove(item)?;
+        f.bytes = f.bytes.saturating_sub(e.req.bytes);
         if f.items.is_empty() {
             band.flows.remove(flow);
         }
