@@ -2,8 +2,8 @@
 //! (untrusted), and every value multiplies the series of every family it labels in Envoy's
 //! stats, which a module cannot delete again; so a writer keeps the first
 //! [`MAX_FAIRNESS_IDS`] ids it meets and counts every later one under [`OTHER_MODEL`]
-//! (llm-d-router caps the same label at 1,000 values per process and deletes the series of
-//! flows that went idle).
+//! (llm-d-router caps the same label at 1,000 values per process, and deletes an idle flow's
+//! flow-control series; its request series it keeps).
 
 use std::collections::HashSet;
 

@@ -132,20 +132,19 @@ impl QueueGauges {
                 None => now.push(((label.to_string(), d.priority), (d.requests, d.bytes))),
             }
         }
+        // Flows shown before and gone now report 0 once, then are forgotten.
+        let gone: Vec<((String, i32), (u64, u64))> = self
+            .shown
+            .iter()
+            .filter(|(key, _)| !now.iter().any(|(k, _)| k == key))
+            .map(|(key, _)| (key.clone(), (0, 0)))
+            .collect();
         let delta = |now: u64, before: u64| {
             i64::try_from(now)
                 .unwrap_or(i64::MAX)
                 .saturating_sub(i64::try_from(before).unwrap_or(i64::MAX))
         };
-        for (key, before) in &self.shown {
-            if !now.iter().any(|(k, _)| k == key) {
-                let p = key.1.to_string();
-                let labels = [key.0.as_str(), p.as_str()];
-                sink.adjust(&families::FLOW_QUEUE_SIZE, &labels, delta(0, before.0));
-                sink.adjust(&families::FLOW_QUEUE_BYTES, &labels, delta(0, before.1));
-            }
-        }
-        for (key, (requests, bytes)) in &now {
+        for (key, (requests, bytes)) in now.iter().chain(&gone) {
             let before = self.shown.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
             if before == Some((*requests, *bytes)) {
                 continue;
@@ -219,7 +218,7 @@ pub fn set_stale_endpoints(detector: &str, n: usize, sink: &mut dyn StatSink) {
 pub struct FlowTimings {
     dispatch_cycles: Option<Histogram>,
     /// (fairness id label value, band priority, outcome) → admission times.
-    enqueues: Vec<((String, i32, &'static str), Histogram)>,
+    enqueues: super::histogram::FlowKeyed,
 }
 
 impl FlowTimings {
@@ -235,19 +234,12 @@ impl FlowTimings {
     /// `NotYetFinalized` — queued, upstream's label for an item still waiting —,
     /// `RejectedCapacity`, `RejectedNoEndpoints`). Allocates once per flow between flushes.
     pub fn enqueue(&mut self, fairness: &str, priority: i32, outcome: &'static str, ns: u64) {
-        match self
-            .enqueues
-            .iter_mut()
-            .find(|((f, p, o), _)| f == fairness && *p == priority && *o == outcome)
-        {
-            Some((_, h)) => h.record(ns),
-            None => super::histogram::record_keyed(
-                &mut self.enqueues,
-                (fairness.to_string(), priority, outcome),
-                &families::FLOW_ENQUEUE,
-                ns,
-            ),
-        }
+        super::histogram::record_keyed(
+            &mut self.enqueues,
+            (fairness, priority, outcome),
+            &families::FLOW_ENQUEUE,
+            ns,
+        );
     }
 
     /// True when nothing was recorded.

@@ -19,20 +19,27 @@ pub(super) struct Histogram {
     defined: bool,
 }
 
-/// Records `v` in the histogram of `key` in `list`, adding one of `family` for a new key (a
-/// short list: a few bands × outcomes).
-pub(super) fn record_keyed<K: PartialEq>(
-    list: &mut Vec<(K, Histogram)>,
-    key: K,
+/// Flow control's histograms by (fairness id label value, band priority, outcome): a short
+/// list, a few flows × bands × outcomes.
+pub(super) type FlowKeyed = Vec<((String, i32, &'static str), Histogram)>;
+
+/// Records `v` in the histogram of (`fairness`, `priority`, `outcome`) in `list`, adding one of
+/// `family` for a new key (its only allocation: a known key costs none).
+pub(super) fn record_keyed(
+    list: &mut FlowKeyed,
+    (fairness, priority, outcome): (&str, i32, &'static str),
     family: &'static HistogramFamily,
     v: u64,
 ) {
-    match list.iter_mut().find(|(k, _)| *k == key) {
+    match list
+        .iter_mut()
+        .find(|((f, p, o), _)| f == fairness && *p == priority && *o == outcome)
+    {
         Some((_, h)) => h.record(v),
         None => {
             let mut h = Histogram::new(family);
             h.record(v);
-            list.push((key, h));
+            list.push(((fairness.to_string(), priority, outcome), h));
         }
     }
 }

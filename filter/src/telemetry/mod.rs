@@ -320,7 +320,7 @@ pub struct Telemetry {
     /// status → local replies: `endpoint_picker_local_replies{status}`.
     replies: Vec<(u32, Count)>,
     /// (fairness id, band priority, outcome) → queue waits of flow control.
-    queue_waits: Vec<((String, i32, &'static str), Histogram)>,
+    queue_waits: histogram::FlowKeyed,
     /// This writer's share of `inference_extension_prefix_indexer_size` (Wasm: one per VM).
     index_blocks: GaugeShare,
     last_flush_ms: u64,
@@ -396,21 +396,12 @@ impl Telemetry {
         outcome: &'static str,
         waited_ms: u64,
     ) {
-        let ns = waited_ms.saturating_mul(1_000_000);
         let fairness = self.flows.label(fairness_id.unwrap_or(DEFAULT_FAIRNESS_ID));
-        if let Some((_, h)) = self
-            .queue_waits
-            .iter_mut()
-            .find(|((f, p, o), _)| f == fairness && *p == priority && *o == outcome)
-        {
-            h.record(ns);
-            return;
-        }
         histogram::record_keyed(
             &mut self.queue_waits,
-            (fairness.to_string(), priority, outcome),
+            (fairness, priority, outcome),
             &families::FLOW_QUEUE_DURATION,
-            ns,
+            waited_ms.saturating_mul(1_000_000),
         );
     }
 

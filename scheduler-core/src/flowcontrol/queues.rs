@@ -298,20 +298,16 @@ impl<W> FlowQueues<W> {
         };
         for b in &self.bands {
             let priority = b.settings.priority;
-            out.extend(
-                b.flows
-                    .iter()
-                    .filter(|f| !f.items.is_empty())
-                    .map(|f| FlowDepth {
-                        fairness_id: f.id.clone(),
-                        priority,
-                        requests: f.items.len() as u64,
-                        bytes: f.bytes,
-                    }),
-            );
-            if !out.iter().any(|d| d.priority == priority) {
+            // A flow leaves its band when its last request does, so every flow listed waits.
+            if b.flows.is_empty() {
                 out.push(empty_band(priority));
             }
+            out.extend(b.flows.iter().map(|f| FlowDepth {
+                fairness_id: f.id.clone(),
+                priority,
+                requests: f.items.len() as u64,
+                bytes: f.bytes,
+            }));
         }
         for c in &self.settings.bands {
             if !self.bands.iter().any(|b| b.settings.priority == c.priority) {
