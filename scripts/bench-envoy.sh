@@ -43,7 +43,10 @@
 #
 # BENCH_NATIVE_ALT=<dir> adds `native-alt`: the native configuration with the libendpoint_picker.so
 # found in <dir> instead of dist/ (e.g. a profile-guided build, scripts/native-pgo.sh), so two builds
-# of the module compare side by side in one run.
+# of the module compare side by side in one run. BENCH_PICKER_ALT_EXTRA='<top-level JSON fields>'
+# adds `native-alt` too, or gives it its own picker JSON (BENCH_PICKER_EXTRA's form), so two
+# configurations compare side by side in one run: on a VM whose speed drifts by tens of percent
+# between minutes, variants run in separate invocations cannot be told apart.
 #
 # Throughput: wrk with <connections> connections (the worker saturates). Latency: wrk with one
 # connection (no queueing), so the p50/p99 difference is the time the picker adds per request.
@@ -113,6 +116,9 @@ cat > "$WORK/picker.json" <<JSON
 {"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS] ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_EXTRA:-}}
 JSON
 # BENCH_DIRECT=1 (native-direct; BENCH_POOL_EXTRA must then not set `scrape`).
+cat > "$WORK/picker-alt.json" <<JSON
+{"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS] ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_ALT_EXTRA-${BENCH_PICKER_EXTRA:-}}}
+JSON
 cat > "$WORK/picker-direct.json" <<JSON
 {"pool": {"cluster": "inference_pool", "endpoints": [$ENDPOINTS], "scrape": {"transport": "direct"} ${BENCH_POOL_EXTRA:-}} ${BENCH_PICKER_EXTRA:-}}
 JSON
@@ -168,8 +174,11 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   if [ "$1" = native ]; then mode=picker; build=(--native); fi
   local modules="$PWD/dist"
   if [ "$1" = floor ]; then mode=picker; build=(--native); modules="$WORK/floor"; fi
-  if [ "$1" = native-alt ]; then mode=picker; build=(--native); modules="$(cd "$BENCH_NATIVE_ALT" && pwd)"; fi
   local config="$WORK/picker.json"
+  if [ "$1" = native-alt ]; then
+    mode=picker; build=(--native); config="$WORK/picker-alt.json"
+    [ -n "${BENCH_NATIVE_ALT:-}" ] && modules="$(cd "$BENCH_NATIVE_ALT" && pwd)"
+  fi
   if [ "$1" = native-direct ]; then mode=picker; build=(--native); config="$WORK/picker-direct.json"; fi
   # No access log: the runs measure the picker, not Envoy's logging (same for every mode).
   if [ "$1" = epp ]; then
@@ -228,6 +237,13 @@ run() { # $1 = round-robin | picker (Wasm) | native | picker-hop | kgw-policy | 
   # to one endpoint at once makes Envoy open another connection, a cost outside the filter.
   curl -s localhost:$ADMIN_PORT/stats | awk -F': ' -v m="$1" '/^cluster\.[^.]*\.upstream_cx_total:/ && $2 > 0 {
     split($1, c, "."); printf "%s upstream connections opened: %s %s\n", m, c[2], $2 }'
+  # Where the requests went (the pool's hosts in /clusters, warm-up included): two
+  # configurations that spread load differently also load the fleet and Envoy's upstream
+  # connections differently, which is a cost outside the filter too.
+  curl -s localhost:$ADMIN_PORT/clusters | awk -F'::' -v m="$1" '$1 == "inference_pool" && $3 == "rq_total" {
+    n++; v = $4 + 0; s += v; q += v * v; if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
+    END { if (n > 0 && s > 0) { mu = s / n; sd = sqrt(q / n - mu * mu);
+      printf "%s requests per endpoint: %d endpoints, min %d, max %d, coefficient of variation %.2f\n", m, n, lo, hi, sd / mu } }'
   if [ "$mode" = picker ] && [ "$1" != floor ]; then
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'endpoint_picker(\.|_)(picks|local_replies|fail_open)' | awk -F': ' '{s+=$2} END {print "picker stats: " s " picks+replies"}'
     curl -s localhost:$ADMIN_PORT/stats | grep -E 'local_replies' || true
@@ -261,7 +277,10 @@ read -r -a MODES <<< "${BENCH_MODES:-round-robin picker native}"
 [ "${BENCH_KGW:-0}" = 1 ] && MODES+=(kgw-policy)
 [ "${BENCH_EPP:-0}" = 1 ] && MODES+=(epp)
 [ "${BENCH_FLOOR:-0}" = 1 ] && MODES+=(floor)
-[ -n "${BENCH_NATIVE_ALT:-}" ] && MODES+=(native-alt)
+# What native-alt changes, for its table's title ("" when there is no native-alt).
+ALT=${BENCH_NATIVE_ALT:+the module from $BENCH_NATIVE_ALT}
+[ -n "${BENCH_PICKER_ALT_EXTRA+set}" ] && ALT="${ALT:+$ALT, }its own picker JSON (BENCH_PICKER_ALT_EXTRA)"
+[ -n "$ALT" ] && MODES+=(native-alt)
 [ "${BENCH_DIRECT:-0}" = 1 ] && MODES+=(native-direct)
 ROUNDS=${BENCH_ROUNDS:-2}
 for R in $(seq 1 "$ROUNDS"); do for m in "${MODES[@]}"; do run "$m"; done; done
@@ -304,11 +323,11 @@ if [ "${BENCH_FLOOR:-0}" = 1 ]; then
     printf "| latency p99, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p99a, p99f, p99f-p99a, p99n, p99n-p99a
   }'
 fi
-if [ -n "${BENCH_NATIVE_ALT:-}" ]; then
+if [ -n "$ALT" ]; then
   awk -v a="$round_robin_rps" -v x="$native_alt_rps" -v n="${native_rps:-0}" -v p50a="$round_robin_p50" -v p50x="$native_alt_p50" \
-      -v p50n="${native_p50:-0}" -v p99a="$round_robin_p99" -v p99x="$native_alt_p99" -v p99n="${native_p99:-0}" -v ca="$(cpu round-robin)" -v cx="$(cpu native-alt)" -v cn="$(cpu native)" -v dir="$BENCH_NATIVE_ALT" 'BEGIN {
-    printf "\nnative-alt: the native configuration with the module from %s\n", dir
-    printf "| | plain Envoy (round robin) | + native picker (dist/) | + native picker (%s) |\n|---|---|---|---|\n", dir
+      -v p50n="${native_p50:-0}" -v p99a="$round_robin_p99" -v p99x="$native_alt_p99" -v p99n="${native_p99:-0}" -v ca="$(cpu round-robin)" -v cx="$(cpu native-alt)" -v cn="$(cpu native)" -v dir="${BENCH_NATIVE_ALT:-dist/}" -v alt="$ALT" 'BEGIN {
+    printf "\nnative-alt: the native configuration with %s\n", alt
+    printf "| | plain Envoy (round robin) | + native picker (dist/) | + native-alt (module from %s) |\n|---|---|---|---|\n", dir
     printf "| throughput (req/s) | %.0f | %.0f (%.1f %%) | %.0f (%.1f %%) |\n", a, n, 100*n/a, x, 100*x/a
     printf "| worker CPU per request (µs) | %.1f | %.1f (%+.1f) | %.1f (%+.1f) |\n", ca, cn, cn-ca, cx, cx-ca
     printf "| latency p50, 1 connection (µs) | %.0f | %.0f (%+.0f) | %.0f (%+.0f) |\n", p50a, p50n, p50n-p50a, p50x, p50x-p50a
