@@ -108,6 +108,15 @@ pub trait HttpHost {
         message: &str,
         extra: &[(&str, &str)],
     );
+    /// Publishes the decision in the request's dynamic metadata, namespace `envoy.lb`: the
+    /// destination (`x-gateway-destination-endpoint`, the header's value, which clusters that
+    /// read the destination from metadata rather than from the header need) and, when
+    /// `scores` is not empty, `x-gateway-destination-endpoint-scores` (`ip:port` → score), as
+    /// llm-d-router's EPP writes them. Called once per routed request.
+    /// The default does nothing: proxy-wasm cannot write dynamic metadata.
+    fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {
+        let _ = (destination, scores);
+    }
     /// Reports `value` as the number `namespace`/`name` of the request's dynamic metadata
     /// (native) or as the filter state `wasm.<namespace>.<name>` (proxy-wasm); `false` when
     /// the host cannot. Called at the end of the response.
@@ -419,6 +428,7 @@ impl RequestFlow {
                 // (CLIENT_FORBIDDEN), so they are added, not replaced; an empty value (a
                 // plugin's "not this time") has nothing left to remove.
                 host.add_request_header(DESTINATION, &r.destination);
+                host.set_destination_metadata(&r.destination, &r.endpoint_scores);
                 for (k, v) in &r.headers {
                     if CLIENT_FORBIDDEN.contains(&k.as_str()) {
                         if !v.is_empty() {
@@ -1282,6 +1292,8 @@ mod tests {
         header_reads: usize,
         /// Microseconds past the clock's start (1 s), moved by a test.
         elapsed_us: u64,
+        /// Each `set_destination_metadata`: the destination and the scores.
+        metadata: Vec<(String, Vec<(String, f64)>)>,
     }
 
     struct CountWake(std::sync::Arc<std::sync::atomic::AtomicUsize>);
@@ -1293,6 +1305,9 @@ mod tests {
     }
 
     impl HttpHost for FakeHost {
+        fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {
+            self.metadata.push((destination.into(), scores.to_vec()));
+        }
         fn request_header(&mut self, name: &str) -> Option<String> {
             self.request
                 .iter()
@@ -1915,6 +1930,22 @@ mod tests {
             BodyAction::Continue
         );
         host
+    }
+
+    #[test]
+    fn the_decision_goes_to_the_metadata_once_with_scores_only_when_asked() {
+        let p = picking();
+        let host = routed(&p, "hello", &[]);
+        assert_eq!(host.metadata, [("10.0.0.2:8000".to_string(), Vec::new())]);
+        let mut p = picking();
+        p.core.pool.emit_endpoint_scores = true;
+        let host = routed(&p, "hello", &[]);
+        let [(destination, scores)] = host.metadata.as_slice() else {
+            panic!("{:?}", host.metadata)
+        };
+        assert_eq!(destination, "10.0.0.2:8000");
+        let addresses: Vec<&str> = scores.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(addresses, ["10.0.0.1:8000", "10.0.0.2:8000"]);
     }
 
     #[test]

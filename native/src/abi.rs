@@ -224,6 +224,27 @@ extern "C" {
         value: f64,
     );
 
+    /// Sets the string `key` in the dynamic-metadata `namespace` of the stream (creating the
+    /// namespace, replacing an earlier value). Declared `void`: the 1.40.0 binary sets no result
+    /// (the value arrives in memory, the third buffer past the six argument registers).
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+        filter: Ptr,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
+
+    /// Merges a serialized `google.protobuf.Struct` (`value`, protobuf wire format) into the
+    /// dynamic-metadata `namespace` of the stream, as Envoy merges metadata (keys replaced,
+    /// nested structs merged). Bytes that do not parse as a Struct are logged by Envoy and
+    /// ignored. `void` in the 1.40.0 binary (it parses `value` with the pointer and length in
+    /// the fourth and fifth argument registers and returns nothing).
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_struct(
+        filter: Ptr,
+        namespace: ModuleBuffer,
+        value: ModuleBuffer,
+    );
+
     // ---- HTTP filter: body, replies, routing ----
     pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: Ptr,

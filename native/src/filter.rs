@@ -1086,6 +1086,32 @@ impl HttpHost for NativeHost {
         }
     }
 
+    fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {
+        let namespace = ModuleBuffer::of(crate::metadata::NAMESPACE.as_bytes());
+        if scores.is_empty() {
+            // One string, without building a Struct for Envoy to parse.
+            // SAFETY: the filter pointer of the current hook; the buffers are borrowed for the call.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                    self.filter,
+                    namespace,
+                    ModuleBuffer::of(crate::metadata::DESTINATION.as_bytes()),
+                    ModuleBuffer::of(destination.as_bytes()),
+                );
+            }
+            return;
+        }
+        let encoded = crate::metadata::decision(destination, scores);
+        // SAFETY: as above.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_struct(
+                self.filter,
+                namespace,
+                ModuleBuffer::of(&encoded),
+            );
+        }
+    }
+
     fn report_attribute(&mut self, namespace: &str, name: &str, value: f64) -> bool {
         // SAFETY: the filter pointer of the current hook; the buffers are borrowed for the call.
         unsafe {

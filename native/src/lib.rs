@@ -44,6 +44,7 @@ pub mod kv_stats;
 pub mod kv_subscriber;
 pub mod lb;
 pub mod logger;
+pub mod metadata;
 pub mod metrics;
 pub mod pool;
 pub mod runtime_thread;

@@ -295,6 +295,7 @@ impl EndpointPicker {
             priority,
             headers,
             debug: false,
+            emit_scores: false,
             multimodal,
             media_tokens,
             max_output_tokens: parsed.max_output_tokens,

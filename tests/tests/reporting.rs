@@ -285,3 +285,121 @@ fn summed(text: &str, needles: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The rendered cluster reading the destination from the request's dynamic metadata instead of
+/// the header, as Istio configures an InferencePool's cluster (`override_host` with a metadata
+/// source only); and the decision's two metadata keys in the access log.
+fn with_metadata_source(yaml: String) -> String {
+    assert!(
+        yaml.contains("- header: x-gateway-destination-endpoint"),
+        "the rendered cluster's override_host source is no longer where this test looks"
+    );
+    let yaml = yaml.replace(
+        "- header: x-gateway-destination-endpoint",
+        "- metadata: {key: envoy.lb, path: [{key: x-gateway-destination-endpoint}]}",
+    );
+    yaml.lines()
+        .map(|line| {
+            let mut out = format!("{line}\n");
+            if line.trim_start().starts_with("duration_ms: \"%DURATION%\"") {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push_str(&format!(
+                    "{indent}destination_metadata: \"%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint)%\"\n{indent}scores_metadata: \"%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint-scores)%\"\n"
+                ));
+            }
+            out
+        })
+        .collect()
+}
+
+/// llm-d-router's EPP publishes its decision as dynamic metadata `envoy.lb`:
+/// `x-gateway-destination-endpoint` always, `x-gateway-destination-endpoint-scores` with
+/// `--emit-endpoint-scores`. The native build does the same (`pool.emitEndpointScores`), so a
+/// cluster that reads the destination from metadata only routes where the picker chose, and
+/// the access log shows every endpoint's score; proxy-wasm cannot write dynamic metadata, so
+/// the Wasm build's requests still succeed (the cluster's fallback balancer places them), it
+/// writes neither key and says at start that it ignores the setting.
+#[test]
+fn the_decision_reaches_a_cluster_that_reads_the_metadata_and_the_scores_the_access_log() {
+    let backends = vec![
+        Backend::spawn("pod-a"),
+        Backend::spawn("pod-b"),
+        Backend::spawn("pod-c"),
+    ];
+    let addresses: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+    let mut p = picker(&backends);
+    p["pool"]["emitEndpointScores"] = json!(true);
+    let env = Env::start_with(
+        backends,
+        p,
+        StartOptions {
+            edit_yaml: Some(Box::new(with_metadata_source)),
+            ..StartOptions::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    // The queue scorer prefers pod-b, then pod-a, then pod-c.
+    for (b, waiting) in env.backends.iter().zip([4, 0, 9]) {
+        b.set(json!({"waiting": waiting}));
+    }
+    env.settle();
+    let n = 6;
+    for i in 0..n {
+        let r = env.complete("m", &format!("question {i}"), &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        if e2e::native() {
+            assert_eq!(
+                r.pod(),
+                "pod-b",
+                "request {i} went where the metadata said: {r:?}"
+            );
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let lines: Vec<Value> = env
+            .access_log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &Value| l["path"] == "/v1/completions")
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(lines.len(), n, "{lines:?}");
+    for l in &lines {
+        if !e2e::native() {
+            // Envoy logs an absent metadata key as null (JSON) or "-".
+            for key in ["destination_metadata", "scores_metadata"] {
+                assert!(l[key].is_null() || l[key] == "-", "{key}: {l}");
+            }
+            continue;
+        }
+        assert_eq!(l["destination_metadata"], addresses[1].as_str(), "{l}");
+        // The scores struct is logged as a JSON object: every endpoint the profile scored.
+        let scores = l["scores_metadata"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no scores object: {l}"));
+        let score = |a: &str| scores.get(a).and_then(Value::as_f64);
+        assert_eq!(scores.len(), 3, "{l}");
+        let (a, b, c) = (
+            score(&addresses[0]).unwrap(),
+            score(&addresses[1]).unwrap(),
+            score(&addresses[2]).unwrap(),
+        );
+        assert!(
+            b > a && a > c,
+            "pod-b's score is the best, pod-c's the worst: {l}"
+        );
+    }
+    if !e2e::native() {
+        assert!(
+            env.log()
+                .contains("pool.emitEndpointScores is ignored by the Wasm build"),
+            "{}",
+            env.log()
+        );
+    }
+}

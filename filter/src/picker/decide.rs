@@ -53,6 +53,10 @@ pub struct Route {
     /// The request body to forward instead of the client's: its `model` rewritten to the
     /// target model ([`scheduler_core::parse::model_field`]); `None` to forward it unchanged.
     pub body: Option<Vec<u8>>,
+    /// With `pool.emitEndpointScores`: every endpoint the primary profile scored, as
+    /// `(ip:port, total weighted score)`; empty otherwise (and for a body-less request, which
+    /// no profile scores), so it costs nothing when off.
+    pub endpoint_scores: Vec<(String, f64)>,
 }
 
 impl Route {
@@ -158,6 +162,7 @@ impl PickerCore {
                     )
                 }),
                 body: None,
+                endpoint_scores: Vec::new(),
             }),
         }
     }
@@ -209,6 +214,7 @@ impl PickerCore {
             return self.unusable();
         }
         request.debug = explain;
+        request.emit_scores = self.pool.emit_endpoint_scores;
         match self
             .picker
             .schedule_observed(&request, candidates, now_ms, rng, state, timing)
@@ -248,6 +254,15 @@ impl PickerCore {
             .and_then(|(_, r)| r.as_ref())
             .filter(|r| r.candidates > 0)
             .map(|_| debug_value(&result, primary, candidates));
+        let endpoint_scores = result
+            .primary()
+            .map(|r| {
+                r.scored
+                    .iter()
+                    .filter_map(|&(i, score)| Some((candidates.get(i)?.address.clone(), score)))
+                    .collect()
+            })
+            .unwrap_or_default();
         // The result is done with: its profile name and headers move into the route.
         let profile = result
             .profile_results
@@ -260,6 +275,7 @@ impl PickerCore {
             headers: core::mem::take(&mut result.headers),
             debug,
             body: None,
+            endpoint_scores,
         })
     }
 }
@@ -367,6 +383,36 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("queue-scorer=1.000x2"), "{d}");
+    }
+
+    #[test]
+    fn endpoint_scores_cover_every_scored_endpoint_only_when_asked() {
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let Outcome::Route(off) = route(&core(""), &pool(), body) else {
+            panic!()
+        };
+        assert!(off.endpoint_scores.is_empty(), "{:?}", off.endpoint_scores);
+        let c = core(r#", "emitEndpointScores": true"#);
+        let Outcome::Route(r) = route(&c, &pool(), body) else {
+            panic!()
+        };
+        let addresses: Vec<&str> = r.endpoint_scores.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(
+            addresses,
+            ["127.0.0.1:8000", "127.0.0.2:8000", "127.0.0.3:8000"],
+            "every candidate, not only the pick"
+        );
+        // The pick has the best total; the others score less (the default profile's weighted
+        // sum: the empty queue and the lowest KV-cache use win).
+        let score = |a: &str| r.endpoint_scores.iter().find(|(x, _)| x == a).unwrap().1;
+        assert_eq!(r.destination, "127.0.0.2:8000");
+        assert!(score("127.0.0.2:8000") > score("127.0.0.1:8000"));
+        assert!(score("127.0.0.1:8000") > score("127.0.0.3:8000"));
+        // A body-less request is not scored.
+        let Outcome::Route(get) = c.route_headers_only(&pool(), false) else {
+            panic!()
+        };
+        assert!(get.endpoint_scores.is_empty());
     }
 
     #[test]

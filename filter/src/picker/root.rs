@@ -42,9 +42,13 @@ impl PickerShared {
     /// # Errors
     /// The scheduler-core [`ConfigError`] (logged by the caller; Envoy then refuses the config).
     pub fn configure(json: &str, registry: &Registry) -> Result<PickerShared, ConfigError> {
-        let loaded = PickerConfig::load(json, registry)?;
+        let mut loaded = PickerConfig::load(json, registry)?;
         for w in &loaded.report.warnings {
             log::warn!("endpoint picker: {w}");
+        }
+        if core::mem::take(&mut loaded.pool.emit_endpoint_scores) {
+            // Off, so no request collects scores it cannot publish.
+            log::warn!("endpoint picker: pool.emitEndpointScores is ignored by the Wasm build: proxy-wasm cannot write dynamic metadata (the native build publishes the scores)");
         }
         publish_membership(&loaded.pool);
         let staleness = loaded.pool.scrape.staleness_ms;

@@ -10,7 +10,8 @@
 //!     "scrape": {"interval": "50ms", "timeout": "1s", "staleness": "2s"},
 //!     "failureMode": "FailClose",
 //!     "bodyLimitBytes": 4194304,
-//!     "debug": false
+//!     "debug": false,
+//!     "emitEndpointScores": false
 //!   },
 //!   "plugins": [ ... GIE EndpointPickerConfig fields ... ]
 //! }
@@ -94,6 +95,9 @@ pub(crate) struct PoolSpec {
     /// header of that name.
     #[serde(default)]
     debug: bool,
+    /// Publish every scored endpoint's score in the request's dynamic metadata (native build).
+    #[serde(default)]
+    emit_endpoint_scores: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,6 +283,12 @@ pub struct PoolConfig {
     /// score, the candidates and the best few) for requests that ask for it by sending a request
     /// header of the same name; requests that do not ask never get it.
     pub debug: bool,
+    /// Publish the primary profile's score of every endpoint it scored in the request's dynamic
+    /// metadata, namespace `envoy.lb`, key `x-gateway-destination-endpoint-scores` (a struct
+    /// of `ip:port` → total weighted score), for access logs and later filters: llm-d-router's
+    /// `--emit-endpoint-scores`, same namespace, key and shape, also off by default. Native
+    /// build only (proxy-wasm cannot write dynamic metadata; the Wasm build warns and ignores it).
+    pub emit_endpoint_scores: bool,
 }
 
 /// The module's whole configuration: the pool plus a GIE `EndpointPickerConfig`.
@@ -494,6 +504,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         body_limit_bytes,
         max_buffered_body_bytes,
         debug: spec.debug,
+        emit_endpoint_scores: spec.emit_endpoint_scores,
     })
 }
 

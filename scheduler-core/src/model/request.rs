@@ -75,6 +75,9 @@ pub struct InferenceRequest<'a> {
     pub headers: Vec<Header<'a>>,
     /// Record a per-scorer breakdown of the pick ([`crate::model::result::ProfileRunResult::breakdown`]).
     pub debug: bool,
+    /// Keep every scored candidate's total ([`crate::model::result::ProfileRunResult::scored`]),
+    /// for the host to publish (`pool.emitEndpointScores`).
+    pub emit_scores: bool,
     /// The request carries image, audio or video content (what an encode stage would process).
     pub multimodal: bool,
     /// For a multimodal request, its media parts' bytes and the tokens they stand for
@@ -104,6 +107,7 @@ impl<'a> InferenceRequest<'a> {
             priority: 0,
             headers: Vec::new(),
             debug: false,
+            emit_scores: false,
             multimodal: false,
             media_tokens: None,
             max_output_tokens: None,

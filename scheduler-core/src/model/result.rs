@@ -19,6 +19,11 @@ pub struct ProfileRunResult {
     /// Only with debug output: the best [`RANKED`] candidates by total score, best first, as
     /// `(endpoint index, total, each scorer's raw score in breakdown order)`.
     pub ranked: Vec<(usize, f64, Vec<f64>)>,
+    /// Only when the request asked for it ([`crate::InferenceRequest::emit_scores`]) and the
+    /// profile has scorers: every candidate left after the filters, as `(endpoint index, total
+    /// weighted score)`, in candidate order. llm-d-router publishes the same set (its
+    /// `--emit-endpoint-scores`: every endpoint the primary profile scored, not only the picked).
+    pub scored: Vec<(usize, f64)>,
 }
 
 /// How many candidates [`ProfileRunResult::ranked`] keeps.

@@ -120,6 +120,9 @@ impl SchedulerProfile {
                 result.scores.push(p.score);
             }
         }
+        if cx.request.emit_scores && !self.scorers.is_empty() {
+            result.scored = cands.iter().copied().zip(totals.iter().copied()).collect();
+        }
         if cx.request.debug {
             result.candidates = cands.len();
             let mut order: Vec<usize> = (0..cands.len()).collect();
