@@ -30,21 +30,68 @@ fn picker(backends: &[Backend]) -> Value {
     })
 }
 
-/// Adds both carriers to the access log's JSON line (the one the build does not write logs
-/// `-` / empty).
-fn with_cost_fields(yaml: String) -> String {
+/// Adds `fields` (name, Envoy format string) to the access log's JSON line, after its last one.
+fn with_log_fields(yaml: String, fields: &[(&str, String)]) -> String {
     yaml.lines()
         .map(|line| {
             let mut out = format!("{line}\n");
             if line.trim_start().starts_with("duration_ms: \"%DURATION%\"") {
                 let indent = &line[..line.len() - line.trim_start().len()];
-                out.push_str(&format!(
-                    "{indent}cost_metadata: \"%DYNAMIC_METADATA(envoy.lb:{KEY})%\"\n{indent}cost_filter_state: \"%FILTER_STATE(wasm.envoy.lb.{KEY}:PLAIN)%\"\n"
-                ));
+                for (name, format) in fields {
+                    out.push_str(&format!("{indent}{name}: \"{format}\"\n"));
+                }
             }
             out
         })
         .collect()
+}
+
+/// Adds both carriers to the access log's JSON line (the one the build does not write logs
+/// `-` / empty).
+fn with_cost_fields(yaml: String) -> String {
+    with_log_fields(
+        yaml,
+        &[
+            (
+                "cost_metadata",
+                format!("%DYNAMIC_METADATA(envoy.lb:{KEY})%"),
+            ),
+            (
+                "cost_filter_state",
+                format!("%FILTER_STATE(wasm.envoy.lb.{KEY}:PLAIN)%"),
+            ),
+        ],
+    )
+}
+
+/// Envoy with the picker, its rendered YAML passed through `edit` first.
+fn start_edited(backends: Vec<Backend>, picker: Value, edit: fn(String) -> String) -> Env {
+    Env::start_with(
+        backends,
+        picker,
+        StartOptions {
+            edit_yaml: Some(Box::new(edit)),
+            ..StartOptions::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"))
+}
+
+/// The access log's JSON lines that `keep` keeps, once there are at least `n` (or after 10 s).
+fn logged(env: &Env, n: usize, keep: fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lines: Vec<Value> = env
+            .access_log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(keep)
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn reported(line: &Value) -> Option<f64> {
@@ -63,15 +110,7 @@ fn reported(line: &Value) -> Option<f64> {
 fn usage_cost_reaches_envoy() {
     let backends = vec![Backend::spawn("pod-a"), Backend::spawn("pod-b")];
     let p = picker(&backends);
-    let env = Env::start_with(
-        backends,
-        p,
-        StartOptions {
-            edit_yaml: Some(Box::new(with_cost_fields)),
-            ..StartOptions::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    let env = start_edited(backends, p, with_cost_fields);
 
     // The fake server reports prompt_tokens = body bytes / 4 and completion_tokens = 3.
     let mut want = vec![];
@@ -88,18 +127,7 @@ fn usage_cost_reaches_envoy() {
     let r = env.post("/v1/completions", &big, &[]);
     assert_eq!(r.status, 200, "{r:?}");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let lines = loop {
-        let lines: Vec<Value> = env
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 4 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let lines = logged(&env, 4, |_| true);
     // Each request has its own body size, so its access-log line is found by bytes_received.
     let by_size = |n: usize| {
         lines
@@ -298,18 +326,19 @@ fn with_metadata_source(yaml: String) -> String {
         "- header: x-gateway-destination-endpoint",
         "- metadata: {key: envoy.lb, path: [{key: x-gateway-destination-endpoint}]}",
     );
-    yaml.lines()
-        .map(|line| {
-            let mut out = format!("{line}\n");
-            if line.trim_start().starts_with("duration_ms: \"%DURATION%\"") {
-                let indent = &line[..line.len() - line.trim_start().len()];
-                out.push_str(&format!(
-                    "{indent}destination_metadata: \"%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint)%\"\n{indent}scores_metadata: \"%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint-scores)%\"\n"
-                ));
-            }
-            out
-        })
-        .collect()
+    with_log_fields(
+        yaml,
+        &[
+            (
+                "destination_metadata",
+                "%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint)%".into(),
+            ),
+            (
+                "scores_metadata",
+                "%DYNAMIC_METADATA(envoy.lb:x-gateway-destination-endpoint-scores)%".into(),
+            ),
+        ],
+    )
 }
 
 /// llm-d-router's EPP publishes its decision as dynamic metadata `envoy.lb`:
@@ -329,15 +358,7 @@ fn the_decision_reaches_a_cluster_that_reads_the_metadata_and_the_scores_the_acc
     let addresses: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
     let mut p = picker(&backends);
     p["pool"]["emitEndpointScores"] = json!(true);
-    let env = Env::start_with(
-        backends,
-        p,
-        StartOptions {
-            edit_yaml: Some(Box::new(with_metadata_source)),
-            ..StartOptions::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    let env = start_edited(backends, p, with_metadata_source);
     // The queue scorer prefers pod-b, then pod-a, then pod-c.
     for (b, waiting) in env.backends.iter().zip([4, 0, 9]) {
         b.set(json!({"waiting": waiting}));
@@ -355,19 +376,7 @@ fn the_decision_reaches_a_cluster_that_reads_the_metadata_and_the_scores_the_acc
             );
         }
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let lines = loop {
-        let lines: Vec<Value> = env
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .filter(|l: &Value| l["path"] == "/v1/completions")
-            .collect();
-        if lines.len() >= n || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let lines = logged(&env, n, |l| l["path"] == "/v1/completions");
     assert_eq!(lines.len(), n, "{lines:?}");
     for l in &lines {
         if !e2e::native() {
