@@ -225,8 +225,9 @@ extern "C" {
     );
 
     /// Sets the string `key` in the dynamic-metadata `namespace` of the stream (creating the
-    /// namespace, replacing an earlier value). Declared `void`: the 1.40.0 binary sets no result
-    /// (the value arrives in memory, the third buffer past the six argument registers).
+    /// namespace, replacing an earlier value). Declared `void`, as the 1.40.0 binary's code
+    /// returns none (read from its disassembly: with the first two buffers in registers, the
+    /// value's buffer is passed on the stack, as the C calling convention does for any caller).
     pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
         filter: Ptr,
         namespace: ModuleBuffer,

@@ -23,9 +23,7 @@ pub const DESTINATION: &str = "x-gateway-destination-endpoint";
 pub const SCORES: &str = "x-gateway-destination-endpoint-scores";
 
 /// The `google.protobuf.Struct` (wire format) holding `destination` and `scores` under their
-/// keys, for Envoy to merge into [`NAMESPACE`]. A non-finite score (no scorer produces one;
-/// scores are clamped to 0..1 and weighted) would be encoded as is; JSON access logs print it
-/// as `null`.
+/// keys, for Envoy to merge into [`NAMESPACE`].
 pub fn decision(destination: &str, scores: &[(String, f64)]) -> Vec<u8> {
     let number = |v: f64| Value {
         kind: Some(Kind::NumberValue(v)),
