@@ -236,10 +236,10 @@ extern "C" {
     );
 
     /// Merges a serialized `google.protobuf.Struct` (`value`, protobuf wire format) into the
-    /// dynamic-metadata `namespace` of the stream, as Envoy merges metadata (keys replaced,
-    /// nested structs merged). Bytes that do not parse as a Struct are logged by Envoy and
-    /// ignored. `void` in the 1.40.0 binary (it parses `value` with the pointer and length in
-    /// the fourth and fifth argument registers and returns nothing).
+    /// dynamic-metadata `namespace` of the stream (a key already there is replaced). Bytes that
+    /// do not parse as a Struct set nothing. `void` in the 1.40.0 binary (read from its
+    /// disassembly: it parses `value` from the fourth and fifth argument registers, then
+    /// returns nothing).
     pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_struct(
         filter: Ptr,
         namespace: ModuleBuffer,
