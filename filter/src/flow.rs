@@ -432,7 +432,7 @@ impl RequestFlow {
                 // Only for a scheduled request: a body-less one is placed in turn, which is what
                 // a metadata-reading cluster's own fallback balancer does without it (and the
                 // write is ~2k instructions, a tenth of the module's cost on `GET`).
-                if !r.profile.is_empty() {
+                if r.scheduled() {
                     host.set_destination_metadata(&r.destination, &r.endpoint_scores);
                 }
                 for (k, v) in &r.headers {

@@ -60,6 +60,13 @@ pub struct Route {
 }
 
 impl Route {
+    /// True when a scheduling profile chose the destination (profile names are never empty:
+    /// the loader refuses one); false for a body-less request, which the candidates take in
+    /// turn ([`PickerCore::route_headers_only`]).
+    pub fn scheduled(&self) -> bool {
+        !self.profile.is_empty()
+    }
+
     /// The primary endpoint: the first entry of [`Route::destination`].
     pub fn primary(&self) -> &str {
         self.destination
