@@ -225,9 +225,10 @@ extern "C" {
     );
 
     /// Sets the string `key` in the dynamic-metadata `namespace` of the stream (creating the
-    /// namespace, replacing an earlier value). Declared `void`, as the 1.40.0 binary's code
-    /// returns none (read from its disassembly: with the first two buffers in registers, the
-    /// value's buffer is passed on the stack, as the C calling convention does for any caller).
+    /// namespace, replacing an earlier value). Its 1.40.0 code returns what its setter returns
+    /// (and 0 without stream info), undocumented; declared `void` here, as nothing is done with
+    /// it, which the C calling convention allows. The value's buffer goes on the stack (the
+    /// first two buffers fill the argument registers), as Rust's `extern "C"` passes it.
     pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
         filter: Ptr,
         namespace: ModuleBuffer,

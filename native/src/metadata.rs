@@ -15,9 +15,9 @@ use prost_types::{value::Kind, Struct, Value};
 /// The dynamic-metadata namespace Envoy's load balancing reads (`envoy.lb`).
 pub const NAMESPACE: &str = "envoy.lb";
 
-/// Key of the destination: the `x-gateway-destination-endpoint` header's value (an `ip:port`,
-/// or an ordered comma list whose first entry is the primary endpoint).
-pub const DESTINATION: &str = "x-gateway-destination-endpoint";
+/// Key of the destination: the same name as the header whose value it carries (an `ip:port`,
+/// or an ordered comma list whose first entry is the primary endpoint), as upstream names both.
+pub use endpoint_picker_filter::picker::headers::DESTINATION;
 
 /// Key of the scores struct (`ip:port` → total weighted score).
 pub const SCORES: &str = "x-gateway-destination-endpoint-scores";
