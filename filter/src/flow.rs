@@ -30,6 +30,7 @@ use crate::picker::decide::{Gate, Outcome, PickerCore, RequestInput};
 use crate::picker::headers::{
     ATTEMPT_COUNT, CLIENT_FORBIDDEN, DEBUG, DESTINATION, ENCODERS, KV_SOURCE, PREFILLER, SERVED,
 };
+use crate::picker::subset::EndpointSubset;
 #[cfg(test)]
 use crate::telemetry::Timing;
 use crate::telemetry::{RequestLabels, RequestRecord};
@@ -118,6 +119,12 @@ pub trait HttpHost {
     fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {
         let _ = (destination, scores);
     }
+    /// The request's endpoint subset hint: the string entries of the list in its dynamic
+    /// metadata at [`crate::picker::subset::NAMESPACE`] / [`crate::picker::subset::KEY`];
+    /// `None` when there is no such list, or the host cannot read metadata lists.
+    fn endpoint_subset(&mut self) -> Option<EndpointSubset> {
+        None
+    }
     /// Reports `value` as the number `namespace`/`name` of the request's dynamic metadata
     /// (native) or as the filter state `wasm.<namespace>.<name>` (proxy-wasm); `false` when
     /// the host cannot. Called at the end of the response.
@@ -141,8 +148,14 @@ pub trait HttpHost {
 pub trait Picking {
     /// Scheduler and pool settings.
     fn core(&self) -> &PickerCore;
-    /// Decides a request without a body (`explain`: the route carries its explanation).
-    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome;
+    /// Decides a request without a body (`explain`: the route carries its explanation; only
+    /// the endpoints `subset` admits are candidates, when given).
+    fn route_headers_only(
+        &self,
+        now_ms: u64,
+        subset: Option<&EndpointSubset>,
+        explain: bool,
+    ) -> Outcome;
     /// Decides a request with its whole body; the model names and plugin timings go to
     /// `record`.
     fn route_request(
@@ -200,6 +213,17 @@ pub trait Picking {
     ) {
         let _ = (fairness_id, priority, outcome, waited_ms);
     }
+}
+
+/// The request's subset hint, unless the pool ignores it (`pool.disableEndpointSubsetFilter`).
+fn endpoint_subset<H: HttpHost + ?Sized, P: Picking + ?Sized>(
+    host: &mut H,
+    p: &P,
+) -> Option<EndpointSubset> {
+    if p.core().pool.disable_endpoint_subset_filter {
+        return None;
+    }
+    host.endpoint_subset()
 }
 
 /// The flow key of a parsed request: its fairness id header, else the identity a configured
@@ -620,7 +644,8 @@ impl RequestFlow {
         if end_of_stream {
             let now_ms = self.start_us / 1000;
             let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
-            let outcome = p.route_headers_only(now_ms, explain);
+            let subset = endpoint_subset(host, p);
+            let outcome = p.route_headers_only(now_ms, subset.as_ref(), explain);
             return if self.apply(host, p, outcome) {
                 HeadersAction::Continue
             } else {
@@ -775,6 +800,8 @@ impl RequestFlow {
         let mut headers = Some(block.iter().map(|(k, v)| (k.into(), v.into())).collect());
         let state = &mut self.state;
         let explain = self.debug_asked || log::log_enabled!(log::Level::Debug);
+        // Read at the decision, after every filter before this one had the whole request.
+        let subset = endpoint_subset(host, p);
         let record = self.record.get_or_insert_with(RequestRecord::default);
         record.request_bytes = size as u64;
         self.scheduled = true;
@@ -787,6 +814,7 @@ impl RequestFlow {
                 now_ms,
                 explain,
                 admit: Some(&mut admit),
+                subset: subset.as_ref(),
             };
             outcome = Some(p.route_request(input, state, record));
         });
@@ -798,6 +826,7 @@ impl RequestFlow {
                 now_ms,
                 explain,
                 admit: Some(&mut admit),
+                subset: subset.as_ref(),
             };
             p.route_request(input, state, record)
         });
@@ -1300,6 +1329,8 @@ mod tests {
         elapsed_us: u64,
         /// Each `set_destination_metadata`: the destination and the scores.
         metadata: Vec<(String, Vec<(String, f64)>)>,
+        /// The endpoint subset hint in the request's metadata, if any.
+        subset: Option<EndpointSubset>,
     }
 
     struct CountWake(std::sync::Arc<std::sync::atomic::AtomicUsize>);
@@ -1311,6 +1342,9 @@ mod tests {
     }
 
     impl HttpHost for FakeHost {
+        fn endpoint_subset(&mut self) -> Option<EndpointSubset> {
+            self.subset.clone()
+        }
         fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {
             self.metadata.push((destination.into(), scores.to_vec()));
         }
@@ -1407,8 +1441,14 @@ mod tests {
         fn core(&self) -> &PickerCore {
             &self.core
         }
-        fn route_headers_only(&self, _now_ms: u64, _explain: bool) -> Outcome {
-            self.core.route_headers_only(&self.pool.borrow(), false)
+        fn route_headers_only(
+            &self,
+            _now_ms: u64,
+            subset: Option<&EndpointSubset>,
+            _explain: bool,
+        ) -> Outcome {
+            self.core
+                .route_headers_only(&self.pool.borrow(), subset, false)
         }
         fn route_request(
             &self,
@@ -1960,6 +2000,66 @@ mod tests {
         let _ = RequestFlow::new().on_request_headers(&mut get, &p, true);
         assert!(get.request_header(DESTINATION).is_some(), "routed");
         assert!(get.metadata.is_empty(), "{:?}", get.metadata);
+    }
+
+    /// GIE's subset hint (its hermetic "subset" cases): the pick is the best endpoint the hint
+    /// admits, even a busier one; a hint that admits none, or an empty one, is a 503; with
+    /// `disableEndpointSubsetFilter` it is ignored; a body-less request keeps to it too.
+    #[test]
+    fn the_subset_hint_narrows_the_candidates() {
+        let subset_route = |p: &FakePicking, entries: &[&str]| {
+            let body = r#"{"model":"m","prompt":"hello"}"#;
+            let mut host = request(body);
+            host.subset = Some(EndpointSubset::from_entries(entries.iter().copied()));
+            let mut flow = RequestFlow::new();
+            flow.on_request_headers(&mut host, p, false);
+            let _ = flow.on_request_body(&mut host, p, body.len(), true);
+            host
+        };
+        let p = picking();
+        // Unrestricted, the queue scorer prefers 10.0.0.2.
+        assert_eq!(
+            routed(&p, "hello", &[])
+                .request_header(DESTINATION)
+                .as_deref(),
+            Some("10.0.0.2:8000")
+        );
+        // Any port of a listed IP.
+        let mut host = subset_route(&p, &["10.0.0.1:9999"]);
+        assert_eq!(
+            host.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.1:8000")
+        );
+        assert!(host.reply.is_none());
+        for entries in [&["192.168.1.1:8000"][..], &[]] {
+            let mut host = subset_route(&p, entries);
+            let (status, body) = host.reply.clone().expect("a local reply");
+            assert_eq!(status, 503, "{entries:?}");
+            assert!(
+                body.contains("failed to find endpoint candidates"),
+                "{body}"
+            );
+            assert!(host.request_header(DESTINATION).is_none());
+        }
+        let mut off = picking();
+        off.core.pool.disable_endpoint_subset_filter = true;
+        let mut host = subset_route(&off, &["10.0.0.1:8000"]);
+        assert_eq!(
+            host.request_header(DESTINATION).as_deref(),
+            Some("10.0.0.2:8000")
+        );
+        for _ in 0..3 {
+            let mut get = FakeHost {
+                request: vec![(":path".into(), "/v1/models".into())],
+                subset: Some(EndpointSubset::from_entries(["10.0.0.1:8000"])),
+                ..FakeHost::default()
+            };
+            let _ = RequestFlow::new().on_request_headers(&mut get, &p, true);
+            assert_eq!(
+                get.request_header(DESTINATION).as_deref(),
+                Some("10.0.0.1:8000")
+            );
+        }
     }
 
     #[test]

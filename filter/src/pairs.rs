@@ -59,9 +59,51 @@ pub fn decode_pairs(b: &[u8]) -> Pairs {
     out
 }
 
+/// A list-valued property as Envoy serialises one for proxy-wasm (e.g. a metadata list: what
+/// `get_property` returns for `["metadata", "filter_metadata", <namespace>, <key>]` when the
+/// value is a list of strings): the header-map format with each element as a name and an empty
+/// value. `None` unless the bytes are exactly that (every value empty, nothing left over), so a
+/// value of another kind (a string's raw bytes) is not mistaken for a list.
+pub fn decode_list(b: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let count = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let pairs = decode_pairs(b);
+    let exact = pairs.len() == count
+        && pairs.iter().all(|(_, v)| v.is_empty())
+        && pairs
+            .iter()
+            .try_fold(4 + 8 * count, |n, (k, _)| n.checked_add(k.len() + 2))
+            == Some(b.len());
+    exact.then(|| pairs.into_iter().map(|(k, _)| k).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes Envoy 1.40 returned for a metadata list of two strings (seen in the e2e
+    /// subset-hint test), an empty list, and values that are not lists.
+    #[test]
+    fn a_list_property_decodes_and_other_values_do_not() {
+        let two = encode_pairs(&[("127.0.0.3:1", b""), ("127.0.0.1:5", b"")]);
+        assert_eq!(
+            two[..12],
+            [2, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0],
+            "count, then (name length, value length) per element"
+        );
+        assert_eq!(
+            decode_list(&two),
+            Some(vec![b"127.0.0.3:1".to_vec(), b"127.0.0.1:5".to_vec()])
+        );
+        assert_eq!(decode_list(&[0, 0, 0, 0]), Some(Vec::new()));
+        assert_eq!(decode_list(b"10.0.0.1:8000"), None);
+        assert_eq!(decode_list(&encode_pairs(&[("k", b"v")])), None);
+        let mut trailing = two.clone();
+        trailing.push(b'x');
+        assert_eq!(decode_list(&trailing), None);
+        for cut in 0..two.len() {
+            assert_eq!(decode_list(&two[..cut]), None, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn pairs_round_trip_and_truncation_is_not_a_panic() {

@@ -110,6 +110,7 @@ fn route_once(core: &PickerCore, pool: &[Endpoint], body: &str, rng: &mut SplitM
             now_ms: 1_000,
             explain: false,
             admit: None,
+            subset: None,
         },
         rng,
         &mut state,

@@ -133,6 +133,12 @@ pub unsafe fn bytes<'a>(b: EnvoyBuffer) -> &'a [u8] {
     }
 }
 
+// Metadata source (`envoy_dynamic_module_type_metadata_source`): the stream's dynamic metadata.
+// In the 1.40.0 binary the getters switch over five sources (0..=4); source 0 reads the stream
+// info's dynamic metadata (the e2e subset-hint test sets it with Envoy's `set_metadata` filter
+// and sees the picker honour it).
+pub const METADATA_DYNAMIC: u32 = 0;
+
 // Header map selector (`envoy_dynamic_module_type_http_header_type`).
 pub const REQUEST_HEADER: u32 = 0;
 pub const RESPONSE_HEADER: u32 = 2;
@@ -246,6 +252,32 @@ extern "C" {
         namespace: ModuleBuffer,
         value: ModuleBuffer,
     );
+
+    /// The length of the list `key` in metadata `namespace` of `source` (stored in `*result`);
+    /// false when there is no such key or its value is not a list. In the 1.40.0 binary the
+    /// result pointer is read from the first stack argument (the two buffers fill the argument
+    /// registers after `filter` and `source`), and the value's kind is checked to be a list.
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_size(
+        filter: Ptr,
+        source: u32,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        result: *mut usize,
+    ) -> bool;
+
+    /// Element `index` of the list `key` in metadata `namespace` of `source`, when it is a
+    /// string (`*result` then points into Envoy's copy of the metadata, valid for the current
+    /// hook); false for an index past the end or an element of another kind. In the 1.40.0
+    /// binary `index` and `result` are the first two stack arguments, and the index is checked
+    /// against the list's length before the element is read.
+    pub fn envoy_dynamic_module_callback_http_get_metadata_list_string(
+        filter: Ptr,
+        source: u32,
+        namespace: ModuleBuffer,
+        key: ModuleBuffer,
+        index: usize,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
 
     // ---- HTTP filter: body, replies, routing ----
     pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(

@@ -14,6 +14,7 @@ use endpoint_picker_filter::telemetry::{
 
 use endpoint_picker_filter::flow::{HttpHost, Picking};
 use endpoint_picker_filter::picker::decide::{Outcome, PickerCore, RequestInput};
+use endpoint_picker_filter::picker::subset::{self, EndpointSubset};
 use scheduler_core::flowcontrol::eviction::EvictionGauges;
 use scheduler_core::flowcontrol::queues::FlowDepth;
 use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix64};
@@ -279,8 +280,15 @@ impl Picking for FilterConfig {
         &self.core
     }
 
-    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
-        self.with_candidates(now_ms, |c, _| self.core.route_headers_only(c, explain))
+    fn route_headers_only(
+        &self,
+        now_ms: u64,
+        subset: Option<&EndpointSubset>,
+        explain: bool,
+    ) -> Outcome {
+        self.with_candidates(now_ms, |c, _| {
+            self.core.route_headers_only(c, subset, explain)
+        })
     }
 
     fn route_request(
@@ -1084,6 +1092,48 @@ impl HttpHost for NativeHost {
                 ModuleBuffer::of(b"endpoint_picker"),
             );
         }
+    }
+
+    fn endpoint_subset(&mut self) -> Option<EndpointSubset> {
+        let namespace = ModuleBuffer::of(subset::NAMESPACE.as_bytes());
+        let key = ModuleBuffer::of(subset::KEY.as_bytes());
+        let mut len = 0usize;
+        // SAFETY: the filter pointer of the current hook; the buffers are borrowed for the call
+        // and `len` outlives it.
+        let listed = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_metadata_list_size(
+                self.filter,
+                abi::METADATA_DYNAMIC,
+                namespace,
+                key,
+                &mut len,
+            )
+        };
+        if !listed {
+            return None;
+        }
+        let entries = (0..len.min(subset::MAX_ENTRIES)).filter_map(|index| {
+            let mut entry = EnvoyBuffer {
+                ptr: core::ptr::null(),
+                length: 0,
+            };
+            // SAFETY: as above; `entry` outlives the call and points into Envoy's metadata,
+            // valid for this hook, where it is copied. False for an element that is not a
+            // string, which is skipped, as upstream's EPP skips it.
+            let is_string = unsafe {
+                abi::envoy_dynamic_module_callback_http_get_metadata_list_string(
+                    self.filter,
+                    abi::METADATA_DYNAMIC,
+                    namespace,
+                    key,
+                    index,
+                    &mut entry,
+                )
+            };
+            // SAFETY: Envoy filled `entry` for the current hook.
+            is_string.then(|| String::from_utf8_lossy(unsafe { abi::bytes(entry) }).into_owned())
+        });
+        Some(EndpointSubset::from_host_list(len, entries))
     }
 
     fn set_destination_metadata(&mut self, destination: &str, scores: &[(String, f64)]) {

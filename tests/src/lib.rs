@@ -190,8 +190,14 @@ impl Backend {
     /// the bind, so no other process can take it in between (a chosen port is only free until
     /// someone binds it; that race once left a backend that looked started but had exited).
     pub fn spawn(name: &str) -> Backend {
+        Backend::spawn_on(name, "127.0.0.1")
+    }
+
+    /// [`Backend::spawn`] on another loopback IP (`127.0.0.2`, …: Linux answers the whole
+    /// 127/8 on `lo`), for tests where endpoints must differ by IP, not only by port.
+    pub fn spawn_on(name: &str, ip: &str) -> Backend {
         let mut cmd = Command::new(fake_server_bin());
-        cmd.args(["--listen", "127.0.0.1:0", "--name", name]);
+        cmd.args(["--listen", &format!("{ip}:0"), "--name", name]);
         let (mut child, log) = launch(name, cmd, Stdio::piped());
         let stdout = child.stdout.take();
         let (tx, rx) = std::sync::mpsc::channel();

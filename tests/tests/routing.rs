@@ -222,3 +222,152 @@ fn debug_level_logs_one_decision_line_per_request() {
     });
     assert!(logged.is_some(), "no decision line:\n{}", env.log());
 }
+
+/// Inserts `filter` (YAML lines of one HTTP filter, first line `- name: …`, indented as a list
+/// item at column 0) as the first HTTP filter, before the picker.
+fn with_first_filter(yaml: String, filter: &str) -> String {
+    let mut out = String::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim_end().ends_with("http_filters:") {
+            let next = lines.peek().copied().unwrap_or_default();
+            let indent = &next[..next.len() - next.trim_start().len()];
+            for l in filter.lines().filter(|l| !l.trim().is_empty()) {
+                out.push_str(&format!("{indent}{l}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// A Lua filter that copies the test's `x-test-subset` header into the request's dynamic
+/// metadata as GIE's subset hint: the list of the header's comma-separated entries. Without the
+/// header no hint is set. (Envoy's Lua turns an empty table into a struct, not a list, so the
+/// empty list is set another way: [`with_empty_subset`].)
+fn with_subset_from_header(yaml: String) -> String {
+    with_first_filter(
+        yaml,
+        r#"
+- name: envoy.filters.http.lua
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+    default_source_code:
+      inline_string: |
+        function envoy_on_request(h)
+          local v = h:headers():get("x-test-subset")
+          if v == nil then return end
+          local list = {}
+          for e in string.gmatch(v, "[^,]+") do table.insert(list, e) end
+          h:streamInfo():dynamicMetadata():set("envoy.lb.subset_hint", "x-gateway-destination-endpoint-subset", list)
+        end
+"#,
+    )
+}
+
+/// Envoy's `set_metadata` filter giving every request an empty subset hint.
+fn with_empty_subset(yaml: String) -> String {
+    with_first_filter(
+        yaml,
+        r#"
+- name: envoy.filters.http.set_metadata
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.set_metadata.v3.Config
+    metadata:
+    - metadata_namespace: envoy.lb.subset_hint
+      value:
+        x-gateway-destination-endpoint-subset: []
+"#,
+    )
+}
+
+/// Three model servers on three loopback IPs (so they differ by IP, not only by port) behind a
+/// queue-scorer picker, with `edit` applied to the rendered configuration.
+fn subset_env(edit: fn(String) -> String) -> Env {
+    let backends: Vec<e2e::Backend> = ["pod-a", "pod-b", "pod-c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| e2e::Backend::spawn_on(name, &format!("127.0.0.{}", i + 1)))
+        .collect();
+    let endpoints: Vec<serde_json::Value> = backends
+        .iter()
+        .map(|b| json!({"address": b.addr.to_string()}))
+        .collect();
+    let picker = json!({
+        "pool": {"cluster": "inference_pool", "endpoints": endpoints, "debug": true},
+        "plugins": [{"type": "queue-scorer"}],
+    });
+    let env = Env::start_with(
+        backends,
+        picker,
+        e2e::StartOptions {
+            edit_yaml: Some(Box::new(edit)),
+            ..e2e::StartOptions::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start:\n{log}"));
+    // The queue scorer prefers pod-b, then pod-a, then pod-c.
+    for (b, waiting) in env.backends.iter().zip([4, 0, 9]) {
+        b.set(json!({"waiting": waiting}));
+    }
+    env.settle();
+    env
+}
+
+/// GIE's endpoint subset hint (its hermetic "subset" cases, through real Envoy, both builds): a
+/// filter before the picker lists `ip:port`s in the request's dynamic metadata
+/// (`envoy.lb.subset_hint` / `x-gateway-destination-endpoint-subset`), and the picker chooses
+/// only among the pool's endpoints with a listed IP (any port), even a busier one; a list
+/// matching no endpoint, or an empty one, is a 503 "failed to find endpoint candidates"; a
+/// body-less request keeps to the subset too.
+#[test]
+fn the_endpoint_subset_hint_narrows_the_candidates() {
+    let env = subset_env(with_subset_from_header);
+    let addr = |i: usize| env.backends[i].addr;
+    let other_port = |i: usize| format!("{}:1", addr(i).ip());
+    let cases = [
+        (None, "pod-b"),
+        (Some(other_port(2)), "pod-c"),
+        (Some(format!("{},{}", addr(0), other_port(2))), "pod-a"),
+    ];
+    for (subset, pod) in &cases {
+        for i in 0..3 {
+            let headers: Vec<(&str, &str)> = subset
+                .as_deref()
+                .map(|s| ("x-test-subset", s))
+                .into_iter()
+                .collect();
+            let r = env.complete(MODEL, &format!("question {i}"), &headers);
+            assert_eq!(r.status, 200, "{subset:?}: {r:?}");
+            assert_eq!(r.pod(), *pod, "subset {subset:?}, request {i}: {r:?}");
+        }
+    }
+    let r = env.complete(
+        MODEL,
+        "no candidates",
+        &[("x-test-subset", "10.9.9.9:8000")],
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.body.contains("failed to find endpoint candidates"),
+        "{r:?}"
+    );
+    let get = format!(
+        "GET /v1/models HTTP/1.1\r\nhost: x\r\nx-test-subset: {}\r\nconnection: close\r\n\r\n",
+        other_port(2)
+    );
+    for i in 0..3 {
+        let r = env.raw(get.as_bytes());
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.pod(), "pod-c", "GET {i}: {r:?}");
+    }
+    drop(env);
+    let env = subset_env(with_empty_subset);
+    let r = env.complete(MODEL, "empty subset", &[]);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.body.contains("failed to find endpoint candidates"),
+        "{r:?}"
+    );
+}

@@ -10,6 +10,7 @@ use scheduler_core::{
 };
 
 use crate::picker::reply::Reply;
+use crate::picker::subset::EndpointSubset;
 use crate::telemetry::{RequestLabels, Timing};
 
 /// What the filter does with one request.
@@ -92,6 +93,9 @@ pub struct RequestInput<'a> {
     /// candidates (before they are checked: an empty pool is a reason to wait, not to fail);
     /// `None` admits.
     pub admit: Option<&'a mut AdmitFn<'a>>,
+    /// The request's endpoint subset hint, when it carries one (and the pool honours it):
+    /// only the pool endpoints it admits are candidates.
+    pub subset: Option<&'a EndpointSubset>,
 }
 
 /// Flow control's admission hook: the parsed request and the current candidates → [`Gate`].
@@ -153,7 +157,19 @@ impl PickerCore {
     /// requests often land on one endpoint at once and Envoy opens another connection for the
     /// second (measured on GET with 16 endpoints and 16 client connections: 114 upstream
     /// connections against 66, and 85 % of plain Envoy's throughput against ~100 %).
-    pub fn route_headers_only(&self, candidates: &[Endpoint], explain: bool) -> Outcome {
+    ///
+    /// With a `subset` only the endpoints it admits take turns; none → 503.
+    pub fn route_headers_only(
+        &self,
+        candidates: &[Endpoint],
+        subset: Option<&EndpointSubset>,
+        explain: bool,
+    ) -> Outcome {
+        let mut kept = Vec::new();
+        let candidates = match restrict(candidates, subset, &mut kept) {
+            Ok(c) => c,
+            Err(reply) => return Outcome::Reply(reply),
+        };
         let turn = self.headers_only_turn.fetch_add(1, Ordering::Relaxed);
         match candidates.get(turn.checked_rem(candidates.len()).unwrap_or(0)) {
             None => self.unusable(),
@@ -191,6 +207,7 @@ impl PickerCore {
             now_ms,
             explain,
             admit,
+            subset,
         } = input;
         if body.len() > self.pool.body_limit_bytes {
             return Outcome::Reply(self.too_large());
@@ -210,6 +227,11 @@ impl PickerCore {
             priority: request.priority,
         });
         timing.record.streaming = request.stream;
+        let mut kept = Vec::new();
+        let candidates = match restrict(candidates, subset, &mut kept) {
+            Ok(c) => c,
+            Err(reply) => return Outcome::Reply(reply),
+        };
         if let Some(admit) = admit {
             match admit(&request, candidates) {
                 Gate::Go => {}
@@ -287,6 +309,27 @@ impl PickerCore {
     }
 }
 
+/// The candidates a request's subset hint leaves ([`EndpointSubset::restrict`], copies in
+/// `kept`): all of them without a hint; a 503 reply ("failed to find endpoint candidates", as
+/// GIE answers it) when the pool has endpoints but the hint admits none. An empty pool stays
+/// empty, for the caller's own answer (wait for metrics, or the failure mode).
+fn restrict<'a>(
+    candidates: &'a [Endpoint],
+    subset: Option<&EndpointSubset>,
+    kept: &'a mut Vec<Endpoint>,
+) -> Result<&'a [Endpoint], Reply> {
+    match subset {
+        Some(s) if !candidates.is_empty() => {
+            let admitted = s.restrict(candidates, kept);
+            if admitted.is_empty() {
+                return Err(Reply::from_error(&RequestError::NoCandidates));
+            }
+            Ok(admitted)
+        }
+        _ => Ok(candidates),
+    }
+}
+
 /// `picked=<ip:port> profile=<name> score=<total> <scorer>=<score>x<weight> … candidates=<after
 /// filters>/<pool> top=<ip:port>:<total>(<score>,…);…` — the best few candidates with each
 /// scorer's raw score in the order listed before.
@@ -360,6 +403,7 @@ mod tests {
                 now_ms: 1000,
                 explain: true,
                 admit: None,
+                subset: None,
             },
             &mut SplitMix64::new(1),
             &mut RequestState::new(),
@@ -416,7 +460,7 @@ mod tests {
         assert!(score("127.0.0.2:8000") > score("127.0.0.1:8000"));
         assert!(score("127.0.0.1:8000") > score("127.0.0.3:8000"));
         // A body-less request is not scored.
-        let Outcome::Route(get) = c.route_headers_only(&pool(), false) else {
+        let Outcome::Route(get) = c.route_headers_only(&pool(), None, false) else {
             panic!()
         };
         assert!(get.endpoint_scores.is_empty());
@@ -594,7 +638,7 @@ mod tests {
             route(&c, &[], r#"{"model":"m","prompt":"x"}"#),
             Outcome::PassThrough
         );
-        assert_eq!(c.route_headers_only(&[], false), Outcome::PassThrough);
+        assert_eq!(c.route_headers_only(&[], None, false), Outcome::PassThrough);
         // A bad body is still a 400, whatever the failure mode.
         assert!(matches!(
             route(&c, &[], "{"),
@@ -607,7 +651,7 @@ mod tests {
         let c = core("");
         let eps = pool();
         let picks: Vec<String> = (0..6)
-            .map(|_| match c.route_headers_only(&eps, false) {
+            .map(|_| match c.route_headers_only(&eps, None, false) {
                 Outcome::Route(r) => r.destination,
                 other => panic!("{other:?}"),
             })
@@ -616,7 +660,7 @@ mod tests {
         assert_eq!(picks[..3], order[..], "each candidate once, in order");
         assert_eq!(picks[3..], order[..], "then again");
         // A pool that shrank between requests is still served (the turn wraps).
-        let Outcome::Route(r) = c.route_headers_only(&eps[..1], false) else {
+        let Outcome::Route(r) = c.route_headers_only(&eps[..1], None, false) else {
             panic!()
         };
         assert_eq!(r.destination, eps[0].address);

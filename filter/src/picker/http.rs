@@ -20,6 +20,7 @@ use crate::flow::{BodyAction, HeadersAction, HttpHost, RequestFlow};
 use crate::headers::HeaderBlock;
 use crate::host;
 use crate::picker::root::PickerShared;
+use crate::picker::subset::{self, EndpointSubset};
 
 /// The proxy-wasm host calls of one HTTP context (all through [`crate::host`], never panicking).
 pub struct WasmHost;
@@ -51,6 +52,20 @@ impl HttpHost for WasmHost {
         if let Some(b) = host::response_body(size) {
             f(&b);
         }
+    }
+    fn endpoint_subset(&mut self) -> Option<EndpointSubset> {
+        // The dynamic metadata's list, which Envoy hands proxy-wasm in the header-map format.
+        let raw = host::property(&[
+            "metadata",
+            "filter_metadata",
+            subset::NAMESPACE,
+            subset::KEY,
+        ])?;
+        let entries = crate::pairs::decode_list(&raw)?;
+        Some(EndpointSubset::from_host_list(
+            entries.len(),
+            entries.iter().map(|e| String::from_utf8_lossy(e)),
+        ))
     }
     fn upstream_address(&mut self) -> Option<String> {
         host::property_string(&["upstream", "address"])

@@ -10,6 +10,7 @@ use scheduler_core::{ConfigError, PickerConfig, Registry, RequestState, SplitMix
 use crate::flow::Picking;
 use crate::host;
 use crate::picker::decide::{Outcome, PickerCore, RequestInput};
+use crate::picker::subset::EndpointSubset;
 use crate::picker::view::PoolView;
 use crate::stats::{PickerStats, WasmSink};
 use crate::telemetry::{RequestLabels, RequestRecord, Telemetry, Timing};
@@ -179,13 +180,18 @@ impl Picking for PickerShared {
         &self.core
     }
 
-    fn route_headers_only(&self, now_ms: u64, explain: bool) -> Outcome {
+    fn route_headers_only(
+        &self,
+        now_ms: u64,
+        subset: Option<&EndpointSubset>,
+        explain: bool,
+    ) -> Outcome {
         let Ok(mut view) = self.view.try_borrow_mut() else {
-            return self.core.route_headers_only(&[], explain);
+            return self.core.route_headers_only(&[], subset, explain);
         };
         self.refresh(&mut view, now_ms);
         self.core
-            .route_headers_only(view.candidates(now_ms), explain)
+            .route_headers_only(view.candidates(now_ms), subset, explain)
     }
 
     fn route_request(

@@ -11,7 +11,8 @@
 //!     "failureMode": "FailClose",
 //!     "bodyLimitBytes": 4194304,
 //!     "debug": false,
-//!     "emitEndpointScores": false
+//!     "emitEndpointScores": false,
+//!     "disableEndpointSubsetFilter": false
 //!   },
 //!   "plugins": [ ... GIE EndpointPickerConfig fields ... ]
 //! }
@@ -98,6 +99,9 @@ pub(crate) struct PoolSpec {
     /// Publish every scored endpoint's score in the request's dynamic metadata (native build).
     #[serde(default)]
     emit_endpoint_scores: bool,
+    /// Ignore the subset hint in the request's dynamic metadata.
+    #[serde(default)]
+    disable_endpoint_subset_filter: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -289,6 +293,12 @@ pub struct PoolConfig {
     /// `--emit-endpoint-scores`, same namespace, key and shape, also off by default. Native
     /// build only (proxy-wasm cannot write dynamic metadata; the Wasm build warns and ignores it).
     pub emit_endpoint_scores: bool,
+    /// Ignore the endpoint subset hint: by default a request whose dynamic metadata holds the
+    /// list `envoy.lb.subset_hint` / `x-gateway-destination-endpoint-subset` (`ip:port`
+    /// strings, set by a filter before the picker) may only go to pool endpoints whose IP is in
+    /// it, as GIE's protocol asks of an endpoint picker; llm-d-router's
+    /// `--disable-endpoint-subset-filter` turns that off, as this does. Both builds.
+    pub disable_endpoint_subset_filter: bool,
 }
 
 /// The module's whole configuration: the pool plus a GIE `EndpointPickerConfig`.
@@ -505,6 +515,7 @@ fn validate(spec: PoolSpec) -> Result<PoolConfig, ConfigError> {
         max_buffered_body_bytes,
         debug: spec.debug,
         emit_endpoint_scores: spec.emit_endpoint_scores,
+        disable_endpoint_subset_filter: spec.disable_endpoint_subset_filter,
     })
 }
 
