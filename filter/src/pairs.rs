@@ -71,7 +71,9 @@ pub fn decode_list(b: &[u8]) -> Option<Vec<Vec<u8>>> {
         && pairs.iter().all(|(_, v)| v.is_empty())
         && pairs
             .iter()
-            .try_fold(4 + 8 * count, |n, (k, _)| n.checked_add(k.len() + 2))
+            .try_fold(count.checked_mul(8)?.checked_add(4)?, |n, (k, _)| {
+                n.checked_add(k.len())?.checked_add(2)
+            })
             == Some(b.len());
     exact.then(|| pairs.into_iter().map(|(k, _)| k).collect())
 }
