@@ -135,8 +135,8 @@ pub unsafe fn bytes<'a>(b: EnvoyBuffer) -> &'a [u8] {
 
 // Metadata source (`envoy_dynamic_module_type_metadata_source`): the stream's dynamic metadata.
 // In the 1.40.0 binary the getters switch over five sources (0..=4); source 0 reads the stream
-// info's dynamic metadata (the e2e subset-hint test sets it with Envoy's `set_metadata` filter
-// and sees the picker honour it).
+// info's dynamic metadata (the e2e subset-hint test sets the list with Envoy's Lua and
+// `set_metadata` filters and sees the picker honour it).
 pub const METADATA_DYNAMIC: u32 = 0;
 
 // Header map selector (`envoy_dynamic_module_type_http_header_type`).
@@ -268,8 +268,10 @@ extern "C" {
     /// Element `index` of the list `key` in metadata `namespace` of `source`, when it is a
     /// string (`*result` then points into Envoy's copy of the metadata, valid for the current
     /// hook); false for an index past the end or an element of another kind. In the 1.40.0
-    /// binary `index` and `result` are the first two stack arguments, and the index is checked
-    /// against the list's length before the element is read.
+    /// binary `index` and `result` are the first two stack arguments, the index is checked
+    /// against the list's length before the element is read, and only a string element is
+    /// written to `result` (another kind takes a logging branch; that it then returns false is
+    /// read from the disassembly, not exercised by a test).
     pub fn envoy_dynamic_module_callback_http_get_metadata_list_string(
         filter: Ptr,
         source: u32,

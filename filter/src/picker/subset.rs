@@ -53,15 +53,13 @@ fn ip_of(address: &str) -> &str {
 
 impl EndpointSubset {
     /// The subset of the hint's string entries (`ip:port`, or a bare IP).
-    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn from_entries<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Self {
         EndpointSubset {
-            ips: entries.into_iter().map(|e| ip_of(e).to_string()).collect(),
+            ips: entries
+                .into_iter()
+                .map(|e| ip_of(e.as_ref()).to_string())
+                .collect(),
         }
-    }
-
-    /// Adds one entry (`ip:port`, or a bare IP).
-    pub fn push(&mut self, entry: &str) {
-        self.ips.push(ip_of(entry).to_string());
     }
 
     /// The subset of a hint whose list has `listed` elements, of which a host read the string
@@ -74,17 +72,7 @@ impl EndpointSubset {
                 "endpoint picker: an endpoint subset hint lists {listed} entries; only the first {MAX_ENTRIES} are read (said once)"
             );
         }
-        EndpointSubset {
-            ips: entries
-                .take(MAX_ENTRIES)
-                .map(|e| ip_of(e.as_ref()).to_string())
-                .collect(),
-        }
-    }
-
-    /// Number of entries the hint listed (strings only).
-    pub fn len(&self) -> usize {
-        self.ips.len()
+        Self::from_entries(entries.take(MAX_ENTRIES))
     }
 
     /// True when the hint listed no endpoint: the request has no candidates.
@@ -167,6 +155,21 @@ mod tests {
         let got = all.restrict(&pool, &mut kept);
         assert!(core::ptr::eq(got, pool.as_slice()));
         assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn a_host_list_is_read_up_to_its_bound() {
+        let long: Vec<String> = (0..MAX_ENTRIES + 10)
+            .map(|i| format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        let s = EndpointSubset::from_host_list(long.len(), long.iter());
+        assert_eq!(s.ips.len(), MAX_ENTRIES);
+        assert!(s.admits("10.0.0.0:1"));
+        assert!(!s.admits(&format!(
+            "10.0.{}.{}:1",
+            MAX_ENTRIES >> 8,
+            MAX_ENTRIES & 255
+        )));
     }
 
     #[test]
