@@ -271,7 +271,8 @@ extern "C" {
     /// binary `index` and `result` are the first two stack arguments, the index is checked
     /// against the list's length before the element is read, and only a string element is
     /// written to `result` (another kind takes a logging branch; that it then returns false is
-    /// read from the disassembly, not exercised by a test).
+    /// read from the disassembly; the e2e subset test's number element is skipped, which a
+    /// false or a string matching no endpoint would both give).
     pub fn envoy_dynamic_module_callback_http_get_metadata_list_string(
         filter: Ptr,
         source: u32,

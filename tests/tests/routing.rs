@@ -243,13 +243,13 @@ fn with_first_filter(yaml: String, filter: &str) -> String {
 }
 
 /// A Lua filter that copies the test's `x-test-subset` header into the request's dynamic
-/// metadata as GIE's subset hint: the list of the header's comma-separated entries. Without the
-/// header no hint is set. (Envoy's Lua turns an empty table into a struct, not a list, so the
+/// metadata as GIE's subset hint: the list of the header's comma-separated entries (`#<n>`: the
+/// number n instead of a string). Without the header no hint is set. (Envoy's Lua turns an empty table into a struct, not a list, so the
 /// empty list is set another way: [`with_empty_subset`].)
 fn with_subset_from_header(yaml: String) -> String {
     with_first_filter(
         yaml,
-        r#"
+        r##"
 - name: envoy.filters.http.lua
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
@@ -259,10 +259,12 @@ fn with_subset_from_header(yaml: String) -> String {
           local v = h:headers():get("x-test-subset")
           if v == nil then return end
           local list = {}
-          for e in string.gmatch(v, "[^,]+") do table.insert(list, e) end
+          for e in string.gmatch(v, "[^,]+") do
+            if e:sub(1, 1) == "#" then table.insert(list, tonumber(e:sub(2))) else table.insert(list, e) end
+          end
           h:streamInfo():dynamicMetadata():set("envoy.lb.subset_hint", "x-gateway-destination-endpoint-subset", list)
         end
-"#,
+"##,
     )
 }
 
@@ -330,6 +332,8 @@ fn the_endpoint_subset_hint_narrows_the_candidates() {
         (None, "pod-b"),
         (Some(other_port(2)), "pod-c"),
         (Some(format!("{},{}", addr(0), other_port(2))), "pod-a"),
+        // An element that is not a string is skipped, as upstream skips it.
+        (Some(format!("#5,{}", other_port(2))), "pod-c"),
     ];
     for (subset, pod) in &cases {
         for i in 0..3 {

@@ -17,9 +17,8 @@
 //! ignores the hint. Both builds read it: the native one element by element through Envoy's
 //! metadata-list getters, the Wasm one as the property `metadata.filter_metadata.<namespace>.
 //! <key>`, which Envoy serialises as a header map of the elements ([`crate::pairs::decode_list`]).
-//! A list with an element that is not a string: the native build skips that element, as
-//! upstream does; in the Wasm build what Envoy returns then was not tried (if it is not a
-//! list of strings, the request sees the whole pool). A value that is not a list is no hint
+//! A list with an element that is not a string: both builds skip that element, as upstream
+//! does (e2e with a number element). A value that is not a list is no hint
 //! (the whole pool), except in the Wasm build for an empty struct, which Envoy serialises
 //! exactly as an empty list (no candidates). Envoy's Lua turns an empty table into such a
 //! struct: a Lua filter that means "no endpoint" gets a 503 from the Wasm build and the whole
