@@ -47,6 +47,14 @@ pub struct EnvoyBuffer {
     pub length: usize,
 }
 
+impl EnvoyBuffer {
+    /// No bytes: what an out-parameter starts as before Envoy fills it.
+    pub const EMPTY: EnvoyBuffer = EnvoyBuffer {
+        ptr: core::ptr::null(),
+        length: 0,
+    };
+}
+
 /// A buffer owned by the module, read by Envoy during the callback.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -774,10 +774,7 @@ fn lossy(b: &[u8]) -> String {
 
 impl NativeHost {
     fn header(&self, header_type: u32, name: &str) -> Option<String> {
-        let mut out = EnvoyBuffer {
-            ptr: core::ptr::null(),
-            length: 0,
-        };
+        let mut out = EnvoyBuffer::EMPTY;
         // SAFETY: `filter` is the pointer of the current hook; `out` is a live local; the key is
         // borrowed for the call.
         let found = unsafe {
@@ -869,10 +866,7 @@ impl NativeHost {
             return Chunks::new();
         }
         let mut v: Chunks = smallvec::smallvec![
-            EnvoyBuffer {
-                ptr: core::ptr::null(),
-                length: 0
-            };
+            EnvoyBuffer::EMPTY;
             n
         ];
         // SAFETY: `v` has room for the `n` buffers Envoy reported.
@@ -1024,10 +1018,7 @@ impl HttpHost for NativeHost {
     }
 
     fn upstream_address(&mut self) -> Option<String> {
-        let mut out = EnvoyBuffer {
-            ptr: core::ptr::null(),
-            length: 0,
-        };
+        let mut out = EnvoyBuffer::EMPTY;
         // SAFETY: the filter pointer of the current hook; `out` is a live local.
         let found = unsafe {
             abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
@@ -1113,10 +1104,7 @@ impl HttpHost for NativeHost {
             return None;
         }
         let entries = (0..len.min(subset::MAX_ENTRIES)).filter_map(|index| {
-            let mut entry = EnvoyBuffer {
-                ptr: core::ptr::null(),
-                length: 0,
-            };
+            let mut entry = EnvoyBuffer::EMPTY;
             // SAFETY: as above; `entry` outlives the call and points into Envoy's metadata,
             // valid for this hook, where it is copied. False for an element that is not a
             // string, which is skipped, as upstream's EPP skips it.
@@ -1130,8 +1118,9 @@ impl HttpHost for NativeHost {
                     &mut entry,
                 )
             };
-            // SAFETY: Envoy filled `entry` for the current hook.
-            is_string.then(|| String::from_utf8_lossy(unsafe { abi::bytes(entry) }).into_owned())
+            // SAFETY: Envoy filled `entry` for the current hook, which outlives this iterator
+            // (consumed below); borrowed, not copied, until the subset keeps its IP part.
+            is_string.then(|| String::from_utf8_lossy(unsafe { abi::bytes(entry) }))
         });
         Some(EndpointSubset::from_host_list(len, entries))
     }

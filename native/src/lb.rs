@@ -65,10 +65,7 @@ impl Balancer {
     /// are some: a worker's balancer is created over an empty host set that the membership hook
     /// fills right after, and reporting that empty set would empty the pool for a moment.
     pub(crate) fn new(lb: Ptr) -> Balancer {
-        let mut name = EnvoyBuffer {
-            ptr: core::ptr::null(),
-            length: 0,
-        };
+        let mut name = EnvoyBuffer::EMPTY;
         // SAFETY: Envoy's balancer pointer of this hook; the buffer is read before returning.
         unsafe { abi::envoy_dynamic_module_callback_lb_get_cluster_name(lb, &mut name) };
         let b = Balancer {
@@ -95,10 +92,7 @@ impl Balancer {
                 {
                     continue;
                 }
-                let mut addr = EnvoyBuffer {
-                    ptr: core::ptr::null(),
-                    length: 0,
-                };
+                let mut addr = EnvoyBuffer::EMPTY;
                 if unsafe {
                     abi::envoy_dynamic_module_callback_lb_get_host_address(lb, p, i, &mut addr)
                 } {

@@ -18,11 +18,11 @@
 //! metadata-list getters, the Wasm one as the property `metadata.filter_metadata.<namespace>.
 //! <key>`, which Envoy serialises as a header map of the elements ([`crate::pairs::decode_list`]).
 //! A list with an element that is not a string: both builds skip that element, as upstream
-//! does (e2e with a number element). A value that is not a list is no hint
-//! (the whole pool), except in the Wasm build for an empty struct, which Envoy serialises
-//! exactly as an empty list (no candidates). Envoy's Lua turns an empty table into such a
-//! struct: a Lua filter that means "no endpoint" gets a 503 from the Wasm build and the whole
-//! pool from the native build and upstream's EPP.
+//! does (e2e with a number element). A value that is not a list is no hint (the whole pool),
+//! except in the Wasm build for an empty map, which Envoy hands proxy-wasm in the same bytes
+//! as an empty list (no candidates). Envoy's Lua stores an empty table that way: a Lua filter
+//! that sets one gets a 503 from the Wasm build and the whole pool from the native build and
+//! upstream's EPP (the two builds' answers are pinned by the e2e test).
 
 use scheduler_core::Endpoint;
 
